@@ -1,0 +1,119 @@
+/**
+ * `im chat`: flags -> {@link ChatClient} with a {@link Terminal}.
+ * @module
+ */
+
+import process from "node:process";
+import { hostPort, intFlag, parseFlags } from "../lib/cli.ts";
+import { ChatClient } from "../lib/client.ts";
+import { UsageError } from "../lib/errors.ts";
+import { defaultKeyDir, loadUserKeys } from "../lib/keystore.ts";
+import { createTerminal, shouldUseColor } from "../lib/ui.ts";
+import { checkUsername } from "../lib/username.ts";
+
+/** `im chat --help`. */
+export const CHAT_USAGE = `Usage: im chat --user NAME [options]
+
+Log in to an im server and chat. Interactive on a terminal; when stdin is
+not a terminal it reads commands and messages line by line and prints one
+event per line (--json for JSON lines).
+
+Options:
+  --user NAME          who you are (required)
+  --server HOST:PORT   the server (default 127.0.0.1:9876)
+  --keys DIR           key directory (default $IM_KEYS or keys)
+  --json               print events as JSON lines
+  --relay              run peer sessions through the server relay
+  --listen HOST        address to listen on when hosting (default 127.0.0.1)
+  --advertise HOST:PORT  address to tell peers instead (e.g. behind NAT)
+  --heartbeat MS       heartbeat interval in ms (default 2000)
+  --no-reconnect       exit when the server goes away instead of retrying
+  --no-color           no colours (also when NO_COLOR is set)
+  -h, --help           this help
+
+Commands: !session host, !session <user>, !list, !disconnect, !whoami,
+!help, !quit. Anything else is sent to your peer.
+`;
+
+const OPTIONS = {
+  user: { type: "string" },
+  server: { type: "string" },
+  keys: { type: "string" },
+  json: { type: "boolean" },
+  relay: { type: "boolean" },
+  listen: { type: "string" },
+  advertise: { type: "string" },
+  heartbeat: { type: "string" },
+  "no-reconnect": { type: "boolean" },
+  "no-color": { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/**
+ * Run `im chat`.
+ * @param args arguments after `chat`
+ * @returns exit code
+ */
+export async function runChat(args: string[]): Promise<number> {
+  const v = parseFlags(args, OPTIONS, "im chat");
+  if (v.help) {
+    console.log(CHAT_USAGE.trimEnd());
+    return 0;
+  }
+  if (v.user === undefined) {
+    throw new UsageError(
+      "bad-flag",
+      'Missing "--user NAME"',
+      'run "im chat --help"',
+    );
+  }
+  const user = checkUsername(v.user);
+  const server = hostPort("--server", v.server ?? "127.0.0.1:9876");
+  if (v.advertise !== undefined) hostPort("--advertise", v.advertise);
+  const heartbeatMs = intFlag("--heartbeat", v.heartbeat, 2000, 50, 600_000);
+  const keys = await loadUserKeys(v.keys ?? defaultKeyDir(), user);
+  const interactive = Deno.stdin.isTerminal();
+  const color = !v["no-color"] && shouldUseColor({
+    noColor: Deno.env.get("NO_COLOR") !== undefined,
+    isTty: Deno.stdout.isTerminal(),
+  });
+  let client: ChatClient | undefined;
+  const terminal = createTerminal({
+    input: process.stdin,
+    output: process.stdout,
+    interactive,
+    json: v.json ?? false,
+    color,
+    self: user,
+    names: () => client?.names ?? [],
+  });
+  try {
+    client = await ChatClient.start({
+      user,
+      identity: keys.identity,
+      pinnedServer: keys.pinnedServer,
+      serverHost: server.host,
+      serverPort: server.port,
+      ui: terminal,
+      heartbeatMs,
+      relay: v.relay ?? false,
+      reconnect: !v["no-reconnect"],
+      ...(v.listen === undefined ? {} : { listenHost: v.listen }),
+      ...(v.advertise === undefined ? {} : { advertise: v.advertise }),
+    });
+  } catch (e) {
+    terminal.close();
+    throw e;
+  }
+  let code = 0;
+  client.onFatal = () => {
+    code = 1;
+    terminal.close();
+  };
+  for await (const line of terminal.lines()) {
+    if (!(await client.handleLine(line))) break;
+  }
+  await client.quit();
+  terminal.close();
+  return code;
+}

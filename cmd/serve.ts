@@ -1,0 +1,177 @@
+/**
+ * `im serve`: flags -> {@link ImServer}. Provisions default keys on a first
+ * run, logs to stderr (or JSON lines to stdout), stops cleanly on Ctrl-C or
+ * SIGTERM, and re-reads the client key directory on SIGHUP.
+ * @module
+ */
+
+import { intFlag, parseFlags } from "../lib/cli.ts";
+import { KeyError } from "../lib/errors.ts";
+import { DEFAULT_RSA_BITS } from "../lib/keys.ts";
+import {
+  DEFAULT_USERS,
+  defaultKeyDir,
+  loadClientDirectory,
+  loadServerKeys,
+  provision,
+  serverKeysExist,
+} from "../lib/keystore.ts";
+import { createLogger } from "../lib/log.ts";
+import { ImServer } from "../lib/server.ts";
+
+/** `im serve --help`. */
+export const SERVE_USAGE = `Usage: im serve [options]
+
+Run the im server: users log in with their keys, and it brokers their
+peer-to-peer sessions (it never sees their messages).
+
+Options:
+  --host HOST             address to listen on (default 127.0.0.1)
+  --port N                TCP port (default 9876; 0 picks a free one)
+  --keys DIR              key directory (default $IM_KEYS or keys)
+  --log text|json         log format: text to stderr, or JSON lines to stdout
+  --login-timeout S       seconds a login may take (default 10)
+  --max-clients N         logged-in clients at once (default 10000)
+  --max-unauth N          unauthenticated connections at once (default 256)
+  --max-unauth-per-addr N the same, per address (default 64)
+  --max-frame N           largest frame in bytes (default 65536)
+  --heartbeat MS          heartbeat interval in ms (default 2000)
+  --window S              record timestamp window in seconds (default 120)
+  --ticket-lifetime S     peer ticket lifetime in seconds (default 30, max 60)
+  --auth-failures N       failed logins per address and minute before a penalty (default 5)
+  --bits N                RSA size of keys provisioned on a first run (default ${DEFAULT_RSA_BITS})
+  -h, --help              this help
+
+On a first run with no server key in the key directory, it provisions the
+server and the users ${
+  DEFAULT_USERS.join(", ")
+} (as "im keygen" does) and says so.
+Signals: Ctrl-C or SIGTERM stops it (clients are told); SIGHUP re-reads
+the client key directory (added users can log in, removed ones are cut off).
+`;
+
+const OPTIONS = {
+  host: { type: "string" },
+  port: { type: "string" },
+  keys: { type: "string" },
+  log: { type: "string" },
+  "login-timeout": { type: "string" },
+  "max-clients": { type: "string" },
+  "max-unauth": { type: "string" },
+  "max-unauth-per-addr": { type: "string" },
+  "max-frame": { type: "string" },
+  heartbeat: { type: "string" },
+  window: { type: "string" },
+  "ticket-lifetime": { type: "string" },
+  "auth-failures": { type: "string" },
+  bits: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/**
+ * Run `im serve`.
+ * @param args arguments after `serve`
+ * @returns exit code
+ */
+export async function runServe(args: string[]): Promise<number> {
+  const v = parseFlags(args, OPTIONS, "im serve");
+  if (v.help) {
+    console.log(SERVE_USAGE.trimEnd());
+    return 0;
+  }
+  const json = v.log === "json";
+  if (v.log !== undefined && v.log !== "json" && v.log !== "text") {
+    throw new KeyError(
+      "bad-flag",
+      `Invalid --log "${v.log}": expected text or json`,
+    );
+  }
+  const dir = v.keys ?? defaultKeyDir();
+  const log = createLogger(json, json ? console.log : console.error);
+  if (!(await serverKeysExist(dir))) {
+    const bits = intFlag("--bits", v.bits, DEFAULT_RSA_BITS, 2048, 4096);
+    const report = await provision(dir, { users: DEFAULT_USERS, bits });
+    log("provisioned", {
+      dir,
+      users: DEFAULT_USERS.join(","),
+      files: report.entries.length,
+    });
+    console.error(
+      `im: no keys in ${dir}/; provisioned the server and users ${
+        DEFAULT_USERS.join(", ")
+      } (run "im keygen --help" to add more)`,
+    );
+  }
+  const keys = await loadServerKeys(dir);
+  for (const p of keys.problems) log("key-skipped", { problem: p });
+  const server = await ImServer.start({
+    hostname: v.host ?? "127.0.0.1",
+    port: intFlag("--port", v.port, 9876, 0, 65535),
+    identity: keys.identity,
+    clients: keys.clients,
+    log,
+    loginTimeoutMs:
+      intFlag("--login-timeout", v["login-timeout"], 10, 1, 3600) * 1000,
+    maxClients: intFlag(
+      "--max-clients",
+      v["max-clients"],
+      10_000,
+      1,
+      1_000_000,
+    ),
+    maxUnauthenticated: intFlag(
+      "--max-unauth",
+      v["max-unauth"],
+      256,
+      1,
+      100_000,
+    ),
+    maxUnauthenticatedPerAddress: intFlag(
+      "--max-unauth-per-addr",
+      v["max-unauth-per-addr"],
+      64,
+      1,
+      100_000,
+    ),
+    maxFrameBytes: intFlag(
+      "--max-frame",
+      v["max-frame"],
+      65536,
+      1024,
+      16 * 1024 * 1024,
+    ),
+    heartbeatMs: intFlag("--heartbeat", v.heartbeat, 2000, 50, 600_000),
+    windowMs: intFlag("--window", v.window, 120, 1, 86_400) * 1000,
+    ticketLifetimeMs:
+      intFlag("--ticket-lifetime", v["ticket-lifetime"], 30, 1, 60) * 1000,
+    authFailureLimit: intFlag(
+      "--auth-failures",
+      v["auth-failures"],
+      5,
+      1,
+      1_000_000,
+    ),
+  });
+  const stopped = Promise.withResolvers<string>();
+  const onStop = (sig: string) => () => stopped.resolve(sig);
+  const sigint = onStop("SIGINT"), sigterm = onStop("SIGTERM");
+  const sighup = () => {
+    loadClientDirectory(dir).then(
+      (d) => {
+        for (const p of d.problems) log("key-skipped", { problem: p });
+        return server.reloadClients(d.clients);
+      },
+      (e) => log("reload-failed", { error: (e as Error).message }),
+    );
+  };
+  Deno.addSignalListener("SIGINT", sigint);
+  Deno.addSignalListener("SIGTERM", sigterm);
+  Deno.addSignalListener("SIGHUP", sighup);
+  const sig = await stopped.promise;
+  Deno.removeSignalListener("SIGINT", sigint);
+  Deno.removeSignalListener("SIGTERM", sigterm);
+  Deno.removeSignalListener("SIGHUP", sighup);
+  log("signal", { signal: sig });
+  await server.close("shutdown");
+  return 0;
+}

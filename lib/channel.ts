@@ -1,0 +1,271 @@
+/**
+ * A secure channel: a {@link FrameTransport} plus the two record states of a
+ * finished handshake. It sends messages as DATA records, keeps the link
+ * alive with HEARTBEAT records, notices a silent peer, and reports every
+ * discarded record (rule 3.5) instead of dropping it silently.
+ *
+ * @example
+ * ```ts ignore
+ * const ch = new SecureChannel(transport, login.sealer, login.opener, { heartbeatMs: 2000 });
+ * await ch.send({ t: "list" });
+ * for await (const ev of ch.events()) console.log(ev);
+ * ```
+ * @module
+ */
+
+import { fromUtf8, utf8 } from "./bytes.ts";
+import {
+  type ImError,
+  NetError,
+  ProtocolError,
+  RecordError,
+} from "./errors.ts";
+import { FrameKind } from "./frame.ts";
+import { decodeMessage, encodeMessage, type Message } from "./messages.ts";
+import { type RecordOpener, type RecordSealer, RecordType } from "./record.ts";
+import type { FrameTransport } from "./transport.ts";
+
+/** Default interval between heartbeats. */
+export const DEFAULT_HEARTBEAT_MS = 2000;
+
+/** What a channel reports. */
+export type ChannelEvent =
+  | { kind: "message"; msg: Message }
+  /** A record was discarded (tampered, replayed, stale, malformed): the user is told why. */
+  | { kind: "discarded"; error: RecordError | ProtocolError }
+  /** Sequence numbers jumped: this many records never arrived. */
+  | { kind: "lost"; count: bigint }
+  /** The channel ended; `reason` is the other side's CLOSE reason, or ours. */
+  | { kind: "closed"; reason: string; error?: ImError };
+
+/** Options of {@link SecureChannel}. */
+export interface ChannelOptions {
+  /** Send a heartbeat after this long without sending; 0 turns heartbeats off. */
+  heartbeatMs?: number;
+  /** Declare the peer gone after this long without a valid record (default 3 heartbeats). */
+  deadAfterMs?: number;
+}
+
+/** Records both ways over one transport. */
+export class SecureChannel {
+  readonly transport: FrameTransport;
+  #sealer: RecordSealer;
+  #opener: RecordOpener;
+  #heartbeatMs: number;
+  #deadAfterMs: number;
+  #lastSent = Date.now();
+  #lastReceived = Date.now();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
+  #closeReason: string | undefined;
+  #closeError: ImError | undefined;
+  #wake: (() => void) | undefined;
+
+  /**
+   * @param transport the link
+   * @param sealer our direction
+   * @param opener the other direction
+   * @param opts heartbeat settings
+   */
+  constructor(
+    transport: FrameTransport,
+    sealer: RecordSealer,
+    opener: RecordOpener,
+    opts: ChannelOptions = {},
+  ) {
+    this.transport = transport;
+    this.#sealer = sealer;
+    this.#opener = opener;
+    this.#heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    this.#deadAfterMs = opts.deadAfterMs ?? this.#heartbeatMs * 3;
+    if (this.#heartbeatMs > 0) {
+      this.#timer = setInterval(
+        () => this.#tick(),
+        Math.max(50, Math.floor(this.#heartbeatMs / 2)),
+      );
+    }
+  }
+
+  /** Has the channel ended? */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  #tick(): void {
+    const now = Date.now();
+    if (now - this.#lastReceived > this.#deadAfterMs) {
+      this.#finish(
+        "timeout",
+        new NetError(
+          "peer-silent",
+          `No sign of life for ${
+            Math.round((now - this.#lastReceived) / 1000)
+          } s`,
+        ),
+      );
+      return;
+    }
+    if (now - this.#lastSent >= this.#heartbeatMs) {
+      this.#sendRecord(RecordType.HEARTBEAT, new Uint8Array(0)).catch(() => {});
+    }
+  }
+
+  async #sendRecord(type: RecordType, body: Uint8Array): Promise<void> {
+    if (this.#closed) throw new NetError("closed", "Connection is closed");
+    let payload: Uint8Array;
+    try {
+      payload = this.#sealer.seal(type, body);
+    } catch (e) {
+      // Rule 3.5: the sequence number never wraps; the sender closes first.
+      this.#finish("sequence-exhausted", e as ImError);
+      throw e;
+    }
+    this.#lastSent = Date.now();
+    try {
+      await this.transport.send(payload);
+    } catch (e) {
+      this.#finish("connection-lost", e as ImError);
+      throw e;
+    }
+  }
+
+  /**
+   * Send one message as a DATA record.
+   * @param msg the message
+   * @throws {NetError} when the channel is closed
+   */
+  send(msg: Message): Promise<void> {
+    return this.#sendRecord(RecordType.DATA, encodeMessage(msg));
+  }
+
+  /**
+   * Send a CLOSE record with a reason and close the transport.
+   * @param reason short kebab code, e.g. `disconnect`
+   */
+  async close(reason = "closed"): Promise<void> {
+    if (this.#closed) return;
+    try {
+      await this.#sendRecord(
+        RecordType.CLOSE,
+        utf8(JSON.stringify({ reason })),
+      );
+    } catch {
+      // The other side is gone already: nothing more to tell it.
+    }
+    this.#finish(reason);
+  }
+
+  /**
+   * Drop the link without telling the other side.
+   * @param reason why
+   * @param error the failure, if any
+   */
+  abort(reason: string, error?: ImError): void {
+    this.#finish(reason, error);
+  }
+
+  #finish(reason: string, error?: ImError): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closeReason = reason;
+    this.#closeError = error;
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.transport.close();
+    this.#sealer.wipe();
+    this.#opener.wipe();
+    this.#wake?.();
+  }
+
+  /**
+   * Everything that arrives, until the channel closes. The last event is
+   * always `closed`.
+   * @returns the events
+   */
+  async *events(): AsyncGenerator<ChannelEvent> {
+    while (!this.#closed) {
+      let payload: Uint8Array | null;
+      try {
+        payload = await this.#recvOrClose();
+      } catch (e) {
+        this.#finish("protocol-error", e as ImError);
+        break;
+      }
+      if (payload === null) {
+        this.#finish(
+          this.#closed ? this.#closeReason ?? "closed" : "connection-lost",
+        );
+        break;
+      }
+      if (payload[0] !== FrameKind.RECORD) {
+        yield {
+          kind: "discarded",
+          error: new ProtocolError(
+            "unexpected-frame",
+            `Frame of kind ${
+              payload[0]
+            } discarded: only records are allowed after login`,
+          ),
+        };
+        continue;
+      }
+      let rec;
+      try {
+        rec = this.#opener.open(payload);
+      } catch (e) {
+        if (e instanceof RecordError) {
+          yield { kind: "discarded", error: e };
+          continue;
+        }
+        throw e;
+      }
+      this.#lastReceived = Date.now();
+      if (rec.lost > 0n) yield { kind: "lost", count: rec.lost };
+      if (rec.type === RecordType.HEARTBEAT) continue;
+      if (rec.type === RecordType.CLOSE) {
+        let reason = "closed";
+        try {
+          const o = JSON.parse(fromUtf8(rec.plaintext, "close reason"));
+          if (typeof o?.reason === "string") reason = o.reason.slice(0, 64);
+        } catch {
+          // A close with an unreadable reason is still a close.
+        }
+        this.#finish(reason);
+        this.#closeReason = reason;
+        break;
+      }
+      if (rec.type !== RecordType.DATA) {
+        yield {
+          kind: "discarded",
+          error: new ProtocolError(
+            "unexpected-record",
+            `Record of type ${rec.type} discarded: not expected now`,
+          ),
+        };
+        continue;
+      }
+      let msg: Message;
+      try {
+        msg = decodeMessage(rec.plaintext);
+      } catch (e) {
+        yield { kind: "discarded", error: e as ProtocolError };
+        continue;
+      }
+      yield { kind: "message", msg };
+    }
+    yield {
+      kind: "closed",
+      reason: this.#closeReason ?? "closed",
+      ...(this.#closeError ? { error: this.#closeError } : {}),
+    };
+  }
+
+  #recvOrClose(): Promise<Uint8Array | null> {
+    return new Promise((resolve, reject) => {
+      this.#wake = () => resolve(null);
+      this.transport.recv().then(resolve, reject).finally(() => {
+        this.#wake = undefined;
+      });
+    });
+  }
+}

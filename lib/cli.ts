@@ -1,0 +1,130 @@
+/**
+ * Command-line helpers shared by the subcommands: strict flag parsing with
+ * `node:util` parseArgs whose failures become one {@link UsageError}, and
+ * checked numbers and addresses.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseFlags } from "./cli.ts";
+ * const v = parseFlags(["--port", "1"], { port: { type: "string" } }, "im serve");
+ * assert.ok(v.port === "1");
+ * ```
+ * @module
+ */
+
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { UsageError } from "./errors.ts";
+
+/**
+ * Parse flags strictly; no positionals.
+ * @param args the arguments after the subcommand
+ * @param options parseArgs option table
+ * @param command e.g. `im serve`, for the hint
+ * @returns the values
+ * @throws {UsageError} `bad-flag` naming the flag
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseFlags } from "./cli.ts";
+ * assert.throws(() => parseFlags(["--nope"], {}, "im x"), { name: "UsageError" });
+ * ```
+ */
+export function parseFlags<T extends NonNullable<ParseArgsConfig["options"]>>(
+  args: string[],
+  options: T,
+  command: string,
+) {
+  const hint = `run "${command} --help"`;
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false })
+      .values;
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    const msg = e instanceof Error ? e.message : String(e);
+    const flag = (/'([^']*)'/.exec(msg)?.[1] ?? "").replace(/ <value>$/, "");
+    if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+      throw new UsageError("bad-flag", `Unknown flag "${flag}"`, hint);
+    }
+    if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
+      throw new UsageError("bad-flag", `Unexpected argument "${flag}"`, hint);
+    }
+    if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+      const what = /does not take an argument/.test(msg)
+        ? "takes no value"
+        : "needs a value";
+      throw new UsageError("bad-flag", `Flag "${flag}" ${what}`, hint);
+    }
+    throw new UsageError(
+      "bad-flag",
+      `Cannot parse the command line: ${msg}`,
+      hint,
+    );
+  }
+}
+
+/**
+ * A whole number flag within bounds.
+ * @param flag its name, e.g. `--port`
+ * @param text the value given, or undefined
+ * @param fallback value when not given
+ * @param min smallest allowed
+ * @param max largest allowed
+ * @returns the number
+ * @throws {UsageError} `bad-flag`
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { intFlag } from "./cli.ts";
+ * assert.ok(intFlag("--port", "80", 1, 0, 65535) === 80);
+ * ```
+ */
+export function intFlag(
+  flag: string,
+  text: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  if (text === undefined) return fallback;
+  const n = /^[0-9]{1,12}$/.test(text) ? Number(text) : NaN;
+  if (!(n >= min && n <= max)) {
+    throw new UsageError(
+      "bad-flag",
+      `Invalid ${flag} "${
+        text.slice(0, 40)
+      }": expected a whole number from ${min} to ${max}`,
+    );
+  }
+  return n;
+}
+
+/**
+ * Parse `host:port` (`[::1]:9876` for IPv6).
+ * @param flag its name, for the message
+ * @param text the value
+ * @returns host and port
+ * @throws {UsageError} `bad-flag`
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { hostPort } from "./cli.ts";
+ * assert.ok(hostPort("--server", "127.0.0.1:9876").port === 9876);
+ * ```
+ */
+export function hostPort(
+  flag: string,
+  text: string,
+): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || !(port >= 0 && port <= 65535)) {
+    throw new UsageError(
+      "bad-flag",
+      `Invalid ${flag} "${
+        text.slice(0, 60)
+      }": expected host:port, e.g. 127.0.0.1:9876`,
+    );
+  }
+  return { host: (m[1] ?? m[2])!, port };
+}

@@ -1,0 +1,933 @@
+/**
+ * The chat client: logs in to the server (section 2), runs the user's
+ * commands, and holds at most one peer session (section 4), direct or
+ * relayed. This is the socket edge; the protocol steps live in
+ * `handshake.ts` and `peer.ts`, the terminal in `ui.ts`.
+ *
+ * @example
+ * ```ts ignore
+ * const client = await ChatClient.start({ user: "A", identity, pinnedServer, serverHost: "127.0.0.1", serverPort: 9876, ui });
+ * await client.handleLine("!list");
+ * await client.quit();
+ * ```
+ * @module
+ */
+
+import { DEFAULT_HEARTBEAT_MS, SecureChannel } from "./channel.ts";
+import { type ImError, isImError, NetError, ProtocolError } from "./errors.ts";
+import { FrameKind } from "./frame.ts";
+import { ClientHandshake, type LoginResult } from "./handshake.ts";
+import type { PrivateIdentity, PublicIdentity } from "./keys.ts";
+import type { Message } from "./messages.ts";
+import {
+  hostPeer,
+  joinPeer,
+  type PeerSession,
+  RELAY_CONNECT,
+  RelayTransport,
+} from "./peer.ts";
+import { TicketReplayCache } from "./ticket.ts";
+import { type FrameTransport, TcpTransport } from "./transport.ts";
+import { parseCommand, type UiEvent } from "./ui.ts";
+
+/** Where the client shows things; a {@link Terminal} fits. */
+export interface ClientUi {
+  print(ev: UiEvent): void;
+  setPeer(peer: string | null): void;
+}
+
+/** Settings of a client. */
+export interface ClientOptions {
+  user: string;
+  identity: PrivateIdentity;
+  /** The server key keygen pinned for this user (rule 2.2). */
+  pinnedServer: PublicIdentity;
+  serverHost: string;
+  serverPort: number;
+  ui: ClientUi;
+  /** Address to listen on when hosting (default 127.0.0.1). */
+  listenHost?: string;
+  /** Port to listen on when hosting (default 0: any free port). */
+  listenPort?: number;
+  /** Address to advertise instead of the listener's (e.g. behind NAT). */
+  advertise?: string;
+  /** Always run peer sessions through the server relay. */
+  relay?: boolean;
+  heartbeatMs?: number;
+  windowMs?: number;
+  /** Reconnect when the server goes away (default true). */
+  reconnect?: boolean;
+  /** First reconnect delay; doubles up to {@link reconnectMaxMs} (default 1 s). */
+  reconnectBaseMs?: number;
+  /** Longest reconnect delay (default 30 s). */
+  reconnectMaxMs?: number;
+  /** Login must finish within this (default 10 s). */
+  loginTimeoutMs?: number;
+}
+
+/** A {@link UiEvent} whose time is filled in when printed. */
+type NewEvent = UiEvent extends unknown
+  ? (UiEvent extends infer E
+    ? E extends UiEvent ? Omit<E, "at"> & { at?: number } : never
+    : never)
+  : never;
+
+/** How long to wait for a direct connection to a host before relaying. */
+export const DIRECT_CONNECT_TIMEOUT_MS = 3000;
+
+/**
+ * Connect to the server and log in.
+ * @param o client settings
+ * @returns the server channel and the login keys
+ * @throws {NetError} server unreachable; {@link AuthError} refused; {@link ProtocolError}
+ */
+export async function loginToServer(
+  o: ClientOptions,
+): Promise<{ channel: SecureChannel; login: LoginResult }> {
+  const t = await TcpTransport.connect(o.serverHost, o.serverPort);
+  const timeoutMs = o.loginTimeoutMs ?? 10_000;
+  const timer = setTimeout(() => t.close(), timeoutMs);
+  try {
+    const hs = new ClientHandshake({
+      user: o.user,
+      identity: o.identity,
+      pinnedServer: o.pinnedServer,
+      ...(o.windowMs === undefined ? {} : { windowMs: o.windowMs }),
+    });
+    const recv = async () => {
+      const p = await t.recv();
+      if (p === null) {
+        throw new NetError(
+          "server-closed",
+          `Server at ${o.serverHost}:${o.serverPort} closed the connection during login`,
+          "is it an im server? check --server",
+        );
+      }
+      return p;
+    };
+    await t.send(await hs.start());
+    await t.send(await hs.onServerHello(await recv()));
+    await hs.onServerKey(await recv());
+    await t.send(await hs.onServerFinished(await recv()));
+    const login = hs.result;
+    const channel = new SecureChannel(t, login.sealer, login.opener, {
+      heartbeatMs: o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+    });
+    return { channel, login };
+  } catch (e) {
+    t.close();
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface Grant {
+  peer: string;
+  key: Uint8Array;
+  ticket: Uint8Array;
+  ticketId: string;
+  expiresAt: number;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+type Mode =
+  | { kind: "idle" }
+  | {
+    kind: "hosting";
+    listener: Deno.TcpListener | null;
+    addr: string;
+    grant: Grant | null;
+  }
+  | { kind: "joining"; peer: string; relay: RelayTransport | null }
+  | { kind: "session"; session: PeerSession; relay: RelayTransport | null };
+
+/** A logged-in chat client. */
+export class ChatClient {
+  #o: ClientOptions;
+  #server: SecureChannel | null;
+  #login: LoginResult;
+  #mode: Mode = { kind: "idle" };
+  #replayCache = new TicketReplayCache();
+  #names: string[] = [];
+  #quitting = false;
+  #fatal: ImError | undefined;
+  #tasks = new Set<Promise<unknown>>();
+  #onFatal: (e: ImError) => void = () => {};
+  #grantWaiters: Array<() => void> = [];
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  #wakeReconnect: (() => void) | undefined;
+
+  private constructor(
+    o: ClientOptions,
+    channel: SecureChannel,
+    login: LoginResult,
+  ) {
+    this.#o = o;
+    this.#server = channel;
+    this.#login = login;
+    this.#track(this.#serverLoop(channel));
+  }
+
+  /**
+   * Log in and start listening to the server.
+   * @param o settings
+   * @returns the client
+   * @throws typed errors from {@link loginToServer}
+   */
+  static async start(o: ClientOptions): Promise<ChatClient> {
+    const { channel, login } = await loginToServer(o);
+    return new ChatClient(o, channel, login);
+  }
+
+  /** Online usernames from the last `!list`, for Tab completion. */
+  get names(): string[] {
+    return this.#names;
+  }
+
+  /** The fatal error that ended the client, if any (replaced, revoked). */
+  get fatal(): ImError | undefined {
+    return this.#fatal;
+  }
+
+  /** Current mode, for tests and `!whoami`. */
+  get mode(): Mode["kind"] {
+    return this.#mode.kind;
+  }
+
+  /** @param f called once when the server ends us for good */
+  set onFatal(f: (e: ImError) => void) {
+    this.#onFatal = f;
+  }
+
+  #track<T>(p: Promise<T>): void {
+    const q = p.catch((e) => this.#error(e));
+    this.#tasks.add(q);
+    q.finally(() => this.#tasks.delete(q));
+  }
+
+  #print(ev: NewEvent): void {
+    this.#o.ui.print({ ...ev, at: ev.at ?? Date.now() } as UiEvent);
+  }
+
+  #system(text: string): void {
+    this.#print({ kind: "system", text });
+  }
+
+  #error(e: unknown): void {
+    if (isImError(e)) {
+      this.#print({ kind: "error", code: e.code, text: e.message });
+    } else {this.#print({
+        kind: "error",
+        code: "internal",
+        text: `Internal error: ${(e as Error)?.message ?? e}`,
+      });}
+  }
+
+  async #toServer(m: Message): Promise<boolean> {
+    if (!this.#server || this.#server.closed) {
+      this.#print({
+        kind: "error",
+        code: "offline",
+        text: "Not connected to the server; reconnecting",
+      });
+      return false;
+    }
+    try {
+      await this.#server.send(m);
+      return true;
+    } catch (e) {
+      this.#error(e);
+      return false;
+    }
+  }
+
+  /**
+   * Act on one line the user typed.
+   * @param line the line
+   * @returns false when the user asked to quit
+   */
+  async handleLine(line: string): Promise<boolean> {
+    const cmd = parseCommand(line);
+    switch (cmd.kind) {
+      case "empty":
+        return true;
+      case "quit":
+        return false;
+      case "help":
+        this.#system(HELP);
+        return true;
+      case "unknown":
+        this.#print({ kind: "error", code: "bad-command", text: cmd.hint });
+        return true;
+      case "whoami":
+        this.#whoami();
+        return true;
+      case "list":
+        await this.#toServer({ t: "list" });
+        return true;
+      case "host":
+        await this.#host();
+        return true;
+      case "session":
+        await this.#requestSession(cmd.peer);
+        return true;
+      case "disconnect":
+        await this.#disconnect();
+        return true;
+      case "message":
+        await this.#sendText(cmd.text);
+        return true;
+    }
+  }
+
+  #whoami(): void {
+    const m = this.#mode;
+    const where = m.kind === "session"
+      ? `in a ${m.session.transport} session with ${m.session.peer} (SAS ${m.session.sas})`
+      : m.kind === "hosting"
+      ? `hosting at ${m.addr}`
+      : m.kind === "joining"
+      ? `joining ${m.peer}`
+      : "idle";
+    this.#system(
+      `You are ${this.#o.user} (${this.#o.identity.fingerprint}); server ${this.#o.serverHost}:${this.#o.serverPort} (${this.#o.pinnedServer.fingerprint}); ${where}`,
+    );
+  }
+
+  async #sendText(text: string): Promise<void> {
+    const m = this.#mode;
+    if (m.kind !== "session") {
+      this.#print({
+        kind: "error",
+        code: "no-session",
+        text:
+          "Not sent: you are not in a session; use !session <user> or !session host",
+      });
+      return;
+    }
+    try {
+      const id = await m.session.sendText(text);
+      this.#print({
+        kind: "message",
+        from: this.#o.user,
+        to: m.session.peer,
+        text,
+        id,
+        direction: "out",
+      });
+    } catch (e) {
+      this.#print({
+        kind: "error",
+        code: "not-delivered",
+        text: `Not delivered: ${(e as Error).message}`,
+      });
+    }
+  }
+
+  async #host(): Promise<void> {
+    if (this.#mode.kind === "session" || this.#mode.kind === "joining") {
+      this.#print({
+        kind: "error",
+        code: "busy",
+        text: "You are in a session; !disconnect first",
+      });
+      return;
+    }
+    if (this.#mode.kind === "hosting") {
+      this.#system(`Already hosting at ${this.#mode.addr}`);
+      return;
+    }
+    let listener: Deno.TcpListener | null = null;
+    let addr: string;
+    if (this.#o.relay) {
+      addr = "relay:0";
+    } else {
+      try {
+        listener = Deno.listen({
+          hostname: this.#o.listenHost ?? "127.0.0.1",
+          port: this.#o.listenPort ?? 0,
+        });
+      } catch (e) {
+        this.#print({
+          kind: "error",
+          code: "listen-failed",
+          text: `Cannot listen for peers: ${(e as Error).message}`,
+        });
+        return;
+      }
+      const la = listener.addr as Deno.NetAddr;
+      addr = this.#o.advertise ?? `${la.hostname}:${la.port}`;
+    }
+    this.#mode = { kind: "hosting", listener, addr, grant: null };
+    if (listener) this.#track(this.#acceptPeers(listener));
+    if (!(await this.#toServer({ t: "host", addr }))) this.#stopHosting();
+  }
+
+  #stopHosting(): void {
+    const m = this.#mode;
+    if (m.kind !== "hosting") return;
+    if (m.grant) clearTimeout(m.grant.timer);
+    try {
+      m.listener?.close();
+    } catch {
+      // Already closed.
+    }
+    this.#mode = { kind: "idle" };
+  }
+
+  async #waitForGrant(ms: number): Promise<Grant | null> {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      const m = this.#mode;
+      if (m.kind !== "hosting") return null;
+      if (m.grant) return m.grant;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.max(1, deadline - Date.now()));
+        this.#grantWaiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return this.#mode.kind === "hosting" ? this.#mode.grant : null;
+  }
+
+  async #acceptPeers(listener: Deno.TcpListener): Promise<void> {
+    for (;;) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch {
+        return; // Listener closed: hosting ended.
+      }
+      const t = TcpTransport.wrap(conn);
+      this.#track(this.#hostOne(t, "direct"));
+    }
+  }
+
+  /** A joiner connected (or asked over the relay): the seed's race is gone, we wait for our grant first. */
+  async #hostOne(t: FrameTransport, via: "direct" | "relay"): Promise<void> {
+    // The server sends the grant to us and the address to the joiner at the
+    // same time; a fast joiner can arrive before our grant. Wait for it.
+    const grant = await this.#waitForGrant(5000);
+    const m = this.#mode;
+    if (!grant || m.kind !== "hosting") {
+      t.close();
+      return;
+    }
+    let session: PeerSession;
+    try {
+      session = await hostPeer(
+        t,
+        {
+          self: this.#o.user,
+          joiner: grant.peer,
+          peerKey: grant.key,
+          ticket: grant.ticket,
+          ticketId: Uint8Array.fromHex(grant.ticketId),
+          ...(this.#o.windowMs === undefined
+            ? {}
+            : { windowMs: this.#o.windowMs }),
+        },
+        { heartbeatMs: this.#o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS },
+        via,
+      );
+    } catch (e) {
+      t.close();
+      // Rule 4.3: anyone else who connects gets nothing usable; we keep waiting until the expiry.
+      this.#system(
+        `Refused a connection from ${t.remote}: ${
+          (e as Error).message
+        }; still waiting for ${grant.peer}`,
+      );
+      return;
+    }
+    const still = this.#mode;
+    if (still.kind !== "hosting" || still.grant !== grant) {
+      await session.close("cancelled");
+      return;
+    }
+    clearTimeout(grant.timer);
+    grant.key.fill(0);
+    try {
+      still.listener?.close();
+    } catch {
+      // Already closed.
+    }
+    this.#startSession(session, via === "relay" ? (t as RelayTransport) : null);
+  }
+
+  #startSession(session: PeerSession, relay: RelayTransport | null): void {
+    this.#mode = { kind: "session", session, relay };
+    this.#o.ui.setPeer(session.peer);
+    this.#print({
+      kind: "session",
+      state: "started",
+      peer: session.peer,
+      sas: session.sas,
+      transport: session.transport,
+    });
+    this.#track(this.#peerLoop(session));
+  }
+
+  async #peerLoop(session: PeerSession): Promise<void> {
+    for await (const ev of session.events()) {
+      switch (ev.kind) {
+        case "text":
+          this.#print({
+            kind: "message",
+            from: session.peer,
+            to: this.#o.user,
+            text: ev.text,
+            id: ev.id,
+            direction: "in",
+          });
+          break;
+        case "delivered":
+          this.#print({
+            kind: "receipt",
+            id: ev.id,
+            status: "delivered",
+            peer: session.peer,
+          });
+          break;
+        case "problem":
+          this.#print({ kind: "error", code: ev.code, text: ev.message });
+          break;
+        case "ended": {
+          for (const u of ev.undelivered) {
+            this.#print({
+              kind: "receipt",
+              id: u.id,
+              status: "undelivered",
+              peer: session.peer,
+            });
+          }
+          const why = ev.reason === "disconnect"
+            ? `${session.peer} ended the session`
+            : ev.reason === "peer-silent" || ev.reason === "timeout"
+            ? `${session.peer} stopped answering`
+            : ev.reason === "connection-lost" || ev.reason === "protocol-error"
+            ? `the connection to ${session.peer} was lost`
+            : ev.reason === "local"
+            ? "you ended the session"
+            : `${session.peer} left (${ev.reason})`;
+          this.#print({
+            kind: "session",
+            state: "ended",
+            peer: session.peer,
+            reason: why,
+            transport: session.transport,
+          });
+          if (this.#mode.kind === "session" && this.#mode.session === session) {
+            this.#mode.relay?.close();
+            this.#mode = { kind: "idle" };
+            this.#o.ui.setPeer(null);
+          }
+          if (!this.#quitting) {
+            await this.#toServer({ t: "ended", peer: session.peer });
+          }
+          break;
+        }
+      }
+    }
+  }
+
+  async #requestSession(peer: string): Promise<void> {
+    if (this.#mode.kind === "session" || this.#mode.kind === "joining") {
+      this.#print({
+        kind: "error",
+        code: "busy",
+        text: "You are in a session; !disconnect first",
+      });
+      return;
+    }
+    this.#stopHosting();
+    this.#mode = { kind: "joining", peer, relay: null };
+    if (!(await this.#toServer({ t: "session", peer }))) {
+      this.#mode = { kind: "idle" };
+    }
+  }
+
+  async #join(m: Extract<Message, { t: "join" }>): Promise<void> {
+    const mode = this.#mode;
+    if (mode.kind !== "joining" || mode.peer !== m.peer) return;
+    this.#print({ kind: "session", state: "waiting", peer: m.peer });
+    const opts = {
+      self: this.#o.user,
+      expectedHost: m.peer,
+      ticketKeys: this.#login.ticketKeys,
+      replayCache: this.#replayCache,
+      ...(this.#o.windowMs === undefined ? {} : { windowMs: this.#o.windowMs }),
+    };
+    const channelOpts = {
+      heartbeatMs: this.#o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+    };
+    let direct: TcpTransport | null = null;
+    const wantRelay = this.#o.relay || m.addr.startsWith("relay:");
+    if (!wantRelay) direct = await this.#connectDirect(m.addr);
+    let session: PeerSession;
+    let relay: RelayTransport | null = null;
+    try {
+      if (direct) {
+        session = await joinPeer(direct, opts, channelOpts, "direct");
+      } else {
+        if (!wantRelay) {
+          this.#system(
+            `Cannot reach ${m.peer} at ${m.addr} directly; using the server relay`,
+          );
+        }
+        relay = this.#newRelay(m.peer);
+        if (this.#mode.kind === "joining") this.#mode.relay = relay;
+        await relay.send(RELAY_CONNECT);
+        session = await joinPeer(relay, opts, channelOpts, "relay");
+      }
+    } catch (e) {
+      direct?.close();
+      relay?.close();
+      this.#print({
+        kind: "error",
+        code: isImError(e) ? e.code : "peer-failed",
+        text: `Session with ${m.peer} failed: ${(e as Error).message}`,
+      });
+      if (this.#mode.kind === "joining") this.#mode = { kind: "idle" };
+      await this.#toServer({ t: "ended", peer: m.peer });
+      return;
+    }
+    if (this.#mode.kind !== "joining") {
+      await session.close("cancelled");
+      return;
+    }
+    this.#startSession(session, relay);
+  }
+
+  #newRelay(peer: string): RelayTransport {
+    return new RelayTransport(peer, async (data) => {
+      if (!this.#server || this.#server.closed) {
+        throw new NetError("offline", "Not connected to the server");
+      }
+      await this.#server.send({ t: "relay", peer, data });
+    });
+  }
+
+  async #connectDirect(addr: string): Promise<TcpTransport | null> {
+    const i = addr.lastIndexOf(":");
+    const host = addr.slice(0, i).replace(/^\[|\]$/g, "");
+    const port = Number(addr.slice(i + 1));
+    if (!host || !Number.isInteger(port) || port <= 0 || port > 65535) {
+      return null;
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const attempt = TcpTransport.connect(host, port);
+    try {
+      return await Promise.race([
+        attempt,
+        new Promise<null>((
+          r,
+        ) => (timer = setTimeout(() => r(null), DIRECT_CONNECT_TIMEOUT_MS))),
+      ]).then((t) => {
+        if (t === null) attempt.then((late) => late.close(), () => {});
+        return t;
+      });
+    } catch {
+      return null;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #disconnect(): Promise<void> {
+    const m = this.#mode;
+    if (m.kind === "session") {
+      await m.session.close("disconnect");
+      return; // #peerLoop reports the end and tells the server.
+    }
+    if (m.kind === "hosting") {
+      this.#stopHosting();
+      await this.#toServer({ t: "unhost" });
+      this.#system("Stopped hosting");
+      return;
+    }
+    if (m.kind === "joining") {
+      m.relay?.close();
+      this.#mode = { kind: "idle" };
+      await this.#toServer({ t: "ended", peer: m.peer });
+      this.#system(`Stopped joining ${m.peer}`);
+      return;
+    }
+    this.#print({
+      kind: "error",
+      code: "no-session",
+      text: "Not in a session",
+    });
+  }
+
+  #onGrant(g: Extract<Message, { t: "grant" }>): void {
+    const m = this.#mode;
+    if (m.kind !== "hosting") return;
+    let key: Uint8Array, ticket: Uint8Array;
+    try {
+      key = Uint8Array.fromBase64(g.key);
+      ticket = Uint8Array.fromBase64(g.ticket);
+      Uint8Array.fromHex(g.ticketId);
+    } catch {
+      this.#print({
+        kind: "error",
+        code: "bad-grant",
+        text: "Server sent a malformed session grant",
+      });
+      return;
+    }
+    const lifetime = Math.max(0, Math.min(g.expiresAt - Date.now(), 60_000));
+    const grant: Grant = {
+      peer: g.peer,
+      key,
+      ticket,
+      ticketId: g.ticketId,
+      expiresAt: g.expiresAt,
+      timer: setTimeout(() => this.#grantExpired(grant), lifetime),
+    };
+    if (m.grant) clearTimeout(m.grant.timer);
+    m.grant = grant;
+    this.#print({ kind: "session", state: "waiting", peer: g.peer });
+    for (const w of this.#grantWaiters.splice(0)) w();
+  }
+
+  #grantExpired(grant: Grant): void {
+    const m = this.#mode;
+    if (m.kind !== "hosting" || m.grant !== grant) return;
+    grant.key.fill(0);
+    m.grant = null;
+    this.#system(`${grant.peer} did not connect in time; still hosting`);
+    this.#track(
+      this.#toServer({ t: "cancel", ticketId: grant.ticketId }).then(() =>
+        this.#toServer({ t: "host", addr: m.addr })
+      ),
+    );
+  }
+
+  #onRelayed(m: Extract<Message, { t: "relayed" }>): void {
+    const mode = this.#mode;
+    if (
+      (mode.kind === "session" || mode.kind === "joining") && mode.relay &&
+      mode.relay.remote === `relay:${m.peer}`
+    ) {
+      mode.relay.deliver(m.data);
+      return;
+    }
+    if (mode.kind === "hosting" && mode.grant?.peer === m.peer) {
+      let payload: Uint8Array;
+      try {
+        payload = Uint8Array.fromBase64(m.data);
+      } catch {
+        return;
+      }
+      if (payload.length === 1 && payload[0] === FrameKind.PEER_RELAY_CONNECT) {
+        const relay = this.#newRelay(m.peer);
+        this.#track(this.#hostOne(relay, "relay"));
+      }
+    }
+  }
+
+  async #serverLoop(channel: SecureChannel): Promise<void> {
+    let closing: Extract<Message, { t: "closing" }> | undefined;
+    for await (const ev of channel.events()) {
+      if (ev.kind === "message") {
+        const m = ev.msg;
+        switch (m.t) {
+          case "welcome":
+            this.#system(
+              `Logged in as ${m.user} to ${this.#o.serverHost}:${this.#o.serverPort} (server key ${m.serverFingerprint})`,
+            );
+            break;
+          case "users":
+            this.#names = m.users.map((u) => u.name);
+            this.#print({ kind: "list", users: m.users });
+            break;
+          case "hosting":
+            this.#system(
+              `Hosting at ${m.addr}; others can now type !session ${this.#o.user}`,
+            );
+            break;
+          case "grant":
+            this.#onGrant(m);
+            break;
+          case "join":
+            this.#track(this.#join(m));
+            break;
+          case "refused":
+            if (this.#mode.kind === "joining" && this.#mode.peer === m.peer) {
+              this.#mode = { kind: "idle" };
+            }
+            this.#print({
+              kind: "error",
+              code: `refused-${m.reason}`,
+              text: `Session refused: ${m.message}`,
+            });
+            break;
+          case "cancelled":
+            this.#onCancelled(m);
+            break;
+          case "error":
+            this.#print({ kind: "error", code: m.code, text: m.message });
+            break;
+          case "closing":
+            closing = m;
+            break;
+          case "relayed":
+            this.#onRelayed(m);
+            break;
+          default:
+            this.#print({
+              kind: "error",
+              code: "unexpected-message",
+              text: `Server sent an unexpected "${m.t}" message`,
+            });
+        }
+      } else if (ev.kind === "discarded") {
+        this.#print({
+          kind: "error",
+          code: ev.error.code,
+          text: `From the server: ${ev.error.message}`,
+        });
+      } else if (ev.kind === "lost") {
+        this.#print({
+          kind: "error",
+          code: "lost",
+          text: `${ev.count} message(s) from the server were lost`,
+        });
+      }
+    }
+    if (this.#server === channel) this.#server = null;
+    if (this.#quitting) return;
+    if (
+      closing &&
+      (closing.reason === "replaced" || closing.reason === "revoked" ||
+        closing.reason === "full")
+    ) {
+      const e = new ProtocolError(
+        closing.reason,
+        `Server closed the connection: ${closing.message}`,
+      );
+      this.#fatal = e;
+      this.#print({ kind: "error", code: e.code, text: e.message });
+      this.#onFatal(e);
+      return;
+    }
+    this.#stopHosting();
+    if (this.#mode.kind === "joining") this.#mode = { kind: "idle" };
+    const why = closing ? closing.message : "connection lost";
+    if (this.#o.reconnect === false) {
+      const e = new NetError(
+        "server-gone",
+        `Disconnected from the server: ${why}`,
+      );
+      this.#fatal = e;
+      this.#print({ kind: "error", code: e.code, text: e.message });
+      this.#onFatal(e);
+      return;
+    }
+    this.#print({
+      kind: "error",
+      code: "server-gone",
+      text: `Disconnected from the server: ${why}; reconnecting`,
+    });
+    this.#track(this.#reconnect());
+  }
+
+  #onCancelled(m: Extract<Message, { t: "cancelled" }>): void {
+    const mode = this.#mode;
+    if (mode.kind === "joining" && mode.peer === m.peer) {
+      mode.relay?.close();
+      this.#mode = { kind: "idle" };
+      this.#print({
+        kind: "session",
+        state: "ended",
+        peer: m.peer,
+        reason: m.message,
+      });
+    } else if (mode.kind === "hosting" && mode.grant?.peer === m.peer) {
+      clearTimeout(mode.grant.timer);
+      mode.grant = null;
+      this.#system(`${m.message}; still hosting`);
+      this.#track(this.#toServer({ t: "host", addr: mode.addr }));
+    }
+  }
+
+  async #reconnect(): Promise<void> {
+    const base = this.#o.reconnectBaseMs ?? 1000;
+    const max = this.#o.reconnectMaxMs ?? 30_000;
+    let delay = base;
+    while (!this.#quitting) {
+      // Jitter: 50-100% of the delay, so clients of a restarted server do not all return at once.
+      const wait = Math.round(delay * (0.5 + Math.random() / 2));
+      await new Promise<void>((resolve) => {
+        this.#wakeReconnect = resolve;
+        this.#reconnectTimer = setTimeout(resolve, wait);
+      });
+      this.#wakeReconnect = undefined;
+      if (this.#quitting) return;
+      try {
+        const { channel, login } = await loginToServer(this.#o);
+        this.#server = channel;
+        this.#login = login;
+        this.#system("Reconnected to the server");
+        this.#track(this.#serverLoop(channel));
+        return;
+      } catch (e) {
+        if (
+          isImError(e) &&
+          (e.code === "server-key-mismatch" || e.code === "login-failed")
+        ) {
+          this.#fatal = e;
+          this.#error(e);
+          this.#onFatal(e);
+          return;
+        }
+        delay = Math.min(delay * 2, max);
+        this.#print({
+          kind: "error",
+          code: "reconnect-failed",
+          text: `Reconnect failed: ${(e as Error).message}; next try in about ${
+            Math.round(delay / 1000)
+          } s`,
+        });
+      }
+    }
+  }
+
+  /**
+   * Log out: end the peer session, tell the server, close everything, and
+   * wait for every task of this client.
+   */
+  async quit(): Promise<void> {
+    if (this.#quitting) return;
+    this.#quitting = true;
+    clearTimeout(this.#reconnectTimer);
+    this.#wakeReconnect?.();
+    const m = this.#mode;
+    if (m.kind === "session") await m.session.close("quit");
+    if (m.kind === "joining") m.relay?.close();
+    this.#stopHosting();
+    this.#mode = { kind: "idle" };
+    for (const w of this.#grantWaiters.splice(0)) w();
+    if (this.#server && !this.#server.closed) {
+      await this.#server.send({ t: "bye" }).catch(() => {});
+      await this.#server.close("logout");
+    }
+    while (this.#tasks.size > 0) await Promise.all([...this.#tasks]);
+  }
+}
+
+const HELP = [
+  "Commands:",
+  "  !session host      wait for a peer to connect to you",
+  "  !session <user>    start an encrypted session with <user>",
+  "  !list              show who is online and their state",
+  "  !disconnect        end the current session (or stop hosting)",
+  "  !whoami            your name, key fingerprints and session",
+  "  !help              this help",
+  "  !quit              log out",
+  "Anything else is sent to your peer; start with !! to send a line beginning with !",
+].join("\n");

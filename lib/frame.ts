@@ -1,0 +1,153 @@
+/**
+ * Framing (PROTOCOL.md "Frames", rules 1.0 and 1.1): every message on a TCP
+ * stream is `u32 length || payload`, the payload's first byte names its kind.
+ * TCP has no message boundaries, so the decoder is incremental: a frame split
+ * over many reads, or many frames in one read, come out whole and in order.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeFrame, FrameDecoder } from "./frame.ts";
+ * const wire = encodeFrame(new Uint8Array([0x10, 1, 2]));
+ * const dec = new FrameDecoder();
+ * const a = dec.push(wire.subarray(0, 3));
+ * const b = dec.push(wire.subarray(3));
+ * assert.ok(a.length === 0 && b.length === 1 && b[0]!.length === 3);
+ * ```
+ * @module
+ */
+
+import { ProtocolError } from "./errors.ts";
+
+/** Bytes of the length prefix. */
+export const FRAME_HEADER_BYTES = 4;
+
+/** Default largest payload, rule 1.1 (64 KiB). */
+export const DEFAULT_MAX_FRAME_BYTES = 65536;
+
+/** First byte of every frame payload (PROTOCOL.md "Frame kinds"). */
+export const FrameKind = {
+  CLIENT_HELLO: 0x01,
+  SERVER_HELLO: 0x02,
+  CLIENT_AUTH: 0x03,
+  SERVER_KEY: 0x04,
+  ERROR: 0x0e,
+  RECORD: 0x10,
+  PEER_RELAY_CONNECT: 0x20,
+  PEER_HELLO: 0x21,
+  PEER_REPLY: 0x22,
+} as const;
+
+/** One of the values of {@link FrameKind}. */
+export type FrameKind = typeof FrameKind[keyof typeof FrameKind];
+
+/**
+ * Prefix a payload with its length, ready for one socket write (rule 1.0).
+ * @param payload 1..maxBytes bytes
+ * @param maxBytes the frame limit
+ * @returns length prefix and payload in one array
+ * @throws {ProtocolError} `frame-too-large` or `empty-frame`
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeFrame } from "./frame.ts";
+ * assert.ok(encodeFrame(new Uint8Array([1])).length === 5);
+ * ```
+ */
+export function encodeFrame(
+  payload: Uint8Array,
+  maxBytes = DEFAULT_MAX_FRAME_BYTES,
+): Uint8Array<ArrayBuffer> {
+  checkLength(payload.length, maxBytes);
+  const out = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
+  new DataView(out.buffer).setUint32(0, payload.length);
+  out.set(payload, FRAME_HEADER_BYTES);
+  return out;
+}
+
+function checkLength(n: number, maxBytes: number): void {
+  if (n === 0) {
+    throw new ProtocolError("empty-frame", "Cannot read frame: length 0");
+  }
+  if (n > maxBytes) {
+    throw new ProtocolError(
+      "frame-too-large",
+      `Cannot read frame: length ${n} exceeds the limit of ${maxBytes}`,
+    );
+  }
+}
+
+/**
+ * Incremental frame decoder. Feed it whatever the socket returned; it hands
+ * back every complete payload. It rejects an oversized length as soon as the
+ * 4-byte prefix has arrived, before buffering the body, so a peer cannot make
+ * it hold more than `maxBytes + 4` bytes.
+ */
+export class FrameDecoder {
+  #max: number;
+  #buf: Uint8Array = new Uint8Array(0);
+  #failed: ProtocolError | undefined;
+
+  /** @param maxBytes the frame limit (rule 1.1) */
+  constructor(maxBytes = DEFAULT_MAX_FRAME_BYTES) {
+    this.#max = maxBytes;
+  }
+
+  /** Bytes held that do not yet make a whole frame. */
+  get buffered(): number {
+    return this.#buf.length;
+  }
+
+  /**
+   * Add bytes read from the stream.
+   * @param chunk the bytes
+   * @returns the payloads completed by this chunk, in order
+   * @throws {ProtocolError} `frame-too-large` or `empty-frame`; after the first error every call throws it again
+   */
+  push(chunk: Uint8Array): Uint8Array<ArrayBuffer>[] {
+    if (this.#failed) throw this.#failed;
+    let buf: Uint8Array;
+    if (this.#buf.length === 0) buf = chunk;
+    else {
+      buf = new Uint8Array(this.#buf.length + chunk.length);
+      buf.set(this.#buf);
+      buf.set(chunk, this.#buf.length);
+    }
+    const out: Uint8Array<ArrayBuffer>[] = [];
+    let off = 0;
+    try {
+      while (buf.length - off >= FRAME_HEADER_BYTES) {
+        const n = new DataView(buf.buffer, buf.byteOffset + off, 4).getUint32(
+          0,
+        );
+        checkLength(n, this.#max);
+        if (buf.length - off - FRAME_HEADER_BYTES < n) break;
+        out.push(
+          buf.slice(off + FRAME_HEADER_BYTES, off + FRAME_HEADER_BYTES + n),
+        );
+        off += FRAME_HEADER_BYTES + n;
+      }
+    } catch (e) {
+      this.#failed = e as ProtocolError;
+      this.#buf = new Uint8Array(0);
+      throw e;
+    }
+    this.#buf = buf.slice(off);
+    return out;
+  }
+
+  /**
+   * Call at end of stream: a frame cut short by EOF is malformed.
+   * @throws {ProtocolError} `truncated-frame` when bytes are left over; after
+   *   an earlier error, that error again
+   */
+  end(): void {
+    if (this.#failed) throw this.#failed;
+    if (this.#buf.length > 0) {
+      throw new ProtocolError(
+        "truncated-frame",
+        `Cannot read frame: connection closed ${this.#buf.length} bytes into a frame`,
+      );
+    }
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * Key schedule (PROTOCOL.md "Key schedule", rules 2.5, 2.6, 4.2, 4.4): every
+ * derived key is HKDF-SHA256 (RFC 5869) through WebCrypto, and every label
+ * starts with `im v1 `. The labels are defined here once.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { deriveDirectionKeys } from "./kdf.ts";
+ * const ikm = new Uint8Array(64), salt = new Uint8Array(32);
+ * const c2s = await deriveDirectionKeys(ikm, salt, "c2s");
+ * const s2c = await deriveDirectionKeys(ikm, salt, "s2c");
+ * assert.ok(c2s.enc.length === 32 && c2s.enc.toHex() !== s2c.enc.toHex());
+ * ```
+ * @module
+ */
+
+import { utf8 } from "./bytes.ts";
+
+/** Every label of the protocol (PROTOCOL.md "Labels"). */
+export const Label = {
+  /** Login transcript hash prefix (rule 2.3). */
+  TRANSCRIPT: "im v1 login transcript",
+  /** Second login transcript: adds the client signature and the sealed session key. */
+  TRANSCRIPT_KEYS: "im v1 login keys",
+  /** Context the server signs (rule 2.2). */
+  SERVER_SIGNATURE: "im v1 server signature",
+  /** Context the client signs (rule 2.3). */
+  CLIENT_SIGNATURE: "im v1 client signature",
+  /** RSA-OAEP label of the sealed session key (rule 2.5). */
+  SESSION_KEY: "im v1 session key",
+  /** Ticket sealing keys, from the joiner's server session (rule 4.2). */
+  TICKET_ENC: "im v1 ticket enc",
+  TICKET_MAC: "im v1 ticket mac",
+  /** Peer handshake transcript (rule 4.4). */
+  PEER_TRANSCRIPT: "im v1 peer transcript",
+  /** Key that authenticates the peer handshake, from the peer key. */
+  PEER_AUTH: "im v1 peer auth",
+  /** Short authentication string of a peer session (rule 4.4). */
+  PEER_SAS: "im v1 peer sas",
+} as const;
+
+/** Directions of a channel: login (client/server) and peer (host/joiner). Rule 2.6: never the same key both ways. */
+export type Direction = "c2s" | "s2c" | "h2j" | "j2h";
+
+/** The seed's three keys for one direction (rule 2.6). */
+export interface DirectionKeys {
+  /** MD-CFB key (rule 3.3). */
+  enc: Uint8Array;
+  /** Key that derives each record's IV from its sequence number (rule 3.2). */
+  iv: Uint8Array;
+  /** HMAC-SHA256 key of the tag (rule 3.4). */
+  mac: Uint8Array;
+}
+
+/**
+ * HKDF-SHA256 extract-and-expand (RFC 5869 2.2, 2.3) via WebCrypto.
+ * @param ikm input keying material
+ * @param salt salt (may be empty)
+ * @param info context label
+ * @param length output bytes (at most 255 * 32)
+ * @returns the derived bytes
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { hkdf } from "./kdf.ts";
+ * const k = await hkdf(new Uint8Array(32), new Uint8Array(0), new Uint8Array(0), 42);
+ * assert.ok(k.length === 42);
+ * ```
+ */
+export async function hkdf(
+  ikm: Uint8Array,
+  salt: Uint8Array,
+  info: Uint8Array,
+  length: number,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const key = await crypto.subtle.importKey(
+    "raw",
+    ikm as Uint8Array<ArrayBuffer>,
+    "HKDF",
+    false,
+    ["deriveBits"],
+  );
+  const bits = await crypto.subtle.deriveBits(
+    {
+      name: "HKDF",
+      hash: "SHA-256",
+      salt: salt as Uint8Array<ArrayBuffer>,
+      info: info as Uint8Array<ArrayBuffer>,
+    },
+    key,
+    length * 8,
+  );
+  return new Uint8Array(bits);
+}
+
+/**
+ * One 32-byte key under a protocol label.
+ * @param ikm secret input
+ * @param salt salt (a transcript hash)
+ * @param label a string starting with `im v1 `
+ * @returns 32 bytes
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { deriveKey, Label } from "./kdf.ts";
+ * const k = await deriveKey(new Uint8Array(32), new Uint8Array(32), Label.PEER_AUTH);
+ * assert.ok(k.length === 32);
+ * ```
+ */
+export function deriveKey(
+  ikm: Uint8Array,
+  salt: Uint8Array,
+  label: string,
+): Promise<Uint8Array<ArrayBuffer>> {
+  return hkdf(ikm, salt, utf8(label), 32);
+}
+
+/**
+ * The three keys of one direction: labels `im v1 <dir> enc`, `... iv`, `... mac`.
+ * @param ikm secret input (session key || X25519 secret, or peer key || X25519 secret)
+ * @param salt the transcript hash
+ * @param dir which direction
+ * @returns the direction's keys
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { deriveDirectionKeys } from "./kdf.ts";
+ * const k = await deriveDirectionKeys(new Uint8Array(64), new Uint8Array(32), "h2j");
+ * assert.ok(k.mac.length === 32);
+ * ```
+ */
+export async function deriveDirectionKeys(
+  ikm: Uint8Array,
+  salt: Uint8Array,
+  dir: Direction,
+): Promise<DirectionKeys> {
+  const [enc, iv, mac] = await Promise.all([
+    deriveKey(ikm, salt, `im v1 ${dir} enc`),
+    deriveKey(ikm, salt, `im v1 ${dir} iv`),
+    deriveKey(ikm, salt, `im v1 ${dir} mac`),
+  ]);
+  return { enc, iv, mac };
+}
+
+/**
+ * SHA-256 of the concatenation of labelled parts, each prefixed by its u32
+ * length so that no two different part lists hash the same way.
+ * @param label domain-separation label
+ * @param parts the fields, in order
+ * @returns 32 bytes
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { transcriptHash } from "./kdf.ts";
+ * const h = await transcriptHash("im v1 login transcript", [new Uint8Array([1])]);
+ * assert.ok(h.length === 32);
+ * ```
+ */
+export async function transcriptHash(
+  label: string,
+  parts: Uint8Array[],
+): Promise<Uint8Array<ArrayBuffer>> {
+  const all = [utf8(label), ...parts];
+  let n = 0;
+  for (const p of all) n += 4 + p.length;
+  const buf = new Uint8Array(n);
+  const view = new DataView(buf.buffer);
+  let off = 0;
+  for (const p of all) {
+    view.setUint32(off, p.length);
+    buf.set(p, off + 4);
+    off += 4 + p.length;
+  }
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", buf));
+}

@@ -1,0 +1,305 @@
+/**
+ * Peer sessions (requirements section 4): run the peer handshake over a
+ * transport (a direct TCP connection, or the server relay of issue 6), then
+ * carry chat messages with delivery receipts over a {@link SecureChannel}.
+ *
+ * @example
+ * ```ts ignore
+ * const session = await joinPeer(transport, { self: "B", expectedHost: "A", ticketKeys, replayCache });
+ * await session.sendText("hello");
+ * ```
+ * @module
+ */
+
+import {
+  type ChannelEvent,
+  type ChannelOptions,
+  SecureChannel,
+} from "./channel.ts";
+import { NetError, ProtocolError } from "./errors.ts";
+import { FrameKind } from "./frame.ts";
+import type { Message } from "./messages.ts";
+import {
+  PeerHostHandshake,
+  type PeerHostOptions,
+  PeerJoinHandshake,
+  type PeerJoinOptions,
+} from "./peer_handshake.ts";
+import type { FrameTransport } from "./transport.ts";
+
+/** How long a peer handshake may take once connected. */
+export const PEER_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** Payload a joiner relays to ask the host to start the handshake over the server (issue 6). */
+export const RELAY_CONNECT = new Uint8Array([FrameKind.PEER_RELAY_CONNECT]);
+
+async function recvWithin(
+  t: FrameTransport,
+  ms: number,
+  what: string,
+): Promise<Uint8Array> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      t.close();
+      reject(
+        new NetError("peer-timeout", `Peer did not answer the ${what} in time`),
+      );
+    }, ms);
+  });
+  try {
+    const p = await Promise.race([t.recv(), timeout]);
+    if (p === null) {
+      throw new NetError(
+        "peer-closed",
+        `Peer closed the connection during the ${what}`,
+      );
+    }
+    return p;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Host side: send the ticket, check the joiner, confirm keys.
+ * @param t the connection a joiner opened
+ * @param o the grant
+ * @param channel heartbeat settings for the session
+ * @returns the session
+ * @throws {AuthError} a stranger; {@link NetError} timeouts
+ */
+export async function hostPeer(
+  t: FrameTransport,
+  o: PeerHostOptions,
+  channel: ChannelOptions = {},
+  transport: "direct" | "relay" = "direct",
+): Promise<PeerSession> {
+  const hs = new PeerHostHandshake(o);
+  await t.send(await hs.hello());
+  await t.send(
+    await hs.onReply(
+      await recvWithin(t, PEER_HANDSHAKE_TIMEOUT_MS, "peer handshake"),
+    ),
+  );
+  hs.onFinished(
+    await recvWithin(t, PEER_HANDSHAKE_TIMEOUT_MS, "peer handshake"),
+  );
+  const r = hs.result;
+  return new PeerSession(
+    o.self,
+    r.peer,
+    r.sas,
+    transport,
+    new SecureChannel(t, r.sealer, r.opener, channel),
+  );
+}
+
+/**
+ * Joiner side: open the ticket, answer, confirm keys.
+ * @param t the connection to the host
+ * @param o who we are and whom we expect
+ * @param channel heartbeat settings for the session
+ * @returns the session
+ * @throws {TicketError} or {@link AuthError} when the host is not who the server said
+ */
+export async function joinPeer(
+  t: FrameTransport,
+  o: PeerJoinOptions,
+  channel: ChannelOptions = {},
+  transport: "direct" | "relay" = "direct",
+): Promise<PeerSession> {
+  const hs = new PeerJoinHandshake(o);
+  let hello = await recvWithin(t, PEER_HANDSHAKE_TIMEOUT_MS, "peer handshake");
+  if (hello[0] !== FrameKind.PEER_HELLO) {
+    throw new ProtocolError(
+      "unexpected-frame",
+      `Expected PEER_HELLO from the host, got frame kind ${hello[0]}`,
+    );
+  }
+  await t.send(await hs.onHello(hello));
+  hello = new Uint8Array(0);
+  await t.send(
+    hs.onFinished(
+      await recvWithin(t, PEER_HANDSHAKE_TIMEOUT_MS, "peer handshake"),
+    ),
+  );
+  const r = hs.result;
+  return new PeerSession(
+    o.self,
+    r.peer,
+    r.sas,
+    transport,
+    new SecureChannel(t, r.sealer, r.opener, channel),
+  );
+}
+
+/** What a peer session reports to the client. */
+export type PeerEvent =
+  | { kind: "text"; id: string; text: string }
+  | { kind: "delivered"; id: string }
+  | { kind: "problem"; code: string; message: string }
+  | {
+    kind: "ended";
+    reason: string;
+    undelivered: Array<{ id: string; text: string }>;
+  };
+
+/** A running peer chat. */
+export class PeerSession {
+  readonly self: string;
+  readonly peer: string;
+  readonly sas: string;
+  readonly transport: "direct" | "relay";
+  readonly channel: SecureChannel;
+  #unacked = new Map<string, string>();
+  #counter = 0;
+
+  /**
+   * @param self our name
+   * @param peer theirs
+   * @param sas short authentication string
+   * @param transport direct or relayed
+   * @param channel the secure channel
+   */
+  constructor(
+    self: string,
+    peer: string,
+    sas: string,
+    transport: "direct" | "relay",
+    channel: SecureChannel,
+  ) {
+    this.self = self;
+    this.peer = peer;
+    this.sas = sas;
+    this.transport = transport;
+    this.channel = channel;
+  }
+
+  /**
+   * Send a chat message; it stays "unacknowledged" until the peer's receipt arrives.
+   * @param text the message
+   * @returns its id
+   */
+  async sendText(text: string): Promise<string> {
+    const id = `${Date.now().toString(36)}-${(this.#counter++).toString(36)}`;
+    this.#unacked.set(id, text);
+    await this.channel.send({ t: "msg", id, text });
+    return id;
+  }
+
+  /**
+   * End the session (`!disconnect`, rule 4.5).
+   * @param reason sent to the peer
+   */
+  close(reason = "disconnect"): Promise<void> {
+    return this.channel.close(reason);
+  }
+
+  /**
+   * The session's events until it ends; the last is always `ended`.
+   * @returns the events
+   */
+  async *events(): AsyncGenerator<PeerEvent> {
+    for await (
+      const ev of this.channel.events() as AsyncGenerator<ChannelEvent>
+    ) {
+      if (ev.kind === "message") {
+        const m: Message = ev.msg;
+        if (m.t === "msg") {
+          this.channel.send({ t: "ack", id: m.id }).catch(() => {});
+          yield { kind: "text", id: m.id, text: m.text };
+        } else if (m.t === "ack") {
+          if (this.#unacked.delete(m.id)) yield { kind: "delivered", id: m.id };
+        } else {
+          yield {
+            kind: "problem",
+            code: "unexpected-message",
+            message: `Peer sent an unexpected "${m.t}" message`,
+          };
+        }
+      } else if (ev.kind === "discarded") {
+        yield {
+          kind: "problem",
+          code: ev.error.code,
+          message: ev.error.message,
+        };
+      } else if (ev.kind === "lost") {
+        yield {
+          kind: "problem",
+          code: "lost",
+          message:
+            `${ev.count} message(s) from ${this.peer} were lost on the way`,
+        };
+      } else if (ev.kind === "closed") {
+        const undelivered = [...this.#unacked].map(([id, text]) => ({
+          id,
+          text,
+        }));
+        this.#unacked.clear();
+        yield {
+          kind: "ended",
+          reason: ev.error?.code === "peer-silent" ? "peer-silent" : ev.reason,
+          undelivered,
+        };
+      }
+    }
+  }
+}
+
+/**
+ * A {@link FrameTransport} through the server (issue 6): frames go out as
+ * `relay` messages on our server channel and come in as `relayed` ones. The
+ * server sees only the peer handshake and sealed peer records.
+ */
+export class RelayTransport implements FrameTransport {
+  readonly remote: string;
+  #send: (data: string) => Promise<void>;
+  #queue: Uint8Array[] = [];
+  #wake: (() => void) | undefined;
+  #closed = false;
+
+  /**
+   * @param peer the other user
+   * @param send sends a `relay` message to the server
+   */
+  constructor(peer: string, send: (data: string) => Promise<void>) {
+    this.remote = `relay:${peer}`;
+    this.#send = send;
+  }
+
+  /**
+   * Feed a frame the server relayed from the peer.
+   * @param data base64 payload
+   */
+  deliver(data: string): void {
+    if (this.#closed) return;
+    try {
+      this.#queue.push(Uint8Array.fromBase64(data));
+    } catch {
+      return; // Not base64: nothing a peer could have sealed; dropped like any garbage.
+    }
+    this.#wake?.();
+  }
+
+  send(payload: Uint8Array): Promise<void> {
+    if (this.#closed) {
+      return Promise.reject(new NetError("closed", "Relay is closed"));
+    }
+    return this.#send(payload.toBase64());
+  }
+
+  async recv(): Promise<Uint8Array | null> {
+    while (this.#queue.length === 0) {
+      if (this.#closed) return null;
+      await new Promise<void>((r) => (this.#wake = r));
+      this.#wake = undefined;
+    }
+    return this.#queue.shift()!;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#wake?.();
+  }
+}

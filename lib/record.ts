@@ -1,0 +1,238 @@
+/**
+ * The record layer (PROTOCOL.md "Records", section 3 of the requirements).
+ *
+ * A record is one frame payload:
+ * `0x10 || type u8 || seq u64 || timestamp u64 (ms) || ciphertext || tag[32]`.
+ * The 17 bytes `type || seq || timestamp` are the header. The IV of record
+ * `seq` is `HMAC(ivKey, seq)` (rule 3.2), the body is MD-CFB under the
+ * direction's encryption key (3.3), and the tag is `HMAC(macKey, header ||
+ * ciphertext)` (3.4), checked in constant time before anything is decrypted.
+ *
+ * One {@link RecordSealer} or {@link RecordOpener} per direction holds that
+ * direction's keys and sequence number; the counter of an opener moves only
+ * after a record passes its tag (3.5).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RecordOpener, RecordSealer, RecordType } from "./record.ts";
+ * const keys = { enc: new Uint8Array(32).fill(1), iv: new Uint8Array(32).fill(2), mac: new Uint8Array(32).fill(3) };
+ * const sealer = new RecordSealer(keys), opener = new RecordOpener(keys);
+ * const rec = sealer.seal(RecordType.DATA, new TextEncoder().encode("hi"));
+ * assert.ok(new TextDecoder().decode(opener.open(rec).plaintext) === "hi");
+ * ```
+ * @module
+ */
+
+import { constantTimeEqual, U64_MAX } from "./bytes.ts";
+import { ProtocolError, RecordError } from "./errors.ts";
+import { FrameKind } from "./frame.ts";
+import type { DirectionKeys } from "./kdf.ts";
+import { MdCfb } from "./mdcfb.ts";
+import { HmacSha256 } from "./sha256.ts";
+
+/** Record types (header byte 0). */
+export const RecordType = {
+  /** Key confirmation, rule 2.7: body is the transcript hash. */
+  FINISHED: 0x01,
+  /** Application data: a UTF-8 JSON message (PROTOCOL.md "Messages"). */
+  DATA: 0x02,
+  /** Keep-alive; empty body. */
+  HEARTBEAT: 0x03,
+  /** Orderly close; body is a UTF-8 JSON `{ "reason": ... }`. */
+  CLOSE: 0x04,
+} as const;
+
+/** One of the values of {@link RecordType}. */
+export type RecordType = typeof RecordType[keyof typeof RecordType];
+
+/** `type u8 || seq u64 || timestamp u64`. */
+export const RECORD_HEADER_BYTES = 17;
+/** HMAC-SHA256 tag length. */
+export const RECORD_TAG_BYTES = 32;
+/** Smallest record payload: kind byte, header, empty body, tag. */
+export const RECORD_MIN_BYTES = 1 + RECORD_HEADER_BYTES + RECORD_TAG_BYTES;
+/** Default freshness window, rule 3.5 (two minutes). */
+export const DEFAULT_WINDOW_MS = 120_000;
+
+const KNOWN_TYPES = new Set<number>(Object.values(RecordType));
+
+/** A record that passed every check. */
+export interface OpenedRecord {
+  type: RecordType;
+  seq: bigint;
+  timestamp: number;
+  plaintext: Uint8Array;
+  /** Records skipped before this one (rule 3.5: a jump is reported as messages lost). */
+  lost: bigint;
+}
+
+function seqBytes(seq: bigint): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, seq);
+  return b;
+}
+
+/** Seals records for one direction. */
+export class RecordSealer {
+  #cipher: MdCfb;
+  #ivMac: HmacSha256;
+  #tagMac: HmacSha256;
+  #next: bigint;
+
+  /**
+   * @param keys the direction's keys; the raw bytes may be wiped afterwards
+   * @param firstSeq first sequence number (0, rule 3.1; tests start near the end)
+   */
+  constructor(keys: DirectionKeys, firstSeq = 0n) {
+    this.#cipher = new MdCfb(keys.enc);
+    this.#ivMac = new HmacSha256(keys.iv);
+    this.#tagMac = new HmacSha256(keys.mac);
+    this.#next = firstSeq;
+  }
+
+  /** Sequence number the next record will carry. */
+  get nextSeq(): bigint {
+    return this.#next;
+  }
+
+  /**
+   * Seal one record.
+   * @param type record type
+   * @param plaintext body
+   * @param now sender's clock in ms
+   * @returns the frame payload
+   * @throws {ProtocolError} `sequence-exhausted` once 2^64 records were sent: rule 3.5, a sequence number never wraps
+   */
+  seal(
+    type: RecordType,
+    plaintext: Uint8Array,
+    now: number = Date.now(),
+  ): Uint8Array {
+    const seq = this.#next;
+    if (seq > U64_MAX) {
+      throw new ProtocolError(
+        "sequence-exhausted",
+        "Cannot send: sequence numbers are exhausted; the channel must be closed",
+      );
+    }
+    const out = new Uint8Array(
+      1 + RECORD_HEADER_BYTES + plaintext.length + RECORD_TAG_BYTES,
+    );
+    const view = new DataView(out.buffer);
+    out[0] = FrameKind.RECORD;
+    out[1] = type;
+    view.setBigUint64(2, seq);
+    view.setBigUint64(10, BigInt(Math.max(0, Math.floor(now))));
+    const iv = this.#ivMac.mac(seqBytes(seq)); // rule 3.2
+    out.set(this.#cipher.encrypt(iv, plaintext), 1 + RECORD_HEADER_BYTES); // rule 3.3
+    const tag = this.#tagMac.mac(
+      out.subarray(1, out.length - RECORD_TAG_BYTES),
+    ); // rule 3.4
+    out.set(tag, out.length - RECORD_TAG_BYTES);
+    this.#next = seq + 1n;
+    return out;
+  }
+
+  /** Drop the keys (rule 4.5). */
+  wipe(): void {
+    this.#cipher.wipe();
+    this.#ivMac.wipe();
+    this.#tagMac.wipe();
+  }
+}
+
+/** Options of {@link RecordOpener}. */
+export interface RecordOpenerOptions {
+  /** Freshness window in ms, rule 3.5 (default 120 s). */
+  windowMs?: number;
+}
+
+/** Opens records of one direction and keeps its replay state. */
+export class RecordOpener {
+  #cipher: MdCfb;
+  #ivMac: HmacSha256;
+  #tagMac: HmacSha256;
+  #next = 0n;
+  #windowMs: number;
+
+  /**
+   * @param keys the direction's keys
+   * @param opts freshness window
+   */
+  constructor(keys: DirectionKeys, opts: RecordOpenerOptions = {}) {
+    this.#cipher = new MdCfb(keys.enc);
+    this.#ivMac = new HmacSha256(keys.iv);
+    this.#tagMac = new HmacSha256(keys.mac);
+    this.#windowMs = opts.windowMs ?? DEFAULT_WINDOW_MS;
+  }
+
+  /** Lowest sequence number still acceptable. */
+  get nextSeq(): bigint {
+    return this.#next;
+  }
+
+  /**
+   * Check and decrypt one record (rules 3.4, 3.5).
+   * @param payload the frame payload
+   * @param now receiver's clock in ms
+   * @returns the record
+   * @throws {RecordError} code `malformed`, `tampered`, `replayed` or `stale`; the state is unchanged
+   */
+  open(payload: Uint8Array, now: number = Date.now()): OpenedRecord {
+    if (payload.length < RECORD_MIN_BYTES || payload[0] !== FrameKind.RECORD) {
+      throw new RecordError(
+        "malformed",
+        `Record discarded: malformed (${payload.length} bytes)`,
+      );
+    }
+    const body = payload.subarray(1, payload.length - RECORD_TAG_BYTES);
+    const tag = payload.subarray(payload.length - RECORD_TAG_BYTES);
+    // Rule 3.4: encrypt-then-MAC, the tag is checked before anything else is read.
+    if (!constantTimeEqual(this.#tagMac.mac(body), tag)) {
+      throw new RecordError(
+        "tampered",
+        "Record discarded: integrity check failed (tampered)",
+      );
+    }
+    const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+    const type = body[0]!;
+    const seq = view.getBigUint64(1);
+    const timestamp = Number(view.getBigUint64(9));
+    if (!KNOWN_TYPES.has(type)) {
+      throw new RecordError(
+        "malformed",
+        `Record discarded: unknown type ${type}`,
+      );
+    }
+    if (seq < this.#next) {
+      throw new RecordError(
+        "replayed",
+        `Record discarded: sequence number ${seq} was already used (replayed or reordered)`,
+      );
+    }
+    if (Math.abs(now - timestamp) > this.#windowMs) {
+      throw new RecordError(
+        "stale",
+        `Record discarded: timestamp is ${
+          Math.round((now - timestamp) / 1000)
+        } s from this clock, outside the ${this.#windowMs / 1000} s window`,
+      );
+    }
+    const iv = this.#ivMac.mac(seqBytes(seq));
+    const plaintext = this.#cipher.decrypt(
+      iv,
+      body.subarray(RECORD_HEADER_BYTES),
+    );
+    const lost = seq - this.#next;
+    this.#next = seq + 1n;
+    return { type: type as RecordType, seq, timestamp, plaintext, lost };
+  }
+
+  /** Drop the keys (rule 4.5). */
+  wipe(): void {
+    this.#cipher.wipe();
+    this.#ivMac.wipe();
+    this.#tagMac.wipe();
+  }
+}

@@ -1,0 +1,664 @@
+/**
+ * The `im` server: accepts TCP connections, runs the login handshake
+ * (section 2), then serves each user over a {@link SecureChannel} as the key
+ * distribution centre for peer sessions (section 4). This is the socket
+ * edge; the bookkeeping is {@link Presence} in `server_state.ts`.
+ *
+ * One client can never stop the server or other clients: every connection
+ * runs in its own task with its own errors, a login must finish within a
+ * deadline (rule 1.2), unauthenticated connections are capped per address
+ * and in total (the oldest is evicted, so a flood of idle sockets cannot
+ * lock a real user out), and repeated failed logins from one address are
+ * slowed down (rule 2.4).
+ *
+ * @example
+ * ```ts ignore
+ * const server = await ImServer.start({ identity, clients, port: 0 });
+ * console.log(server.port);
+ * await server.close();
+ * ```
+ * @module
+ */
+
+import { randomBytes } from "./bytes.ts";
+import { DEFAULT_HEARTBEAT_MS, SecureChannel } from "./channel.ts";
+import {
+  AuthError,
+  type ImError,
+  isImError,
+  NetError,
+  ProtocolError,
+} from "./errors.ts";
+import { DEFAULT_MAX_FRAME_BYTES, FrameKind } from "./frame.ts";
+import { type LoginResult, ServerHandshake } from "./handshake.ts";
+import { encodeErrorFrame, ErrorCode } from "./handshake_messages.ts";
+import type { PrivateIdentity, PublicIdentity } from "./keys.ts";
+import type { Logger } from "./log.ts";
+import type { Message } from "./messages.ts";
+import { DEFAULT_WINDOW_MS } from "./record.ts";
+import { Presence } from "./server_state.ts";
+import {
+  MAX_TICKET_LIFETIME_MS,
+  sealTicket,
+  TICKET_ID_BYTES,
+} from "./ticket.ts";
+import { TcpTransport } from "./transport.ts";
+
+/** Settings of {@link ImServer}; every limit has a default. */
+export interface ServerOptions {
+  hostname?: string;
+  port?: number;
+  identity: PrivateIdentity;
+  /** The server's directory of client public keys. */
+  clients: Map<string, PublicIdentity>;
+  log?: Logger;
+  /** Rule 1.2: a login must finish within this (default 10 s). */
+  loginTimeoutMs?: number;
+  /** Unauthenticated connections at once, in total (default 256). */
+  maxUnauthenticated?: number;
+  /** Unauthenticated connections at once from one address (default 64). */
+  maxUnauthenticatedPerAddress?: number;
+  /** Logged-in clients at once (default 10,000). */
+  maxClients?: number;
+  /** Rule 1.1 (default 64 KiB). */
+  maxFrameBytes?: number;
+  /** Heartbeat interval of client channels (default 2 s; dead after 3). */
+  heartbeatMs?: number;
+  /** Rule 3.5 freshness window (default 120 s). */
+  windowMs?: number;
+  /** Rule 4.2 ticket lifetime (default 30 s, at most 60 s). */
+  ticketLifetimeMs?: number;
+  /** Failed logins from one address within a minute before it is slowed down (default 5). */
+  authFailureLimit?: number;
+  /** First penalty after the limit, doubled on each further failure up to 5 min (default 5 s). */
+  authPenaltyMs?: number;
+}
+
+interface ClientSession {
+  user: string;
+  remote: string;
+  channel: SecureChannel;
+  fingerprint: string;
+  /** The user's ticket keys from its login (rule 4.2); never leave this process. */
+  ticketKeys: LoginResult["ticketKeys"];
+}
+
+interface Pending {
+  address: string;
+  transport: TcpTransport;
+}
+
+interface Failures {
+  count: number;
+  since: number;
+  penaltyUntil: number;
+  penaltyMs: number;
+}
+
+/** A running server. */
+export class ImServer {
+  #listener: Deno.TcpListener;
+  #o: Required<Omit<ServerOptions, "hostname" | "port" | "log">>;
+  #log: Logger;
+  #clients: Map<string, PublicIdentity>;
+  #presence: Presence;
+  #sessions = new Map<string, ClientSession>();
+  #pending = new Set<Pending>();
+  #failures = new Map<string, Failures>();
+  #tasks = new Set<Promise<void>>();
+  #closing = false;
+  #acceptLoop: Promise<void>;
+
+  private constructor(listener: Deno.TcpListener, opts: ServerOptions) {
+    this.#listener = listener;
+    this.#log = opts.log ?? (() => {});
+    this.#clients = opts.clients;
+    this.#presence = new Presence((name) => this.#clients.has(name));
+    this.#o = {
+      identity: opts.identity,
+      clients: opts.clients,
+      loginTimeoutMs: opts.loginTimeoutMs ?? 10_000,
+      maxUnauthenticated: opts.maxUnauthenticated ?? 256,
+      maxUnauthenticatedPerAddress: opts.maxUnauthenticatedPerAddress ?? 64,
+      maxClients: opts.maxClients ?? 10_000,
+      maxFrameBytes: opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      heartbeatMs: opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+      windowMs: opts.windowMs ?? DEFAULT_WINDOW_MS,
+      ticketLifetimeMs: Math.min(
+        opts.ticketLifetimeMs ?? 30_000,
+        MAX_TICKET_LIFETIME_MS,
+      ),
+      authFailureLimit: opts.authFailureLimit ?? 5,
+      authPenaltyMs: opts.authPenaltyMs ?? 5_000,
+    };
+    this.#acceptLoop = this.#accept();
+  }
+
+  /**
+   * Listen and start serving.
+   * @param opts keys and limits
+   * @returns the running server
+   * @throws {NetError} `port-in-use` or `listen-failed`
+   */
+  static start(opts: ServerOptions): Promise<ImServer> {
+    const hostname = opts.hostname ?? "127.0.0.1";
+    const port = opts.port ?? 9876;
+    let listener: Deno.TcpListener;
+    try {
+      listener = Deno.listen({ hostname, port, transport: "tcp" });
+    } catch (e) {
+      if (e instanceof Deno.errors.AddrInUse) {
+        return Promise.reject(
+          new NetError(
+            "port-in-use",
+            `Cannot listen on ${hostname}:${port}: the port is in use`,
+            "stop the other server or choose another --port",
+          ),
+        );
+      }
+      return Promise.reject(
+        new NetError(
+          "listen-failed",
+          `Cannot listen on ${hostname}:${port}: ${(e as Error).message}`,
+        ),
+      );
+    }
+    const server = new ImServer(listener, opts);
+    server.#log("listening", {
+      addr: `${hostname}:${server.port}`,
+      fingerprint: opts.identity.fingerprint,
+      users: opts.clients.size,
+    });
+    return Promise.resolve(server);
+  }
+
+  /** The port the server listens on. */
+  get port(): number {
+    return (this.#listener.addr as Deno.NetAddr).port;
+  }
+
+  /** @returns who is online, as `!list` shows it */
+  list(): Array<{ name: string; state: string }> {
+    return this.#presence.list();
+  }
+
+  /** Unauthenticated connections open now. */
+  get pendingCount(): number {
+    return this.#pending.size;
+  }
+
+  #track(p: Promise<void>): void {
+    this.#tasks.add(p);
+    p.finally(() => this.#tasks.delete(p));
+  }
+
+  async #accept(): Promise<void> {
+    while (!this.#closing) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (e) {
+        if (this.#closing || e instanceof Deno.errors.BadResource) return;
+        // EMFILE and friends: log, breathe, keep serving everyone else.
+        this.#log("accept-error", { error: (e as Error).message });
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
+      this.#track(
+        this.#handle(conn).catch((e) => {
+          this.#log("connection-error", {
+            error: (e as Error)?.message ?? String(e),
+          });
+        }),
+      );
+    }
+  }
+
+  #penalty(address: string, now: number): number {
+    const f = this.#failures.get(address);
+    return f && f.penaltyUntil > now ? f.penaltyUntil - now : 0;
+  }
+
+  #recordFailure(address: string, now: number): void {
+    let f = this.#failures.get(address);
+    if (!f || now - f.since > 60_000) {
+      f = { count: 0, since: now, penaltyUntil: 0, penaltyMs: 0 };
+      this.#failures.set(address, f);
+    }
+    f.count++;
+    if (f.count >= this.#o.authFailureLimit) {
+      f.penaltyMs = f.penaltyMs === 0
+        ? this.#o.authPenaltyMs
+        : Math.min(f.penaltyMs * 2, 300_000);
+      f.penaltyUntil = now + f.penaltyMs;
+      this.#log("penalty", {
+        addr: address,
+        seconds: Math.round(f.penaltyMs / 1000),
+      });
+    }
+    if (this.#failures.size > 10_000) {
+      for (const [k, v] of this.#failures) {
+        if (v.penaltyUntil < now && now - v.since > 60_000) {
+          this.#failures.delete(k);
+        }
+      }
+    }
+  }
+
+  /** Make room for a new unauthenticated connection by evicting the oldest ones over the caps. */
+  #admit(p: Pending): void {
+    let fromAddr = 0;
+    for (const q of this.#pending) if (q.address === p.address) fromAddr++;
+    for (const q of [...this.#pending]) {
+      const overAddr = q.address === p.address &&
+        fromAddr >= this.#o.maxUnauthenticatedPerAddress;
+      const overTotal = this.#pending.size >= this.#o.maxUnauthenticated;
+      if (!overAddr && !overTotal) break;
+      if (overAddr || overTotal) {
+        if (q.address === p.address) fromAddr--;
+        this.#pending.delete(q);
+        this.#log("evicted", {
+          addr: q.transport.remote,
+          reason: "too many unauthenticated connections",
+        });
+        this.#refuse(
+          q.transport,
+          ErrorCode.TOO_MANY,
+          "Too many connections are logging in; try again",
+        );
+      }
+    }
+    this.#pending.add(p);
+  }
+
+  #refuse(t: TcpTransport, code: number, message: string): void {
+    t.send(encodeErrorFrame({ code, message })).catch(() => {}).finally(() =>
+      t.close()
+    );
+  }
+
+  async #handle(conn: Deno.TcpConn): Promise<void> {
+    const t = TcpTransport.wrap(conn, { maxFrameBytes: this.#o.maxFrameBytes });
+    const address = (conn.remoteAddr as Deno.NetAddr).hostname;
+    const now = Date.now();
+    const wait = this.#penalty(address, now);
+    if (wait > 0) {
+      this.#refuse(
+        t,
+        ErrorCode.RATE_LIMITED,
+        `Too many failed logins from your address; try again in ${
+          Math.ceil(wait / 1000)
+        } s`,
+      );
+      return;
+    }
+    if (this.#closing) {
+      this.#refuse(t, ErrorCode.SHUTDOWN, "Server is shutting down");
+      return;
+    }
+    const pending: Pending = { address, transport: t };
+    this.#admit(pending);
+    const deadline = setTimeout(() => {
+      this.#log("login-timeout", { addr: t.remote });
+      this.#refuse(
+        t,
+        ErrorCode.TIMEOUT,
+        `Login not finished within ${this.#o.loginTimeoutMs / 1000} s`,
+      );
+    }, this.#o.loginTimeoutMs);
+    let login: LoginResult;
+    let fingerprint = "";
+    try {
+      const hs = new ServerHandshake({
+        identity: this.#o.identity,
+        lookupUser: (name) => this.#clients.get(name),
+        decoy: this.#o.identity.publicIdentity,
+        windowMs: this.#o.windowMs,
+      });
+      const hello = await this.#recvLogin(t);
+      await t.send(await hs.onClientHello(hello));
+      const auth = await this.#recvLogin(t);
+      let replies: Uint8Array[];
+      try {
+        replies = await hs.onClientAuth(auth);
+      } catch (e) {
+        if (e instanceof AuthError) {
+          this.#recordFailure(address, Date.now());
+          this.#log("login-failed", {
+            addr: t.remote,
+            user: hs.claimedUser,
+            reason: "unknown user or bad signature",
+          });
+          this.#refuse(t, ErrorCode.AUTH_FAILED, "unknown user or wrong key");
+          return;
+        }
+        throw e;
+      }
+      for (const r of replies) await t.send(r);
+      await hs.onClientFinished(await this.#recvLogin(t));
+      login = hs.result;
+      fingerprint = this.#clients.get(login.user)?.fingerprint ?? "";
+    } catch (e) {
+      if (!t.closed) {
+        const err = e as ImError;
+        const code = err.code === "version"
+          ? ErrorCode.VERSION
+          : err.code === "bad-username"
+          ? ErrorCode.BAD_USERNAME
+          : err instanceof AuthError
+          ? ErrorCode.AUTH_FAILED
+          : ErrorCode.PROTOCOL;
+        this.#log("login-error", {
+          addr: t.remote,
+          error: isImError(e) ? e.code : "internal",
+          detail: (e as Error).message,
+        });
+        this.#refuse(t, code, isImError(e) ? e.message : "Internal error");
+      }
+      return;
+    } finally {
+      clearTimeout(deadline);
+      this.#pending.delete(pending);
+    }
+    if (this.#closing) {
+      t.close();
+      return;
+    }
+    await this.#serve(login, t, fingerprint);
+  }
+
+  async #recvLogin(t: TcpTransport): Promise<Uint8Array> {
+    const p = await t.recv();
+    if (p === null) {
+      throw new NetError("closed", "Connection closed during login");
+    }
+    if (p[0] === FrameKind.ERROR) {
+      throw new ProtocolError(
+        "peer-error",
+        "Client sent an error during login",
+      );
+    }
+    return p;
+  }
+
+  async #serve(
+    login: LoginResult,
+    t: TcpTransport,
+    fingerprint: string,
+  ): Promise<void> {
+    const user = login.user;
+    if (
+      this.#sessions.size >= this.#o.maxClients && !this.#sessions.has(user)
+    ) {
+      const ch = new SecureChannel(t, login.sealer, login.opener, {
+        heartbeatMs: 0,
+      });
+      await ch.send({
+        t: "closing",
+        reason: "full",
+        message: "Server is full; try again later",
+      }).catch(() => {});
+      await ch.close("full");
+      this.#log("refused", { user, reason: "server full" });
+      return;
+    }
+    const channel = new SecureChannel(t, login.sealer, login.opener, {
+      heartbeatMs: this.#o.heartbeatMs,
+    });
+    const session: ClientSession = {
+      user,
+      remote: t.remote,
+      channel,
+      fingerprint,
+      ticketKeys: login.ticketKeys,
+    };
+    const older = this.#sessions.get(user);
+    if (older) {
+      // Rule 2.10: the newer login wins; the older connection is told why.
+      this.#log("replaced", { user, old: older.remote, new: t.remote });
+      await this.#dropSession(
+        older,
+        "replaced",
+        "You logged in from another place; this connection is closed",
+      );
+    }
+    this.#sessions.set(user, session);
+    this.#presence.join(user);
+    this.#log("join", { user, addr: t.remote, fingerprint });
+    await channel.send({
+      t: "welcome",
+      user,
+      serverFingerprint: this.#o.identity.fingerprint,
+    }).catch(() => {});
+    let lastError = "";
+    for await (const ev of channel.events()) {
+      if (ev.kind === "message") {
+        try {
+          await this.#onMessage(session, ev.msg);
+        } catch (e) {
+          if (!isImError(e)) {
+            this.#log("internal-error", { user, error: (e as Error).message });
+          }
+        }
+      } else if (ev.kind === "discarded") {
+        this.#log("record-discarded", { user, reason: ev.error.code });
+        await channel.send({
+          t: "error",
+          code: ev.error.code,
+          message: ev.error.message,
+        }).catch(() => {});
+      } else if (ev.kind === "lost") {
+        this.#log("records-lost", { user, count: Number(ev.count) });
+      } else if (ev.kind === "closed") {
+        lastError = ev.error?.code ?? ev.reason;
+      }
+    }
+    this.#leave(session, lastError);
+  }
+
+  #leave(session: ClientSession, reason: string): void {
+    if (this.#sessions.get(session.user) !== session) return;
+    this.#sessions.delete(session.user);
+    const partner = this.#presence.leave(session.user);
+    this.#log("leave", { user: session.user, reason });
+    if (partner) {
+      this.#sendTo(partner, {
+        t: "cancelled",
+        peer: session.user,
+        message: `${session.user} went offline`,
+      });
+    }
+  }
+
+  async #dropSession(
+    s: ClientSession,
+    reason: string,
+    message: string,
+  ): Promise<void> {
+    this.#leave(s, reason);
+    await s.channel.send({ t: "closing", reason, message }).catch(() => {});
+    await s.channel.close(reason);
+  }
+
+  #sendTo(user: string, msg: Message): void {
+    this.#sessions.get(user)?.channel.send(msg).catch(() => {});
+  }
+
+  async #onMessage(s: ClientSession, m: Message): Promise<void> {
+    const user = s.user;
+    switch (m.t) {
+      case "list":
+        return s.channel.send({ t: "users", users: this.#presence.list() });
+      case "host": {
+        if (!/^[A-Za-z0-9.:\[\]_-]{1,80}:\d{1,5}$/.test(m.addr)) {
+          return s.channel.send({
+            t: "error",
+            code: "bad-address",
+            message: `Cannot host at "${m.addr.slice(0, 80)}": not host:port`,
+          });
+        }
+        const why = this.#presence.host(user, m.addr);
+        if (why) {
+          return s.channel.send({
+            t: "error",
+            code: "cannot-host",
+            message: `Cannot host: ${why}`,
+          });
+        }
+        this.#log("hosting", { user, addr: m.addr });
+        return s.channel.send({ t: "hosting", addr: m.addr });
+      }
+      case "unhost":
+        this.#presence.unhost(user);
+        return;
+      case "session":
+        return this.#grant(s, m.peer);
+      case "ended":
+        this.#presence.ended(user);
+        this.#log("session-ended", { user, peer: m.peer });
+        return;
+      case "cancel": {
+        const joiner = this.#presence.cancel(user, m.ticketId);
+        if (joiner) {
+          this.#log("session-cancelled", {
+            host: user,
+            joiner,
+            reason: "ticket expired",
+          });
+          this.#sendTo(joiner, {
+            t: "cancelled",
+            peer: user,
+            message: `${user} gave up waiting for you`,
+          });
+        }
+        return;
+      }
+      case "relay": {
+        // Issue 6: forward the peers' sealed frames between their server channels.
+        const me = this.#presence.get(user);
+        if (
+          me?.partner !== m.peer || this.#presence.get(m.peer)?.partner !== user
+        ) {
+          return s.channel.send({
+            t: "error",
+            code: "no-session",
+            message: `No session with ${m.peer.slice(0, 40)} to relay to`,
+          });
+        }
+        this.#sendTo(m.peer, { t: "relayed", peer: user, data: m.data });
+        return;
+      }
+      case "bye":
+        this.#leave(s, "logout");
+        await s.channel.close("logout");
+        return;
+      default:
+        return s.channel.send({
+          t: "error",
+          code: "unexpected-message",
+          message: `Message "${m.t}" is not for the server`,
+        });
+    }
+  }
+
+  async #grant(s: ClientSession, hostName: string): Promise<void> {
+    const d = this.#presence.requestSession(
+      s.user,
+      hostName,
+      Date.now(),
+      this.#o.ticketLifetimeMs,
+    );
+    if (!d.ok) {
+      this.#log("session-refused", {
+        joiner: s.user,
+        host: hostName.slice(0, 40),
+        reason: d.reason,
+      });
+      return s.channel.send({
+        t: "refused",
+        peer: hostName.slice(0, 40),
+        reason: d.reason,
+        message: d.message,
+      });
+    }
+    const host = this.#sessions.get(d.host);
+    if (!host) return;
+    const peerKey = randomBytes(32);
+    const id = randomBytes(TICKET_ID_BYTES);
+    const ticket = sealTicket(s.ticketKeys, {
+      id,
+      host: d.host,
+      joiner: d.joiner,
+      expiresAt: d.expiresAt,
+      peerKey,
+    });
+    const ticketId = id.toHex();
+    this.#presence.setTicket(d.host, ticketId);
+    this.#log("session-granted", {
+      host: d.host,
+      joiner: d.joiner,
+      ticket: ticketId.slice(0, 8),
+    });
+    // Seed section 3: the host gets the key for itself and the ticket for the joiner.
+    await host.channel.send({
+      t: "grant",
+      peer: d.joiner,
+      key: peerKey.toBase64(),
+      ticket: ticket.toBase64(),
+      ticketId,
+      expiresAt: d.expiresAt,
+    }).catch(() => {});
+    peerKey.fill(0);
+    await s.channel.send({
+      t: "join",
+      peer: d.host,
+      addr: d.addr,
+      ticketId,
+      expiresAt: d.expiresAt,
+    });
+  }
+
+  /**
+   * Replace the client directory (SIGHUP, enrollment). Users whose key was
+   * removed or changed are disconnected with a clear reason.
+   * @param clients the new directory
+   */
+  async reloadClients(clients: Map<string, PublicIdentity>): Promise<void> {
+    this.#clients = clients;
+    this.#log("reload", { users: clients.size });
+    for (const s of [...this.#sessions.values()]) {
+      const now = clients.get(s.user);
+      if (!now || now.fingerprint !== s.fingerprint) {
+        this.#log("revoked", { user: s.user });
+        await this.#dropSession(
+          s,
+          "revoked",
+          "Your key was revoked by the server operator",
+        );
+      }
+    }
+  }
+
+  /**
+   * Stop: tell every client, close every connection, wait for all tasks.
+   * @param reason told to clients
+   */
+  async close(reason = "shutdown"): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    try {
+      this.#listener.close();
+    } catch {
+      // Already closed.
+    }
+    for (const p of this.#pending) p.transport.close();
+    await Promise.all(
+      [...this.#sessions.values()].map((s) =>
+        this.#dropSession(s, reason, "The server is shutting down")
+      ),
+    );
+    await this.#acceptLoop;
+    await Promise.all([...this.#tasks]);
+    this.#log("stopped", { reason });
+  }
+}

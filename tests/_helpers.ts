@@ -1,0 +1,361 @@
+/**
+ * Shared fixtures for the protocol tests. Keep this file small: it is the
+ * whole vocabulary other tests may rely on.
+ *
+ * - {@link identities}: 2048-bit RSA identities for the server and users
+ *   A, B, C, generated once per process (about 0.3 s) and cached.
+ * - {@link handshakePair}: a fresh client and server handshake for one user,
+ *   to drive step by step.
+ * - {@link loginInMemory}: a whole login with no sockets.
+ * - {@link peerInMemory}: a ticket sealed by the "server" and a whole peer
+ *   handshake between two logged-in users.
+ * - {@link seededRandom}, {@link flipBit}: deterministic fuzz input.
+ * - {@link assertThrowsIm}, {@link assertRejectsIm}: assert a typed error
+ *   (class and stable code), and return it for further checks.
+ *
+ * @example
+ * ```ts ignore
+ * import { loginInMemory } from "./_helpers.ts";
+ * const { client, server } = await loginInMemory("A");
+ * const rec = client.sealer.seal(RecordType.DATA, utf8("hi"));
+ * server.opener.open(rec);
+ * ```
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { randomBytes } from "../lib/bytes.ts";
+import type { ImError } from "../lib/errors.ts";
+import {
+  ClientHandshake,
+  type LoginResult,
+  ServerHandshake,
+} from "../lib/handshake.ts";
+import {
+  generateRsaKeyPair,
+  loadPrivateIdentity,
+  loadPublicIdentity,
+  type PrivateIdentity,
+  type PublicIdentity,
+} from "../lib/keys.ts";
+import {
+  PeerHostHandshake,
+  PeerJoinHandshake,
+  type PeerResult,
+} from "../lib/peer_handshake.ts";
+import { sealTicket, TicketReplayCache } from "../lib/ticket.ts";
+
+/** The cached identities: the server's and those of users A, B and C. */
+export interface Identities {
+  /** The server's private identity. */
+  server: PrivateIdentity;
+  /** The server's public key as a client pins it (loaded from PEM). */
+  serverPinned: PublicIdentity;
+  /** A second server key, for "pinned to a different key" tests. */
+  otherServer: PrivateIdentity;
+  A: PrivateIdentity;
+  B: PrivateIdentity;
+  C: PrivateIdentity;
+  /** An identity the server does not know (not in {@link directory}). */
+  stranger: PrivateIdentity;
+}
+
+let cached: Promise<Identities> | undefined;
+
+async function makeIdentity(name: string): Promise<{
+  priv: PrivateIdentity;
+  pub: PublicIdentity;
+}> {
+  const pem = await generateRsaKeyPair(2048);
+  const [priv, pub] = await Promise.all([
+    loadPrivateIdentity(pem.privatePem, `${name} private key`),
+    loadPublicIdentity(pem.publicPem, `${name} public key`),
+  ]);
+  return { priv, pub };
+}
+
+/**
+ * 2048-bit identities, generated on the first call and shared by every test
+ * of the process.
+ * @returns the identities
+ */
+export function identities(): Promise<Identities> {
+  cached ??= (async () => {
+    const [s, o, a, b, c, x] = await Promise.all(
+      ["server", "other", "A", "B", "C", "stranger"].map(makeIdentity),
+    );
+    return {
+      server: s!.priv,
+      serverPinned: s!.pub,
+      otherServer: o!.priv,
+      A: a!.priv,
+      B: b!.priv,
+      C: c!.priv,
+      stranger: x!.priv,
+    };
+  })();
+  return cached;
+}
+
+/**
+ * The server's user directory: A, B and C, nobody else.
+ * @param ids the identities
+ * @returns a `lookupUser` for {@link ServerHandshake}
+ */
+export function directory(
+  ids: Identities,
+): (name: string) => PublicIdentity | undefined {
+  const users = new Map<string, PublicIdentity>([
+    ["A", ids.A.publicIdentity],
+    ["B", ids.B.publicIdentity],
+    ["C", ids.C.publicIdentity],
+  ]);
+  return (name) => users.get(name);
+}
+
+/** Options of {@link handshakePair} and {@link loginInMemory}. */
+export interface PairOptions {
+  /** The key the client signs with (default: the user's own). */
+  identity?: PrivateIdentity;
+  /** The server key the client pins (default: the real server's). */
+  pinned?: PublicIdentity;
+  /** Record freshness window of both sides. */
+  windowMs?: number;
+  /** The server's directory (default {@link directory}). */
+  lookupUser?: (name: string) => PublicIdentity | undefined;
+}
+
+/**
+ * A fresh client and server handshake for `user`, not started.
+ * @param user the username the client claims
+ * @param opts overrides
+ * @returns both state machines and the identities
+ */
+export async function handshakePair(
+  user: string,
+  opts: PairOptions = {},
+): Promise<
+  { client: ClientHandshake; server: ServerHandshake; ids: Identities }
+> {
+  const ids = await identities();
+  const own = (ids as unknown as Record<string, PrivateIdentity | undefined>)[
+    user
+  ];
+  const identity = opts.identity ?? own ?? ids.stranger;
+  const window = opts.windowMs === undefined ? {} : { windowMs: opts.windowMs };
+  const client = new ClientHandshake({
+    user,
+    identity,
+    pinnedServer: opts.pinned ?? ids.serverPinned,
+    ...window,
+  });
+  const server = new ServerHandshake({
+    identity: ids.server,
+    lookupUser: opts.lookupUser ?? directory(ids),
+    decoy: ids.server.publicIdentity,
+    ...window,
+  });
+  return { client, server, ids };
+}
+
+/** Both ends of a finished login. */
+export interface LoginPair {
+  /** The client's keys: seals c2s, opens s2c. */
+  client: LoginResult;
+  /** The server's keys for this user: seals s2c, opens c2s. */
+  server: LoginResult;
+}
+
+/**
+ * Run a whole login in memory (no sockets).
+ * @param user "A", "B" or "C" (or any name, with `opts.identity`)
+ * @param opts overrides
+ * @returns both results
+ * @throws whatever the handshake throws
+ */
+export async function loginInMemory(
+  user: string,
+  opts: PairOptions = {},
+): Promise<LoginPair> {
+  const { client, server } = await handshakePair(user, opts);
+  const serverHello = await server.onClientHello(await client.start());
+  const auth = await client.onServerHello(serverHello);
+  const [key, fin] = await server.onClientAuth(auth);
+  await client.onServerKey(key!);
+  await server.onClientFinished(await client.onServerFinished(fin!));
+  return { client: client.result, server: server.result };
+}
+
+/** Everything a peer session test needs. */
+export interface PeerSetup {
+  host: PeerHostHandshake;
+  join: PeerJoinHandshake;
+  peerKey: Uint8Array;
+  ticketId: Uint8Array;
+  ticket: Uint8Array;
+  /** The joiner's replay cache. */
+  cache: TicketReplayCache;
+  /** Ticket expiry (ms since the epoch). */
+  expiresAt: number;
+}
+
+/**
+ * Seal a ticket for `joiner` as the server does (with the joiner's
+ * server-side ticket keys) and set up both peer handshakes, not started.
+ * @param hostName the host's username
+ * @param joiner the joiner's login
+ * @param joinerName the joiner's username
+ * @returns the two handshakes and the grant
+ */
+export function peerSetup(
+  hostName: string,
+  joiner: LoginPair,
+  joinerName: string,
+): PeerSetup {
+  const peerKey = randomBytes(32);
+  const ticketId = randomBytes(16);
+  const expiresAt = Date.now() + 30_000;
+  const ticket = sealTicket(joiner.server.ticketKeys, {
+    id: ticketId,
+    host: hostName,
+    joiner: joinerName,
+    expiresAt,
+    peerKey,
+  });
+  const cache = new TicketReplayCache();
+  const host = new PeerHostHandshake({
+    self: hostName,
+    joiner: joinerName,
+    peerKey,
+    ticket,
+    ticketId,
+  });
+  const join = new PeerJoinHandshake({
+    self: joinerName,
+    expectedHost: hostName,
+    ticketKeys: joiner.client.ticketKeys,
+    replayCache: cache,
+  });
+  return { host, join, peerKey, ticketId, ticket, cache, expiresAt };
+}
+
+/**
+ * Drive a whole peer handshake set up by {@link peerSetup}.
+ * @param s the setup
+ * @returns the host's and the joiner's results
+ */
+export async function peerInMemory(
+  s: PeerSetup,
+): Promise<{ host: PeerResult; joiner: PeerResult }> {
+  const reply = await s.join.onHello(await s.host.hello());
+  const hostFin = await s.host.onReply(reply);
+  s.host.onFinished(s.join.onFinished(hostFin));
+  return { host: s.host.result, joiner: s.join.result };
+}
+
+/**
+ * A seeded pseudo-random byte source (mulberry32), for reproducible fuzzing.
+ * Not for keys.
+ * @param seed any 32-bit integer
+ * @returns `bytes(n)` giving n bytes, and `int(n)` giving 0..n-1
+ */
+export function seededRandom(
+  seed: number,
+): { bytes(n: number): Uint8Array<ArrayBuffer>; int(n: number): number } {
+  let s = seed >>> 0;
+  const next = (): number => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+  return {
+    bytes(n) {
+      const out = new Uint8Array(n);
+      for (let i = 0; i < n; i++) out[i] = next() & 0xff;
+      return out;
+    },
+    int(n) {
+      return next() % n;
+    },
+  };
+}
+
+/**
+ * A copy of `b` with one bit flipped.
+ * @param b the bytes
+ * @param bit bit index, 0 = lowest bit of byte 0
+ * @returns the altered copy
+ */
+export function flipBit(b: Uint8Array, bit: number): Uint8Array<ArrayBuffer> {
+  const x = new Uint8Array(b);
+  x[bit >> 3] = x[bit >> 3]! ^ (1 << (bit & 7));
+  return x;
+}
+
+/** Constructor of one of the {@link ImError} classes. */
+// deno-lint-ignore no-explicit-any
+export type ImErrorClass<E extends ImError> = new (...args: any[]) => E;
+
+function checkIm<E extends ImError>(
+  e: unknown,
+  cls: ImErrorClass<E>,
+  code: string | undefined,
+  what: string,
+): E {
+  assert.ok(
+    e instanceof cls,
+    `${what}: expected ${cls.name}, got ${
+      e instanceof Error ? `${e.name}: ${e.message}` : String(e)
+    }`,
+  );
+  if (code !== undefined) {
+    assert.equal((e as E).code, code, `${what}: code`);
+  }
+  return e as E;
+}
+
+/**
+ * Assert that `fn` throws an instance of `cls` with `code`.
+ * @param fn the call
+ * @param cls the expected class (subclass of {@link ImError})
+ * @param code the expected stable code, or undefined for any
+ * @param what context for the failure message
+ * @returns the error
+ */
+export function assertThrowsIm<E extends ImError>(
+  fn: () => unknown,
+  cls: ImErrorClass<E>,
+  code?: string,
+  what = "call",
+): E {
+  try {
+    fn();
+  } catch (e) {
+    return checkIm(e, cls, code, what);
+  }
+  assert.fail(`${what}: expected ${cls.name} ${code ?? ""}, nothing thrown`);
+}
+
+/**
+ * Assert that `fn` rejects (or throws) with an instance of `cls` with `code`.
+ * @param fn the async call
+ * @param cls the expected class
+ * @param code the expected stable code, or undefined for any
+ * @param what context for the failure message
+ * @returns the error
+ */
+export async function assertRejectsIm<E extends ImError>(
+  fn: () => Promise<unknown>,
+  cls: ImErrorClass<E>,
+  code?: string,
+  what = "call",
+): Promise<E> {
+  try {
+    await fn();
+  } catch (e) {
+    return checkIm(e, cls, code, what);
+  }
+  assert.fail(`${what}: expected ${cls.name} ${code ?? ""}, nothing thrown`);
+}

@@ -1,0 +1,359 @@
+/**
+ * The socket edge, rules 1.0 and 1.1, over real sockets on 127.0.0.1.
+ */
+import assert from "node:assert/strict";
+import { NetError, ProtocolError } from "../lib/errors.ts";
+import { DEFAULT_MAX_FRAME_BYTES } from "../lib/frame.ts";
+import { TcpTransport, type TcpTransportOptions } from "../lib/transport.ts";
+import { assertRejectsIm } from "./_helpers.ts";
+
+/** Spies on one connection's writes and setNoDelay calls. */
+interface Spy {
+  writes: number[];
+  noDelay: boolean[];
+}
+
+function spyOn(conn: Deno.Conn): Spy {
+  const spy: Spy = { writes: [], noDelay: [] };
+  const write = conn.write.bind(conn);
+  conn.write = (p: Uint8Array) => {
+    spy.writes.push(p.length);
+    return write(p);
+  };
+  const tcp = conn as Deno.TcpConn;
+  const setNoDelay = tcp.setNoDelay.bind(tcp);
+  tcp.setNoDelay = (v?: boolean) => {
+    spy.noDelay.push(v ?? true);
+    return setNoDelay(v);
+  };
+  return spy;
+}
+
+/** A connected pair: `a` and `b` are transports; everything is closed by `done`. */
+async function pair(opts: TcpTransportOptions = {}) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const [rawA, rawB] = await Promise.all([
+    connectTo(listener),
+    listener.accept(),
+  ]);
+  const spyA = spyOn(rawA);
+  const spyB = spyOn(rawB);
+  const a = TcpTransport.wrap(rawA, opts);
+  const b = TcpTransport.wrap(rawB, opts);
+  return {
+    a,
+    b,
+    spyA,
+    spyB,
+    done() {
+      a.close();
+      b.close();
+      listener.close();
+    },
+  };
+}
+
+/** A transport `t` facing a raw socket `raw` that the test drives by hand. */
+async function rawPeer(opts: TcpTransportOptions = {}) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const [conn, raw] = await Promise.all([
+    connectTo(listener),
+    listener.accept(),
+  ]);
+  const t = TcpTransport.wrap(conn, opts);
+  return {
+    t,
+    raw,
+    done() {
+      t.close();
+      try {
+        raw.close();
+      } catch {
+        // already closed by the test
+      }
+      listener.close();
+    },
+  };
+}
+
+function connectTo(listener: Deno.Listener): Promise<Deno.TcpConn> {
+  const { port } = listener.addr as Deno.NetAddr;
+  return Deno.connect({ hostname: "127.0.0.1", port });
+}
+
+function frameOf(n: number, seed: number): Uint8Array {
+  const p = new Uint8Array(n);
+  for (let i = 0; i < n; i++) p[i] = (i * 31 + seed) & 0xff;
+  p[0] = 0x10;
+  return p;
+}
+
+function prefix(n: number): Uint8Array {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, n);
+  return b;
+}
+
+Deno.test("TcpTransport delivers a 100-frame burst whole and in order", async () => {
+  const p = await pair();
+  try {
+    const sent = Array.from(
+      { length: 100 },
+      (_, i) => frameOf(1 + (i * 37) % 900, i),
+    );
+    const sending = Promise.all(sent.map((f) => p.a.send(f)));
+    for (let i = 0; i < 100; i++) {
+      const got = await p.b.recv();
+      assert.ok(got !== null, `frame ${i} missing`);
+      assert.deepEqual(got, sent[i], `frame ${i}`);
+    }
+    await sending;
+  } finally {
+    p.done();
+  }
+});
+
+Deno.test("TcpTransport delivers a 60 KB frame whole", async () => {
+  const p = await pair();
+  try {
+    const big = frameOf(60 * 1024, 7);
+    await p.a.send(big);
+    const got = await p.b.recv();
+    assert.deepEqual(got, big);
+  } finally {
+    p.done();
+  }
+});
+
+Deno.test("TcpTransport delivers a frame of exactly the 64 KiB limit", async () => {
+  const p = await pair();
+  try {
+    const big = frameOf(DEFAULT_MAX_FRAME_BYTES, 3);
+    await p.a.send(big);
+    assert.deepEqual(await p.b.recv(), big);
+  } finally {
+    p.done();
+  }
+});
+
+Deno.test("TcpTransport writes each frame with exactly one conn.write call, prefix included (rule 1.0)", async () => {
+  const p = await pair();
+  try {
+    const sizes = [1, 2, 100, 1400, 1500, 9000, 60 * 1024];
+    for (const n of sizes) await p.a.send(frameOf(n, n));
+    assert.deepEqual(p.spyA.writes, sizes.map((n) => n + 4));
+    for (const n of sizes) assert.equal((await p.b.recv())?.length, n);
+  } finally {
+    p.done();
+  }
+});
+
+Deno.test("TcpTransport sets TCP_NODELAY on both accepted and connected sockets (rule 1.0)", async () => {
+  const p = await pair();
+  try {
+    assert.deepEqual(p.spyA.noDelay, [true]);
+    assert.deepEqual(p.spyB.noDelay, [true]);
+  } finally {
+    p.done();
+  }
+});
+
+Deno.test("TcpTransport.connect() sets TCP_NODELAY too", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const probe = await Promise.all([
+    connectTo(listener),
+    listener.accept(),
+  ]);
+  const proto = Object.getPrototypeOf(probe[0]) as Deno.TcpConn;
+  probe[0].close();
+  probe[1].close();
+  const original = proto.setNoDelay;
+  const calls: (boolean | undefined)[] = [];
+  proto.setNoDelay = function (this: Deno.TcpConn, v?: boolean) {
+    calls.push(v);
+    return original.call(this, v);
+  };
+  let t: TcpTransport | undefined;
+  let server: Deno.Conn | undefined;
+  try {
+    const addr = listener.addr as Deno.NetAddr;
+    [t, server] = await Promise.all([
+      TcpTransport.connect("127.0.0.1", addr.port),
+      listener.accept(),
+    ]);
+    assert.deepEqual(calls, [true]);
+    assert.equal(t.remote, `127.0.0.1:${addr.port}`);
+  } finally {
+    proto.setNoDelay = original;
+    t?.close();
+    server?.close();
+    listener.close();
+  }
+});
+
+Deno.test("TcpTransport.connect() to a closed port throws NetError connect-failed", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  const e = await assertRejectsIm(
+    () => TcpTransport.connect("127.0.0.1", port),
+    NetError,
+    "connect-failed",
+  );
+  assert.match(e.message, new RegExp(`127\\.0\\.0\\.1:${port}`));
+});
+
+Deno.test("TcpTransport: an oversized frame from the peer makes recv() throw ProtocolError and closes the socket", async () => {
+  const p = await rawPeer();
+  try {
+    await p.raw.write(prefix(DEFAULT_MAX_FRAME_BYTES + 1));
+    await assertRejectsIm(() => p.t.recv(), ProtocolError, "frame-too-large");
+    assert.ok(p.t.closed);
+    // The peer sees the connection end.
+    const buf = new Uint8Array(16);
+    let n: number | null;
+    try {
+      n = await p.raw.read(buf);
+    } catch (e) {
+      assert.ok(e instanceof Deno.errors.ConnectionReset, String(e));
+      n = null;
+    }
+    assert.equal(n, null);
+    assert.equal(await p.t.recv(), null, "nothing is read after the error");
+  } finally {
+    p.done();
+  }
+});
+
+Deno.test("TcpTransport: a frame over a configured limit is refused", async () => {
+  const p = await rawPeer({ maxFrameBytes: 100 });
+  try {
+    await p.raw.write(new Uint8Array([...prefix(101), 1, 2, 3]));
+    await assertRejectsIm(() => p.t.recv(), ProtocolError, "frame-too-large");
+    assert.ok(p.t.closed);
+  } finally {
+    p.done();
+  }
+});
+
+Deno.test("TcpTransport: a zero-length frame from the peer is a ProtocolError", async () => {
+  const p = await rawPeer();
+  try {
+    await p.raw.write(prefix(0));
+    await assertRejectsIm(() => p.t.recv(), ProtocolError, "empty-frame");
+    assert.ok(p.t.closed);
+  } finally {
+    p.done();
+  }
+});
+
+Deno.test("TcpTransport: EOF in the middle of a frame is a ProtocolError truncated-frame", async () => {
+  const p = await rawPeer();
+  try {
+    await p.raw.write(new Uint8Array([...prefix(10), 1, 2, 3]));
+    p.raw.close();
+    await assertRejectsIm(() => p.t.recv(), ProtocolError, "truncated-frame");
+  } finally {
+    p.done();
+  }
+});
+
+Deno.test("TcpTransport.recv() resolves null at a clean EOF, and again after it", async () => {
+  const p = await pair();
+  try {
+    await p.a.send(new Uint8Array([0x10, 1]));
+    p.a.close();
+    assert.deepEqual(await p.b.recv(), new Uint8Array([0x10, 1]));
+    assert.equal(await p.b.recv(), null);
+    assert.equal(await p.b.recv(), null);
+  } finally {
+    p.done();
+  }
+});
+
+Deno.test("TcpTransport.recv() resolves null after close(), including a pending recv", async () => {
+  const p = await pair();
+  try {
+    const pending = p.b.recv();
+    p.b.close();
+    assert.equal(await pending, null);
+    assert.equal(await p.b.recv(), null);
+    p.b.close(); // idempotent
+    assert.ok(p.b.closed);
+  } finally {
+    p.done();
+  }
+});
+
+Deno.test("TcpTransport.send() after close() rejects with NetError closed", async () => {
+  const p = await pair();
+  try {
+    p.a.close();
+    await assertRejectsIm(
+      () => p.a.send(new Uint8Array([1])),
+      NetError,
+      "closed",
+    );
+  } finally {
+    p.done();
+  }
+});
+
+Deno.test("TcpTransport.send() of an oversized payload rejects (not throws) with ProtocolError and writes nothing", async () => {
+  const p = await pair();
+  try {
+    let promise: Promise<void> | undefined;
+    assert.doesNotThrow(() => {
+      promise = p.a.send(new Uint8Array(DEFAULT_MAX_FRAME_BYTES + 1));
+    });
+    await assertRejectsIm(() => promise!, ProtocolError, "frame-too-large");
+    assert.deepEqual(p.spyA.writes, []);
+  } finally {
+    p.done();
+  }
+});
+
+Deno.test("TcpTransport: a peer that never reads makes send() reject with send-queue-full instead of growing memory", async () => {
+  const maxQueuedBytes = 1024 * 1024;
+  const p = await rawPeer({ maxQueuedBytes });
+  const frame = frameOf(32 * 1024, 1);
+  const sends: Promise<void>[] = [];
+  try {
+    // Try to push 128 MiB at a peer that reads nothing.
+    for (let i = 0; i < 4096 && !p.t.closed; i++) {
+      sends.push(p.t.send(frame));
+      if (i % 16 === 15) await new Promise((r) => setTimeout(r, 1));
+    }
+    assert.ok(p.t.closed, "the transport gave up and closed the connection");
+    assert.ok(sends.length < 4096, `stopped after ${sends.length} sends`);
+    const results = await Promise.allSettled(sends);
+    const last = results.at(-1)!;
+    assert.equal(last.status, "rejected");
+    const e = (last as PromiseRejectedResult).reason;
+    assert.ok(e instanceof NetError, String(e));
+    assert.equal(e.code, "send-queue-full");
+    // Everything still queued when it gave up fails as closed; nothing else.
+    for (const r of results.slice(0, -1)) {
+      if (r.status === "rejected") {
+        assert.ok(
+          r.reason instanceof NetError && r.reason.code === "closed",
+          String(r.reason),
+        );
+      }
+    }
+    await assertRejectsIm(() => p.t.send(frame), NetError, "closed");
+  } finally {
+    p.done();
+    await Promise.allSettled(sends);
+  }
+});
+
+Deno.test("TcpTransport.remote names the peer address", async () => {
+  const p = await pair();
+  try {
+    assert.match(p.a.remote, /^127\.0\.0\.1:\d+$/);
+    assert.match(p.b.remote, /^127\.0\.0\.1:\d+$/);
+  } finally {
+    p.done();
+  }
+});
