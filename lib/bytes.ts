@@ -121,7 +121,7 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
 
 /**
  * Fresh random bytes from `crypto.getRandomValues` (the only source of randomness, see PROTOCOL.md).
- * @param n how many
+ * @param n how many, any number (filled 64 KiB at a time)
  * @returns n random bytes
  * @example
  * ```ts
@@ -132,7 +132,10 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
  */
 export function randomBytes(n: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(n);
-  crypto.getRandomValues(out);
+  // getRandomValues fills at most 65536 bytes per call (WebCrypto quota).
+  for (let off = 0; off < n; off += 65536) {
+    crypto.getRandomValues(out.subarray(off, off + 65536));
+  }
   return out;
 }
 

@@ -81,11 +81,18 @@ function checkLength(n: number, maxBytes: number): void {
  * Incremental frame decoder. Feed it whatever the socket returned; it hands
  * back every complete payload. It rejects an oversized length as soon as the
  * 4-byte prefix has arrived, before buffering the body, so a peer cannot make
- * it hold more than `maxBytes + 4` bytes.
+ * it hold more than `maxBytes + 4` bytes. Each body is allocated once, when
+ * its length is known, and filled in place: a peer that sends one byte at a
+ * time costs linear work, not a copy of the whole buffer per byte.
  */
 export class FrameDecoder {
   #max: number;
-  #buf: Uint8Array = new Uint8Array(0);
+  /** The length prefix of the frame being read, as far as it has arrived. */
+  #head = new Uint8Array(FRAME_HEADER_BYTES);
+  #headFill = 0;
+  /** The body of the frame being read, allocated once its length is known. */
+  #body: Uint8Array<ArrayBuffer> | undefined;
+  #bodyFill = 0;
   #failed: ProtocolError | undefined;
 
   /** @param maxBytes the frame limit (rule 1.1) */
@@ -95,7 +102,7 @@ export class FrameDecoder {
 
   /** Bytes held that do not yet make a whole frame. */
   get buffered(): number {
-    return this.#buf.length;
+    return this.#headFill + this.#bodyFill;
   }
 
   /**
@@ -106,33 +113,45 @@ export class FrameDecoder {
    */
   push(chunk: Uint8Array): Uint8Array<ArrayBuffer>[] {
     if (this.#failed) throw this.#failed;
-    let buf: Uint8Array;
-    if (this.#buf.length === 0) buf = chunk;
-    else {
-      buf = new Uint8Array(this.#buf.length + chunk.length);
-      buf.set(this.#buf);
-      buf.set(chunk, this.#buf.length);
-    }
     const out: Uint8Array<ArrayBuffer>[] = [];
     let off = 0;
     try {
-      while (buf.length - off >= FRAME_HEADER_BYTES) {
-        const n = new DataView(buf.buffer, buf.byteOffset + off, 4).getUint32(
-          0,
+      while (off < chunk.length) {
+        if (this.#body === undefined) {
+          const take = Math.min(
+            FRAME_HEADER_BYTES - this.#headFill,
+            chunk.length - off,
+          );
+          this.#head.set(chunk.subarray(off, off + take), this.#headFill);
+          this.#headFill += take;
+          off += take;
+          if (this.#headFill < FRAME_HEADER_BYTES) break;
+          const n = new DataView(this.#head.buffer).getUint32(0);
+          checkLength(n, this.#max);
+          this.#body = new Uint8Array(n);
+          this.#bodyFill = 0;
+        }
+        const take = Math.min(
+          this.#body.length - this.#bodyFill,
+          chunk.length - off,
         );
-        checkLength(n, this.#max);
-        if (buf.length - off - FRAME_HEADER_BYTES < n) break;
-        out.push(
-          buf.slice(off + FRAME_HEADER_BYTES, off + FRAME_HEADER_BYTES + n),
-        );
-        off += FRAME_HEADER_BYTES + n;
+        this.#body.set(chunk.subarray(off, off + take), this.#bodyFill);
+        this.#bodyFill += take;
+        off += take;
+        if (this.#bodyFill === this.#body.length) {
+          out.push(this.#body);
+          this.#body = undefined;
+          this.#bodyFill = 0;
+          this.#headFill = 0;
+        }
       }
     } catch (e) {
       this.#failed = e as ProtocolError;
-      this.#buf = new Uint8Array(0);
+      this.#body = undefined;
+      this.#bodyFill = 0;
+      this.#headFill = 0;
       throw e;
     }
-    this.#buf = buf.slice(off);
     return out;
   }
 
@@ -143,10 +162,10 @@ export class FrameDecoder {
    */
   end(): void {
     if (this.#failed) throw this.#failed;
-    if (this.#buf.length > 0) {
+    if (this.buffered > 0) {
       throw new ProtocolError(
         "truncated-frame",
-        `Cannot read frame: connection closed ${this.#buf.length} bytes into a frame`,
+        `Cannot read frame: connection closed ${this.buffered} bytes into a frame`,
       );
     }
   }

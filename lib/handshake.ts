@@ -58,7 +58,7 @@ import {
 } from "./keys.ts";
 import { RecordOpener, RecordSealer, RecordType } from "./record.ts";
 import type { TicketKeys } from "./ticket.ts";
-import { isValidUsername } from "./username.ts";
+import { checkUsername, isValidUsername } from "./username.ts";
 import { type Ephemeral, generateEphemeral, sharedSecret } from "./x25519.ts";
 
 /** Bytes of the session key the server makes (rule 2.5). */
@@ -270,9 +270,11 @@ export class ClientHandshake {
   /**
    * sendClientHello: fresh nonce and ephemeral key (rule 2.1).
    * @returns CLIENT_HELLO payload
+   * @throws {UsageError} `bad-username` when the username breaks rule 2.9
    */
   start(): Promise<Uint8Array> {
     return this.#step("start", async () => {
+      checkUsername(this.#opts.user); // rule 2.9: refuse before anything is sent
       this.#eph = await generateEphemeral();
       this.#hello = {
         version: PROTOCOL_VERSION,

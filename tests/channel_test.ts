@@ -1,0 +1,175 @@
+import assert from "node:assert/strict";
+import { U64_MAX } from "../lib/bytes.ts";
+import { type ChannelEvent, SecureChannel } from "../lib/channel.ts";
+import type { DirectionKeys } from "../lib/kdf.ts";
+import { RecordOpener, RecordSealer } from "../lib/record.ts";
+import { memoryPair } from "./_memory_transport.ts";
+
+function keys(seed: number): DirectionKeys {
+  return {
+    enc: new Uint8Array(32).fill(seed),
+    iv: new Uint8Array(32).fill(seed + 1),
+    mac: new Uint8Array(32).fill(seed + 2),
+  };
+}
+
+function channels(
+  opts: { heartbeatMs?: number; deadAfterMs?: number } = {},
+  firstSeq = 0n,
+) {
+  const [ta, tb] = memoryPair();
+  const ab = keys(1), ba = keys(10);
+  const o = {
+    heartbeatMs: opts.heartbeatMs ?? 0,
+    ...(opts.deadAfterMs ? { deadAfterMs: opts.deadAfterMs } : {}),
+  };
+  const a = new SecureChannel(
+    ta,
+    new RecordSealer(ab, firstSeq),
+    new RecordOpener(ba),
+    o,
+  );
+  const b = new SecureChannel(
+    tb,
+    new RecordSealer(ba),
+    new RecordOpener(ab),
+    o,
+  );
+  return { a, b, ta, tb };
+}
+
+async function collect(
+  ch: SecureChannel,
+  until: (ev: ChannelEvent) => boolean,
+): Promise<ChannelEvent[]> {
+  const out: ChannelEvent[] = [];
+  for await (const ev of ch.events()) {
+    out.push(ev);
+    if (until(ev)) break;
+  }
+  return out;
+}
+
+Deno.test("SecureChannel carries messages both ways as records, and close() ends both sides with the reason", async () => {
+  const { a, b } = channels();
+  await a.send({ t: "msg", id: "1", text: "hello" });
+  await b.send({ t: "ack", id: "1" });
+  const [evB] = await collect(b, () => true);
+  assert.deepEqual(evB, {
+    kind: "message",
+    msg: { t: "msg", id: "1", text: "hello" },
+  });
+  const [evA] = await collect(a, () => true);
+  assert.deepEqual(evA, { kind: "message", msg: { t: "ack", id: "1" } });
+  await a.close("disconnect");
+  const rest = await collect(b, (e) => e.kind === "closed");
+  assert.deepEqual(rest.at(-1), { kind: "closed", reason: "disconnect" });
+  assert.ok(a.closed && b.closed);
+});
+
+Deno.test("SecureChannel reports a tampered record as discarded and still accepts the next genuine one (rule 3.5)", async () => {
+  const { a, b, ta } = channels();
+  let n = 0;
+  ta.tap = (p) => {
+    if (n++ === 0) p[p.length - 1]! ^= 1;
+    return [p];
+  };
+  await a.send({ t: "msg", id: "1", text: "forged" });
+  await a.send({ t: "msg", id: "2", text: "genuine" });
+  const evs = await collect(b, (e) => e.kind === "message");
+  assert.equal(evs[0]?.kind, "discarded");
+  assert.equal(evs[0]?.kind === "discarded" && evs[0].error.code, "tampered");
+  // The discarded record is then counted as lost: nothing is silently dropped.
+  assert.deepEqual(evs[1], { kind: "lost", count: 1n });
+  assert.deepEqual(evs[2], {
+    kind: "message",
+    msg: { t: "msg", id: "2", text: "genuine" },
+  });
+  a.abort("test");
+  await collect(b, (e) => e.kind === "closed");
+});
+
+Deno.test("SecureChannel reports a duplicated record as replayed and delivers the message once", async () => {
+  const { a, b, ta } = channels();
+  ta.tap = (p) => [p, p];
+  await a.send({ t: "msg", id: "1", text: "once" });
+  const evs = await collect(b, (e) => e.kind === "discarded");
+  assert.equal(evs.filter((e) => e.kind === "message").length, 1);
+  const last = evs.at(-1);
+  assert.ok(last?.kind === "discarded" && last.error.code === "replayed");
+  a.abort("test");
+  await collect(b, (e) => e.kind === "closed");
+});
+
+Deno.test("SecureChannel reports dropped records as lost with their count", async () => {
+  const { a, b, ta } = channels();
+  let n = 0;
+  ta.tap = (p) => (n++ < 2 ? [] : [p]);
+  for (const id of ["1", "2", "3"]) await a.send({ t: "msg", id, text: id });
+  const evs = await collect(b, (e) => e.kind === "message");
+  assert.deepEqual(evs[0], { kind: "lost", count: 2n });
+  assert.deepEqual(evs[1], {
+    kind: "message",
+    msg: { t: "msg", id: "3", text: "3" },
+  });
+  a.abort("test");
+  await collect(b, (e) => e.kind === "closed");
+});
+
+Deno.test("SecureChannel discards a cleartext frame after login instead of acting on it (rule 3.6)", async () => {
+  const { a, b, tb } = channels();
+  tb.inject(new TextEncoder().encode('\x02{"t":"list"}'));
+  const evs = await collect(b, () => true);
+  assert.equal(evs[0]?.kind, "discarded");
+  a.abort("test");
+  await collect(b, (e) => e.kind === "closed");
+});
+
+Deno.test("SecureChannel discards a DATA record that is not a valid message", async () => {
+  const { a, b, tb } = channels();
+  // A record sealed with the right keys whose body is not JSON.
+  const bogus = new RecordSealer(keys(1)).seal(
+    0x02,
+    new TextEncoder().encode("not json"),
+  );
+  tb.inject(bogus);
+  const evs = await collect(b, () => true);
+  assert.ok(
+    evs[0]?.kind === "discarded" && evs[0].error.code === "bad-message",
+  );
+  a.abort("test");
+  await collect(b, (e) => e.kind === "closed");
+});
+
+Deno.test("heartbeats keep an idle channel open, and a silent peer is declared gone (peer-silent)", async () => {
+  const { a, b, ta } = channels({ heartbeatMs: 40, deadAfterMs: 200 });
+  // Both sides idle for 400 ms: heartbeats flow, nothing closes.
+  const bEvents = collect(b, (e) => e.kind === "closed");
+  const aEvents = collect(a, (e) => e.kind === "closed");
+  await new Promise((r) => setTimeout(r, 400));
+  assert.equal(a.closed || b.closed, false);
+  assert.ok(
+    ta.sent.length >= 3,
+    `expected heartbeats, got ${ta.sent.length} records`,
+  );
+  // Now a goes silent: its records no longer reach b.
+  ta.tap = () => [];
+  const evs = await bEvents;
+  const last = evs.at(-1);
+  assert.ok(last?.kind === "closed" && last.error?.code === "peer-silent");
+  a.abort("test");
+  await aEvents;
+});
+
+Deno.test("a channel whose sequence numbers are exhausted refuses to send and closes (rule 3.5: never wraps)", async () => {
+  const { a, b } = channels({}, U64_MAX);
+  await a.send({ t: "ack", id: "last" });
+  await assert.rejects(
+    () => a.send({ t: "ack", id: "wrapped" }),
+    (e: Error & { code?: string }) => e.code === "sequence-exhausted",
+  );
+  assert.equal(a.closed, true);
+  const evs = await collect(b, (e) => e.kind === "closed");
+  assert.deepEqual(evs[0], { kind: "lost", count: U64_MAX }); // the opener started at 0
+  assert.deepEqual(evs[1], { kind: "message", msg: { t: "ack", id: "last" } });
+});

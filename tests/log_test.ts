@@ -1,0 +1,51 @@
+import assert from "node:assert/strict";
+import { createLogger, formatLogLine } from "../lib/log.ts";
+
+const AT = new Date("2026-01-02T03:04:05.678Z");
+
+Deno.test("formatLogLine() writes time, event and key=value fields, quoting values with spaces", () => {
+  assert.equal(
+    formatLogLine(
+      "login-failed",
+      { user: "A", reason: "unknown user", n: 2 },
+      false,
+      AT,
+    ),
+    '2026-01-02T03:04:05.678Z login-failed user=A reason="unknown user" n=2',
+  );
+});
+
+Deno.test("formatLogLine() as JSON puts time and event first and leaves out undefined fields", () => {
+  const line = formatLogLine(
+    "join",
+    { user: "B", addr: undefined, ok: true },
+    true,
+    AT,
+  );
+  assert.deepEqual(JSON.parse(line), {
+    time: "2026-01-02T03:04:05.678Z",
+    event: "join",
+    user: "B",
+    ok: true,
+  });
+  assert.ok(!line.includes("addr"));
+});
+
+Deno.test("formatLogLine() cannot be split into two lines by a hostile value", () => {
+  const line = formatLogLine(
+    "x",
+    { user: "A\nforged 2026 join user=Z" },
+    false,
+    AT,
+  );
+  assert.equal(line.split("\n").length, 1);
+});
+
+Deno.test("createLogger() hands each line to its writer", () => {
+  const lines: string[] = [];
+  const log = createLogger(true, (l) => lines.push(l));
+  log("start", { port: 1 });
+  log("stop");
+  assert.equal(lines.length, 2);
+  assert.equal(JSON.parse(lines[1]!).event, "stop");
+});

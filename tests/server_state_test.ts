@@ -1,0 +1,121 @@
+import assert from "node:assert/strict";
+import { Presence } from "../lib/server_state.ts";
+
+const KNOWN = new Set(["A", "B", "C", "D"]);
+function presence(...online: string[]): Presence {
+  const p = new Presence((n) => KNOWN.has(n));
+  for (const u of online) p.join(u);
+  return p;
+}
+
+Deno.test("Presence.list() shows every online user IDLE, sorted, and never one who left (rule 2.10)", () => {
+  const p = presence("C", "A", "B");
+  assert.deepEqual(p.list(), [
+    { name: "A", state: "IDLE" },
+    { name: "B", state: "IDLE" },
+    { name: "C", state: "IDLE" },
+  ]);
+  p.leave("B");
+  assert.deepEqual(p.list().map((u) => u.name), ["A", "C"]);
+  assert.equal(p.isOnline("B"), false);
+});
+
+Deno.test("Presence.host() marks a user HOSTING with its address (rule 4.1)", () => {
+  const p = presence("A");
+  assert.equal(p.host("A", "127.0.0.1:5000"), null);
+  assert.equal(p.get("A")?.state, "HOSTING");
+  assert.equal(p.get("A")?.addr, "127.0.0.1:5000");
+  p.unhost("A");
+  assert.equal(p.get("A")?.state, "IDLE");
+  assert.equal(p.get("A")?.addr, undefined);
+});
+
+Deno.test("Presence.requestSession() refuses yourself, unknown, offline, not hosting and busy, each with its reason (rule 4.2)", () => {
+  const p = presence("A", "B", "C");
+  const r = (j: string, h: string) => p.requestSession(j, h, 0, 30_000);
+  const self = r("A", "A");
+  assert.ok(!self.ok && self.reason === "self");
+  const unknown = r("A", "Zed");
+  assert.ok(!unknown.ok && unknown.reason === "unknown");
+  const offline = r("A", "D");
+  assert.ok(!offline.ok && offline.reason === "offline");
+  const notHosting = r("A", "B");
+  assert.ok(!notHosting.ok && notHosting.reason === "not-hosting");
+  p.host("B", "127.0.0.1:1");
+  const granted = r("A", "B");
+  assert.ok(granted.ok);
+  const busyHost = r("C", "B");
+  assert.ok(!busyHost.ok && busyHost.reason === "busy");
+  p.host("C", "127.0.0.1:2");
+  const busyJoiner = r("A", "C");
+  assert.ok(!busyJoiner.ok && busyJoiner.reason === "busy");
+  // Refusals change nobody's state.
+  assert.equal(p.get("C")?.state, "HOSTING");
+});
+
+Deno.test("Presence.requestSession() marks both BUSY, partners of each other, with the host's address and an expiry", () => {
+  const p = presence("A", "B");
+  p.host("A", "127.0.0.1:7");
+  const d = p.requestSession("B", "A", 1000, 30_000);
+  assert.ok(d.ok);
+  assert.deepEqual(d, {
+    ok: true,
+    host: "A",
+    joiner: "B",
+    addr: "127.0.0.1:7",
+    expiresAt: 31_000,
+  });
+  assert.equal(p.get("A")?.partner, "B");
+  assert.equal(p.get("B")?.partner, "A");
+  assert.deepEqual(p.list().map((u) => u.state), ["BUSY", "BUSY"]);
+});
+
+Deno.test("a joiner who was hosting stops hosting when it joins someone else", () => {
+  const p = presence("A", "B");
+  p.host("A", "127.0.0.1:7");
+  p.host("B", "127.0.0.1:8");
+  assert.ok(p.requestSession("B", "A", 0, 1000).ok);
+  assert.equal(p.get("B")?.addr, undefined);
+  assert.equal(p.get("B")?.state, "BUSY");
+});
+
+Deno.test("Presence.ended() returns each side to IDLE on its own report (rule 4.5)", () => {
+  const p = presence("A", "B");
+  p.host("A", "x:1");
+  p.requestSession("B", "A", 0, 1000);
+  p.ended("A");
+  assert.equal(p.get("A")?.state, "IDLE");
+  assert.equal(p.get("B")?.state, "BUSY");
+  p.ended("B");
+  assert.deepEqual(p.list().map((u) => u.state), ["IDLE", "IDLE"]);
+});
+
+Deno.test("Presence.cancel() with the grant's ticket id frees both and names the joiner; a wrong id or a non-host changes nothing", () => {
+  const p = presence("A", "B");
+  p.host("A", "x:1");
+  p.requestSession("B", "A", 0, 1000);
+  p.setTicket("A", "abcd");
+  assert.equal(p.cancel("A", "ffff"), undefined);
+  assert.equal(p.cancel("B", "abcd"), undefined);
+  assert.equal(p.get("A")?.state, "BUSY");
+  assert.equal(p.cancel("A", "abcd"), "B");
+  assert.deepEqual(p.list().map((u) => u.state), ["IDLE", "IDLE"]);
+});
+
+Deno.test("Presence.leave() of one partner frees the other and names it", () => {
+  const p = presence("A", "B", "C");
+  p.host("A", "x:1");
+  p.requestSession("B", "A", 0, 1000);
+  assert.equal(p.leave("A"), "B");
+  assert.equal(p.get("B")?.state, "IDLE");
+  assert.equal(p.leave("C"), undefined);
+  assert.equal(p.size, 1);
+});
+
+Deno.test("a user who hosts while BUSY is refused with a reason", () => {
+  const p = presence("A", "B");
+  p.host("A", "x:1");
+  p.requestSession("B", "A", 0, 1000);
+  assert.match(p.host("B", "x:2") ?? "", /session/);
+  assert.match(p.host("Zed", "x:2") ?? "", /not online/);
+});
