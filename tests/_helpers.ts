@@ -10,6 +10,8 @@
  * - {@link peerInMemory}: a ticket sealed by the "server" and a whole peer
  *   handshake between two logged-in users.
  * - {@link seededRandom}, {@link flipBit}: deterministic fuzz input.
+ * - {@link captureEphemerals}, {@link x25519}: see the X25519 private keys a
+ *   handshake generates, to recompute its key schedule from the outside.
  * - {@link assertThrowsIm}, {@link assertRejectsIm}: assert a typed error
  *   (class and stable code), and return it for further checks.
  *
@@ -292,6 +294,59 @@ export function flipBit(b: Uint8Array, bit: number): Uint8Array<ArrayBuffer> {
   const x = new Uint8Array(b);
   x[bit >> 3] = x[bit >> 3]! ^ (1 << (bit & 7));
   return x;
+}
+
+/**
+ * Run `fn` and capture the X25519 key pairs it generates, by wrapping
+ * `crypto.subtle.generateKey` while it runs (restored before returning).
+ * Do not run other handshakes concurrently with `fn`.
+ * @param fn the call, e.g. `() => client.start()`
+ * @returns what `fn` returned and the pairs, in order of generation
+ */
+export async function captureEphemerals<T>(
+  fn: () => Promise<T>,
+): Promise<{ value: T; pairs: CryptoKeyPair[] }> {
+  const subtle = crypto.subtle as { generateKey: SubtleCrypto["generateKey"] };
+  const original = subtle.generateKey;
+  const pairs: CryptoKeyPair[] = [];
+  subtle.generateKey = async function (this: SubtleCrypto, ...args: unknown[]) {
+    // deno-lint-ignore no-explicit-any
+    const out = await (original as any).apply(this, args);
+    const alg = args[0] as { name?: string };
+    if (alg.name === "X25519") pairs.push(out as CryptoKeyPair);
+    return out;
+  } as SubtleCrypto["generateKey"];
+  try {
+    return { value: await fn(), pairs };
+  } finally {
+    subtle.generateKey = original;
+  }
+}
+
+/**
+ * X25519 through WebCrypto, for recomputing a shared secret in a test.
+ * @param privateKey a captured private key
+ * @param publicRaw the other side's 32-byte public key
+ * @returns the 32-byte shared secret
+ */
+export async function x25519(
+  privateKey: CryptoKey,
+  publicRaw: Uint8Array,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const pub = await crypto.subtle.importKey(
+    "raw",
+    publicRaw as Uint8Array<ArrayBuffer>,
+    { name: "X25519" },
+    false,
+    [],
+  );
+  return new Uint8Array(
+    await crypto.subtle.deriveBits(
+      { name: "X25519", public: pub },
+      privateKey,
+      256,
+    ),
+  );
 }
 
 /** Constructor of one of the {@link ImError} classes. */

@@ -1,0 +1,677 @@
+/**
+ * The peer handshake, rules 4.3 and 4.4: the host carries the joiner's
+ * ticket, an X25519 exchange authenticated with the peer key, key
+ * confirmation both ways, the same short authentication string (SAS) on
+ * both sides.
+ */
+import assert from "node:assert/strict";
+import { concat, randomBytes, utf8 } from "../lib/bytes.ts";
+import {
+  AuthError,
+  ImError,
+  ProtocolError,
+  RecordError,
+  TicketError,
+} from "../lib/errors.ts";
+import { FrameKind } from "../lib/frame.ts";
+import {
+  deriveDirectionKeys,
+  deriveKey,
+  Label,
+  transcriptHash,
+} from "../lib/kdf.ts";
+import {
+  decodePeerHello,
+  decodePeerReply,
+  encodePeerHello,
+  encodePeerReply,
+  formatSas,
+  PEER_VERSION,
+  PeerHostHandshake,
+  PeerJoinHandshake,
+} from "../lib/peer_handshake.ts";
+import { RecordOpener, RecordSealer, RecordType } from "../lib/record.ts";
+import { HmacSha256 } from "../lib/sha256.ts";
+import { sealTicket, TicketReplayCache } from "../lib/ticket.ts";
+import {
+  assertRejectsIm,
+  assertThrowsIm,
+  captureEphemerals,
+  flipBit,
+  loginInMemory,
+  type LoginPair,
+  peerInMemory,
+  peerSetup,
+  seededRandom,
+  x25519,
+} from "./_helpers.ts";
+
+let logins: Promise<{ a: LoginPair; b: LoginPair; c: LoginPair }> | undefined;
+
+/** One login each for A, B and C, shared by the tests of this file. */
+function users() {
+  logins ??= (async () => {
+    const [a, b, c] = await Promise.all(
+      ["A", "B", "C"].map((u) => loginInMemory(u)),
+    );
+    return { a: a!, b: b!, c: c! };
+  })();
+  return logins;
+}
+
+/** A setup where the host A grants B. */
+async function aToB() {
+  const { b } = await users();
+  return peerSetup("A", b, "B");
+}
+
+const SAS = /^\d{3} \d{3} \d{3} \d{3}$/;
+
+Deno.test("both peers finish with the same SAS and records flow h2j and j2h", async () => {
+  const s = await aToB();
+  const { host, joiner } = await peerInMemory(s);
+  assert.match(host.sas, SAS);
+  assert.equal(host.sas, joiner.sas);
+  assert.equal(host.peer, "B");
+  assert.equal(joiner.peer, "A");
+  const h2j = host.sealer.seal(RecordType.DATA, utf8("hi B"));
+  assert.deepEqual(joiner.opener.open(h2j).plaintext, utf8("hi B"));
+  const j2h = joiner.sealer.seal(RecordType.DATA, utf8("hi A"));
+  assert.deepEqual(host.opener.open(j2h).plaintext, utf8("hi A"));
+  // Rule 2.6 for peers: a record reflected to its sender is refused.
+  assertThrowsIm(
+    () => host.opener.open(host.sealer.seal(RecordType.DATA, utf8("me"))),
+    RecordError,
+    "tampered",
+  );
+  assertThrowsIm(
+    () => joiner.opener.open(joiner.sealer.seal(RecordType.DATA, utf8("me"))),
+    RecordError,
+    "tampered",
+  );
+  assert.equal(s.cache.size, 1, "the joiner recorded the ticket id");
+});
+
+Deno.test("two peer sessions between the same users get different SAS and keys", async () => {
+  const one = await peerInMemory(await aToB());
+  const two = await peerInMemory(await aToB());
+  assert.notEqual(one.host.sas, two.host.sas);
+  const rec = one.host.sealer.seal(RecordType.DATA, utf8("x"));
+  assertThrowsIm(() => two.joiner.opener.open(rec), RecordError, "tampered");
+});
+
+Deno.test("the peer keys are HKDF(peer key || X25519 secret, pth) and the joiner's MAC is keyed from the peer key, as PROTOCOL.md says", async () => {
+  const s = await aToB();
+  const { value: helloBytes, pairs } = await captureEphemerals(() =>
+    s.host.hello()
+  );
+  const hello = decodePeerHello(helloBytes);
+  const replyBytes = await s.join.onHello(helloBytes);
+  const reply = decodePeerReply(replyBytes);
+  const pth = await transcriptHash(Label.PEER_TRANSCRIPT, [
+    new Uint8Array([PEER_VERSION]),
+    s.ticketId,
+    utf8("A"),
+    utf8("B"),
+    hello.nonce,
+    hello.ephemeral,
+    reply.nonce,
+    reply.ephemeral,
+  ]);
+  const authKey = await deriveKey(s.peerKey, s.ticketId, Label.PEER_AUTH);
+  assert.deepEqual(
+    reply.mac,
+    new HmacSha256(authKey).mac(concat(utf8("joiner"), pth)),
+  );
+  const dh = await x25519(pairs[0]!.privateKey, reply.ephemeral);
+  const ikm = concat(s.peerKey, dh);
+  const h2j = await deriveDirectionKeys(ikm, pth, "h2j");
+  const hostFin = await s.host.onReply(replyBytes);
+  const fin = new RecordOpener(h2j).open(hostFin);
+  assert.equal(fin.type, RecordType.FINISHED);
+  assert.deepEqual(fin.plaintext, pth);
+  s.host.onFinished(s.join.onFinished(hostFin));
+  const sas = formatSas(await deriveKey(ikm, pth, Label.PEER_SAS));
+  assert.equal(s.host.result.sas, sas);
+});
+
+Deno.test("formatSas() shows 40 bits as four groups of three digits", () => {
+  assert.equal(formatSas(new Uint8Array(5)), "000 000 000 000");
+  assert.equal(formatSas(new Uint8Array(5).fill(0xff)), "099 511 627 775");
+  assert.equal(
+    formatSas(new Uint8Array([0, 0, 0, 0, 1, 0xff])),
+    "000 000 000 001",
+  );
+});
+
+// ---------------------------------------------------------------------------
+// Strangers and wrong keys (rule 4.3, 4.4)
+
+Deno.test("a stranger who answers PEER_HELLO with a random PEER_REPLY is refused with peer-auth-failed", async () => {
+  for (let i = 0; i < 3; i++) {
+    const s = await aToB();
+    await s.host.hello();
+    const reply = encodePeerReply({
+      nonce: randomBytes(32),
+      ephemeral: randomBytes(32),
+      mac: randomBytes(32),
+    });
+    await assertRejectsIm(
+      () => s.host.onReply(reply),
+      AuthError,
+      "peer-auth-failed",
+    );
+    assert.equal(s.host.state, "failed");
+    assertThrowsIm(() => s.host.result, ProtocolError, "not-ready");
+  }
+});
+
+Deno.test("a stranger's garbage PEER_REPLY is a ProtocolError, never a crash", async () => {
+  const kind = (n: number) =>
+    concat(new Uint8Array([FrameKind.PEER_REPLY]), randomBytes(n - 1));
+  const wrongKind = concat(new Uint8Array([0x99]), randomBytes(96));
+  for (
+    const bytes of [new Uint8Array(0), kind(1), kind(96), kind(98), wrongKind]
+  ) {
+    const s = await aToB();
+    await s.host.hello();
+    await assertRejectsIm(() => s.host.onReply(bytes), ProtocolError);
+  }
+});
+
+Deno.test("a joiner whose ticket holds another peer key cannot authenticate: the host refuses with peer-auth-failed", async () => {
+  const { b } = await users();
+  const s = peerSetup("A", b, "B");
+  // The host holds s.peerKey; the ticket it carries holds a different key.
+  const wrongTicket = sealTicket(b.server.ticketKeys, {
+    id: s.ticketId,
+    host: "A",
+    joiner: "B",
+    expiresAt: s.expiresAt,
+    peerKey: randomBytes(32),
+  });
+  const host = new PeerHostHandshake({
+    self: "A",
+    joiner: "B",
+    peerKey: s.peerKey,
+    ticket: wrongTicket,
+    ticketId: s.ticketId,
+  });
+  const reply = await s.join.onHello(await host.hello());
+  await assertRejectsIm(
+    () => host.onReply(reply),
+    AuthError,
+    "peer-auth-failed",
+  );
+});
+
+Deno.test("the joiner refuses a FINISHED from a host that does not hold the peer key (a stolen ticket raced ahead)", async () => {
+  const s = await aToB();
+  // An eavesdropper replays the ticket with its own ephemeral key before A does.
+  const stolen = decodePeerHello(await s.host.hello());
+  const thief = new PeerHostHandshake({
+    self: "A",
+    joiner: "B",
+    peerKey: randomBytes(32),
+    ticket: stolen.ticket,
+    ticketId: s.ticketId,
+  });
+  const reply = await s.join.onHello(await thief.hello());
+  await assertRejectsIm(
+    () => thief.onReply(reply),
+    AuthError,
+    "peer-auth-failed",
+  );
+  // Whatever the thief sends as FINISHED, B refuses it.
+  const fake = new RecordSealer({
+    enc: randomBytes(32),
+    iv: randomBytes(32),
+    mac: randomBytes(32),
+  })
+    .seal(RecordType.FINISHED, randomBytes(32));
+  assertThrowsIm(() => s.join.onFinished(fake), AuthError, "peer-auth-failed");
+  assert.equal(s.join.state, "failed");
+  assertThrowsIm(() => s.join.result, ProtocolError, "not-ready");
+});
+
+Deno.test("a ticket for another joiner is refused: C cannot open B's ticket; a ticket naming B is misbound for C", async () => {
+  const { b, c } = await users();
+  const s = peerSetup("A", b, "B");
+  const joinC = new PeerJoinHandshake({
+    self: "C",
+    expectedHost: "A",
+    ticketKeys: c.client.ticketKeys,
+    replayCache: new TicketReplayCache(),
+  });
+  await assertRejectsIm(
+    async () => joinC.onHello(await s.host.hello()),
+    TicketError,
+    "bad-ticket",
+  );
+  assert.equal(joinC.state, "failed");
+
+  // Sealed with C's keys but naming B as the joiner.
+  const t = peerSetup("A", c, "B");
+  const joinC2 = new PeerJoinHandshake({
+    self: "C",
+    expectedHost: "A",
+    ticketKeys: c.client.ticketKeys,
+    replayCache: new TicketReplayCache(),
+  });
+  await assertRejectsIm(
+    async () => joinC2.onHello(await t.host.hello()),
+    TicketError,
+    "misbound",
+  );
+});
+
+Deno.test("a joiner told to join another host refuses the ticket as misbound", async () => {
+  const { b } = await users();
+  const s = peerSetup("A", b, "B");
+  const join = new PeerJoinHandshake({
+    self: "B",
+    expectedHost: "C",
+    ticketKeys: b.client.ticketKeys,
+    replayCache: new TicketReplayCache(),
+  });
+  await assertRejectsIm(
+    async () => join.onHello(await s.host.hello()),
+    TicketError,
+    "misbound",
+  );
+});
+
+Deno.test("an expired ticket is refused by the joiner", async () => {
+  const { b } = await users();
+  const s = peerSetup("A", b, "B");
+  const join = new PeerJoinHandshake({
+    self: "B",
+    expectedHost: "A",
+    ticketKeys: b.client.ticketKeys,
+    replayCache: new TicketReplayCache(),
+    now: () => s.expiresAt + 1,
+  });
+  await assertRejectsIm(
+    async () => join.onHello(await s.host.hello()),
+    TicketError,
+    "expired",
+  );
+});
+
+Deno.test("a replayed PEER_HELLO to the same joiner is refused as replayed", async () => {
+  const { b } = await users();
+  const s = peerSetup("A", b, "B");
+  const hello = await s.host.hello();
+  await s.join.onHello(hello);
+  const again = new PeerJoinHandshake({
+    self: "B",
+    expectedHost: "A",
+    ticketKeys: b.client.ticketKeys,
+    replayCache: s.cache,
+  });
+  await assertRejectsIm(() => again.onHello(hello), TicketError, "replayed");
+  assert.equal(again.state, "failed");
+  // The same ticket with a fresh nonce and ephemeral key is a replay too.
+  const m = decodePeerHello(hello);
+  const otherEph = decodePeerHello(await (await aToB()).host.hello()).ephemeral;
+  const fresh = encodePeerHello({
+    ...m,
+    nonce: randomBytes(32),
+    ephemeral: otherEph,
+  });
+  const third = new PeerJoinHandshake({
+    self: "B",
+    expectedHost: "A",
+    ticketKeys: b.client.ticketKeys,
+    replayCache: s.cache,
+  });
+  await assertRejectsIm(() => third.onHello(fresh), TicketError, "replayed");
+});
+
+// ---------------------------------------------------------------------------
+// Man in the middle (rule 4.4)
+
+/**
+ * Relay a whole peer handshake through `edit`, which may change the host's
+ * hello or the joiner's reply. Returns how it ended: the first error, or both
+ * SAS when both sides finished.
+ */
+async function relay(
+  s: Awaited<ReturnType<typeof aToB>>,
+  edit: {
+    hello?: (b: Uint8Array) => Uint8Array;
+    reply?: (b: Uint8Array) => Uint8Array;
+  },
+): Promise<{ error: unknown } | { hostSas: string; joinSas: string }> {
+  try {
+    const hello = (edit.hello ?? ((b) => b))(await s.host.hello());
+    const reply = (edit.reply ?? ((b) => b))(await s.join.onHello(hello));
+    const hostFin = await s.host.onReply(reply);
+    s.host.onFinished(s.join.onFinished(hostFin));
+    return { hostSas: s.host.result.sas, joinSas: s.join.result.sas };
+  } catch (error) {
+    return { error };
+  }
+}
+
+/** Rule 4.4: a changed X25519 key either stops the handshake or shows in the SAS. */
+function assertDetected(
+  outcome: Awaited<ReturnType<typeof relay>>,
+  what: string,
+): void {
+  if ("error" in outcome) {
+    assert.ok(outcome.error instanceof AuthError, `${what}: ${outcome.error}`);
+    assert.equal(outcome.error.code, "peer-auth-failed", what);
+  } else {
+    assert.notEqual(
+      outcome.hostSas,
+      outcome.joinSas,
+      `${what}: both finished with the same SAS`,
+    );
+  }
+}
+
+Deno.test("a man in the middle who swaps the host's ephemeral key (eph_a) is detected: the handshake fails or the SAS differ", async () => {
+  const mallory = decodePeerHello(await (await aToB()).host.hello()).ephemeral;
+  const s = await aToB();
+  const outcome = await relay(s, {
+    hello: (b) =>
+      encodePeerHello({ ...decodePeerHello(b), ephemeral: mallory }),
+  });
+  assertDetected(outcome, "eph_a swapped");
+  assert.ok(
+    "error" in outcome,
+    "the joiner's MAC or key confirmation stops it",
+  );
+});
+
+Deno.test("a man in the middle who swaps the joiner's ephemeral key (eph_b) or either nonce is detected", async () => {
+  const mallory = decodePeerHello(await (await aToB()).host.hello()).ephemeral;
+  const edits: [string, Parameters<typeof relay>[1]][] = [
+    ["eph_b", {
+      reply: (b) =>
+        encodePeerReply({ ...decodePeerReply(b), ephemeral: mallory }),
+    }],
+    ["nonce_b", {
+      reply: (b) =>
+        encodePeerReply({ ...decodePeerReply(b), nonce: randomBytes(32) }),
+    }],
+    ["nonce_a", {
+      hello: (b) =>
+        encodePeerHello({ ...decodePeerHello(b), nonce: randomBytes(32) }),
+    }],
+  ];
+  for (const [what, edit] of edits) {
+    assertDetected(await relay(await aToB(), edit), what);
+  }
+  // Control: an untouched relay finishes with equal SAS.
+  const clean = await relay(await aToB(), {});
+  assert.ok(!("error" in clean) && clean.hostSas === clean.joinSas);
+});
+
+Deno.test("a malicious server that knows the peer key and runs two handshakes in the middle is exposed: the SAS differ", async () => {
+  const { b } = await users();
+  const s = peerSetup("A", b, "B");
+  // The server made the peer key and can derive B's ticket keys: it can play
+  // joiner towards A and host towards B.
+  const mitmJoin = new PeerJoinHandshake({
+    self: "B",
+    expectedHost: "A",
+    ticketKeys: b.server.ticketKeys,
+    replayCache: new TicketReplayCache(),
+  });
+  const mitmHost = new PeerHostHandshake({
+    self: "A",
+    joiner: "B",
+    peerKey: s.peerKey,
+    ticket: s.ticket,
+    ticketId: s.ticketId,
+  });
+  // A <-> server
+  const toA = await mitmJoin.onHello(await s.host.hello());
+  const aFin = await s.host.onReply(toA);
+  s.host.onFinished(mitmJoin.onFinished(aFin));
+  // server <-> B
+  const toB = await s.join.onHello(await mitmHost.hello());
+  const mFin = await mitmHost.onReply(toB);
+  mitmHost.onFinished(s.join.onFinished(mFin));
+  assert.notEqual(
+    s.host.result.sas,
+    s.join.result.sas,
+    "A and B see different SAS",
+  );
+});
+
+// ---------------------------------------------------------------------------
+// Key confirmation
+
+Deno.test("the host refuses a joiner FINISHED with the wrong transcript, the wrong type or from another session", async () => {
+  for (
+    const variant of [
+      "wrong transcript",
+      "DATA type",
+      "another session",
+    ] as const
+  ) {
+    const s = await aToB();
+    const hostFin = await s.host.onReply(
+      await s.join.onHello(await s.host.hello()),
+    );
+    s.join.onFinished(hostFin);
+    const r = s.join.result;
+    let bad: Uint8Array;
+    if (variant === "wrong transcript") {
+      bad = r.sealer.seal(RecordType.FINISHED, randomBytes(32));
+    } else if (variant === "DATA type") {
+      bad = r.sealer.seal(RecordType.DATA, utf8("finished?"));
+    } else {bad = (await peerInMemory(await aToB())).joiner.sealer.seal(
+        RecordType.FINISHED,
+        randomBytes(32),
+      );}
+    assertThrowsIm(
+      () => s.host.onFinished(bad),
+      AuthError,
+      "peer-auth-failed",
+      variant,
+    );
+    assert.equal(s.host.state, "failed");
+  }
+});
+
+Deno.test("the joiner refuses a host FINISHED with the wrong transcript under the right keys, and accepts the right one", async () => {
+  for (const good of [false, true]) {
+    const s = await aToB();
+    const { value: helloBytes, pairs } = await captureEphemerals(() =>
+      s.host.hello()
+    );
+    const hello = decodePeerHello(helloBytes);
+    const reply = decodePeerReply(await s.join.onHello(helloBytes));
+    const pth = await transcriptHash(Label.PEER_TRANSCRIPT, [
+      new Uint8Array([PEER_VERSION]),
+      s.ticketId,
+      utf8("A"),
+      utf8("B"),
+      hello.nonce,
+      hello.ephemeral,
+      reply.nonce,
+      reply.ephemeral,
+    ]);
+    const dh = await x25519(pairs[0]!.privateKey, reply.ephemeral);
+    const h2j = await deriveDirectionKeys(concat(s.peerKey, dh), pth, "h2j");
+    const fin = new RecordSealer(h2j).seal(
+      RecordType.FINISHED,
+      good ? pth : flipBit(pth, 3),
+    );
+    if (good) {
+      assert.equal(s.join.onFinished(fin)[0], FrameKind.RECORD);
+      assert.equal(s.join.state, "done");
+    } else {
+      assertThrowsIm(
+        () => s.join.onFinished(fin),
+        AuthError,
+        "peer-auth-failed",
+      );
+      assert.equal(s.join.state, "failed");
+    }
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Order, versions, malformed input
+
+Deno.test("peer handshake steps out of order throw ProtocolError", async () => {
+  const s = await aToB();
+  await assertRejectsIm(
+    () => s.host.onReply(new Uint8Array([FrameKind.PEER_REPLY])),
+    ProtocolError,
+    "unexpected-frame",
+  );
+  assertThrowsIm(
+    () => s.host.onFinished(new Uint8Array([0x10])),
+    ProtocolError,
+    "unexpected-frame",
+  );
+  assertThrowsIm(
+    () => s.join.onFinished(new Uint8Array([0x10])),
+    ProtocolError,
+    "unexpected-frame",
+  );
+  assertThrowsIm(() => s.host.result, ProtocolError, "not-ready");
+  assertThrowsIm(() => s.join.result, ProtocolError, "not-ready");
+  const hello = await s.host.hello();
+  await assertRejectsIm(
+    () => s.host.hello(),
+    ProtocolError,
+    "unexpected-frame",
+  );
+  await s.join.onHello(hello);
+  await assertRejectsIm(
+    () => s.join.onHello(hello),
+    ProtocolError,
+    "unexpected-frame",
+  );
+});
+
+Deno.test("a PEER_HELLO of another version is refused with ProtocolError version", async () => {
+  const s = await aToB();
+  const m = decodePeerHello(await s.host.hello());
+  await assertRejectsIm(
+    () => s.join.onHello(encodePeerHello({ ...m, version: PEER_VERSION + 1 })),
+    ProtocolError,
+    "version",
+  );
+});
+
+Deno.test("a PEER_HELLO with a low-order ephemeral key is refused with a typed error", async () => {
+  const s = await aToB();
+  const m = decodePeerHello(await s.host.hello());
+  await assertRejectsIm(
+    () =>
+      s.join.onHello(encodePeerHello({ ...m, ephemeral: new Uint8Array(32) })),
+    ProtocolError,
+    "bad-ephemeral",
+  );
+});
+
+Deno.test("decodePeerHello() and decodePeerReply() throw ProtocolError at every truncation and for trailing bytes", async () => {
+  const s = await aToB();
+  const hello = await s.host.hello();
+  const reply = await s.join.onHello(hello);
+  for (
+    const [bytes, decode] of [[hello, decodePeerHello], [
+      reply,
+      decodePeerReply,
+    ]] as const
+  ) {
+    for (let n = 0; n < bytes.length; n++) {
+      assertThrowsIm(
+        () => decode(bytes.subarray(0, n)),
+        ProtocolError,
+        undefined,
+        `length ${n}`,
+      );
+    }
+    assertThrowsIm(
+      () => decode(concat(bytes, new Uint8Array(1))),
+      ProtocolError,
+      "trailing-bytes",
+    );
+    const wrongKind = new Uint8Array(bytes);
+    wrongKind[0] = 0x99;
+    assertThrowsIm(() => decode(wrongKind), ProtocolError, "unexpected-frame");
+  }
+});
+
+Deno.test("a truncated PEER_HELLO sent to the joiner is a ProtocolError and burns nothing", async () => {
+  const { b } = await users();
+  const s = peerSetup("A", b, "B");
+  const hello = await s.host.hello();
+  const cache = new TicketReplayCache();
+  for (const n of [0, 1, 2, 3, 50, hello.length - 33, hello.length - 1]) {
+    const join = new PeerJoinHandshake({
+      self: "B",
+      expectedHost: "A",
+      ticketKeys: b.client.ticketKeys,
+      replayCache: cache,
+    });
+    await assertRejectsIm(
+      () => join.onHello(hello.subarray(0, n)),
+      ProtocolError,
+      undefined,
+      `length ${n}`,
+    );
+  }
+  assert.equal(cache.size, 0);
+});
+
+Deno.test("peer decoders and the joiner throw only ImError for seeded random and mutated input", async () => {
+  const rnd = seededRandom(4242);
+  const { b } = await users();
+  const s = peerSetup("A", b, "B");
+  const hello = await s.host.hello();
+  const reply = await s.join.onHello(hello);
+  const cache = new TicketReplayCache();
+  let thrown = 0;
+  for (let i = 0; i < 2000; i++) {
+    for (
+      const [name, good, decode] of [["hello", hello, decodePeerHello], [
+        "reply",
+        reply,
+        decodePeerReply,
+      ]] as const
+    ) {
+      const input = new Uint8Array(good);
+      for (let k = 0; k < 1 + rnd.int(4); k++) {
+        input[rnd.int(input.length)] = rnd.int(256);
+      }
+      const cut = rnd.int(3) === 0
+        ? input.subarray(0, rnd.int(input.length))
+        : input;
+      try {
+        decode(cut);
+      } catch (e) {
+        assert.ok(e instanceof ImError, `${name} ${i}: ${e}`);
+        thrown++;
+      }
+    }
+  }
+  for (let i = 0; i < 200; i++) {
+    const input = new Uint8Array(hello);
+    for (let k = 0; k < 1 + rnd.int(4); k++) {
+      input[rnd.int(input.length)] = rnd.int(256);
+    }
+    const join = new PeerJoinHandshake({
+      self: "B",
+      expectedHost: "A",
+      ticketKeys: b.client.ticketKeys,
+      replayCache: cache,
+    });
+    try {
+      await join.onHello(input);
+    } catch (e) {
+      assert.ok(e instanceof ImError, `onHello ${i}: ${e}`);
+      thrown++;
+    }
+  }
+  assert.ok(thrown > 1000, `thrown ${thrown}`);
+});
