@@ -25,15 +25,24 @@ Options:
   --json               print events as JSON lines
   --relay              run peer sessions through the server relay
   --listen HOST        address to listen on when hosting (default 127.0.0.1)
+  --listen-port N      port to listen on when hosting (default 0: any free one)
   --advertise HOST:PORT  address to tell peers instead (e.g. behind NAT)
   --heartbeat MS       heartbeat interval in ms (default 2000)
   --no-reconnect       exit when the server goes away instead of retrying
+  --reconnect-base MS  first reconnect delay in ms, doubled up to 30 s (default 1000)
   --no-color           no colours (also when NO_COLOR is set)
   -h, --help           this help
 
 Commands: !session host, !session <user>, !list, !disconnect, !whoami,
 !help, !quit. Anything else is sent to your peer.
 `;
+
+/**
+ * Longest input line: room for a 30 KB message. A line that fits but
+ * encodes to more than `MAX_MESSAGE_BYTES` of lib/peer.ts (quotes and backslashes
+ * are escaped) is refused when sent, with `message-too-large`.
+ */
+const MAX_INPUT_LINE_BYTES = 32 * 1024;
 
 const OPTIONS = {
   user: { type: "string" },
@@ -42,9 +51,11 @@ const OPTIONS = {
   json: { type: "boolean" },
   relay: { type: "boolean" },
   listen: { type: "string" },
+  "listen-port": { type: "string" },
   advertise: { type: "string" },
   heartbeat: { type: "string" },
   "no-reconnect": { type: "boolean" },
+  "reconnect-base": { type: "string" },
   "no-color": { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -71,6 +82,14 @@ export async function runChat(args: string[]): Promise<number> {
   const server = hostPort("--server", v.server ?? "127.0.0.1:9876");
   if (v.advertise !== undefined) hostPort("--advertise", v.advertise);
   const heartbeatMs = intFlag("--heartbeat", v.heartbeat, 2000, 50, 600_000);
+  const listenPort = intFlag("--listen-port", v["listen-port"], 0, 0, 65535);
+  const reconnectBaseMs = intFlag(
+    "--reconnect-base",
+    v["reconnect-base"],
+    1000,
+    10,
+    30_000,
+  );
   const keys = await loadUserKeys(v.keys ?? defaultKeyDir(), user);
   const interactive = Deno.stdin.isTerminal();
   const color = !v["no-color"] && shouldUseColor({
@@ -86,6 +105,7 @@ export async function runChat(args: string[]): Promise<number> {
     color,
     self: user,
     names: () => client?.names ?? [],
+    maxLineBytes: MAX_INPUT_LINE_BYTES,
   });
   try {
     client = await ChatClient.start({
@@ -98,6 +118,8 @@ export async function runChat(args: string[]): Promise<number> {
       heartbeatMs,
       relay: v.relay ?? false,
       reconnect: !v["no-reconnect"],
+      reconnectBaseMs,
+      listenPort,
       ...(v.listen === undefined ? {} : { listenHost: v.listen }),
       ...(v.advertise === undefined ? {} : { advertise: v.advertise }),
     });

@@ -6,7 +6,7 @@
  */
 
 import { intFlag, parseFlags } from "../lib/cli.ts";
-import { KeyError } from "../lib/errors.ts";
+import { UsageError } from "../lib/errors.ts";
 import { DEFAULT_RSA_BITS } from "../lib/keys.ts";
 import {
   DEFAULT_USERS,
@@ -81,7 +81,7 @@ export async function runServe(args: string[]): Promise<number> {
   }
   const json = v.log === "json";
   if (v.log !== undefined && v.log !== "json" && v.log !== "text") {
-    throw new KeyError(
+    throw new UsageError(
       "bad-flag",
       `Invalid --log "${v.log}": expected text or json`,
     );

@@ -20,13 +20,22 @@ import {
   ProtocolError,
   RecordError,
 } from "./errors.ts";
-import { FrameKind } from "./frame.ts";
+import { DEFAULT_MAX_FRAME_BYTES, FrameKind } from "./frame.ts";
 import { decodeMessage, encodeMessage, type Message } from "./messages.ts";
-import { type RecordOpener, type RecordSealer, RecordType } from "./record.ts";
+import {
+  RECORD_HEADER_BYTES,
+  RECORD_TAG_BYTES,
+  type RecordOpener,
+  type RecordSealer,
+  RecordType,
+} from "./record.ts";
 import type { FrameTransport } from "./transport.ts";
 
 /** Default interval between heartbeats. */
 export const DEFAULT_HEARTBEAT_MS = 2000;
+
+/** Longest {@link SecureChannel.close} waits for its CLOSE record to be written. */
+export const CLOSE_TIMEOUT_MS = 1000;
 
 /** What a channel reports. */
 export type ChannelEvent =
@@ -44,6 +53,8 @@ export interface ChannelOptions {
   heartbeatMs?: number;
   /** Declare the peer gone after this long without a valid record (default 3 heartbeats). */
   deadAfterMs?: number;
+  /** Largest record payload the transport carries (default the 64 KiB frame limit, rule 1.1). */
+  maxRecordBytes?: number;
 }
 
 /** Records both ways over one transport. */
@@ -53,6 +64,7 @@ export class SecureChannel {
   #opener: RecordOpener;
   #heartbeatMs: number;
   #deadAfterMs: number;
+  #maxRecordBytes: number;
   #lastSent = Date.now();
   #lastReceived = Date.now();
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -78,6 +90,7 @@ export class SecureChannel {
     this.#opener = opener;
     this.#heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.#deadAfterMs = opts.deadAfterMs ?? this.#heartbeatMs * 3;
+    this.#maxRecordBytes = opts.maxRecordBytes ?? DEFAULT_MAX_FRAME_BYTES;
     if (this.#heartbeatMs > 0) {
       this.#timer = setInterval(
         () => this.#tick(),
@@ -112,6 +125,16 @@ export class SecureChannel {
 
   async #sendRecord(type: RecordType, body: Uint8Array): Promise<void> {
     if (this.#closed) throw new NetError("closed", "Connection is closed");
+    // Checked before sealing: a message that cannot be sent must neither
+    // use up a sequence number nor end the channel.
+    const size = 1 + RECORD_HEADER_BYTES + body.length + RECORD_TAG_BYTES;
+    if (size > this.#maxRecordBytes) {
+      throw new ProtocolError(
+        "message-too-large",
+        `Cannot send: the message needs a record of ${size} bytes, over the limit of ${this.#maxRecordBytes}`,
+        "send it in smaller parts",
+      );
+    }
     let payload: Uint8Array;
     try {
       payload = this.#sealer.seal(type, body);
@@ -132,7 +155,9 @@ export class SecureChannel {
   /**
    * Send one message as a DATA record.
    * @param msg the message
-   * @throws {NetError} when the channel is closed
+   * @throws {NetError} when the channel is closed; {@link ProtocolError}
+   *   `message-too-large` when it would not fit one record (nothing is sent,
+   *   the channel stays open)
    */
   send(msg: Message): Promise<void> {
     return this.#sendRecord(RecordType.DATA, encodeMessage(msg));
@@ -144,13 +169,22 @@ export class SecureChannel {
    */
   async close(reason = "closed"): Promise<void> {
     if (this.#closed) return;
+    // A peer that does not read must not stall the close: the CLOSE record
+    // gets a bounded time to be written, then the transport is closed anyway.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, CLOSE_TIMEOUT_MS);
+    });
     try {
-      await this.#sendRecord(
-        RecordType.CLOSE,
-        utf8(JSON.stringify({ reason })),
-      );
-    } catch {
-      // The other side is gone already: nothing more to tell it.
+      await Promise.race([
+        this.#sendRecord(RecordType.CLOSE, utf8(JSON.stringify({ reason })))
+          .catch(() => {
+            // The other side is gone already: nothing more to tell it.
+          }),
+        timeout,
+      ]);
+    } finally {
+      clearTimeout(timer);
     }
     this.#finish(reason);
   }

@@ -110,8 +110,14 @@ export async function loginToServer(
     await hs.onServerKey(await recv());
     await t.send(await hs.onServerFinished(await recv()));
     const login = hs.result;
+    const heartbeatMs = o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     const channel = new SecureChannel(t, login.sealer, login.opener, {
-      heartbeatMs: o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+      heartbeatMs,
+      // The server sends its heartbeats at its own interval (`im serve
+      // --heartbeat`, 2 s by default), which the client cannot know; a
+      // client started with a shorter --heartbeat must not call a healthy
+      // server dead after three of its own intervals.
+      deadAfterMs: 3 * Math.max(heartbeatMs, DEFAULT_HEARTBEAT_MS),
     });
     return { channel, login };
   } catch (e) {
@@ -138,6 +144,8 @@ type Mode =
     listener: Deno.TcpListener | null;
     addr: string;
     grant: Grant | null;
+    /** The joiner's relayed connection while its peer handshake runs (issue 6). */
+    relay: RelayTransport | null;
   }
   | { kind: "joining"; peer: string; relay: RelayTransport | null }
   | { kind: "session"; session: PeerSession; relay: RelayTransport | null };
@@ -319,7 +327,9 @@ export class ChatClient {
     } catch (e) {
       this.#print({
         kind: "error",
-        code: "not-delivered",
+        code: isImError(e) && e.code === "message-too-large"
+          ? e.code
+          : "not-delivered",
         text: `Not delivered: ${(e as Error).message}`,
       });
     }
@@ -359,7 +369,7 @@ export class ChatClient {
       const la = listener.addr as Deno.NetAddr;
       addr = this.#o.advertise ?? `${la.hostname}:${la.port}`;
     }
-    this.#mode = { kind: "hosting", listener, addr, grant: null };
+    this.#mode = { kind: "hosting", listener, addr, grant: null, relay: null };
     if (listener) this.#track(this.#acceptPeers(listener));
     if (!(await this.#toServer({ t: "host", addr }))) this.#stopHosting();
   }
@@ -368,6 +378,7 @@ export class ChatClient {
     const m = this.#mode;
     if (m.kind !== "hosting") return;
     if (m.grant) clearTimeout(m.grant.timer);
+    m.relay?.close();
     try {
       m.listener?.close();
     } catch {
@@ -435,6 +446,8 @@ export class ChatClient {
       );
     } catch (e) {
       t.close();
+      const now = this.#mode;
+      if (now.kind === "hosting" && now.relay === t) now.relay = null;
       // Rule 4.3: anyone else who connects gets nothing usable; we keep waiting until the expiry.
       this.#system(
         `Refused a connection from ${t.remote}: ${
@@ -525,7 +538,9 @@ export class ChatClient {
             this.#mode = { kind: "idle" };
             this.#o.ui.setPeer(null);
           }
-          if (!this.#quitting) {
+          // Without a server connection there is nobody to tell: a server
+          // we reconnect to has forgotten the session anyway.
+          if (!this.#quitting && this.#server && !this.#server.closed) {
             await this.#toServer({ t: "ended", peer: session.peer });
           }
           break;
@@ -690,7 +705,9 @@ export class ChatClient {
     };
     if (m.grant) clearTimeout(m.grant.timer);
     m.grant = grant;
-    this.#print({ kind: "session", state: "waiting", peer: g.peer });
+    this.#system(
+      `${g.peer} asked for a session; waiting for ${g.peer} to connect`,
+    );
     for (const w of this.#grantWaiters.splice(0)) w();
   }
 
@@ -699,6 +716,8 @@ export class ChatClient {
     if (m.kind !== "hosting" || m.grant !== grant) return;
     grant.key.fill(0);
     m.grant = null;
+    m.relay?.close();
+    m.relay = null;
     this.#system(`${grant.peer} did not connect in time; still hosting`);
     this.#track(
       this.#toServer({ t: "cancel", ticketId: grant.ticketId }).then(() =>
@@ -724,8 +743,14 @@ export class ChatClient {
         return;
       }
       if (payload.length === 1 && payload[0] === FrameKind.PEER_RELAY_CONNECT) {
+        // A (new) relayed connection from the joiner: the handshake starts over.
+        mode.relay?.close();
         const relay = this.#newRelay(m.peer);
+        mode.relay = relay;
         this.#track(this.#hostOne(relay, "relay"));
+      } else if (mode.relay) {
+        // The joiner's part of the peer handshake, before the session starts.
+        mode.relay.deliver(m.data);
       }
     }
   }
@@ -816,7 +841,13 @@ export class ChatClient {
       return;
     }
     this.#stopHosting();
-    if (this.#mode.kind === "joining") this.#mode = { kind: "idle" };
+    if (this.#mode.kind === "joining") {
+      this.#mode.relay?.close();
+      this.#mode = { kind: "idle" };
+    }
+    // A relayed session cannot outlive the server channel that carries it;
+    // a direct one goes on (issue 6 item 3).
+    if (this.#mode.kind === "session") this.#mode.relay?.close();
     const why = closing ? closing.message : "connection lost";
     if (this.#o.reconnect === false) {
       const e = new NetError(
@@ -849,9 +880,19 @@ export class ChatClient {
       });
     } else if (mode.kind === "hosting" && mode.grant?.peer === m.peer) {
       clearTimeout(mode.grant.timer);
+      mode.grant.key.fill(0);
       mode.grant = null;
+      mode.relay?.close();
+      mode.relay = null;
       this.#system(`${m.message}; still hosting`);
       this.#track(this.#toServer({ t: "host", addr: mode.addr }));
+    } else if (
+      mode.kind === "session" && mode.relay && mode.session.peer === m.peer
+    ) {
+      // The server, which carried this session, says the peer is gone: end
+      // it now rather than after the heartbeat timeout. A direct session
+      // does not depend on the server and goes on.
+      mode.relay.close();
     }
   }
 

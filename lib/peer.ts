@@ -18,7 +18,7 @@ import {
 } from "./channel.ts";
 import { NetError, ProtocolError } from "./errors.ts";
 import { FrameKind } from "./frame.ts";
-import type { Message } from "./messages.ts";
+import { encodeMessage, type Message } from "./messages.ts";
 import {
   PeerHostHandshake,
   type PeerHostOptions,
@@ -26,6 +26,18 @@ import {
   type PeerJoinOptions,
 } from "./peer_handshake.ts";
 import type { FrameTransport } from "./transport.ts";
+
+/**
+ * Largest chat message, in bytes of its encoded `msg` message. Chosen so
+ * that the record still fits a default 64 KiB frame when it is relayed
+ * (base64 inside a `relay` message inside a server record: 45 KiB * 4/3
+ * plus headers is about 61.5 KiB). A longer message is refused before it
+ * is sealed, so it costs no sequence number and never breaks the session.
+ */
+export const MAX_MESSAGE_BYTES = 45 * 1024;
+
+/** How long {@link PeerSession.close} waits for receipts of messages in flight. */
+export const CLOSE_GRACE_MS = 1000;
 
 /** How long a peer handshake may take once connected. */
 export const PEER_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -180,20 +192,64 @@ export class PeerSession {
    * Send a chat message; it stays "unacknowledged" until the peer's receipt arrives.
    * @param text the message
    * @returns its id
+   * @throws {ProtocolError} `message-too-large` past {@link MAX_MESSAGE_BYTES} (nothing is sent);
+   *   {@link NetError} when the session is closed
    */
   async sendText(text: string): Promise<string> {
     const id = `${Date.now().toString(36)}-${(this.#counter++).toString(36)}`;
+    const size = encodeMessage({ t: "msg", id, text }).length;
+    if (size > MAX_MESSAGE_BYTES) {
+      throw new ProtocolError(
+        "message-too-large",
+        `Message of ${size} bytes exceeds the limit of ${MAX_MESSAGE_BYTES}; split it into shorter ones`,
+      );
+    }
     this.#unacked.set(id, text);
-    await this.channel.send({ t: "msg", id, text });
+    try {
+      await this.channel.send({ t: "msg", id, text });
+    } catch (e) {
+      // Not sent: the caller reports it now, not again when the session ends.
+      this.#unacked.delete(id);
+      throw e;
+    }
     return id;
   }
 
   /**
-   * End the session (`!disconnect`, rule 4.5).
+   * End the session (`!disconnect`, rule 4.5); its `ended` event then has
+   * the reason `local`. Messages still waiting for their receipt get up to
+   * `graceMs` to be acknowledged first, so that a `!disconnect` typed (or
+   * piped) right after a message neither cuts it off nor reports it
+   * undelivered when it did arrive.
    * @param reason sent to the peer
+   * @param graceMs longest wait for outstanding receipts
    */
-  close(reason = "disconnect"): Promise<void> {
-    return this.channel.close(reason);
+  async close(reason = "disconnect", graceMs = CLOSE_GRACE_MS): Promise<void> {
+    if (this.#unacked.size > 0 && graceMs > 0 && !this.channel.closed) {
+      await this.#settled(graceMs);
+    }
+    if (this.channel.closed) return;
+    this.#closedLocally = true;
+    await this.channel.close(reason);
+  }
+  #closedLocally = false;
+  #settleWaiters = new Set<() => void>();
+
+  /** Resolve when nothing is unacknowledged, the channel closed, or after `ms`. */
+  #settled(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#settleWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#settleWaiters.add(done);
+    });
+  }
+
+  #wakeSettled(): void {
+    for (const w of [...this.#settleWaiters]) w();
   }
 
   /**
@@ -210,7 +266,10 @@ export class PeerSession {
           this.channel.send({ t: "ack", id: m.id }).catch(() => {});
           yield { kind: "text", id: m.id, text: m.text };
         } else if (m.t === "ack") {
-          if (this.#unacked.delete(m.id)) yield { kind: "delivered", id: m.id };
+          if (this.#unacked.delete(m.id)) {
+            if (this.#unacked.size === 0) this.#wakeSettled();
+            yield { kind: "delivered", id: m.id };
+          }
         } else {
           yield {
             kind: "problem",
@@ -237,9 +296,15 @@ export class PeerSession {
           text,
         }));
         this.#unacked.clear();
+        this.#wakeSettled();
         yield {
           kind: "ended",
-          reason: ev.error?.code === "peer-silent" ? "peer-silent" : ev.reason,
+          // `local` when we ended it: the reason we sent is not the peer's.
+          reason: this.#closedLocally
+            ? "local"
+            : ev.error?.code === "peer-silent"
+            ? "peer-silent"
+            : ev.reason,
           undelivered,
         };
       }

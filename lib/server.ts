@@ -36,13 +36,13 @@ import type { PrivateIdentity, PublicIdentity } from "./keys.ts";
 import type { Logger } from "./log.ts";
 import type { Message } from "./messages.ts";
 import { DEFAULT_WINDOW_MS } from "./record.ts";
-import { Presence } from "./server_state.ts";
+import { FailurePenalty, LoginAdmission, Presence } from "./server_state.ts";
 import {
   MAX_TICKET_LIFETIME_MS,
   sealTicket,
   TICKET_ID_BYTES,
 } from "./ticket.ts";
-import { TcpTransport } from "./transport.ts";
+import { DEFAULT_MAX_QUEUED_BYTES, TcpTransport } from "./transport.ts";
 
 /** Settings of {@link ImServer}; every limit has a default. */
 export interface ServerOptions {
@@ -72,7 +72,15 @@ export interface ServerOptions {
   authFailureLimit?: number;
   /** First penalty after the limit, doubled on each further failure up to 5 min (default 5 s). */
   authPenaltyMs?: number;
+  /**
+   * Most bytes queued for one client that does not read; past it that
+   * client is disconnected (default 4 MiB), so it cannot grow our memory.
+   */
+  maxQueuedBytes?: number;
 }
+
+/** How long the server waits for a goodbye message to be written before it closes the socket anyway. */
+const GOODBYE_TIMEOUT_MS = 1000;
 
 interface ClientSession {
   user: string;
@@ -88,13 +96,6 @@ interface Pending {
   transport: TcpTransport;
 }
 
-interface Failures {
-  count: number;
-  since: number;
-  penaltyUntil: number;
-  penaltyMs: number;
-}
-
 /** A running server. */
 export class ImServer {
   #listener: Deno.TcpListener;
@@ -103,8 +104,8 @@ export class ImServer {
   #clients: Map<string, PublicIdentity>;
   #presence: Presence;
   #sessions = new Map<string, ClientSession>();
-  #pending = new Set<Pending>();
-  #failures = new Map<string, Failures>();
+  #pending: LoginAdmission<Pending>;
+  #failures: FailurePenalty;
   #tasks = new Set<Promise<void>>();
   #closing = false;
   #acceptLoop: Promise<void>;
@@ -130,7 +131,16 @@ export class ImServer {
       ),
       authFailureLimit: opts.authFailureLimit ?? 5,
       authPenaltyMs: opts.authPenaltyMs ?? 5_000,
+      maxQueuedBytes: opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
     };
+    this.#pending = new LoginAdmission({
+      maxTotal: this.#o.maxUnauthenticated,
+      maxPerAddress: this.#o.maxUnauthenticatedPerAddress,
+    });
+    this.#failures = new FailurePenalty({
+      limit: this.#o.authFailureLimit,
+      basePenaltyMs: this.#o.authPenaltyMs,
+    });
     this.#acceptLoop = this.#accept();
   }
 
@@ -214,74 +224,57 @@ export class ImServer {
     }
   }
 
-  #penalty(address: string, now: number): number {
-    const f = this.#failures.get(address);
-    return f && f.penaltyUntil > now ? f.penaltyUntil - now : 0;
-  }
-
   #recordFailure(address: string, now: number): void {
-    let f = this.#failures.get(address);
-    if (!f || now - f.since > 60_000) {
-      f = { count: 0, since: now, penaltyUntil: 0, penaltyMs: 0 };
-      this.#failures.set(address, f);
-    }
-    f.count++;
-    if (f.count >= this.#o.authFailureLimit) {
-      f.penaltyMs = f.penaltyMs === 0
-        ? this.#o.authPenaltyMs
-        : Math.min(f.penaltyMs * 2, 300_000);
-      f.penaltyUntil = now + f.penaltyMs;
+    const penaltyMs = this.#failures.recordFailure(address, now);
+    if (penaltyMs > 0) {
       this.#log("penalty", {
         addr: address,
-        seconds: Math.round(f.penaltyMs / 1000),
+        seconds: Math.round(penaltyMs / 1000),
       });
-    }
-    if (this.#failures.size > 10_000) {
-      for (const [k, v] of this.#failures) {
-        if (v.penaltyUntil < now && now - v.since > 60_000) {
-          this.#failures.delete(k);
-        }
-      }
     }
   }
 
-  /** Make room for a new unauthenticated connection by evicting the oldest ones over the caps. */
+  /** Admit a new unauthenticated connection, evicting the oldest ones over the caps (rule 1.2). */
   #admit(p: Pending): void {
-    let fromAddr = 0;
-    for (const q of this.#pending) if (q.address === p.address) fromAddr++;
-    for (const q of [...this.#pending]) {
-      const overAddr = q.address === p.address &&
-        fromAddr >= this.#o.maxUnauthenticatedPerAddress;
-      const overTotal = this.#pending.size >= this.#o.maxUnauthenticated;
-      if (!overAddr && !overTotal) break;
-      if (overAddr || overTotal) {
-        if (q.address === p.address) fromAddr--;
-        this.#pending.delete(q);
-        this.#log("evicted", {
-          addr: q.transport.remote,
-          reason: "too many unauthenticated connections",
-        });
-        this.#refuse(
-          q.transport,
-          ErrorCode.TOO_MANY,
-          "Too many connections are logging in; try again",
-        );
-      }
+    for (const q of this.#pending.admit(p.address, p)) {
+      this.#log("evicted", {
+        addr: q.transport.remote,
+        reason: "too many unauthenticated connections",
+      });
+      this.#refuse(
+        q.transport,
+        ErrorCode.TOO_MANY,
+        "Too many connections are logging in; try again",
+      );
     }
-    this.#pending.add(p);
   }
 
   #refuse(t: TcpTransport, code: number, message: string): void {
-    t.send(encodeErrorFrame({ code, message })).catch(() => {}).finally(() =>
-      t.close()
-    );
+    if (t.closed) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, GOODBYE_TIMEOUT_MS);
+    });
+    Promise.race([
+      t.send(encodeErrorFrame({ code, message })).catch(() => {}),
+      timeout,
+    ]).finally(() => {
+      clearTimeout(timer);
+      t.close();
+    });
   }
 
   async #handle(conn: Deno.TcpConn): Promise<void> {
-    const t = TcpTransport.wrap(conn, { maxFrameBytes: this.#o.maxFrameBytes });
+    const t = TcpTransport.wrap(conn, {
+      maxFrameBytes: this.#o.maxFrameBytes,
+      maxQueuedBytes: this.#o.maxQueuedBytes,
+      // Rule 1.1: broken framing during login gets an error frame, then the close.
+      farewell: (e) =>
+        encodeErrorFrame({ code: ErrorCode.PROTOCOL, message: e.message }),
+    });
     const address = (conn.remoteAddr as Deno.NetAddr).hostname;
     const now = Date.now();
-    const wait = this.#penalty(address, now);
+    const wait = this.#failures.penalty(address, now);
     if (wait > 0) {
       this.#refuse(
         t,
@@ -339,6 +332,16 @@ export class ImServer {
       login = hs.result;
       fingerprint = this.#clients.get(login.user)?.fingerprint ?? "";
     } catch (e) {
+      // Broken framing closed the transport already (after its ERROR
+      // farewell); it is still worth a line in the log.
+      const framing = e instanceof ProtocolError && t.closed;
+      if (!t.closed || framing) {
+        this.#log("login-error", {
+          addr: t.remote,
+          error: isImError(e) ? e.code : "internal",
+          detail: (e as Error).message,
+        });
+      }
       if (!t.closed) {
         const err = e as ImError;
         const code = err.code === "version"
@@ -348,18 +351,15 @@ export class ImServer {
           : err instanceof AuthError
           ? ErrorCode.AUTH_FAILED
           : ErrorCode.PROTOCOL;
-        this.#log("login-error", {
-          addr: t.remote,
-          error: isImError(e) ? e.code : "internal",
-          detail: (e as Error).message,
-        });
         this.#refuse(t, code, isImError(e) ? e.message : "Internal error");
       }
       return;
     } finally {
       clearTimeout(deadline);
-      this.#pending.delete(pending);
+      this.#pending.remove(address, pending);
     }
+    // Rule 3.6: nothing in clear after login, not even an error frame.
+    t.farewell = undefined;
     if (this.#closing) {
       t.close();
       return;
@@ -404,6 +404,11 @@ export class ImServer {
     }
     const channel = new SecureChannel(t, login.sealer, login.opener, {
       heartbeatMs: this.#o.heartbeatMs,
+      // Heartbeat intervals are not negotiated: a client sends at its own
+      // (default 2 s), so a server with a shorter interval must not call it
+      // silent after three of its own.
+      deadAfterMs: 3 * Math.max(this.#o.heartbeatMs, DEFAULT_HEARTBEAT_MS),
+      maxRecordBytes: this.#o.maxFrameBytes,
     });
     const session: ClientSession = {
       user,
@@ -476,8 +481,19 @@ export class ImServer {
     message: string,
   ): Promise<void> {
     this.#leave(s, reason);
-    await s.channel.send({ t: "closing", reason, message }).catch(() => {});
-    await s.channel.close(reason);
+    // A client that does not read must not stall a replacement, a
+    // revocation or the shutdown: the goodbye gets a bounded time.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, GOODBYE_TIMEOUT_MS);
+    });
+    await Promise.race([
+      s.channel.send({ t: "closing", reason, message }).catch(() => {})
+        .then(() => s.channel.close(reason)),
+      timeout,
+    ]);
+    clearTimeout(timer);
+    s.channel.abort(reason);
   }
 
   #sendTo(user: string, msg: Message): void {
@@ -545,7 +561,23 @@ export class ImServer {
             message: `No session with ${m.peer.slice(0, 40)} to relay to`,
           });
         }
-        this.#sendTo(m.peer, { t: "relayed", peer: user, data: m.data });
+        // Not awaited: a partner that does not read must not stall this
+        // client. A frame too large to forward is refused to its sender;
+        // it never reaches (or ends) the partner's connection.
+        this.#sessions.get(m.peer)?.channel.send({
+          t: "relayed",
+          peer: user,
+          data: m.data,
+        }).catch((e) => {
+          if (isImError(e) && e.code === "message-too-large") {
+            s.channel.send({
+              t: "error",
+              code: "relay-too-large",
+              message:
+                `Cannot relay ${m.data.length} bytes to ${m.peer}: ${e.message}`,
+            }).catch(() => {});
+          }
+        });
         return;
       }
       case "bye":
@@ -651,7 +683,7 @@ export class ImServer {
     } catch {
       // Already closed.
     }
-    for (const p of this.#pending) p.transport.close();
+    for (const p of this.#pending.all()) p.transport.close();
     await Promise.all(
       [...this.#sessions.values()].map((s) =>
         this.#dropSession(s, reason, "The server is shutting down")

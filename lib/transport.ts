@@ -43,7 +43,25 @@ export interface TcpTransportOptions {
    * is closed, so a client that never reads cannot grow our memory.
    */
   maxQueuedBytes?: number;
+  /**
+   * The last frame to send when the peer breaks the framing (rule 1.1: "that
+   * connection gets an error frame where possible and is closed"): called
+   * with the error, it returns a payload that is written, best effort and
+   * within {@link FAREWELL_TIMEOUT_MS}, before the socket closes. Settable
+   * later through {@link TcpTransport.farewell}.
+   */
+  farewell?: (error: ProtocolError) => Uint8Array | undefined;
 }
+
+/** Longest a farewell frame may take to write before the socket is closed anyway. */
+export const FAREWELL_TIMEOUT_MS = 1000;
+
+/**
+ * Bytes read from the socket at once. Small, because every connection holds
+ * one such buffer for its whole life; frames larger than this arrive in
+ * several reads, which the decoder joins in linear time.
+ */
+export const READ_BUFFER_BYTES = 16 * 1024;
 
 /** Default cap on bytes waiting to be written to one socket. */
 export const DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024;
@@ -58,7 +76,8 @@ export class TcpTransport implements FrameTransport {
   #queued = 0;
   #writeChain: Promise<void> = Promise.resolve();
   #ready: Uint8Array[] = [];
-  #readBuf = new Uint8Array(64 * 1024);
+  #readBuf = new Uint8Array(READ_BUFFER_BYTES);
+  #farewell: ((error: ProtocolError) => Uint8Array | undefined) | undefined;
   #closed = false;
   #eof = false;
   #reading: Promise<Uint8Array | null> | undefined;
@@ -68,6 +87,7 @@ export class TcpTransport implements FrameTransport {
     this.#maxFrame = opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     this.#maxQueued = opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     this.#decoder = new FrameDecoder(this.#maxFrame);
+    this.#farewell = opts.farewell;
     const addr = conn.remoteAddr as Deno.NetAddr;
     this.remote = `${addr.hostname}:${addr.port}`;
     // Rule 1.0: Nagle's algorithm meeting delayed ACKs cost the seed ~40 ms per login.
@@ -199,11 +219,58 @@ export class TcpTransport implements FrameTransport {
         }
         this.#ready.push(...this.#decoder.push(this.#readBuf.subarray(0, n)));
       } catch (e) {
-        if (e instanceof ProtocolError) this.close();
+        if (e instanceof ProtocolError) this.#closeWithFarewell(e);
         throw e;
       }
     }
     return this.#ready.shift()!;
+  }
+
+  /**
+   * The frame sent when the peer breaks the framing (see
+   * {@link TcpTransportOptions.farewell}); set `undefined` to send nothing,
+   * e.g. once cleartext is no longer allowed (rule 3.6).
+   */
+  set farewell(
+    f: ((error: ProtocolError) => Uint8Array | undefined) | undefined,
+  ) {
+    this.#farewell = f;
+  }
+
+  /** Mark closed at once, write the farewell frame if there is one, then close the socket. */
+  #closeWithFarewell(e: ProtocolError): void {
+    if (this.#closed) return;
+    let frame: Uint8Array | undefined;
+    try {
+      const payload = this.#farewell?.(e);
+      if (payload) frame = encodeFrame(payload, this.#maxFrame);
+    } catch {
+      frame = undefined; // A farewell that cannot be built is not sent.
+    }
+    if (!frame) {
+      this.close();
+      return;
+    }
+    this.#closed = true;
+    const bytes = frame;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, FAREWELL_TIMEOUT_MS);
+    });
+    const write = this.#writeChain.then(async () => {
+      let off = 0;
+      while (off < bytes.length) {
+        off += await this.conn.write(bytes.subarray(off));
+      }
+    }).catch(() => {});
+    Promise.race([write, timeout]).finally(() => {
+      clearTimeout(timer);
+      try {
+        this.conn.close();
+      } catch {
+        // Already closed by the runtime: nothing to release.
+      }
+    });
   }
 
   /** Close the socket; idempotent. */

@@ -1,0 +1,440 @@
+/**
+ * Attacks on the login (requirements section 2) through real sockets: a
+ * recorded login replayed, a server with another key, a man in the middle
+ * who changes the server's key, signature, nonce or version, a wrong
+ * private key, an unknown user, and a session key that is tampered,
+ * truncated or substituted.
+ */
+
+import assert from "node:assert/strict";
+import { concat, randomBytes, utf8 } from "../../lib/bytes.ts";
+import { AuthError, ProtocolError } from "../../lib/errors.ts";
+import { FrameKind } from "../../lib/frame.ts";
+import {
+  decodeClientHello,
+  decodeServerHello,
+  decodeServerKey,
+  encodeClientHello,
+  encodeServerHello,
+  encodeServerKey,
+  ErrorCode,
+} from "../../lib/handshake_messages.ts";
+import { Label } from "../../lib/kdf.ts";
+import { encryptOaep } from "../../lib/keys.ts";
+import { flipBit, identities } from "../_helpers.ts";
+import type { MitmFrame, Out } from "./_mitm.ts";
+import {
+  assertServes,
+  expectErrorFrame,
+  rejection,
+  type Scope,
+  until,
+  withScope,
+} from "./_setup.ts";
+
+/** Servers of this file never penalise: every test here fails logins on purpose. */
+const NO_PENALTY = { authFailureLimit: 1_000_000 };
+
+const kindOf = (f: MitmFrame) => f.payload[0];
+
+/** Replace the first frame of `kind` going `dir` with `alter(payload)`. */
+function alterFirst(
+  dir: "up" | "down",
+  kind: number,
+  alter: (p: Uint8Array) => Out[],
+): (f: MitmFrame) => Out[] {
+  let done = false;
+  return (f) => {
+    if (!done && f.dir === dir && kindOf(f) === kind) {
+      done = true;
+      return alter(f.payload);
+    }
+    return [f.payload];
+  };
+}
+
+async function loginFails(s: Scope, port: number, user: string, over = {}) {
+  const o = await s.clientOptions(port, user, over);
+  const { loginToServer } = await import("../../lib/client.ts");
+  return await rejection(loginToServer(o));
+}
+
+function sentClientAuth(frames: MitmFrame[]): boolean {
+  return frames.some((f) =>
+    f.dir === "up" && kindOf(f) === FrameKind.CLIENT_AUTH
+  );
+}
+
+Deno.test("a recorded login replayed on a new connection gets a fresh server nonce and is refused; nothing past the refusal is sent", async () => {
+  await withScope(async (s) => {
+    const { port, log } = await s.server(NO_PENALTY);
+    const mitm = s.mitm(port);
+    const a = await s.login(mitm.port, "A");
+    a.channel.abort("done");
+    const up = mitm.seen("up", 0);
+    const recordedHello = mitm.seen("down", 0)[0]!.payload;
+    assert.deepEqual(up.slice(0, 2).map(kindOf), [
+      FrameKind.CLIENT_HELLO,
+      FrameKind.CLIENT_AUTH,
+    ]);
+    // Step by step: the server answers the old hello with a new nonce.
+    const raw = await s.raw(port);
+    await raw.write(
+      concat(new Uint8Array([0, 0, 0, up[0]!.payload.length]), up[0]!.payload),
+    );
+    const hello = (await raw.frame())!;
+    assert.equal(hello[0], FrameKind.SERVER_HELLO);
+    assert.notDeepEqual(
+      decodeServerHello(hello).nonce,
+      decodeServerHello(recordedHello).nonce,
+    );
+    const lenAuth = up[1]!.payload.length;
+    await raw.write(
+      concat(
+        new Uint8Array([0, 0, lenAuth >> 8, lenAuth & 0xff]),
+        up[1]!.payload,
+      ),
+    );
+    const rest = await raw.untilEof();
+    assert.equal(rest.length, 1, "only the refusal, no SERVER_KEY");
+    const err = expectErrorFrame(rest[0]!);
+    assert.equal(err.code, ErrorCode.AUTH_FAILED);
+    // All at once, FINISHED included: the same.
+    const raw2 = await s.raw(port);
+    const { rawFrame } = await import("./_mitm.ts");
+    await raw2.write(concat(...up.slice(0, 3).map((f) => rawFrame(f.payload))));
+    const frames = await raw2.untilEof();
+    assert.deepEqual(frames.map((f) => f[0]), [
+      FrameKind.SERVER_HELLO,
+      FrameKind.ERROR,
+    ]);
+    assert.equal(expectErrorFrame(frames[1]!).code, ErrorCode.AUTH_FAILED);
+    assert.equal(
+      log.filter((l) => l.event === "join").length,
+      1,
+      "only the genuine login joined",
+    );
+  });
+});
+
+Deno.test("a recorded SERVER_HELLO replayed to a new client fails its signature check, and the client signs nothing", async () => {
+  await withScope(async (s) => {
+    const { port } = await s.server(NO_PENALTY);
+    const mitm = s.mitm(port);
+    const a = await s.login(mitm.port, "A");
+    a.channel.abort("done");
+    const old = mitm.seen("down", 0)[0]!.payload;
+    mitm.hook = (f) =>
+      f.conn === 1 && f.dir === "down" && kindOf(f) === FrameKind.SERVER_HELLO
+        ? [old]
+        : [f.payload];
+    const e = await loginFails(s, mitm.port, "A");
+    assert.ok(
+      e instanceof AuthError && e.code === "bad-server-signature",
+      e.message,
+    );
+    assert.ok(!sentClientAuth(mitm.frames.filter((f) => f.conn === 1)));
+  });
+});
+
+Deno.test("a server with a different key: the client stops with a warning naming both fingerprints, and no CLIENT_AUTH leaves it", async () => {
+  await withScope(async (s) => {
+    const ids = await identities();
+    const { port } = await s.server({
+      ...NO_PENALTY,
+      identity: ids.otherServer,
+    });
+    const mitm = s.mitm(port);
+    const e = await loginFails(s, mitm.port, "A");
+    assert.ok(
+      e instanceof AuthError && e.code === "server-key-mismatch",
+      e.message,
+    );
+    assert.ok(
+      e.message.includes(ids.otherServer.fingerprint),
+      "names the offered key",
+    );
+    assert.ok(
+      e.message.includes(ids.serverPinned.fingerprint),
+      "names the pinned key",
+    );
+    await until(() => mitm.frames.length >= 2, "the exchange");
+    assert.deepEqual(
+      mitm.seen("up").map(kindOf),
+      [FrameKind.CLIENT_HELLO],
+      "only the hello went up",
+    );
+  });
+});
+
+const SERVER_HELLO_ALTERATIONS: Array<
+  [string, (p: Uint8Array, pinned: Uint8Array) => Uint8Array, string]
+> = [
+  [
+    "the impostor's key swapped for the pinned one (its signature kept)",
+    (p, pinned) =>
+      encodeServerHello({ ...decodeServerHello(p), serverPublicKey: pinned }),
+    "bad-server-signature",
+  ],
+];
+
+for (const [what, alter, code] of SERVER_HELLO_ALTERATIONS) {
+  Deno.test(`a man in the middle with his own key and ${what}: the client refuses with ${code} before signing`, async () => {
+    await withScope(async (s) => {
+      const ids = await identities();
+      const { port } = await s.server({
+        ...NO_PENALTY,
+        identity: ids.otherServer,
+      });
+      const mitm = s.mitm(port);
+      mitm.hook = alterFirst(
+        "down",
+        FrameKind.SERVER_HELLO,
+        (p) => [alter(p, ids.serverPinned.publicDer)],
+      );
+      const e = await loginFails(s, mitm.port, "A");
+      assert.ok(e instanceof AuthError && e.code === code, e.message);
+      assert.ok(!sentClientAuth(mitm.frames));
+    });
+  });
+}
+
+const GENUINE_HELLO_ALTERATIONS: Array<
+  [string, (p: Uint8Array) => Uint8Array]
+> = [
+  ["one bit of the signature flipped", (p) => flipBit(p, (p.length - 5) * 8)],
+  [
+    "the server nonce changed",
+    (p) =>
+      encodeServerHello({ ...decodeServerHello(p), nonce: randomBytes(32) }),
+  ],
+  [
+    "the server ephemeral key changed",
+    (p) =>
+      encodeServerHello({
+        ...decodeServerHello(p),
+        ephemeral: randomBytes(32),
+      }),
+  ],
+];
+
+for (const [what, alter] of GENUINE_HELLO_ALTERATIONS) {
+  Deno.test(`the real server's SERVER_HELLO with ${what}: the client refuses (bad-server-signature) before signing`, async () => {
+    await withScope(async (s) => {
+      const { port } = await s.server(NO_PENALTY);
+      const mitm = s.mitm(port);
+      mitm.hook = alterFirst("down", FrameKind.SERVER_HELLO, (p) => [alter(p)]);
+      const e = await loginFails(s, mitm.port, "A");
+      assert.ok(
+        e instanceof AuthError && e.code === "bad-server-signature",
+        e.message,
+      );
+      assert.ok(!sentClientAuth(mitm.frames));
+    });
+  });
+}
+
+Deno.test("a wrong private key is refused with login-failed, and the server logs no join", async () => {
+  await withScope(async (s) => {
+    const ids = await identities();
+    const { port, log } = await s.server(NO_PENALTY);
+    const e = await loginFails(s, port, "A", { identity: ids.B });
+    assert.ok(e instanceof AuthError && e.code === "login-failed", e.message);
+    assert.ok(!log.some((l) => l.event === "join"));
+    await assertServes(s, port);
+  });
+});
+
+Deno.test("an unknown user gets exactly the answer of a bad signature: same class, code, message and hint", async () => {
+  await withScope(async (s) => {
+    const ids = await identities();
+    const { port } = await s.server(NO_PENALTY);
+    const bad = await loginFails(s, port, "A", { identity: ids.stranger });
+    const unknown = await loginFails(s, port, "Zed", {
+      identity: ids.stranger,
+    });
+    assert.ok(bad instanceof AuthError && unknown instanceof AuthError);
+    assert.equal(unknown.code, bad.code);
+    assert.equal(unknown.message, bad.message);
+    assert.equal(unknown.hint, bad.hint);
+  });
+});
+
+/** Run `fn` counting `crypto.subtle.verify` calls per key. */
+async function countVerifies(
+  fn: () => Promise<unknown>,
+): Promise<Map<CryptoKey, number>> {
+  const subtle = crypto.subtle as { verify: SubtleCrypto["verify"] };
+  const original = subtle.verify;
+  const calls = new Map<CryptoKey, number>();
+  subtle.verify = function (this: SubtleCrypto, alg, key, sig, data) {
+    calls.set(key, (calls.get(key) ?? 0) + 1);
+    return original.call(this, alg, key, sig, data);
+  } as SubtleCrypto["verify"];
+  try {
+    await fn();
+  } finally {
+    subtle.verify = original;
+  }
+  return calls;
+}
+
+Deno.test("an unknown user costs the server one RSA-PSS verify, against the decoy key, like a bad signature against the user's key (rule 2.4 timing)", async () => {
+  await withScope(async (s) => {
+    const ids = await identities();
+    const { port } = await s.server(NO_PENALTY);
+    const unknown = await countVerifies(() =>
+      loginFails(s, port, "Zed", { identity: ids.stranger })
+    );
+    assert.equal(
+      unknown.get(ids.server.publicIdentity.verify),
+      1,
+      "the decoy check ran",
+    );
+    const bad = await countVerifies(() =>
+      loginFails(s, port, "A", { identity: ids.stranger })
+    );
+    assert.equal(
+      bad.get(ids.A.publicIdentity.verify),
+      1,
+      "the user's key check ran",
+    );
+    assert.equal(bad.get(ids.server.publicIdentity.verify) ?? 0, 0);
+    // Same number of RSA operations on both paths (the client's own check of the server included).
+    const total = (m: Map<CryptoKey, number>) =>
+      [...m.values()].reduce((a, b) => a + b, 0);
+    assert.equal(total(unknown), total(bad));
+  });
+});
+
+Deno.test("an unknown user and a bad signature take similar time (medians of 10 interleaved attempts within 3x)", async () => {
+  await withScope(async (s) => {
+    const ids = await identities();
+    const { port } = await s.server(NO_PENALTY);
+    const times: Record<"unknown" | "bad", number[]> = { unknown: [], bad: [] };
+    for (let i = 0; i < 10; i++) {
+      for (const which of ["unknown", "bad"] as const) {
+        const t0 = performance.now();
+        await loginFails(s, port, which === "unknown" ? "Zed" : "A", {
+          identity: ids.stranger,
+        });
+        times[which].push(performance.now() - t0);
+      }
+    }
+    const median = (xs: number[]) =>
+      xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const u = median(times.unknown), b = median(times.bad);
+    assert.ok(
+      Math.max(u, b) / Math.min(u, b) < 3,
+      `medians: unknown ${u.toFixed(2)} ms, bad signature ${b.toFixed(2)} ms`,
+    );
+  });
+});
+
+const SESSION_KEY_ATTACKS: Array<
+  [string, (p: Uint8Array) => Uint8Array | Promise<Uint8Array>, string, string]
+> = [
+  [
+    "one bit of the RSA-OAEP session key flipped",
+    (p) => flipBit(p, 8 * 40),
+    "AuthError",
+    "bad-session-key",
+  ],
+  [
+    "the RSA-OAEP session key cut by one byte",
+    (p) =>
+      encodeServerKey({
+        sealedSessionKey: decodeServerKey(p).sealedSessionKey.slice(0, -1),
+      }),
+    "AuthError",
+    "bad-session-key",
+  ],
+  [
+    "the RSA-OAEP session key emptied",
+    () => encodeServerKey({ sealedSessionKey: new Uint8Array(0) }),
+    "AuthError",
+    "bad-session-key",
+  ],
+  [
+    "the SERVER_KEY frame cut short",
+    (p) => p.slice(0, -1),
+    "ProtocolError",
+    "truncated",
+  ],
+  [
+    "a session key of the attacker's choosing, sealed to the user's public key",
+    async (_p) => {
+      const ids = await identities();
+      const mine = await encryptOaep(
+        ids.A.publicIdentity.encrypt,
+        new Uint8Array(32).fill(7),
+        utf8(Label.SESSION_KEY),
+      );
+      return encodeServerKey({ sealedSessionKey: mine });
+    },
+    "AuthError",
+    "key-confirmation-failed",
+  ],
+];
+
+for (const [what, alter, cls, code] of SESSION_KEY_ATTACKS) {
+  Deno.test(`${what}: the client aborts the login with ${cls} ${code}, and the user never joins`, async () => {
+    await withScope(async (s) => {
+      const { port, log, server } = await s.server(NO_PENALTY);
+      const mitm = s.mitm(port);
+      let done = false;
+      mitm.hook = async (f) => {
+        if (!done && f.dir === "down" && kindOf(f) === FrameKind.SERVER_KEY) {
+          done = true;
+          return [await alter(f.payload)];
+        }
+        return [f.payload];
+      };
+      const e = await loginFails(s, mitm.port, "A");
+      assert.equal(e.constructor.name, cls, e.message);
+      assert.equal(e.code, code);
+      assert.ok(done);
+      await until(
+        () => log.some((l) => l.event === "login-error"),
+        "the server to give up on the login",
+      );
+      assert.ok(!server.list().some((u) => u.name === "A"));
+      assert.ok(
+        !mitm.seen("up").some((f) => kindOf(f) === FrameKind.RECORD),
+        "the client sent no FINISHED",
+      );
+    });
+  });
+}
+
+for (const version of [0, 2, 255]) {
+  Deno.test(`a CLIENT_HELLO whose version is altered to ${version} is refused by the server with a version error the client reports`, async () => {
+    await withScope(async (s) => {
+      const { port } = await s.server(NO_PENALTY);
+      const mitm = s.mitm(port);
+      mitm.hook = alterFirst(
+        "up",
+        FrameKind.CLIENT_HELLO,
+        (p) => [encodeClientHello({ ...decodeClientHello(p), version })],
+      );
+      const e = await loginFails(s, mitm.port, "A");
+      assert.ok(e instanceof ProtocolError && e.code === "version", e.message);
+      assert.ok(!sentClientAuth(mitm.frames));
+    });
+  });
+
+  Deno.test(`a SERVER_HELLO whose version is altered to ${version} is refused by the client before it signs`, async () => {
+    await withScope(async (s) => {
+      const { port } = await s.server(NO_PENALTY);
+      const mitm = s.mitm(port);
+      mitm.hook = alterFirst(
+        "down",
+        FrameKind.SERVER_HELLO,
+        (p) => [encodeServerHello({ ...decodeServerHello(p), version })],
+      );
+      const e = await loginFails(s, mitm.port, "A");
+      assert.ok(e instanceof ProtocolError && e.code === "version", e.message);
+      assert.ok(!sentClientAuth(mitm.frames));
+    });
+  });
+}

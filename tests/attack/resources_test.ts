@@ -1,0 +1,338 @@
+/**
+ * Resource exhaustion (requirements 1.2 and 2.4): slowloris, the login
+ * deadline, the caps on unauthenticated connections, the penalty for
+ * repeated failed logins, a client that never reads, and 200 logins at once.
+ * Every connection here comes from 127.0.0.1, so the per-address and total
+ * caps are the same address's; the eviction policy between addresses is
+ * proved without sockets in caps_test.ts.
+ */
+
+import assert from "node:assert/strict";
+import { loginToServer } from "../../lib/client.ts";
+import { AuthError } from "../../lib/errors.ts";
+import { ErrorCode } from "../../lib/handshake_messages.ts";
+import { DEFAULT_MAX_FRAME_BYTES } from "../../lib/frame.ts";
+import { encodeMessage } from "../../lib/messages.ts";
+import type { ImServer } from "../../lib/server.ts";
+import { identities } from "../_helpers.ts";
+import {
+  assertServes,
+  ChannelTap,
+  clientDirectory,
+  expectErrorFrame,
+  isMsg,
+  isServerError,
+  type RawConn,
+  rejection,
+  type Scope,
+  sleep,
+  until,
+  withScope,
+} from "./_setup.ts";
+
+/** Open `n` raw connections that send nothing. */
+async function idle(
+  s: import("./_setup.ts").Scope,
+  port: number,
+  n: number,
+): Promise<RawConn[]> {
+  const out: RawConn[] = [];
+  for (let i = 0; i < n; i += 100) {
+    out.push(
+      ...await Promise.all(
+        Array.from({ length: Math.min(100, n - i) }, () => s.raw(port)),
+      ),
+    );
+  }
+  return out;
+}
+
+/** Read each connection to EOF; count the ERROR codes they got. */
+async function drain(
+  conns: RawConn[],
+  timeoutMs: number,
+): Promise<Map<number, number>> {
+  const codes = new Map<number, number>();
+  await Promise.all(conns.map(async (c) => {
+    for (const f of await c.untilEof(timeoutMs)) {
+      const code = expectErrorFrame(f).code;
+      codes.set(code, (codes.get(code) ?? 0) + 1);
+    }
+  }));
+  return codes;
+}
+
+Deno.test("slowloris: with 1,000 idle unauthenticated sockets open, a legitimate user logs in within 5 s (default caps evict the idle ones)", async () => {
+  await withScope(async (s) => {
+    const { port, server } = await s.server({ loginTimeoutMs: 2000 });
+    const conns = await idle(s, port, 1000);
+    await until(
+      () => server.pendingCount === 64,
+      "the per-address cap to be full",
+    );
+    const t0 = Date.now();
+    await assertServes(s, port, "A");
+    const took = Date.now() - t0;
+    assert.ok(took < 5000, `login took ${took} ms`);
+    const codes = await drain(conns, 5000);
+    assert.equal(
+      (codes.get(ErrorCode.TOO_MANY) ?? 0) +
+        (codes.get(ErrorCode.TIMEOUT) ?? 0),
+      1000,
+      "every idle socket was told and closed",
+    );
+    assert.ok(
+      (codes.get(ErrorCode.TOO_MANY) ?? 0) >= 1000 - 64,
+      "all but the cap were evicted",
+    );
+    assert.equal(server.pendingCount, 0);
+  });
+});
+
+Deno.test("slowloris with the caps lifted: 1,000 idle sockets all pending at once, and a legitimate user still logs in within 5 s", async () => {
+  await withScope(async (s) => {
+    const { port, server } = await s.server({
+      maxUnauthenticated: 5000,
+      maxUnauthenticatedPerAddress: 5000,
+    });
+    await idle(s, port, 1000);
+    await until(() => server.pendingCount === 1000, "1,000 pending logins");
+    const t0 = Date.now();
+    await assertServes(s, port, "A");
+    const took = Date.now() - t0;
+    assert.ok(took < 5000, `login took ${took} ms`);
+    assert.equal(server.pendingCount, 1000, "the idle ones are still there");
+  });
+});
+
+Deno.test("a 500 ms login deadline closes each of 1,000 idle sockets with an ERROR frame", async () => {
+  await withScope(async (s) => {
+    const { port, server, log } = await s.server({
+      loginTimeoutMs: 500,
+      maxUnauthenticated: 5000,
+      maxUnauthenticatedPerAddress: 5000,
+    });
+    const conns = await idle(s, port, 1000);
+    const codes = await drain(conns, 5000);
+    assert.equal(
+      codes.get(ErrorCode.TIMEOUT),
+      1000,
+      "the deadline closed each one, with a reason",
+    );
+    assert.equal(server.pendingCount, 0);
+    assert.equal(log.filter((l) => l.event === "login-timeout").length, 1000);
+  });
+});
+
+Deno.test("the cap per address: the oldest pending connection of the address is evicted with an ERROR frame, the newer ones stay", async () => {
+  await withScope(async (s) => {
+    const { port, server } = await s.server({
+      maxUnauthenticatedPerAddress: 3,
+    });
+    const first = await s.raw(port);
+    await until(() => server.pendingCount === 1, "first pending");
+    const rest = [await s.raw(port), await s.raw(port)];
+    await until(() => server.pendingCount === 3, "three pending");
+    const fourth = await s.raw(port);
+    const frames = await first.untilEof();
+    assert.equal(frames.length, 1);
+    assert.equal(expectErrorFrame(frames[0]!).code, ErrorCode.TOO_MANY);
+    await until(() => server.pendingCount === 3, "still three pending");
+    for (const c of [...rest, fourth]) await c.close();
+  });
+});
+
+Deno.test("the total cap: with room for 5, the sixth connection evicts the oldest; a user logging in next still gets in", async () => {
+  await withScope(async (s) => {
+    const { port, server } = await s.server({
+      maxUnauthenticated: 5,
+      maxUnauthenticatedPerAddress: 100,
+    });
+    const conns: RawConn[] = [];
+    for (let i = 0; i < 6; i++) {
+      conns.push(await s.raw(port));
+      await until(
+        () => server.pendingCount === Math.min(i + 1, 5),
+        `${i + 1} connected`,
+      );
+    }
+    const frames = await conns[0]!.untilEof();
+    assert.equal(expectErrorFrame(frames[0]!).code, ErrorCode.TOO_MANY);
+    assert.equal(server.pendingCount, 5);
+    await assertServes(s, port, "A");
+    // The login evicted the next oldest: the caps hold while it logs in.
+    const second = await conns[1]!.untilEof();
+    assert.equal(expectErrorFrame(second[0]!).code, ErrorCode.TOO_MANY);
+  });
+});
+
+Deno.test("repeated failed logins from one address are slowed: after the limit even the right key is refused until the penalty ends, and it doubles", async () => {
+  await withScope(async (s) => {
+    const ids = await identities();
+    const { port, log } = await s.server({
+      authFailureLimit: 3,
+      authPenaltyMs: 800,
+    });
+    const wrong = await s.clientOptions(port, "A", { identity: ids.B });
+    const right = await s.clientOptions(port, "A");
+    for (let i = 0; i < 3; i++) {
+      const e = await rejection(loginToServer(wrong));
+      assert.ok(e instanceof AuthError && e.code === "login-failed", e.message);
+    }
+    const limited = await rejection(loginToServer(right));
+    assert.ok(
+      limited instanceof AuthError && limited.code === "rate-limited",
+      limited.message,
+    );
+    assert.match(limited.message, /try again in 1 s/);
+    await sleep(900);
+    const ok = await loginToServer(right);
+    ok.channel.abort("done");
+    // One more failure within the minute: a doubled penalty.
+    await rejection(loginToServer(wrong));
+    const again = await rejection(loginToServer(right));
+    assert.ok(again instanceof AuthError && again.code === "rate-limited");
+    assert.match(again.message, /try again in 2 s/);
+    assert.deepEqual(
+      log.filter((l) => l.event === "penalty").map((l) => l.fields.seconds),
+      [1, 2],
+    );
+  });
+});
+
+Deno.test("a client that never reads is disconnected once the bytes queued for it pass maxQueuedBytes, and the server serves everyone else", async () => {
+  await withScope(async (s) => {
+    const { port, log, server } = await s.server({
+      maxQueuedBytes: 256 * 1024,
+    });
+    // A logs in, hosts, and from then on never reads a byte.
+    const a = await loginToServer(await s.clientOptions(port, "A"));
+    s.defer(() => a.channel.abort("test-end"));
+    await a.channel.send({ t: "host", addr: "127.0.0.1:9" });
+    // B joins A, then pours relay frames at it.
+    const b = await s.login(port, "B");
+    await until(
+      () => server.list().some((u) => u.name === "A" && u.state === "HOSTING"),
+      "A hosting",
+    );
+    await b.channel.send({ t: "session", peer: "A" });
+    await b.tap.waitFor(isMsg("join"));
+    const data = "x".repeat(60_000);
+    let sent = 0;
+    while (
+      !log.some((l) => l.event === "leave" && l.fields.user === "A") &&
+      sent < 2000
+    ) {
+      await b.channel.send({ t: "relay", peer: "A", data });
+      sent++;
+      if (sent % 20 === 0) await sleep(1);
+    }
+    const leave = log.find((l) => l.event === "leave" && l.fields.user === "A");
+    assert.ok(leave, `A was disconnected (after ${sent} relays of 60 KB)`);
+    assert.equal(leave.fields.reason, "send-queue-full");
+    await b.tap.waitFor(isMsg("cancelled"));
+    assert.ok(!server.list().some((u) => u.name === "A"));
+    await assertServes(s, port);
+  });
+});
+
+Deno.test("200 concurrent logins all succeed", async () => {
+  await withScope(async (s) => {
+    const ids = await identities();
+    const names = Array.from(
+      { length: 200 },
+      (_, i) => `U${String(i).padStart(3, "0")}`,
+    );
+    const { port, server } = await s.server({
+      clients: clientDirectory(
+        ids,
+        Object.fromEntries(names.map((n) => [n, ids.A])),
+      ),
+      // All 200 come from 127.0.0.1: let one address hold them all.
+      maxUnauthenticatedPerAddress: 256,
+    });
+    const results = await Promise.allSettled(
+      names.map(async (user) => {
+        const r = await loginToServer(
+          await s.clientOptions(port, user, { identity: ids.A }),
+        );
+        const tap = new ChannelTap(r.channel);
+        s.defer(async () => {
+          r.channel.abort("test-end");
+          await tap.done;
+        });
+        return r;
+      }),
+    );
+    const failed = results.filter((r) => r.status === "rejected");
+    assert.equal(
+      failed.length,
+      0,
+      `failures: ${
+        failed.slice(0, 3).map((f) =>
+          String((f as PromiseRejectedResult).reason)
+        ).join("; ")
+      }`,
+    );
+    await until(() => server.list().length === 200, "200 users online");
+  });
+});
+
+/** A hosts and never reads; B joins it. Returns B's bare login. */
+async function deafPartner(s: Scope, port: number, server: ImServer) {
+  const a = await loginToServer(await s.clientOptions(port, "A"));
+  s.defer(() => a.channel.abort("test-end"));
+  await a.channel.send({ t: "host", addr: "127.0.0.1:9" });
+  const b = await s.login(port, "B");
+  await until(
+    () => server.list().some((u) => u.name === "A" && u.state === "HOSTING"),
+    "A hosting",
+  );
+  await b.channel.send({ t: "session", peer: "A" });
+  await b.tap.waitFor(isMsg("join"));
+  return b;
+}
+
+Deno.test("a relay frame too large to forward is refused to its sender and does not end the partner's connection", async () => {
+  await withScope(async (s) => {
+    const { port, server, log } = await s.server();
+    const b = await deafPartner(s, port, server);
+    // The largest relay B can send: the server's "relayed" copy is 2 bytes longer.
+    const base = encodeMessage({ t: "relay", peer: "A", data: "" }).length;
+    const data = "x".repeat(DEFAULT_MAX_FRAME_BYTES - 50 - base);
+    const mark = b.tap.mark;
+    await b.channel.send({ t: "relay", peer: "A", data });
+    const err = await b.tap.waitFor(isServerError("relay-too-large"), mark);
+    assert.ok(err.kind === "message");
+    await sleep(50);
+    assert.ok(server.list().some((u) => u.name === "A"), "A is still online");
+    assert.ok(!log.some((l) => l.event === "leave" && l.fields.user === "A"));
+  });
+});
+
+Deno.test("server.close() finishes although a logged-in client never reads: its goodbye gets a bounded time", async () => {
+  await withScope(async (s) => {
+    const { port, server } = await s.server({
+      maxQueuedBytes: 256 * 1024 * 1024,
+    });
+    const b = await deafPartner(s, port, server);
+    const data = "x".repeat(60_000);
+    for (let i = 0; i < 400; i++) {
+      await b.channel.send({ t: "relay", peer: "A", data }); // 24 MB that A never reads
+    }
+    await sleep(100);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const t0 = Date.now();
+    const outcome = await Promise.race([
+      server.close().then(() => "closed"),
+      new Promise((r) => (timer = setTimeout(() => r("stuck"), 8000))),
+    ]);
+    clearTimeout(timer);
+    assert.equal(
+      outcome,
+      "closed",
+      "close() did not wait forever on the deaf client",
+    );
+    assert.ok(Date.now() - t0 < 8000);
+  });
+});
