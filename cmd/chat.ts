@@ -4,6 +4,11 @@
  */
 
 import process from "node:process";
+import {
+  DEFAULT_HEARTBEAT_MS,
+  MAX_HEARTBEAT_MS,
+  MIN_HEARTBEAT_MS,
+} from "../lib/channel.ts";
 import { hostPort, intFlag, parseFlags } from "../lib/cli.ts";
 import { ChatClient } from "../lib/client.ts";
 import { UsageError } from "../lib/errors.ts";
@@ -27,7 +32,7 @@ Options:
   --listen HOST        address to listen on when hosting (default 127.0.0.1)
   --listen-port N      port to listen on when hosting (default 0: any free one)
   --advertise HOST:PORT  address to tell peers instead (e.g. behind NAT)
-  --heartbeat MS       heartbeat interval in ms (default 2000)
+  --heartbeat MS       heartbeat interval in ms, 50..2000 (default 2000)
   --no-reconnect       exit when the server goes away instead of retrying
   --reconnect-base MS  first reconnect delay in ms, doubled up to 30 s (default 1000)
   --no-color           no colours (also when NO_COLOR is set)
@@ -81,7 +86,13 @@ export async function runChat(args: string[]): Promise<number> {
   const user = checkUsername(v.user);
   const server = hostPort("--server", v.server ?? "127.0.0.1:9876");
   if (v.advertise !== undefined) hostPort("--advertise", v.advertise);
-  const heartbeatMs = intFlag("--heartbeat", v.heartbeat, 2000, 50, 600_000);
+  const heartbeatMs = intFlag(
+    "--heartbeat",
+    v.heartbeat,
+    DEFAULT_HEARTBEAT_MS,
+    MIN_HEARTBEAT_MS,
+    MAX_HEARTBEAT_MS,
+  );
   const listenPort = intFlag("--listen-port", v["listen-port"], 0, 0, 65535);
   const reconnectBaseMs = intFlag(
     "--reconnect-base",

@@ -5,6 +5,11 @@
  * @module
  */
 
+import {
+  DEFAULT_HEARTBEAT_MS,
+  MAX_HEARTBEAT_MS,
+  MIN_HEARTBEAT_MS,
+} from "../lib/channel.ts";
 import { intFlag, parseFlags } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { DEFAULT_RSA_BITS } from "../lib/keys.ts";
@@ -15,6 +20,7 @@ import {
   loadServerKeys,
   provision,
   serverKeysExist,
+  watchClientDirectory,
 } from "../lib/keystore.ts";
 import { createLogger } from "../lib/log.ts";
 import { ImServer } from "../lib/server.ts";
@@ -35,10 +41,11 @@ Options:
   --max-unauth N          unauthenticated connections at once (default 256)
   --max-unauth-per-addr N the same, per address (default 64)
   --max-frame N           largest frame in bytes (default 65536)
-  --heartbeat MS          heartbeat interval in ms (default 2000)
+  --heartbeat MS          heartbeat interval in ms, 50..2000 (default 2000)
   --window S              record timestamp window in seconds (default 120)
   --ticket-lifetime S     peer ticket lifetime in seconds (default 30, max 60)
   --auth-failures N       failed logins per address and minute before a penalty (default 5)
+  --no-watch              re-read the client keys only on SIGHUP, not when they change
   --bits N                RSA size of keys provisioned on a first run (default ${DEFAULT_RSA_BITS})
   -h, --help              this help
 
@@ -64,6 +71,7 @@ const OPTIONS = {
   window: { type: "string" },
   "ticket-lifetime": { type: "string" },
   "auth-failures": { type: "string" },
+  "no-watch": { type: "boolean" },
   bits: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -140,7 +148,13 @@ export async function runServe(args: string[]): Promise<number> {
       1024,
       16 * 1024 * 1024,
     ),
-    heartbeatMs: intFlag("--heartbeat", v.heartbeat, 2000, 50, 600_000),
+    heartbeatMs: intFlag(
+      "--heartbeat",
+      v.heartbeat,
+      DEFAULT_HEARTBEAT_MS,
+      MIN_HEARTBEAT_MS,
+      MAX_HEARTBEAT_MS,
+    ),
     windowMs: intFlag("--window", v.window, 120, 1, 86_400) * 1000,
     ticketLifetimeMs:
       intFlag("--ticket-lifetime", v["ticket-lifetime"], 30, 1, 60) * 1000,
@@ -155,15 +169,20 @@ export async function runServe(args: string[]): Promise<number> {
   const stopped = Promise.withResolvers<string>();
   const onStop = (sig: string) => () => stopped.resolve(sig);
   const sigint = onStop("SIGINT"), sigterm = onStop("SIGTERM");
-  const sighup = () => {
-    loadClientDirectory(dir).then(
-      (d) => {
+  const reload = (why: string) => {
+    log("reload-requested", { why });
+    loadClientDirectory(dir)
+      .then((d) => {
         for (const p of d.problems) log("key-skipped", { problem: p });
         return server.reloadClients(d.clients);
-      },
-      (e) => log("reload-failed", { error: (e as Error).message }),
-    );
+      })
+      .catch((e) => log("reload-failed", { error: (e as Error).message }));
   };
+  const sighup = () => reload("SIGHUP");
+  // An enrollment (im keygen writes server/clients/<user>.pem) takes effect without a signal.
+  const watcher = v["no-watch"]
+    ? { close() {} }
+    : watchClientDirectory(dir, () => reload("client key directory changed"));
   Deno.addSignalListener("SIGINT", sigint);
   Deno.addSignalListener("SIGTERM", sigterm);
   Deno.addSignalListener("SIGHUP", sighup);
@@ -171,6 +190,7 @@ export async function runServe(args: string[]): Promise<number> {
   Deno.removeSignalListener("SIGINT", sigint);
   Deno.removeSignalListener("SIGTERM", sigterm);
   Deno.removeSignalListener("SIGHUP", sighup);
+  watcher.close();
   log("signal", { signal: sig });
   await server.close("shutdown");
   return 0;

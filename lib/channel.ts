@@ -33,6 +33,12 @@ import type { FrameTransport } from "./transport.ts";
 
 /** Default interval between heartbeats. */
 export const DEFAULT_HEARTBEAT_MS = 2000;
+/** Longest heartbeat interval a side may use: until the other side announces its own, each assumes this. */
+export const MAX_HEARTBEAT_MS = 2000;
+/** Shortest heartbeat interval. */
+export const MIN_HEARTBEAT_MS = 50;
+/** A side is gone after this many of the slower side's heartbeat intervals without a valid record. */
+export const HEARTBEATS_BEFORE_DEAD = 3;
 
 /** Longest {@link SecureChannel.close} waits for its CLOSE record to be written. */
 export const CLOSE_TIMEOUT_MS = 1000;
@@ -51,7 +57,12 @@ export type ChannelEvent =
 export interface ChannelOptions {
   /** Send a heartbeat after this long without sending; 0 turns heartbeats off. */
   heartbeatMs?: number;
-  /** Declare the peer gone after this long without a valid record (default 3 heartbeats). */
+  /**
+   * Declare the peer gone after this long without a valid record. Default:
+   * 3 x the slower of the two sides' intervals, where the other side's is
+   * taken from its HEARTBEAT records (and assumed {@link MAX_HEARTBEAT_MS}
+   * until the first one arrives).
+   */
   deadAfterMs?: number;
   /** Largest record payload the transport carries (default the 64 KiB frame limit, rule 1.1). */
   maxRecordBytes?: number;
@@ -63,7 +74,9 @@ export class SecureChannel {
   #sealer: RecordSealer;
   #opener: RecordOpener;
   #heartbeatMs: number;
-  #deadAfterMs: number;
+  #fixedDeadAfterMs: number | undefined;
+  /** The other side's heartbeat interval, once it announced it. */
+  #peerHeartbeatMs: number | undefined;
   #maxRecordBytes: number;
   #lastSent = Date.now();
   #lastReceived = Date.now();
@@ -89,9 +102,12 @@ export class SecureChannel {
     this.#sealer = sealer;
     this.#opener = opener;
     this.#heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-    this.#deadAfterMs = opts.deadAfterMs ?? this.#heartbeatMs * 3;
+    this.#fixedDeadAfterMs = opts.deadAfterMs;
     this.#maxRecordBytes = opts.maxRecordBytes ?? DEFAULT_MAX_FRAME_BYTES;
     if (this.#heartbeatMs > 0) {
+      // Announce our interval at once: until the other side hears it, it
+      // must assume the slowest one and would notice our death late.
+      this.#heartbeat();
       this.#timer = setInterval(
         () => this.#tick(),
         Math.max(50, Math.floor(this.#heartbeatMs / 2)),
@@ -104,9 +120,16 @@ export class SecureChannel {
     return this.#closed;
   }
 
+  /** How long the other side may stay silent before it is declared gone. */
+  get deadAfterMs(): number {
+    return this.#fixedDeadAfterMs ??
+      HEARTBEATS_BEFORE_DEAD *
+        Math.max(this.#heartbeatMs, this.#peerHeartbeatMs ?? MAX_HEARTBEAT_MS);
+  }
+
   #tick(): void {
     const now = Date.now();
-    if (now - this.#lastReceived > this.#deadAfterMs) {
+    if (now - this.#lastReceived > this.deadAfterMs) {
       this.#finish(
         "timeout",
         new NetError(
@@ -118,9 +141,14 @@ export class SecureChannel {
       );
       return;
     }
-    if (now - this.#lastSent >= this.#heartbeatMs) {
-      this.#sendRecord(RecordType.HEARTBEAT, new Uint8Array(0)).catch(() => {});
-    }
+    if (now - this.#lastSent >= this.#heartbeatMs) this.#heartbeat();
+  }
+
+  /** Send a HEARTBEAT; its body announces our interval, so the other side knows how long our silence may last (PROTOCOL.md "Records"). */
+  #heartbeat(): void {
+    const body = new Uint8Array(4);
+    new DataView(body.buffer).setUint32(0, this.#heartbeatMs);
+    this.#sendRecord(RecordType.HEARTBEAT, body).catch(() => {});
   }
 
   async #sendRecord(type: RecordType, body: Uint8Array): Promise<void> {
@@ -255,7 +283,20 @@ export class SecureChannel {
       }
       this.#lastReceived = Date.now();
       if (rec.lost > 0n) yield { kind: "lost", count: rec.lost };
-      if (rec.type === RecordType.HEARTBEAT) continue;
+      if (rec.type === RecordType.HEARTBEAT) {
+        if (rec.plaintext.length === 4) {
+          const ms = new DataView(
+            rec.plaintext.buffer,
+            rec.plaintext.byteOffset,
+            4,
+          ).getUint32(0);
+          this.#peerHeartbeatMs = Math.min(
+            Math.max(ms, MIN_HEARTBEAT_MS),
+            MAX_HEARTBEAT_MS,
+          );
+        }
+        continue;
+      }
       if (rec.type === RecordType.CLOSE) {
         let reason = "closed";
         try {

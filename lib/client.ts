@@ -72,6 +72,9 @@ type NewEvent = UiEvent extends unknown
     : never)
   : never;
 
+/** Peer connections a host serves at once before its handshake finished; more are closed at once. */
+export const MAX_PENDING_PEER_CONNECTIONS = 8;
+
 /** How long to wait for a direct connection to a host before relaying. */
 export const DIRECT_CONNECT_TIMEOUT_MS = 3000;
 
@@ -113,11 +116,6 @@ export async function loginToServer(
     const heartbeatMs = o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     const channel = new SecureChannel(t, login.sealer, login.opener, {
       heartbeatMs,
-      // The server sends its heartbeats at its own interval (`im serve
-      // --heartbeat`, 2 s by default), which the client cannot know; a
-      // client started with a shorter --heartbeat must not call a healthy
-      // server dead after three of its own intervals.
-      deadAfterMs: 3 * Math.max(heartbeatMs, DEFAULT_HEARTBEAT_MS),
     });
     return { channel, login };
   } catch (e) {
@@ -412,10 +410,25 @@ export class ChatClient {
       } catch {
         return; // Listener closed: hosting ended.
       }
+      // Strangers may connect to a host's port too (rule 4.3); each costs a
+      // socket until its handshake fails. Only a few are served at once, and
+      // the oldest makes room for a newcomer: a real joiner finishes in
+      // milliseconds, so idle strangers cannot keep it out.
+      if (this.#pendingPeers.length >= MAX_PENDING_PEER_CONNECTIONS) {
+        this.#pendingPeers.shift()?.close();
+      }
       const t = TcpTransport.wrap(conn);
-      this.#track(this.#hostOne(t, "direct"));
+      this.#pendingPeers.push(t);
+      this.#track(
+        this.#hostOne(t, "direct").finally(() => {
+          const i = this.#pendingPeers.indexOf(t);
+          if (i >= 0) this.#pendingPeers.splice(i, 1);
+        }),
+      );
     }
   }
+
+  #pendingPeers: TcpTransport[] = [];
 
   /** A joiner connected (or asked over the relay): the seed's race is gone, we wait for our grant first. */
   async #hostOne(t: FrameTransport, via: "direct" | "relay"): Promise<void> {
@@ -915,6 +928,12 @@ export class ChatClient {
         this.#login = login;
         this.#system("Reconnected to the server");
         this.#track(this.#serverLoop(channel));
+        // The new server session starts IDLE; a direct session that lived
+        // through the outage is still going, so say so.
+        const m = this.#mode;
+        if (m.kind === "session") {
+          await this.#toServer({ t: "busy", peer: m.session.peer });
+        }
         return;
       } catch (e) {
         if (

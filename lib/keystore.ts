@@ -784,6 +784,56 @@ export async function pinServerKey(
 }
 
 /**
+ * Call `onChange` (debounced) whenever a file in the server's directory of
+ * client public keys changes, so an enrollment by `im keygen` takes effect
+ * without a signal (issue 6). Where the platform cannot watch, it does
+ * nothing and SIGHUP remains the way.
+ * @param dir the key directory
+ * @param onChange what to do; called at most once per `debounceMs`
+ * @param debounceMs quiet time after the last change
+ * @returns a handle whose `close()` stops watching
+ * @example
+ * ```ts ignore
+ * const watcher = watchClientDirectory("keys", () => console.log("changed"));
+ * watcher.close();
+ * ```
+ */
+export function watchClientDirectory(
+  dir: string,
+  onChange: () => void,
+  debounceMs = 250,
+): { close(): void } {
+  let watcher: Deno.FsWatcher;
+  try {
+    watcher = Deno.watchFs(keyPath(dir, CLIENTS_DIR), { recursive: false });
+  } catch {
+    return { close() {} };
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const loop = (async () => {
+    try {
+      for await (const _event of watcher) {
+        clearTimeout(timer);
+        timer = setTimeout(onChange, debounceMs);
+      }
+    } catch {
+      // The watcher was closed or the directory vanished: stop quietly.
+    }
+  })();
+  return {
+    close() {
+      clearTimeout(timer);
+      try {
+        watcher.close();
+      } catch {
+        // Already closed.
+      }
+      void loop;
+    },
+  };
+}
+
+/**
  * Load the server's client directory, `server/clients/<user>.pem`. Files
  * whose name is not `<valid username>.pem`, that are not regular files, or
  * whose key is bad, are skipped and reported; they never stop the server.

@@ -36,6 +36,7 @@ export type Message =
   | { t: "unhost" }
   | { t: "session"; peer: string }
   | { t: "ended"; peer: string }
+  | { t: "busy"; peer: string }
   | { t: "cancel"; ticketId: string }
   | { t: "relay"; peer: string; data: string }
   | { t: "bye" }
@@ -77,6 +78,7 @@ const SCHEMA: Record<MessageType, Record<string, FieldType>> = {
   unhost: {},
   session: { peer: "string" },
   ended: { peer: "string" },
+  busy: { peer: "string" },
   cancel: { ticketId: "string" },
   relay: { peer: "string", data: "string" },
   bye: {},

@@ -404,10 +404,6 @@ export class ImServer {
     }
     const channel = new SecureChannel(t, login.sealer, login.opener, {
       heartbeatMs: this.#o.heartbeatMs,
-      // Heartbeat intervals are not negotiated: a client sends at its own
-      // (default 2 s), so a server with a shorter interval must not call it
-      // silent after three of its own.
-      deadAfterMs: 3 * Math.max(this.#o.heartbeatMs, DEFAULT_HEARTBEAT_MS),
       maxRecordBytes: this.#o.maxFrameBytes,
     });
     const session: ClientSession = {
@@ -532,6 +528,10 @@ export class ImServer {
       case "ended":
         this.#presence.ended(user);
         this.#log("session-ended", { user, peer: m.peer });
+        return;
+      case "busy":
+        this.#presence.resumeBusy(user, m.peer);
+        this.#log("session-resumed", { user, peer: m.peer });
         return;
       case "cancel": {
         const joiner = this.#presence.cancel(user, m.ticketId);

@@ -203,6 +203,22 @@ export class Presence {
   }
 
   /**
+   * A user who logged in again (after a server restart, say) says it is still
+   * in a direct session with `peer`: it is BUSY again, so `!list` tells the
+   * truth and nobody is sent to a user who cannot answer.
+   * @param name the user
+   * @param peer its partner in the session
+   */
+  resumeBusy(name: string, peer: string): void {
+    const u = this.#online.get(name);
+    if (!u || u.state === "BUSY" || peer === name) return;
+    this.#idle(u);
+    u.state = "BUSY";
+    u.partner = peer;
+    u.isHost = false;
+  }
+
+  /**
    * The host's ticket expired with nobody joining (rule 4.3): both IDLE.
    * @param host the host
    * @param ticketId the grant's id

@@ -173,3 +173,41 @@ Deno.test("a channel whose sequence numbers are exhausted refuses to send and cl
   assert.deepEqual(evs[0], { kind: "lost", count: U64_MAX }); // the opener started at 0
   assert.deepEqual(evs[1], { kind: "message", msg: { t: "ack", id: "last" } });
 });
+
+Deno.test("HEARTBEAT records announce the sender's interval; the silence allowed is 3x the slower side's", async () => {
+  const { a, b, ta } = channels({ heartbeatMs: 50 });
+  // Until b has heard from a, it assumes the slowest legal interval (2 s).
+  assert.equal(b.deadAfterMs, 6000);
+  const bEvents = collect(b, (e) => e.kind === "closed");
+  const aEvents = collect(a, (e) => e.kind === "closed");
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(a.deadAfterMs, 150);
+  assert.equal(b.deadAfterMs, 150);
+  const body = ta.sent.at(-1)!;
+  assert.equal(body[1], 0x03, "an idle channel sends HEARTBEAT records");
+  const started = Date.now();
+  ta.tap = () => []; // a falls silent
+  const last = (await bEvents).at(-1);
+  assert.ok(last?.kind === "closed" && last.error?.code === "peer-silent");
+  assert.ok(
+    Date.now() - started < 2000,
+    "a silent fast peer is noticed after a few of its intervals",
+  );
+  a.abort("test");
+  await aEvents;
+});
+
+Deno.test("a side with a short heartbeat does not call a side with the default interval dead before it announced itself", () => {
+  const [ta] = memoryPair();
+  const fast = new SecureChannel(
+    ta,
+    new RecordSealer(keys(1)),
+    new RecordOpener(keys(10)),
+    { heartbeatMs: 50 },
+  );
+  try {
+    assert.equal(fast.deadAfterMs, 6000);
+  } finally {
+    fast.abort("test");
+  }
+});

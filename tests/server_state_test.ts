@@ -119,3 +119,20 @@ Deno.test("a user who hosts while BUSY is refused with a reason", () => {
   assert.match(p.host("B", "x:2") ?? "", /session/);
   assert.match(p.host("Zed", "x:2") ?? "", /not online/);
 });
+
+Deno.test("Presence.resumeBusy() marks a user who came back in a live session BUSY until it reports the end", () => {
+  const p = presence("A", "B");
+  p.resumeBusy("A", "B");
+  assert.equal(p.get("A")?.state, "BUSY");
+  assert.equal(p.get("A")?.partner, "B");
+  const refused = p.requestSession("B", "A", 0, 1000);
+  assert.ok(!refused.ok && refused.reason === "busy");
+  p.ended("A");
+  assert.equal(p.get("A")?.state, "IDLE");
+  p.resumeBusy("A", "A");
+  assert.equal(
+    p.get("A")?.state,
+    "IDLE",
+    "a session with yourself is not resumed",
+  );
+});

@@ -273,3 +273,38 @@ Deno.test("strangers who connect to the host's port first get nothing usable and
     await silent.close();
   });
 });
+
+Deno.test("a flood of idle strangers on the host's port is capped: the oldest are cut off and the real peer still gets in", async () => {
+  await withScope(async (s) => {
+    const { port } = await s.server();
+    const hostPort = freePort();
+    const host = await s.client(port, "A", { listenPort: hostPort });
+    const joiner = await s.client(port, "B");
+    await host.client.handleLine("!session host");
+    await host.ui.waitFor((e) =>
+      e.kind === "system" && e.text.startsWith("Hosting at")
+    );
+    const strangers = [];
+    for (let i = 0; i < 20; i++) strangers.push(await s.raw(hostPort));
+    await sleep(50);
+    // The first 12 were cut off to keep at most 8 waiting.
+    // Closed at once, not after the 5 s a connection may wait for a grant.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const cut = await Promise.race([
+      strangers[0]!.frame(),
+      new Promise<string>((
+        r,
+      ) => (timer = setTimeout(() => r("still open"), 1000))),
+    ]);
+    clearTimeout(timer);
+    assert.equal(cut, null, "the oldest stranger is closed at once");
+    const mark = host.ui.mark;
+    await joiner.client.handleLine("!session A");
+    const [h, j] = await Promise.all([
+      host.ui.waitFor(started, mark),
+      joiner.ui.waitFor(started),
+    ]);
+    assert.ok(h.kind === "session" && j.kind === "session" && h.sas === j.sas);
+    for (const st of strangers) await st.close();
+  });
+});

@@ -197,6 +197,8 @@ Deno.test("a direct peer session survives the server being killed and restarted:
     await a!.waitFor(reconnected, WAIT_LONG, a0);
     await b!.waitFor(reconnected, WAIT_LONG, b0);
     await delivered(b!, a!, "after the server came back");
+    // The new server learns that both are still in their session.
+    await a!.listUntil((u) => u.A === "BUSY" && u.B === "BUSY");
     assert.ok(!a!.events.some(ended("B")));
     assert.ok(!b!.events.some(ended("A")));
     // !disconnect still ends it on both sides.
@@ -204,13 +206,15 @@ Deno.test("a direct peer session survives the server being killed and restarted:
     await b!.send("!disconnect");
     await a!.waitFor(ended("B"), undefined, a1);
     await second.waitForLog(/ join user=B/);
+    await a!.listUntil((u) => u.A === "IDLE" && u.B === "IDLE");
   });
 });
 
 Deno.test("SIGHUP re-reads the client keys: a removed user's live connection gets error 'revoked' and exits non-zero; a user enrolled before the SIGHUP can log in after it", async () => {
   await withProcs(keys, async (p) => {
     const dir = await p.copyKeys();
-    const server = await p.server({ keys: dir });
+    // --no-watch: only the signal may make the server re-read its keys.
+    const server = await p.server({ keys: dir, args: ["--no-watch"] });
     const [a, c] = await p.chats(server, ["A", "C"], { keys: dir });
     // Enroll G (a new key pair, enrolled and pinned) while the server runs.
     const kg = await runIm([
@@ -265,5 +269,31 @@ Deno.test("SIGHUP re-reads the client keys: a removed user's live connection get
       dir,
     ]);
     assert.equal(again.code, 1);
+  });
+});
+
+Deno.test("an enrollment by im keygen takes effect without a signal, and removing a key revokes its live connection", async () => {
+  await withProcs(keys, async (p) => {
+    const dir = await p.copyKeys();
+    const server = await p.server({ keys: dir });
+    const [a, d] = await p.chats(server, ["A", "D"], { keys: dir });
+    const kg = await runIm([
+      "keygen",
+      "--bits",
+      "2048",
+      "--dir",
+      dir,
+      "--user",
+      "H",
+    ]);
+    assert.equal(kg.code, 0, kg.stderr.join("\n"));
+    await server.waitForLog(/ reload users=7/);
+    const h = await p.chat(server, "H", { keys: dir });
+    assert.deepEqual(await h.list(), { A: "IDLE", D: "IDLE", H: "IDLE" });
+    const d0 = d!.events.length;
+    await Deno.remove(join(dir, "server/clients/D.pem"));
+    await d!.waitFor(errorCode("revoked"), undefined, d0);
+    assert.notEqual((await d!.wait()).code, 0);
+    assert.equal(a!.exited, null);
   });
 });
