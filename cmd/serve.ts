@@ -174,6 +174,12 @@ export async function runServe(args: string[]): Promise<number> {
     loadClientDirectory(dir)
       .then((d) => {
         for (const p of d.problems) log("key-skipped", { problem: p });
+        // An unreadable directory (moved, chmod) must not revoke everyone.
+        if (!d.complete) {
+          return log("reload-failed", {
+            error: "client directory unreadable; keeping the current keys",
+          });
+        }
         return server.reloadClients(d.clients);
       })
       .catch((e) => log("reload-failed", { error: (e as Error).message }));

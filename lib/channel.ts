@@ -75,6 +75,7 @@ export class SecureChannel {
   #opener: RecordOpener;
   #heartbeatMs: number;
   #fixedDeadAfterMs: number | undefined;
+  #discardedSinceAccepted = 0;
   /** The other side's heartbeat interval, once it announced it. */
   #peerHeartbeatMs: number | undefined;
   #maxRecordBytes: number;
@@ -276,13 +277,22 @@ export class SecureChannel {
         rec = this.#opener.open(payload);
       } catch (e) {
         if (e instanceof RecordError) {
+          // A discarded record that is not a replay left a hole in the
+          // sequence numbers; the user was told about it already.
+          if (e.code !== "replayed") this.#discardedSinceAccepted++;
           yield { kind: "discarded", error: e };
           continue;
         }
         throw e;
       }
       this.#lastReceived = Date.now();
-      if (rec.lost > 0n) yield { kind: "lost", count: rec.lost };
+      // Rule 3.5: a jump is reported as lost, except the part that records
+      // discarded (and reported) above explain.
+      const explained = BigInt(this.#discardedSinceAccepted);
+      this.#discardedSinceAccepted = 0;
+      if (rec.lost > explained) {
+        yield { kind: "lost", count: rec.lost - explained };
+      }
       if (rec.type === RecordType.HEARTBEAT) {
         if (rec.plaintext.length === 4) {
           const ms = new DataView(

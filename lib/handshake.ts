@@ -75,6 +75,11 @@ export interface LoginResult {
   ticketKeys: TicketKeys;
   /** Final transcript hash (identifies the login; never secret). */
   transcript: Uint8Array;
+  /**
+   * Fingerprint of the key the other side proved it holds: the client's on
+   * the server, the (pinned) server's on the client.
+   */
+  peerFingerprint: string;
 }
 
 /** Options shared by both sides. */
@@ -237,6 +242,7 @@ export class ClientHandshake {
   #eph: Ephemeral | undefined;
   #th: Uint8Array | undefined;
   #signature: Uint8Array | undefined;
+  #serverEphemeral: Uint8Array | undefined;
   #th2: Uint8Array | undefined;
   #result: LoginResult | undefined;
 
@@ -336,14 +342,11 @@ export class ClientHandshake {
         this.#opts.identity.sign,
         signedContent(Label.CLIENT_SIGNATURE, th),
       );
-      // Keep the server's ephemeral key for deriveKeys.
       this.#serverEphemeral = m.ephemeral;
       this.#state = "await-server-key";
       return encodeClientAuth({ signature: this.#signature });
     });
   }
-
-  #serverEphemeral: Uint8Array | undefined;
 
   /**
    * readServerKey, deriveKeys (rules 2.5, 2.6).
@@ -390,6 +393,7 @@ export class ClientHandshake {
         opener,
         ticketKeys: keys.ticketKeys,
         transcript: th2,
+        peerFingerprint: this.#opts.pinnedServer.fingerprint,
       };
       this.#state = "await-server-finished";
     });
@@ -602,6 +606,7 @@ export class ServerHandshake {
         opener,
         ticketKeys: keys.ticketKeys,
         transcript: th2,
+        peerFingerprint: known.fingerprint,
       };
       this.#state = "await-client-finished";
       return [

@@ -22,8 +22,6 @@ import { X25519_PUBLIC_BYTES } from "./x25519.ts";
 export const PROTOCOL_VERSION = 1;
 /** Bytes of each side's nonce, rule 2.1. */
 export const NONCE_BYTES = 32;
-/** Longest username on the wire (rule 2.9 allows 32; the field holds at most 255). */
-const MAX_NAME_BYTES = 255;
 
 /** CLIENT_HELLO: who I am, my nonce, my ephemeral key. */
 export interface ClientHello {
@@ -122,9 +120,6 @@ export function decodeClientHello(p: Uint8Array): ClientHello {
   const r = reader(p, FrameKind.CLIENT_HELLO, "CLIENT_HELLO");
   const version = r.u8();
   const userBytes = r.bytes8();
-  if (userBytes.length > MAX_NAME_BYTES) {
-    throw new ProtocolError("bad-username", "Username too long");
-  }
   const user = fromUtf8(userBytes, "username");
   const nonce = fixed(r, NONCE_BYTES);
   const ephemeral = fixed(r, X25519_PUBLIC_BYTES);

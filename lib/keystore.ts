@@ -125,6 +125,12 @@ export interface ClientDirectory {
   readonly clients: Map<string, PublicIdentity>;
   /** One line per skipped file, for the server's log. */
   readonly problems: string[];
+  /**
+   * False when the directory itself could not be read: `clients` is then
+   * empty for that reason only, and a running server keeps what it had
+   * rather than revoke everyone.
+   */
+  readonly complete: boolean;
 }
 
 /** Everything the server needs. */
@@ -866,7 +872,7 @@ export async function loadClientDirectory(
     problems.push(
       `Cannot read the client directory "${clientsPath}": ${fsReason(e)}`,
     );
-    return { clients, problems };
+    return { clients, problems, complete: false };
   }
   names.sort();
   for (const name of names) {
@@ -890,7 +896,7 @@ export async function loadClientDirectory(
       );
     }
   }
-  return { clients, problems };
+  return { clients, problems, complete: true };
 }
 
 /**

@@ -19,6 +19,18 @@ export type LogFields = Record<string, string | number | boolean | undefined>;
 /** Where log lines go. */
 export type Logger = (event: string, fields?: LogFields) => void;
 
+/** Values with these characters are quoted: white space, quotes, `=`, C0, DEL and C1 controls. */
+// deno-lint-ignore no-control-regex
+const NEEDS_QUOTES = /[\s"=\x00-\x1f\x7f-\x9f]/;
+
+/** Escape DEL and the C1 controls, which JSON.stringify leaves raw (a terminal may act on them). */
+function escapeC1(json: string): string {
+  return json.replace(
+    /[\x7f-\x9f]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
 /**
  * Format one log line.
  * @param event event name, e.g. `login-failed`
@@ -42,10 +54,16 @@ export function formatLogLine(
   const clean = Object.fromEntries(
     Object.entries(fields).filter(([, v]) => v !== undefined),
   );
-  if (json) return JSON.stringify({ time: at.toISOString(), event, ...clean });
+  if (json) {
+    return escapeC1(
+      JSON.stringify({ time: at.toISOString(), event, ...clean }),
+    );
+  }
   const rest = Object.entries(clean).map(([k, v]) => {
     const s = String(v);
-    return `${k}=${/[\s"=]/.test(s) ? JSON.stringify(s) : s}`;
+    // Quoted (and so escaped) when it could split the line or carry a
+    // terminal escape sequence into the operator's terminal.
+    return `${k}=${NEEDS_QUOTES.test(s) ? escapeC1(JSON.stringify(s)) : s}`;
   });
   return [at.toISOString(), event, ...rest].join(" ");
 }

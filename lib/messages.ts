@@ -16,6 +16,7 @@
 
 import { fromUtf8, utf8 } from "./bytes.ts";
 import { ProtocolError } from "./errors.ts";
+import { isValidUsername } from "./username.ts";
 
 /** What `!list` shows for a user. */
 export type UserState = "IDLE" | "HOSTING" | "BUSY";
@@ -42,7 +43,12 @@ export type Message =
   | { t: "bye" }
   // server -> client
   | { t: "welcome"; user: string; serverFingerprint: string }
-  | { t: "users"; users: Array<{ name: string; state: UserState }> }
+  | {
+    t: "users";
+    users: Array<{ name: string; state: UserState }>;
+    /** Users online beyond those listed (the list is capped to fit a record). */
+    more: number;
+  }
   | { t: "hosting"; addr: string }
   | {
     t: "grant";
@@ -71,38 +77,39 @@ export type Message =
 /** Names of all messages. */
 export type MessageType = Message["t"];
 
-type FieldType = "string" | "number" | "users";
+/** `name` is a string that follows the username rule (2.9). */
+type FieldType = "string" | "name" | "number" | "users";
 const SCHEMA: Record<MessageType, Record<string, FieldType>> = {
   list: {},
   host: { addr: "string" },
   unhost: {},
-  session: { peer: "string" },
-  ended: { peer: "string" },
-  busy: { peer: "string" },
+  session: { peer: "name" },
+  ended: { peer: "name" },
+  busy: { peer: "name" },
   cancel: { ticketId: "string" },
-  relay: { peer: "string", data: "string" },
+  relay: { peer: "name", data: "string" },
   bye: {},
-  welcome: { user: "string", serverFingerprint: "string" },
-  users: { users: "users" },
+  welcome: { user: "name", serverFingerprint: "string" },
+  users: { users: "users", more: "number" },
   hosting: { addr: "string" },
   grant: {
-    peer: "string",
+    peer: "name",
     key: "string",
     ticket: "string",
     ticketId: "string",
     expiresAt: "number",
   },
   join: {
-    peer: "string",
+    peer: "name",
     addr: "string",
     ticketId: "string",
     expiresAt: "number",
   },
-  refused: { peer: "string", reason: "string", message: "string" },
-  cancelled: { peer: "string", message: "string" },
+  refused: { peer: "name", reason: "string", message: "string" },
+  cancelled: { peer: "name", message: "string" },
   error: { code: "string", message: "string" },
   closing: { reason: "string", message: "string" },
-  relayed: { peer: "string", data: "string" },
+  relayed: { peer: "name", data: "string" },
   msg: { id: "string", text: "string" },
   ack: { id: "string" },
 };
@@ -166,10 +173,18 @@ export function decodeMessage(bytes: Uint8Array): Message {
       out[name] = f.map((u) => {
         if (
           typeof u !== "object" || u === null || typeof u.name !== "string" ||
-          typeof u.state !== "string" || !STATES.has(u.state)
+          !isValidUsername(u.name) || typeof u.state !== "string" ||
+          !STATES.has(u.state)
         ) throw bad("bad user entry");
         return { name: u.name, state: u.state };
       });
+    } else if (type === "name") {
+      // Rule 2.9 for every name that arrives: it may end up in a log line
+      // or on a terminal.
+      if (typeof f !== "string" || !isValidUsername(f)) {
+        throw bad(`"${name}" must be a username`);
+      }
+      out[name] = f;
     } else if (
       typeof f !== type || (type === "number" && !Number.isFinite(f))
     ) {

@@ -44,6 +44,11 @@ import {
 } from "./ticket.ts";
 import { DEFAULT_MAX_QUEUED_BYTES, TcpTransport } from "./transport.ts";
 
+/** Most users in one `!list` answer by default; the rest are counted (`more`), so the answer always fits a record. */
+export const LIST_MAX = 1000;
+/** Relayed bytes a partner may have waiting before more relays to it are refused (`relay-busy`). */
+export const RELAY_QUEUE_BUDGET_BYTES = 1024 * 1024;
+
 /** Settings of {@link ImServer}; every limit has a default. */
 export interface ServerOptions {
   hostname?: string;
@@ -60,6 +65,8 @@ export interface ServerOptions {
   maxUnauthenticatedPerAddress?: number;
   /** Logged-in clients at once (default 10,000). */
   maxClients?: number;
+  /** Most users in one `!list` answer (default {@link LIST_MAX}); the rest are counted. */
+  listMax?: number;
   /** Rule 1.1 (default 64 KiB). */
   maxFrameBytes?: number;
   /** Heartbeat interval of client channels (default 2 s; dead after 3). */
@@ -123,6 +130,7 @@ export class ImServer {
       maxUnauthenticatedPerAddress: opts.maxUnauthenticatedPerAddress ?? 64,
       maxClients: opts.maxClients ?? 10_000,
       maxFrameBytes: opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      listMax: Math.max(1, opts.listMax ?? LIST_MAX),
       heartbeatMs: opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
       windowMs: opts.windowMs ?? DEFAULT_WINDOW_MS,
       ticketLifetimeMs: Math.min(
@@ -300,7 +308,11 @@ export class ImServer {
       );
     }, this.#o.loginTimeoutMs);
     let login: LoginResult;
-    let fingerprint = "";
+    // Each SERVER_HELLO costs an RSA signature: a login abandoned after one
+    // counts as a failure, so one address cannot make the server sign for
+    // it in a loop (rule 1.2, rule 2.4).
+    let signed = false;
+    let failureCounted = false;
     try {
       const hs = new ServerHandshake({
         identity: this.#o.identity,
@@ -309,13 +321,16 @@ export class ImServer {
         windowMs: this.#o.windowMs,
       });
       const hello = await this.#recvLogin(t);
-      await t.send(await hs.onClientHello(hello));
+      const serverHello = await hs.onClientHello(hello);
+      signed = true;
+      await t.send(serverHello);
       const auth = await this.#recvLogin(t);
       let replies: Uint8Array[];
       try {
         replies = await hs.onClientAuth(auth);
       } catch (e) {
         if (e instanceof AuthError) {
+          failureCounted = true;
           this.#recordFailure(address, Date.now());
           this.#log("login-failed", {
             addr: t.remote,
@@ -330,8 +345,8 @@ export class ImServer {
       for (const r of replies) await t.send(r);
       await hs.onClientFinished(await this.#recvLogin(t));
       login = hs.result;
-      fingerprint = this.#clients.get(login.user)?.fingerprint ?? "";
     } catch (e) {
+      if (signed && !failureCounted) this.#recordFailure(address, Date.now());
       // Broken framing closed the transport already (after its ERROR
       // farewell); it is still worth a line in the log.
       const framing = e instanceof ProtocolError && t.closed;
@@ -364,7 +379,7 @@ export class ImServer {
       t.close();
       return;
     }
-    await this.#serve(login, t, fingerprint);
+    await this.#serve(login, t);
   }
 
   async #recvLogin(t: TcpTransport): Promise<Uint8Array> {
@@ -381,12 +396,11 @@ export class ImServer {
     return p;
   }
 
-  async #serve(
-    login: LoginResult,
-    t: TcpTransport,
-    fingerprint: string,
-  ): Promise<void> {
+  async #serve(login: LoginResult, t: TcpTransport): Promise<void> {
     const user = login.user;
+    // The key the client proved it holds; checked against the directory as
+    // it is now, since a reload may have revoked it during the login.
+    const fingerprint = login.peerFingerprint;
     if (
       this.#sessions.size >= this.#o.maxClients && !this.#sessions.has(user)
     ) {
@@ -413,18 +427,49 @@ export class ImServer {
       fingerprint,
       ticketKeys: login.ticketKeys,
     };
+    if (this.#clients.get(user)?.fingerprint !== fingerprint) {
+      this.#log("revoked", { user, during: "login" });
+      await channel.send({
+        t: "closing",
+        reason: "revoked",
+        message: "Your key was revoked by the server operator",
+      }).catch(() => {});
+      await channel.close("revoked");
+      return;
+    }
     const older = this.#sessions.get(user);
+    // Registered before any await: two logins of one user racing here must
+    // not both stay online (rule 2.10).
+    this.#sessions.set(user, session);
     if (older) {
       // Rule 2.10: the newer login wins; the older connection is told why.
       this.#log("replaced", { user, old: older.remote, new: t.remote });
-      await this.#dropSession(
-        older,
-        "replaced",
-        "You logged in from another place; this connection is closed",
+      const partner = this.#presence.leave(user);
+      if (partner) {
+        this.#sendTo(partner, {
+          t: "cancelled",
+          peer: user,
+          message: `${user} logged in again from another place`,
+        });
+      }
+      this.#track(
+        this.#dropSession(
+          older,
+          "replaced",
+          "You logged in from another place; this connection is closed",
+        ),
       );
     }
-    this.#sessions.set(user, session);
     this.#presence.join(user);
+    if (this.#closing) {
+      // close() took its snapshot of the sessions before this one arrived.
+      await this.#dropSession(
+        session,
+        "shutdown",
+        "The server is shutting down",
+      );
+      return;
+    }
     this.#log("join", { user, addr: t.remote, fingerprint });
     await channel.send({
       t: "welcome",
@@ -439,6 +484,9 @@ export class ImServer {
         } catch (e) {
           if (!isImError(e)) {
             this.#log("internal-error", { user, error: (e as Error).message });
+          } else if (!channel.closed) {
+            await channel.send({ t: "error", code: e.code, message: e.message })
+              .catch(() => {});
           }
         }
       } else if (ev.kind === "discarded") {
@@ -450,6 +498,13 @@ export class ImServer {
         }).catch(() => {});
       } else if (ev.kind === "lost") {
         this.#log("records-lost", { user, count: Number(ev.count) });
+        // Rule 3.5: a jump is reported, so the user knows a command vanished.
+        await channel.send({
+          t: "error",
+          code: "lost",
+          message:
+            `${ev.count} of your messages to the server were lost on the way`,
+        }).catch(() => {});
       } else if (ev.kind === "closed") {
         lastError = ev.error?.code ?? ev.reason;
       }
@@ -499,8 +554,15 @@ export class ImServer {
   async #onMessage(s: ClientSession, m: Message): Promise<void> {
     const user = s.user;
     switch (m.t) {
-      case "list":
-        return s.channel.send({ t: "users", users: this.#presence.list() });
+      case "list": {
+        const all = this.#presence.list();
+        // One record must hold the answer: 1,000 names of 32 characters fit 64 KiB.
+        return s.channel.send({
+          t: "users",
+          users: all.slice(0, this.#o.listMax),
+          more: Math.max(0, all.length - this.#o.listMax),
+        });
+      }
       case "host": {
         if (!/^[A-Za-z0-9.:\[\]_-]{1,80}:\d{1,5}$/.test(m.addr)) {
           return s.channel.send({
@@ -526,7 +588,7 @@ export class ImServer {
       case "session":
         return this.#grant(s, m.peer);
       case "ended":
-        this.#presence.ended(user);
+        this.#presence.ended(user, m.peer);
         this.#log("session-ended", { user, peer: m.peer });
         return;
       case "busy":
@@ -562,9 +624,22 @@ export class ImServer {
           });
         }
         // Not awaited: a partner that does not read must not stall this
-        // client. A frame too large to forward is refused to its sender;
-        // it never reaches (or ends) the partner's connection.
-        this.#sessions.get(m.peer)?.channel.send({
+        // client. A frame too large to forward, or one more for a partner
+        // whose queue is already long, is refused to its sender; neither may
+        // end the partner's connection.
+        const partner = this.#sessions.get(m.peer);
+        const queued = partner?.channel.transport instanceof TcpTransport
+          ? partner.channel.transport.queuedBytes
+          : 0;
+        if (queued > RELAY_QUEUE_BUDGET_BYTES) {
+          return s.channel.send({
+            t: "error",
+            code: "relay-busy",
+            message:
+              `${m.peer} is not keeping up; relayed message not delivered`,
+          });
+        }
+        partner?.channel.send({
           t: "relayed",
           peer: user,
           data: m.data,
@@ -614,7 +689,17 @@ export class ImServer {
       });
     }
     const host = this.#sessions.get(d.host);
-    if (!host) return;
+    if (!host) {
+      // Presence and sessions disagree (the host is leaving right now): undo.
+      this.#presence.ended(d.host, d.joiner);
+      this.#presence.ended(d.joiner, d.host);
+      return s.channel.send({
+        t: "refused",
+        peer: d.host,
+        reason: "offline",
+        message: `${d.host} is not online`,
+      });
+    }
     const peerKey = randomBytes(32);
     const id = randomBytes(TICKET_ID_BYTES);
     const ticket = sealTicket(s.ticketKeys, {

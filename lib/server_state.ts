@@ -196,10 +196,14 @@ export class Presence {
   /**
    * A user says its session ended (`!disconnect`, peer gone): it is IDLE again (rule 4.5).
    * @param name the user
+   * @param peer the partner of the session that ended; another partner's session goes on
    */
-  ended(name: string): void {
+  ended(name: string, peer?: string): void {
     const u = this.#online.get(name);
-    if (u && u.state === "BUSY") this.#idle(u);
+    // A stale "ended" for an earlier, abandoned session must not end the current one.
+    if (u && u.state === "BUSY" && (peer === undefined || u.partner === peer)) {
+      this.#idle(u);
+    }
   }
 
   /**

@@ -177,6 +177,11 @@ export class TcpTransport implements FrameTransport {
     return p;
   }
 
+  /** Bytes queued for writing that the peer has not taken yet. */
+  get queuedBytes(): number {
+    return this.#queued;
+  }
+
   /**
    * Resolve when every queued frame has been written (or the socket failed).
    * @returns a promise
@@ -192,7 +197,13 @@ export class TcpTransport implements FrameTransport {
    */
   recv(): Promise<Uint8Array | null> {
     if (this.#reading) {
-      throw new Error("TcpTransport.recv() called while a recv is pending");
+      // A bug in the caller, not the peer: still a typed error, as a rejection.
+      return Promise.reject(
+        new ProtocolError(
+          "recv-pending",
+          "Cannot read: a read is already pending on this connection",
+        ),
+      );
     }
     const p = this.#recv().finally(() => {
       this.#reading = undefined;

@@ -49,3 +49,14 @@ Deno.test("createLogger() hands each line to its writer", () => {
   assert.equal(lines.length, 2);
   assert.equal(JSON.parse(lines[1]!).event, "stop");
 });
+
+Deno.test("formatLogLine() escapes terminal control sequences from a hostile value, as text and as JSON", () => {
+  const evil = "A\x1b]0;pwned\x07\x1b[2J\x9b31m";
+  for (const json of [false, true]) {
+    const line = formatLogLine("x", { user: evil }, json, AT);
+    // deno-lint-ignore no-control-regex
+    assert.ok(!/[\x00-\x1f\x7f-\x9f]/.test(line), JSON.stringify(line));
+    assert.match(line, /\\u001b/);
+    assert.match(line, /\\u009b/);
+  }
+});

@@ -10,6 +10,7 @@ const GOOD: Message[] = [
   {
     t: "users",
     users: [{ name: "A", state: "HOSTING" }, { name: "B", state: "BUSY" }],
+    more: 3,
   },
   {
     t: "grant",
@@ -57,7 +58,24 @@ const BAD: Array<[string, string]> = [
     "a user with a bad state",
     '{"t":"users","users":[{"name":"A","state":"ASLEEP"}]}',
   ],
-  ["a user entry that is null", '{"t":"users","users":[null]}'],
+  ["a user entry that is null", '{"t":"users","users":[null],"more":0}'],
+  ["a list without its more count", '{"t":"users","users":[]}'],
+  [
+    "a user entry whose name breaks rule 2.9",
+    '{"t":"users","users":[{"name":"a b","state":"IDLE"}],"more":0}',
+  ],
+  [
+    "a peer name with an escape sequence",
+    '{"t":"session","peer":"A\\u001b[2J"}',
+  ],
+  [
+    "a peer name longer than 32 characters",
+    `{"t":"ended","peer":"${"x".repeat(33)}"}`,
+  ],
+  [
+    "a welcome for a path-like user",
+    '{"t":"welcome","user":"../x","serverFingerprint":"SHA256:x"}',
+  ],
   [
     "an unknown refusal reason",
     '{"t":"refused","peer":"A","reason":"why","message":"x"}',

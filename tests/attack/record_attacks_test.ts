@@ -256,11 +256,10 @@ Deno.test("reorder: of two records swapped in flight the later is accepted (one 
     const mark = a.ui.mark;
     await a.client.handleLine("!list");
     await a.client.handleLine("!list");
-    const err = await a.ui.waitFor(isError(), mark);
-    assert.ok(
-      err.kind === "error" && err.code === "replayed",
-      JSON.stringify(err),
-    );
+    const err = await a.ui.waitFor(isError("replayed"), mark);
+    assert.ok(err.kind === "error", JSON.stringify(err));
+    // The gap the held record left was reported to the user first.
+    assert.ok(a.ui.since(isError("lost"), mark).length === 1);
     await a.ui.waitFor(isList, mark);
     await a.client.handleLine("!list");
     await until(() => a.ui.since(isList, mark).length === 2, "two lists");

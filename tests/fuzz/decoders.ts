@@ -428,6 +428,7 @@ const message = fc.oneof(
     fc.constantFrom<Message>({ t: "list" }, {
       t: "users",
       users: [{ name: "A", state: "IDLE" }],
+      more: 0,
     }, {
       t: "grant",
       peer: "B",
