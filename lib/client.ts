@@ -23,7 +23,7 @@ import {
   hostPeer,
   joinPeer,
   type PeerSession,
-  RELAY_CONNECT,
+  readPeerCommit,
   RelayTransport,
 } from "./peer.ts";
 import { TicketReplayCache } from "./ticket.ts";
@@ -63,6 +63,8 @@ export interface ClientOptions {
   reconnectMaxMs?: number;
   /** Login must finish within this (default 10 s). */
   loginTimeoutMs?: number;
+  /** How long a joiner's connection waits for our grant to arrive (default {@link GRANT_WAIT_MS}). */
+  grantWaitMs?: number;
 }
 
 /** A {@link UiEvent} whose time is filled in when printed. */
@@ -72,25 +74,68 @@ type NewEvent = UiEvent extends unknown
     : never)
   : never;
 
-/** Peer connections a host serves at once before its handshake finished; more are closed at once. */
+/**
+ * Peer connections a host serves at once before their handshake finished.
+ * A newcomer evicts the oldest one that has not sent a PEER_COMMIT yet (a
+ * real joiner sends it as soon as it connects), else the oldest.
+ */
 export const MAX_PENDING_PEER_CONNECTIONS = 8;
+
+/**
+ * How long a joiner's connection waits for the host's grant: the server
+ * sends the grant to the host and the address to the joiner at once, so a
+ * fast joiner can arrive first.
+ */
+export const GRANT_WAIT_MS = 5000;
 
 /** How long to wait for a direct connection to a host before relaying. */
 export const DIRECT_CONNECT_TIMEOUT_MS = 3000;
 
 /**
- * Connect to the server and log in.
+ * Connect to the server and log in, all within the login deadline
+ * (`loginTimeoutMs`, default 10 s): a server that does not answer, or an
+ * address where packets vanish, fails with `login-timeout` instead of
+ * hanging for the minutes a TCP connect can take.
  * @param o client settings
  * @returns the server channel and the login keys
- * @throws {NetError} server unreachable; {@link AuthError} refused; {@link ProtocolError}
+ * @throws {NetError} server unreachable, or `login-timeout`; {@link AuthError} refused; {@link ProtocolError}
+ * @example
+ * ```ts ignore
+ * const { channel, login } = await loginToServer(options);
+ * ```
  */
 export async function loginToServer(
   o: ClientOptions,
 ): Promise<{ channel: SecureChannel; login: LoginResult }> {
-  const t = await TcpTransport.connect(o.serverHost, o.serverPort);
+  const where = `${o.serverHost}:${o.serverPort}`;
   const timeoutMs = o.loginTimeoutMs ?? 10_000;
-  const timer = setTimeout(() => t.close(), timeoutMs);
+  const timeoutError = () =>
+    new NetError(
+      "login-timeout",
+      `Server at ${where} did not answer within ${timeoutMs / 1000} s`,
+      "is the server running and reachable? check --server",
+    );
+  let timedOut = false;
+  let t: TcpTransport | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      timedOut = true;
+      t?.close();
+      reject(timeoutError());
+    }, timeoutMs);
+  });
+  deadline.catch(() => {}); // Reported through `timedOut` once connected.
   try {
+    const connecting = TcpTransport.connect(o.serverHost, o.serverPort);
+    try {
+      t = await Promise.race([connecting, deadline]);
+    } catch (e) {
+      // A connection that completes after the deadline is closed at once.
+      if (timedOut) connecting.then((late) => late.close(), () => {});
+      throw e;
+    }
+    const conn = t;
     const hs = new ClientHandshake({
       user: o.user,
       identity: o.identity,
@@ -98,29 +143,32 @@ export async function loginToServer(
       ...(o.windowMs === undefined ? {} : { windowMs: o.windowMs }),
     });
     const recv = async () => {
-      const p = await t.recv();
+      const p = await conn.recv();
       if (p === null) {
         throw new NetError(
           "server-closed",
-          `Server at ${o.serverHost}:${o.serverPort} closed the connection during login`,
+          `Server at ${where} closed the connection during login`,
           "is it an im server? check --server",
         );
       }
       return p;
     };
-    await t.send(await hs.start());
-    await t.send(await hs.onServerHello(await recv()));
+    await conn.send(await hs.start());
+    await conn.send(await hs.onServerHello(await recv()));
     await hs.onServerKey(await recv());
-    await t.send(await hs.onServerFinished(await recv()));
+    await conn.send(await hs.onServerFinished(await recv()));
+    if (timedOut) throw timeoutError();
     const login = hs.result;
     const heartbeatMs = o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-    const channel = new SecureChannel(t, login.sealer, login.opener, {
+    const channel = new SecureChannel(conn, login.sealer, login.opener, {
       heartbeatMs,
     });
     return { channel, login };
   } catch (e) {
-    t.close();
-    throw e;
+    t?.close();
+    // Whatever broke once the deadline passed (a send on the closed socket,
+    // say), the cause is the deadline.
+    throw timedOut ? timeoutError() : e;
   } finally {
     clearTimeout(timer);
   }
@@ -145,7 +193,15 @@ type Mode =
     /** The joiner's relayed connection while its peer handshake runs (issue 6). */
     relay: RelayTransport | null;
   }
-  | { kind: "joining"; peer: string; relay: RelayTransport | null }
+  | {
+    kind: "joining";
+    peer: string;
+    /** The server's `join` for this attempt has been acted on. */
+    started: boolean;
+    /** The direct connection while its peer handshake runs. */
+    direct: TcpTransport | null;
+    relay: RelayTransport | null;
+  }
   | { kind: "session"; session: PeerSession; relay: RelayTransport | null };
 
 /** A logged-in chat client. */
@@ -160,7 +216,7 @@ export class ChatClient {
   #fatal: ImError | undefined;
   #tasks = new Set<Promise<unknown>>();
   #onFatal: (e: ImError) => void = () => {};
-  #grantWaiters: Array<() => void> = [];
+  #grantWaiters = new Set<() => void>();
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #wakeReconnect: (() => void) | undefined;
 
@@ -372,34 +428,69 @@ export class ChatClient {
     if (!(await this.#toServer({ t: "host", addr }))) this.#stopHosting();
   }
 
+  /**
+   * Leave HOSTING. A grant still pending is cancelled, so the server does
+   * not keep us (and the joiner) BUSY until the ticket expires; connections
+   * still waiting for their handshake are closed.
+   */
   #stopHosting(): void {
     const m = this.#mode;
     if (m.kind !== "hosting") return;
-    if (m.grant) clearTimeout(m.grant.timer);
+    if (m.grant) {
+      clearTimeout(m.grant.timer);
+      m.grant.key.fill(0);
+      this.#sendQuietly({ t: "cancel", ticketId: m.grant.ticketId });
+    }
     m.relay?.close();
     try {
       m.listener?.close();
     } catch {
       // Already closed.
     }
+    for (const p of this.#pendingPeers.splice(0)) p.transport.close();
     this.#mode = { kind: "idle" };
+    this.#wakeGrantWaiters();
+  }
+
+  /**
+   * Send to the server if connected, without waiting and without a message
+   * when it is not: for bookkeeping a new server session does not need.
+   * Sent in order with everything sent after it.
+   */
+  #sendQuietly(m: Message): void {
+    if (this.#server && !this.#server.closed) {
+      this.#server.send(m).catch(() => {});
+    }
+  }
+
+  #wakeGrantWaiters(): void {
+    for (const w of [...this.#grantWaiters]) w();
+  }
+
+  /** Waiters for a grant, for tests: each probe's waiter is gone once it gave up. */
+  get grantWaiters(): number {
+    return this.#grantWaiters.size;
   }
 
   async #waitForGrant(ms: number): Promise<Grant | null> {
     const deadline = Date.now() + ms;
+    const hosting = this.#mode;
     while (Date.now() < deadline) {
       const m = this.#mode;
-      if (m.kind !== "hosting") return null;
+      if (m !== hosting || m.kind !== "hosting") return null;
       if (m.grant) return m.grant;
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, Math.max(1, deadline - Date.now()));
-        this.#grantWaiters.push(() => {
+        const done = () => {
           clearTimeout(t);
+          this.#grantWaiters.delete(done);
           resolve();
-        });
+        };
+        const t = setTimeout(done, Math.max(1, deadline - Date.now()));
+        this.#grantWaiters.add(done);
       });
     }
-    return this.#mode.kind === "hosting" ? this.#mode.grant : null;
+    const m = this.#mode;
+    return m === hosting && m.kind === "hosting" ? m.grant : null;
   }
 
   async #acceptPeers(listener: Deno.TcpListener): Promise<void> {
@@ -411,32 +502,52 @@ export class ChatClient {
         return; // Listener closed: hosting ended.
       }
       // Strangers may connect to a host's port too (rule 4.3); each costs a
-      // socket until its handshake fails. Only a few are served at once, and
-      // the oldest makes room for a newcomer: a real joiner finishes in
-      // milliseconds, so idle strangers cannot keep it out.
+      // socket until its handshake fails. Only a few are served at once. A
+      // real joiner sends its PEER_COMMIT as soon as it is connected, so
+      // those that have not are evicted first: idle strangers cannot keep
+      // it out, whether they came before it or after.
       if (this.#pendingPeers.length >= MAX_PENDING_PEER_CONNECTIONS) {
-        this.#pendingPeers.shift()?.close();
+        const i = this.#pendingPeers.findIndex((p) => !p.committed);
+        this.#pendingPeers.splice(Math.max(i, 0), 1)[0]?.transport.close();
       }
-      const t = TcpTransport.wrap(conn);
-      this.#pendingPeers.push(t);
+      const pending = { transport: TcpTransport.wrap(conn), committed: false };
+      this.#pendingPeers.push(pending);
       this.#track(
-        this.#hostOne(t, "direct").finally(() => {
-          const i = this.#pendingPeers.indexOf(t);
+        this.#hostOne(pending.transport, "direct", pending).finally(() => {
+          const i = this.#pendingPeers.indexOf(pending);
           if (i >= 0) this.#pendingPeers.splice(i, 1);
         }),
       );
     }
   }
 
-  #pendingPeers: TcpTransport[] = [];
+  #pendingPeers: Array<{ transport: TcpTransport; committed: boolean }> = [];
 
-  /** A joiner connected (or asked over the relay): the seed's race is gone, we wait for our grant first. */
-  async #hostOne(t: FrameTransport, via: "direct" | "relay"): Promise<void> {
+  /**
+   * A joiner connected (or its relayed PEER_COMMIT arrived): read its
+   * commitment, wait for our grant (the seed's race), then run the handshake.
+   */
+  async #hostOne(
+    t: FrameTransport,
+    via: "direct" | "relay",
+    pending?: { committed: boolean },
+  ): Promise<void> {
+    const hosting = this.#mode;
+    let commit: Uint8Array;
+    try {
+      commit = await readPeerCommit(t);
+    } catch (e) {
+      t.close();
+      this.#refused(t, e);
+      return;
+    }
+    if (pending) pending.committed = true;
     // The server sends the grant to us and the address to the joiner at the
     // same time; a fast joiner can arrive before our grant. Wait for it.
-    const grant = await this.#waitForGrant(5000);
-    const m = this.#mode;
-    if (!grant || m.kind !== "hosting") {
+    const grant = await this.#waitForGrant(
+      this.#o.grantWaitMs ?? GRANT_WAIT_MS,
+    );
+    if (!grant || this.#mode !== hosting) {
       t.close();
       return;
     }
@@ -456,21 +567,19 @@ export class ChatClient {
         },
         { heartbeatMs: this.#o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS },
         via,
+        commit,
       );
     } catch (e) {
       t.close();
       const now = this.#mode;
       if (now.kind === "hosting" && now.relay === t) now.relay = null;
-      // Rule 4.3: anyone else who connects gets nothing usable; we keep waiting until the expiry.
-      this.#system(
-        `Refused a connection from ${t.remote}: ${
-          (e as Error).message
-        }; still waiting for ${grant.peer}`,
-      );
+      this.#refused(t, e);
       return;
     }
     const still = this.#mode;
-    if (still.kind !== "hosting" || still.grant !== grant) {
+    if (
+      still !== hosting || still.kind !== "hosting" || still.grant !== grant
+    ) {
       await session.close("cancelled");
       return;
     }
@@ -481,7 +590,21 @@ export class ChatClient {
     } catch {
       // Already closed.
     }
+    for (const p of this.#pendingPeers.splice(0)) {
+      if (p.transport !== t) p.transport.close();
+    }
     this.#startSession(session, via === "relay" ? (t as RelayTransport) : null);
+  }
+
+  /** Rule 4.3: anyone else who connects gets nothing usable; we keep waiting until the expiry. */
+  #refused(t: FrameTransport, e: unknown): void {
+    const m = this.#mode;
+    if (m.kind !== "hosting" || !m.grant) return;
+    this.#system(
+      `Refused a connection from ${t.remote}: ${
+        (e as Error).message
+      }; still waiting for ${m.grant.peer}`,
+    );
   }
 
   #startSession(session: PeerSession, relay: RelayTransport | null): void {
@@ -546,14 +669,19 @@ export class ChatClient {
             reason: why,
             transport: session.transport,
           });
-          if (this.#mode.kind === "session" && this.#mode.session === session) {
-            this.#mode.relay?.close();
+          const mode = this.#mode;
+          const current = mode.kind === "session" && mode.session === session;
+          if (current) {
+            mode.relay?.close();
             this.#mode = { kind: "idle" };
             this.#o.ui.setPeer(null);
           }
-          // Without a server connection there is nobody to tell: a server
-          // we reconnect to has forgotten the session anyway.
-          if (!this.#quitting && this.#server && !this.#server.closed) {
+          // Only the current session is the server's business. Without a
+          // server connection there is nobody to tell: a server we
+          // reconnect to has forgotten the session anyway.
+          if (
+            current && !this.#quitting && this.#server && !this.#server.closed
+          ) {
             await this.#toServer({ t: "ended", peer: session.peer });
           }
           break;
@@ -572,59 +700,130 @@ export class ChatClient {
       return;
     }
     this.#stopHosting();
-    this.#mode = { kind: "joining", peer, relay: null };
+    const mode: Mode = {
+      kind: "joining",
+      peer,
+      started: false,
+      direct: null,
+      relay: null,
+    };
+    this.#mode = mode;
     if (!(await this.#toServer({ t: "session", peer }))) {
-      this.#mode = { kind: "idle" };
+      if (this.#mode === mode) this.#mode = { kind: "idle" };
     }
   }
 
+  /** Leave a joining attempt: close its connections, so its task ends soon. */
+  #abandonJoin(): void {
+    const m = this.#mode;
+    if (m.kind !== "joining") return;
+    m.direct?.close();
+    m.relay?.close();
+    this.#mode = { kind: "idle" };
+  }
+
+  /**
+   * The server said where the host is. The attempt is this very mode
+   * object: once the user or the server moved on (`!disconnect`,
+   * `cancelled`, a new `!session`), a late result of this attempt touches
+   * nothing and tells the server nothing.
+   */
   async #join(m: Extract<Message, { t: "join" }>): Promise<void> {
     const mode = this.#mode;
-    if (mode.kind !== "joining" || mode.peer !== m.peer) return;
+    if (mode.kind !== "joining" || mode.peer !== m.peer || mode.started) {
+      return;
+    }
+    mode.started = true;
+    const current = () => this.#mode === mode;
     this.#print({ kind: "session", state: "waiting", peer: m.peer });
+    // A direct attempt that failed may already have used the ticket; its
+    // retry over the relay carries the same one, which this attempt (and
+    // only it) may use once more.
+    let retryTicket: string | null = null;
+    const replayCache = this.#replayCache;
     const opts = {
       self: this.#o.user,
       expectedHost: m.peer,
       ticketKeys: this.#login.ticketKeys,
-      replayCache: this.#replayCache,
+      replayCache: {
+        use(id: Uint8Array, expiresAt: number, now?: number) {
+          if (retryTicket !== null && id.toHex() === retryTicket) {
+            retryTicket = null;
+            try {
+              replayCache.use(id, expiresAt, now);
+            } catch {
+              // Used by the direct attempt of this very join.
+            }
+            return;
+          }
+          replayCache.use(id, expiresAt, now);
+        },
+      },
       ...(this.#o.windowMs === undefined ? {} : { windowMs: this.#o.windowMs }),
     };
     const channelOpts = {
       heartbeatMs: this.#o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
     };
-    let direct: TcpTransport | null = null;
     const wantRelay = this.#o.relay || m.addr.startsWith("relay:");
-    if (!wantRelay) direct = await this.#connectDirect(m.addr);
-    let session: PeerSession;
-    let relay: RelayTransport | null = null;
-    try {
-      if (direct) {
-        session = await joinPeer(direct, opts, channelOpts, "direct");
-      } else {
-        if (!wantRelay) {
-          this.#system(
-            `Cannot reach ${m.peer} at ${m.addr} directly; using the server relay`,
-          );
-        }
-        relay = this.#newRelay(m.peer);
-        if (this.#mode.kind === "joining") this.#mode.relay = relay;
-        await relay.send(RELAY_CONNECT);
-        session = await joinPeer(relay, opts, channelOpts, "relay");
+    let session: PeerSession | undefined;
+    let failure: unknown;
+    if (!wantRelay) {
+      const direct = await this.#connectDirect(m.addr);
+      if (!current()) {
+        direct?.close();
+        return;
       }
-    } catch (e) {
-      direct?.close();
-      relay?.close();
-      this.#print({
-        kind: "error",
-        code: isImError(e) ? e.code : "peer-failed",
-        text: `Session with ${m.peer} failed: ${(e as Error).message}`,
-      });
-      if (this.#mode.kind === "joining") this.#mode = { kind: "idle" };
-      await this.#toServer({ t: "ended", peer: m.peer });
+      if (direct) {
+        mode.direct = direct;
+        try {
+          session = await joinPeer(direct, opts, channelOpts, "direct");
+        } catch (e) {
+          direct.close();
+          if (!current()) return;
+          if (isNetworkFailure(e)) {
+            // Closed, reset or silent (an eviction, a middlebox): try the
+            // relay once. A ticket or authentication failure is final.
+            retryTicket = m.ticketId.toLowerCase();
+            this.#system(
+              `Direct connection to ${m.peer} failed (${
+                (e as Error).message
+              }); using the server relay`,
+            );
+          } else {
+            failure = e;
+          }
+        }
+        mode.direct = null;
+      } else {
+        this.#system(
+          `Cannot reach ${m.peer} at ${m.addr} directly; using the server relay`,
+        );
+      }
+    }
+    let relay: RelayTransport | null = null;
+    if (!session && failure === undefined) {
+      relay = this.#newRelay(m.peer);
+      mode.relay = relay;
+      try {
+        // Our relayed PEER_COMMIT is what starts the host's handshake.
+        session = await joinPeer(relay, opts, channelOpts, "relay");
+      } catch (e) {
+        relay.close();
+        failure = e;
+      }
+    }
+    if (!current()) {
+      await session?.close("cancelled");
       return;
     }
-    if (this.#mode.kind !== "joining") {
-      await session.close("cancelled");
+    if (!session) {
+      this.#print({
+        kind: "error",
+        code: isImError(failure) ? failure.code : "peer-failed",
+        text: `Session with ${m.peer} failed: ${(failure as Error).message}`,
+      });
+      this.#mode = { kind: "idle" };
+      await this.#toServer({ t: "ended", peer: m.peer });
       return;
     }
     this.#startSession(session, relay);
@@ -678,8 +877,7 @@ export class ChatClient {
       return;
     }
     if (m.kind === "joining") {
-      m.relay?.close();
-      this.#mode = { kind: "idle" };
+      this.#abandonJoin();
       await this.#toServer({ t: "ended", peer: m.peer });
       this.#system(`Stopped joining ${m.peer}`);
       return;
@@ -693,7 +891,12 @@ export class ChatClient {
 
   #onGrant(g: Extract<Message, { t: "grant" }>): void {
     const m = this.#mode;
-    if (m.kind !== "hosting") return;
+    if (m.kind !== "hosting") {
+      // We stopped hosting while the server granted: release the joiner now
+      // rather than leave both BUSY until the ticket expires.
+      this.#sendQuietly({ t: "cancel", ticketId: g.ticketId });
+      return;
+    }
     let key: Uint8Array, ticket: Uint8Array;
     try {
       key = Uint8Array.fromBase64(g.key);
@@ -721,7 +924,7 @@ export class ChatClient {
     this.#system(
       `${g.peer} asked for a session; waiting for ${g.peer} to connect`,
     );
-    for (const w of this.#grantWaiters.splice(0)) w();
+    this.#wakeGrantWaiters();
   }
 
   #grantExpired(grant: Grant): void {
@@ -755,11 +958,12 @@ export class ChatClient {
       } catch {
         return;
       }
-      if (payload.length === 1 && payload[0] === FrameKind.PEER_RELAY_CONNECT) {
+      if (payload[0] === FrameKind.PEER_COMMIT) {
         // A (new) relayed connection from the joiner: the handshake starts over.
         mode.relay?.close();
         const relay = this.#newRelay(m.peer);
         mode.relay = relay;
+        relay.deliver(m.data);
         this.#track(this.#hostOne(relay, "relay"));
       } else if (mode.relay) {
         // The joiner's part of the peer handshake, before the session starts.
@@ -779,10 +983,15 @@ export class ChatClient {
               `Logged in as ${m.user} to ${this.#o.serverHost}:${this.#o.serverPort} (server key ${m.serverFingerprint})`,
             );
             break;
-          case "users":
+          case "users": {
             this.#names = m.users.map((u) => u.name);
             this.#print({ kind: "list", users: m.users });
+            // The server cuts a long list to fit one record and says how
+            // many it left out.
+            const more = (m as { more?: number }).more ?? 0;
+            if (more > 0) this.#system(`... and ${more} more online`);
             break;
+          }
           case "hosting":
             this.#system(
               `Hosting at ${m.addr}; others can now type !session ${this.#o.user}`,
@@ -796,7 +1005,7 @@ export class ChatClient {
             break;
           case "refused":
             if (this.#mode.kind === "joining" && this.#mode.peer === m.peer) {
-              this.#mode = { kind: "idle" };
+              this.#abandonJoin();
             }
             this.#print({
               kind: "error",
@@ -854,10 +1063,7 @@ export class ChatClient {
       return;
     }
     this.#stopHosting();
-    if (this.#mode.kind === "joining") {
-      this.#mode.relay?.close();
-      this.#mode = { kind: "idle" };
-    }
+    this.#abandonJoin();
     // A relayed session cannot outlive the server channel that carries it;
     // a direct one goes on (issue 6 item 3).
     if (this.#mode.kind === "session") this.#mode.relay?.close();
@@ -883,8 +1089,7 @@ export class ChatClient {
   #onCancelled(m: Extract<Message, { t: "cancelled" }>): void {
     const mode = this.#mode;
     if (mode.kind === "joining" && mode.peer === m.peer) {
-      mode.relay?.close();
-      this.#mode = { kind: "idle" };
+      this.#abandonJoin();
       this.#print({
         kind: "session",
         state: "ended",
@@ -899,13 +1104,17 @@ export class ChatClient {
       mode.relay = null;
       this.#system(`${m.message}; still hosting`);
       this.#track(this.#toServer({ t: "host", addr: mode.addr }));
-    } else if (
-      mode.kind === "session" && mode.relay && mode.session.peer === m.peer
-    ) {
-      // The server, which carried this session, says the peer is gone: end
-      // it now rather than after the heartbeat timeout. A direct session
-      // does not depend on the server and goes on.
-      mode.relay.close();
+    } else if (mode.kind === "session" && mode.session.peer === m.peer) {
+      if (mode.relay) {
+        // The server, which carried this session, says the peer is gone:
+        // end it now rather than after the heartbeat timeout.
+        mode.relay.close();
+      } else {
+        // A direct session does not depend on the server and goes on: the
+        // peer only lost its server connection, and the server set us IDLE.
+        // Say we are still busy, so that !list tells the truth.
+        this.#sendQuietly({ t: "busy", peer: m.peer });
+      }
     }
   }
 
@@ -936,15 +1145,9 @@ export class ChatClient {
         }
         return;
       } catch (e) {
-        if (
-          isImError(e) &&
-          (e.code === "server-key-mismatch" || e.code === "login-failed")
-        ) {
-          this.#fatal = e;
-          this.#error(e);
-          this.#onFatal(e);
-          return;
-        }
+        // Nothing that happens before the server proved its key is final:
+        // a refusal arrives as a cleartext ERROR frame, which anyone on the
+        // path could forge to stop us for good. Keep trying, and say why.
         delay = Math.min(delay * 2, max);
         this.#print({
           kind: "error",
@@ -968,16 +1171,22 @@ export class ChatClient {
     this.#wakeReconnect?.();
     const m = this.#mode;
     if (m.kind === "session") await m.session.close("quit");
-    if (m.kind === "joining") m.relay?.close();
+    this.#abandonJoin();
     this.#stopHosting();
     this.#mode = { kind: "idle" };
-    for (const w of this.#grantWaiters.splice(0)) w();
+    this.#wakeGrantWaiters();
     if (this.#server && !this.#server.closed) {
       await this.#server.send({ t: "bye" }).catch(() => {});
       await this.#server.close("logout");
     }
     while (this.#tasks.size > 0) await Promise.all([...this.#tasks]);
   }
+}
+
+/** A failure of the connection itself, not of the ticket or authentication. */
+function isNetworkFailure(e: unknown): boolean {
+  return e instanceof NetError ||
+    (e instanceof ProtocolError && e.code === "truncated-frame");
 }
 
 const HELP = [

@@ -33,9 +33,9 @@ export const FrameKind = {
   SERVER_KEY: 0x04,
   ERROR: 0x0e,
   RECORD: 0x10,
-  PEER_RELAY_CONNECT: 0x20,
   PEER_HELLO: 0x21,
   PEER_REPLY: 0x22,
+  PEER_COMMIT: 0x23,
 } as const;
 
 /** One of the values of {@link FrameKind}. */

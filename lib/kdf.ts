@@ -32,6 +32,8 @@ export const Label = {
   /** Ticket sealing keys, from the joiner's server session (rule 4.2). */
   TICKET_ENC: "im v1 ticket enc",
   TICKET_MAC: "im v1 ticket mac",
+  /** The joiner's commitment to its nonce and ephemeral key, sent before it sees the host's (rule 4.4; PROTOCOL.md "Peer sessions"). */
+  PEER_COMMIT: "im v1 peer commit",
   /** Peer handshake transcript (rule 4.4). */
   PEER_TRANSCRIPT: "im v1 peer transcript",
   /** Key that authenticates the peer handshake, from the peer key. */

@@ -20,6 +20,7 @@ import { NetError, ProtocolError } from "./errors.ts";
 import { FrameKind } from "./frame.ts";
 import { encodeMessage, type Message } from "./messages.ts";
 import {
+  decodePeerCommit,
   PeerHostHandshake,
   type PeerHostOptions,
   PeerJoinHandshake,
@@ -42,8 +43,12 @@ export const CLOSE_GRACE_MS = 1000;
 /** How long a peer handshake may take once connected. */
 export const PEER_HANDSHAKE_TIMEOUT_MS = 10_000;
 
-/** Payload a joiner relays to ask the host to start the handshake over the server (issue 6). */
-export const RELAY_CONNECT = new Uint8Array([FrameKind.PEER_RELAY_CONNECT]);
+/**
+ * How long a host waits for a new connection's PEER_COMMIT, which a real
+ * joiner sends as soon as it is connected. A stranger who says nothing is
+ * dropped after this, and never sees the ticket.
+ */
+export const PEER_COMMIT_TIMEOUT_MS = 5000;
 
 async function recvWithin(
   t: FrameTransport,
@@ -74,20 +79,59 @@ async function recvWithin(
 }
 
 /**
- * Host side: send the ticket, check the joiner, confirm keys.
+ * Host side, first step: wait for the joiner's PEER_COMMIT (rule 4.4). The
+ * host sends nothing, not even the ticket, to a connection before it.
+ * @param t a connection a joiner opened (or a relay)
+ * @param ms how long to wait
+ * @returns the PEER_COMMIT payload, checked to be well formed
+ * @throws {NetError} `peer-timeout`, `peer-closed`; {@link ProtocolError}
+ *   when the first frame is not a PEER_COMMIT
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readPeerCommit } from "./peer.ts";
+ * const frames = [new Uint8Array(33).fill(0x23, 0, 1)];
+ * const t = { remote: "x", send: () => Promise.resolve(), close() {}, recv: () => Promise.resolve(frames.shift() ?? null) };
+ * assert.equal((await readPeerCommit(t, 100)).length, 33);
+ * ```
+ */
+export async function readPeerCommit(
+  t: FrameTransport,
+  ms: number = PEER_COMMIT_TIMEOUT_MS,
+): Promise<Uint8Array> {
+  const p = await recvWithin(t, ms, "peer handshake");
+  decodePeerCommit(p);
+  return p;
+}
+
+/**
+ * Host side: read the joiner's commitment (unless given), send the ticket,
+ * check the joiner, confirm keys.
  * @param t the connection a joiner opened
  * @param o the grant
  * @param channel heartbeat settings for the session
+ * @param transport how the connection runs, for the session's record
+ * @param commit the PEER_COMMIT already read by {@link readPeerCommit}
  * @returns the session
- * @throws {AuthError} a stranger; {@link NetError} timeouts
+ * @throws {AuthError} a stranger (`peer-auth-failed`) or a joiner that
+ *   changed its values (`commit-mismatch`); {@link NetError} timeouts
+ * @example
+ * ```ts ignore
+ * const session = await hostPeer(transport, grant, { heartbeatMs: 2000 });
+ * ```
  */
 export async function hostPeer(
   t: FrameTransport,
   o: PeerHostOptions,
   channel: ChannelOptions = {},
   transport: "direct" | "relay" = "direct",
+  commit?: Uint8Array,
 ): Promise<PeerSession> {
   const hs = new PeerHostHandshake(o);
+  hs.onCommit(
+    commit ??
+      await recvWithin(t, PEER_HANDSHAKE_TIMEOUT_MS, "peer handshake"),
+  );
   await t.send(await hs.hello());
   await t.send(
     await hs.onReply(
@@ -108,12 +152,19 @@ export async function hostPeer(
 }
 
 /**
- * Joiner side: open the ticket, answer, confirm keys.
+ * Joiner side: commit, open the ticket, reveal, confirm keys. Over the
+ * relay, the PEER_COMMIT is also what starts the host's handshake.
  * @param t the connection to the host
  * @param o who we are and whom we expect
  * @param channel heartbeat settings for the session
+ * @param transport how the connection runs, for the session's record
  * @returns the session
- * @throws {TicketError} or {@link AuthError} when the host is not who the server said
+ * @throws {TicketError} or {@link AuthError} when the host is not who the
+ *   server said; {@link NetError} when the connection fails or times out
+ * @example
+ * ```ts ignore
+ * const session = await joinPeer(transport, { self: "B", expectedHost: "A", ticketKeys, replayCache });
+ * ```
  */
 export async function joinPeer(
   t: FrameTransport,
@@ -122,7 +173,12 @@ export async function joinPeer(
   transport: "direct" | "relay" = "direct",
 ): Promise<PeerSession> {
   const hs = new PeerJoinHandshake(o);
-  let hello = await recvWithin(t, PEER_HANDSHAKE_TIMEOUT_MS, "peer handshake");
+  await t.send(await hs.commit());
+  const hello = await recvWithin(
+    t,
+    PEER_HANDSHAKE_TIMEOUT_MS,
+    "peer handshake",
+  );
   if (hello[0] !== FrameKind.PEER_HELLO) {
     throw new ProtocolError(
       "unexpected-frame",
@@ -130,7 +186,6 @@ export async function joinPeer(
     );
   }
   await t.send(await hs.onHello(hello));
-  hello = new Uint8Array(0);
   await t.send(
     hs.onFinished(
       await recvWithin(t, PEER_HANDSHAKE_TIMEOUT_MS, "peer handshake"),
@@ -312,15 +367,38 @@ export class PeerSession {
   }
 }
 
+/** Most frames a {@link RelayTransport} holds unread before it closes. */
+export const RELAY_QUEUE_MAX_FRAMES = 64;
+/** Most bytes a {@link RelayTransport} holds unread before it closes. */
+export const RELAY_QUEUE_MAX_BYTES = 1024 * 1024;
+
 /**
  * A {@link FrameTransport} through the server (issue 6): frames go out as
  * `relay` messages on our server channel and come in as `relayed` ones. The
- * server sees only the peer handshake and sealed peer records.
+ * server sees only the peer handshake and sealed peer records. Frames that
+ * arrive faster than they are read wait in a queue of at most
+ * {@link RELAY_QUEUE_MAX_FRAMES} frames and {@link RELAY_QUEUE_MAX_BYTES}
+ * bytes; past that the relay is closed, like a TCP peer that does not read.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RelayTransport } from "./peer.ts";
+ * const sent: string[] = [];
+ * const t = new RelayTransport("B", (d) => { sent.push(d); return Promise.resolve(); });
+ * await t.send(new Uint8Array([1, 2]));
+ * t.deliver("Aw==");
+ * assert.deepEqual(sent, ["AQI="]);
+ * assert.deepEqual(await t.recv(), new Uint8Array([3]));
+ * t.close();
+ * ```
  */
 export class RelayTransport implements FrameTransport {
+  /** `relay:<peer>`, for messages and logs. */
   readonly remote: string;
   #send: (data: string) => Promise<void>;
   #queue: Uint8Array[] = [];
+  #queuedBytes = 0;
   #wake: (() => void) | undefined;
   #closed = false;
 
@@ -333,20 +411,47 @@ export class RelayTransport implements FrameTransport {
     this.#send = send;
   }
 
+  /** Has the relay been closed (by us, or because its queue overflowed)? */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /**
-   * Feed a frame the server relayed from the peer.
+   * Feed a frame the server relayed from the peer. Data that is not base64
+   * is dropped, like any garbage; a frame that would overflow the queue
+   * closes the relay.
    * @param data base64 payload
    */
   deliver(data: string): void {
     if (this.#closed) return;
+    let frame: Uint8Array;
     try {
-      this.#queue.push(Uint8Array.fromBase64(data));
+      frame = Uint8Array.fromBase64(data);
     } catch {
       return; // Not base64: nothing a peer could have sealed; dropped like any garbage.
     }
+    if (
+      this.#queue.length >= RELAY_QUEUE_MAX_FRAMES ||
+      this.#queuedBytes + frame.length > RELAY_QUEUE_MAX_BYTES
+    ) {
+      // The reader has fallen this far behind: close, and drop what waits.
+      this.#queue = [];
+      this.#queuedBytes = 0;
+      this.close();
+      return;
+    }
+    this.#queue.push(frame);
+    this.#queuedBytes += frame.length;
     this.#wake?.();
   }
 
+  /**
+   * Send one payload to the peer through the server.
+   * @param payload the frame payload
+   * @returns resolves when handed to the server channel
+   * @throws {NetError} `closed` (as a rejection) once the relay is closed;
+   *   whatever the server channel's send throws
+   */
   send(payload: Uint8Array): Promise<void> {
     if (this.#closed) {
       return Promise.reject(new NetError("closed", "Relay is closed"));
@@ -354,15 +459,22 @@ export class RelayTransport implements FrameTransport {
     return this.#send(payload.toBase64());
   }
 
+  /**
+   * The next relayed payload, in order. Only one `recv` may wait at a time.
+   * @returns the payload, or null once the relay is closed
+   */
   async recv(): Promise<Uint8Array | null> {
     while (this.#queue.length === 0) {
       if (this.#closed) return null;
       await new Promise<void>((r) => (this.#wake = r));
       this.#wake = undefined;
     }
-    return this.#queue.shift()!;
+    const frame = this.#queue.shift()!;
+    this.#queuedBytes -= frame.length;
+    return frame;
   }
 
+  /** Close; idempotent. Frames already queued can still be read; then `recv` gives null. */
   close(): void {
     this.#closed = true;
     this.#wake?.();

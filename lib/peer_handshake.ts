@@ -5,18 +5,26 @@
  * cannot read the chat by only recording it; both show the same short
  * authentication string (SAS).
  *
+ * The joiner speaks first and commits to its nonce and ephemeral key before
+ * it sees the host's (a hash commitment, as in ZRTP, RFC 6189 4.4.1.1): a
+ * man in the middle, even one that holds the peer key, must fix its values
+ * on one side before it learns the other side's, so it cannot try values
+ * until the two SAS match; it gets one 2^-40 guess per session.
+ *
  * ```
  * host A                                   joiner B
+ *        <--  PEER_COMMIT  H(nonce_b, eph_b)
  * PEER_HELLO  ticket, nonce_a, eph_a  -->  openTicket (names, expiry, replay)
  *        <--  PEER_REPLY  nonce_b, eph_b, HMAC(authKey, "joiner" || pth)
- * verify joiner MAC (a stranger is dropped here)
+ * check the commitment, then the joiner MAC (a stranger is dropped here)
  * FINISHED(h2j, pth)                  -->  check FINISHED
  *        <--  FINISHED(j2h, pth)
  * ```
  *
  * @example
  * ```ts ignore
- * const host = new PeerHostHandshake({ self: "A", joiner: "B", peerKey, ticket, ticketId, expiresAt });
+ * const host = new PeerHostHandshake({ self: "A", joiner: "B", peerKey, ticket, ticketId });
+ * host.onCommit(await transport.recv());
  * await transport.send(await host.hello());
  * ```
  * @module
@@ -42,11 +50,7 @@ import {
 } from "./kdf.ts";
 import { RecordOpener, RecordSealer, RecordType } from "./record.ts";
 import { HmacSha256 } from "./sha256.ts";
-import {
-  openTicket,
-  type TicketKeys,
-  type TicketReplayCache,
-} from "./ticket.ts";
+import { openTicket, type TicketKeys } from "./ticket.ts";
 import {
   type Ephemeral,
   generateEphemeral,
@@ -56,7 +60,15 @@ import {
 
 /** Peer handshake version. */
 export const PEER_VERSION = 1;
+/** Bytes of the joiner's commitment in PEER_COMMIT. */
+export const PEER_COMMIT_BYTES = 32;
 const MAC_BYTES = 32;
+
+/** PEER_COMMIT, joiner -> host: the joiner's commitment, sent first. */
+export interface PeerCommit {
+  /** `TH("im v1 peer commit", nonce_b, eph_b)`. */
+  commit: Uint8Array;
+}
 
 /** PEER_HELLO, host -> joiner. */
 export interface PeerHello {
@@ -66,7 +78,7 @@ export interface PeerHello {
   ephemeral: Uint8Array;
 }
 
-/** PEER_REPLY, joiner -> host. */
+/** PEER_REPLY, joiner -> host: the values committed to, and the joiner's MAC. */
 export interface PeerReply {
   nonce: Uint8Array;
   ephemeral: Uint8Array;
@@ -80,6 +92,51 @@ export interface PeerResult {
   opener: RecordOpener;
   /** Short authentication string, e.g. `482 193 004 771`. */
   sas: string;
+}
+
+/** Where the joiner records ticket ids it has used (a {@link TicketReplayCache} fits). */
+export interface ReplayGuard {
+  /**
+   * Record `id` as used.
+   * @throws {TicketError} `replayed` when it was used before
+   */
+  use(id: Uint8Array, expiresAt: number, now?: number): void;
+}
+
+/**
+ * @param m the commitment
+ * @returns frame payload
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodePeerCommit, encodePeerCommit } from "./peer_handshake.ts";
+ * const m = { commit: new Uint8Array(32).fill(9) };
+ * assert.deepEqual(decodePeerCommit(encodePeerCommit(m)).commit, m.commit);
+ * ```
+ */
+export function encodePeerCommit(m: PeerCommit): Uint8Array {
+  return new ByteWriter().u8(FrameKind.PEER_COMMIT).bytes(m.commit).finish();
+}
+
+/**
+ * @param p frame payload
+ * @returns the commitment
+ * @throws {ProtocolError} when malformed (wrong kind, not exactly 32 bytes)
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodePeerCommit } from "./peer_handshake.ts";
+ * assert.throws(() => decodePeerCommit(new Uint8Array([0x23, 1])), { name: "ProtocolError" });
+ * ```
+ */
+export function decodePeerCommit(p: Uint8Array): PeerCommit {
+  const r = new ByteReader(p, "PEER_COMMIT");
+  if (r.u8() !== FrameKind.PEER_COMMIT) {
+    throw new ProtocolError("unexpected-frame", "Expected PEER_COMMIT");
+  }
+  const commit = r.bytes(PEER_COMMIT_BYTES);
+  r.end();
+  return { commit };
 }
 
 /**
@@ -166,6 +223,29 @@ export function decodePeerReply(p: Uint8Array): PeerReply {
 }
 
 /**
+ * The joiner's commitment to its values (PROTOCOL.md "Peer sessions"):
+ * `TH("im v1 peer commit", nonce_b, eph_b)`. The 32-byte random nonce
+ * hides the ephemeral key until the reveal; SHA-256 binds both.
+ * @param nonce the joiner's nonce
+ * @param ephemeral the joiner's X25519 public key
+ * @returns 32 bytes
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { peerCommitment } from "./peer_handshake.ts";
+ * const a = await peerCommitment(new Uint8Array(32), new Uint8Array(32));
+ * const b = await peerCommitment(new Uint8Array(32).fill(1), new Uint8Array(32));
+ * assert.ok(a.length === 32 && a.toHex() !== b.toHex());
+ * ```
+ */
+export function peerCommitment(
+  nonce: Uint8Array,
+  ephemeral: Uint8Array,
+): Promise<Uint8Array> {
+  return transcriptHash(Label.PEER_COMMIT, [nonce, ephemeral]);
+}
+
+/**
  * Format SAS bytes as four groups of three digits (40 bits).
  * @param bytes at least 5 bytes
  * @returns e.g. `482 193 004 771`
@@ -187,17 +267,20 @@ interface TranscriptParts {
   ticketId: Uint8Array;
   host: string;
   joiner: string;
+  commit: Uint8Array;
   hello: PeerHello;
   replyNonce: Uint8Array;
   replyEphemeral: Uint8Array;
 }
 
+/** pth: PROTOCOL.md "Peer sessions". */
 function peerTranscript(p: TranscriptParts): Promise<Uint8Array> {
   return transcriptHash(Label.PEER_TRANSCRIPT, [
     new Uint8Array([p.hello.version]),
     p.ticketId,
     utf8(p.host),
     utf8(p.joiner),
+    p.commit,
     p.hello.nonce,
     p.hello.ephemeral,
     p.replyNonce,
@@ -253,6 +336,61 @@ function checkFinished(
   }
 }
 
+/**
+ * Runs the steps of one side in order and keeps the first error, like the
+ * login handshake: once a step failed, every later call throws that error
+ * again; a step called out of order, or while another is running, throws
+ * `unexpected-frame` and changes nothing. (The async steps are `async`
+ * methods, so they reject rather than throw.)
+ */
+class Steps<S extends string> {
+  state: S | "failed";
+  #failure: unknown;
+  #busy = false;
+
+  constructor(initial: S) {
+    this.state = initial;
+  }
+
+  run<T>(expected: S, fn: () => T): T {
+    if (this.state === "failed") throw this.#failure;
+    if (this.#busy || this.state !== expected) {
+      throw new ProtocolError(
+        "unexpected-frame",
+        `Peer handshake step out of order in state ${this.state}`,
+      );
+    }
+    this.#busy = true;
+    let out: T;
+    try {
+      out = fn();
+    } catch (e) {
+      this.#busy = false;
+      throw this.#fail(e);
+    }
+    if (out instanceof Promise) {
+      return out.then(
+        (v) => {
+          this.#busy = false;
+          return v;
+        },
+        (e) => {
+          this.#busy = false;
+          throw this.#fail(e);
+        },
+      ) as T;
+    }
+    this.#busy = false;
+    return out;
+  }
+
+  #fail(e: unknown): unknown {
+    this.state = "failed";
+    this.#failure = e;
+    return e;
+  }
+}
+
 /** Options of {@link PeerHostHandshake}. */
 export interface PeerHostOptions {
   self: string;
@@ -264,11 +402,23 @@ export interface PeerHostOptions {
   windowMs?: number;
 }
 
-/** The host's side. States: start -> await-reply -> await-finished -> done. */
+/** States of {@link PeerHostHandshake}, in order. */
+export type PeerHostState =
+  | "await-commit"
+  | "send-hello"
+  | "await-reply"
+  | "await-finished"
+  | "done"
+  | "failed";
+
+/**
+ * The host's side: {@link onCommit}, {@link hello}, {@link onReply},
+ * {@link onFinished}, then {@link result}.
+ */
 export class PeerHostHandshake {
-  state: "start" | "await-reply" | "await-finished" | "done" | "failed" =
-    "start";
+  #steps = new Steps<Exclude<PeerHostState, "failed">>("await-commit");
   #o: PeerHostOptions;
+  #commit: Uint8Array | undefined;
   #eph: Ephemeral | undefined;
   #hello: PeerHello | undefined;
   #pth: Uint8Array | undefined;
@@ -279,13 +429,21 @@ export class PeerHostHandshake {
     this.#o = o;
   }
 
-  #expect(s: PeerHostHandshake["state"]): void {
-    if (this.state !== s) {
-      throw new ProtocolError(
-        "unexpected-frame",
-        `Peer handshake step out of order in state ${this.state}`,
-      );
-    }
+  /** Current state. */
+  get state(): PeerHostState {
+    return this.#steps.state;
+  }
+
+  /**
+   * readPeerCommit: keep the joiner's commitment. Nothing is sent before it.
+   * @param payload PEER_COMMIT
+   * @throws {ProtocolError} when it is not a PEER_COMMIT of the right length
+   */
+  onCommit(payload: Uint8Array): void {
+    this.#steps.run("await-commit", () => {
+      this.#commit = decodePeerCommit(payload).commit;
+      this.#steps.state = "send-hello";
+    });
   }
 
   /**
@@ -293,58 +451,71 @@ export class PeerHostHandshake {
    * @returns PEER_HELLO payload
    */
   async hello(): Promise<Uint8Array> {
-    this.#expect("start");
-    this.#eph = await generateEphemeral();
-    this.#hello = {
-      version: PEER_VERSION,
-      ticket: this.#o.ticket,
-      nonce: randomBytes(NONCE_BYTES),
-      ephemeral: this.#eph.publicRaw,
-    };
-    this.state = "await-reply";
-    return encodePeerHello(this.#hello);
+    return await this.#steps.run("send-hello", async () => {
+      this.#eph = await generateEphemeral();
+      this.#hello = {
+        version: PEER_VERSION,
+        ticket: this.#o.ticket,
+        nonce: randomBytes(NONCE_BYTES),
+        ephemeral: this.#eph.publicRaw,
+      };
+      this.#steps.state = "await-reply";
+      return encodePeerHello(this.#hello);
+    });
   }
 
   /**
-   * readPeerReply: verify the joiner's MAC, derive keys, send FINISHED.
+   * readPeerReply: check the revealed values against the commitment, then
+   * the joiner's MAC; derive keys; make our FINISHED.
    * @param payload PEER_REPLY
    * @returns our FINISHED record
-   * @throws {AuthError} `peer-auth-failed` for anyone who does not hold the peer key
+   * @throws {AuthError} `commit-mismatch` when the revealed values are not
+   *   the ones committed to; `peer-auth-failed` for anyone who does not hold
+   *   the peer key
    */
   async onReply(payload: Uint8Array): Promise<Uint8Array> {
-    this.#expect("await-reply");
-    this.state = "failed";
-    const m = decodePeerReply(payload);
-    const pth = await peerTranscript({
-      ticketId: this.#o.ticketId,
-      host: this.#o.self,
-      joiner: this.#o.joiner,
-      hello: this.#hello!,
-      replyNonce: m.nonce,
-      replyEphemeral: m.ephemeral,
+    return await this.#steps.run("await-reply", async () => {
+      const m = decodePeerReply(payload);
+      // Before anything else: values chosen after seeing ours are refused.
+      const opened = await peerCommitment(m.nonce, m.ephemeral);
+      if (!constantTimeEqual(opened, this.#commit!)) {
+        throw new AuthError(
+          "commit-mismatch",
+          "Peer session refused: the joiner's PEER_REPLY does not match its PEER_COMMIT",
+        );
+      }
+      const pth = await peerTranscript({
+        ticketId: this.#o.ticketId,
+        host: this.#o.self,
+        joiner: this.#o.joiner,
+        commit: this.#commit!,
+        hello: this.#hello!,
+        replyNonce: m.nonce,
+        replyEphemeral: m.ephemeral,
+      });
+      const expected = await joinerMac(this.#o.peerKey, this.#o.ticketId, pth);
+      if (!constantTimeEqual(expected, m.mac)) {
+        throw new AuthError(
+          "peer-auth-failed",
+          "Peer session refused: the joiner could not prove it holds the ticket",
+        );
+      }
+      const dh = await sharedSecret(this.#eph!, m.ephemeral);
+      const k = await derivePeerKeys(this.#o.peerKey, dh, pth);
+      wipe(dh);
+      const windowOpts = this.#o.windowMs === undefined
+        ? {}
+        : { windowMs: this.#o.windowMs };
+      this.#result = {
+        peer: this.#o.joiner,
+        sealer: new RecordSealer(k.h2j),
+        opener: new RecordOpener(k.j2h, windowOpts),
+        sas: k.sas,
+      };
+      this.#pth = pth;
+      this.#steps.state = "await-finished";
+      return this.#result.sealer.seal(RecordType.FINISHED, pth);
     });
-    const expected = await joinerMac(this.#o.peerKey, this.#o.ticketId, pth);
-    if (!constantTimeEqual(expected, m.mac)) {
-      throw new AuthError(
-        "peer-auth-failed",
-        "Peer session refused: the joiner could not prove it holds the ticket",
-      );
-    }
-    const dh = await sharedSecret(this.#eph!, m.ephemeral);
-    const k = await derivePeerKeys(this.#o.peerKey, dh, pth);
-    wipe(dh);
-    const windowOpts = this.#o.windowMs === undefined
-      ? {}
-      : { windowMs: this.#o.windowMs };
-    this.#result = {
-      peer: this.#o.joiner,
-      sealer: new RecordSealer(k.h2j),
-      opener: new RecordOpener(k.j2h, windowOpts),
-      sas: k.sas,
-    };
-    this.#pth = pth;
-    this.state = "await-finished";
-    return this.#result.sealer.seal(RecordType.FINISHED, pth);
   }
 
   /**
@@ -353,10 +524,10 @@ export class PeerHostHandshake {
    * @throws {AuthError} `peer-auth-failed`
    */
   onFinished(payload: Uint8Array): void {
-    this.#expect("await-finished");
-    this.state = "failed";
-    checkFinished(this.#result!.opener, payload, this.#pth!, "the joiner");
-    this.state = "done";
+    this.#steps.run("await-finished", () => {
+      checkFinished(this.#result!.opener, payload, this.#pth!, "the joiner");
+      this.#steps.state = "done";
+    });
   }
 
   /** @returns the session keys and SAS once done */
@@ -376,15 +547,29 @@ export interface PeerJoinOptions {
   /** Our ticket keys from our own login. */
   ticketKeys: TicketKeys;
   /** Ticket ids already used (rule 4.3). */
-  replayCache: TicketReplayCache;
+  replayCache: ReplayGuard;
   windowMs?: number;
   now?: () => number;
 }
 
-/** The joiner's side. States: await-hello -> await-finished -> done. */
+/** States of {@link PeerJoinHandshake}, in order. */
+export type PeerJoinState =
+  | "start"
+  | "await-hello"
+  | "await-finished"
+  | "done"
+  | "failed";
+
+/**
+ * The joiner's side: {@link commit}, {@link onHello}, {@link onFinished},
+ * then {@link result}.
+ */
 export class PeerJoinHandshake {
-  state: "await-hello" | "await-finished" | "done" | "failed" = "await-hello";
+  #steps = new Steps<Exclude<PeerJoinState, "failed">>("start");
   #o: PeerJoinOptions;
+  #eph: Ephemeral | undefined;
+  #nonce: Uint8Array | undefined;
+  #commit: Uint8Array | undefined;
   #pth: Uint8Array | undefined;
   #result: PeerResult | undefined;
 
@@ -393,57 +578,75 @@ export class PeerJoinHandshake {
     this.#o = o;
   }
 
+  /** Current state. */
+  get state(): PeerJoinState {
+    return this.#steps.state;
+  }
+
   /**
-   * readPeerHello: open and check the ticket, answer with our MAC.
+   * sendPeerCommit: choose our nonce and ephemeral key now, before we see
+   * the host's, and commit to them.
+   * @returns PEER_COMMIT payload
+   */
+  async commit(): Promise<Uint8Array> {
+    return await this.#steps.run("start", async () => {
+      this.#eph = await generateEphemeral();
+      this.#nonce = randomBytes(NONCE_BYTES);
+      this.#commit = await peerCommitment(this.#nonce, this.#eph.publicRaw);
+      this.#steps.state = "await-hello";
+      return encodePeerCommit({ commit: this.#commit });
+    });
+  }
+
+  /**
+   * readPeerHello: open and check the ticket, reveal our values with our MAC.
    * @param payload PEER_HELLO
    * @returns PEER_REPLY payload
    * @throws {TicketError} bad, misbound, expired or replayed ticket
    */
   async onHello(payload: Uint8Array): Promise<Uint8Array> {
-    if (this.state !== "await-hello") {
-      throw new ProtocolError("unexpected-frame", "PEER_HELLO out of order");
-    }
-    this.state = "failed";
-    const hello = decodePeerHello(payload);
-    if (hello.version !== PEER_VERSION) {
-      throw new ProtocolError(
-        "version",
-        `Peer speaks version ${hello.version}, we speak ${PEER_VERSION}`,
-      );
-    }
-    const now = this.#o.now?.() ?? Date.now();
-    const t = openTicket(this.#o.ticketKeys, hello.ticket, {
-      self: this.#o.self,
-      expectedHost: this.#o.expectedHost,
-      now,
+    return await this.#steps.run("await-hello", async () => {
+      const hello = decodePeerHello(payload);
+      if (hello.version !== PEER_VERSION) {
+        throw new ProtocolError(
+          "version",
+          `Peer speaks version ${hello.version}, we speak ${PEER_VERSION}`,
+        );
+      }
+      const now = this.#o.now?.() ?? Date.now();
+      const t = openTicket(this.#o.ticketKeys, hello.ticket, {
+        self: this.#o.self,
+        expectedHost: this.#o.expectedHost,
+        now,
+      });
+      this.#o.replayCache.use(t.id, t.expiresAt, now);
+      const eph = this.#eph!, nonce = this.#nonce!;
+      const pth = await peerTranscript({
+        ticketId: t.id,
+        host: t.host,
+        joiner: t.joiner,
+        commit: this.#commit!,
+        hello,
+        replyNonce: nonce,
+        replyEphemeral: eph.publicRaw,
+      });
+      const mac = await joinerMac(t.peerKey, t.id, pth);
+      const dh = await sharedSecret(eph, hello.ephemeral);
+      const k = await derivePeerKeys(t.peerKey, dh, pth);
+      wipe(dh, t.peerKey);
+      const windowOpts = this.#o.windowMs === undefined
+        ? {}
+        : { windowMs: this.#o.windowMs };
+      this.#result = {
+        peer: t.host,
+        sealer: new RecordSealer(k.j2h),
+        opener: new RecordOpener(k.h2j, windowOpts),
+        sas: k.sas,
+      };
+      this.#pth = pth;
+      this.#steps.state = "await-finished";
+      return encodePeerReply({ nonce, ephemeral: eph.publicRaw, mac });
     });
-    this.#o.replayCache.use(t.id, t.expiresAt, now);
-    const eph = await generateEphemeral();
-    const nonce = randomBytes(NONCE_BYTES);
-    const pth = await peerTranscript({
-      ticketId: t.id,
-      host: t.host,
-      joiner: t.joiner,
-      hello,
-      replyNonce: nonce,
-      replyEphemeral: eph.publicRaw,
-    });
-    const mac = await joinerMac(t.peerKey, t.id, pth);
-    const dh = await sharedSecret(eph, hello.ephemeral);
-    const k = await derivePeerKeys(t.peerKey, dh, pth);
-    wipe(dh, t.peerKey);
-    const windowOpts = this.#o.windowMs === undefined
-      ? {}
-      : { windowMs: this.#o.windowMs };
-    this.#result = {
-      peer: t.host,
-      sealer: new RecordSealer(k.j2h),
-      opener: new RecordOpener(k.h2j, windowOpts),
-      sas: k.sas,
-    };
-    this.#pth = pth;
-    this.state = "await-finished";
-    return encodePeerReply({ nonce, ephemeral: eph.publicRaw, mac });
   }
 
   /**
@@ -453,13 +656,11 @@ export class PeerJoinHandshake {
    * @throws {AuthError} `peer-auth-failed`
    */
   onFinished(payload: Uint8Array): Uint8Array {
-    if (this.state !== "await-finished") {
-      throw new ProtocolError("unexpected-frame", "FINISHED out of order");
-    }
-    this.state = "failed";
-    checkFinished(this.#result!.opener, payload, this.#pth!, "the host");
-    this.state = "done";
-    return this.#result!.sealer.seal(RecordType.FINISHED, this.#pth!);
+    return this.#steps.run("await-finished", () => {
+      checkFinished(this.#result!.opener, payload, this.#pth!, "the host");
+      this.#steps.state = "done";
+      return this.#result!.sealer.seal(RecordType.FINISHED, this.#pth!);
+    });
   }
 
   /** @returns the session keys and SAS once done */

@@ -7,8 +7,9 @@
  * - {@link handshakePair}: a fresh client and server handshake for one user,
  *   to drive step by step.
  * - {@link loginInMemory}: a whole login with no sockets.
- * - {@link peerInMemory}: a ticket sealed by the "server" and a whole peer
- *   handshake between two logged-in users.
+ * - {@link peerSetup}, {@link peerInMemory}: a ticket sealed by the
+ *   "server" and a whole peer handshake between two logged-in users
+ *   (PEER_COMMIT, PEER_HELLO, PEER_REPLY, FINISHED both ways).
  * - {@link seededRandom}, {@link flipBit}: deterministic fuzz input.
  * - {@link captureEphemerals}, {@link x25519}: see the X25519 private keys a
  *   handshake generates, to recompute its key schedule from the outside.
@@ -242,13 +243,15 @@ export function peerSetup(
 }
 
 /**
- * Drive a whole peer handshake set up by {@link peerSetup}.
+ * Drive a whole peer handshake set up by {@link peerSetup}: the joiner
+ * commits, the host says hello, the joiner reveals, both confirm keys.
  * @param s the setup
  * @returns the host's and the joiner's results
  */
 export async function peerInMemory(
   s: PeerSetup,
 ): Promise<{ host: PeerResult; joiner: PeerResult }> {
+  s.host.onCommit(await s.join.commit());
   const reply = await s.join.onHello(await s.host.hello());
   const hostFin = await s.host.onReply(reply);
   s.host.onFinished(s.join.onFinished(hostFin));

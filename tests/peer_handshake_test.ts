@@ -1,8 +1,8 @@
 /**
- * The peer handshake, rules 4.3 and 4.4: the host carries the joiner's
- * ticket, an X25519 exchange authenticated with the peer key, key
- * confirmation both ways, the same short authentication string (SAS) on
- * both sides.
+ * The peer handshake, rules 4.3 and 4.4: the joiner commits to its values
+ * first, the host carries the joiner's ticket, an X25519 exchange
+ * authenticated with the peer key, key confirmation both ways, the same
+ * short authentication string (SAS) on both sides.
  */
 import assert from "node:assert/strict";
 import { concat, randomBytes, utf8 } from "../lib/bytes.ts";
@@ -21,12 +21,15 @@ import {
   transcriptHash,
 } from "../lib/kdf.ts";
 import {
+  decodePeerCommit,
   decodePeerHello,
   decodePeerReply,
+  encodePeerCommit,
   encodePeerHello,
   encodePeerReply,
   formatSas,
   PEER_VERSION,
+  peerCommitment,
   PeerHostHandshake,
   PeerJoinHandshake,
 } from "../lib/peer_handshake.ts";
@@ -67,6 +70,57 @@ async function aToB() {
 
 const SAS = /^\d{3} \d{3} \d{3} \d{3}$/;
 
+/** The joiner of `s` commits to the host of `s`; the host's PEER_HELLO. */
+async function commitAndHello(
+  s: { host: PeerHostHandshake; join: PeerJoinHandshake },
+): Promise<Uint8Array> {
+  s.host.onCommit(await s.join.commit());
+  return s.host.hello();
+}
+
+/** A fresh joiner B for host A with `cache`, already committed to `host`. */
+async function committedJoiner(
+  host: PeerHostHandshake,
+  o: {
+    self?: string;
+    expectedHost?: string;
+    keys?: LoginPair;
+    cache?: TicketReplayCache;
+    now?: () => number;
+  } = {},
+): Promise<PeerJoinHandshake> {
+  const { b } = await users();
+  const join = new PeerJoinHandshake({
+    self: o.self ?? "B",
+    expectedHost: o.expectedHost ?? "A",
+    ticketKeys: (o.keys ?? b).client.ticketKeys,
+    replayCache: o.cache ?? new TicketReplayCache(),
+    ...(o.now ? { now: o.now } : {}),
+  });
+  host.onCommit(await join.commit());
+  return join;
+}
+
+/** pth as PROTOCOL.md "Peer sessions" writes it. */
+function pthOf(
+  ticketId: Uint8Array,
+  commit: Uint8Array,
+  hello: { nonce: Uint8Array; ephemeral: Uint8Array },
+  reply: { nonce: Uint8Array; ephemeral: Uint8Array },
+): Promise<Uint8Array> {
+  return transcriptHash(Label.PEER_TRANSCRIPT, [
+    new Uint8Array([PEER_VERSION]),
+    ticketId,
+    utf8("A"),
+    utf8("B"),
+    commit,
+    hello.nonce,
+    hello.ephemeral,
+    reply.nonce,
+    reply.ephemeral,
+  ]);
+}
+
 Deno.test("both peers finish with the same SAS and records flow h2j and j2h", async () => {
   const s = await aToB();
   const { host, joiner } = await peerInMemory(s);
@@ -100,24 +154,23 @@ Deno.test("two peer sessions between the same users get different SAS and keys",
   assertThrowsIm(() => two.joiner.opener.open(rec), RecordError, "tampered");
 });
 
-Deno.test("the peer keys are HKDF(peer key || X25519 secret, pth) and the joiner's MAC is keyed from the peer key, as PROTOCOL.md says", async () => {
+Deno.test("the commitment is TH(peer commit, nonce_b, eph_b), the peer keys are HKDF(peer key || X25519 secret, pth) with the commitment in pth, and the joiner's MAC is keyed from the peer key, as PROTOCOL.md says", async () => {
   const s = await aToB();
+  const commitBytes = await s.join.commit();
+  s.host.onCommit(commitBytes);
   const { value: helloBytes, pairs } = await captureEphemerals(() =>
     s.host.hello()
   );
   const hello = decodePeerHello(helloBytes);
   const replyBytes = await s.join.onHello(helloBytes);
   const reply = decodePeerReply(replyBytes);
-  const pth = await transcriptHash(Label.PEER_TRANSCRIPT, [
-    new Uint8Array([PEER_VERSION]),
-    s.ticketId,
-    utf8("A"),
-    utf8("B"),
-    hello.nonce,
-    hello.ephemeral,
-    reply.nonce,
-    reply.ephemeral,
-  ]);
+  const commit = decodePeerCommit(commitBytes).commit;
+  assert.deepEqual(
+    commit,
+    await transcriptHash(Label.PEER_COMMIT, [reply.nonce, reply.ephemeral]),
+  );
+  assert.equal(Label.PEER_COMMIT, "im v1 peer commit");
+  const pth = await pthOf(s.ticketId, commit, hello, reply);
   const authKey = await deriveKey(s.peerKey, s.ticketId, Label.PEER_AUTH);
   assert.deepEqual(
     reply.mac,
@@ -133,6 +186,31 @@ Deno.test("the peer keys are HKDF(peer key || X25519 secret, pth) and the joiner
   s.host.onFinished(s.join.onFinished(hostFin));
   const sas = formatSas(await deriveKey(ikm, pth, Label.PEER_SAS));
   assert.equal(s.host.result.sas, sas);
+  assert.equal(s.join.result.sas, sas);
+  // The commitment is bound into pth: with another commitment (or none, as
+  // before PEER_COMMIT existed) the same values give another SAS.
+  for (
+    const other of [
+      await pthOf(s.ticketId, flipBit(commit, 0), hello, reply),
+      await transcriptHash(Label.PEER_TRANSCRIPT, [
+        new Uint8Array([PEER_VERSION]),
+        s.ticketId,
+        utf8("A"),
+        utf8("B"),
+        hello.nonce,
+        hello.ephemeral,
+        reply.nonce,
+        reply.ephemeral,
+      ]),
+    ]
+  ) {
+    assert.notDeepEqual(other, pth);
+    assert.notEqual(
+      formatSas(await deriveKey(ikm, other, Label.PEER_SAS)),
+      sas,
+      "the SAS depends on the commitment",
+    );
+  }
 });
 
 Deno.test("formatSas() shows 40 bits as four groups of three digits", () => {
@@ -147,15 +225,15 @@ Deno.test("formatSas() shows 40 bits as four groups of three digits", () => {
 // ---------------------------------------------------------------------------
 // Strangers and wrong keys (rule 4.3, 4.4)
 
-Deno.test("a stranger who answers PEER_HELLO with a random PEER_REPLY is refused with peer-auth-failed", async () => {
+Deno.test("a stranger who commits to its values and reveals them with a random MAC is refused with peer-auth-failed", async () => {
   for (let i = 0; i < 3; i++) {
     const s = await aToB();
+    const nonce = randomBytes(32), ephemeral = randomBytes(32);
+    s.host.onCommit(
+      encodePeerCommit({ commit: await peerCommitment(nonce, ephemeral) }),
+    );
     await s.host.hello();
-    const reply = encodePeerReply({
-      nonce: randomBytes(32),
-      ephemeral: randomBytes(32),
-      mac: randomBytes(32),
-    });
+    const reply = encodePeerReply({ nonce, ephemeral, mac: randomBytes(32) });
     await assertRejectsIm(
       () => s.host.onReply(reply),
       AuthError,
@@ -174,7 +252,7 @@ Deno.test("a stranger's garbage PEER_REPLY is a ProtocolError, never a crash", a
     const bytes of [new Uint8Array(0), kind(1), kind(96), kind(98), wrongKind]
   ) {
     const s = await aToB();
-    await s.host.hello();
+    await commitAndHello(s);
     await assertRejectsIm(() => s.host.onReply(bytes), ProtocolError);
   }
 });
@@ -197,6 +275,7 @@ Deno.test("a joiner whose ticket holds another peer key cannot authenticate: the
     ticket: wrongTicket,
     ticketId: s.ticketId,
   });
+  host.onCommit(await s.join.commit());
   const reply = await s.join.onHello(await host.hello());
   await assertRejectsIm(
     () => host.onReply(reply),
@@ -208,6 +287,8 @@ Deno.test("a joiner whose ticket holds another peer key cannot authenticate: the
 Deno.test("the joiner refuses a FINISHED from a host that does not hold the peer key (a stolen ticket raced ahead)", async () => {
   const s = await aToB();
   // An eavesdropper replays the ticket with its own ephemeral key before A does.
+  const commit = await s.join.commit();
+  s.host.onCommit(commit);
   const stolen = decodePeerHello(await s.host.hello());
   const thief = new PeerHostHandshake({
     self: "A",
@@ -216,6 +297,7 @@ Deno.test("the joiner refuses a FINISHED from a host that does not hold the peer
     ticket: stolen.ticket,
     ticketId: s.ticketId,
   });
+  thief.onCommit(commit);
   const reply = await s.join.onHello(await thief.hello());
   await assertRejectsIm(
     () => thief.onReply(reply),
@@ -237,12 +319,7 @@ Deno.test("the joiner refuses a FINISHED from a host that does not hold the peer
 Deno.test("a ticket for another joiner is refused: C cannot open B's ticket; a ticket naming B is misbound for C", async () => {
   const { b, c } = await users();
   const s = peerSetup("A", b, "B");
-  const joinC = new PeerJoinHandshake({
-    self: "C",
-    expectedHost: "A",
-    ticketKeys: c.client.ticketKeys,
-    replayCache: new TicketReplayCache(),
-  });
+  const joinC = await committedJoiner(s.host, { self: "C", keys: c });
   await assertRejectsIm(
     async () => joinC.onHello(await s.host.hello()),
     TicketError,
@@ -252,12 +329,7 @@ Deno.test("a ticket for another joiner is refused: C cannot open B's ticket; a t
 
   // Sealed with C's keys but naming B as the joiner.
   const t = peerSetup("A", c, "B");
-  const joinC2 = new PeerJoinHandshake({
-    self: "C",
-    expectedHost: "A",
-    ticketKeys: c.client.ticketKeys,
-    replayCache: new TicketReplayCache(),
-  });
+  const joinC2 = await committedJoiner(t.host, { self: "C", keys: c });
   await assertRejectsIm(
     async () => joinC2.onHello(await t.host.hello()),
     TicketError,
@@ -268,12 +340,7 @@ Deno.test("a ticket for another joiner is refused: C cannot open B's ticket; a t
 Deno.test("a joiner told to join another host refuses the ticket as misbound", async () => {
   const { b } = await users();
   const s = peerSetup("A", b, "B");
-  const join = new PeerJoinHandshake({
-    self: "B",
-    expectedHost: "C",
-    ticketKeys: b.client.ticketKeys,
-    replayCache: new TicketReplayCache(),
-  });
+  const join = await committedJoiner(s.host, { expectedHost: "C", keys: b });
   await assertRejectsIm(
     async () => join.onHello(await s.host.hello()),
     TicketError,
@@ -284,11 +351,8 @@ Deno.test("a joiner told to join another host refuses the ticket as misbound", a
 Deno.test("an expired ticket is refused by the joiner", async () => {
   const { b } = await users();
   const s = peerSetup("A", b, "B");
-  const join = new PeerJoinHandshake({
-    self: "B",
-    expectedHost: "A",
-    ticketKeys: b.client.ticketKeys,
-    replayCache: new TicketReplayCache(),
+  const join = await committedJoiner(s.host, {
+    keys: b,
     now: () => s.expiresAt + 1,
   });
   await assertRejectsIm(
@@ -301,7 +365,7 @@ Deno.test("an expired ticket is refused by the joiner", async () => {
 Deno.test("a replayed PEER_HELLO to the same joiner is refused as replayed", async () => {
   const { b } = await users();
   const s = peerSetup("A", b, "B");
-  const hello = await s.host.hello();
+  const hello = await commitAndHello(s);
   await s.join.onHello(hello);
   const again = new PeerJoinHandshake({
     self: "B",
@@ -309,11 +373,13 @@ Deno.test("a replayed PEER_HELLO to the same joiner is refused as replayed", asy
     ticketKeys: b.client.ticketKeys,
     replayCache: s.cache,
   });
+  await again.commit();
   await assertRejectsIm(() => again.onHello(hello), TicketError, "replayed");
   assert.equal(again.state, "failed");
   // The same ticket with a fresh nonce and ephemeral key is a replay too.
   const m = decodePeerHello(hello);
-  const otherEph = decodePeerHello(await (await aToB()).host.hello()).ephemeral;
+  const otherEph =
+    decodePeerHello(await commitAndHello(await aToB())).ephemeral;
   const fresh = encodePeerHello({
     ...m,
     nonce: randomBytes(32),
@@ -325,6 +391,7 @@ Deno.test("a replayed PEER_HELLO to the same joiner is refused as replayed", asy
     ticketKeys: b.client.ticketKeys,
     replayCache: s.cache,
   });
+  await third.commit();
   await assertRejectsIm(() => third.onHello(fresh), TicketError, "replayed");
 });
 
@@ -332,18 +399,20 @@ Deno.test("a replayed PEER_HELLO to the same joiner is refused as replayed", asy
 // Man in the middle (rule 4.4)
 
 /**
- * Relay a whole peer handshake through `edit`, which may change the host's
- * hello or the joiner's reply. Returns how it ended: the first error, or both
- * SAS when both sides finished.
+ * Relay a whole peer handshake through `edit`, which may change the
+ * joiner's commitment, the host's hello or the joiner's reply. Returns how
+ * it ended: the first error, or both SAS when both sides finished.
  */
 async function relay(
   s: Awaited<ReturnType<typeof aToB>>,
   edit: {
+    commit?: (b: Uint8Array) => Uint8Array;
     hello?: (b: Uint8Array) => Uint8Array;
     reply?: (b: Uint8Array) => Uint8Array;
   },
 ): Promise<{ error: unknown } | { hostSas: string; joinSas: string }> {
   try {
+    s.host.onCommit((edit.commit ?? ((b) => b))(await s.join.commit()));
     const hello = (edit.hello ?? ((b) => b))(await s.host.hello());
     const reply = (edit.reply ?? ((b) => b))(await s.join.onHello(hello));
     const hostFin = await s.host.onReply(reply);
@@ -354,14 +423,15 @@ async function relay(
   }
 }
 
-/** Rule 4.4: a changed X25519 key either stops the handshake or shows in the SAS. */
+/** Rule 4.4: a changed value either stops the handshake or shows in the SAS. */
 function assertDetected(
   outcome: Awaited<ReturnType<typeof relay>>,
   what: string,
+  code?: string,
 ): void {
   if ("error" in outcome) {
     assert.ok(outcome.error instanceof AuthError, `${what}: ${outcome.error}`);
-    assert.equal(outcome.error.code, "peer-auth-failed", what);
+    if (code) assert.equal(outcome.error.code, code, what);
   } else {
     assert.notEqual(
       outcome.hostSas,
@@ -371,22 +441,35 @@ function assertDetected(
   }
 }
 
-Deno.test("a man in the middle who swaps the host's ephemeral key (eph_a) is detected: the handshake fails or the SAS differ", async () => {
-  const mallory = decodePeerHello(await (await aToB()).host.hello()).ephemeral;
-  const s = await aToB();
-  const outcome = await relay(s, {
-    hello: (b) =>
-      encodePeerHello({ ...decodePeerHello(b), ephemeral: mallory }),
-  });
-  assertDetected(outcome, "eph_a swapped");
-  assert.ok(
-    "error" in outcome,
-    "the joiner's MAC or key confirmation stops it",
-  );
+/** An X25519 public key nobody in the test holds the private half of. */
+async function strangerEphemeral(): Promise<Uint8Array> {
+  return decodePeerHello(await commitAndHello(await aToB())).ephemeral;
+}
+
+Deno.test("a man in the middle who swaps the host's ephemeral key (eph_a) or nonce is detected: the joiner's MAC stops it", async () => {
+  const mallory = await strangerEphemeral();
+  for (
+    const [what, hello] of [
+      [
+        "eph_a",
+        (b: Uint8Array) =>
+          encodePeerHello({ ...decodePeerHello(b), ephemeral: mallory }),
+      ],
+      [
+        "nonce_a",
+        (b: Uint8Array) =>
+          encodePeerHello({ ...decodePeerHello(b), nonce: randomBytes(32) }),
+      ],
+    ] as const
+  ) {
+    const outcome = await relay(await aToB(), { hello });
+    assertDetected(outcome, what, "peer-auth-failed");
+    assert.ok("error" in outcome, `${what}: the handshake stops`);
+  }
 });
 
-Deno.test("a man in the middle who swaps the joiner's ephemeral key (eph_b) or either nonce is detected", async () => {
-  const mallory = decodePeerHello(await (await aToB()).host.hello()).ephemeral;
+Deno.test("a man in the middle who swaps the joiner's revealed eph_b or nonce_b, or its commitment, is stopped by the commitment (commit-mismatch)", async () => {
+  const mallory = await strangerEphemeral();
   const edits: [string, Parameters<typeof relay>[1]][] = [
     ["eph_b", {
       reply: (b) =>
@@ -396,17 +479,97 @@ Deno.test("a man in the middle who swaps the joiner's ephemeral key (eph_b) or e
       reply: (b) =>
         encodePeerReply({ ...decodePeerReply(b), nonce: randomBytes(32) }),
     }],
-    ["nonce_a", {
-      hello: (b) =>
-        encodePeerHello({ ...decodePeerHello(b), nonce: randomBytes(32) }),
-    }],
+    ["commit", { commit: (b) => flipBit(b, 8 + 5) }],
   ];
   for (const [what, edit] of edits) {
-    assertDetected(await relay(await aToB(), edit), what);
+    const outcome = await relay(await aToB(), edit);
+    assertDetected(outcome, what, "commit-mismatch");
+    assert.ok("error" in outcome, `${what}: the handshake stops`);
   }
   // Control: an untouched relay finishes with equal SAS.
   const clean = await relay(await aToB(), {});
   assert.ok(!("error" in clean) && clean.hostSas === clean.joinSas);
+});
+
+Deno.test("a joiner whose PEER_REPLY does not open its PEER_COMMIT is refused with commit-mismatch, even with a valid MAC for the values it reveals", async () => {
+  // The joiner holds the peer key (a malicious server can seal itself a
+  // ticket), so it can MAC any values; the commitment is what holds it to
+  // the ones it chose before it saw PEER_HELLO.
+  const s = await aToB();
+  s.host.onCommit(
+    encodePeerCommit({
+      commit: await peerCommitment(randomBytes(32), randomBytes(32)),
+    }),
+  );
+  const hello = decodePeerHello(await s.host.hello());
+  const nonce = randomBytes(32), ephemeral = await strangerEphemeral();
+  const commit = decodePeerCommit(
+    encodePeerCommit({ commit: await peerCommitment(nonce, ephemeral) }),
+  ).commit;
+  const authKey = await deriveKey(s.peerKey, s.ticketId, Label.PEER_AUTH);
+  const mac = new HmacSha256(authKey).mac(
+    concat(
+      utf8("joiner"),
+      await pthOf(s.ticketId, commit, hello, { nonce, ephemeral }),
+    ),
+  );
+  const err = await assertRejectsIm(
+    () => s.host.onReply(encodePeerReply({ nonce, ephemeral, mac })),
+    AuthError,
+    "commit-mismatch",
+  );
+  assert.match(err.message, /does not match its PEER_COMMIT/);
+  assert.equal(s.host.state, "failed");
+});
+
+Deno.test("SAS grinding: a malicious server that finishes with B first, then tries new PEER_REPLY values towards A after seeing A's PEER_HELLO, is refused by the commitment", async () => {
+  const { b } = await users();
+  const s = peerSetup("A", b, "B");
+  // The server made the peer key and can derive B's ticket keys: it can play
+  // host towards B and joiner towards A, and MAC anything.
+  const mitmHost = new PeerHostHandshake({
+    self: "A",
+    joiner: "B",
+    peerKey: s.peerKey,
+    ticket: s.ticket,
+    ticketId: s.ticketId,
+  });
+  // 1. server <-> B first: SAS_B is fixed.
+  mitmHost.onCommit(await s.join.commit());
+  const toB = await s.join.onHello(await mitmHost.hello());
+  mitmHost.onFinished(s.join.onFinished(await mitmHost.onReply(toB)));
+  const sasB = s.join.result.sas;
+  // 2. server <-> A: it must commit before A's PEER_HELLO ...
+  const committed = {
+    nonce: randomBytes(32),
+    ephemeral: await strangerEphemeral(),
+  };
+  const commit = await peerCommitment(committed.nonce, committed.ephemeral);
+  s.host.onCommit(encodePeerCommit({ commit }));
+  const hello = decodePeerHello(await s.host.hello());
+  // ... and only then could it search for values whose SAS_A equals SAS_B.
+  // Any such values differ from the committed ones; A refuses them before
+  // it looks at the MAC, so the search is worthless.
+  const authKey = await deriveKey(s.peerKey, s.ticketId, Label.PEER_AUTH);
+  const ground = { nonce: randomBytes(32), ephemeral: committed.ephemeral };
+  const mac = new HmacSha256(authKey).mac(
+    concat(utf8("joiner"), await pthOf(s.ticketId, commit, hello, ground)),
+  );
+  await assertRejectsIm(
+    () => s.host.onReply(encodePeerReply({ ...ground, mac })),
+    AuthError,
+    "commit-mismatch",
+  );
+  // A will not take a second try in this handshake either: the first error stays.
+  const honest = new HmacSha256(authKey).mac(
+    concat(utf8("joiner"), await pthOf(s.ticketId, commit, hello, committed)),
+  );
+  await assertRejectsIm(
+    () => s.host.onReply(encodePeerReply({ ...committed, mac: honest })),
+    AuthError,
+    "commit-mismatch",
+  );
+  assert.match(sasB, SAS);
 });
 
 Deno.test("a malicious server that knows the peer key and runs two handshakes in the middle is exposed: the SAS differ", async () => {
@@ -428,10 +591,12 @@ Deno.test("a malicious server that knows the peer key and runs two handshakes in
     ticketId: s.ticketId,
   });
   // A <-> server
+  s.host.onCommit(await mitmJoin.commit());
   const toA = await mitmJoin.onHello(await s.host.hello());
   const aFin = await s.host.onReply(toA);
   s.host.onFinished(mitmJoin.onFinished(aFin));
   // server <-> B
+  mitmHost.onCommit(await s.join.commit());
   const toB = await s.join.onHello(await mitmHost.hello());
   const mFin = await mitmHost.onReply(toB);
   mitmHost.onFinished(s.join.onFinished(mFin));
@@ -455,7 +620,7 @@ Deno.test("the host refuses a joiner FINISHED with the wrong transcript, the wro
   ) {
     const s = await aToB();
     const hostFin = await s.host.onReply(
-      await s.join.onHello(await s.host.hello()),
+      await s.join.onHello(await commitAndHello(s)),
     );
     s.join.onFinished(hostFin);
     const r = s.join.result;
@@ -481,21 +646,19 @@ Deno.test("the host refuses a joiner FINISHED with the wrong transcript, the wro
 Deno.test("the joiner refuses a host FINISHED with the wrong transcript under the right keys, and accepts the right one", async () => {
   for (const good of [false, true]) {
     const s = await aToB();
+    const commit = await s.join.commit();
+    s.host.onCommit(commit);
     const { value: helloBytes, pairs } = await captureEphemerals(() =>
       s.host.hello()
     );
     const hello = decodePeerHello(helloBytes);
     const reply = decodePeerReply(await s.join.onHello(helloBytes));
-    const pth = await transcriptHash(Label.PEER_TRANSCRIPT, [
-      new Uint8Array([PEER_VERSION]),
+    const pth = await pthOf(
       s.ticketId,
-      utf8("A"),
-      utf8("B"),
-      hello.nonce,
-      hello.ephemeral,
-      reply.nonce,
-      reply.ephemeral,
-    ]);
+      decodePeerCommit(commit).commit,
+      hello,
+      reply,
+    );
     const dh = await x25519(pairs[0]!.privateKey, reply.ephemeral);
     const h2j = await deriveDirectionKeys(concat(s.peerKey, dh), pth, "h2j");
     const fin = new RecordSealer(h2j).seal(
@@ -519,8 +682,20 @@ Deno.test("the joiner refuses a host FINISHED with the wrong transcript under th
 // ---------------------------------------------------------------------------
 // Order, versions, malformed input
 
-Deno.test("peer handshake steps out of order throw ProtocolError", async () => {
+Deno.test("peer handshake steps out of order throw ProtocolError and change nothing: no PEER_HELLO before a PEER_COMMIT, no PEER_REPLY before a commit", async () => {
   const s = await aToB();
+  await assertRejectsIm(
+    () => s.host.hello(),
+    ProtocolError,
+    "unexpected-frame",
+  );
+  assert.equal(s.host.state, "await-commit");
+  await assertRejectsIm(
+    () => s.join.onHello(new Uint8Array([FrameKind.PEER_HELLO])),
+    ProtocolError,
+    "unexpected-frame",
+  );
+  assert.equal(s.join.state, "start");
   await assertRejectsIm(
     () => s.host.onReply(new Uint8Array([FrameKind.PEER_REPLY])),
     ProtocolError,
@@ -538,6 +713,18 @@ Deno.test("peer handshake steps out of order throw ProtocolError", async () => {
   );
   assertThrowsIm(() => s.host.result, ProtocolError, "not-ready");
   assertThrowsIm(() => s.join.result, ProtocolError, "not-ready");
+  const commit = await s.join.commit();
+  await assertRejectsIm(
+    () => s.join.commit(),
+    ProtocolError,
+    "unexpected-frame",
+  );
+  s.host.onCommit(commit);
+  assertThrowsIm(
+    () => s.host.onCommit(commit),
+    ProtocolError,
+    "unexpected-frame",
+  );
   const hello = await s.host.hello();
   await assertRejectsIm(
     () => s.host.hello(),
@@ -554,7 +741,7 @@ Deno.test("peer handshake steps out of order throw ProtocolError", async () => {
 
 Deno.test("a PEER_HELLO of another version is refused with ProtocolError version", async () => {
   const s = await aToB();
-  const m = decodePeerHello(await s.host.hello());
+  const m = decodePeerHello(await commitAndHello(s));
   await assertRejectsIm(
     () => s.join.onHello(encodePeerHello({ ...m, version: PEER_VERSION + 1 })),
     ProtocolError,
@@ -564,7 +751,7 @@ Deno.test("a PEER_HELLO of another version is refused with ProtocolError version
 
 Deno.test("a PEER_HELLO with a low-order ephemeral key is refused with a typed error", async () => {
   const s = await aToB();
-  const m = decodePeerHello(await s.host.hello());
+  const m = decodePeerHello(await commitAndHello(s));
   await assertRejectsIm(
     () =>
       s.join.onHello(encodePeerHello({ ...m, ephemeral: new Uint8Array(32) })),
@@ -573,15 +760,18 @@ Deno.test("a PEER_HELLO with a low-order ephemeral key is refused with a typed e
   );
 });
 
-Deno.test("decodePeerHello() and decodePeerReply() throw ProtocolError at every truncation and for trailing bytes", async () => {
+Deno.test("decodePeerCommit(), decodePeerHello() and decodePeerReply() throw ProtocolError at every truncation and for trailing bytes", async () => {
   const s = await aToB();
+  const commit = await s.join.commit();
+  s.host.onCommit(commit);
   const hello = await s.host.hello();
   const reply = await s.join.onHello(hello);
   for (
-    const [bytes, decode] of [[hello, decodePeerHello], [
-      reply,
-      decodePeerReply,
-    ]] as const
+    const [bytes, decode] of [
+      [commit, decodePeerCommit],
+      [hello, decodePeerHello],
+      [reply, decodePeerReply],
+    ] as const
   ) {
     for (let n = 0; n < bytes.length; n++) {
       assertThrowsIm(
@@ -605,7 +795,7 @@ Deno.test("decodePeerHello() and decodePeerReply() throw ProtocolError at every 
 Deno.test("a truncated PEER_HELLO sent to the joiner is a ProtocolError and burns nothing", async () => {
   const { b } = await users();
   const s = peerSetup("A", b, "B");
-  const hello = await s.host.hello();
+  const hello = await commitAndHello(s);
   const cache = new TicketReplayCache();
   for (const n of [0, 1, 2, 3, 50, hello.length - 33, hello.length - 1]) {
     const join = new PeerJoinHandshake({
@@ -614,6 +804,7 @@ Deno.test("a truncated PEER_HELLO sent to the joiner is a ProtocolError and burn
       ticketKeys: b.client.ticketKeys,
       replayCache: cache,
     });
+    await join.commit();
     await assertRejectsIm(
       () => join.onHello(hello.subarray(0, n)),
       ProtocolError,
@@ -628,17 +819,19 @@ Deno.test("peer decoders and the joiner throw only ImError for seeded random and
   const rnd = seededRandom(4242);
   const { b } = await users();
   const s = peerSetup("A", b, "B");
+  const commit = await s.join.commit();
+  s.host.onCommit(commit);
   const hello = await s.host.hello();
   const reply = await s.join.onHello(hello);
   const cache = new TicketReplayCache();
   let thrown = 0;
   for (let i = 0; i < 2000; i++) {
     for (
-      const [name, good, decode] of [["hello", hello, decodePeerHello], [
-        "reply",
-        reply,
-        decodePeerReply,
-      ]] as const
+      const [name, good, decode] of [
+        ["commit", commit, decodePeerCommit],
+        ["hello", hello, decodePeerHello],
+        ["reply", reply, decodePeerReply],
+      ] as const
     ) {
       const input = new Uint8Array(good);
       for (let k = 0; k < 1 + rnd.int(4); k++) {
@@ -666,6 +859,7 @@ Deno.test("peer decoders and the joiner throw only ImError for seeded random and
       ticketKeys: b.client.ticketKeys,
       replayCache: cache,
     });
+    await join.commit();
     try {
       await join.onHello(input);
     } catch (e) {
@@ -674,4 +868,83 @@ Deno.test("peer decoders and the joiner throw only ImError for seeded random and
     }
   }
   assert.ok(thrown > 1000, `thrown ${thrown}`);
+});
+
+Deno.test("a failed peer handshake keeps its first error: every later step throws that same error, on both sides", async () => {
+  // Host: the joiner's reveal does not open its commitment.
+  const s = await aToB();
+  await commitAndHello(s);
+  const bad = encodePeerReply({
+    nonce: randomBytes(32),
+    ephemeral: randomBytes(32),
+    mac: randomBytes(32),
+  });
+  const first = await assertRejectsIm(
+    () => s.host.onReply(bad),
+    AuthError,
+    "commit-mismatch",
+  );
+  assert.equal(s.host.state, "failed");
+  for (
+    const later of [
+      () => s.host.onReply(bad),
+      () => s.host.hello(),
+      () =>
+        Promise.resolve().then(() => s.host.onFinished(new Uint8Array([0x10]))),
+      () => Promise.resolve().then(() => s.host.onCommit(new Uint8Array(33))),
+    ]
+  ) {
+    await assert.rejects(later, (e) => e === first);
+  }
+  assertThrowsIm(() => s.host.result, ProtocolError, "not-ready");
+  // Joiner: a ticket it cannot open.
+  const { c } = await users();
+  const t = await aToB();
+  const joinC = await committedJoiner(t.host, { self: "C", keys: c });
+  const hello = await t.host.hello();
+  const err = await assertRejectsIm(
+    () => joinC.onHello(hello),
+    TicketError,
+    "bad-ticket",
+  );
+  await assert.rejects(() => joinC.onHello(hello), (e) => e === err);
+  assert.throws(
+    () => joinC.onFinished(new Uint8Array([0x10])),
+    (e) => e === err,
+  );
+  assert.equal(joinC.state, "failed");
+});
+
+Deno.test("the state of a peer handshake cannot be set from outside", async () => {
+  const s = await aToB();
+  for (const hs of [s.host, s.join]) {
+    const before = hs.state;
+    assert.throws(() => {
+      (hs as unknown as { state: string }).state = "done";
+    }, TypeError);
+    assert.equal(hs.state, before);
+    assertThrowsIm(() => hs.result, ProtocolError, "not-ready");
+  }
+});
+
+Deno.test("the host refuses a first frame that is not a well-formed PEER_COMMIT and sends nothing", async () => {
+  const hello = await commitAndHello(await aToB());
+  for (
+    const bytes of [
+      hello,
+      new Uint8Array([FrameKind.PEER_COMMIT]),
+      concat(new Uint8Array([FrameKind.PEER_COMMIT]), randomBytes(31)),
+      concat(new Uint8Array([FrameKind.PEER_COMMIT]), randomBytes(33)),
+      encodePeerReply({
+        nonce: randomBytes(32),
+        ephemeral: randomBytes(32),
+        mac: randomBytes(32),
+      }),
+    ]
+  ) {
+    const s = await aToB();
+    assertThrowsIm(() => s.host.onCommit(bytes), ProtocolError);
+    assert.equal(s.host.state, "failed");
+    await assert.rejects(() => s.host.hello());
+  }
 });

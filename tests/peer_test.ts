@@ -1,8 +1,18 @@
 import assert from "node:assert/strict";
 import { SecureChannel } from "../lib/channel.ts";
 import type { DirectionKeys } from "../lib/kdf.ts";
-import { type PeerEvent, PeerSession, RelayTransport } from "../lib/peer.ts";
+import { NetError, ProtocolError } from "../lib/errors.ts";
+import { FrameKind } from "../lib/frame.ts";
+import {
+  type PeerEvent,
+  PeerSession,
+  readPeerCommit,
+  RELAY_QUEUE_MAX_BYTES,
+  RELAY_QUEUE_MAX_FRAMES,
+  RelayTransport,
+} from "../lib/peer.ts";
 import { RecordOpener, RecordSealer } from "../lib/record.ts";
+import { assertRejectsIm } from "./_helpers.ts";
 import { memoryPair } from "./_memory_transport.ts";
 
 function keys(seed: number): DirectionKeys {
@@ -111,4 +121,68 @@ Deno.test("RelayTransport sends base64 through its sender and hands relayed fram
   assert.equal(await pending, null);
   await assert.rejects(() => t.send(new Uint8Array([1])));
   assert.equal(t.remote, "relay:B");
+});
+
+Deno.test("RelayTransport closes when more than RELAY_QUEUE_MAX_FRAMES frames wait unread, and drops them", async () => {
+  const t = new RelayTransport("B", () => Promise.resolve());
+  for (let i = 0; i < RELAY_QUEUE_MAX_FRAMES; i++) t.deliver("AQ==");
+  assert.equal(t.closed, false, "a full queue is still open");
+  t.deliver("AQ==");
+  assert.equal(t.closed, true, "one more frame closes it");
+  assert.equal(await t.recv(), null, "what waited is dropped");
+  await assert.rejects(() => t.send(new Uint8Array([1])));
+});
+
+Deno.test("RelayTransport closes when more than RELAY_QUEUE_MAX_BYTES wait unread; frames read in time keep it open", async () => {
+  const big = new Uint8Array(256 * 1024).toBase64();
+  const t = new RelayTransport("B", () => Promise.resolve());
+  for (let i = 0; i < 4; i++) t.deliver(big); // exactly 1 MiB
+  assert.equal(t.closed, false);
+  assert.equal((await t.recv())?.length, 256 * 1024); // one read: room again
+  t.deliver(big);
+  assert.equal(t.closed, false);
+  t.deliver("AQ==");
+  assert.equal(t.closed, true);
+  assert.equal(RELAY_QUEUE_MAX_BYTES, 1024 * 1024);
+  // A reader that keeps up can take any number of frames.
+  const u = new RelayTransport("C", () => Promise.resolve());
+  for (let i = 0; i < 10 * RELAY_QUEUE_MAX_FRAMES; i++) {
+    u.deliver("AQ==");
+    assert.deepEqual(await u.recv(), new Uint8Array([1]));
+  }
+  assert.equal(u.closed, false);
+  u.close();
+});
+
+Deno.test("readPeerCommit() sends nothing to a connection that stays silent, and times out with peer-timeout", async () => {
+  const [host, stranger] = memoryPair();
+  await assertRejectsIm(
+    () => readPeerCommit(host, 50),
+    NetError,
+    "peer-timeout",
+  );
+  assert.equal(host.sent.length, 0, "not even the ticket went out");
+  assert.equal(await stranger.recv(), null, "and the connection is closed");
+});
+
+Deno.test("readPeerCommit() refuses a first frame that is not a PEER_COMMIT, and returns a well-formed one", async () => {
+  for (
+    const first of [
+      new Uint8Array([FrameKind.PEER_HELLO, 1, 2]),
+      new Uint8Array([FrameKind.PEER_COMMIT, 1]),
+      new Uint8Array(34).fill(FrameKind.PEER_COMMIT, 0, 1),
+    ]
+  ) {
+    const [host, stranger] = memoryPair();
+    await stranger.send(first);
+    await assertRejectsIm(() => readPeerCommit(host, 1000), ProtocolError);
+    assert.equal(host.sent.length, 0);
+    host.close();
+  }
+  const [host, joiner] = memoryPair();
+  const commit = new Uint8Array(33).fill(7);
+  commit[0] = FrameKind.PEER_COMMIT;
+  await joiner.send(commit);
+  assert.deepEqual(await readPeerCommit(host, 1000), commit);
+  host.close();
 });

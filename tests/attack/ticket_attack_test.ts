@@ -10,8 +10,10 @@ import assert from "node:assert/strict";
 import { FrameKind } from "../../lib/frame.ts";
 import {
   decodePeerHello,
+  encodePeerCommit,
   encodePeerHello,
   encodePeerReply,
+  peerCommitment,
 } from "../../lib/peer_handshake.ts";
 import { openTicket } from "../../lib/ticket.ts";
 import { randomBytes } from "../../lib/bytes.ts";
@@ -96,9 +98,20 @@ Deno.test("a ticket that arrives after its expiry is refused as expired", async 
   await withScope(async (s) => {
     const { port } = await s.server({ ticketLifetimeMs: 400 });
     const { host, mitm } = await hostBehindMitm(s, port, "A");
-    const joiner = await s.client(port, "B");
+    // The host gives up at the expiry and the server tells the joiner; hold
+    // that news back, so the joiner judges the late ticket itself.
+    const serverLink = s.mitm(port);
+    let holding = false;
+    serverLink.hook = async (f) => {
+      if (holding && f.dir === "down") await sleep(1000);
+      return [f.payload];
+    };
+    const joiner = await s.client(serverLink.port, "B");
     await hostAgain(host, mitm, async (f) => {
-      if (isPeerHello(f)) await sleep(700);
+      if (isPeerHello(f)) {
+        holding = true;
+        await sleep(700);
+      }
       return [f.payload];
     });
     const mark = joiner.ui.mark;
@@ -213,20 +226,32 @@ Deno.test("a PEER_HELLO whose version is altered is refused by the joiner", asyn
   });
 });
 
-Deno.test("strangers who connect to the host's port first get nothing usable and are dropped; the real peer still gets in before the expiry", async () => {
+Deno.test("strangers who connect to the host's port first get nothing usable and are dropped; one that says nothing gets nothing at all; the real peer still gets in before the expiry", async () => {
   await withScope(async (s) => {
     const { port } = await s.server();
-    const hostPort = freePort();
-    const host = await s.client(port, "A", { listenPort: hostPort });
+    const { host, mitm, hostPort } = await hostBehindMitm(s, port, "A");
     const joiner = await s.client(port, "B");
     const c = await s.login(port, "C"); // a logged-in user with ticket keys of its own
-    await host.client.handleLine("!session host");
-    await host.ui.waitFor((e) =>
-      e.kind === "system" && e.text.startsWith("Hosting at")
-    );
+    await hostAgain(host, mitm, (f) => [f.payload]);
     const forger = await s.raw(hostPort);
     const silent = await s.raw(hostPort);
+    // The forger commits to values of its own; the silent one says nothing.
+    const nonce = randomBytes(32), ephemeral = randomBytes(32);
+    await forger.write(
+      rawFrame(
+        encodePeerCommit({ commit: await peerCommitment(nonce, ephemeral) }),
+      ),
+    );
     await sleep(20); // both are accepted and waiting for the grant
+    // The real joiner's reply waits until the forger is done.
+    let release = () => {};
+    const forgerDone = new Promise<void>((r) => (release = r));
+    mitm.hook = async (f) => {
+      if (f.dir === "up" && f.payload[0] === FrameKind.PEER_REPLY) {
+        await forgerDone;
+      }
+      return [f.payload];
+    };
     const mark = host.ui.mark;
     await joiner.client.handleLine("!session A");
     // The forger gets the PEER_HELLO: a ticket it cannot open.
@@ -242,13 +267,7 @@ Deno.test("strangers who connect to the host's port first get nothing usable and
     );
     // Without the ticket it cannot make the joiner's MAC: the host drops it.
     await forger.write(
-      rawFrame(
-        encodePeerReply({
-          nonce: randomBytes(32),
-          ephemeral: randomBytes(32),
-          mac: randomBytes(32),
-        }),
-      ),
+      rawFrame(encodePeerReply({ nonce, ephemeral, mac: randomBytes(32) })),
     );
     assert.equal(
       await forger.frame(),
@@ -262,6 +281,7 @@ Deno.test("strangers who connect to the host's port first get nothing usable and
     assert.ok(
       refused.kind === "system" && /still waiting for B/.test(refused.text),
     );
+    release();
     // The real peer gets in; both show the same SAS.
     const [h, j] = await Promise.all([
       host.ui.waitFor(started, mark),
@@ -270,7 +290,9 @@ Deno.test("strangers who connect to the host's port first get nothing usable and
     assert.ok(
       h.kind === "session" && j.kind === "session" && h.sas && h.sas === j.sas,
     );
-    await silent.close();
+    // The silent stranger never saw a byte, not even the ticket; it is
+    // closed once the session started.
+    assert.deepEqual(await silent.untilEof(), []);
   });
 });
 
@@ -308,3 +330,97 @@ Deno.test("a flood of idle strangers on the host's port is capped: the oldest ar
     for (const st of strangers) await st.close();
   });
 });
+
+Deno.test("strangers who flood the host's port after the real joiner connected, before the host's grant arrived, cannot evict it: the session is direct", async () => {
+  await withScope(async (s) => {
+    const { port } = await s.server();
+    // The host's grant is held back on its server link, so the joiner
+    // arrives first and waits for it.
+    const serverLink = s.mitm(port);
+    let hold = false;
+    let release = () => {};
+    const released = new Promise<void>((r) => (release = r));
+    s.defer(() => release());
+    serverLink.hook = async (f) => {
+      if (hold && f.dir === "down") await released;
+      return [f.payload];
+    };
+    const { host, mitm, hostPort } = await hostBehindMitm(
+      s,
+      serverLink.port,
+      "A",
+    );
+    const joiner = await s.client(port, "B");
+    await hostAgain(host, mitm, (f) => [f.payload]);
+    hold = true;
+    const mark = joiner.ui.mark;
+    await joiner.client.handleLine("!session A");
+    await mitm.waitFrame((f) =>
+      f.dir === "up" && f.payload[0] === FrameKind.PEER_COMMIT
+    );
+    await sleep(20); // the host has read it
+    const strangers = [];
+    for (let i = 0; i < 20; i++) strangers.push(await s.raw(hostPort));
+    await sleep(50);
+    release();
+    const [h, j] = await Promise.all([
+      host.ui.waitFor(started),
+      joiner.ui.waitFor(started, mark),
+    ]);
+    assert.ok(h.kind === "session" && j.kind === "session" && h.sas === j.sas);
+    assert.equal(j.transport, "direct", "the joiner was not evicted");
+    for (const st of strangers) await st.close();
+  });
+});
+
+for (
+  const [what, cutAt] of [
+    ["before the ticket reached the joiner", isPeerHello],
+    [
+      "after the joiner used the ticket",
+      (f: MitmFrame) => f.dir === "up" && f.payload[0] === FrameKind.PEER_REPLY,
+    ],
+  ] as const
+) {
+  Deno.test(`a direct peer connection cut ${what} falls back to the relay once, and the session starts there`, async () => {
+    await withScope(async (s) => {
+      const { port } = await s.server();
+      const { host, mitm } = await hostBehindMitm(s, port, "A");
+      const joiner = await s.client(port, "B");
+      await hostAgain(host, mitm, (f) => {
+        if (cutAt(f)) {
+          mitm.cut(f.conn);
+          return [];
+        }
+        return [f.payload];
+      });
+      const mark = joiner.ui.mark;
+      await joiner.client.handleLine("!session A");
+      const [h, j] = await Promise.all([
+        host.ui.waitFor(started),
+        joiner.ui.waitFor(started, mark),
+      ]);
+      assert.ok(
+        h.kind === "session" && j.kind === "session" && h.sas === j.sas,
+      );
+      assert.equal(j.transport, "relay");
+      assert.equal(
+        joiner.ui.since(
+          (e) =>
+            e.kind === "system" &&
+            /^Direct connection to A failed/.test(e.text),
+          mark,
+        ).length,
+        1,
+      );
+      assert.equal(joiner.ui.since(isError(), mark).length, 0);
+      // The session works.
+      const hm = host.ui.mark;
+      await joiner.client.handleLine("over the relay");
+      await host.ui.waitFor(
+        (e) => e.kind === "message" && e.text === "over the relay",
+        hm,
+      );
+    });
+  });
+}

@@ -44,8 +44,10 @@ import {
   type Message,
 } from "../../lib/messages.ts";
 import {
+  decodePeerCommit,
   decodePeerHello,
   decodePeerReply,
+  encodePeerCommit,
   encodePeerHello,
   encodePeerReply,
 } from "../../lib/peer_handshake.ts";
@@ -223,6 +225,7 @@ const errorFrame = fc.record({
   code: fc.nat(255),
   message: fc.string({ maxLength: 200 }),
 }).map(encodeErrorFrame);
+const peerCommit = fc.record({ commit: fixed(32) }).map(encodePeerCommit);
 const peerHello = fc.record({
   version: fc.nat(255),
   ticket: bytes(300),
@@ -511,6 +514,11 @@ export const TARGETS: Target[] = [
     "decodeErrorFrame",
     hostile(errorFrame, FrameKind.ERROR),
     decodeErrorFrame,
+  ),
+  decoderTarget(
+    "decodePeerCommit",
+    hostile(peerCommit, FrameKind.PEER_COMMIT),
+    decodePeerCommit,
   ),
   decoderTarget(
     "decodePeerHello",

@@ -33,6 +33,7 @@ Deno.test("the fuzz targets cover every decoder of untrusted input", () => {
     "decodeClientHello",
     "decodeErrorFrame",
     "decodeMessage",
+    "decodePeerCommit",
     "decodePeerHello",
     "decodePeerReply",
     "decodeServerHello",

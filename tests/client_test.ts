@@ -1,0 +1,377 @@
+/**
+ * The chat client's bookkeeping with the server (lib/client.ts), in process
+ * with the fixtures of the attack suite: a host that stops hosting releases
+ * its grant; an abandoned join tells the server nothing; a peer whose
+ * partner lost its server link says it is still busy; reconnects survive
+ * forged refusals; the login has one deadline; long lists say what they
+ * left out; a probe of the host's port leaves nothing behind.
+ */
+
+import assert from "node:assert/strict";
+import { NetError } from "../lib/errors.ts";
+import { FrameKind } from "../lib/frame.ts";
+import { encodeErrorFrame, ErrorCode } from "../lib/handshake_messages.ts";
+import { loginToServer } from "../lib/client.ts";
+import { encodePeerCommit } from "../lib/peer_handshake.ts";
+import type { UiEvent } from "../lib/ui.ts";
+import { rawFrame } from "./attack/_mitm.ts";
+import {
+  freePort,
+  isError,
+  type Scope,
+  sleep,
+  type TestClient,
+  until,
+  withScope,
+} from "./attack/_setup.ts";
+import { assertRejectsIm } from "./_helpers.ts";
+
+const started = (e: UiEvent) => e.kind === "session" && e.state === "started";
+const ended = (e: UiEvent) => e.kind === "session" && e.state === "ended";
+const system = (re: RegExp) => (e: UiEvent) =>
+  e.kind === "system" && re.test(e.text);
+
+/** Send `!list` until the answer satisfies `pred`; fail after `ms`. */
+async function listUntil(
+  c: TestClient,
+  pred: (users: Record<string, string>) => boolean,
+  ms = 2000,
+): Promise<Record<string, string>> {
+  const deadline = Date.now() + ms;
+  let last: Record<string, string> = {};
+  while (Date.now() < deadline) {
+    const mark = c.ui.mark;
+    await c.client.handleLine("!list");
+    const ev = await c.ui.waitFor((e) => e.kind === "list", mark);
+    if (ev.kind === "list") {
+      last = Object.fromEntries(ev.users.map((u) => [u.name, u.state]));
+    }
+    if (pred(last)) return last;
+    await sleep(20);
+  }
+  assert.fail(`!list never matched; last ${JSON.stringify(last)}`);
+}
+
+/** A client of A that hosts on a port behind a MITM (for holding frames). */
+async function hostingA(s: Scope, port: number, serverPort = port) {
+  const hostPort = freePort();
+  const peerLink = s.mitm(hostPort);
+  const host = await s.client(serverPort, "A", {
+    listenPort: hostPort,
+    advertise: `127.0.0.1:${peerLink.port}`,
+  });
+  await host.client.handleLine("!session host");
+  await host.ui.waitFor(system(/^Hosting at/));
+  return { host, peerLink, hostPort };
+}
+
+/** A promise and the function that resolves it. */
+function gate(): { open: () => void; opened: Promise<void> } {
+  let open = () => {};
+  const opened = new Promise<void>((r) => (open = r));
+  return { open, opened };
+}
+
+Deno.test("a host that types !disconnect while a grant is pending cancels it: both users are IDLE at once and the host can host again", async () => {
+  await withScope(async (s) => {
+    const { port } = await s.server();
+    const { host, peerLink } = await hostingA(s, port);
+    const joiner = await s.client(port, "B");
+    const observer = await s.client(port, "C");
+    // The joiner's connection waits at the MITM: it never gets to A.
+    const held = gate();
+    s.defer(held.open);
+    peerLink.hook = async (f) => {
+      if (f.dir === "up") await held.opened;
+      return [f.payload];
+    };
+    const jm = joiner.ui.mark;
+    await joiner.client.handleLine("!session A");
+    await host.ui.waitFor(system(/asked for a session/));
+    await host.client.handleLine("!disconnect");
+    // Well before the 30 s ticket expiry.
+    await listUntil(observer, (u) => u.A === "IDLE" && u.B === "IDLE");
+    const end = await joiner.ui.waitFor(ended, jm);
+    assert.ok(
+      end.kind === "session" && /gave up waiting/.test(end.reason ?? ""),
+    );
+    assert.equal(joiner.client.mode, "idle");
+    const hm = host.ui.mark;
+    await host.client.handleLine("!session host");
+    await host.ui.waitFor(system(/^Hosting at/), hm);
+    assert.equal(host.ui.since(isError(), hm).length, 0);
+  });
+});
+
+Deno.test("a grant that reaches a client that has stopped hosting is cancelled at once: both users are IDLE again", async () => {
+  await withScope(async (s) => {
+    const { port } = await s.server();
+    const serverLink = s.mitm(port);
+    let hold = false;
+    const held = gate();
+    s.defer(held.open);
+    serverLink.hook = async (f) => {
+      if (hold && f.dir === "down") await held.opened;
+      return [f.payload];
+    };
+    const { host } = await hostingA(s, port, serverLink.port);
+    const joiner = await s.client(port, "B");
+    const observer = await s.client(port, "C");
+    hold = true; // the grant will be late
+    const jm = joiner.ui.mark;
+    await joiner.client.handleLine("!session A");
+    await joiner.ui.waitFor(
+      (e) => e.kind === "session" && e.state === "waiting",
+      jm,
+    );
+    await host.client.handleLine("!disconnect");
+    held.open();
+    await listUntil(observer, (u) => u.A === "IDLE" && u.B === "IDLE");
+    assert.equal(host.client.mode, "idle");
+    assert.equal(
+      host.ui.since(system(/asked for a session/)).length,
+      0,
+      "the late grant is not offered to the user",
+    );
+    await joiner.ui.waitFor(ended, jm);
+  });
+});
+
+for (const via of ["direct", "relay"] as const) {
+  Deno.test(`a ${via} join abandoned with !disconnect tells the server nothing when it fails later, and leaves the next session alone`, async () => {
+    await withScope(async (s) => {
+      const { port, log } = await s.server();
+      const held = gate();
+      s.defer(held.open);
+      // A never answers B's first attempt: over the relay its server link
+      // holds everything back; directly, the connection waits at the MITM
+      // and is then cut.
+      const serverLink = s.mitm(port);
+      let hold = false;
+      serverLink.hook = async (f) => {
+        if (hold && f.dir === "down") await held.opened;
+        return [f.payload];
+      };
+      const { peerLink } = await hostingA(s, port, serverLink.port);
+      peerLink.hook = async (f) => {
+        if (f.dir === "up" && f.payload[0] === FrameKind.PEER_COMMIT) {
+          await held.opened;
+          peerLink.cut(f.conn);
+          return [];
+        }
+        return [f.payload];
+      };
+      const joiner = await s.client(port, "B", { relay: via === "relay" });
+      const other = await s.client(port, "C");
+      await other.client.handleLine("!session host");
+      await other.ui.waitFor(system(/^Hosting at/));
+      hold = via === "relay";
+      let mark = joiner.ui.mark;
+      await joiner.client.handleLine("!session A");
+      await joiner.ui.waitFor(
+        (e) => e.kind === "session" && e.state === "waiting",
+        mark,
+      );
+      if (via === "direct") {
+        await peerLink.waitFrame((f) =>
+          f.dir === "up" && f.payload[0] === FrameKind.PEER_COMMIT
+        );
+      } else {
+        await sleep(50); // B's PEER_COMMIT is on its way through the server
+      }
+      await joiner.client.handleLine("!disconnect");
+      await joiner.ui.waitFor(system(/^Stopped joining A/), mark);
+      mark = joiner.ui.mark;
+      await joiner.client.handleLine("!session C");
+      await joiner.ui.waitFor(started, mark);
+      held.open(); // whatever is left of the abandoned attempt ends now
+      await sleep(300);
+      const endedBA = log.filter((l) =>
+        l.event === "session-ended" && l.fields.user === "B" &&
+        l.fields.peer === "A"
+      );
+      assert.equal(endedBA.length, 1, "only the !disconnect said ended");
+      assert.equal(
+        joiner.ui.since(isError(), mark).length,
+        0,
+        JSON.stringify(joiner.ui.since(isError(), mark)),
+      );
+      assert.equal(joiner.client.mode, "session");
+      await listUntil(other, (u) => u.B === "BUSY" && u.C === "BUSY");
+    });
+  });
+}
+
+Deno.test("when the partner of a direct session loses its server connection, the other side tells the server it is still BUSY", async () => {
+  await withScope(async (s) => {
+    const { port } = await s.server();
+    const serverLink = s.mitm(port);
+    const { host } = await hostingA(s, port, serverLink.port);
+    const joiner = await s.client(port, "B");
+    const observer = await s.client(port, "C");
+    await joiner.client.handleLine("!session A");
+    await Promise.all([host.ui.waitFor(started), joiner.ui.waitFor(started)]);
+    await listUntil(observer, (u) => u.A === "BUSY" && u.B === "BUSY");
+    serverLink.cut(0); // only A's server link goes
+    await listUntil(observer, (u) => !("A" in u) && u.B === "BUSY");
+    // The direct session itself goes on.
+    assert.equal(joiner.client.mode, "session");
+    const mark = host.ui.mark;
+    await joiner.client.handleLine("still there?");
+    await host.ui.waitFor(
+      (e) => e.kind === "message" && e.text === "still there?",
+      mark,
+    );
+  });
+});
+
+Deno.test("a reconnect refused by a forged login-failed ERROR frame, or by a server with another key, is retried with one line per attempt until the real server answers", async () => {
+  await withScope(async (s) => {
+    const { port, ids } = await s.server();
+    // A forger that answers every login with a cleartext "login failed".
+    const forger = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const forgerTask = (async () => {
+      for await (const conn of forger) {
+        await conn.write(
+          rawFrame(encodeErrorFrame({
+            code: ErrorCode.AUTH_FAILED,
+            message: "login failed",
+          })),
+        ).catch(() => {});
+        conn.close();
+      }
+    })();
+    s.defer(async () => {
+      forger.close();
+      await forgerTask;
+    });
+    const impostor = await s.server({ identity: ids.otherServer });
+    let target = port;
+    const link = s.mitm(0, {
+      target: () => ({ hostname: "127.0.0.1", port: target }),
+    });
+    const a = await s.client(link.port, "A", {
+      reconnect: true,
+      reconnectBaseMs: 20,
+      reconnectMaxMs: 40,
+    });
+    await a.ui.waitFor(system(/^Logged in as A/));
+    const failed = isError("reconnect-failed");
+    for (
+      const [other, why] of [
+        [(forger.addr as Deno.NetAddr).port, /refused the login/],
+        [impostor.port, /SHA256:/],
+      ] as const
+    ) {
+      const mark = a.ui.mark;
+      target = other;
+      link.cut(link.connections - 1);
+      const lines = async () => {
+        await until(() => a.ui.since(failed, mark).length >= 2, "2 failures");
+        return a.ui.since(failed, mark);
+      };
+      for (const e of await lines()) {
+        assert.ok(e.kind === "error" && why.test(e.text), JSON.stringify(e));
+        assert.ok(e.kind === "error" && !e.text.includes("\n"));
+      }
+      assert.equal(a.client.fatal, undefined, "not given up");
+      target = port;
+      await a.ui.waitFor(system(/^Reconnected to the server/), mark);
+    }
+    const mark = a.ui.mark;
+    await a.client.handleLine("!list");
+    await a.ui.waitFor((e) => e.kind === "list", mark);
+  });
+});
+
+Deno.test("loginToServer() reports login-timeout, not a closed connection, when the server accepts and says nothing", async () => {
+  await withScope(async (s) => {
+    const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const conns: Deno.Conn[] = [];
+    const accepting = (async () => {
+      for await (const c of silent) conns.push(c);
+    })();
+    s.defer(async () => {
+      silent.close();
+      for (const c of conns) c.close();
+      await accepting;
+    });
+    const silentPort = (silent.addr as Deno.NetAddr).port;
+    const o = await s.clientOptions(silentPort, "A", { loginTimeoutMs: 300 });
+    const t0 = Date.now();
+    const e = await assertRejectsIm(
+      () => loginToServer(o),
+      NetError,
+      "login-timeout",
+    );
+    assert.equal(
+      e.message,
+      `Server at 127.0.0.1:${silentPort} did not answer within 0.3 s`,
+    );
+    assert.ok(Date.now() - t0 < 2000);
+  });
+});
+
+Deno.test("loginToServer() gives up a TCP connect that hangs at the login deadline, with login-timeout", async () => {
+  await withScope(async (s) => {
+    const o = await s.clientOptions(9, "A", { loginTimeoutMs: 200 });
+    const real = Deno.connect;
+    // A black-holed address: the connect never completes.
+    (Deno as { connect: unknown }).connect = () => new Promise(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const e = await Promise.race([
+        assertRejectsIm(() => loginToServer(o), NetError, "login-timeout"),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error("still hanging")), 3000);
+        }),
+      ]);
+      assert.match(
+        e.message,
+        /^Server at 127\.0\.0\.1:9 did not answer within 0\.2 s$/,
+      );
+    } finally {
+      clearTimeout(timer);
+      (Deno as { connect: unknown }).connect = real;
+    }
+  });
+});
+
+Deno.test("a connection to the host's port that commits but gets no grant leaves no waiter behind", async () => {
+  await withScope(async (s) => {
+    const { port } = await s.server();
+    const hostPort = freePort();
+    const host = await s.client(port, "A", {
+      listenPort: hostPort,
+      grantWaitMs: 300,
+    });
+    await host.client.handleLine("!session host");
+    await host.ui.waitFor(system(/^Hosting at/));
+    const probes = [];
+    for (let i = 0; i < 5; i++) {
+      const p = await s.raw(hostPort);
+      await p.write(rawFrame(encodePeerCommit({ commit: new Uint8Array(32) })));
+      probes.push(p);
+    }
+    await until(() => host.client.grantWaiters > 0, "waiters");
+    for (const p of probes) assert.equal(await p.frame(), null, "closed");
+    assert.equal(host.client.grantWaiters, 0);
+  });
+});
+
+Deno.test("a !list cut by the server at its limit says how many more users are online", async () => {
+  await withScope(async (s) => {
+    const { port } = await s.server({ listMax: 2 });
+    const a = await s.client(port, "A");
+    await s.client(port, "B");
+    await s.client(port, "C");
+    const mark = a.ui.mark;
+    await a.client.handleLine("!list");
+    const list = await a.ui.waitFor((e) => e.kind === "list", mark);
+    assert.ok(list.kind === "list" && list.users.length === 2);
+    const more = await a.ui.waitFor(system(/more online/), mark);
+    assert.ok(more.kind === "system");
+    assert.equal(more.text, "... and 1 more online");
+    assert.ok(a.ui.events.indexOf(more) > a.ui.events.indexOf(list));
+  });
+});
