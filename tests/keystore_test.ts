@@ -654,6 +654,18 @@ Deno.test("loadClientDirectory() skips and reports bad names, bad keys and non-f
   });
 });
 
+Deno.test("loadClientDirectory() says it is incomplete when the directory itself cannot be read, and complete otherwise", async () => {
+  await withDir(async (dir) => {
+    const ok = await loadClientDirectory(dir);
+    assert.equal(ok.complete, true);
+    await Deno.rename(join(dir, "server/clients"), join(dir, "server/moved"));
+    const gone = await loadClientDirectory(dir);
+    assert.equal(gone.complete, false);
+    assert.equal(gone.clients.size, 0);
+    assert.match(gone.problems[0] ?? "", /Cannot read the client directory/);
+  });
+});
+
 Deno.test({
   name: "loadClientDirectory() skips a client key that others can change",
   ignore: !posix,

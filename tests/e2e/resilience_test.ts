@@ -297,3 +297,24 @@ Deno.test("an enrollment by im keygen takes effect without a signal, and removin
     assert.equal(a!.exited, null);
   });
 });
+
+Deno.test("a client key directory that cannot be read on reload keeps the current keys: nobody is revoked", async () => {
+  await withProcs(keys, async (p) => {
+    const dir = await p.copyKeys();
+    const server = await p.server({ keys: dir, args: ["--no-watch"] });
+    const [a] = await p.chats(server, ["A"], { keys: dir });
+    await Deno.rename(
+      join(dir, "server/clients"),
+      join(dir, "server/clients.moved"),
+    );
+    server.signal("SIGHUP");
+    await server.waitForLog(/ reload-failed /);
+    assert.deepEqual(await a!.list(), { A: "IDLE" });
+    assert.ok(!a!.events.some(errorCode("revoked")));
+    // Put it back, or the next SIGHUP would fail the same way.
+    await Deno.rename(
+      join(dir, "server/clients.moved"),
+      join(dir, "server/clients"),
+    );
+  });
+});
