@@ -15,7 +15,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseFlags } from "../lib/cli.ts";
 import { UsageError } from "../lib/errors.ts";
 import { DEFAULT_RSA_BITS, MAX_RSA_BITS, MIN_RSA_BITS } from "../lib/keys.ts";
 import {
@@ -90,43 +90,6 @@ const OPTIONS = {
 
 const HELP_HINT = 'run "im keygen --help"';
 
-function parse(args: string[]) {
-  try {
-    return parseArgs({
-      args,
-      options: OPTIONS,
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    const msg = e instanceof Error ? e.message : String(e);
-    const quoted = /'([^']*)'/.exec(msg)?.[1] ?? "";
-    const flag = quoted.replace(/ <value>$/, "");
-    if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
-      throw new UsageError("bad-flag", `Unknown flag "${flag}"`, HELP_HINT);
-    }
-    if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
-      throw new UsageError(
-        "bad-flag",
-        `Unexpected argument "${flag}"`,
-        HELP_HINT,
-      );
-    }
-    if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
-      const what = /does not take an argument/.test(msg)
-        ? "takes no value"
-        : "needs a value";
-      throw new UsageError("bad-flag", `Flag "${flag}" ${what}`, HELP_HINT);
-    }
-    throw new UsageError(
-      "bad-flag",
-      `Cannot parse the command line: ${msg}`,
-      HELP_HINT,
-    );
-  }
-}
-
 function parseBits(text: string | undefined): number {
   if (text === undefined) return DEFAULT_RSA_BITS;
   const n = /^[0-9]{1,5}$/.test(text) ? Number(text) : NaN;
@@ -192,7 +155,7 @@ export async function runKeygen(
   args: string[],
   io: KeygenIo = consoleIo,
 ): Promise<number> {
-  const v = parse(args);
+  const v = parseFlags(args, OPTIONS, "im keygen");
   if (v.help) {
     io.out(KEYGEN_USAGE.trimEnd());
     return 0;

@@ -56,7 +56,12 @@ import {
   signPss,
   verifyPss,
 } from "./keys.ts";
-import { RecordOpener, RecordSealer, RecordType } from "./record.ts";
+import {
+  confirmFinished,
+  RecordOpener,
+  RecordSealer,
+  RecordType,
+} from "./record.ts";
 import type { TicketKeys } from "./ticket.ts";
 import { checkUsername, isValidUsername } from "./username.ts";
 import { type Ephemeral, generateEphemeral, sharedSecret } from "./x25519.ts";
@@ -415,15 +420,7 @@ export class ClientHandshake {
     return this.#step("await-server-finished", () => {
       expectKind(payload, FrameKind.RECORD, "FINISHED record");
       const r = this.#result!;
-      let ok = false;
-      try {
-        const rec = r.opener.open(payload);
-        ok = rec.type === RecordType.FINISHED &&
-          constantTimeEqual(rec.plaintext, this.#th2!);
-      } catch {
-        ok = false;
-      }
-      if (!ok) {
+      if (!confirmFinished(r.opener, payload, this.#th2!)) {
         throw new AuthError(
           "key-confirmation-failed",
           "Server could not prove it holds the session keys",
@@ -623,16 +620,7 @@ export class ServerHandshake {
    */
   onClientFinished(payload: Uint8Array): Promise<void> {
     return this.#step("await-client-finished", () => {
-      const r = this.#result!;
-      let ok = false;
-      try {
-        const rec = r.opener.open(payload);
-        ok = rec.type === RecordType.FINISHED &&
-          constantTimeEqual(rec.plaintext, this.#th2!);
-      } catch {
-        ok = false;
-      }
-      if (!ok) {
+      if (!confirmFinished(this.#result!.opener, payload, this.#th2!)) {
         throw new AuthError(
           "key-confirmation-failed",
           "Client could not prove it holds the session keys",

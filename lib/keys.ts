@@ -27,6 +27,7 @@
  * @module
  */
 
+import { allSettledOrThrow } from "./_settle.ts";
 import { AuthError, KeyError, UsageError } from "./errors.ts";
 import { utf8, wipe } from "./bytes.ts";
 
@@ -154,20 +155,6 @@ function buf(b: Uint8Array): Uint8Array<ArrayBuffer> {
   return b.buffer instanceof ArrayBuffer
     ? b as Uint8Array<ArrayBuffer>
     : new Uint8Array(b);
-}
-
-/**
- * Like `Promise.all`, but waits for every promise before throwing the first
- * error, so no work is left running (or writing) after a failure.
- */
-async function allSettledOrThrow<T extends readonly unknown[] | []>(
-  ps: T,
-): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
-  const rs = await Promise.allSettled(ps);
-  for (const r of rs) if (r.status === "rejected") throw r.reason;
-  return rs.map((r) => (r as PromiseFulfilledResult<unknown>).value) as {
-    -readonly [K in keyof T]: Awaited<T[K]>;
-  };
 }
 
 function reason(e: unknown): string {

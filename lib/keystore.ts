@@ -46,6 +46,7 @@
  */
 
 import { join } from "node:path";
+import { allSettledOrThrow } from "./_settle.ts";
 import { KeyError } from "./errors.ts";
 import {
   checkRsaBits,
@@ -199,20 +200,6 @@ export function defaultKeyDir(): string {
 
 // ---------------------------------------------------------------------------
 // File system helpers: every failure is a KeyError naming the path
-
-/**
- * Like `Promise.all`, but waits for every promise before throwing the first
- * error, so no work is left running (or writing) after a failure.
- */
-async function allSettledOrThrow<T extends readonly unknown[] | []>(
-  ps: T,
-): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
-  const rs = await Promise.allSettled(ps);
-  for (const r of rs) if (r.status === "rejected") throw r.reason;
-  return rs.map((r) => (r as PromiseFulfilledResult<unknown>).value) as {
-    -readonly [K in keyof T]: Awaited<T[K]>;
-  };
-}
 
 const checksModes = Deno.build.os !== "windows";
 

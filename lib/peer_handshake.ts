@@ -48,7 +48,12 @@ import {
   Label,
   transcriptHash,
 } from "./kdf.ts";
-import { RecordOpener, RecordSealer, RecordType } from "./record.ts";
+import {
+  confirmFinished,
+  RecordOpener,
+  RecordSealer,
+  RecordType,
+} from "./record.ts";
 import { HmacSha256 } from "./sha256.ts";
 import { openTicket, type TicketKeys } from "./ticket.ts";
 import {
@@ -320,15 +325,7 @@ function checkFinished(
   pth: Uint8Array,
   who: string,
 ): void {
-  let ok = false;
-  try {
-    const rec = opener.open(payload);
-    ok = rec.type === RecordType.FINISHED &&
-      constantTimeEqual(rec.plaintext, pth);
-  } catch {
-    ok = false;
-  }
-  if (!ok) {
+  if (!confirmFinished(opener, payload, pth)) {
     throw new AuthError(
       "peer-auth-failed",
       `Peer session refused: ${who} could not prove it holds the peer key`,

@@ -236,3 +236,36 @@ export class RecordOpener {
     this.#tagMac.wipe();
   }
 }
+
+/**
+ * Key confirmation (rule 2.7): does `payload` open as a FINISHED record whose
+ * body is `transcript`? Any failure is just `false`, so the caller raises
+ * one opaque error whatever went wrong.
+ * @param opener the direction's opener (its counter moves only on success)
+ * @param payload the other side's first record
+ * @param transcript the transcript hash both sides must agree on
+ * @returns true when the other side proved it holds the keys
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { confirmFinished, RecordOpener, RecordSealer, RecordType } from "./record.ts";
+ * const keys = { enc: new Uint8Array(32), iv: new Uint8Array(32), mac: new Uint8Array(32) };
+ * const th = new Uint8Array(32).fill(7);
+ * const rec = new RecordSealer(keys).seal(RecordType.FINISHED, th);
+ * assert.ok(confirmFinished(new RecordOpener(keys), rec, th));
+ * assert.ok(!confirmFinished(new RecordOpener(keys), rec, new Uint8Array(32)));
+ * ```
+ */
+export function confirmFinished(
+  opener: RecordOpener,
+  payload: Uint8Array,
+  transcript: Uint8Array,
+): boolean {
+  try {
+    const rec = opener.open(payload);
+    return rec.type === RecordType.FINISHED &&
+      constantTimeEqual(rec.plaintext, transcript);
+  } catch {
+    return false;
+  }
+}
