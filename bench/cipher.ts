@@ -1,11 +1,11 @@
 /**
  * Throughput of the synchronous hot path: MD-CFB at 100 B, 1 KiB and 64 KiB,
- * HMAC-SHA256 of 32 bytes, SHA-256 of 64 KiB, plus the alternatives that
- * `lib/sha256.ts` explains it does not use (node:crypto HMAC and WebCrypto
- * HMAC, per 32-byte call).
+ * seal+open of a 100-byte record, HMAC-SHA256 of 32 bytes, SHA-256 of
+ * 64 KiB, plus the alternatives that `lib/sha256.ts` explains it does not
+ * use (node:crypto HMAC and WebCrypto HMAC, per 32-byte call).
  *
- * Run alone: `deno run bench/cipher.ts [--quick]` (no
- * permissions are needed).
+ * Run alone: `deno run bench/cipher.ts [--quick]` (no permissions are
+ * needed; no limits or ratios then: `deno task bench` measures those).
  *
  * @example
  * ```ts ignore
@@ -18,34 +18,229 @@
 
 import { createHash, createHmac } from "node:crypto";
 import { MdCfb } from "../lib/mdcfb.ts";
+import { RecordOpener, RecordSealer, RecordType } from "../lib/record.ts";
 import { HmacSha256, sha256 } from "../lib/sha256.ts";
+import { type Figure, opsPerSecond, Report } from "./_stats.ts";
+import type { Limits } from "./limits.ts";
 
-/** One measured figure. */
-export interface BenchRow {
-  /** What was measured, e.g. `mdcfb 65536 B`. */
-  name: string;
-  /** The figure. */
-  value: number;
-  /** Its unit, e.g. `MB/s` or `us/op`. */
-  unit: string;
+/** Options of {@link benchCipher}. */
+export interface CipherBenchOptions {
+  /** Shorten each measurement (~0.1 s instead of ~1 s). */
+  quick: boolean;
+  /** Where figures go (default: a report printing to stdout). */
+  report?: Report;
+  /** The machine's limits, for ratios. */
+  limits?: Limits;
 }
 
-/** Run `fn` repeatedly for about `ms` milliseconds; returns ops per second. */
-function opsPerSecond(fn: () => void, ms: number): number {
-  // Warm-up: let the JIT optimise before timing.
-  const warmEnd = performance.now() + Math.min(ms / 2, 200);
-  while (performance.now() < warmEnd) fn();
-  let ops = 0;
-  let batch = 1;
-  const start = performance.now();
-  let now = start;
-  while (now - start < ms) {
-    for (let i = 0; i < batch; i++) fn();
-    ops += batch;
-    batch *= 2;
-    now = performance.now();
+/**
+ * SHA-256 compressions of sealing one record with a body of `n` bytes
+ * (lib/record.ts): the IV is HMAC of 8 bytes (2), MD-CFB is 2 per 32-byte
+ * block, the tag is HMAC of the 17-byte header and the body.
+ */
+function sealCompressions(n: number): number {
+  const hmac = (len: number) => Math.floor((len + 8) / 64) + 1 + 1;
+  return hmac(8) + 2 * Math.ceil(n / 32) + hmac(17 + n);
+}
+
+/**
+ * Measure the cipher hot path and print one line per figure
+ * (`mdcfb 65536 B: 41.2 MB/s`), each with its limit when `limits` has
+ * OpenSSL's figures. Synchronous figures are per second of CPU time, as
+ * `openssl speed` counts them: MD-CFB at 100 B, 1 KiB and 64 KiB; seal+open of a
+ * 100-byte record; HMAC-SHA256 of 32 bytes and SHA-256 of 64 KiB as
+ * `lib/sha256.ts` computes them; and, for the record, the alternatives it
+ * does not use (node:crypto and WebCrypto).
+ * @param opts quick mode, report, limits
+ * @returns the figures of this section, in print order
+ * @example
+ * ```ts ignore
+ * import { benchCipher } from "./cipher.ts";
+ * for (const r of await benchCipher({ quick: true })) console.log(r.name, r.value, r.unit);
+ * ```
+ */
+export async function benchCipher(opts: CipherBenchOptions): Promise<Figure[]> {
+  const ms = opts.quick ? 100 : 1000;
+  const report = opts.report ?? new Report(console.log);
+  const first = report.figures.length;
+  const sec = "cipher";
+  const ossl = opts.limits?.openssl ?? null;
+  // OpenSSL SHA-256 compressions per second (64-byte blocks).
+  const compressPerSec = ossl ? ossl.sha256BytesPerSec / 64 : NaN;
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  const iv = crypto.getRandomValues(new Uint8Array(32));
+  const msg32 = crypto.getRandomValues(new Uint8Array(32));
+  const tag = new Uint8Array(32);
+
+  // MD-CFB encryption throughput, MB = 10^6 bytes. Limit: two SHA-256
+  // compressions per 32-byte block at OpenSSL's rate, i.e. its SHA-256 / 4.
+  const m = new MdCfb(key);
+  for (const size of [100, 1024, 65536]) {
+    const p = crypto.getRandomValues(new Uint8Array(size));
+    const ops = opsPerSecond(() => m.encrypt(iv, p), ms);
+    report.add(sec, `mdcfb ${size} B`, (ops * size) / 1e6, "MB/s", {
+      limit: ossl ? ossl.sha256BytesPerSec / 4 / 1e6 : undefined,
+      limitSource: "openssl sha256 / 4 (2 compressions per 32 B)",
+      note: "encrypt, per CPU second like openssl speed",
+    });
   }
-  return ops / ((now - start) / 1000);
+  const p64 = crypto.getRandomValues(new Uint8Array(65536));
+  const c64 = m.encrypt(iv, p64);
+  report.add(
+    sec,
+    "mdcfb decrypt 65536 B",
+    (opsPerSecond(() => m.decrypt(iv, c64), ms) * 65536) / 1e6,
+    "MB/s",
+    {
+      limit: ossl ? ossl.sha256BytesPerSec / 4 / 1e6 : undefined,
+      limitSource: "openssl sha256 / 4",
+    },
+  );
+  m.wipe();
+
+  // One 100-byte record sealed and opened (lib/record.ts), fresh sequence
+  // numbers each time, as a channel does.
+  const keys = {
+    enc: crypto.getRandomValues(new Uint8Array(32)),
+    iv: crypto.getRandomValues(new Uint8Array(32)),
+    mac: crypto.getRandomValues(new Uint8Array(32)),
+  };
+  const sealer = new RecordSealer(keys);
+  const opener = new RecordOpener(keys);
+  const body = crypto.getRandomValues(new Uint8Array(100));
+  const now = Date.now();
+  const pairs = opsPerSecond(
+    () => opener.open(sealer.seal(RecordType.DATA, body, now), now),
+    ms,
+  );
+  const compressions = 2 * sealCompressions(100);
+  report.add(sec, "record seal+open 100 B", 1e6 / pairs, "us", {
+    limit: ossl ? (compressions / compressPerSec) * 1e6 : undefined,
+    limitSource: `${compressions} compressions at openssl sha256 speed`,
+  });
+  const sealer2 = new RecordSealer(keys);
+  report.add(
+    sec,
+    "record seal 100 B",
+    1e6 / opsPerSecond(() => sealer2.seal(RecordType.DATA, body, now), ms),
+    "us",
+    {
+      limit: ossl ? (compressions / 2 / compressPerSec) * 1e6 : undefined,
+      limitSource: `${compressions / 2} compressions at openssl sha256 speed`,
+    },
+  );
+  sealer.wipe();
+  sealer2.wipe();
+  opener.wipe();
+
+  // HMAC-SHA256 of one 32-byte block, the MD-CFB step.
+  const h = new HmacSha256(key);
+  const hmacLimit = {
+    limit: ossl?.hmac32PerSec,
+    limitSource: "openssl speed -hmac sha256 -bytes 32",
+  };
+  report.add(
+    sec,
+    "hmac-sha256 32 B (ours, macBlock32Into)",
+    opsPerSecond(() => h.macBlock32Into(msg32, 0, tag, 0), ms),
+    "ops/s",
+    hmacLimit,
+  );
+  report.add(
+    sec,
+    "hmac-sha256 32 B (ours, mac)",
+    opsPerSecond(() => h.mac(msg32), ms),
+    "ops/s",
+    hmacLimit,
+  );
+  const k1 = crypto.getRandomValues(new Uint8Array(1024));
+  report.add(
+    sec,
+    "hmac-sha256 1024 B (ours, mac)",
+    (opsPerSecond(() => h.mac(k1), ms) * 1024) / 1e6,
+    "MB/s",
+    {
+      limit: ossl ? ossl.sha256BytesPerSec / 1e6 : undefined,
+      limitSource: "openssl sha256 16384 B",
+    },
+  );
+  h.wipe();
+
+  // SHA-256 of 64 KiB.
+  const big = crypto.getRandomValues(new Uint8Array(65536));
+  report.add(
+    sec,
+    "sha256 65536 B (ours)",
+    (opsPerSecond(() => sha256(big), ms) * big.length) / 1e6,
+    "MB/s",
+    {
+      limit: ossl ? ossl.sha256BytesPerSec / 1e6 : undefined,
+      limitSource: "openssl sha256 16384 B",
+    },
+  );
+
+  // The same against OpenSSL without SHA-NI: the best software can do on
+  // CPUs without those instructions (or from JavaScript, on any CPU).
+  const noNi = ossl?.sha256NoShaNiBytesPerSec;
+  if (noNi !== undefined && Number.isFinite(noNi)) {
+    report.add(
+      sec,
+      "sha256 65536 B (ours) vs openssl without SHA-NI",
+      report.get("sha256 65536 B (ours)")!.value,
+      "MB/s",
+      {
+        limit: noNi / 1e6,
+        limitSource: "openssl sha256, SHA-NI masked off",
+      },
+    );
+    report.add(
+      sec,
+      "mdcfb 65536 B vs openssl without SHA-NI",
+      report.get("mdcfb 65536 B")!.value,
+      "MB/s",
+      {
+        limit: noNi / 4 / 1e6,
+        limitSource: "openssl sha256 / 4, SHA-NI masked off",
+      },
+    );
+  }
+
+  // The alternatives, for the record in lib/sha256.ts.
+  report.add(
+    sec,
+    "sha256 65536 B (node:crypto, OpenSSL)",
+    (opsPerSecond(() => createHash("sha256").update(big).digest(), ms) *
+      big.length) / 1e6,
+    "MB/s",
+  );
+  report.add(
+    sec,
+    "hmac-sha256 32 B (node:crypto createHmac)",
+    opsPerSecond(() => createHmac("sha256", key).update(msg32).digest(), ms),
+    "ops/s",
+  );
+  const wk = await crypto.subtle.importKey(
+    "raw",
+    key,
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  report.add(
+    sec,
+    "hmac-sha256 32 B (WebCrypto, awaited)",
+    await asyncOpsPerSecond(() => crypto.subtle.sign("HMAC", wk, msg32), ms),
+    "ops/s",
+  );
+  // MD-CFB built on WebCrypto HMAC, one await per block: what we avoid.
+  const p1k = crypto.getRandomValues(new Uint8Array(1024));
+  report.add(
+    sec,
+    "mdcfb 1024 B (WebCrypto HMAC, awaited per block)",
+    (await asyncOpsPerSecond(() => webMdcfb(wk, iv, p1k), ms) * 1024) / 1e6,
+    "MB/s",
+  );
+  return report.figures.slice(first);
 }
 
 /** Like {@link opsPerSecond} for an async operation (awaited one at a time). */
@@ -64,102 +259,6 @@ async function asyncOpsPerSecond(
     now = performance.now();
   }
   return ops / ((now - start) / 1000);
-}
-
-function round(x: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
-
-/**
- * Measure the cipher hot path and print one line per figure
- * (`mdcfb 65536 B: 41.2 MB/s`).
- * @param opts `quick` shortens each measurement (~0.1 s instead of ~1 s)
- * @returns the figures, in print order
- * @example
- * ```ts ignore
- * import { benchCipher } from "./cipher.ts";
- * for (const r of await benchCipher({ quick: true })) console.log(r.name, r.value, r.unit);
- * ```
- */
-export async function benchCipher(
-  opts: { quick: boolean },
-): Promise<Array<{ name: string; value: number; unit: string }>> {
-  const ms = opts.quick ? 100 : 1000;
-  const rows: BenchRow[] = [];
-  const add = (name: string, value: number, unit: string) => {
-    const v = round(value, value >= 100 ? 0 : 2);
-    rows.push({ name, value: v, unit });
-    console.log(`${name}: ${v} ${unit}`);
-  };
-  const key = crypto.getRandomValues(new Uint8Array(32));
-  const iv = crypto.getRandomValues(new Uint8Array(32));
-  const msg32 = crypto.getRandomValues(new Uint8Array(32));
-  const tag = new Uint8Array(32);
-
-  // MD-CFB encryption throughput, MB = 10^6 bytes.
-  const m = new MdCfb(key);
-  for (const size of [100, 1024, 65536]) {
-    const p = crypto.getRandomValues(new Uint8Array(size));
-    const ops = opsPerSecond(() => m.encrypt(iv, p), ms);
-    add(`mdcfb ${size} B`, (ops * size) / 1e6, "MB/s");
-  }
-  m.wipe();
-
-  // HMAC-SHA256 of one 32-byte block, the MD-CFB step.
-  const h = new HmacSha256(key);
-  add(
-    "hmac-sha256 32 B (ours, macBlock32Into)",
-    opsPerSecond(() => h.macBlock32Into(msg32, 0, tag, 0), ms),
-    "ops/s",
-  );
-  add(
-    "hmac-sha256 32 B (ours, mac)",
-    opsPerSecond(() => h.mac(msg32), ms),
-    "ops/s",
-  );
-  h.wipe();
-
-  // SHA-256 of 64 KiB.
-  const big = crypto.getRandomValues(new Uint8Array(65536));
-  add(
-    "sha256 65536 B (ours)",
-    (opsPerSecond(() => sha256(big), ms) * big.length) / 1e6,
-    "MB/s",
-  );
-
-  // The alternatives, for the record in lib/sha256.ts.
-  add(
-    "sha256 65536 B (node:crypto, OpenSSL)",
-    (opsPerSecond(() => createHash("sha256").update(big).digest(), ms) *
-      big.length) / 1e6,
-    "MB/s",
-  );
-  add(
-    "hmac-sha256 32 B (node:crypto createHmac)",
-    opsPerSecond(() => createHmac("sha256", key).update(msg32).digest(), ms),
-    "ops/s",
-  );
-  const wk = await crypto.subtle.importKey(
-    "raw",
-    key,
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  add(
-    "hmac-sha256 32 B (WebCrypto, awaited)",
-    await asyncOpsPerSecond(() => crypto.subtle.sign("HMAC", wk, msg32), ms),
-    "ops/s",
-  );
-  // MD-CFB built on WebCrypto HMAC, one await per block: what we avoid.
-  const p1k = crypto.getRandomValues(new Uint8Array(1024));
-  add(
-    "mdcfb 1024 B (WebCrypto HMAC, awaited per block)",
-    (await asyncOpsPerSecond(() => webMdcfb(wk, iv, p1k), ms) * 1024) / 1e6,
-    "MB/s",
-  );
-  return rows;
 }
 
 /** MD-CFB encryption with one awaited WebCrypto HMAC per block. */

@@ -1175,9 +1175,11 @@ export class ChatClient {
     this.#stopHosting();
     this.#mode = { kind: "idle" };
     this.#wakeGrantWaiters();
-    if (this.#server && !this.#server.closed) {
-      await this.#server.send({ t: "bye" }).catch(() => {});
-      await this.#server.close("logout");
+    // The server loop may clear #server while we await: keep our own handle.
+    const server = this.#server;
+    if (server && !server.closed) {
+      await server.send({ t: "bye" }).catch(() => {});
+      await server.close("logout");
     }
     while (this.#tasks.size > 0) await Promise.all([...this.#tasks]);
   }

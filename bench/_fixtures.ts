@@ -1,0 +1,254 @@
+/**
+ * Fixtures of the benchmark: throwaway keys (generated in memory, never
+ * written), the server subprocess ({@link ServerProcess}, driving
+ * `bench/_server.ts`), and one measured login over real TCP
+ * ({@link timedLogin}).
+ *
+ * Every benchmark user shares one key pair: the server's directory maps
+ * `u0`, `u1`, ... to the same public key. The cost of a login does not
+ * depend on which key signs, and 10,000 RSA key pairs would take minutes to
+ * make.
+ *
+ * @example
+ * ```ts ignore
+ * import { makeKeys, ServerProcess, timedLogin } from "./_fixtures.ts";
+ * const keys = await makeKeys(3072);
+ * const server = await ServerProcess.spawn({ mode: "im", ...keys.pem, users: 100 });
+ * const { ms, channel } = await timedLogin(keys, "u0", server.port);
+ * ```
+ * @module
+ */
+
+import type { SecureChannel } from "../lib/channel.ts";
+import { loginToServer } from "../lib/client.ts";
+import {
+  generateRsaKeyPair,
+  loadPrivateIdentity,
+  loadPublicIdentity,
+  type PrivateIdentity,
+  type PublicIdentity,
+} from "../lib/keys.ts";
+import { cpuSeconds, mainThreadCpuSeconds } from "./_stats.ts";
+import type { MemAnswer, ServerConfig } from "./_server.ts";
+
+/** Keys of one benchmark deployment. */
+export interface BenchKeys {
+  bits: number;
+  server: PrivateIdentity;
+  /** The server key as clients pin it. */
+  serverPinned: PublicIdentity;
+  /** The key every benchmark user logs in with. */
+  user: PrivateIdentity;
+  userPublic: PublicIdentity;
+  /** PEM text for the server subprocess. */
+  pem: { serverPem: string; userPem: string };
+}
+
+/**
+ * Make a server key pair and one user key pair of `bits` bits, in memory.
+ * @param bits RSA modulus size
+ * @returns the keys
+ * @example
+ * ```ts ignore
+ * import { makeKeys } from "./_fixtures.ts";
+ * const k = await makeKeys(2048);
+ * ```
+ */
+export async function makeKeys(bits: number): Promise<BenchKeys> {
+  const [s, u] = await Promise.all([
+    generateRsaKeyPair(bits),
+    generateRsaKeyPair(bits),
+  ]);
+  const [server, serverPinned, user, userPublic] = await Promise.all([
+    loadPrivateIdentity(s.privatePem),
+    loadPublicIdentity(s.publicPem),
+    loadPrivateIdentity(u.privatePem),
+    loadPublicIdentity(u.publicPem),
+  ]);
+  return {
+    bits,
+    server,
+    serverPinned,
+    user,
+    userPublic,
+    pem: { serverPem: s.privatePem, userPem: u.publicPem },
+  };
+}
+
+/**
+ * The benchmark's usernames: `u0` .. `u{n-1}`.
+ * @param i index
+ * @returns the name
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { userName } from "./_fixtures.ts";
+ * assert.equal(userName(7), "u7");
+ * ```
+ */
+export function userName(i: number): string {
+  return `u${i}`;
+}
+
+/** A UI that shows nothing. */
+export const silentUi = { print() {}, setPeer() {} };
+
+/**
+ * Log in over TCP and wait for the server's `welcome`: the time a user waits
+ * from connecting to being told they are in.
+ * @param keys the deployment
+ * @param user the username
+ * @param port the server's port on 127.0.0.1
+ * @returns the time in ms and the logged-in channel (heartbeats off)
+ * @throws whatever the login throws
+ * @example
+ * ```ts ignore
+ * import { timedLogin } from "./_fixtures.ts";
+ * const { ms, channel } = await timedLogin(keys, "u0", port);
+ * await logout(channel);
+ * ```
+ */
+export async function timedLogin(
+  keys: BenchKeys,
+  user: string,
+  port: number,
+): Promise<{ ms: number; channel: SecureChannel }> {
+  const t0 = performance.now();
+  const { channel } = await loginToServer({
+    user,
+    identity: keys.user,
+    pinnedServer: keys.serverPinned,
+    serverHost: "127.0.0.1",
+    serverPort: port,
+    ui: silentUi,
+    heartbeatMs: 0,
+  });
+  const events = channel.events();
+  const first = await events.next();
+  const ms = performance.now() - t0;
+  await events.return(undefined);
+  if (first.done || first.value.kind !== "message") {
+    channel.abort("bench");
+    throw new Error(`Login of ${user} got no welcome`);
+  }
+  return { ms, channel };
+}
+
+/**
+ * Say `bye` and close, as `!quit` does.
+ * @param channel a logged-in channel
+ * @returns when closed
+ * @example
+ * ```ts ignore
+ * import { logout } from "./_fixtures.ts";
+ * await logout(channel);
+ * ```
+ */
+export async function logout(channel: SecureChannel): Promise<void> {
+  await channel.send({ t: "bye" }).catch(() => {});
+  await channel.close("logout");
+}
+
+async function* jsonLines(
+  stream: ReadableStream<Uint8Array>,
+): AsyncGenerator<unknown> {
+  let buf = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      if (line.trim()) yield JSON.parse(line);
+    }
+  }
+}
+
+/** `bench/_server.ts` running as a child process. */
+export class ServerProcess {
+  readonly port: number;
+  readonly pid: number;
+  #child: Deno.ChildProcess;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #answers: AsyncGenerator<unknown>;
+
+  private constructor(
+    child: Deno.ChildProcess,
+    writer: WritableStreamDefaultWriter<Uint8Array>,
+    answers: AsyncGenerator<unknown>,
+    port: number,
+  ) {
+    this.#child = child;
+    this.#writer = writer;
+    this.#answers = answers;
+    this.port = port;
+    this.pid = child.pid;
+  }
+
+  /**
+   * Start `deno run --allow-net=127.0.0.1 bench/_server.ts` and configure it.
+   * @param cfg what to serve
+   * @returns the running server
+   * @throws Error when the child does not answer with its port
+   */
+  static async spawn(cfg: ServerConfig): Promise<ServerProcess> {
+    const child = new Deno.Command("deno", {
+      args: [
+        "run",
+        "--allow-net=127.0.0.1",
+        "--v8-flags=--expose-gc",
+        new URL("./_server.ts", import.meta.url).href,
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    const answers = jsonLines(child.stdout);
+    await writer.write(new TextEncoder().encode(JSON.stringify(cfg) + "\n"));
+    const first = await answers.next();
+    const port = (first.value as { port?: number } | undefined)?.port;
+    if (first.done || typeof port !== "number") {
+      throw new Error("bench/_server.ts did not start");
+    }
+    return new ServerProcess(child, writer, answers, port);
+  }
+
+  async #ask(cmd: string): Promise<unknown> {
+    await this.#writer.write(new TextEncoder().encode(cmd + "\n"));
+    const a = await this.#answers.next();
+    if (a.done) throw new Error("bench/_server.ts exited");
+    return a.value;
+  }
+
+  /**
+   * Garbage-collect the server and read its memory.
+   * @returns `Deno.memoryUsage()` of the server, its online count and log events
+   */
+  async mem(): Promise<MemAnswer> {
+    return await this.#ask("mem") as MemAnswer;
+  }
+
+  /** @returns CPU seconds the server used so far, all threads */
+  cpu(): Promise<number> {
+    return cpuSeconds(this.pid);
+  }
+
+  /** @returns CPU seconds the server's main (JavaScript) thread used so far */
+  mainThreadCpu(): Promise<number> {
+    return mainThreadCpuSeconds(this.pid);
+  }
+
+  /** Close the server and wait for the process to end. */
+  async quit(): Promise<void> {
+    try {
+      await this.#ask("quit");
+    } catch {
+      // Exited already.
+    }
+    await this.#writer.close().catch(() => {});
+    // Drain stdout so the child's pipe is released.
+    for await (const _ of this.#answers) { /* nothing more */ }
+    await this.#child.status;
+  }
+}

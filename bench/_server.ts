@@ -1,0 +1,178 @@
+/**
+ * The server side of the benchmark, run as its own process so its memory and
+ * CPU time can be read apart from the clients':
+ *
+ * ```sh
+ * deno run --allow-net=127.0.0.1 --v8-flags=--expose-gc bench/_server.ts
+ * ```
+ *
+ * It reads one JSON line from stdin ({@link ServerConfig}: the keys as PEM
+ * text, so nothing touches the disk), starts an {@link ImServer} (or, in
+ * `bare` mode, a plain TCP server that holds each connection with one
+ * pending read into its own buffer: the floor for memory per connection) on a free loopback
+ * port, and prints `{"port":P}`. Then each stdin line is a command: `mem`
+ * answers with a garbage-collected `Deno.memoryUsage()`, how many users are
+ * online and the server's log events by name; `quit` closes the server and
+ * exits. Every answer is one JSON line on stdout.
+ *
+ * @example
+ * ```ts ignore
+ * // See spawnServer() in bench/scale.ts.
+ * ```
+ * @module
+ */
+
+import { loadPrivateIdentity, loadPublicIdentity } from "../lib/keys.ts";
+import { ImServer } from "../lib/server.ts";
+
+/** The first stdin line. */
+export interface ServerConfig {
+  /** `im`: the real server; `bare`: TCP connections held with one pending read. */
+  mode: "im" | "bare";
+  /** The server's private key (PKCS#8 PEM), `im` mode. */
+  serverPem?: string;
+  /** The one public key every benchmark user shares (SPKI PEM), `im` mode. */
+  userPem?: string;
+  /** Users in the directory: `<prefix>0` .. `<prefix>{users-1}`. */
+  users?: number;
+  /** Username prefix (default `u`). */
+  prefix?: string;
+  /** Size of each connection's read buffer in `bare` mode (default 1024). */
+  readBufBytes?: number;
+}
+
+/** The answer to `mem`. */
+export interface MemAnswer {
+  rss: number;
+  heapUsed: number;
+  heapTotal: number;
+  external: number;
+  /** Users logged in (`im`) or connections open (`bare`). */
+  online: number;
+  /** Server log events seen so far, by name (`leave:<reason>` for leaves) (`im`). */
+  events: Record<string, number>;
+}
+
+async function* lines(): AsyncGenerator<string> {
+  let buf = "";
+  for await (
+    const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream())
+  ) {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      yield buf.slice(0, i);
+      buf = buf.slice(i + 1);
+    }
+  }
+}
+
+function answer(o: unknown): void {
+  console.log(JSON.stringify(o));
+}
+
+function collect(): void {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc) {
+    gc();
+    gc();
+  }
+}
+
+async function main(): Promise<void> {
+  const input = lines();
+  const first = await input.next();
+  if (first.done) return;
+  const cfg = JSON.parse(first.value) as ServerConfig;
+  const events: Record<string, number> = {};
+  let online: () => number;
+  let close: () => Promise<void>;
+  let port: number;
+  if (cfg.mode === "bare") {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    port = (listener.addr as Deno.NetAddr).port;
+    const conns = new Set<Deno.TcpConn>();
+    const loop = (async () => {
+      for (;;) {
+        let c: Deno.TcpConn;
+        try {
+          c = await listener.accept();
+        } catch {
+          return;
+        }
+        c.setNoDelay(true);
+        conns.add(c);
+        (async () => {
+          const buf = new Uint8Array(cfg.readBufBytes ?? 1024);
+          try {
+            while ((await c.read(buf)) !== null) { /* discard */ }
+          } catch {
+            // Closed under us.
+          }
+          conns.delete(c);
+          try {
+            c.close();
+          } catch {
+            // Already closed.
+          }
+        })();
+      }
+    })();
+    online = () => conns.size;
+    close = async () => {
+      listener.close();
+      for (const c of conns) c.close();
+      await loop;
+    };
+  } else {
+    const identity = await loadPrivateIdentity(cfg.serverPem!, "server key");
+    const user = await loadPublicIdentity(cfg.userPem!, "user key");
+    const clients = new Map<string, typeof user>();
+    const n = cfg.users ?? 100;
+    for (let i = 0; i < n; i++) clients.set(`${cfg.prefix ?? "u"}${i}`, user);
+    const server = await ImServer.start({
+      identity,
+      clients,
+      hostname: "127.0.0.1",
+      port: 0,
+      maxClients: Math.max(10_000, n),
+      log: (event, fields) => {
+        // Count leaves by reason: a heartbeat timeout reads `leave:timeout`.
+        const key = event === "leave" || event === "connection-error"
+          ? `${event}:${fields?.reason ?? fields?.error ?? ""}`
+          : event;
+        events[key] = (events[key] ?? 0) + 1;
+      },
+    });
+    port = server.port;
+    online = () => server.list().length;
+    close = () => server.close();
+  }
+  collect();
+  answer({ port, pid: Deno.pid });
+  for await (const line of input) {
+    const cmd = line.trim();
+    if (cmd === "mem") {
+      collect();
+      const m = Deno.memoryUsage();
+      const a: MemAnswer = {
+        rss: m.rss,
+        heapUsed: m.heapUsed,
+        heapTotal: m.heapTotal,
+        external: m.external,
+        online: online(),
+        events,
+      };
+      answer(a);
+    } else if (cmd === "quit") {
+      await close();
+      answer({ bye: true });
+      return;
+    }
+  }
+  await close();
+}
+
+if (import.meta.main) {
+  await main();
+}

@@ -1,0 +1,442 @@
+/**
+ * What a login costs: p50/p99 latency of a full login over loopback TCP with
+ * 2048 and 3072-bit keys (server in this process, and in a subprocess);
+ * logins per second with 50 clients logging in at once (server in a
+ * subprocess, so its CPU time per login can be read from /proc); and where
+ * the time goes, each WebCrypto step timed alone as the project calls it.
+ *
+ * @example
+ * ```ts ignore
+ * import { benchLogin } from "./login.ts";
+ * await benchLogin({ quick: true, report, limits, keys });
+ * ```
+ * @module
+ */
+
+import { randomBytes, utf8 } from "../lib/bytes.ts";
+import {
+  deriveDirectionKeys,
+  deriveKey,
+  Label,
+  transcriptHash,
+} from "../lib/kdf.ts";
+import { decryptOaep, encryptOaep, signPss, verifyPss } from "../lib/keys.ts";
+import { ImServer } from "../lib/server.ts";
+import { HmacSha256 } from "../lib/sha256.ts";
+import { generateEphemeral, sharedSecret } from "../lib/x25519.ts";
+import {
+  type BenchKeys,
+  logout,
+  ServerProcess,
+  timedLogin,
+  userName,
+} from "./_fixtures.ts";
+import {
+  median,
+  percentile,
+  type Report,
+  selfCpuSeconds,
+  timeAsync,
+} from "./_stats.ts";
+import type { Limits } from "./limits.ts";
+
+/** Options of {@link benchLogin}. */
+export interface LoginBenchOptions {
+  quick: boolean;
+  report: Report;
+  limits: Limits;
+  /** Keys by modulus size; 2048 and 3072 are used. */
+  keys: Map<number, BenchKeys>;
+}
+
+/** What later sections and the targets need from this one. */
+export interface LoginFigures {
+  /** p50 login ms by key size (in-process server). */
+  p50Ms: Map<number, number>;
+  /** Logins per second with 50 concurrent clients, by key size. */
+  loginsPerSec: Map<number, number>;
+  /** Projected server capacity (logins/s, clients elsewhere), by key size. */
+  serverCapacity: Map<number, number>;
+}
+
+/** RFC 5869 HKDF-SHA256 on lib/sha256.ts, synchronous: what a sync key schedule would cost. */
+function hkdfSync(
+  ikm: Uint8Array,
+  salt: Uint8Array,
+  info: Uint8Array,
+): Uint8Array {
+  const ext = new HmacSha256(salt);
+  const prk = ext.mac(ikm); // RFC 5869 2.2
+  ext.wipe();
+  const exp = new HmacSha256(prk);
+  const t1 = new Uint8Array(info.length + 1);
+  t1.set(info);
+  t1[info.length] = 1;
+  const okm = exp.mac(t1); // RFC 5869 2.3, one block: L = 32
+  exp.wipe();
+  return okm;
+}
+
+/** The steps of a login that do not depend on the RSA key size, in ms. */
+interface SharedSteps {
+  x25519Keygen: number;
+  x25519Derive: number;
+  keySchedule: number;
+  transcript: number;
+}
+
+type Cost = (
+  name: string,
+  fn: () => Promise<unknown>,
+  limit?: number,
+  limitSource?: string,
+) => Promise<number>;
+
+function coster(report: Report, n: number): Cost {
+  return async (name, fn, limit, limitSource) => {
+    const ms = median(await timeAsync(fn, n));
+    report.add("login", name, ms, "ms", {
+      limit,
+      limitSource,
+      note: `median of ${n}, awaited one at a time`,
+    });
+    return ms;
+  };
+}
+
+/** Time X25519, HKDF and the transcript hash alone (WebCrypto, as lib/ calls them). */
+async function sharedStepCosts(
+  report: Report,
+  limits: Limits,
+  n: number,
+): Promise<SharedSteps> {
+  const cost = coster(report, n);
+  const ossl = limits.openssl;
+  const a = await generateEphemeral();
+  const peer = await generateEphemeral();
+  const ikm = randomBytes(64);
+  const salt = randomBytes(32);
+  const msg = randomBytes(60);
+  const xl = ossl ? 1000 / ossl.x25519PerSec : undefined;
+  const x25519Keygen = await cost(
+    "x25519 keygen",
+    () => generateEphemeral(),
+    xl,
+    "openssl x25519",
+  );
+  const x25519Derive = await cost(
+    "x25519 derive",
+    () => sharedSecret(a, peer.publicRaw),
+    xl,
+    "openssl x25519",
+  );
+  // Sync HKDF on our own HMAC: the floor for one derived key.
+  const info = utf8("im v1 c2s enc");
+  for (let i = 0; i < 200; i++) hkdfSync(ikm, salt, info);
+  const reps = 5000;
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) hkdfSync(ikm, salt, info);
+  const syncMs = (performance.now() - t0) / reps;
+  await cost(
+    "hkdf one key",
+    () => deriveKey(ikm, salt, "im v1 c2s enc"),
+    syncMs,
+    "sync HKDF on lib/sha256.ts",
+  );
+  // The login's key schedule: both directions and the ticket keys, in
+  // parallel, as handshake.ts derives them.
+  const keySchedule = await cost(
+    "key schedule (8 hkdf)",
+    () =>
+      Promise.all([
+        deriveDirectionKeys(ikm, salt, "c2s"),
+        deriveDirectionKeys(ikm, salt, "s2c"),
+        deriveKey(ikm, salt, Label.TICKET_ENC),
+        deriveKey(ikm, salt, Label.TICKET_MAC),
+      ]),
+    syncMs * 8,
+    "8 sync HKDF on lib/sha256.ts",
+  );
+  const transcript = await cost(
+    "transcript hash",
+    () => transcriptHash(Label.TRANSCRIPT, [msg, msg, msg]),
+  );
+  return { x25519Keygen, x25519Derive, keySchedule, transcript };
+}
+
+/** Time each RSA step of a login alone; returns each side's sum of steps. */
+async function rsaStepCosts(
+  report: Report,
+  limits: Limits,
+  keys: BenchKeys,
+  shared: SharedSteps,
+  n: number,
+): Promise<{ server: number; client: number }> {
+  const cost = coster(report, n);
+  const b = keys.bits;
+  const ossl = limits.openssl;
+  const priv = ossl ? 1000 / (ossl.rsaPrivatePerSec[b] ?? NaN) : undefined;
+  const pub = ossl ? 1000 / (ossl.rsaPublicPerSec[b] ?? NaN) : undefined;
+  const msg = randomBytes(60);
+  const sig = await signPss(keys.user.sign, msg);
+  const label = utf8(Label.SESSION_KEY);
+  const sealed = await encryptOaep(
+    keys.userPublic.encrypt,
+    randomBytes(32),
+    label,
+  );
+  const sign = await cost(
+    `rsa-pss sign ${b}`,
+    () => signPss(keys.user.sign, msg),
+    priv,
+    "openssl private op",
+  );
+  const verify = await cost(
+    `rsa-pss verify ${b}`,
+    () => verifyPss(keys.userPublic.verify, sig, msg),
+    pub,
+    "openssl public op",
+  );
+  const enc = await cost(
+    `rsa-oaep encrypt ${b}`,
+    () => encryptOaep(keys.userPublic.encrypt, randomBytes(32), label),
+    pub,
+    "openssl public op",
+  );
+  const dec = await cost(
+    `rsa-oaep decrypt ${b}`,
+    () => decryptOaep(keys.user.decrypt, sealed, label),
+    priv,
+    "openssl private op",
+  );
+  // Each side's share of one login (handshake.ts), the steps in sequence.
+  const common = shared.x25519Keygen + shared.x25519Derive +
+    shared.keySchedule;
+  return {
+    server: sign + verify + enc + common + 2 * shared.transcript,
+    client: verify + sign + dec + common + 3 * shared.transcript,
+  };
+}
+
+/** p50/p99 of `n` logins one after another against a server on `port`. */
+async function sequentialLogins(
+  keys: BenchKeys,
+  port: number,
+  n: number,
+): Promise<number[]> {
+  const times: number[] = [];
+  for (let i = 0; i < n + 3; i++) {
+    const { ms, channel } = await timedLogin(keys, userName(i % 50), port);
+    await logout(channel);
+    if (i >= 3) times.push(ms);
+  }
+  return times;
+}
+
+/** `workers` clients logging in and out in a loop for `ms`; returns logins completed and seconds taken. */
+async function concurrentLogins(
+  keys: BenchKeys,
+  port: number,
+  workers: number,
+  ms: number,
+): Promise<
+  { logins: number; secs: number; failures: number; latencies: number[] }
+> {
+  let logins = 0, failures = 0;
+  const latencies: number[] = [];
+  const start = performance.now();
+  const end = start + ms;
+  await Promise.all(
+    Array.from({ length: workers }, async (_, w) => {
+      while (performance.now() < end) {
+        try {
+          const { ms, channel } = await timedLogin(keys, userName(w), port);
+          logins++;
+          latencies.push(ms);
+          await logout(channel);
+        } catch {
+          failures++;
+        }
+      }
+    }),
+  );
+  return {
+    logins,
+    secs: (performance.now() - start) / 1000,
+    failures,
+    latencies,
+  };
+}
+
+/**
+ * Run the login section.
+ * @param opts quick mode, report, limits and keys
+ * @returns the figures the targets need
+ * @example
+ * ```ts ignore
+ * import { benchLogin } from "./login.ts";
+ * const f = await benchLogin({ quick: true, report, limits, keys });
+ * ```
+ */
+export async function benchLogin(
+  opts: LoginBenchOptions,
+): Promise<LoginFigures> {
+  const { report, limits, quick } = opts;
+  const sec = "login";
+  const ossl = limits.openssl;
+  const out: LoginFigures = {
+    p50Ms: new Map(),
+    loginsPerSec: new Map(),
+    serverCapacity: new Map(),
+  };
+  const n = quick ? 20 : 200;
+  const stepN = quick ? 10 : 50;
+  const cores = limits.cores;
+  const shared = await sharedStepCosts(report, limits, stepN);
+  for (const bits of [2048, 3072]) {
+    const keys = opts.keys.get(bits)!;
+    const priv = ossl ? 1000 / (ossl.rsaPrivatePerSec[bits] ?? NaN) : NaN;
+    const pub = ossl ? 1000 / (ossl.rsaPublicPerSec[bits] ?? NaN) : NaN;
+    // Floor of one login: 3 private and 3 public RSA operations in sequence
+    // (server sign; client verify, sign; server verify, OAEP encrypt; client
+    // OAEP decrypt) plus 3 round trips (hello, auth, finished/welcome).
+    const floorMs = 3 * priv + 3 * pub + 3 * limits.echoRttP50Ms;
+    const floorSrc = "3 openssl private + 3 public ops + 3 tcp echo rtt";
+
+    // In-process server, real TCP.
+    const server = await ImServer.start({
+      identity: keys.server,
+      clients: new Map(
+        Array.from({ length: 100 }, (_, i) => [userName(i), keys.userPublic]),
+      ),
+      hostname: "127.0.0.1",
+      port: 0,
+    });
+    const times = await sequentialLogins(keys, server.port, n);
+    await server.close();
+    const p50 = percentile(times, 50);
+    out.p50Ms.set(bits, p50);
+    report.add(sec, `login p50 ${bits}-bit`, p50, "ms", {
+      limit: ossl ? floorMs : undefined,
+      limitSource: floorSrc,
+      note: `${times.length} logins one at a time, server in this process`,
+    });
+    report.add(sec, `login p99 ${bits}-bit`, percentile(times, 99), "ms");
+
+    // Server in its own process.
+    const proc = await ServerProcess.spawn({
+      mode: "im",
+      ...keys.pem,
+      users: 100,
+    });
+    try {
+      const t2 = await sequentialLogins(keys, proc.port, n);
+      report.add(
+        sec,
+        `login p50 ${bits}-bit (server subprocess)`,
+        percentile(t2, 50),
+        "ms",
+        {
+          limit: ossl ? floorMs : undefined,
+          limitSource: floorSrc,
+          note: `${t2.length} logins`,
+        },
+      );
+      report.add(
+        sec,
+        `login p99 ${bits}-bit (server subprocess)`,
+        percentile(t2, 99),
+        "ms",
+      );
+
+      // 50 clients at once, in this process; the server's CPU read from /proc.
+      const cpu0 = await proc.cpu(),
+        main0 = await proc.mainThreadCpu(),
+        self0 = selfCpuSeconds();
+      const r = await concurrentLogins(
+        keys,
+        proc.port,
+        50,
+        quick ? 3000 : 10_000,
+      );
+      const serverCpu = (await proc.cpu() - cpu0) / r.logins;
+      const serverMain = (await proc.mainThreadCpu() - main0) / r.logins;
+      const clientCpu = (selfCpuSeconds() - self0) / r.logins;
+      const rate = r.logins / r.secs;
+      out.loginsPerSec.set(bits, rate);
+      // Whole-login floor on this machine: clients and server share the
+      // cores; 3 private + 3 public ops per login at OpenSSL's speed.
+      report.add(
+        sec,
+        `logins/s ${bits}-bit, 50 concurrent clients`,
+        rate,
+        "logins/s",
+        {
+          limit: ossl ? cores / ((3 * priv + 3 * pub) / 1000) : undefined,
+          limitSource:
+            `${cores} cores / (3 private + 3 public openssl ops); clients share the cores`,
+          note: `${r.logins} logins in ${
+            r.secs.toFixed(1)
+          } s, ${r.failures} failed`,
+        },
+      );
+      report.add(
+        sec,
+        `login p50 ${bits}-bit under 50 concurrent`,
+        percentile(r.latencies, 50),
+        "ms",
+      );
+      report.add(
+        sec,
+        `server cpu per login ${bits}-bit`,
+        serverCpu * 1000,
+        "ms",
+        {
+          limit: ossl ? priv + 2 * pub : undefined,
+          limitSource: "1 private + 2 public openssl ops",
+          note: `all threads; main JS thread ${
+            (serverMain * 1000).toFixed(2)
+          } ms`,
+        },
+      );
+      report.add(
+        sec,
+        `client cpu per login ${bits}-bit`,
+        clientCpu * 1000,
+        "ms",
+        {
+          limit: ossl ? 2 * priv + pub : undefined,
+          limitSource: "2 private + 1 public openssl ops",
+        },
+      );
+      // What the server alone could sustain with the clients elsewhere: the
+      // cores divided by its CPU per login, capped by its one JS thread.
+      const capacity = Math.min(cores / serverCpu, 1 / serverMain);
+      out.serverCapacity.set(bits, capacity);
+      report.add(
+        sec,
+        `server capacity ${bits}-bit (projected, clients elsewhere)`,
+        capacity,
+        "logins/s",
+        {
+          limit: ossl ? cores / ((priv + 2 * pub) / 1000) : undefined,
+          limitSource: `${cores} cores / (1 private + 2 public openssl ops)`,
+          note:
+            `min(${cores} cores / server cpu per login, 1 / main-thread cpu per login)`,
+        },
+      );
+    } finally {
+      await proc.quit();
+    }
+
+    // Where the time goes.
+    const steps = await rsaStepCosts(report, limits, keys, shared, stepN);
+    report.add(sec, `sum of server steps ${bits}-bit`, steps.server, "ms", {
+      note: "sign + verify + oaep encrypt + x25519 + key schedule + hashes",
+    });
+    report.add(sec, `sum of client steps ${bits}-bit`, steps.client, "ms", {
+      note: "verify + sign + oaep decrypt + x25519 + key schedule + hashes",
+    });
+  }
+  return out;
+}

@@ -1,0 +1,216 @@
+/**
+ * Peer-to-peer messages: one-way latency p50/p99 and messages per second,
+ * for one pair and for 50 pairs at once. Each pair is a real
+ * {@link PeerSession} over loopback TCP (peer handshake, records, the
+ * receiver's delivery receipts, heartbeats), set up with a ticket sealed
+ * here as the server would. Both ends run in this process, so one clock
+ * times the way from `sendText` to the receiver's `text` event.
+ *
+ * @example
+ * ```ts ignore
+ * import { benchMessages } from "./messages.ts";
+ * await benchMessages({ quick: true, report, limits });
+ * ```
+ * @module
+ */
+
+import { randomBytes } from "../lib/bytes.ts";
+import { hostPeer, joinPeer, type PeerSession } from "../lib/peer.ts";
+import { sealTicket, TicketReplayCache } from "../lib/ticket.ts";
+import { TcpTransport } from "../lib/transport.ts";
+import { percentile, type Report } from "./_stats.ts";
+import type { Limits } from "./limits.ts";
+
+/** Options of {@link benchMessages}. */
+export interface MessagesBenchOptions {
+  quick: boolean;
+  report: Report;
+  limits: Limits;
+}
+
+/** A running pair with its event pumps. */
+interface Pair {
+  host: PeerSession;
+  join: PeerSession;
+  /** Called with each text the joiner receives. */
+  onText: (text: string) => void;
+  pumps: Promise<void>;
+}
+
+/** Chat text of about 100 bytes that starts with the send time. */
+function stamped(): string {
+  return `${performance.now()}|`.padEnd(100, "x");
+}
+
+async function pump(
+  s: PeerSession,
+  onText: (text: string) => void,
+): Promise<void> {
+  for await (const ev of s.events()) {
+    if (ev.kind === "text") onText(ev.text);
+  }
+}
+
+/** A host and a joiner in session over loopback TCP, as after `!session`. */
+async function makePair(listener: Deno.TcpListener, i: number): Promise<Pair> {
+  const port = (listener.addr as Deno.NetAddr).port;
+  const ticketKeys = { enc: randomBytes(32), mac: randomBytes(32) };
+  const peerKey = randomBytes(32);
+  const ticketId = randomBytes(16);
+  const host = `h${i}`, joiner = `j${i}`;
+  const ticket = sealTicket(ticketKeys, {
+    id: ticketId,
+    host,
+    joiner,
+    expiresAt: Date.now() + 30_000,
+    peerKey,
+  });
+  const accepted = listener.accept();
+  const jt = await TcpTransport.connect("127.0.0.1", port);
+  const ht = TcpTransport.wrap(await accepted);
+  const [h, j] = await Promise.all([
+    hostPeer(ht, { self: host, joiner, peerKey, ticket, ticketId }),
+    joinPeer(jt, {
+      self: joiner,
+      expectedHost: host,
+      ticketKeys,
+      replayCache: new TicketReplayCache(),
+    }),
+  ]);
+  const pair: Pair = {
+    host: h,
+    join: j,
+    onText: () => {},
+    pumps: Promise.resolve(),
+  };
+  pair.pumps = Promise.all([
+    pump(h, () => {}),
+    pump(j, (t) => pair.onText(t)),
+  ]).then(() => {});
+  return pair;
+}
+
+/** `n` messages host to joiner, each sent once the previous one arrived. */
+async function pingLatencies(p: Pair, n: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const arrived = new Promise<void>((resolve) => {
+      p.onText = (text) => {
+        out.push(performance.now() - Number(text.slice(0, text.indexOf("|"))));
+        resolve();
+      };
+    });
+    await p.host.sendText(stamped());
+    await arrived;
+  }
+  return out;
+}
+
+/** `n` messages host to joiner as fast as the sender can queue them; resolves when all arrived. */
+async function blast(p: Pair, n: number): Promise<void> {
+  let got = 0;
+  const all = new Promise<void>((resolve) => {
+    p.onText = () => {
+      if (++got === n) resolve();
+    };
+  });
+  const text = "x".repeat(100);
+  let last: Promise<string> = Promise.resolve("");
+  for (let i = 0; i < n; i++) {
+    last = p.host.sendText(text);
+    // Await every 256th send: writes are chained, so this bounds the queue.
+    if ((i & 255) === 255) await last;
+  }
+  await last;
+  await all;
+}
+
+/**
+ * Run the messages section.
+ * @param opts quick mode, report, limits
+ * @returns the one-pair p50 one-way latency in ms
+ * @example
+ * ```ts ignore
+ * import { benchMessages } from "./messages.ts";
+ * const p50 = await benchMessages({ quick: true, report, limits });
+ * ```
+ */
+export async function benchMessages(
+  opts: MessagesBenchOptions,
+): Promise<number> {
+  const { report, limits, quick } = opts;
+  const sec = "messages";
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const oneWay = limits.echoRttP50Ms / 2;
+  const oneWay99 = limits.echoRttP99Ms / 2;
+  const echoSrc = "half the bare tcp echo rtt";
+
+  // One pair.
+  const p = await makePair(listener, 0);
+  await pingLatencies(p, 50); // warm-up
+  const lat = await pingLatencies(p, quick ? 500 : 5000);
+  const p50 = percentile(lat, 50);
+  report.add(sec, "peer one-way latency p50, 1 pair", p50 * 1000, "us", {
+    limit: oneWay * 1000,
+    limitSource: echoSrc,
+    note: `${lat.length} messages of 100 chars, one in flight`,
+  });
+  report.add(
+    sec,
+    "peer one-way latency p99, 1 pair",
+    percentile(lat, 99) * 1000,
+    "us",
+    { limit: oneWay99 * 1000, limitSource: "half the tcp echo rtt p99" },
+  );
+  const n1 = quick ? 10_000 : 50_000;
+  await blast(p, 1000); // warm-up
+  let t0 = performance.now();
+  await blast(p, n1);
+  const rate1 = n1 / ((performance.now() - t0) / 1000);
+  report.add(sec, "peer msgs/s, 1 pair", rate1, "msg/s", {
+    limit: limits.bareMsgsPerSec1,
+    limitSource: "bare tcp, one awaited write per message",
+    note: `${n1} messages of 100 chars, receipts included`,
+  });
+
+  // 50 pairs at once.
+  const pairs: Pair[] = [p];
+  for (let i = 1; i < 50; i++) pairs.push(await makePair(listener, i));
+  const per = quick ? 20 : 100;
+  const lats = (await Promise.all(pairs.map((q) => pingLatencies(q, per))))
+    .flat();
+  report.add(
+    sec,
+    "peer one-way latency p50, 50 pairs",
+    percentile(lats, 50) * 1000,
+    "us",
+    {
+      limit: oneWay * 1000,
+      limitSource: echoSrc,
+      note: `${lats.length} messages, one in flight per pair`,
+    },
+  );
+  report.add(
+    sec,
+    "peer one-way latency p99, 50 pairs",
+    percentile(lats, 99) * 1000,
+    "us",
+  );
+  const n50 = quick ? 20_000 : 100_000;
+  t0 = performance.now();
+  await Promise.all(pairs.map((q) => blast(q, Math.ceil(n50 / 50))));
+  const rate50 = (Math.ceil(n50 / 50) * 50) / ((performance.now() - t0) / 1000);
+  report.add(sec, "peer msgs/s, 50 pairs", rate50, "msg/s", {
+    limit: limits.bareMsgsPerSec50,
+    limitSource: "bare tcp, 50 pairs",
+    note: "all pairs sending at once",
+  });
+
+  for (const q of pairs) {
+    await q.host.close("disconnect");
+    await q.join.close("disconnect");
+  }
+  await Promise.all(pairs.map((q) => q.pumps));
+  listener.close();
+  return p50;
+}

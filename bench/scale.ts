@@ -1,0 +1,381 @@
+/**
+ * Scale: how many idle logged-in clients one server holds, the server's
+ * memory per connection, the time to log them all in, and the `!list` round
+ * trip with 1,000 clients online. The server runs in its own process
+ * (`bench/_server.ts`) so its memory is its own; the clients are real
+ * {@link ChatClient}s in this process, answering heartbeats.
+ *
+ * The floor for memory is the same count of plain TCP connections held by a
+ * bare Deno server, one pending read each (`bench/_server.ts` in `bare`
+ * mode), measured in the same run.
+ *
+ * @example
+ * ```ts ignore
+ * import { benchScale } from "./scale.ts";
+ * await benchScale({ quick: true, report, limits, keys, clients: 1000 });
+ * ```
+ * @module
+ */
+
+import { ChatClient } from "../lib/client.ts";
+import { READ_BUFFER_BYTES } from "../lib/transport.ts";
+import type { UiEvent } from "../lib/ui.ts";
+import {
+  type BenchKeys,
+  ServerProcess,
+  silentUi,
+  userName,
+} from "./_fixtures.ts";
+import { percentile, type Report, sleep } from "./_stats.ts";
+import type { Limits } from "./limits.ts";
+
+/** Options of {@link benchScale}. */
+export interface ScaleBenchOptions {
+  quick: boolean;
+  report: Report;
+  limits: Limits;
+  keys: BenchKeys;
+  /** Idle clients to log in. */
+  clients: number;
+  /** Measure the `!list` round trip when this many are online. */
+  listAt: number;
+  /** Stop logging in after this long and report how many made it (ms). */
+  budgetMs: number;
+}
+
+/** What the targets need from this section. */
+export interface ScaleFigures {
+  /** Clients asked for. */
+  requested: number;
+  /** Clients logged in and still online at the end. */
+  online: number;
+  /** Server memory per connection, KiB (RSS). */
+  kibPerConn: number;
+  /** Seconds to log them all in. */
+  loginSecs: number;
+  /** `!list` p50 at {@link ScaleBenchOptions.listAt}, ms. */
+  listP50Ms: number;
+}
+
+const KIB = 1024;
+
+/** The floor: `n` plain TCP connections held by a bare Deno server, one pending read of `readBufBytes` each. */
+async function bareFloor(n: number, readBufBytes: number): Promise<number> {
+  const server = await ServerProcess.spawn({ mode: "bare", readBufBytes });
+  try {
+    const before = await server.mem();
+    const conns: Deno.TcpConn[] = [];
+    for (let i = 0; i < n; i++) {
+      conns.push(
+        await Deno.connect({ hostname: "127.0.0.1", port: server.port }),
+      );
+    }
+    let after = await server.mem();
+    for (let i = 0; i < 50 && after.online < n; i++) {
+      await sleep(100);
+      after = await server.mem();
+    }
+    for (const c of conns) c.close();
+    return (after.rss - before.rss) / after.online;
+  } finally {
+    await server.quit();
+  }
+}
+
+/** A client whose UI lets us wait for its next `!list` answer. */
+interface Watched {
+  client: ChatClient;
+  /** Resolves with the number of users listed, or -1 on an error event. */
+  nextList: () => Promise<number>;
+  /** The text of the last error event, if any. */
+  lastError: () => string;
+}
+
+async function startWatched(
+  keys: BenchKeys,
+  user: string,
+  port: number,
+): Promise<Watched> {
+  let waiter: ((users: number) => void) | undefined;
+  let lastError = "";
+  const client = await ChatClient.start({
+    user,
+    identity: keys.user,
+    pinnedServer: keys.serverPinned,
+    serverHost: "127.0.0.1",
+    serverPort: port,
+    reconnect: false,
+    ui: {
+      print(ev: UiEvent) {
+        if (ev.kind === "list") waiter?.(ev.users.length);
+        if (ev.kind === "error") {
+          lastError = `${ev.code}: ${ev.text}`;
+          waiter?.(-1);
+        }
+      },
+      setPeer() {},
+    },
+  });
+  return {
+    client,
+    nextList: () => new Promise<number>((r) => (waiter = r)),
+    lastError: () => lastError,
+  };
+}
+
+/** Round trips of `!list` from one client: typed line to printed list. */
+async function listRtts(
+  w: Watched,
+  n: number,
+): Promise<{ ms: number[]; users: number }> {
+  const ms: number[] = [];
+  let users = 0;
+  for (let i = 0; i < n; i++) {
+    const answer = w.nextList();
+    const t0 = performance.now();
+    await w.client.handleLine("!list");
+    users = await Promise.race([answer, sleep(5000).then(() => -2)]);
+    if (users < 0) break;
+    ms.push(performance.now() - t0);
+  }
+  return { ms, users };
+}
+
+/**
+ * Run the scale section.
+ * @param opts quick mode, report, limits, keys and counts
+ * @returns the figures the targets need
+ * @example
+ * ```ts ignore
+ * import { benchScale } from "./scale.ts";
+ * const f = await benchScale({ quick: true, report, limits, keys, clients: 1000, listAt: 1000, budgetMs: 30_000 });
+ * ```
+ */
+export async function benchScale(
+  opts: ScaleBenchOptions,
+): Promise<ScaleFigures> {
+  const { report, limits, keys, quick } = opts;
+  const sec = "scale";
+  const n = opts.clients;
+  const ossl = limits.openssl;
+
+  const floorBytes = await bareFloor(n, 1024);
+  report.add(
+    sec,
+    "bare tcp server memory per connection",
+    floorBytes / KIB,
+    "KiB",
+    {
+      note: `${n} connections, one pending 1 KiB read each, RSS after GC`,
+    },
+  );
+  const withBuf = await bareFloor(n, READ_BUFFER_BYTES);
+  report.add(
+    sec,
+    `bare tcp server memory per connection, ${
+      READ_BUFFER_BYTES / KIB
+    } KiB reads`,
+    withBuf / KIB,
+    "KiB",
+    { note: "the read buffer size of lib/transport.ts" },
+  );
+
+  const server = await ServerProcess.spawn({
+    mode: "im",
+    ...keys.pem,
+    users: n,
+  });
+  const clients: ChatClient[] = [];
+  let watcher: Watched | undefined;
+  let listP50Ms = NaN;
+  let online = 0;
+  let kibPerConn = NaN;
+  let loginSecs = NaN;
+  try {
+    const before = await server.mem();
+    const selfBefore = Deno.memoryUsage().rss;
+    // Log in with 32 at a time: under the server's cap of 64 unauthenticated
+    // connections per address (all our clients come from 127.0.0.1).
+    let next = 0, failures = 0, firstError = "";
+    const start = performance.now();
+    const deadline = start + opts.budgetMs;
+    const loginOne = async (i: number) => {
+      try {
+        if (i === 0) {
+          watcher = await startWatched(keys, userName(0), server.port);
+          clients.push(watcher.client);
+          return;
+        }
+        clients.push(
+          await ChatClient.start({
+            user: userName(i),
+            identity: keys.user,
+            pinnedServer: keys.serverPinned,
+            serverHost: "127.0.0.1",
+            serverPort: server.port,
+            ui: silentUi,
+            reconnect: false,
+          }),
+        );
+      } catch (e) {
+        failures++;
+        firstError ||= (e as Error).message;
+      }
+    };
+    const ramp = (target: number) =>
+      Promise.all(Array.from({ length: 32 }, async () => {
+        while (next < target && performance.now() < deadline) {
+          await loginOne(next++);
+        }
+      }));
+    // Ramp to the `!list` mark, measure there, then go on.
+    await ramp(Math.min(opts.listAt, n));
+    const rampSecs = (performance.now() - start) / 1000;
+    let pausedMs = 0;
+    if (watcher) {
+      const t = performance.now();
+      await sleep(200); // let the last joins settle
+      const atMark = (await server.mem()).online;
+      const r = await listRtts(watcher, quick ? 30 : 200);
+      listP50Ms = percentile(r.ms, 50);
+      // Floor: a bare round trip plus the reply's MD-CFB encryption and
+      // decryption at OpenSSL's SHA-256 speed. The reply's size, estimated
+      // as its JSON: the users listed, each `{"name":...,"state":"IDLE"}`.
+      const replyBytes = new TextEncoder().encode(JSON.stringify({
+        t: "users",
+        users: Array.from(
+          { length: r.users },
+          (_, i) => ({ name: userName(i), state: "IDLE" }),
+        ),
+      })).length;
+      const cipherMs = ossl
+        ? 2 * replyBytes / (ossl.sha256BytesPerSec / 4) * 1000
+        : NaN;
+      report.add(sec, `!list rtt p50, ${atMark} online`, listP50Ms, "ms", {
+        limit: ossl ? limits.echoRttP50Ms + cipherMs : undefined,
+        limitSource:
+          `tcp echo rtt + MD-CFB both ways of the ${replyBytes} B reply at openssl speed`,
+        note:
+          `${r.ms.length} round trips, ${r.users} users listed, server in a subprocess`,
+      });
+      report.add(
+        sec,
+        `!list rtt p99, ${atMark} online`,
+        percentile(r.ms, 99),
+        "ms",
+      );
+      pausedMs = performance.now() - t;
+    }
+    await ramp(n);
+    loginSecs = n > opts.listAt
+      ? (performance.now() - start - pausedMs) / 1000
+      : rampSecs;
+    // Steady state: a few heartbeat rounds, then the server's CPU over a
+    // while, then its memory.
+    await sleep(3000);
+    const cpuSecs = quick ? 3 : 6;
+    const cpu0 = await server.cpu();
+    await sleep(cpuSecs * 1000);
+    const idleCpu = (await server.cpu() - cpu0) / cpuSecs;
+    const after = await server.mem();
+    online = after.online;
+    const rss = after.rss - before.rss;
+    kibPerConn = rss / online / KIB;
+    if (clients.length < n) {
+      report.note(
+        `only ${clients.length} of ${n} clients logged in within ${
+          Math.round(opts.budgetMs / 1000)
+        } s (${failures} failed${firstError ? `: ${firstError}` : ""})`,
+      );
+    }
+    const perLoginLimit = ossl
+      ? (3 * 1000 / (ossl.rsaPrivatePerSec[keys.bits] ?? NaN) +
+        3 * 1000 / (ossl.rsaPublicPerSec[keys.bits] ?? NaN)) /
+        1000 /
+        limits.cores
+      : NaN;
+    report.add(sec, "idle clients online", online, "clients", {
+      note:
+        `${keys.bits}-bit keys, ${failures} failed logins, heartbeats every 2 s`,
+    });
+    report.add(
+      sec,
+      `time to log in ${clients.length} clients`,
+      loginSecs,
+      "s",
+      {
+        limit: ossl ? clients.length * perLoginLimit : undefined,
+        limitSource:
+          "openssl: 3 private + 3 public ops per login over all cores",
+        note: `${
+          Math.round(clients.length / loginSecs)
+        } logins/s, 32 at a time`,
+      },
+    );
+    report.add(
+      sec,
+      `server cpu holding ${online} idle clients`,
+      idleCpu * 100,
+      "% of a core",
+      { note: "heartbeat records every 2 s each way, per client" },
+    );
+    report.add(sec, "server memory per connection", kibPerConn, "KiB", {
+      limit: floorBytes / KIB,
+      limitSource: "bare tcp server, same count",
+      note: `RSS ${Math.round(before.rss / 1048576)} -> ${
+        Math.round(after.rss / 1048576)
+      } MiB after GC`,
+    });
+    report.add(
+      sec,
+      "server js heap per connection",
+      ((after.heapUsed + after.external) -
+        (before.heapUsed + before.external)) /
+        online / KIB,
+      "KiB",
+      { note: "heapUsed + external, after GC" },
+    );
+    report.add(
+      sec,
+      "client process memory per client",
+      (Deno.memoryUsage().rss - selfBefore) / Math.max(1, clients.length) / KIB,
+      "KiB",
+      { note: "this process: ChatClient, channel, socket buffers" },
+    );
+    const leaves = after.events["leave"] ?? 0;
+    if (leaves > 0) {
+      report.note(`server saw ${leaves} clients leave while idle`);
+    }
+
+    // `!list` with everyone online.
+    if (watcher && online > opts.listAt) {
+      const r = await listRtts(watcher, quick ? 10 : 50);
+      if (r.ms.length > 0) {
+        report.add(
+          sec,
+          `!list rtt p50, ${online} online`,
+          percentile(r.ms, 50),
+          "ms",
+          { note: `${r.users} users listed` },
+        );
+      } else {
+        const fatal = watcher.client.fatal;
+        report.note(
+          `!list with ${online} online got no list: ${
+            watcher.lastError() || "no answer within 5 s"
+          }${fatal ? `; the client was disconnected (${fatal.code})` : ""}`,
+        );
+      }
+    }
+  } finally {
+    // Log everyone out, 500 at a time.
+    for (let i = 0; i < clients.length; i += 500) {
+      // quit() can throw when the server dropped the client meanwhile.
+      await Promise.all(
+        clients.slice(i, i + 500).map((c) => c.quit().catch(() => {})),
+      );
+    }
+    await server.quit();
+  }
+  return { requested: n, online, kibPerConn, loginSecs, listP50Ms };
+}
