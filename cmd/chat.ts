@@ -128,6 +128,9 @@ export async function runChat(args: string[]): Promise<number> {
       ui: terminal,
       heartbeatMs,
       relay: v.relay ?? false,
+      // A script's lines act in order; a person gets fresh Tab completion.
+      waitForReplies: !interactive,
+      namesRefreshMs: interactive ? 15_000 : 0,
       reconnect: !v["no-reconnect"],
       reconnectBaseMs,
       listenPort,

@@ -189,6 +189,21 @@ export async function runServe(args: string[]): Promise<number> {
   const watcher = v["no-watch"]
     ? { close() {} }
     : watchClientDirectory(dir, () => reload("client key directory changed"));
+  // SIGHUP means "reload" (as for sshd), so a closed terminal is noticed
+  // another way: its stdin ends. Ctrl-D in the server's terminal stops it too.
+  if (Deno.stdin.isTerminal()) {
+    (async () => {
+      const buf = new Uint8Array(256);
+      try {
+        while (
+          (await Deno.stdin.read(buf)) !== null
+        ) { /* typed text is ignored */ }
+      } catch {
+        // EIO once the terminal is gone.
+      }
+      stopped.resolve("terminal closed");
+    })();
+  }
   Deno.addSignalListener("SIGINT", sigint);
   Deno.addSignalListener("SIGTERM", sigterm);
   Deno.addSignalListener("SIGHUP", sighup);

@@ -251,13 +251,18 @@ export function formatEvent(ev: UiEvent, opts: FormatOptions): string {
   const note = (s: string) => `${t} ${sgr(c, "2", "--")} ${s}`;
   const alarm = (s: string) => `${t} ${sgr(c, "1;31", "!!")} ${s}`;
   switch (ev.kind) {
-    case "message":
-      return `${t} ${name(ev.from, opts)}: ${sanitizeText(ev.text)}`;
+    case "message": {
+      // Our own messages carry their number, so a receipt can be matched to them.
+      const num = ev.direction === "out" && ev.id !== undefined
+        ? sgr(c, "2", ` #${sanitizeText(ev.id)}`)
+        : "";
+      return `${t} ${name(ev.from, opts)}: ${sanitizeText(ev.text)}${num}`;
+    }
     case "receipt": {
       const id = sanitizeText(ev.id);
       return ev.status === "delivered"
-        ? note(`delivered to ${name(ev.peer, opts)} (message ${id})`)
-        : alarm(`not delivered to ${name(ev.peer, opts)} (message ${id})`);
+        ? note(`delivered to ${name(ev.peer, opts)} (#${id})`)
+        : alarm(`not delivered to ${name(ev.peer, opts)} (#${id})`);
     }
     case "system":
       return ev.text.split(/\r?\n/).map(sanitizeText)

@@ -61,6 +61,14 @@ export interface ClientOptions {
   reconnectBaseMs?: number;
   /** Longest reconnect delay (default 30 s). */
   reconnectMaxMs?: number;
+  /**
+   * Wait for the server's answer to each command before the next line
+   * (`!list`, `!session host`, `!session <user>`), so a script's lines act in
+   * order: `im chat` sets it when stdin is not a terminal.
+   */
+  waitForReplies?: boolean;
+  /** Refresh the names offered by Tab completion this often, quietly (ms; 0 = never). */
+  namesRefreshMs?: number;
   /** Login must finish within this (default 10 s). */
   loginTimeoutMs?: number;
   /** How long a joiner's connection waits for our grant to arrive (default {@link GRANT_WAIT_MS}). */
@@ -90,6 +98,11 @@ export const GRANT_WAIT_MS = 5000;
 
 /** How long to wait for a direct connection to a host before relaying. */
 export const DIRECT_CONNECT_TIMEOUT_MS = 3000;
+
+/** Scripting mode: longest wait for the server's answer to a command. */
+export const REPLY_WAIT_MS = 5000;
+/** Scripting mode: longest wait for `!session <user>` to start or fail. */
+export const SESSION_WAIT_MS = 20_000;
 
 /**
  * Connect to the server and log in, all within the login deadline
@@ -212,6 +225,13 @@ export class ChatClient {
   #mode: Mode = { kind: "idle" };
   #replayCache = new TicketReplayCache();
   #names: string[] = [];
+  /** Server answers received (users, hosting, errors, refusals): what a waiting command watches. */
+  #answers = 0;
+  #answerWaiters: Array<() => void> = [];
+  /** `!list` answers to swallow: the quiet refreshes of Tab completion's names. */
+  #quietLists = 0;
+  #welcomed = Promise.withResolvers<void>();
+  #namesTimer: ReturnType<typeof setInterval> | undefined;
   #quitting = false;
   #fatal: ImError | undefined;
   #tasks = new Set<Promise<unknown>>();
@@ -239,7 +259,51 @@ export class ChatClient {
    */
   static async start(o: ClientOptions): Promise<ChatClient> {
     const { channel, login } = await loginToServer(o);
-    return new ChatClient(o, channel, login);
+    const client = new ChatClient(o, channel, login);
+    // "Logged in" comes first, before anything the user's first line causes.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      client.#welcomed.promise,
+      new Promise<void>((
+        r,
+      ) => (timer = setTimeout(r, o.loginTimeoutMs ?? 10_000))),
+    ]);
+    clearTimeout(timer);
+    const every = o.namesRefreshMs ?? 0;
+    if (every > 0) {
+      client.#namesTimer = setInterval(() => client.#refreshNames(), every);
+    }
+    return client;
+  }
+
+  /** Ask for the online names without showing the answer (Tab completion). */
+  #refreshNames(): void {
+    if (!this.#server || this.#server.closed) return;
+    this.#quietLists++;
+    this.#server.send({ t: "list" }).catch(() => this.#quietLists--);
+  }
+
+  #answered(): void {
+    this.#answers++;
+    for (const w of this.#answerWaiters.splice(0)) w();
+  }
+
+  /** In scripting mode, wait (bounded) until `done()` holds. */
+  async #settle(done: () => boolean, ms: number): Promise<void> {
+    if (!this.#o.waitForReplies) return;
+    const deadline = Date.now() + ms;
+    while (!done() && !this.#quitting && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(
+          resolve,
+          Math.max(1, Math.min(100, deadline - Date.now())),
+        );
+        this.#answerWaiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
   }
 
   /** Online usernames from the last `!list`, for Tab completion. */
@@ -325,14 +389,29 @@ export class ChatClient {
       case "whoami":
         this.#whoami();
         return true;
-      case "list":
-        await this.#toServer({ t: "list" });
+      case "list": {
+        const before = this.#answers;
+        if (await this.#toServer({ t: "list" })) {
+          await this.#settle(() => this.#answers > before, REPLY_WAIT_MS);
+        }
         return true;
-      case "host":
+      }
+      case "host": {
+        const before = this.#answers;
         await this.#host();
+        await this.#settle(
+          () => this.#answers > before || this.#mode.kind !== "hosting",
+          REPLY_WAIT_MS,
+        );
         return true;
+      }
       case "session":
         await this.#requestSession(cmd.peer);
+        // A script's next line is usually a message for this session.
+        await this.#settle(
+          () => this.#mode.kind !== "joining",
+          SESSION_WAIT_MS,
+        );
         return true;
       case "disconnect":
         await this.#disconnect();
@@ -346,7 +425,7 @@ export class ChatClient {
   #whoami(): void {
     const m = this.#mode;
     const where = m.kind === "session"
-      ? `in a ${m.session.transport} session with ${m.session.peer} (SAS ${m.session.sas})`
+      ? `in a ${m.session.transport} session with ${m.session.peer} (code ${m.session.sas})`
       : m.kind === "hosting"
       ? `hosting at ${m.addr}`
       : m.kind === "joining"
@@ -608,6 +687,7 @@ export class ChatClient {
   }
 
   #startSession(session: PeerSession, relay: RelayTransport | null): void {
+    for (const w of this.#answerWaiters.splice(0)) w();
     this.#mode = { kind: "session", session, relay };
     this.#o.ui.setPeer(session.peer);
     this.#print({
@@ -982,9 +1062,16 @@ export class ChatClient {
             this.#system(
               `Logged in as ${m.user} to ${this.#o.serverHost}:${this.#o.serverPort} (server key ${m.serverFingerprint})`,
             );
+            this.#welcomed.resolve();
+            if (this.#o.namesRefreshMs) this.#refreshNames();
             break;
           case "users": {
             this.#names = m.users.map((u) => u.name);
+            if (this.#quietLists > 0) {
+              this.#quietLists--;
+              break;
+            }
+            this.#answered();
             this.#print({ kind: "list", users: m.users });
             // The server cuts a long list to fit one record and says how
             // many it left out.
@@ -996,6 +1083,7 @@ export class ChatClient {
             this.#system(
               `Hosting at ${m.addr}; others can now type !session ${this.#o.user}`,
             );
+            this.#answered();
             break;
           case "grant":
             this.#onGrant(m);
@@ -1012,12 +1100,14 @@ export class ChatClient {
               code: `refused-${m.reason}`,
               text: `Session refused: ${m.message}`,
             });
+            this.#answered();
             break;
           case "cancelled":
             this.#onCancelled(m);
             break;
           case "error":
             this.#print({ kind: "error", code: m.code, text: m.message });
+            this.#answered();
             break;
           case "closing":
             closing = m;
@@ -1167,6 +1257,7 @@ export class ChatClient {
   async quit(): Promise<void> {
     if (this.#quitting) return;
     this.#quitting = true;
+    clearInterval(this.#namesTimer);
     clearTimeout(this.#reconnectTimer);
     this.#wakeReconnect?.();
     const m = this.#mode;

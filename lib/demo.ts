@@ -127,7 +127,7 @@ export async function runDemoScript(
     target: { hostname: "127.0.0.1", port: hostPort },
   });
   out(
-    `server on 127.0.0.1:${server.port} (key ${serverId.fingerprint}); wire taps in front of the server and of A's peer port`,
+    `server on 127.0.0.1:${server.port} (key ${serverId.fingerprint}); the clients reach it through a wire tap on 127.0.0.1:${serverTap.port}, and B reaches A through another`,
   );
   out("");
   out("Transcript:");

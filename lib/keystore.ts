@@ -217,7 +217,7 @@ function fsReason(e: unknown): string {
 
 function fsHint(e: unknown, fallback?: string): string | undefined {
   return e instanceof Deno.errors.NotCapable
-    ? "run with --allow-read and --allow-write for the key directory"
+    ? '"deno task im" may only use keys/ in the checkout: put the file there, or run main.ts with deno run --allow-net --allow-read=DIR --allow-write=DIR --allow-env=IM_KEYS,NO_COLOR,IM_DEBUG (README, "Deploying")'
     : fallback;
 }
 

@@ -251,7 +251,9 @@ export class PeerSession {
    *   {@link NetError} when the session is closed
    */
   async sendText(text: string): Promise<string> {
-    const id = `${Date.now().toString(36)}-${(this.#counter++).toString(36)}`;
+    // Numbered from 1 per session: short enough to show beside the message
+    // and in its receipt ("#3"); receipts never cross sessions.
+    const id = String(++this.#counter);
     const size = encodeMessage({ t: "msg", id, text }).length;
     if (size > MAX_MESSAGE_BYTES) {
       throw new ProtocolError(

@@ -120,12 +120,13 @@ export class TcpTransport implements FrameTransport {
     try {
       return new TcpTransport(await Deno.connect({ hostname, port }), opts);
     } catch (e) {
-      const why = e instanceof Deno.errors.ConnectionRefused
-        ? "connection refused"
-        : (e as Error).message;
+      const refused = e instanceof Deno.errors.ConnectionRefused;
       throw new NetError(
         "connect-failed",
-        `Cannot connect to ${hostname}:${port}: ${why}`,
+        `Cannot connect to ${hostname}:${port}: ${
+          refused ? "connection refused" : (e as Error).message
+        }`,
+        refused ? "is the server running? start it with: im serve" : undefined,
       );
     }
   }

@@ -149,15 +149,15 @@ const EVENTS: Array<[UiEvent, string]> = [
       direction: "out",
       id: "3",
     },
-    "09:05 A: yo",
+    "09:05 A: yo #3",
   ],
   [
     { kind: "receipt", id: "3", status: "delivered", peer: "B", at: AT },
-    "09:05 -- delivered to B (message 3)",
+    "09:05 -- delivered to B (#3)",
   ],
   [
     { kind: "receipt", id: "4", status: "undelivered", peer: "B", at: AT },
-    "09:05 !! not delivered to B (message 4)",
+    "09:05 !! not delivered to B (#4)",
   ],
   [{ kind: "system", text: "Logged in", at: AT }, "09:05 -- Logged in"],
   [
