@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { constantTimeEqual } from "../lib/bytes.ts";
 import { HmacSha256 } from "../lib/sha256.ts";
+import { loadVectors } from "./_wycheproof.ts";
 
 interface MacCase {
   tcId: number;
@@ -24,37 +25,7 @@ interface MacGroup {
   tagSize: number;
   tests: MacCase[];
 }
-interface MacFile {
-  algorithm: string;
-  numberOfTests: number;
-  testGroups: MacGroup[];
-}
-
-const repoRoot = new URL("../", import.meta.url);
-
-function vectorDir(): string {
-  let env: string | undefined;
-  try {
-    env = Deno.env.get("IM_WYCHEPROOF_DIR");
-  } catch {
-    env = undefined; // no --allow-env: use the default
-  }
-  if (env !== undefined && env !== "") return env;
-  return new URL("../shared/vectors/wycheproof", repoRoot).pathname;
-}
-
-const file = `${vectorDir()}/hmac_sha256_test.json`;
-
-function load(): MacFile | undefined {
-  try {
-    return JSON.parse(Deno.readTextFileSync(file)) as MacFile;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
-  }
-}
-
-const data = load();
+const data = loadVectors<MacGroup>("hmac_sha256_test.json");
 const ignore = data === undefined;
 const groups = data?.testGroups ?? [];
 

@@ -27,6 +27,7 @@ import {
   publicIdentityFromDer,
   verifyPss,
 } from "../lib/keys.ts";
+import { loadVectors, type VectorFile } from "./_wycheproof.ts";
 
 type Result = "valid" | "invalid" | "acceptable";
 
@@ -77,39 +78,6 @@ interface OaepGroup {
   tests: OaepCase[];
 }
 
-interface VectorFile<G> {
-  algorithm: string;
-  numberOfTests: number;
-  testGroups: G[];
-}
-
-const repoRoot = new URL("../", import.meta.url);
-
-function vectorDir(): string {
-  let env: string | undefined;
-  try {
-    env = Deno.env.get("IM_WYCHEPROOF_DIR");
-  } catch {
-    env = undefined; // no --allow-env: use the default
-  }
-  if (env !== undefined && env !== "") return env;
-  return new URL("../shared/vectors/wycheproof", repoRoot).pathname;
-}
-
-function load<G>(name: string): VectorFile<G> | undefined {
-  try {
-    return JSON.parse(
-      Deno.readTextFileSync(`${vectorDir()}/${name}`),
-    ) as VectorFile<G>;
-  } catch (e) {
-    if (
-      e instanceof Deno.errors.NotFound ||
-      e instanceof Deno.errors.PermissionDenied
-    ) return undefined;
-    throw e;
-  }
-}
-
 const hex = (s: string) => Uint8Array.fromHex(s);
 
 function count<G extends { tests: unknown[] }>(f: VectorFile<G>): number {
@@ -128,7 +96,7 @@ function report(file: string, acceptable: string[]): void {
 
 {
   const name = "hkdf_sha256_test.json";
-  const data = load<{ tests: HkdfCase[] }>(name);
+  const data = loadVectors<{ tests: HkdfCase[] }>(name);
   const ignore = data === undefined;
 
   Deno.test({
@@ -185,7 +153,7 @@ function report(file: string, acceptable: string[]): void {
 
 for (const bits of [2048, 3072]) {
   const name = `rsa_pss_${bits}_sha256_mgf1_32_test.json`;
-  const data = load<PssGroup>(name);
+  const data = loadVectors<PssGroup>(name);
   const ignore = data === undefined;
 
   Deno.test({
@@ -249,7 +217,7 @@ for (const bits of [2048, 3072]) {
 
 for (const bits of [2048, 3072]) {
   const name = `rsa_oaep_${bits}_sha256_mgf1sha256_test.json`;
-  const data = load<OaepGroup>(name);
+  const data = loadVectors<OaepGroup>(name);
   const ignore = data === undefined;
 
   Deno.test({
