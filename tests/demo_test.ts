@@ -19,3 +19,23 @@ Deno.test("im demo runs the scripted conversation, shows the same SAS on both si
   assert.match(text, /peer link <- 0000/);
   assert.match(text, /no message appears in clear/);
 });
+
+Deno.test("rule 2.8: a whole conversation (server, two clients, a peer session) runs with no permission to write any file", async () => {
+  // Without --allow-write, any attempt to put a session key, derived key or
+  // ticket on disk would fail the demo with NotCapable.
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      "--allow-env",
+      "--allow-read",
+      new URL("../main.ts", import.meta.url).pathname,
+      "demo",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const out = new TextDecoder().decode(stdout);
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+  assert.match(out, /no message appears in clear/);
+});
