@@ -61,7 +61,7 @@ export const FAREWELL_TIMEOUT_MS = 1000;
  * one such buffer for its whole life; frames larger than this arrive in
  * several reads, which the decoder joins in linear time.
  */
-export const READ_BUFFER_BYTES = 16 * 1024;
+export const READ_BUFFER_BYTES = 4 * 1024;
 
 /** Default cap on bytes waiting to be written to one socket. */
 export const DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024;
