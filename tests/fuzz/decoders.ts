@@ -15,11 +15,9 @@
  * @module
  */
 
-// Pinned to an exact version (deno.lock holds its hash). The one place that
-// names it; fuzz_test.ts and main.ts take it from here. A deno.json
-// "imports" entry would let the bare name be used instead.
-// deno-lint-ignore no-import-prefix
-import fc from "npm:fast-check@4.10.2";
+// Pinned to an exact version in deno.json "imports" (deno.lock holds its
+// hash); fuzz_test.ts and main.ts take it from here.
+import fc from "fast-check";
 
 export { fc };
 import { utf8 } from "../../lib/bytes.ts";
