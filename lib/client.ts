@@ -1226,6 +1226,8 @@ export class ChatClient {
         this.#server = channel;
         this.#login = login;
         this.#system("Reconnected to the server");
+        // Quiet list requests to the old server will never be answered.
+        this.#quietLists = 0;
         this.#track(this.#serverLoop(channel));
         // The new server session starts IDLE; a direct session that lived
         // through the outage is still going, so say so.

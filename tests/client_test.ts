@@ -375,3 +375,16 @@ Deno.test("a !list cut by the server at its limit says how many more users are o
     assert.ok(a.ui.events.indexOf(more) > a.ui.events.indexOf(list));
   });
 });
+
+Deno.test("Tab completion's names are refreshed quietly: a user who logs in later is offered without !list, and nothing is printed", async () => {
+  await withScope(async (s) => {
+    const { port } = await s.server();
+    const a = await s.client(port, "A", { namesRefreshMs: 100 });
+    await s.client(port, "B");
+    await until(() => a.client.names.includes("B"), "B among A's names");
+    assert.equal(a.ui.events.filter((e) => e.kind === "list").length, 0);
+    // A list the user asks for is still shown.
+    await a.client.handleLine("!list");
+    await a.ui.waitFor((e) => e.kind === "list");
+  });
+});
