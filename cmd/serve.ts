@@ -184,26 +184,28 @@ export async function runServe(args: string[]): Promise<number> {
       })
       .catch((e) => log("reload-failed", { error: (e as Error).message }));
   };
-  const sighup = () => reload("SIGHUP");
+  // SIGHUP means "re-read the keys" (as for sshd). A terminal that closes
+  // sends SIGHUP too; then the terminal is gone and writing to it fails, so
+  // a server whose stderr was that terminal stops instead of lingering.
+  const sighup = () => {
+    if (Deno.stderr.isTerminal()) {
+      try {
+        Deno.stderr.writeSync(
+          new TextEncoder().encode(
+            "im serve: SIGHUP: re-reading the client keys\n",
+          ),
+        );
+      } catch {
+        stopped.resolve("terminal closed");
+        return;
+      }
+    }
+    reload("SIGHUP");
+  };
   // An enrollment (im keygen writes server/clients/<user>.pem) takes effect without a signal.
   const watcher = v["no-watch"]
     ? { close() {} }
     : watchClientDirectory(dir, () => reload("client key directory changed"));
-  // SIGHUP means "reload" (as for sshd), so a closed terminal is noticed
-  // another way: its stdin ends. Ctrl-D in the server's terminal stops it too.
-  if (Deno.stdin.isTerminal()) {
-    (async () => {
-      const buf = new Uint8Array(256);
-      try {
-        while (
-          (await Deno.stdin.read(buf)) !== null
-        ) { /* typed text is ignored */ }
-      } catch {
-        // EIO once the terminal is gone.
-      }
-      stopped.resolve("terminal closed");
-    })();
-  }
   Deno.addSignalListener("SIGINT", sigint);
   Deno.addSignalListener("SIGTERM", sigterm);
   Deno.addSignalListener("SIGHUP", sighup);

@@ -25,6 +25,7 @@ import {
   type PeerSession,
   readPeerCommit,
   RelayTransport,
+  SpentHandshakeError,
 } from "./peer.ts";
 import { TicketReplayCache } from "./ticket.ts";
 import { type FrameTransport, TcpTransport } from "./transport.ts";
@@ -269,6 +270,11 @@ export class ChatClient {
       ) => (timer = setTimeout(r, o.loginTimeoutMs ?? 10_000))),
     ]);
     clearTimeout(timer);
+    if (client.#fatal) {
+      // Refused right after the login (server full, key revoked): one line, exit 1.
+      await client.quit();
+      throw client.#fatal;
+    }
     const every = o.namesRefreshMs ?? 0;
     if (every > 0) {
       client.#namesTimer = setInterval(() => client.#refreshNames(), every);
@@ -324,6 +330,7 @@ export class ChatClient {
   /** @param f called once when the server ends us for good */
   set onFatal(f: (e: ImError) => void) {
     this.#onFatal = f;
+    if (this.#fatal) f(this.#fatal); // it happened before anyone listened
   }
 
   #track<T>(p: Promise<T>): void {
@@ -652,6 +659,19 @@ export class ChatClient {
       t.close();
       const now = this.#mode;
       if (now.kind === "hosting" && now.relay === t) now.relay = null;
+      if (e instanceof SpentHandshakeError) {
+        // One guess per session (rule 4.4): this grant is not offered again.
+        this.#print({
+          kind: "error",
+          code: e.code,
+          text: `Session with ${grant.peer}: ${e.message}`,
+        });
+        this.#dropGrant(
+          grant,
+          `${grant.peer}'s session was cancelled; still hosting`,
+        );
+        return;
+      }
       this.#refused(t, e);
       return;
     }
@@ -860,7 +880,7 @@ export class ChatClient {
         } catch (e) {
           direct.close();
           if (!current()) return;
-          if (isNetworkFailure(e)) {
+          if (isNetworkFailure(e) && !(e instanceof SpentHandshakeError)) {
             // Closed, reset or silent (an eviction, a middlebox): try the
             // relay once. A ticket or authentication failure is final.
             retryTicket = m.ticketId.toLowerCase();
@@ -1008,13 +1028,22 @@ export class ChatClient {
   }
 
   #grantExpired(grant: Grant): void {
+    this.#dropGrant(
+      grant,
+      `${grant.peer} did not connect in time; still hosting`,
+    );
+  }
+
+  /** Give up a grant: tell the server (both IDLE), then host again. */
+  #dropGrant(grant: Grant, why: string): void {
     const m = this.#mode;
     if (m.kind !== "hosting" || m.grant !== grant) return;
+    clearTimeout(grant.timer);
     grant.key.fill(0);
     m.grant = null;
     m.relay?.close();
     m.relay = null;
-    this.#system(`${grant.peer} did not connect in time; still hosting`);
+    this.#system(why);
     this.#track(
       this.#toServer({ t: "cancel", ticketId: grant.ticketId }).then(() =>
         this.#toServer({ t: "host", addr: m.addr })
@@ -1106,6 +1135,7 @@ export class ChatClient {
             this.#onCancelled(m);
             break;
           case "error":
+            if (m.code === "lost") this.#quietLists = 0; // a request may be among them
             this.#print({ kind: "error", code: m.code, text: m.message });
             this.#answered();
             break;
@@ -1123,6 +1153,8 @@ export class ChatClient {
             });
         }
       } else if (ev.kind === "discarded") {
+        // An answer may be what was discarded: never swallow a later one.
+        this.#quietLists = 0;
         this.#print({
           kind: "error",
           code: ev.error.code,
@@ -1137,6 +1169,7 @@ export class ChatClient {
       }
     }
     if (this.#server === channel) this.#server = null;
+    this.#welcomed.resolve(); // nobody waits for a welcome that cannot come
     if (this.#quitting) return;
     if (
       closing &&
@@ -1237,8 +1270,16 @@ export class ChatClient {
         }
         return;
       } catch (e) {
-        // Nothing that happens before the server proved its key is final:
-        // a refusal arrives as a cleartext ERROR frame, which anyone on the
+        if (isImError(e) && e.code === "server-key-mismatch") {
+          // Rule 2.2: a server with another key stops the client, on a
+          // reconnect as at the first login; it is never talked to again.
+          this.#fatal = e;
+          this.#error(e);
+          this.#onFatal(e);
+          return;
+        }
+        // Anything else before the server proved its key is not final: a
+        // refusal arrives as a cleartext ERROR frame, which anyone on the
         // path could forge to stop us for good. Keep trying, and say why.
         delay = Math.min(delay * 2, max);
         this.#print({

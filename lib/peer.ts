@@ -16,7 +16,7 @@ import {
   type ChannelOptions,
   SecureChannel,
 } from "./channel.ts";
-import { NetError, ProtocolError } from "./errors.ts";
+import { AuthError, NetError, ProtocolError } from "./errors.ts";
 import { FrameKind } from "./frame.ts";
 import { encodeMessage, type Message } from "./messages.ts";
 import {
@@ -120,6 +120,25 @@ export async function readPeerCommit(
  * const session = await hostPeer(transport, grant, { heartbeatMs: 2000 });
  * ```
  */
+/**
+ * A peer handshake that failed after both sides had revealed their values
+ * (the host's PEER_REPLY check passed, or the joiner sent its PEER_REPLY):
+ * the SAS of that attempt is spent. Such an attempt is never retried on the
+ * same grant, or a man in the middle holding the peer key could try again
+ * and again until the two codes match (rule 4.4: one guess per session).
+ */
+export class SpentHandshakeError extends AuthError {}
+
+function spent(e: unknown): SpentHandshakeError {
+  return new SpentHandshakeError(
+    "peer-handshake-spent",
+    `Peer handshake failed after the key exchange (${
+      (e as Error)?.message ?? e
+    }); the session is cancelled, not retried`,
+    "if this repeats, someone may be in the middle: compare the codes when a session starts",
+  );
+}
+
 export async function hostPeer(
   t: FrameTransport,
   o: PeerHostOptions,
@@ -133,14 +152,19 @@ export async function hostPeer(
       await recvWithin(t, PEER_HANDSHAKE_TIMEOUT_MS, "peer handshake"),
   );
   await t.send(await hs.hello());
-  await t.send(
-    await hs.onReply(
-      await recvWithin(t, PEER_HANDSHAKE_TIMEOUT_MS, "peer handshake"),
-    ),
-  );
-  hs.onFinished(
+  const finished = await hs.onReply(
     await recvWithin(t, PEER_HANDSHAKE_TIMEOUT_MS, "peer handshake"),
   );
+  // The joiner proved it holds the peer key: from here on, a failure spends
+  // this grant (see SpentHandshakeError).
+  try {
+    await t.send(finished);
+    hs.onFinished(
+      await recvWithin(t, PEER_HANDSHAKE_TIMEOUT_MS, "peer handshake"),
+    );
+  } catch (e) {
+    throw spent(e);
+  }
   const r = hs.result;
   return new PeerSession(
     o.self,
@@ -185,12 +209,19 @@ export async function joinPeer(
       `Expected PEER_HELLO from the host, got frame kind ${hello[0]}`,
     );
   }
-  await t.send(await hs.onHello(hello));
-  await t.send(
-    hs.onFinished(
-      await recvWithin(t, PEER_HANDSHAKE_TIMEOUT_MS, "peer handshake"),
-    ),
-  );
+  const reply = await hs.onHello(hello);
+  // Our values are about to be revealed: from here on, a failure spends the
+  // attempt (see SpentHandshakeError).
+  try {
+    await t.send(reply);
+    await t.send(
+      hs.onFinished(
+        await recvWithin(t, PEER_HANDSHAKE_TIMEOUT_MS, "peer handshake"),
+      ),
+    );
+  } catch (e) {
+    throw spent(e);
+  }
   const r = hs.result;
   return new PeerSession(
     o.self,

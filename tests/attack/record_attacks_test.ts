@@ -482,10 +482,10 @@ Deno.test("other-direction key on a peer channel: the host's FINISHED in place o
       e.kind === "system" && e.text.startsWith("Hosting at")
     );
     await joiner.client.handleLine("!session A");
-    const refused = await host.ui.waitFor((e) =>
-      e.kind === "system" && e.text.startsWith("Refused a connection")
-    );
-    assert.ok(refused.kind === "system");
+    // The joiner had proved the peer key before this: the grant is spent and
+    // cancelled, not offered again (one guess per session, rule 4.4).
+    const refused = await host.ui.waitFor(isError("peer-handshake-spent"));
+    assert.ok(refused.kind === "error");
     assert.match(refused.text, /could not prove it holds/);
     assert.equal(
       host.ui.since((e) => e.kind === "session" && e.state === "started")

@@ -28,6 +28,7 @@ import {
   type Scope,
   sleep,
   type TestClient,
+  until,
   withScope,
 } from "./_setup.ts";
 
@@ -376,10 +377,6 @@ Deno.test("strangers who flood the host's port after the real joiner connected, 
 for (
   const [what, cutAt] of [
     ["before the ticket reached the joiner", isPeerHello],
-    [
-      "after the joiner used the ticket",
-      (f: MitmFrame) => f.dir === "up" && f.payload[0] === FrameKind.PEER_REPLY,
-    ],
   ] as const
 ) {
   Deno.test(`a direct peer connection cut ${what} falls back to the relay once, and the session starts there`, async () => {
@@ -424,3 +421,81 @@ for (
     });
   });
 }
+
+Deno.test("a peer handshake cut after both sides revealed their values spends the grant: no second try, no relay retry, both IDLE (rule 4.4: one guess per session)", async () => {
+  await withScope(async (s) => {
+    const { port, server } = await s.server();
+    const hostPort = freePort();
+    const mitm = s.mitm(hostPort);
+    mitm.hook = (f) => {
+      // Drop the host's FINISHED and cut the link: both have revealed.
+      if (f.dir === "down" && f.payload[0] === FrameKind.RECORD) {
+        mitm.cut(f.conn);
+        return [];
+      }
+      return [f.payload];
+    };
+    const host = await s.client(port, "A", {
+      listenPort: hostPort,
+      advertise: `127.0.0.1:${mitm.port}`,
+    });
+    const joiner = await s.client(port, "B");
+    await host.client.handleLine("!session host");
+    await host.ui.waitFor((e) =>
+      e.kind === "system" && e.text.startsWith("Hosting at")
+    );
+    await joiner.client.handleLine("!session A");
+    await host.ui.waitFor((e) =>
+      e.kind === "error" && e.code === "peer-handshake-spent"
+    );
+    await joiner.ui.waitFor((e) =>
+      e.kind === "error" && e.code === "peer-handshake-spent"
+    );
+    await until(
+      () => server.list().every((u) => u.state !== "BUSY"),
+      "both users out of BUSY",
+    );
+    await sleep(300);
+    for (const c of [host, joiner]) {
+      assert.equal(
+        c.ui.since((e) => e.kind === "session" && e.state === "started").length,
+        0,
+      );
+    }
+    assert.ok(
+      !joiner.ui.events.some((e) =>
+        e.kind === "system" && /relay/.test(e.text)
+      ),
+      "no relay retry",
+    );
+    assert.equal(mitm.connections, 1, "one direct attempt only");
+  });
+});
+
+Deno.test("a direct peer connection cut after the joiner revealed its values is not retried over the relay: that attempt's guess is spent (rule 4.4)", async () => {
+  await withScope(async (s) => {
+    const { port } = await s.server();
+    const { host, mitm } = await hostBehindMitm(s, port, "A");
+    const joiner = await s.client(port, "B");
+    await hostAgain(host, mitm, (f) => {
+      if (f.dir === "up" && f.payload[0] === FrameKind.PEER_REPLY) {
+        mitm.cut(f.conn);
+        return [];
+      }
+      return [f.payload];
+    });
+    const mark = joiner.ui.mark;
+    await joiner.client.handleLine("!session A");
+    await joiner.ui.waitFor(isError("peer-handshake-spent"), mark);
+    await sleep(300);
+    assert.equal(joiner.ui.since(started, mark).length, 0);
+    assert.equal(
+      joiner.ui.since(
+        (e) => e.kind === "system" && /relay/.test(e.text),
+        mark,
+      ).length,
+      0,
+      "no relay retry",
+    );
+  });
+});
