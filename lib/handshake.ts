@@ -25,6 +25,7 @@
 
 import { concat, constantTimeEqual, randomBytes, utf8, wipe } from "./bytes.ts";
 import { AuthError, type ImError, ProtocolError } from "./errors.ts";
+import { Steps } from "./_steps.ts";
 import { FrameKind } from "./frame.ts";
 import {
   type ClientHello,
@@ -240,8 +241,7 @@ export interface ClientHandshakeOptions extends HandshakeOptions {
 
 /** The client side of the login. */
 export class ClientHandshake {
-  #state: ClientState = "start";
-  #failure: unknown;
+  #steps = new Steps<Exclude<ClientState, "failed">>("start", "Login");
   #opts: ClientHandshakeOptions;
   #hello: ClientHello | undefined;
   #eph: Ephemeral | undefined;
@@ -258,24 +258,14 @@ export class ClientHandshake {
 
   /** Current state. */
   get state(): ClientState {
-    return this.#state;
+    return this.#steps.state;
   }
 
-  async #step<T>(expected: ClientState, fn: () => Promise<T> | T): Promise<T> {
-    if (this.#state === "failed") throw this.#failure;
-    if (this.#state !== expected) {
-      throw new ProtocolError(
-        "unexpected-frame",
-        `Login step out of order in state ${this.#state}`,
-      );
-    }
-    try {
-      return await fn();
-    } catch (e) {
-      this.#state = "failed";
-      this.#failure = e;
-      throw e;
-    }
+  #step<T>(
+    expected: Exclude<ClientState, "failed">,
+    fn: () => Promise<T> | T,
+  ): Promise<T> {
+    return this.#steps.run(expected, async () => await fn());
   }
 
   /**
@@ -293,7 +283,7 @@ export class ClientHandshake {
         nonce: randomBytes(NONCE_BYTES),
         ephemeral: this.#eph.publicRaw,
       };
-      this.#state = "await-server-hello";
+      this.#steps.state = "await-server-hello";
       return encodeClientHello(this.#hello);
     });
   }
@@ -348,7 +338,7 @@ export class ClientHandshake {
         signedContent(Label.CLIENT_SIGNATURE, th),
       );
       this.#serverEphemeral = m.ephemeral;
-      this.#state = "await-server-key";
+      this.#steps.state = "await-server-key";
       return encodeClientAuth({ signature: this.#signature });
     });
   }
@@ -400,7 +390,7 @@ export class ClientHandshake {
         transcript: th2,
         peerFingerprint: this.#opts.pinnedServer.fingerprint,
       };
-      this.#state = "await-server-finished";
+      this.#steps.state = "await-server-finished";
     });
   }
 
@@ -426,7 +416,7 @@ export class ClientHandshake {
           "Server could not prove it holds the session keys",
         );
       }
-      this.#state = "done";
+      this.#steps.state = "done";
       return r.sealer.seal(RecordType.FINISHED, this.#th2!);
     });
   }
@@ -436,7 +426,7 @@ export class ClientHandshake {
    * @returns the login result
    */
   get result(): LoginResult {
-    if (this.#state !== "done") {
+    if (this.#steps.state !== "done") {
       throw new ProtocolError("not-logged-in", "Login is not finished");
     }
     return this.#result!;
@@ -458,8 +448,10 @@ export interface ServerHandshakeOptions extends HandshakeOptions {
 
 /** The server side of the login. */
 export class ServerHandshake {
-  #state: ServerState = "await-client-hello";
-  #failure: unknown;
+  #steps = new Steps<Exclude<ServerState, "failed">>(
+    "await-client-hello",
+    "Login",
+  );
   #opts: ServerHandshakeOptions;
   #hello: ClientHello | undefined;
   #eph: Ephemeral | undefined;
@@ -474,7 +466,7 @@ export class ServerHandshake {
 
   /** Current state. */
   get state(): ServerState {
-    return this.#state;
+    return this.#steps.state;
   }
 
   /** The username the client claimed (after CLIENT_HELLO; proven only when `done`). */
@@ -482,21 +474,11 @@ export class ServerHandshake {
     return this.#hello?.user;
   }
 
-  async #step<T>(expected: ServerState, fn: () => Promise<T> | T): Promise<T> {
-    if (this.#state === "failed") throw this.#failure;
-    if (this.#state !== expected) {
-      throw new ProtocolError(
-        "unexpected-frame",
-        `Login step out of order in state ${this.#state}`,
-      );
-    }
-    try {
-      return await fn();
-    } catch (e) {
-      this.#state = "failed";
-      this.#failure = e;
-      throw e;
-    }
+  #step<T>(
+    expected: Exclude<ServerState, "failed">,
+    fn: () => Promise<T> | T,
+  ): Promise<T> {
+    return this.#steps.run(expected, async () => await fn());
   }
 
   /**
@@ -534,7 +516,7 @@ export class ServerHandshake {
         id.sign,
         signedContent(Label.SERVER_SIGNATURE, this.#th),
       );
-      this.#state = "await-client-auth";
+      this.#steps.state = "await-client-auth";
       return encodeServerHello({
         version: PROTOCOL_VERSION,
         nonce,
@@ -605,7 +587,7 @@ export class ServerHandshake {
         transcript: th2,
         peerFingerprint: known.fingerprint,
       };
-      this.#state = "await-client-finished";
+      this.#steps.state = "await-client-finished";
       return [
         encodeServerKey({ sealedSessionKey: sealed }),
         sealer.seal(RecordType.FINISHED, th2),
@@ -626,7 +608,7 @@ export class ServerHandshake {
           "Client could not prove it holds the session keys",
         );
       }
-      this.#state = "done";
+      this.#steps.state = "done";
     });
   }
 
@@ -635,7 +617,7 @@ export class ServerHandshake {
    * @returns the login result
    */
   get result(): LoginResult {
-    if (this.#state !== "done") {
+    if (this.#steps.state !== "done") {
       throw new ProtocolError("not-logged-in", "Login is not finished");
     }
     return this.#result!;

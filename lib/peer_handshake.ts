@@ -40,6 +40,7 @@ import {
   wipe,
 } from "./bytes.ts";
 import { AuthError, ProtocolError } from "./errors.ts";
+import { Steps } from "./_steps.ts";
 import { FrameKind } from "./frame.ts";
 import { NONCE_BYTES } from "./handshake_messages.ts";
 import {
@@ -333,61 +334,6 @@ function checkFinished(
   }
 }
 
-/**
- * Runs the steps of one side in order and keeps the first error, like the
- * login handshake: once a step failed, every later call throws that error
- * again; a step called out of order, or while another is running, throws
- * `unexpected-frame` and changes nothing. (The async steps are `async`
- * methods, so they reject rather than throw.)
- */
-class Steps<S extends string> {
-  state: S | "failed";
-  #failure: unknown;
-  #busy = false;
-
-  constructor(initial: S) {
-    this.state = initial;
-  }
-
-  run<T>(expected: S, fn: () => T): T {
-    if (this.state === "failed") throw this.#failure;
-    if (this.#busy || this.state !== expected) {
-      throw new ProtocolError(
-        "unexpected-frame",
-        `Peer handshake step out of order in state ${this.state}`,
-      );
-    }
-    this.#busy = true;
-    let out: T;
-    try {
-      out = fn();
-    } catch (e) {
-      this.#busy = false;
-      throw this.#fail(e);
-    }
-    if (out instanceof Promise) {
-      return out.then(
-        (v) => {
-          this.#busy = false;
-          return v;
-        },
-        (e) => {
-          this.#busy = false;
-          throw this.#fail(e);
-        },
-      ) as T;
-    }
-    this.#busy = false;
-    return out;
-  }
-
-  #fail(e: unknown): unknown {
-    this.state = "failed";
-    this.#failure = e;
-    return e;
-  }
-}
-
 /** Options of {@link PeerHostHandshake}. */
 export interface PeerHostOptions {
   self: string;
@@ -413,7 +359,10 @@ export type PeerHostState =
  * {@link onFinished}, then {@link result}.
  */
 export class PeerHostHandshake {
-  #steps = new Steps<Exclude<PeerHostState, "failed">>("await-commit");
+  #steps = new Steps<Exclude<PeerHostState, "failed">>(
+    "await-commit",
+    "Peer handshake",
+  );
   #o: PeerHostOptions;
   #commit: Uint8Array | undefined;
   #eph: Ephemeral | undefined;
@@ -562,7 +511,10 @@ export type PeerJoinState =
  * then {@link result}.
  */
 export class PeerJoinHandshake {
-  #steps = new Steps<Exclude<PeerJoinState, "failed">>("start");
+  #steps = new Steps<Exclude<PeerJoinState, "failed">>(
+    "start",
+    "Peer handshake",
+  );
   #o: PeerJoinOptions;
   #eph: Ephemeral | undefined;
   #nonce: Uint8Array | undefined;

@@ -128,10 +128,13 @@ Deno.test("a relay to a partner who does not read is refused with relay-busy; th
 
 Deno.test("!list is capped to fit one record and says how many more are online", async () => {
   await withScope(async (s) => {
-    const { port } = await s.server({ listMax: 2 });
+    const { port, server } = await s.server({ listMax: 2 });
     const a = await s.login(port, "A");
     await s.login(port, "B");
     await s.login(port, "C");
+    // The server joins a user once it has read its FINISHED, a moment after
+    // the client's login returns.
+    await until(() => server.list().length === 3, "three users online");
     await a.channel.send({ t: "list" });
     const ev = await a.tap.waitFor(isMsg("users"));
     assert.ok(ev.kind === "message" && ev.msg.t === "users");

@@ -1,0 +1,85 @@
+/**
+ * Internal: {@link Steps}, the step discipline both handshakes share (login,
+ * `handshake.ts`; peer, `peer_handshake.ts`).
+ * @module
+ */
+
+import { ProtocolError } from "./errors.ts";
+
+/**
+ * Runs the steps of one side of a handshake in order and keeps the first
+ * error: once a step failed, every later call throws that error again; a
+ * step called out of order, or while another is running, throws
+ * `unexpected-frame` and changes nothing. A step that returns a promise
+ * settles the same way when it settles.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Steps } from "./_steps.ts";
+ * const steps = new Steps<"hello" | "done">("hello", "Example handshake");
+ * steps.run("hello", () => (steps.state = "done"));
+ * assert.throws(() => steps.run("hello", () => 0), { name: "ProtocolError" });
+ * ```
+ */
+export class Steps<S extends string> {
+  /** The current state; a step moves it on itself. */
+  state: S | "failed";
+  #failure: unknown;
+  #busy = false;
+  #what: string;
+
+  /**
+   * @param initial the first state
+   * @param what the handshake's name, for messages ("Login", "Peer handshake")
+   */
+  constructor(initial: S, what: string) {
+    this.state = initial;
+    this.#what = what;
+  }
+
+  /**
+   * Run the step that belongs to state `expected`.
+   * @param expected the state this step needs
+   * @param fn the step
+   * @returns what the step returns
+   * @throws the first error of this handshake, or {@link ProtocolError} `unexpected-frame`
+   */
+  run<T>(expected: S, fn: () => T): T {
+    if (this.state === "failed") throw this.#failure;
+    if (this.#busy || this.state !== expected) {
+      throw new ProtocolError(
+        "unexpected-frame",
+        `${this.#what} step out of order in state ${this.state}`,
+      );
+    }
+    this.#busy = true;
+    let out: T;
+    try {
+      out = fn();
+    } catch (e) {
+      this.#busy = false;
+      throw this.#fail(e);
+    }
+    if (out instanceof Promise) {
+      return out.then(
+        (v) => {
+          this.#busy = false;
+          return v;
+        },
+        (e) => {
+          this.#busy = false;
+          throw this.#fail(e);
+        },
+      ) as T;
+    }
+    this.#busy = false;
+    return out;
+  }
+
+  #fail(e: unknown): unknown {
+    this.state = "failed";
+    this.#failure = e;
+    return e;
+  }
+}
