@@ -19,15 +19,15 @@
  * @module
  */
 
-import type { SecureChannel } from "../lib/channel.ts";
-import { loginToServer } from "../lib/client.ts";
+import type { SecureChannel } from "../lib/record/channel.ts";
+import { loginToServer } from "../lib/client/client.ts";
 import {
   generateRsaKeyPair,
   loadPrivateIdentity,
   loadPublicIdentity,
   type PrivateIdentity,
   type PublicIdentity,
-} from "../lib/keys.ts";
+} from "../lib/crypto/rsa.ts";
 import { cpuSeconds, mainThreadCpuSeconds } from "./_stats.ts";
 import type { MemAnswer, ServerConfig } from "./_server.ts";
 

@@ -17,9 +17,9 @@
  */
 
 import { createHash, createHmac } from "node:crypto";
-import { MdCfb } from "../lib/mdcfb.ts";
-import { RecordOpener, RecordSealer, RecordType } from "../lib/record.ts";
-import { HmacSha256, sha256 } from "../lib/sha256.ts";
+import { MdCfb } from "../lib/crypto/mdcfb.ts";
+import { RecordOpener, RecordSealer, RecordType } from "../lib/record/record.ts";
+import { HmacSha256, sha256 } from "../lib/crypto/sha256.ts";
 import { type Figure, opsPerSecond, Report } from "./_stats.ts";
 import type { Limits } from "./limits.ts";
 

@@ -13,17 +13,17 @@
  * @module
  */
 
-import { randomBytes, utf8 } from "../lib/bytes.ts";
+import { randomBytes, utf8 } from "../lib/util/bytes.ts";
 import {
   deriveDirectionKeys,
   deriveKey,
   Label,
   transcriptHash,
-} from "../lib/kdf.ts";
-import { decryptOaep, encryptOaep, signPss, verifyPss } from "../lib/keys.ts";
-import { ImServer } from "../lib/server.ts";
-import { HmacSha256 } from "../lib/sha256.ts";
-import { generateEphemeral, sharedSecret } from "../lib/x25519.ts";
+} from "../lib/crypto/kdf.ts";
+import { decryptOaep, encryptOaep, signPss, verifyPss } from "../lib/crypto/rsa.ts";
+import { ImServer } from "../lib/server/server.ts";
+import { HmacSha256 } from "../lib/crypto/sha256.ts";
+import { generateEphemeral, sharedSecret } from "../lib/crypto/x25519.ts";
 import {
   type BenchKeys,
   logout,

@@ -14,10 +14,10 @@
  * @module
  */
 
-import { randomBytes } from "../lib/bytes.ts";
-import { hostPeer, joinPeer, type PeerSession } from "../lib/peer.ts";
-import { sealTicket, TicketReplayCache } from "../lib/ticket.ts";
-import { TcpTransport } from "../lib/transport.ts";
+import { randomBytes } from "../lib/util/bytes.ts";
+import { hostPeer, joinPeer, type PeerSession } from "../lib/client/peer_session.ts";
+import { sealTicket, TicketReplayCache } from "../lib/proto/ticket.ts";
+import { TcpTransport } from "../lib/wire/tcp.ts";
 import { percentile, type Report } from "./_stats.ts";
 import type { Limits } from "./limits.ts";
 

@@ -8,13 +8,13 @@ import {
   DEFAULT_HEARTBEAT_MS,
   MAX_HEARTBEAT_MS,
   MIN_HEARTBEAT_MS,
-} from "../lib/channel.ts";
-import { hostPort, intFlag, parseFlags } from "../lib/cli.ts";
-import { ChatClient } from "../lib/client.ts";
-import { UsageError } from "../lib/errors.ts";
-import { defaultKeyDir, loadUserKeys } from "../lib/keystore.ts";
-import { createTerminal, shouldUseColor } from "../lib/ui.ts";
-import { checkUsername } from "../lib/username.ts";
+} from "../lib/record/channel.ts";
+import { hostPort, intFlag, parseFlags } from "./flags.ts";
+import { ChatClient } from "../lib/client/client.ts";
+import { UsageError } from "../lib/util/errors.ts";
+import { defaultKeyDir, loadUserKeys } from "../lib/keystore/keystore.ts";
+import { createTerminal, shouldUseColor } from "../lib/ui/terminal.ts";
+import { checkUsername } from "../lib/proto/username.ts";
 
 /** `im chat --help`. */
 export const CHAT_USAGE = `Usage: im chat --user NAME [options]

@@ -3,8 +3,8 @@
  * @module
  */
 
-import { parseFlags } from "../lib/cli.ts";
-import { runDemoScript } from "../lib/demo.ts";
+import { parseFlags } from "./flags.ts";
+import { runDemoScript } from "./demo_script.ts";
 
 /** `im demo --help`. */
 export const DEMO_USAGE = `Usage: im demo

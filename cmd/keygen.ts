@@ -15,9 +15,9 @@
  * @module
  */
 
-import { parseFlags } from "../lib/cli.ts";
-import { UsageError } from "../lib/errors.ts";
-import { DEFAULT_RSA_BITS, MAX_RSA_BITS, MIN_RSA_BITS } from "../lib/keys.ts";
+import { parseFlags } from "./flags.ts";
+import { UsageError } from "../lib/util/errors.ts";
+import { DEFAULT_RSA_BITS, MAX_RSA_BITS, MIN_RSA_BITS } from "../lib/crypto/rsa.ts";
 import {
   DEFAULT_USERS,
   defaultKeyDir,
@@ -27,7 +27,7 @@ import {
   provision,
   type ProvisionEntry,
   provisionPublicOnly,
-} from "../lib/keystore.ts";
+} from "../lib/keystore/keystore.ts";
 
 /** Help text of `im keygen`. */
 export const KEYGEN_USAGE: string = `Usage: im keygen [options]

@@ -9,10 +9,10 @@ import {
   DEFAULT_HEARTBEAT_MS,
   MAX_HEARTBEAT_MS,
   MIN_HEARTBEAT_MS,
-} from "../lib/channel.ts";
-import { intFlag, parseFlags } from "../lib/cli.ts";
-import { UsageError } from "../lib/errors.ts";
-import { DEFAULT_RSA_BITS } from "../lib/keys.ts";
+} from "../lib/record/channel.ts";
+import { intFlag, parseFlags } from "./flags.ts";
+import { UsageError } from "../lib/util/errors.ts";
+import { DEFAULT_RSA_BITS } from "../lib/crypto/rsa.ts";
 import {
   DEFAULT_USERS,
   defaultKeyDir,
@@ -21,9 +21,9 @@ import {
   provision,
   serverKeysExist,
   watchClientDirectory,
-} from "../lib/keystore.ts";
-import { createLogger } from "../lib/log.ts";
-import { ImServer } from "../lib/server.ts";
+} from "../lib/keystore/keystore.ts";
+import { createLogger } from "../lib/util/log.ts";
+import { ImServer } from "../lib/server/server.ts";
 
 /** `im serve --help`. */
 export const SERVE_USAGE = `Usage: im serve [options]

@@ -27,26 +27,26 @@
  */
 
 import assert from "node:assert/strict";
-import { randomBytes } from "../lib/bytes.ts";
-import type { ImError } from "../lib/errors.ts";
+import { randomBytes } from "../lib/util/bytes.ts";
+import type { ImError } from "../lib/util/errors.ts";
 import {
   ClientHandshake,
   type LoginResult,
   ServerHandshake,
-} from "../lib/handshake.ts";
+} from "../lib/proto/login.ts";
 import {
   generateRsaKeyPair,
   loadPrivateIdentity,
   loadPublicIdentity,
   type PrivateIdentity,
   type PublicIdentity,
-} from "../lib/keys.ts";
+} from "../lib/crypto/rsa.ts";
 import {
   PeerHostHandshake,
   PeerJoinHandshake,
   type PeerResult,
-} from "../lib/peer_handshake.ts";
-import { sealTicket, TicketReplayCache } from "../lib/ticket.ts";
+} from "../lib/proto/peer_handshake.ts";
+import { sealTicket, TicketReplayCache } from "../lib/proto/ticket.ts";
 
 /** The cached identities: the server's and those of users A, B and C. */
 export interface Identities {

@@ -14,8 +14,8 @@ import {
   u64be,
   utf8,
   wipe,
-} from "../lib/bytes.ts";
-import { ProtocolError } from "../lib/errors.ts";
+} from "../lib/util/bytes.ts";
+import { ProtocolError } from "../lib/util/errors.ts";
 import { assertThrowsIm } from "./_helpers.ts";
 
 Deno.test("ByteWriter and ByteReader round-trip every field type, big-endian", () => {

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { U64_MAX } from "../lib/bytes.ts";
-import { type ChannelEvent, SecureChannel } from "../lib/channel.ts";
-import type { DirectionKeys } from "../lib/kdf.ts";
-import { RecordOpener, RecordSealer } from "../lib/record.ts";
-import { memoryPair } from "./_memory_transport.ts";
+import { U64_MAX } from "../lib/util/bytes.ts";
+import { type ChannelEvent, SecureChannel } from "../lib/record/channel.ts";
+import type { DirectionKeys } from "../lib/crypto/kdf.ts";
+import { RecordOpener, RecordSealer } from "../lib/record/record.ts";
+import { memoryPair } from "../lib/wire/memory.ts";
 
 function keys(seed: number): DirectionKeys {
   return {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { UsageError } from "../lib/errors.ts";
-import { hostPort, intFlag, parseFlags } from "../lib/cli.ts";
+import { UsageError } from "../lib/util/errors.ts";
+import { hostPort, intFlag, parseFlags } from "../cmd/flags.ts";
 
 const OPTS = { port: { type: "string" }, json: { type: "boolean" } } as const;
 const isUsage = (e: unknown) =>

@@ -8,12 +8,12 @@
  */
 
 import assert from "node:assert/strict";
-import { NetError, ProtocolError } from "../lib/errors.ts";
-import { FrameKind } from "../lib/frame.ts";
-import { encodeErrorFrame, ErrorCode } from "../lib/handshake_messages.ts";
-import { ChatClient, loginToServer } from "../lib/client.ts";
-import { encodePeerCommit } from "../lib/peer_handshake.ts";
-import type { UiEvent } from "../lib/ui.ts";
+import { NetError, ProtocolError } from "../lib/util/errors.ts";
+import { FrameKind } from "../lib/wire/frame.ts";
+import { encodeErrorFrame, ErrorCode } from "../lib/proto/login_messages.ts";
+import { ChatClient, loginToServer } from "../lib/client/client.ts";
+import { encodePeerCommit } from "../lib/proto/peer_handshake.ts";
+import type { UiEvent } from "../lib/ui/terminal.ts";
 import { rawFrame } from "./attack/_mitm.ts";
 import {
   freePort,

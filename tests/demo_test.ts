@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { runDemoScript } from "../lib/demo.ts";
+import { runDemoScript } from "../cmd/demo_script.ts";
 
 Deno.test("im demo runs the scripted conversation, shows the same SAS on both sides and finds no message in clear on the wire", async () => {
   const lines: string[] = [];

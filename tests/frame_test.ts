@@ -3,14 +3,14 @@
  * incrementally; every malformation is a {@link ProtocolError}.
  */
 import assert from "node:assert/strict";
-import { concat } from "../lib/bytes.ts";
-import { ImError, ProtocolError } from "../lib/errors.ts";
+import { concat } from "../lib/util/bytes.ts";
+import { ImError, ProtocolError } from "../lib/util/errors.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
   encodeFrame,
   FRAME_HEADER_BYTES,
   FrameDecoder,
-} from "../lib/frame.ts";
+} from "../lib/wire/frame.ts";
 import { assertThrowsIm, seededRandom } from "./_helpers.ts";
 
 function prefix(n: number): Uint8Array {

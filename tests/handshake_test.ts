@@ -5,20 +5,20 @@
  * confirmation (2.7) and usernames (2.9).
  */
 import assert from "node:assert/strict";
-import { concat, randomBytes, utf8 } from "../lib/bytes.ts";
+import { concat, randomBytes, utf8 } from "../lib/util/bytes.ts";
 import {
   AuthError,
   ImError,
   ProtocolError,
   RecordError,
   UsageError,
-} from "../lib/errors.ts";
-import { FrameKind } from "../lib/frame.ts";
+} from "../lib/util/errors.ts";
+import { FrameKind } from "../lib/wire/frame.ts";
 import {
   ClientHandshake,
   errorFromFrame,
   SESSION_KEY_BYTES,
-} from "../lib/handshake.ts";
+} from "../lib/proto/login.ts";
 import {
   decodeClientAuth,
   decodeClientHello,
@@ -33,16 +33,16 @@ import {
   ErrorCode,
   NONCE_BYTES,
   PROTOCOL_VERSION,
-} from "../lib/handshake_messages.ts";
-import { deriveDirectionKeys, Label, transcriptHash } from "../lib/kdf.ts";
+} from "../lib/proto/login_messages.ts";
+import { deriveDirectionKeys, Label, transcriptHash } from "../lib/crypto/kdf.ts";
 import {
   decryptOaep,
   encryptOaep,
   fingerprintBytes,
   signPss,
   verifyPss,
-} from "../lib/keys.ts";
-import { RecordOpener, RecordSealer, RecordType } from "../lib/record.ts";
+} from "../lib/crypto/rsa.ts";
+import { RecordOpener, RecordSealer, RecordType } from "../lib/record/record.ts";
 import {
   assertRejectsIm,
   assertThrowsIm,

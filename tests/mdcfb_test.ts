@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { ProtocolError } from "../lib/errors.ts";
+import { ProtocolError } from "../lib/util/errors.ts";
 import {
   MdCfb,
   MDCFB_BLOCK_BYTES,
   mdcfbDecrypt,
   mdcfbEncrypt,
-} from "../lib/mdcfb.ts";
+} from "../lib/crypto/mdcfb.ts";
 
 interface VectorCase {
   key: string;

@@ -5,21 +5,21 @@
  * short authentication string (SAS) on both sides.
  */
 import assert from "node:assert/strict";
-import { concat, randomBytes, utf8 } from "../lib/bytes.ts";
+import { concat, randomBytes, utf8 } from "../lib/util/bytes.ts";
 import {
   AuthError,
   ImError,
   ProtocolError,
   RecordError,
   TicketError,
-} from "../lib/errors.ts";
-import { FrameKind } from "../lib/frame.ts";
+} from "../lib/util/errors.ts";
+import { FrameKind } from "../lib/wire/frame.ts";
 import {
   deriveDirectionKeys,
   deriveKey,
   Label,
   transcriptHash,
-} from "../lib/kdf.ts";
+} from "../lib/crypto/kdf.ts";
 import {
   decodePeerCommit,
   decodePeerHello,
@@ -32,10 +32,10 @@ import {
   peerCommitment,
   PeerHostHandshake,
   PeerJoinHandshake,
-} from "../lib/peer_handshake.ts";
-import { RecordOpener, RecordSealer, RecordType } from "../lib/record.ts";
-import { HmacSha256 } from "../lib/sha256.ts";
-import { sealTicket, TicketReplayCache } from "../lib/ticket.ts";
+} from "../lib/proto/peer_handshake.ts";
+import { RecordOpener, RecordSealer, RecordType } from "../lib/record/record.ts";
+import { HmacSha256 } from "../lib/crypto/sha256.ts";
+import { sealTicket, TicketReplayCache } from "../lib/proto/ticket.ts";
 import {
   assertRejectsIm,
   assertThrowsIm,

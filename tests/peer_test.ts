@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { SecureChannel } from "../lib/channel.ts";
-import type { DirectionKeys } from "../lib/kdf.ts";
-import { NetError, ProtocolError } from "../lib/errors.ts";
-import { FrameKind } from "../lib/frame.ts";
+import { SecureChannel } from "../lib/record/channel.ts";
+import type { DirectionKeys } from "../lib/crypto/kdf.ts";
+import { NetError, ProtocolError } from "../lib/util/errors.ts";
+import { FrameKind } from "../lib/wire/frame.ts";
 import {
   type PeerEvent,
   PeerSession,
@@ -10,10 +10,10 @@ import {
   RELAY_QUEUE_MAX_BYTES,
   RELAY_QUEUE_MAX_FRAMES,
   RelayTransport,
-} from "../lib/peer.ts";
-import { RecordOpener, RecordSealer } from "../lib/record.ts";
+} from "../lib/client/peer_session.ts";
+import { RecordOpener, RecordSealer } from "../lib/record/record.ts";
 import { assertRejectsIm } from "./_helpers.ts";
-import { memoryPair } from "./_memory_transport.ts";
+import { memoryPair } from "../lib/wire/memory.ts";
 
 function keys(seed: number): DirectionKeys {
   return {

@@ -4,15 +4,15 @@
  * reflection and sequence exhaustion.
  */
 import assert from "node:assert/strict";
-import { concat, randomBytes, U64_MAX, u64be, utf8 } from "../lib/bytes.ts";
-import { ProtocolError, RecordError } from "../lib/errors.ts";
+import { concat, randomBytes, U64_MAX, u64be, utf8 } from "../lib/util/bytes.ts";
+import { ProtocolError, RecordError } from "../lib/util/errors.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
   encodeFrame,
   FrameKind,
-} from "../lib/frame.ts";
-import type { DirectionKeys } from "../lib/kdf.ts";
-import { MdCfb } from "../lib/mdcfb.ts";
+} from "../lib/wire/frame.ts";
+import type { DirectionKeys } from "../lib/crypto/kdf.ts";
+import { MdCfb } from "../lib/crypto/mdcfb.ts";
 import {
   DEFAULT_WINDOW_MS,
   RECORD_HEADER_BYTES,
@@ -21,8 +21,8 @@ import {
   RecordOpener,
   RecordSealer,
   RecordType,
-} from "../lib/record.ts";
-import { HmacSha256 } from "../lib/sha256.ts";
+} from "../lib/record/record.ts";
+import { HmacSha256 } from "../lib/crypto/sha256.ts";
 import { assertThrowsIm, flipBit, loginInMemory } from "./_helpers.ts";
 
 const T = 1_700_000_000_000;

@@ -4,8 +4,8 @@
  * cache that lives as long as the ticket.
  */
 import assert from "node:assert/strict";
-import { concat, constantTimeEqual, randomBytes } from "../lib/bytes.ts";
-import { ImError, TicketError } from "../lib/errors.ts";
+import { concat, constantTimeEqual, randomBytes } from "../lib/util/bytes.ts";
+import { ImError, TicketError } from "../lib/util/errors.ts";
 import {
   MAX_TICKET_LIFETIME_MS,
   openTicket,
@@ -14,7 +14,7 @@ import {
   TICKET_ID_BYTES,
   type TicketKeys,
   TicketReplayCache,
-} from "../lib/ticket.ts";
+} from "../lib/proto/ticket.ts";
 import {
   assertThrowsIm,
   flipBit,

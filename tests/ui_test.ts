@@ -15,7 +15,7 @@ import {
   type Terminal,
   type TerminalOptions,
   type UiEvent,
-} from "../lib/ui.ts";
+} from "../lib/ui/terminal.ts";
 
 const AT = new Date(2024, 0, 2, 9, 5).getTime(); // local 09:05
 const PLAIN = { color: false, self: "A" };
@@ -885,7 +885,7 @@ const HAVE_TMUX = (await run("tmux", ["-V"])) !== null;
 const TMUX_SCRIPT = `
 import process from "node:process";
 import { createTerminal } from ${
-  JSON.stringify(import.meta.resolve("../lib/ui.ts"))
+  JSON.stringify(import.meta.resolve("../lib/ui/terminal.ts"))
 };
 const term = createTerminal({
   input: process.stdin, output: process.stdout, interactive: true,

@@ -4,9 +4,9 @@
  * to be exactly what their generators build from fixed inputs.
  */
 import assert from "node:assert/strict";
-import { RecordError, TicketError } from "../lib/errors.ts";
-import { RecordOpener, RecordSealer, type RecordType } from "../lib/record.ts";
-import { openTicket } from "../lib/ticket.ts";
+import { RecordError, TicketError } from "../lib/util/errors.ts";
+import { RecordOpener, RecordSealer, type RecordType } from "../lib/record/record.ts";
+import { openTicket } from "../lib/proto/ticket.ts";
 import { assertThrowsIm } from "./_helpers.ts";
 import {
   buildRecordVectors,

@@ -15,8 +15,8 @@
  * "acceptable" cases may go either way; the outcome is printed.
  */
 import assert from "node:assert/strict";
-import { AuthError } from "../lib/errors.ts";
-import { hkdf } from "../lib/kdf.ts";
+import { AuthError } from "../lib/util/errors.ts";
+import { hkdf } from "../lib/crypto/kdf.ts";
 import {
   decryptOaep,
   importOaepPrivateFromDer,
@@ -26,7 +26,7 @@ import {
   privateIdentityFromDer,
   publicIdentityFromDer,
   verifyPss,
-} from "../lib/keys.ts";
+} from "../lib/crypto/rsa.ts";
 import { loadVectors, type VectorFile } from "./_wycheproof.ts";
 
 type Result = "valid" | "invalid" | "acceptable";

@@ -23,7 +23,7 @@
  * @module
  */
 
-import { FrameDecoder } from "../../lib/frame.ts";
+import { FrameDecoder } from "../../lib/wire/frame.ts";
 
 /** Which way a frame went: `up` client to target, `down` target to client. */
 export type Dir = "up" | "down";

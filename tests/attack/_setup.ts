@@ -23,19 +23,19 @@ import {
   type ClientOptions,
   type ClientUi,
   loginToServer,
-} from "../../lib/client.ts";
-import type { ChannelEvent, SecureChannel } from "../../lib/channel.ts";
-import type { ImError } from "../../lib/errors.ts";
-import type { LoginResult } from "../../lib/handshake.ts";
-import { FrameDecoder, FrameKind } from "../../lib/frame.ts";
+} from "../../lib/client/client.ts";
+import type { ChannelEvent, SecureChannel } from "../../lib/record/channel.ts";
+import type { ImError } from "../../lib/util/errors.ts";
+import type { LoginResult } from "../../lib/proto/login.ts";
+import { FrameDecoder, FrameKind } from "../../lib/wire/frame.ts";
 import {
   decodeErrorFrame,
   type ErrorFrame,
-} from "../../lib/handshake_messages.ts";
-import type { PrivateIdentity, PublicIdentity } from "../../lib/keys.ts";
-import type { LogFields } from "../../lib/log.ts";
-import { ImServer, type ServerOptions } from "../../lib/server.ts";
-import type { UiEvent } from "../../lib/ui.ts";
+} from "../../lib/proto/login_messages.ts";
+import type { PrivateIdentity, PublicIdentity } from "../../lib/crypto/rsa.ts";
+import type { LogFields } from "../../lib/util/log.ts";
+import { ImServer, type ServerOptions } from "../../lib/server/server.ts";
+import type { UiEvent } from "../../lib/ui/terminal.ts";
 import { type Identities, identities } from "../_helpers.ts";
 import { FrameMitm, type MitmOptions } from "./_mitm.ts";
 

@@ -7,9 +7,9 @@
  */
 
 import assert from "node:assert/strict";
-import { concat, randomBytes, utf8 } from "../../lib/bytes.ts";
-import { AuthError, ProtocolError } from "../../lib/errors.ts";
-import { FrameKind } from "../../lib/frame.ts";
+import { concat, randomBytes, utf8 } from "../../lib/util/bytes.ts";
+import { AuthError, ProtocolError } from "../../lib/util/errors.ts";
+import { FrameKind } from "../../lib/wire/frame.ts";
 import {
   decodeClientHello,
   decodeServerHello,
@@ -18,9 +18,9 @@ import {
   encodeServerHello,
   encodeServerKey,
   ErrorCode,
-} from "../../lib/handshake_messages.ts";
-import { Label } from "../../lib/kdf.ts";
-import { encryptOaep } from "../../lib/keys.ts";
+} from "../../lib/proto/login_messages.ts";
+import { Label } from "../../lib/crypto/kdf.ts";
+import { encryptOaep } from "../../lib/crypto/rsa.ts";
 import { flipBit, identities } from "../_helpers.ts";
 import type { MitmFrame, Out } from "./_mitm.ts";
 import {
@@ -55,7 +55,7 @@ function alterFirst(
 
 async function loginFails(s: Scope, port: number, user: string, over = {}) {
   const o = await s.clientOptions(port, user, over);
-  const { loginToServer } = await import("../../lib/client.ts");
+  const { loginToServer } = await import("../../lib/client/client.ts");
   return await rejection(loginToServer(o));
 }
 

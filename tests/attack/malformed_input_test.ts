@@ -8,15 +8,15 @@
  */
 
 import assert from "node:assert/strict";
-import { ByteWriter, concat, randomBytes, utf8 } from "../../lib/bytes.ts";
-import { encodeFrame, FrameKind } from "../../lib/frame.ts";
+import { ByteWriter, concat, randomBytes, utf8 } from "../../lib/util/bytes.ts";
+import { encodeFrame, FrameKind } from "../../lib/wire/frame.ts";
 import {
   encodeClientAuth,
   encodeClientHello,
   encodeErrorFrame,
   ErrorCode,
-} from "../../lib/handshake_messages.ts";
-import { RecordType } from "../../lib/record.ts";
+} from "../../lib/proto/login_messages.ts";
+import { RecordType } from "../../lib/record/record.ts";
 import { seededRandom } from "../_helpers.ts";
 import { rawFrame } from "./_mitm.ts";
 import {

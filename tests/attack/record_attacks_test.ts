@@ -8,16 +8,16 @@
  */
 
 import assert from "node:assert/strict";
-import { concat, utf8 } from "../../lib/bytes.ts";
-import { ProtocolError, RecordError } from "../../lib/errors.ts";
-import { DEFAULT_MAX_FRAME_BYTES, FrameKind } from "../../lib/frame.ts";
-import { encodeMessage, type Message } from "../../lib/messages.ts";
+import { concat, utf8 } from "../../lib/util/bytes.ts";
+import { ProtocolError, RecordError } from "../../lib/util/errors.ts";
+import { DEFAULT_MAX_FRAME_BYTES, FrameKind } from "../../lib/wire/frame.ts";
+import { encodeMessage, type Message } from "../../lib/proto/messages.ts";
 import {
   RECORD_HEADER_BYTES,
   RECORD_MIN_BYTES,
   RecordType,
-} from "../../lib/record.ts";
-import type { UiEvent } from "../../lib/ui.ts";
+} from "../../lib/record/record.ts";
+import type { UiEvent } from "../../lib/ui/terminal.ts";
 import { assertThrowsIm, loginInMemory } from "../_helpers.ts";
 import type { MitmFrame, Out } from "./_mitm.ts";
 import {

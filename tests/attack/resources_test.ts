@@ -8,12 +8,12 @@
  */
 
 import assert from "node:assert/strict";
-import { loginToServer } from "../../lib/client.ts";
-import { AuthError } from "../../lib/errors.ts";
-import { ErrorCode } from "../../lib/handshake_messages.ts";
-import { DEFAULT_MAX_FRAME_BYTES } from "../../lib/frame.ts";
-import { encodeMessage } from "../../lib/messages.ts";
-import type { ImServer } from "../../lib/server.ts";
+import { loginToServer } from "../../lib/client/client.ts";
+import { AuthError } from "../../lib/util/errors.ts";
+import { ErrorCode } from "../../lib/proto/login_messages.ts";
+import { DEFAULT_MAX_FRAME_BYTES } from "../../lib/wire/frame.ts";
+import { encodeMessage } from "../../lib/proto/messages.ts";
+import type { ImServer } from "../../lib/server/server.ts";
 import { identities } from "../_helpers.ts";
 import {
   assertServes,

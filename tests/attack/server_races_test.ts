@@ -7,13 +7,13 @@
  */
 
 import assert from "node:assert/strict";
-import { SecureChannel } from "../../lib/channel.ts";
-import { encodeFrame, FrameKind } from "../../lib/frame.ts";
-import { ClientHandshake } from "../../lib/handshake.ts";
-import { encodeClientHello, ErrorCode } from "../../lib/handshake_messages.ts";
-import type { Message } from "../../lib/messages.ts";
-import { TcpTransport } from "../../lib/transport.ts";
-import { loginToServer } from "../../lib/client.ts";
+import { SecureChannel } from "../../lib/record/channel.ts";
+import { encodeFrame, FrameKind } from "../../lib/wire/frame.ts";
+import { ClientHandshake } from "../../lib/proto/login.ts";
+import { encodeClientHello, ErrorCode } from "../../lib/proto/login_messages.ts";
+import type { Message } from "../../lib/proto/messages.ts";
+import { TcpTransport } from "../../lib/wire/tcp.ts";
+import { loginToServer } from "../../lib/client/client.ts";
 import {
   clientDirectory,
   expectErrorFrame,

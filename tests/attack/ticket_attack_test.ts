@@ -7,18 +7,18 @@
  */
 
 import assert from "node:assert/strict";
-import { FrameKind } from "../../lib/frame.ts";
+import { FrameKind } from "../../lib/wire/frame.ts";
 import {
   decodePeerHello,
   encodePeerCommit,
   encodePeerHello,
   encodePeerReply,
   peerCommitment,
-} from "../../lib/peer_handshake.ts";
-import { openTicket } from "../../lib/ticket.ts";
-import { randomBytes } from "../../lib/bytes.ts";
-import { TicketError } from "../../lib/errors.ts";
-import type { UiEvent } from "../../lib/ui.ts";
+} from "../../lib/proto/peer_handshake.ts";
+import { openTicket } from "../../lib/proto/ticket.ts";
+import { randomBytes } from "../../lib/util/bytes.ts";
+import { TicketError } from "../../lib/util/errors.ts";
+import type { UiEvent } from "../../lib/ui/terminal.ts";
 import { assertThrowsIm, flipBit } from "../_helpers.ts";
 import { type FrameMitm, type MitmFrame, rawFrame } from "./_mitm.ts";
 import {

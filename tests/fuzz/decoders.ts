@@ -20,9 +20,9 @@
 import fc from "fast-check";
 
 export { fc };
-import { utf8 } from "../../lib/bytes.ts";
-import { ImError } from "../../lib/errors.ts";
-import { encodeFrame, FrameDecoder, FrameKind } from "../../lib/frame.ts";
+import { utf8 } from "../../lib/util/bytes.ts";
+import { ImError } from "../../lib/util/errors.ts";
+import { encodeFrame, FrameDecoder, FrameKind } from "../../lib/wire/frame.ts";
 import {
   decodeClientAuth,
   decodeClientHello,
@@ -34,13 +34,13 @@ import {
   encodeErrorFrame,
   encodeServerHello,
   encodeServerKey,
-} from "../../lib/handshake_messages.ts";
-import { pemDecode, pemEncode, type PemLabel } from "../../lib/keys.ts";
+} from "../../lib/proto/login_messages.ts";
+import { pemDecode, pemEncode, type PemLabel } from "../../lib/crypto/rsa.ts";
 import {
   decodeMessage,
   encodeMessage,
   type Message,
-} from "../../lib/messages.ts";
+} from "../../lib/proto/messages.ts";
 import {
   decodePeerCommit,
   decodePeerHello,
@@ -48,9 +48,9 @@ import {
   encodePeerCommit,
   encodePeerHello,
   encodePeerReply,
-} from "../../lib/peer_handshake.ts";
-import { RecordOpener, RecordSealer, RecordType } from "../../lib/record.ts";
-import { openTicket, sealTicket } from "../../lib/ticket.ts";
+} from "../../lib/proto/peer_handshake.ts";
+import { RecordOpener, RecordSealer, RecordType } from "../../lib/record/record.ts";
+import { openTicket, sealTicket } from "../../lib/proto/ticket.ts";
 
 /** One decoder under fuzz. */
 export interface Target {

@@ -20,29 +20,29 @@
  * @module
  */
 
-import { randomBytes } from "./bytes.ts";
-import { DEFAULT_HEARTBEAT_MS, SecureChannel } from "./channel.ts";
+import { randomBytes } from "../util/bytes.ts";
+import { DEFAULT_HEARTBEAT_MS, SecureChannel } from "../record/channel.ts";
 import {
   AuthError,
   type ImError,
   isImError,
   NetError,
   ProtocolError,
-} from "./errors.ts";
-import { DEFAULT_MAX_FRAME_BYTES, FrameKind } from "./frame.ts";
-import { type LoginResult, ServerHandshake } from "./handshake.ts";
-import { encodeErrorFrame, ErrorCode } from "./handshake_messages.ts";
-import type { PrivateIdentity, PublicIdentity } from "./keys.ts";
-import type { Logger } from "./log.ts";
-import type { Message } from "./messages.ts";
-import { DEFAULT_WINDOW_MS } from "./record.ts";
-import { FailurePenalty, LoginAdmission, Presence } from "./server_state.ts";
+} from "../util/errors.ts";
+import { DEFAULT_MAX_FRAME_BYTES, FrameKind } from "../wire/frame.ts";
+import { type LoginResult, ServerHandshake } from "../proto/login.ts";
+import { encodeErrorFrame, ErrorCode } from "../proto/login_messages.ts";
+import type { PrivateIdentity, PublicIdentity } from "../crypto/rsa.ts";
+import type { Logger } from "../util/log.ts";
+import type { Message } from "../proto/messages.ts";
+import { DEFAULT_WINDOW_MS } from "../record/record.ts";
+import { FailurePenalty, LoginAdmission, Presence } from "./presence.ts";
 import {
   MAX_TICKET_LIFETIME_MS,
   sealTicket,
   TICKET_ID_BYTES,
-} from "./ticket.ts";
-import { DEFAULT_MAX_QUEUED_BYTES, TcpTransport } from "./transport.ts";
+} from "../proto/ticket.ts";
+import { DEFAULT_MAX_QUEUED_BYTES, TcpTransport } from "../wire/tcp.ts";
 
 /** Most users in one `!list` answer by default; the rest are counted (`more`), so the answer always fits a record. */
 export const LIST_MAX = 1000;

@@ -38,31 +38,31 @@ import {
   randomBytes,
   utf8,
   wipe,
-} from "./bytes.ts";
-import { AuthError, ProtocolError } from "./errors.ts";
-import { Steps } from "./_steps.ts";
-import { FrameKind } from "./frame.ts";
-import { NONCE_BYTES } from "./handshake_messages.ts";
+} from "../util/bytes.ts";
+import { AuthError, ProtocolError } from "../util/errors.ts";
+import { Steps } from "./steps.ts";
+import { FrameKind } from "../wire/frame.ts";
+import { NONCE_BYTES } from "./login_messages.ts";
 import {
   deriveDirectionKeys,
   deriveKey,
   Label,
   transcriptHash,
-} from "./kdf.ts";
+} from "../crypto/kdf.ts";
 import {
   confirmFinished,
   RecordOpener,
   RecordSealer,
   RecordType,
-} from "./record.ts";
-import { HmacSha256 } from "./sha256.ts";
+} from "../record/record.ts";
+import { HmacSha256 } from "../crypto/sha256.ts";
 import { openTicket, type TicketKeys } from "./ticket.ts";
 import {
   type Ephemeral,
   generateEphemeral,
   sharedSecret,
   X25519_PUBLIC_BYTES,
-} from "./x25519.ts";
+} from "../crypto/x25519.ts";
 
 /** Peer handshake version. */
 export const PEER_VERSION = 1;

@@ -15,18 +15,18 @@ import {
   type ChannelEvent,
   type ChannelOptions,
   SecureChannel,
-} from "./channel.ts";
-import { AuthError, NetError, ProtocolError } from "./errors.ts";
-import { FrameKind } from "./frame.ts";
-import { encodeMessage, type Message } from "./messages.ts";
+} from "../record/channel.ts";
+import { AuthError, NetError, ProtocolError } from "../util/errors.ts";
+import { FrameKind } from "../wire/frame.ts";
+import { encodeMessage, type Message } from "../proto/messages.ts";
 import {
   decodePeerCommit,
   PeerHostHandshake,
   type PeerHostOptions,
   PeerJoinHandshake,
   type PeerJoinOptions,
-} from "./peer_handshake.ts";
-import type { FrameTransport } from "./transport.ts";
+} from "../proto/peer_handshake.ts";
+import type { FrameTransport } from "../wire/tcp.ts";
 
 /**
  * Largest chat message, in bytes of its encoded `msg` message. Chosen so
@@ -89,7 +89,7 @@ async function recvWithin(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { readPeerCommit } from "./peer.ts";
+ * import { readPeerCommit } from "./peer_session.ts";
  * const frames = [new Uint8Array(33).fill(0x23, 0, 1)];
  * const t = { remote: "x", send: () => Promise.resolve(), close() {}, recv: () => Promise.resolve(frames.shift() ?? null) };
  * assert.equal((await readPeerCommit(t, 100)).length, 33);
@@ -416,7 +416,7 @@ export const RELAY_QUEUE_MAX_BYTES = 1024 * 1024;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { RelayTransport } from "./peer.ts";
+ * import { RelayTransport } from "./peer_session.ts";
  * const sent: string[] = [];
  * const t = new RelayTransport("B", (d) => { sent.push(d); return Promise.resolve(); });
  * await t.send(new Uint8Array([1, 2]));

@@ -46,8 +46,8 @@
  */
 
 import { join } from "node:path";
-import { allSettledOrThrow } from "./_settle.ts";
-import { KeyError } from "./errors.ts";
+import { allSettledOrThrow } from "../util/async.ts";
+import { KeyError } from "../util/errors.ts";
 import {
   checkRsaBits,
   DEFAULT_RSA_BITS,
@@ -58,8 +58,8 @@ import {
   pemEncode,
   type PrivateIdentity,
   type PublicIdentity,
-} from "./keys.ts";
-import { checkUsername, isValidUsername } from "./username.ts";
+} from "../crypto/rsa.ts";
+import { checkUsername, isValidUsername } from "../proto/username.ts";
 
 /** The users `im keygen` provisions when none are named. */
 export const DEFAULT_USERS: readonly string[] = ["A", "B", "C", "D", "E", "F"];

@@ -11,16 +11,16 @@
  * @module
  */
 
-import { utf8 } from "./bytes.ts";
-import { ChatClient, type ClientUi } from "./client.ts";
+import { utf8 } from "../lib/util/bytes.ts";
+import { ChatClient, type ClientUi } from "../lib/client/client.ts";
 import {
   generateRsaKeyPair,
   loadPrivateIdentity,
   loadPublicIdentity,
-} from "./keys.ts";
-import { TcpProxy } from "./proxy.ts";
-import { ImServer } from "./server.ts";
-import { formatEvent, type UiEvent } from "./ui.ts";
+} from "../lib/crypto/rsa.ts";
+import { TcpProxy } from "../lib/wire/proxy.ts";
+import { ImServer } from "../lib/server/server.ts";
+import { formatEvent, type UiEvent } from "../lib/ui/terminal.ts";
 
 /** RSA size of the demo's throwaway keys (smaller than the default, to start fast; they never leave memory). */
 export const DEMO_BITS = 2048;

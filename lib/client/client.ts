@@ -13,12 +13,12 @@
  * @module
  */
 
-import { DEFAULT_HEARTBEAT_MS, SecureChannel } from "./channel.ts";
-import { type ImError, isImError, NetError, ProtocolError } from "./errors.ts";
-import { FrameKind } from "./frame.ts";
-import { ClientHandshake, type LoginResult } from "./handshake.ts";
-import type { PrivateIdentity, PublicIdentity } from "./keys.ts";
-import type { Message } from "./messages.ts";
+import { DEFAULT_HEARTBEAT_MS, SecureChannel } from "../record/channel.ts";
+import { type ImError, isImError, NetError, ProtocolError } from "../util/errors.ts";
+import { FrameKind } from "../wire/frame.ts";
+import { ClientHandshake, type LoginResult } from "../proto/login.ts";
+import type { PrivateIdentity, PublicIdentity } from "../crypto/rsa.ts";
+import type { Message } from "../proto/messages.ts";
 import {
   hostPeer,
   joinPeer,
@@ -26,10 +26,10 @@ import {
   readPeerCommit,
   RelayTransport,
   SpentHandshakeError,
-} from "./peer.ts";
-import { TicketReplayCache } from "./ticket.ts";
-import { type FrameTransport, TcpTransport } from "./transport.ts";
-import { parseCommand, type UiEvent } from "./ui.ts";
+} from "./peer_session.ts";
+import { TicketReplayCache } from "../proto/ticket.ts";
+import { type FrameTransport, TcpTransport } from "../wire/tcp.ts";
+import { parseCommand, type UiEvent } from "../ui/terminal.ts";
 
 /** Where the client shows things; a {@link Terminal} fits. */
 export interface ClientUi {

@@ -12,7 +12,7 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createTerminal } from "./ui.ts";
+ * import { createTerminal } from "./terminal.ts";
  * import { PassThrough } from "node:stream";
  * const input = new PassThrough();
  * const output = new PassThrough();
@@ -39,7 +39,7 @@ import {
   sanitizeInput,
   sanitizeText,
   type UiEvent,
-} from "./_ui_format.ts";
+} from "./format.ts";
 
 export {
   type Command,
@@ -56,7 +56,7 @@ export {
   sanitizeText,
   shouldUseColor,
   type UiEvent,
-} from "./_ui_format.ts";
+} from "./format.ts";
 
 /** Longest input line accepted by default, in UTF-8 bytes. */
 export const MAX_LINE_BYTES = 16 * 1024;
@@ -168,7 +168,7 @@ const encoder = new TextEncoder();
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { createTerminal } from "./ui.ts";
+ * import { createTerminal } from "./terminal.ts";
  * import { PassThrough } from "node:stream";
  * const input = new PassThrough();
  * const output = new PassThrough();

@@ -13,15 +13,15 @@
  * @module
  */
 
-import { fromUtf8, utf8 } from "./bytes.ts";
+import { fromUtf8, utf8 } from "../util/bytes.ts";
 import {
   type ImError,
   NetError,
   ProtocolError,
   RecordError,
-} from "./errors.ts";
-import { DEFAULT_MAX_FRAME_BYTES, FrameKind } from "./frame.ts";
-import { decodeMessage, encodeMessage, type Message } from "./messages.ts";
+} from "../util/errors.ts";
+import { DEFAULT_MAX_FRAME_BYTES, FrameKind } from "../wire/frame.ts";
+import { decodeMessage, encodeMessage, type Message } from "../proto/messages.ts";
 import {
   RECORD_HEADER_BYTES,
   RECORD_TAG_BYTES,
@@ -29,7 +29,7 @@ import {
   type RecordSealer,
   RecordType,
 } from "./record.ts";
-import type { FrameTransport } from "./transport.ts";
+import type { FrameTransport } from "../wire/tcp.ts";
 
 /** Default interval between heartbeats. */
 export const DEFAULT_HEARTBEAT_MS = 2000;

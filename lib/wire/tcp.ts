@@ -7,7 +7,7 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { TcpTransport } from "./transport.ts";
+ * import { TcpTransport } from "./tcp.ts";
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const { port } = listener.addr as Deno.NetAddr;
  * const client = TcpTransport.wrap(await Deno.connect({ hostname: "127.0.0.1", port }));
@@ -20,7 +20,7 @@
  */
 
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder } from "./frame.ts";
-import { NetError, ProtocolError } from "./errors.ts";
+import { NetError, ProtocolError } from "../util/errors.ts";
 
 /** Carries frame payloads (without the length prefix) both ways. */
 export interface FrameTransport {

@@ -24,12 +24,12 @@
  * @module
  */
 
-import { constantTimeEqual, U64_MAX } from "./bytes.ts";
-import { ProtocolError, RecordError } from "./errors.ts";
-import { FrameKind } from "./frame.ts";
-import type { DirectionKeys } from "./kdf.ts";
-import { MdCfb } from "./mdcfb.ts";
-import { HmacSha256 } from "./sha256.ts";
+import { constantTimeEqual, U64_MAX } from "../util/bytes.ts";
+import { ProtocolError, RecordError } from "../util/errors.ts";
+import { FrameKind } from "../wire/frame.ts";
+import type { DirectionKeys } from "../crypto/kdf.ts";
+import { MdCfb } from "../crypto/mdcfb.ts";
+import { HmacSha256 } from "../crypto/sha256.ts";
 
 /** Record types (header byte 0). */
 export const RecordType = {

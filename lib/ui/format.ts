@@ -6,7 +6,7 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { formatEvent } from "./_ui_format.ts";
+ * import { formatEvent } from "./format.ts";
  * const at = new Date(2024, 0, 1, 9, 5).getTime();
  * const ev = { kind: "system", text: "Logged in", at } as const;
  * assert.ok(formatEvent(ev, { color: false, self: "A" }) === "09:05 -- Logged in");
@@ -14,7 +14,7 @@
  * @module
  */
 
-import { isValidUsername } from "./username.ts";
+import { isValidUsername } from "../proto/username.ts";
 
 /** What the server says a user is doing in a `!list` answer (rules 4.1, 4.5). */
 export type PeerState = "IDLE" | "HOSTING" | "BUSY";
@@ -145,7 +145,7 @@ const INPUT_CONTROL = /[\x00-\x08\x0a-\x1f\x7f-\x9f]/g;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { sanitizeText } from "./_ui_format.ts";
+ * import { sanitizeText } from "./format.ts";
  * assert.ok(sanitizeText("hi\x1b[2J\x1b]0;pwned\x07 there") === "hi there");
  * assert.ok(sanitizeText("a\rb\nc") === "a b c");
  * assert.ok(sanitizeText("héllo 👋") === "héllo 👋");
@@ -169,7 +169,7 @@ export function sanitizeText(s: string): string {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { sanitizeInput } from "./_ui_format.ts";
+ * import { sanitizeInput } from "./format.ts";
  * assert.ok(sanitizeInput("a\x00b\tc\x1b") === "ab\tc");
  * ```
  */
@@ -185,7 +185,7 @@ export function sanitizeInput(line: string): string {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { shouldUseColor } from "./_ui_format.ts";
+ * import { shouldUseColor } from "./format.ts";
  * assert.ok(shouldUseColor({ noColor: false, isTty: true }));
  * assert.ok(!shouldUseColor({ noColor: true, isTty: true }));
  * assert.ok(!shouldUseColor({ noColor: false, isTty: false }));
@@ -236,7 +236,7 @@ function clock(at: number): string {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { formatEvent } from "./_ui_format.ts";
+ * import { formatEvent } from "./format.ts";
  * const at = new Date(2024, 0, 1, 13, 7).getTime();
  * const line = formatEvent(
  *   { kind: "message", from: "B", to: "A", text: "hi", at, direction: "in" },
@@ -335,7 +335,7 @@ function iso(at: number): string | null {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { eventToJson } from "./_ui_format.ts";
+ * import { eventToJson } from "./format.ts";
  * const line = eventToJson({ kind: "system", text: "Logged in", at: 0 });
  * assert.ok(line === '{"type":"system","text":"Logged in","time":"1970-01-01T00:00:00.000Z"}');
  * ```
@@ -391,7 +391,7 @@ export function eventToJson(ev: UiEvent): string {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { formatPrompt } from "./_ui_format.ts";
+ * import { formatPrompt } from "./format.ts";
  * assert.ok(formatPrompt("A", null, false) === "A> ");
  * assert.ok(formatPrompt("A", "B", false) === "A→B> ");
  * ```
@@ -417,7 +417,7 @@ export function formatPrompt(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { completeLine } from "./_ui_format.ts";
+ * import { completeLine } from "./format.ts";
  * const [hits, part] = completeLine("!session b", ["bob", "carol"]);
  * assert.ok(hits.length === 1 && hits[0] === "bob" && part === "b");
  * ```
@@ -466,7 +466,7 @@ const NO_ARGS: Record<string, Command> = {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseCommand } from "./_ui_format.ts";
+ * import { parseCommand } from "./format.ts";
  * assert.ok(parseCommand("!session bob").kind === "session");
  * assert.ok(parseCommand("!list").kind === "list");
  * const m = parseCommand("!!hi");

@@ -23,10 +23,10 @@
  * @module
  */
 
-import { concat, constantTimeEqual, randomBytes, utf8, wipe } from "./bytes.ts";
-import { AuthError, type ImError, ProtocolError } from "./errors.ts";
-import { Steps } from "./_steps.ts";
-import { FrameKind } from "./frame.ts";
+import { concat, constantTimeEqual, randomBytes, utf8, wipe } from "../util/bytes.ts";
+import { AuthError, type ImError, ProtocolError } from "../util/errors.ts";
+import { Steps } from "./steps.ts";
+import { FrameKind } from "../wire/frame.ts";
 import {
   type ClientHello,
   decodeClientAuth,
@@ -41,13 +41,13 @@ import {
   ErrorCode,
   NONCE_BYTES,
   PROTOCOL_VERSION,
-} from "./handshake_messages.ts";
+} from "./login_messages.ts";
 import {
   deriveDirectionKeys,
   deriveKey,
   Label,
   transcriptHash,
-} from "./kdf.ts";
+} from "../crypto/kdf.ts";
 import {
   decryptOaep,
   encryptOaep,
@@ -56,16 +56,16 @@ import {
   type PublicIdentity,
   signPss,
   verifyPss,
-} from "./keys.ts";
+} from "../crypto/rsa.ts";
 import {
   confirmFinished,
   RecordOpener,
   RecordSealer,
   RecordType,
-} from "./record.ts";
+} from "../record/record.ts";
 import type { TicketKeys } from "./ticket.ts";
 import { checkUsername, isValidUsername } from "./username.ts";
-import { type Ephemeral, generateEphemeral, sharedSecret } from "./x25519.ts";
+import { type Ephemeral, generateEphemeral, sharedSecret } from "../crypto/x25519.ts";
 
 /** Bytes of the session key the server makes (rule 2.5). */
 export const SESSION_KEY_BYTES = 32;

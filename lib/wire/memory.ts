@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { FrameTransport } from "../lib/transport.ts";
+import type { FrameTransport } from "./tcp.ts";
 
 /** One end of a {@link memoryPair}. */
 export class MemoryTransport implements FrameTransport {

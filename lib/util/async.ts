@@ -14,7 +14,7 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { allSettledOrThrow } from "./_settle.ts";
+ * import { allSettledOrThrow } from "./async.ts";
  * assert.deepEqual(await allSettledOrThrow([Promise.resolve(1), Promise.resolve("a")]), [1, "a"]);
  * await assert.rejects(allSettledOrThrow([Promise.reject(new Error("x")), Promise.resolve(2)]));
  * ```

@@ -16,7 +16,7 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateRsaKeyPair, loadPrivateIdentity, signPss, verifyPss } from "./keys.ts";
+ * import { generateRsaKeyPair, loadPrivateIdentity, signPss, verifyPss } from "./rsa.ts";
  * const { privatePem } = await generateRsaKeyPair(2048);
  * const me = await loadPrivateIdentity(privatePem);
  * const msg = new TextEncoder().encode("hello");
@@ -27,9 +27,9 @@
  * @module
  */
 
-import { allSettledOrThrow } from "./_settle.ts";
-import { AuthError, KeyError, UsageError } from "./errors.ts";
-import { utf8, wipe } from "./bytes.ts";
+import { allSettledOrThrow } from "../util/async.ts";
+import { AuthError, KeyError, UsageError } from "../util/errors.ts";
+import { utf8, wipe } from "../util/bytes.ts";
 
 /** RSA modulus size that keygen uses unless told otherwise. */
 export const DEFAULT_RSA_BITS = 3072;
@@ -126,7 +126,7 @@ const LABEL_HINTS: Record<string, string> = {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { checkRsaBits } from "./keys.ts";
+ * import { checkRsaBits } from "./rsa.ts";
  * assert(checkRsaBits(3072) === 3072);
  * ```
  */
@@ -172,7 +172,7 @@ function reason(e: unknown): string {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { pemEncode } from "./keys.ts";
+ * import { pemEncode } from "./rsa.ts";
  * const pem = pemEncode("PUBLIC KEY", new Uint8Array([0x30, 0x00]));
  * assert(pem === "-----BEGIN PUBLIC KEY-----\nMAA=\n-----END PUBLIC KEY-----\n");
  * ```
@@ -200,7 +200,7 @@ export function pemEncode(label: PemLabel, der: Uint8Array): string {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { pemDecode, pemEncode } from "./keys.ts";
+ * import { pemDecode, pemEncode } from "./rsa.ts";
  * const der = new Uint8Array([0x30, 0x01, 0x05]);
  * assert(pemDecode(pemEncode("PUBLIC KEY", der), "PUBLIC KEY")[2] === 5);
  * ```
@@ -504,7 +504,7 @@ function parseRsaSpki(der: Uint8Array, source: string): RsaInfo {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { fingerprintBytes } from "./keys.ts";
+ * import { fingerprintBytes } from "./rsa.ts";
  * assert((await fingerprintBytes(new Uint8Array([0x30, 0x00]))).length === 32);
  * ```
  */
@@ -522,7 +522,7 @@ export async function fingerprintBytes(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { fingerprint } from "./keys.ts";
+ * import { fingerprint } from "./rsa.ts";
  * assert(await fingerprint(new Uint8Array()) === "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU");
  * ```
  */
@@ -537,7 +537,7 @@ export async function fingerprint(spkiDer: Uint8Array): Promise<string> {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { formatFingerprint } from "./keys.ts";
+ * import { formatFingerprint } from "./rsa.ts";
  * assert(formatFingerprint(new Uint8Array(32)).length === 7 + 43);
  * ```
  */
@@ -556,7 +556,7 @@ export function formatFingerprint(raw: Uint8Array): string {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateRsaKeyPair } from "./keys.ts";
+ * import { generateRsaKeyPair } from "./rsa.ts";
  * const { privatePem, publicPem } = await generateRsaKeyPair(2048);
  * assert(privatePem.startsWith("-----BEGIN PRIVATE KEY-----\n"));
  * assert(publicPem.startsWith("-----BEGIN PUBLIC KEY-----\n"));
@@ -615,7 +615,7 @@ async function importKey(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { importPssPublicFromDer, loadPrivateIdentity, generateRsaKeyPair } from "./keys.ts";
+ * import { importPssPublicFromDer, loadPrivateIdentity, generateRsaKeyPair } from "./rsa.ts";
  * const me = await loadPrivateIdentity((await generateRsaKeyPair(2048)).privatePem);
  * const k = await importPssPublicFromDer(me.publicDer);
  * assert(k.usages.includes("verify"));
@@ -638,7 +638,7 @@ export async function importPssPublicFromDer(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { importOaepPublicFromDer } from "./keys.ts";
+ * import { importOaepPublicFromDer } from "./rsa.ts";
  * const bad = await importOaepPublicFromDer(new Uint8Array([0x30, 0])).catch((e) => e.code);
  * assert(bad === "bad-key");
  * ```
@@ -660,7 +660,7 @@ export async function importOaepPublicFromDer(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { importPssPrivateFromDer } from "./keys.ts";
+ * import { importPssPrivateFromDer } from "./rsa.ts";
  * const bad = await importPssPrivateFromDer(new Uint8Array([1])).catch((e) => e.code);
  * assert(bad === "bad-key");
  * ```
@@ -682,7 +682,7 @@ export async function importPssPrivateFromDer(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { importOaepPrivateFromDer } from "./keys.ts";
+ * import { importOaepPrivateFromDer } from "./rsa.ts";
  * const bad = await importOaepPrivateFromDer(new Uint8Array([1])).catch((e) => e.code);
  * assert(bad === "bad-key");
  * ```
@@ -709,7 +709,7 @@ export async function importOaepPrivateFromDer(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateRsaKeyPair, loadPrivateIdentity, publicIdentityFromDer } from "./keys.ts";
+ * import { generateRsaKeyPair, loadPrivateIdentity, publicIdentityFromDer } from "./rsa.ts";
  * const me = await loadPrivateIdentity((await generateRsaKeyPair(2048)).privatePem);
  * const pub = await publicIdentityFromDer(me.publicDer);
  * assert(pub.fingerprint === me.fingerprint && pub.bits === 2048);
@@ -759,7 +759,7 @@ export async function publicIdentityFromDer(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateRsaKeyPair, loadPublicIdentity } from "./keys.ts";
+ * import { generateRsaKeyPair, loadPublicIdentity } from "./rsa.ts";
  * const pub = await loadPublicIdentity((await generateRsaKeyPair(2048)).publicPem);
  * assert(pub.bits === 2048);
  * ```
@@ -786,7 +786,7 @@ export async function loadPublicIdentity(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateRsaKeyPair, pemDecode, privateIdentityFromDer } from "./keys.ts";
+ * import { generateRsaKeyPair, pemDecode, privateIdentityFromDer } from "./rsa.ts";
  * const { privatePem } = await generateRsaKeyPair(2048);
  * const me = await privateIdentityFromDer(pemDecode(privatePem, "PRIVATE KEY"));
  * assert(me.sign.extractable === false && me.bits === 2048);
@@ -836,7 +836,7 @@ export async function privateIdentityFromDer(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateRsaKeyPair, loadPrivateIdentity, loadPublicIdentity } from "./keys.ts";
+ * import { generateRsaKeyPair, loadPrivateIdentity, loadPublicIdentity } from "./rsa.ts";
  * const { privatePem, publicPem } = await generateRsaKeyPair(2048);
  * const me = await loadPrivateIdentity(privatePem);
  * assert(me.fingerprint === (await loadPublicIdentity(publicPem)).fingerprint);
@@ -883,7 +883,7 @@ function checkKey(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateRsaKeyPair, loadPrivateIdentity, signPss } from "./keys.ts";
+ * import { generateRsaKeyPair, loadPrivateIdentity, signPss } from "./rsa.ts";
  * const me = await loadPrivateIdentity((await generateRsaKeyPair(2048)).privatePem);
  * assert((await signPss(me.sign, new Uint8Array([1]))).length === 256);
  * ```
@@ -911,7 +911,7 @@ export async function signPss(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateRsaKeyPair, loadPrivateIdentity, verifyPss } from "./keys.ts";
+ * import { generateRsaKeyPair, loadPrivateIdentity, verifyPss } from "./rsa.ts";
  * const me = await loadPrivateIdentity((await generateRsaKeyPair(2048)).privatePem);
  * assert(!(await verifyPss(me.publicIdentity.verify, new Uint8Array(3), new Uint8Array(1))));
  * ```
@@ -944,7 +944,7 @@ export async function verifyPss(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateRsaKeyPair, loadPrivateIdentity, encryptOaep, decryptOaep } from "./keys.ts";
+ * import { generateRsaKeyPair, loadPrivateIdentity, encryptOaep, decryptOaep } from "./rsa.ts";
  * const me = await loadPrivateIdentity((await generateRsaKeyPair(2048)).privatePem);
  * const label = new TextEncoder().encode("label");
  * const ct = await encryptOaep(me.publicIdentity.encrypt, new Uint8Array([7]), label);
@@ -993,7 +993,7 @@ export async function encryptOaep(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { generateRsaKeyPair, loadPrivateIdentity, decryptOaep } from "./keys.ts";
+ * import { generateRsaKeyPair, loadPrivateIdentity, decryptOaep } from "./rsa.ts";
  * const me = await loadPrivateIdentity((await generateRsaKeyPair(2048)).privatePem);
  * const code = await decryptOaep(me.decrypt, new Uint8Array(256), new Uint8Array()).catch((e) => e.code);
  * assert(code === "bad-session-key");

@@ -14,8 +14,8 @@
  * @module
  */
 
-import { fromUtf8, utf8 } from "./bytes.ts";
-import { ProtocolError } from "./errors.ts";
+import { fromUtf8, utf8 } from "../util/bytes.ts";
+import { ProtocolError } from "../util/errors.ts";
 import { isValidUsername } from "./username.ts";
 
 /** What `!list` shows for a user. */

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { ProtocolError } from "./errors.ts";
+import { ProtocolError } from "../util/errors.ts";
 
 /**
  * Runs the steps of one side of a handshake in order and keeps the first
@@ -16,7 +16,7 @@ import { ProtocolError } from "./errors.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { Steps } from "./_steps.ts";
+ * import { Steps } from "./steps.ts";
  * const steps = new Steps<"hello" | "done">("hello", "Example handshake");
  * steps.run("hello", () => (steps.state = "done"));
  * assert.throws(() => steps.run("hello", () => 0), { name: "ProtocolError" });

@@ -6,7 +6,7 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseFlags } from "./cli.ts";
+ * import { parseFlags } from "./flags.ts";
  * const v = parseFlags(["--port", "1"], { port: { type: "string" } }, "im serve");
  * assert.ok(v.port === "1");
  * ```
@@ -14,7 +14,7 @@
  */
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../lib/util/errors.ts";
 
 /**
  * Parse flags strictly; no positionals.
@@ -26,7 +26,7 @@ import { UsageError } from "./errors.ts";
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parseFlags } from "./cli.ts";
+ * import { parseFlags } from "./flags.ts";
  * assert.throws(() => parseFlags(["--nope"], {}, "im x"), { name: "UsageError" });
  * ```
  */
@@ -75,7 +75,7 @@ export function parseFlags<T extends NonNullable<ParseArgsConfig["options"]>>(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { intFlag } from "./cli.ts";
+ * import { intFlag } from "./flags.ts";
  * assert.ok(intFlag("--port", "80", 1, 0, 65535) === 80);
  * ```
  */
@@ -108,7 +108,7 @@ export function intFlag(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { hostPort } from "./cli.ts";
+ * import { hostPort } from "./flags.ts";
  * assert.ok(hostPort("--server", "127.0.0.1:9876").port === 9876);
  * ```
  */

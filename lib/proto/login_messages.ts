@@ -6,17 +6,17 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decodeClientHello, encodeClientHello } from "./handshake_messages.ts";
+ * import { decodeClientHello, encodeClientHello } from "./login_messages.ts";
  * const hello = { version: 1, user: "A", nonce: new Uint8Array(32), ephemeral: new Uint8Array(32) };
  * assert.ok(decodeClientHello(encodeClientHello(hello)).user === "A");
  * ```
  * @module
  */
 
-import { ByteReader, ByteWriter, fromUtf8, utf8 } from "./bytes.ts";
-import { ProtocolError } from "./errors.ts";
-import { FrameKind } from "./frame.ts";
-import { X25519_PUBLIC_BYTES } from "./x25519.ts";
+import { ByteReader, ByteWriter, fromUtf8, utf8 } from "../util/bytes.ts";
+import { ProtocolError } from "../util/errors.ts";
+import { FrameKind } from "../wire/frame.ts";
+import { X25519_PUBLIC_BYTES } from "../crypto/x25519.ts";
 
 /** The protocol version this code speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -93,7 +93,7 @@ function fixed(r: ByteReader, n: number): Uint8Array {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { encodeClientHello } from "./handshake_messages.ts";
+ * import { encodeClientHello } from "./login_messages.ts";
  * const p = encodeClientHello({ version: 1, user: "B", nonce: new Uint8Array(32), ephemeral: new Uint8Array(32) });
  * assert.ok(p[0] === 0x01);
  * ```
@@ -112,7 +112,7 @@ export function encodeClientHello(m: ClientHello): Uint8Array {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decodeClientHello } from "./handshake_messages.ts";
+ * import { decodeClientHello } from "./login_messages.ts";
  * assert.throws(() => decodeClientHello(new Uint8Array([1, 1])), { name: "ProtocolError" });
  * ```
  */
@@ -133,7 +133,7 @@ export function decodeClientHello(p: Uint8Array): ClientHello {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decodeServerHello, encodeServerHello } from "./handshake_messages.ts";
+ * import { decodeServerHello, encodeServerHello } from "./login_messages.ts";
  * const m = { version: 1, nonce: new Uint8Array(32), ephemeral: new Uint8Array(32), serverPublicKey: new Uint8Array(3), signature: new Uint8Array(4) };
  * assert.ok(decodeServerHello(encodeServerHello(m)).signature.length === 4);
  * ```
@@ -153,7 +153,7 @@ export function encodeServerHello(m: ServerHello): Uint8Array {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decodeServerHello } from "./handshake_messages.ts";
+ * import { decodeServerHello } from "./login_messages.ts";
  * assert.throws(() => decodeServerHello(new Uint8Array([2])), { name: "ProtocolError" });
  * ```
  */
@@ -174,7 +174,7 @@ export function decodeServerHello(p: Uint8Array): ServerHello {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decodeClientAuth, encodeClientAuth } from "./handshake_messages.ts";
+ * import { decodeClientAuth, encodeClientAuth } from "./login_messages.ts";
  * assert.ok(decodeClientAuth(encodeClientAuth({ signature: new Uint8Array(5) })).signature.length === 5);
  * ```
  */
@@ -190,7 +190,7 @@ export function encodeClientAuth(m: ClientAuth): Uint8Array {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decodeClientAuth } from "./handshake_messages.ts";
+ * import { decodeClientAuth } from "./login_messages.ts";
  * assert.throws(() => decodeClientAuth(new Uint8Array([3, 0, 9])), { name: "ProtocolError" });
  * ```
  */
@@ -207,7 +207,7 @@ export function decodeClientAuth(p: Uint8Array): ClientAuth {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { encodeServerKey } from "./handshake_messages.ts";
+ * import { encodeServerKey } from "./login_messages.ts";
  * assert.ok(encodeServerKey({ sealedSessionKey: new Uint8Array(1) })[0] === 0x04);
  * ```
  */
@@ -223,7 +223,7 @@ export function encodeServerKey(m: ServerKey): Uint8Array {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decodeServerKey, encodeServerKey } from "./handshake_messages.ts";
+ * import { decodeServerKey, encodeServerKey } from "./login_messages.ts";
  * assert.ok(decodeServerKey(encodeServerKey({ sealedSessionKey: new Uint8Array(2) })).sealedSessionKey.length === 2);
  * ```
  */
@@ -240,7 +240,7 @@ export function decodeServerKey(p: Uint8Array): ServerKey {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decodeErrorFrame, encodeErrorFrame } from "./handshake_messages.ts";
+ * import { decodeErrorFrame, encodeErrorFrame } from "./login_messages.ts";
  * assert.ok(decodeErrorFrame(encodeErrorFrame({ code: 2, message: "no" })).message === "no");
  * ```
  */
@@ -258,7 +258,7 @@ export function encodeErrorFrame(m: ErrorFrame): Uint8Array {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { decodeErrorFrame } from "./handshake_messages.ts";
+ * import { decodeErrorFrame } from "./login_messages.ts";
  * assert.throws(() => decodeErrorFrame(new Uint8Array([0x0e])), { name: "ProtocolError" });
  * ```
  */

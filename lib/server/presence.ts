@@ -6,7 +6,7 @@
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { Presence } from "./server_state.ts";
+ * import { Presence } from "./presence.ts";
  * const p = new Presence((name) => ["A", "B"].includes(name));
  * p.join("A"); p.join("B");
  * p.host("A", "127.0.0.1:5000");
@@ -16,7 +16,7 @@
  * @module
  */
 
-import type { RefusalReason, UserState } from "./messages.ts";
+import type { RefusalReason, UserState } from "../proto/messages.ts";
 
 /** One logged-in user. */
 export interface OnlineUser {
@@ -273,7 +273,7 @@ export interface AdmissionLimits {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { LoginAdmission } from "./server_state.ts";
+ * import { LoginAdmission } from "./presence.ts";
  * const gate = new LoginAdmission<string>({ maxTotal: 3, maxPerAddress: 2 });
  * gate.admit("10.0.0.1", "a1");
  * gate.admit("10.0.0.1", "a2");
@@ -393,7 +393,7 @@ interface FailureRecord {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { FailurePenalty } from "./server_state.ts";
+ * import { FailurePenalty } from "./presence.ts";
  * const p = new FailurePenalty({ limit: 2, basePenaltyMs: 1000 });
  * p.recordFailure("10.0.0.1", 0);
  * assert.equal(p.penalty("10.0.0.1", 0), 0);

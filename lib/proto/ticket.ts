@@ -28,10 +28,10 @@ import {
   fromUtf8,
   randomBytes,
   utf8,
-} from "./bytes.ts";
-import { TicketError } from "./errors.ts";
-import { MdCfb } from "./mdcfb.ts";
-import { HmacSha256 } from "./sha256.ts";
+} from "../util/bytes.ts";
+import { TicketError } from "../util/errors.ts";
+import { MdCfb } from "../crypto/mdcfb.ts";
+import { HmacSha256 } from "../crypto/sha256.ts";
 
 /** Ticket format version. */
 export const TICKET_VERSION = 1;
