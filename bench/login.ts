@@ -20,7 +20,12 @@ import {
   Label,
   transcriptHash,
 } from "../lib/crypto/kdf.ts";
-import { decryptOaep, encryptOaep, signPss, verifyPss } from "../lib/crypto/rsa.ts";
+import {
+  decryptOaep,
+  encryptOaep,
+  signPss,
+  verifyPss,
+} from "../lib/crypto/rsa.ts";
 import { ImServer } from "../lib/server/server.ts";
 import { HmacSha256 } from "../lib/crypto/sha256.ts";
 import { generateEphemeral, sharedSecret } from "../lib/crypto/x25519.ts";

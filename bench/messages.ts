@@ -15,7 +15,11 @@
  */
 
 import { randomBytes } from "../lib/util/bytes.ts";
-import { hostPeer, joinPeer, type PeerSession } from "../lib/client/peer_session.ts";
+import {
+  hostPeer,
+  joinPeer,
+  type PeerSession,
+} from "../lib/client/peer_session.ts";
 import { sealTicket, TicketReplayCache } from "../lib/proto/ticket.ts";
 import { TcpTransport } from "../lib/wire/tcp.ts";
 import { percentile, type Report } from "./_stats.ts";

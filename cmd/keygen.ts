@@ -17,7 +17,11 @@
 
 import { parseFlags } from "./flags.ts";
 import { UsageError } from "../lib/util/errors.ts";
-import { DEFAULT_RSA_BITS, MAX_RSA_BITS, MIN_RSA_BITS } from "../lib/crypto/rsa.ts";
+import {
+  DEFAULT_RSA_BITS,
+  MAX_RSA_BITS,
+  MIN_RSA_BITS,
+} from "../lib/crypto/rsa.ts";
 import {
   DEFAULT_USERS,
   defaultKeyDir,

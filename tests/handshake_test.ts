@@ -34,7 +34,11 @@ import {
   NONCE_BYTES,
   PROTOCOL_VERSION,
 } from "../lib/proto/login_messages.ts";
-import { deriveDirectionKeys, Label, transcriptHash } from "../lib/crypto/kdf.ts";
+import {
+  deriveDirectionKeys,
+  Label,
+  transcriptHash,
+} from "../lib/crypto/kdf.ts";
 import {
   decryptOaep,
   encryptOaep,
@@ -42,7 +46,11 @@ import {
   signPss,
   verifyPss,
 } from "../lib/crypto/rsa.ts";
-import { RecordOpener, RecordSealer, RecordType } from "../lib/record/record.ts";
+import {
+  RecordOpener,
+  RecordSealer,
+  RecordType,
+} from "../lib/record/record.ts";
 import {
   assertRejectsIm,
   assertThrowsIm,

@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { utf8 } from "../lib/util/bytes.ts";
 import { ProtocolError } from "../lib/util/errors.ts";
-import { decodeMessage, encodeMessage, type Message } from "../lib/proto/messages.ts";
+import {
+  decodeMessage,
+  encodeMessage,
+  type Message,
+} from "../lib/proto/messages.ts";
 
 const GOOD: Message[] = [
   { t: "list" },

@@ -33,7 +33,11 @@ import {
   PeerHostHandshake,
   PeerJoinHandshake,
 } from "../lib/proto/peer_handshake.ts";
-import { RecordOpener, RecordSealer, RecordType } from "../lib/record/record.ts";
+import {
+  RecordOpener,
+  RecordSealer,
+  RecordType,
+} from "../lib/record/record.ts";
 import { HmacSha256 } from "../lib/crypto/sha256.ts";
 import { sealTicket, TicketReplayCache } from "../lib/proto/ticket.ts";
 import {

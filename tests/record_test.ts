@@ -4,7 +4,13 @@
  * reflection and sequence exhaustion.
  */
 import assert from "node:assert/strict";
-import { concat, randomBytes, U64_MAX, u64be, utf8 } from "../lib/util/bytes.ts";
+import {
+  concat,
+  randomBytes,
+  U64_MAX,
+  u64be,
+  utf8,
+} from "../lib/util/bytes.ts";
 import { ProtocolError, RecordError } from "../lib/util/errors.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,

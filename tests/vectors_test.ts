@@ -5,7 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { RecordError, TicketError } from "../lib/util/errors.ts";
-import { RecordOpener, RecordSealer, type RecordType } from "../lib/record/record.ts";
+import {
+  RecordOpener,
+  RecordSealer,
+  type RecordType,
+} from "../lib/record/record.ts";
 import { openTicket } from "../lib/proto/ticket.ts";
 import { assertThrowsIm } from "./_helpers.ts";
 import {

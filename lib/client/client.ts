@@ -14,7 +14,12 @@
  */
 
 import { DEFAULT_HEARTBEAT_MS, SecureChannel } from "../record/channel.ts";
-import { type ImError, isImError, NetError, ProtocolError } from "../util/errors.ts";
+import {
+  type ImError,
+  isImError,
+  NetError,
+  ProtocolError,
+} from "../util/errors.ts";
 import { FrameKind } from "../wire/frame.ts";
 import { ClientHandshake, type LoginResult } from "../proto/login.ts";
 import type { PrivateIdentity, PublicIdentity } from "../crypto/rsa.ts";

@@ -23,7 +23,13 @@
  * @module
  */
 
-import { concat, constantTimeEqual, randomBytes, utf8, wipe } from "../util/bytes.ts";
+import {
+  concat,
+  constantTimeEqual,
+  randomBytes,
+  utf8,
+  wipe,
+} from "../util/bytes.ts";
 import { AuthError, type ImError, ProtocolError } from "../util/errors.ts";
 import { Steps } from "./steps.ts";
 import { FrameKind } from "../wire/frame.ts";
@@ -65,7 +71,11 @@ import {
 } from "../record/record.ts";
 import type { TicketKeys } from "./ticket.ts";
 import { checkUsername, isValidUsername } from "./username.ts";
-import { type Ephemeral, generateEphemeral, sharedSecret } from "../crypto/x25519.ts";
+import {
+  type Ephemeral,
+  generateEphemeral,
+  sharedSecret,
+} from "../crypto/x25519.ts";
 
 /** Bytes of the session key the server makes (rule 2.5). */
 export const SESSION_KEY_BYTES = 32;

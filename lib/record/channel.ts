@@ -21,7 +21,11 @@ import {
   RecordError,
 } from "../util/errors.ts";
 import { DEFAULT_MAX_FRAME_BYTES, FrameKind } from "../wire/frame.ts";
-import { decodeMessage, encodeMessage, type Message } from "../proto/messages.ts";
+import {
+  decodeMessage,
+  encodeMessage,
+  type Message,
+} from "../proto/messages.ts";
 import {
   RECORD_HEADER_BYTES,
   RECORD_TAG_BYTES,

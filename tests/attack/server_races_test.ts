@@ -10,7 +10,10 @@ import assert from "node:assert/strict";
 import { SecureChannel } from "../../lib/record/channel.ts";
 import { encodeFrame, FrameKind } from "../../lib/wire/frame.ts";
 import { ClientHandshake } from "../../lib/proto/login.ts";
-import { encodeClientHello, ErrorCode } from "../../lib/proto/login_messages.ts";
+import {
+  encodeClientHello,
+  ErrorCode,
+} from "../../lib/proto/login_messages.ts";
 import type { Message } from "../../lib/proto/messages.ts";
 import { TcpTransport } from "../../lib/wire/tcp.ts";
 import { loginToServer } from "../../lib/client/client.ts";

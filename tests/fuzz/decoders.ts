@@ -49,7 +49,11 @@ import {
   encodePeerHello,
   encodePeerReply,
 } from "../../lib/proto/peer_handshake.ts";
-import { RecordOpener, RecordSealer, RecordType } from "../../lib/record/record.ts";
+import {
+  RecordOpener,
+  RecordSealer,
+  RecordType,
+} from "../../lib/record/record.ts";
 import { openTicket, sealTicket } from "../../lib/proto/ticket.ts";
 
 /** One decoder under fuzz. */
