@@ -11,7 +11,7 @@ import { CHAT_USAGE, runChat } from "./cmd/chat.ts";
 import { DEMO_USAGE, runDemo } from "./cmd/demo.ts";
 import { KEYGEN_USAGE, runKeygen } from "./cmd/keygen.ts";
 import { runServe, SERVE_USAGE } from "./cmd/serve.ts";
-import { isImError, UsageError } from "./lib/util/errors.ts";
+import { isImError, UsageError } from "./lib/util/mod.ts";
 
 /** The program's version, from deno.json. */
 export const VERSION: string = denoJson.version;

@@ -19,15 +19,15 @@
  * @module
  */
 
-import type { SecureChannel } from "../lib/record/channel.ts";
-import { loginToServer } from "../lib/client/client.ts";
+import type { SecureChannel } from "../lib/record/mod.ts";
+import { loginToServer } from "../lib/client/mod.ts";
 import {
   generateRsaKeyPair,
   loadPrivateIdentity,
   loadPublicIdentity,
   type PrivateIdentity,
   type PublicIdentity,
-} from "../lib/crypto/rsa.ts";
+} from "../lib/crypto/mod.ts";
 import { cpuSeconds, mainThreadCpuSeconds } from "./_stats.ts";
 import type { MemAnswer, ServerConfig } from "./_server.ts";
 

@@ -22,8 +22,8 @@
  * @module
  */
 
-import { loadPrivateIdentity, loadPublicIdentity } from "../lib/crypto/rsa.ts";
-import { ImServer } from "../lib/server/server.ts";
+import { loadPrivateIdentity, loadPublicIdentity } from "../lib/crypto/mod.ts";
+import { ImServer } from "../lib/server/mod.ts";
 
 /** The first stdin line. */
 export interface ServerConfig {

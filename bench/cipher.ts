@@ -17,13 +17,8 @@
  */
 
 import { createHash, createHmac } from "node:crypto";
-import { MdCfb } from "../lib/crypto/mdcfb.ts";
-import {
-  RecordOpener,
-  RecordSealer,
-  RecordType,
-} from "../lib/record/record.ts";
-import { HmacSha256, sha256 } from "../lib/crypto/sha256.ts";
+import { HmacSha256, MdCfb, sha256 } from "../lib/crypto/mod.ts";
+import { RecordOpener, RecordSealer, RecordType } from "../lib/record/mod.ts";
 import { type Figure, opsPerSecond, Report } from "./_stats.ts";
 import type { Limits } from "./limits.ts";
 

@@ -13,22 +13,21 @@
  * @module
  */
 
-import { randomBytes, utf8 } from "../lib/util/bytes.ts";
-import {
-  deriveDirectionKeys,
-  deriveKey,
-  Label,
-  transcriptHash,
-} from "../lib/crypto/kdf.ts";
+import { randomBytes, utf8 } from "../lib/util/mod.ts";
 import {
   decryptOaep,
+  deriveDirectionKeys,
+  deriveKey,
   encryptOaep,
+  generateEphemeral,
+  HmacSha256,
+  Label,
+  sharedSecret,
   signPss,
+  transcriptHash,
   verifyPss,
-} from "../lib/crypto/rsa.ts";
-import { ImServer } from "../lib/server/server.ts";
-import { HmacSha256 } from "../lib/crypto/sha256.ts";
-import { generateEphemeral, sharedSecret } from "../lib/crypto/x25519.ts";
+} from "../lib/crypto/mod.ts";
+import { ImServer } from "../lib/server/mod.ts";
 import {
   type BenchKeys,
   logout,

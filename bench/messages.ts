@@ -14,14 +14,10 @@
  * @module
  */
 
-import { randomBytes } from "../lib/util/bytes.ts";
-import {
-  hostPeer,
-  joinPeer,
-  type PeerSession,
-} from "../lib/client/peer_session.ts";
-import { sealTicket, TicketReplayCache } from "../lib/proto/ticket.ts";
-import { TcpTransport } from "../lib/wire/tcp.ts";
+import { randomBytes } from "../lib/util/mod.ts";
+import { hostPeer, joinPeer, type PeerSession } from "../lib/client/mod.ts";
+import { sealTicket, TicketReplayCache } from "../lib/proto/mod.ts";
+import { TcpTransport } from "../lib/wire/mod.ts";
 import { percentile, type Report } from "./_stats.ts";
 import type { Limits } from "./limits.ts";
 

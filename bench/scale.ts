@@ -17,9 +17,9 @@
  * @module
  */
 
-import { ChatClient } from "../lib/client/client.ts";
-import { READ_BUFFER_BYTES } from "../lib/wire/tcp.ts";
-import type { UiEvent } from "../lib/ui/terminal.ts";
+import { ChatClient } from "../lib/client/mod.ts";
+import { READ_BUFFER_BYTES } from "../lib/wire/mod.ts";
+import type { UiEvent } from "../lib/ui/mod.ts";
 import {
   type BenchKeys,
   ServerProcess,

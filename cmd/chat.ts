@@ -8,13 +8,13 @@ import {
   DEFAULT_HEARTBEAT_MS,
   MAX_HEARTBEAT_MS,
   MIN_HEARTBEAT_MS,
-} from "../lib/record/channel.ts";
+} from "../lib/record/mod.ts";
 import { hostPort, intFlag, parseFlags } from "./flags.ts";
-import { ChatClient } from "../lib/client/client.ts";
-import { UsageError } from "../lib/util/errors.ts";
-import { defaultKeyDir, loadUserKeys } from "../lib/keystore/keystore.ts";
-import { createTerminal, shouldUseColor } from "../lib/ui/terminal.ts";
-import { checkUsername } from "../lib/proto/username.ts";
+import { ChatClient } from "../lib/client/mod.ts";
+import { UsageError } from "../lib/util/mod.ts";
+import { defaultKeyDir, loadUserKeys } from "../lib/keystore/mod.ts";
+import { createTerminal, shouldUseColor } from "../lib/ui/mod.ts";
+import { checkUsername } from "../lib/proto/mod.ts";
 
 /** `im chat --help`. */
 export const CHAT_USAGE = `Usage: im chat --user NAME [options]

@@ -11,16 +11,16 @@
  * @module
  */
 
-import { utf8 } from "../lib/util/bytes.ts";
-import { ChatClient, type ClientUi } from "../lib/client/client.ts";
+import { utf8 } from "../lib/util/mod.ts";
+import { ChatClient, type ClientUi } from "../lib/client/mod.ts";
 import {
   generateRsaKeyPair,
   loadPrivateIdentity,
   loadPublicIdentity,
-} from "../lib/crypto/rsa.ts";
-import { TcpProxy } from "../lib/wire/proxy.ts";
-import { ImServer } from "../lib/server/server.ts";
-import { formatEvent, type UiEvent } from "../lib/ui/terminal.ts";
+} from "../lib/crypto/mod.ts";
+import { TcpProxy } from "../lib/wire/mod.ts";
+import { ImServer } from "../lib/server/mod.ts";
+import { formatEvent, type UiEvent } from "../lib/ui/mod.ts";
 
 /** RSA size of the demo's throwaway keys (smaller than the default, to start fast; they never leave memory). */
 export const DEMO_BITS = 2048;

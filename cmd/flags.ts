@@ -14,7 +14,7 @@
  */
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { UsageError } from "../lib/util/errors.ts";
+import { UsageError } from "../lib/util/mod.ts";
 
 /**
  * Parse flags strictly; no positionals.

@@ -16,12 +16,12 @@
  */
 
 import { parseFlags } from "./flags.ts";
-import { UsageError } from "../lib/util/errors.ts";
+import { UsageError } from "../lib/util/mod.ts";
 import {
   DEFAULT_RSA_BITS,
   MAX_RSA_BITS,
   MIN_RSA_BITS,
-} from "../lib/crypto/rsa.ts";
+} from "../lib/crypto/mod.ts";
 import {
   DEFAULT_USERS,
   defaultKeyDir,
@@ -31,7 +31,7 @@ import {
   provision,
   type ProvisionEntry,
   provisionPublicOnly,
-} from "../lib/keystore/keystore.ts";
+} from "../lib/keystore/mod.ts";
 
 /** Help text of `im keygen`. */
 export const KEYGEN_USAGE: string = `Usage: im keygen [options]

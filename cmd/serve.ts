@@ -9,10 +9,10 @@ import {
   DEFAULT_HEARTBEAT_MS,
   MAX_HEARTBEAT_MS,
   MIN_HEARTBEAT_MS,
-} from "../lib/record/channel.ts";
+} from "../lib/record/mod.ts";
 import { intFlag, parseFlags } from "./flags.ts";
-import { UsageError } from "../lib/util/errors.ts";
-import { DEFAULT_RSA_BITS } from "../lib/crypto/rsa.ts";
+import { createLogger, UsageError } from "../lib/util/mod.ts";
+import { DEFAULT_RSA_BITS } from "../lib/crypto/mod.ts";
 import {
   DEFAULT_USERS,
   defaultKeyDir,
@@ -21,9 +21,8 @@ import {
   provision,
   serverKeysExist,
   watchClientDirectory,
-} from "../lib/keystore/keystore.ts";
-import { createLogger } from "../lib/util/log.ts";
-import { ImServer } from "../lib/server/server.ts";
+} from "../lib/keystore/mod.ts";
+import { ImServer } from "../lib/server/mod.ts";
 
 /** `im serve --help`. */
 export const SERVE_USAGE = `Usage: im serve [options]

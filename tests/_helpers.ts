@@ -27,26 +27,24 @@
  */
 
 import assert from "node:assert/strict";
-import { randomBytes } from "../lib/util/bytes.ts";
-import type { ImError } from "../lib/util/errors.ts";
+import { type ImError, randomBytes } from "../lib/util/mod.ts";
 import {
   ClientHandshake,
   type LoginResult,
+  PeerHostHandshake,
+  PeerJoinHandshake,
+  type PeerResult,
+  sealTicket,
   ServerHandshake,
-} from "../lib/proto/login.ts";
+  TicketReplayCache,
+} from "../lib/proto/mod.ts";
 import {
   generateRsaKeyPair,
   loadPrivateIdentity,
   loadPublicIdentity,
   type PrivateIdentity,
   type PublicIdentity,
-} from "../lib/crypto/rsa.ts";
-import {
-  PeerHostHandshake,
-  PeerJoinHandshake,
-  type PeerResult,
-} from "../lib/proto/peer_handshake.ts";
-import { sealTicket, TicketReplayCache } from "../lib/proto/ticket.ts";
+} from "../lib/crypto/mod.ts";
 
 /** The cached identities: the server's and those of users A, B and C. */
 export interface Identities {

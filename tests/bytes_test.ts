@@ -9,13 +9,13 @@ import {
   concat,
   constantTimeEqual,
   fromUtf8,
+  ProtocolError,
   randomBytes,
   U64_MAX,
   u64be,
   utf8,
   wipe,
-} from "../lib/util/bytes.ts";
-import { ProtocolError } from "../lib/util/errors.ts";
+} from "../lib/util/mod.ts";
 import { assertThrowsIm } from "./_helpers.ts";
 
 Deno.test("ByteWriter and ByteReader round-trip every field type, big-endian", () => {

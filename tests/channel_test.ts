@@ -1,9 +1,13 @@
 import assert from "node:assert/strict";
-import { U64_MAX } from "../lib/util/bytes.ts";
-import { type ChannelEvent, SecureChannel } from "../lib/record/channel.ts";
-import type { DirectionKeys } from "../lib/crypto/kdf.ts";
-import { RecordOpener, RecordSealer } from "../lib/record/record.ts";
-import { memoryPair } from "../lib/wire/memory.ts";
+import { U64_MAX } from "../lib/util/mod.ts";
+import {
+  type ChannelEvent,
+  RecordOpener,
+  RecordSealer,
+  SecureChannel,
+} from "../lib/record/mod.ts";
+import type { DirectionKeys } from "../lib/crypto/mod.ts";
+import { memoryPair } from "../lib/wire/mod.ts";
 
 function keys(seed: number): DirectionKeys {
   return {

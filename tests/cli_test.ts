@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { UsageError } from "../lib/util/errors.ts";
+import { UsageError } from "../lib/util/mod.ts";
 import { hostPort, intFlag, parseFlags } from "../cmd/flags.ts";
 
 const OPTS = { port: { type: "string" }, json: { type: "boolean" } } as const;

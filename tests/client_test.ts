@@ -8,12 +8,15 @@
  */
 
 import assert from "node:assert/strict";
-import { NetError, ProtocolError } from "../lib/util/errors.ts";
-import { FrameKind } from "../lib/wire/frame.ts";
-import { encodeErrorFrame, ErrorCode } from "../lib/proto/login_messages.ts";
-import { ChatClient, loginToServer } from "../lib/client/client.ts";
-import { encodePeerCommit } from "../lib/proto/peer_handshake.ts";
-import type { UiEvent } from "../lib/ui/terminal.ts";
+import { NetError, ProtocolError } from "../lib/util/mod.ts";
+import { FrameKind } from "../lib/wire/mod.ts";
+import {
+  encodeErrorFrame,
+  encodePeerCommit,
+  ErrorCode,
+} from "../lib/proto/mod.ts";
+import { ChatClient, loginToServer } from "../lib/client/mod.ts";
+import type { UiEvent } from "../lib/ui/mod.ts";
 import { rawFrame } from "./attack/_mitm.ts";
 import {
   freePort,

@@ -3,14 +3,13 @@
  * incrementally; every malformation is a {@link ProtocolError}.
  */
 import assert from "node:assert/strict";
-import { concat } from "../lib/util/bytes.ts";
-import { ImError, ProtocolError } from "../lib/util/errors.ts";
+import { concat, ImError, ProtocolError } from "../lib/util/mod.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
   encodeFrame,
   FRAME_HEADER_BYTES,
   FrameDecoder,
-} from "../lib/wire/frame.ts";
+} from "../lib/wire/mod.ts";
 import { assertThrowsIm, seededRandom } from "./_helpers.ts";
 
 function prefix(n: number): Uint8Array {

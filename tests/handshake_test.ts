@@ -5,21 +5,19 @@
  * confirmation (2.7) and usernames (2.9).
  */
 import assert from "node:assert/strict";
-import { concat, randomBytes, utf8 } from "../lib/util/bytes.ts";
 import {
   AuthError,
+  concat,
   ImError,
   ProtocolError,
+  randomBytes,
   RecordError,
   UsageError,
-} from "../lib/util/errors.ts";
-import { FrameKind } from "../lib/wire/frame.ts";
+  utf8,
+} from "../lib/util/mod.ts";
+import { FrameKind } from "../lib/wire/mod.ts";
 import {
   ClientHandshake,
-  errorFromFrame,
-  SESSION_KEY_BYTES,
-} from "../lib/proto/login.ts";
-import {
   decodeClientAuth,
   decodeClientHello,
   decodeErrorFrame,
@@ -31,26 +29,22 @@ import {
   encodeServerHello,
   encodeServerKey,
   ErrorCode,
+  errorFromFrame,
   NONCE_BYTES,
   PROTOCOL_VERSION,
-} from "../lib/proto/login_messages.ts";
-import {
-  deriveDirectionKeys,
-  Label,
-  transcriptHash,
-} from "../lib/crypto/kdf.ts";
+  SESSION_KEY_BYTES,
+} from "../lib/proto/mod.ts";
 import {
   decryptOaep,
+  deriveDirectionKeys,
   encryptOaep,
   fingerprintBytes,
+  Label,
   signPss,
+  transcriptHash,
   verifyPss,
-} from "../lib/crypto/rsa.ts";
-import {
-  RecordOpener,
-  RecordSealer,
-  RecordType,
-} from "../lib/record/record.ts";
+} from "../lib/crypto/mod.ts";
+import { RecordOpener, RecordSealer, RecordType } from "../lib/record/mod.ts";
 import {
   assertRejectsIm,
   assertThrowsIm,

@@ -3,7 +3,7 @@
  * "Labels"), direction keys (rule 2.6) and the transcript hash (rule 2.3).
  */
 import assert from "node:assert/strict";
-import { concat, utf8 } from "../lib/util/bytes.ts";
+import { concat, utf8 } from "../lib/util/mod.ts";
 import {
   deriveDirectionKeys,
   deriveKey,
@@ -11,7 +11,7 @@ import {
   hkdf,
   Label,
   transcriptHash,
-} from "../lib/crypto/kdf.ts";
+} from "../lib/crypto/mod.ts";
 import { flipBit } from "./_helpers.ts";
 
 const DIRECTIONS: Direction[] = ["c2s", "s2c", "h2j", "j2h"];

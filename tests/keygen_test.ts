@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { KEYGEN_USAGE, runKeygen } from "../cmd/keygen.ts";
-import { type ImError, KeyError, UsageError } from "../lib/util/errors.ts";
-import { loadServerKeys, loadUserKeys } from "../lib/keystore/keystore.ts";
+import { type ImError, KeyError, UsageError } from "../lib/util/mod.ts";
+import { loadServerKeys, loadUserKeys } from "../lib/keystore/mod.ts";
 
 const LINE =
   /^(created|kept|enrolled|pinned) +(\S+) +(SHA256:[A-Za-z0-9+/]{43})$/;

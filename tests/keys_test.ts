@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AuthError, KeyError, UsageError } from "../lib/util/errors.ts";
+import { AuthError, KeyError, UsageError } from "../lib/util/mod.ts";
 import {
   decryptOaep,
   encryptOaep,
@@ -22,7 +22,7 @@ import {
   type RsaKeyPairPem,
   signPss,
   verifyPss,
-} from "../lib/crypto/rsa.ts";
+} from "../lib/crypto/mod.ts";
 
 const FP_PATTERN = /^SHA256:[A-Za-z0-9+/]{43}$/;
 const enc = (s: string) => new TextEncoder().encode(s);

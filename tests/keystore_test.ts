@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { KeyError, UsageError } from "../lib/util/errors.ts";
+import { KeyError, UsageError } from "../lib/util/mod.ts";
 import {
   decryptOaep,
   encryptOaep,
@@ -8,7 +8,7 @@ import {
   pemEncode,
   signPss,
   verifyPss,
-} from "../lib/crypto/rsa.ts";
+} from "../lib/crypto/mod.ts";
 import {
   DEFAULT_USERS,
   defaultKeyDir,
@@ -20,7 +20,7 @@ import {
   provision,
   provisionPublicOnly,
   serverKeysExist,
-} from "../lib/keystore/keystore.ts";
+} from "../lib/keystore/mod.ts";
 
 const BITS = 2048;
 const FP = /^SHA256:[A-Za-z0-9+/]{43}$/;

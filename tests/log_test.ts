@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createLogger, formatLogLine } from "../lib/util/log.ts";
+import { createLogger, formatLogLine } from "../lib/util/mod.ts";
 
 const AT = new Date("2026-01-02T03:04:05.678Z");
 

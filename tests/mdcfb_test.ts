@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { ProtocolError } from "../lib/util/errors.ts";
+import { ProtocolError } from "../lib/util/mod.ts";
 import {
   MdCfb,
   MDCFB_BLOCK_BYTES,
   mdcfbDecrypt,
   mdcfbEncrypt,
-} from "../lib/crypto/mdcfb.ts";
+} from "../lib/crypto/mod.ts";
 
 interface VectorCase {
   key: string;

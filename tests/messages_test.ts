@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
-import { utf8 } from "../lib/util/bytes.ts";
-import { ProtocolError } from "../lib/util/errors.ts";
+import { ProtocolError, utf8 } from "../lib/util/mod.ts";
 import {
   decodeMessage,
   encodeMessage,
   type Message,
-} from "../lib/proto/messages.ts";
+} from "../lib/proto/mod.ts";
 
 const GOOD: Message[] = [
   { t: "list" },

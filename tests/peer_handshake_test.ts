@@ -5,21 +5,24 @@
  * short authentication string (SAS) on both sides.
  */
 import assert from "node:assert/strict";
-import { concat, randomBytes, utf8 } from "../lib/util/bytes.ts";
 import {
   AuthError,
+  concat,
   ImError,
   ProtocolError,
+  randomBytes,
   RecordError,
   TicketError,
-} from "../lib/util/errors.ts";
-import { FrameKind } from "../lib/wire/frame.ts";
+  utf8,
+} from "../lib/util/mod.ts";
+import { FrameKind } from "../lib/wire/mod.ts";
 import {
   deriveDirectionKeys,
   deriveKey,
+  HmacSha256,
   Label,
   transcriptHash,
-} from "../lib/crypto/kdf.ts";
+} from "../lib/crypto/mod.ts";
 import {
   decodePeerCommit,
   decodePeerHello,
@@ -32,14 +35,10 @@ import {
   peerCommitment,
   PeerHostHandshake,
   PeerJoinHandshake,
-} from "../lib/proto/peer_handshake.ts";
-import {
-  RecordOpener,
-  RecordSealer,
-  RecordType,
-} from "../lib/record/record.ts";
-import { HmacSha256 } from "../lib/crypto/sha256.ts";
-import { sealTicket, TicketReplayCache } from "../lib/proto/ticket.ts";
+  sealTicket,
+  TicketReplayCache,
+} from "../lib/proto/mod.ts";
+import { RecordOpener, RecordSealer, RecordType } from "../lib/record/mod.ts";
 import {
   assertRejectsIm,
   assertThrowsIm,

@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
-import { SecureChannel } from "../lib/record/channel.ts";
-import type { DirectionKeys } from "../lib/crypto/kdf.ts";
-import { NetError, ProtocolError } from "../lib/util/errors.ts";
-import { FrameKind } from "../lib/wire/frame.ts";
+import {
+  RecordOpener,
+  RecordSealer,
+  SecureChannel,
+} from "../lib/record/mod.ts";
+import type { DirectionKeys } from "../lib/crypto/mod.ts";
+import { NetError, ProtocolError } from "../lib/util/mod.ts";
+import { FrameKind, memoryPair } from "../lib/wire/mod.ts";
 import {
   type PeerEvent,
   PeerSession,
@@ -10,10 +14,8 @@ import {
   RELAY_QUEUE_MAX_BYTES,
   RELAY_QUEUE_MAX_FRAMES,
   RelayTransport,
-} from "../lib/client/peer_session.ts";
-import { RecordOpener, RecordSealer } from "../lib/record/record.ts";
+} from "../lib/client/mod.ts";
 import { assertRejectsIm } from "./_helpers.ts";
-import { memoryPair } from "../lib/wire/memory.ts";
 
 function keys(seed: number): DirectionKeys {
   return {

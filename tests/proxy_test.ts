@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { TcpProxy } from "../lib/wire/proxy.ts";
+import { TcpProxy } from "../lib/wire/mod.ts";
 
 async function readSome(c: Deno.Conn, n: number): Promise<Uint8Array> {
   const out = new Uint8Array(n);

@@ -6,19 +6,19 @@
 import assert from "node:assert/strict";
 import {
   concat,
+  ProtocolError,
   randomBytes,
+  RecordError,
   U64_MAX,
   u64be,
   utf8,
-} from "../lib/util/bytes.ts";
-import { ProtocolError, RecordError } from "../lib/util/errors.ts";
+} from "../lib/util/mod.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
   encodeFrame,
   FrameKind,
-} from "../lib/wire/frame.ts";
-import type { DirectionKeys } from "../lib/crypto/kdf.ts";
-import { MdCfb } from "../lib/crypto/mdcfb.ts";
+} from "../lib/wire/mod.ts";
+import { type DirectionKeys, HmacSha256, MdCfb } from "../lib/crypto/mod.ts";
 import {
   DEFAULT_WINDOW_MS,
   RECORD_HEADER_BYTES,
@@ -27,8 +27,7 @@ import {
   RecordOpener,
   RecordSealer,
   RecordType,
-} from "../lib/record/record.ts";
-import { HmacSha256 } from "../lib/crypto/sha256.ts";
+} from "../lib/record/mod.ts";
 import { assertThrowsIm, flipBit, loginInMemory } from "./_helpers.ts";
 
 const T = 1_700_000_000_000;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Presence } from "../lib/server/presence.ts";
+import { Presence } from "../lib/server/mod.ts";
 
 const KNOWN = new Set(["A", "B", "C", "D"]);
 function presence(...online: string[]): Presence {

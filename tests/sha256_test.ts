@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { HmacSha256, hmacSha256, sha256 } from "../lib/crypto/sha256.ts";
+import { HmacSha256, hmacSha256, sha256 } from "../lib/crypto/mod.ts";
 
 const enc = new TextEncoder();
 const hex = (b: Uint8Array) => b.toHex();

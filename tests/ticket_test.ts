@@ -4,8 +4,13 @@
  * cache that lives as long as the ticket.
  */
 import assert from "node:assert/strict";
-import { concat, constantTimeEqual, randomBytes } from "../lib/util/bytes.ts";
-import { ImError, TicketError } from "../lib/util/errors.ts";
+import {
+  concat,
+  constantTimeEqual,
+  ImError,
+  randomBytes,
+  TicketError,
+} from "../lib/util/mod.ts";
 import {
   MAX_TICKET_LIFETIME_MS,
   openTicket,
@@ -14,7 +19,7 @@ import {
   TICKET_ID_BYTES,
   type TicketKeys,
   TicketReplayCache,
-} from "../lib/proto/ticket.ts";
+} from "../lib/proto/mod.ts";
 import {
   assertThrowsIm,
   flipBit,

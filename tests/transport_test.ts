@@ -2,9 +2,12 @@
  * The socket edge, rules 1.0 and 1.1, over real sockets on 127.0.0.1.
  */
 import assert from "node:assert/strict";
-import { NetError, ProtocolError } from "../lib/util/errors.ts";
-import { DEFAULT_MAX_FRAME_BYTES } from "../lib/wire/frame.ts";
-import { TcpTransport, type TcpTransportOptions } from "../lib/wire/tcp.ts";
+import { NetError, ProtocolError } from "../lib/util/mod.ts";
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  TcpTransport,
+  type TcpTransportOptions,
+} from "../lib/wire/mod.ts";
 import { assertRejectsIm } from "./_helpers.ts";
 
 /** Spies on one connection's writes and setNoDelay calls. */

@@ -15,7 +15,7 @@ import {
   type Terminal,
   type TerminalOptions,
   type UiEvent,
-} from "../lib/ui/terminal.ts";
+} from "../lib/ui/mod.ts";
 
 const AT = new Date(2024, 0, 2, 9, 5).getTime(); // local 09:05
 const PLAIN = { color: false, self: "A" };

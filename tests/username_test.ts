@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { UsageError } from "../lib/util/errors.ts";
-import { checkUsername, isValidUsername } from "../lib/proto/username.ts";
+import { UsageError } from "../lib/util/mod.ts";
+import { checkUsername, isValidUsername } from "../lib/proto/mod.ts";
 
 Deno.test("usernames of 1-32 characters of A-Z a-z 0-9 _ - are valid (rule 2.9)", () => {
   for (const n of ["A", "z", "0", "_", "-", "alice_B-9", "x".repeat(32)]) {

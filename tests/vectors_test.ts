@@ -4,13 +4,13 @@
  * to be exactly what their generators build from fixed inputs.
  */
 import assert from "node:assert/strict";
-import { RecordError, TicketError } from "../lib/util/errors.ts";
+import { RecordError, TicketError } from "../lib/util/mod.ts";
 import {
   RecordOpener,
   RecordSealer,
   type RecordType,
-} from "../lib/record/record.ts";
-import { openTicket } from "../lib/proto/ticket.ts";
+} from "../lib/record/mod.ts";
+import { openTicket } from "../lib/proto/mod.ts";
 import { assertThrowsIm } from "./_helpers.ts";
 import {
   buildRecordVectors,

@@ -15,10 +15,10 @@
  * "acceptable" cases may go either way; the outcome is printed.
  */
 import assert from "node:assert/strict";
-import { AuthError } from "../lib/util/errors.ts";
-import { hkdf } from "../lib/crypto/kdf.ts";
+import { AuthError } from "../lib/util/mod.ts";
 import {
   decryptOaep,
+  hkdf,
   importOaepPrivateFromDer,
   importPssPublicFromDer,
   loadPrivateIdentity,
@@ -26,7 +26,7 @@ import {
   privateIdentityFromDer,
   publicIdentityFromDer,
   verifyPss,
-} from "../lib/crypto/rsa.ts";
+} from "../lib/crypto/mod.ts";
 import { loadVectors, type VectorFile } from "./_wycheproof.ts";
 
 type Result = "valid" | "invalid" | "acceptable";

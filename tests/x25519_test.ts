@@ -2,14 +2,13 @@
  * Ephemeral X25519 (RFC 7748) for forward secrecy, rules 2.5 and 4.4.
  */
 import assert from "node:assert/strict";
-import { concat } from "../lib/util/bytes.ts";
-import { ProtocolError } from "../lib/util/errors.ts";
+import { concat, ProtocolError } from "../lib/util/mod.ts";
 import {
   type Ephemeral,
   generateEphemeral,
   sharedSecret,
   X25519_PUBLIC_BYTES,
-} from "../lib/crypto/x25519.ts";
+} from "../lib/crypto/mod.ts";
 import { assertRejectsIm } from "./_helpers.ts";
 
 /** PKCS#8 prefix of an X25519 private key (RFC 8410). */

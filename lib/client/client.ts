@@ -13,17 +13,21 @@
  * @module
  */
 
-import { DEFAULT_HEARTBEAT_MS, SecureChannel } from "../record/channel.ts";
+import { DEFAULT_HEARTBEAT_MS, SecureChannel } from "../record/mod.ts";
 import {
   type ImError,
   isImError,
   NetError,
   ProtocolError,
-} from "../util/errors.ts";
-import { FrameKind } from "../wire/frame.ts";
-import { ClientHandshake, type LoginResult } from "../proto/login.ts";
-import type { PrivateIdentity, PublicIdentity } from "../crypto/rsa.ts";
-import type { Message } from "../proto/messages.ts";
+} from "../util/mod.ts";
+import { FrameKind, type FrameTransport, TcpTransport } from "../wire/mod.ts";
+import {
+  ClientHandshake,
+  type LoginResult,
+  type Message,
+  TicketReplayCache,
+} from "../proto/mod.ts";
+import type { PrivateIdentity, PublicIdentity } from "../crypto/mod.ts";
 import {
   hostPeer,
   joinPeer,
@@ -32,9 +36,7 @@ import {
   RelayTransport,
   SpentHandshakeError,
 } from "./peer_session.ts";
-import { TicketReplayCache } from "../proto/ticket.ts";
-import { type FrameTransport, TcpTransport } from "../wire/tcp.ts";
-import { parseCommand, type UiEvent } from "../ui/terminal.ts";
+import { parseCommand, type UiEvent } from "../ui/mod.ts";
 
 /** Where the client shows things; a {@link Terminal} fits. */
 export interface ClientUi {

@@ -15,18 +15,18 @@ import {
   type ChannelEvent,
   type ChannelOptions,
   SecureChannel,
-} from "../record/channel.ts";
-import { AuthError, NetError, ProtocolError } from "../util/errors.ts";
-import { FrameKind } from "../wire/frame.ts";
-import { encodeMessage, type Message } from "../proto/messages.ts";
+} from "../record/mod.ts";
+import { AuthError, NetError, ProtocolError } from "../util/mod.ts";
+import { FrameKind, type FrameTransport } from "../wire/mod.ts";
 import {
   decodePeerCommit,
+  encodeMessage,
+  type Message,
   PeerHostHandshake,
   type PeerHostOptions,
   PeerJoinHandshake,
   type PeerJoinOptions,
-} from "../proto/peer_handshake.ts";
-import type { FrameTransport } from "../wire/tcp.ts";
+} from "../proto/mod.ts";
 
 /**
  * Largest chat message, in bytes of its encoded `msg` message. Chosen so

@@ -15,7 +15,7 @@
  * @module
  */
 
-import { utf8 } from "../util/bytes.ts";
+import { utf8 } from "../util/mod.ts";
 
 /** Every label of the protocol (PROTOCOL.md "Labels"). */
 export const Label = {

@@ -25,7 +25,7 @@
  * @module
  */
 
-import { ProtocolError } from "../util/errors.ts";
+import { ProtocolError } from "../util/mod.ts";
 import { HmacSha256 } from "./sha256.ts";
 
 /** MD-CFB block length in bytes (one HMAC-SHA256 output). */

@@ -27,9 +27,14 @@
  * @module
  */
 
-import { allSettledOrThrow } from "../util/async.ts";
-import { AuthError, KeyError, UsageError } from "../util/errors.ts";
-import { utf8, wipe } from "../util/bytes.ts";
+import {
+  allSettledOrThrow,
+  AuthError,
+  KeyError,
+  UsageError,
+  utf8,
+  wipe,
+} from "../util/mod.ts";
 
 /** RSA modulus size that keygen uses unless told otherwise. */
 export const DEFAULT_RSA_BITS = 3072;

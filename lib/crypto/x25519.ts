@@ -13,7 +13,7 @@
  * @module
  */
 
-import { ProtocolError } from "../util/errors.ts";
+import { ProtocolError } from "../util/mod.ts";
 
 /** Bytes of an X25519 public key. */
 export const X25519_PUBLIC_BYTES = 32;

@@ -46,8 +46,7 @@
  */
 
 import { join } from "node:path";
-import { allSettledOrThrow } from "../util/async.ts";
-import { KeyError } from "../util/errors.ts";
+import { allSettledOrThrow, KeyError } from "../util/mod.ts";
 import {
   checkRsaBits,
   DEFAULT_RSA_BITS,
@@ -58,8 +57,8 @@ import {
   pemEncode,
   type PrivateIdentity,
   type PublicIdentity,
-} from "../crypto/rsa.ts";
-import { checkUsername, isValidUsername } from "../proto/username.ts";
+} from "../crypto/mod.ts";
+import { checkUsername, isValidUsername } from "../proto/mod.ts";
 
 /** The users `im keygen` provisions when none are named. */
 export const DEFAULT_USERS: readonly string[] = ["A", "B", "C", "D", "E", "F"];

@@ -24,15 +24,17 @@
  */
 
 import {
+  AuthError,
   concat,
   constantTimeEqual,
+  type ImError,
+  ProtocolError,
   randomBytes,
   utf8,
   wipe,
-} from "../util/bytes.ts";
-import { AuthError, type ImError, ProtocolError } from "../util/errors.ts";
+} from "../util/mod.ts";
 import { Steps } from "./steps.ts";
-import { FrameKind } from "../wire/frame.ts";
+import { FrameKind } from "../wire/mod.ts";
 import {
   type ClientHello,
   decodeClientAuth,
@@ -49,33 +51,29 @@ import {
   PROTOCOL_VERSION,
 } from "./login_messages.ts";
 import {
+  decryptOaep,
   deriveDirectionKeys,
   deriveKey,
-  Label,
-  transcriptHash,
-} from "../crypto/kdf.ts";
-import {
-  decryptOaep,
   encryptOaep,
+  type Ephemeral,
   fingerprint,
+  generateEphemeral,
+  Label,
   type PrivateIdentity,
   type PublicIdentity,
+  sharedSecret,
   signPss,
+  transcriptHash,
   verifyPss,
-} from "../crypto/rsa.ts";
+} from "../crypto/mod.ts";
 import {
   confirmFinished,
   RecordOpener,
   RecordSealer,
   RecordType,
-} from "../record/record.ts";
+} from "../record/mod.ts";
 import type { TicketKeys } from "./ticket.ts";
 import { checkUsername, isValidUsername } from "./username.ts";
-import {
-  type Ephemeral,
-  generateEphemeral,
-  sharedSecret,
-} from "../crypto/x25519.ts";
 
 /** Bytes of the session key the server makes (rule 2.5). */
 export const SESSION_KEY_BYTES = 32;

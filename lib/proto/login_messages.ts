@@ -13,10 +13,15 @@
  * @module
  */
 
-import { ByteReader, ByteWriter, fromUtf8, utf8 } from "../util/bytes.ts";
-import { ProtocolError } from "../util/errors.ts";
-import { FrameKind } from "../wire/frame.ts";
-import { X25519_PUBLIC_BYTES } from "../crypto/x25519.ts";
+import {
+  ByteReader,
+  ByteWriter,
+  fromUtf8,
+  ProtocolError,
+  utf8,
+} from "../util/mod.ts";
+import { FrameKind } from "../wire/mod.ts";
+import { X25519_PUBLIC_BYTES } from "../crypto/mod.ts";
 
 /** The protocol version this code speaks. */
 export const PROTOCOL_VERSION = 1;

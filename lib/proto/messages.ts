@@ -14,8 +14,7 @@
  * @module
  */
 
-import { fromUtf8, utf8 } from "../util/bytes.ts";
-import { ProtocolError } from "../util/errors.ts";
+import { fromUtf8, ProtocolError, utf8 } from "../util/mod.ts";
 import { isValidUsername } from "./username.ts";
 
 /** What `!list` shows for a user. */

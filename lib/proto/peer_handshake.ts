@@ -31,38 +31,37 @@
  */
 
 import {
+  AuthError,
   ByteReader,
   ByteWriter,
   concat,
   constantTimeEqual,
+  ProtocolError,
   randomBytes,
   utf8,
   wipe,
-} from "../util/bytes.ts";
-import { AuthError, ProtocolError } from "../util/errors.ts";
+} from "../util/mod.ts";
 import { Steps } from "./steps.ts";
-import { FrameKind } from "../wire/frame.ts";
+import { FrameKind } from "../wire/mod.ts";
 import { NONCE_BYTES } from "./login_messages.ts";
 import {
   deriveDirectionKeys,
   deriveKey,
+  type Ephemeral,
+  generateEphemeral,
+  HmacSha256,
   Label,
+  sharedSecret,
   transcriptHash,
-} from "../crypto/kdf.ts";
+  X25519_PUBLIC_BYTES,
+} from "../crypto/mod.ts";
 import {
   confirmFinished,
   RecordOpener,
   RecordSealer,
   RecordType,
-} from "../record/record.ts";
-import { HmacSha256 } from "../crypto/sha256.ts";
+} from "../record/mod.ts";
 import { openTicket, type TicketKeys } from "./ticket.ts";
-import {
-  type Ephemeral,
-  generateEphemeral,
-  sharedSecret,
-  X25519_PUBLIC_BYTES,
-} from "../crypto/x25519.ts";
 
 /** Peer handshake version. */
 export const PEER_VERSION = 1;

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { ProtocolError } from "../util/errors.ts";
+import { ProtocolError } from "../util/mod.ts";
 
 /**
  * Runs the steps of one side of a handshake in order and keeps the first

@@ -27,11 +27,10 @@ import {
   constantTimeEqual,
   fromUtf8,
   randomBytes,
+  TicketError,
   utf8,
-} from "../util/bytes.ts";
-import { TicketError } from "../util/errors.ts";
-import { MdCfb } from "../crypto/mdcfb.ts";
-import { HmacSha256 } from "../crypto/sha256.ts";
+} from "../util/mod.ts";
+import { HmacSha256, MdCfb } from "../crypto/mod.ts";
 
 /** Ticket format version. */
 export const TICKET_VERSION = 1;

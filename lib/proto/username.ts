@@ -11,7 +11,7 @@
  * @module
  */
 
-import { UsageError } from "../util/errors.ts";
+import { UsageError } from "../util/mod.ts";
 
 /** The username rule (2.9) as a pattern. */
 export const USERNAME_PATTERN = /^[A-Za-z0-9_-]{1,32}$/;

@@ -13,19 +13,20 @@
  * @module
  */
 
-import { fromUtf8, utf8 } from "../util/bytes.ts";
 import {
+  fromUtf8,
   type ImError,
   NetError,
   ProtocolError,
   RecordError,
-} from "../util/errors.ts";
-import { DEFAULT_MAX_FRAME_BYTES, FrameKind } from "../wire/frame.ts";
+  utf8,
+} from "../util/mod.ts";
 import {
-  decodeMessage,
-  encodeMessage,
-  type Message,
-} from "../proto/messages.ts";
+  DEFAULT_MAX_FRAME_BYTES,
+  FrameKind,
+  type FrameTransport,
+} from "../wire/mod.ts";
+import { decodeMessage, encodeMessage, type Message } from "../proto/mod.ts";
 import {
   RECORD_HEADER_BYTES,
   RECORD_TAG_BYTES,
@@ -33,7 +34,6 @@ import {
   type RecordSealer,
   RecordType,
 } from "./record.ts";
-import type { FrameTransport } from "../wire/tcp.ts";
 
 /** Default interval between heartbeats. */
 export const DEFAULT_HEARTBEAT_MS = 2000;

@@ -24,12 +24,14 @@
  * @module
  */
 
-import { constantTimeEqual, U64_MAX } from "../util/bytes.ts";
-import { ProtocolError, RecordError } from "../util/errors.ts";
-import { FrameKind } from "../wire/frame.ts";
-import type { DirectionKeys } from "../crypto/kdf.ts";
-import { MdCfb } from "../crypto/mdcfb.ts";
-import { HmacSha256 } from "../crypto/sha256.ts";
+import {
+  constantTimeEqual,
+  ProtocolError,
+  RecordError,
+  U64_MAX,
+} from "../util/mod.ts";
+import { FrameKind } from "../wire/mod.ts";
+import { type DirectionKeys, HmacSha256, MdCfb } from "../crypto/mod.ts";
 
 /** Record types (header byte 0). */
 export const RecordType = {

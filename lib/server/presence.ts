@@ -16,7 +16,7 @@
  * @module
  */
 
-import type { RefusalReason, UserState } from "../proto/messages.ts";
+import type { RefusalReason, UserState } from "../proto/mod.ts";
 
 /** One logged-in user. */
 export interface OnlineUser {

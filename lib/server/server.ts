@@ -20,29 +20,38 @@
  * @module
  */
 
-import { randomBytes } from "../util/bytes.ts";
-import { DEFAULT_HEARTBEAT_MS, SecureChannel } from "../record/channel.ts";
 import {
   AuthError,
   type ImError,
   isImError,
+  type Logger,
   NetError,
   ProtocolError,
-} from "../util/errors.ts";
-import { DEFAULT_MAX_FRAME_BYTES, FrameKind } from "../wire/frame.ts";
-import { type LoginResult, ServerHandshake } from "../proto/login.ts";
-import { encodeErrorFrame, ErrorCode } from "../proto/login_messages.ts";
-import type { PrivateIdentity, PublicIdentity } from "../crypto/rsa.ts";
-import type { Logger } from "../util/log.ts";
-import type { Message } from "../proto/messages.ts";
-import { DEFAULT_WINDOW_MS } from "../record/record.ts";
-import { FailurePenalty, LoginAdmission, Presence } from "./presence.ts";
+  randomBytes,
+} from "../util/mod.ts";
 import {
+  DEFAULT_HEARTBEAT_MS,
+  DEFAULT_WINDOW_MS,
+  SecureChannel,
+} from "../record/mod.ts";
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  DEFAULT_MAX_QUEUED_BYTES,
+  FrameKind,
+  TcpTransport,
+} from "../wire/mod.ts";
+import {
+  encodeErrorFrame,
+  ErrorCode,
+  type LoginResult,
   MAX_TICKET_LIFETIME_MS,
+  type Message,
   sealTicket,
+  ServerHandshake,
   TICKET_ID_BYTES,
-} from "../proto/ticket.ts";
-import { DEFAULT_MAX_QUEUED_BYTES, TcpTransport } from "../wire/tcp.ts";
+} from "../proto/mod.ts";
+import type { PrivateIdentity, PublicIdentity } from "../crypto/mod.ts";
+import { FailurePenalty, LoginAdmission, Presence } from "./presence.ts";
 
 /** Most users in one `!list` answer by default; the rest are counted (`more`), so the answer always fits a record. */
 export const LIST_MAX = 1000;

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { isValidUsername } from "../proto/username.ts";
+import { isValidUsername } from "../proto/mod.ts";
 
 /** What the server says a user is doing in a `!list` answer (rules 4.1, 4.5). */
 export type PeerState = "IDLE" | "HOSTING" | "BUSY";

@@ -1,9 +1,168 @@
 /**
- * Internal: {@link allSettledOrThrow}, for work that must not outlive a
- * failure (key generation that would otherwise go on writing files after
- * an error was already reported).
+ * Time and concurrency helpers, the one place where `im` races a promise
+ * against a clock: {@link deadline} (a promise that must settle in time),
+ * {@link within} (wait at most so long, then go on), {@link sleep},
+ * {@link Backoff} (reconnect delays with jitter) and
+ * {@link allSettledOrThrow} (work that must not outlive a failure).
+ *
+ * Every timer started here is cleared when the race is decided, so Deno's
+ * op sanitizer never finds one left behind.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { deadline, within } from "./async.ts";
+ * assert.equal(await deadline(Promise.resolve(1), 1000, () => new Error("late")), 1);
+ * assert.equal(await within(new Promise<number>(() => {}), 1, -1), -1);
+ * ```
  * @module
  */
+
+/**
+ * Settle like `p`, unless `ms` pass first: then reject with `onTimeout()`.
+ * A value `p` yields after the deadline is handed to `late` (to close a
+ * connection that arrived too late, say), never lost silently.
+ * @param p the work
+ * @param ms how long it may take
+ * @param onTimeout the error to reject with when it takes longer
+ * @param late called with the value `p` resolves with after the deadline
+ * @returns what `p` resolves with
+ * @throws `onTimeout()`, or what `p` rejects with
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { deadline } from "./async.ts";
+ * await assert.rejects(deadline(new Promise(() => {}), 1, () => new Error("late")), /late/);
+ * ```
+ */
+export function deadline<T>(
+  p: Promise<T>,
+  ms: number,
+  onTimeout: () => Error,
+  late?: (value: T) => void,
+): Promise<T> {
+  let timedOut = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const clock = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      timedOut = true;
+      reject(onTimeout());
+    }, Math.max(0, ms));
+  });
+  p.then((v) => {
+    if (timedOut) late?.(v);
+  }, () => {});
+  return Promise.race([p, clock]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Wait for `p` at most `ms`; then resolve with `fallback` instead. Unlike
+ * {@link deadline} running out is not an error: a goodbye that a peer does
+ * not read, a connection attempt to give up on.
+ * @param p the work; its rejection is passed on
+ * @param ms how long to wait
+ * @param fallback the value when time runs out
+ * @param late called with the value `p` resolves with after time ran out
+ * @returns what `p` resolves with, or `fallback`
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { within } from "./async.ts";
+ * assert.equal(await within(Promise.resolve("a"), 1000, "b"), "a");
+ * ```
+ */
+export function within<T, F>(
+  p: Promise<T>,
+  ms: number,
+  fallback: F,
+  late?: (value: T) => void,
+): Promise<T | F> {
+  let timedOut = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const clock = new Promise<F>((resolve) => {
+    timer = setTimeout(() => {
+      timedOut = true;
+      resolve(fallback);
+    }, Math.max(0, ms));
+  });
+  p.then((v) => {
+    if (timedOut) late?.(v);
+  }, () => {});
+  return Promise.race([p, clock]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Resolve after `ms`, or at once when `signal` aborts.
+ * @param ms how long
+ * @param signal ends the wait early
+ * @returns a promise
+ * @example
+ * ```ts
+ * import { sleep } from "./async.ts";
+ * await sleep(1);
+ * ```
+ */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(0, ms));
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
+ * Delays for retries: each {@link next} doubles the last, up to a maximum,
+ * with 50-100% jitter so the clients of a restarted server do not all
+ * return at once. {@link reset} starts over after a success.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Backoff } from "./async.ts";
+ * const b = new Backoff(100, 1000, () => 1);
+ * assert.deepEqual([b.next(), b.next(), b.next(), b.next(), b.next()], [100, 200, 400, 800, 1000]);
+ * ```
+ */
+export class Backoff {
+  #base: number;
+  #max: number;
+  #random: () => number;
+  #delay: number;
+
+  /**
+   * @param baseMs the first delay
+   * @param maxMs the longest delay
+   * @param random source of jitter in [0, 1] (default `Math.random`); 1 means none
+   */
+  constructor(baseMs: number, maxMs: number, random = Math.random) {
+    this.#base = baseMs;
+    this.#max = Math.max(baseMs, maxMs);
+    this.#random = random;
+    this.#delay = baseMs;
+  }
+
+  /** @returns the next delay in ms, jittered to 50-100% of its nominal value */
+  next(): number {
+    const nominal = this.#delay;
+    this.#delay = Math.min(this.#delay * 2, this.#max);
+    return Math.round(nominal * (0.5 + this.#random() / 2));
+  }
+
+  /** @returns the nominal delay the next {@link next} call is based on */
+  get upcoming(): number {
+    return this.#delay;
+  }
+
+  /** Start again from the first delay. */
+  reset(): void {
+    this.#delay = this.#base;
+  }
+}
 
 /**
  * Like `Promise.all`, but waits for every promise before throwing the first

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { ProtocolError } from "../util/errors.ts";
+import { ProtocolError } from "../util/mod.ts";
 
 /** Bytes of the length prefix. */
 export const FRAME_HEADER_BYTES = 4;

@@ -20,7 +20,7 @@
  */
 
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder } from "./frame.ts";
-import { NetError, ProtocolError } from "../util/errors.ts";
+import { NetError, ProtocolError } from "../util/mod.ts";
 
 /** Carries frame payloads (without the length prefix) both ways. */
 export interface FrameTransport {

@@ -23,7 +23,7 @@
  * @module
  */
 
-import { FrameDecoder } from "../../lib/wire/frame.ts";
+import { FrameDecoder } from "../../lib/wire/mod.ts";
 
 /** Which way a frame went: `up` client to target, `down` target to client. */
 export type Dir = "up" | "down";

@@ -23,19 +23,18 @@ import {
   type ClientOptions,
   type ClientUi,
   loginToServer,
-} from "../../lib/client/client.ts";
-import type { ChannelEvent, SecureChannel } from "../../lib/record/channel.ts";
-import type { ImError } from "../../lib/util/errors.ts";
-import type { LoginResult } from "../../lib/proto/login.ts";
-import { FrameDecoder, FrameKind } from "../../lib/wire/frame.ts";
+} from "../../lib/client/mod.ts";
+import type { ChannelEvent, SecureChannel } from "../../lib/record/mod.ts";
+import type { ImError, LogFields } from "../../lib/util/mod.ts";
 import {
   decodeErrorFrame,
   type ErrorFrame,
-} from "../../lib/proto/login_messages.ts";
-import type { PrivateIdentity, PublicIdentity } from "../../lib/crypto/rsa.ts";
-import type { LogFields } from "../../lib/util/log.ts";
-import { ImServer, type ServerOptions } from "../../lib/server/server.ts";
-import type { UiEvent } from "../../lib/ui/terminal.ts";
+  type LoginResult,
+} from "../../lib/proto/mod.ts";
+import { FrameDecoder, FrameKind } from "../../lib/wire/mod.ts";
+import type { PrivateIdentity, PublicIdentity } from "../../lib/crypto/mod.ts";
+import { ImServer, type ServerOptions } from "../../lib/server/mod.ts";
+import type { UiEvent } from "../../lib/ui/mod.ts";
 import { type Identities, identities } from "../_helpers.ts";
 import { FrameMitm, type MitmOptions } from "./_mitm.ts";
 

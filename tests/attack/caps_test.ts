@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { FailurePenalty, LoginAdmission } from "../../lib/server/presence.ts";
+import { FailurePenalty, LoginAdmission } from "../../lib/server/mod.ts";
 
 Deno.test("LoginAdmission: a flood from one address evicts only that address's connections, never another user's", () => {
   const gate = new LoginAdmission<string>({ maxTotal: 256, maxPerAddress: 64 });

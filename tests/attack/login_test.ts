@@ -7,9 +7,14 @@
  */
 
 import assert from "node:assert/strict";
-import { concat, randomBytes, utf8 } from "../../lib/util/bytes.ts";
-import { AuthError, ProtocolError } from "../../lib/util/errors.ts";
-import { FrameKind } from "../../lib/wire/frame.ts";
+import {
+  AuthError,
+  concat,
+  ProtocolError,
+  randomBytes,
+  utf8,
+} from "../../lib/util/mod.ts";
+import { FrameKind } from "../../lib/wire/mod.ts";
 import {
   decodeClientHello,
   decodeServerHello,
@@ -18,9 +23,8 @@ import {
   encodeServerHello,
   encodeServerKey,
   ErrorCode,
-} from "../../lib/proto/login_messages.ts";
-import { Label } from "../../lib/crypto/kdf.ts";
-import { encryptOaep } from "../../lib/crypto/rsa.ts";
+} from "../../lib/proto/mod.ts";
+import { encryptOaep, Label } from "../../lib/crypto/mod.ts";
 import { flipBit, identities } from "../_helpers.ts";
 import type { MitmFrame, Out } from "./_mitm.ts";
 import {
@@ -55,7 +59,7 @@ function alterFirst(
 
 async function loginFails(s: Scope, port: number, user: string, over = {}) {
   const o = await s.clientOptions(port, user, over);
-  const { loginToServer } = await import("../../lib/client/client.ts");
+  const { loginToServer } = await import("../../lib/client/mod.ts");
   return await rejection(loginToServer(o));
 }
 

@@ -8,15 +8,15 @@
  */
 
 import assert from "node:assert/strict";
-import { ByteWriter, concat, randomBytes, utf8 } from "../../lib/util/bytes.ts";
-import { encodeFrame, FrameKind } from "../../lib/wire/frame.ts";
+import { ByteWriter, concat, randomBytes, utf8 } from "../../lib/util/mod.ts";
+import { encodeFrame, FrameKind } from "../../lib/wire/mod.ts";
 import {
   encodeClientAuth,
   encodeClientHello,
   encodeErrorFrame,
   ErrorCode,
-} from "../../lib/proto/login_messages.ts";
-import { RecordType } from "../../lib/record/record.ts";
+} from "../../lib/proto/mod.ts";
+import { RecordType } from "../../lib/record/mod.ts";
 import { seededRandom } from "../_helpers.ts";
 import { rawFrame } from "./_mitm.ts";
 import {

@@ -8,16 +8,20 @@
  */
 
 import assert from "node:assert/strict";
-import { concat, utf8 } from "../../lib/util/bytes.ts";
-import { ProtocolError, RecordError } from "../../lib/util/errors.ts";
-import { DEFAULT_MAX_FRAME_BYTES, FrameKind } from "../../lib/wire/frame.ts";
-import { encodeMessage, type Message } from "../../lib/proto/messages.ts";
+import {
+  concat,
+  ProtocolError,
+  RecordError,
+  utf8,
+} from "../../lib/util/mod.ts";
+import { DEFAULT_MAX_FRAME_BYTES, FrameKind } from "../../lib/wire/mod.ts";
+import { encodeMessage, type Message } from "../../lib/proto/mod.ts";
 import {
   RECORD_HEADER_BYTES,
   RECORD_MIN_BYTES,
   RecordType,
-} from "../../lib/record/record.ts";
-import type { UiEvent } from "../../lib/ui/terminal.ts";
+} from "../../lib/record/mod.ts";
+import type { UiEvent } from "../../lib/ui/mod.ts";
 import { assertThrowsIm, loginInMemory } from "../_helpers.ts";
 import type { MitmFrame, Out } from "./_mitm.ts";
 import {

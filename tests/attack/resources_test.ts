@@ -8,12 +8,11 @@
  */
 
 import assert from "node:assert/strict";
-import { loginToServer } from "../../lib/client/client.ts";
-import { AuthError } from "../../lib/util/errors.ts";
-import { ErrorCode } from "../../lib/proto/login_messages.ts";
-import { DEFAULT_MAX_FRAME_BYTES } from "../../lib/wire/frame.ts";
-import { encodeMessage } from "../../lib/proto/messages.ts";
-import type { ImServer } from "../../lib/server/server.ts";
+import { loginToServer } from "../../lib/client/mod.ts";
+import { AuthError } from "../../lib/util/mod.ts";
+import { encodeMessage, ErrorCode } from "../../lib/proto/mod.ts";
+import { DEFAULT_MAX_FRAME_BYTES } from "../../lib/wire/mod.ts";
+import type { ImServer } from "../../lib/server/mod.ts";
 import { identities } from "../_helpers.ts";
 import {
   assertServes,

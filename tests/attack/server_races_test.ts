@@ -7,16 +7,15 @@
  */
 
 import assert from "node:assert/strict";
-import { SecureChannel } from "../../lib/record/channel.ts";
-import { encodeFrame, FrameKind } from "../../lib/wire/frame.ts";
-import { ClientHandshake } from "../../lib/proto/login.ts";
+import { SecureChannel } from "../../lib/record/mod.ts";
+import { encodeFrame, FrameKind, TcpTransport } from "../../lib/wire/mod.ts";
 import {
+  ClientHandshake,
   encodeClientHello,
   ErrorCode,
-} from "../../lib/proto/login_messages.ts";
-import type { Message } from "../../lib/proto/messages.ts";
-import { TcpTransport } from "../../lib/wire/tcp.ts";
-import { loginToServer } from "../../lib/client/client.ts";
+  type Message,
+} from "../../lib/proto/mod.ts";
+import { loginToServer } from "../../lib/client/mod.ts";
 import {
   clientDirectory,
   expectErrorFrame,

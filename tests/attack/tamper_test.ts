@@ -8,9 +8,9 @@
  */
 
 import assert from "node:assert/strict";
-import { FrameKind } from "../../lib/wire/frame.ts";
-import { RecordType } from "../../lib/record/record.ts";
-import type { UiEvent } from "../../lib/ui/terminal.ts";
+import { FrameKind } from "../../lib/wire/mod.ts";
+import { RecordType } from "../../lib/record/mod.ts";
+import type { UiEvent } from "../../lib/ui/mod.ts";
 import { flipBit } from "../_helpers.ts";
 import type { Dir, MitmFrame } from "./_mitm.ts";
 import {

@@ -7,18 +7,17 @@
  */
 
 import assert from "node:assert/strict";
-import { FrameKind } from "../../lib/wire/frame.ts";
+import { FrameKind } from "../../lib/wire/mod.ts";
 import {
   decodePeerHello,
   encodePeerCommit,
   encodePeerHello,
   encodePeerReply,
+  openTicket,
   peerCommitment,
-} from "../../lib/proto/peer_handshake.ts";
-import { openTicket } from "../../lib/proto/ticket.ts";
-import { randomBytes } from "../../lib/util/bytes.ts";
-import { TicketError } from "../../lib/util/errors.ts";
-import type { UiEvent } from "../../lib/ui/terminal.ts";
+} from "../../lib/proto/mod.ts";
+import { randomBytes, TicketError } from "../../lib/util/mod.ts";
+import type { UiEvent } from "../../lib/ui/mod.ts";
 import { assertThrowsIm, flipBit } from "../_helpers.ts";
 import { type FrameMitm, type MitmFrame, rawFrame } from "./_mitm.ts";
 import {

@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadPublicIdentity } from "../../lib/crypto/rsa.ts";
+import { loadPublicIdentity } from "../../lib/crypto/mod.ts";
 import { runIm, sharedKeys, withProcs } from "./harness.ts";
 
 const keys = await sharedKeys();

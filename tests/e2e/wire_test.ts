@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { TcpProxy } from "../../lib/wire/proxy.ts";
+import { TcpProxy } from "../../lib/wire/mod.ts";
 import {
   type ChatEvent,
   type ChatProc,

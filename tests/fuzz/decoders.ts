@@ -20,41 +20,37 @@
 import fc from "fast-check";
 
 export { fc };
-import { utf8 } from "../../lib/util/bytes.ts";
-import { ImError } from "../../lib/util/errors.ts";
-import { encodeFrame, FrameDecoder, FrameKind } from "../../lib/wire/frame.ts";
+import { ImError, utf8 } from "../../lib/util/mod.ts";
+import { encodeFrame, FrameDecoder, FrameKind } from "../../lib/wire/mod.ts";
 import {
   decodeClientAuth,
   decodeClientHello,
   decodeErrorFrame,
+  decodeMessage,
+  decodePeerCommit,
+  decodePeerHello,
+  decodePeerReply,
   decodeServerHello,
   decodeServerKey,
   encodeClientAuth,
   encodeClientHello,
   encodeErrorFrame,
-  encodeServerHello,
-  encodeServerKey,
-} from "../../lib/proto/login_messages.ts";
-import { pemDecode, pemEncode, type PemLabel } from "../../lib/crypto/rsa.ts";
-import {
-  decodeMessage,
   encodeMessage,
-  type Message,
-} from "../../lib/proto/messages.ts";
-import {
-  decodePeerCommit,
-  decodePeerHello,
-  decodePeerReply,
   encodePeerCommit,
   encodePeerHello,
   encodePeerReply,
-} from "../../lib/proto/peer_handshake.ts";
+  encodeServerHello,
+  encodeServerKey,
+  type Message,
+  openTicket,
+  sealTicket,
+} from "../../lib/proto/mod.ts";
+import { pemDecode, pemEncode, type PemLabel } from "../../lib/crypto/mod.ts";
 import {
   RecordOpener,
   RecordSealer,
   RecordType,
-} from "../../lib/record/record.ts";
-import { openTicket, sealTicket } from "../../lib/proto/ticket.ts";
+} from "../../lib/record/mod.ts";
 
 /** One decoder under fuzz. */
 export interface Target {

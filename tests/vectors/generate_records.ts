@@ -14,8 +14,7 @@
  * @module
  */
 
-import { MdCfb } from "../../lib/crypto/mdcfb.ts";
-import { HmacSha256, sha256 } from "../../lib/crypto/sha256.ts";
+import { MdCfb, HmacSha256, sha256 } from "../../lib/crypto/mod.ts";
 
 /** Expected verdict of {@link RecordOpener.open}. */
 export type RecordExpect = "success" | "tampered" | "replayed" | "stale" | "malformed";

@@ -12,8 +12,7 @@
  * @module
  */
 
-import { MdCfb } from "../../lib/crypto/mdcfb.ts";
-import { HmacSha256, sha256 } from "../../lib/crypto/sha256.ts";
+import { MdCfb, HmacSha256, sha256 } from "../../lib/crypto/mod.ts";
 
 /** Expected verdict of `openTicket`. */
 export type TicketExpect = "success" | "bad-ticket" | "misbound" | "expired" | "bad-expiry";

@@ -1,0 +1,12 @@
+/**
+ * Layer 3, proto: the protocol as pure state machines and codecs, sans I/O: usernames, the login handshake (section 2), tickets and the peer handshake (section 4), and the messages of each direction. May import: util, crypto, wire, record.
+ * @module
+ */
+
+export * from "./login.ts";
+export * from "./login_messages.ts";
+export * from "./messages.ts";
+export * from "./peer_handshake.ts";
+export * from "./steps.ts";
+export * from "./ticket.ts";
+export * from "./username.ts";
