@@ -19,7 +19,7 @@
  * @module
  */
 
-import type { SecureChannel } from "../lib/record/mod.ts";
+import type { SecureChannel } from "../lib/proto/mod.ts";
 import { loginToServer } from "../lib/client/mod.ts";
 import {
   generateRsaKeyPair,

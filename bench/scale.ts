@@ -17,9 +17,8 @@
  * @module
  */
 
-import { ChatClient } from "../lib/client/mod.ts";
+import { ChatClient, type UiEvent } from "../lib/client/mod.ts";
 import { READ_BUFFER_BYTES } from "../lib/wire/mod.ts";
-import type { UiEvent } from "../lib/ui/mod.ts";
 import {
   type BenchKeys,
   ServerProcess,

@@ -12,7 +12,7 @@
  */
 
 import { utf8 } from "../lib/util/mod.ts";
-import { ChatClient, type ClientUi } from "../lib/client/mod.ts";
+import { ChatClient, type ClientUi, type UiEvent } from "../lib/client/mod.ts";
 import {
   generateRsaKeyPair,
   loadPrivateIdentity,
@@ -20,7 +20,7 @@ import {
 } from "../lib/crypto/mod.ts";
 import { TcpProxy } from "../lib/wire/mod.ts";
 import { ImServer } from "../lib/server/mod.ts";
-import { formatEvent, type UiEvent } from "../lib/ui/mod.ts";
+import { formatEvent } from "../lib/ui/mod.ts";
 
 /** RSA size of the demo's throwaway keys (smaller than the default, to start fast; they never leave memory). */
 export const DEMO_BITS = 2048;

@@ -23,6 +23,7 @@ import {
   watchClientDirectory,
 } from "../lib/keystore/mod.ts";
 import { ImServer } from "../lib/server/mod.ts";
+import { LOGIN_TIMEOUT_MS } from "../lib/proto/mod.ts";
 
 /** `im serve --help`. */
 export const SERVE_USAGE = `Usage: im serve [options]
@@ -117,8 +118,13 @@ export async function runServe(args: string[]): Promise<number> {
     identity: keys.identity,
     clients: keys.clients,
     log,
-    loginTimeoutMs:
-      intFlag("--login-timeout", v["login-timeout"], 10, 1, 3600) * 1000,
+    loginTimeoutMs: intFlag(
+      "--login-timeout",
+      v["login-timeout"],
+      LOGIN_TIMEOUT_MS / 1000,
+      1,
+      3600,
+    ) * 1000,
     maxClients: intFlag(
       "--max-clients",
       v["max-clients"],

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { U64_MAX } from "../lib/util/mod.ts";
+import { ProtocolError, U64_MAX } from "../lib/util/mod.ts";
 import {
-  type ChannelEvent,
+  RecordChannel,
   RecordOpener,
   RecordSealer,
-  SecureChannel,
 } from "../lib/record/mod.ts";
+import { type ChannelEvent, SecureChannel } from "../lib/proto/mod.ts";
 import type { DirectionKeys } from "../lib/crypto/mod.ts";
 import { memoryPair } from "../lib/wire/mod.ts";
 
@@ -213,4 +213,44 @@ Deno.test("a side with a short heartbeat does not call a side with the default i
   } finally {
     fast.abort("test");
   }
+});
+
+Deno.test("RecordChannel carries whatever its injected codec writes: the record layer knows no message format", async () => {
+  const [ta, tb] = memoryPair();
+  const ab = keys(1), ba = keys(10);
+  const bytes = {
+    encode: (m: Uint8Array) => m,
+    decode: (p: Uint8Array) => {
+      if (p.length === 0) throw new ProtocolError("empty", "Empty record");
+      return p;
+    },
+  };
+  const a = new RecordChannel(
+    ta,
+    new RecordSealer(ab),
+    new RecordOpener(ba),
+    bytes,
+    { heartbeatMs: 0 },
+  );
+  const b = new RecordChannel(
+    tb,
+    new RecordSealer(ba),
+    new RecordOpener(ab),
+    bytes,
+    { heartbeatMs: 0 },
+  );
+  // Not JSON, and not a message SecureChannel would accept.
+  await a.send(new Uint8Array([0xff, 0x00, 0x7b]));
+  await a.send(new Uint8Array(0));
+  const events = [];
+  for await (const ev of b.events()) {
+    events.push(ev);
+    if (events.length === 2) break;
+  }
+  const [first, second] = events;
+  assert.ok(first?.kind === "message");
+  assert.deepEqual([...first.msg], [0xff, 0x00, 0x7b]);
+  assert.ok(second?.kind === "discarded" && second.error.code === "empty");
+  await a.close("done");
+  await b.close("done");
 });

@@ -15,8 +15,7 @@ import {
   encodePeerCommit,
   ErrorCode,
 } from "../lib/proto/mod.ts";
-import { ChatClient, loginToServer } from "../lib/client/mod.ts";
-import type { UiEvent } from "../lib/ui/mod.ts";
+import { ChatClient, loginToServer, type UiEvent } from "../lib/client/mod.ts";
 import { rawFrame } from "./attack/_mitm.ts";
 import {
   freePort,

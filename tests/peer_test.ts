@@ -1,9 +1,6 @@
 import assert from "node:assert/strict";
-import {
-  RecordOpener,
-  RecordSealer,
-  SecureChannel,
-} from "../lib/record/mod.ts";
+import { RecordOpener, RecordSealer } from "../lib/record/mod.ts";
+import { SecureChannel } from "../lib/proto/mod.ts";
 import type { DirectionKeys } from "../lib/crypto/mod.ts";
 import { NetError, ProtocolError } from "../lib/util/mod.ts";
 import { FrameKind, memoryPair } from "../lib/wire/mod.ts";

@@ -7,15 +7,13 @@ import {
   eventToJson,
   formatEvent,
   formatPrompt,
-  HELP_TEXT,
-  parseCommand,
   sanitizeInput,
   sanitizeText,
   shouldUseColor,
   type Terminal,
   type TerminalOptions,
-  type UiEvent,
 } from "../lib/ui/mod.ts";
+import { HELP_TEXT, parseCommand, type UiEvent } from "../lib/client/mod.ts";
 
 const AT = new Date(2024, 0, 2, 9, 5).getTime(); // local 09:05
 const PLAIN = { color: false, self: "A" };

@@ -13,20 +13,24 @@
  * @module
  */
 
-import { DEFAULT_HEARTBEAT_MS, SecureChannel } from "../record/mod.ts";
+import { DEFAULT_HEARTBEAT_MS } from "../record/mod.ts";
 import {
+  ClientHandshake,
+  LOGIN_TIMEOUT_MS,
+  type LoginResult,
+  type Message,
+  SecureChannel,
+  TicketReplayCache,
+} from "../proto/mod.ts";
+import {
+  Backoff,
   type ImError,
   isImError,
   NetError,
   ProtocolError,
+  within,
 } from "../util/mod.ts";
 import { FrameKind, type FrameTransport, TcpTransport } from "../wire/mod.ts";
-import {
-  ClientHandshake,
-  type LoginResult,
-  type Message,
-  TicketReplayCache,
-} from "../proto/mod.ts";
 import type { PrivateIdentity, PublicIdentity } from "../crypto/mod.ts";
 import {
   hostPeer,
@@ -36,7 +40,8 @@ import {
   RelayTransport,
   SpentHandshakeError,
 } from "./peer_session.ts";
-import { parseCommand, type UiEvent } from "../ui/mod.ts";
+import { HELP_TEXT, parseCommand } from "./commands.ts";
+import type { UiEvent } from "./events.ts";
 
 /** Where the client shows things; a {@link Terminal} fits. */
 export interface ClientUi {
@@ -77,7 +82,7 @@ export interface ClientOptions {
   waitForReplies?: boolean;
   /** Refresh the names offered by Tab completion this often, quietly (ms; 0 = never). */
   namesRefreshMs?: number;
-  /** Login must finish within this (default 10 s). */
+  /** Login must finish within this (default {@link LOGIN_TIMEOUT_MS}). */
   loginTimeoutMs?: number;
   /** How long a joiner's connection waits for our grant to arrive (default {@link GRANT_WAIT_MS}). */
   grantWaitMs?: number;
@@ -114,7 +119,7 @@ export const SESSION_WAIT_MS = 20_000;
 
 /**
  * Connect to the server and log in, all within the login deadline
- * (`loginTimeoutMs`, default 10 s): a server that does not answer, or an
+ * (`loginTimeoutMs`, default {@link LOGIN_TIMEOUT_MS}): a server that does not answer, or an
  * address where packets vanish, fails with `login-timeout` instead of
  * hanging for the minutes a TCP connect can take.
  * @param o client settings
@@ -129,7 +134,7 @@ export async function loginToServer(
   o: ClientOptions,
 ): Promise<{ channel: SecureChannel; login: LoginResult }> {
   const where = `${o.serverHost}:${o.serverPort}`;
-  const timeoutMs = o.loginTimeoutMs ?? 10_000;
+  const timeoutMs = o.loginTimeoutMs ?? LOGIN_TIMEOUT_MS;
   const timeoutError = () =>
     new NetError(
       "login-timeout",
@@ -269,14 +274,11 @@ export class ChatClient {
     const { channel, login } = await loginToServer(o);
     const client = new ChatClient(o, channel, login);
     // "Logged in" comes first, before anything the user's first line causes.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
+    await within(
       client.#welcomed.promise,
-      new Promise<void>((
-        r,
-      ) => (timer = setTimeout(r, o.loginTimeoutMs ?? 10_000))),
-    ]);
-    clearTimeout(timer);
+      o.loginTimeoutMs ?? LOGIN_TIMEOUT_MS,
+      undefined,
+    );
     if (client.#fatal) {
       // Refused right after the login (server full, key revoked): one line, exit 1.
       await client.quit();
@@ -395,7 +397,7 @@ export class ChatClient {
       case "quit":
         return false;
       case "help":
-        this.#system(HELP);
+        this.#system(HELP_TEXT);
         return true;
       case "unknown":
         this.#print({ kind: "error", code: "bad-command", text: cmd.hint });
@@ -952,22 +954,16 @@ export class ChatClient {
     if (!host || !Number.isInteger(port) || port <= 0 || port > 65535) {
       return null;
     }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const attempt = TcpTransport.connect(host, port);
     try {
-      return await Promise.race([
-        attempt,
-        new Promise<null>((
-          r,
-        ) => (timer = setTimeout(() => r(null), DIRECT_CONNECT_TIMEOUT_MS))),
-      ]).then((t) => {
-        if (t === null) attempt.then((late) => late.close(), () => {});
-        return t;
-      });
+      // A connection that completes after we gave up is closed at once.
+      return await within(
+        TcpTransport.connect(host, port),
+        DIRECT_CONNECT_TIMEOUT_MS,
+        null,
+        (late) => late.close(),
+      );
     } catch {
       return null;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -1251,10 +1247,10 @@ export class ChatClient {
   async #reconnect(): Promise<void> {
     const base = this.#o.reconnectBaseMs ?? 1000;
     const max = this.#o.reconnectMaxMs ?? 30_000;
-    let delay = base;
+    const backoff = new Backoff(base, max);
     while (!this.#quitting) {
-      // Jitter: 50-100% of the delay, so clients of a restarted server do not all return at once.
-      const wait = Math.round(delay * (0.5 + Math.random() / 2));
+      // Jittered, so clients of a restarted server do not all return at once.
+      const wait = backoff.next();
       await new Promise<void>((resolve) => {
         this.#wakeReconnect = resolve;
         this.#reconnectTimer = setTimeout(resolve, wait);
@@ -1288,12 +1284,11 @@ export class ChatClient {
         // Anything else before the server proved its key is not final: a
         // refusal arrives as a cleartext ERROR frame, which anyone on the
         // path could forge to stop us for good. Keep trying, and say why.
-        delay = Math.min(delay * 2, max);
         this.#print({
           kind: "error",
           code: "reconnect-failed",
           text: `Reconnect failed: ${(e as Error).message}; next try in about ${
-            Math.round(delay / 1000)
+            Math.round(backoff.upcoming / 1000)
           } s`,
         });
       }
@@ -1331,15 +1326,3 @@ function isNetworkFailure(e: unknown): boolean {
   return e instanceof NetError ||
     (e instanceof ProtocolError && e.code === "truncated-frame");
 }
-
-const HELP = [
-  "Commands:",
-  "  !session host      wait for a peer to connect to you",
-  "  !session <user>    start an encrypted session with <user>",
-  "  !list              show who is online and their state",
-  "  !disconnect        end the current session (or stop hosting)",
-  "  !whoami            your name, key fingerprints and session",
-  "  !help              this help",
-  "  !quit              log out",
-  "Anything else is sent to your peer; start with !! to send a line beginning with !",
-].join("\n");

@@ -1,7 +1,12 @@
 /**
- * Layer 5, client: the chat client: the server link (login, reconnect, requests by id), hosting, joining, peer sessions, commands. Sockets only through the wire layer's Network. May import: util, crypto, wire, record, proto.
+ * Layer 5, client: the chat client (login to the server, reconnect, hosting,
+ * joining with relay fallback), peer sessions, the commands a user types and
+ * the events the client reports. May import: util, crypto, wire, record,
+ * proto.
  * @module
  */
 
 export * from "./client.ts";
+export * from "./commands.ts";
+export * from "./events.ts";
 export * from "./peer_session.ts";

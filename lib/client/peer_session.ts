@@ -11,14 +11,9 @@
  * @module
  */
 
+import type { ChannelOptions } from "../record/mod.ts";
 import {
   type ChannelEvent,
-  type ChannelOptions,
-  SecureChannel,
-} from "../record/mod.ts";
-import { AuthError, NetError, ProtocolError } from "../util/mod.ts";
-import { FrameKind, type FrameTransport } from "../wire/mod.ts";
-import {
   decodePeerCommit,
   encodeMessage,
   type Message,
@@ -26,7 +21,10 @@ import {
   type PeerHostOptions,
   PeerJoinHandshake,
   type PeerJoinOptions,
+  SecureChannel,
 } from "../proto/mod.ts";
+import { AuthError, deadline, NetError, ProtocolError } from "../util/mod.ts";
+import { FrameKind, type FrameTransport } from "../wire/mod.ts";
 
 /**
  * Largest chat message, in bytes of its encoded `msg` message. Chosen so
@@ -55,27 +53,20 @@ async function recvWithin(
   ms: number,
   what: string,
 ): Promise<Uint8Array> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      t.close();
-      reject(
-        new NetError("peer-timeout", `Peer did not answer the ${what} in time`),
-      );
-    }, ms);
+  const p = await deadline(t.recv(), ms, () => {
+    t.close();
+    return new NetError(
+      "peer-timeout",
+      `Peer did not answer the ${what} in time`,
+    );
   });
-  try {
-    const p = await Promise.race([t.recv(), timeout]);
-    if (p === null) {
-      throw new NetError(
-        "peer-closed",
-        `Peer closed the connection during the ${what}`,
-      );
-    }
-    return p;
-  } finally {
-    clearTimeout(timer);
+  if (p === null) {
+    throw new NetError(
+      "peer-closed",
+      `Peer closed the connection during the ${what}`,
+    );
   }
+  return p;
 }
 
 /**

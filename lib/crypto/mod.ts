@@ -1,5 +1,7 @@
 /**
- * Layer 1, crypto: the primitives (SHA-256 and HMAC, MD-CFB, HKDF and the labels, X25519, RSA-PSS and RSA-OAEP identities). Pure functions and key objects; no sockets, no files. May import: util.
+ * Layer 1, crypto: the primitives (SHA-256 and HMAC, MD-CFB, HKDF and the
+ * labels, X25519, RSA-PSS and RSA-OAEP identities). Pure functions and key
+ * objects; no sockets, no files. May import: util.
  * @module
  */
 

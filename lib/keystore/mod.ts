@@ -1,5 +1,6 @@
 /**
- * Layer 4, keystore: the key directory on disk (layout, provisioning, loading, watching for enrollments). May import: util, crypto, proto.
+ * Layer 4, keystore: the key directory on disk (layout, provisioning, loading,
+ * watching for enrollments). May import: util, crypto, proto.
  * @module
  */
 

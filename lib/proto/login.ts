@@ -28,6 +28,7 @@ import {
   concat,
   constantTimeEqual,
   type ImError,
+  isImError,
   ProtocolError,
   randomBytes,
   utf8,
@@ -77,6 +78,9 @@ import { checkUsername, isValidUsername } from "./username.ts";
 
 /** Bytes of the session key the server makes (rule 2.5). */
 export const SESSION_KEY_BYTES = 32;
+
+/** Rule 1.2: how long a login may take, from TCP connect to FINISHED, on either side (default). */
+export const LOGIN_TIMEOUT_MS = 10_000;
 
 /** What a finished login gives both sides. */
 export interface LoginResult {
@@ -167,6 +171,21 @@ async function deriveLoginKeys(
   ]);
   wipe(ikm);
   return { c2s, s2c, ticketKeys: { enc, mac } };
+}
+
+/**
+ * The ERROR frame code a server sends for a login that failed with `e`
+ * (PROTOCOL.md "Errors"): the inverse of {@link errorFromFrame}, kept beside
+ * it so both directions of the mapping live in one place.
+ * @param e what the login failed with
+ * @returns the frame's code
+ */
+export function errorFrameCode(e: unknown): ErrorCode {
+  if (!isImError(e)) return ErrorCode.PROTOCOL;
+  if (e.code === "version") return ErrorCode.VERSION;
+  if (e.code === "bad-username") return ErrorCode.BAD_USERNAME;
+  if (e instanceof AuthError) return ErrorCode.AUTH_FAILED;
+  return ErrorCode.PROTOCOL;
 }
 
 /**

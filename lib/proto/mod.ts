@@ -1,5 +1,8 @@
 /**
- * Layer 3, proto: the protocol as pure state machines and codecs, sans I/O: usernames, the login handshake (section 2), tickets and the peer handshake (section 4), and the messages of each direction. May import: util, crypto, wire, record.
+ * Layer 3, proto: the protocol as pure state machines and codecs, sans I/O:
+ * usernames, the login handshake (section 2), tickets and the peer handshake
+ * (section 4), the messages and the channel that carries them. May import:
+ * util, crypto, wire, record.
  * @module
  */
 
@@ -10,3 +13,4 @@ export * from "./peer_handshake.ts";
 export * from "./steps.ts";
 export * from "./ticket.ts";
 export * from "./username.ts";
+export * from "./message_channel.ts";

@@ -6,7 +6,7 @@
  *
  * @example
  * ```ts ignore
- * const ch = new SecureChannel(transport, login.sealer, login.opener, { heartbeatMs: 2000 });
+ * const ch = new RecordChannel(transport, login.sealer, login.opener, codec, { heartbeatMs: 2000 });
  * await ch.send({ t: "list" });
  * for await (const ev of ch.events()) console.log(ev);
  * ```
@@ -20,13 +20,13 @@ import {
   ProtocolError,
   RecordError,
   utf8,
+  within,
 } from "../util/mod.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
   FrameKind,
   type FrameTransport,
 } from "../wire/mod.ts";
-import { decodeMessage, encodeMessage, type Message } from "../proto/mod.ts";
 import {
   RECORD_HEADER_BYTES,
   RECORD_TAG_BYTES,
@@ -44,12 +44,25 @@ export const MIN_HEARTBEAT_MS = 50;
 /** A side is gone after this many of the slower side's heartbeat intervals without a valid record. */
 export const HEARTBEATS_BEFORE_DEAD = 3;
 
-/** Longest {@link SecureChannel.close} waits for its CLOSE record to be written. */
+/** Longest {@link RecordChannel.close} waits for its CLOSE record to be written. */
 export const CLOSE_TIMEOUT_MS = 1000;
 
+/**
+ * How a channel turns what it sends into a DATA record's plaintext and a
+ * DATA record's plaintext into what it reports. The record layer carries
+ * bytes; the messages (PROTOCOL.md "Messages") belong to the protocol layer,
+ * which injects this codec.
+ */
+export interface RecordCodec<In, Out> {
+  /** @returns the plaintext of one DATA record */
+  encode(m: Out): Uint8Array;
+  /** @throws {ProtocolError} when the plaintext is not a valid message (reported as discarded) */
+  decode(plaintext: Uint8Array): In;
+}
+
 /** What a channel reports. */
-export type ChannelEvent =
-  | { kind: "message"; msg: Message }
+export type ChannelEvent<In = unknown> =
+  | { kind: "message"; msg: In }
   /** A record was discarded (tampered, replayed, stale, malformed): the user is told why. */
   | { kind: "discarded"; error: RecordError | ProtocolError }
   /** Sequence numbers jumped: this many records never arrived. */
@@ -57,7 +70,7 @@ export type ChannelEvent =
   /** The channel ended; `reason` is the other side's CLOSE reason, or ours. */
   | { kind: "closed"; reason: string; error?: ImError };
 
-/** Options of {@link SecureChannel}. */
+/** Options of {@link RecordChannel}. */
 export interface ChannelOptions {
   /** Send a heartbeat after this long without sending; 0 turns heartbeats off. */
   heartbeatMs?: number;
@@ -72,8 +85,8 @@ export interface ChannelOptions {
   maxRecordBytes?: number;
 }
 
-/** Records both ways over one transport. */
-export class SecureChannel {
+/** Records both ways over one transport; `In` and `Out` are what its codec reads and writes. */
+export class RecordChannel<In, Out> {
   readonly transport: FrameTransport;
   #sealer: RecordSealer;
   #opener: RecordOpener;
@@ -90,20 +103,24 @@ export class SecureChannel {
   #closeReason: string | undefined;
   #closeError: ImError | undefined;
   #wake: (() => void) | undefined;
+  #codec: RecordCodec<In, Out>;
 
   /**
    * @param transport the link
    * @param sealer our direction
    * @param opener the other direction
+   * @param codec what DATA records carry
    * @param opts heartbeat settings
    */
   constructor(
     transport: FrameTransport,
     sealer: RecordSealer,
     opener: RecordOpener,
+    codec: RecordCodec<In, Out>,
     opts: ChannelOptions = {},
   ) {
     this.transport = transport;
+    this.#codec = codec;
     this.#sealer = sealer;
     this.#opener = opener;
     this.#heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
@@ -192,8 +209,8 @@ export class SecureChannel {
    *   `message-too-large` when it would not fit one record (nothing is sent,
    *   the channel stays open)
    */
-  send(msg: Message): Promise<void> {
-    return this.#sendRecord(RecordType.DATA, encodeMessage(msg));
+  send(msg: Out): Promise<void> {
+    return this.#sendRecord(RecordType.DATA, this.#codec.encode(msg));
   }
 
   /**
@@ -204,21 +221,14 @@ export class SecureChannel {
     if (this.#closed) return;
     // A peer that does not read must not stall the close: the CLOSE record
     // gets a bounded time to be written, then the transport is closed anyway.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, CLOSE_TIMEOUT_MS);
-    });
-    try {
-      await Promise.race([
-        this.#sendRecord(RecordType.CLOSE, utf8(JSON.stringify({ reason })))
-          .catch(() => {
-            // The other side is gone already: nothing more to tell it.
-          }),
-        timeout,
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await within(
+      this.#sendRecord(RecordType.CLOSE, utf8(JSON.stringify({ reason })))
+        .catch(() => {
+          // The other side is gone already: nothing more to tell it.
+        }),
+      CLOSE_TIMEOUT_MS,
+      undefined,
+    );
     this.#finish(reason);
   }
 
@@ -249,7 +259,7 @@ export class SecureChannel {
    * always `closed`.
    * @returns the events
    */
-  async *events(): AsyncGenerator<ChannelEvent> {
+  async *events(): AsyncGenerator<ChannelEvent<In>> {
     while (!this.#closed) {
       let payload: Uint8Array | null;
       try {
@@ -333,9 +343,9 @@ export class SecureChannel {
         };
         continue;
       }
-      let msg: Message;
+      let msg: In;
       try {
-        msg = decodeMessage(rec.plaintext);
+        msg = this.#codec.decode(rec.plaintext);
       } catch (e) {
         yield { kind: "discarded", error: e as ProtocolError };
         continue;

@@ -1,5 +1,8 @@
 /**
- * Layer 5, server: the server: the edge (accept, login), admission, the registry of who is online, the key distribution centre, the relay; presence, delivery and the store as interfaces with in-memory implementations. May import: util, crypto, wire, record, proto.
+ * Layer 5, server: the server (accepting and admitting logins, routing, the
+ * relay, the key distribution centre) and its bookkeeping as plain data:
+ * presence, admission caps, failure penalties. May import: util, crypto, wire,
+ * record, proto.
  * @module
  */
 

@@ -22,34 +22,33 @@
 
 import {
   AuthError,
-  type ImError,
   isImError,
   type Logger,
   NetError,
   ProtocolError,
   randomBytes,
+  within,
 } from "../util/mod.ts";
+import { DEFAULT_HEARTBEAT_MS, DEFAULT_WINDOW_MS } from "../record/mod.ts";
 import {
-  DEFAULT_HEARTBEAT_MS,
-  DEFAULT_WINDOW_MS,
+  encodeErrorFrame,
+  ErrorCode,
+  errorFrameCode,
+  LOGIN_TIMEOUT_MS,
+  type LoginResult,
+  MAX_TICKET_LIFETIME_MS,
+  type Message,
+  sealTicket,
   SecureChannel,
-} from "../record/mod.ts";
+  ServerHandshake,
+  TICKET_ID_BYTES,
+} from "../proto/mod.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
   DEFAULT_MAX_QUEUED_BYTES,
   FrameKind,
   TcpTransport,
 } from "../wire/mod.ts";
-import {
-  encodeErrorFrame,
-  ErrorCode,
-  type LoginResult,
-  MAX_TICKET_LIFETIME_MS,
-  type Message,
-  sealTicket,
-  ServerHandshake,
-  TICKET_ID_BYTES,
-} from "../proto/mod.ts";
 import type { PrivateIdentity, PublicIdentity } from "../crypto/mod.ts";
 import { FailurePenalty, LoginAdmission, Presence } from "./presence.ts";
 
@@ -66,7 +65,7 @@ export interface ServerOptions {
   /** The server's directory of client public keys. */
   clients: Map<string, PublicIdentity>;
   log?: Logger;
-  /** Rule 1.2: a login must finish within this (default 10 s). */
+  /** Rule 1.2: a login must finish within this (default {@link LOGIN_TIMEOUT_MS}). */
   loginTimeoutMs?: number;
   /** Unauthenticated connections at once, in total (default 256). */
   maxUnauthenticated?: number;
@@ -134,7 +133,7 @@ export class ImServer {
     this.#o = {
       identity: opts.identity,
       clients: opts.clients,
-      loginTimeoutMs: opts.loginTimeoutMs ?? 10_000,
+      loginTimeoutMs: opts.loginTimeoutMs ?? LOGIN_TIMEOUT_MS,
       maxUnauthenticated: opts.maxUnauthenticated ?? 256,
       maxUnauthenticatedPerAddress: opts.maxUnauthenticatedPerAddress ?? 64,
       maxClients: opts.maxClients ?? 10_000,
@@ -268,17 +267,11 @@ export class ImServer {
 
   #refuse(t: TcpTransport, code: number, message: string): void {
     if (t.closed) return;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, GOODBYE_TIMEOUT_MS);
-    });
-    Promise.race([
+    within(
       t.send(encodeErrorFrame({ code, message })).catch(() => {}),
-      timeout,
-    ]).finally(() => {
-      clearTimeout(timer);
-      t.close();
-    });
+      GOODBYE_TIMEOUT_MS,
+      undefined,
+    ).finally(() => t.close());
   }
 
   async #handle(conn: Deno.TcpConn): Promise<void> {
@@ -367,15 +360,11 @@ export class ImServer {
         });
       }
       if (!t.closed) {
-        const err = e as ImError;
-        const code = err.code === "version"
-          ? ErrorCode.VERSION
-          : err.code === "bad-username"
-          ? ErrorCode.BAD_USERNAME
-          : err instanceof AuthError
-          ? ErrorCode.AUTH_FAILED
-          : ErrorCode.PROTOCOL;
-        this.#refuse(t, code, isImError(e) ? e.message : "Internal error");
+        this.#refuse(
+          t,
+          errorFrameCode(e),
+          isImError(e) ? e.message : "Internal error",
+        );
       }
       return;
     } finally {
@@ -543,16 +532,12 @@ export class ImServer {
     this.#leave(s, reason);
     // A client that does not read must not stall a replacement, a
     // revocation or the shutdown: the goodbye gets a bounded time.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, GOODBYE_TIMEOUT_MS);
-    });
-    await Promise.race([
+    await within(
       s.channel.send({ t: "closing", reason, message }).catch(() => {})
         .then(() => s.channel.close(reason)),
-      timeout,
-    ]);
-    clearTimeout(timer);
+      GOODBYE_TIMEOUT_MS,
+      undefined,
+    );
     s.channel.abort(reason);
   }
 

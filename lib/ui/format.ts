@@ -1,7 +1,7 @@
 /**
- * The pure half of the chat terminal: event types, sanitizing, the human
- * and `--json` formats, command parsing and Tab completion. No streams, no
- * clock, no environment; `ui.ts` re-exports everything here.
+ * The pure half of the chat terminal: sanitizing, the human and `--json`
+ * formats of the client's events, and Tab completion. No streams, no clock,
+ * no environment. The events and the commands belong to the client layer.
  *
  * @example
  * ```ts
@@ -15,47 +15,7 @@
  */
 
 import { isValidUsername } from "../proto/mod.ts";
-
-/** What the server says a user is doing in a `!list` answer (rules 4.1, 4.5). */
-export type PeerState = "IDLE" | "HOSTING" | "BUSY";
-
-/**
- * Something to show the user. `at` is milliseconds since the epoch; every
- * string may come from the network and is sanitized when formatted.
- */
-export type UiEvent =
-  | {
-    kind: "message";
-    from: string;
-    to: string;
-    text: string;
-    at: number;
-    id?: string;
-    direction: "in" | "out";
-  }
-  | {
-    kind: "receipt";
-    id: string;
-    status: "delivered" | "undelivered";
-    peer: string;
-    at: number;
-  }
-  | { kind: "system"; text: string; at: number }
-  | { kind: "error"; code: string; text: string; at: number }
-  | {
-    kind: "list";
-    users: Array<{ name: string; state: PeerState }>;
-    at: number;
-  }
-  | {
-    kind: "session";
-    state: "started" | "ended" | "waiting";
-    peer: string;
-    sas?: string;
-    transport?: "direct" | "relay";
-    reason?: string;
-    at: number;
-  };
+import { COMMANDS, type UiEvent } from "../client/mod.ts";
 
 /** Options of {@link formatEvent}. */
 export interface FormatOptions {
@@ -64,47 +24,6 @@ export interface FormatOptions {
   /** Our own username; it is shown bold instead of in a name colour. */
   self: string;
 }
-
-/** A parsed input line; see {@link parseCommand}. */
-export type Command =
-  | { kind: "host" }
-  | { kind: "session"; peer: string }
-  | { kind: "list" }
-  | { kind: "disconnect" }
-  | { kind: "whoami" }
-  | { kind: "help" }
-  | { kind: "quit" }
-  | { kind: "message"; text: string }
-  | { kind: "empty" }
-  | { kind: "unknown"; text: string; hint: string };
-
-/** Commands offered by Tab completion, in the order they are listed. */
-export const COMMANDS: readonly string[] = [
-  "!session host",
-  "!session ",
-  "!list",
-  "!disconnect",
-  "!whoami",
-  "!help",
-  "!quit",
-];
-
-/** The `!help` text: one command per line. */
-export const HELP_TEXT: string = [
-  "Commands:",
-  "  !session host      wait for a peer to connect to you",
-  "  !session <user>    start an encrypted session with <user>",
-  "  !list              show who is online",
-  "  !disconnect        end the current session",
-  "  !whoami            show your username and session",
-  "  !help              show this help",
-  "  !quit              log out and exit",
-  "Anything else is sent as a message to your peer;",
-  "start a line with !! to send a message beginning with !.",
-].join("\n");
-
-const COMMAND_LIST =
-  "!session host, !session <user>, !list, !disconnect, !whoami, !help, !quit";
 
 // ECMA-48 section 5.6: control strings (OSC, DCS, SOS, PM, APC), 7-bit
 // (ESC + letter) or 8-bit (C1) introducer, ended by ST (ESC \ or 0x9C) or,
@@ -442,71 +361,4 @@ export function completeLine(
     ];
   }
   return [[], line];
-}
-
-function unknown(text: string, hint: string): Command {
-  return { kind: "unknown", text, hint };
-}
-
-const NO_ARGS: Record<string, Command> = {
-  "!list": { kind: "list" },
-  "!disconnect": { kind: "disconnect" },
-  "!whoami": { kind: "whoami" },
-  "!help": { kind: "help" },
-  "!quit": { kind: "quit" },
-};
-
-/**
- * Parse one input line. A line whose first non-blank character is `!` is
- * a command (surrounding blanks ignored, names case-sensitive); `!!` at
- * the start sends the rest, from the second `!`, as a message; a blank
- * line is `empty`; anything else is a message, sent as typed.
- * @param line one sanitized input line
- * @returns the command; `unknown` carries a hint for the user
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { parseCommand } from "./format.ts";
- * assert.ok(parseCommand("!session bob").kind === "session");
- * assert.ok(parseCommand("!list").kind === "list");
- * const m = parseCommand("!!hi");
- * assert.ok(m.kind === "message" && m.text === "!hi");
- * assert.ok(parseCommand("!foo").kind === "unknown");
- * ```
- */
-export function parseCommand(line: string): Command {
-  const trimmed = line.trim();
-  if (trimmed === "") return { kind: "empty" };
-  if (!trimmed.startsWith("!")) return { kind: "message", text: line };
-  if (trimmed.startsWith("!!")) {
-    return { kind: "message", text: line.slice(line.indexOf("!") + 1) };
-  }
-  const [word = "", ...args] = trimmed.split(/\s+/);
-  const plain = NO_ARGS[word];
-  if (plain !== undefined) {
-    return args.length === 0
-      ? plain
-      : unknown(trimmed, `${word} takes no arguments`);
-  }
-  if (word === "!session") {
-    const usage = "Usage: !session host | !session <user>";
-    if (args.length !== 1) return unknown(trimmed, usage);
-    const peer = args[0] ?? "";
-    if (peer === "host") return { kind: "host" };
-    if (!isValidUsername(peer)) {
-      return unknown(
-        trimmed,
-        `Invalid username "${
-          peer.slice(0, 40)
-        }": expected 1-32 characters of A-Z a-z 0-9 _ -`,
-      );
-    }
-    return { kind: "session", peer };
-  }
-  return unknown(
-    trimmed,
-    `Unknown command "${
-      word.slice(0, 40)
-    }": try ${COMMAND_LIST} (start with !! to send a message beginning with !)`,
-  );
 }

@@ -38,25 +38,8 @@ import {
   formatPrompt,
   sanitizeInput,
   sanitizeText,
-  type UiEvent,
 } from "./format.ts";
-
-export {
-  type Command,
-  COMMANDS,
-  completeLine,
-  eventToJson,
-  formatEvent,
-  type FormatOptions,
-  formatPrompt,
-  HELP_TEXT,
-  parseCommand,
-  type PeerState,
-  sanitizeInput,
-  sanitizeText,
-  shouldUseColor,
-  type UiEvent,
-} from "./format.ts";
+import type { UiEvent } from "../client/mod.ts";
 
 /** Longest input line accepted by default, in UTF-8 bytes. */
 export const MAX_LINE_BYTES = 16 * 1024;

@@ -1,5 +1,6 @@
 /**
- * Layer 0, util: bytes and their encodings, typed errors, time and concurrency helpers, log lines. It imports nothing of `im`.
+ * Layer 0, util: bytes and their encodings, typed errors, time and concurrency
+ * helpers, log lines. It imports nothing of `im`.
  * @module
  */
 

@@ -1,5 +1,8 @@
 /**
- * Layer 1, wire: frames (PROTOCOL.md section 1) and the transports that carry them: the {@link FrameTransport} and {@link Network} interfaces, TCP for users, memory for tests, and the recording proxy. Knows nothing of what a frame means. May import: util.
+ * Layer 1, wire: frames (PROTOCOL.md section 1) and the transports that carry
+ * them: the {@link FrameTransport} interface, TCP, an in-memory pair for
+ * tests, and the recording proxy of the demo and the attack tests. Knows
+ * nothing of what a frame means. May import: util.
  * @module
  */
 

@@ -20,7 +20,7 @@
  */
 
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder } from "./frame.ts";
-import { NetError, ProtocolError } from "../util/mod.ts";
+import { NetError, ProtocolError, within } from "../util/mod.ts";
 
 /** Carries frame payloads (without the length prefix) both ways. */
 export interface FrameTransport {
@@ -265,18 +265,13 @@ export class TcpTransport implements FrameTransport {
     }
     this.#closed = true;
     const bytes = frame;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, FAREWELL_TIMEOUT_MS);
-    });
     const write = this.#writeChain.then(async () => {
       let off = 0;
       while (off < bytes.length) {
         off += await this.conn.write(bytes.subarray(off));
       }
     }).catch(() => {});
-    Promise.race([write, timeout]).finally(() => {
-      clearTimeout(timer);
+    within(write, FAREWELL_TIMEOUT_MS, undefined).finally(() => {
       try {
         this.conn.close();
       } catch {

@@ -23,18 +23,19 @@ import {
   type ClientOptions,
   type ClientUi,
   loginToServer,
+  type UiEvent,
 } from "../../lib/client/mod.ts";
-import type { ChannelEvent, SecureChannel } from "../../lib/record/mod.ts";
-import type { ImError, LogFields } from "../../lib/util/mod.ts";
 import {
+  type ChannelEvent,
   decodeErrorFrame,
   type ErrorFrame,
   type LoginResult,
+  type SecureChannel,
 } from "../../lib/proto/mod.ts";
+import type { ImError, LogFields } from "../../lib/util/mod.ts";
 import { FrameDecoder, FrameKind } from "../../lib/wire/mod.ts";
 import type { PrivateIdentity, PublicIdentity } from "../../lib/crypto/mod.ts";
 import { ImServer, type ServerOptions } from "../../lib/server/mod.ts";
-import type { UiEvent } from "../../lib/ui/mod.ts";
 import { type Identities, identities } from "../_helpers.ts";
 import { FrameMitm, type MitmOptions } from "./_mitm.ts";
 

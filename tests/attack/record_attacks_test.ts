@@ -21,7 +21,7 @@ import {
   RECORD_MIN_BYTES,
   RecordType,
 } from "../../lib/record/mod.ts";
-import type { UiEvent } from "../../lib/ui/mod.ts";
+import type { UiEvent } from "../../lib/client/mod.ts";
 import { assertThrowsIm, loginInMemory } from "../_helpers.ts";
 import type { MitmFrame, Out } from "./_mitm.ts";
 import {

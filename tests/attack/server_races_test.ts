@@ -7,14 +7,14 @@
  */
 
 import assert from "node:assert/strict";
-import { SecureChannel } from "../../lib/record/mod.ts";
-import { encodeFrame, FrameKind, TcpTransport } from "../../lib/wire/mod.ts";
 import {
   ClientHandshake,
   encodeClientHello,
   ErrorCode,
   type Message,
+  SecureChannel,
 } from "../../lib/proto/mod.ts";
+import { encodeFrame, FrameKind, TcpTransport } from "../../lib/wire/mod.ts";
 import { loginToServer } from "../../lib/client/mod.ts";
 import {
   clientDirectory,

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { FrameKind } from "../../lib/wire/mod.ts";
 import { RecordType } from "../../lib/record/mod.ts";
-import type { UiEvent } from "../../lib/ui/mod.ts";
+import type { UiEvent } from "../../lib/client/mod.ts";
 import { flipBit } from "../_helpers.ts";
 import type { Dir, MitmFrame } from "./_mitm.ts";
 import {

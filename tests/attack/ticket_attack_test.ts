@@ -17,7 +17,7 @@ import {
   peerCommitment,
 } from "../../lib/proto/mod.ts";
 import { randomBytes, TicketError } from "../../lib/util/mod.ts";
-import type { UiEvent } from "../../lib/ui/mod.ts";
+import type { UiEvent } from "../../lib/client/mod.ts";
 import { assertThrowsIm, flipBit } from "../_helpers.ts";
 import { type FrameMitm, type MitmFrame, rawFrame } from "./_mitm.ts";
 import {

@@ -1,0 +1,122 @@
+/**
+ * The commands a user types (README.md "Commands"): parsing one line into a
+ * {@link Command}, the list Tab completion offers and the `!help` text. Pure;
+ * the client acts on the result, the terminal completes with the list.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseCommand } from "./commands.ts";
+ * assert.ok(parseCommand("!list").kind === "list");
+ * ```
+ * @module
+ */
+
+import { isValidUsername } from "../proto/mod.ts";
+
+/** A parsed input line; see {@link parseCommand}. */
+export type Command =
+  | { kind: "host" }
+  | { kind: "session"; peer: string }
+  | { kind: "list" }
+  | { kind: "disconnect" }
+  | { kind: "whoami" }
+  | { kind: "help" }
+  | { kind: "quit" }
+  | { kind: "message"; text: string }
+  | { kind: "empty" }
+  | { kind: "unknown"; text: string; hint: string };
+
+/** Commands offered by Tab completion, in the order they are listed. */
+export const COMMANDS: readonly string[] = [
+  "!session host",
+  "!session ",
+  "!list",
+  "!disconnect",
+  "!whoami",
+  "!help",
+  "!quit",
+];
+
+/** The `!help` text: one command per line (PROTOCOL.md is silent on it: it is the terminal's). */
+export const HELP_TEXT: string = [
+  "Commands:",
+  "  !session host      wait for a peer to connect to you",
+  "  !session <user>    start an encrypted session with <user>",
+  "  !list              show who is online and their state",
+  "  !disconnect        end the current session (or stop hosting)",
+  "  !whoami            your name, key fingerprints and session",
+  "  !help              this help",
+  "  !quit              log out",
+  "Anything else is sent to your peer; start with !! to send a line beginning with !",
+].join("\n");
+
+const COMMAND_LIST =
+  "!session host, !session <user>, !list, !disconnect, !whoami, !help, !quit";
+
+function unknown(text: string, hint: string): Command {
+  return { kind: "unknown", text, hint };
+}
+
+const NO_ARGS: Record<string, Command> = {
+  "!list": { kind: "list" },
+  "!disconnect": { kind: "disconnect" },
+  "!whoami": { kind: "whoami" },
+  "!help": { kind: "help" },
+  "!quit": { kind: "quit" },
+};
+
+/**
+ * Parse one input line. A line whose first non-blank character is `!` is
+ * a command (surrounding blanks ignored, names case-sensitive); `!!` at
+ * the start sends the rest, from the second `!`, as a message; a blank
+ * line is `empty`; anything else is a message, sent as typed.
+ * @param line one sanitized input line
+ * @returns the command; `unknown` carries a hint for the user
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseCommand } from "./commands.ts";
+ * assert.ok(parseCommand("!session bob").kind === "session");
+ * assert.ok(parseCommand("!list").kind === "list");
+ * const m = parseCommand("!!hi");
+ * assert.ok(m.kind === "message" && m.text === "!hi");
+ * assert.ok(parseCommand("!foo").kind === "unknown");
+ * ```
+ */
+export function parseCommand(line: string): Command {
+  const trimmed = line.trim();
+  if (trimmed === "") return { kind: "empty" };
+  if (!trimmed.startsWith("!")) return { kind: "message", text: line };
+  if (trimmed.startsWith("!!")) {
+    return { kind: "message", text: line.slice(line.indexOf("!") + 1) };
+  }
+  const [word = "", ...args] = trimmed.split(/\s+/);
+  const plain = NO_ARGS[word];
+  if (plain !== undefined) {
+    return args.length === 0
+      ? plain
+      : unknown(trimmed, `${word} takes no arguments`);
+  }
+  if (word === "!session") {
+    const usage = "Usage: !session host | !session <user>";
+    if (args.length !== 1) return unknown(trimmed, usage);
+    const peer = args[0] ?? "";
+    if (peer === "host") return { kind: "host" };
+    if (!isValidUsername(peer)) {
+      return unknown(
+        trimmed,
+        `Invalid username "${
+          peer.slice(0, 40)
+        }": expected 1-32 characters of A-Z a-z 0-9 _ -`,
+      );
+    }
+    return { kind: "session", peer };
+  }
+  return unknown(
+    trimmed,
+    `Unknown command "${
+      word.slice(0, 40)
+    }": try ${COMMAND_LIST} (start with !! to send a message beginning with !)`,
+  );
+}

@@ -1,0 +1,88 @@
+import assert from "node:assert/strict";
+import {
+  allSettledOrThrow,
+  Backoff,
+  deadline,
+  sleep,
+  within,
+} from "../lib/util/mod.ts";
+
+Deno.test("deadline() passes on the value or the rejection of work that settles in time", async () => {
+  assert.equal(
+    await deadline(Promise.resolve(7), 1000, () => new Error("x")),
+    7,
+  );
+  await assert.rejects(
+    deadline(Promise.reject(new Error("own")), 1000, () => new Error("x")),
+    /own/,
+  );
+});
+
+Deno.test("deadline() rejects with onTimeout() when time runs out, and hands a late value to late()", async () => {
+  const { promise, resolve } = Promise.withResolvers<string>();
+  const lateValues: string[] = [];
+  await assert.rejects(
+    deadline(
+      promise,
+      5,
+      () => new Error("too slow"),
+      (v) => lateValues.push(v),
+    ),
+    /too slow/,
+  );
+  resolve("arrived");
+  await promise;
+  await sleep(0);
+  assert.deepEqual(lateValues, ["arrived"]);
+});
+
+Deno.test("within() gives the fallback when time runs out (not an error), and late() sees the late value", async () => {
+  const { promise, resolve } = Promise.withResolvers<number>();
+  const late: number[] = [];
+  assert.equal(
+    await within(promise, 5, "gave up", (v) => late.push(v)),
+    "gave up",
+  );
+  resolve(3);
+  await promise;
+  await sleep(0);
+  assert.deepEqual(late, [3]);
+  assert.equal(
+    await within(Promise.resolve(1), 1000, 0, () => late.push(99)),
+    1,
+  );
+  assert.deepEqual(late, [3], "a value in time is not late");
+});
+
+Deno.test("sleep() ends early when its signal aborts", async () => {
+  const ac = new AbortController();
+  const started = performance.now();
+  const p = sleep(60_000, ac.signal);
+  ac.abort();
+  await p;
+  assert.ok(performance.now() - started < 30_000);
+  await sleep(0, AbortSignal.abort());
+});
+
+Deno.test("Backoff doubles up to its maximum, jitters to 50-100% and starts over on reset()", () => {
+  const none = new Backoff(100, 1000, () => 1);
+  assert.deepEqual(
+    [none.next(), none.next(), none.next(), none.next(), none.next()],
+    [100, 200, 400, 800, 1000],
+  );
+  none.reset();
+  assert.equal(none.next(), 100);
+  const most = new Backoff(100, 1000, () => 0);
+  assert.deepEqual([most.next(), most.next()], [50, 100]);
+  assert.equal(most.upcoming, 400);
+});
+
+Deno.test("allSettledOrThrow() waits for every promise before it throws the first error", async () => {
+  let finished = false;
+  const slow = sleep(10).then(() => (finished = true));
+  await assert.rejects(
+    allSettledOrThrow([Promise.reject(new Error("first")), slow]),
+    /first/,
+  );
+  assert.ok(finished);
+});
