@@ -420,6 +420,8 @@ export const RELAY_QUEUE_MAX_BYTES = 1024 * 1024;
 export class RelayTransport implements FrameTransport {
   /** `relay:<peer>`, for messages and logs. */
   readonly remote: string;
+  /** `relay`: the peer is behind the server. */
+  readonly remoteHost = "relay";
   #send: (data: string) => Promise<void>;
   #queue: Uint8Array[] = [];
   #queuedBytes = 0;
@@ -433,6 +435,11 @@ export class RelayTransport implements FrameTransport {
   constructor(peer: string, send: (data: string) => Promise<void>) {
     this.remote = `relay:${peer}`;
     this.#send = send;
+  }
+
+  /** Sends are handed to the server channel at once. */
+  get queuedBytes(): number {
+    return 0;
   }
 
   /** Has the relay been closed (by us, or because its queue overflowed)? */

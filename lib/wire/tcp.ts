@@ -1,8 +1,7 @@
 /**
- * Frame transports: something that carries whole frame payloads both ways.
- * {@link TcpTransport} is the socket edge (rule 1.0: TCP_NODELAY, one write
- * per frame); the relay of issue 6 provides the same interface over a server
- * channel, so the peer handshake runs unchanged over either.
+ * The TCP {@link Network}: {@link TcpTransport} is the socket edge (rule 1.0:
+ * TCP_NODELAY, one write per frame), {@link TcpListener} accepts them, and
+ * {@link tcpNetwork} is what the client and the server are given by default.
  *
  * @example
  * ```ts
@@ -21,37 +20,16 @@
 
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder } from "./frame.ts";
 import { NetError, ProtocolError, within } from "../util/mod.ts";
+import type {
+  Farewell,
+  FrameListener,
+  FrameTransport,
+  Network,
+  TransportOptions,
+} from "./transport.ts";
 
-/** Carries frame payloads (without the length prefix) both ways. */
-export interface FrameTransport {
-  /** Send one payload; rejects when the transport is closed. */
-  send(payload: Uint8Array): Promise<void>;
-  /** Next payload; `null` at a clean end of stream. Throws ProtocolError on malformed framing. */
-  recv(): Promise<Uint8Array | null>;
-  /** Close; idempotent. Pending `recv` calls resolve with `null`. */
-  close(): void;
-  /** Where the other end is, for logs (`127.0.0.1:5555`). */
-  readonly remote: string;
-}
-
-/** Options of {@link TcpTransport}. */
-export interface TcpTransportOptions {
-  /** Frame limit, rule 1.1. */
-  maxFrameBytes?: number;
-  /**
-   * Most bytes queued for a peer that does not read; past it the connection
-   * is closed, so a client that never reads cannot grow our memory.
-   */
-  maxQueuedBytes?: number;
-  /**
-   * The last frame to send when the peer breaks the framing (rule 1.1: "that
-   * connection gets an error frame where possible and is closed"): called
-   * with the error, it returns a payload that is written, best effort and
-   * within {@link FAREWELL_TIMEOUT_MS}, before the socket closes. Settable
-   * later through {@link TcpTransport.farewell}.
-   */
-  farewell?: (error: ProtocolError) => Uint8Array | undefined;
-}
+/** Options of {@link TcpTransport}: those of every transport. */
+export type TcpTransportOptions = TransportOptions;
 
 /** Longest a farewell frame may take to write before the socket is closed anyway. */
 export const FAREWELL_TIMEOUT_MS = 1000;
@@ -67,8 +45,9 @@ export const READ_BUFFER_BYTES = 4 * 1024;
 export const DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024;
 
 /** A {@link FrameTransport} over one TCP connection. */
-export class TcpTransport implements FrameTransport {
+export class TcpTransport implements FrameTransport, Farewell {
   readonly remote: string;
+  readonly remoteHost: string;
   readonly conn: Deno.Conn;
   #decoder: FrameDecoder;
   #maxFrame: number;
@@ -89,6 +68,7 @@ export class TcpTransport implements FrameTransport {
     this.#decoder = new FrameDecoder(this.#maxFrame);
     this.#farewell = opts.farewell;
     const addr = conn.remoteAddr as Deno.NetAddr;
+    this.remoteHost = addr.hostname;
     this.remote = `${addr.hostname}:${addr.port}`;
     // Rule 1.0: Nagle's algorithm meeting delayed ACKs cost the seed ~40 ms per login.
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
@@ -249,6 +229,12 @@ export class TcpTransport implements FrameTransport {
     this.#farewell = f;
   }
 
+  get farewell():
+    | ((error: ProtocolError) => Uint8Array | undefined)
+    | undefined {
+    return this.#farewell;
+  }
+
   /** Mark closed at once, write the farewell frame if there is one, then close the socket. */
   #closeWithFarewell(e: ProtocolError): void {
     if (this.#closed) return;
@@ -296,3 +282,74 @@ export class TcpTransport implements FrameTransport {
     return this.#closed;
   }
 }
+
+/** A {@link FrameListener} on a TCP port. */
+export class TcpListener implements FrameListener {
+  readonly hostname: string;
+  readonly port: number;
+  #listener: Deno.TcpListener;
+  #opts: TransportOptions;
+  #closed = false;
+
+  constructor(listener: Deno.TcpListener, opts: TransportOptions) {
+    this.#listener = listener;
+    this.#opts = opts;
+    const addr = listener.addr as Deno.NetAddr;
+    this.hostname = addr.hostname;
+    this.port = addr.port;
+  }
+
+  async accept(): Promise<TcpTransport> {
+    let conn: Deno.TcpConn;
+    try {
+      conn = await this.#listener.accept();
+    } catch (e) {
+      if (this.#closed || e instanceof Deno.errors.BadResource) {
+        throw new NetError("closed", "Listener is closed");
+      }
+      throw new NetError("accept-failed", (e as Error).message);
+    }
+    return TcpTransport.wrap(conn, this.#opts);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#listener.close();
+    } catch {
+      // Already closed by the runtime.
+    }
+  }
+}
+
+/** Listen on a TCP port; the errors of {@link Network.listen}. */
+function listenTcp(
+  hostname: string,
+  port: number,
+  opts: TransportOptions = {},
+): TcpListener {
+  try {
+    return new TcpListener(
+      Deno.listen({ hostname, port, transport: "tcp" }),
+      opts,
+    );
+  } catch (e) {
+    if (e instanceof Deno.errors.AddrInUse) {
+      throw new NetError(
+        "port-in-use",
+        `Cannot listen on ${hostname}:${port}: the port is in use`,
+      );
+    }
+    throw new NetError(
+      "listen-failed",
+      `Cannot listen on ${hostname}:${port}: ${(e as Error).message}`,
+    );
+  }
+}
+
+/** Real sockets: the {@link Network} of `im serve` and `im chat`. */
+export const tcpNetwork: Network = {
+  connect: (hostname, port, opts) => TcpTransport.connect(hostname, port, opts),
+  listen: listenTcp,
+};
