@@ -1,8 +1,13 @@
 import assert from "node:assert/strict";
 import { ProtocolError, utf8 } from "../lib/util/mod.ts";
 import {
+  answerTo,
+  decodeClientToServer,
   decodeMessage,
+  decodePeerToPeer,
+  decodeServerToClient,
   encodeMessage,
+  MAX_REQUEST_ID,
   type Message,
 } from "../lib/proto/mod.ts";
 
@@ -99,4 +104,95 @@ Deno.test("decodeMessage() rejects invalid UTF-8 with ProtocolError bad-utf8", (
     () => decodeMessage(new Uint8Array([0x7b, 0xff, 0xfe, 0x7d])),
     (e) => e instanceof ProtocolError && e.code === "bad-utf8",
   );
+});
+
+// PROTOCOL.md section 5: each direction has its own schema, and a message
+// of another direction is refused by the reader of this one.
+Deno.test("each direction's decoder reads its own messages and refuses the others' with bad-message", () => {
+  const cases: Array<
+    [string, (b: Uint8Array) => unknown, Message[], Message[]]
+  > = [
+    [
+      "client -> server",
+      decodeClientToServer,
+      [{ t: "list" }, { t: "session", peer: "A", req: 3 }],
+      [{ t: "welcome", user: "A", serverFingerprint: "x" }, {
+        t: "ack",
+        id: "1",
+      }],
+    ],
+    [
+      "server -> client",
+      decodeServerToClient,
+      [{ t: "users", users: [], more: 0, req: 9 }, {
+        t: "closing",
+        reason: "shutdown",
+        message: "x",
+      }],
+      [{ t: "list" }, { t: "msg", id: "1", text: "x" }],
+    ],
+    [
+      "peer <-> peer",
+      decodePeerToPeer,
+      [{ t: "msg", id: "1", text: "hi" }, { t: "ack", id: "1" }],
+      [{ t: "list" }, { t: "error", code: "x", message: "y" }],
+    ],
+  ];
+  for (const [dir, decode, own, others] of cases) {
+    for (const m of own) {
+      assert.deepEqual(decode(encodeMessage(m)), m, `${dir} reads ${m.t}`);
+    }
+    for (const m of others) {
+      assert.throws(
+        () => decode(encodeMessage(m)),
+        (e) => e instanceof ProtocolError && e.code === "bad-message",
+        `${dir} refuses ${m.t}`,
+      );
+    }
+  }
+});
+
+// PROTOCOL.md section 5.1: a request id is an integer 1..2^32-1, carried only
+// between client and server; anything else in `req` is refused.
+Deno.test("req: kept when it is an integer from 1 to 2^32-1 on a client or server message", () => {
+  for (const req of [1, 42, MAX_REQUEST_ID]) {
+    assert.deepEqual(decodeClientToServer(utf8(`{"t":"list","req":${req}}`)), {
+      t: "list",
+      req,
+    });
+    assert.equal(
+      decodeServerToClient(
+        utf8(`{"t":"error","code":"x","message":"y","req":${req}}`),
+      ).req,
+      req,
+    );
+  }
+});
+
+Deno.test("req: zero, negative, fractional, too large, a string or on a peer message is bad-message", () => {
+  const bad = [
+    '{"t":"list","req":0}',
+    '{"t":"list","req":-1}',
+    '{"t":"list","req":1.5}',
+    '{"t":"list","req":4294967296}',
+    '{"t":"list","req":"1"}',
+    '{"t":"list","req":null}',
+  ];
+  for (const text of bad) {
+    assert.throws(
+      () => decodeClientToServer(utf8(text)),
+      (e) => e instanceof ProtocolError && e.code === "bad-message",
+      text,
+    );
+  }
+  assert.throws(
+    () => decodePeerToPeer(utf8('{"t":"ack","id":"1","req":1}')),
+    (e) => e instanceof ProtocolError && e.code === "bad-message",
+  );
+});
+
+Deno.test("answerTo() copies the request's id onto the answer, and adds none when the request had none", () => {
+  const users = { t: "users" as const, users: [], more: 0 };
+  assert.equal(answerTo({ req: 77 }, users).req, 77);
+  assert.equal("req" in answerTo({}, users), false);
 });

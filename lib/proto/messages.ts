@@ -28,57 +28,25 @@ export type RefusalReason =
   | "busy"
   | "self";
 
-/** Every message, client <-> server and peer <-> peer. */
-export type Message =
-  // client -> server
-  | { t: "list" }
-  | { t: "host"; addr: string }
-  | { t: "unhost" }
-  | { t: "session"; peer: string }
-  | { t: "ended"; peer: string }
-  | { t: "busy"; peer: string }
-  | { t: "cancel"; ticketId: string }
-  | { t: "relay"; peer: string; data: string }
-  | { t: "bye" }
-  // server -> client
-  | { t: "welcome"; user: string; serverFingerprint: string }
-  | {
-    t: "users";
-    users: Array<{ name: string; state: UserState }>;
-    /** Users online beyond those listed (the list is capped to fit a record). */
-    more: number;
-  }
-  | { t: "hosting"; addr: string }
-  | {
-    t: "grant";
-    peer: string;
-    key: string;
-    ticket: string;
-    ticketId: string;
-    expiresAt: number;
-  }
-  | {
-    t: "join";
-    peer: string;
-    addr: string;
-    ticketId: string;
-    expiresAt: number;
-  }
-  | { t: "refused"; peer: string; reason: RefusalReason; message: string }
-  | { t: "cancelled"; peer: string; message: string }
-  | { t: "error"; code: string; message: string }
-  | { t: "closing"; reason: string; message: string }
-  | { t: "relayed"; peer: string; data: string }
-  // peer <-> peer
-  | { t: "msg"; id: string; text: string }
-  | { t: "ack"; id: string };
+/** One entry of `users`. */
+export interface UserEntry {
+  name: string;
+  state: UserState;
+}
 
-/** Names of all messages. */
-export type MessageType = Message["t"];
+/**
+ * How a field is checked: `name` is a string that follows the username rule
+ * (2.9), `reason` a {@link RefusalReason}, `users` a list of
+ * {@link UserEntry}; `number` is finite.
+ */
+type FieldType = "string" | "name" | "number" | "users" | "reason";
+type Schema = Readonly<Record<string, Readonly<Record<string, FieldType>>>>;
 
-/** `name` is a string that follows the username rule (2.9). */
-type FieldType = "string" | "name" | "number" | "users";
-const SCHEMA: Record<MessageType, Record<string, FieldType>> = {
+/**
+ * Client -> server (PROTOCOL.md section 5). Each may carry a request id
+ * `req`, which the server's answer repeats (section 5.1).
+ */
+export const CLIENT_TO_SERVER = {
   list: {},
   host: { addr: "string" },
   unhost: {},
@@ -88,7 +56,12 @@ const SCHEMA: Record<MessageType, Record<string, FieldType>> = {
   cancel: { ticketId: "string" },
   relay: { peer: "name", data: "string" },
   bye: {},
+} as const satisfies Schema;
+
+/** Server -> client (PROTOCOL.md section 5); an answer repeats its request's `req`. */
+export const SERVER_TO_CLIENT = {
   welcome: { user: "name", serverFingerprint: "string" },
+  /** `more`: users online beyond those listed (the list is capped to fit a record). */
   users: { users: "users", more: "number" },
   hosting: { addr: "string" },
   grant: {
@@ -104,17 +77,94 @@ const SCHEMA: Record<MessageType, Record<string, FieldType>> = {
     ticketId: "string",
     expiresAt: "number",
   },
-  refused: { peer: "name", reason: "string", message: "string" },
+  refused: { peer: "name", reason: "reason", message: "string" },
   cancelled: { peer: "name", message: "string" },
   error: { code: "string", message: "string" },
   closing: { reason: "string", message: "string" },
   relayed: { peer: "name", data: "string" },
+} as const satisfies Schema;
+
+/** Peer <-> peer, inside a peer session (PROTOCOL.md section 6). */
+export const PEER_TO_PEER = {
   msg: { id: "string", text: "string" },
   ack: { id: "string" },
-};
+} as const satisfies Schema;
+
+type FieldValue<F> = F extends "number" ? number
+  : F extends "users" ? UserEntry[]
+  : F extends "reason" ? RefusalReason
+  : string;
+
+/** The message types a schema describes, one object type per entry. */
+type MessagesOf<S extends Schema, Extra> = {
+  [T in keyof S & string]:
+    & { t: T }
+    & { -readonly [K in keyof S[T]]: FieldValue<S[T][K]> }
+    & Extra;
+}[keyof S & string];
+
+/** The request id of PROTOCOL.md section 5.1: an integer 1..{@link MAX_REQUEST_ID}. */
+export interface RequestId {
+  req?: number;
+}
+
+/** Largest request id; the client wraps to 1 after it. */
+export const MAX_REQUEST_ID = 0xffff_ffff;
+
+/** What a client sends the server. */
+export type ClientToServer = MessagesOf<typeof CLIENT_TO_SERVER, RequestId>;
+/** What the server sends a client. */
+export type ServerToClient = MessagesOf<typeof SERVER_TO_CLIENT, RequestId>;
+/** What peers send each other. */
+export type PeerToPeer = MessagesOf<typeof PEER_TO_PEER, unknown>;
+/** Every message, in any direction. */
+export type Message = ClientToServer | ServerToClient | PeerToPeer;
+
+/** Names of all messages. */
+export type MessageType = Message["t"];
+
+/**
+ * The server's answer to a request, naming it: `req` is copied from the
+ * request when it has one (PROTOCOL.md section 5.1).
+ * @param request what the client sent
+ * @param answer the answer
+ * @returns the answer, with the request's id
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { answerTo } from "./messages.ts";
+ * const a = answerTo({ t: "list", req: 7 }, { t: "users", users: [], more: 0 });
+ * assert.equal(a.req, 7);
+ * ```
+ */
+export function answerTo(
+  request: RequestId,
+  answer: ServerToClient,
+): ServerToClient {
+  return request.req === undefined ? answer : { ...answer, req: request.req };
+}
+
+interface Entry {
+  fields: Readonly<Record<string, FieldType>>;
+  /** May the message carry a request id? */
+  req: boolean;
+}
+
+function entries(schema: Schema, req: boolean): Array<[string, Entry]> {
+  return Object.entries(schema).map(([t, fields]) => [t, { fields, req }]);
+}
 
 const REFUSALS = new Set(["unknown", "offline", "not-hosting", "busy", "self"]);
 const STATES = new Set(["IDLE", "HOSTING", "BUSY"]);
+
+const CLIENT_ENTRIES = new Map(entries(CLIENT_TO_SERVER, true));
+const SERVER_ENTRIES = new Map(entries(SERVER_TO_CLIENT, true));
+const PEER_ENTRIES = new Map(entries(PEER_TO_PEER, false));
+const ALL_ENTRIES = new Map([
+  ...CLIENT_ENTRIES,
+  ...SERVER_ENTRIES,
+  ...PEER_ENTRIES,
+]);
 
 /**
  * Encode a message as UTF-8 JSON.
@@ -136,7 +186,7 @@ function bad(why: string): ProtocolError {
 }
 
 /**
- * Decode and check a message.
+ * Decode and check a message of any direction.
  * @param bytes a DATA record's plaintext
  * @returns the message, every field of the right type
  * @throws {ProtocolError} `bad-message` (or `bad-utf8`)
@@ -148,6 +198,43 @@ function bad(why: string): ProtocolError {
  * ```
  */
 export function decodeMessage(bytes: Uint8Array): Message {
+  return decodeWith(ALL_ENTRIES, bytes) as unknown as Message;
+}
+
+/**
+ * Decode what a client may send the server; any other type is `bad-message`.
+ * @param bytes a DATA record's plaintext
+ * @returns the message
+ * @throws {ProtocolError} `bad-message` (or `bad-utf8`)
+ */
+export function decodeClientToServer(bytes: Uint8Array): ClientToServer {
+  return decodeWith(CLIENT_ENTRIES, bytes) as unknown as ClientToServer;
+}
+
+/**
+ * Decode what the server may send a client; any other type is `bad-message`.
+ * @param bytes a DATA record's plaintext
+ * @returns the message
+ * @throws {ProtocolError} `bad-message` (or `bad-utf8`)
+ */
+export function decodeServerToClient(bytes: Uint8Array): ServerToClient {
+  return decodeWith(SERVER_ENTRIES, bytes) as unknown as ServerToClient;
+}
+
+/**
+ * Decode what a peer may send a peer; any other type is `bad-message`.
+ * @param bytes a DATA record's plaintext
+ * @returns the message
+ * @throws {ProtocolError} `bad-message` (or `bad-utf8`)
+ */
+export function decodePeerToPeer(bytes: Uint8Array): PeerToPeer {
+  return decodeWith(PEER_ENTRIES, bytes) as unknown as PeerToPeer;
+}
+
+function decodeWith(
+  table: ReadonlyMap<string, Entry>,
+  bytes: Uint8Array,
+): Record<string, unknown> {
   const text = fromUtf8(bytes, "message");
   let v: unknown;
   try {
@@ -160,12 +247,12 @@ export function decodeMessage(bytes: Uint8Array): Message {
   }
   const o = v as Record<string, unknown>;
   const t = o.t;
-  if (typeof t !== "string" || !Object.hasOwn(SCHEMA, t)) {
+  const entry = typeof t === "string" ? table.get(t) : undefined;
+  if (!entry) {
     throw bad(`unknown type ${JSON.stringify(t)?.slice(0, 40)}`);
   }
-  const fields = SCHEMA[t as MessageType];
   const out: Record<string, unknown> = { t };
-  for (const [name, type] of Object.entries(fields)) {
+  for (const [name, type] of Object.entries(entry.fields)) {
     const f = o[name];
     if (type === "users") {
       if (!Array.isArray(f)) throw bad(`"${name}" must be a list`);
@@ -184,14 +271,25 @@ export function decodeMessage(bytes: Uint8Array): Message {
         throw bad(`"${name}" must be a username`);
       }
       out[name] = f;
+    } else if (type === "reason") {
+      if (typeof f !== "string" || !REFUSALS.has(f)) {
+        throw bad("unknown refusal reason");
+      }
+      out[name] = f;
     } else if (
       typeof f !== type || (type === "number" && !Number.isFinite(f))
     ) {
       throw bad(`"${name}" must be a ${type}`);
     } else out[name] = f;
   }
-  if (t === "refused" && !REFUSALS.has(out.reason as string)) {
-    throw bad("unknown refusal reason");
+  if (o.req !== undefined) {
+    // Section 5.1: an id the answer can name, never anything else.
+    const r = o.req;
+    if (
+      !entry.req || typeof r !== "number" || !Number.isInteger(r) || r < 1 ||
+      r > MAX_REQUEST_ID
+    ) throw bad('"req" must be an integer from 1 to 4294967295');
+    out.req = r;
   }
-  return out as Message;
+  return out;
 }
