@@ -46,8 +46,12 @@ import {
 import {
   DEFAULT_MAX_FRAME_BYTES,
   DEFAULT_MAX_QUEUED_BYTES,
+  type Farewell,
   FrameKind,
-  TcpTransport,
+  type FrameListener,
+  type FrameTransport,
+  type Network,
+  tcpNetwork,
 } from "../wire/mod.ts";
 import type { PrivateIdentity, PublicIdentity } from "../crypto/mod.ts";
 import { FailurePenalty, LoginAdmission, Presence } from "./presence.ts";
@@ -61,6 +65,8 @@ export const RELAY_QUEUE_BUDGET_BYTES = 1024 * 1024;
 export interface ServerOptions {
   hostname?: string;
   port?: number;
+  /** Where connections come from (default {@link tcpNetwork}; tests pass a `MemoryNetwork`). */
+  network?: Network;
   identity: PrivateIdentity;
   /** The server's directory of client public keys. */
   clients: Map<string, PublicIdentity>;
@@ -106,15 +112,18 @@ interface ClientSession {
   ticketKeys: LoginResult["ticketKeys"];
 }
 
+/** A transport as the server's listener hands it out. */
+type Conn = FrameTransport & Farewell;
+
 interface Pending {
   address: string;
-  transport: TcpTransport;
+  transport: Conn;
 }
 
 /** A running server. */
 export class ImServer {
-  #listener: Deno.TcpListener;
-  #o: Required<Omit<ServerOptions, "hostname" | "port" | "log">>;
+  #listener: FrameListener;
+  #o: Required<Omit<ServerOptions, "hostname" | "port" | "log" | "network">>;
   #log: Logger;
   #clients: Map<string, PublicIdentity>;
   #presence: Presence;
@@ -125,7 +134,7 @@ export class ImServer {
   #closing = false;
   #acceptLoop: Promise<void>;
 
-  private constructor(listener: Deno.TcpListener, opts: ServerOptions) {
+  private constructor(listener: FrameListener, opts: ServerOptions) {
     this.#listener = listener;
     this.#log = opts.log ?? (() => {});
     this.#clients = opts.clients;
@@ -169,25 +178,17 @@ export class ImServer {
   static start(opts: ServerOptions): Promise<ImServer> {
     const hostname = opts.hostname ?? "127.0.0.1";
     const port = opts.port ?? 9876;
-    let listener: Deno.TcpListener;
+    let listener: FrameListener;
     try {
-      listener = Deno.listen({ hostname, port, transport: "tcp" });
+      listener = (opts.network ?? tcpNetwork).listen(hostname, port, {
+        maxFrameBytes: opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+        maxQueuedBytes: opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
+        // Rule 1.1: broken framing during login gets an error frame, then the close.
+        farewell: (e) =>
+          encodeErrorFrame({ code: ErrorCode.PROTOCOL, message: e.message }),
+      });
     } catch (e) {
-      if (e instanceof Deno.errors.AddrInUse) {
-        return Promise.reject(
-          new NetError(
-            "port-in-use",
-            `Cannot listen on ${hostname}:${port}: the port is in use`,
-            "stop the other server or choose another --port",
-          ),
-        );
-      }
-      return Promise.reject(
-        new NetError(
-          "listen-failed",
-          `Cannot listen on ${hostname}:${port}: ${(e as Error).message}`,
-        ),
-      );
+      return Promise.reject(e);
     }
     const server = new ImServer(listener, opts);
     server.#log("listening", {
@@ -200,7 +201,7 @@ export class ImServer {
 
   /** The port the server listens on. */
   get port(): number {
-    return (this.#listener.addr as Deno.NetAddr).port;
+    return this.#listener.port;
   }
 
   /** @returns who is online, as `!list` shows it */
@@ -220,11 +221,11 @@ export class ImServer {
 
   async #accept(): Promise<void> {
     while (!this.#closing) {
-      let conn: Deno.TcpConn;
+      let conn: Conn;
       try {
         conn = await this.#listener.accept();
       } catch (e) {
-        if (this.#closing || e instanceof Deno.errors.BadResource) return;
+        if (this.#closing || (isImError(e) && e.code === "closed")) return;
         // EMFILE and friends: log, breathe, keep serving everyone else.
         this.#log("accept-error", { error: (e as Error).message });
         await new Promise((r) => setTimeout(r, 100));
@@ -265,7 +266,7 @@ export class ImServer {
     }
   }
 
-  #refuse(t: TcpTransport, code: number, message: string): void {
+  #refuse(t: FrameTransport, code: number, message: string): void {
     if (t.closed) return;
     within(
       t.send(encodeErrorFrame({ code, message })).catch(() => {}),
@@ -274,15 +275,8 @@ export class ImServer {
     ).finally(() => t.close());
   }
 
-  async #handle(conn: Deno.TcpConn): Promise<void> {
-    const t = TcpTransport.wrap(conn, {
-      maxFrameBytes: this.#o.maxFrameBytes,
-      maxQueuedBytes: this.#o.maxQueuedBytes,
-      // Rule 1.1: broken framing during login gets an error frame, then the close.
-      farewell: (e) =>
-        encodeErrorFrame({ code: ErrorCode.PROTOCOL, message: e.message }),
-    });
-    const address = (conn.remoteAddr as Deno.NetAddr).hostname;
+  async #handle(t: Conn): Promise<void> {
+    const address = t.remoteHost;
     const now = Date.now();
     const wait = this.#failures.penalty(address, now);
     if (wait > 0) {
@@ -380,7 +374,7 @@ export class ImServer {
     await this.#serve(login, t);
   }
 
-  async #recvLogin(t: TcpTransport): Promise<Uint8Array> {
+  async #recvLogin(t: FrameTransport): Promise<Uint8Array> {
     const p = await t.recv();
     if (p === null) {
       throw new NetError("closed", "Connection closed during login");
@@ -394,7 +388,7 @@ export class ImServer {
     return p;
   }
 
-  async #serve(login: LoginResult, t: TcpTransport): Promise<void> {
+  async #serve(login: LoginResult, t: FrameTransport): Promise<void> {
     const user = login.user;
     // The key the client proved it holds; checked against the directory as
     // it is now, since a reload may have revoked it during the login.
@@ -622,9 +616,7 @@ export class ImServer {
         // whose queue is already long, is refused to its sender; neither may
         // end the partner's connection.
         const partner = this.#sessions.get(m.peer);
-        const queued = partner?.channel.transport instanceof TcpTransport
-          ? partner.channel.transport.queuedBytes
-          : 0;
+        const queued = partner?.channel.transport.queuedBytes ?? 0;
         if (queued > RELAY_QUEUE_BUDGET_BYTES) {
           return s.channel.send({
             t: "error",
