@@ -1,5 +1,6 @@
 /**
- * A frame-aware man in the middle on loopback, for the attack suite.
+ * A frame-aware man in the middle on loopback, for the attack suite and
+ * the client tests (`Scope.mitm` in `_fixtures.ts` starts one).
  *
  * {@link FrameMitm} listens on 127.0.0.1, connects each accepted client to a
  * target, and reassembles both byte streams into frames with the project's
@@ -23,7 +24,8 @@
  * @module
  */
 
-import { FrameDecoder } from "../../lib/wire/mod.ts";
+import { sleep } from "../lib/util/mod.ts";
+import { FrameDecoder } from "../lib/wire/mod.ts";
 
 /** Which way a frame went: `up` client to target, `down` target to client. */
 export type Dir = "up" | "down";
@@ -263,7 +265,7 @@ export class FrameMitm {
         if (dribble) {
           for (let i = 0; i < b.length; i++) {
             await side.conn.write(b.subarray(i, i + 1));
-            await new Promise((r) => setTimeout(r, 0));
+            await sleep(0);
           }
         } else {
           let off = 0;

@@ -3,7 +3,9 @@
  * whole vocabulary other tests may rely on.
  *
  * - {@link identities}: 2048-bit RSA identities for the server and users
- *   A, B, C, generated once per process (about 0.3 s) and cached.
+ *   A, B, C, generated once per process (about 0.3 s) and cached;
+ *   {@link userIdentity}, {@link clientDirectory} and {@link directory}
+ *   pick from them.
  * - {@link handshakePair}: a fresh client and server handshake for one user,
  *   to drive step by step.
  * - {@link loginInMemory}: a whole login with no sockets.
@@ -15,6 +17,7 @@
  *   handshake generates, to recompute its key schedule from the outside.
  * - {@link assertThrowsIm}, {@link assertRejectsIm}: assert a typed error
  *   (class and stable code), and return it for further checks.
+ * - {@link freePort}: a TCP port on 127.0.0.1 that nothing listens on.
  *
  * @example
  * ```ts ignore
@@ -99,6 +102,40 @@ export function identities(): Promise<Identities> {
 }
 
 /**
+ * The private identity of user `user`: A's, B's or C's own, the stranger's
+ * for any other name.
+ * @param ids the identities
+ * @param user the username
+ * @returns the identity that user signs with
+ */
+export function userIdentity(ids: Identities, user: string): PrivateIdentity {
+  const own =
+    (ids as unknown as Record<string, PrivateIdentity | undefined>)[user];
+  return own ?? ids.stranger;
+}
+
+/**
+ * The users a server knows: A, B and C, plus extra users sharing keys.
+ * @param ids the identities
+ * @param extra more users and their identities
+ * @returns username to public identity, as a server's `clients` option
+ */
+export function clientDirectory(
+  ids: Identities,
+  extra: Record<string, PrivateIdentity> = {},
+): Map<string, PublicIdentity> {
+  const m = new Map<string, PublicIdentity>([
+    ["A", ids.A.publicIdentity],
+    ["B", ids.B.publicIdentity],
+    ["C", ids.C.publicIdentity],
+  ]);
+  for (const [name, id] of Object.entries(extra)) {
+    m.set(name, id.publicIdentity);
+  }
+  return m;
+}
+
+/**
  * The server's user directory: A, B and C, nobody else.
  * @param ids the identities
  * @returns a `lookupUser` for {@link ServerHandshake}
@@ -106,11 +143,7 @@ export function identities(): Promise<Identities> {
 export function directory(
   ids: Identities,
 ): (name: string) => PublicIdentity | undefined {
-  const users = new Map<string, PublicIdentity>([
-    ["A", ids.A.publicIdentity],
-    ["B", ids.B.publicIdentity],
-    ["C", ids.C.publicIdentity],
-  ]);
+  const users = clientDirectory(ids);
   return (name) => users.get(name);
 }
 
@@ -139,10 +172,7 @@ export async function handshakePair(
   { client: ClientHandshake; server: ServerHandshake; ids: Identities }
 > {
   const ids = await identities();
-  const own = (ids as unknown as Record<string, PrivateIdentity | undefined>)[
-    user
-  ];
-  const identity = opts.identity ?? own ?? ids.stranger;
+  const identity = opts.identity ?? userIdentity(ids, user);
   const window = opts.windowMs === undefined ? {} : { windowMs: opts.windowMs };
   const client = new ClientHandshake({
     user,
@@ -414,4 +444,15 @@ export async function assertRejectsIm<E extends ImError>(
     return checkIm(e, cls, code, what);
   }
   assert.fail(`${what}: expected ${cls.name} ${code ?? ""}, nothing thrown`);
+}
+
+/**
+ * A free TCP port on 127.0.0.1 (listen on 0, close, return it).
+ * @returns the port
+ */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
 }

@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { NetError, ProtocolError } from "../lib/util/mod.ts";
+import { NetError, ProtocolError, sleep } from "../lib/util/mod.ts";
 import { FrameKind } from "../lib/wire/mod.ts";
 import {
   encodeErrorFrame,
@@ -16,20 +16,18 @@ import {
   ErrorCode,
 } from "../lib/proto/mod.ts";
 import { ChatClient, loginToServer, type UiEvent } from "../lib/client/mod.ts";
-import { rawFrame } from "./attack/_mitm.ts";
+import { rawFrame } from "./_fixtures_mitm.ts";
 import {
-  freePort,
+  ended,
   isError,
   type Scope,
-  sleep,
+  started,
   type TestClient,
   until,
   withScope,
-} from "./attack/_setup.ts";
-import { assertRejectsIm } from "./_helpers.ts";
+} from "./_fixtures.ts";
+import { assertRejectsIm, freePort } from "./_helpers.ts";
 
-const started = (e: UiEvent) => e.kind === "session" && e.state === "started";
-const ended = (e: UiEvent) => e.kind === "session" && e.state === "ended";
 const system = (re: RegExp) => (e: UiEvent) =>
   e.kind === "system" && re.test(e.text);
 

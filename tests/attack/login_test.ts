@@ -26,15 +26,9 @@ import {
 } from "../../lib/proto/mod.ts";
 import { encryptOaep, Label } from "../../lib/crypto/mod.ts";
 import { flipBit, identities } from "../_helpers.ts";
-import type { MitmFrame, Out } from "./_mitm.ts";
-import {
-  assertServes,
-  expectErrorFrame,
-  rejection,
-  type Scope,
-  until,
-  withScope,
-} from "./_setup.ts";
+import type { MitmFrame, Out } from "../_fixtures_mitm.ts";
+import { type Scope, until, withScope } from "../_fixtures.ts";
+import { assertServes, expectErrorFrame, rejection } from "./_setup.ts";
 
 /** Servers of this file never penalise: every test here fails logins on purpose. */
 const NO_PENALTY = { authFailureLimit: 1_000_000 };
@@ -105,7 +99,7 @@ Deno.test("a recorded login replayed on a new connection gets a fresh server non
     assert.equal(err.code, ErrorCode.AUTH_FAILED);
     // All at once, FINISHED included: the same.
     const raw2 = await s.raw(port);
-    const { rawFrame } = await import("./_mitm.ts");
+    const { rawFrame } = await import("../_fixtures_mitm.ts");
     await raw2.write(concat(...up.slice(0, 3).map((f) => rawFrame(f.payload))));
     const frames = await raw2.untilEof();
     assert.deepEqual(frames.map((f) => f[0]), [

@@ -8,7 +8,13 @@
  */
 
 import assert from "node:assert/strict";
-import { ByteWriter, concat, randomBytes, utf8 } from "../../lib/util/mod.ts";
+import {
+  ByteWriter,
+  concat,
+  randomBytes,
+  sleep,
+  utf8,
+} from "../../lib/util/mod.ts";
 import { encodeFrame, FrameKind } from "../../lib/wire/mod.ts";
 import {
   encodeClientAuth,
@@ -18,17 +24,15 @@ import {
 } from "../../lib/proto/mod.ts";
 import { RecordType } from "../../lib/record/mod.ts";
 import { seededRandom } from "../_helpers.ts";
-import { rawFrame } from "./_mitm.ts";
+import { rawFrame } from "../_fixtures_mitm.ts";
 import {
-  assertServes,
-  expectErrorFrame,
   type RawConn,
   type Scope,
-  sleep,
   type TestServer,
   until,
   withScope,
-} from "./_setup.ts";
+} from "../_fixtures.ts";
+import { assertServes, expectErrorFrame } from "./_setup.ts";
 
 /** Everything the server sent before closing must be one ERROR frame with `code`. */
 async function expectRefusal(

@@ -21,23 +21,22 @@ import {
   RECORD_MIN_BYTES,
   RecordType,
 } from "../../lib/record/mod.ts";
-import type { UiEvent } from "../../lib/client/mod.ts";
-import { assertThrowsIm, loginInMemory } from "../_helpers.ts";
-import type { MitmFrame, Out } from "./_mitm.ts";
+import { assertThrowsIm, freePort, loginInMemory } from "../_helpers.ts";
+import type { MitmFrame, Out } from "../_fixtures_mitm.ts";
+import {
+  type BareLogin,
+  isError,
+  isList,
+  until,
+  withScope,
+} from "../_fixtures.ts";
 import {
   assertServes,
-  type BareLogin,
-  freePort,
-  isError,
   isMsg,
   isServerError,
   peerPair,
   rejection,
-  until,
-  withScope,
 } from "./_setup.ts";
-
-const isList = (e: UiEvent) => e.kind === "list";
 
 function isDataRecord(f: MitmFrame): boolean {
   return f.payload[0] === FrameKind.RECORD && f.payload[1] === RecordType.DATA;

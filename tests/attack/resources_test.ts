@@ -9,29 +9,29 @@
 
 import assert from "node:assert/strict";
 import { loginToServer } from "../../lib/client/mod.ts";
-import { AuthError } from "../../lib/util/mod.ts";
+import { AuthError, sleep } from "../../lib/util/mod.ts";
 import { encodeMessage, ErrorCode } from "../../lib/proto/mod.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../../lib/wire/mod.ts";
 import type { ImServer } from "../../lib/server/mod.ts";
-import { identities } from "../_helpers.ts";
+import { clientDirectory, identities } from "../_helpers.ts";
+import {
+  ChannelTap,
+  type RawConn,
+  type Scope,
+  until,
+  withScope,
+} from "../_fixtures.ts";
 import {
   assertServes,
-  ChannelTap,
-  clientDirectory,
   expectErrorFrame,
   isMsg,
   isServerError,
-  type RawConn,
   rejection,
-  type Scope,
-  sleep,
-  until,
-  withScope,
 } from "./_setup.ts";
 
 /** Open `n` raw connections that send nothing. */
 async function idle(
-  s: import("./_setup.ts").Scope,
+  s: import("../_fixtures.ts").Scope,
   port: number,
   n: number,
 ): Promise<RawConn[]> {

@@ -16,15 +16,10 @@ import {
 } from "../../lib/proto/mod.ts";
 import { encodeFrame, FrameKind, TcpTransport } from "../../lib/wire/mod.ts";
 import { loginToServer } from "../../lib/client/mod.ts";
-import {
-  clientDirectory,
-  expectErrorFrame,
-  isMsg,
-  isServerError,
-  sleep,
-  until,
-  withScope,
-} from "./_setup.ts";
+import { sleep } from "../../lib/util/mod.ts";
+import { clientDirectory } from "../_helpers.ts";
+import { until, withScope } from "../_fixtures.ts";
+import { expectErrorFrame, isMsg, isServerError } from "./_setup.ts";
 
 Deno.test("a key revoked while its owner is logging in is refused at the end of the login, not admitted", async () => {
   await withScope(async (s) => {

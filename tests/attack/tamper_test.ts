@@ -12,14 +12,15 @@ import { FrameKind } from "../../lib/wire/mod.ts";
 import { RecordType } from "../../lib/record/mod.ts";
 import type { UiEvent } from "../../lib/client/mod.ts";
 import { flipBit } from "../_helpers.ts";
-import type { Dir, MitmFrame } from "./_mitm.ts";
+import type { Dir, MitmFrame } from "../_fixtures_mitm.ts";
 import {
   isError,
-  peerPair,
+  isList,
   type TestClient,
   until,
   withScope,
-} from "./_setup.ts";
+} from "../_fixtures.ts";
+import { peerPair } from "./_setup.ts";
 
 /** Bit flipped at byte position `pos` in round `round`: every bit of a byte over 8 rounds. */
 function bitAt(pos: number, round: number): number {
@@ -64,8 +65,6 @@ function armer(dir: Dir) {
 function expectedCode(pos: number): string {
   return pos === 0 ? "unexpected-frame" : "tampered";
 }
-
-const isList = (e: UiEvent) => e.kind === "list";
 
 Deno.test("server channel, client to server: a bit flip at every byte of a record is rejected, reported to the client, nothing delivered, and the next genuine record accepted", async () => {
   await withScope(async (s) => {

@@ -16,25 +16,22 @@ import {
   openTicket,
   peerCommitment,
 } from "../../lib/proto/mod.ts";
-import { randomBytes, TicketError } from "../../lib/util/mod.ts";
-import type { UiEvent } from "../../lib/client/mod.ts";
-import { assertThrowsIm, flipBit } from "../_helpers.ts";
-import { type FrameMitm, type MitmFrame, rawFrame } from "./_mitm.ts";
+import { randomBytes, sleep, TicketError } from "../../lib/util/mod.ts";
+import { assertThrowsIm, flipBit, freePort } from "../_helpers.ts";
+import { type FrameMitm, type MitmFrame, rawFrame } from "../_fixtures_mitm.ts";
 import {
-  freePort,
+  ended,
   isError,
-  peerPair,
   type Scope,
-  sleep,
+  started,
   type TestClient,
   until,
   withScope,
-} from "./_setup.ts";
+} from "../_fixtures.ts";
+import { peerPair } from "./_setup.ts";
 
 const isPeerHello = (f: MitmFrame) =>
   f.dir === "down" && f.payload[0] === FrameKind.PEER_HELLO;
-const started = (e: UiEvent) => e.kind === "session" && e.state === "started";
-const ended = (e: UiEvent) => e.kind === "session" && e.state === "ended";
 
 /** End the session from the joiner's side and wait until both sides saw it end. */
 async function endSession(host: TestClient, joiner: TestClient): Promise<void> {
