@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadPublicIdentity } from "../../lib/crypto/mod.ts";
+import { freePort } from "../_helpers.ts";
 import { runIm, sharedKeys, withProcs } from "./harness.ts";
 
 const keys = await sharedKeys();
@@ -27,13 +28,6 @@ function oneError(r: { code: number; stderr: string[] }): string {
 async function fingerprintOf(path: string): Promise<string> {
   return (await loadPublicIdentity(await Deno.readTextFile(path), path))
     .fingerprint;
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 Deno.test("im --help, im --version and im chat --help print to stdout and exit 0; im bogus exits 2 with usage on stderr", async () => {

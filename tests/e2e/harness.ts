@@ -27,6 +27,7 @@
 
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
+import { sleep } from "../../lib/util/mod.ts";
 
 /** Root of the project (where main.ts lives). */
 export const ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
@@ -467,7 +468,7 @@ export class ChatProc extends ImProc {
     while (Date.now() < deadline) {
       last = await this.list(Math.max(1, deadline - Date.now()));
       if (pred(last)) return last;
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
     throw new Error(
       `${this.name}: !list never matched ${pred}; last ${
@@ -788,12 +789,4 @@ export function containsBytes(hay: Uint8Array, needle: Uint8Array): boolean {
     return true;
   }
   return false;
-}
-
-/**
- * Sleep.
- * @param ms how long
- */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

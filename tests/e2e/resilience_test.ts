@@ -8,48 +8,21 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { sleep } from "../../lib/util/mod.ts";
+import { type ChatProc, runIm, sharedKeys, withProcs } from "./harness.ts";
 import {
-  type ChatEvent,
-  type ChatProc,
-  runIm,
-  sharedKeys,
-  sleep,
-  withProcs,
-} from "./harness.ts";
+  ended,
+  errorCode,
+  incoming,
+  outgoing,
+  reconnected,
+  session,
+} from "./_chat.ts";
 
 const keys = await sharedKeys();
 
-const started = (peer: string) => (e: ChatEvent) =>
-  e.type === "session" && e.state === "started" && e.peer === peer;
-const ended = (peer: string) => (e: ChatEvent) =>
-  e.type === "session" && e.state === "ended" && e.peer === peer;
-const incoming = (from: string, text: string) => (e: ChatEvent) =>
-  e.type === "message" && e.direction === "in" && e.from === from &&
-  e.text === text;
-const outgoing = (text: string) => (e: ChatEvent) =>
-  e.type === "message" && e.direction === "out" && e.text === text;
-const errorCode = (code: string) => (e: ChatEvent) =>
-  e.type === "error" && e.code === code;
-const reconnected = (e: ChatEvent) =>
-  e.type === "system" && e.text === "Reconnected to the server";
-
 /** Short reconnect backoff for tests: 100 ms, 200 ms, ... (jittered). */
 const FAST_RECONNECT = ["--reconnect-base", "100"];
-
-async function session(host: ChatProc, joiner: ChatProc): Promise<void> {
-  const h0 = host.events.length, j0 = joiner.events.length;
-  await host.send("!session host");
-  await host.waitFor(
-    (e) => e.type === "system" && /^Hosting at /.test(e.text ?? ""),
-    undefined,
-    h0,
-  );
-  await joiner.send(`!session ${host.user}`);
-  await Promise.all([
-    host.waitFor(started(joiner.user), undefined, h0),
-    joiner.waitFor(started(host.user), undefined, j0),
-  ]);
-}
 
 /** `from` says `text`; `to` gets it, `from` gets the delivered receipt. */
 async function delivered(

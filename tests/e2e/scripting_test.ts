@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { type ChatEvent, sharedKeys, withProcs } from "./harness.ts";
+import { hosting } from "./_chat.ts";
 
 const keys = await sharedKeys();
 
@@ -30,9 +31,7 @@ Deno.test("a piped !session A, a message and end of input: the session starts fi
     const server = await p.server();
     const a = await p.chat(server, "A");
     await a.send("!session host");
-    await a.waitFor((e) =>
-      e.type === "system" && /^Hosting at /.test(e.text ?? "")
-    );
+    await a.waitFor(hosting);
     const b = await p.chat(server, "B", { ready: false });
     await b.send("!session A", "hello from a script", "!disconnect");
     await b.closeStdin();

@@ -6,50 +6,17 @@
  */
 
 import assert from "node:assert/strict";
+import { sleep } from "../../lib/util/mod.ts";
 import {
-  type ChatEvent,
   type ChatProc,
   type Procs,
   type ServerProc,
   sharedKeys,
-  sleep,
   withProcs,
 } from "./harness.ts";
+import { ended, errorCode, hosting, incoming, session } from "./_chat.ts";
 
 const keys = await sharedKeys();
-
-const started = (peer: string) => (e: ChatEvent) =>
-  e.type === "session" && e.state === "started" && e.peer === peer;
-const ended = (peer: string) => (e: ChatEvent) =>
-  e.type === "session" && e.state === "ended" && e.peer === peer;
-const incoming = (from: string, text?: string) => (e: ChatEvent) =>
-  e.type === "message" && e.direction === "in" && e.from === from &&
-  (text === undefined || e.text === text);
-const errorCode = (code: string) => (e: ChatEvent) =>
-  e.type === "error" && e.code === code;
-
-/** `host` types `!session host`, `joiner` types `!session HOST`; both see the session start. */
-async function connect(
-  host: ChatProc,
-  joiner: ChatProc,
-  hosting = false,
-): Promise<{ hostEv: ChatEvent; joinEv: ChatEvent }> {
-  const h0 = host.events.length, j0 = joiner.events.length;
-  if (!hosting) {
-    await host.send("!session host");
-    await host.waitFor(
-      (e) => e.type === "system" && /^Hosting at /.test(e.text ?? ""),
-      undefined,
-      h0,
-    );
-  }
-  await joiner.send(`!session ${host.user}`);
-  const [hostEv, joinEv] = await Promise.all([
-    host.waitFor(started(joiner.user), undefined, h0),
-    joiner.waitFor(started(host.user), undefined, j0),
-  ]);
-  return { hostEv, joinEv };
-}
 
 async function loggedIn(
   p: Procs,
@@ -92,10 +59,10 @@ Deno.test("a peer session: HOSTING, same SAS on both sides, both BUSY, messages 
     const { c } = await loggedIn(p, ["A", "B", "C"]);
     const [a, b, cc] = c as [ChatProc, ChatProc, ChatProc];
     await a.send("!session host");
-    await a.waitFor((e) => e.type === "system" && /^Hosting at /.test(e.text!));
+    await a.waitFor(hosting);
     assert.deepEqual(await b.list(), { A: "HOSTING", B: "IDLE", C: "IDLE" });
 
-    const { hostEv, joinEv } = await connect(a, b, true);
+    const { hostEv, joinEv } = await session(a, b, true);
     assert.match(hostEv.sas ?? "", /\S/);
     assert.equal(hostEv.sas, joinEv.sas, "both sides show the same SAS");
     assert.equal(hostEv.transport, "direct");
@@ -146,7 +113,7 @@ Deno.test("a peer session: HOSTING, same SAS on both sides, both BUSY, messages 
 
     // A new session with another peer.
     const b1 = b.events.length, c1 = cc.events.length;
-    const second = await connect(b, cc);
+    const second = await session(b, cc);
     assert.equal(second.hostEv.sas, second.joinEv.sas);
     assert.notEqual(second.hostEv.sas, hostEv.sas, "a new session, a new SAS");
     await cc.send("hi B, it is C");
@@ -183,7 +150,7 @@ Deno.test("every refusal of !session has its own code and text: unknown, offline
       await refusal(cc, "!session A", "refused-not-hosting"),
       await refusal(cc, "!session C", "refused-self"),
     ];
-    await connect(a, b);
+    await session(a, b);
     texts.push(await refusal(cc, "!session A", "refused-busy"));
     texts.push(await refusal(cc, "!session B", "refused-busy"));
     assert.match(texts[0]!, /Zed/);
@@ -209,7 +176,7 @@ Deno.test("a burst of 100 messages written to stdin at once arrives whole and in
   await withProcs(keys, async (p) => {
     const { c } = await loggedIn(p, ["A", "B"]);
     const [a, b] = c as [ChatProc, ChatProc];
-    await connect(a, b);
+    await session(a, b);
     const a0 = a.events.length, b0 = b.events.length;
     const burst = Array.from(
       { length: 100 },
@@ -257,7 +224,7 @@ Deno.test("a peer killed with SIGKILL is detected within seconds: the other side
   await withProcs(keys, async (p) => {
     const { c } = await loggedIn(p, ["A", "B"]);
     const [a, b] = c as [ChatProc, ChatProc];
-    await connect(a, b);
+    await session(a, b);
     const b0 = b.events.length;
     const t0 = Date.now();
     const st = await a.kill();
@@ -281,7 +248,7 @@ Deno.test("a peer that stops answering (SIGSTOP, socket still open) is detected 
   await withProcs(keys, async (p) => {
     const { c } = await loggedIn(p, ["A", "B"]);
     const [a, b] = c as [ChatProc, ChatProc];
-    await connect(a, b);
+    await session(a, b);
     const b0 = b.events.length;
     const t0 = Date.now();
     a.signal("SIGSTOP");
@@ -350,7 +317,7 @@ Deno.test("garbage on stdin (NUL bytes, invalid UTF-8, escape sequences, a 20 KB
   await withProcs(keys, async (p) => {
     const { c } = await loggedIn(p, ["A", "B"]);
     const [a, b] = c as [ChatProc, ChatProc];
-    await connect(a, b);
+    await session(a, b);
     const a0 = a.events.length;
     const garbage = [
       new Uint8Array([0x00, 0x00, 0x41, 0x00, 0x0a]),

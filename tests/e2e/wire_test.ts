@@ -9,6 +9,7 @@
 
 import assert from "node:assert/strict";
 import { TcpProxy } from "../../lib/wire/mod.ts";
+import { freePort } from "../_helpers.ts";
 import {
   type ChatEvent,
   type ChatProc,
@@ -17,46 +18,15 @@ import {
   sharedKeys,
   withProcs,
 } from "./harness.ts";
+import { incoming, session } from "./_chat.ts";
 
 const keys = await sharedKeys();
 const encoder = new TextEncoder();
-
-const started = (peer: string) => (e: ChatEvent) =>
-  e.type === "session" && e.state === "started" && e.peer === peer;
-const incoming = (from: string, text: string) => (e: ChatEvent) =>
-  e.type === "message" && e.direction === "in" && e.from === from &&
-  e.text === text;
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 function proxy(p: Procs, port: number): TcpProxy {
   const t = TcpProxy.start({ target: { hostname: "127.0.0.1", port } });
   p.defer(() => t.close());
   return t;
-}
-
-/** Host and join; both see the session start. */
-async function session(
-  host: ChatProc,
-  joiner: ChatProc,
-): Promise<[ChatEvent, ChatEvent]> {
-  const h0 = host.events.length, j0 = joiner.events.length;
-  await host.send("!session host");
-  await host.waitFor(
-    (e) => e.type === "system" && /^Hosting at /.test(e.text ?? ""),
-    undefined,
-    h0,
-  );
-  await joiner.send(`!session ${host.user}`);
-  return await Promise.all([
-    host.waitFor(started(joiner.user), undefined, h0),
-    joiner.waitFor(started(host.user), undefined, j0),
-  ]);
 }
 
 /** Each side says its lines; every line arrives and is acknowledged. */
@@ -121,7 +91,7 @@ Deno.test("a recording proxy in front of the server and of the host's peer port 
       }),
       p.chat(null, "B", via),
     ]);
-    const [hostEv, joinEv] = await session(a, b);
+    const { hostEv, joinEv } = await session(a, b);
     assert.equal(hostEv.transport, "direct");
     assert.equal(joinEv.transport, "direct");
     assert.equal(hostEv.sas, joinEv.sas);
@@ -144,7 +114,7 @@ Deno.test("relay: a host advertising an address where nothing listens (127.0.0.1
       p.chat(null, "A", { ...via, args: ["--advertise", "127.0.0.1:1"] }),
       p.chat(null, "B", via),
     ]);
-    const [hostEv, joinEv] = await session(a, b);
+    const { hostEv, joinEv } = await session(a, b);
     assert.equal(hostEv.transport, "relay");
     assert.equal(joinEv.transport, "relay");
     assert.equal(hostEv.sas, joinEv.sas);
@@ -182,7 +152,7 @@ Deno.test("relay: --relay on the host, and then --relay on the joiner, each forc
       p.chat(server, "C", { args: ["--relay"] }),
     ]);
     // Host side: A --relay hosts, B (direct by default) joins.
-    const [h1, j1] = await session(a, b);
+    const { hostEv: h1, joinEv: j1 } = await session(a, b);
     assert.equal(h1.transport, "relay");
     assert.equal(j1.transport, "relay");
     await talk(a, ["via relay from A"], b, ["via relay from B"]);
@@ -195,7 +165,7 @@ Deno.test("relay: --relay on the host, and then --relay on the joiner, each forc
     );
     await b.listUntil((l) => l.A === "IDLE" && l.B === "IDLE");
     // Joiner side: B hosts with a listener, C --relay joins through the server.
-    const [h2, j2] = await session(b, c);
+    const { hostEv: h2, joinEv: j2 } = await session(b, c);
     assert.equal(h2.transport, "relay");
     assert.equal(j2.transport, "relay");
     assert.equal(h2.sas, j2.sas);
