@@ -398,17 +398,3 @@ export function selfCpuSeconds(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
 }
-
-/**
- * Sleep.
- * @param ms milliseconds
- * @returns a promise resolved after `ms`
- * @example
- * ```ts
- * import { sleep } from "./_stats.ts";
- * await sleep(1);
- * ```
- */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}

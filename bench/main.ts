@@ -20,13 +20,13 @@
  */
 
 import { parseArgs } from "node:util";
+import { sleep } from "../lib/util/mod.ts";
 import {
   cpuSnapshot,
   type Figure,
   othersCores,
   procText,
   Report,
-  sleep,
   type Target,
 } from "./_stats.ts";
 import { type BenchKeys, makeKeys } from "./_fixtures.ts";

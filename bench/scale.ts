@@ -19,13 +19,14 @@
 
 import { ChatClient, type UiEvent } from "../lib/client/mod.ts";
 import { READ_BUFFER_BYTES } from "../lib/wire/mod.ts";
+import { sleep } from "../lib/util/mod.ts";
 import {
   type BenchKeys,
   ServerProcess,
   silentUi,
   userName,
 } from "./_fixtures.ts";
-import { percentile, type Report, sleep } from "./_stats.ts";
+import { percentile, type Report } from "./_stats.ts";
 import type { Limits } from "./limits.ts";
 
 /** Options of {@link benchScale}. */
