@@ -3,7 +3,9 @@ import {
   allSettledOrThrow,
   Backoff,
   deadline,
+  Signal,
   sleep,
+  waitUntil,
   within,
 } from "../lib/util/mod.ts";
 
@@ -85,4 +87,34 @@ Deno.test("allSettledOrThrow() waits for every promise before it throws the firs
     /first/,
   );
   assert.ok(finished);
+});
+
+Deno.test("Signal: notify wakes every waiter at once, and a waiter whose time is up is removed", async () => {
+  const s = new Signal();
+  const woken: number[] = [];
+  const a = s.wait(10_000).then(() => woken.push(1));
+  const b = s.wait(10_000).then(() => woken.push(2));
+  assert.equal(s.waiting, 2);
+  s.notify();
+  await Promise.all([a, b]);
+  assert.deepEqual(woken.sort(), [1, 2]);
+  assert.equal(s.waiting, 0);
+  await s.wait(5); // nobody notifies: it times out
+  assert.equal(s.waiting, 0);
+});
+
+Deno.test("waitUntil: true as soon as the condition holds after a notify; false when it never does", async () => {
+  const s = new Signal();
+  let n = 0;
+  const t = setInterval(() => {
+    n++;
+    s.notify();
+  }, 2);
+  try {
+    assert.equal(await waitUntil(() => n >= 3, s, 5000), true);
+  } finally {
+    clearInterval(t);
+  }
+  assert.equal(await waitUntil(() => false, s, 20, 5), false);
+  assert.equal(s.waiting, 0);
 });

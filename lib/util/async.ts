@@ -2,8 +2,9 @@
  * Time and concurrency helpers, the one place where `im` races a promise
  * against a clock: {@link deadline} (a promise that must settle in time),
  * {@link within} (wait at most so long, then go on), {@link sleep},
- * {@link Backoff} (reconnect delays with jitter) and
- * {@link allSettledOrThrow} (work that must not outlive a failure).
+ * {@link Backoff} (reconnect delays with jitter),
+ * {@link allSettledOrThrow} (work that must not outlive a failure) and
+ * {@link Signal} with {@link waitUntil} (wait, bounded, for a condition).
  *
  * Every timer started here is cleared when the race is decided, so Deno's
  * op sanitizer never finds one left behind.
@@ -186,4 +187,73 @@ export async function allSettledOrThrow<T extends readonly unknown[] | []>(
   return rs.map((r) => (r as PromiseFulfilledResult<unknown>).value) as {
     -readonly [K in keyof T]: Awaited<T[K]>;
   };
+}
+
+/**
+ * Wakes whoever waits on it: a condition variable for one event loop. Each
+ * waiter is removed when woken or when its time is up, so none is left
+ * behind.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Signal, waitUntil } from "./async.ts";
+ * const s = new Signal();
+ * let ready = false;
+ * setTimeout(() => { ready = true; s.notify(); }, 1);
+ * assert.equal(await waitUntil(() => ready, s, 1000), true);
+ * assert.equal(s.waiting, 0);
+ * ```
+ */
+export class Signal {
+  #waiters = new Set<() => void>();
+
+  /**
+   * Resolve at the next {@link notify}, or after `ms`.
+   * @param ms longest wait
+   */
+  wait(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#waiters.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, Math.max(1, ms));
+      this.#waiters.add(wake);
+    });
+  }
+
+  /** Wake everyone waiting now. */
+  notify(): void {
+    for (const w of [...this.#waiters]) w();
+  }
+
+  /** How many wait now. */
+  get waiting(): number {
+    return this.#waiters.size;
+  }
+}
+
+/**
+ * Wait until `done()` holds, checking it at each notify of `signal` and at
+ * least every `pollMs`, for at most `ms`.
+ * @param done the condition
+ * @param signal woken when the condition may have changed
+ * @param ms longest wait
+ * @param pollMs longest time between two checks
+ * @returns whether `done()` held
+ */
+export async function waitUntil(
+  done: () => boolean,
+  signal: Signal,
+  ms: number,
+  pollMs = ms,
+): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!done()) {
+    const left = end - Date.now();
+    if (left <= 0) return false;
+    await signal.wait(Math.min(left, pollMs));
+  }
+  return true;
 }

@@ -1,0 +1,280 @@
+/**
+ * What the user is doing with peers, one mode at a time (PROTOCOL.md
+ * section 6): idle, hosting, joining, or in a session. Moves between modes
+ * on the user's commands and the server's messages; each mode's work is in
+ * its own part (`hosting.ts`, `joining.ts`, `peer_session.ts`).
+ * @module
+ */
+
+import type { ServerToClient } from "../proto/mod.ts";
+import { TicketReplayCache } from "../proto/mod.ts";
+import type { Signal } from "../util/mod.ts";
+import type { PeerSession, RelayTransport } from "./peer_session.ts";
+import type { ClientContext } from "./options.ts";
+import type { ServerConnection } from "./server_link.ts";
+import { Hosting } from "./hosting.ts";
+import { Joining } from "./joining.ts";
+import { showSession } from "./session_view.ts";
+
+type Mode =
+  | { kind: "idle" }
+  | { kind: "hosting"; hosting: Hosting }
+  | { kind: "joining"; joining: Joining }
+  | { kind: "session"; session: PeerSession; relay: RelayTransport | null };
+
+/** The client's peer mode and its transitions. */
+export class Activity {
+  #ctx: ClientContext;
+  #link: ServerConnection;
+  #mode: Mode = { kind: "idle" };
+  #replayCache = new TicketReplayCache();
+  #stopped = false;
+  /** Notified when a session starts. */
+  readonly changed: Signal;
+
+  constructor(ctx: ClientContext, link: ServerConnection, changed: Signal) {
+    this.#ctx = ctx;
+    this.#link = link;
+    this.changed = changed;
+  }
+
+  /** The mode's name. */
+  get kind(): Mode["kind"] {
+    return this.#mode.kind;
+  }
+
+  /** The session, when in one. */
+  get session(): PeerSession | null {
+    return this.#mode.kind === "session" ? this.#mode.session : null;
+  }
+
+  /** Waiters for a grant while hosting, for tests. */
+  get grantWaiters(): number {
+    return this.#mode.kind === "hosting" ? this.#mode.hosting.grantWaiters : 0;
+  }
+
+  /** The session, or the mode in words, for `!whoami`. */
+  describe(): PeerSession | string {
+    const m = this.#mode;
+    return m.kind === "session"
+      ? m.session
+      : m.kind === "hosting"
+      ? `hosting at ${m.hosting.addr}`
+      : m.kind === "joining"
+      ? `joining ${m.joining.peer}`
+      : "idle";
+  }
+
+  #busy(): boolean {
+    if (this.#mode.kind !== "session" && this.#mode.kind !== "joining") {
+      return false;
+    }
+    this.#ctx.print({
+      kind: "error",
+      code: "busy",
+      text: "You are in a session; !disconnect first",
+    });
+    return true;
+  }
+
+  /** `!session host`. @returns the server's answer, or null when nothing was asked */
+  async host(): Promise<{ answer: Promise<unknown> } | null> {
+    if (this.#busy()) return null;
+    if (this.#mode.kind === "hosting") {
+      this.#ctx.system(`Already hosting at ${this.#mode.hosting.addr}`);
+      return null;
+    }
+    const hosting = Hosting.start(this.#ctx, this.#link, {
+      started: (session, relay) => this.#startSession(session, relay),
+    });
+    if (!hosting) return null;
+    this.#mode = { kind: "hosting", hosting };
+    const { sent, answer } = this.#link.request({
+      t: "host",
+      addr: hosting.addr,
+    });
+    if (!(await sent)) this.stopHosting();
+    return { answer };
+  }
+
+  /** Leave HOSTING (its pending grant is cancelled). */
+  stopHosting(): void {
+    if (this.#mode.kind !== "hosting") return;
+    this.#mode.hosting.stop();
+    this.#mode = { kind: "idle" };
+  }
+
+  /** `!session <peer>`: ask the server, and wait in JOINING for its answer. */
+  async requestSession(peer: string): Promise<void> {
+    if (this.#busy()) return;
+    this.stopHosting();
+    const joining = new Joining(
+      this.#ctx,
+      this.#link,
+      {
+        started: (session, relay) => this.#startSession(session, relay),
+        failed: async () => {
+          if (this.#mode.kind === "joining" && this.#mode.joining === joining) {
+            this.#mode = { kind: "idle" };
+          }
+          await this.#link.send({ t: "ended", peer });
+        },
+      },
+      this.#replayCache,
+      peer,
+    );
+    this.#mode = { kind: "joining", joining };
+    const { sent } = this.#link.request({ t: "session", peer });
+    if (!(await sent) && this.#mode.kind === "joining") {
+      if (this.#mode.joining === joining) this.#mode = { kind: "idle" };
+    }
+  }
+
+  /** Leave JOINING; the attempt's late results touch nothing. */
+  abandonJoin(): void {
+    if (this.#mode.kind !== "joining") return;
+    this.#mode.joining.abandon();
+    this.#mode = { kind: "idle" };
+  }
+
+  #startSession(session: PeerSession, relay: RelayTransport | null): void {
+    this.#mode = { kind: "session", session, relay };
+    this.changed.notify();
+    this.#ctx.o.ui.setPeer(session.peer);
+    this.#ctx.print({
+      kind: "session",
+      state: "started",
+      peer: session.peer,
+      sas: session.sas,
+      transport: session.transport,
+    });
+    this.#ctx.track(showSession(this.#ctx, session, async () => {
+      const mode = this.#mode;
+      const current = mode.kind === "session" && mode.session === session;
+      if (!current) return;
+      mode.relay?.close();
+      this.#mode = { kind: "idle" };
+      this.#ctx.o.ui.setPeer(null);
+      // Only the current session is the server's business. Without a server
+      // connection there is nobody to tell: a server we reconnect to has
+      // forgotten the session anyway.
+      if (!this.#stopped && this.#link.connected) {
+        await this.#link.send({ t: "ended", peer: session.peer });
+      }
+    }));
+  }
+
+  async disconnect(): Promise<void> {
+    const m = this.#mode;
+    if (m.kind === "session") {
+      await m.session.close("disconnect");
+      return; // showSession reports the end and tells the server.
+    }
+    if (m.kind === "hosting") {
+      this.stopHosting();
+      await this.#link.send({ t: "unhost" });
+      this.#ctx.system("Stopped hosting");
+      return;
+    }
+    if (m.kind === "joining") {
+      this.abandonJoin();
+      await this.#link.send({ t: "ended", peer: m.joining.peer });
+      this.#ctx.system(`Stopped joining ${m.joining.peer}`);
+      return;
+    }
+    this.#ctx.print({
+      kind: "error",
+      code: "no-session",
+      text: "Not in a session",
+    });
+  }
+
+  onCancelled(m: Extract<ServerToClient, { t: "cancelled" }>): void {
+    const mode = this.#mode;
+    if (mode.kind === "joining" && mode.joining.peer === m.peer) {
+      this.abandonJoin();
+      this.#ctx.print({
+        kind: "session",
+        state: "ended",
+        peer: m.peer,
+        reason: m.message,
+      });
+    } else if (mode.kind === "hosting") {
+      mode.hosting.onCancelled(m);
+    } else if (mode.kind === "session" && mode.session.peer === m.peer) {
+      if (mode.relay) {
+        // The server, which carried this session, says the peer is gone:
+        // end it now rather than after the heartbeat timeout.
+        mode.relay.close();
+      } else {
+        // A direct session does not depend on the server and goes on: the
+        // peer only lost its server connection, and the server set us IDLE.
+        // Say we are still busy, so that !list tells the truth.
+        this.#link.sendQuietly({ t: "busy", peer: m.peer });
+      }
+    }
+  }
+
+  /** A server push or answer that concerns the peer mode. */
+  onServerMessage(m: ServerToClient): void {
+    const mode = this.#mode;
+    switch (m.t) {
+      case "grant":
+        if (mode.kind === "hosting") mode.hosting.onGrant(m);
+        // We stopped hosting while the server granted: release the joiner
+        // now rather than leave both BUSY until the ticket expires.
+        else this.#link.sendQuietly({ t: "cancel", ticketId: m.ticketId });
+        return;
+      case "join":
+        if (mode.kind === "joining") this.#ctx.track(mode.joining.run(m));
+        return;
+      case "refused":
+        if (mode.kind === "joining" && mode.joining.peer === m.peer) {
+          this.abandonJoin();
+        }
+        this.#ctx.print({
+          kind: "error",
+          code: `refused-${m.reason}`,
+          text: `Session refused: ${m.message}`,
+        });
+        return;
+      case "cancelled":
+        return this.onCancelled(m);
+      case "relayed":
+        if (mode.kind === "session") {
+          if (mode.relay?.remote === `relay:${m.peer}`) {
+            mode.relay.deliver(m.data);
+          }
+        } else if (mode.kind === "joining") mode.joining.onRelayed(m);
+        else if (mode.kind === "hosting") mode.hosting.onRelayed(m);
+        return;
+    }
+  }
+
+  /** The server link dropped: leave what needed it. */
+  lost(): void {
+    this.stopHosting();
+    this.abandonJoin();
+    // A relayed session cannot outlive the server channel that carries it;
+    // a direct one goes on (PROTOCOL.md section 7).
+    if (this.#mode.kind === "session") this.#mode.relay?.close();
+  }
+
+  /** Logged in again: a direct session that lived through the outage is still going, so say so. */
+  async reconnected(): Promise<void> {
+    const m = this.#mode;
+    if (m.kind === "session") {
+      await this.#link.send({ t: "busy", peer: m.session.peer });
+    }
+  }
+
+  /** Quit: end the session, leave hosting or joining. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    const m = this.#mode;
+    if (m.kind === "session") await m.session.close("quit");
+    this.abandonJoin();
+    this.stopHosting();
+    this.#mode = { kind: "idle" };
+  }
+}

@@ -1,0 +1,363 @@
+/**
+ * HOSTING (PROTOCOL.md section 6): listen for joiners (or wait for them over
+ * the relay), hold the server's grant, serve a few connections at once until
+ * the granted joiner's peer handshake succeeds, and refuse everyone else
+ * (rule 4.3). One {@link Hosting} is one `!session host`; the facade drops it
+ * when it stops.
+ * @module
+ */
+
+import { DEFAULT_HEARTBEAT_MS } from "../record/mod.ts";
+import { Signal, waitUntil } from "../util/mod.ts";
+import type { ServerToClient } from "../proto/mod.ts";
+import {
+  FrameKind,
+  type FrameListener,
+  type FrameTransport,
+  tcpNetwork,
+} from "../wire/mod.ts";
+import {
+  hostPeer,
+  type PeerSession,
+  readPeerCommit,
+  RelayTransport,
+  SpentHandshakeError,
+} from "./peer_session.ts";
+import {
+  type ClientContext,
+  GRANT_WAIT_MS,
+  MAX_PENDING_PEER_CONNECTIONS,
+} from "./options.ts";
+import type { ServerConnection } from "./server_link.ts";
+
+/** The server's grant of a session to a joiner, held until it connects. */
+interface Grant {
+  peer: string;
+  key: Uint8Array;
+  ticket: Uint8Array;
+  ticketId: string;
+  expiresAt: number;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** What a {@link Hosting} reports to the facade. */
+export interface HostingEvents {
+  /** The granted joiner's handshake succeeded: the session starts. */
+  started(session: PeerSession, relay: RelayTransport | null): void;
+}
+
+/** One `!session host`, from the listener to the session it yields. */
+export class Hosting {
+  /** Where joiners reach us (`relay:0` when relayed only). */
+  readonly addr: string;
+  #ctx: ClientContext;
+  #link: ServerConnection;
+  #events: HostingEvents;
+  #listener: FrameListener | null;
+  #grant: Grant | null = null;
+  /** The joiner's relayed connection while its peer handshake runs. */
+  #relay: RelayTransport | null = null;
+  #pending: Array<{ transport: FrameTransport; committed: boolean }> = [];
+  /** Notified when a grant arrives or hosting stops. */
+  #grantChanged = new Signal();
+  #stopped = false;
+
+  private constructor(
+    ctx: ClientContext,
+    link: ServerConnection,
+    events: HostingEvents,
+    listener: FrameListener | null,
+    addr: string,
+  ) {
+    this.#ctx = ctx;
+    this.#link = link;
+    this.#events = events;
+    this.#listener = listener;
+    this.addr = addr;
+    if (listener) ctx.track(this.#acceptPeers(listener));
+  }
+
+  /**
+   * Listen for joiners (unless relayed only).
+   * @returns the hosting, or null when we cannot listen (an error was shown)
+   */
+  static start(
+    ctx: ClientContext,
+    link: ServerConnection,
+    events: HostingEvents,
+  ): Hosting | null {
+    const o = ctx.o;
+    if (o.relay) return new Hosting(ctx, link, events, null, "relay:0");
+    let listener: FrameListener;
+    try {
+      listener = (o.network ?? tcpNetwork).listen(
+        o.listenHost ?? "127.0.0.1",
+        o.listenPort ?? 0,
+      );
+    } catch (e) {
+      ctx.print({
+        kind: "error",
+        code: "listen-failed",
+        text: `Cannot listen for peers: ${(e as Error).message}`,
+      });
+      return null;
+    }
+    const addr = o.advertise ?? `${listener.hostname}:${listener.port}`;
+    return new Hosting(ctx, link, events, listener, addr);
+  }
+
+  /** The joiner the pending grant is for, if any. */
+  get grantedPeer(): string | undefined {
+    return this.#grant?.peer;
+  }
+
+  /** Waiters for a grant, for tests: each probe's waiter is gone once it gave up. */
+  get grantWaiters(): number {
+    return this.#grantChanged.waiting;
+  }
+
+  /**
+   * Stop: a grant still pending is cancelled, so the server does not keep us
+   * (and the joiner) BUSY until the ticket expires; connections still
+   * waiting for their handshake are closed.
+   */
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#grant) {
+      clearTimeout(this.#grant.timer);
+      this.#grant.key.fill(0);
+      this.#link.sendQuietly({ t: "cancel", ticketId: this.#grant.ticketId });
+    }
+    this.#relay?.close();
+    this.#listener?.close();
+    for (const p of this.#pending.splice(0)) p.transport.close();
+    this.#grantChanged.notify();
+  }
+
+  /** The server granted a session to a joiner. */
+  onGrant(g: Extract<ServerToClient, { t: "grant" }>): void {
+    let key: Uint8Array, ticket: Uint8Array;
+    try {
+      key = Uint8Array.fromBase64(g.key);
+      ticket = Uint8Array.fromBase64(g.ticket);
+      Uint8Array.fromHex(g.ticketId);
+    } catch {
+      this.#ctx.print({
+        kind: "error",
+        code: "bad-grant",
+        text: "Server sent a malformed session grant",
+      });
+      return;
+    }
+    const lifetime = Math.max(0, Math.min(g.expiresAt - Date.now(), 60_000));
+    const grant: Grant = {
+      peer: g.peer,
+      key,
+      ticket,
+      ticketId: g.ticketId,
+      expiresAt: g.expiresAt,
+      timer: setTimeout(
+        () =>
+          this.#dropGrant(
+            grant,
+            `${grant.peer} did not connect in time; still hosting`,
+          ),
+        lifetime,
+      ),
+    };
+    if (this.#grant) clearTimeout(this.#grant.timer);
+    this.#grant = grant;
+    this.#ctx.system(
+      `${g.peer} asked for a session; waiting for ${g.peer} to connect`,
+    );
+    this.#grantChanged.notify();
+  }
+
+  /** The server called off the pending grant (the joiner left): host on. */
+  onCancelled(m: Extract<ServerToClient, { t: "cancelled" }>): void {
+    const grant = this.#grant;
+    if (!grant || grant.peer !== m.peer) return;
+    clearTimeout(grant.timer);
+    grant.key.fill(0);
+    this.#grant = null;
+    this.#relay?.close();
+    this.#relay = null;
+    this.#ctx.system(`${m.message}; still hosting`);
+    this.#ctx.track(this.#link.send({ t: "host", addr: this.addr }));
+  }
+
+  /** A frame the granted joiner sent through the relay. */
+  onRelayed(m: Extract<ServerToClient, { t: "relayed" }>): void {
+    if (this.#grant?.peer !== m.peer) return;
+    let payload: Uint8Array;
+    try {
+      payload = Uint8Array.fromBase64(m.data);
+    } catch {
+      return;
+    }
+    if (payload[0] === FrameKind.PEER_COMMIT) {
+      // A (new) relayed connection from the joiner: the handshake starts over.
+      this.#relay?.close();
+      const relay = newRelay(this.#link, m.peer);
+      this.#relay = relay;
+      relay.deliver(m.data);
+      this.#ctx.track(this.#hostOne(relay, "relay"));
+    } else if (this.#relay) {
+      // The joiner's part of the peer handshake, before the session starts.
+      this.#relay.deliver(m.data);
+    }
+  }
+
+  async #waitForGrant(ms: number): Promise<Grant | null> {
+    await waitUntil(
+      () => this.#stopped || this.#grant !== null,
+      this.#grantChanged,
+      ms,
+    );
+    return this.#stopped ? null : this.#grant;
+  }
+
+  async #acceptPeers(listener: FrameListener): Promise<void> {
+    for (;;) {
+      let transport: FrameTransport;
+      try {
+        transport = await listener.accept();
+      } catch {
+        return; // Listener closed: hosting ended.
+      }
+      // Strangers may connect to a host's port too (rule 4.3); each costs a
+      // socket until its handshake fails. Only a few are served at once. A
+      // real joiner sends its PEER_COMMIT as soon as it is connected, so
+      // those that have not are evicted first: idle strangers cannot keep
+      // it out, whether they came before it or after.
+      if (this.#pending.length >= MAX_PENDING_PEER_CONNECTIONS) {
+        const i = this.#pending.findIndex((p) => !p.committed);
+        this.#pending.splice(Math.max(i, 0), 1)[0]?.transport.close();
+      }
+      const pending = { transport, committed: false };
+      this.#pending.push(pending);
+      this.#ctx.track(
+        this.#hostOne(transport, "direct", pending).finally(() => {
+          const i = this.#pending.indexOf(pending);
+          if (i >= 0) this.#pending.splice(i, 1);
+        }),
+      );
+    }
+  }
+
+  /**
+   * A joiner connected (or its relayed PEER_COMMIT arrived): read its
+   * commitment, wait for our grant (the seed's race), then run the handshake.
+   */
+  async #hostOne(
+    t: FrameTransport,
+    via: "direct" | "relay",
+    pending?: { committed: boolean },
+  ): Promise<void> {
+    let commit: Uint8Array;
+    try {
+      commit = await readPeerCommit(t);
+    } catch (e) {
+      t.close();
+      this.#refused(t, e);
+      return;
+    }
+    if (pending) pending.committed = true;
+    // The server sends the grant to us and the address to the joiner at the
+    // same time; a fast joiner can arrive before our grant. Wait for it.
+    const grant = await this.#waitForGrant(
+      this.#ctx.o.grantWaitMs ?? GRANT_WAIT_MS,
+    );
+    if (!grant || this.#stopped) {
+      t.close();
+      return;
+    }
+    const o = this.#ctx.o;
+    let session: PeerSession;
+    try {
+      session = await hostPeer(
+        t,
+        {
+          self: o.user,
+          joiner: grant.peer,
+          peerKey: grant.key,
+          ticket: grant.ticket,
+          ticketId: Uint8Array.fromHex(grant.ticketId),
+          ...(o.windowMs === undefined ? {} : { windowMs: o.windowMs }),
+        },
+        { heartbeatMs: o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS },
+        via,
+        commit,
+      );
+    } catch (e) {
+      t.close();
+      if (this.#relay === t) this.#relay = null;
+      if (e instanceof SpentHandshakeError) {
+        // One guess per session (rule 4.4): this grant is not offered again.
+        this.#ctx.print({
+          kind: "error",
+          code: e.code,
+          text: `Session with ${grant.peer}: ${e.message}`,
+        });
+        this.#dropGrant(
+          grant,
+          `${grant.peer}'s session was cancelled; still hosting`,
+        );
+        return;
+      }
+      this.#refused(t, e);
+      return;
+    }
+    if (this.#stopped || this.#grant !== grant) {
+      await session.close("cancelled");
+      return;
+    }
+    clearTimeout(grant.timer);
+    grant.key.fill(0);
+    this.#grant = null;
+    this.#stopped = true;
+    this.#listener?.close();
+    for (const p of this.#pending.splice(0)) {
+      if (p.transport !== t) p.transport.close();
+    }
+    this.#grantChanged.notify();
+    this.#events.started(
+      session,
+      via === "relay" ? (t as RelayTransport) : null,
+    );
+  }
+
+  /** Rule 4.3: anyone else who connects gets nothing usable; we keep waiting until the expiry. */
+  #refused(t: FrameTransport, e: unknown): void {
+    if (this.#stopped || !this.#grant) return;
+    this.#ctx.system(
+      `Refused a connection from ${t.remote}: ${
+        (e as Error).message
+      }; still waiting for ${this.#grant.peer}`,
+    );
+  }
+
+  /** Give up a grant: tell the server (both IDLE), then host again. */
+  #dropGrant(grant: Grant, why: string): void {
+    if (this.#stopped || this.#grant !== grant) return;
+    clearTimeout(grant.timer);
+    grant.key.fill(0);
+    this.#grant = null;
+    this.#relay?.close();
+    this.#relay = null;
+    this.#ctx.system(why);
+    this.#ctx.track(
+      this.#link.send({ t: "cancel", ticketId: grant.ticketId }).then(() =>
+        this.#link.send({ t: "host", addr: this.addr })
+      ),
+    );
+  }
+}
+
+/** A {@link RelayTransport} to `peer` over the server link (PROTOCOL.md section 7). */
+export function newRelay(link: ServerConnection, peer: string): RelayTransport {
+  return new RelayTransport(peer, async (data) => {
+    await link.post({ t: "relay", peer, data });
+  });
+}

@@ -1,0 +1,195 @@
+/**
+ * JOINING (PROTOCOL.md sections 6 and 7): after `!session <host>`, wait for
+ * the server's `join`, connect to the host directly, and fall back to the
+ * server relay when the direct path fails for a network reason; a ticket or
+ * authentication failure is final. One {@link Joining} is one attempt: once
+ * the user or the server moved on, its late results touch nothing.
+ * @module
+ */
+
+import { DEFAULT_HEARTBEAT_MS } from "../record/mod.ts";
+import type { ServerToClient, TicketReplayCache } from "../proto/mod.ts";
+import { isImError, NetError, ProtocolError, within } from "../util/mod.ts";
+import { type FrameTransport, tcpNetwork } from "../wire/mod.ts";
+import {
+  joinPeer,
+  type PeerSession,
+  type RelayTransport,
+  SpentHandshakeError,
+} from "./peer_session.ts";
+import { type ClientContext, DIRECT_CONNECT_TIMEOUT_MS } from "./options.ts";
+import type { ServerConnection } from "./server_link.ts";
+import { newRelay } from "./hosting.ts";
+
+/** What a {@link Joining} reports to the facade. */
+export interface JoiningEvents {
+  /** The session started. */
+  started(session: PeerSession, relay: RelayTransport | null): void;
+  /** The attempt failed (the reason was shown). */
+  failed(): Promise<void>;
+}
+
+/** One `!session <host>` attempt. */
+export class Joining {
+  readonly peer: string;
+  #ctx: ClientContext;
+  #link: ServerConnection;
+  #events: JoiningEvents;
+  #replayCache: TicketReplayCache;
+  /** The server's `join` for this attempt has been acted on. */
+  #started = false;
+  /** The direct connection while its peer handshake runs. */
+  #direct: FrameTransport | null = null;
+  #relay: RelayTransport | null = null;
+  #abandoned = false;
+
+  constructor(
+    ctx: ClientContext,
+    link: ServerConnection,
+    events: JoiningEvents,
+    replayCache: TicketReplayCache,
+    peer: string,
+  ) {
+    this.#ctx = ctx;
+    this.#link = link;
+    this.#events = events;
+    this.#replayCache = replayCache;
+    this.peer = peer;
+  }
+
+  /** Leave the attempt: close its connections, so its task ends soon. */
+  abandon(): void {
+    this.#abandoned = true;
+    this.#direct?.close();
+    this.#relay?.close();
+  }
+
+  /** A frame the host sent through the relay, during our handshake. */
+  onRelayed(m: Extract<ServerToClient, { t: "relayed" }>): void {
+    if (this.#relay?.remote === `relay:${m.peer}`) this.#relay.deliver(m.data);
+  }
+
+  /**
+   * The server said where the host is: connect, directly or relayed, and
+   * run the peer handshake.
+   */
+  async run(m: Extract<ServerToClient, { t: "join" }>): Promise<void> {
+    if (m.peer !== this.peer || this.#started || this.#abandoned) return;
+    this.#started = true;
+    const ctx = this.#ctx, o = ctx.o;
+    ctx.print({ kind: "session", state: "waiting", peer: m.peer });
+    // A direct attempt that failed may already have used the ticket; its
+    // retry over the relay carries the same one, which this attempt (and
+    // only it) may use once more.
+    let retryTicket: string | null = null;
+    const replayCache = this.#replayCache;
+    const opts = {
+      self: o.user,
+      expectedHost: m.peer,
+      ticketKeys: this.#link.login.ticketKeys,
+      replayCache: {
+        use(id: Uint8Array, expiresAt: number, now?: number) {
+          if (retryTicket !== null && id.toHex() === retryTicket) {
+            retryTicket = null;
+            try {
+              replayCache.use(id, expiresAt, now);
+            } catch {
+              // Used by the direct attempt of this very join.
+            }
+            return;
+          }
+          replayCache.use(id, expiresAt, now);
+        },
+      },
+      ...(o.windowMs === undefined ? {} : { windowMs: o.windowMs }),
+    };
+    const channelOpts = { heartbeatMs: o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS };
+    let session: PeerSession | undefined;
+    let failure: unknown;
+    if (!o.relay && !m.addr.startsWith("relay:")) {
+      const direct = await this.#connectDirect(m.addr);
+      if (this.#abandoned) {
+        direct?.close();
+        return;
+      }
+      if (direct) {
+        this.#direct = direct;
+        try {
+          session = await joinPeer(direct, opts, channelOpts, "direct");
+        } catch (e) {
+          direct.close();
+          if (this.#abandoned) return;
+          if (isNetworkFailure(e) && !(e instanceof SpentHandshakeError)) {
+            // Closed, reset or silent (an eviction, a middlebox): try the
+            // relay once. A ticket or authentication failure is final.
+            retryTicket = m.ticketId.toLowerCase();
+            ctx.system(
+              `Direct connection to ${m.peer} failed (${
+                (e as Error).message
+              }); using the server relay`,
+            );
+          } else {
+            failure = e;
+          }
+        }
+        this.#direct = null;
+      } else {
+        ctx.system(
+          `Cannot reach ${m.peer} at ${m.addr} directly; using the server relay`,
+        );
+      }
+    }
+    let relay: RelayTransport | null = null;
+    if (!session && failure === undefined) {
+      relay = newRelay(this.#link, m.peer);
+      this.#relay = relay;
+      try {
+        // Our relayed PEER_COMMIT is what starts the host's handshake.
+        session = await joinPeer(relay, opts, channelOpts, "relay");
+      } catch (e) {
+        relay.close();
+        failure = e;
+      }
+    }
+    if (this.#abandoned) {
+      await session?.close("cancelled");
+      return;
+    }
+    if (!session) {
+      ctx.print({
+        kind: "error",
+        code: isImError(failure) ? failure.code : "peer-failed",
+        text: `Session with ${m.peer} failed: ${(failure as Error).message}`,
+      });
+      await this.#events.failed();
+      return;
+    }
+    this.#events.started(session, relay);
+  }
+
+  async #connectDirect(addr: string): Promise<FrameTransport | null> {
+    const i = addr.lastIndexOf(":");
+    const host = addr.slice(0, i).replace(/^\[|\]$/g, "");
+    const port = Number(addr.slice(i + 1));
+    if (!host || !Number.isInteger(port) || port <= 0 || port > 65535) {
+      return null;
+    }
+    try {
+      // A connection that completes after we gave up is closed at once.
+      return await within(
+        (this.#ctx.o.network ?? tcpNetwork).connect(host, port),
+        DIRECT_CONNECT_TIMEOUT_MS,
+        null,
+        (late) => late.close(),
+      );
+    } catch {
+      return null;
+    }
+  }
+}
+
+/** A failure of the connection itself, not of the ticket or authentication. */
+function isNetworkFailure(e: unknown): boolean {
+  return e instanceof NetError ||
+    (e instanceof ProtocolError && e.code === "truncated-frame");
+}

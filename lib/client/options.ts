@@ -1,0 +1,105 @@
+/**
+ * What the parts of the client share: its settings, where it shows things,
+ * and the limits each part keeps. No behaviour lives here.
+ * @module
+ */
+
+import type { PrivateIdentity, PublicIdentity } from "../crypto/mod.ts";
+import type { Network } from "../wire/mod.ts";
+import type { UiEvent } from "./events.ts";
+
+/** Where the client shows things; a {@link Terminal} fits. */
+export interface ClientUi {
+  print(ev: UiEvent): void;
+  setPeer(peer: string | null): void;
+}
+
+/** Settings of a client. */
+export interface ClientOptions {
+  user: string;
+  identity: PrivateIdentity;
+  /** The server key keygen pinned for this user (rule 2.2). */
+  pinnedServer: PublicIdentity;
+  serverHost: string;
+  serverPort: number;
+  ui: ClientUi;
+  /** Sockets, or a {@link MemoryNetwork} in tests (default: TCP). */
+  network?: Network;
+  /** Address to listen on when hosting (default 127.0.0.1). */
+  listenHost?: string;
+  /** Port to listen on when hosting (default 0: any free port). */
+  listenPort?: number;
+  /** Address to advertise instead of the listener's (e.g. behind NAT). */
+  advertise?: string;
+  /** Always run peer sessions through the server relay. */
+  relay?: boolean;
+  heartbeatMs?: number;
+  windowMs?: number;
+  /** Reconnect when the server goes away (default true). */
+  reconnect?: boolean;
+  /** First reconnect delay; doubles up to {@link reconnectMaxMs} (default 1 s). */
+  reconnectBaseMs?: number;
+  /** Longest reconnect delay (default 30 s). */
+  reconnectMaxMs?: number;
+  /**
+   * Wait for the server's answer to each command before the next line
+   * (`!list`, `!session host`, `!session <user>`), so a script's lines act in
+   * order: `im chat` sets it when stdin is not a terminal.
+   */
+  waitForReplies?: boolean;
+  /** Refresh the names offered by Tab completion this often, quietly (ms; 0 = never). */
+  namesRefreshMs?: number;
+  /** Login must finish within this (default `LOGIN_TIMEOUT_MS`, PROTOCOL.md section 3). */
+  loginTimeoutMs?: number;
+  /** How long a joiner's connection waits for our grant to arrive (default {@link GRANT_WAIT_MS}). */
+  grantWaitMs?: number;
+}
+
+/** A {@link UiEvent} whose time is filled in when printed. */
+export type NewEvent = UiEvent extends unknown
+  ? (UiEvent extends infer E
+    ? E extends UiEvent ? Omit<E, "at"> & { at?: number } : never
+    : never)
+  : never;
+
+/** What every part of the client is given by the facade. */
+export interface ClientContext {
+  readonly o: ClientOptions;
+  /** Show an event (its time is filled in). */
+  print(ev: NewEvent): void;
+  /** Show a system line. */
+  system(text: string): void;
+  /** Show an error: ours by its code, anything else as internal. */
+  error(e: unknown): void;
+  /** Run a task the client waits for on quit; its failure is shown. */
+  track<T>(p: Promise<T>): void;
+}
+
+/**
+ * Peer connections a host serves at once before their handshake finished.
+ * A newcomer evicts the oldest one that has not sent a PEER_COMMIT yet (a
+ * real joiner sends it as soon as it connects), else the oldest.
+ */
+export const MAX_PENDING_PEER_CONNECTIONS = 8;
+
+/**
+ * How long a joiner's connection waits for the host's grant: the server
+ * sends the grant to the host and the address to the joiner at once, so a
+ * fast joiner can arrive first.
+ */
+export const GRANT_WAIT_MS = 5000;
+
+/** How long to wait for a direct connection to a host before relaying. */
+export const DIRECT_CONNECT_TIMEOUT_MS = 3000;
+
+/** Scripting mode: longest wait for the server's answer to a command. */
+export const REPLY_WAIT_MS = 5000;
+/** Scripting mode: longest wait for `!session <user>` to start or fail. */
+export const SESSION_WAIT_MS = 20_000;
+
+/**
+ * A request whose answer never came (its record was lost, say) is given up
+ * after this, so the table of requests in flight cannot grow (PROTOCOL.md
+ * section 5.1).
+ */
+export const REQUEST_TIMEOUT_MS = 30_000;

@@ -1,0 +1,420 @@
+/**
+ * The client's link to the server: log in (PROTOCOL.md section 3), keep a
+ * table of requests in flight matched by id (section 5.1), hand every other
+ * message to the facade, and log in again with backoff when the link drops.
+ *
+ * @example
+ * ```ts ignore
+ * const link = await ServerConnection.open(ctx, handlers);
+ * const { answer } = link.request({ t: "list" });
+ * console.log(await answer); // { t: "users", users: [...], more: 0, req: 1 }
+ * ```
+ * @module
+ */
+
+import { DEFAULT_HEARTBEAT_MS } from "../record/mod.ts";
+import {
+  ClientHandshake,
+  type ClientToServer,
+  LOGIN_TIMEOUT_MS,
+  type LoginResult,
+  MAX_REQUEST_ID,
+  ServerLink,
+  type ServerToClient,
+} from "../proto/mod.ts";
+import {
+  Backoff,
+  type ImError,
+  isImError,
+  NetError,
+  ProtocolError,
+  within,
+} from "../util/mod.ts";
+import { type FrameTransport, tcpNetwork } from "../wire/mod.ts";
+import {
+  type ClientContext,
+  type ClientOptions,
+  REQUEST_TIMEOUT_MS,
+} from "./options.ts";
+
+/**
+ * Connect to the server and log in, all within the login deadline
+ * (`loginTimeoutMs`, default {@link LOGIN_TIMEOUT_MS}): a server that does
+ * not answer, or an address where packets vanish, fails with `login-timeout`
+ * instead of hanging for the minutes a TCP connect can take.
+ * @param o client settings
+ * @returns the server channel and the login keys
+ * @throws {NetError} server unreachable, or `login-timeout`; {@link AuthError} refused; {@link ProtocolError}
+ * @example
+ * ```ts ignore
+ * const { channel, login } = await loginToServer(options);
+ * ```
+ */
+export async function loginToServer(
+  o: ClientOptions,
+): Promise<{ channel: ServerLink; login: LoginResult }> {
+  const where = `${o.serverHost}:${o.serverPort}`;
+  const timeoutMs = o.loginTimeoutMs ?? LOGIN_TIMEOUT_MS;
+  const timeoutError = () =>
+    new NetError(
+      "login-timeout",
+      `Server at ${where} did not answer within ${timeoutMs / 1000} s`,
+    );
+  const network = o.network ?? tcpNetwork;
+  let t: FrameTransport | undefined;
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    t?.close(); // a login step waiting on the server ends now
+  }, timeoutMs);
+  try {
+    // A connection that completes after the deadline is closed at once.
+    t = await within(
+      network.connect(o.serverHost, o.serverPort),
+      timeoutMs,
+      undefined,
+      (late) => late.close(),
+    );
+    if (!t) throw timeoutError();
+    const conn = t;
+    const hs = new ClientHandshake({
+      user: o.user,
+      identity: o.identity,
+      pinnedServer: o.pinnedServer,
+      ...(o.windowMs === undefined ? {} : { windowMs: o.windowMs }),
+    });
+    const recv = async () => {
+      const p = await conn.recv();
+      if (p === null) {
+        throw new NetError(
+          "server-closed",
+          `Server at ${where} closed the connection during login`,
+        );
+      }
+      return p;
+    };
+    await conn.send(await hs.start());
+    await conn.send(await hs.onServerHello(await recv()));
+    await hs.onServerKey(await recv());
+    await conn.send(await hs.onServerFinished(await recv()));
+    if (timedOut) throw timeoutError();
+    const login = hs.result;
+    const channel = new ServerLink(conn, login.sealer, login.opener, {
+      heartbeatMs: o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+    });
+    return { channel, login };
+  } catch (e) {
+    t?.close();
+    // Whatever broke once the deadline passed (a send on the closed socket,
+    // say), the cause is the deadline.
+    throw timedOut ? timeoutError() : e;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A request in flight (PROTOCOL.md section 5.1). */
+export interface PendingRequest {
+  readonly req: number;
+  readonly message: ClientToServer;
+  /** Answered without being shown (Tab completion's `list`). */
+  readonly quiet: boolean;
+}
+
+/** What the link hands to the facade. */
+export interface LinkHandlers {
+  /**
+   * A message from the server, with the request it answers if it names one
+   * still in flight.
+   */
+  message(m: ServerToClient, answers: PendingRequest | undefined): void;
+  /** The link dropped (not for good): leave what needed it. */
+  lost(): void;
+  /** Logged in again after a drop. */
+  reconnected(): Promise<void>;
+  /** The link ended for good (replaced, revoked, full, another server key). */
+  fatal(e: ImError): void;
+}
+
+interface InFlight extends PendingRequest {
+  resolve(answer: ServerToClient | null): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** The client's side of the server link, across reconnects. */
+export class ServerConnection {
+  #ctx: ClientContext;
+  #handlers: LinkHandlers;
+  #channel: ServerLink | null = null;
+  #login: LoginResult | undefined;
+  #nextReq = 1;
+  #inFlight = new Map<number, InFlight>();
+  #welcomed = Promise.withResolvers<void>();
+  #closing = false;
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  #wakeReconnect: (() => void) | undefined;
+
+  constructor(ctx: ClientContext, handlers: LinkHandlers) {
+    this.#ctx = ctx;
+    this.#handlers = handlers;
+  }
+
+  /**
+   * Log in, and wait (bounded by the login deadline) for the server's
+   * `welcome`, so "Logged in" comes before anything the user's first line
+   * causes.
+   * @throws typed errors from {@link loginToServer}
+   */
+  async open(): Promise<void> {
+    const { channel, login } = await loginToServer(this.#ctx.o);
+    this.#channel = channel;
+    this.#login = login;
+    this.#ctx.track(this.#loop(channel));
+    await within(
+      this.#welcomed.promise,
+      this.#ctx.o.loginTimeoutMs ?? LOGIN_TIMEOUT_MS,
+      undefined,
+    );
+  }
+
+  /** The keys of the current login (its ticket keys open our peer tickets). */
+  get login(): LoginResult {
+    if (!this.#login) throw new NetError("offline", "Not logged in");
+    return this.#login;
+  }
+
+  /** Is there a live channel to the server? */
+  get connected(): boolean {
+    return this.#channel !== null && !this.#channel.closed;
+  }
+
+  /** Requests sent and not yet answered, for tests. */
+  get inFlight(): number {
+    return this.#inFlight.size;
+  }
+
+  /**
+   * Send a message that expects no answer. When not connected, say so.
+   * @returns whether it was handed to the channel
+   */
+  async send(m: ClientToServer): Promise<boolean> {
+    const channel = this.#channel;
+    if (!channel || channel.closed) {
+      this.#ctx.print({
+        kind: "error",
+        code: "offline",
+        text: "Not connected to the server; reconnecting",
+      });
+      return false;
+    }
+    try {
+      await channel.send(m);
+      return true;
+    } catch (e) {
+      this.#ctx.error(e);
+      return false;
+    }
+  }
+
+  /**
+   * Send, failing when not connected: for the relay, whose caller handles
+   * the failure (PROTOCOL.md section 7).
+   * @throws {NetError} `offline`; whatever the channel's send throws
+   */
+  async post(m: ClientToServer): Promise<void> {
+    const channel = this.#channel;
+    if (!channel || channel.closed) {
+      throw new NetError("offline", "Not connected to the server");
+    }
+    await channel.send(m);
+  }
+
+  /**
+   * Send if connected, without waiting and without a message when not: for
+   * bookkeeping a new server session does not need. In order with all sends.
+   */
+  sendQuietly(m: ClientToServer): void {
+    const channel = this.#channel;
+    if (channel && !channel.closed) channel.send(m).catch(() => {});
+  }
+
+  /**
+   * Send a request with the next id (section 5.1).
+   * @param m the request
+   * @param quiet its answer is not to be shown
+   * @returns `sent`: whether it went out (an error was shown if not);
+   *   `answer`: the answer, or null when the link ended first or it took
+   *   longer than {@link REQUEST_TIMEOUT_MS}
+   */
+  request(
+    m: ClientToServer,
+    quiet = false,
+  ): { sent: Promise<boolean>; answer: Promise<ServerToClient | null> } {
+    const channel = this.#channel;
+    if (!channel || channel.closed) {
+      if (!quiet) {
+        this.#ctx.print({
+          kind: "error",
+          code: "offline",
+          text: "Not connected to the server; reconnecting",
+        });
+      }
+      return { sent: Promise.resolve(false), answer: Promise.resolve(null) };
+    }
+    const req = this.#nextReq;
+    this.#nextReq = req >= MAX_REQUEST_ID ? 1 : req + 1;
+    const message = { ...m, req };
+    const answer = new Promise<ServerToClient | null>((resolve) => {
+      const timer = setTimeout(
+        () => this.#settle(req, null),
+        REQUEST_TIMEOUT_MS,
+      );
+      this.#inFlight.set(req, { req, message, quiet, resolve, timer });
+    });
+    const sent = channel.send(message).then(() => true, (e) => {
+      this.#settle(req, null);
+      if (!quiet) this.#ctx.error(e);
+      return false;
+    });
+    return { sent, answer };
+  }
+
+  #settle(req: number, answer: ServerToClient | null): InFlight | undefined {
+    const r = this.#inFlight.get(req);
+    if (!r) return undefined;
+    this.#inFlight.delete(req);
+    clearTimeout(r.timer);
+    r.resolve(answer);
+    return r;
+  }
+
+  /** The link's channel ended: no request in flight will be answered. */
+  #settleAll(): void {
+    for (const req of [...this.#inFlight.keys()]) this.#settle(req, null);
+  }
+
+  async #loop(channel: ServerLink): Promise<void> {
+    let closing: Extract<ServerToClient, { t: "closing" }> | undefined;
+    for await (const ev of channel.events()) {
+      if (ev.kind === "message") {
+        const m = ev.msg;
+        if (m.t === "welcome") this.#welcomed.resolve();
+        if (m.t === "closing") {
+          closing = m;
+          continue;
+        }
+        const answers = m.req === undefined
+          ? undefined
+          : this.#settle(m.req, m);
+        this.#handlers.message(m, answers);
+      } else if (ev.kind === "discarded") {
+        this.#ctx.print({
+          kind: "error",
+          code: ev.error.code,
+          text: `From the server: ${ev.error.message}`,
+        });
+      } else if (ev.kind === "lost") {
+        this.#ctx.print({
+          kind: "error",
+          code: "lost",
+          text: `${ev.count} message(s) from the server were lost`,
+        });
+      }
+    }
+    if (this.#channel === channel) this.#channel = null;
+    this.#settleAll();
+    this.#welcomed.resolve(); // nobody waits for a welcome that cannot come
+    if (this.#closing) return;
+    if (
+      closing &&
+      (closing.reason === "replaced" || closing.reason === "revoked" ||
+        closing.reason === "full")
+    ) {
+      this.#fatal(
+        new ProtocolError(
+          closing.reason,
+          `Server closed the connection: ${closing.message}`,
+        ),
+      );
+      return;
+    }
+    this.#handlers.lost();
+    const why = closing ? closing.message : "connection lost";
+    if (this.#ctx.o.reconnect === false) {
+      this.#fatal(
+        new NetError("server-gone", `Disconnected from the server: ${why}`),
+      );
+      return;
+    }
+    this.#ctx.print({
+      kind: "error",
+      code: "server-gone",
+      text: `Disconnected from the server: ${why}; reconnecting`,
+    });
+    this.#ctx.track(this.#reconnect());
+  }
+
+  #fatal(e: ImError): void {
+    this.#ctx.print({ kind: "error", code: e.code, text: e.message });
+    this.#handlers.fatal(e);
+  }
+
+  async #reconnect(): Promise<void> {
+    const o = this.#ctx.o;
+    const backoff = new Backoff(
+      o.reconnectBaseMs ?? 1000,
+      o.reconnectMaxMs ?? 30_000,
+    );
+    while (!this.#closing) {
+      // Jittered, so clients of a restarted server do not all return at once.
+      const wait = backoff.next();
+      await new Promise<void>((resolve) => {
+        this.#wakeReconnect = resolve;
+        this.#reconnectTimer = setTimeout(resolve, wait);
+      });
+      this.#wakeReconnect = undefined;
+      if (this.#closing) return;
+      try {
+        const { channel, login } = await loginToServer(o);
+        this.#channel = channel;
+        this.#login = login;
+        this.#ctx.system("Reconnected to the server");
+        this.#ctx.track(this.#loop(channel));
+        await this.#handlers.reconnected();
+        return;
+      } catch (e) {
+        if (isImError(e) && e.code === "server-key-mismatch") {
+          // Rule 2.2: a server with another key stops the client, on a
+          // reconnect as at the first login; it is never talked to again.
+          this.#fatal(e);
+          return;
+        }
+        // Anything else before the server proved its key is not final: a
+        // refusal arrives as a cleartext ERROR frame, which anyone on the
+        // path could forge to stop us for good. Keep trying, and say why.
+        this.#ctx.print({
+          kind: "error",
+          code: "reconnect-failed",
+          text: `Reconnect failed: ${(e as Error).message}; next try in about ${
+            Math.round(backoff.upcoming / 1000)
+          } s`,
+        });
+      }
+    }
+  }
+
+  /** Log out: say `bye`, close the channel, stop reconnecting. */
+  async close(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    clearTimeout(this.#reconnectTimer);
+    this.#wakeReconnect?.();
+    // The loop may clear #channel while we await: keep our own handle.
+    const channel = this.#channel;
+    if (channel && !channel.closed) {
+      await channel.send({ t: "bye" }).catch(() => {});
+      await channel.close("logout");
+    }
+    this.#settleAll();
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * What the client shows the user about its peer session (PROTOCOL.md
+ * section 6): messages both ways, receipts, problems, why it ended, in
+ * words; `!whoami`; and the wording of an error.
+ * @module
+ */
+
+import { isImError } from "../util/mod.ts";
+import type { PeerSession } from "./peer_session.ts";
+import type { ClientContext, ClientOptions, NewEvent } from "./options.ts";
+
+/** An error as the user sees it: ours by its code, anything else as internal. */
+export function errorEvent(e: unknown): NewEvent {
+  return isImError(e) ? { kind: "error", code: e.code, text: e.message } : {
+    kind: "error",
+    code: "internal",
+    text: `Internal error: ${(e as Error)?.message ?? e}`,
+  };
+}
+
+/**
+ * The `!whoami` line.
+ * @param o the client's settings
+ * @param where the session, or the mode in words
+ */
+export function whoami(o: ClientOptions, where: PeerSession | string): string {
+  const doing = typeof where === "string"
+    ? where
+    : `in a ${where.transport} session with ${where.peer} (code ${where.sas})`;
+  return `You are ${o.user} (${o.identity.fingerprint}); server ${o.serverHost}:${o.serverPort} (${o.pinnedServer.fingerprint}); ${doing}`;
+}
+
+/**
+ * Send a chat message in the session, and show it (or why it was not sent).
+ * @param ctx where to show it
+ * @param session the session, or null when there is none
+ * @param text the message
+ */
+export async function sendText(
+  ctx: ClientContext,
+  session: PeerSession | null,
+  text: string,
+): Promise<void> {
+  if (!session) {
+    ctx.print({
+      kind: "error",
+      code: "no-session",
+      text:
+        "Not sent: you are not in a session; use !session <user> or !session host",
+    });
+    return;
+  }
+  try {
+    const id = await session.sendText(text);
+    ctx.print({
+      kind: "message",
+      from: ctx.o.user,
+      to: session.peer,
+      text,
+      id,
+      direction: "out",
+    });
+  } catch (e) {
+    ctx.print({
+      kind: "error",
+      code: isImError(e) && e.code === "message-too-large"
+        ? e.code
+        : "not-delivered",
+      text: `Not delivered: ${(e as Error).message}`,
+    });
+  }
+}
+
+/**
+ * Show a session's events until it ends.
+ * @param ctx where to show them
+ * @param session the session
+ * @param ended called once, after its end was shown
+ */
+export async function showSession(
+  ctx: ClientContext,
+  session: PeerSession,
+  ended: () => Promise<void>,
+): Promise<void> {
+  const self = ctx.o.user, peer = session.peer;
+  for await (const ev of session.events()) {
+    switch (ev.kind) {
+      case "text":
+        ctx.print({
+          kind: "message",
+          from: peer,
+          to: self,
+          text: ev.text,
+          id: ev.id,
+          direction: "in",
+        });
+        break;
+      case "delivered":
+        ctx.print({ kind: "receipt", id: ev.id, status: "delivered", peer });
+        break;
+      case "problem":
+        ctx.print({ kind: "error", code: ev.code, text: ev.message });
+        break;
+      case "ended": {
+        for (const u of ev.undelivered) {
+          ctx.print({
+            kind: "receipt",
+            id: u.id,
+            status: "undelivered",
+            peer,
+          });
+        }
+        ctx.print({
+          kind: "session",
+          state: "ended",
+          peer,
+          reason: endReason(ev.reason, peer),
+          transport: session.transport,
+        });
+        await ended();
+        break;
+      }
+    }
+  }
+}
+
+/** Why a session ended, in words. */
+function endReason(reason: string, peer: string): string {
+  return reason === "disconnect"
+    ? `${peer} ended the session`
+    : reason === "peer-silent" || reason === "timeout"
+    ? `${peer} stopped answering`
+    : reason === "connection-lost" || reason === "protocol-error"
+    ? `the connection to ${peer} was lost`
+    : reason === "local"
+    ? "you ended the session"
+    : `${peer} left (${reason})`;
+}
