@@ -1,11 +1,40 @@
+/**
+ * The key distribution centre's rules ({@link SessionBook}) over the
+ * in-process {@link MemoryPresence}: states, refusals and who is freed.
+ * @module
+ */
+
 import assert from "node:assert/strict";
-import { Presence } from "../lib/server/mod.ts";
+import { LOCAL_NODE, MemoryPresence, SessionBook } from "../lib/server/mod.ts";
 
 const KNOWN = new Set(["A", "B", "C", "D"]);
-function presence(...online: string[]): Presence {
-  const p = new Presence((n) => KNOWN.has(n));
-  for (const u of online) p.join(u);
-  return p;
+
+/** A book and the presence it writes, read as one; `online` have joined. */
+function presence(...online: string[]) {
+  const seen = new MemoryPresence();
+  for (const u of online) seen.join(u, LOCAL_NODE);
+  const book = new SessionBook(seen, (n) => KNOWN.has(n));
+  return {
+    host: (n: string, addr: string) => book.host(n, addr),
+    unhost: (n: string) => book.unhost(n),
+    requestSession: (j: string, h: string, now: number, life: number) =>
+      book.requestSession(j, h, now, life),
+    setTicket: (h: string, id: string) => book.setTicket(h, id),
+    ended: (n: string, peer?: string) => book.ended(n, peer),
+    resumeBusy: (n: string, peer: string) => book.resumeBusy(n, peer),
+    cancel: (h: string, id: string) => book.cancel(h, id),
+    /** What the registry does when a user's connection ends. */
+    leave: (n: string) => {
+      const gone = seen.leave(n);
+      return gone && book.partnerLeft(gone);
+    },
+    get: (n: string) => seen.get(n),
+    isOnline: (n: string) => seen.get(n) !== undefined,
+    list: () => seen.list().map(({ name, state }) => ({ name, state })),
+    get size() {
+      return seen.size;
+    },
+  };
 }
 
 Deno.test("Presence.list() shows every online user IDLE, sorted, and never one who left (rule 2.10)", () => {
@@ -20,7 +49,7 @@ Deno.test("Presence.list() shows every online user IDLE, sorted, and never one w
   assert.equal(p.isOnline("B"), false);
 });
 
-Deno.test("Presence.host() marks a user HOSTING with its address (rule 4.1)", () => {
+Deno.test("SessionBook.host() marks a user HOSTING with its address (rule 4.1)", () => {
   const p = presence("A");
   assert.equal(p.host("A", "127.0.0.1:5000"), null);
   assert.equal(p.get("A")?.state, "HOSTING");
@@ -30,7 +59,7 @@ Deno.test("Presence.host() marks a user HOSTING with its address (rule 4.1)", ()
   assert.equal(p.get("A")?.addr, undefined);
 });
 
-Deno.test("Presence.requestSession() refuses yourself, unknown, offline, not hosting and busy, each with its reason (rule 4.2)", () => {
+Deno.test("SessionBook.requestSession() refuses yourself, unknown, offline, not hosting and busy, each with its reason (rule 4.2)", () => {
   const p = presence("A", "B", "C");
   const r = (j: string, h: string) => p.requestSession(j, h, 0, 30_000);
   const self = r("A", "A");
@@ -53,7 +82,7 @@ Deno.test("Presence.requestSession() refuses yourself, unknown, offline, not hos
   assert.equal(p.get("C")?.state, "HOSTING");
 });
 
-Deno.test("Presence.requestSession() marks both BUSY, partners of each other, with the host's address and an expiry", () => {
+Deno.test("SessionBook.requestSession() marks both BUSY, partners of each other, with the host's address and an expiry", () => {
   const p = presence("A", "B");
   p.host("A", "127.0.0.1:7");
   const d = p.requestSession("B", "A", 1000, 30_000);
@@ -79,7 +108,7 @@ Deno.test("a joiner who was hosting stops hosting when it joins someone else", (
   assert.equal(p.get("B")?.state, "BUSY");
 });
 
-Deno.test("Presence.ended() returns each side to IDLE on its own report (rule 4.5)", () => {
+Deno.test("SessionBook.ended() returns each side to IDLE on its own report (rule 4.5)", () => {
   const p = presence("A", "B");
   p.host("A", "x:1");
   p.requestSession("B", "A", 0, 1000);
@@ -90,7 +119,7 @@ Deno.test("Presence.ended() returns each side to IDLE on its own report (rule 4.
   assert.deepEqual(p.list().map((u) => u.state), ["IDLE", "IDLE"]);
 });
 
-Deno.test("Presence.cancel() with the grant's ticket id frees both and names the joiner; a wrong id or a non-host changes nothing", () => {
+Deno.test("SessionBook.cancel() with the grant's ticket id frees both and names the joiner; a wrong id or a non-host changes nothing", () => {
   const p = presence("A", "B");
   p.host("A", "x:1");
   p.requestSession("B", "A", 0, 1000);
@@ -102,7 +131,7 @@ Deno.test("Presence.cancel() with the grant's ticket id frees both and names the
   assert.deepEqual(p.list().map((u) => u.state), ["IDLE", "IDLE"]);
 });
 
-Deno.test("Presence.leave() of one partner frees the other and names it", () => {
+Deno.test("a user who leaves frees its partner (SessionBook.partnerLeft()), which is named", () => {
   const p = presence("A", "B", "C");
   p.host("A", "x:1");
   p.requestSession("B", "A", 0, 1000);
@@ -120,7 +149,7 @@ Deno.test("a user who hosts while BUSY is refused with a reason", () => {
   assert.match(p.host("Zed", "x:2") ?? "", /not online/);
 });
 
-Deno.test("Presence.resumeBusy() marks a user who came back in a live session BUSY until it reports the end", () => {
+Deno.test("SessionBook.resumeBusy() marks a user who came back in a live session BUSY until it reports the end", () => {
   const p = presence("A", "B");
   p.resumeBusy("A", "B");
   assert.equal(p.get("A")?.state, "BUSY");

@@ -1,10 +1,22 @@
 /**
- * Layer 5, server: the server (accepting and admitting logins, routing, the
- * relay, the key distribution centre) and its bookkeeping as plain data:
- * presence, admission caps, failure penalties. May import: util, crypto, wire,
- * record, proto.
+ * Layer 5, server: a small facade ({@link ImServer}, server.ts) over parts
+ * with one job each: the edge (accepting and logging in), admission caps
+ * and failure penalties, the registry of connected users, the key
+ * distribution centre (kdc.ts, with its rules in sessions.ts) and the
+ * relay. Presence, delivery and the mailbox store are interfaces
+ * (seams.ts) with in-process implementations in memory/. May import: util,
+ * crypto, wire, record, proto.
  * @module
  */
 
-export * from "./presence.ts";
+export * from "./admission.ts";
+export * from "./memory/mod.ts";
+export * from "./seams.ts";
 export * from "./server.ts";
+export { SessionBook, type SessionDecision } from "./sessions.ts";
+export {
+  type ClientSession,
+  Registry,
+  type Reply,
+  replyTo,
+} from "./registry.ts";

@@ -1,15 +1,20 @@
 /**
- * The `im` server: accepts TCP connections, runs the login handshake
- * (section 2), then serves each user over a {@link SecureChannel} as the key
- * distribution centre for peer sessions (section 4). This is the socket
- * edge; the bookkeeping is {@link Presence} in `server_state.ts`.
+ * The `im` server: the key distribution centre for peer sessions
+ * (PROTOCOL.md sections 4 to 7). {@link ImServer} is a facade over parts
+ * with one job each:
  *
- * One client can never stop the server or other clients: every connection
- * runs in its own task with its own errors, a login must finish within a
- * deadline (rule 1.2), unauthenticated connections are capped per address
- * and in total (the oldest is evicted, so a flood of idle sockets cannot
- * lock a real user out), and repeated failed logins from one address are
- * slowed down (rule 2.4).
+ * - edge.ts: accepts connections from a {@link Network} and runs the login,
+ *   behind the caps and penalties of admission.ts (rules 1.2, 2.4);
+ * - registry.ts: the connected users, the only writer of who is online;
+ * - kdc.ts (rules in sessions.ts): hosting, grants and tickets;
+ * - relay.ts: forwarding between peers that cannot meet directly;
+ * - seams.ts: {@link Presence} and {@link Delivery}, the interfaces through
+ *   which the parts see other users (memory/ in one process).
+ *
+ * Here: the options, the life of one logged-in connection (refusals,
+ * replacement, revocation, its messages) and the shutdown. One client can
+ * never stop the server or other clients: every connection runs in its own
+ * task with its own errors.
  *
  * @example
  * ```ts ignore
@@ -20,46 +25,47 @@
  * @module
  */
 
-import {
-  AuthError,
-  isImError,
-  type Logger,
-  NetError,
-  ProtocolError,
-  randomBytes,
-  within,
-} from "../util/mod.ts";
+import { isImError, type Logger, within } from "../util/mod.ts";
 import { DEFAULT_HEARTBEAT_MS, DEFAULT_WINDOW_MS } from "../record/mod.ts";
 import {
+  ClientLink,
+  type ClientToServer,
   encodeErrorFrame,
   ErrorCode,
-  errorFrameCode,
   LOGIN_TIMEOUT_MS,
   type LoginResult,
   MAX_TICKET_LIFETIME_MS,
-  type Message,
-  sealTicket,
-  SecureChannel,
-  ServerHandshake,
-  TICKET_ID_BYTES,
 } from "../proto/mod.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
   DEFAULT_MAX_QUEUED_BYTES,
-  type Farewell,
-  FrameKind,
   type FrameListener,
   type FrameTransport,
   type Network,
   tcpNetwork,
 } from "../wire/mod.ts";
 import type { PrivateIdentity, PublicIdentity } from "../crypto/mod.ts";
-import { FailurePenalty, LoginAdmission, Presence } from "./presence.ts";
+import { Edge, GOODBYE_TIMEOUT_MS } from "./edge.ts";
+import { Kdc } from "./kdc.ts";
+import { LocalDelivery, MemoryPresence, type Outbox } from "./memory/mod.ts";
+import {
+  type ClientSession,
+  Registry,
+  type Reply,
+  replyTo,
+} from "./registry.ts";
+import { Relay } from "./relay.ts";
+import {
+  type Delivery,
+  LOCAL_NODE,
+  type Presence,
+  type PresenceEntry,
+} from "./seams.ts";
+
+export { RELAY_QUEUE_BUDGET_BYTES } from "./relay.ts";
 
 /** Most users in one `!list` answer by default; the rest are counted (`more`), so the answer always fits a record. */
 export const LIST_MAX = 1000;
-/** Relayed bytes a partner may have waiting before more relays to it are refused (`relay-busy`). */
-export const RELAY_QUEUE_BUDGET_BYTES = 1024 * 1024;
 
 /** Settings of {@link ImServer}; every limit has a default. */
 export interface ServerOptions {
@@ -71,6 +77,12 @@ export interface ServerOptions {
   /** The server's directory of client public keys. */
   clients: Map<string, PublicIdentity>;
   log?: Logger;
+  /** This server's node id in {@link Presence} (default {@link LOCAL_NODE}). */
+  node?: string;
+  /** Who is online (default a {@link MemoryPresence} of this process). */
+  presence?: Presence;
+  /** How other users are reached, given this node's connections (default {@link LocalDelivery}). */
+  delivery?: (local: (user: string) => Outbox | undefined) => Delivery;
   /** Rule 1.2: a login must finish within this (default {@link LOGIN_TIMEOUT_MS}). */
   loginTimeoutMs?: number;
   /** Unauthenticated connections at once, in total (default 256). */
@@ -100,73 +112,63 @@ export interface ServerOptions {
   maxQueuedBytes?: number;
 }
 
-/** How long the server waits for a goodbye message to be written before it closes the socket anyway. */
-const GOODBYE_TIMEOUT_MS = 1000;
-
-interface ClientSession {
-  user: string;
-  remote: string;
-  channel: SecureChannel;
-  fingerprint: string;
-  /** The user's ticket keys from its login (rule 4.2); never leave this process. */
-  ticketKeys: LoginResult["ticketKeys"];
-}
-
-/** A transport as the server's listener hands it out. */
-type Conn = FrameTransport & Farewell;
-
-interface Pending {
-  address: string;
-  transport: Conn;
-}
-
 /** A running server. */
 export class ImServer {
-  #listener: FrameListener;
-  #o: Required<Omit<ServerOptions, "hostname" | "port" | "log" | "network">>;
   #log: Logger;
+  #identity: PrivateIdentity;
   #clients: Map<string, PublicIdentity>;
+  #limits: { maxClients: number; listMax: number; heartbeatMs: number };
+  #maxFrameBytes: number;
   #presence: Presence;
-  #sessions = new Map<string, ClientSession>();
-  #pending: LoginAdmission<Pending>;
-  #failures: FailurePenalty;
+  #registry: Registry;
+  #kdc: Kdc;
+  #relay: Relay;
+  #edge: Edge;
   #tasks = new Set<Promise<void>>();
   #closing = false;
-  #acceptLoop: Promise<void>;
 
-  private constructor(listener: FrameListener, opts: ServerOptions) {
-    this.#listener = listener;
-    this.#log = opts.log ?? (() => {});
-    this.#clients = opts.clients;
-    this.#presence = new Presence((name) => this.#clients.has(name));
-    this.#o = {
-      identity: opts.identity,
-      clients: opts.clients,
-      loginTimeoutMs: opts.loginTimeoutMs ?? LOGIN_TIMEOUT_MS,
-      maxUnauthenticated: opts.maxUnauthenticated ?? 256,
-      maxUnauthenticatedPerAddress: opts.maxUnauthenticatedPerAddress ?? 64,
-      maxClients: opts.maxClients ?? 10_000,
-      maxFrameBytes: opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
-      listMax: Math.max(1, opts.listMax ?? LIST_MAX),
-      heartbeatMs: opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
-      windowMs: opts.windowMs ?? DEFAULT_WINDOW_MS,
+  private constructor(listener: FrameListener, o: ServerOptions) {
+    this.#log = o.log ?? (() => {});
+    this.#identity = o.identity;
+    this.#clients = o.clients;
+    this.#limits = {
+      maxClients: o.maxClients ?? 10_000,
+      listMax: Math.max(1, o.listMax ?? LIST_MAX),
+      heartbeatMs: o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+    };
+    this.#maxFrameBytes = o.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    this.#presence = o.presence ?? new MemoryPresence();
+    this.#registry = new Registry(this.#presence, o.node ?? LOCAL_NODE);
+    const local = (user: string) => this.#registry.outbox(user);
+    const delivery = o.delivery?.(local) ?? new LocalDelivery(local);
+    this.#kdc = new Kdc({
+      presence: this.#presence,
+      delivery,
+      isKnown: (name) => this.#clients.has(name),
       ticketLifetimeMs: Math.min(
-        opts.ticketLifetimeMs ?? 30_000,
+        o.ticketLifetimeMs ?? 30_000,
         MAX_TICKET_LIFETIME_MS,
       ),
-      authFailureLimit: opts.authFailureLimit ?? 5,
-      authPenaltyMs: opts.authPenaltyMs ?? 5_000,
-      maxQueuedBytes: opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
-    };
-    this.#pending = new LoginAdmission({
-      maxTotal: this.#o.maxUnauthenticated,
-      maxPerAddress: this.#o.maxUnauthenticatedPerAddress,
+      log: this.#log,
     });
-    this.#failures = new FailurePenalty({
-      limit: this.#o.authFailureLimit,
-      basePenaltyMs: this.#o.authPenaltyMs,
+    this.#relay = new Relay(this.#presence, delivery);
+    const windowMs = o.windowMs ?? DEFAULT_WINDOW_MS;
+    this.#edge = new Edge(listener, {
+      identity: o.identity,
+      lookupUser: (name) => this.#clients.get(name),
+      loginTimeoutMs: o.loginTimeoutMs ?? LOGIN_TIMEOUT_MS,
+      windowMs,
+      admission: {
+        maxTotal: o.maxUnauthenticated ?? 256,
+        maxPerAddress: o.maxUnauthenticatedPerAddress ?? 64,
+      },
+      penalty: {
+        limit: o.authFailureLimit ?? 5,
+        basePenaltyMs: o.authPenaltyMs ?? 5_000,
+      },
+      log: this.#log,
+      onLogin: (login, t) => this.#serve(login, t),
     });
-    this.#acceptLoop = this.#accept();
   }
 
   /**
@@ -201,17 +203,17 @@ export class ImServer {
 
   /** The port the server listens on. */
   get port(): number {
-    return this.#listener.port;
+    return this.#edge.port;
   }
 
   /** @returns who is online, as `!list` shows it */
   list(): Array<{ name: string; state: string }> {
-    return this.#presence.list();
+    return this.#presence.list().map((e) => ({ name: e.name, state: e.state }));
   }
 
   /** Unauthenticated connections open now. */
   get pendingCount(): number {
-    return this.#pending.size;
+    return this.#edge.pendingCount;
   }
 
   #track(p: Promise<void>): void {
@@ -219,184 +221,14 @@ export class ImServer {
     p.finally(() => this.#tasks.delete(p));
   }
 
-  async #accept(): Promise<void> {
-    while (!this.#closing) {
-      let conn: Conn;
-      try {
-        conn = await this.#listener.accept();
-      } catch (e) {
-        if (this.#closing || (isImError(e) && e.code === "closed")) return;
-        // EMFILE and friends: log, breathe, keep serving everyone else.
-        this.#log("accept-error", { error: (e as Error).message });
-        await new Promise((r) => setTimeout(r, 100));
-        continue;
-      }
-      this.#track(
-        this.#handle(conn).catch((e) => {
-          this.#log("connection-error", {
-            error: (e as Error)?.message ?? String(e),
-          });
-        }),
-      );
-    }
-  }
-
-  #recordFailure(address: string, now: number): void {
-    const penaltyMs = this.#failures.recordFailure(address, now);
-    if (penaltyMs > 0) {
-      this.#log("penalty", {
-        addr: address,
-        seconds: Math.round(penaltyMs / 1000),
-      });
-    }
-  }
-
-  /** Admit a new unauthenticated connection, evicting the oldest ones over the caps (rule 1.2). */
-  #admit(p: Pending): void {
-    for (const q of this.#pending.admit(p.address, p)) {
-      this.#log("evicted", {
-        addr: q.transport.remote,
-        reason: "too many unauthenticated connections",
-      });
-      this.#refuse(
-        q.transport,
-        ErrorCode.TOO_MANY,
-        "Too many connections are logging in; try again",
-      );
-    }
-  }
-
-  #refuse(t: FrameTransport, code: number, message: string): void {
-    if (t.closed) return;
-    within(
-      t.send(encodeErrorFrame({ code, message })).catch(() => {}),
-      GOODBYE_TIMEOUT_MS,
-      undefined,
-    ).finally(() => t.close());
-  }
-
-  async #handle(t: Conn): Promise<void> {
-    const address = t.remoteHost;
-    const now = Date.now();
-    const wait = this.#failures.penalty(address, now);
-    if (wait > 0) {
-      this.#refuse(
-        t,
-        ErrorCode.RATE_LIMITED,
-        `Too many failed logins from your address; try again in ${
-          Math.ceil(wait / 1000)
-        } s`,
-      );
-      return;
-    }
-    if (this.#closing) {
-      this.#refuse(t, ErrorCode.SHUTDOWN, "Server is shutting down");
-      return;
-    }
-    const pending: Pending = { address, transport: t };
-    this.#admit(pending);
-    const deadline = setTimeout(() => {
-      this.#log("login-timeout", { addr: t.remote });
-      this.#refuse(
-        t,
-        ErrorCode.TIMEOUT,
-        `Login not finished within ${this.#o.loginTimeoutMs / 1000} s`,
-      );
-    }, this.#o.loginTimeoutMs);
-    let login: LoginResult;
-    // Each SERVER_HELLO costs an RSA signature: a login abandoned after one
-    // counts as a failure, so one address cannot make the server sign for
-    // it in a loop (rule 1.2, rule 2.4).
-    let signed = false;
-    let failureCounted = false;
-    try {
-      const hs = new ServerHandshake({
-        identity: this.#o.identity,
-        lookupUser: (name) => this.#clients.get(name),
-        decoy: this.#o.identity.publicIdentity,
-        windowMs: this.#o.windowMs,
-      });
-      const hello = await this.#recvLogin(t);
-      const serverHello = await hs.onClientHello(hello);
-      signed = true;
-      await t.send(serverHello);
-      const auth = await this.#recvLogin(t);
-      let replies: Uint8Array[];
-      try {
-        replies = await hs.onClientAuth(auth);
-      } catch (e) {
-        if (e instanceof AuthError) {
-          failureCounted = true;
-          this.#recordFailure(address, Date.now());
-          this.#log("login-failed", {
-            addr: t.remote,
-            user: hs.claimedUser,
-            reason: "unknown user or bad signature",
-          });
-          this.#refuse(t, ErrorCode.AUTH_FAILED, "unknown user or wrong key");
-          return;
-        }
-        throw e;
-      }
-      for (const r of replies) await t.send(r);
-      await hs.onClientFinished(await this.#recvLogin(t));
-      login = hs.result;
-    } catch (e) {
-      if (signed && !failureCounted) this.#recordFailure(address, Date.now());
-      // Broken framing closed the transport already (after its ERROR
-      // farewell); it is still worth a line in the log.
-      const framing = e instanceof ProtocolError && t.closed;
-      if (!t.closed || framing) {
-        this.#log("login-error", {
-          addr: t.remote,
-          error: isImError(e) ? e.code : "internal",
-          detail: (e as Error).message,
-        });
-      }
-      if (!t.closed) {
-        this.#refuse(
-          t,
-          errorFrameCode(e),
-          isImError(e) ? e.message : "Internal error",
-        );
-      }
-      return;
-    } finally {
-      clearTimeout(deadline);
-      this.#pending.remove(address, pending);
-    }
-    // Rule 3.6: nothing in clear after login, not even an error frame.
-    t.farewell = undefined;
-    if (this.#closing) {
-      t.close();
-      return;
-    }
-    await this.#serve(login, t);
-  }
-
-  async #recvLogin(t: FrameTransport): Promise<Uint8Array> {
-    const p = await t.recv();
-    if (p === null) {
-      throw new NetError("closed", "Connection closed during login");
-    }
-    if (p[0] === FrameKind.ERROR) {
-      throw new ProtocolError(
-        "peer-error",
-        "Client sent an error during login",
-      );
-    }
-    return p;
-  }
-
+  /** A logged-in connection, from its admission to its end. */
   async #serve(login: LoginResult, t: FrameTransport): Promise<void> {
     const user = login.user;
-    // The key the client proved it holds; checked against the directory as
-    // it is now, since a reload may have revoked it during the login.
-    const fingerprint = login.peerFingerprint;
     if (
-      this.#sessions.size >= this.#o.maxClients && !this.#sessions.has(user)
+      this.#registry.size >= this.#limits.maxClients &&
+      !this.#registry.has(user)
     ) {
-      const ch = new SecureChannel(t, login.sealer, login.opener, {
+      const ch = new ClientLink(t, login.sealer, login.opener, {
         heartbeatMs: 0,
       });
       await ch.send({
@@ -408,10 +240,13 @@ export class ImServer {
       this.#log("refused", { user, reason: "server full" });
       return;
     }
-    const channel = new SecureChannel(t, login.sealer, login.opener, {
-      heartbeatMs: this.#o.heartbeatMs,
-      maxRecordBytes: this.#o.maxFrameBytes,
+    const channel = new ClientLink(t, login.sealer, login.opener, {
+      heartbeatMs: this.#limits.heartbeatMs,
+      maxRecordBytes: this.#maxFrameBytes,
     });
+    // The key the client proved it holds; checked against the directory as
+    // it is now, since a reload may have revoked it during the login.
+    const fingerprint = login.peerFingerprint;
     const session: ClientSession = {
       user,
       remote: t.remote,
@@ -429,55 +264,57 @@ export class ImServer {
       await channel.close("revoked");
       return;
     }
-    const older = this.#sessions.get(user);
     // Registered before any await: two logins of one user racing here must
     // not both stay online (rule 2.10).
-    this.#sessions.set(user, session);
+    const { older, left } = this.#registry.add(session);
     if (older) {
       // Rule 2.10: the newer login wins; the older connection is told why.
       this.#log("replaced", { user, old: older.remote, new: t.remote });
-      const partner = this.#presence.leave(user);
-      if (partner) {
-        this.#sendTo(partner, {
-          t: "cancelled",
-          peer: user,
-          message: `${user} logged in again from another place`,
-        });
+      if (left) {
+        this.#kdc.partnerLeft(
+          left,
+          `${user} logged in again from another place`,
+        );
       }
       this.#track(
-        this.#dropSession(
+        this.#drop(
           older,
           "replaced",
           "You logged in from another place; this connection is closed",
         ),
       );
     }
-    this.#presence.join(user);
     if (this.#closing) {
       // close() took its snapshot of the sessions before this one arrived.
-      await this.#dropSession(
-        session,
-        "shutdown",
-        "The server is shutting down",
-      );
+      await this.#drop(session, "shutdown", "The server is shutting down");
       return;
     }
     this.#log("join", { user, addr: t.remote, fingerprint });
     await channel.send({
       t: "welcome",
       user,
-      serverFingerprint: this.#o.identity.fingerprint,
+      serverFingerprint: this.#identity.fingerprint,
     }).catch(() => {});
+    this.#leave(session, await this.#messages(session));
+  }
+
+  /**
+   * Handle the connection's messages until it closes.
+   * @returns why it closed
+   */
+  async #messages(s: ClientSession): Promise<string> {
+    const { user, channel } = s;
     let lastError = "";
     for await (const ev of channel.events()) {
       if (ev.kind === "message") {
+        const reply = replyTo(s, ev.msg);
         try {
-          await this.#onMessage(session, ev.msg);
+          await this.#onMessage(s, ev.msg, reply);
         } catch (e) {
           if (!isImError(e)) {
             this.#log("internal-error", { user, error: (e as Error).message });
           } else if (!channel.closed) {
-            await channel.send({ t: "error", code: e.code, message: e.message })
+            await reply({ t: "error", code: e.code, message: e.message })
               .catch(() => {});
           }
         }
@@ -501,24 +338,58 @@ export class ImServer {
         lastError = ev.error?.code ?? ev.reason;
       }
     }
-    this.#leave(session, lastError);
+    return lastError;
   }
 
-  #leave(session: ClientSession, reason: string): void {
-    if (this.#sessions.get(session.user) !== session) return;
-    this.#sessions.delete(session.user);
-    const partner = this.#presence.leave(session.user);
-    this.#log("leave", { user: session.user, reason });
-    if (partner) {
-      this.#sendTo(partner, {
-        t: "cancelled",
-        peer: session.user,
-        message: `${session.user} went offline`,
-      });
+  /** One message; every direct answer goes through `reply` (PROTOCOL.md 5.1). */
+  #onMessage(s: ClientSession, m: ClientToServer, reply: Reply): Promise<void> {
+    switch (m.t) {
+      case "list": {
+        const all = this.#presence.list();
+        const max = this.#limits.listMax;
+        // One record must hold the answer: 1,000 names of 32 characters fit 64 KiB.
+        return reply({
+          t: "users",
+          users: all.slice(0, max).map((e) => ({
+            name: e.name,
+            state: e.state,
+          })),
+          more: Math.max(0, all.length - max),
+        });
+      }
+      case "host":
+        return this.#kdc.host(s, m, reply);
+      case "session":
+        return this.#kdc.session(s, m, reply);
+      case "relay":
+        return this.#relay.forward(s, m, reply);
+      case "unhost":
+        this.#kdc.unhost(s);
+        break;
+      case "ended":
+        this.#kdc.ended(s, m);
+        break;
+      case "busy":
+        this.#kdc.busy(s, m);
+        break;
+      case "cancel":
+        this.#kdc.cancel(s, m);
+        break;
+      case "bye":
+        this.#leave(s, "logout");
+        return s.channel.close("logout");
     }
+    return Promise.resolve();
   }
 
-  async #dropSession(
+  #leave(s: ClientSession, reason: string): void {
+    const gone: PresenceEntry | undefined = this.#registry.remove(s);
+    if (!gone) return;
+    this.#log("leave", { user: s.user, reason });
+    this.#kdc.partnerLeft(gone, `${s.user} went offline`);
+  }
+
+  async #drop(
     s: ClientSession,
     reason: string,
     message: string,
@@ -535,192 +406,6 @@ export class ImServer {
     s.channel.abort(reason);
   }
 
-  #sendTo(user: string, msg: Message): void {
-    this.#sessions.get(user)?.channel.send(msg).catch(() => {});
-  }
-
-  async #onMessage(s: ClientSession, m: Message): Promise<void> {
-    const user = s.user;
-    switch (m.t) {
-      case "list": {
-        const all = this.#presence.list();
-        // One record must hold the answer: 1,000 names of 32 characters fit 64 KiB.
-        return s.channel.send({
-          t: "users",
-          users: all.slice(0, this.#o.listMax),
-          more: Math.max(0, all.length - this.#o.listMax),
-        });
-      }
-      case "host": {
-        if (!/^[A-Za-z0-9.:\[\]_-]{1,80}:\d{1,5}$/.test(m.addr)) {
-          return s.channel.send({
-            t: "error",
-            code: "bad-address",
-            message: `Cannot host at "${m.addr.slice(0, 80)}": not host:port`,
-          });
-        }
-        const why = this.#presence.host(user, m.addr);
-        if (why) {
-          return s.channel.send({
-            t: "error",
-            code: "cannot-host",
-            message: `Cannot host: ${why}`,
-          });
-        }
-        this.#log("hosting", { user, addr: m.addr });
-        return s.channel.send({ t: "hosting", addr: m.addr });
-      }
-      case "unhost":
-        this.#presence.unhost(user);
-        return;
-      case "session":
-        return this.#grant(s, m.peer);
-      case "ended":
-        this.#presence.ended(user, m.peer);
-        this.#log("session-ended", { user, peer: m.peer });
-        return;
-      case "busy":
-        this.#presence.resumeBusy(user, m.peer);
-        this.#log("session-resumed", { user, peer: m.peer });
-        return;
-      case "cancel": {
-        const joiner = this.#presence.cancel(user, m.ticketId);
-        if (joiner) {
-          this.#log("session-cancelled", {
-            host: user,
-            joiner,
-            reason: "ticket expired",
-          });
-          this.#sendTo(joiner, {
-            t: "cancelled",
-            peer: user,
-            message: `${user} gave up waiting for you`,
-          });
-        }
-        return;
-      }
-      case "relay": {
-        // Issue 6: forward the peers' sealed frames between their server channels.
-        const me = this.#presence.get(user);
-        if (
-          me?.partner !== m.peer || this.#presence.get(m.peer)?.partner !== user
-        ) {
-          return s.channel.send({
-            t: "error",
-            code: "no-session",
-            message: `No session with ${m.peer.slice(0, 40)} to relay to`,
-          });
-        }
-        // Not awaited: a partner that does not read must not stall this
-        // client. A frame too large to forward, or one more for a partner
-        // whose queue is already long, is refused to its sender; neither may
-        // end the partner's connection.
-        const partner = this.#sessions.get(m.peer);
-        const queued = partner?.channel.transport.queuedBytes ?? 0;
-        if (queued > RELAY_QUEUE_BUDGET_BYTES) {
-          return s.channel.send({
-            t: "error",
-            code: "relay-busy",
-            message:
-              `${m.peer} is not keeping up; relayed message not delivered`,
-          });
-        }
-        partner?.channel.send({
-          t: "relayed",
-          peer: user,
-          data: m.data,
-        }).catch((e) => {
-          if (isImError(e) && e.code === "message-too-large") {
-            s.channel.send({
-              t: "error",
-              code: "relay-too-large",
-              message:
-                `Cannot relay ${m.data.length} bytes to ${m.peer}: ${e.message}`,
-            }).catch(() => {});
-          }
-        });
-        return;
-      }
-      case "bye":
-        this.#leave(s, "logout");
-        await s.channel.close("logout");
-        return;
-      default:
-        return s.channel.send({
-          t: "error",
-          code: "unexpected-message",
-          message: `Message "${m.t}" is not for the server`,
-        });
-    }
-  }
-
-  async #grant(s: ClientSession, hostName: string): Promise<void> {
-    const d = this.#presence.requestSession(
-      s.user,
-      hostName,
-      Date.now(),
-      this.#o.ticketLifetimeMs,
-    );
-    if (!d.ok) {
-      this.#log("session-refused", {
-        joiner: s.user,
-        host: hostName.slice(0, 40),
-        reason: d.reason,
-      });
-      return s.channel.send({
-        t: "refused",
-        peer: hostName.slice(0, 40),
-        reason: d.reason,
-        message: d.message,
-      });
-    }
-    const host = this.#sessions.get(d.host);
-    if (!host) {
-      // Presence and sessions disagree (the host is leaving right now): undo.
-      this.#presence.ended(d.host, d.joiner);
-      this.#presence.ended(d.joiner, d.host);
-      return s.channel.send({
-        t: "refused",
-        peer: d.host,
-        reason: "offline",
-        message: `${d.host} is not online`,
-      });
-    }
-    const peerKey = randomBytes(32);
-    const id = randomBytes(TICKET_ID_BYTES);
-    const ticket = sealTicket(s.ticketKeys, {
-      id,
-      host: d.host,
-      joiner: d.joiner,
-      expiresAt: d.expiresAt,
-      peerKey,
-    });
-    const ticketId = id.toHex();
-    this.#presence.setTicket(d.host, ticketId);
-    this.#log("session-granted", {
-      host: d.host,
-      joiner: d.joiner,
-      ticket: ticketId.slice(0, 8),
-    });
-    // Seed section 3: the host gets the key for itself and the ticket for the joiner.
-    await host.channel.send({
-      t: "grant",
-      peer: d.joiner,
-      key: peerKey.toBase64(),
-      ticket: ticket.toBase64(),
-      ticketId,
-      expiresAt: d.expiresAt,
-    }).catch(() => {});
-    peerKey.fill(0);
-    await s.channel.send({
-      t: "join",
-      peer: d.host,
-      addr: d.addr,
-      ticketId,
-      expiresAt: d.expiresAt,
-    });
-  }
-
   /**
    * Replace the client directory (SIGHUP, enrollment). Users whose key was
    * removed or changed are disconnected with a clear reason.
@@ -729,16 +414,13 @@ export class ImServer {
   async reloadClients(clients: Map<string, PublicIdentity>): Promise<void> {
     this.#clients = clients;
     this.#log("reload", { users: clients.size });
-    for (const s of [...this.#sessions.values()]) {
-      const now = clients.get(s.user);
-      if (!now || now.fingerprint !== s.fingerprint) {
-        this.#log("revoked", { user: s.user });
-        await this.#dropSession(
-          s,
-          "revoked",
-          "Your key was revoked by the server operator",
-        );
-      }
+    for (const s of this.#registry.revoked(clients)) {
+      this.#log("revoked", { user: s.user });
+      await this.#drop(
+        s,
+        "revoked",
+        "Your key was revoked by the server operator",
+      );
     }
   }
 
@@ -749,18 +431,13 @@ export class ImServer {
   async close(reason = "shutdown"): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
-    try {
-      this.#listener.close();
-    } catch {
-      // Already closed.
-    }
-    for (const p of this.#pending.all()) p.transport.close();
+    this.#edge.stop();
     await Promise.all(
-      [...this.#sessions.values()].map((s) =>
-        this.#dropSession(s, reason, "The server is shutting down")
+      this.#registry.all().map((s) =>
+        this.#drop(s, reason, "The server is shutting down")
       ),
     );
-    await this.#acceptLoop;
+    await this.#edge.done();
     await Promise.all([...this.#tasks]);
     this.#log("stopped", { reason });
   }

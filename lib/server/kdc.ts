@@ -1,0 +1,216 @@
+/**
+ * The key distribution centre (PROTOCOL.md section 6, requirements 4.1 to
+ * 4.5): it answers `host`, `session`, `unhost`, `ended`, `busy` and
+ * `cancel` by the rules of {@link SessionBook}, issues the peer key and the
+ * ticket for a granted session, and tells a user whose session was cut.
+ * Other users are reached only through {@link Delivery}; the asker only
+ * through its {@link Reply}.
+ * @module
+ */
+
+import { type Logger, randomBytes } from "../util/mod.ts";
+import {
+  type ClientToServer,
+  sealTicket,
+  TICKET_ID_BYTES,
+} from "../proto/mod.ts";
+import type { ClientSession, Reply } from "./registry.ts";
+import type { Delivery, Presence, PresenceEntry } from "./seams.ts";
+import { SessionBook } from "./sessions.ts";
+
+type Msg<T extends ClientToServer["t"]> = Extract<ClientToServer, { t: T }>;
+
+/** What the {@link Kdc} needs. */
+export interface KdcOptions {
+  presence: Presence;
+  delivery: Delivery;
+  /** Is the name in the server's client directory (as it is now)? */
+  isKnown: (name: string) => boolean;
+  /** Rule 4.2 ticket lifetime (at most 60 s). */
+  ticketLifetimeMs: number;
+  log: Logger;
+}
+
+/** Grants peer sessions and keeps their states. */
+export class Kdc {
+  #book: SessionBook;
+  #delivery: Delivery;
+  #lifetimeMs: number;
+  #log: Logger;
+
+  /** @param o the seams it works through, and the ticket lifetime */
+  constructor(o: KdcOptions) {
+    this.#book = new SessionBook(o.presence, o.isKnown);
+    this.#delivery = o.delivery;
+    this.#lifetimeMs = o.ticketLifetimeMs;
+    this.#log = o.log;
+  }
+
+  /**
+   * `host` (rule 4.1): HOSTING at an address, or an error.
+   * @param s the asker
+   * @param m the message
+   * @param reply the answer to it
+   */
+  host(s: ClientSession, m: Msg<"host">, reply: Reply): Promise<void> {
+    if (!/^[A-Za-z0-9.:\[\]_-]{1,80}:\d{1,5}$/.test(m.addr)) {
+      return reply({
+        t: "error",
+        code: "bad-address",
+        message: `Cannot host at "${m.addr.slice(0, 80)}": not host:port`,
+      });
+    }
+    const why = this.#book.host(s.user, m.addr);
+    if (why) {
+      return reply({
+        t: "error",
+        code: "cannot-host",
+        message: `Cannot host: ${why}`,
+      });
+    }
+    this.#log("hosting", { user: s.user, addr: m.addr });
+    return reply({ t: "hosting", addr: m.addr });
+  }
+
+  /**
+   * `unhost`: IDLE again (no answer).
+   * @param s the asker
+   */
+  unhost(s: ClientSession): void {
+    this.#book.unhost(s.user);
+  }
+
+  /**
+   * `ended` (rule 4.5): the asker's session with `peer` is over (no answer).
+   * @param s the asker
+   * @param m the message
+   */
+  ended(s: ClientSession, m: Msg<"ended">): void {
+    this.#book.ended(s.user, m.peer);
+    this.#log("session-ended", { user: s.user, peer: m.peer });
+  }
+
+  /**
+   * `busy`: after a new login, the asker is still in a session (no answer).
+   * @param s the asker
+   * @param m the message
+   */
+  busy(s: ClientSession, m: Msg<"busy">): void {
+    this.#book.resumeBusy(s.user, m.peer);
+    this.#log("session-resumed", { user: s.user, peer: m.peer });
+  }
+
+  /**
+   * `cancel` (rule 4.3): the host's ticket expired unused; the joiner is told.
+   * @param s the host
+   * @param m the message
+   */
+  cancel(s: ClientSession, m: Msg<"cancel">): void {
+    const joiner = this.#book.cancel(s.user, m.ticketId);
+    if (!joiner) return;
+    this.#log("session-cancelled", {
+      host: s.user,
+      joiner,
+      reason: "ticket expired",
+    });
+    this.#delivery.deliver(joiner, {
+      t: "cancelled",
+      peer: s.user,
+      message: `${s.user} gave up waiting for you`,
+    });
+  }
+
+  /**
+   * A user left or was replaced: its partner, if any, is IDLE again and told.
+   * @param gone the user's last presence entry
+   * @param message what the partner is told
+   */
+  partnerLeft(gone: PresenceEntry, message: string): void {
+    const partner = this.#book.partnerLeft(gone);
+    if (!partner) return;
+    this.#delivery.deliver(partner, {
+      t: "cancelled",
+      peer: gone.name,
+      message,
+    });
+  }
+
+  /**
+   * `session <host>` (rule 4.2): refused with a reason, or granted: the host
+   * gets the peer key and the joiner's ticket, then the joiner is told where
+   * to connect.
+   * @param s the joiner
+   * @param m the message
+   * @param reply the answer to it
+   */
+  async session(
+    s: ClientSession,
+    m: Msg<"session">,
+    reply: Reply,
+  ): Promise<void> {
+    const d = this.#book.requestSession(
+      s.user,
+      m.peer,
+      Date.now(),
+      this.#lifetimeMs,
+    );
+    if (!d.ok) {
+      this.#log("session-refused", {
+        joiner: s.user,
+        host: m.peer.slice(0, 40),
+        reason: d.reason,
+      });
+      return reply({
+        t: "refused",
+        peer: m.peer.slice(0, 40),
+        reason: d.reason,
+        message: d.message,
+      });
+    }
+    const peerKey = randomBytes(32);
+    const id = randomBytes(TICKET_ID_BYTES);
+    const ticket = sealTicket(s.ticketKeys, {
+      id,
+      host: d.host,
+      joiner: d.joiner,
+      expiresAt: d.expiresAt,
+      peerKey,
+    });
+    const ticketId = id.toHex();
+    // Seed section 3: the host gets the key for itself and the ticket for the joiner.
+    const grant = this.#delivery.deliver(d.host, {
+      t: "grant",
+      peer: d.joiner,
+      key: peerKey.toBase64(),
+      ticket: ticket.toBase64(),
+      ticketId,
+      expiresAt: d.expiresAt,
+    });
+    peerKey.fill(0);
+    if (!grant.delivered) {
+      // Presence and the connections disagree (the host is leaving right now): undo.
+      this.#book.ended(d.host, d.joiner);
+      this.#book.ended(d.joiner, d.host);
+      return reply({
+        t: "refused",
+        peer: d.host,
+        reason: "offline",
+        message: `${d.host} is not online`,
+      });
+    }
+    this.#book.setTicket(d.host, ticketId);
+    this.#log("session-granted", {
+      host: d.host,
+      joiner: d.joiner,
+      ticket: ticketId.slice(0, 8),
+    });
+    await grant.written;
+    await reply({
+      t: "join",
+      peer: d.host,
+      addr: d.addr,
+      ticketId,
+      expiresAt: d.expiresAt,
+    });
+  }
+}

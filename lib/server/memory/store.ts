@@ -1,0 +1,112 @@
+/**
+ * {@link MemoryStore}: the {@link Store} of one process, lost when it
+ * stops; for tests and for a server without a disk. SQLite and JetStream
+ * stores follow the same contract (tests/server/store_contract.ts).
+ * @module
+ */
+
+import type { ReadOptions, Store, StoredRecord } from "../seams.ts";
+
+/** Options of {@link MemoryStore}. */
+export interface MemoryStoreOptions {
+  /** The clock of `at` and {@link Store.expire} (default `Date.now`). */
+  now?: () => number;
+}
+
+function checkSeq(what: string, n: number): void {
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new RangeError(`${what}: expected an integer >= 0, got ${n}`);
+  }
+}
+
+/**
+ * Per-user logs in memory. Seqs come from one counter, so they increase
+ * per user and are never reused, even after a log was emptied.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MemoryStore } from "./store.ts";
+ * const s = new MemoryStore();
+ * const first = await s.append("A", new Uint8Array([1]));
+ * await s.append("A", new Uint8Array([2]));
+ * assert.equal(await s.ack("A", first), 1);
+ * assert.deepEqual((await s.read("A")).map((r) => r.data[0]), [2]);
+ * ```
+ */
+export class MemoryStore implements Store {
+  #logs = new Map<string, StoredRecord[]>();
+  #seq = 0;
+  #now: () => number;
+
+  /** @param opts the clock */
+  constructor(opts: MemoryStoreOptions = {}) {
+    this.#now = opts.now ?? Date.now;
+  }
+
+  append(user: string, data: Uint8Array): Promise<number> {
+    const rec: StoredRecord = Object.freeze({
+      seq: ++this.#seq,
+      user,
+      at: this.#now(),
+      data: data.slice(),
+    });
+    const log = this.#logs.get(user) ?? [];
+    log.push(rec);
+    this.#logs.set(user, log);
+    return Promise.resolve(rec.seq);
+  }
+
+  read(user: string, opts: ReadOptions = {}): Promise<StoredRecord[]> {
+    const after = opts.after ?? 0;
+    const limit = opts.limit ?? Infinity;
+    try {
+      checkSeq("after", after);
+      if (limit !== Infinity && (!Number.isSafeInteger(limit) || limit < 1)) {
+        throw new RangeError(
+          `limit: expected a positive integer, got ${limit}`,
+        );
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const out: StoredRecord[] = [];
+    for (const r of this.#logs.get(user) ?? []) {
+      if (out.length >= limit) break;
+      if (r.seq > after) out.push({ ...r, data: r.data.slice() });
+    }
+    return Promise.resolve(out);
+  }
+
+  ack(user: string, seq: number): Promise<number> {
+    try {
+      checkSeq("seq", seq);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const log = this.#logs.get(user);
+    if (!log) return Promise.resolve(0);
+    const keep = log.filter((r) => r.seq > seq);
+    this.#set(user, keep);
+    return Promise.resolve(log.length - keep.length);
+  }
+
+  expire(before: number): Promise<number> {
+    let removed = 0;
+    for (const [user, log] of [...this.#logs]) {
+      const keep = log.filter((r) => r.at >= before);
+      removed += log.length - keep.length;
+      this.#set(user, keep);
+    }
+    return Promise.resolve(removed);
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  #set(user: string, log: StoredRecord[]): void {
+    if (log.length === 0) this.#logs.delete(user);
+    else this.#logs.set(user, log);
+  }
+}

@@ -1,0 +1,198 @@
+/**
+ * The server's seams: what it needs from the world beyond one connection,
+ * as interfaces. Today one process implements each in memory
+ * (`memory/`); a cluster implements {@link Presence} and {@link Delivery}
+ * across nodes, and mailboxes put a {@link Store} on disk, without the
+ * server's logic changing. The server reaches them only through these
+ * interfaces.
+ *
+ * - {@link Presence}: who is online, in which state, on which node; change
+ *   notifications. The one source of truth for `!list` (rule 2.10).
+ * - {@link Delivery}: hand a message to a user wherever they are connected.
+ * - {@link Store}: a durable, per-user, ordered log of records for mailboxes:
+ *   append, read in order, acknowledge, expire.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { LOCAL_NODE } from "./seams.ts";
+ * import { MemoryPresence } from "./memory/mod.ts";
+ * const presence = new MemoryPresence();
+ * const seen: string[] = [];
+ * const stop = presence.subscribe((c) => seen.push(`${c.kind} ${c.entry.name}`));
+ * presence.join("A", LOCAL_NODE);
+ * presence.update("A", { state: "HOSTING", addr: "127.0.0.1:5000" });
+ * presence.leave("A");
+ * stop();
+ * assert.deepEqual(seen, ["join A", "update A", "leave A"]);
+ * ```
+ * @module
+ */
+
+import type { ImError } from "../util/mod.ts";
+import type { ServerToClient, UserState } from "../proto/mod.ts";
+
+/** The node id of a server that runs alone, in one process. */
+export const LOCAL_NODE = "local";
+
+/** What a user is doing, besides being online (rules 4.1, 4.2). */
+export interface PresenceFields {
+  state: UserState;
+  /** HOSTING (and the host of a session): where it can be reached. */
+  addr?: string;
+  /** BUSY: the other user of its session. */
+  partner?: string;
+  /** BUSY: whether it is the host of its session. */
+  isHost?: boolean;
+  /** BUSY host: the pending grant, until the session is reported ended or cancelled. */
+  ticketId?: string;
+}
+
+/** One online user, as {@link Presence} knows it. Entries are never mutated: a change makes a new one. */
+export interface PresenceEntry extends Readonly<PresenceFields> {
+  readonly name: string;
+  /** The node the user is connected to ({@link LOCAL_NODE} for one process). */
+  readonly node: string;
+}
+
+/**
+ * A change of {@link Presence}: a user came online (`join`), left
+ * (`leave`, with its last entry) or changed state or details (`update`).
+ */
+export type PresenceChange =
+  | { kind: "join"; entry: PresenceEntry }
+  | { kind: "leave"; entry: PresenceEntry }
+  | { kind: "update"; entry: PresenceEntry; previous: PresenceEntry };
+
+/** Called with each change, in the order the changes happened. */
+export type PresenceListener = (change: PresenceChange) => void;
+
+/**
+ * Who is online, in which state, on which node. Reads are of a local view
+ * (a cluster's may lag the others by the time a change takes to travel);
+ * writes apply to the local view at once.
+ */
+export interface Presence {
+  /**
+   * A user came online on `node`, IDLE. An entry of the same name is
+   * replaced (a `leave` of it, then the `join`).
+   * @param name the user
+   * @param node where it is connected
+   * @returns the new entry
+   */
+  join(name: string, node: string): PresenceEntry;
+  /**
+   * A user went offline.
+   * @param name the user
+   * @returns its last entry, or undefined when it was not online
+   */
+  leave(name: string): PresenceEntry | undefined;
+  /**
+   * Replace what an online user is doing (fields not given are cleared).
+   * @param name the user
+   * @param fields its new state and details
+   * @returns the new entry, or undefined when the user is not online
+   */
+  update(name: string, fields: PresenceFields): PresenceEntry | undefined;
+  /** @returns the user's entry, or undefined when offline */
+  get(name: string): PresenceEntry | undefined;
+  /** @returns every online user, sorted by name */
+  list(): PresenceEntry[];
+  /** Users online. */
+  readonly size: number;
+  /**
+   * Be told of every change from now on.
+   * @param listener called once per change; it may itself change presence
+   *   (its change is told to every listener after the current one)
+   * @returns a function that ends the subscription
+   */
+  subscribe(listener: PresenceListener): () => void;
+}
+
+/** A message the server sends a user, not as an answer (`grant`, `cancelled`, `relayed`). */
+export type Push = ServerToClient;
+
+/** Options of {@link Delivery.deliver}. */
+export interface DeliverOptions {
+  /**
+   * Refuse (`busy`) when more than this many bytes already wait to be
+   * written to the user: a user who does not read holds up nobody else.
+   */
+  maxQueuedBytes?: number;
+}
+
+/**
+ * What became of a delivery, decided at once: `absent` (the user is not
+ * connected) and `busy` (its queue is over the limit) sent nothing;
+ * otherwise `written` settles once the message is written, with the error
+ * if that failed (`message-too-large`, `closed`). It never rejects.
+ */
+export type DeliveryReceipt =
+  | { delivered: false; reason: "absent" | "busy" }
+  | { delivered: true; written: Promise<ImError | undefined> };
+
+/** Hands a message to a user wherever they are connected. */
+export interface Delivery {
+  /**
+   * @param user who gets it
+   * @param msg the message
+   * @param opts limits
+   * @returns whether it was taken, and when it is written
+   */
+  deliver(user: string, msg: Push, opts?: DeliverOptions): DeliveryReceipt;
+}
+
+/** One record of a {@link Store}. */
+export interface StoredRecord {
+  /** Its place in the user's log: greater than every earlier one, never reused. */
+  readonly seq: number;
+  readonly user: string;
+  /** When it was appended (ms since the epoch, the store's clock). */
+  readonly at: number;
+  readonly data: Uint8Array;
+}
+
+/** Options of {@link Store.read}. */
+export interface ReadOptions {
+  /** Only records with a greater seq (default 0: from the start). */
+  after?: number;
+  /** At most this many (a positive integer; default all). */
+  limit?: number;
+}
+
+/**
+ * A durable log of records per user, for mailboxes: appended in order,
+ * read in order, removed when acknowledged or too old.
+ */
+export interface Store {
+  /**
+   * Append a record to the user's log.
+   * @param user whose log
+   * @param data the record (copied)
+   * @returns its seq
+   */
+  append(user: string, data: Uint8Array): Promise<number>;
+  /**
+   * The user's records in order of seq.
+   * @param user whose log
+   * @param opts where to start and how many
+   * @returns the records
+   * @throws {RangeError} a limit that is not a positive integer, a negative `after`
+   */
+  read(user: string, opts?: ReadOptions): Promise<StoredRecord[]>;
+  /**
+   * Remove the user's records up to and including `seq` (they were handed over).
+   * @param user whose log
+   * @param seq the last seq taken
+   * @returns how many were removed
+   */
+  ack(user: string, seq: number): Promise<number>;
+  /**
+   * Remove every record, of any user, appended before `before`.
+   * @param before a time (ms since the epoch, the store's clock)
+   * @returns how many were removed
+   */
+  expire(before: number): Promise<number>;
+  /** Release what the store holds open; idempotent. */
+  close(): Promise<void>;
+}

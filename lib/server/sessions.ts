@@ -1,0 +1,215 @@
+/**
+ * The key distribution centre's bookkeeping (requirements 4.1, 4.2, 4.5)
+ * as plain rules over {@link Presence}, with no I/O: who may host, who may
+ * join whom, and who is freed when a session ends, is cancelled or loses a
+ * user. kdc.ts does the talking.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SessionBook } from "./sessions.ts";
+ * import { MemoryPresence } from "./memory/mod.ts";
+ * const presence = new MemoryPresence();
+ * presence.join("A", "local");
+ * presence.join("B", "local");
+ * const book = new SessionBook(presence, (name) => ["A", "B"].includes(name));
+ * book.host("A", "127.0.0.1:5000");
+ * const r = book.requestSession("B", "A", 0, 30_000);
+ * assert.ok(r.ok && presence.list().every((u) => u.state === "BUSY"));
+ * ```
+ * @module
+ */
+
+import type { RefusalReason } from "../proto/mod.ts";
+import type { Presence, PresenceEntry } from "./seams.ts";
+
+/** The answer to `!session <host>`. */
+export type SessionDecision =
+  | { ok: false; reason: RefusalReason; message: string }
+  | { ok: true; host: string; joiner: string; addr: string; expiresAt: number };
+
+/** The rules of peer sessions, applied to {@link Presence}. */
+export class SessionBook {
+  #presence: Presence;
+  #isKnown: (name: string) => boolean;
+
+  /**
+   * @param presence who is online (the book writes states, never joins or leaves)
+   * @param isKnown is the name in the server's client directory?
+   */
+  constructor(presence: Presence, isKnown: (name: string) => boolean) {
+    this.#presence = presence;
+    this.#isKnown = isKnown;
+  }
+
+  #idle(name: string): void {
+    this.#presence.update(name, { state: "IDLE" });
+  }
+
+  /**
+   * `!session host` (rule 4.1).
+   * @param name the user
+   * @param addr where the user listens
+   * @returns null, or the reason it cannot host now
+   */
+  host(name: string, addr: string): string | null {
+    const u = this.#presence.get(name);
+    if (!u) return "not online";
+    if (u.state === "BUSY") return "you are in a session; !disconnect first";
+    this.#presence.update(name, { state: "HOSTING", addr });
+    return null;
+  }
+
+  /**
+   * Stop hosting.
+   * @param name the user
+   */
+  unhost(name: string): void {
+    if (this.#presence.get(name)?.state === "HOSTING") this.#idle(name);
+  }
+
+  /**
+   * `!session <host>` from `joiner` (rule 4.2): refuse with a clear reason, or
+   * mark both BUSY and say where to connect.
+   * @param joiner who asks
+   * @param host whom they want to talk to
+   * @param now clock in ms
+   * @param lifetimeMs ticket lifetime (<= 60 s)
+   * @returns the decision
+   */
+  requestSession(
+    joiner: string,
+    host: string,
+    now: number,
+    lifetimeMs: number,
+  ): SessionDecision {
+    if (host === joiner) {
+      return {
+        ok: false,
+        reason: "self",
+        message: "You cannot start a session with yourself",
+      };
+    }
+    if (!this.#isKnown(host)) {
+      return {
+        ok: false,
+        reason: "unknown",
+        message: `No user "${host}" is known to this server`,
+      };
+    }
+    const h = this.#presence.get(host);
+    if (!h) {
+      return { ok: false, reason: "offline", message: `${host} is not online` };
+    }
+    const j = this.#presence.get(joiner);
+    if (!j) {
+      return { ok: false, reason: "offline", message: "You are not online" };
+    }
+    if (j.state === "BUSY") {
+      return {
+        ok: false,
+        reason: "busy",
+        message: "You are already in a session; !disconnect first",
+      };
+    }
+    if (h.state === "BUSY") {
+      return {
+        ok: false,
+        reason: "busy",
+        message: `${host} is busy in another session`,
+      };
+    }
+    if (h.state !== "HOSTING" || !h.addr) {
+      return {
+        ok: false,
+        reason: "not-hosting",
+        message: `${host} is not hosting; ask them to type !session host`,
+      };
+    }
+    const addr = h.addr;
+    // The joiner stops hosting; the host keeps its address for the session.
+    this.#presence.update(host, {
+      state: "BUSY",
+      addr,
+      partner: joiner,
+      isHost: true,
+    });
+    this.#presence.update(joiner, {
+      state: "BUSY",
+      partner: host,
+      isHost: false,
+    });
+    return { ok: true, host, joiner, addr, expiresAt: now + lifetimeMs };
+  }
+
+  /**
+   * Remember the ticket id of a granted session, for `cancel`.
+   * @param host the host
+   * @param ticketId hex id
+   */
+  setTicket(host: string, ticketId: string): void {
+    const h = this.#presence.get(host);
+    if (h) this.#presence.update(host, { ...h, ticketId });
+  }
+
+  /**
+   * A user says its session ended (`!disconnect`, peer gone): it is IDLE again (rule 4.5).
+   * @param name the user
+   * @param peer the partner of the session that ended; another partner's session goes on
+   */
+  ended(name: string, peer?: string): void {
+    const u = this.#presence.get(name);
+    // A stale "ended" for an earlier, abandoned session must not end the current one.
+    if (u && u.state === "BUSY" && (peer === undefined || u.partner === peer)) {
+      this.#idle(name);
+    }
+  }
+
+  /**
+   * A user who logged in again (after a server restart, say) says it is still
+   * in a direct session with `peer`: it is BUSY again, so `!list` tells the
+   * truth and nobody is sent to a user who cannot answer.
+   * @param name the user
+   * @param peer its partner in the session
+   */
+  resumeBusy(name: string, peer: string): void {
+    const u = this.#presence.get(name);
+    if (!u || u.state === "BUSY" || peer === name) return;
+    this.#presence.update(name, {
+      state: "BUSY",
+      partner: peer,
+      isHost: false,
+    });
+  }
+
+  /**
+   * The host's ticket expired with nobody joining (rule 4.3): both IDLE.
+   * @param host the host
+   * @param ticketId the grant's id
+   * @returns the joiner to tell, if the grant matched
+   */
+  cancel(host: string, ticketId: string): string | undefined {
+    const h = this.#presence.get(host);
+    if (!h || !h.isHost || h.ticketId !== ticketId || !h.partner) {
+      return undefined;
+    }
+    const joiner = h.partner;
+    this.#idle(host);
+    if (this.#presence.get(joiner)?.partner === host) this.#idle(joiner);
+    return joiner;
+  }
+
+  /**
+   * A user left (its entry is gone from presence): its partner, if the
+   * session was still theirs, is IDLE again.
+   * @param gone the last entry of the user who left
+   * @returns the partner whose session was cut, to be told
+   */
+  partnerLeft(gone: PresenceEntry): string | undefined {
+    if (!gone.partner) return undefined;
+    const p = this.#presence.get(gone.partner);
+    if (!p || p.partner !== gone.name) return undefined;
+    this.#idle(p.name);
+    return p.name;
+  }
+}
