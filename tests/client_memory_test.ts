@@ -1,0 +1,196 @@
+/**
+ * The client and the server on a {@link MemoryNetwork}, with network
+ * permission revoked for the test: login, `!list`, hosting, joining, a
+ * session with receipts, and request ids (PROTOCOL.md section 5.1), all
+ * with no socket. A `Deno.listen` or `Deno.connect` anywhere on the way
+ * would throw NotCapable and fail the test.
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  ChatClient,
+  type ClientOptions,
+  loginToServer,
+  type UiEvent,
+} from "../lib/client/mod.ts";
+import type { ServerToClient } from "../lib/proto/mod.ts";
+import { ImServer } from "../lib/server/mod.ts";
+import { MemoryNetwork } from "../lib/wire/mod.ts";
+import { clientDirectory, identities } from "./_helpers.ts";
+import { CaptureUi, until } from "./_fixtures.ts";
+
+/** RFC 5737 TEST-NET-1: no TCP listener could be here. */
+const HOST = "192.0.2.1";
+
+const NO_NET = {
+  net: false,
+  read: true,
+  env: true,
+  write: false,
+  run: false,
+  ffi: false,
+  sys: false,
+  import: false,
+} as const;
+
+async function world() {
+  const ids = await identities();
+  const net = new MemoryNetwork();
+  const server = await ImServer.start({
+    network: net,
+    hostname: HOST,
+    port: 0,
+    identity: ids.server,
+    clients: clientDirectory(ids),
+    heartbeatMs: 0,
+  });
+  const clients: ChatClient[] = [];
+  const options = (user: "A" | "B" | "C", ui: CaptureUi): ClientOptions => ({
+    user,
+    identity: ids[user],
+    pinnedServer: ids.serverPinned,
+    serverHost: HOST,
+    serverPort: server.port,
+    ui,
+    network: net,
+    listenHost: "198.51.100.7", // TEST-NET-2: hosting listens in memory too
+    heartbeatMs: 0,
+    reconnect: false,
+    waitForReplies: true,
+  });
+  const client = async (user: "A" | "B" | "C") => {
+    const ui = new CaptureUi();
+    const c = await ChatClient.start(options(user, ui));
+    clients.push(c);
+    return { c, ui };
+  };
+  const close = async () => {
+    for (const c of clients) await c.quit();
+    await server.close();
+  };
+  return { net, server, client, options, close };
+}
+
+const started = (e: UiEvent) => e.kind === "session" && e.state === "started";
+
+Deno.test({
+  name:
+    "a client runs over a MemoryNetwork with no socket: login, !list, host, join, a message and its receipt",
+  permissions: NO_NET,
+  fn: async () => {
+    const w = await world();
+    try {
+      const a = await w.client("A");
+      const b = await w.client("B");
+      await b.c.handleLine("!list");
+      const list = await b.ui.waitFor((e) => e.kind === "list");
+      assert.ok(list.kind === "list");
+      assert.deepEqual(list.users.map((u) => u.name).sort(), ["A", "B"]);
+      await a.c.handleLine("!session host");
+      await a.ui.waitFor((e) =>
+        e.kind === "system" && e.text.startsWith("Hosting at 198.51.100.7:")
+      );
+      await b.c.handleLine("!session A");
+      const sa = await a.ui.waitFor(started);
+      const sb = await b.ui.waitFor(started);
+      assert.ok(sa.kind === "session" && sb.kind === "session");
+      assert.equal(sa.sas, sb.sas);
+      assert.equal(sb.transport, "direct");
+      await b.c.handleLine("hello over memory");
+      await a.ui.waitFor((e) =>
+        e.kind === "message" && e.text === "hello over memory"
+      );
+      await b.ui.waitFor((e) =>
+        e.kind === "receipt" && e.status === "delivered"
+      );
+      assert.equal(a.c.requestsInFlight, 0);
+      assert.equal(b.c.requestsInFlight, 0);
+    } finally {
+      await w.close();
+    }
+  },
+});
+
+// PROTOCOL.md section 5.1: answers name their request. Several requests in
+// flight at once each get their own answer, whatever the order of sending.
+Deno.test({
+  name:
+    "the server's answers carry the request's req: users to list, hosting or error to host, refused to session; pushes carry none",
+  permissions: NO_NET,
+  fn: async () => {
+    const w = await world();
+    const ui = new CaptureUi();
+    const { channel } = await loginToServer(w.options("C", ui));
+    try {
+      const got: ServerToClient[] = [];
+      const reader = (async () => {
+        for await (const ev of channel.events()) {
+          if (ev.kind === "message") got.push(ev.msg);
+        }
+      })();
+      await until(() => got.some((m) => m.t === "welcome"), "welcome");
+      assert.equal(got[0]?.t, "welcome");
+      assert.equal(got[0]?.req, undefined, "a push names no request");
+      // Sent back to back, before any answer arrives.
+      await channel.send({ t: "host", addr: "not an address", req: 41 });
+      await channel.send({ t: "session", peer: "A", req: 42 });
+      await channel.send({ t: "list", req: 43 });
+      await channel.send({ t: "unhost", req: 44 });
+      await channel.send({ t: "host", addr: "relay:0", req: 45 });
+      await channel.send({ t: "list" });
+      await until(() => got.length >= 6, "five answers");
+      const byReq = new Map(got.map((m) => [m.req, m]));
+      assert.equal(byReq.get(41)?.t, "error");
+      assert.equal(
+        (byReq.get(41) as { code?: string }).code,
+        "bad-address",
+      );
+      assert.equal(byReq.get(42)?.t, "refused");
+      assert.equal(byReq.get(43)?.t, "users");
+      assert.equal(byReq.has(44), false, "unhost has no answer");
+      assert.equal(byReq.get(45)?.t, "hosting");
+      const last = got.at(-1)!;
+      assert.equal(last.t, "users");
+      assert.equal(
+        "req" in last,
+        false,
+        "a request without req gets an answer without one",
+      );
+      await channel.close("done");
+      await reader;
+    } finally {
+      channel.abort("done");
+      await w.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a quiet list (Tab completion) in flight with the user's !list: only the user's answer is shown, by its id",
+  permissions: NO_NET,
+  fn: async () => {
+    const w = await world();
+    try {
+      const ui = new CaptureUi();
+      const c = await ChatClient.start({
+        ...w.options("A", ui),
+        namesRefreshMs: 5,
+      });
+      try {
+        for (let i = 0; i < 5; i++) await c.handleLine("!list");
+        await until(
+          () => ui.since((e) => e.kind === "list").length >= 5,
+          "5 lists",
+        );
+        await new Promise((r) => setTimeout(r, 50)); // quiet refreshes go on
+        assert.equal(ui.since((e) => e.kind === "list").length, 5);
+      } finally {
+        await c.quit();
+      }
+    } finally {
+      await w.close();
+    }
+  },
+});
