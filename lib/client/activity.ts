@@ -256,7 +256,7 @@ export class Activity {
     this.stopHosting();
     this.abandonJoin();
     // A relayed session cannot outlive the server channel that carries it;
-    // a direct one goes on (PROTOCOL.md section 7).
+    // a direct one goes on (PROTOCOL.md section 6.1).
     if (this.#mode.kind === "session") this.#mode.relay?.close();
   }
 

@@ -355,7 +355,7 @@ export class Hosting {
   }
 }
 
-/** A {@link RelayTransport} to `peer` over the server link (PROTOCOL.md section 7). */
+/** A {@link RelayTransport} to `peer` over the server link (PROTOCOL.md section 6.1). */
 export function newRelay(link: ServerConnection, peer: string): RelayTransport {
   return new RelayTransport(peer, async (data) => {
     await link.post({ t: "relay", peer, data });

@@ -1,6 +1,6 @@
 /**
  * Peer sessions (requirements section 4): run the peer handshake over a
- * transport (a direct TCP connection, or the server relay of issue 6), then
+ * transport (a direct TCP connection, or the server relay, PROTOCOL.md section 6.1), then
  * carry chat messages with delivery receipts over a {@link SecureChannel}.
  *
  * @example
@@ -397,7 +397,7 @@ export const RELAY_QUEUE_MAX_FRAMES = 64;
 export const RELAY_QUEUE_MAX_BYTES = 1024 * 1024;
 
 /**
- * A {@link FrameTransport} through the server (issue 6): frames go out as
+ * A {@link FrameTransport} through the server (PROTOCOL.md section 6.1): frames go out as
  * `relay` messages on our server channel and come in as `relayed` ones. The
  * server sees only the peer handshake and sealed peer records. Frames that
  * arrive faster than they are read wait in a queue of at most

@@ -218,7 +218,7 @@ export class ServerConnection {
 
   /**
    * Send, failing when not connected: for the relay, whose caller handles
-   * the failure (PROTOCOL.md section 7).
+   * the failure (PROTOCOL.md section 6.1).
    * @throws {NetError} `offline`; whatever the channel's send throws
    */
   async post(m: ClientToServer): Promise<void> {

@@ -4,7 +4,7 @@
  * listening. TCP ({@link tcpNetwork} in tcp.ts) is the one for users; the
  * in-memory {@link MemoryNetwork} (memory.ts) lets the client and the server
  * run in a test with no socket, as wireguard-go's conn/bindtest does. The
- * relay (PROTOCOL.md section 7) is a third transport, over a server channel.
+ * relay (PROTOCOL.md section 6.1) is a third transport, over a server channel.
  * @module
  */
 
