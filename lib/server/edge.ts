@@ -1,6 +1,6 @@
 /**
  * The server's edge: accepts connections from a {@link FrameListener} and
- * runs the login (PROTOCOL.md section 4, requirements 1.2 and 2.x) on each,
+ * runs the login (PROTOCOL.md section 3; requirements 1.2, 2.x) on each,
  * in its own task with its own errors, then hands the finished login on.
  *
  * Before keys exist it is the gate: a login must finish within a deadline

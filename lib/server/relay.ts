@@ -1,10 +1,11 @@
 /**
- * The relay (PROTOCOL.md section 7): when two peers cannot reach each other
- * directly, the server forwards their sealed peer frames between their
- * server channels. It forwards only between the two users of one session,
- * and never lets a partner that does not read hold up the sender or grow
- * the server's memory: past {@link RELAY_QUEUE_BUDGET_BYTES} waiting for
- * the partner, more relays are refused to their sender (`relay-busy`).
+ * The relay (PROTOCOL.md section 6, "Relay"): when two peers cannot reach
+ * each other directly, the server forwards their sealed peer frames between
+ * their server channels. It forwards only between the two users of one
+ * session, and never lets a partner that does not read hold up the sender
+ * or grow the server's memory: past {@link RELAY_QUEUE_BUDGET_BYTES}
+ * waiting for the partner, more relays are refused to their sender
+ * (`relay-busy`).
  * @module
  */
 

@@ -1,20 +1,21 @@
 /**
  * The `im` server: the key distribution centre for peer sessions
- * (PROTOCOL.md sections 4 to 7). {@link ImServer} is a facade over parts
+ * (PROTOCOL.md sections 3, 5 and 6). {@link ImServer} is a facade over parts
  * with one job each:
  *
- * - edge.ts: accepts connections from a {@link Network} and runs the login,
+ * - edge.ts: accepts connections from a `Network` and runs the login,
  *   behind the caps and penalties of admission.ts (rules 1.2, 2.4);
  * - registry.ts: the connected users, the only writer of who is online;
  * - kdc.ts (rules in sessions.ts): hosting, grants and tickets;
  * - relay.ts: forwarding between peers that cannot meet directly;
  * - seams.ts: {@link Presence} and {@link Delivery}, the interfaces through
- *   which the parts see other users (memory/ in one process).
+ *   which the parts see other users (memory/ in one process);
+ * - options.ts: the settings and their defaults.
  *
- * Here: the options, the life of one logged-in connection (refusals,
- * replacement, revocation, its messages) and the shutdown. One client can
- * never stop the server or other clients: every connection runs in its own
- * task with its own errors.
+ * Here: the life of one logged-in connection (refusals, replacement,
+ * revocation, its messages) and the shutdown. One client can never stop
+ * the server or other clients: every connection runs in its own task with
+ * its own errors.
  *
  * @example
  * ```ts ignore
@@ -26,28 +27,23 @@
  */
 
 import { isImError, type Logger, within } from "../util/mod.ts";
-import { DEFAULT_HEARTBEAT_MS, DEFAULT_WINDOW_MS } from "../record/mod.ts";
 import {
   ClientLink,
   type ClientToServer,
   encodeErrorFrame,
   ErrorCode,
-  LOGIN_TIMEOUT_MS,
   type LoginResult,
-  MAX_TICKET_LIFETIME_MS,
 } from "../proto/mod.ts";
-import {
-  DEFAULT_MAX_FRAME_BYTES,
-  DEFAULT_MAX_QUEUED_BYTES,
-  type FrameListener,
-  type FrameTransport,
-  type Network,
-  tcpNetwork,
-} from "../wire/mod.ts";
+import type { FrameListener, FrameTransport } from "../wire/mod.ts";
 import type { PrivateIdentity, PublicIdentity } from "../crypto/mod.ts";
 import { Edge, GOODBYE_TIMEOUT_MS } from "./edge.ts";
 import { Kdc } from "./kdc.ts";
-import { LocalDelivery, MemoryPresence, type Outbox } from "./memory/mod.ts";
+import { LocalDelivery, MemoryPresence } from "./memory/mod.ts";
+import {
+  type ServerOptions,
+  type ServerSettings,
+  serverSettings,
+} from "./options.ts";
 import {
   type ClientSession,
   Registry,
@@ -55,70 +51,16 @@ import {
   replyTo,
 } from "./registry.ts";
 import { Relay } from "./relay.ts";
-import {
-  type Delivery,
-  LOCAL_NODE,
-  type Presence,
-  type PresenceEntry,
-} from "./seams.ts";
+import type { Presence } from "./seams.ts";
 
 export { RELAY_QUEUE_BUDGET_BYTES } from "./relay.ts";
-
-/** Most users in one `!list` answer by default; the rest are counted (`more`), so the answer always fits a record. */
-export const LIST_MAX = 1000;
-
-/** Settings of {@link ImServer}; every limit has a default. */
-export interface ServerOptions {
-  hostname?: string;
-  port?: number;
-  /** Where connections come from (default {@link tcpNetwork}; tests pass a `MemoryNetwork`). */
-  network?: Network;
-  identity: PrivateIdentity;
-  /** The server's directory of client public keys. */
-  clients: Map<string, PublicIdentity>;
-  log?: Logger;
-  /** This server's node id in {@link Presence} (default {@link LOCAL_NODE}). */
-  node?: string;
-  /** Who is online (default a {@link MemoryPresence} of this process). */
-  presence?: Presence;
-  /** How other users are reached, given this node's connections (default {@link LocalDelivery}). */
-  delivery?: (local: (user: string) => Outbox | undefined) => Delivery;
-  /** Rule 1.2: a login must finish within this (default {@link LOGIN_TIMEOUT_MS}). */
-  loginTimeoutMs?: number;
-  /** Unauthenticated connections at once, in total (default 256). */
-  maxUnauthenticated?: number;
-  /** Unauthenticated connections at once from one address (default 64). */
-  maxUnauthenticatedPerAddress?: number;
-  /** Logged-in clients at once (default 10,000). */
-  maxClients?: number;
-  /** Most users in one `!list` answer (default {@link LIST_MAX}); the rest are counted. */
-  listMax?: number;
-  /** Rule 1.1 (default 64 KiB). */
-  maxFrameBytes?: number;
-  /** Heartbeat interval of client channels (default 2 s; dead after 3). */
-  heartbeatMs?: number;
-  /** Rule 3.5 freshness window (default 120 s). */
-  windowMs?: number;
-  /** Rule 4.2 ticket lifetime (default 30 s, at most 60 s). */
-  ticketLifetimeMs?: number;
-  /** Failed logins from one address within a minute before it is slowed down (default 5). */
-  authFailureLimit?: number;
-  /** First penalty after the limit, doubled on each further failure up to 5 min (default 5 s). */
-  authPenaltyMs?: number;
-  /**
-   * Most bytes queued for one client that does not read; past it that
-   * client is disconnected (default 4 MiB), so it cannot grow our memory.
-   */
-  maxQueuedBytes?: number;
-}
 
 /** A running server. */
 export class ImServer {
   #log: Logger;
   #identity: PrivateIdentity;
   #clients: Map<string, PublicIdentity>;
-  #limits: { maxClients: number; listMax: number; heartbeatMs: number };
-  #maxFrameBytes: number;
+  #c: ServerSettings;
   #presence: Presence;
   #registry: Registry;
   #kdc: Kdc;
@@ -127,45 +69,33 @@ export class ImServer {
   #tasks = new Set<Promise<void>>();
   #closing = false;
 
-  private constructor(listener: FrameListener, o: ServerOptions) {
-    this.#log = o.log ?? (() => {});
-    this.#identity = o.identity;
-    this.#clients = o.clients;
-    this.#limits = {
-      maxClients: o.maxClients ?? 10_000,
-      listMax: Math.max(1, o.listMax ?? LIST_MAX),
-      heartbeatMs: o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
-    };
-    this.#maxFrameBytes = o.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-    this.#presence = o.presence ?? new MemoryPresence();
-    this.#registry = new Registry(this.#presence, o.node ?? LOCAL_NODE);
+  private constructor(listener: FrameListener, c: ServerSettings) {
+    this.#log = c.log;
+    this.#identity = c.identity;
+    this.#clients = c.clients;
+    this.#c = c;
+    this.#presence = c.presence ?? new MemoryPresence();
+    this.#registry = new Registry(this.#presence, c.node);
     const local = (user: string) => this.#registry.outbox(user);
-    const delivery = o.delivery?.(local) ?? new LocalDelivery(local);
+    const delivery = c.delivery?.(local) ?? new LocalDelivery(local);
     this.#kdc = new Kdc({
       presence: this.#presence,
       delivery,
       isKnown: (name) => this.#clients.has(name),
-      ticketLifetimeMs: Math.min(
-        o.ticketLifetimeMs ?? 30_000,
-        MAX_TICKET_LIFETIME_MS,
-      ),
+      ticketLifetimeMs: c.ticketLifetimeMs,
       log: this.#log,
     });
     this.#relay = new Relay(this.#presence, delivery);
-    const windowMs = o.windowMs ?? DEFAULT_WINDOW_MS;
     this.#edge = new Edge(listener, {
-      identity: o.identity,
+      identity: c.identity,
       lookupUser: (name) => this.#clients.get(name),
-      loginTimeoutMs: o.loginTimeoutMs ?? LOGIN_TIMEOUT_MS,
-      windowMs,
+      loginTimeoutMs: c.loginTimeoutMs,
+      windowMs: c.windowMs,
       admission: {
-        maxTotal: o.maxUnauthenticated ?? 256,
-        maxPerAddress: o.maxUnauthenticatedPerAddress ?? 64,
+        maxTotal: c.maxUnauthenticated,
+        maxPerAddress: c.maxUnauthenticatedPerAddress,
       },
-      penalty: {
-        limit: o.authFailureLimit ?? 5,
-        basePenaltyMs: o.authPenaltyMs ?? 5_000,
-      },
+      penalty: { limit: c.authFailureLimit, basePenaltyMs: c.authPenaltyMs },
       log: this.#log,
       onLogin: (login, t) => this.#serve(login, t),
     });
@@ -178,13 +108,12 @@ export class ImServer {
    * @throws {NetError} `port-in-use` or `listen-failed`
    */
   static start(opts: ServerOptions): Promise<ImServer> {
-    const hostname = opts.hostname ?? "127.0.0.1";
-    const port = opts.port ?? 9876;
+    const c = serverSettings(opts);
     let listener: FrameListener;
     try {
-      listener = (opts.network ?? tcpNetwork).listen(hostname, port, {
-        maxFrameBytes: opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
-        maxQueuedBytes: opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
+      listener = c.network.listen(c.hostname, c.port, {
+        maxFrameBytes: c.maxFrameBytes,
+        maxQueuedBytes: c.maxQueuedBytes,
         // Rule 1.1: broken framing during login gets an error frame, then the close.
         farewell: (e) =>
           encodeErrorFrame({ code: ErrorCode.PROTOCOL, message: e.message }),
@@ -192,11 +121,11 @@ export class ImServer {
     } catch (e) {
       return Promise.reject(e);
     }
-    const server = new ImServer(listener, opts);
+    const server = new ImServer(listener, c);
     server.#log("listening", {
-      addr: `${hostname}:${server.port}`,
-      fingerprint: opts.identity.fingerprint,
-      users: opts.clients.size,
+      addr: `${c.hostname}:${server.port}`,
+      fingerprint: c.identity.fingerprint,
+      users: c.clients.size,
     });
     return Promise.resolve(server);
   }
@@ -225,7 +154,7 @@ export class ImServer {
   async #serve(login: LoginResult, t: FrameTransport): Promise<void> {
     const user = login.user;
     if (
-      this.#registry.size >= this.#limits.maxClients &&
+      this.#registry.size >= this.#c.maxClients &&
       !this.#registry.has(user)
     ) {
       const ch = new ClientLink(t, login.sealer, login.opener, {
@@ -241,8 +170,8 @@ export class ImServer {
       return;
     }
     const channel = new ClientLink(t, login.sealer, login.opener, {
-      heartbeatMs: this.#limits.heartbeatMs,
-      maxRecordBytes: this.#maxFrameBytes,
+      heartbeatMs: this.#c.heartbeatMs,
+      maxRecordBytes: this.#c.maxFrameBytes,
     });
     // The key the client proved it holds; checked against the directory as
     // it is now, since a reload may have revoked it during the login.
@@ -346,7 +275,7 @@ export class ImServer {
     switch (m.t) {
       case "list": {
         const all = this.#presence.list();
-        const max = this.#limits.listMax;
+        const max = this.#c.listMax;
         // One record must hold the answer: 1,000 names of 32 characters fit 64 KiB.
         return reply({
           t: "users",
@@ -383,7 +312,7 @@ export class ImServer {
   }
 
   #leave(s: ClientSession, reason: string): void {
-    const gone: PresenceEntry | undefined = this.#registry.remove(s);
+    const gone = this.#registry.remove(s);
     if (!gone) return;
     this.#log("leave", { user: s.user, reason });
     this.#kdc.partnerLeft(gone, `${s.user} went offline`);

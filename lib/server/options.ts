@@ -1,0 +1,128 @@
+/**
+ * The settings of the server ({@link ServerOptions}) and the one place for
+ * each default ({@link SERVER_DEFAULTS}); `im serve` takes its flag
+ * defaults from here too.
+ * @module
+ */
+
+import type { Logger } from "../util/mod.ts";
+import type { PrivateIdentity, PublicIdentity } from "../crypto/mod.ts";
+import { DEFAULT_HEARTBEAT_MS, DEFAULT_WINDOW_MS } from "../record/mod.ts";
+import { LOGIN_TIMEOUT_MS, MAX_TICKET_LIFETIME_MS } from "../proto/mod.ts";
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  DEFAULT_MAX_QUEUED_BYTES,
+  type Network,
+  tcpNetwork,
+} from "../wire/mod.ts";
+import type { Outbox } from "./memory/mod.ts";
+import { type Delivery, LOCAL_NODE, type Presence } from "./seams.ts";
+
+/** Most users in one `!list` answer by default; the rest are counted (`more`), so the answer always fits a record. */
+export const LIST_MAX = 1000;
+
+/** Settings of the server; every limit has a default ({@link SERVER_DEFAULTS}). */
+export interface ServerOptions {
+  hostname?: string;
+  port?: number;
+  /** Where connections come from (default {@link tcpNetwork}; tests pass a `MemoryNetwork`). */
+  network?: Network;
+  identity: PrivateIdentity;
+  /** The server's directory of client public keys. */
+  clients: Map<string, PublicIdentity>;
+  log?: Logger;
+  /** This server's node id in {@link Presence} (default {@link LOCAL_NODE}). */
+  node?: string;
+  /** Who is online (default a `MemoryPresence` of this process). */
+  presence?: Presence;
+  /** How other users are reached, given this node's connections (default `LocalDelivery`). */
+  delivery?: (local: (user: string) => Outbox | undefined) => Delivery;
+  /** Rule 1.2: a login must finish within this (default {@link LOGIN_TIMEOUT_MS}). */
+  loginTimeoutMs?: number;
+  /** Unauthenticated connections at once, in total (default 256). */
+  maxUnauthenticated?: number;
+  /** Unauthenticated connections at once from one address (default 64). */
+  maxUnauthenticatedPerAddress?: number;
+  /** Logged-in clients at once (default 10,000). */
+  maxClients?: number;
+  /** Most users in one `!list` answer (default {@link LIST_MAX}); the rest are counted. */
+  listMax?: number;
+  /** Rule 1.1 (default 64 KiB). */
+  maxFrameBytes?: number;
+  /** Heartbeat interval of client channels (default 2 s; dead after 3). */
+  heartbeatMs?: number;
+  /** Rule 3.5 freshness window (default 120 s). */
+  windowMs?: number;
+  /** Rule 4.2 ticket lifetime (default 30 s, at most 60 s). */
+  ticketLifetimeMs?: number;
+  /** Failed logins from one address within a minute before it is slowed down (default 5). */
+  authFailureLimit?: number;
+  /** First penalty after the limit, doubled on each further failure up to 5 min (default 5 s). */
+  authPenaltyMs?: number;
+  /**
+   * Most bytes queued for one client that does not read; past it that
+   * client is disconnected (default 4 MiB), so it cannot grow our memory.
+   */
+  maxQueuedBytes?: number;
+}
+
+/** The defaults of the settings that have one. */
+export const SERVER_DEFAULTS = {
+  hostname: "127.0.0.1",
+  port: 9876,
+  node: LOCAL_NODE,
+  loginTimeoutMs: LOGIN_TIMEOUT_MS,
+  maxUnauthenticated: 256,
+  maxUnauthenticatedPerAddress: 64,
+  maxClients: 10_000,
+  listMax: LIST_MAX,
+  maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+  heartbeatMs: DEFAULT_HEARTBEAT_MS,
+  windowMs: DEFAULT_WINDOW_MS,
+  ticketLifetimeMs: 30_000,
+  authFailureLimit: 5,
+  authPenaltyMs: 5_000,
+  maxQueuedBytes: DEFAULT_MAX_QUEUED_BYTES,
+} as const;
+
+/** {@link ServerOptions} with every default filled in and every limit clamped. */
+export type ServerSettings =
+  & Required<Omit<ServerOptions, "log" | "presence" | "delivery">>
+  & Pick<ServerOptions, "presence" | "delivery">
+  & { log: Logger };
+
+/**
+ * Fill in the defaults.
+ * @param o what the caller set
+ * @returns every setting
+ */
+export function serverSettings(o: ServerOptions): ServerSettings {
+  const d = SERVER_DEFAULTS;
+  return {
+    hostname: o.hostname ?? d.hostname,
+    port: o.port ?? d.port,
+    network: o.network ?? tcpNetwork,
+    identity: o.identity,
+    clients: o.clients,
+    log: o.log ?? (() => {}),
+    node: o.node ?? d.node,
+    ...(o.presence && { presence: o.presence }),
+    ...(o.delivery && { delivery: o.delivery }),
+    loginTimeoutMs: o.loginTimeoutMs ?? d.loginTimeoutMs,
+    maxUnauthenticated: o.maxUnauthenticated ?? d.maxUnauthenticated,
+    maxUnauthenticatedPerAddress: o.maxUnauthenticatedPerAddress ??
+      d.maxUnauthenticatedPerAddress,
+    maxClients: o.maxClients ?? d.maxClients,
+    listMax: Math.max(1, o.listMax ?? d.listMax),
+    maxFrameBytes: o.maxFrameBytes ?? d.maxFrameBytes,
+    heartbeatMs: o.heartbeatMs ?? d.heartbeatMs,
+    windowMs: o.windowMs ?? d.windowMs,
+    ticketLifetimeMs: Math.min(
+      o.ticketLifetimeMs ?? d.ticketLifetimeMs,
+      MAX_TICKET_LIFETIME_MS,
+    ),
+    authFailureLimit: o.authFailureLimit ?? d.authFailureLimit,
+    authPenaltyMs: o.authPenaltyMs ?? d.authPenaltyMs,
+    maxQueuedBytes: o.maxQueuedBytes ?? d.maxQueuedBytes,
+  };
+}
