@@ -1,12 +1,14 @@
 /**
  * Layer 1, crypto: the primitives (SHA-256 and HMAC, MD-CFB, HKDF and the
- * labels, X25519, RSA-PSS and RSA-OAEP identities). Pure functions and key
- * objects; no sockets, no files. May import: util.
+ * labels, X25519, RSA-PSS and RSA-OAEP identities with their PEM files).
+ * Pure functions and key objects; no sockets, no files. May import: util.
  * @module
  */
 
 export * from "./kdf.ts";
 export * from "./mdcfb.ts";
+export * from "./pem.ts";
+export * from "./pss_oaep.ts";
 export * from "./rsa.ts";
 export * from "./sha256.ts";
 export * from "./x25519.ts";
