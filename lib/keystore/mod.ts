@@ -4,4 +4,8 @@
  * @module
  */
 
-export * from "./keystore.ts";
+export * from "./keystore_error.ts";
+export * from "./layout.ts";
+export * from "./load.ts";
+export * from "./provision.ts";
+export * from "./watch.ts";

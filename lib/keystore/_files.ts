@@ -1,0 +1,203 @@
+/**
+ * File system steps of the keystore, each failure a {@link KeyStoreError}
+ * naming the path: check, create a folder (0700), write a key file via a
+ * temporary name and a rename (so a crash never leaves half a key), and read
+ * a key file after checking its type, size and mode (the permission policy
+ * of `layout.ts`). Internal to the keystore.
+ * @module
+ */
+
+import { MAX_PEM_CHARS } from "../crypto/mod.ts";
+import { type KeyFix, KeyStoreError } from "./keystore_error.ts";
+import { KEY_DIR_MODE, PRIVATE_KEY_MODE, PUBLIC_KEY_MODE } from "./layout.ts";
+
+const checksModes = Deno.build.os !== "windows";
+
+/**
+ * A file system failure in words.
+ * @param e what Deno threw
+ * @returns e.g. `no such file or directory`
+ */
+export function fsReason(e: unknown): string {
+  if (e instanceof Deno.errors.NotFound) return "no such file or directory";
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (e instanceof Deno.errors.NotADirectory) {
+    return "a parent is not a directory";
+  }
+  if (e instanceof Deno.errors.IsADirectory) return "it is a directory";
+  if (e instanceof Deno.errors.NotCapable) return "Deno was not given access";
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.replace(/:\s*\w+ '.*'$/s, "");
+}
+
+/**
+ * What fixes a file system failure: Deno's access first, else `fallback`.
+ * @param e what Deno threw
+ * @param fallback the fix when it was not Deno's permissions
+ * @returns the fix, if any
+ */
+export function fsFix(e: unknown, fallback?: KeyFix): KeyFix | undefined {
+  return e instanceof Deno.errors.NotCapable
+    ? { kind: "grant-access" }
+    : fallback;
+}
+
+/**
+ * Is there anything at `path`?
+ * @param path a path
+ * @returns false only when nothing is there
+ * @throws {KeyStoreError} `key-unreadable` when that cannot be told
+ */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw new KeyStoreError(
+      "key-unreadable",
+      `Cannot check "${path}": ${fsReason(e)}`,
+      path,
+      fsFix(e, { kind: "dir-permissions" }),
+    );
+  }
+}
+
+/**
+ * Make `path` a directory (0700) unless it is one.
+ * @param path the directory
+ * @throws {KeyStoreError} `key-write-failed`
+ */
+export async function ensureDir(path: string): Promise<void> {
+  const failed = (why: string, e?: unknown) =>
+    new KeyStoreError(
+      "key-write-failed",
+      `Cannot create directory "${path}": ${why}`,
+      path,
+      fsFix(e, { kind: "other-dir" }),
+    );
+  let info: Deno.FileInfo | undefined;
+  try {
+    info = await Deno.stat(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw failed(fsReason(e), e);
+  }
+  if (info) {
+    if (!info.isDirectory) throw failed("a file is in the way");
+    return;
+  }
+  try {
+    await Deno.mkdir(path, { recursive: true, mode: KEY_DIR_MODE });
+    if (checksModes) await Deno.chmod(path, KEY_DIR_MODE);
+  } catch (e) {
+    throw failed(fsReason(e), e);
+  }
+}
+
+/**
+ * Write via a temporary file and rename, so readers never see half a key.
+ * @param path the key file
+ * @param text PEM text
+ * @param mode {@link PRIVATE_KEY_MODE} or {@link PUBLIC_KEY_MODE}
+ * @throws {KeyStoreError} `key-write-failed`
+ */
+export async function writeKeyFile(
+  path: string,
+  text: string,
+  mode: number,
+): Promise<void> {
+  const tmp = `${path}.${
+    crypto.getRandomValues(new Uint8Array(6)).toHex()
+  }.tmp`;
+  try {
+    await Deno.writeTextFile(tmp, text, { mode, createNew: true });
+    if (checksModes) await Deno.chmod(tmp, mode);
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw new KeyStoreError(
+      "key-write-failed",
+      `Cannot write "${path}": ${fsReason(e)}`,
+      path,
+      fsFix(e, { kind: "writable-dir" }),
+    );
+  }
+}
+
+/**
+ * How a key file is trusted: a private key, a trusted public key (an
+ * enrollment or a pin), or a public key that is only read.
+ */
+export type FileKind = "private" | "trusted" | "public";
+
+/**
+ * Read a key file, checking type, size and (per `layout.ts`) mode.
+ * @param path the key file
+ * @param kind what it is, for the mode check and the message
+ * @param fix what to do when the file is missing or not a file
+ * @returns its text
+ * @throws {KeyStoreError} `key-missing`, `key-unreadable`, `key-permissions`, `bad-pem` (too large)
+ */
+export async function readKeyFile(
+  path: string,
+  kind: FileKind,
+  fix?: KeyFix,
+): Promise<string> {
+  const what = kind === "private" ? "private key" : "public key";
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(path);
+  } catch (e) {
+    throw new KeyStoreError(
+      e instanceof Deno.errors.NotFound ? "key-missing" : "key-unreadable",
+      `Cannot read ${what} "${path}": ${fsReason(e)}`,
+      path,
+      fsFix(e, fix),
+    );
+  }
+  if (!info.isFile) {
+    throw new KeyStoreError(
+      "key-unreadable",
+      `Cannot read ${what} "${path}": not a regular file`,
+      path,
+      fix,
+    );
+  }
+  if (info.size > MAX_PEM_CHARS) {
+    throw new KeyStoreError(
+      "bad-pem",
+      `Cannot read ${what} "${path}": ${info.size} bytes exceeds the limit of ${MAX_PEM_CHARS}`,
+      path,
+    );
+  }
+  const mode = info.mode;
+  if (checksModes && mode !== null) {
+    const perm = (mode & 0o777).toString(8).padStart(4, "0");
+    if (kind === "private" && (mode & 0o077) !== 0) {
+      throw new KeyStoreError(
+        "key-permissions",
+        `Refusing to use private key "${path}": mode ${perm} lets group or others read it`,
+        path,
+        { kind: "chmod", path, mode: PRIVATE_KEY_MODE },
+      );
+    }
+    if (kind === "trusted" && (mode & 0o022) !== 0) {
+      throw new KeyStoreError(
+        "key-permissions",
+        `Refusing to trust public key "${path}": mode ${perm} lets group or others change it`,
+        path,
+        { kind: "chmod", path, mode: PUBLIC_KEY_MODE },
+      );
+    }
+  }
+  try {
+    return await Deno.readTextFile(path);
+  } catch (e) {
+    throw new KeyStoreError(
+      "key-unreadable",
+      `Cannot read ${what} "${path}": ${fsReason(e)}`,
+      path,
+      fsFix(e, fix),
+    );
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The key directory's layout: where keygen writes keys and where the server
+ * and the client read them (PROTOCOL.md section 3, "Login": rule 2.2 pins
+ * the server key in `users/<user>/server.pem`). All paths are under the key
+ * directory, `keys` or `$IM_KEYS` by default:
+ *
+ * ```text
+ * <dir>/server/private.pem         server key pair, 0600
+ * <dir>/server/public.pem          0644
+ * <dir>/server/clients/<user>.pem  the server's directory of client public keys, 0644
+ * <dir>/users/<user>/private.pem   the user's key pair, 0600
+ * <dir>/users/<user>/public.pem    0644
+ * <dir>/users/<user>/server.pem    the pinned server public key (like known_hosts), 0644
+ * ```
+ *
+ * Directories that the keystore creates are 0700. Permission policy (like
+ * ssh; not applied on Windows): a private key file that group or others can
+ * read or write (`mode & 0o077`) is refused with `key-permissions`. A
+ * trusted public key (an entry of `server/clients/`, or a pinned
+ * `server.pem`) that group or others can write (`mode & 0o022`) is refused
+ * too, as sshd's StrictModes refuses such an `authorized_keys`.
+ *
+ * Every username goes through `checkUsername` (rule 2.9) before it is used
+ * in a path.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { KEY_LAYOUT, keyPath } from "./layout.ts";
+ * assert.equal(keyPath("keys", KEY_LAYOUT.userServer("A")), "keys/users/A/server.pem");
+ * ```
+ * @module
+ */
+
+import { join } from "node:path";
+
+/** The users `im keygen` provisions when none are named. */
+export const DEFAULT_USERS: readonly string[] = ["A", "B", "C", "D", "E", "F"];
+/** Mode of private key files. */
+export const PRIVATE_KEY_MODE = 0o600;
+/** Mode of public key files. */
+export const PUBLIC_KEY_MODE = 0o644;
+/** Mode of directories created in the key directory. */
+export const KEY_DIR_MODE = 0o700;
+
+/**
+ * Paths in the key directory, relative and `/`-separated (as in the module
+ * doc); {@link keyPath} joins one to the directory. Usernames must already
+ * follow rule 2.9.
+ */
+export const KEY_LAYOUT = {
+  /** The server's folder. */
+  serverDir: "server",
+  /** The server's private key. */
+  serverPrivate: "server/private.pem",
+  /** The server's public key, which users pin. */
+  serverPublic: "server/public.pem",
+  /** The server's directory of client public keys. */
+  clientsDir: "server/clients",
+  /** The folder of users' folders. */
+  usersDir: "users",
+  /** A user's public key as enrolled on the server. */
+  client: (user: string): string => `server/clients/${user}.pem`,
+  /** A user's folder. */
+  userDir: (user: string): string => `users/${user}`,
+  /** A user's private key. */
+  userPrivate: (user: string): string => `users/${user}/private.pem`,
+  /** A user's public key. */
+  userPublic: (user: string): string => `users/${user}/public.pem`,
+  /** The server key a user pinned. */
+  userServer: (user: string): string => `users/${user}/server.pem`,
+} as const;
+
+/**
+ * Full path of a file in the key directory.
+ * @param dir the key directory
+ * @param rel a `/`-separated relative path, as in {@link KEY_LAYOUT}
+ * @returns the path joined for this platform
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { keyPath } from "./layout.ts";
+ * assert.equal(keyPath("keys", "users/A/private.pem"), "keys/users/A/private.pem");
+ * ```
+ */
+export function keyPath(dir: string, rel: string): string {
+  return join(dir, ...rel.split("/"));
+}
+
+/**
+ * The key directory to use when none is given: `$IM_KEYS`, else `keys`.
+ * Without permission to read the environment it is `keys`.
+ * @returns a directory path
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultKeyDir } from "./layout.ts";
+ * assert.equal(typeof defaultKeyDir(), "string");
+ * ```
+ */
+export function defaultKeyDir(): string {
+  try {
+    const v = Deno.env.get("IM_KEYS");
+    if (v !== undefined && v !== "") return v;
+  } catch {
+    // No permission to read the environment: fall back to the default.
+  }
+  return "keys";
+}
