@@ -1,5 +1,5 @@
 /**
- * The relay (PROTOCOL.md section 6, "Relay"): when two peers cannot reach
+ * The relay (PROTOCOL.md section 6.1): when two peers cannot reach
  * each other directly, the server forwards their sealed peer frames between
  * their server channels. It forwards only between the two users of one
  * session, and never lets a partner that does not read hold up the sender

@@ -1,0 +1,152 @@
+/**
+ * The key distribution centre as a part: answers go only to the asker's
+ * reply, other users are reached only through the {@link Delivery}, and the
+ * grant's ticket opens for the joiner.
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { openTicket } from "../../lib/proto/mod.ts";
+import { MemoryPresence } from "../../lib/server/mod.ts";
+import { Kdc } from "../../lib/server/kdc.ts";
+import { fakeSession, RecordingDelivery, replies } from "./_parts.ts";
+
+function setup(...online: string[]) {
+  const presence = new MemoryPresence();
+  for (const u of online) presence.join(u, "local");
+  const delivery = new RecordingDelivery();
+  const log: string[] = [];
+  const kdc = new Kdc({
+    presence,
+    delivery,
+    isKnown: (n) => ["A", "B", "C"].includes(n),
+    ticketLifetimeMs: 30_000,
+    log: (event) => log.push(event),
+  });
+  return { presence, delivery, kdc, log };
+}
+
+Deno.test("Kdc.host() answers hosting and marks the user HOSTING; a bad address or a BUSY user gets an error answer; nobody else is told", async () => {
+  const { presence, delivery, kdc } = setup("A", "B");
+  const a = fakeSession("A");
+  const r = replies();
+  await kdc.host(a, { t: "host", addr: "127.0.0.1:5000" }, r.reply);
+  await kdc.host(a, { t: "host", addr: "no port" }, r.reply);
+  assert.deepEqual(r.answers.map((x) => x.t === "error" ? x.code : x.t), [
+    "hosting",
+    "bad-address",
+  ]);
+  assert.equal(presence.get("A")?.addr, "127.0.0.1:5000");
+  presence.update("B", { state: "BUSY", partner: "C" });
+  const rb = replies();
+  await kdc.host(fakeSession("B"), { t: "host", addr: "x:1" }, rb.reply);
+  assert.ok(
+    rb.answers[0]?.t === "error" && rb.answers[0].code === "cannot-host",
+  );
+  assert.deepEqual(delivery.given, []);
+});
+
+Deno.test("Kdc.session() grants: the host is delivered the key and a ticket the joiner can open; the joiner's answer is join with the same ticket id", async () => {
+  const { presence, delivery, kdc, log } = setup("A", "B");
+  presence.update("A", { state: "HOSTING", addr: "127.0.0.1:7" });
+  const b = fakeSession("B");
+  const r = replies();
+  await kdc.session(b, { t: "session", peer: "A" }, r.reply);
+  const [grant] = delivery.to("A");
+  assert.ok(grant?.t === "grant");
+  assert.equal(grant.peer, "B");
+  const [join] = r.answers;
+  assert.ok(join?.t === "join");
+  assert.equal(join.peer, "A");
+  assert.equal(join.addr, "127.0.0.1:7");
+  assert.equal(join.ticketId, grant.ticketId);
+  assert.equal(join.expiresAt, grant.expiresAt);
+  const ticket = openTicket(
+    b.ticketKeys,
+    Uint8Array.fromBase64(grant.ticket),
+    { self: "B", expectedHost: "A" },
+  );
+  assert.deepEqual(ticket.peerKey, Uint8Array.fromBase64(grant.key));
+  assert.equal(ticket.id.toHex(), grant.ticketId);
+  assert.equal(presence.get("A")?.ticketId, grant.ticketId);
+  assert.deepEqual(presence.list().map((e) => e.state), ["BUSY", "BUSY"]);
+  assert.deepEqual(delivery.to("B"), [], "the joiner hears only its answer");
+  assert.ok(log.includes("session-granted"));
+});
+
+Deno.test("Kdc.session() refused (not hosting, offline, unknown, self) answers refused with the reason, delivers nothing, changes no state", async () => {
+  const { presence, delivery, kdc } = setup("A", "B");
+  const cases: Array<[string, string]> = [
+    ["A", "not-hosting"],
+    ["C", "offline"],
+    ["Zed", "unknown"],
+    ["B", "self"],
+  ];
+  for (const [peer, reason] of cases) {
+    const r = replies();
+    await kdc.session(fakeSession("B"), { t: "session", peer }, r.reply);
+    assert.ok(r.answers.length === 1 && r.answers[0]?.t === "refused");
+    assert.equal(r.answers[0].reason, reason);
+  }
+  assert.deepEqual(delivery.given, []);
+  assert.deepEqual(presence.list().map((e) => e.state), ["IDLE", "IDLE"]);
+});
+
+Deno.test("Kdc.session() when the host is online in presence but cannot be reached: refused offline, and both are freed", async () => {
+  const { presence, delivery, kdc } = setup("A", "B");
+  presence.update("A", { state: "HOSTING", addr: "x:1" });
+  delivery.answer = () => ({ delivered: false, reason: "absent" });
+  const r = replies();
+  await kdc.session(fakeSession("B"), { t: "session", peer: "A" }, r.reply);
+  assert.ok(r.answers[0]?.t === "refused" && r.answers[0].reason === "offline");
+  assert.equal(presence.get("A")?.state, "IDLE");
+  assert.equal(presence.get("B")?.state, "IDLE");
+});
+
+Deno.test("Kdc.cancel() with the grant's id frees both and delivers cancelled to the joiner; a wrong id does nothing", async () => {
+  const { presence, delivery, kdc } = setup("A", "B");
+  presence.update("A", { state: "HOSTING", addr: "x:1" });
+  await kdc.session(
+    fakeSession("B"),
+    { t: "session", peer: "A" },
+    replies().reply,
+  );
+  const grant = delivery.to("A")[0]!;
+  assert.ok(grant.t === "grant");
+  kdc.cancel(fakeSession("A"), { t: "cancel", ticketId: "00".repeat(16) });
+  assert.equal(presence.get("A")?.state, "BUSY");
+  assert.deepEqual(delivery.to("B"), []);
+  kdc.cancel(fakeSession("A"), { t: "cancel", ticketId: grant.ticketId });
+  assert.deepEqual(delivery.to("B"), [{
+    t: "cancelled",
+    peer: "A",
+    message: "A gave up waiting for you",
+  }]);
+  assert.deepEqual(presence.list().map((e) => e.state), ["IDLE", "IDLE"]);
+});
+
+Deno.test("Kdc.partnerLeft() frees the partner and delivers it the message; a user with no partner tells nobody", () => {
+  const { presence, delivery, kdc } = setup("A", "B", "C");
+  presence.update("A", { state: "BUSY", partner: "B", isHost: true });
+  presence.update("B", { state: "BUSY", partner: "A", isHost: false });
+  kdc.partnerLeft(presence.leave("A")!, "A went offline");
+  assert.deepEqual(delivery.given.map((g) => [g.user, g.msg]), [[
+    "B",
+    { t: "cancelled", peer: "A", message: "A went offline" },
+  ]]);
+  assert.equal(presence.get("B")?.state, "IDLE");
+  kdc.partnerLeft(presence.leave("C")!, "C went offline");
+  assert.equal(delivery.given.length, 1);
+});
+
+Deno.test("Kdc.ended() and busy() change only the asker's state and answer nothing", () => {
+  const { presence, delivery, kdc } = setup("A", "B");
+  kdc.busy(fakeSession("A"), { t: "busy", peer: "B" });
+  assert.equal(presence.get("A")?.partner, "B");
+  kdc.ended(fakeSession("A"), { t: "ended", peer: "C" });
+  assert.equal(presence.get("A")?.state, "BUSY", "another partner's end");
+  kdc.ended(fakeSession("A"), { t: "ended", peer: "B" });
+  assert.equal(presence.get("A")?.state, "IDLE");
+  assert.equal(presence.get("B")?.state, "IDLE");
+  assert.deepEqual(delivery.given, []);
+});

@@ -1,0 +1,246 @@
+/**
+ * The contract of a {@link Presence} (lib/server/seams.ts), as tests any
+ * implementation runs: `presenceContract("MemoryPresence", () => new
+ * MemoryPresence())`. The cluster's presence runs the same ones.
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import type {
+  Presence,
+  PresenceChange,
+  PresenceEntry,
+} from "../../lib/server/mod.ts";
+
+/** A fresh presence with nobody online, and how to release it. */
+export interface PresenceHarness {
+  presence: Presence;
+  close?: () => void | Promise<void>;
+}
+
+/** Makes a fresh {@link PresenceHarness} per test. */
+export type PresenceFactory = () => PresenceHarness | Promise<PresenceHarness>;
+
+/** A change as a short line, to compare sequences of them. */
+function line(c: PresenceChange): string {
+  const e = c.entry;
+  const base = `${c.kind} ${e.name}@${e.node} ${e.state}`;
+  return c.kind === "update" ? `${base} (was ${c.previous.state})` : base;
+}
+
+/**
+ * Register the contract's tests.
+ * @param name the implementation, in each test's name
+ * @param make a fresh presence per test
+ */
+export function presenceContract(name: string, make: PresenceFactory): void {
+  const withPresence = (
+    what: string,
+    fn: (p: Presence) => void | Promise<void>,
+  ) =>
+    Deno.test(`${name}: ${what}`, async () => {
+      const h = await make();
+      try {
+        await fn(h.presence);
+      } finally {
+        await h.close?.();
+      }
+    });
+
+  withPresence(
+    "join() puts a user online IDLE on its node; get(), list() sorted by name and size agree",
+    (p) => {
+      assert.equal(p.size, 0);
+      assert.deepEqual(p.list(), []);
+      const c = p.join("C", "node-2");
+      assert.deepEqual({ ...c }, { name: "C", node: "node-2", state: "IDLE" });
+      p.join("A", "local");
+      p.join("B", "local");
+      assert.equal(p.size, 3);
+      assert.deepEqual(p.list().map((e) => `${e.name}@${e.node} ${e.state}`), [
+        "A@local IDLE",
+        "B@local IDLE",
+        "C@node-2 IDLE",
+      ]);
+      assert.equal(p.get("C")?.node, "node-2");
+      assert.equal(p.get("Zed"), undefined);
+    },
+  );
+
+  withPresence(
+    "leave() takes a user offline and returns its last entry; leaving twice or unknown returns undefined",
+    (p) => {
+      p.join("A", "local");
+      p.update("A", { state: "HOSTING", addr: "127.0.0.1:5000" });
+      const last = p.leave("A");
+      assert.equal(last?.state, "HOSTING");
+      assert.equal(last?.addr, "127.0.0.1:5000");
+      assert.equal(p.get("A"), undefined);
+      assert.equal(p.size, 0);
+      assert.deepEqual(p.list(), [], "never a user who left (rule 2.10)");
+      assert.equal(p.leave("A"), undefined);
+      assert.equal(p.leave("Zed"), undefined);
+    },
+  );
+
+  withPresence(
+    "update() replaces the state and details; details not given are cleared; the node stays",
+    (p) => {
+      p.join("A", "node-1");
+      const busy = p.update("A", {
+        state: "BUSY",
+        addr: "x:1",
+        partner: "B",
+        isHost: true,
+        ticketId: "ab",
+      });
+      assert.deepEqual({ ...busy }, {
+        name: "A",
+        node: "node-1",
+        state: "BUSY",
+        addr: "x:1",
+        partner: "B",
+        isHost: true,
+        ticketId: "ab",
+      });
+      const idle = p.update("A", { state: "IDLE" });
+      assert.deepEqual({ ...idle }, {
+        name: "A",
+        node: "node-1",
+        state: "IDLE",
+      });
+      assert.deepEqual({ ...p.get("A") }, { ...idle });
+    },
+  );
+
+  withPresence(
+    "update() of a user who is not online changes nothing and returns undefined",
+    (p) => {
+      assert.equal(p.update("A", { state: "HOSTING", addr: "x:1" }), undefined);
+      assert.equal(p.get("A"), undefined);
+      assert.equal(p.size, 0);
+    },
+  );
+
+  withPresence(
+    "an entry once read does not change: a later update makes a new one",
+    (p) => {
+      const before = p.join("A", "local");
+      p.update("A", { state: "HOSTING", addr: "x:1" });
+      assert.equal(before.state, "IDLE");
+      assert.equal(before.addr, undefined);
+      assert.equal(p.get("A")?.state, "HOSTING");
+    },
+  );
+
+  withPresence(
+    "join() of a user already online replaces its entry (new node, IDLE), telling a leave then a join",
+    (p) => {
+      p.join("A", "node-1");
+      p.update("A", { state: "HOSTING", addr: "x:1" });
+      const seen: string[] = [];
+      p.subscribe((c) => seen.push(line(c)));
+      p.join("A", "node-2");
+      assert.deepEqual({ ...p.get("A") }, {
+        name: "A",
+        node: "node-2",
+        state: "IDLE",
+      });
+      assert.equal(p.size, 1);
+      assert.deepEqual(seen, ["leave A@node-1 HOSTING", "join A@node-2 IDLE"]);
+    },
+  );
+
+  withPresence(
+    "subscribe() is told every join, state change and leave, in order, with the entries",
+    (p) => {
+      const changes: PresenceChange[] = [];
+      p.subscribe((c) => changes.push(c));
+      p.join("A", "local");
+      p.join("B", "local");
+      p.update("A", { state: "HOSTING", addr: "x:1" });
+      p.update("A", { state: "BUSY", addr: "x:1", partner: "B", isHost: true });
+      p.update("B", { state: "BUSY", partner: "A", isHost: false });
+      p.leave("A");
+      p.update("B", { state: "IDLE" });
+      p.leave("B");
+      assert.deepEqual(changes.map(line), [
+        "join A@local IDLE",
+        "join B@local IDLE",
+        "update A@local HOSTING (was IDLE)",
+        "update A@local BUSY (was HOSTING)",
+        "update B@local BUSY (was IDLE)",
+        "leave A@local BUSY",
+        "update B@local IDLE (was BUSY)",
+        "leave B@local IDLE",
+      ]);
+      const hosting = changes[2]!;
+      assert.equal(hosting.entry.addr, "x:1");
+      assert.equal(
+        changes[5]!.entry.partner,
+        "B",
+        "a leave carries the last entry",
+      );
+    },
+  );
+
+  withPresence(
+    "nothing is told for a leave or update of a user who is not online",
+    (p) => {
+      const seen: string[] = [];
+      p.subscribe((c) => seen.push(line(c)));
+      p.leave("A");
+      p.update("A", { state: "IDLE" });
+      assert.deepEqual(seen, []);
+    },
+  );
+
+  withPresence(
+    "the function subscribe() returns ends that subscription only",
+    (p) => {
+      const first: string[] = [], second: string[] = [];
+      const stop = p.subscribe((c) => first.push(line(c)));
+      p.subscribe((c) => second.push(line(c)));
+      p.join("A", "local");
+      stop();
+      stop();
+      p.leave("A");
+      assert.deepEqual(first, ["join A@local IDLE"]);
+      assert.deepEqual(second, ["join A@local IDLE", "leave A@local IDLE"]);
+    },
+  );
+
+  withPresence(
+    "a change made by a listener is told to every listener after the change that caused it",
+    (p) => {
+      // A partner is freed when a user leaves, from inside the listener.
+      p.join("A", "local");
+      p.join("B", "local");
+      p.update("A", { state: "BUSY", partner: "B" });
+      p.update("B", { state: "BUSY", partner: "A" });
+      const first: string[] = [], second: string[] = [];
+      p.subscribe((c) => {
+        first.push(line(c));
+        if (c.kind === "leave" && c.entry.partner) {
+          p.update(c.entry.partner, { state: "IDLE" });
+        }
+      });
+      p.subscribe((c) => second.push(line(c)));
+      p.leave("A");
+      const want = ["leave A@local BUSY", "update B@local IDLE (was BUSY)"];
+      assert.deepEqual(first, want);
+      assert.deepEqual(second, want);
+      assert.equal(p.get("B")?.state, "IDLE");
+    },
+  );
+
+  withPresence(
+    "list() is a copy: changing it changes nobody's presence",
+    (p) => {
+      p.join("A", "local");
+      const l: PresenceEntry[] = p.list();
+      l.length = 0;
+      assert.equal(p.list().length, 1);
+    },
+  );
+}
