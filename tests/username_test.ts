@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { UsageError } from "../lib/util/mod.ts";
+import { AuthError, UsageError } from "../lib/util/mod.ts";
 import { checkUsername, isValidUsername } from "../lib/proto/mod.ts";
 
 Deno.test("usernames of 1-32 characters of A-Z a-z 0-9 _ - are valid (rule 2.9)", () => {
@@ -9,7 +9,7 @@ Deno.test("usernames of 1-32 characters of A-Z a-z 0-9 _ - are valid (rule 2.9)"
   }
 });
 
-Deno.test("empty, too long, path-like, spaced, non-ASCII and control-character names are refused (rule 2.9)", () => {
+Deno.test("empty, too long, path-like, spaced, non-ASCII and control-character names are refused with AuthError bad-username, not a usage error (rule 2.9)", () => {
   const bad = [
     "",
     "x".repeat(33),
@@ -29,7 +29,9 @@ Deno.test("empty, too long, path-like, spaced, non-ASCII and control-character n
     assert.equal(isValidUsername(n), false, JSON.stringify(n));
     assert.throws(
       () => checkUsername(n),
-      (e) => e instanceof UsageError && e.code === "bad-username",
+      (e) =>
+        e instanceof AuthError && !(e instanceof UsageError) &&
+        e.code === "bad-username",
     );
   }
 });

@@ -205,7 +205,7 @@ export function errorFromFrame(payload: Uint8Array): ImError {
       return new AuthError(
         "login-failed",
         `Server refused the login: ${message}`,
-        "check --user and that your private key is the one enrolled on the server",
+        "check the username and that your private key is the one enrolled on the server",
       );
     case ErrorCode.RATE_LIMITED:
       return new AuthError(
@@ -339,7 +339,7 @@ export class ClientHandshake {
         throw new AuthError(
           "server-key-mismatch",
           `WARNING: server key mismatch: the server presented ${offered}, but the pinned key is ${pinned.fingerprint}; refusing to log in (someone may be impersonating the server)`,
-          "if the server key really changed, get its public key from the operator and pin it with im keygen --pin",
+          "if the server key really changed, get its public key from the operator and pin it",
         );
       }
       const th = await loginTranscript(

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { UsageError } from "../util/mod.ts";
+import { AuthError } from "../util/mod.ts";
 
 /** The username rule (2.9) as a pattern. */
 export const USERNAME_PATTERN = /^[A-Za-z0-9_-]{1,32}$/;
@@ -33,21 +33,25 @@ export function isValidUsername(name: string): boolean {
 }
 
 /**
- * Return `name` if it follows rule 2.9, else throw.
+ * Return `name` if it follows rule 2.9, else throw the error the server's
+ * `BAD_USERNAME` answer becomes on the client (same class, same code), so a
+ * name refused here or by the server reads alike. A front end that took the
+ * name from its command line reports it as a usage error.
  * @param name candidate
  * @returns the same name
- * @throws {UsageError} `bad-username`
+ * @throws {AuthError} `bad-username`
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { checkUsername } from "./username.ts";
  * assert.ok(checkUsername("B") === "B");
+ * assert.throws(() => checkUsername("../etc"), { name: "AuthError" });
  * ```
  */
 export function checkUsername(name: string): string {
   if (!isValidUsername(name)) {
     const shown = name.length > 40 ? `${name.slice(0, 40)}...` : name;
-    throw new UsageError(
+    throw new AuthError(
       "bad-username",
       `Invalid username "${shown}": expected 1-32 characters of A-Z a-z 0-9 _ -`,
     );
