@@ -1,7 +1,9 @@
 /**
  * `im`: a secure instant messenger for the terminal. This file only
  * dispatches a subcommand and turns every failure into one line:
- * `im: error: ...` and, where there is one, `im: hint: ...` (stderr).
+ * `im: error: ...` and, where there is one, `im: hint: ...` (stderr); the
+ * hint is the one that names the flag to use, where there is one
+ * (`cmd/hints.ts`).
  * Exit codes: 0 ok, 1 failure, 2 bad command line.
  * @module
  */
@@ -11,6 +13,7 @@ import { CHAT_USAGE, runChat } from "./cmd/chat.ts";
 import { DEMO_USAGE, runDemo } from "./cmd/demo.ts";
 import { KEYGEN_USAGE, runKeygen } from "./cmd/keygen.ts";
 import { runServe, SERVE_USAGE } from "./cmd/serve.ts";
+import { cliHint, DENO_PERMISSION_HINT } from "./cmd/hints.ts";
 import { isImError, UsageError } from "./lib/util/mod.ts";
 
 /** The program's version, from deno.json. */
@@ -67,7 +70,8 @@ export async function main(args: string[]): Promise<number> {
   } catch (e) {
     if (isImError(e)) {
       console.error(`im: error: ${e.message}`);
-      if (e.hint) console.error(`im: hint: ${e.hint}`);
+      const hint = cliHint(e);
+      if (hint) console.error(`im: hint: ${hint}`);
       return e instanceof UsageError ? 2 : 1;
     }
     if (
@@ -75,9 +79,7 @@ export async function main(args: string[]): Promise<number> {
       e instanceof Deno.errors.PermissionDenied
     ) {
       console.error(`im: error: ${(e as Error).message}`);
-      console.error(
-        `im: hint: run through "deno task im", which grants the permissions im needs`,
-      );
+      console.error(`im: hint: ${DENO_PERMISSION_HINT}`);
       return 1;
     }
     console.error(

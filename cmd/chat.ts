@@ -9,7 +9,7 @@ import {
   MAX_HEARTBEAT_MS,
   MIN_HEARTBEAT_MS,
 } from "../lib/record/mod.ts";
-import { hostPort, intFlag, parseFlags } from "./flags.ts";
+import { flagValue, hostPort, intFlag, parseFlags } from "./flags.ts";
 import { ChatClient } from "../lib/client/mod.ts";
 import { UsageError } from "../lib/util/mod.ts";
 import { defaultKeyDir, loadUserKeys } from "../lib/keystore/mod.ts";
@@ -83,7 +83,8 @@ export async function runChat(args: string[]): Promise<number> {
       'run "im chat --help"',
     );
   }
-  const user = checkUsername(v.user);
+  const name = v.user;
+  const user = flagValue(() => checkUsername(name));
   const server = hostPort("--server", v.server ?? "127.0.0.1:9876");
   if (v.advertise !== undefined) hostPort("--advertise", v.advertise);
   const heartbeatMs = intFlag(

@@ -14,7 +14,17 @@
  */
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { UsageError } from "../lib/util/mod.ts";
+import { isImError, UsageError } from "../lib/util/mod.ts";
+
+/**
+ * Codes of lib errors that say a value breaks its rule (`bad-username`, rule
+ * 2.9; `bad-bits`, an RSA size out of range). The lib throws them as the
+ * domain's error; when the value came from a flag, they are usage errors.
+ */
+const FLAG_VALUE_CODES: ReadonlySet<string> = new Set([
+  "bad-username",
+  "bad-bits",
+]);
 
 /**
  * Parse flags strictly; no positionals.
@@ -127,4 +137,51 @@ export function hostPort(
     );
   }
   return { host: (m[1] ?? m[2])!, port };
+}
+
+/**
+ * A lib error about a value the user gave as a flag, as the
+ * {@link UsageError} it is on the command line (exit code 2); anything else
+ * as it is. Use it only where every such value came from a flag: a server's
+ * refusal of a username is not a usage error.
+ * @param e anything thrown
+ * @returns a {@link UsageError} with the same code, message and hint, or `e`
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { AuthError, UsageError } from "../lib/util/mod.ts";
+ * import { asUsageError } from "./flags.ts";
+ * const e = asUsageError(new AuthError("bad-username", 'Invalid username "../x"'));
+ * assert.ok(e instanceof UsageError && e.code === "bad-username");
+ * assert.ok(!(asUsageError(new AuthError("login-failed", "x")) instanceof UsageError));
+ * ```
+ */
+export function asUsageError(e: unknown): unknown {
+  if (
+    isImError(e) && !(e instanceof UsageError) && FLAG_VALUE_CODES.has(e.code)
+  ) {
+    return new UsageError(e.code, e.message, e.hint);
+  }
+  return e;
+}
+
+/**
+ * Check a flag's value with a lib check; its failure is a usage error.
+ * @param check e.g. `() => checkUsername(v.user)`
+ * @returns what the check returns
+ * @throws {UsageError} for a value that breaks its rule (see {@link asUsageError})
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkUsername } from "../lib/proto/mod.ts";
+ * import { flagValue } from "./flags.ts";
+ * assert.throws(() => flagValue(() => checkUsername("../etc")), { name: "UsageError" });
+ * ```
+ */
+export function flagValue<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    throw asUsageError(e);
+  }
 }

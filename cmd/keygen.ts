@@ -15,7 +15,8 @@
  * @module
  */
 
-import { parseFlags } from "./flags.ts";
+import { asUsageError, parseFlags } from "./flags.ts";
+import { withCliHint } from "./hints.ts";
 import { UsageError } from "../lib/util/mod.ts";
 import {
   DEFAULT_RSA_BITS,
@@ -26,6 +27,7 @@ import {
   DEFAULT_USERS,
   defaultKeyDir,
   enroll,
+  KEY_LAYOUT,
   keyPath,
   pinServerKey,
   provision,
@@ -147,6 +149,7 @@ function printEntries(io: KeygenIo, entries: readonly ProvisionEntry[]): void {
  * @returns the exit code, 0 on success
  * @throws {UsageError} `bad-flag`, `bad-bits`, `bad-username` for bad input
  * @throws {KeyError} unreadable, malformed or conflicting key files; unwritable directory
+ *   (hints name the flag that fixes it; `cmd/hints.ts`)
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -159,6 +162,15 @@ export async function runKeygen(
   args: string[],
   io: KeygenIo = consoleIo,
 ): Promise<number> {
+  try {
+    return await keygen(args, io);
+  } catch (e) {
+    // Every username and size here came from a flag.
+    throw withCliHint(asUsageError(e));
+  }
+}
+
+async function keygen(args: string[], io: KeygenIo): Promise<number> {
   const v = parseFlags(args, OPTIONS, "im keygen");
   if (v.help) {
     io.out(KEYGEN_USAGE.trimEnd());
@@ -198,7 +210,7 @@ export async function runKeygen(
     printEntries(io, r.entries);
     io.err(
       `im: hint: send "${
-        keyPath(dir, `users/${user}/public.pem`)
+        keyPath(dir, KEY_LAYOUT.userPublic(user))
       }" to the server operator, who runs "im keygen --enroll ${user} --public FILE"`,
     );
     return 0;

@@ -11,7 +11,7 @@ import {
   MIN_HEARTBEAT_MS,
 } from "../lib/record/mod.ts";
 import { intFlag, parseFlags } from "./flags.ts";
-import { createLogger, NetError, UsageError } from "../lib/util/mod.ts";
+import { createLogger, UsageError } from "../lib/util/mod.ts";
 import { DEFAULT_RSA_BITS } from "../lib/crypto/mod.ts";
 import {
   DEFAULT_USERS,
@@ -170,7 +170,7 @@ export async function runServe(args: string[]): Promise<number> {
       1,
       1_000_000,
     ),
-  }).catch(withFlagHint);
+  });
   const stopped = Promise.withResolvers<string>();
   const onStop = (sig: string) => () => stopped.resolve(sig);
   const sigint = onStop("SIGINT"), sigterm = onStop("SIGTERM");
@@ -222,20 +222,4 @@ export async function runServe(args: string[]): Promise<number> {
   log("signal", { signal: sig });
   await server.close("shutdown");
   return 0;
-}
-
-/**
- * Give a listen failure the hint that names the flag (lib/ names none).
- * @param e what {@link ImServer.start} threw
- * @throws always: `e`, with a hint where one helps
- */
-function withFlagHint(e: unknown): never {
-  if (e instanceof NetError && e.code === "port-in-use" && !e.hint) {
-    throw new NetError(
-      e.code,
-      e.message,
-      "stop the other server or choose another --port",
-    );
-  }
-  throw e;
 }

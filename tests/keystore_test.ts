@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { KeyError, UsageError } from "../lib/util/mod.ts";
+import { AuthError, KeyError, UsageError } from "../lib/util/mod.ts";
 import {
   decryptOaep,
   encryptOaep,
@@ -13,6 +13,8 @@ import {
   DEFAULT_USERS,
   defaultKeyDir,
   enroll,
+  type KeyFix,
+  KeyStoreError,
   loadClientDirectory,
   loadServerKeys,
   loadUserKeys,
@@ -21,6 +23,7 @@ import {
   provisionPublicOnly,
   serverKeysExist,
 } from "../lib/keystore/mod.ts";
+import { cliHint } from "../cmd/hints.ts";
 
 const BITS = 2048;
 const FP = /^SHA256:[A-Za-z0-9+/]{43}$/;
@@ -91,13 +94,27 @@ async function mode(path: string): Promise<number> {
 
 async function rejects(
   p: Promise<unknown>,
-  cls: typeof KeyError | typeof UsageError,
+  cls: typeof KeyError | typeof AuthError,
   code: string,
 ): Promise<KeyError> {
   const e = await p.then(() => undefined, (e: unknown) => e);
   assert.ok(e instanceof cls, `expected ${cls.name} ${code}, got ${e}`);
+  assert.ok(!(e instanceof UsageError), "lib/ throws no usage error");
   assert.equal((e as KeyError).code, code, (e as Error).message);
   return e as KeyError;
+}
+
+/**
+ * A keystore error's fix, its lib hint (which names no flag) and the hint
+ * the CLI prints for it.
+ */
+function fixOf(e: KeyError): { fix: KeyFix; lib: string; cli: string } {
+  assert.ok(e instanceof KeyStoreError, `a KeyStoreError: ${e}`);
+  assert.ok(e.fix, `with a fix: ${e.message}`);
+  const lib = e.hint ?? "";
+  assert.ok(lib.length > 0, "the lib says what to do");
+  assert.doesNotMatch(lib, /--[a-z]|im keygen/, "in its own words");
+  return { fix: e.fix, lib, cli: cliHint(e) ?? "" };
 }
 
 const A_FILES = [
@@ -302,7 +319,7 @@ for (const name of BAD_NAMES) {
       const target = join(dir, "k");
       await rejects(
         provision(target, { users: ["A", name], bits: BITS }),
-        UsageError,
+        AuthError,
         "bad-username",
       );
       assert.equal(
@@ -318,18 +335,18 @@ for (const name of BAD_NAMES) {
     await withDir(async (dir) => {
       const before = await snapshot(dir);
       const pub = join(dir, "users/A/public.pem");
-      await rejects(loadUserKeys(dir, name), UsageError, "bad-username");
+      await rejects(loadUserKeys(dir, name), AuthError, "bad-username");
       await rejects(
         provisionPublicOnly(dir, name, BITS),
-        UsageError,
+        AuthError,
         "bad-username",
       );
       await rejects(
         enroll(dir, name, pub, { bits: BITS }),
-        UsageError,
+        AuthError,
         "bad-username",
       );
-      await rejects(pinServerKey(dir, name, pub), UsageError, "bad-username");
+      await rejects(pinServerKey(dir, name, pub), AuthError, "bad-username");
       assert.deepEqual(await snapshot(dir), before);
     });
   });
@@ -341,7 +358,7 @@ for (const bits of [1024, 8192, 2048.5]) {
       const target = join(dir, "k");
       await rejects(
         provision(target, { users: ["A"], bits }),
-        UsageError,
+        KeyError,
         "bad-bits",
       );
       assert.equal(
@@ -390,7 +407,9 @@ Deno.test("provision() refuses a public.pem left without its private.pem", async
       KeyError,
       "key-orphan",
     );
-    assert.match(e.hint ?? "", /--force/);
+    const { fix, cli } = fixOf(e);
+    assert.equal(fix.kind, "remake-pair");
+    assert.match(cli, /--force/);
   });
 });
 
@@ -502,7 +521,9 @@ Deno.test("loadUserKeys() on a missing user gives KeyError naming the path, with
       e.message,
       /^Cannot read private key ".*users\/G\/private\.pem": no such file or directory$/,
     );
-    assert.match(e.hint ?? "", /im keygen .*--user G/);
+    const { fix, cli } = fixOf(e);
+    assert.deepEqual(fix, { kind: "provision-user", dir, user: "G" });
+    assert.match(cli, /im keygen .*--user G/);
   });
 });
 
@@ -511,7 +532,9 @@ Deno.test("loadUserKeys() without a pinned server key gives KeyError with a --pi
     await Deno.remove(join(dir, "users/A/server.pem"));
     const e = await rejects(loadUserKeys(dir, "A"), KeyError, "key-missing");
     assert.match(e.message, /server\.pem/);
-    assert.match(e.hint ?? "", /--pin FILE --user A/);
+    const { fix, cli } = fixOf(e);
+    assert.deepEqual(fix, { kind: "pin-server", dir, user: "A" });
+    assert.match(cli, /--pin FILE --user A/);
   });
 });
 
@@ -519,7 +542,9 @@ Deno.test("loadServerKeys() on an empty directory gives KeyError with a keygen h
   await withDir(async (dir) => {
     const e = await rejects(loadServerKeys(dir), KeyError, "key-missing");
     assert.match(e.message, /server\/private\.pem/);
-    assert.match(e.hint ?? "", /^run "im keygen/);
+    const { fix, cli } = fixOf(e);
+    assert.deepEqual(fix, { kind: "provision-server", dir });
+    assert.match(cli, /^run "im keygen/);
     assert.equal(await serverKeysExist(dir), false);
   }, false);
 });
@@ -781,7 +806,9 @@ Deno.test("enroll() of the same key again is kept; of a different key is refused
       KeyError,
       "key-mismatch",
     );
-    assert.match(e.hint ?? "", /--force/);
+    const { fix, cli } = fixOf(e);
+    assert.deepEqual(fix, { kind: "replace-enrolled", user: "A" });
+    assert.match(cli, /--force/);
     const forced = await enroll(dir, "A", b, { bits: BITS, force: true });
     assert.equal(forced.entries.at(-1)!.action, "enrolled");
     const s = await snapshot(dir);
