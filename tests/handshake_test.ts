@@ -12,7 +12,6 @@ import {
   ProtocolError,
   randomBytes,
   RecordError,
-  UsageError,
   utf8,
 } from "../lib/util/mod.ts";
 import { FrameKind } from "../lib/wire/mod.ts";
@@ -1089,7 +1088,7 @@ Deno.test("the client refuses an invalid username before sending anything, with 
     });
     const e = await assertRejectsIm(
       () => client.start(),
-      UsageError,
+      AuthError,
       "bad-username",
       JSON.stringify(user),
     );

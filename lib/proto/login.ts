@@ -298,7 +298,7 @@ export class ClientHandshake {
   /**
    * sendClientHello: fresh nonce and ephemeral key (rule 2.1).
    * @returns CLIENT_HELLO payload
-   * @throws {UsageError} `bad-username` when the username breaks rule 2.9
+   * @throws {AuthError} `bad-username` when the username breaks rule 2.9
    */
   start(): Promise<Uint8Array> {
     return this.#step("start", async () => {
