@@ -5,11 +5,7 @@
  * @module
  */
 
-import {
-  DEFAULT_HEARTBEAT_MS,
-  MAX_HEARTBEAT_MS,
-  MIN_HEARTBEAT_MS,
-} from "../lib/record/mod.ts";
+import { MAX_HEARTBEAT_MS, MIN_HEARTBEAT_MS } from "../lib/record/mod.ts";
 import { intFlag, parseFlags } from "./flags.ts";
 import { createLogger, UsageError } from "../lib/util/mod.ts";
 import { DEFAULT_RSA_BITS } from "../lib/crypto/mod.ts";
@@ -22,8 +18,7 @@ import {
   serverKeysExist,
   watchClientDirectory,
 } from "../lib/keystore/mod.ts";
-import { ImServer } from "../lib/server/mod.ts";
-import { LOGIN_TIMEOUT_MS } from "../lib/proto/mod.ts";
+import { ImServer, SERVER_DEFAULTS as D } from "../lib/server/mod.ts";
 
 /** `im serve --help`. */
 export const SERVE_USAGE = `Usage: im serve [options]
@@ -113,60 +108,66 @@ export async function runServe(args: string[]): Promise<number> {
   const keys = await loadServerKeys(dir);
   for (const p of keys.problems) log("key-skipped", { problem: p });
   const server = await ImServer.start({
-    hostname: v.host ?? "127.0.0.1",
-    port: intFlag("--port", v.port, 9876, 0, 65535),
+    hostname: v.host ?? D.hostname,
+    port: intFlag("--port", v.port, D.port, 0, 65535),
     identity: keys.identity,
     clients: keys.clients,
     log,
     loginTimeoutMs: intFlag(
       "--login-timeout",
       v["login-timeout"],
-      LOGIN_TIMEOUT_MS / 1000,
+      D.loginTimeoutMs / 1000,
       1,
       3600,
     ) * 1000,
     maxClients: intFlag(
       "--max-clients",
       v["max-clients"],
-      10_000,
+      D.maxClients,
       1,
       1_000_000,
     ),
     maxUnauthenticated: intFlag(
       "--max-unauth",
       v["max-unauth"],
-      256,
+      D.maxUnauthenticated,
       1,
       100_000,
     ),
     maxUnauthenticatedPerAddress: intFlag(
       "--max-unauth-per-addr",
       v["max-unauth-per-addr"],
-      64,
+      D.maxUnauthenticatedPerAddress,
       1,
       100_000,
     ),
     maxFrameBytes: intFlag(
       "--max-frame",
       v["max-frame"],
-      65536,
+      D.maxFrameBytes,
       1024,
       16 * 1024 * 1024,
     ),
     heartbeatMs: intFlag(
       "--heartbeat",
       v.heartbeat,
-      DEFAULT_HEARTBEAT_MS,
+      D.heartbeatMs,
       MIN_HEARTBEAT_MS,
       MAX_HEARTBEAT_MS,
     ),
-    windowMs: intFlag("--window", v.window, 120, 1, 86_400) * 1000,
-    ticketLifetimeMs:
-      intFlag("--ticket-lifetime", v["ticket-lifetime"], 30, 1, 60) * 1000,
+    windowMs: intFlag("--window", v.window, D.windowMs / 1000, 1, 86_400) *
+      1000,
+    ticketLifetimeMs: intFlag(
+      "--ticket-lifetime",
+      v["ticket-lifetime"],
+      D.ticketLifetimeMs / 1000,
+      1,
+      60,
+    ) * 1000,
     authFailureLimit: intFlag(
       "--auth-failures",
       v["auth-failures"],
-      5,
+      D.authFailureLimit,
       1,
       1_000_000,
     ),
