@@ -193,6 +193,6 @@ Deno.test("req: zero, negative, fractional, too large, a string or on a peer mes
 
 Deno.test("answerTo() copies the request's id onto the answer, and adds none when the request had none", () => {
   const users = { t: "users" as const, users: [], more: 0 };
-  assert.equal(answerTo({ req: 77 }, users).req, 77);
-  assert.equal("req" in answerTo({}, users), false);
+  assert.equal(answerTo({ t: "list", req: 77 }, users).req, 77);
+  assert.equal("req" in answerTo({ t: "list" }, users), false);
 });

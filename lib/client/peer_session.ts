@@ -80,10 +80,12 @@ async function recvWithin(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
+ * import { memoryPair } from "../wire/mod.ts";
  * import { readPeerCommit } from "./peer_session.ts";
- * const frames = [new Uint8Array(33).fill(0x23, 0, 1)];
- * const t = { remote: "x", send: () => Promise.resolve(), close() {}, recv: () => Promise.resolve(frames.shift() ?? null) };
- * assert.equal((await readPeerCommit(t, 100)).length, 33);
+ * const [joiner, host] = memoryPair();
+ * await joiner.send(new Uint8Array(33).fill(0x23, 0, 1));
+ * assert.equal((await readPeerCommit(host, 100)).length, 33);
+ * host.close();
  * ```
  */
 export async function readPeerCommit(

@@ -138,7 +138,7 @@ export type MessageType = Message["t"];
  * ```
  */
 export function answerTo(
-  request: RequestId,
+  request: ClientToServer,
   answer: ServerToClient,
 ): ServerToClient {
   return request.req === undefined ? answer : { ...answer, req: request.req };
