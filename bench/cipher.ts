@@ -1,7 +1,7 @@
 /**
  * Throughput of the synchronous hot path: MD-CFB at 100 B, 1 KiB and 64 KiB,
  * seal+open of a 100-byte record, HMAC-SHA256 of 32 bytes, SHA-256 of
- * 64 KiB, plus the alternatives that `lib/sha256.ts` explains it does not
+ * 64 KiB, plus the alternatives that `lib/crypto/sha256.ts` explains it does not
  * use (node:crypto HMAC and WebCrypto HMAC, per 32-byte call).
  *
  * Run alone: `deno run bench/cipher.ts [--quick]` (no permissions are
@@ -34,7 +34,7 @@ export interface CipherBenchOptions {
 
 /**
  * SHA-256 compressions of sealing one record with a body of `n` bytes
- * (lib/record.ts): the IV is HMAC of 8 bytes (2), MD-CFB is 2 per 32-byte
+ * (lib/record/record.ts): the IV is HMAC of 8 bytes (2), MD-CFB is 2 per 32-byte
  * block, the tag is HMAC of the 17-byte header and the body.
  */
 function sealCompressions(n: number): number {
@@ -48,7 +48,7 @@ function sealCompressions(n: number): number {
  * OpenSSL's figures. Synchronous figures are per second of CPU time, as
  * `openssl speed` counts them: MD-CFB at 100 B, 1 KiB and 64 KiB; seal+open of a
  * 100-byte record; HMAC-SHA256 of 32 bytes and SHA-256 of 64 KiB as
- * `lib/sha256.ts` computes them; and, for the record, the alternatives it
+ * `lib/crypto/sha256.ts` computes them; and, for the record, the alternatives it
  * does not use (node:crypto and WebCrypto).
  * @param opts quick mode, report, limits
  * @returns the figures of this section, in print order
@@ -97,7 +97,7 @@ export async function benchCipher(opts: CipherBenchOptions): Promise<Figure[]> {
   );
   m.wipe();
 
-  // One 100-byte record sealed and opened (lib/record.ts), fresh sequence
+  // One 100-byte record sealed and opened (lib/record/record.ts), fresh sequence
   // numbers each time, as a channel does.
   const keys = {
     enc: crypto.getRandomValues(new Uint8Array(32)),
@@ -204,7 +204,7 @@ export async function benchCipher(opts: CipherBenchOptions): Promise<Figure[]> {
     );
   }
 
-  // The alternatives, for the record in lib/sha256.ts.
+  // The alternatives, for the record in lib/crypto/sha256.ts.
   report.add(
     sec,
     "sha256 65536 B (node:crypto, OpenSSL)",

@@ -63,7 +63,7 @@ export interface LoginFigures {
   serverCapacity: Map<number, number>;
 }
 
-/** RFC 5869 HKDF-SHA256 on lib/sha256.ts, synchronous: what a sync key schedule would cost. */
+/** RFC 5869 HKDF-SHA256 on lib/crypto/sha256.ts, synchronous: what a sync key schedule would cost. */
 function hkdfSync(
   ikm: Uint8Array,
   salt: Uint8Array,
@@ -145,7 +145,7 @@ async function sharedStepCosts(
     "hkdf one key",
     () => deriveKey(ikm, salt, "im v1 c2s enc"),
     syncMs,
-    "sync HKDF on lib/sha256.ts",
+    "sync HKDF on lib/crypto/sha256.ts",
   );
   // The login's key schedule: both directions and the ticket keys, in
   // parallel, as handshake.ts derives them.
@@ -159,7 +159,7 @@ async function sharedStepCosts(
         deriveKey(ikm, salt, Label.TICKET_MAC),
       ]),
     syncMs * 8,
-    "8 sync HKDF on lib/sha256.ts",
+    "8 sync HKDF on lib/crypto/sha256.ts",
   );
   const transcript = await cost(
     "transcript hash",

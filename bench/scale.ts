@@ -177,7 +177,7 @@ export async function benchScale(
     } KiB reads`,
     withBuf / KIB,
     "KiB",
-    { note: "the read buffer size of lib/transport.ts" },
+    { note: "the read buffer size of lib/wire/tcp.ts" },
   );
 
   const server = await ServerProcess.spawn({
