@@ -31,14 +31,9 @@
 
 import type { Readable, Writable } from "node:stream";
 import { createInterface, type Interface } from "node:readline";
-import {
-  completeLine,
-  eventToJson,
-  formatEvent,
-  formatPrompt,
-  sanitizeInput,
-  sanitizeText,
-} from "./format.ts";
+import { eventToJson, formatEvent, formatPrompt } from "./format.ts";
+import { sanitizeInput, sanitizeText } from "./sanitize.ts";
+import { completeLine } from "./completion.ts";
 import type { UiEvent } from "../client/mod.ts";
 
 /** Longest input line accepted by default, in UTF-8 bytes. */
