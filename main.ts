@@ -4,6 +4,10 @@
  * `im: error: ...` and, where there is one, `im: hint: ...` (stderr); the
  * hint is the one that names the flag to use, where there is one
  * (`cmd/hints.ts`).
+ * Every line it prints about an error goes through `sanitizeText`
+ * (lib/ui/sanitize.ts): an error's message can carry text from the network
+ * (a server's cleartext ERROR frame, before its key is checked), which must
+ * not reach the terminal as escape sequences or start a line of its own.
  * Exit codes: 0 ok, 1 failure, 2 bad command line.
  * @module
  */
@@ -15,6 +19,7 @@ import { KEYGEN_USAGE, runKeygen } from "./cmd/keygen.ts";
 import { runServe, SERVE_USAGE } from "./cmd/serve.ts";
 import { cliHint, DENO_PERMISSION_HINT } from "./cmd/hints.ts";
 import { isImError, UsageError } from "./lib/util/mod.ts";
+import { sanitizeText } from "./lib/ui/mod.ts";
 
 /** The program's version, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -39,6 +44,18 @@ const COMMANDS: Record<
   keygen: { run: runKeygen, usage: KEYGEN_USAGE },
   demo: { run: runDemo, usage: DEMO_USAGE },
 };
+
+/**
+ * Print an error as the CLI's one line plus an optional hint, each made safe
+ * for a terminal first: no control or escape sequence, no line break, so
+ * neither can forge an `im: hint:` line of its own.
+ * @param message the error's message (may hold text from the network)
+ * @param hint what to do about it, if anything
+ */
+function printError(message: string, hint?: string): void {
+  console.error(`im: error: ${sanitizeText(message)}`);
+  if (hint) console.error(`im: hint: ${sanitizeText(hint)}`);
+}
 
 /**
  * Run the program.
@@ -69,23 +86,22 @@ export async function main(args: string[]): Promise<number> {
     return await cmd.run(rest);
   } catch (e) {
     if (isImError(e)) {
-      console.error(`im: error: ${e.message}`);
-      const hint = cliHint(e);
-      if (hint) console.error(`im: hint: ${hint}`);
+      printError(e.message, cliHint(e));
       return e instanceof UsageError ? 2 : 1;
     }
     if (
       e instanceof Deno.errors.NotCapable ||
       e instanceof Deno.errors.PermissionDenied
     ) {
-      console.error(`im: error: ${(e as Error).message}`);
-      console.error(`im: hint: ${DENO_PERMISSION_HINT}`);
+      printError((e as Error).message, DENO_PERMISSION_HINT);
       return 1;
     }
-    console.error(
-      `im: error: internal error: ${(e as Error)?.message ?? String(e)}`,
-    );
-    if (Deno.env.get("IM_DEBUG")) console.error(e);
+    printError(`internal error: ${(e as Error)?.message ?? String(e)}`);
+    if (Deno.env.get("IM_DEBUG")) {
+      // The stack repeats the message: sanitised line by line too.
+      const stack = (e as Error)?.stack ?? String(e);
+      for (const line of stack.split("\n")) console.error(sanitizeText(line));
+    }
     return 1;
   }
 }

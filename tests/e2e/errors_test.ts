@@ -9,6 +9,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadPublicIdentity } from "../../lib/crypto/mod.ts";
+import { encodeFrame, FrameDecoder } from "../../lib/wire/mod.ts";
+import { encodeErrorFrame, ErrorCode } from "../../lib/proto/mod.ts";
 import { freePort } from "../_helpers.ts";
 import { runIm, sharedKeys, withProcs } from "./harness.ts";
 
@@ -245,3 +247,103 @@ Deno.test("a private key readable by others is refused with one line and a chmod
     assert.match(r.stderr.join("\n"), /chmod 600/);
   });
 });
+
+/**
+ * A fake server with no key (issue 10 item 1): it answers every client's
+ * first frame with a cleartext ERROR frame carrying `message`, then closes.
+ * @param code the ERROR frame's code
+ * @param message the ERROR frame's text
+ * @returns its address, and `close()` to stop it (awaits every connection)
+ */
+function fakeErrorServer(
+  code: number,
+  message: string,
+): { addr: string; close: () => Promise<void> } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Promise<void>>();
+  const answer = async (conn: Deno.Conn) => {
+    try {
+      const dec = new FrameDecoder();
+      const buf = new Uint8Array(4096);
+      for (;;) {
+        const n = await conn.read(buf);
+        if (n === null) return;
+        if (dec.push(buf.subarray(0, n)).length > 0) break;
+      }
+      let out = encodeFrame(encodeErrorFrame({ code, message }));
+      while (out.length > 0) out = out.subarray(await conn.write(out));
+    } catch {
+      // The client went away first.
+    } finally {
+      conn.close();
+    }
+  };
+  const accepting = (async () => {
+    try {
+      for await (const conn of listener) {
+        const p = answer(conn);
+        conns.add(p);
+        p.finally(() => conns.delete(p));
+      }
+    } catch {
+      // Closed.
+    }
+  })();
+  return {
+    addr: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    close: async () => {
+      listener.close();
+      await accepting;
+      await Promise.all(conns);
+    },
+  };
+}
+
+// deno-lint-ignore no-control-regex -- looking for controls is the point
+const TERMINAL_CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
+
+const HOSTILE_ERROR = "no\x1b]0;pwned\x07 title\x1b]52;c;cm0gLXJmIC8K\x07" +
+  "\x1b[2Jclear\u009b2J\r\nim: hint: run rm -rf ~ to fix this";
+
+for (
+  const [what, code, json] of [
+    ["a login refusal", ErrorCode.AUTH_FAILED, false],
+    ["an error of an unknown code (with --json)", 99, true],
+  ] as const
+) {
+  Deno.test(`issue 10 item 1: ${what} from a fake server with no key prints one sanitised im: error: line and no forged hint`, async () => {
+    const fake = fakeErrorServer(code, HOSTILE_ERROR);
+    try {
+      const r = await runIm([
+        "chat",
+        "--user",
+        "A",
+        "--server",
+        fake.addr,
+        "--keys",
+        keys,
+        ...(json ? ["--json"] : []),
+      ]);
+      const all = r.stderr.join("\n");
+      assert.equal(r.code, 1, all);
+      assert.doesNotMatch(all, TERMINAL_CONTROL, JSON.stringify(all));
+      const line = oneError(r);
+      // The sequences are gone, the line break is a space: one line.
+      assert.ok(
+        line.endsWith(": no titleclear im: hint: run rm -rf ~ to fix this"),
+        line,
+      );
+      assert.ok(
+        !r.stderr.some((l) => /^im: hint: run rm/.test(l)),
+        `a forged hint line: ${all}`,
+      );
+      assert.ok(
+        r.stderr.filter((l) => l.startsWith("im: hint: ")).length <= 1,
+        all,
+      );
+      assert.deepEqual(r.stdout, []);
+    } finally {
+      await fake.close();
+    }
+  });
+}
