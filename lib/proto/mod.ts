@@ -7,9 +7,13 @@
  */
 
 export * from "./login.ts";
+export * from "./login_client.ts";
+export * from "./login_server.ts";
 export * from "./login_messages.ts";
 export * from "./messages.ts";
 export * from "./peer_handshake.ts";
+export * from "./peer_host.ts";
+export * from "./peer_join.ts";
 export * from "./steps.ts";
 export * from "./ticket.ts";
 export * from "./username.ts";

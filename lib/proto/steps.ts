@@ -1,6 +1,8 @@
 /**
  * Internal: {@link Steps}, the step discipline both handshakes share (login,
- * `handshake.ts`; peer, `peer_handshake.ts`).
+ * `login_client.ts` and `login_server.ts`; peer, `peer_host.ts` and
+ * `peer_join.ts`): PROTOCOL.md sections 3 and 6, "the first error of a
+ * handshake is final, and every later step throws it again".
  * @module
  */
 

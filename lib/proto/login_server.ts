@@ -1,0 +1,235 @@
+/**
+ * The server side of the login (PROTOCOL.md section 3, "Server states"):
+ * {@link ServerHandshake} signs SERVER_HELLO for anyone (2.2), checks the
+ * client's signature against the enrolled key or a decoy (2.3, 2.4), seals
+ * the session key (2.5), derives the keys (2.6) and checks FINISHED (2.7).
+ * Shared pieces live in `login.ts` and `_login.ts`.
+ *
+ * @example
+ * ```ts ignore
+ * const server = new ServerHandshake({ identity, lookupUser, decoy });
+ * const serverHello = await server.onClientHello(clientHello);
+ * ```
+ * @module
+ */
+
+import { AuthError, ProtocolError, randomBytes, utf8 } from "../util/mod.ts";
+import {
+  encryptOaep,
+  type Ephemeral,
+  generateEphemeral,
+  Label,
+  type PrivateIdentity,
+  type PublicIdentity,
+  sharedSecret,
+  signPss,
+  transcriptHash,
+  verifyPss,
+} from "../crypto/mod.ts";
+import { confirmFinished, RecordType } from "../record/mod.ts";
+import {
+  type ClientHello,
+  decodeClientAuth,
+  decodeClientHello,
+  encodeServerHello,
+  encodeServerKey,
+  NONCE_BYTES,
+  PROTOCOL_VERSION,
+} from "./login_messages.ts";
+import {
+  type HandshakeOptions,
+  type LoginResult,
+  SESSION_KEY_BYTES,
+} from "./login.ts";
+import { loginKeys, loginTranscript, signedContent } from "./_login.ts";
+import { Steps } from "./steps.ts";
+import { isValidUsername } from "./username.ts";
+
+/** Server states, in order. */
+export type ServerState =
+  | "await-client-hello"
+  | "await-client-auth"
+  | "await-client-finished"
+  | "done"
+  | "failed";
+
+/** Options of {@link ServerHandshake}. */
+export interface ServerHandshakeOptions extends HandshakeOptions {
+  identity: PrivateIdentity;
+  /** The server's directory of client public keys. */
+  lookupUser: (name: string) => PublicIdentity | undefined;
+  /**
+   * A key nobody can sign for (the server's own public key does): an unknown
+   * user's signature is checked against it, so the answer and its timing
+   * match a bad signature (rule 2.4).
+   */
+  decoy: PublicIdentity;
+}
+
+/** The server side of the login. */
+export class ServerHandshake {
+  #steps = new Steps<Exclude<ServerState, "failed">>(
+    "await-client-hello",
+    "Login",
+  );
+  #opts: ServerHandshakeOptions;
+  #hello: ClientHello | undefined;
+  #eph: Ephemeral | undefined;
+  #th: Uint8Array | undefined;
+  #th2: Uint8Array | undefined;
+  #result: LoginResult | undefined;
+
+  /** @param opts server key and client directory */
+  constructor(opts: ServerHandshakeOptions) {
+    this.#opts = opts;
+  }
+
+  /** Current state. */
+  get state(): ServerState {
+    return this.#steps.state;
+  }
+
+  /** The username the client claimed (after CLIENT_HELLO; proven only when `done`). */
+  get claimedUser(): string | undefined {
+    return this.#hello?.user;
+  }
+
+  #step<T>(
+    expected: Exclude<ServerState, "failed">,
+    fn: () => Promise<T> | T,
+  ): Promise<T> {
+    return this.#steps.run(expected, async () => await fn());
+  }
+
+  /**
+   * readClientHello, sendServerHello: fresh nonce and ephemeral key (2.1), signed transcript (2.2).
+   * @param payload CLIENT_HELLO
+   * @returns SERVER_HELLO payload
+   * @throws {ProtocolError} `version` or `bad-username` (rule 2.9), or malformed input
+   */
+  onClientHello(payload: Uint8Array): Promise<Uint8Array> {
+    return this.#step("await-client-hello", async () => {
+      const hello = decodeClientHello(payload);
+      if (hello.version !== PROTOCOL_VERSION) {
+        throw new ProtocolError(
+          "version",
+          `Unsupported protocol version ${hello.version}; this server speaks ${PROTOCOL_VERSION}`,
+        );
+      }
+      if (!isValidUsername(hello.user)) {
+        throw new ProtocolError(
+          "bad-username",
+          "Invalid username: expected 1-32 characters of A-Z a-z 0-9 _ -",
+        );
+      }
+      this.#hello = hello;
+      this.#eph = await generateEphemeral();
+      const nonce = randomBytes(NONCE_BYTES);
+      const id = this.#opts.identity;
+      this.#th = await loginTranscript(
+        hello,
+        nonce,
+        id.fingerprintBytes,
+        this.#eph.publicRaw,
+      );
+      const signature = await signPss(
+        id.sign,
+        signedContent(Label.SERVER_SIGNATURE, this.#th),
+      );
+      this.#steps.state = "await-client-auth";
+      return encodeServerHello({
+        version: PROTOCOL_VERSION,
+        nonce,
+        ephemeral: this.#eph.publicRaw,
+        serverPublicKey: id.publicDer,
+        signature,
+      });
+    });
+  }
+
+  /**
+   * verifyClientSignature (2.3, 2.4), sendServerKey (2.5), sendFinished (2.7).
+   * @param payload CLIENT_AUTH
+   * @returns SERVER_KEY and FINISHED record payloads, to send in that order
+   * @throws {AuthError} `login-failed`, the same for an unknown user and a bad signature
+   */
+  onClientAuth(payload: Uint8Array): Promise<Uint8Array[]> {
+    return this.#step("await-client-auth", async () => {
+      const { signature } = decodeClientAuth(payload);
+      const known = this.#opts.lookupUser(this.#hello!.user);
+      const key = known ?? this.#opts.decoy;
+      const ok = await verifyPss(
+        key.verify,
+        signature,
+        signedContent(Label.CLIENT_SIGNATURE, this.#th!),
+      );
+      if (!ok || !known) {
+        throw new AuthError(
+          "login-failed",
+          "Login refused: unknown user or wrong key",
+        );
+      }
+      const sessionKey = randomBytes(SESSION_KEY_BYTES);
+      const sealed = await encryptOaep(
+        known.encrypt,
+        sessionKey,
+        utf8(Label.SESSION_KEY),
+      );
+      const dh = await sharedSecret(this.#eph!, this.#hello!.ephemeral);
+      const th2 = await transcriptHash(Label.TRANSCRIPT_KEYS, [
+        this.#th!,
+        signature,
+        sealed,
+      ]);
+      const keys = await loginKeys(
+        sessionKey,
+        dh,
+        th2,
+        "server",
+        this.#opts.windowMs,
+      );
+      this.#th2 = th2;
+      this.#result = {
+        user: this.#hello!.user,
+        sealer: keys.sealer,
+        opener: keys.opener,
+        ticketKeys: keys.ticketKeys,
+        transcript: th2,
+        peerFingerprint: known.fingerprint,
+      };
+      this.#steps.state = "await-client-finished";
+      return [
+        encodeServerKey({ sealedSessionKey: sealed }),
+        keys.sealer.seal(RecordType.FINISHED, th2),
+      ];
+    });
+  }
+
+  /**
+   * Check the client's FINISHED (rule 2.7): only now is the user logged in.
+   * @param payload the client's first record
+   * @throws {AuthError} `key-confirmation-failed`
+   */
+  onClientFinished(payload: Uint8Array): Promise<void> {
+    return this.#step("await-client-finished", () => {
+      if (!confirmFinished(this.#result!.opener, payload, this.#th2!)) {
+        throw new AuthError(
+          "key-confirmation-failed",
+          "Client could not prove it holds the session keys",
+        );
+      }
+      this.#steps.state = "done";
+    });
+  }
+
+  /**
+   * The keys, once {@link state} is `done`.
+   * @returns the login result
+   */
+  get result(): LoginResult {
+    if (this.#steps.state !== "done") {
+      throw new ProtocolError("not-logged-in", "Login is not finished");
+    }
+    return this.#result!;
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * The host's side of the peer handshake (PROTOCOL.md section 6, "Peer
+ * sessions"; rules 4.3, 4.4): {@link PeerHostHandshake} sends nothing before
+ * the joiner's PEER_COMMIT, then PEER_HELLO with the ticket; it checks the
+ * revealed values against the commitment before the joiner's MAC, and
+ * FINISHED last. Frames and shared pieces live in `peer_handshake.ts` and
+ * `_peer.ts`.
+ *
+ * @example
+ * ```ts ignore
+ * const host = new PeerHostHandshake({ self: "A", joiner: "B", peerKey, ticket, ticketId });
+ * host.onCommit(await transport.recv());
+ * await transport.send(await host.hello());
+ * ```
+ * @module
+ */
+
+import {
+  AuthError,
+  constantTimeEqual,
+  ProtocolError,
+  randomBytes,
+} from "../util/mod.ts";
+import {
+  type Ephemeral,
+  generateEphemeral,
+  sharedSecret,
+} from "../crypto/mod.ts";
+import { RecordType } from "../record/mod.ts";
+import { NONCE_BYTES } from "./login_messages.ts";
+import {
+  decodePeerCommit,
+  decodePeerReply,
+  encodePeerHello,
+  PEER_VERSION,
+  peerCommitment,
+  type PeerHello,
+  type PeerResult,
+} from "./peer_handshake.ts";
+import { checkFinished, joinerMac, peerKeys, peerTranscript } from "./_peer.ts";
+import { Steps } from "./steps.ts";
+
+/** Options of {@link PeerHostHandshake}. */
+export interface PeerHostOptions {
+  self: string;
+  joiner: string;
+  peerKey: Uint8Array;
+  /** The sealed ticket for the joiner, as the server gave it. */
+  ticket: Uint8Array;
+  ticketId: Uint8Array;
+  windowMs?: number;
+}
+
+/** States of {@link PeerHostHandshake}, in order. */
+export type PeerHostState =
+  | "await-commit"
+  | "send-hello"
+  | "await-reply"
+  | "await-finished"
+  | "done"
+  | "failed";
+
+/**
+ * The host's side: {@link onCommit}, {@link hello}, {@link onReply},
+ * {@link onFinished}, then {@link result}.
+ */
+export class PeerHostHandshake {
+  #steps = new Steps<Exclude<PeerHostState, "failed">>(
+    "await-commit",
+    "Peer handshake",
+  );
+  #o: PeerHostOptions;
+  #commit: Uint8Array | undefined;
+  #eph: Ephemeral | undefined;
+  #hello: PeerHello | undefined;
+  #pth: Uint8Array | undefined;
+  #result: PeerResult | undefined;
+
+  /** @param o the grant from the server */
+  constructor(o: PeerHostOptions) {
+    this.#o = o;
+  }
+
+  /** Current state. */
+  get state(): PeerHostState {
+    return this.#steps.state;
+  }
+
+  /**
+   * readPeerCommit: keep the joiner's commitment. Nothing is sent before it.
+   * @param payload PEER_COMMIT
+   * @throws {ProtocolError} when it is not a PEER_COMMIT of the right length
+   */
+  onCommit(payload: Uint8Array): void {
+    this.#steps.run("await-commit", () => {
+      this.#commit = decodePeerCommit(payload).commit;
+      this.#steps.state = "send-hello";
+    });
+  }
+
+  /**
+   * sendPeerHello: the ticket, a fresh nonce and ephemeral key.
+   * @returns PEER_HELLO payload
+   */
+  async hello(): Promise<Uint8Array> {
+    return await this.#steps.run("send-hello", async () => {
+      this.#eph = await generateEphemeral();
+      this.#hello = {
+        version: PEER_VERSION,
+        ticket: this.#o.ticket,
+        nonce: randomBytes(NONCE_BYTES),
+        ephemeral: this.#eph.publicRaw,
+      };
+      this.#steps.state = "await-reply";
+      return encodePeerHello(this.#hello);
+    });
+  }
+
+  /**
+   * readPeerReply: check the revealed values against the commitment, then
+   * the joiner's MAC; derive keys; make our FINISHED.
+   * @param payload PEER_REPLY
+   * @returns our FINISHED record
+   * @throws {AuthError} `commit-mismatch` when the revealed values are not
+   *   the ones committed to; `peer-auth-failed` for anyone who does not hold
+   *   the peer key
+   */
+  async onReply(payload: Uint8Array): Promise<Uint8Array> {
+    return await this.#steps.run("await-reply", async () => {
+      const m = decodePeerReply(payload);
+      // Before anything else: values chosen after seeing ours are refused.
+      const opened = await peerCommitment(m.nonce, m.ephemeral);
+      if (!constantTimeEqual(opened, this.#commit!)) {
+        throw new AuthError(
+          "commit-mismatch",
+          "Peer session refused: the joiner's PEER_REPLY does not match its PEER_COMMIT",
+        );
+      }
+      const pth = await peerTranscript({
+        ticketId: this.#o.ticketId,
+        host: this.#o.self,
+        joiner: this.#o.joiner,
+        commit: this.#commit!,
+        hello: this.#hello!,
+        replyNonce: m.nonce,
+        replyEphemeral: m.ephemeral,
+      });
+      const expected = await joinerMac(this.#o.peerKey, this.#o.ticketId, pth);
+      if (!constantTimeEqual(expected, m.mac)) {
+        throw new AuthError(
+          "peer-auth-failed",
+          "Peer session refused: the joiner could not prove it holds the ticket",
+        );
+      }
+      const dh = await sharedSecret(this.#eph!, m.ephemeral);
+      const k = await peerKeys(
+        this.#o.peerKey,
+        dh,
+        pth,
+        "host",
+        this.#o.windowMs,
+      );
+      this.#result = {
+        peer: this.#o.joiner,
+        sealer: k.sealer,
+        opener: k.opener,
+        sas: k.sas,
+      };
+      this.#pth = pth;
+      this.#steps.state = "await-finished";
+      return this.#result.sealer.seal(RecordType.FINISHED, pth);
+    });
+  }
+
+  /**
+   * Check the joiner's FINISHED (key confirmation).
+   * @param payload the joiner's first record
+   * @throws {AuthError} `peer-auth-failed`
+   */
+  onFinished(payload: Uint8Array): void {
+    this.#steps.run("await-finished", () => {
+      checkFinished(this.#result!.opener, payload, this.#pth!, "the joiner");
+      this.#steps.state = "done";
+    });
+  }
+
+  /** @returns the session keys and SAS once done */
+  get result(): PeerResult {
+    if (this.state !== "done") {
+      throw new ProtocolError("not-ready", "Peer handshake is not finished");
+    }
+    return this.#result!;
+  }
+}
