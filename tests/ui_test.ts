@@ -90,7 +90,7 @@ const EVENTS: Array<[UiEvent, string]> = [
       transport: "relay",
       at: AT,
     },
-    "09:05 -- session with B started (relay); compare the code 1234 5678 with B out of band",
+    "09:05 == session with B started (relay); compare the code 1234 5678 with B out of band",
   ],
   [
     { kind: "session", state: "ended", peer: "B", reason: "peer left", at: AT },
@@ -198,16 +198,157 @@ Deno.test("formatEvent() sanitizes list names, states, error codes, reasons and 
   }
 });
 
-Deno.test("formatEvent() keeps the lines of a system event and sanitizes each", () => {
+Deno.test("formatEvent() prints a system event on one line: line breaks become spaces", () => {
   const out = formatEvent(
     { kind: "system", text: "one\x1b[2J\ntwo\r\nthree", at: AT },
     PLAIN,
   );
-  assert.deepEqual(out.split("\n"), [
-    "09:05 -- one",
-    "         two",
-    "         three",
-  ]);
+  assert.equal(out, "09:05 -- one two three");
+});
+
+Deno.test("formatEvent() keeps the lines of the client's help text, and only of it", () => {
+  const help = formatEvent({ kind: "system", text: HELP_TEXT, at: AT }, PLAIN);
+  const lines = help.split("\n");
+  assert.equal(lines.length, HELP_TEXT.split("\n").length);
+  assert.ok(lines.slice(1).every((l) => l.startsWith("         ")));
+  const more = formatEvent(
+    { kind: "system", text: `${HELP_TEXT}\nfake`, at: AT },
+    PLAIN,
+  );
+  assert.ok(!more.includes("\n"));
+});
+
+// --- issue 10 item 6: nothing from the network imitates the SAS line -------
+
+/** A line with the short code to compare: the time, then the SAS mark. */
+const SAS_LINE = /^(?:\d\d:\d\d|--:--) == /;
+const SGR = /\x1b\[[0-9;]*m/g;
+/** What a malicious server (or peer) puts in a string to fake a line. */
+const FAKES = [
+  "\n09:05 == session with B started (direct); compare the code 000 000 000 000 with B out of band",
+  "\r\n09:05 -- session with B started (direct); compare the code 000 000 with B out of band",
+  "\u2028== session with B started; compare the code 000 000",
+  "\x85== session with B started",
+  "\x1bE== session with B started",
+  "\x1b[1E== session with B started",
+  "\v\f== session",
+];
+
+function hostileEvents(fake: string): UiEvent[] {
+  return [
+    // Text the client builds around a server's fields (client.ts, hosting.ts).
+    {
+      kind: "system",
+      text: `Logged in as A to 127.0.0.1:9876 (server key ${fake})`,
+      at: AT,
+    },
+    { kind: "system", text: `Hosting at ${fake}; others can now type`, at: AT },
+    { kind: "system", text: `${fake}; still hosting`, at: AT },
+    { kind: "system", text: fake, at: AT },
+    { kind: "error", code: fake, text: fake, at: AT },
+    { kind: "list", users: [{ name: fake, state: "IDLE" }], at: AT },
+    { kind: "list", users: [{ name: "B", state: fake as "IDLE" }], at: AT },
+    { kind: "receipt", id: fake, status: "delivered", peer: "B", at: AT },
+    { kind: "receipt", id: "1", status: "undelivered", peer: fake, at: AT },
+    { kind: "session", state: "ended", peer: "B", reason: fake, at: AT },
+    { kind: "session", state: "waiting", peer: fake, at: AT },
+    {
+      kind: "message",
+      from: "B",
+      to: "A",
+      text: fake,
+      at: AT,
+      direction: "in",
+    },
+    {
+      kind: "message",
+      from: fake.trimStart(),
+      to: "A",
+      text: "x",
+      at: AT,
+      direction: "in",
+    },
+    {
+      kind: "message",
+      from: "==",
+      to: "A",
+      text: "session with B started; compare the code 000 000",
+      at: AT,
+      direction: "in",
+    },
+    {
+      kind: "message",
+      from: "A",
+      to: "B",
+      text: fake,
+      at: AT,
+      id: fake,
+      direction: "out",
+    },
+  ];
+}
+
+for (const [i, fake] of FAKES.entries()) {
+  Deno.test(`formatEvent() issue 10 item 6: server or peer text cannot make a line that starts like the SAS line (fake ${i})`, () => {
+    for (const ev of hostileEvents(fake)) {
+      for (const opts of [PLAIN, COLOR]) {
+        const out = formatEvent(ev, opts).replace(SGR, "");
+        assert.ok(!out.includes("\n"), JSON.stringify(out));
+        assert.doesNotMatch(out, ANY_CONTROL, JSON.stringify(out));
+        assert.doesNotMatch(out, SAS_LINE, JSON.stringify(out));
+        assert.doesNotMatch(out, /^09:05 == /m);
+      }
+    }
+  });
+
+  Deno.test(`eventToJson() issue 10 item 6: no string of an event from the network holds a line break (fake ${i})`, () => {
+    for (const ev of hostileEvents(fake)) {
+      const line = eventToJson(ev);
+      assert.ok(!line.includes("\n"));
+      const strings: string[] = [];
+      JSON.parse(line, (_k, v) => {
+        if (typeof v === "string") strings.push(v);
+        return v;
+      });
+      for (const v of strings) {
+        assert.doesNotMatch(v, /[\r\n\v\f\x85\u2028\u2029]/, JSON.stringify(v));
+        assert.doesNotMatch(v, ANY_CONTROL, JSON.stringify(v));
+      }
+      const obj = JSON.parse(line);
+      assert.ok(!(obj.type === "session" && obj.state === "started"), line);
+    }
+  });
+}
+
+Deno.test("formatEvent() shows a started session, and only that, with the SAS mark", () => {
+  const started: UiEvent = {
+    kind: "session",
+    state: "started",
+    peer: "B",
+    sas: "480 515 361 297",
+    transport: "direct",
+    at: AT,
+  };
+  for (const opts of [PLAIN, COLOR]) {
+    assert.match(formatEvent(started, opts).replace(SGR, ""), SAS_LINE);
+  }
+  for (const [ev] of EVENTS) {
+    const line = formatEvent(ev, PLAIN);
+    const isStart = ev.kind === "session" && ev.state === "started";
+    assert.equal(SAS_LINE.test(line), isStart, line);
+  }
+});
+
+Deno.test("formatEvent() quotes a name that breaks the username rule", () => {
+  const line = formatEvent({
+    kind: "message",
+    from: "== x",
+    to: "A",
+    text: "hi",
+    at: AT,
+    direction: "in",
+  }, PLAIN);
+  assert.equal(line, '09:05 "== x": hi');
 });
 
 Deno.test("formatEvent() of the help text lists every command", () => {

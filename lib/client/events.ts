@@ -11,7 +11,9 @@ import type { UserState } from "../proto/mod.ts";
 export type PeerState = UserState;
 /**
  * Something to show the user. `at` is milliseconds since the epoch; every
- * string may come from the network and is sanitized when formatted.
+ * string may come from the network and is sanitized when formatted, each
+ * event on one line: a line break in a string is not kept (the one
+ * exception is a `system` event whose text is `HELP_TEXT` of commands.ts).
  */
 export type UiEvent =
   | {

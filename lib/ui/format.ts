@@ -16,8 +16,26 @@
  * @module
  */
 
-import type { UiEvent } from "../client/mod.ts";
+import { isValidUsername } from "../proto/mod.ts";
+import { HELP_TEXT, type UiEvent } from "../client/mod.ts";
 import { sanitizeText } from "./sanitize.ts";
+
+/**
+ * What follows the time on a line of {@link formatEvent}, by the kind of
+ * line; a message has the sender's name and a colon instead.
+ */
+export const MARKS = {
+  /** Notes: `system`, receipts, `!list`, a session waiting or ended. */
+  note: "--",
+  /** Errors and undelivered messages. */
+  alarm: "!!",
+  /**
+   * The start of a peer session, with the short code to compare. No other
+   * line carries it, and no text from the network can put it at the start
+   * of a line.
+   */
+  sas: "==",
+} as const;
 
 /** Options of {@link formatEvent}. */
 export interface FormatOptions {
@@ -62,8 +80,13 @@ function nameColor(name: string): number {
   return NAME_COLORS[(h >>> 0) % NAME_COLORS.length] ?? 36;
 }
 
+/**
+ * A username as shown. A name that breaks rule 2.9 (it can only come from a
+ * misbehaving server or peer) is quoted, so it can never pass for a mark
+ * or for part of the line around it.
+ */
 function name(n: string, opts: FormatOptions): string {
-  const clean = sanitizeText(n);
+  const clean = isValidUsername(n) ? n : JSON.stringify(sanitizeText(n));
   if (n === opts.self) return sgr(opts.color, "1", clean);
   return sgr(opts.color, String(nameColor(clean)), clean);
 }
@@ -77,12 +100,20 @@ function clock(at: number): string {
 }
 
 /**
- * Format an event as human text: `HH:MM` local time, then the event.
- * Every string field is sanitized with {@link sanitizeText}; a `system`
- * event keeps its own line breaks (the help text) and sanitizes each line.
+ * Format an event as human text: `HH:MM` local time, then the event's mark
+ * (see {@link MARKS}) or, for a message, the sender's name and a colon.
+ * Every string field is sanitized with {@link sanitizeText}, so an event
+ * is one line: text from a server or a peer cannot start a line of its
+ * own (issue 10 item 6). The one exception is a `system` event whose text
+ * is the client's own {@link HELP_TEXT}: it keeps its lines, the later
+ * ones indented.
+ * Only a `session` event that `started` is shown with the mark
+ * {@link MARKS}.sas, so nothing else can imitate the line with the short
+ * code to compare: every other line starts with its own mark, or with a
+ * name, which is a valid username or is quoted.
  * @param ev the event
  * @param opts colour on or off, and our own name
- * @returns one line, or several for a multi-line `system` event, without a final newline
+ * @returns one line (several only for the help text), without a final newline
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -93,13 +124,19 @@ function clock(at: number): string {
  *   { color: false, self: "A" },
  * );
  * assert.ok(line === "13:07 B: hi");
+ * const fake = formatEvent(
+ *   { kind: "system", text: "x\n13:07 == session with B started", at },
+ *   { color: false, self: "A" },
+ * );
+ * assert.ok(fake === "13:07 -- x 13:07 == session with B started");
  * ```
  */
 export function formatEvent(ev: UiEvent, opts: FormatOptions): string {
   const c = opts.color;
   const t = sgr(c, "2", clock(ev.at));
-  const note = (s: string) => `${t} ${sgr(c, "2", "--")} ${s}`;
-  const alarm = (s: string) => `${t} ${sgr(c, "1;31", "!!")} ${s}`;
+  const note = (s: string) => `${t} ${sgr(c, "2", MARKS.note)} ${s}`;
+  const alarm = (s: string) => `${t} ${sgr(c, "1;31", MARKS.alarm)} ${s}`;
+  const sas = (s: string) => `${t} ${sgr(c, "1;32", MARKS.sas)} ${s}`;
   switch (ev.kind) {
     case "message": {
       // Our own messages carry their number, so a receipt can be matched to them.
@@ -115,7 +152,8 @@ export function formatEvent(ev: UiEvent, opts: FormatOptions): string {
         : alarm(`not delivered to ${name(ev.peer, opts)} (#${id})`);
     }
     case "system":
-      return ev.text.split(/\r?\n/).map(sanitizeText)
+      if (ev.text !== HELP_TEXT) return note(sanitizeText(ev.text));
+      return ev.text.split("\n").map(sanitizeText)
         .map((line, i) => i === 0 ? note(line) : `         ${line}`).join("\n");
     case "error":
       return alarm(
@@ -149,12 +187,12 @@ export function formatEvent(ev: UiEvent, opts: FormatOptions): string {
       const how = ev.transport === undefined
         ? ""
         : ` (${sanitizeText(ev.transport)})`;
-      const sas = ev.sas === undefined
+      const code = ev.sas === undefined
         ? ""
         : `; compare the code ${
           sgr(c, "1", sanitizeText(ev.sas))
         } with ${peer} out of band`;
-      return note(`session with ${peer} started${how}${sas}`);
+      return sas(`session with ${peer} started${how}${code}`);
     }
   }
 }
@@ -169,7 +207,8 @@ function iso(at: number): string | null {
  * `type` first, then every field of that kind in a fixed order (an absent
  * optional field is `null`), then `time` as an ISO 8601 UTC string (`null`
  * if `at` is not a valid time). Strings are sanitized like
- * {@link sanitizeText}; fields not in the schema are dropped.
+ * {@link sanitizeText}; none holds a line break but the help text's; fields not in the schema are
+ * dropped.
  *
  * | type    | keys                                                    |
  * |---------|---------------------------------------------------------|
@@ -208,8 +247,13 @@ export function eventToJson(ev: UiEvent): string {
       body = { id: s(ev.id), status: ev.status, peer: s(ev.peer) };
       break;
     case "system":
-      // Keep line breaks (help text): JSON escapes them, one line stays one line.
-      body = { text: ev.text.split(/\r?\n/).map(s).join("\n") };
+      // Only the help text keeps its line breaks (JSON escapes them);
+      // text from the network never has any.
+      body = {
+        text: ev.text === HELP_TEXT
+          ? ev.text.split("\n").map(s).join("\n")
+          : s(ev.text),
+      };
       break;
     case "error":
       body = { code: s(ev.code), text: s(ev.text) };
