@@ -133,6 +133,7 @@ function fixHint(fix: KeyFix): string | undefined {
     case "dir-permissions":
     case "give-public-key":
     case "chmod":
+    case "chmod-dir":
       return undefined;
   }
 }

@@ -569,3 +569,71 @@ Deno.test("im keygen --enroll refuses a file that is not a public key", async ()
     );
   });
 });
+
+// ---------------------------------------------------------------------------
+// Directory permissions (issue 10 item 9): keygen refuses a key directory
+// that group or others can write, as sshd does, instead of narrowing it
+// (keys could have been planted meanwhile; narrowing would bless them).
+
+Deno.test({
+  name:
+    "im keygen on an existing 0777 key directory refuses it with one line and a chmod 700 hint, writes nothing, and works once it is narrowed",
+  ignore: !posix,
+  async fn() {
+    await withTemp(async (root) => {
+      const dir = join(root, "keys");
+      await Deno.mkdir(dir);
+      await Deno.chmod(dir, 0o777);
+      const e = await keygenFails(
+        ["--dir", dir, "--bits", "2048", "--users", "A"],
+        KeyError,
+        "key-dir-writable",
+      );
+      assert.equal(
+        e.message,
+        `Refusing to use key directory "${dir}": mode 0777 lets group or others write to it`,
+      );
+      assert.match(e.hint ?? "", new RegExp(`^run "chmod 700 ${dir}"`));
+      assert.deepEqual(await files(dir), new Map(), "nothing written");
+      assert.equal((await Deno.stat(dir)).mode! & 0o777, 0o777, "not changed");
+      await Deno.chmod(dir, 0o700);
+      const ok = await keygen(["--dir", dir, "--bits", "2048", "--users", "A"]);
+      assert.equal(ok.code, 0);
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "im keygen --users, --enroll and --pin refuse a deployment whose server/clients/ or users/<name>/ others can write",
+  ignore: !posix,
+  async fn() {
+    await withTemp(async (dir) => {
+      await keygen(["--dir", dir, "--bits", "2048", "--users", "A"]);
+      const clients = join(dir, "server/clients");
+      await Deno.chmod(clients, 0o777);
+      const pub = join(dir, "users/A/public.pem");
+      for (
+        const args of [
+          ["--users", "G"],
+          ["--enroll", "G", "--public", pub],
+        ]
+      ) {
+        const e = await keygenFails(
+          ["--dir", dir, "--bits", "2048", ...args],
+          KeyError,
+          "key-dir-writable",
+        );
+        assert.match(e.hint ?? "", /chmod 700/);
+      }
+      await Deno.chmod(clients, 0o700);
+      await Deno.chmod(join(dir, "users/A"), 0o770);
+      const pin = await keygenFails(
+        ["--dir", dir, "--pin", join(dir, "server/public.pem"), "--user", "A"],
+        KeyError,
+        "key-dir-writable",
+      );
+      assert.match(pin.message, /users\/A": mode 0770/);
+    });
+  },
+});

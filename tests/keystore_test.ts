@@ -898,3 +898,174 @@ Deno.test("provisionPublicOnly() keeps an existing key without force and replace
     );
   });
 });
+
+// ---------------------------------------------------------------------------
+// Directory permissions (issue 10 item 9): a directory of the key directory
+// that group or others can write is refused everywhere, as sshd's
+// StrictModes refuses one above authorized_keys.
+
+/** Modes that let group or others write, sticky bit included. */
+const WRITABLE_MODES = [0o777, 0o770, 0o707, 0o775, 0o757, 0o1777];
+/** Modes that do not. */
+const SAFE_MODES = [0o700, 0o750, 0o755, 0o500];
+
+/** A `key-dir-writable` error for `path` found at mode `m`, with its chmod fix. */
+function assertDirWritable(e: KeyError, path: string, m: number): void {
+  assert.ok(e instanceof KeyStoreError);
+  assert.equal(e.code, "key-dir-writable");
+  assert.equal(e.path, path);
+  assert.equal(e.mode, m, "the mode found is carried as a field");
+  const perm = m.toString(8).padStart(4, "0");
+  assert.equal(
+    e.message,
+    `Refusing to use key directory "${path}": mode ${perm} lets group or others write to it`,
+  );
+  const { fix, lib, cli } = fixOf(e);
+  assert.deepEqual(fix, { kind: "chmod-dir", path, mode: 0o700 });
+  assert.match(lib, new RegExp(`^run "chmod 700 ${path}"`));
+  assert.match(lib, /check/, "and says to check what is in it");
+  assert.equal(cli, lib, "no flag fixes it: the CLI prints the lib's words");
+}
+
+Deno.test({
+  name:
+    "loadServerKeys() refuses the key root, server/ or server/clients/ when group or others can write it, naming the path and the mode",
+  ignore: !posix,
+  async fn() {
+    await withDir(async (dir) => {
+      for (const rel of ["", "server", "server/clients"]) {
+        const path = rel ? join(dir, rel) : dir;
+        for (const m of WRITABLE_MODES) {
+          await Deno.chmod(path, m);
+          const e = await rejects(
+            loadServerKeys(dir),
+            KeyError,
+            "key-dir-writable",
+          );
+          assertDirWritable(e, path, m);
+        }
+        for (const m of SAFE_MODES) {
+          await Deno.chmod(path, m);
+          await loadServerKeys(dir);
+        }
+        await Deno.chmod(path, 0o700);
+      }
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "loadUserKeys() refuses the key root, users/ or users/<user>/ when group or others can write it",
+  ignore: !posix,
+  async fn() {
+    await withDir(async (dir) => {
+      for (const rel of ["", "users", "users/A"]) {
+        const path = rel ? join(dir, rel) : dir;
+        await Deno.chmod(path, 0o777);
+        const e = await rejects(
+          loadUserKeys(dir, "A"),
+          KeyError,
+          "key-dir-writable",
+        );
+        assertDirWritable(e, path, 0o777);
+        await Deno.chmod(path, 0o755);
+        await loadUserKeys(dir, "A");
+        await Deno.chmod(path, 0o700);
+      }
+      // Another user's folder is not A's business.
+      await Deno.chmod(join(dir, "users/B"), 0o777);
+      await loadUserKeys(dir, "A");
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "loadClientDirectory() (what a reload reads) refuses a writable server/clients/: a key planted there is not loaded",
+  ignore: !posix,
+  async fn() {
+    await withDir(async (dir) => {
+      const clients = join(dir, "server/clients");
+      await Deno.chmod(clients, 0o777);
+      await Deno.copyFile(join(clients, "A.pem"), join(clients, "G.pem"));
+      const e = await rejects(
+        loadClientDirectory(dir),
+        KeyError,
+        "key-dir-writable",
+      );
+      assertDirWritable(e, clients, 0o777);
+      await Deno.chmod(join(dir, "server"), 0o777);
+      await Deno.chmod(clients, 0o700);
+      const outer = await rejects(
+        loadClientDirectory(dir),
+        KeyError,
+        "key-dir-writable",
+      );
+      assertDirWritable(outer, join(dir, "server"), 0o777);
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "provision(), provisionPublicOnly(), enroll() and pinServerKey() refuse an existing directory others can write, before writing anything",
+  ignore: !posix,
+  async fn() {
+    await withDir(async (dir) => {
+      const pub = join(dir, "users/A/public.pem");
+      const server = join(dir, "server/public.pem");
+      const calls: [string, () => Promise<unknown>][] = [
+        ["", () => provision(dir, { users: ["G"], bits: BITS })],
+        ["server", () => provision(dir, { users: [], bits: BITS })],
+        ["server/clients", () => provision(dir, { users: ["G"], bits: BITS })],
+        ["users", () => provision(dir, { users: ["G"], bits: BITS })],
+        ["users/A", () => provision(dir, { users: ["A"], bits: BITS })],
+        ["users", () => provisionPublicOnly(dir, "G", BITS)],
+        ["", () => enroll(dir, "G", pub, { bits: BITS })],
+        ["server/clients", () => enroll(dir, "G", pub, { bits: BITS })],
+        ["users/A", () => pinServerKey(dir, "A", server, true)],
+      ];
+      for (const [rel, call] of calls) {
+        const path = rel ? join(dir, rel) : dir;
+        await Deno.chmod(path, 0o777);
+        const before = await snapshot(dir);
+        const e = await rejects(call(), KeyError, "key-dir-writable");
+        assertDirWritable(e, path, 0o777);
+        assert.deepEqual(
+          await snapshot(dir),
+          before,
+          `${rel}: nothing written`,
+        );
+        await Deno.chmod(path, 0o700);
+      }
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "provision() into a new nested path makes every directory it creates 0700, parents included",
+  ignore: !posix,
+  async fn() {
+    await withDir(async (dir) => {
+      const target = join(dir, "a/b/keys");
+      await provision(target, { users: ["G"], bits: BITS });
+      for (
+        const rel of [
+          "a",
+          "a/b",
+          "a/b/keys",
+          "a/b/keys/server",
+          "a/b/keys/server/clients",
+          "a/b/keys/users",
+          "a/b/keys/users/G",
+        ]
+      ) {
+        assert.equal(await mode(join(dir, rel)), 0o700, rel);
+      }
+      await loadServerKeys(target);
+      await loadUserKeys(target, "G");
+    }, false);
+  },
+});

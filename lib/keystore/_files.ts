@@ -1,9 +1,10 @@
 /**
  * File system steps of the keystore, each failure a {@link KeyStoreError}
- * naming the path: check, create a folder (0700), write a key file via a
- * temporary name and a rename (so a crash never leaves half a key), and read
- * a key file after checking its type, size and mode (the permission policy
- * of `layout.ts`). Internal to the keystore.
+ * naming the path: check, create a folder (0700), refuse a folder that
+ * group or others can write, write a key file via a temporary name and a
+ * rename (so a crash never leaves half a key), and read a key file after
+ * checking its type, size and mode (the permission policy of `layout.ts`).
+ * Internal to the keystore.
  * @module
  */
 
@@ -12,6 +13,59 @@ import { type KeyFix, KeyStoreError } from "./keystore_error.ts";
 import { KEY_DIR_MODE, PRIVATE_KEY_MODE, PUBLIC_KEY_MODE } from "./layout.ts";
 
 const checksModes = Deno.build.os !== "windows";
+
+/** Write permission for group or others: what sshd's StrictModes refuses. */
+const GROUP_OTHER_WRITE = 0o022;
+
+/** Permission bits as `ls -l` users read them, e.g. `0644`, `1777`. */
+function modeText(mode: number): string {
+  return (mode & 0o7777).toString(8).padStart(4, "0");
+}
+
+/**
+ * Refuse a directory of the key directory that group or others can write
+ * (the permission policy of `layout.ts`).
+ * @param path the directory
+ * @param mode its mode, as `Deno.stat` gives it
+ * @throws {KeyStoreError} `key-dir-writable`
+ */
+function checkDirInfo(path: string, mode: number | null): void {
+  if (!checksModes || mode === null || (mode & GROUP_OTHER_WRITE) === 0) {
+    return;
+  }
+  throw new KeyStoreError(
+    "key-dir-writable",
+    `Refusing to use key directory "${path}": mode ${
+      modeText(mode)
+    } lets group or others write to it`,
+    path,
+    { kind: "chmod-dir", path, mode: KEY_DIR_MODE },
+    mode & 0o7777,
+  );
+}
+
+/**
+ * Check that no directory on the way to a key lets group or others write:
+ * anyone who can write one can add, replace or rename the keys in it. Each
+ * is checked from the outside in, so the error names the outermost. A
+ * directory that is missing, or is not one, is left to the read that
+ * follows, which reports it as it always has.
+ * @param dirs directories, outermost first
+ * @throws {KeyStoreError} `key-dir-writable`
+ */
+export async function checkKeyDirs(dirs: readonly string[]): Promise<void> {
+  if (!checksModes) return;
+  for (const path of dirs) {
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(path);
+    } catch {
+      return;
+    }
+    if (!info.isDirectory) return;
+    checkDirInfo(path, info.mode);
+  }
+}
 
 /**
  * A file system failure in words.
@@ -64,9 +118,10 @@ export async function exists(path: string): Promise<boolean> {
 }
 
 /**
- * Make `path` a directory (0700) unless it is one.
+ * Make `path` a directory (0700, parents too) unless it is one; an existing
+ * one must not be writable by group or others.
  * @param path the directory
- * @throws {KeyStoreError} `key-write-failed`
+ * @throws {KeyStoreError} `key-write-failed`, `key-dir-writable`
  */
 export async function ensureDir(path: string): Promise<void> {
   const failed = (why: string, e?: unknown) =>
@@ -84,6 +139,7 @@ export async function ensureDir(path: string): Promise<void> {
   }
   if (info) {
     if (!info.isDirectory) throw failed("a file is in the way");
+    checkDirInfo(path, info.mode);
     return;
   }
   try {
@@ -179,14 +235,16 @@ export async function readKeyFile(
         `Refusing to use private key "${path}": mode ${perm} lets group or others read it`,
         path,
         { kind: "chmod", path, mode: PRIVATE_KEY_MODE },
+        mode & 0o7777,
       );
     }
-    if (kind === "trusted" && (mode & 0o022) !== 0) {
+    if (kind === "trusted" && (mode & GROUP_OTHER_WRITE) !== 0) {
       throw new KeyStoreError(
         "key-permissions",
         `Refusing to trust public key "${path}": mode ${perm} lets group or others change it`,
         path,
         { kind: "chmod", path, mode: PUBLIC_KEY_MODE },
+        mode & 0o7777,
       );
     }
   }

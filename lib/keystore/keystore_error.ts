@@ -57,6 +57,12 @@ export type KeyFix =
   | { readonly kind: "give-public-key" }
   /** A key file's mode is too open: narrow it to `mode`. */
   | { readonly kind: "chmod"; readonly path: string; readonly mode: number }
+  /**
+   * A directory of the key directory is writable by group or others: narrow
+   * it to `mode`, then check its files (anyone could have added or
+   * replaced one meanwhile).
+   */
+  | { readonly kind: "chmod-dir"; readonly path: string; readonly mode: number }
   /** Deno was not granted access to the path. */
   | { readonly kind: "grant-access" };
 
@@ -99,6 +105,10 @@ export function describeFix(fix: KeyFix): string {
       return "give the path of a PUBLIC KEY PEM file";
     case "chmod":
       return `run "chmod ${fix.mode.toString(8)} ${fix.path}"`;
+    case "chmod-dir":
+      return `run "chmod ${
+        fix.mode.toString(8)
+      } ${fix.path}", then check that every key in it is one you put there`;
     case "grant-access":
       return 'grant Deno read and write access to the key directory (README, "Deploying")';
   }
@@ -111,14 +121,27 @@ export class KeyStoreError extends KeyError {
   /** What fixes it, if a simple action does; the hint words it. */
   readonly fix: KeyFix | undefined;
   /**
+   * The permission bits found, where they are the problem
+   * (`key-permissions`, `key-dir-writable`).
+   */
+  readonly mode: number | undefined;
+  /**
    * @param code stable kebab-case code (`key-missing`, `key-mismatch`, ...)
    * @param message sentence case, no full stop, the path quoted
    * @param path the file or folder
    * @param fix what fixes it, if a simple action does
+   * @param mode the permission bits found, when they are the problem
    */
-  constructor(code: string, message: string, path: string, fix?: KeyFix) {
+  constructor(
+    code: string,
+    message: string,
+    path: string,
+    fix?: KeyFix,
+    mode?: number,
+  ) {
     super(code, message, fix && describeFix(fix));
     this.path = path;
     this.fix = fix;
+    this.mode = mode;
   }
 }

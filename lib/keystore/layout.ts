@@ -13,12 +13,23 @@
  * <dir>/users/<user>/server.pem    the pinned server public key (like known_hosts), 0644
  * ```
  *
- * Directories that the keystore creates are 0700. Permission policy (like
- * ssh; not applied on Windows): a private key file that group or others can
- * read or write (`mode & 0o077`) is refused with `key-permissions`. A
- * trusted public key (an entry of `server/clients/`, or a pinned
- * `server.pem`) that group or others can write (`mode & 0o022`) is refused
- * too, as sshd's StrictModes refuses such an `authorized_keys`.
+ * Directories that the keystore creates are 0700 (parents it creates too).
+ * Permission policy (like ssh; not applied on Windows): a private key file
+ * that group or others can read or write (`mode & 0o077`) is refused with
+ * `key-permissions`. A trusted public key (an entry of `server/clients/`,
+ * or a pinned `server.pem`) that group or others can write
+ * (`mode & 0o022`) is refused too, as sshd's StrictModes refuses such an
+ * `authorized_keys`. So is a directory on the way to a key that group or
+ * others can write (`key-dir-writable`), as StrictModes refuses one above
+ * `authorized_keys`: whoever can write it can add, replace or rename the
+ * keys in it. The key directory, `server/` and `server/clients/` are
+ * checked whenever the server loads or reloads keys; the key directory,
+ * `users/` and `users/<user>/` whenever a client loads its keys; every
+ * existing directory that provisioning would write into, before it writes.
+ * Such a directory is refused, never narrowed, keygen included: keys may
+ * have been planted in it meanwhile, and narrowing it would make them
+ * trusted. The owner is not checked (Deno tells a process its own user id
+ * only with `--allow-sys`).
  *
  * Every username goes through `checkUsername` (rule 2.9) before it is used
  * in a path.

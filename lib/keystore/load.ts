@@ -25,7 +25,7 @@ import {
   type PublicIdentity,
 } from "../crypto/mod.ts";
 import { checkUsername, isValidUsername } from "../proto/mod.ts";
-import { exists, fsReason, readKeyFile } from "./_files.ts";
+import { checkKeyDirs, exists, fsReason, readKeyFile } from "./_files.ts";
 import { KEY_LAYOUT as L, keyPath } from "./layout.ts";
 
 /** The client directory as loaded, with the files that were skipped and why. */
@@ -57,11 +57,23 @@ export interface UserKeys {
 }
 
 /**
+ * The directories on the way to the server's keys, outermost first: the key
+ * directory, `server/`, `server/clients/`.
+ */
+function serverDirs(dir: string): string[] {
+  return [dir, keyPath(dir, L.serverDir), keyPath(dir, L.clientsDir)];
+}
+
+/**
  * Load the server's client directory, `server/clients/<user>.pem`. Files
  * whose name is not `<valid username>.pem`, that are not regular files, or
  * whose key is bad, are skipped and reported; they never stop the server.
+ * A directory on the way that group or others can write is another matter:
+ * anyone could have enrolled a key there, so nothing is loaded from it (a
+ * running server that reloads keeps the keys it had).
  * @param dir the key directory
  * @returns the clients and the problems
+ * @throws {KeyError} `key-dir-writable`: the key directory, `server/` or `server/clients/` is writable by group or others
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -79,6 +91,7 @@ export interface UserKeys {
 export async function loadClientDirectory(
   dir: string,
 ): Promise<ClientDirectory> {
+  await checkKeyDirs(serverDirs(dir));
   const clients = new Map<string, PublicIdentity>();
   const problems: string[] = [];
   const clientsPath = keyPath(dir, L.clientsDir);
@@ -120,7 +133,7 @@ export async function loadClientDirectory(
  * Load what the server needs: its key pair and the client directory.
  * @param dir the key directory
  * @returns the server identity, the clients and the skipped files
- * @throws {KeyError} the server key is missing (`fix`: provision it), unreadable, too open or malformed
+ * @throws {KeyError} the server key is missing (`fix`: provision it), unreadable, too open or malformed; `key-dir-writable`: a directory on the way is writable by group or others
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -130,6 +143,7 @@ export async function loadClientDirectory(
  * ```
  */
 export async function loadServerKeys(dir: string): Promise<ServerKeys> {
+  await checkKeyDirs(serverDirs(dir));
   const path = keyPath(dir, L.serverPrivate);
   const text = await readKeyFile(path, "private", {
     kind: "provision-server",
@@ -145,7 +159,7 @@ export async function loadServerKeys(dir: string): Promise<ServerKeys> {
  * @param user the username (rule 2.9)
  * @returns the identity and the pinned server key
  * @throws {AuthError} `bad-username`
- * @throws {KeyError} a key is missing (a {@link KeyStoreError} whose `fix` says how to make it), unreadable, too open or malformed
+ * @throws {KeyError} a key is missing (a {@link KeyStoreError} whose `fix` says how to make it), unreadable, too open or malformed; `key-dir-writable`: the key directory, `users/` or `users/<user>/` is writable by group or others
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -160,6 +174,11 @@ export async function loadUserKeys(
   user: string,
 ): Promise<UserKeys> {
   checkUsername(user);
+  await checkKeyDirs([
+    dir,
+    keyPath(dir, L.usersDir),
+    keyPath(dir, L.userDir(user)),
+  ]);
   const privPath = keyPath(dir, L.userPrivate(user));
   const pinPath = keyPath(dir, L.userServer(user));
   const [privText, pinText] = await allSettledOrThrow([

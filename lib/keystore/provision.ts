@@ -260,7 +260,7 @@ function uniqueUsers(users: readonly string[]): string[] {
  * @param options users, bits, force, forceServer
  * @returns one entry per key file, server first, then users in order
  * @throws {AuthError} `bad-username` before anything is written
- * @throws {KeyError} `bad-bits` before anything is written; unreadable, malformed or conflicting existing files; unwritable directory
+ * @throws {KeyError} `bad-bits` before anything is written; `key-dir-writable` (an existing directory group or others can write) before anything is written; unreadable, malformed or conflicting existing files; unwritable directory
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -381,7 +381,7 @@ async function repinOthers(
  * @param force replace an existing key pair
  * @returns the entries for the key pair (`created` or `kept`)
  * @throws {AuthError} `bad-username`
- * @throws {KeyError} `bad-bits`; existing files unreadable or mismatched; directory unwritable
+ * @throws {KeyError} `bad-bits`; `key-dir-writable` before anything is written; existing files unreadable or mismatched; directory unwritable
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -427,7 +427,7 @@ export async function provisionPublicOnly(
  * @param options `force` to replace a different enrolled key; `bits` for a new server key
  * @returns the entries, and the server public key the user must pin
  * @throws {AuthError} `bad-username`
- * @throws {KeyError} `bad-bits`; unreadable or malformed key file, conflicting enrollment
+ * @throws {KeyError} `bad-bits`; `key-dir-writable` before anything is written; unreadable or malformed key file, conflicting enrollment
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -488,7 +488,7 @@ export async function enroll(
  * @param force replace a different pinned key
  * @returns the entry (`pinned` or `kept`)
  * @throws {AuthError} `bad-username`
- * @throws {KeyError} unreadable or malformed key file, a different key already pinned
+ * @throws {KeyError} `key-dir-writable` before anything is written; unreadable or malformed key file, a different key already pinned
  * @example
  * ```ts
  * import assert from "node:assert/strict";
