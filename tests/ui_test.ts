@@ -339,6 +339,35 @@ Deno.test("formatEvent() shows a started session, and only that, with the SAS ma
   }
 });
 
+Deno.test("formatEvent() and eventToJson() keep an emoji ZWJ sequence in a message but escape invisible characters elsewhere", () => {
+  const family = "👨\u200d👩\u200d👧";
+  const msg: UiEvent = {
+    kind: "message",
+    from: "B",
+    to: "A",
+    text: `${family} \u200bhi\u202e`,
+    at: AT,
+    direction: "in",
+  };
+  assert.match(
+    formatEvent(msg, PLAIN),
+    /: 👨\u200d👩\u200d👧 \\u\{200B\}hi\\u\{202E\}$/,
+  );
+  assert.equal(
+    JSON.parse(eventToJson(msg)).text,
+    `${family} \\u{200B}hi\\u{202E}`,
+  );
+  const sys: UiEvent = {
+    kind: "system",
+    text: `Hosting at 127.0.0.1:1\u200b2 ${family}`,
+    at: AT,
+  };
+  assert.ok(
+    formatEvent(sys, PLAIN).endsWith("1\\u{200B}2 👨\\u{200D}👩\\u{200D}👧"),
+  );
+  assert.ok(!JSON.parse(eventToJson(sys)).text.includes("\u200d"));
+});
+
 Deno.test("formatEvent() quotes a name that breaks the username rule", () => {
   const line = formatEvent({
     kind: "message",

@@ -18,7 +18,7 @@
 
 import { isValidUsername } from "../proto/mod.ts";
 import { HELP_TEXT, type UiEvent } from "../client/mod.ts";
-import { sanitizeText } from "./sanitize.ts";
+import { sanitizeMessage, sanitizeText } from "./sanitize.ts";
 
 /**
  * What follows the time on a line of {@link formatEvent}, by the kind of
@@ -102,11 +102,11 @@ function clock(at: number): string {
 /**
  * Format an event as human text: `HH:MM` local time, then the event's mark
  * (see {@link MARKS}) or, for a message, the sender's name and a colon.
- * Every string field is sanitized with {@link sanitizeText}, so an event
- * is one line: text from a server or a peer cannot start a line of its
- * own (issue 10 item 6). The one exception is a `system` event whose text
- * is the client's own {@link HELP_TEXT}: it keeps its lines, the later
- * ones indented.
+ * Every string field is sanitized with {@link sanitizeText} (message text
+ * with {@link sanitizeMessage}), so an event is one line: text from a
+ * server or a peer cannot start a line of its own (issue 10 item 6). The
+ * one exception is a `system` event whose text is the client's own
+ * {@link HELP_TEXT}: it keeps its lines, the later ones indented.
  * Only a `session` event that `started` is shown with the mark
  * {@link MARKS}.sas, so nothing else can imitate the line with the short
  * code to compare: every other line starts with its own mark, or with a
@@ -143,7 +143,7 @@ export function formatEvent(ev: UiEvent, opts: FormatOptions): string {
       const num = ev.direction === "out" && ev.id !== undefined
         ? sgr(c, "2", ` #${sanitizeText(ev.id)}`)
         : "";
-      return `${t} ${name(ev.from, opts)}: ${sanitizeText(ev.text)}${num}`;
+      return `${t} ${name(ev.from, opts)}: ${sanitizeMessage(ev.text)}${num}`;
     }
     case "receipt": {
       const id = sanitizeText(ev.id);
@@ -207,7 +207,8 @@ function iso(at: number): string | null {
  * `type` first, then every field of that kind in a fixed order (an absent
  * optional field is `null`), then `time` as an ISO 8601 UTC string (`null`
  * if `at` is not a valid time). Strings are sanitized like
- * {@link sanitizeText}; none holds a line break but the help text's; fields not in the schema are
+ * {@link sanitizeText} (message text like {@link sanitizeMessage}); none
+ * holds a line break but the help text's; fields not in the schema are
  * dropped.
  *
  * | type    | keys                                                    |
@@ -239,7 +240,7 @@ export function eventToJson(ev: UiEvent): string {
         direction: ev.direction,
         from: s(ev.from),
         to: s(ev.to),
-        text: s(ev.text),
+        text: sanitizeMessage(ev.text),
         id: opt(ev.id),
       };
       break;
