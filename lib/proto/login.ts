@@ -22,6 +22,8 @@
  *   schedule (PROTOCOL.md section 3, "Transcript hashes", "Key schedule");
  * - `login_client.ts`: `ClientHandshake` ("Client states");
  * - `login_server.ts`: `ServerHandshake` ("Server states");
+ * - `login_decoys.ts`: `LoginDecoys`, what an unknown user's signature is
+ *   checked against (rule 2.4);
  * - `login_messages.ts`: the frames.
  *
  * @example

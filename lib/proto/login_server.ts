@@ -1,13 +1,15 @@
 /**
  * The server side of the login (PROTOCOL.md section 3, "Server states"):
  * {@link ServerHandshake} signs SERVER_HELLO for anyone (2.2), checks the
- * client's signature against the enrolled key or a decoy (2.3, 2.4), seals
+ * client's signature against the enrolled key or a decoy of the same size
+ * (2.3, 2.4; `login_decoys.ts`), seals
  * the session key (2.5), derives the keys (2.6) and checks FINISHED (2.7).
  * Shared pieces live in `login.ts` and `_login.ts`.
  *
  * @example
  * ```ts ignore
- * const server = new ServerHandshake({ identity, lookupUser, decoy });
+ * const decoys = new LoginDecoys(directory.values());
+ * const server = new ServerHandshake({ identity, lookupUser, decoy: decoys });
  * const serverHello = await server.onClientHello(clientHello);
  * ```
  * @module
@@ -42,6 +44,7 @@ import {
   SESSION_KEY_BYTES,
 } from "./login.ts";
 import { loginKeys, loginTranscript, signedContent } from "./_login.ts";
+import type { DecoySource } from "./login_decoys.ts";
 import { Steps } from "./steps.ts";
 import { isValidUsername } from "./username.ts";
 
@@ -59,11 +62,13 @@ export interface ServerHandshakeOptions extends HandshakeOptions {
   /** The server's directory of client public keys. */
   lookupUser: (name: string) => PublicIdentity | undefined;
   /**
-   * A key nobody can sign for (the server's own public key does): an unknown
-   * user's signature is checked against it, so the answer and its timing
-   * match a bad signature (rule 2.4).
+   * What an unknown user's signature is checked against, so that the answer
+   * and the work before it match a bad signature (rule 2.4): a
+   * `LoginDecoys` shaped like the enrolled keys. A lone key (the
+   * server's own, as before) is still taken, but does the same work only
+   * when it has the enrolled keys' size: a server passes its LoginDecoys.
    */
-  decoy: PublicIdentity;
+  decoy: DecoySource | PublicIdentity;
 }
 
 /** The server side of the login. */
@@ -73,6 +78,7 @@ export class ServerHandshake {
     "Login",
   );
   #opts: ServerHandshakeOptions;
+  #decoys: DecoySource;
   #hello: ClientHello | undefined;
   #eph: Ephemeral | undefined;
   #th: Uint8Array | undefined;
@@ -82,6 +88,10 @@ export class ServerHandshake {
   /** @param opts server key and client directory */
   constructor(opts: ServerHandshakeOptions) {
     this.#opts = opts;
+    const decoy = opts.decoy;
+    this.#decoys = "decoyFor" in decoy
+      ? decoy
+      : { decoyFor: () => Promise.resolve(decoy) };
   }
 
   /** Current state. */
@@ -149,6 +159,11 @@ export class ServerHandshake {
 
   /**
    * verifyClientSignature (2.3, 2.4), sendServerKey (2.5), sendFinished (2.7).
+   *
+   * Every refusal takes the same steps in the same order, whether the name
+   * is unknown, the signature garbage or made with another key: look the
+   * user up, await the name's decoy, one RSA-PSS verification (with the
+   * user's key, else the decoy, of a size enrolled keys have), one answer.
    * @param payload CLIENT_AUTH
    * @returns SERVER_KEY and FINISHED record payloads, to send in that order
    * @throws {AuthError} `login-failed`, the same for an unknown user and a bad signature
@@ -156,14 +171,16 @@ export class ServerHandshake {
   onClientAuth(payload: Uint8Array): Promise<Uint8Array[]> {
     return this.#step("await-client-auth", async () => {
       const { signature } = decodeClientAuth(payload);
-      const known = this.#opts.lookupUser(this.#hello!.user);
-      const key = known ?? this.#opts.decoy;
+      const user = this.#hello!.user;
+      const known = this.#opts.lookupUser(user);
+      // Asked for every name, known or not: both paths await the same things.
+      const decoy = await this.#decoys.decoyFor(user);
       const ok = await verifyPss(
-        key.verify,
+        (known ?? decoy).verify,
         signature,
         signedContent(Label.CLIENT_SIGNATURE, this.#th!),
       );
-      if (!ok || !known) {
+      if (!ok || known === undefined) {
         throw new AuthError(
           "login-failed",
           "Login refused: unknown user or wrong key",

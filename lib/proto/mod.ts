@@ -8,6 +8,7 @@
 
 export * from "./login.ts";
 export * from "./login_client.ts";
+export * from "./login_decoys.ts";
 export * from "./login_server.ts";
 export * from "./login_messages.ts";
 export * from "./messages.ts";
