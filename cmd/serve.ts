@@ -35,6 +35,9 @@ Options:
   --max-clients N         logged-in clients at once (default 10000)
   --max-unauth N          unauthenticated connections at once (default 256)
   --max-unauth-per-addr N the same, per address (default 64)
+  --ipv6-prefix N         count IPv6 clients per /N for the per-address
+                          limits, 1..128 (default 64); IPv4 is counted per
+                          address, 127.0.0.1 and ::1 as one host
   --max-frame N           largest frame in bytes (default 65536)
   --heartbeat MS          heartbeat interval in ms, 50..2000 (default 2000)
   --window S              record timestamp window in seconds (default 120)
@@ -61,6 +64,7 @@ const OPTIONS = {
   "max-clients": { type: "string" },
   "max-unauth": { type: "string" },
   "max-unauth-per-addr": { type: "string" },
+  "ipv6-prefix": { type: "string" },
   "max-frame": { type: "string" },
   heartbeat: { type: "string" },
   window: { type: "string" },
@@ -89,6 +93,13 @@ export async function runServe(args: string[]): Promise<number> {
       `Invalid --log "${v.log}": expected text or json`,
     );
   }
+  const ipv6PrefixBits = intFlag(
+    "--ipv6-prefix",
+    v["ipv6-prefix"],
+    D.ipv6PrefixBits,
+    1,
+    128,
+  );
   const dir = v.keys ?? defaultKeyDir();
   const log = createLogger(json, json ? console.log : console.error);
   if (!(await serverKeysExist(dir))) {
@@ -141,6 +152,7 @@ export async function runServe(args: string[]): Promise<number> {
       1,
       100_000,
     ),
+    ipv6PrefixBits,
     maxFrameBytes: intFlag(
       "--max-frame",
       v["max-frame"],

@@ -6,7 +6,8 @@
  * Before keys exist it is the gate: a login must finish within a deadline
  * (rule 1.2); unauthenticated connections are capped per address and in
  * total, the oldest evicted ({@link LoginAdmission}); an address that keeps
- * failing is refused for a while ({@link FailurePenalty}, rule 2.4). Every
+ * failing is refused for a while ({@link FailurePenalty}, rule 2.4). Both
+ * count by {@link addressKey} (IPv6 per prefix, loopback as one host). Every
  * refusal is one ERROR frame, then the close.
  * @module
  */
@@ -34,7 +35,9 @@ import {
 } from "../wire/mod.ts";
 import type { PrivateIdentity, PublicIdentity } from "../crypto/mod.ts";
 import {
+  addressKey,
   type AdmissionLimits,
+  DEFAULT_IPV6_PREFIX_BITS,
   FailurePenalty,
   LoginAdmission,
   type PenaltyOptions,
@@ -47,6 +50,7 @@ export const GOODBYE_TIMEOUT_MS = 1000;
 type Conn = FrameTransport & Farewell;
 
 interface Pending {
+  /** The {@link addressKey} it is counted under. */
   address: string;
   transport: Conn;
 }
@@ -62,6 +66,11 @@ export interface EdgeOptions {
   windowMs: number;
   admission: AdmissionLimits;
   penalty: PenaltyOptions;
+  /**
+   * IPv6 clients are counted per this prefix by the caps and the penalty
+   * ({@link addressKey}; default {@link DEFAULT_IPV6_PREFIX_BITS}).
+   */
+  ipv6PrefixBits?: number;
   log: Logger;
   /**
    * A login finished; the transport now carries records only (rule 3.6).
@@ -180,7 +189,10 @@ export class Edge {
   }
 
   async #handle(t: Conn): Promise<void> {
-    const address = t.remoteHost;
+    const address = addressKey(
+      t.remoteHost,
+      this.#o.ipv6PrefixBits ?? DEFAULT_IPV6_PREFIX_BITS,
+    );
     const wait = this.#failures.penalty(address, Date.now());
     if (wait > 0) {
       refuse(

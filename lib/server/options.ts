@@ -17,6 +17,7 @@ import {
 } from "../wire/mod.ts";
 import type { Outbox } from "./memory/mod.ts";
 import { type Delivery, LOCAL_NODE, type Presence } from "./seams.ts";
+import { DEFAULT_IPV6_PREFIX_BITS } from "./admission.ts";
 
 /** Most users in one `!list` answer by default; the rest are counted (`more`), so the answer always fits a record. */
 export const LIST_MAX = 1000;
@@ -43,6 +44,13 @@ export interface ServerOptions {
   maxUnauthenticated?: number;
   /** Unauthenticated connections at once from one address (default 64). */
   maxUnauthenticatedPerAddress?: number;
+  /**
+   * What "one address" is for the per-address caps and the failure
+   * penalty: IPv6 clients are counted per this prefix length, 1..128
+   * (default 64; 128 counts each address). IPv4 is counted per address, and
+   * every loopback address as one host (`addressKey`, admission.ts).
+   */
+  ipv6PrefixBits?: number;
   /** Logged-in clients at once (default 10,000). */
   maxClients?: number;
   /** Most users in one `!list` answer (default {@link LIST_MAX}); the rest are counted. */
@@ -74,6 +82,7 @@ export const SERVER_DEFAULTS = {
   loginTimeoutMs: LOGIN_TIMEOUT_MS,
   maxUnauthenticated: 256,
   maxUnauthenticatedPerAddress: 64,
+  ipv6PrefixBits: DEFAULT_IPV6_PREFIX_BITS,
   maxClients: 10_000,
   listMax: LIST_MAX,
   maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
@@ -112,6 +121,10 @@ export function serverSettings(o: ServerOptions): ServerSettings {
     maxUnauthenticated: o.maxUnauthenticated ?? d.maxUnauthenticated,
     maxUnauthenticatedPerAddress: o.maxUnauthenticatedPerAddress ??
       d.maxUnauthenticatedPerAddress,
+    ipv6PrefixBits: Math.min(
+      128,
+      Math.max(1, o.ipv6PrefixBits ?? d.ipv6PrefixBits),
+    ),
     maxClients: o.maxClients ?? d.maxClients,
     listMax: Math.max(1, o.listMax ?? d.listMax),
     maxFrameBytes: o.maxFrameBytes ?? d.maxFrameBytes,

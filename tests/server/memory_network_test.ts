@@ -191,3 +191,101 @@ Deno.test("the failure penalty is per transport.remoteHost: the failing address 
     await server.close();
   }
 });
+
+/** Open a connection from each address in turn, each admitted (none evicted) before the next. */
+async function connectEach(
+  net: MemoryNetwork,
+  server: ImServer,
+  addrs: readonly string[],
+): Promise<FrameTransport[]> {
+  const out: FrameTransport[] = [];
+  for (const a of addrs) {
+    const before = server.pendingCount;
+    out.push(await net.from(a).connect(HOST, server.port));
+    await until(() => server.pendingCount === before + 1, `${a} admitted`);
+  }
+  return out;
+}
+
+/** The first frame of `t` is an ERROR frame TOO_MANY: it was evicted. */
+async function assertEvicted(t: FrameTransport, what: string): Promise<void> {
+  const f = await recv(t);
+  assert.equal(f[0], FrameKind.ERROR, `${what}: an ERROR frame`);
+  assert.equal(decodeErrorFrame(f).code, ErrorCode.TOO_MANY, what);
+}
+
+Deno.test("the per-address cap counts IPv6 per /64: two addresses of one /64 share it, a third evicts the first; another /64 is counted apart (issue 10 item 10)", async () => {
+  const net = new MemoryNetwork();
+  const server = await memoryServer(net, { maxUnauthenticatedPerAddress: 2 });
+  const open: FrameTransport[] = [];
+  try {
+    open.push(
+      ...await connectEach(net, server, [
+        "2001:db8:0:1::1",
+        "2001:db8:0:1::2",
+        "2001:db8:0:2::1",
+      ]),
+    );
+    assert.equal(server.pendingCount, 3);
+    // A fresh address in the first /64 counts as that /64's third.
+    open.push(
+      await net.from("2001:db8:0:1:ffff::9").connect(HOST, server.port),
+    );
+    await assertEvicted(open[0]!, "the /64's oldest");
+    await until(() => server.pendingCount === 3, "three pending");
+    // The other /64's connection is untouched and logs in.
+    const ch = await rawLogin(open[2]!, "A");
+    assert.equal((await nextMessage(ch)).t, "welcome");
+    await ch.close("logout");
+  } finally {
+    for (const t of open) t.close();
+    await server.close();
+  }
+});
+
+Deno.test("the per-address cap counts 127.0.0.1, ::ffff:127.0.0.1 and ::1 as one host (issue 10 item 10)", async () => {
+  const net = new MemoryNetwork();
+  const server = await memoryServer(net, { maxUnauthenticatedPerAddress: 2 });
+  const open: FrameTransport[] = [];
+  try {
+    open.push(
+      ...await connectEach(net, server, ["127.0.0.1", "::ffff:127.0.0.1"]),
+    );
+    open.push(await net.from("::1").connect(HOST, server.port));
+    await assertEvicted(open[0]!, "the loopback host's oldest");
+    await until(() => server.pendingCount === 2, "two pending");
+  } finally {
+    for (const t of open) t.close();
+    await server.close();
+  }
+});
+
+Deno.test("the failure penalty counts IPv6 per /64: a fresh address in the failing /64 is refused, another /64 is served (issue 10 item 10)", async () => {
+  const ids = await identities();
+  const net = new MemoryNetwork();
+  const server = await memoryServer(net, {
+    authFailureLimit: 1,
+    authPenaltyMs: 60_000,
+  });
+  const open: FrameTransport[] = [];
+  try {
+    const t1 = await net.from("2001:db8:0:1::1").connect(HOST, server.port);
+    open.push(t1);
+    const failed = await rawLogin(t1, "A", ids.B).then(
+      () => assert.fail("a wrong key logged in"),
+      (e) => e,
+    );
+    assert.equal(failed.code, "login-failed");
+    const t2 = await net.from("2001:db8:0:1:9::9").connect(HOST, server.port);
+    open.push(t2);
+    assert.equal(decodeErrorFrame(await recv(t2)).code, ErrorCode.RATE_LIMITED);
+    const t3 = await net.from("2001:db8:0:2::1").connect(HOST, server.port);
+    open.push(t3);
+    const ch = await rawLogin(t3, "A");
+    assert.equal((await nextMessage(ch)).t, "welcome");
+    await ch.close("logout");
+  } finally {
+    for (const t of open) t.close();
+    await server.close();
+  }
+});
