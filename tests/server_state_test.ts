@@ -59,13 +59,11 @@ Deno.test("SessionBook.host() marks a user HOSTING with its address (rule 4.1)",
   assert.equal(p.get("A")?.addr, undefined);
 });
 
-Deno.test("SessionBook.requestSession() refuses yourself, unknown, offline, not hosting and busy, each with its reason (rule 4.2)", () => {
+Deno.test("SessionBook.requestSession() refuses yourself, offline, not hosting and busy, each with its reason (rule 4.2)", () => {
   const p = presence("A", "B", "C");
   const r = (j: string, h: string) => p.requestSession(j, h, 0, 30_000);
   const self = r("A", "A");
   assert.ok(!self.ok && self.reason === "self");
-  const unknown = r("A", "Zed");
-  assert.ok(!unknown.ok && unknown.reason === "unknown");
   const offline = r("A", "D");
   assert.ok(!offline.ok && offline.reason === "offline");
   const notHosting = r("A", "B");
@@ -108,15 +106,39 @@ Deno.test("a joiner who was hosting stops hosting when it joins someone else", (
   assert.equal(p.get("B")?.state, "BUSY");
 });
 
-Deno.test("SessionBook.ended() returns each side to IDLE on its own report (rule 4.5)", () => {
+// PROTOCOL.md section 5.2: the enrolled names are not shown to logged-in users.
+Deno.test("SessionBook.requestSession() answers a name the server does not know exactly as a known user who is offline", () => {
+  const p = presence("A", "B", "C");
+  const unknown = p.requestSession("A", "Zed", 0, 30_000);
+  const offline = p.requestSession("A", "D", 0, 30_000);
+  assert.ok(!unknown.ok && !offline.ok);
+  assert.equal(unknown.reason, offline.reason);
+  assert.equal(unknown.reason, "offline");
+  assert.equal(
+    unknown.message.replace("Zed", "X"),
+    offline.message.replace("D", "X"),
+  );
+});
+
+// PROTOCOL.md section 6 (rule 4.5): `ended` frees the partner too, so no host
+// is held BUSY by a joiner that no longer waits.
+Deno.test("SessionBook.ended() returns the sender and its partner to IDLE, and names the partner to tell (rule 4.5)", () => {
   const p = presence("A", "B");
   p.host("A", "x:1");
   p.requestSession("B", "A", 0, 1000);
-  p.ended("A");
-  assert.equal(p.get("A")?.state, "IDLE");
-  assert.equal(p.get("B")?.state, "BUSY");
-  p.ended("B");
+  assert.equal(p.ended("B", "A"), "A");
   assert.deepEqual(p.list().map((u) => u.state), ["IDLE", "IDLE"]);
+  // Once both are IDLE, the partner's own report changes nothing and names nobody.
+  assert.equal(p.ended("A", "B"), undefined);
+  assert.deepEqual(p.list().map((u) => u.state), ["IDLE", "IDLE"]);
+});
+
+Deno.test("SessionBook.ended() for another partner than the current one frees nobody", () => {
+  const p = presence("A", "B", "C");
+  p.host("A", "x:1");
+  p.requestSession("B", "A", 0, 1000);
+  assert.equal(p.ended("B", "C"), undefined);
+  assert.deepEqual(p.list().map((u) => u.state), ["BUSY", "BUSY", "IDLE"]);
 });
 
 Deno.test("SessionBook.cancel() with the grant's ticket id frees both and names the joiner; a wrong id or a non-host changes nothing", () => {

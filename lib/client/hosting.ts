@@ -8,7 +8,7 @@
  */
 
 import { DEFAULT_HEARTBEAT_MS } from "../record/mod.ts";
-import { Signal, waitUntil } from "../util/mod.ts";
+import { isImError, Signal, waitUntil } from "../util/mod.ts";
 import type { ServerToClient } from "../proto/mod.ts";
 import {
   FrameKind,
@@ -38,6 +38,59 @@ interface Grant {
   ticketId: string;
   expiresAt: number;
   timer: ReturnType<typeof setTimeout>;
+  /** A handshake was taken for it: no other (PROTOCOL.md section 6, one commitment per grant). */
+  spent: boolean;
+  /**
+   * The server called it off while its handshake ran: the handshake may
+   * still finish (the joiner's end then follows); if it fails, this is why.
+   */
+  cancelled?: string;
+  /** Connections refused while it was pending, shown as a summary. */
+  refusals: Refusals;
+}
+
+/** How often, at most, a host shows a summary of refused connections. */
+export const REFUSAL_SUMMARY_MS = 10_000;
+
+/**
+ * The refused connections of one grant: the first is shown, the rest are
+ * counted and summed up at most every {@link REFUSAL_SUMMARY_MS} and when
+ * the grant ends, so a flood cannot fill the screen (PROTOCOL.md section 6).
+ */
+class Refusals {
+  #ctx: ClientContext;
+  #peer: string;
+  #shown = false;
+  #count = 0;
+  #since = 0;
+
+  constructor(ctx: ClientContext, peer: string) {
+    this.#ctx = ctx;
+    this.#peer = peer;
+  }
+
+  add(from: string, why: string, now = Date.now()): void {
+    if (!this.#shown) {
+      this.#shown = true;
+      this.#since = now;
+      this.#ctx.system(
+        `Refused a connection from ${from}: ${why}; still waiting for ${this.#peer}`,
+      );
+      return;
+    }
+    this.#count++;
+    if (now - this.#since >= REFUSAL_SUMMARY_MS) this.flush(now);
+  }
+
+  /** Show the count not shown yet, if any. */
+  flush(now = Date.now()): void {
+    if (this.#count === 0) return;
+    this.#ctx.system(
+      `Refused ${this.#count} more connection(s) while waiting for ${this.#peer}`,
+    );
+    this.#count = 0;
+    this.#since = now;
+  }
 }
 
 /** What a {@link Hosting} reports to the facade. */
@@ -127,6 +180,7 @@ export class Hosting {
     if (this.#grant) {
       clearTimeout(this.#grant.timer);
       this.#grant.key.fill(0);
+      this.#grant.refusals.flush();
       this.#link.sendQuietly({ t: "cancel", ticketId: this.#grant.ticketId });
     }
     this.#relay?.close();
@@ -165,6 +219,8 @@ export class Hosting {
           ),
         lifetime,
       ),
+      spent: false,
+      refusals: new Refusals(this.#ctx, g.peer),
     };
     if (this.#grant) clearTimeout(this.#grant.timer);
     this.#grant = grant;
@@ -178,8 +234,16 @@ export class Hosting {
   onCancelled(m: Extract<ServerToClient, { t: "cancelled" }>): void {
     const grant = this.#grant;
     if (!grant || grant.peer !== m.peer) return;
+    if (grant.spent) {
+      // Its handshake is under way: a joiner that finished it and ended the
+      // session at once sent its `ended` before our handshake saw its
+      // FINISHED. Let it finish or fail on its own.
+      grant.cancelled = m.message;
+      return;
+    }
     clearTimeout(grant.timer);
     grant.key.fill(0);
+    grant.refusals.flush();
     this.#grant = null;
     this.#relay?.close();
     this.#relay = null;
@@ -273,6 +337,14 @@ export class Hosting {
       t.close();
       return;
     }
+    if (grant.spent) {
+      // One commitment per grant (PROTOCOL.md section 6): no PEER_HELLO, so
+      // no second code to compare offline.
+      t.close();
+      this.#refused(t, new Error("this session's one handshake is taken"));
+      return;
+    }
+    grant.spent = true;
     const o = this.#ctx.o;
     let session: PeerSession;
     try {
@@ -293,20 +365,26 @@ export class Hosting {
     } catch (e) {
       t.close();
       if (this.#relay === t) this.#relay = null;
-      if (e instanceof SpentHandshakeError) {
-        // One guess per session (rule 4.4): this grant is not offered again.
+      if (this.#stopped || this.#grant !== grant) return;
+      // The grant is spent (rule 4.4, one guess per session): it is not
+      // offered again, whoever failed it. A joiner that gave up is no news.
+      if (grant.cancelled === undefined) {
         this.#ctx.print({
           kind: "error",
-          code: e.code,
-          text: `Session with ${grant.peer}: ${e.message}`,
+          code: isImError(e) ? e.code : "peer-failed",
+          text: e instanceof SpentHandshakeError
+            ? `Session with ${grant.peer}: ${e.message}`
+            : `Session with ${grant.peer} failed: a connection from ${t.remote} took it and failed (${
+              (e as Error).message
+            })`,
         });
-        this.#dropGrant(
-          grant,
-          `${grant.peer}'s session was cancelled; still hosting`,
-        );
-        return;
       }
-      this.#refused(t, e);
+      this.#dropGrant(
+        grant,
+        grant.cancelled === undefined
+          ? `${grant.peer}'s session was cancelled; still hosting`
+          : `${grant.cancelled}; still hosting`,
+      );
       return;
     }
     if (this.#stopped || this.#grant !== grant) {
@@ -315,6 +393,7 @@ export class Hosting {
     }
     clearTimeout(grant.timer);
     grant.key.fill(0);
+    grant.refusals.flush();
     this.#grant = null;
     this.#stopped = true;
     this.#listener?.close();
@@ -328,14 +407,10 @@ export class Hosting {
     );
   }
 
-  /** Rule 4.3: anyone else who connects gets nothing usable; we keep waiting until the expiry. */
+  /** Rule 4.3: anyone else who connects gets nothing usable; shown as a summary. */
   #refused(t: FrameTransport, e: unknown): void {
     if (this.#stopped || !this.#grant) return;
-    this.#ctx.system(
-      `Refused a connection from ${t.remote}: ${
-        (e as Error).message
-      }; still waiting for ${this.#grant.peer}`,
-    );
+    this.#grant.refusals.add(t.remote, (e as Error).message);
   }
 
   /** Give up a grant: tell the server (both IDLE), then host again. */
@@ -343,6 +418,7 @@ export class Hosting {
     if (this.#stopped || this.#grant !== grant) return;
     clearTimeout(grant.timer);
     grant.key.fill(0);
+    grant.refusals.flush();
     this.#grant = null;
     this.#relay?.close();
     this.#relay = null;
@@ -357,7 +433,9 @@ export class Hosting {
 
 /** A {@link RelayTransport} to `peer` over the server link (PROTOCOL.md section 6.1). */
 export function newRelay(link: ServerConnection, peer: string): RelayTransport {
-  return new RelayTransport(peer, async (data) => {
+  const relay = new RelayTransport(peer, async (data) => {
     await link.post({ t: "relay", peer, data });
   });
+  relay.maxFrameBytes = link.relayFrameLimit;
+  return relay;
 }

@@ -24,7 +24,28 @@ import {
   SecureChannel,
 } from "../proto/mod.ts";
 import { AuthError, deadline, NetError, ProtocolError } from "../util/mod.ts";
-import { FrameKind, type FrameTransport } from "../wire/mod.ts";
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  FrameKind,
+  type FrameTransport,
+} from "../wire/mod.ts";
+
+/**
+ * A peer channel seals no record larger than its transport carries: over the
+ * relay, what fits the server's limit (PROTOCOL.md sections 2 and 6.1).
+ */
+function peerChannelOptions(
+  t: FrameTransport,
+  channel: ChannelOptions,
+): ChannelOptions {
+  return {
+    ...channel,
+    maxRecordBytes: Math.min(
+      channel.maxRecordBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      t.maxFrameBytes,
+    ),
+  };
+}
 
 /**
  * Largest chat message, in bytes of its encoded `msg` message. Chosen so
@@ -164,7 +185,7 @@ export async function hostPeer(
     r.peer,
     r.sas,
     transport,
-    new SecureChannel(t, r.sealer, r.opener, channel),
+    new SecureChannel(t, r.sealer, r.opener, peerChannelOptions(t, channel)),
   );
 }
 
@@ -221,7 +242,7 @@ export async function joinPeer(
     r.peer,
     r.sas,
     transport,
-    new SecureChannel(t, r.sealer, r.opener, channel),
+    new SecureChannel(t, r.sealer, r.opener, peerChannelOptions(t, channel)),
   );
 }
 
@@ -424,6 +445,11 @@ export class RelayTransport implements FrameTransport {
   readonly remote: string;
   /** `relay`: the peer is behind the server. */
   readonly remoteHost = "relay";
+  /**
+   * Largest peer frame that fits one relay record under the server's frame
+   * limit (PROTOCOL.md section 6.1); set by whoever made the relay.
+   */
+  maxFrameBytes = DEFAULT_MAX_FRAME_BYTES;
   #send: (data: string) => Promise<void>;
   #queue: Uint8Array[] = [];
   #queuedBytes = 0;

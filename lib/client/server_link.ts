@@ -12,7 +12,11 @@
  * @module
  */
 
-import { DEFAULT_HEARTBEAT_MS } from "../record/mod.ts";
+import {
+  DEFAULT_HEARTBEAT_MS,
+  RECORD_HEADER_BYTES,
+  RECORD_TAG_BYTES,
+} from "../record/mod.ts";
 import {
   ClientHandshake,
   type ClientToServer,
@@ -30,7 +34,11 @@ import {
   ProtocolError,
   within,
 } from "../util/mod.ts";
-import { type FrameTransport, tcpNetwork } from "../wire/mod.ts";
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  type FrameTransport,
+  tcpNetwork,
+} from "../wire/mod.ts";
 import {
   type ClientContext,
   type ClientOptions,
@@ -113,6 +121,13 @@ export async function loginToServer(
   }
 }
 
+/** The bounds of `im serve --max-frame`, which a client holds the announced limit to. */
+export const MIN_FRAME_LIMIT = 1024;
+export const MAX_FRAME_LIMIT = 16 * 1024 * 1024;
+
+/** JSON around the base64 of a relayed frame: `{"t":"relayed","peer":"<32>","data":""}`. */
+const RELAY_JSON_BYTES = 35 + 32;
+
 /** A request in flight (PROTOCOL.md section 5.1). */
 export interface PendingRequest {
   readonly req: number;
@@ -148,6 +163,8 @@ export class ServerConnection {
   #channel: ServerLink | null = null;
   #login: LoginResult | undefined;
   #nextReq = 1;
+  /** The server's frame limit, from its `welcome` (PROTOCOL.md section 2). */
+  #maxFrame = DEFAULT_MAX_FRAME_BYTES;
   #inFlight = new Map<number, InFlight>();
   #welcomed = Promise.withResolvers<void>();
   #closing = false;
@@ -288,6 +305,31 @@ export class ServerConnection {
     return r;
   }
 
+  /**
+   * PROTOCOL.md section 2: read and seal up to the server's frame limit,
+   * within what `im serve --max-frame` allows.
+   */
+  #keepFrameLimit(channel: ServerLink, maxFrame: number): void {
+    const n = Math.min(
+      Math.max(Math.floor(maxFrame), MIN_FRAME_LIMIT),
+      MAX_FRAME_LIMIT,
+    );
+    this.#maxFrame = n;
+    channel.transport.maxFrameBytes = n;
+    channel.maxRecordBytes = n;
+  }
+
+  /**
+   * Largest peer frame the relay can carry (PROTOCOL.md section 6.1): base64
+   * inside a `relay` (and then `relayed`) message of at most 67 bytes of
+   * JSON around it, inside one record under the server's frame limit.
+   */
+  get relayFrameLimit(): number {
+    const room = this.#maxFrame - 1 - RECORD_HEADER_BYTES - RECORD_TAG_BYTES -
+      RELAY_JSON_BYTES;
+    return Math.max(0, Math.floor(room / 4) * 3);
+  }
+
   /** The link's channel ended: no request in flight will be answered. */
   #settleAll(): void {
     for (const req of [...this.#inFlight.keys()]) this.#settle(req, null);
@@ -298,7 +340,10 @@ export class ServerConnection {
     for await (const ev of channel.events()) {
       if (ev.kind === "message") {
         const m = ev.msg;
-        if (m.t === "welcome") this.#welcomed.resolve();
+        if (m.t === "welcome") {
+          this.#keepFrameLimit(channel, m.maxFrame);
+          this.#welcomed.resolve();
+        }
         if (m.t === "closing") {
           closing = m;
           continue;

@@ -60,7 +60,8 @@ export const CLIENT_TO_SERVER = {
 
 /** Server -> client (PROTOCOL.md section 5); an answer repeats its request's `req`. */
 export const SERVER_TO_CLIENT = {
-  welcome: { user: "name", serverFingerprint: "string" },
+  /** `maxFrame`: the server's frame limit, which the client keeps to (section 2). */
+  welcome: { user: "name", serverFingerprint: "string", maxFrame: "number" },
   /** `more`: users online beyond those listed (the list is capped to fit a record). */
   users: { users: "users", more: "number" },
   hosting: { addr: "string" },

@@ -167,6 +167,15 @@ export class RecordChannel<In, Out> {
   }
 
   /** Send a HEARTBEAT; its body announces our interval, so the other side knows how long our silence may last (PROTOCOL.md "Records"). */
+  /** Largest record this channel seals (rule 1.1; PROTOCOL.md section 2). */
+  get maxRecordBytes(): number {
+    return this.#maxRecordBytes;
+  }
+
+  set maxRecordBytes(n: number) {
+    this.#maxRecordBytes = n;
+  }
+
   #heartbeat(): void {
     const body = new Uint8Array(4);
     new DataView(body.buffer).setUint32(0, this.#heartbeatMs);

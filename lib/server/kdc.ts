@@ -86,8 +86,15 @@ export class Kdc {
    * @param m the message
    */
   ended(s: ClientSession, m: Msg<"ended">): void {
-    this.#book.ended(s.user, m.peer);
+    const partner = this.#book.ended(s.user, m.peer);
     this.#log("session-ended", { user: s.user, peer: m.peer });
+    if (!partner) return;
+    // Its grant, if still pending, is void: the host drops it and hosts again.
+    this.#delivery.deliver(partner, {
+      t: "cancelled",
+      peer: s.user,
+      message: `${s.user} left the session`,
+    });
   }
 
   /**

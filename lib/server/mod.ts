@@ -10,6 +10,7 @@
  */
 
 export * from "./admission.ts";
+export * from "./limits.ts";
 export * from "./memory/mod.ts";
 export * from "./seams.ts";
 export * from "./options.ts";

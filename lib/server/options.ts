@@ -18,6 +18,7 @@ import {
 import type { Outbox } from "./memory/mod.ts";
 import { type Delivery, LOCAL_NODE, type Presence } from "./seams.ts";
 import { DEFAULT_IPV6_PREFIX_BITS } from "./admission.ts";
+import type { BucketShape, LimitedRequest } from "./limits.ts";
 
 /** Most users in one `!list` answer by default; the rest are counted (`more`), so the answer always fits a record. */
 export const LIST_MAX = 1000;
@@ -67,6 +68,8 @@ export interface ServerOptions {
   authFailureLimit?: number;
   /** First penalty after the limit, doubled on each further failure up to 5 min (default 5 s). */
   authPenaltyMs?: number;
+  /** Section 5.2: per-user request limits, over `REQUEST_LIMITS` (limits.ts). */
+  requestLimits?: Partial<Record<LimitedRequest, BucketShape>>;
   /**
    * Most bytes queued for one client that does not read; past it that
    * client is disconnected (default 4 MiB), so it cannot grow our memory.
@@ -96,8 +99,10 @@ export const SERVER_DEFAULTS = {
 
 /** {@link ServerOptions} with every default filled in and every limit clamped. */
 export type ServerSettings =
-  & Required<Omit<ServerOptions, "log" | "presence" | "delivery">>
-  & Pick<ServerOptions, "presence" | "delivery">
+  & Required<
+    Omit<ServerOptions, "log" | "presence" | "delivery" | "requestLimits">
+  >
+  & Pick<ServerOptions, "presence" | "delivery" | "requestLimits">
   & { log: Logger };
 
 /**
@@ -117,6 +122,7 @@ export function serverSettings(o: ServerOptions): ServerSettings {
     node: o.node ?? d.node,
     ...(o.presence && { presence: o.presence }),
     ...(o.delivery && { delivery: o.delivery }),
+    ...(o.requestLimits && { requestLimits: o.requestLimits }),
     loginTimeoutMs: o.loginTimeoutMs ?? d.loginTimeoutMs,
     maxUnauthenticated: o.maxUnauthenticated ?? d.maxUnauthenticated,
     maxUnauthenticatedPerAddress: o.maxUnauthenticatedPerAddress ??

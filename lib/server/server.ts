@@ -51,6 +51,12 @@ import {
   replyTo,
 } from "./registry.ts";
 import { Relay } from "./relay.ts";
+import {
+  type LimitedRequest,
+  LIST_QUEUE_BUDGET_BYTES,
+  ListCache,
+  RequestLimits,
+} from "./limits.ts";
 import type { Presence } from "./seams.ts";
 
 export { RELAY_QUEUE_BUDGET_BYTES } from "./relay.ts";
@@ -66,6 +72,8 @@ export class ImServer {
   #kdc: Kdc;
   #relay: Relay;
   #edge: Edge;
+  #limits: RequestLimits;
+  #listCache: ListCache;
   #tasks = new Set<Promise<void>>();
   #closing = false;
 
@@ -86,6 +94,8 @@ export class ImServer {
       log: this.#log,
     });
     this.#relay = new Relay(this.#presence, delivery);
+    this.#limits = new RequestLimits(c.requestLimits);
+    this.#listCache = new ListCache(this.#presence, c.listMax);
     this.#edge = new Edge(listener, {
       identity: c.identity,
       lookupUser: (name) => this.#clients.get(name),
@@ -223,6 +233,8 @@ export class ImServer {
       t: "welcome",
       user,
       serverFingerprint: this.#identity.fingerprint,
+      // Section 2: the client reads and seals records up to this.
+      maxFrame: this.#c.maxFrameBytes,
     }).catch(() => {});
     this.#leave(session, await this.#messages(session));
   }
@@ -272,20 +284,26 @@ export class ImServer {
 
   /** One message; every direct answer goes through `reply` (PROTOCOL.md 5.1). */
   #onMessage(s: ClientSession, m: ClientToServer, reply: Reply): Promise<void> {
+    if (
+      (m.t === "list" || m.t === "session" || m.t === "host") &&
+      !this.#allowed(s, m.t)
+    ) {
+      return reply({
+        t: "error",
+        code: "rate-limited",
+        message: `Too many ${
+          m.t === "list"
+            ? "!list"
+            : m.t === "host"
+            ? "!session host"
+            : "!session"
+        } requests; wait a moment and try again`,
+      });
+    }
     switch (m.t) {
-      case "list": {
-        const all = this.#presence.list();
-        const max = this.#c.listMax;
-        // One record must hold the answer: 1,000 names of 32 characters fit 64 KiB.
-        return reply({
-          t: "users",
-          users: all.slice(0, max).map((e) => ({
-            name: e.name,
-            state: e.state,
-          })),
-          more: Math.max(0, all.length - max),
-        });
-      }
+      case "list":
+        // Section 5.2: built once per change of who is online.
+        return reply({ t: "users", ...this.#listCache.answer() });
       case "host":
         return this.#kdc.host(s, m, reply);
       case "session":
@@ -311,9 +329,19 @@ export class ImServer {
     return Promise.resolve();
   }
 
+  /** Section 5.2: the user's bucket for this request, and for `list` its unsent bytes. */
+  #allowed(s: ClientSession, kind: LimitedRequest): boolean {
+    if (
+      kind === "list" &&
+      s.channel.transport.queuedBytes > LIST_QUEUE_BUDGET_BYTES
+    ) return false;
+    return this.#limits.take(s.user, kind);
+  }
+
   #leave(s: ClientSession, reason: string): void {
     const gone = this.#registry.remove(s);
     if (!gone) return;
+    this.#limits.forget(s.user);
     this.#log("leave", { user: s.user, reason });
     this.#kdc.partnerLeft(gone, `${s.user} went offline`);
   }
@@ -368,6 +396,7 @@ export class ImServer {
     );
     await this.#edge.done();
     await Promise.all([...this.#tasks]);
+    this.#listCache.close();
     this.#log("stopped", { reason });
   }
 }

@@ -90,15 +90,10 @@ export class SessionBook {
         message: "You cannot start a session with yourself",
       };
     }
-    if (!this.#isKnown(host)) {
-      return {
-        ok: false,
-        reason: "unknown",
-        message: `No user "${host}" is known to this server`,
-      };
-    }
-    const h = this.#presence.get(host);
+    const h = this.#isKnown(host) ? this.#presence.get(host) : undefined;
     if (!h) {
+      // PROTOCOL.md section 5.2: a name the server does not know is answered
+      // as a known user who is offline, so the directory is not shown.
       return { ok: false, reason: "offline", message: `${host} is not online` };
     }
     const j = this.#presence.get(joiner);
@@ -153,16 +148,29 @@ export class SessionBook {
   }
 
   /**
-   * A user says its session ended (`!disconnect`, peer gone): it is IDLE again (rule 4.5).
+   * A user says its session ended (`!disconnect`, peer gone, a join given
+   * up): it is IDLE again (rule 4.5), and so is its partner when the
+   * partner's entry still names it (PROTOCOL.md section 6: no host is held by
+   * a joiner that no longer waits).
    * @param name the user
    * @param peer the partner of the session that ended; another partner's session goes on
+   * @returns the partner freed, to be told
    */
-  ended(name: string, peer?: string): void {
+  ended(name: string, peer?: string): string | undefined {
     const u = this.#presence.get(name);
     // A stale "ended" for an earlier, abandoned session must not end the current one.
-    if (u && u.state === "BUSY" && (peer === undefined || u.partner === peer)) {
-      this.#idle(name);
+    if (
+      !u || u.state !== "BUSY" || (peer !== undefined && u.partner !== peer)
+    ) {
+      return undefined;
     }
+    this.#idle(name);
+    const p = u.partner === undefined
+      ? undefined
+      : this.#presence.get(u.partner);
+    if (!p || p.state !== "BUSY" || p.partner !== name) return undefined;
+    this.#idle(p.name);
+    return p.name;
   }
 
   /**

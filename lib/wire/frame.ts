@@ -100,6 +100,15 @@ export class FrameDecoder {
     this.#max = maxBytes;
   }
 
+  /** The frame limit; a frame already under way keeps the limit it was checked against. */
+  get maxBytes(): number {
+    return this.#max;
+  }
+
+  set maxBytes(n: number) {
+    this.#max = n;
+  }
+
   /** Bytes held that do not yet make a whole frame. */
   get buffered(): number {
     return this.#headFill + this.#bodyFill;

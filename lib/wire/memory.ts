@@ -90,6 +90,15 @@ export class MemoryTransport implements FrameTransport, Farewell {
     return this.#closed;
   }
 
+  /** Payloads longer than this are refused (Infinity: a bare pair, no limit). */
+  get maxFrameBytes(): number {
+    return this.#maxFrame;
+  }
+
+  set maxFrameBytes(n: number) {
+    this.#maxFrame = n;
+  }
+
   /** Delivery is immediate: nothing waits for the other end. */
   get queuedBytes(): number {
     return 0;

@@ -158,6 +158,16 @@ export class TcpTransport implements FrameTransport, Farewell {
     return p;
   }
 
+  /** The frame limit both ways (rule 1.1). */
+  get maxFrameBytes(): number {
+    return this.#maxFrame;
+  }
+
+  set maxFrameBytes(n: number) {
+    this.#maxFrame = n;
+    this.#decoder.maxBytes = n;
+  }
+
   /** Bytes queued for writing that the peer has not taken yet. */
   get queuedBytes(): number {
     return this.#queued;

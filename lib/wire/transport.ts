@@ -26,6 +26,11 @@ export interface FrameTransport {
   readonly remote: string;
   /** The other end's host alone, the unit of the login limits (rule 1.2). */
   readonly remoteHost: string;
+  /**
+   * The frame limit both ways (rule 1.1). A client raises or lowers it to the
+   * server's once the server announced it (PROTOCOL.md section 2).
+   */
+  maxFrameBytes: number;
 }
 
 /** Options of a transport made by a {@link Network}. */

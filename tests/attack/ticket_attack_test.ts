@@ -223,7 +223,11 @@ Deno.test("a PEER_HELLO whose version is altered is refused by the joiner", asyn
   });
 });
 
-Deno.test("strangers who connect to the host's port first get nothing usable and are dropped; one that says nothing gets nothing at all; the real peer still gets in before the expiry", async () => {
+// PROTOCOL.md section 6, one commitment per grant: the first PEER_COMMIT
+// spends the grant, whoever sent it. A stranger who commits first gets a
+// ticket it cannot open and spends that grant; the joiner is told, asks
+// again, and gets in.
+Deno.test("a stranger who commits first on the host's port gets nothing usable and spends that grant; one that says nothing gets nothing at all; the joiner asks again and gets in", async () => {
   await withScope(async (s) => {
     const { port } = await s.server();
     const { host, mitm, hostPort } = await hostBehindMitm(s, port, "A");
@@ -239,17 +243,8 @@ Deno.test("strangers who connect to the host's port first get nothing usable and
         encodePeerCommit({ commit: await peerCommitment(nonce, ephemeral) }),
       ),
     );
-    await sleep(20); // both are accepted and waiting for the grant
-    // The real joiner's reply waits until the forger is done.
-    let release = () => {};
-    const forgerDone = new Promise<void>((r) => (release = r));
-    mitm.hook = async (f) => {
-      if (f.dir === "up" && f.payload[0] === FrameKind.PEER_REPLY) {
-        await forgerDone;
-      }
-      return [f.payload];
-    };
-    const mark = host.ui.mark;
+    await sleep(20); // both are accepted; the forger waits for the grant
+    const mark = host.ui.mark, jm = joiner.ui.mark;
     await joiner.client.handleLine("!session A");
     // The forger gets the PEER_HELLO: a ticket it cannot open.
     const hello = decodePeerHello((await forger.frame())!);
@@ -262,7 +257,8 @@ Deno.test("strangers who connect to the host's port first get nothing usable and
       TicketError,
       "bad-ticket",
     );
-    // Without the ticket it cannot make the joiner's MAC: the host drops it.
+    // Without the ticket it cannot make the joiner's MAC: the host drops it,
+    // and the grant it spent is cancelled.
     await forger.write(
       rawFrame(encodePeerReply({ nonce, ephemeral, mac: randomBytes(32) })),
     );
@@ -271,18 +267,27 @@ Deno.test("strangers who connect to the host's port first get nothing usable and
       null,
       "the forger is cut off with nothing more",
     );
-    const refused = await host.ui.waitFor(
-      (e) => e.kind === "system" && e.text.startsWith("Refused a connection"),
+    await host.ui.waitFor(
+      (e) =>
+        e.kind === "system" &&
+        e.text === "B's session was cancelled; still hosting",
       mark,
     );
-    assert.ok(
-      refused.kind === "system" && /still waiting for B/.test(refused.text),
+    await joiner.ui.waitFor(
+      (e) => e.kind === "session" && e.state === "ended",
+      jm,
     );
-    release();
-    // The real peer gets in; both show the same SAS.
+    assert.equal(joiner.ui.since(started, jm).length, 0);
+    // The joiner asks again: the real peer gets in; both show the same SAS.
+    await host.ui.waitFor(
+      (e) => e.kind === "system" && e.text.startsWith("Hosting at"),
+      mark,
+    );
+    const again = joiner.ui.mark;
+    await joiner.client.handleLine("!session A");
     const [h, j] = await Promise.all([
       host.ui.waitFor(started, mark),
-      joiner.ui.waitFor(started),
+      joiner.ui.waitFor(started, again),
     ]);
     assert.ok(
       h.kind === "session" && j.kind === "session" && h.sas && h.sas === j.sas,
@@ -370,9 +375,12 @@ Deno.test("strangers who flood the host's port after the real joiner connected, 
   });
 });
 
+const isPeerCommit = (f: MitmFrame) =>
+  f.dir === "up" && f.payload[0] === FrameKind.PEER_COMMIT;
+
 for (
   const [what, cutAt] of [
-    ["before the ticket reached the joiner", isPeerHello],
+    ["before its commitment reached the host", isPeerCommit],
   ] as const
 ) {
   Deno.test(`a direct peer connection cut ${what} falls back to the relay once, and the session starts there`, async () => {
@@ -417,6 +425,50 @@ for (
     });
   });
 }
+
+// PROTOCOL.md section 6, one commitment per grant: once the host sent a
+// PEER_HELLO, a code could be computed from it; no other connection gets one.
+Deno.test("a direct peer connection cut after the host sent its PEER_HELLO spends the grant: the relay retry gets nothing, the host hosts again, and the joiner's next try gets in", async () => {
+  await withScope(async (s) => {
+    const { port } = await s.server();
+    const { host, mitm } = await hostBehindMitm(s, port, "A");
+    const joiner = await s.client(port, "B");
+    let cuts = 0;
+    await hostAgain(host, mitm, (f) => {
+      if (isPeerHello(f) && cuts === 0) {
+        cuts++;
+        mitm.cut(f.conn);
+        return [];
+      }
+      return [f.payload];
+    });
+    const hm = host.ui.mark, jm = joiner.ui.mark;
+    await joiner.client.handleLine("!session A");
+    await host.ui.waitFor(
+      (e) =>
+        e.kind === "system" &&
+        /session was cancelled; still hosting$/.test(e.text),
+      hm,
+    );
+    await joiner.ui.waitFor(
+      (e) => e.kind === "session" && e.state === "ended",
+      jm,
+    );
+    assert.equal(host.ui.since(started, hm).length, 0);
+    assert.equal(joiner.ui.since(started, jm).length, 0);
+    await host.ui.waitFor(
+      (e) => e.kind === "system" && e.text.startsWith("Hosting at"),
+      hm,
+    );
+    const again = joiner.ui.mark;
+    await joiner.client.handleLine("!session A");
+    const [h, j] = await Promise.all([
+      host.ui.waitFor(started, hm),
+      joiner.ui.waitFor(started, again),
+    ]);
+    assert.ok(h.kind === "session" && j.kind === "session" && h.sas === j.sas);
+  });
+});
 
 Deno.test("a peer handshake cut after both sides revealed their values spends the grant: no second try, no relay retry, both IDLE (rule 4.4: one guess per session)", async () => {
   await withScope(async (s) => {

@@ -128,7 +128,7 @@ Deno.test("a peer session: HOSTING, same SAS on both sides, both BUSY, messages 
   });
 });
 
-Deno.test("every refusal of !session has its own code and text: unknown, offline, not hosting, busy, yourself", async () => {
+Deno.test("every refusal of !session has its own code and text: offline (a name the server does not know alike), not hosting, busy, yourself", async () => {
   await withProcs(keys, async (p) => {
     // F is enrolled but never started: offline.
     const { c } = await loggedIn(p, ["A", "B", "C"]);
@@ -145,7 +145,8 @@ Deno.test("every refusal of !session has its own code and text: unknown, offline
       return ev.text ?? "";
     };
     const texts = [
-      await refusal(cc, "!session Zed", "refused-unknown"),
+      // PROTOCOL.md 5.2: not enrolled is answered as enrolled and offline.
+      await refusal(cc, "!session Zed", "refused-offline"),
       await refusal(cc, "!session F", "refused-offline"),
       await refusal(cc, "!session A", "refused-not-hosting"),
       await refusal(cc, "!session C", "refused-self"),
@@ -153,7 +154,7 @@ Deno.test("every refusal of !session has its own code and text: unknown, offline
     await session(a, b);
     texts.push(await refusal(cc, "!session A", "refused-busy"));
     texts.push(await refusal(cc, "!session B", "refused-busy"));
-    assert.match(texts[0]!, /Zed/);
+    assert.match(texts[0]!, /Zed is not online/);
     assert.match(texts[1]!, /F is not online/);
     assert.match(texts[2]!, /not hosting/);
     assert.match(texts[3]!, /yourself/);

@@ -74,12 +74,12 @@ Deno.test("Kdc.session() grants: the host is delivered the key and a ticket the 
   assert.ok(log.includes("session-granted"));
 });
 
-Deno.test("Kdc.session() refused (not hosting, offline, unknown, self) answers refused with the reason, delivers nothing, changes no state", async () => {
+Deno.test("Kdc.session() refused (not hosting, offline, not enrolled, self) answers refused with the reason, delivers nothing, changes no state", async () => {
   const { presence, delivery, kdc } = setup("A", "B");
   const cases: Array<[string, string]> = [
     ["A", "not-hosting"],
     ["C", "offline"],
-    ["Zed", "unknown"],
+    ["Zed", "offline"], // PROTOCOL.md 5.2: as a known user who is offline
     ["B", "self"],
   ];
   for (const [peer, reason] of cases) {
@@ -149,4 +149,23 @@ Deno.test("Kdc.ended() and busy() change only the asker's state and answer nothi
   assert.equal(presence.get("A")?.state, "IDLE");
   assert.equal(presence.get("B")?.state, "IDLE");
   assert.deepEqual(delivery.given, []);
+});
+
+// PROTOCOL.md section 6 (issue of a joiner that walks away): the host is
+// freed at once and told, so it drops the grant and hosts again.
+Deno.test("Kdc.ended() from a joiner whose grant is pending frees the host too and delivers cancelled to it", async () => {
+  const { presence, delivery, kdc } = setup("A", "B");
+  presence.update("A", { state: "HOSTING", addr: "x:1" });
+  await kdc.session(
+    fakeSession("B"),
+    { t: "session", peer: "A" },
+    replies().reply,
+  );
+  assert.equal(presence.get("A")?.state, "BUSY");
+  kdc.ended(fakeSession("B"), { t: "ended", peer: "A" });
+  assert.equal(presence.get("A")?.state, "IDLE");
+  assert.equal(presence.get("B")?.state, "IDLE");
+  const toHost = delivery.to("A");
+  assert.equal(toHost.at(-1)?.t, "cancelled");
+  assert.equal((toHost.at(-1) as { peer?: string }).peer, "B");
 });

@@ -1,0 +1,138 @@
+/**
+ * Limits on what one logged-in user may ask of the server (PROTOCOL.md
+ * section 5.2): a token bucket per user and kind of request, and the cached
+ * `!list` answer, rebuilt only when who is online changes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { RequestLimits } from "./limits.ts";
+ * const limits = new RequestLimits({ list: { burst: 2, refillMs: 1000 } });
+ * assert.ok(limits.take("A", "list", 0) && limits.take("A", "list", 0));
+ * assert.ok(!limits.take("A", "list", 0)); // the burst is spent
+ * assert.ok(limits.take("B", "list", 0)); // another user's bucket is full
+ * assert.ok(limits.take("A", "list", 1000)); // one token back after a second
+ * ```
+ * @module
+ */
+
+import type { ClientToServer, UserEntry } from "../proto/mod.ts";
+import type { Presence } from "./seams.ts";
+
+/** One bucket's shape: `burst` tokens, one more every `refillMs`. */
+export interface BucketShape {
+  burst: number;
+  refillMs: number;
+}
+
+/** Requests that are limited. */
+export type LimitedRequest = Extract<
+  ClientToServer["t"],
+  "list" | "session" | "host"
+>;
+
+/** The limits of PROTOCOL.md section 5.2. */
+export const REQUEST_LIMITS: Readonly<Record<LimitedRequest, BucketShape>> = {
+  list: { burst: 10, refillMs: 1000 },
+  session: { burst: 10, refillMs: 1000 },
+  host: { burst: 10, refillMs: 1000 },
+};
+
+/** Bytes waiting unsent on a connection past which `list` is refused. */
+export const LIST_QUEUE_BUDGET_BYTES = 256 * 1024;
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+/** Per-user token buckets. */
+export class RequestLimits {
+  #shapes: Record<LimitedRequest, BucketShape>;
+  #buckets = new Map<string, Bucket>();
+
+  /** @param shapes overrides of {@link REQUEST_LIMITS} */
+  constructor(shapes: Partial<Record<LimitedRequest, BucketShape>> = {}) {
+    this.#shapes = { ...REQUEST_LIMITS, ...shapes };
+  }
+
+  /**
+   * Take a token for `user`'s request of `kind`.
+   * @param user the asker
+   * @param kind the request
+   * @param now clock in ms
+   * @returns whether the request may go ahead
+   */
+  take(user: string, kind: LimitedRequest, now = Date.now()): boolean {
+    const shape = this.#shapes[kind];
+    const key = `${kind}\u0000${user}`;
+    const b = this.#buckets.get(key) ?? { tokens: shape.burst, at: now };
+    const refilled = Math.floor((now - b.at) / shape.refillMs);
+    if (refilled > 0) {
+      b.tokens = Math.min(shape.burst, b.tokens + refilled);
+      b.at = b.tokens === shape.burst ? now : b.at + refilled * shape.refillMs;
+    }
+    if (b.tokens <= 0) {
+      this.#buckets.set(key, b);
+      return false;
+    }
+    b.tokens--;
+    this.#buckets.set(key, b);
+    return true;
+  }
+
+  /**
+   * Forget a user's buckets once they are full again (they left long ago);
+   * called when a user leaves, so the map holds only recent askers.
+   * @param user the user
+   * @param now clock in ms
+   */
+  forget(user: string, now = Date.now()): void {
+    for (const kind of Object.keys(this.#shapes) as LimitedRequest[]) {
+      const key = `${kind}\u0000${user}`;
+      const b = this.#buckets.get(key);
+      const shape = this.#shapes[kind];
+      if (b && b.tokens + (now - b.at) / shape.refillMs >= shape.burst) {
+        this.#buckets.delete(key);
+      }
+    }
+  }
+}
+
+/** The `!list` answer, built once per change of {@link Presence}. */
+export class ListCache {
+  #presence: Presence;
+  #max: number;
+  #answer: { users: UserEntry[]; more: number } | undefined;
+  #unsubscribe: () => void;
+
+  /**
+   * @param presence who is online; every change of it drops the cached answer
+   * @param max most users in one answer (the rest are counted in `more`)
+   */
+  constructor(presence: Presence, max: number) {
+    this.#presence = presence;
+    this.#max = max;
+    this.#unsubscribe = presence.subscribe(() => (this.#answer = undefined));
+  }
+
+  /** @returns the users to list, and how many more are online */
+  answer(): { users: UserEntry[]; more: number } {
+    if (!this.#answer) {
+      const all = this.#presence.list();
+      this.#answer = {
+        users: all.slice(0, this.#max).map((e) => ({
+          name: e.name,
+          state: e.state,
+        })),
+        more: Math.max(0, all.length - this.#max),
+      };
+    }
+    return this.#answer;
+  }
+
+  /** Stop following presence. */
+  close(): void {
+    this.#unsubscribe();
+  }
+}

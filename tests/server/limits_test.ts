@@ -1,0 +1,55 @@
+/** The request limits and the cached `!list` answer (PROTOCOL.md section 5.2). */
+
+import assert from "node:assert/strict";
+import {
+  ListCache,
+  MemoryPresence,
+  REQUEST_LIMITS,
+  RequestLimits,
+} from "../../lib/server/mod.ts";
+
+Deno.test("RequestLimits: a burst, then one token per refill interval, per user and per kind", () => {
+  const l = new RequestLimits({ session: { burst: 3, refillMs: 100 } });
+  for (let i = 0; i < 3; i++) assert.ok(l.take("A", "session", 0));
+  assert.equal(l.take("A", "session", 0), false, "the burst is spent");
+  assert.equal(
+    l.take("A", "session", 99),
+    false,
+    "no token before the interval",
+  );
+  assert.ok(l.take("A", "session", 100), "one token after it");
+  assert.equal(l.take("A", "session", 100), false);
+  assert.ok(l.take("B", "session", 0), "another user has its own bucket");
+  assert.ok(l.take("A", "list", 0), "another kind has its own bucket");
+  // Refills never exceed the burst.
+  for (let i = 0; i < 3; i++) assert.ok(l.take("A", "session", 10_000));
+  assert.equal(l.take("A", "session", 10_000), false);
+});
+
+Deno.test("REQUEST_LIMITS are those of PROTOCOL.md section 5.2", () => {
+  assert.deepEqual(REQUEST_LIMITS, {
+    list: { burst: 10, refillMs: 1000 },
+    session: { burst: 10, refillMs: 1000 },
+    host: { burst: 10, refillMs: 1000 },
+  });
+});
+
+Deno.test("ListCache builds the answer once per change of presence, and sees every change", () => {
+  const p = new MemoryPresence();
+  p.join("A", "local");
+  const cache = new ListCache(p, 2);
+  const first = cache.answer();
+  assert.strictEqual(cache.answer(), first, "no change: the same answer");
+  assert.deepEqual(first, { users: [{ name: "A", state: "IDLE" }], more: 0 });
+  p.join("B", "local");
+  p.join("C", "local");
+  const second = cache.answer();
+  assert.notStrictEqual(second, first);
+  assert.deepEqual(second.users.map((u) => u.name), ["A", "B"]);
+  assert.equal(second.more, 1);
+  p.update("A", { state: "HOSTING", addr: "x:1" });
+  assert.equal(cache.answer().users[0]?.state, "HOSTING");
+  p.leave("C");
+  assert.equal(cache.answer().more, 0);
+  cache.close();
+});
