@@ -24,6 +24,7 @@ import {
   encodeErrorFrame,
   ErrorCode,
   errorFrameCode,
+  type LoginDecoys,
   type LoginResult,
   ServerHandshake,
 } from "../proto/mod.ts";
@@ -60,6 +61,11 @@ export interface EdgeOptions {
   identity: PrivateIdentity;
   /** The client directory as it is now. */
   lookupUser: (name: string) => PublicIdentity | undefined;
+  /**
+   * What an unknown user's signature is checked against: decoys shaped like
+   * the enrolled keys, kept up to date by the server (rule 2.4).
+   */
+  decoys: LoginDecoys;
   /** Rule 1.2. */
   loginTimeoutMs: number;
   /** Rule 3.5 freshness window. */
@@ -241,7 +247,7 @@ export class Edge {
       const hs = new ServerHandshake({
         identity: this.#o.identity,
         lookupUser: this.#o.lookupUser,
-        decoy: this.#o.identity.publicIdentity,
+        decoy: this.#o.decoys,
         windowMs: this.#o.windowMs,
       });
       const serverHello = await hs.onClientHello(await recvLogin(t));

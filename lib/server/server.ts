@@ -32,6 +32,7 @@ import {
   type ClientToServer,
   encodeErrorFrame,
   ErrorCode,
+  LoginDecoys,
   type LoginResult,
 } from "../proto/mod.ts";
 import type { FrameListener, FrameTransport } from "../wire/mod.ts";
@@ -66,6 +67,8 @@ export class ImServer {
   #log: Logger;
   #identity: PrivateIdentity;
   #clients: Map<string, PublicIdentity>;
+  /** Rule 2.4: unknown users are checked against keys of the enrolled sizes. */
+  #decoys: LoginDecoys;
   #c: ServerSettings;
   #presence: Presence;
   #registry: Registry;
@@ -81,6 +84,7 @@ export class ImServer {
     this.#log = c.log;
     this.#identity = c.identity;
     this.#clients = c.clients;
+    this.#decoys = new LoginDecoys(c.clients.values());
     this.#c = c;
     this.#presence = c.presence ?? new MemoryPresence();
     this.#registry = new Registry(this.#presence, c.node);
@@ -99,6 +103,7 @@ export class ImServer {
     this.#edge = new Edge(listener, {
       identity: c.identity,
       lookupUser: (name) => this.#clients.get(name),
+      decoys: this.#decoys,
       loginTimeoutMs: c.loginTimeoutMs,
       windowMs: c.windowMs,
       admission: {
@@ -137,7 +142,11 @@ export class ImServer {
       fingerprint: c.identity.fingerprint,
       users: c.clients.size,
     });
-    return Promise.resolve(server);
+    // The decoys exist before the first login, so no login waits for one.
+    return server.#decoys.ready().then(() => server, async (e) => {
+      await server.close();
+      throw e;
+    });
   }
 
   /** The port the server listens on. */
@@ -369,7 +378,10 @@ export class ImServer {
    * @param clients the new directory
    */
   async reloadClients(clients: Map<string, PublicIdentity>): Promise<void> {
+    // Both in one turn: a login sees the directory and its decoys together.
+    this.#decoys.update(clients.values());
     this.#clients = clients;
+    await this.#decoys.ready();
     this.#log("reload", { users: clients.size });
     for (const s of this.#registry.revoked(clients)) {
       this.#log("revoked", { user: s.user });
