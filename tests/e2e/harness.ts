@@ -47,7 +47,7 @@ export const WAIT_MS = 5000;
 
 const encoder = new TextEncoder();
 
-/** One `--json` line of `im chat` (see `eventToJson` in lib/_ui_format.ts). */
+/** One `--json` line of `im chat` (see `eventToJson` in lib/ui/format.ts). */
 export interface ChatEvent {
   type:
     | "message"
