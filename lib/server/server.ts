@@ -111,6 +111,7 @@ export class ImServer {
         maxPerAddress: c.maxUnauthenticatedPerAddress,
       },
       penalty: { limit: c.authFailureLimit, basePenaltyMs: c.authPenaltyMs },
+      ipv6PrefixBits: c.ipv6PrefixBits,
       log: this.#log,
       onLogin: (login, t) => this.#serve(login, t),
     });

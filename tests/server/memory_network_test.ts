@@ -289,3 +289,37 @@ Deno.test("the failure penalty counts IPv6 per /64: a fresh address in the faili
     await server.close();
   }
 });
+
+Deno.test("ServerOptions.ipv6PrefixBits sets what one IPv6 client is: /128 counts each address apart, /48 joins /64s (issue 10 item 10)", async () => {
+  for (
+    const [bits, third, evicted] of [
+      [128, "2001:db8:0:1::3", false],
+      [48, "2001:db8:0:2::1", true],
+    ] as const
+  ) {
+    const net = new MemoryNetwork();
+    const server = await memoryServer(net, {
+      maxUnauthenticatedPerAddress: 2,
+      ipv6PrefixBits: bits,
+    });
+    const open: FrameTransport[] = [];
+    try {
+      open.push(
+        ...await connectEach(net, server, [
+          "2001:db8:0:1::1",
+          "2001:db8:0:1::2",
+        ]),
+      );
+      open.push(await net.from(third).connect(HOST, server.port));
+      if (evicted) {
+        await assertEvicted(open[0]!, `/${bits}: the prefix's oldest`);
+        await until(() => server.pendingCount === 2, "two pending");
+      } else {
+        await until(() => server.pendingCount === 3, `/${bits}: three pending`);
+      }
+    } finally {
+      for (const t of open) t.close();
+      await server.close();
+    }
+  }
+});
