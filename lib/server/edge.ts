@@ -18,6 +18,7 @@ import {
   type Logger,
   NetError,
   ProtocolError,
+  sleep,
   within,
 } from "../util/mod.ts";
 import {
@@ -156,7 +157,7 @@ export class Edge {
         if (this.#closing || (isImError(e) && e.code === "closed")) return;
         // EMFILE and friends: log, breathe, keep serving everyone else.
         this.#o.log("accept-error", { error: (e as Error).message });
-        await new Promise((r) => setTimeout(r, 100));
+        await sleep(100);
         continue;
       }
       const task = this.#handle(conn).catch((e) => {
