@@ -27,7 +27,12 @@ const FLAG_VALUE_CODES: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Parse flags strictly; no positionals.
+ * Parse flags strictly; no positionals. Every subcommand parses with it, so
+ * on every one: an unknown flag is an error, a flag that takes one value
+ * may be given once (`--user A --user B` is an error, not the last one
+ * winning), and a value that looks like a negative number is the flag's
+ * value (`--reconnect-base -5` reaches the flag's own range check instead
+ * of reading as a missing value).
  * @param args the arguments after the subcommand
  * @param options parseArgs option table
  * @param command e.g. `im serve`, for the hint
@@ -38,6 +43,9 @@ const FLAG_VALUE_CODES: ReadonlySet<string> = new Set([
  * import assert from "node:assert/strict";
  * import { parseFlags } from "./flags.ts";
  * assert.throws(() => parseFlags(["--nope"], {}, "im x"), { name: "UsageError" });
+ * const opts = { port: { type: "string" } } as const;
+ * assert.throws(() => parseFlags(["--port", "1", "--port", "2"], opts, "im x"), /more than once/);
+ * assert.equal(parseFlags(["--port", "-5"], opts, "im x").port, "-5");
  * ```
  */
 export function parseFlags<T extends NonNullable<ParseArgsConfig["options"]>>(
@@ -46,31 +54,88 @@ export function parseFlags<T extends NonNullable<ParseArgsConfig["options"]>>(
   command: string,
 ) {
   const hint = `run "${command} --help"`;
+  let parsed;
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false })
-      .values;
+    parsed = parseArgs({
+      args: negativeValuesJoined(args, options),
+      options,
+      strict: true,
+      allowPositionals: false,
+      tokens: true,
+    });
   } catch (e) {
-    const code = (e as { code?: string }).code;
-    const msg = e instanceof Error ? e.message : String(e);
-    const flag = (/'([^']*)'/.exec(msg)?.[1] ?? "").replace(/ <value>$/, "");
-    if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
-      throw new UsageError("bad-flag", `Unknown flag "${flag}"`, hint);
-    }
-    if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
-      throw new UsageError("bad-flag", `Unexpected argument "${flag}"`, hint);
-    }
-    if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
-      const what = /does not take an argument/.test(msg)
-        ? "takes no value"
-        : "needs a value";
-      throw new UsageError("bad-flag", `Flag "${flag}" ${what}`, hint);
-    }
-    throw new UsageError(
-      "bad-flag",
-      `Cannot parse the command line: ${msg}`,
-      hint,
-    );
+    throw parseFailure(e, hint);
   }
+  const seen = new Set<string>();
+  for (const t of parsed.tokens) {
+    if (t.kind !== "option" || options[t.name]?.multiple) continue;
+    if (seen.has(t.name)) {
+      throw new UsageError(
+        "bad-flag",
+        `Flag "${t.rawName}" is given more than once`,
+        hint,
+      );
+    }
+    seen.add(t.name);
+  }
+  return parsed.values;
+}
+
+/** A value such as `-5` or `-1.5`: a negative number, never a flag. */
+const NEGATIVE_NUMBER = /^-[0-9.]/;
+
+/**
+ * `--flag -5` as `--flag=-5` for a flag that takes a value, so parseArgs
+ * does not take `-5` for a short flag and the value gets its own check.
+ * Nothing after a `--` is touched.
+ */
+function negativeValuesJoined(
+  args: readonly string[],
+  options: NonNullable<ParseArgsConfig["options"]>,
+): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const next = args[i + 1];
+    if (a === "--") {
+      out.push(...args.slice(i));
+      break;
+    }
+    const name = a.startsWith("--") && !a.includes("=") ? a.slice(2) : "";
+    if (
+      name !== "" && Object.hasOwn(options, name) &&
+      options[name]?.type === "string" &&
+      next !== undefined && NEGATIVE_NUMBER.test(next)
+    ) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
+}
+
+/** A parseArgs failure as the one {@link UsageError} the CLI prints. */
+function parseFailure(e: unknown, hint: string): UsageError {
+  const code = (e as { code?: string }).code;
+  const msg = e instanceof Error ? e.message : String(e);
+  const flag = (/'([^']*)'/.exec(msg)?.[1] ?? "").replace(/ <value>$/, "");
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+    return new UsageError("bad-flag", `Unknown flag "${flag}"`, hint);
+  }
+  if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
+    return new UsageError("bad-flag", `Unexpected argument "${flag}"`, hint);
+  }
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+    const what = /does not take an argument/.test(msg)
+      ? "takes no value"
+      : "needs a value";
+    return new UsageError("bad-flag", `Flag "${flag}" ${what}`, hint);
+  }
+  return new UsageError(
+    "bad-flag",
+    `Cannot parse the command line: ${msg}`,
+    hint,
+  );
 }
 
 /**

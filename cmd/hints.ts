@@ -15,7 +15,10 @@
  * this one says how to ask `im` for it. An error neither knows keeps its own.
  * It is applied at the edge: `main.ts` prints {@link cliHint} of what a
  * subcommand threw, and `runKeygen` (which tests call directly) throws
- * {@link withCliHint} of it.
+ * {@link withCliHint} of it. A hint names the flag of the subcommand that
+ * ran: the key directory is `--keys` for `im serve` and `im chat` (the
+ * default) and `--dir` for `im keygen`, which gives its errors their hint
+ * itself; an error that already carries the CLI's hint keeps it.
  * The match is on class and code together, because one code can come from
  * two places: a `login-timeout` of the client's own clock is a
  * {@link NetError} (check the address), the server's ERROR frame of the same
@@ -101,12 +104,22 @@ export const DENO_PERMISSION_HINT =
   'run through "deno task im", which grants the permissions im needs';
 
 /**
+ * The flag that names the key directory in the subcommand that ran:
+ * `--keys` for `im serve` and `im chat`, `--dir` for `im keygen`.
+ */
+export type KeyDirFlag = "--keys" | "--dir";
+
+/** Marks an error whose hint is already the CLI's ({@link withCliHint}). */
+const CLI_HINTED: unique symbol = Symbol("im.cliHinted");
+
+/**
  * The CLI's words for a keystore fix, or undefined when the lib's words
  * name no flag and stand as they are.
  * @param fix what fixes the error
+ * @param keyDir the key directory flag of the subcommand that ran
  * @returns the hint, if the fix is done with a flag
  */
-function fixHint(fix: KeyFix): string | undefined {
+function fixHint(fix: KeyFix, keyDir: KeyDirFlag): string | undefined {
   switch (fix.kind) {
     case "provision-server":
       return `run "im keygen --dir ${fix.dir}" first`;
@@ -115,9 +128,13 @@ function fixHint(fix: KeyFix): string | undefined {
     case "pin-server":
       return `get the server's public.pem from its operator, compare its fingerprint, and run "im keygen --dir ${fix.dir} --pin FILE --user ${fix.user}"`;
     case "replace-pair":
-      return `delete "${fix.publicPath}" to have it rewritten, or use --force to replace the key pair`;
+      return `delete "${fix.publicPath}" to have it rewritten, or use ${
+        forceFlag(fix)
+      } to replace the key pair`;
     case "remake-pair":
-      return `delete "${fix.publicPath}", or use --force to make a new key pair`;
+      return `delete "${fix.publicPath}", or use ${
+        forceFlag(fix)
+      } to make a new key pair`;
     case "replace-enrolled":
       return `use --force to replace the enrolled key of "${fix.user}"`;
     case "repin-current":
@@ -125,9 +142,9 @@ function fixHint(fix: KeyFix): string | undefined {
     case "repin-given":
       return "if the server key really changed, use --force to pin the new one";
     case "other-dir":
-      return "choose another directory with --dir";
+      return `choose another directory with ${keyDir}`;
     case "writable-dir":
-      return "check that the key directory is writable, or use --dir";
+      return `check that the key directory is writable, or use ${keyDir}`;
     case "grant-access":
       return '"deno task im" may only use keys/ in the checkout: put the file there, or run main.ts with deno run --allow-net --allow-read=DIR --allow-write=DIR --allow-env=IM_KEYS,NO_COLOR,IM_DEBUG (README, "Deploying")';
     case "dir-permissions":
@@ -138,9 +155,16 @@ function fixHint(fix: KeyFix): string | undefined {
   }
 }
 
+/** `--force-server` for the server's key pair, else `--force`. */
+function forceFlag(fix: { readonly server?: boolean }): string {
+  return fix.server ? "--force-server" : "--force";
+}
+
 /**
  * The hint to print for an error, by the precedence of the module doc.
  * @param e an error of `im`
+ * @param keyDir the key directory flag of the subcommand that ran
+ *   (default `--keys`, that of `im serve` and `im chat`)
  * @returns the hint line's text, or undefined for none
  * @example
  * ```ts
@@ -151,9 +175,13 @@ function fixHint(fix: KeyFix): string | undefined {
  * assert.equal(cliHint(e), 'run "im keygen --dir k" first');
  * ```
  */
-export function cliHint(e: ImError): string | undefined {
+export function cliHint(
+  e: ImError,
+  keyDir: KeyDirFlag = "--keys",
+): string | undefined {
+  if ((e as { [CLI_HINTED]?: boolean })[CLI_HINTED]) return e.hint;
   if (e instanceof KeyStoreError && e.fix !== undefined) {
-    const hint = fixHint(e.fix);
+    const hint = fixHint(e.fix, keyDir);
     if (hint !== undefined) return hint;
   }
   const row = CODE_HINTS.find((r) => e instanceof r.cls && e.code === r.code);
@@ -163,9 +191,10 @@ export function cliHint(e: ImError): string | undefined {
 /**
  * An error as the CLI reports it: for an {@link ImError}, a copy whose
  * `hint` is {@link cliHint} (class, code, message and fields kept; the
- * original is not changed, in case something else holds it); anything else
- * as it is.
+ * original is not changed, in case something else holds it), marked so that
+ * a later {@link cliHint} keeps that hint; anything else as it is.
  * @param e anything thrown
+ * @param keyDir the key directory flag of the subcommand that ran
  * @returns `e`, or its copy with the CLI's hint
  * @example
  * ```ts
@@ -177,14 +206,15 @@ export function cliHint(e: ImError): string | undefined {
  * assert.match(e.hint ?? "", /check --user/);
  * ```
  */
-export function withCliHint<T>(e: T): T {
+export function withCliHint<T>(e: T, keyDir: KeyDirFlag = "--keys"): T {
   if (!isImError(e)) return e;
-  const hint = cliHint(e);
+  const hint = cliHint(e, keyDir);
   if (hint === e.hint) return e;
   return Object.create(Object.getPrototypeOf(e), {
     ...Object.getOwnPropertyDescriptors(e),
     // V8's `stack` is an accessor bound to the original: copy its value.
     stack: { value: e.stack, writable: true, configurable: true },
     hint: { value: hint, enumerable: true, writable: false },
+    [CLI_HINTED]: { value: true },
   });
 }

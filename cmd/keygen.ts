@@ -166,7 +166,7 @@ export async function runKeygen(
     return await keygen(args, io);
   } catch (e) {
     // Every username and size here came from a flag.
-    throw withCliHint(asUsageError(e));
+    throw withCliHint(asUsageError(e), "--dir");
   }
 }
 

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { UsageError } from "../lib/util/mod.ts";
+import { KeyStoreError } from "../lib/keystore/mod.ts";
 import { hostPort, intFlag, parseFlags } from "../cmd/flags.ts";
+import { cliHint, withCliHint } from "../cmd/hints.ts";
+import { main } from "../main.ts";
 
 const OPTS = { port: { type: "string" }, json: { type: "boolean" } } as const;
 const isUsage = (e: unknown) =>
@@ -61,4 +64,148 @@ Deno.test("hostPort() parses host:port, IPv6 in brackets, and rejects anything e
   ) {
     assert.throws(() => hostPort("--server", v), isUsage, v);
   }
+});
+
+// ---------------------------------------------------------------------------
+// Issue 11 item 10: the command line says what is wrong with it
+
+/** The UsageError that `f` throws. */
+function usageError(f: () => unknown): UsageError {
+  try {
+    f();
+  } catch (e) {
+    assert.ok(e instanceof UsageError, String(e));
+    return e;
+  }
+  assert.fail("no UsageError");
+}
+
+Deno.test("parseFlags() takes a negative number after a flag as its value, so the flag's range check names it (not 'needs a value')", () => {
+  const opts = { "reconnect-base": { type: "string" } } as const;
+  for (const v of ["-5", "-1.5", "-0"]) {
+    const got = parseFlags(["--reconnect-base", v], opts, "im chat");
+    assert.equal(got["reconnect-base"], v);
+    const e = usageError(() =>
+      intFlag("--reconnect-base", got["reconnect-base"], 1000, 10, 30_000)
+    );
+    assert.equal(
+      e.message,
+      `Invalid --reconnect-base "${v}": expected a whole number from 10 to 30000`,
+    );
+  }
+  // Only a number is taken: a missing value is still a missing value.
+  assert.equal(
+    usageError(() => parseFlags(["--port", "--json"], OPTS, "im x")).message,
+    'Flag "--port" needs a value',
+  );
+  // A boolean flag takes nothing: "-5" after it is an argument too many.
+  assert.throws(() => parseFlags(["--json", "-5"], OPTS, "im x"), isUsage);
+});
+
+Deno.test("parseFlags() refuses a flag given twice, with a value or without, instead of keeping the last", () => {
+  for (
+    const args of [
+      ["--port", "1", "--port", "2"],
+      ["--port", "1", "--port", "1"],
+      ["--port=1", "--port", "2"],
+      ["--json", "--port", "1", "--json"],
+    ]
+  ) {
+    const e = usageError(() => parseFlags(args, OPTS, "im x"));
+    assert.equal(e.code, "bad-flag");
+    assert.match(e.message, /^Flag "--(port|json)" is given more than once$/);
+    assert.equal(e.hint, 'run "im x --help"');
+  }
+  const multi = { tag: { type: "string", multiple: true } } as const;
+  assert.deepEqual(
+    parseFlags(["--tag", "a", "--tag", "b"], multi, "im x").tag,
+    [
+      "a",
+      "b",
+    ],
+  );
+});
+
+/** Run main() with stderr captured. */
+async function runMain(
+  args: string[],
+): Promise<{ code: number; stderr: string[] }> {
+  const stderr: string[] = [];
+  const orig = console.error;
+  console.error = (...a: unknown[]) => stderr.push(a.join(" "));
+  try {
+    return { code: await main(args), stderr };
+  } finally {
+    console.error = orig;
+  }
+}
+
+Deno.test("im chat --user A --user B is a usage error (exit 2), not a login as B", async () => {
+  const r = await runMain(["chat", "--user", "A", "--user", "B"]);
+  assert.equal(r.code, 2);
+  assert.deepEqual(r.stderr, [
+    'im: error: Flag "--user" is given more than once',
+    'im: hint: run "im chat --help"',
+  ]);
+});
+
+Deno.test("im chat --reconnect-base -5 says the value is invalid (exit 2)", async () => {
+  const r = await runMain(["chat", "--user", "A", "--reconnect-base", "-5"]);
+  assert.equal(r.code, 2);
+  assert.equal(
+    r.stderr[0],
+    'im: error: Invalid --reconnect-base "-5": expected a whole number from 10 to 30000',
+  );
+});
+
+Deno.test("im serve --frob and im serve --port 1 --port 2 are usage errors (exit 2) before anything starts", async () => {
+  for (
+    const [args, msg] of [
+      [["serve", "--frob"], 'Unknown flag "--frob"'],
+      [
+        ["serve", "--port", "1", "--port", "2"],
+        'Flag "--port" is given more than once',
+      ],
+    ] as const
+  ) {
+    const r = await runMain([...args]);
+    assert.equal(r.code, 2, args.join(" "));
+    assert.equal(r.stderr[0], `im: error: ${msg}`);
+  }
+});
+
+Deno.test("a key directory hint names the flag of the subcommand that ran: --keys for serve and chat, --dir for keygen", () => {
+  for (const kind of ["other-dir", "writable-dir"] as const) {
+    const e = new KeyStoreError("key-write-failed", "Cannot", "k", { kind });
+    assert.match(cliHint(e) ?? "", /--keys$/);
+    assert.match(cliHint(e, "--keys") ?? "", /--keys$/);
+    assert.match(cliHint(e, "--dir") ?? "", /--dir$/);
+    // An error that carries keygen's hint keeps it when main.ts asks again.
+    const hinted = withCliHint(e, "--dir");
+    assert.ok(hinted instanceof KeyStoreError && hinted.code === e.code);
+    assert.match(cliHint(hinted) ?? "", /--dir$/);
+  }
+});
+
+Deno.test({
+  name:
+    "im serve --keys DIR that cannot be created hints --keys, and im keygen --dir DIR hints --dir",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    // Nothing can be created under /proc, whoever runs the test.
+    const dir = "/proc/im-keys-cannot-exist";
+    const serve = await runMain(["serve", "--keys", dir, "--port", "0"]);
+    assert.equal(serve.code, 1);
+    assert.match(serve.stderr[0] ?? "", /^im: error: Cannot create directory/);
+    assert.equal(
+      serve.stderr[1],
+      "im: hint: choose another directory with --keys",
+    );
+    const keygen = await runMain(["keygen", "--dir", dir, "--users", "A"]);
+    assert.equal(keygen.code, 1);
+    assert.equal(
+      keygen.stderr[1],
+      "im: hint: choose another directory with --dir",
+    );
+  },
 });

@@ -357,7 +357,13 @@ Deno.test("cliHint() words every keystore fix: with its flag where a flag does i
     assert.ok(e.hint, `${fix.kind}: the lib has words for it`);
     assert.doesNotMatch(e.hint, FLAG, `${fix.kind}: the lib names no flag`);
     assert.doesNotMatch(e.hint, /im keygen/, `${fix.kind}: nor the command`);
-    assert.equal(cliHint(e), cli ?? e.hint, fix.kind);
+    // As im keygen words them; im serve and im chat name --keys instead.
+    assert.equal(cliHint(e, "--dir"), cli ?? e.hint, fix.kind);
+    assert.equal(
+      cliHint(e),
+      cli?.replace(/--dir$/, "--keys") ?? e.hint,
+      `${fix.kind} (serve, chat)`,
+    );
   }
   assert.equal(
     cliHint(

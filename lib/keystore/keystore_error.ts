@@ -37,10 +37,21 @@ export type KeyFix =
   }
   /** `user` has pinned no server key in `dir`: get it, compare it, pin it. */
   | { readonly kind: "pin-server"; readonly dir: string; readonly user: string }
-  /** A public key does not match its private key: delete it, or replace the pair. */
-  | { readonly kind: "replace-pair"; readonly publicPath: string }
+  /**
+   * A public key does not match its private key: delete it, or replace the
+   * pair (`server`: the server's pair, which is replaced on its own terms).
+   */
+  | {
+    readonly kind: "replace-pair";
+    readonly publicPath: string;
+    readonly server?: boolean;
+  }
   /** A public key lost its private key: delete it, or make a new pair. */
-  | { readonly kind: "remake-pair"; readonly publicPath: string }
+  | {
+    readonly kind: "remake-pair";
+    readonly publicPath: string;
+    readonly server?: boolean;
+  }
   /** Another key is enrolled for `user`: replace it only on purpose. */
   | { readonly kind: "replace-enrolled"; readonly user: string }
   /** `user` pinned another server key than this directory's: re-pin on purpose. */
