@@ -187,9 +187,19 @@ Deno.test("the commitment is TH(peer commit, nonce_b, eph_b), the peer keys are 
   assert.equal(fin.type, RecordType.FINISHED);
   assert.deepEqual(fin.plaintext, pth);
   s.host.onFinished(s.join.onFinished(hostFin));
-  const sas = formatSas(await deriveKey(ikm, pth, Label.PEER_SAS));
+  const sasKey = await deriveKey(ikm, pth, Label.PEER_SAS);
+  const sas = formatSas(sasKey);
   assert.equal(s.host.result.sas, sas);
   assert.equal(s.join.result.sas, sas);
+  // PROTOCOL.md section 6: the first 8 bytes, big-endian, mod 10^12, 12 digits.
+  const u64 = new DataView(sasKey.buffer, sasKey.byteOffset).getBigUint64(0);
+  assert.equal(
+    sas,
+    (u64 % 10n ** 12n).toString().padStart(12, "0").replace(
+      /(\d{3})(\d{3})(\d{3})(\d{3})/,
+      "$1 $2 $3 $4",
+    ),
+  );
   // The commitment is bound into pth: with another commitment (or none, as
   // before PEER_COMMIT existed) the same values give another SAS.
   for (
@@ -216,13 +226,61 @@ Deno.test("the commitment is TH(peer commit, nonce_b, eph_b), the peer keys are 
   }
 });
 
-Deno.test("formatSas() shows 40 bits as four groups of three digits", () => {
-  assert.equal(formatSas(new Uint8Array(5)), "000 000 000 000");
-  assert.equal(formatSas(new Uint8Array(5).fill(0xff)), "099 511 627 775");
+Deno.test("formatSas() reads the first 8 bytes as a big-endian u64, reduces it mod 10^12 and shows 12 zero-padded digits in groups of three", () => {
+  assert.equal(formatSas(new Uint8Array(8)), "000 000 000 000");
+  // 2^64 - 1 = 18 446 744 073 709 551 615
+  assert.equal(formatSas(new Uint8Array(8).fill(0xff)), "073 709 551 615");
+  // Big-endian: the last of the 8 bytes is the lowest.
   assert.equal(
-    formatSas(new Uint8Array([0, 0, 0, 0, 1, 0xff])),
+    formatSas(Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 1)),
     "000 000 000 001",
   );
+  assert.equal(
+    formatSas(Uint8Array.of(1, 0, 0, 0, 0, 0, 0, 0)), // 2^56
+    "594 037 927 936",
+  );
+  // 10^12 - 1 and 10^12 (0x000000e8d4a51000): the reduction wraps to 0.
+  assert.equal(
+    formatSas(Uint8Array.of(0, 0, 0, 0xe8, 0xd4, 0xa5, 0x0f, 0xff)),
+    "999 999 999 999",
+  );
+  assert.equal(
+    formatSas(Uint8Array.of(0, 0, 0, 0xe8, 0xd4, 0xa5, 0x10, 0x00)),
+    "000 000 000 000",
+  );
+  // Bytes past the eighth do not count, wherever the slice starts.
+  const hkdfOut = new Uint8Array(32).fill(0xab);
+  const sas = formatSas(hkdfOut);
+  assert.equal(sas, formatSas(hkdfOut.subarray(0, 8)));
+  assert.equal(formatSas(new Uint8Array(40).fill(0xab).subarray(3, 11)), sas);
+  // 0xabababababababab = 12370169555311111083
+  assert.equal(sas, "555 311 111 083");
+});
+
+Deno.test("formatSas() refuses fewer than 8 bytes instead of padding them", () => {
+  for (const n of [0, 5, 7]) {
+    assertThrowsIm(
+      () => formatSas(new Uint8Array(n)),
+      ProtocolError,
+      "bad-sas-input",
+    );
+  }
+});
+
+Deno.test("the SAS is no longer biased: the 40-bit reduction of the old code would give other digits for the same bytes", () => {
+  // The former code read 5 bytes (up to 1 099 511 627 775) mod 10^12, so the
+  // codes below 099 511 627 776 were twice as likely as the others. The new
+  // code reads a u64: its codes differ by at most 1 in 18 446 744.
+  const b = Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0);
+  const old = (BigInt("0xffffffffff") % 10n ** 12n).toString().padStart(
+    12,
+    "0",
+  );
+  assert.equal(old, "099511627775");
+  assert.equal(formatSas(b), "073 692 774 400");
+  const counts = 2n ** 64n / 10n ** 12n;
+  assert.equal(counts, 18_446_744n);
+  assert.ok(1 / Number(counts) < 2 ** -24);
 });
 
 // ---------------------------------------------------------------------------

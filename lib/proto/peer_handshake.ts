@@ -17,7 +17,8 @@
  * it sees the host's (a hash commitment, as in ZRTP, RFC 6189 4.4.1.1): a
  * man in the middle, even one that holds the peer key, must fix its values
  * on one side before it learns the other side's, so it cannot try values
- * until the two SAS match; it gets one 2^-40 guess per session.
+ * until the two SAS match; it gets one guess per session, which matches
+ * with probability about 10^-12 (the SAS has 12 decimal digits).
  *
  * ```
  * host A                                   joiner B
@@ -231,20 +232,37 @@ export function peerCommitment(
   return transcriptHash(Label.PEER_COMMIT, [nonce, ephemeral]);
 }
 
+/** Bytes of the SAS key material {@link formatSas} reads: one u64. */
+export const SAS_INPUT_BYTES = 8;
+/** The SAS has 12 decimal digits: codes 000 000 000 000 to 999 999 999 999. */
+const SAS_MODULUS = 1_000_000_000_000n;
+
 /**
- * Format SAS bytes as four groups of three digits (40 bits).
- * @param bytes at least 5 bytes
+ * Format SAS key material as twelve decimal digits in four groups of three
+ * (PROTOCOL.md section 6, "SAS"): the first 8 bytes as a big-endian u64,
+ * reduced mod 10^12, zero-padded. 2^64 is not a multiple of 10^12, so some
+ * codes are one part in 18,446,744 (< 2^-24) more likely than others; the
+ * 40-bit value this replaced made 9% of the codes twice as likely.
+ * @param bytes at least 8 bytes (HKDF(ikm, pth, "im v1 peer sas")); the rest is ignored
  * @returns e.g. `482 193 004 771`
+ * @throws {ProtocolError} `bad-sas-input` when fewer than 8 bytes are given
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { formatSas } from "./peer_handshake.ts";
- * assert.ok(formatSas(new Uint8Array(5)) === "000 000 000 000");
+ * assert.ok(formatSas(new Uint8Array(8)) === "000 000 000 000");
+ * assert.ok(formatSas(new Uint8Array(8).fill(0xff)) === "073 709 551 615");
  * ```
  */
 export function formatSas(bytes: Uint8Array): string {
-  let n = 0n;
-  for (let i = 0; i < 5; i++) n = (n << 8n) | BigInt(bytes[i] ?? 0);
-  const digits = (n % 1_000_000_000_000n).toString().padStart(12, "0");
+  if (bytes.length < SAS_INPUT_BYTES) {
+    throw new ProtocolError(
+      "bad-sas-input",
+      `SAS input: expected at least ${SAS_INPUT_BYTES} bytes, got ${bytes.length}`,
+    );
+  }
+  const n = new DataView(bytes.buffer, bytes.byteOffset, SAS_INPUT_BYTES)
+    .getBigUint64(0); // big-endian
+  const digits = (n % SAS_MODULUS).toString().padStart(12, "0");
   return digits.match(/.../g)!.join(" ");
 }
