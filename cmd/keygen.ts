@@ -1,7 +1,14 @@
 /**
  * `im keygen`: flags -> {@link provision}, {@link provisionPublicOnly},
  * {@link enroll} or {@link pinServerKey}. Prints one line per key to stdout:
- * `created   users/A/private.pem  SHA256:...`.
+ * `created   users/A/private.pem  SHA256:...` (`replaced` where a key pair
+ * was written over an existing one), and to stderr what must happen next
+ * when a key that others rely on was replaced.
+ *
+ * Replacing keys is asked for by name: `--force` replaces the keys of the
+ * users that `--user` or `--users` names, and nothing else; the server key
+ * only with `--force-server`, since every user and a running server rely on
+ * it (issue 11 item 2: `--force` alone used to replace every key at once).
  *
  * @example
  * ```ts
@@ -51,8 +58,10 @@ Options:
 });
                         --users "" makes only the server key
   --user NAME           provision one user
-  --force               replace the listed users' existing keys; without
-                        --user or --users, replace the server key as well
+  --force               replace the key pairs of the users named by --user
+                        or --users (needs one of them)
+  --force-server        replace the server key pair; every local user is
+                        re-pinned, and the running server must be restarted
   --public-only         with --user: only the user's key pair, on the
                         user's own machine
   --enroll NAME --public FILE
@@ -87,6 +96,7 @@ const OPTIONS = {
   users: { type: "string" },
   user: { type: "string" },
   force: { type: "boolean" },
+  "force-server": { type: "boolean" },
   "public-only": { type: "boolean" },
   enroll: { type: "string" },
   public: { type: "string" },
@@ -142,6 +152,51 @@ function printEntries(io: KeygenIo, entries: readonly ProvisionEntry[]): void {
   }
 }
 
+/** The user whose key pair `path` is (`users/A/private.pem`), if it is one. */
+function pairOwner(path: string): string | undefined {
+  return /^users\/([^/]+)\/private\.pem$/.exec(path)?.[1];
+}
+
+/**
+ * What the user must do after keys were replaced: a new server key reaches
+ * a running server only when it restarts (SIGHUP re-reads the users' keys,
+ * not its own), and every user whose keys live elsewhere must pin it; a
+ * user's new key logs in once the server has its enrollment, and the old
+ * one no longer does.
+ * @param io where to write (stderr)
+ * @param dir the key directory
+ * @param entries what was done
+ */
+function printNextSteps(
+  io: KeygenIo,
+  dir: string,
+  entries: readonly ProvisionEntry[],
+): void {
+  const replaced = entries.filter((e) => e.action === "replaced");
+  const server = replaced.find((e) => e.path === KEY_LAYOUT.serverPrivate);
+  if (server) {
+    io.err(
+      `im: hint: the server key was replaced (now ${server.fingerprint}): restart "im serve" (a running server keeps the old key, and SIGHUP does not reload it); give "${
+        keyPath(dir, KEY_LAYOUT.serverPublic)
+      }" to every user whose keys are not in "${dir}", who runs "im keygen --pin FILE --user NAME --force" after comparing the fingerprint`,
+    );
+  }
+  const users = replaced.map((e) => pairOwner(e.path)).filter((u) =>
+    u !== undefined
+  );
+  if (users.length > 0) {
+    const one = users.length === 1 ? users[0]! : undefined;
+    const whose = one === undefined
+      ? `the old keys of ${users.join(", ")} no longer log in: give each user`
+      : `the old key of ${one} no longer logs in: give ${one}`;
+    io.err(
+      `im: hint: ${whose} the new "${
+        keyPath(dir, KEY_LAYOUT.userDir(one ?? "NAME"))
+      }" directory; a running server picks up the new enrollment by itself (with --no-watch: send it SIGHUP)`,
+    );
+  }
+}
+
 /**
  * Run `im keygen` with the arguments after the subcommand.
  * @param args command-line arguments, e.g. `["--user", "G", "--bits", "2048"]`
@@ -181,7 +236,13 @@ async function keygen(args: string[], io: KeygenIo): Promise<number> {
   const force = v.force ?? false;
 
   if (v.enroll !== undefined) {
-    forbid("--enroll", v, ["pin", "public-only", "users", "user"]);
+    forbid("--enroll", v, [
+      "pin",
+      "public-only",
+      "users",
+      "user",
+      "force-server",
+    ]);
     const file = need("--enroll", v.public, "--public FILE");
     const r = await enroll(dir, v.enroll, file, { force, bits });
     printEntries(io, r.entries);
@@ -198,16 +259,21 @@ async function keygen(args: string[], io: KeygenIo): Promise<number> {
     );
   }
   if (v.pin !== undefined) {
-    forbid("--pin", v, ["public-only", "users"]);
+    forbid("--pin", v, ["public-only", "users", "force-server"]);
     const user = need("--pin", v.user, "--user NAME");
     printEntries(io, [await pinServerKey(dir, user, v.pin, force)]);
     return 0;
   }
   if (v["public-only"]) {
-    forbid("--public-only", v, ["users"]);
+    forbid("--public-only", v, ["users", "force-server"]);
     const user = need("--public-only", v.user, "--user NAME");
     const r = await provisionPublicOnly(dir, user, bits, force);
     printEntries(io, r.entries);
+    if (r.entries.some((e) => e.action === "replaced")) {
+      io.err(
+        `im: hint: the old key of ${user} no longer logs in once the server has the new one`,
+      );
+    }
     io.err(
       `im: hint: send "${
         keyPath(dir, KEY_LAYOUT.userPublic(user))
@@ -227,12 +293,20 @@ async function keygen(args: string[], io: KeygenIo): Promise<number> {
     : v.users !== undefined
     ? (v.users === "" ? [] : v.users.split(",").map((u) => u.trim()))
     : undefined;
+  if (force && named === undefined) {
+    throw new UsageError(
+      "bad-flag",
+      `"--force" needs "--user NAME" or "--users A,B": it replaces only the keys of the users it names`,
+      "to replace the server key, use --force-server (every user must then pin the new one)",
+    );
+  }
   const r = await provision(dir, {
     users: named ?? DEFAULT_USERS,
     bits,
     force,
-    forceServer: force && named === undefined,
+    forceServer: v["force-server"] ?? false,
   });
   printEntries(io, r.entries);
+  printNextSteps(io, dir, r.entries);
   return 0;
 }

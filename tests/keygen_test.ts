@@ -5,7 +5,7 @@ import { type ImError, KeyError, UsageError } from "../lib/util/mod.ts";
 import { loadServerKeys, loadUserKeys } from "../lib/keystore/mod.ts";
 
 const LINE =
-  /^(created|kept|enrolled|pinned) +(\S+) +(SHA256:[A-Za-z0-9+/]{43})$/;
+  /^(created|replaced|kept|enrolled|pinned) +(\S+) +(SHA256:[A-Za-z0-9+/]{43})$/;
 const posix = Deno.build.os !== "windows";
 
 const hasOpenssl = await new Deno.Command("openssl", {
@@ -194,50 +194,152 @@ Deno.test("im keygen with no user flags provisions the server and A..F, readable
       },
     );
 
-    await t.step("--user A --force replaces A's key only", async () => {
-      const before = await files(dir);
-      await keygen(["--dir", dir, "--bits", "2048", "--user", "A", "--force"]);
-      const after = await files(dir);
-      for (const [k, v] of before) {
-        if (
-          k.startsWith("users/A/") && k !== "users/A/server.pem" ||
-          k === "server/clients/A.pem"
-        ) {
-          assert.notEqual(after.get(k), v, `${k} should have changed`);
-        } else assert.equal(after.get(k), v, `${k} should not have changed`);
-      }
-    });
-
     await t.step(
-      "--force without user flags replaces the server and A..F keys and re-pins G",
+      "--user A --force replaces A's key only, says replaced, and what to do next",
       async () => {
         const before = await files(dir);
-        const r = await keygen(["--dir", dir, "--bits", "2048", "--force"]);
+        const r = await keygen([
+          "--dir",
+          dir,
+          "--bits",
+          "2048",
+          "--user",
+          "A",
+          "--force",
+        ]);
+        assert.deepEqual(
+          parse(r.out).map((l) => `${l.action} ${l.path}`),
+          [
+            "kept server/private.pem",
+            "replaced users/A/private.pem",
+            "enrolled server/clients/A.pem",
+            "kept users/A/server.pem",
+          ],
+        );
+        assert.equal(r.err.length, 1, r.err.join("\n"));
+        assert.match(
+          r.err[0]!,
+          /^im: hint: the old key of A no longer logs in: give A the new ".*users\/A" directory; a running server picks up the new enrollment by itself/,
+        );
+        const after = await files(dir);
+        for (const [k, v] of before) {
+          if (
+            k.startsWith("users/A/") && k !== "users/A/server.pem" ||
+            k === "server/clients/A.pem"
+          ) {
+            assert.notEqual(after.get(k), v, `${k} should have changed`);
+          } else assert.equal(after.get(k), v, `${k} should not have changed`);
+        }
+      },
+    );
+
+    await t.step(
+      "--force without --user or --users is a usage error naming --force-server, and writes nothing",
+      async () => {
+        const before = await files(dir);
+        const e = await keygenFails(
+          ["--dir", dir, "--bits", "2048", "--force"],
+          UsageError,
+          "bad-flag",
+        );
+        assert.match(e.message, /"--force" needs "--user NAME" or "--users/);
+        assert.match(e.hint ?? "", /--force-server/);
+        assert.deepEqual(await files(dir), before);
+      },
+    );
+
+    await t.step(
+      "--force-server replaces the server key only, re-pins every local user, says replaced, and tells to restart the server and pin the new key",
+      async () => {
+        const before = await files(dir);
+        const r = await keygen([
+          "--dir",
+          dir,
+          "--bits",
+          "2048",
+          "--force-server",
+        ]);
+        const after = await files(dir);
+        assert.notEqual(
+          after.get("server/private.pem"),
+          before.get("server/private.pem"),
+        );
+        for (const u of ["A", "F", "G"]) {
+          assert.equal(
+            after.get(`users/${u}/private.pem`),
+            before.get(`users/${u}/private.pem`),
+            `${u}'s key is kept`,
+          );
+          assert.equal(
+            after.get(`users/${u}/server.pem`),
+            after.get("server/public.pem"),
+            `${u} is re-pinned`,
+          );
+        }
+        const lines = parse(r.out);
+        assert.deepEqual(lines[0], {
+          ...lines[0]!,
+          action: "replaced",
+          path: "server/private.pem",
+        });
+        assert.ok(
+          lines.some((l) =>
+            l.action === "pinned" && l.path === "users/G/server.pem"
+          ),
+        );
+        assert.ok(!lines.some((l) => l.action === "created"));
+        assert.equal(r.err.length, 1, r.err.join("\n"));
+        assert.match(
+          r.err[0]!,
+          new RegExp(
+            `^im: hint: the server key was replaced \\(now ${
+              lines[0]!.fp.replace(/[+/]/g, "\\$&")
+            }\\): restart "im serve".*"im keygen --pin FILE --user NAME --force"`,
+          ),
+        );
+        await loadUserKeys(dir, "G");
+      },
+    );
+
+    await t.step(
+      "--force --users A,B --force-server replaces the server key and those two users' keys, no one else's",
+      async () => {
+        const before = await files(dir);
+        const r = await keygen([
+          "--dir",
+          dir,
+          "--bits",
+          "2048",
+          "--force",
+          "--users",
+          "A,B",
+          "--force-server",
+        ]);
         const after = await files(dir);
         for (
           const f of [
             "server/private.pem",
             "users/A/private.pem",
-            "users/F/private.pem",
-            "users/G/server.pem",
+            "users/B/private.pem",
           ]
         ) {
           assert.notEqual(after.get(f), before.get(f), f);
         }
         assert.equal(
-          after.get("users/G/private.pem"),
-          before.get("users/G/private.pem"),
+          after.get("users/C/private.pem"),
+          before.get("users/C/private.pem"),
         );
-        assert.equal(
-          after.get("users/G/server.pem"),
-          after.get("server/public.pem"),
-        );
-        assert.ok(
-          parse(r.out).some((l) =>
-            l.action === "pinned" && l.path === "users/G/server.pem"
+        assert.deepEqual(
+          parse(r.out).filter((l) => l.action === "replaced").map((l) =>
+            l.path
           ),
+          ["server/private.pem", "users/A/private.pem", "users/B/private.pem"],
         );
-        await loadUserKeys(dir, "G");
+        assert.equal(r.err.length, 2, r.err.join("\n"));
+        assert.match(
+          r.err[1]!,
+          /^im: hint: the old keys of A, B no longer log in/,
+        );
       },
     );
   });
@@ -259,6 +361,7 @@ Deno.test("im keygen --help prints the usage and exits 0", async () => {
       "--users",
       "--user",
       "--force",
+      "--force-server",
       "--public-only",
       "--enroll",
       "--public",
@@ -326,6 +429,19 @@ const BAD_FLAGS: [string[], RegExp][] = [
   [
     ["--public-only", "--users", "A"],
     /"--users" cannot be used with "--public-only"/,
+  ],
+  [["--user", "A", "--user", "B"], /^Flag "--user" is given more than once$/],
+  [
+    ["--pin", "s.pem", "--user", "A", "--force-server"],
+    /"--force-server" cannot be used with "--pin"/,
+  ],
+  [
+    ["--enroll", "G", "--public", "g.pem", "--force-server"],
+    /"--force-server" cannot be used with "--enroll"/,
+  ],
+  [
+    ["--public-only", "--user", "G", "--force-server"],
+    /"--force-server" cannot be used with "--public-only"/,
   ],
 ];
 for (const [args, why] of BAD_FLAGS) {

@@ -235,7 +235,7 @@ Deno.test("provision() with force replaces only the listed users' keys, not the 
     ]);
     assert.deepEqual(r.entries.map((e) => e.action), [
       "kept",
-      "created",
+      "replaced",
       "enrolled",
       "kept",
     ]);
@@ -270,7 +270,7 @@ Deno.test("provision() with forceServer replaces the server key and re-pins unli
     assert.deepEqual(
       r.entries.map((e) => `${e.action} ${e.path}`),
       [
-        "created server/private.pem",
+        "replaced server/private.pem",
         "kept users/A/private.pem",
         "kept server/clients/A.pem",
         "pinned users/A/server.pem",
@@ -890,7 +890,7 @@ Deno.test("provisionPublicOnly() keeps an existing key without force and replace
     assert.equal(kept.entries[0]!.action, "kept");
     sameFiles(before, await snapshot(dir), A_FILES);
     const forced = await provisionPublicOnly(dir, "A", BITS, true);
-    assert.equal(forced.entries[0]!.action, "created");
+    assert.equal(forced.entries[0]!.action, "replaced");
     const after = await snapshot(dir);
     assert.notEqual(
       after.get("users/A/private.pem"),

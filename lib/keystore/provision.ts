@@ -55,8 +55,17 @@ import {
   PUBLIC_KEY_MODE,
 } from "./layout.ts";
 
-/** What provisioning did to one file. */
-export type ProvisionAction = "created" | "kept" | "enrolled" | "pinned";
+/**
+ * What provisioning did to one file: a key pair `created` where there was
+ * none, `replaced` where there was one (with `force` or `forceServer`), or
+ * `kept`; a public key `enrolled` or `pinned` (or `kept`).
+ */
+export type ProvisionAction =
+  | "created"
+  | "replaced"
+  | "kept"
+  | "enrolled"
+  | "pinned";
 
 /** One line of a {@link ProvisionReport}. */
 export interface ProvisionEntry {
@@ -112,11 +121,14 @@ interface PairState {
   entries: ProvisionEntry[];
   publicPem: string;
   fingerprint: string;
-  /** True when a new key pair was written now. */
+  /** True when a new key pair was written now (created or replaced). */
   created: boolean;
 }
 
-/** Create a key pair unless one exists (or `force`); check that an existing pair matches. */
+/**
+ * Create a key pair unless one exists (or `force`: then it is `replaced`);
+ * check that an existing pair matches.
+ */
 async function ensurePair(
   dir: string,
   privRel: string,
@@ -124,6 +136,8 @@ async function ensurePair(
   bits: number,
   force: boolean,
 ): Promise<PairState> {
+  // The server's pair is replaced on its own terms (forceServer).
+  const server = privRel === L.serverPrivate;
   const privPath = keyPath(dir, privRel);
   const pubPath = keyPath(dir, pubRel);
   const [hasPriv, hasPub] = await allSettledOrThrow([
@@ -149,7 +163,7 @@ async function ensurePair(
           "key-mismatch",
           `Public key "${pubPath}" (${pub.fingerprint}) does not match private key "${privPath}" (${id.fingerprint})`,
           pubPath,
-          { kind: "replace-pair", publicPath: pubPath },
+          { kind: "replace-pair", publicPath: pubPath, server },
         );
       }
     } else {
@@ -167,7 +181,7 @@ async function ensurePair(
       "key-orphan",
       `Found public key "${pubPath}" without its private key "${privPath}"`,
       pubPath,
-      { kind: "remake-pair", publicPath: pubPath },
+      { kind: "remake-pair", publicPath: pubPath, server },
     );
   }
   const pair = await generateRsaKeyPair(bits);
@@ -178,7 +192,7 @@ async function ensurePair(
     entries: [{
       path: privRel,
       fingerprint: pub.fingerprint,
-      action: "created",
+      action: hasPriv ? "replaced" : "created",
     }],
     publicPem: pair.publicPem,
     fingerprint: pub.fingerprint,
@@ -253,8 +267,9 @@ function uniqueUsers(users: readonly string[]): string[] {
  * each listed user's key pair if missing, each user's public key enrolled in
  * `server/clients/`, and the server key pinned in each `users/<user>/server.pem`.
  * Existing keys are kept (`kept`), so adding a user leaves everyone else's
- * files byte-identical. When the server key is created, every other local
- * user who had pinned an older server key is re-pinned. New keys are
+ * files byte-identical. When the server key is created or replaced, every
+ * other local user who had pinned an older server key is re-pinned. A key
+ * pair written over an existing one is reported `replaced`. New keys are
  * generated in parallel.
  * @param dir the key directory (created, 0700, if missing)
  * @param options users, bits, force, forceServer
@@ -379,7 +394,7 @@ async function repinOthers(
  * @param user the username (rule 2.9)
  * @param bits RSA size of a new key (default 3072)
  * @param force replace an existing key pair
- * @returns the entries for the key pair (`created` or `kept`)
+ * @returns the entries for the key pair (`created`, `replaced` or `kept`)
  * @throws {AuthError} `bad-username`
  * @throws {KeyError} `bad-bits`; `key-dir-writable` before anything is written; existing files unreadable or mismatched; directory unwritable
  * @example
