@@ -66,9 +66,17 @@ function expectedCode(pos: number): string {
   return pos === 0 ? "unexpected-frame" : "tampered";
 }
 
+/**
+ * Each flip is followed by a `!list` that must be answered: the per-user
+ * request limits (PROTOCOL.md section 5.2) are lifted for these tests.
+ */
+const NO_REQUEST_LIMITS = {
+  requestLimits: { list: { burst: 1_000_000, refillMs: 1 } },
+};
+
 Deno.test("server channel, client to server: a bit flip at every byte of a record is rejected, reported to the client, nothing delivered, and the next genuine record accepted", async () => {
   await withScope(async (s) => {
-    const { port, log } = await s.server();
+    const { port, log } = await s.server(NO_REQUEST_LIMITS);
     const mitm = s.mitm(port);
     const a = await s.client(mitm.port, "A");
     const arm = armer("up");
@@ -111,7 +119,7 @@ Deno.test("server channel, client to server: a bit flip at every byte of a recor
 
 Deno.test("server channel, server to client: a bit flip at every byte of a record is rejected and shown to the user, nothing delivered, and the next genuine record accepted", async () => {
   await withScope(async (s) => {
-    const { port } = await s.server();
+    const { port } = await s.server(NO_REQUEST_LIMITS);
     const mitm = s.mitm(port);
     const a = await s.client(mitm.port, "A");
     const arm = armer("down");
