@@ -319,6 +319,8 @@ export class Hosting {
     via: "direct" | "relay",
     pending?: { committed: boolean },
   ): Promise<void> {
+    // A relayed commitment is for the grant that let it through.
+    const relayedFor = via === "relay" ? this.#grant : null;
     let commit: Uint8Array;
     try {
       commit = await readPeerCommit(t);
@@ -328,12 +330,19 @@ export class Hosting {
       return;
     }
     if (pending) pending.committed = true;
+    // A commitment made while a grant was pending is for that grant only:
+    // one left over from it must not take the next (PROTOCOL.md section 6).
+    const committedFor = relayedFor ?? this.#grant;
     // The server sends the grant to us and the address to the joiner at the
     // same time; a fast joiner can arrive before our grant. Wait for it.
     const grant = await this.#waitForGrant(
       this.#ctx.o.grantWaitMs ?? GRANT_WAIT_MS,
     );
     if (!grant || this.#stopped) {
+      t.close();
+      return;
+    }
+    if (committedFor !== null && grant !== committedFor) {
       t.close();
       return;
     }
