@@ -2,6 +2,9 @@
  * The client's link to the server: log in (PROTOCOL.md section 3), keep a
  * table of requests in flight matched by id (section 5.1), hand every other
  * message to the facade, and log in again with backoff when the link drops.
+ * A drop is one line and the return another; the attempts in between are
+ * silent (their last failure is told when the user asks for the server),
+ * except a failure that ends the client (another server key).
  *
  * @example
  * ```ts ignore
@@ -170,6 +173,12 @@ export class ServerConnection {
   #closing = false;
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #wakeReconnect: (() => void) | undefined;
+  /**
+   * Why the last reconnect attempt failed, while reconnecting: not shown per
+   * attempt (one line per try filled the screen), but with the answer to a
+   * command that needs the server.
+   */
+  #lastFailure: string | undefined;
 
   constructor(ctx: ClientContext, handlers: LinkHandlers) {
     this.#ctx = ctx;
@@ -217,11 +226,7 @@ export class ServerConnection {
   async send(m: ClientToServer): Promise<boolean> {
     const channel = this.#channel;
     if (!channel || channel.closed) {
-      this.#ctx.print({
-        kind: "error",
-        code: "offline",
-        text: "Not connected to the server; reconnecting",
-      });
+      this.#printOffline();
       return false;
     }
     try {
@@ -269,13 +274,7 @@ export class ServerConnection {
   ): { sent: Promise<boolean>; answer: Promise<ServerToClient | null> } {
     const channel = this.#channel;
     if (!channel || channel.closed) {
-      if (!quiet) {
-        this.#ctx.print({
-          kind: "error",
-          code: "offline",
-          text: "Not connected to the server; reconnecting",
-        });
-      }
+      if (!quiet) this.#printOffline();
       return { sent: Promise.resolve(false), answer: Promise.resolve(null) };
     }
     const req = this.#nextReq;
@@ -294,6 +293,18 @@ export class ServerConnection {
       return false;
     });
     return { sent, answer };
+  }
+
+  /** A command needs the server and there is none: say so, and why the last try failed. */
+  #printOffline(): void {
+    const last = this.#lastFailure;
+    this.#ctx.print({
+      kind: "error",
+      code: "offline",
+      text: `Not connected to the server; reconnecting${
+        last === undefined ? "" : ` (last try: ${last})`
+      }`,
+    });
   }
 
   #settle(req: number, answer: ServerToClient | null): InFlight | undefined {
@@ -423,6 +434,7 @@ export class ServerConnection {
         const { channel, login } = await loginToServer(o);
         this.#channel = channel;
         this.#login = login;
+        this.#lastFailure = undefined;
         this.#ctx.system("Reconnected to the server");
         this.#ctx.track(this.#loop(channel));
         await this.#handlers.reconnected();
@@ -436,14 +448,10 @@ export class ServerConnection {
         }
         // Anything else before the server proved its key is not final: a
         // refusal arrives as a cleartext ERROR frame, which anyone on the
-        // path could forge to stop us for good. Keep trying, and say why.
-        this.#ctx.print({
-          kind: "error",
-          code: "reconnect-failed",
-          text: `Reconnect failed: ${(e as Error).message}; next try in about ${
-            Math.round(backoff.upcoming / 1000)
-          } s`,
-        });
+        // path could forge to stop us for good. Keep trying, quietly: the
+        // drop was told, the return will be, and a command meanwhile says
+        // why the last try failed (issue 11 item 9).
+        this.#lastFailure = (e as Error).message;
       }
     }
   }
