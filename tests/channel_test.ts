@@ -254,3 +254,131 @@ Deno.test("RecordChannel carries whatever its injected codec writes: the record 
   await a.close("done");
   await b.close("done");
 });
+
+// ---------------------------------------------------------------------------
+// Loss accounting (PROTOCOL.md section 4, "Loss accounting"; issue 17 item 3)
+
+/** What the receiving channel reported, in order, as short strings. */
+function summary(evs: ChannelEvent[]): string[] {
+  return evs.map((e) =>
+    e.kind === "message"
+      ? `message ${(e.msg as { id: string }).id}`
+      : e.kind === "discarded"
+      ? `discarded ${e.error.code}`
+      : e.kind === "lost"
+      ? `lost ${e.count}`
+      : `closed ${e.reason}`
+  );
+}
+
+/** A tampered copy of a record: its last tag bit flipped. */
+function tamper(p: Uint8Array): Uint8Array {
+  const x = new Uint8Array(p);
+  x[x.length - 1]! ^= 1;
+  return x;
+}
+
+/**
+ * Send records 0..n-1 from a to b (no heartbeats, so record i is message
+ * `i`) through `fate`, which says what b receives for record i; then the
+ * events b reports up to the last message.
+ */
+async function lossCase(
+  n: number,
+  fate: (i: number, p: Uint8Array) => Uint8Array[],
+): Promise<string[]> {
+  const { a, b, ta } = channels();
+  let i = 0;
+  ta.tap = (p) => fate(i++, p);
+  for (let k = 0; k < n; k++) {
+    await a.send({ t: "msg", id: String(k), text: `m${k}` });
+  }
+  const evs = await collect(
+    b,
+    (e) => e.kind === "message" && e.msg.t === "msg" && e.msg.id === `${n - 1}`,
+  );
+  a.abort("test");
+  await collect(b, (e) => e.kind === "closed");
+  return summary(evs);
+}
+
+Deno.test("issue 17 examples: 2 tampered records and a valid one at the skipped-ahead number report no loss; 1 tampered record and a skip of 3 report 3 lost, not 4", async () => {
+  // Example 1: records 0 and 1 arrive tampered, record 2 intact.
+  // gap = 2, d = 2: no loss.
+  assert.deepEqual(
+    await lossCase(3, (i, p) => (i < 2 ? [tamper(p)] : [p])),
+    ["discarded tampered", "discarded tampered", "message 2"],
+  );
+  // Example 2: record 0 arrives tampered, records 1, 2, 3 never arrive,
+  // record 4 intact. gap = 4, d = 1: lost 3.
+  assert.deepEqual(
+    await lossCase(
+      5,
+      (i, p) => (i === 0 ? [tamper(p)] : i <= 3 ? [] : [p]),
+    ),
+    ["discarded tampered", "lost 3", "message 4"],
+  );
+  // The opener itself reports the raw gap; the channel subtracts the refusals.
+  const k = keys(1);
+  const sealer = new RecordSealer(k), opener = new RecordOpener(k);
+  const recs = [0, 1, 2, 3, 4].map(() =>
+    sealer.seal(0x02, new TextEncoder().encode("{}"))
+  );
+  assert.equal(opener.open(recs[2]!).lost, 2n, "example 1: gap 2");
+  const fresh = new RecordOpener(k);
+  assert.equal(fresh.open(recs[4]!).lost, 4n, "example 2: gap 4");
+});
+
+Deno.test("loss accounting: stale and malformed refusals fill holes like tampered ones; replayed copies and cleartext frames do not", async () => {
+  // A stale copy of record 0 (right keys and number, old timestamp), then
+  // record 2: gap 2, d = 1 (the stale refusal), lost 1.
+  const stale = (seq: number) =>
+    new RecordSealer(keys(1), BigInt(seq)).seal(
+      0x02,
+      new TextEncoder().encode('{"t":"msg","id":"old","text":"x"}'),
+      Date.now() - 10 * 60_000,
+    );
+  assert.deepEqual(
+    await lossCase(3, (i, p) => (i === 0 ? [stale(0)] : i === 1 ? [] : [p])),
+    ["discarded stale", "lost 1", "message 2"],
+  );
+  // A record cut below 50 bytes is malformed and fills one hole.
+  assert.deepEqual(
+    await lossCase(2, (i, p) => (i === 0 ? [p.slice(0, 20)] : [p])),
+    ["discarded malformed", "message 1"],
+  );
+  // Record 0 delivered twice, record 1 lost, record 2 intact: the replayed
+  // copy explains nothing, so gap 1 is reported in full.
+  assert.deepEqual(
+    await lossCase(3, (i, p) => (i === 0 ? [p, p] : i === 1 ? [] : [p])),
+    ["message 0", "discarded replayed", "lost 1", "message 2"],
+  );
+  // A cleartext frame in place of record 0 is unexpected-frame, not a
+  // refused record: record 1 arrives with gap 1, reported in full.
+  assert.deepEqual(
+    await lossCase(
+      2,
+      (i, p) => (i === 0 ? [Uint8Array.of(0x0e, 2, 0, 0)] : [p]),
+    ),
+    ["discarded unexpected-frame", "lost 1", "message 1"],
+  );
+});
+
+Deno.test("loss accounting: surplus refusals are forgotten at the next accepted record, and the count starts again from zero", async () => {
+  // Two forged records (tampered) with nothing missing: record 0 arrives
+  // with gap 0, no loss. Then record 1 is lost and record 2 arrives: the
+  // earlier surplus does not hide that loss.
+  assert.deepEqual(
+    await lossCase(
+      3,
+      (i, p) => i === 0 ? [tamper(p), tamper(p), p] : i === 1 ? [] : [p],
+    ),
+    [
+      "discarded tampered",
+      "discarded tampered",
+      "message 0",
+      "lost 1",
+      "message 2",
+    ],
+  );
+});

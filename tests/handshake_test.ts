@@ -1233,3 +1233,29 @@ Deno.test("the handshake steps throw only ImError for seeded random and mutated 
     await check(`SERVER_KEY ${i}`, () => r.client.onServerKey(mutate(key!, i)));
   }
 });
+
+Deno.test("sequence numbers start at 0 in both directions of the server link: each FINISHED is record 0, the next record is 1 (PROTOCOL.md section 4)", async () => {
+  const { client, server } = await handshakePair("A");
+  const auth = await client.onServerHello(
+    await server.onClientHello(await client.start()),
+  );
+  const [key, serverFin] = await server.onClientAuth(auth);
+  await client.onServerKey(key!);
+  const clientFin = await client.onServerFinished(serverFin!);
+  await server.onClientFinished(clientFin);
+  const seqOf = (rec: Uint8Array) => new DataView(rec.buffer).getBigUint64(2);
+  assert.equal(serverFin![1], RecordType.FINISHED);
+  assert.equal(seqOf(serverFin!), 0n, "s2c FINISHED");
+  assert.equal(clientFin[1], RecordType.FINISHED);
+  assert.equal(seqOf(clientFin), 0n, "c2s FINISHED");
+  // Both openers accepted record 0 and wait for 1; both sealers are at 1.
+  for (const r of [client.result, server.result]) {
+    assert.equal(r.opener.nextSeq, 1n);
+    assert.equal(r.sealer.nextSeq, 1n);
+  }
+  const next = server.result.sealer.seal(RecordType.DATA, utf8("{}"));
+  assert.equal(seqOf(next), 1n);
+  const opened = client.result.opener.open(next);
+  assert.equal(opened.seq, 1n);
+  assert.equal(opened.lost, 0n);
+});

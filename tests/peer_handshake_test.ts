@@ -1009,3 +1009,24 @@ Deno.test("the host refuses a first frame that is not a well-formed PEER_COMMIT 
     await assert.rejects(() => s.host.hello());
   }
 });
+
+Deno.test("sequence numbers start at 0 in both directions of a peer link: each FINISHED is record 0, the next record is 1 (PROTOCOL.md section 4)", async () => {
+  const s = await aToB();
+  s.host.onCommit(await s.join.commit());
+  const reply = await s.join.onHello(await s.host.hello());
+  const hostFin = await s.host.onReply(reply);
+  const joinFin = s.join.onFinished(hostFin);
+  s.host.onFinished(joinFin);
+  const seqOf = (rec: Uint8Array) => new DataView(rec.buffer).getBigUint64(2);
+  assert.equal(hostFin[1], RecordType.FINISHED);
+  assert.equal(seqOf(hostFin), 0n, "h2j FINISHED");
+  assert.equal(joinFin[1], RecordType.FINISHED);
+  assert.equal(seqOf(joinFin), 0n, "j2h FINISHED");
+  for (const r of [s.host.result, s.join.result]) {
+    assert.equal(r.opener.nextSeq, 1n);
+    assert.equal(r.sealer.nextSeq, 1n);
+  }
+  const next = s.join.result.sealer.seal(RecordType.DATA, utf8("{}"));
+  assert.equal(seqOf(next), 1n);
+  assert.equal(s.host.result.opener.open(next).lost, 0n);
+});
