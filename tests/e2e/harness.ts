@@ -597,6 +597,18 @@ export interface ChatStart {
   server?: string;
 }
 
+/**
+ * Default flags, then `args`; a default whose flag `args` gives too is left
+ * out, since a flag given twice is an error (issue 11 item 10).
+ * @param defaults each flag with its value, if it takes one
+ * @param args the test's own flags
+ * @returns the command line
+ */
+function withDefaults(defaults: string[][], args: string[]): string[] {
+  const given = new Set(args.map((a) => a.replace(/=.*$/, "")));
+  return [...defaults.filter(([flag]) => !given.has(flag!)).flat(), ...args];
+}
+
 /** Starts processes and stops them all at the end of a test. */
 export class Procs {
   readonly keys: string;
@@ -614,17 +626,16 @@ export class Procs {
    * @returns the server
    */
   async server(o: ServerStart = {}): Promise<ServerProc> {
-    const s = new ServerProc(o.keys ?? this.keys, [
-      "--port",
-      String(o.port ?? 0),
-      "--heartbeat",
-      String(SERVER_HEARTBEAT_MS),
-      // Tests log in with wrong keys on purpose, all from 127.0.0.1; the
-      // rate limit (rule 2.4) would slow the other logins of the file down.
-      "--auth-failures",
-      "1000",
-      ...(o.args ?? []),
-    ]);
+    const s = new ServerProc(
+      o.keys ?? this.keys,
+      withDefaults([
+        ["--port", String(o.port ?? 0)],
+        ["--heartbeat", String(SERVER_HEARTBEAT_MS)],
+        // Tests log in with wrong keys on purpose, all from 127.0.0.1; the
+        // rate limit (rule 2.4) would slow the other logins of the file down.
+        ["--auth-failures", "1000"],
+      ], o.args ?? []),
+    );
     this.all.push(s);
     return await s.ready();
   }
@@ -643,18 +654,16 @@ export class Procs {
   ): Promise<ChatProc> {
     const addr = o.server ?? server?.addr;
     if (addr === undefined) throw new Error("chat(): no server address");
-    const c = new ChatProc(user, [
-      "--user",
+    const c = new ChatProc(
       user,
-      "--server",
-      addr,
-      "--keys",
-      o.keys ?? this.keys,
-      "--json",
-      "--heartbeat",
-      String(HEARTBEAT_MS),
-      ...(o.args ?? []),
-    ]);
+      withDefaults([
+        ["--user", user],
+        ["--server", addr],
+        ["--keys", o.keys ?? this.keys],
+        ["--json"],
+        ["--heartbeat", String(HEARTBEAT_MS)],
+      ], o.args ?? []),
+    );
     this.all.push(c);
     if (o.ready === false) return c;
     return await c.ready();
