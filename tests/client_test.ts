@@ -26,7 +26,7 @@ import {
   until,
   withScope,
 } from "./_fixtures.ts";
-import { assertRejectsIm, freePort } from "./_helpers.ts";
+import { assertRejectsIm, clientDirectory, freePort } from "./_helpers.ts";
 
 const system = (re: RegExp) => (e: UiEvent) =>
   e.kind === "system" && re.test(e.text);
@@ -448,5 +448,78 @@ Deno.test("a login the server closes at once (server full) fails ChatClient.star
       "full",
     );
     assert.match(e.message, /full/);
+  });
+});
+
+for (const relay of [false, true]) {
+  Deno.test(
+    `a login replaced during a ${
+      relay ? "relayed" : "direct"
+    } session says so on both sides (issue 11 item 7): the old client's session ends 'replaced by a newer login of A' before it stops, and the peer is told why`,
+    async () => {
+      await withScope(async (s) => {
+        const { port } = await s.server();
+        const a1 = await s.client(port, "A", { relay });
+        const b = await s.client(port, "B", { relay });
+        await a1.client.handleLine("!session host");
+        await a1.ui.waitFor(system(/^Hosting/));
+        await b.client.handleLine("!session A");
+        await Promise.all([a1.ui.waitFor(started), b.ui.waitFor(started)]);
+        let shownAtFatal = -1;
+        a1.client.onFatal = () => (shownAtFatal = a1.ui.events.length);
+        const am = a1.ui.mark, bm = b.ui.mark;
+        await s.client(port, "A"); // the newer login
+        const replaced = await a1.ui.waitFor(isError("replaced"), am);
+        assert.match(
+          replaced.kind === "error" ? replaced.text : "",
+          /another place/,
+        );
+        const endA = await a1.ui.waitFor(ended, am);
+        assert.ok(endA.kind === "session");
+        assert.equal(endA.reason, "replaced by a newer login of A");
+        assert.ok(!/you ended/.test(endA.reason ?? ""));
+        await until(() => shownAtFatal >= 0, "onFatal");
+        assert.ok(
+          a1.ui.events.indexOf(endA) < shownAtFatal,
+          "the end is shown before the program is told to stop",
+        );
+        assert.equal(a1.client.fatal?.code, "replaced");
+        const endB = await b.ui.waitFor(ended, bm);
+        assert.ok(endB.kind === "session");
+        assert.equal(
+          endB.reason,
+          relay
+            ? "A logged in again from another place" // the server's words
+            : "replaced by a newer login of A", // A's CLOSE record
+        );
+        assert.ok(!/left \(quit\)/.test(endB.reason ?? ""));
+        assert.equal(b.client.mode, "idle");
+      });
+    },
+  );
+}
+
+Deno.test("a key revoked during a direct session: the revoked client's session ends 'your key was revoked ...', and the peer is told whose key it was", async () => {
+  await withScope(async (s) => {
+    const { server, port, ids } = await s.server();
+    const a = await s.client(port, "A");
+    const b = await s.client(port, "B");
+    await a.client.handleLine("!session host");
+    await a.ui.waitFor(system(/^Hosting/));
+    await b.client.handleLine("!session A");
+    await Promise.all([a.ui.waitFor(started), b.ui.waitFor(started)]);
+    const am = a.ui.mark, bm = b.ui.mark;
+    const directory = clientDirectory(ids);
+    directory.delete("B");
+    await server.reloadClients(directory);
+    const endB = await b.ui.waitFor(ended, bm);
+    assert.ok(endB.kind === "session");
+    assert.equal(endB.reason, "your key was revoked by the server operator");
+    const endA = await a.ui.waitFor(ended, am);
+    assert.ok(endA.kind === "session");
+    assert.equal(
+      endA.reason,
+      "the key of B was revoked by the server operator",
+    );
   });
 });

@@ -14,13 +14,24 @@ import type { ClientContext } from "./options.ts";
 import type { ServerConnection } from "./server_link.ts";
 import { Hosting } from "./hosting.ts";
 import { Joining } from "./joining.ts";
-import { showSession } from "./session_view.ts";
+import { localEndNote, showSession } from "./session_view.ts";
+
+/** A running session, and what its end will be shown with. */
+interface SessionMode {
+  kind: "session";
+  session: PeerSession;
+  relay: RelayTransport | null;
+  /** Shows its events until it ends (its end included). */
+  view: Promise<void>;
+  /** Why it ended, when we know better than its channel. */
+  note: string | undefined;
+}
 
 type Mode =
   | { kind: "idle" }
   | { kind: "hosting"; hosting: Hosting }
   | { kind: "joining"; joining: Joining }
-  | { kind: "session"; session: PeerSession; relay: RelayTransport | null };
+  | SessionMode;
 
 /** The client's peer mode and its transitions. */
 export class Activity {
@@ -138,7 +149,14 @@ export class Activity {
   }
 
   #startSession(session: PeerSession, relay: RelayTransport | null): void {
-    this.#mode = { kind: "session", session, relay };
+    const mode: SessionMode = {
+      kind: "session",
+      session,
+      relay,
+      view: Promise.resolve(),
+      note: undefined,
+    };
+    this.#mode = mode;
     this.changed.notify();
     this.#ctx.o.ui.setPeer(session.peer);
     this.#ctx.print({
@@ -148,10 +166,8 @@ export class Activity {
       sas: session.sas,
       transport: session.transport,
     });
-    this.#ctx.track(showSession(this.#ctx, session, async () => {
-      const mode = this.#mode;
-      const current = mode.kind === "session" && mode.session === session;
-      if (!current) return;
+    mode.view = showSession(this.#ctx, session, async () => {
+      if (this.#mode !== mode) return;
       mode.relay?.close();
       this.#mode = { kind: "idle" };
       this.#ctx.o.ui.setPeer(null);
@@ -161,7 +177,8 @@ export class Activity {
       if (!this.#stopped && this.#link.connected) {
         await this.#link.send({ t: "ended", peer: session.peer });
       }
-    }));
+    }, () => mode.note);
+    this.#ctx.track(mode.view);
   }
 
   async disconnect(): Promise<void> {
@@ -203,8 +220,10 @@ export class Activity {
       mode.hosting.onCancelled(m);
     } else if (mode.kind === "session" && mode.session.peer === m.peer) {
       if (mode.relay) {
-        // The server, which carried this session, says the peer is gone:
-        // end it now rather than after the heartbeat timeout.
+        // The server, which carried this session, says the peer is gone
+        // (and why: "A logged in again from another place"): end it now
+        // rather than after the heartbeat timeout.
+        mode.note ??= m.message;
         mode.relay.close();
       } else {
         // A direct session does not depend on the server and goes on: the
@@ -268,11 +287,20 @@ export class Activity {
     }
   }
 
-  /** Quit: end the session, leave hosting or joining. */
-  async stop(): Promise<void> {
+  /**
+   * Quit: end the session (its end shown before this resolves), leave
+   * hosting or joining.
+   * @param reason the CLOSE reason the peer gets: `quit`, or why the server
+   *   ended our login (`replaced`, `revoked`), which our end shows in words
+   */
+  async stop(reason = "quit"): Promise<void> {
     this.#stopped = true;
     const m = this.#mode;
-    if (m.kind === "session") await m.session.close("quit");
+    if (m.kind === "session") {
+      m.note ??= localEndNote(reason, this.#ctx.o.user);
+      await m.session.close(reason);
+      await m.view;
+    }
     this.abandonJoin();
     this.stopHosting();
     this.#mode = { kind: "idle" };

@@ -28,7 +28,12 @@ import {
 } from "./options.ts";
 import { type PendingRequest, ServerConnection } from "./server_link.ts";
 import { Activity } from "./activity.ts";
-import { errorEvent, sendText, whoami } from "./session_view.ts";
+import {
+  closeReasonFor,
+  errorEvent,
+  sendText,
+  whoami,
+} from "./session_view.ts";
 
 /** A logged-in chat client. */
 export class ChatClient {
@@ -42,6 +47,8 @@ export class ChatClient {
   #namesTimer: ReturnType<typeof setInterval> | undefined;
   #quitting = false;
   #fatal: ImError | undefined;
+  /** The fatal error's consequences were shown (the peer session's end). */
+  #fatalShown = false;
   #tasks = new Set<Promise<unknown>>();
   #onFatal: (e: ImError) => void = () => {};
 
@@ -60,7 +67,24 @@ export class ChatClient {
       reconnected: () => this.#activity.reconnected(),
       fatal: (e) => {
         this.#fatal = e;
-        this.#onFatal(e);
+        const reason = closeReasonFor(e.code);
+        if (reason === "quit") {
+          // The server went away (--no-reconnect): a direct session may go
+          // on; whoever listens decides.
+          this.#fatalShown = true;
+          this.#onFatal(e);
+          return;
+        }
+        // The server ended this login for good (a newer login of ours
+        // replaced it, our key was revoked): the peer session ends first,
+        // telling the peer why, and its end is shown here before whoever
+        // listens ends the program (issue 11 item 7).
+        this.#track(
+          this.#activity.stop(reason).finally(() => {
+            this.#fatalShown = true;
+            this.#onFatal(e);
+          }),
+        );
       },
     });
     this.#activity = new Activity(this.#ctx, this.#link, this.#changed);
@@ -112,10 +136,14 @@ export class ChatClient {
     return this.#link.inFlight;
   }
 
-  /** @param f called once when the server ends us for good */
+  /**
+   * @param f called once when the server ends us for good, after the peer
+   *   session (if any) has ended and its end was shown
+   */
   set onFatal(f: (e: ImError) => void) {
     this.#onFatal = f;
-    if (this.#fatal) f(this.#fatal); // it happened before anyone listened
+    // It happened before anyone listened.
+    if (this.#fatal && this.#fatalShown) f(this.#fatal);
   }
 
   /** Ask for the online names without showing the answer (Tab completion). */

@@ -322,11 +322,20 @@ export class PeerSession {
    * the reason `local`. Messages still waiting for their receipt get up to
    * `graceMs` to be acknowledged first, so that a `!disconnect` typed (or
    * piped) right after a message neither cuts it off nor reports it
-   * undelivered when it did arrive.
-   * @param reason sent to the peer
+   * undelivered when it did arrive. The first call's reason is the one
+   * sent; later calls wait for it.
+   * @param reason sent to the peer in the CLOSE record (`disconnect`,
+   *   `quit`, `replaced`, ...; PROTOCOL.md section 6)
    * @param graceMs longest wait for outstanding receipts
    */
-  async close(reason = "disconnect", graceMs = CLOSE_GRACE_MS): Promise<void> {
+  close(reason = "disconnect", graceMs = CLOSE_GRACE_MS): Promise<void> {
+    // The first close says why; a later one (a quit while the session is
+    // closed for a replaced login) waits for it and changes nothing.
+    this.#closing ??= this.#close(reason, graceMs);
+    return this.#closing;
+  }
+
+  async #close(reason: string, graceMs: number): Promise<void> {
     if (this.#unacked.size > 0 && graceMs > 0 && !this.channel.closed) {
       await this.#settled(graceMs);
     }
@@ -334,6 +343,7 @@ export class PeerSession {
     this.#closedLocally = true;
     await this.channel.close(reason);
   }
+  #closing: Promise<void> | undefined;
   #closedLocally = false;
   #settleWaiters = new Set<() => void>();
 

@@ -76,11 +76,14 @@ export async function sendText(
  * @param ctx where to show them
  * @param session the session
  * @param ended called once, after its end was shown
+ * @param note why it ended, when the client knows better than the channel
+ *   (our login was replaced; the server said the peer went away)
  */
 export async function showSession(
   ctx: ClientContext,
   session: PeerSession,
   ended: () => Promise<void>,
+  note: () => string | undefined = () => undefined,
 ): Promise<void> {
   const self = ctx.o.user, peer = session.peer;
   for await (const ev of session.events()) {
@@ -114,7 +117,7 @@ export async function showSession(
           kind: "session",
           state: "ended",
           peer,
-          reason: endReason(ev.reason, peer),
+          reason: note() ?? endReason(ev.reason, peer),
           transport: session.transport,
         });
         await ended();
@@ -124,15 +127,65 @@ export async function showSession(
   }
 }
 
-/** Why a session ended, in words. */
-function endReason(reason: string, peer: string): string {
-  return reason === "disconnect"
-    ? `${peer} ended the session`
-    : reason === "peer-silent" || reason === "timeout"
-    ? `${peer} stopped answering`
-    : reason === "connection-lost" || reason === "protocol-error"
-    ? `the connection to ${peer} was lost`
-    : reason === "local"
-    ? "you ended the session"
-    : `${peer} left (${reason})`;
+/**
+ * Why a session ended, in words: the peer's CLOSE reason (PROTOCOL.md
+ * section 6), the channel's, or `local` when we closed it.
+ * @param reason the reason
+ * @param peer the other user
+ * @returns the words
+ */
+export function endReason(reason: string, peer: string): string {
+  switch (reason) {
+    case "disconnect":
+      return `${peer} ended the session`;
+    case "quit":
+      return `${peer} logged out`;
+    case "replaced":
+      return replacedBy(peer);
+    case "revoked":
+      return `the key of ${peer} was revoked by the server operator`;
+    case "peer-silent":
+    case "timeout":
+      return `${peer} stopped answering`;
+    case "connection-lost":
+    case "protocol-error":
+      return `the connection to ${peer} was lost`;
+    case "local":
+      return "you ended the session";
+    default:
+      return `${peer} left (${reason})`;
+  }
+}
+
+/**
+ * Why we end a session when the server ends our login for good, in the
+ * user's words; undefined for a plain quit.
+ * @param reason the CLOSE reason we send (see {@link closeReasonFor})
+ * @param self our name
+ * @returns the words, if they are not "you ended the session"
+ */
+export function localEndNote(
+  reason: string,
+  self: string,
+): string | undefined {
+  return reason === "replaced"
+    ? replacedBy(self)
+    : reason === "revoked"
+    ? "your key was revoked by the server operator"
+    : undefined;
+}
+
+/**
+ * The CLOSE reason for a peer session that ends because the server ended
+ * our login (its `closing` reason, PROTOCOL.md section 5): `replaced` and
+ * `revoked` travel to the peer as they are, anything else is a `quit`.
+ * @param code the code of the error that ended the client
+ * @returns the reason
+ */
+export function closeReasonFor(code: string): string {
+  return code === "replaced" || code === "revoked" ? code : "quit";
+}
+
+function replacedBy(user: string): string {
+  return `replaced by a newer login of ${user}`;
 }

@@ -314,6 +314,27 @@ Deno.test("a second login of the same user replaces the first: the first gets er
   });
 });
 
+Deno.test("a login replaced during a session (issue 11 item 7): the old client shows the session ended 'replaced by a newer login of A' and exits 1, the peer sees the same reason, not 'A left (quit)'", async () => {
+  await withProcs(keys, async (p) => {
+    const { server, c } = await loggedIn(p, ["A", "B"]);
+    const [a1, b] = c as [ChatProc, ChatProc];
+    await session(a1, b);
+    const a0 = a1.events.length, b0 = b.events.length;
+    await p.chat(server, "A");
+    const [endA, endB] = await Promise.all([
+      a1.waitFor(ended("B"), undefined, a0),
+      b.waitFor(ended("A"), undefined, b0),
+    ]);
+    assert.equal(endA.reason, "replaced by a newer login of A");
+    assert.equal(endB.reason, "replaced by a newer login of A");
+    const st = await a1.wait();
+    assert.equal(st.code, 1);
+    // The error line came first, then the session's end.
+    const replaced = a1.events.findIndex(errorCode("replaced"));
+    assert.ok(replaced >= 0 && replaced < a1.events.indexOf(endA));
+  });
+});
+
 Deno.test("garbage on stdin (NUL bytes, invalid UTF-8, escape sequences, a 20 KB line) never crashes the client; end of stdin logs out with exit 0", async () => {
   await withProcs(keys, async (p) => {
     const { c } = await loggedIn(p, ["A", "B"]);
