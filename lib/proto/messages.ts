@@ -39,7 +39,7 @@ export interface UserEntry {
  * (2.9), `reason` a {@link RefusalReason}, `users` a list of
  * {@link UserEntry}; `number` is finite.
  */
-type FieldType = "string" | "name" | "number" | "users" | "reason";
+export type FieldType = "string" | "name" | "number" | "users" | "reason";
 type Schema = Readonly<Record<string, Readonly<Record<string, FieldType>>>>;
 
 /**
@@ -90,6 +90,173 @@ export const PEER_TO_PEER = {
   msg: { id: "string", text: "string" },
   ack: { id: "string" },
 } as const satisfies Schema;
+
+/** Documentation of one message (PROTOCOL.md section 5; no effect on decoding). */
+export interface MessageDoc<F extends string> {
+  /** What the message means and what answers it. */
+  about: string;
+  /** Per field: its encoding or role, shown after the checked type. */
+  fields: Readonly<Record<F, string>>;
+}
+
+/** One {@link MessageDoc} for every message of a schema, naming exactly its fields. */
+type DocsOf<S extends Schema> = {
+  readonly [T in keyof S]: MessageDoc<keyof S[T] & string>;
+};
+
+/**
+ * What every message and field holds beyond the type the decoder checks:
+ * base64 or hex, units, roles. Documentation only; decoding reads the
+ * schemas above, never this. PROTOCOL.md section 5's tables are generated
+ * from the schemas and these words (`deno task spec`), and
+ * `tests/spec_tables_test.ts` fails when the two differ, so the spec cannot
+ * drift from what the code checks.
+ */
+export const MESSAGE_DOCS = {
+  CLIENT_TO_SERVER: {
+    list: { about: "`!list`: who is online; answered by `users`", fields: {} },
+    host: {
+      about:
+        "`!session host`: I am HOSTING, reachable at `addr`; answered by `hosting` or `error` (`bad-address`, `cannot-host`)",
+      fields: {
+        addr:
+          "`host:port` as the joiner dials it (1 to 80 of `A-Z a-z 0-9 . : [ ] _ -`, a colon, 1 to 5 digits), or `relay:0` for relay only",
+      },
+    },
+    unhost: { about: "stop hosting: IDLE again; no answer", fields: {} },
+    session: {
+      about:
+        "`!session <peer>`: ask for a session with the host `peer`; answered by `join`, `refused` or `error`",
+      fields: { peer: "the host" },
+    },
+    ended: {
+      about:
+        "my session with `peer`, or my attempt at one, ended; I am IDLE; no answer",
+      fields: { peer: "the partner" },
+    },
+    busy: {
+      about:
+        "after a reconnect: still in a direct session with `peer` (BUSY); no answer",
+      fields: { peer: "the partner" },
+    },
+    cancel: {
+      about:
+        "host: nobody used the grant with this ticket id before its expiry, or I stopped hosting; no answer",
+      fields: {
+        ticketId: "hex, 32 lowercase digits: the `ticketId` of the `grant`",
+      },
+    },
+    relay: {
+      about:
+        "forward one peer frame to `peer` (section 6.1); answered only by an `error` (`no-session`, `relay-busy`, `relay-too-large`)",
+      fields: {
+        peer: "the partner of a granted session",
+        data:
+          "base64 (RFC 4648 section 4, padded) of one peer frame's payload, `kind || body`, without the frame's u32 length",
+      },
+    },
+    bye: {
+      about: "log out; no answer, the server closes the link",
+      fields: {},
+    },
+  } satisfies DocsOf<typeof CLIENT_TO_SERVER>,
+  SERVER_TO_CLIENT: {
+    welcome: {
+      about: "logged in: the first message of the link, unasked",
+      fields: {
+        user: "the user logged in",
+        serverFingerprint:
+          "`SHA256:` and the unpadded base64 of the SHA-256 of the server's SPKI DER",
+        maxFrame:
+          "an integer, the server's frame limit in bytes (section 2), which the client keeps to",
+      },
+    },
+    users: {
+      about: "answer to `list`",
+      fields: {
+        users: "the users online, at most 1,000",
+        more: "an integer, the users online beyond those listed",
+      },
+    },
+    hosting: {
+      about: "answer to `host`: you are HOSTING",
+      fields: { addr: "the `addr` of the `host` message" },
+    },
+    grant: {
+      about:
+        "to the host, unasked: `peer` asked for a session; the peer key for the host and the ticket for the joiner (section 6)",
+      fields: {
+        peer: "the joiner",
+        key: "base64 (padded) of the 32-byte peer key",
+        ticket:
+          "base64 (padded) of the joiner's sealed ticket (section 6), which the host sends in PEER_HELLO",
+        ticketId: "hex, 32 lowercase digits: the ticket's 16-byte id",
+        expiresAt:
+          "an integer, the ticket's expiry in ms since the Unix epoch by the server's clock",
+      },
+    },
+    join: {
+      about: "answer to `session`: where the host is",
+      fields: {
+        peer: "the host",
+        addr:
+          "the host's `addr` from its `host` message (`relay:0`: relay only)",
+        ticketId: "hex, 32 lowercase digits: as in the host's `grant`",
+        expiresAt: "an integer, as in the host's `grant`",
+      },
+    },
+    refused: {
+      about: "answer to `session`: no session",
+      fields: {
+        peer: "the name asked for",
+        reason:
+          "`offline` also for a name the server does not know (section 5.2), `unknown` is no longer sent",
+        message: "one line for the user",
+      },
+    },
+    cancelled: {
+      about: "a pending session, or the session, with `peer` was called off",
+      fields: { peer: "the partner", message: "one line for the user" },
+    },
+    error: {
+      about:
+        "a request failed, or a record or frame was discarded (section 4); `req` names the request, when there was one",
+      fields: {
+        code: "a kebab-case code from the table of error codes below",
+        message: "one line for the user",
+      },
+    },
+    closing: {
+      about: "the server closes this link",
+      fields: {
+        reason: "`replaced`, `revoked`, `shutdown` or `full`",
+        message: "one line for the user",
+      },
+    },
+    relayed: {
+      about: "a peer frame from `peer`, relayed (section 6.1)",
+      fields: {
+        peer: "the partner who sent it",
+        data: "as in `relay`: base64 of the frame's payload, `kind || body`",
+      },
+    },
+  } satisfies DocsOf<typeof SERVER_TO_CLIENT>,
+  PEER_TO_PEER: {
+    msg: {
+      about: "a chat message",
+      fields: {
+        id:
+          "opaque to the receiver, which echoes it in the `ack` (`im` sends `1`, `2`, `3`, ... per session)",
+        text:
+          "the text (`im` sends no `msg` longer than 45 KiB, 46,080 bytes, encoded)",
+      },
+    },
+    ack: {
+      about: "the delivery receipt of a `msg`",
+      fields: { id: "the `id` of the `msg` it acknowledges" },
+    },
+  } satisfies DocsOf<typeof PEER_TO_PEER>,
+} as const;
 
 type FieldValue<F> = F extends "number" ? number
   : F extends "users" ? UserEntry[]
@@ -157,6 +324,21 @@ function entries(schema: Schema, req: boolean): Array<[string, Entry]> {
 
 const REFUSALS = new Set(["unknown", "offline", "not-hosting", "busy", "self"]);
 const STATES = new Set(["IDLE", "HOSTING", "BUSY"]);
+
+/**
+ * How each checked type reads in PROTOCOL.md section 5 (documentation
+ * only; built from the same sets the decoder checks against).
+ */
+export const FIELD_TYPE_DOCS: Readonly<Record<FieldType, string>> = {
+  string: "string",
+  name: "username, rule 2.9",
+  number: "number",
+  users:
+    `array of objects {"name", "state"}, \`name\` a username, \`state\` one of ${
+      [...STATES].map((x) => `"${x}"`).join(", ")
+    }`,
+  reason: `one of ${[...REFUSALS].map((x) => `"${x}"`).join(", ")}`,
+};
 
 const CLIENT_ENTRIES = new Map(entries(CLIENT_TO_SERVER, true));
 const SERVER_ENTRIES = new Map(entries(SERVER_TO_CLIENT, true));
