@@ -904,6 +904,85 @@ Deno.test("createTerminal() interactive redraws the half-typed line after an eve
   assert.equal(third.done, true);
 });
 
+Deno.test("createTerminal() interactive draws a 50,000-character paste with one write of one row, and Enter hands over the line capped at the limit (issue 11 item 1)", async () => {
+  const input = new PassThrough();
+  const output = new PassThrough();
+  const writes: string[] = [];
+  const write = output.write.bind(output);
+  output.write = ((chunk: string, ...rest: never[]) => {
+    writes.push(String(chunk));
+    return write(chunk, ...rest);
+  }) as typeof output.write;
+  output.resume();
+  const term = createTerminal({
+    input,
+    output,
+    interactive: true,
+    json: false,
+    color: false,
+    self: "A",
+    names: () => [],
+    maxLineBytes: 32 * 1024,
+    now: () => AT,
+  });
+  const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
+  const w0 = writes.length;
+  input.write("x".repeat(50_000));
+  await tick();
+  const paste = writes.slice(w0);
+  const w1 = writes.length;
+  input.write("\r");
+  await tick();
+  const enter = writes.slice(w1);
+  const it = term.lines()[Symbol.asyncIterator]();
+  const line = await it.next();
+  term.close();
+  input.destroy();
+  output.destroy();
+  // One chunk read, one write: the notice of the cap and one row.
+  assert.equal(paste.length, 1, JSON.stringify(paste.map((w) => w.length)));
+  assert.ok(paste[0]!.length < 300, `${paste[0]!.length} characters written`);
+  assert.match(
+    paste[0]!,
+    /!! error: Input is limited to 32768 bytes; the rest was not added \(line-too-long\)\n/,
+  );
+  assert.equal(enter.length, 1);
+  assert.equal(line.value, "x".repeat(32 * 1024));
+});
+
+Deno.test("createTerminal() interactive types a character per chunk with one short write each", async () => {
+  const input = new PassThrough();
+  const output = new PassThrough();
+  let writes = 0, longest = 0;
+  const write = output.write.bind(output);
+  output.write = ((chunk: string, ...rest: never[]) => {
+    writes++;
+    longest = Math.max(longest, String(chunk).length);
+    return write(chunk, ...rest);
+  }) as typeof output.write;
+  output.resume();
+  const term = createTerminal({
+    input,
+    output,
+    interactive: true,
+    json: false,
+    color: false,
+    self: "A",
+    names: () => [],
+  });
+  const before = writes;
+  for (let i = 0; i < 100; i++) {
+    input.write("y");
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  term.close();
+  input.destroy();
+  output.destroy();
+  // 100 chunks, 100 redraws (plus the one of close()), none longer than a row.
+  assert.equal(writes - before, 101);
+  assert.ok(longest < 120, `longest write ${longest}`);
+});
+
 Deno.test("createTerminal() reports a skipped line in input order, not when read", async () => {
   const r = rig({ maxLineBytes: 4, json: true });
   r.input.end("one\ntoolong\ntwo\n");
@@ -1053,24 +1132,32 @@ Deno.test({
       await tmux("send-keys", "-t", "t", "-l", "ld");
       await tmux("send-keys", "-t", "t", "Enter");
       await until("the echo", (s) => s.includes("-- got: hello world"));
-      // A line that wraps onto a second row, cursor on that row.
+      // A line longer than the row scrolls sideways: one row shows its
+      // end, with the cursor after it; nothing wraps (issue 11 item 1).
       const long = "w".repeat(95) + "END";
       await tmux("send-keys", "-t", "t", "-l", long);
-      const wrapped = await until(
-        "the wrapped line",
-        (s) => s.trimEnd().endsWith("wwwEND"),
+      const row = `A→B> ${long.slice(-(80 - 1 - "A→B> ".length))}`;
+      const scrolled = await until(
+        "the scrolled line",
+        (s) => lastLine(s) === row,
       );
-      const before = ticks(wrapped);
+      const before = ticks(scrolled);
       // The submitted "hello world" line stays in scrollback, as in a shell;
-      // below it there is exactly one prompt, with both rows of the line.
+      // below it there is exactly one prompt, on one row.
       await until(
-        "three more ticks below which the wrapped line is intact",
+        "three more ticks below which the scrolled line is intact",
         (s) => {
           const tail = s.slice(s.indexOf("got: hello world"));
-          const rows = s.trimEnd().split("\n").slice(-2).join("");
-          return ticks(s) >= before + 3 && rows === `A→B> ${long}` &&
+          return ticks(s) >= before + 3 && lastLine(s) === row &&
             tail.split("A→B> ").length === 2;
         },
+      );
+      await until("the cursor after the line", (x) => x === "79", cursorX);
+      // Ctrl-C clears the line; a second one on the empty line quits.
+      await tmux("send-keys", "-t", "t", "C-c");
+      await until(
+        "the cleared line",
+        (s) => lastLine(s) === "A→B>" && s.includes("Line cleared"),
       );
       await tmux("send-keys", "-t", "t", "C-c");
       const end = await until("exit", (s) => s.includes("EXITED"));

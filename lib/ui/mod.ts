@@ -4,11 +4,13 @@
  * - sanitize.ts: makes network strings (and typed lines) safe to print.
  * - format.ts: the client's events as text or `--json` lines; the prompt.
  * - completion.ts: Tab completion of commands and online names.
- * - terminal.ts: the line editor and the terminal's input and output.
+ * - line_editor.ts: the one-row line editor (keys in, one redraw out).
+ * - terminal.ts: the terminal's input and output, interactive or piped.
  * @module
  */
 
 export * from "./sanitize.ts";
 export * from "./format.ts";
 export * from "./completion.ts";
+export * from "./line_editor.ts";
 export * from "./terminal.ts";

@@ -3,9 +3,13 @@
  * knows nothing of sockets or crypto; the client feeds it {@link UiEvent}s
  * and reads {@link Terminal.lines}.
  *
- * Interactive (stdin is a TTY): `node:readline` with a prompt (`A> `,
- * `A→B> `), history, Tab completion of commands and online names; events
- * are printed above the prompt and the half-typed line is redrawn.
+ * Interactive (stdin is a TTY): the {@link LineEditor} of line_editor.ts
+ * on a raw terminal, with a prompt (`A> `, `A→B> `), history, Tab
+ * completion of commands and online names; events are printed above the
+ * input row and the half-typed line is redrawn. The input is one row that
+ * scrolls sideways; a chunk read (a paste) is drawn once. The terminal is
+ * restored by {@link Terminal.close}, which a signal or crash handler may
+ * call at any time.
  * Scripting (stdin is not a TTY): lines are read as bytes, without a
  * prompt; events go to the output one per line, as text or `--json`.
  *
@@ -30,10 +34,10 @@
  */
 
 import type { Readable, Writable } from "node:stream";
-import { createInterface, type Interface } from "node:readline";
 import { eventToJson, formatEvent, formatPrompt } from "./format.ts";
 import { sanitizeInput, sanitizeText } from "./sanitize.ts";
 import { completeLine } from "./completion.ts";
+import { LineEditor } from "./line_editor.ts";
 import type { UiEvent } from "../client/mod.ts";
 
 /** Longest input line accepted by default, in UTF-8 bytes. */
@@ -71,9 +75,11 @@ export interface Terminal {
   setPeer(peer: string | null): void;
   /**
    * The user's lines, sanitized, without line endings. Ends at end of
-   * input, Ctrl-D on an empty line, Ctrl-C, or {@link Terminal.close}.
-   * Too long lines are skipped and reported as an `error` event
-   * (`line-too-long`). One consumer only: every call returns the same queue.
+   * input, Ctrl-D on an empty line, a second Ctrl-C on an empty line, or
+   * {@link Terminal.close}. In scripting mode too long lines are skipped
+   * and reported as an `error` event (`line-too-long`); interactively the
+   * input stops growing at the limit, with that event once per line. One
+   * consumer only: every call returns the same queue.
    */
   lines(): AsyncIterable<string>;
   /** Stop reading, restore the terminal, end {@link Terminal.lines}; idempotent. */
@@ -198,7 +204,12 @@ abstract class BaseTerminal implements Terminal {
 
   protected write(s: string): void {
     if (!this.outputBroken && !this.opts.output.destroyed) {
-      this.opts.output.write(s);
+      try {
+        this.opts.output.write(s);
+      } catch {
+        // A terminal that went away (EIO after SIGHUP): stop writing.
+        this.outputBroken = true;
+      }
     }
   }
 
@@ -350,32 +361,112 @@ class PipedTerminal extends BaseTerminal {
   }
 }
 
-/** Interactive mode: node:readline with prompt, history and completion. */
+/** What `setRawMode` adds to a TTY input stream (Node's `tty.ReadStream`). */
+interface TtyInput {
+  isTTY?: boolean;
+  setRawMode?: (on: boolean) => unknown;
+}
+
+/** What a TTY output stream tells (Node's `tty.WriteStream`). */
+interface TtyOutput {
+  columns?: number;
+}
+
+/**
+ * Interactive mode: the {@link LineEditor} on a raw terminal. Each chunk
+ * read is handed to the editor at once and drawn with one write, so a
+ * paste costs one redraw, not one per character (issue 11 item 1).
+ */
 class InteractiveTerminal extends BaseTerminal {
-  readonly #rl: Interface;
+  readonly #editor: LineEditor;
+  readonly #decoder = new TextDecoder(); // fatal: false, invalid UTF-8 -> U+FFFD
+  #raw = false;
+  readonly #onData = (chunk: Uint8Array | string) => this.#take(chunk);
+  readonly #onEnd = () => this.finish(false);
+  readonly #onError = () => this.finish(false);
+  readonly #onResize = () => {
+    if (!this.closed) this.write(this.#editor.render(this.#cols()));
+  };
 
   constructor(opts: TerminalOptions, maxLineBytes: number) {
     super(opts, maxLineBytes);
-    this.#rl = createInterface({
-      input: opts.input,
-      output: opts.output,
-      terminal: true,
-      historySize: opts.historySize ?? 1000,
-      removeHistoryDuplicates: true,
+    this.#editor = new LineEditor({
       prompt: formatPrompt(opts.self, null, opts.color),
-      completer: (line: string) =>
+      maxBytes: maxLineBytes,
+      historySize: opts.historySize ?? 1000,
+      complete: (line: string) =>
         completeLine(line, opts.names().filter((n) => n !== opts.self)),
     });
-    this.#rl.on("line", (line: string) => {
-      const bytes = encoder.encode(line).length;
-      if (bytes > this.maxLineBytes) this.tooLong(bytes);
-      else this.queue.push(sanitizeInput(line));
-      if (!this.closed) this.#rl.prompt();
-    });
-    // Ctrl-C ends the session like Ctrl-D (the client then logs out).
-    this.#rl.on("SIGINT", () => this.close());
-    this.#rl.on("close", () => this.finish(false));
-    this.#rl.prompt();
+    const input = opts.input as Readable & TtyInput;
+    if (input.isTTY && typeof input.setRawMode === "function") {
+      input.setRawMode(true);
+      this.#raw = true;
+    }
+    input.on("data", this.#onData);
+    input.on("end", this.#onEnd);
+    input.on("error", this.#onError);
+    opts.output.on("resize", this.#onResize);
+    this.write(this.#editor.render(this.#cols()));
+  }
+
+  #cols(): number {
+    const c = (this.opts.output as Writable & TtyOutput).columns;
+    return typeof c === "number" && c > 0 ? c : 80;
+  }
+
+  /** A note of the terminal's own, as an event line. */
+  #note(ev: UiEvent): string {
+    return `\r\x1b[J${this.render(ev)}\n`;
+  }
+
+  /** One chunk of input: edit, then one write for all of it. */
+  #take(chunk: Uint8Array | string): void {
+    if (this.closed) return;
+    const text = typeof chunk === "string"
+      ? chunk
+      : this.#decoder.decode(chunk, { stream: true });
+    const cols = this.#cols();
+    const at = (this.opts.now ?? Date.now)();
+    let out = "";
+    for (const a of this.#editor.feed(text)) {
+      switch (a.kind) {
+        case "submit":
+          // The line stays in the scrollback as one row, as in a shell.
+          out += `\r\x1b[J${sanitizeEcho(this.#editor.echo(a.line, cols))}\n`;
+          this.queue.push(sanitizeInput(a.line));
+          break;
+        case "interrupt":
+          out += this.#note({
+            kind: "system",
+            text: a.hadText
+              ? "Line cleared; Ctrl-C again or Ctrl-D quits"
+              : "Ctrl-C again or Ctrl-D quits",
+            at,
+          });
+          break;
+        case "capped":
+          out += this.#note({
+            kind: "error",
+            code: "line-too-long",
+            text:
+              `Input is limited to ${a.maxBytes} bytes; the rest was not added`,
+            at,
+          });
+          break;
+        case "candidates":
+          out += `\r\x1b[J${a.items.map(sanitizeText).join("  ")}\n`;
+          break;
+        case "clear-screen":
+          // ECMA-48: CUP to the top left, ED 2 (erase the screen).
+          out += "\x1b[H\x1b[2J";
+          break;
+        case "quit":
+          this.write(`${out}\r\x1b[J`);
+          this.finish(false);
+          return;
+      }
+    }
+    this.write(out + this.#editor.render(cols));
   }
 
   print(ev: UiEvent): void {
@@ -384,33 +475,37 @@ class InteractiveTerminal extends BaseTerminal {
       this.write(`${text}\n`);
       return;
     }
-    // One write: erase prompt and input, then the event on its own line.
-    this.write(`${this.#eraseInput()}${text}\n`);
-    // readline remembers on which row of the input the cursor was and moves
-    // up that many rows before redrawing; we already cleared the input and
-    // are on a fresh line, so there is nothing to move over.
-    (this.#rl as unknown as { prevRows: number }).prevRows = 0;
-    this.#rl.prompt(true); // redraw prompt and half-typed line, keep the cursor
+    // One write: erase the input row, the event, the input row again.
+    this.write(`\r\x1b[J${text}\n${this.#editor.render(this.#cols())}`);
   }
 
   setPeer(peer: string | null): void {
-    this.#rl.setPrompt(formatPrompt(this.opts.self, peer, this.opts.color));
-    if (!this.closed) {
-      this.write(this.#eraseInput());
-      (this.#rl as unknown as { prevRows: number }).prevRows = 0;
-      this.#rl.prompt(true);
-    }
-  }
-
-  /** Control sequence: up to the first row of prompt + input, erase it and all below. */
-  #eraseInput(): string {
-    const rows = this.#rl.getCursorPos().rows;
-    // ECMA-48: CUU (ESC [ n A) up n rows; CR to column 0; ED 0 (ESC [ J).
-    return `${rows > 0 ? `\x1b[${rows}A` : ""}\r\x1b[J`;
+    this.#editor.setPrompt(formatPrompt(this.opts.self, peer, this.opts.color));
+    if (!this.closed) this.write(this.#editor.render(this.#cols()));
   }
 
   protected stop(): void {
-    this.write(this.#eraseInput());
-    this.#rl.close();
+    const input = this.opts.input as Readable & TtyInput;
+    input.off("data", this.#onData);
+    input.off("end", this.#onEnd);
+    input.off("error", this.#onError);
+    this.opts.output.off("resize", this.#onResize);
+    // CR, ED 0: the input row goes; what is printed next starts there.
+    this.write("\r\x1b[J");
+    if (this.#raw) {
+      this.#raw = false;
+      try {
+        input.setRawMode?.(false);
+      } catch {
+        // The terminal is gone (SIGHUP): nothing left to restore.
+      }
+    }
+    input.pause();
   }
+}
+
+/** The prompt is ours and the line was typed: only its controls go. */
+function sanitizeEcho(row: string): string {
+  // deno-lint-ignore no-control-regex -- keep SGR of the prompt, drop the rest
+  return row.replace(/[\x00-\x1a\x1c-\x1f\x7f-\x9f]/g, "");
 }
