@@ -337,6 +337,7 @@ export async function buildLoginVectors(earlier?: Made): Promise<LoginVectorFile
       "Signatures are checked, not compared: RSA-PSS is randomized, so sig_s and sig_c were made once. A conforming implementation verifies sig_s with serverPublicKeyPem over server_signed and sig_c with clientPublicKeyPem over client_signed (RSA-PSS, SHA-256, MGF1-SHA-256, salt 32), and uses these bytes for everything after.",
       "RSA-OAEP is randomized too: oaep_ciphertext was made once under clientPublicKeyPem (SHA-256, MGF1-SHA-256, label \"im v1 session key\"); it must decrypt to session_key with clientPrivateKeyPem, and its bytes go into server_key and th2.",
       "X25519 private keys are RFC 7748 scalars (clamped when used); eph_c and eph_s are their public keys.",
+      "The RSA private keys are throwaway keys made for these vectors only; no server or user holds them.",
       "Every other output is deterministic: recompute it from the inputs and compare byte for byte. fp_server is SHA-256 of the SPKI DER in serverPublicKeyPem.",
       "server_finished and client_finished are FINISHED records (type 1), seq 0, body th2, sealed with the s2c and c2s keys at the fixed timestamps; open them with a window wide enough for those timestamps, or reseal and compare.",
     ],
