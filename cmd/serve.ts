@@ -101,7 +101,15 @@ export async function runServe(args: string[]): Promise<number> {
     128,
   );
   const dir = v.keys ?? defaultKeyDir();
-  const log = createLogger(json, json ? console.log : console.error);
+  // A log line must never crash the server: the terminal it writes to may
+  // be gone (closed, or the task runner in front of it exited).
+  const log = createLogger(json, (line) => {
+    try {
+      (json ? console.log : console.error)(line);
+    } catch {
+      // Nowhere to log to; keep serving, and keep shutting down cleanly.
+    }
+  });
   if (!(await serverKeysExist(dir))) {
     const bits = intFlag("--bits", v.bits, DEFAULT_RSA_BITS, 2048, 4096);
     const report = await provision(dir, { users: DEFAULT_USERS, bits });
@@ -185,7 +193,21 @@ export async function runServe(args: string[]): Promise<number> {
     ),
   });
   const stopped = Promise.withResolvers<string>();
-  const onStop = (sig: string) => () => stopped.resolve(sig);
+  let stopping: string | null = null;
+  // The first SIGINT or SIGTERM stops the server; the listeners stay until
+  // the clients were told and the server closed. `deno task` forwards the
+  // SIGINT a terminal's Ctrl-C already sent to the whole process group,
+  // and `npx` adds its own (README's first command runs under both): with
+  // the listeners gone, such a second SIGINT killed the server before it
+  // told anyone (issue 11 item 3). Repeats are logged and ignored.
+  const onStop = (sig: string) => () => {
+    if (stopping !== null) {
+      log("signal-ignored", { signal: sig, why: "already stopping" });
+      return;
+    }
+    stopping = sig;
+    stopped.resolve(sig);
+  };
   const sigint = onStop("SIGINT"), sigterm = onStop("SIGTERM");
   const reload = (why: string) => {
     log("reload-requested", { why });
@@ -206,6 +228,7 @@ export async function runServe(args: string[]): Promise<number> {
   // sends SIGHUP too; then the terminal is gone and writing to it fails, so
   // a server whose stderr was that terminal stops instead of lingering.
   const sighup = () => {
+    if (stopping !== null) return;
     if (Deno.stderr.isTerminal()) {
       try {
         Deno.stderr.writeSync(
@@ -214,6 +237,7 @@ export async function runServe(args: string[]): Promise<number> {
           ),
         );
       } catch {
+        stopping ??= "terminal closed";
         stopped.resolve("terminal closed");
         return;
       }
@@ -228,11 +252,15 @@ export async function runServe(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGTERM", sigterm);
   Deno.addSignalListener("SIGHUP", sighup);
   const sig = await stopped.promise;
-  Deno.removeSignalListener("SIGINT", sigint);
-  Deno.removeSignalListener("SIGTERM", sigterm);
-  Deno.removeSignalListener("SIGHUP", sighup);
+  stopping ??= sig;
   watcher.close();
   log("signal", { signal: sig });
-  await server.close("shutdown");
+  try {
+    await server.close("shutdown");
+  } finally {
+    Deno.removeSignalListener("SIGINT", sigint);
+    Deno.removeSignalListener("SIGTERM", sigterm);
+    Deno.removeSignalListener("SIGHUP", sighup);
+  }
   return 0;
 }
