@@ -126,72 +126,6 @@ export async function runServe(args: string[]): Promise<number> {
   }
   const keys = await loadServerKeys(dir);
   for (const p of keys.problems) log("key-skipped", { problem: p });
-  const server = await ImServer.start({
-    hostname: v.host ?? D.hostname,
-    port: intFlag("--port", v.port, D.port, 0, 65535),
-    identity: keys.identity,
-    clients: keys.clients,
-    log,
-    loginTimeoutMs: intFlag(
-      "--login-timeout",
-      v["login-timeout"],
-      D.loginTimeoutMs / 1000,
-      1,
-      3600,
-    ) * 1000,
-    maxClients: intFlag(
-      "--max-clients",
-      v["max-clients"],
-      D.maxClients,
-      1,
-      1_000_000,
-    ),
-    maxUnauthenticated: intFlag(
-      "--max-unauth",
-      v["max-unauth"],
-      D.maxUnauthenticated,
-      1,
-      100_000,
-    ),
-    maxUnauthenticatedPerAddress: intFlag(
-      "--max-unauth-per-addr",
-      v["max-unauth-per-addr"],
-      D.maxUnauthenticatedPerAddress,
-      1,
-      100_000,
-    ),
-    ipv6PrefixBits,
-    maxFrameBytes: intFlag(
-      "--max-frame",
-      v["max-frame"],
-      D.maxFrameBytes,
-      1024,
-      16 * 1024 * 1024,
-    ),
-    heartbeatMs: intFlag(
-      "--heartbeat",
-      v.heartbeat,
-      D.heartbeatMs,
-      MIN_HEARTBEAT_MS,
-      MAX_HEARTBEAT_MS,
-    ),
-    windowMs: intFlag("--window", v.window, D.windowMs / 1000, 1, 86_400) *
-      1000,
-    ticketLifetimeMs: intFlag(
-      "--ticket-lifetime",
-      v["ticket-lifetime"],
-      D.ticketLifetimeMs / 1000,
-      1,
-      60,
-    ) * 1000,
-    authFailureLimit: intFlag(
-      "--auth-failures",
-      v["auth-failures"],
-      D.authFailureLimit,
-      1,
-      1_000_000,
-    ),
-  });
   const stopped = Promise.withResolvers<string>();
   let stopping: string | null = null;
   // The first SIGINT or SIGTERM stops the server; the listeners stay until
@@ -199,7 +133,9 @@ export async function runServe(args: string[]): Promise<number> {
   // SIGINT a terminal's Ctrl-C already sent to the whole process group,
   // and `npx` adds its own (README's first command runs under both): with
   // the listeners gone, such a second SIGINT killed the server before it
-  // told anyone (issue 11 item 3). Repeats are logged and ignored.
+  // told anyone (issue 11 item 3). Repeats are logged and ignored. They are
+  // in place before the server listens: a signal right after "listening"
+  // stops it cleanly too.
   const onStop = (sig: string) => () => {
     if (stopping !== null) {
       log("signal-ignored", { signal: sig, why: "already stopping" });
@@ -209,6 +145,7 @@ export async function runServe(args: string[]): Promise<number> {
     stopped.resolve(sig);
   };
   const sigint = onStop("SIGINT"), sigterm = onStop("SIGTERM");
+  let server: ImServer | null = null;
   const reload = (why: string) => {
     log("reload-requested", { why });
     loadClientDirectory(dir)
@@ -220,7 +157,7 @@ export async function runServe(args: string[]): Promise<number> {
             error: "client directory unreadable; keeping the current keys",
           });
         }
-        return server.reloadClients(d.clients);
+        return server?.reloadClients(d.clients);
       })
       .catch((e) => log("reload-failed", { error: (e as Error).message }));
   };
@@ -228,7 +165,7 @@ export async function runServe(args: string[]): Promise<number> {
   // sends SIGHUP too; then the terminal is gone and writing to it fails, so
   // a server whose stderr was that terminal stops instead of lingering.
   const sighup = () => {
-    if (stopping !== null) return;
+    if (stopping !== null || server === null) return;
     if (Deno.stderr.isTerminal()) {
       try {
         Deno.stderr.writeSync(
@@ -237,27 +174,97 @@ export async function runServe(args: string[]): Promise<number> {
           ),
         );
       } catch {
-        stopping ??= "terminal closed";
+        stopping = "terminal closed";
         stopped.resolve("terminal closed");
         return;
       }
     }
     reload("SIGHUP");
   };
-  // An enrollment (im keygen writes server/clients/<user>.pem) takes effect without a signal.
-  const watcher = v["no-watch"]
-    ? { close() {} }
-    : watchClientDirectory(dir, () => reload("client key directory changed"));
   Deno.addSignalListener("SIGINT", sigint);
   Deno.addSignalListener("SIGTERM", sigterm);
   Deno.addSignalListener("SIGHUP", sighup);
-  const sig = await stopped.promise;
-  stopping ??= sig;
-  watcher.close();
-  log("signal", { signal: sig });
+  let watcher: { close(): void } = { close() {} };
   try {
+    server = await ImServer.start({
+      hostname: v.host ?? D.hostname,
+      port: intFlag("--port", v.port, D.port, 0, 65535),
+      identity: keys.identity,
+      clients: keys.clients,
+      log,
+      loginTimeoutMs: intFlag(
+        "--login-timeout",
+        v["login-timeout"],
+        D.loginTimeoutMs / 1000,
+        1,
+        3600,
+      ) * 1000,
+      maxClients: intFlag(
+        "--max-clients",
+        v["max-clients"],
+        D.maxClients,
+        1,
+        1_000_000,
+      ),
+      maxUnauthenticated: intFlag(
+        "--max-unauth",
+        v["max-unauth"],
+        D.maxUnauthenticated,
+        1,
+        100_000,
+      ),
+      maxUnauthenticatedPerAddress: intFlag(
+        "--max-unauth-per-addr",
+        v["max-unauth-per-addr"],
+        D.maxUnauthenticatedPerAddress,
+        1,
+        100_000,
+      ),
+      ipv6PrefixBits,
+      maxFrameBytes: intFlag(
+        "--max-frame",
+        v["max-frame"],
+        D.maxFrameBytes,
+        1024,
+        16 * 1024 * 1024,
+      ),
+      heartbeatMs: intFlag(
+        "--heartbeat",
+        v.heartbeat,
+        D.heartbeatMs,
+        MIN_HEARTBEAT_MS,
+        MAX_HEARTBEAT_MS,
+      ),
+      windowMs: intFlag("--window", v.window, D.windowMs / 1000, 1, 86_400) *
+        1000,
+      ticketLifetimeMs: intFlag(
+        "--ticket-lifetime",
+        v["ticket-lifetime"],
+        D.ticketLifetimeMs / 1000,
+        1,
+        60,
+      ) * 1000,
+      authFailureLimit: intFlag(
+        "--auth-failures",
+        v["auth-failures"],
+        D.authFailureLimit,
+        1,
+        1_000_000,
+      ),
+    });
+    // An enrollment (im keygen writes server/clients/<user>.pem) takes effect without a signal.
+    if (!v["no-watch"]) {
+      watcher = watchClientDirectory(
+        dir,
+        () => reload("client key directory changed"),
+      );
+    }
+    const sig = await stopped.promise;
+    watcher.close();
+    log("signal", { signal: sig });
     await server.close("shutdown");
   } finally {
+    watcher.close();
     Deno.removeSignalListener("SIGINT", sigint);
     Deno.removeSignalListener("SIGTERM", sigterm);
     Deno.removeSignalListener("SIGHUP", sighup);
