@@ -11,9 +11,14 @@ import {
 } from "../lib/record/mod.ts";
 import { flagValue, hostPort, intFlag, parseFlags } from "./flags.ts";
 import { ChatClient } from "../lib/client/mod.ts";
-import { UsageError } from "../lib/util/mod.ts";
+import { UsageError, within } from "../lib/util/mod.ts";
 import { defaultKeyDir, loadUserKeys } from "../lib/keystore/mod.ts";
-import { createTerminal, shouldUseColor } from "../lib/ui/mod.ts";
+import {
+  createTerminal,
+  guardTerminal,
+  shouldUseColor,
+  signalExitCode,
+} from "../lib/ui/mod.ts";
 import { checkUsername } from "../lib/proto/mod.ts";
 
 /** `im chat --help`. */
@@ -48,6 +53,9 @@ Commands: !session host, !session <user>, !list, !disconnect, !whoami,
  * are escaped) is refused when sent, with `message-too-large`.
  */
 const MAX_INPUT_LINE_BYTES = 32 * 1024;
+
+/** How long logging out may take after the user or a signal ended the chat. */
+const QUIT_MS = 3000;
 
 const OPTIONS = {
   user: { type: "string" },
@@ -119,38 +127,53 @@ export async function runChat(args: string[]): Promise<number> {
     names: () => client?.names ?? [],
     maxLineBytes: MAX_INPUT_LINE_BYTES,
   });
+  // From here on the terminal is restored on every way out: SIGTERM, SIGHUP,
+  // SIGINT, a crash anywhere in the process, a fatal error, an error thrown
+  // below (issue 11 item 4).
+  const guard = guardTerminal(terminal);
   try {
-    client = await ChatClient.start({
-      user,
-      identity: keys.identity,
-      pinnedServer: keys.pinnedServer,
-      serverHost: server.host,
-      serverPort: server.port,
-      ui: terminal,
-      heartbeatMs,
-      relay: v.relay ?? false,
-      // A script's lines act in order; a person gets fresh Tab completion.
-      waitForReplies: !interactive,
-      namesRefreshMs: interactive ? 15_000 : 0,
-      reconnect: !v["no-reconnect"],
-      reconnectBaseMs,
-      listenPort,
-      ...(v.listen === undefined ? {} : { listenHost: v.listen }),
-      ...(v.advertise === undefined ? {} : { advertise: v.advertise }),
-    });
-  } catch (e) {
+    const c = await Promise.race([
+      ChatClient.start({
+        user,
+        identity: keys.identity,
+        pinnedServer: keys.pinnedServer,
+        serverHost: server.host,
+        serverPort: server.port,
+        ui: terminal,
+        heartbeatMs,
+        relay: v.relay ?? false,
+        // A script's lines act in order; a person gets fresh Tab completion.
+        waitForReplies: !interactive,
+        namesRefreshMs: interactive ? 15_000 : 0,
+        reconnect: !v["no-reconnect"],
+        reconnectBaseMs,
+        listenPort,
+        ...(v.listen === undefined ? {} : { listenHost: v.listen }),
+        ...(v.advertise === undefined ? {} : { advertise: v.advertise }),
+      }),
+      guard.crashed,
+    ]);
+    client = c;
+    let code = 0;
+    c.onFatal = () => {
+      code = 1;
+      terminal.close();
+    };
+    const talk = async () => {
+      for await (const line of terminal.lines()) {
+        if (!(await c.handleLine(line))) break;
+      }
+    };
+    try {
+      await Promise.race([talk(), guard.crashed]);
+    } finally {
+      // Log out, but a stuck network must not hold the exit forever.
+      await within(c.quit(), QUIT_MS, undefined);
+    }
+    if (guard.signal !== null) return signalExitCode(guard.signal);
+    return code;
+  } finally {
     terminal.close();
-    throw e;
+    guard.dispose();
   }
-  let code = 0;
-  client.onFatal = () => {
-    code = 1;
-    terminal.close();
-  };
-  for await (const line of terminal.lines()) {
-    if (!(await client.handleLine(line))) break;
-  }
-  await client.quit();
-  terminal.close();
-  return code;
 }

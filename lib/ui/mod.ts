@@ -6,6 +6,7 @@
  * - completion.ts: Tab completion of commands and online names.
  * - line_editor.ts: the one-row line editor (keys in, one redraw out).
  * - terminal.ts: the terminal's input and output, interactive or piped.
+ * - terminal_guard.ts: the terminal restored on signals and crashes.
  * @module
  */
 
@@ -14,3 +15,4 @@ export * from "./format.ts";
 export * from "./completion.ts";
 export * from "./line_editor.ts";
 export * from "./terminal.ts";
+export * from "./terminal_guard.ts";

@@ -106,12 +106,17 @@ export class PtyProc {
   /**
    * Start `deno run --allow-all main.ts ARGS` on a new pty.
    * @param args arguments after main.ts
-   * @param o terminal size and extra environment
+   * @param o terminal size, extra environment, another module than main.ts
    * @returns the running command
    */
   static start(
     args: string[],
-    o: { cols?: number; rows?: number; env?: Record<string, string> } = {},
+    o: {
+      cols?: number;
+      rows?: number;
+      env?: Record<string, string>;
+      module?: string;
+    } = {},
   ): PtyProc {
     const child = new Deno.Command(PYTHON, {
       args: [
@@ -123,7 +128,7 @@ export class PtyProc {
         "run",
         "--allow-all",
         "--quiet",
-        MAIN,
+        o.module ?? MAIN,
         ...args,
       ],
       cwd: ROOT,

@@ -7,9 +7,9 @@
  */
 
 import assert from "node:assert/strict";
-import { HEARTBEAT_MS, sharedKeys, withProcs } from "./harness.ts";
+import { HEARTBEAT_MS, type Procs, sharedKeys, withProcs } from "./harness.ts";
 import { hosting, incoming } from "./_chat.ts";
-import { PtyProc, requirePty } from "./_pty.ts";
+import { type PtyModes, PtyProc, requirePty } from "./_pty.ts";
 
 const keys = await sharedKeys();
 
@@ -65,5 +65,80 @@ Deno.test("pty: a paste of 50,000 characters shows at once, capped at 32 KiB wit
       a.raw.length < 32 * 1024 + 10_000,
       `${a.raw.length} characters written`,
     );
+  });
+});
+
+/** The modes `stty sane` gives: line editing, echo, signals. */
+function assertSane(m: PtyModes, after: string): void {
+  assert.deepEqual(
+    { icanon: m.icanon, echo: m.echo, isig: m.isig },
+    { icanon: true, echo: true, isig: true },
+    `terminal modes after ${after}`,
+  );
+}
+
+/** Start A on a pty, wait for the prompt, type half a line; the pty is raw. */
+async function rawChat(addr: string, p: Procs, o: { module?: string } = {}) {
+  const a = PtyProc.start([
+    "chat",
+    "--user",
+    "A",
+    "--server",
+    addr,
+    "--keys",
+    keys,
+    "--heartbeat",
+    String(HEARTBEAT_MS),
+  ], o);
+  p.defer(() => a.close());
+  await a.waitFor("Logged in as A", "the login");
+  await a.type("half a line");
+  await a.waitFor("A> half a line", "the typed text");
+  const raw = await a.modes();
+  assert.equal(raw.icanon, false, "im chat runs the terminal raw");
+  assert.equal(raw.echo, false, "im chat runs the terminal raw");
+  return a;
+}
+
+for (const [sig, code] of [["SIGTERM", 143], ["SIGHUP", 129]] as const) {
+  Deno.test(`pty: ${sig} to im chat restores the terminal (icanon, echo), logs out and exits ${code} (issue 11 item 4)`, async () => {
+    await requirePty();
+    await withProcs(keys, async (p) => {
+      const server = await p.server();
+      const a = await rawChat(server.addr, p);
+      await a.signal(sig);
+      const exit = await a.waitExit();
+      assert.deepEqual(exit, { code, signal: null });
+      assertSane(await a.modes(), sig);
+      await server.waitForLog(/ leave user=A reason=(logout|bye)/);
+    });
+  });
+}
+
+Deno.test("pty: a fatal error (the login replaced by a newer one) restores the terminal and exits 1 (issue 11 item 4)", async () => {
+  await requirePty();
+  await withProcs(keys, async (p) => {
+    const server = await p.server();
+    const a = await rawChat(server.addr, p);
+    await p.chat(server, "A"); // a newer login of A
+    const exit = await a.waitExit();
+    assert.deepEqual(exit, { code: 1, signal: null });
+    assertSane(await a.modes(), "the fatal error");
+    assert.match(a.text, /replaced|another/i);
+  });
+});
+
+Deno.test("pty: a crash (an uncaught exception) restores the terminal and ends in one error line, exit 1 (issue 11 item 4)", async () => {
+  await requirePty();
+  await withProcs(keys, async (p) => {
+    const server = await p.server();
+    const a = await rawChat(server.addr, p, {
+      module: new URL("./_crash_main.ts", import.meta.url).pathname,
+    });
+    await a.signal("SIGUSR1"); // _crash_main.ts throws from a timer
+    const exit = await a.waitExit();
+    assert.deepEqual(exit, { code: 1, signal: null });
+    assertSane(await a.modes(), "the crash");
+    assert.match(a.text, /im: error: internal error: injected crash/);
   });
 });
