@@ -523,3 +523,95 @@ Deno.test("a key revoked during a direct session: the revoked client's session e
     );
   });
 });
+
+for (const relay of [false, true]) {
+  Deno.test(
+    `a host keeps hosting after each session (issue 11 item 5, ${
+      relay ? "relayed" : "direct"
+    }): B joins and leaves, then C joins without A typing anything; !disconnect in a session returns to hosting, and !disconnect while hosting stops it`,
+    async () => {
+      await withScope(async (s) => {
+        const { port } = await s.server();
+        const a = await s.client(port, "A", { relay });
+        const b = await s.client(port, "B");
+        const c = await s.client(port, "C");
+        await a.client.handleLine("!session host");
+        const hostingLine = await a.ui.waitFor(system(/^Hosting/));
+        assert.ok(hostingLine.kind === "system");
+        if (relay) {
+          // Not "Hosting at relay:0" (issue 11 item 10).
+          assert.equal(
+            hostingLine.text,
+            "Hosting through the server relay; others can now type !session A",
+          );
+        }
+        const still = relay
+          ? /^Still hosting through the server relay; others can type !session A \(!disconnect stops hosting\)$/
+          : /^Still hosting at 127\.0\.0\.1:\d+; others can type !session A/;
+
+        // B joins, and B ends the session.
+        let am = a.ui.mark;
+        await b.client.handleLine("!session A");
+        await Promise.all([a.ui.waitFor(started, am), b.ui.waitFor(started)]);
+        await b.client.handleLine("!disconnect");
+        await a.ui.waitFor(ended, am);
+        await a.ui.waitFor(system(still), am);
+        assert.equal(a.client.mode, "hosting");
+        assert.equal(b.client.mode, "idle");
+        await listUntil(c, (u) => u.A === "HOSTING" && u.B === "IDLE");
+
+        // C joins with nothing typed at A; this time A ends the session.
+        am = a.ui.mark;
+        const cm = c.ui.mark;
+        await c.client.handleLine("!session A");
+        const [startA] = await Promise.all([
+          a.ui.waitFor(started, am),
+          c.ui.waitFor(started, cm),
+        ]);
+        assert.ok(startA.kind === "session" && startA.peer === "C");
+        await a.client.handleLine("!disconnect");
+        await c.ui.waitFor(ended, cm);
+        await a.ui.waitFor(system(still), am);
+        assert.equal(a.client.mode, "hosting");
+        await listUntil(b, (u) => u.A === "HOSTING" && u.C === "IDLE");
+        assert.equal(a.ui.since(isError(), am).length, 0);
+
+        // !disconnect while hosting with no session stops hosting.
+        am = a.ui.mark;
+        await a.client.handleLine("!disconnect");
+        await a.ui.waitFor(system(/^Stopped hosting$/), am);
+        assert.equal(a.client.mode, "idle");
+        await listUntil(b, (u) => u.A === "IDLE");
+        const bm = b.ui.mark;
+        await b.client.handleLine("!session A");
+        await b.ui.waitFor(isError("refused-not-hosting"), bm);
+      });
+    },
+  );
+}
+
+Deno.test("a host that asks for a session of its own after a hosted session stops hosting (issue 11 item 5)", async () => {
+  await withScope(async (s) => {
+    const { port } = await s.server();
+    const a = await s.client(port, "A");
+    const b = await s.client(port, "B");
+    const c = await s.client(port, "C");
+    await c.client.handleLine("!session host");
+    await c.ui.waitFor(system(/^Hosting/));
+    await a.client.handleLine("!session host");
+    await a.ui.waitFor(system(/^Hosting/));
+    await b.client.handleLine("!session A");
+    await Promise.all([a.ui.waitFor(started), b.ui.waitFor(started)]);
+    const am = a.ui.mark;
+    await b.client.handleLine("!disconnect");
+    await a.ui.waitFor(system(/^Still hosting/), am);
+    await a.client.handleLine("!session C");
+    await a.ui.waitFor(started, am);
+    assert.equal(a.client.mode, "session");
+    // The session A joined ends: A is IDLE, not hosting.
+    await a.client.handleLine("!disconnect");
+    await a.ui.waitFor(ended, am);
+    await listUntil(b, (u) => u.A === "IDLE");
+    assert.equal(a.client.mode, "idle");
+  });
+});

@@ -3,29 +3,41 @@
  * section 6): idle, hosting, joining, or in a session. Moves between modes
  * on the user's commands and the server's messages; each mode's work is in
  * its own part (`hosting.ts`, `joining.ts`, `peer_session.ts`).
+ *
+ * Hosting lasts until the user stops it: a session that started from
+ * hosting returns to hosting when it ends, whoever ended it, and the next
+ * joiner is served without the host typing anything (issue 11 item 5).
+ * `!disconnect` while hosting with no session, a new `!session <user>`, or
+ * quitting stops it.
  * @module
  */
 
 import type { ServerToClient } from "../proto/mod.ts";
 import { TicketReplayCache } from "../proto/mod.ts";
-import type { Signal } from "../util/mod.ts";
+import { type Signal, sleep } from "../util/mod.ts";
 import type { PeerSession, RelayTransport } from "./peer_session.ts";
 import type { ClientContext } from "./options.ts";
 import type { ServerConnection } from "./server_link.ts";
 import { Hosting } from "./hosting.ts";
 import { Joining } from "./joining.ts";
-import { localEndNote, showSession } from "./session_view.ts";
+import { hostingWhere, localEndNote, showSession } from "./session_view.ts";
 
 /** A running session, and what its end will be shown with. */
 interface SessionMode {
   kind: "session";
   session: PeerSession;
   relay: RelayTransport | null;
+  /** It started from hosting: hosting resumes when it ends. */
+  hosted: boolean;
   /** Shows its events until it ends (its end included). */
   view: Promise<void>;
   /** Why it ended, when we know better than its channel. */
   note: string | undefined;
 }
+
+/** Attempts to listen again after a hosted session, and the pause between. */
+const RELISTEN_TRIES = 5;
+const RELISTEN_PAUSE_MS = 50;
 
 type Mode =
   | { kind: "idle" }
@@ -70,7 +82,7 @@ export class Activity {
     return m.kind === "session"
       ? m.session
       : m.kind === "hosting"
-      ? `hosting at ${m.hosting.addr}`
+      ? `hosting ${hostingWhere(m.hosting.addr)}`
       : m.kind === "joining"
       ? `joining ${m.joining.peer}`
       : "idle";
@@ -92,20 +104,33 @@ export class Activity {
   async host(): Promise<{ answer: Promise<unknown> } | null> {
     if (this.#busy()) return null;
     if (this.#mode.kind === "hosting") {
-      this.#ctx.system(`Already hosting at ${this.#mode.hosting.addr}`);
+      this.#ctx.system(
+        `Already hosting ${hostingWhere(this.#mode.hosting.addr)}`,
+      );
       return null;
     }
-    const hosting = Hosting.start(this.#ctx, this.#link, {
-      started: (session, relay) => this.#startSession(session, relay),
-    });
+    const hosting = this.#newHosting();
     if (!hosting) return null;
-    this.#mode = { kind: "hosting", hosting };
     const { sent, answer } = this.#link.request({
       t: "host",
       addr: hosting.addr,
     });
     if (!(await sent)) this.stopHosting();
     return { answer };
+  }
+
+  /**
+   * Listen for joiners, in HOSTING.
+   * @param quiet do not show a failure to listen
+   * @returns the hosting, or null when we cannot (an error was shown,
+   *   unless `quiet`)
+   */
+  #newHosting(quiet = false): Hosting | null {
+    const hosting = Hosting.start(this.#ctx, this.#link, {
+      started: (session, relay) => this.#startSession(session, relay, true),
+    }, quiet);
+    if (hosting) this.#mode = { kind: "hosting", hosting };
+    return hosting;
   }
 
   /** Leave HOSTING (its pending grant is cancelled). */
@@ -123,7 +148,7 @@ export class Activity {
       this.#ctx,
       this.#link,
       {
-        started: (session, relay) => this.#startSession(session, relay),
+        started: (session, relay) => this.#startSession(session, relay, false),
         failed: async () => {
           if (this.#mode.kind === "joining" && this.#mode.joining === joining) {
             this.#mode = { kind: "idle" };
@@ -148,11 +173,16 @@ export class Activity {
     this.#mode = { kind: "idle" };
   }
 
-  #startSession(session: PeerSession, relay: RelayTransport | null): void {
+  #startSession(
+    session: PeerSession,
+    relay: RelayTransport | null,
+    hosted: boolean,
+  ): void {
     const mode: SessionMode = {
       kind: "session",
       session,
       relay,
+      hosted,
       view: Promise.resolve(),
       note: undefined,
     };
@@ -174,11 +204,62 @@ export class Activity {
       // Only the current session is the server's business. Without a server
       // connection there is nobody to tell: a server we reconnect to has
       // forgotten the session anyway.
-      if (!this.#stopped && this.#link.connected) {
-        await this.#link.send({ t: "ended", peer: session.peer });
-      }
+      if (this.#stopped || !this.#link.connected) return;
+      const told = this.#link.send({ t: "ended", peer: session.peer });
+      // A host hosts on (after `ended`, which makes it IDLE at the server).
+      const hosting = mode.hosted ? await this.#listenAgain() : null;
+      await told;
+      if (hosting) await this.#hostAgain(hosting);
     }, () => mode.note);
     this.#ctx.track(mode.view);
+  }
+
+  /**
+   * After a hosted session: listen again, unless the user moved on. The
+   * listener closed when the session started; on a fixed port
+   * (`listenPort`) its socket is released only once the event loop turned,
+   * so the port may be taken for a moment: try a few times, quietly but
+   * the last.
+   * @returns the hosting, in HOSTING, or null
+   */
+  async #listenAgain(): Promise<Hosting | null> {
+    for (let i = 0; i < RELISTEN_TRIES; i++) {
+      await sleep(i === 0 ? 0 : RELISTEN_PAUSE_MS);
+      if (this.#stopped || this.#mode.kind !== "idle") return null;
+      const hosting = this.#newHosting(i < RELISTEN_TRIES - 1);
+      if (hosting) return hosting;
+    }
+    return null;
+  }
+
+  /**
+   * After a hosted session: tell the server we host again (after `ended`,
+   * which made us IDLE there), and say so.
+   */
+  async #hostAgain(hosting: Hosting): Promise<void> {
+    const current = () =>
+      this.#mode.kind === "hosting" && this.#mode.hosting === hosting;
+    // The user may have moved on while `ended` went out.
+    if (!current()) return;
+    // Its answer is not shown as a new "Hosting at" line: this one says it.
+    const { sent, answer } = this.#link.request(
+      { t: "host", addr: hosting.addr },
+      true,
+    );
+    if (!(await sent)) return this.stopHosting();
+    const reply = await answer;
+    if (!current()) return;
+    if (reply?.t !== "hosting") {
+      // Refused (its error was shown) or unanswered: not hosting.
+      this.stopHosting();
+      return;
+    }
+    this.#ctx.system(
+      `Still hosting ${
+        hostingWhere(hosting.addr)
+      }; others can type !session ${this.#ctx.o.user} (!disconnect stops hosting)`,
+    );
+    this.changed.notify();
   }
 
   async disconnect(): Promise<void> {

@@ -31,6 +31,7 @@ import { Activity } from "./activity.ts";
 import {
   closeReasonFor,
   errorEvent,
+  hostingWhere,
   sendText,
   whoami,
 } from "./session_view.ts";
@@ -241,8 +242,12 @@ export class ChatClient {
         if (m.more > 0) this.#ctx.system(`... and ${m.more} more online`);
         break;
       case "hosting":
+        // A host that hosts again after a session says so itself.
+        if (answers?.quiet) break;
         this.#ctx.system(
-          `Hosting at ${m.addr}; others can now type !session ${o.user}`,
+          `Hosting ${
+            hostingWhere(m.addr)
+          }; others can now type !session ${o.user}`,
         );
         break;
       case "error":

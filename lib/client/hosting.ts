@@ -132,12 +132,15 @@ export class Hosting {
 
   /**
    * Listen for joiners (unless relayed only).
-   * @returns the hosting, or null when we cannot listen (an error was shown)
+   * @param quiet do not show a failure to listen (the caller tries again)
+   * @returns the hosting, or null when we cannot listen (an error was
+   *   shown, unless `quiet`)
    */
   static start(
     ctx: ClientContext,
     link: ServerConnection,
     events: HostingEvents,
+    quiet = false,
   ): Hosting | null {
     const o = ctx.o;
     if (o.relay) return new Hosting(ctx, link, events, null, "relay:0");
@@ -148,6 +151,7 @@ export class Hosting {
         o.listenPort ?? 0,
       );
     } catch (e) {
+      if (quiet) return null;
       ctx.print({
         kind: "error",
         code: "listen-failed",

@@ -19,6 +19,17 @@ export function errorEvent(e: unknown): NewEvent {
 }
 
 /**
+ * Where joiners reach a host, in words: `at 127.0.0.1:5000`, or `through
+ * the server relay` for a host that advertises the relay (`relay:0`,
+ * PROTOCOL.md section 6.1).
+ * @param addr the address the host advertises
+ * @returns the words
+ */
+export function hostingWhere(addr: string): string {
+  return addr.startsWith("relay:") ? "through the server relay" : `at ${addr}`;
+}
+
+/**
  * The `!whoami` line.
  * @param o the client's settings
  * @param where the session, or the mode in words

@@ -21,7 +21,7 @@ import {
 import { isMsg, isServerError } from "./_setup.ts";
 
 const hosting = (e: { kind: string; text?: string }) =>
-  e.kind === "system" && (e.text ?? "").startsWith("Hosting at");
+  e.kind === "system" && /^Hosting (at|through) /.test(e.text ?? "");
 
 async function host(c: TestClient): Promise<void> {
   const mark = c.ui.mark;

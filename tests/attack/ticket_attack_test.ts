@@ -33,20 +33,31 @@ import { peerPair } from "./_setup.ts";
 const isPeerHello = (f: MitmFrame) =>
   f.dir === "down" && f.payload[0] === FrameKind.PEER_HELLO;
 
-/** End the session from the joiner's side and wait until both sides saw it end. */
+/**
+ * End the session from the joiner's side and wait until both sides saw it
+ * end and the host hosts on (issue 11 item 5).
+ */
 async function endSession(host: TestClient, joiner: TestClient): Promise<void> {
   const hm = host.ui.mark, jm = joiner.ui.mark;
   await joiner.client.handleLine("!disconnect");
   await Promise.all([host.ui.waitFor(ended, hm), joiner.ui.waitFor(ended, jm)]);
+  await host.ui.waitFor(
+    (e) => e.kind === "system" && e.text.startsWith("Still hosting"),
+    hm,
+  );
 }
 
-/** The host hosts again (behind its MITM), with `hook` on the MITM. */
+/**
+ * The host hosts (behind its MITM), with `hook` on the MITM; after a
+ * session it hosts on by itself.
+ */
 async function hostAgain(
   host: TestClient,
   mitm: FrameMitm,
   hook: FrameMitm["hook"],
 ) {
   mitm.hook = hook;
+  if (host.client.mode === "hosting") return;
   const mark = host.ui.mark;
   await host.client.handleLine("!session host");
   await host.ui.waitFor(

@@ -61,9 +61,12 @@ export const errorCode = (code: string) => (e: ChatEvent): boolean =>
 export const reconnected = (e: ChatEvent): boolean =>
   e.type === "system" && e.text === "Reconnected to the server";
 
-/** The client answered `!session host`: it is hosting. */
+/**
+ * The client answered `!session host`: it is hosting (at its address, or
+ * through the server relay).
+ */
 export const hosting = (e: ChatEvent): boolean =>
-  e.type === "system" && /^Hosting at /.test(e.text ?? "");
+  e.type === "system" && /^Hosting (at|through) /.test(e.text ?? "");
 
 /**
  * `host` types `!session host` (unless it already hosts), `joiner` types

@@ -66,7 +66,11 @@ Deno.test("a session killed mid-message reports the unacknowledged message to th
       a!.events.filter((e) => e.status === "undelivered").length,
       1,
     );
-    assert.deepEqual(await a!.listUntil((l) => !("B" in l)), { A: "IDLE" });
+    // A hosted: it hosts on (issue 11 item 5).
+    assert.deepEqual(
+      await a!.listUntil((l) => !("B" in l) && l.A === "HOSTING"),
+      { A: "HOSTING" },
+    );
   });
 });
 
@@ -83,7 +87,8 @@ Deno.test("messages piped right before !disconnect, or right before the end of s
       ]] as const
     ) {
       const a0 = a!.events.length, b0 = b!.events.length;
-      await session(a!, b!);
+      // After the first session A hosts on (issue 11 item 5).
+      await session(a!, b!, tag === "then-eof");
       await b!.send(...lines(tag), ...(last === null ? [] : [last]));
       if (last === null) await b!.closeStdin();
       const end = await a!.waitFor(ended("B"), undefined, a0);
@@ -91,7 +96,15 @@ Deno.test("messages piped right before !disconnect, or right before the end of s
         e.type === "message" && e.direction === "in"
       );
       assert.deepEqual(got.map((e) => e.text), lines(tag));
-      assert.match(end.reason ?? "", last === null ? /B left/ : /B ended/);
+      assert.match(
+        end.reason ?? "",
+        last === null ? /B logged out/ : /B ended/,
+      );
+      await a!.waitFor(
+        (e) => e.type === "system" && /^Still hosting/.test(e.text ?? ""),
+        undefined,
+        a0,
+      );
       const receipts = await b!.waitForCount(
         (e) => e.type === "receipt",
         20,
@@ -179,7 +192,8 @@ Deno.test("a direct peer session survives the server being killed and restarted:
     await b!.send("!disconnect");
     await a!.waitFor(ended("B"), undefined, a1);
     await second.waitForLog(/ join user=B/);
-    await a!.listUntil((u) => u.A === "IDLE" && u.B === "IDLE");
+    // A hosted that session: it hosts on (issue 11 item 5).
+    await a!.listUntil((u) => u.A === "HOSTING" && u.B === "IDLE");
   });
 });
 

@@ -54,7 +54,7 @@ Deno.test("users A-F log in and !list shows all six IDLE; a user who quits by !q
   });
 });
 
-Deno.test("a peer session: HOSTING, same SAS on both sides, both BUSY, messages both ways with receipts, !disconnect ends it on both sides, then B hosts and C joins B", async () => {
+Deno.test("a peer session: HOSTING, same SAS on both sides, both BUSY, messages both ways with receipts, !disconnect ends it on both sides and A hosts on, then B hosts and C joins B", async () => {
   await withProcs(keys, async (p) => {
     const { c } = await loggedIn(p, ["A", "B", "C"]);
     const [a, b, cc] = c as [ChatProc, ChatProc, ChatProc];
@@ -103,7 +103,13 @@ Deno.test("a peer session: HOSTING, same SAS on both sides, both BUSY, messages 
     ]);
     assert.match(endA.reason ?? "", /B ended the session/);
     assert.match(endB.reason ?? "", /you ended the session/);
-    await cc.listUntil((l) => l.A === "IDLE" && l.B === "IDLE");
+    // A hosted, so A hosts on (issue 11 item 5); B is IDLE.
+    await a.waitFor(
+      (e) => e.type === "system" && /^Still hosting at /.test(e.text ?? ""),
+      undefined,
+      a0,
+    );
+    await cc.listUntil((l) => l.A === "HOSTING" && l.B === "IDLE");
     // No receipt was reported undelivered: everything was acknowledged.
     assert.equal(
       a.events.filter((e) => e.status === "undelivered").length +
@@ -120,11 +126,40 @@ Deno.test("a peer session: HOSTING, same SAS on both sides, both BUSY, messages 
     await b.waitFor(incoming("C", "hi B, it is C"), undefined, b1);
     await b.send("hi C");
     await cc.waitFor(incoming("B", "hi C"), undefined, c1);
-    assert.deepEqual(await a.list(), { A: "IDLE", B: "BUSY", C: "BUSY" });
+    assert.deepEqual(await a.list(), { A: "HOSTING", B: "BUSY", C: "BUSY" });
     // A message typed outside a session is refused, not lost silently.
     const a2 = a.events.length;
     await a.send("nobody to send to");
     await a.waitFor(errorCode("no-session"), undefined, a2);
+  });
+});
+
+Deno.test("host for a minute, as README shows (issue 11 item 5): A types !session host once; B joins, says hello and logs out at the end of its input; then C does the same, with nothing typed at A", async () => {
+  await withProcs(keys, async (p) => {
+    const { server, c } = await loggedIn(p, ["A"]);
+    const [a] = c as [ChatProc];
+    await a.send("!session host");
+    await a.waitFor(hosting);
+    for (const user of ["B", "C"]) {
+      const a0 = a.events.length;
+      const j = await p.chat(server, user);
+      await j.send("!session A", `hello from ${user}`);
+      await a.waitFor(incoming(user, `hello from ${user}`), 10_000, a0);
+      await j.closeStdin();
+      assert.deepEqual(await j.wait(), { code: 0, signal: null });
+      const end = await a.waitFor(ended(user), undefined, a0);
+      assert.equal(end.reason, `${user} logged out`);
+      await a.waitFor(
+        (e) => e.type === "system" && /^Still hosting at /.test(e.text ?? ""),
+        undefined,
+        a0,
+      );
+      assert.ok(
+        !j.events.some((e) => e.code === "refused-not-hosting"),
+        `${user} was not told "A is not hosting"`,
+      );
+    }
+    assert.deepEqual(await a.list(), { A: "HOSTING" });
   });
 });
 
@@ -374,6 +409,10 @@ Deno.test("garbage on stdin (NUL bytes, invalid UTF-8, escape sequences, a 20 KB
     assert.deepEqual(await b.wait(), { code: 0, signal: null });
     assert.deepEqual(b.stderr.lines, []);
     await a.waitFor(ended("B"), undefined, a0);
-    assert.deepEqual(await a.listUntil((l) => !("B" in l)), { A: "IDLE" });
+    // A hosted: it hosts on.
+    assert.deepEqual(
+      await a.listUntil((l) => !("B" in l) && l.A === "HOSTING"),
+      { A: "HOSTING" },
+    );
   });
 });

@@ -131,7 +131,8 @@ Deno.test("relay: a host advertising an address where nothing listens (127.0.0.1
     big = big.slice(0, 30_000);
     await talk(a, [big], b, []);
     assertNoClearText([serverTap], [...SAID_A, ...SAID_B, big]);
-    // !disconnect over the relay ends it on both sides, both IDLE.
+    // !disconnect over the relay ends it on both sides; B is IDLE and A,
+    // which hosted, hosts on (issue 11 item 5).
     const a0 = a.events.length;
     await b.send("!disconnect");
     await a.waitFor(
@@ -139,7 +140,7 @@ Deno.test("relay: a host advertising an address where nothing listens (127.0.0.1
       undefined,
       a0,
     );
-    await b.listUntil((l) => l.A === "IDLE" && l.B === "IDLE");
+    await b.listUntil((l) => l.A === "HOSTING" && l.B === "IDLE");
   });
 });
 
@@ -163,7 +164,8 @@ Deno.test("relay: --relay on the host, and then --relay on the joiner, each forc
       undefined,
       b0,
     );
-    await b.listUntil((l) => l.A === "IDLE" && l.B === "IDLE");
+    // A ended the session it hosted: it hosts on (issue 11 item 5).
+    await b.listUntil((l) => l.A === "HOSTING" && l.B === "IDLE");
     // Joiner side: B hosts with a listener, C --relay joins through the server.
     const { hostEv: h2, joinEv: j2 } = await session(b, c);
     assert.equal(h2.transport, "relay");
@@ -182,9 +184,10 @@ Deno.test("relay: --relay on the host, and then --relay on the joiner, each forc
     );
     // Faster than the heartbeat timeout (3 x 200 ms) could.
     assert.ok(Date.now() - t0 < 500, `noticed after ${Date.now() - t0} ms`);
-    assert.deepEqual(await b.listUntil((l) => !("C" in l)), {
-      A: "IDLE",
-      B: "IDLE",
-    });
+    // Both hosted their last session: both host on.
+    assert.deepEqual(
+      await b.listUntil((l) => !("C" in l) && l.B === "HOSTING"),
+      { A: "HOSTING", B: "HOSTING" },
+    );
   });
 });
