@@ -615,3 +615,20 @@ Deno.test("a host that asks for a session of its own after a hosted session stop
     assert.equal(a.client.mode, "idle");
   });
 });
+
+Deno.test("a line with blanks before its ! is a message, sent as typed, not a command (issue 11 item 10)", async () => {
+  await withScope(async (s) => {
+    const { port } = await s.server();
+    const a = await s.client(port, "A");
+    const b = await s.client(port, "B");
+    await a.client.handleLine("!session host");
+    await a.ui.waitFor(system(/^Hosting/));
+    await b.client.handleLine("!session A");
+    await Promise.all([a.ui.waitFor(started), b.ui.waitFor(started)]);
+    const am = a.ui.mark, bm = b.ui.mark;
+    await b.client.handleLine("   !list");
+    const got = await a.ui.waitFor((e) => e.kind === "message", am);
+    assert.ok(got.kind === "message" && got.text === "   !list");
+    assert.equal(b.ui.since((e) => e.kind === "list", bm).length, 0);
+  });
+});

@@ -586,7 +586,11 @@ const GOOD: Array<[string, unknown]> = [
   ["!session bob", { kind: "session", peer: "bob" }],
   ["!session  B-1_x ", { kind: "session", peer: "B-1_x" }],
   ["!list", { kind: "list" }],
-  ["  !list  ", { kind: "list" }],
+  ["!list  ", { kind: "list" }],
+  // A command starts at the first character (issue 11 item 10).
+  ["  !list  ", { kind: "message", text: "  !list  " }],
+  ["\t!quit", { kind: "message", text: "\t!quit" }],
+  [" !!x", { kind: "message", text: " !!x" }],
   ["!disconnect", { kind: "disconnect" }],
   ["!whoami", { kind: "whoami" }],
   ["!help", { kind: "help" }],

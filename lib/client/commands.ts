@@ -67,10 +67,11 @@ const NO_ARGS: Record<string, Command> = {
 };
 
 /**
- * Parse one input line. A line whose first non-blank character is `!` is
- * a command (surrounding blanks ignored, names case-sensitive); `!!` at
- * the start sends the rest, from the second `!`, as a message; a blank
- * line is `empty`; anything else is a message, sent as typed.
+ * Parse one input line. A line is a command only when `!` is its very first
+ * character (blanks after it ignored, names case-sensitive); `!!` at the
+ * start sends the rest, from the second `!`, as a message; a blank line is
+ * `empty`; anything else is a message, sent as typed: `   !list` (a blank
+ * first) is a message, not a command (issue 11 item 10).
  * @param line one sanitized input line
  * @returns the command; `unknown` carries a hint for the user
  * @example
@@ -81,16 +82,15 @@ const NO_ARGS: Record<string, Command> = {
  * assert.ok(parseCommand("!list").kind === "list");
  * const m = parseCommand("!!hi");
  * assert.ok(m.kind === "message" && m.text === "!hi");
+ * assert.ok(parseCommand("  !list").kind === "message");
  * assert.ok(parseCommand("!foo").kind === "unknown");
  * ```
  */
 export function parseCommand(line: string): Command {
   const trimmed = line.trim();
   if (trimmed === "") return { kind: "empty" };
-  if (!trimmed.startsWith("!")) return { kind: "message", text: line };
-  if (trimmed.startsWith("!!")) {
-    return { kind: "message", text: line.slice(line.indexOf("!") + 1) };
-  }
+  if (!line.startsWith("!")) return { kind: "message", text: line };
+  if (line.startsWith("!!")) return { kind: "message", text: line.slice(1) };
   const [word = "", ...args] = trimmed.split(/\s+/);
   const plain = NO_ARGS[word];
   if (plain !== undefined) {
