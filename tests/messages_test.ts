@@ -116,7 +116,13 @@ Deno.test("each direction's decoder reads its own messages and refuses the other
       "client -> server",
       decodeClientToServer,
       [{ t: "list" }, { t: "session", peer: "A", req: 3 }],
-      [{ t: "welcome", user: "A", serverFingerprint: "x", maxFrame: 65536 }, {
+      [{
+        t: "welcome",
+        user: "A",
+        serverFingerprint: "x",
+        maxFrame: 65536,
+        now: 1,
+      }, {
         t: "ack",
         id: "1",
       }],

@@ -14,7 +14,11 @@ import {
   Label,
   transcriptHash,
 } from "../crypto/mod.ts";
-import { confirmFinished, type RecordOpener } from "../record/mod.ts";
+import {
+  describeClockSkew,
+  type RecordOpener,
+  verifyFinished,
+} from "../record/mod.ts";
 import { formatSas, type PeerHello } from "./peer_handshake.ts";
 import { type RecordPair, recordPair } from "./_record_pair.ts";
 
@@ -124,10 +128,19 @@ export function checkFinished(
   pth: Uint8Array,
   who: string,
 ): void {
-  if (!confirmFinished(opener, payload, pth)) {
+  const v = verifyFinished(opener, payload, pth);
+  if (v.ok) return;
+  if (v.clockOffsetMs !== undefined) {
+    // Authentic but outside the window: the clocks, not an attack (PROTOCOL.md section 4).
     throw new AuthError(
-      "peer-auth-failed",
-      `Peer session refused: ${who} could not prove it holds the peer key`,
+      "clock-skew",
+      `Peer session refused: ${
+        describeClockSkew(`${who}'s`, v.clockOffsetMs, v.windowMs ?? 0)
+      }`,
     );
   }
+  throw new AuthError(
+    "peer-auth-failed",
+    `Peer session refused: ${who} could not prove it holds the peer key`,
+  );
 }

@@ -72,6 +72,8 @@ export interface LoginResult {
 export interface HandshakeOptions {
   /** Freshness window of the records, rule 3.5. */
   windowMs?: number;
+  /** This side's clock (ms), for the FINISHED records; tests skew it. */
+  now?: () => number;
 }
 
 /**

@@ -35,7 +35,11 @@ import {
   transcriptHash,
   verifyPss,
 } from "../crypto/mod.ts";
-import { confirmFinished, RecordType } from "../record/mod.ts";
+import {
+  describeClockSkew,
+  RecordType,
+  verifyFinished,
+} from "../record/mod.ts";
 import {
   type ClientHello,
   decodeServerHello,
@@ -250,14 +254,28 @@ export class ClientHandshake {
     return this.#step("await-server-finished", () => {
       expectKind(payload, FrameKind.RECORD, "FINISHED record");
       const r = this.#result!;
-      if (!confirmFinished(r.opener, payload, this.#th2!)) {
+      const now = this.#opts.now?.() ?? Date.now();
+      const v = verifyFinished(r.opener, payload, this.#th2!, now);
+      if (!v.ok) {
+        // An authentic FINISHED outside the window: the clocks are the
+        // trouble, and the user is told so (PROTOCOL.md section 4).
+        if (v.clockOffsetMs !== undefined) {
+          throw new AuthError(
+            "clock-skew",
+            describeClockSkew(
+              "the server's",
+              v.clockOffsetMs,
+              v.windowMs ?? 0,
+            ),
+          );
+        }
         throw new AuthError(
           "key-confirmation-failed",
           "Server could not prove it holds the session keys",
         );
       }
       this.#steps.state = "done";
-      return r.sealer.seal(RecordType.FINISHED, this.#th2!);
+      return r.sealer.seal(RecordType.FINISHED, this.#th2!, now);
     });
   }
 

@@ -28,7 +28,11 @@ import {
   transcriptHash,
   verifyPss,
 } from "../crypto/mod.ts";
-import { confirmFinished, RecordType } from "../record/mod.ts";
+import {
+  describeClockSkew,
+  RecordType,
+  verifyFinished,
+} from "../record/mod.ts";
 import {
   type ClientHello,
   decodeClientAuth,
@@ -217,7 +221,7 @@ export class ServerHandshake {
       this.#steps.state = "await-client-finished";
       return [
         encodeServerKey({ sealedSessionKey: sealed }),
-        keys.sealer.seal(RecordType.FINISHED, th2),
+        keys.sealer.seal(RecordType.FINISHED, th2, this.#opts.now?.()),
       ];
     });
   }
@@ -229,10 +233,20 @@ export class ServerHandshake {
    */
   onClientFinished(payload: Uint8Array): Promise<void> {
     return this.#step("await-client-finished", () => {
-      if (!confirmFinished(this.#result!.opener, payload, this.#th2!)) {
+      const now = this.#opts.now?.() ?? Date.now();
+      const v = verifyFinished(this.#result!.opener, payload, this.#th2!, now);
+      if (!v.ok) {
+        // Still a failed key confirmation (rule 2.4), but the ERROR frame
+        // tells the client it is the clocks (PROTOCOL.md section 4).
         throw new AuthError(
           "key-confirmation-failed",
-          "Client could not prove it holds the session keys",
+          v.clockOffsetMs === undefined
+            ? "Client could not prove it holds the session keys"
+            : describeClockSkew(
+              "the client's",
+              v.clockOffsetMs,
+              v.windowMs ?? 0,
+            ).replace("This computer's clock", "The server's clock"),
         );
       }
       this.#steps.state = "done";

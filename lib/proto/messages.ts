@@ -60,8 +60,17 @@ export const CLIENT_TO_SERVER = {
 
 /** Server -> client (PROTOCOL.md section 5); an answer repeats its request's `req`. */
 export const SERVER_TO_CLIENT = {
-  /** `maxFrame`: the server's frame limit, which the client keeps to (section 2). */
-  welcome: { user: "name", serverFingerprint: "string", maxFrame: "number" },
+  /**
+   * `maxFrame`: the server's frame limit, which the client keeps to (section
+   * 2); `now`: the server's clock, from which the client reads ticket expiries
+   * (section 6).
+   */
+  welcome: {
+    user: "name",
+    serverFingerprint: "string",
+    maxFrame: "number",
+    now: "number",
+  },
   /** `more`: users online beyond those listed (the list is capped to fit a record). */
   users: { users: "users", more: "number" },
   hosting: { addr: "string" },
@@ -169,6 +178,8 @@ export const MESSAGE_DOCS = {
           "`SHA256:` and the unpadded base64 of the SHA-256 of the server's SPKI DER",
         maxFrame:
           "an integer, the server's frame limit in bytes (section 2), which the client keeps to",
+        now:
+          "the server's clock when it sent this, ms since 1970-01-01 UTC: the client keeps its offset and reads `expiresAt` by it (section 6)",
       },
     },
     users: {

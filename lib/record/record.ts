@@ -144,6 +144,24 @@ export class RecordSealer {
   }
 }
 
+/**
+ * A record whose tag checked but whose timestamp is outside the window
+ * (rule 3.5): the other side holds the keys, and its clock differs from ours
+ * by {@link offsetMs}. Code `stale`.
+ */
+export class StaleRecordError extends RecordError {
+  /** The sender's clock minus ours, as the record says (ms). */
+  readonly offsetMs: number;
+  /** The window it is outside of (ms). */
+  readonly windowMs: number;
+
+  constructor(message: string, offsetMs: number, windowMs: number) {
+    super("stale", message);
+    this.offsetMs = offsetMs;
+    this.windowMs = windowMs;
+  }
+}
+
 /** Options of {@link RecordOpener}. */
 export interface RecordOpenerOptions {
   /** Freshness window in ms, rule 3.5 (default 120 s). */
@@ -214,11 +232,12 @@ export class RecordOpener {
       );
     }
     if (Math.abs(now - timestamp) > this.#windowMs) {
-      throw new RecordError(
-        "stale",
+      throw new StaleRecordError(
         `Record discarded: timestamp is ${
           Math.round((now - timestamp) / 1000)
         } s from this clock, outside the ${this.#windowMs / 1000} s window`,
+        timestamp - now,
+        this.#windowMs,
       );
     }
     const iv = this.#ivMac.mac(seqBytes(seq));
@@ -262,12 +281,62 @@ export function confirmFinished(
   opener: RecordOpener,
   payload: Uint8Array,
   transcript: Uint8Array,
+  now: number = Date.now(),
 ): boolean {
+  return verifyFinished(opener, payload, transcript, now).ok;
+}
+
+/** What {@link verifyFinished} found. */
+export type FinishedVerdict =
+  | { ok: true }
+  /** `clockOffsetMs`: set when the record was authentic but outside the window. */
+  | { ok: false; clockOffsetMs?: number; windowMs?: number };
+
+/**
+ * {@link confirmFinished}, saying why it failed when the cause is the
+ * clocks: an authentic FINISHED whose timestamp is outside the window
+ * (PROTOCOL.md section 4), so a skewed clock is reported as such.
+ * @param opener the other direction's opener, at sequence 0
+ * @param payload the other side's first record
+ * @param transcript what FINISHED must carry
+ * @param now our clock in ms
+ * @returns ok, or the clock offset when that is why not
+ */
+export function verifyFinished(
+  opener: RecordOpener,
+  payload: Uint8Array,
+  transcript: Uint8Array,
+  now: number = Date.now(),
+): FinishedVerdict {
   try {
-    const rec = opener.open(payload);
+    const rec = opener.open(payload, now);
     return rec.type === RecordType.FINISHED &&
-      constantTimeEqual(rec.plaintext, transcript);
-  } catch {
-    return false;
+        constantTimeEqual(rec.plaintext, transcript)
+      ? { ok: true }
+      : { ok: false };
+  } catch (e) {
+    return e instanceof StaleRecordError
+      ? { ok: false, clockOffsetMs: e.offsetMs, windowMs: e.windowMs }
+      : { ok: false };
   }
+}
+
+/**
+ * The words of a clock skew: how far apart, which way, and the fix.
+ * @param whose "the server's", "the peer's"
+ * @param offsetMs their clock minus ours
+ * @param windowMs the window
+ * @returns a sentence
+ */
+export function describeClockSkew(
+  whose: string,
+  offsetMs: number,
+  windowMs: number,
+): string {
+  const s = Math.round(Math.abs(offsetMs) / 1000);
+  return `This computer's clock and ${whose} differ by ${s} s (${whose} is ${
+    offsetMs > 0 ? "ahead" : "behind"
+  }), more than the ${
+    Math.round(windowMs / 1000)
+  } s records may be apart: set the clock that is wrong (turn on automatic time, NTP)`;
 }

@@ -245,6 +245,8 @@ export class ImServer {
       serverFingerprint: this.#identity.fingerprint,
       // Section 2: the client reads and seals records up to this.
       maxFrame: this.#c.maxFrameBytes,
+      // Section 6: expiries are server times; the client reads them by this.
+      now: Date.now(),
     }).catch(() => {});
     this.#leave(session, await this.#messages(session));
   }
