@@ -8,7 +8,8 @@
  * (lib/ui/sanitize.ts): an error's message can carry text from the network
  * (a server's cleartext ERROR frame, before its key is checked), which must
  * not reach the terminal as escape sequences or start a line of its own.
- * Exit codes: 0 ok, 1 failure, 2 bad command line.
+ * Exit codes: 0 ok, 1 failure, 2 bad command line; `im chat` adds 3 (stdin
+ * not a terminal: some line failed) and 128+N (ended by signal N).
  * @module
  */
 

@@ -44,8 +44,21 @@ Options:
   -h, --help           this help
 
 Commands: !session host, !session <user>, !list, !disconnect, !whoami,
-!help, !quit. Anything else is sent to your peer.
+!help, !quit. Anything else is sent to your peer. Input lines are limited
+to 32 KiB (32768 bytes).
+
+Exit codes: 0 done; 1 failure (login refused, connection ended for good);
+2 bad command line; 3 (stdin not a terminal) some line failed: it was
+answered with an error (a refused !session, "Not sent", an unknown
+command), was skipped as longer than 32 KiB, or a message was not
+delivered; 128+N ended by signal N (SIGHUP 129, SIGINT 130, SIGTERM 143).
 `;
+
+/**
+ * Exit code of a script (stdin not a terminal) in which some line failed;
+ * see `Terminal.failures` in lib/ui/terminal.ts (issue 11 item 6).
+ */
+export const EXIT_SOME_FAILED = 3;
 
 /**
  * Longest input line: room for a 30 KB message. A line that fits but
@@ -171,6 +184,10 @@ export async function runChat(args: string[]): Promise<number> {
       await within(c.quit(), QUIT_MS, undefined);
     }
     if (guard.signal !== null) return signalExitCode(guard.signal);
+    // A script learns from the exit code whether every line did its job.
+    if (code === 0 && !interactive && terminal.failures > 0) {
+      return EXIT_SOME_FAILED;
+    }
     return code;
   } finally {
     terminal.close();

@@ -1005,6 +1005,54 @@ Deno.test("createTerminal() reports a skipped line in input order, not when read
   ]);
 });
 
+Deno.test("createTerminal() failures counts a line during whose handling an error was printed, once per line (issue 11 item 6)", async () => {
+  const r = rig({ json: true });
+  r.input.end("ok\nbad\nworse\nfine\n");
+  for await (const line of r.term.lines()) {
+    if (line === "bad" || line === "worse") {
+      for (let i = 0; i < 2; i++) {
+        r.term.print({ kind: "error", code: "x", text: line, at: AT });
+      }
+    } else {
+      r.term.print({ kind: "system", text: line, at: AT });
+    }
+  }
+  done(r);
+  assert.equal(r.term.failures, 2);
+});
+
+Deno.test("createTerminal() failures does not count an error printed while no line is handled", () => {
+  const r = rig({ json: true });
+  r.term.print({ kind: "error", code: "server-gone", text: "gone", at: AT });
+  done(r);
+  assert.equal(r.term.failures, 0);
+});
+
+Deno.test("createTerminal() failures counts a skipped line and every undelivered message", async () => {
+  const r = rig({ json: true, maxLineBytes: 4 });
+  r.input.end("toolong\nok\n");
+  for await (const _ of r.term.lines()) {
+    r.term.print({
+      kind: "receipt",
+      id: "1",
+      status: "delivered",
+      peer: "B",
+      at: AT,
+    });
+  }
+  for (const id of ["2", "3"]) {
+    r.term.print({
+      kind: "receipt",
+      id,
+      status: "undelivered",
+      peer: "B",
+      at: AT,
+    });
+  }
+  done(r);
+  assert.equal(r.term.failures, 3);
+});
+
 Deno.test("createTerminal() close() drops lines not yet consumed", async () => {
   const r = rig();
   r.input.write("a\nb\nc\n");

@@ -82,6 +82,13 @@ export interface Terminal {
    * consumer only: every call returns the same queue.
    */
   lines(): AsyncIterable<string>;
+  /**
+   * How many of the user's lines failed (issue 11 item 6): a line during
+   * whose handling (from when {@link Terminal.lines} gave it out until the
+   * next one was asked for) an `error` event was printed, a line skipped
+   * as too long, and each message reported `undelivered`.
+   */
+  readonly failures: number;
   /** Stop reading, restore the terminal, end {@link Terminal.lines}; idempotent. */
   close(): void;
 }
@@ -213,8 +220,37 @@ abstract class BaseTerminal implements Terminal {
     }
   }
 
+  #failures = 0;
+  #handling = false; // a line was given out and the next not asked for yet
+  #lineFailed = false;
+
+  get failures(): number {
+    return this.#failures;
+  }
+
+  /** Count what the event says failed; every print goes through here. */
+  protected count(ev: UiEvent): void {
+    if (ev.kind === "error" && this.#handling) this.#lineFailed = true;
+    if (ev.kind === "receipt" && ev.status === "undelivered") this.#failures++;
+  }
+
+  /** The queue's lines, noting which line is being handled. */
+  async *#tracked(src: AsyncGenerator<string>): AsyncGenerator<string> {
+    for await (const line of src) {
+      this.#lineFailed = false;
+      this.#handling = true;
+      try {
+        yield line;
+      } finally {
+        this.#handling = false;
+        if (this.#lineFailed) this.#failures++;
+      }
+    }
+  }
+
   /** Queue the report of a skipped line, to be printed in input order. */
   protected tooLong(bytes: number): void {
+    this.#failures++;
     const ev: UiEvent = {
       kind: "error",
       code: "line-too-long",
@@ -229,7 +265,7 @@ abstract class BaseTerminal implements Terminal {
   abstract setPeer(peer: string | null): void;
 
   lines(): AsyncIterable<string> {
-    return this.#iterable ??= this.queue.iterate();
+    return this.#iterable ??= this.#tracked(this.queue.iterate());
   }
   #iterable: AsyncGenerator<string> | null = null;
 
@@ -287,6 +323,7 @@ class PipedTerminal extends BaseTerminal {
   }
 
   print(ev: UiEvent): void {
+    this.count(ev);
     this.write(`${this.render(ev)}\n`);
   }
 
@@ -470,6 +507,7 @@ class InteractiveTerminal extends BaseTerminal {
   }
 
   print(ev: UiEvent): void {
+    this.count(ev);
     const text = this.render(ev);
     if (this.closed) {
       this.write(`${text}\n`);

@@ -28,6 +28,7 @@
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { sleep } from "../../lib/util/mod.ts";
+import { EXIT_SOME_FAILED } from "../../cmd/chat.ts";
 
 /** Root of the project (where main.ts lives). */
 export const ROOT: string = fileURLToPath(new URL("../../", import.meta.url));
@@ -707,7 +708,8 @@ export class Procs {
    * Stop everything: clients first (end of stdin), then servers (SIGTERM);
    * whatever does not exit within {@link STOP_MS} is killed.
    * @returns one line per process that did not stop cleanly: a client that
-   *   needed SIGKILL or exited non-zero after end of stdin, a server that
+   *   needed SIGKILL or exited with another code than 0 or
+   *   {@link EXIT_SOME_FAILED} after end of stdin, a server that
    *   needed SIGKILL or exited non-zero after SIGTERM
    */
   async stopAll(): Promise<string[]> {
@@ -726,7 +728,11 @@ export class Procs {
       }
       await how();
       const st = await p.wait(STOP_MS);
-      if (st.signal !== null || st.code !== 0) {
+      // A script in which some line failed ends with EXIT_SOME_FAILED
+      // (cmd/chat.ts): that is a clean stop too.
+      const clean = st.code === 0 ||
+        (!(p instanceof ServerProc) && st.code === EXIT_SOME_FAILED);
+      if (st.signal !== null || !clean) {
         problems.push(
           `${p.name} did not stop cleanly: exit ${st.code}, signal ${st.signal}`,
         );
