@@ -14,7 +14,11 @@ import {
   verifyFinished,
 } from "../lib/record/mod.ts";
 import { AuthError } from "../lib/util/mod.ts";
-import { directory, identities } from "./_helpers.ts";
+import { ChatClient } from "../lib/client/mod.ts";
+import { ImServer } from "../lib/server/mod.ts";
+import { MemoryNetwork } from "../lib/wire/mod.ts";
+import { clientDirectory, directory, identities } from "./_helpers.ts";
+import { CaptureUi, started } from "./_fixtures.ts";
 
 const SKEW_MS = 200_000;
 
@@ -109,4 +113,63 @@ Deno.test("verifyFinished: a FINISHED under other keys is a plain failure, never
       e instanceof StaleRecordError && e.code === "stale" &&
       e.offsetMs === SKEW_MS,
   );
+});
+
+// PROTOCOL.md section 6, "Whose clock": expiries are server times, read by
+// the client's estimate of the server's clock from the welcome.
+Deno.test({
+  name:
+    "a server whose clock is 40 s behind the users' (more than the 30 s ticket lifetime): sessions still start, the ticket read by the server's clock",
+  permissions: {
+    net: false,
+    read: true,
+    env: true,
+    write: false,
+    run: false,
+    ffi: false,
+    sys: false,
+    import: false,
+  },
+  fn: async () => {
+    const ids = await identities();
+    const net = new MemoryNetwork();
+    const server = await ImServer.start({
+      network: net,
+      hostname: "192.0.2.1",
+      port: 0,
+      identity: ids.server,
+      clients: clientDirectory(ids),
+      heartbeatMs: 0,
+      now: () => Date.now() - 40_000,
+    });
+    const clients: ChatClient[] = [];
+    try {
+      const start = async (user: "A" | "B") => {
+        const ui = new CaptureUi();
+        const c = await ChatClient.start({
+          user,
+          identity: ids[user],
+          pinnedServer: ids.serverPinned,
+          serverHost: "192.0.2.1",
+          serverPort: server.port,
+          ui,
+          network: net,
+          heartbeatMs: 0,
+          reconnect: false,
+          waitForReplies: true,
+        });
+        clients.push(c);
+        return { c, ui };
+      };
+      const a = await start("A");
+      const b = await start("B");
+      await a.c.handleLine("!session host");
+      await b.c.handleLine("!session A");
+      await Promise.all([a.ui.waitFor(started), b.ui.waitFor(started)]);
+      assert.equal(b.ui.since((e) => e.kind === "error").length, 0);
+    } finally {
+      for (const c of clients) await c.quit();
+      await server.close();
+    }
+  },
 });

@@ -208,7 +208,11 @@ export class Hosting {
       });
       return;
     }
-    const lifetime = Math.max(0, Math.min(g.expiresAt - Date.now(), 60_000));
+    // The expiry is a server time (PROTOCOL.md section 6).
+    const lifetime = Math.max(
+      0,
+      Math.min(g.expiresAt - this.#link.serverNow(), 60_000),
+    );
     const grant: Grant = {
       peer: g.peer,
       key,

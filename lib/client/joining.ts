@@ -102,6 +102,8 @@ export class Joining {
         },
       },
       ...(o.windowMs === undefined ? {} : { windowMs: o.windowMs }),
+      // The ticket's expiry is a server time (PROTOCOL.md section 6).
+      now: () => this.#link.serverNow(),
     };
     const channelOpts = { heartbeatMs: o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS };
     let session: PeerSession | undefined;

@@ -168,6 +168,8 @@ export class ServerConnection {
   #nextReq = 1;
   /** The server's frame limit, from its `welcome` (PROTOCOL.md section 2). */
   #maxFrame = DEFAULT_MAX_FRAME_BYTES;
+  /** The server's clock minus ours, from its `welcome` (PROTOCOL.md section 6). */
+  #clockOffset = 0;
   #inFlight = new Map<number, InFlight>();
   #welcomed = Promise.withResolvers<void>();
   #closing = false;
@@ -335,6 +337,14 @@ export class ServerConnection {
    * inside a `relay` (and then `relayed`) message of at most 67 bytes of
    * JSON around it, inside one record under the server's frame limit.
    */
+  /**
+   * Now by the server's clock, as far as its `welcome` told it: what ticket
+   * and grant expiries are read by (PROTOCOL.md section 6).
+   */
+  serverNow(): number {
+    return Date.now() + this.#clockOffset;
+  }
+
   get relayFrameLimit(): number {
     const room = this.#maxFrame - 1 - RECORD_HEADER_BYTES - RECORD_TAG_BYTES -
       RELAY_JSON_BYTES;
@@ -353,6 +363,8 @@ export class ServerConnection {
         const m = ev.msg;
         if (m.t === "welcome") {
           this.#keepFrameLimit(channel, m.maxFrame);
+          // PROTOCOL.md section 6: expiries are server times.
+          this.#clockOffset = m.now - Date.now();
           this.#welcomed.resolve();
         }
         if (m.t === "closing") {

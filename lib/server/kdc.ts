@@ -28,6 +28,8 @@ export interface KdcOptions {
   isKnown: (name: string) => boolean;
   /** Rule 4.2 ticket lifetime (at most 60 s). */
   ticketLifetimeMs: number;
+  /** The server's clock, for expiries (default `Date.now`). */
+  now?: () => number;
   log: Logger;
 }
 
@@ -36,6 +38,7 @@ export class Kdc {
   #book: SessionBook;
   #delivery: Delivery;
   #lifetimeMs: number;
+  #now: () => number;
   #log: Logger;
 
   /** @param o the seams it works through, and the ticket lifetime */
@@ -43,6 +46,7 @@ export class Kdc {
     this.#book = new SessionBook(o.presence, o.isKnown);
     this.#delivery = o.delivery;
     this.#lifetimeMs = o.ticketLifetimeMs;
+    this.#now = o.now ?? Date.now;
     this.#log = o.log;
   }
 
@@ -158,7 +162,7 @@ export class Kdc {
     const d = this.#book.requestSession(
       s.user,
       m.peer,
-      Date.now(),
+      this.#now(),
       this.#lifetimeMs,
     );
     if (!d.ok) {

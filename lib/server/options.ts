@@ -68,6 +68,11 @@ export interface ServerOptions {
   authFailureLimit?: number;
   /** First penalty after the limit, doubled on each further failure up to 5 min (default 5 s). */
   authPenaltyMs?: number;
+  /**
+   * The server's clock (ms), for ticket expiries and the `welcome`'s `now`
+   * (PROTOCOL.md section 6); tests skew it. Default `Date.now`.
+   */
+  now?: () => number;
   /** Section 5.2: per-user request limits, over `REQUEST_LIMITS` (limits.ts). */
   requestLimits?: Partial<Record<LimitedRequest, BucketShape>>;
   /**
@@ -100,9 +105,13 @@ export const SERVER_DEFAULTS = {
 /** {@link ServerOptions} with every default filled in and every limit clamped. */
 export type ServerSettings =
   & Required<
-    Omit<ServerOptions, "log" | "presence" | "delivery" | "requestLimits">
+    Omit<
+      ServerOptions,
+      "log" | "presence" | "delivery" | "requestLimits" | "now"
+    >
   >
   & Pick<ServerOptions, "presence" | "delivery" | "requestLimits">
+  & { now: () => number }
   & { log: Logger };
 
 /**
@@ -123,6 +132,7 @@ export function serverSettings(o: ServerOptions): ServerSettings {
     ...(o.presence && { presence: o.presence }),
     ...(o.delivery && { delivery: o.delivery }),
     ...(o.requestLimits && { requestLimits: o.requestLimits }),
+    now: o.now ?? Date.now,
     loginTimeoutMs: o.loginTimeoutMs ?? d.loginTimeoutMs,
     maxUnauthenticated: o.maxUnauthenticated ?? d.maxUnauthenticated,
     maxUnauthenticatedPerAddress: o.maxUnauthenticatedPerAddress ??

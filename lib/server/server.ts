@@ -95,6 +95,7 @@ export class ImServer {
       delivery,
       isKnown: (name) => this.#clients.has(name),
       ticketLifetimeMs: c.ticketLifetimeMs,
+      now: c.now,
       log: this.#log,
     });
     this.#relay = new Relay(this.#presence, delivery);
@@ -246,7 +247,7 @@ export class ImServer {
       // Section 2: the client reads and seals records up to this.
       maxFrame: this.#c.maxFrameBytes,
       // Section 6: expiries are server times; the client reads them by this.
-      now: Date.now(),
+      now: this.#c.now(),
     }).catch(() => {});
     this.#leave(session, await this.#messages(session));
   }
