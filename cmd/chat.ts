@@ -45,7 +45,8 @@ Options:
 
 Commands: !session host, !session <user>, !list, !disconnect, !whoami,
 !help, !quit. Anything else is sent to your peer. Input lines are limited
-to 32 KiB (32768 bytes).
+to 32 KiB (32768 bytes). On a terminal Ctrl-C clears the line; Ctrl-C
+again, or Ctrl-D on an empty line, quits (as !quit does).
 
 Exit codes: 0 done; 1 failure (login refused, connection ended for good);
 2 bad command line; 3 (stdin not a terminal) some line failed: it was
@@ -66,6 +67,9 @@ export const EXIT_SOME_FAILED = 3;
  * are escaped) is refused when sent, with `message-too-large`.
  */
 const MAX_INPUT_LINE_BYTES = 32 * 1024;
+
+/** What a person who quit (`!quit`, Ctrl-D, Ctrl-C twice) reads last. */
+export const GOODBYE = "Logged out. Bye!";
 
 /** How long logging out may take after the user or a signal ended the chat. */
 const QUIT_MS = 3000;
@@ -184,6 +188,11 @@ export async function runChat(args: string[]): Promise<number> {
       await within(c.quit(), QUIT_MS, undefined);
     }
     if (guard.signal !== null) return signalExitCode(guard.signal);
+    if (interactive && code === 0) {
+      // !quit, Ctrl-D or Ctrl-C: the user left on purpose (issue 11 item 8).
+      terminal.close();
+      terminal.print({ kind: "system", text: GOODBYE, at: Date.now() });
+    }
     // A script learns from the exit code whether every line did its job.
     if (code === 0 && !interactive && terminal.failures > 0) {
       return EXIT_SOME_FAILED;

@@ -142,3 +142,52 @@ Deno.test("pty: a crash (an uncaught exception) restores the terminal and ends i
     assert.match(a.text, /im: error: internal error: injected crash/);
   });
 });
+
+Deno.test("pty: Ctrl-C clears a half-typed line, which is never sent; a second Ctrl-C on the empty line quits with a goodbye, exit 0 (issue 11 item 8)", async () => {
+  await requirePty();
+  await withProcs(keys, async (p) => {
+    const server = await p.server();
+    const a = await rawChat(server.addr, p); // "half a line" typed
+    let at = a.text.length;
+    await a.type("\x03");
+    await a.waitFor(
+      "Line cleared; Ctrl-C again or Ctrl-D quits",
+      "the hint",
+      at,
+    );
+    // Still logged in; the cleared text is gone: the next line is only this.
+    at = a.text.length;
+    await a.type("!whoami\r");
+    await a.waitFor("You are A (", "the answer to !whoami", at);
+    assert.doesNotMatch(a.text.slice(at), /Unknown command|Not sent|half/);
+    at = a.text.length;
+    await a.type("\x03");
+    await a.waitFor("Ctrl-C again or Ctrl-D quits", "the hint", at);
+    assert.equal(a.exited, null, "one Ctrl-C on an empty line does not quit");
+    await a.type("\x03");
+    assert.deepEqual(await a.waitExit(), { code: 0, signal: null });
+    await a.waitFor("Logged out. Bye!", "the goodbye", at);
+    assertSane(await a.modes(), "Ctrl-C twice");
+    await server.waitForLog(/ leave user=A /);
+  });
+});
+
+for (
+  const [how, keysTyped] of [["Ctrl-D on an empty line", "\x15\x04"], [
+    "!quit",
+    "\x15!quit\r",
+  ]] as const
+) {
+  Deno.test(`pty: ${how} quits with a goodbye, exit 0 (issue 11 item 8)`, async () => {
+    await requirePty();
+    await withProcs(keys, async (p) => {
+      const server = await p.server();
+      const a = await rawChat(server.addr, p);
+      const at = a.text.length;
+      await a.type(keysTyped); // Ctrl-U empties the half-typed line first
+      assert.deepEqual(await a.waitExit(), { code: 0, signal: null });
+      await a.waitFor("Logged out. Bye!", "the goodbye", at);
+      assertSane(await a.modes(), how);
+    });
+  });
+}
