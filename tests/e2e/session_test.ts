@@ -370,7 +370,7 @@ Deno.test("a login replaced during a session (issue 11 item 7): the old client s
   });
 });
 
-Deno.test("garbage on stdin (NUL bytes, invalid UTF-8, escape sequences, a 20 KB line) never crashes the client; end of stdin logs out with exit 0", async () => {
+Deno.test("garbage on stdin (NUL bytes, invalid UTF-8, escape sequences, a 20 KB line) never crashes the client; end of stdin logs out, with exit 3 for the skipped line", async () => {
   await withProcs(keys, async (p) => {
     const { c } = await loggedIn(p, ["A", "B"]);
     const [a, b] = c as [ChatProc, ChatProc];
@@ -406,7 +406,8 @@ Deno.test("garbage on stdin (NUL bytes, invalid UTF-8, escape sequences, a 20 KB
     // The client still answers commands.
     assert.deepEqual(await b.list(), { A: "BUSY", B: "BUSY" });
     await b.closeStdin();
-    assert.deepEqual(await b.wait(), { code: 0, signal: null });
+    // Exit 3: a line was skipped (issue 11 item 6), but no crash.
+    assert.deepEqual(await b.wait(), { code: 3, signal: null });
     assert.deepEqual(b.stderr.lines, []);
     await a.waitFor(ended("B"), undefined, a0);
     // A hosted: it hosts on.
