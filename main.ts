@@ -76,12 +76,19 @@ export async function main(args: string[]): Promise<number> {
   try {
     const cmd = name === undefined ? undefined : COMMANDS[name];
     if (!cmd) {
+      // `im --frob`: a flag where the command goes is an unknown flag, not
+      // an unknown command (issue 11 item 10).
+      const flag = name !== undefined && name.startsWith("-");
       throw new UsageError(
-        "bad-command",
+        flag ? "bad-flag" : "bad-command",
         name === undefined
           ? "Missing command"
+          : flag
+          ? `Unknown flag "${name.slice(0, 40)}"`
           : `Unknown command "${name.slice(0, 40)}"`,
-        'run "im --help"; commands: serve, chat, keygen, demo',
+        flag
+          ? 'run "im --help"; before a command im takes only --help and --version'
+          : 'run "im --help"; commands: serve, chat, keygen, demo',
       );
     }
     return await cmd.run(rest);

@@ -10,11 +10,12 @@ import {
   MIN_HEARTBEAT_MS,
 } from "../lib/record/mod.ts";
 import { flagValue, hostPort, intFlag, parseFlags } from "./flags.ts";
-import { ChatClient } from "../lib/client/mod.ts";
-import { UsageError, within } from "../lib/util/mod.ts";
+import { ChatClient, type UiEvent } from "../lib/client/mod.ts";
+import { isImError, UsageError, within } from "../lib/util/mod.ts";
 import { defaultKeyDir, loadUserKeys } from "../lib/keystore/mod.ts";
 import {
   createTerminal,
+  eventToJson,
   guardTerminal,
   shouldUseColor,
   signalExitCode,
@@ -96,11 +97,41 @@ const OPTIONS = {
  * @returns exit code
  */
 export async function runChat(args: string[]): Promise<number> {
-  const v = parseFlags(args, OPTIONS, "im chat");
-  if (v.help) {
-    console.log(CHAT_USAGE.trimEnd());
-    return 0;
+  let json = args.includes("--json"); // until the flags are parsed
+  try {
+    const v = parseFlags(args, OPTIONS, "im chat");
+    json = v.json ?? false;
+    if (v.help) {
+      console.log(CHAT_USAGE.trimEnd());
+      return 0;
+    }
+    return await chat(v);
+  } catch (e) {
+    // With --json the error that ends im chat (a refused connection, a
+    // login that failed, a missing key) is also an `error` event on stdout,
+    // for a script that reads only stdout; main.ts still prints the line
+    // and the hint on stderr (issue 11 item 10).
+    if (json) console.log(eventToJson(errorAsEvent(e)));
+    throw e;
   }
+}
+
+/** An error that ends `im chat` as an `error` event. */
+function errorAsEvent(e: unknown): UiEvent {
+  return {
+    kind: "error",
+    code: isImError(e) ? e.code : "internal",
+    text: isImError(e)
+      ? e.message
+      : `internal error: ${(e as Error)?.message ?? String(e)}`,
+    at: Date.now(),
+  };
+}
+
+type ChatFlags = ReturnType<typeof parseFlags<typeof OPTIONS>>;
+
+/** `im chat` once the flags are read. */
+async function chat(v: ChatFlags): Promise<number> {
   if (v.user === undefined) {
     throw new UsageError(
       "bad-flag",

@@ -954,6 +954,30 @@ Deno.test("createTerminal() interactive draws a 50,000-character paste with one 
   assert.equal(line.value, "x".repeat(32 * 1024));
 });
 
+Deno.test("createTerminal() hands over a typed line with its leading blanks, interactive and piped (issue 11 item 10: '   !list' is a message)", async () => {
+  for (const interactive of [true, false]) {
+    const input = new PassThrough();
+    const output = new PassThrough();
+    output.resume();
+    const term = createTerminal({
+      input,
+      output,
+      interactive,
+      json: false,
+      color: false,
+      self: "A",
+      names: () => [],
+    });
+    input.write(interactive ? "   !list\r" : "   !list\n");
+    const it = term.lines()[Symbol.asyncIterator]();
+    const first = await it.next();
+    term.close();
+    input.destroy();
+    output.destroy();
+    assert.equal(first.value, "   !list", `interactive: ${interactive}`);
+  }
+});
+
 Deno.test("createTerminal() interactive types a character per chunk with one short write each", async () => {
   const input = new PassThrough();
   const output = new PassThrough();
