@@ -83,7 +83,10 @@ async function loginTranscript(
   helloBytes: Uint8Array,
   serverHelloBytes: Uint8Array,
   change: Partial<
-    Record<"version" | "user" | "nc" | "ns" | "fp" | "ec" | "es", Uint8Array>
+    Record<
+      "version" | "serverVersion" | "user" | "nc" | "ns" | "fp" | "ec" | "es",
+      Uint8Array
+    >
   > = {},
 ): Promise<Uint8Array> {
   const h = decodeClientHello(helloBytes);
@@ -91,6 +94,7 @@ async function loginTranscript(
   const fp = await fingerprintBytes(s.serverPublicKey);
   return await transcriptHash(Label.TRANSCRIPT, [
     change.version ?? new Uint8Array([h.version]),
+    change.serverVersion ?? new Uint8Array([s.version]),
     change.user ?? utf8(h.user),
     change.nc ?? h.nonce,
     change.ns ?? s.nonce,
@@ -353,7 +357,7 @@ Deno.test("the server signs `im v1 server signature` || 0 || th with th over ver
   );
 });
 
-Deno.test("the client signs `im v1 client signature` || 0 || th, and th binds user, both nonces, the server fingerprint and both ephemerals (rule 2.3)", async () => {
+Deno.test("the client signs `im v1 client signature` || 0 || th, and th binds both versions, user, both nonces, the server fingerprint and both ephemerals (rule 2.3)", async () => {
   const ids = await identities();
   const { hello, serverHello, auth } = await upToClientAuth("A");
   const sig = decodeClientAuth(auth).signature;
@@ -374,6 +378,7 @@ Deno.test("the client signs `im v1 client signature` || 0 || th, and th binds us
   for (
     const change of [
       { version: new Uint8Array([2]) },
+      { serverVersion: new Uint8Array([2]) },
       { user: utf8("B") },
       { nc: other },
       { ns: other },

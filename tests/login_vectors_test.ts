@@ -93,6 +93,7 @@ Deno.test("login vectors, step by step with lib/proto and lib/crypto: every mess
   // th, and what each side signs.
   const th = await loginTranscript(
     hello,
+    inp.version,
     hex(inp.nonce_s),
     ids.serverPublic.fingerprintBytes,
     ephS.publicRaw,

@@ -18,9 +18,11 @@ import { type RecordPair, recordPair } from "./_record_pair.ts";
 
 /**
  * The login transcript hash th (PROTOCOL.md section 3, "Transcript hashes";
- * rule 2.3): label, version, username, both nonces, the server key
- * fingerprint and both ephemeral keys.
+ * rule 2.3): label, both sides' versions, username, both nonces, the server
+ * key fingerprint and both ephemeral keys. Both versions are signed, so a
+ * later version cannot be downgraded to this one by rewriting the bytes.
  * @param hello the client's CLIENT_HELLO
+ * @param serverVersion the version byte of SERVER_HELLO
  * @param serverNonce nonce_s
  * @param serverFingerprint raw SHA-256 of the server's SPKI
  * @param serverEphemeral eph_s
@@ -28,12 +30,14 @@ import { type RecordPair, recordPair } from "./_record_pair.ts";
  */
 export async function loginTranscript(
   hello: ClientHello,
+  serverVersion: number,
   serverNonce: Uint8Array,
   serverFingerprint: Uint8Array,
   serverEphemeral: Uint8Array,
 ): Promise<Uint8Array> {
   return await transcriptHash(Label.TRANSCRIPT, [
     new Uint8Array([hello.version]),
+    new Uint8Array([serverVersion]),
     utf8(hello.user),
     hello.nonce,
     serverNonce,

@@ -171,6 +171,7 @@ export class ClientHandshake {
       }
       const th = await loginTranscript(
         this.#hello!,
+        m.version,
         m.nonce,
         pinned.fingerprintBytes,
         m.ephemeral,

@@ -142,6 +142,7 @@ export class ServerHandshake {
       const id = this.#opts.identity;
       this.#th = await loginTranscript(
         hello,
+        PROTOCOL_VERSION,
         nonce,
         id.fingerprintBytes,
         this.#eph.publicRaw,

@@ -272,7 +272,8 @@ export async function buildLoginVectors(earlier?: Made): Promise<LoginVectorFile
   const client_hello = concat(u8(0x01), u8(version), bytes8(te.encode(user)), nonce_c, ephC.publicRaw);
   const th = await TH(
     "im v1 login transcript",
-    u8(version),
+    u8(version), // the client's, from CLIENT_HELLO
+    u8(version), // the server's, from SERVER_HELLO
     te.encode(user),
     nonce_c,
     nonce_s,
