@@ -122,8 +122,18 @@ Deno.test("a client using another user's private key, and a valid but not enroll
     assert.match(line, /refused the login/);
     // Rule 2.4: unknown user and bad signature look the same.
     assert.equal(oneError(unknown), line);
-    assert.deepEqual(wrongKey.stdout, []);
-    assert.deepEqual(unknown.stdout, []);
+    // With --json the same error is also one event on stdout, alike for both.
+    const event = (r: typeof wrongKey) =>
+      r.stdout.map((l) => {
+        const { time: _, ...rest } = JSON.parse(l);
+        return rest;
+      });
+    assert.deepEqual(event(wrongKey), [{
+      type: "error",
+      code: "login-failed",
+      text: line.replace(/^im: error: /, ""),
+    }]);
+    assert.deepEqual(event(unknown), event(wrongKey));
     await server.waitForLog(/login-failed .*user=A/);
     await server.waitForLog(/login-failed .*user=G/);
   });
@@ -341,7 +351,14 @@ for (
         r.stderr.filter((l) => l.startsWith("im: hint: ")).length <= 1,
         all,
       );
-      assert.deepEqual(r.stdout, []);
+      if (json) {
+        // The error event on stdout carries the same sanitised text.
+        assert.equal(r.stdout.length, 1, r.stdout.join("\n"));
+        const ev = JSON.parse(r.stdout[0]!);
+        assert.equal(ev.type, "error");
+        assert.doesNotMatch(ev.text, TERMINAL_CONTROL, ev.text);
+        assert.ok(line.endsWith(ev.text), `${line} / ${ev.text}`);
+      } else assert.deepEqual(r.stdout, []);
     } finally {
       await fake.close();
     }
