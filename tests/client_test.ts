@@ -632,3 +632,27 @@ Deno.test("a line with blanks before its ! is a message, sent as typed, not a co
     assert.equal(b.ui.since((e) => e.kind === "list", bm).length, 0);
   });
 });
+
+Deno.test("a host whose server link drops hosts again once it is back, and says so; a joiner then gets in (issue 11 item 5)", async () => {
+  await withScope(async (s) => {
+    const { port } = await s.server();
+    const link = s.mitm(port);
+    const a = await s.client(link.port, "A", {
+      reconnect: true,
+      reconnectBaseMs: 20,
+      reconnectMaxMs: 40,
+    });
+    const b = await s.client(port, "B");
+    await a.client.handleLine("!session host");
+    await a.ui.waitFor(system(/^Hosting at/));
+    const am = a.ui.mark;
+    link.cut(link.connections - 1);
+    await a.ui.waitFor(system(/^Reconnected to the server/), am);
+    await a.ui.waitFor(system(/^Still hosting at/), am);
+    assert.equal(a.client.mode, "hosting");
+    await listUntil(b, (u) => u.A === "HOSTING");
+    const bm = b.ui.mark;
+    await b.client.handleLine("!session A");
+    await Promise.all([a.ui.waitFor(started, am), b.ui.waitFor(started, bm)]);
+  });
+});

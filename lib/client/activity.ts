@@ -8,7 +8,8 @@
  * hosting returns to hosting when it ends, whoever ended it, and the next
  * joiner is served without the host typing anything (issue 11 item 5).
  * `!disconnect` while hosting with no session, a new `!session <user>`, or
- * quitting stops it.
+ * quitting stops it; a lost server link does not: the client hosts again
+ * once it is logged in again.
  * @module
  */
 
@@ -52,6 +53,8 @@ export class Activity {
   #mode: Mode = { kind: "idle" };
   #replayCache = new TicketReplayCache();
   #stopped = false;
+  /** We hosted when the server link dropped: host again once it is back. */
+  #hostAfterReconnect = false;
   /** Notified when a session starts. */
   readonly changed: Signal;
 
@@ -103,6 +106,7 @@ export class Activity {
   /** `!session host`. @returns the server's answer, or null when nothing was asked */
   async host(): Promise<{ answer: Promise<unknown> } | null> {
     if (this.#busy()) return null;
+    this.#hostAfterReconnect = false;
     if (this.#mode.kind === "hosting") {
       this.#ctx.system(
         `Already hosting ${hostingWhere(this.#mode.hosting.addr)}`,
@@ -144,6 +148,7 @@ export class Activity {
   async requestSession(peer: string): Promise<void> {
     if (this.#busy()) return;
     this.stopHosting();
+    this.#hostAfterReconnect = false;
     const joining = new Joining(
       this.#ctx,
       this.#link,
@@ -204,7 +209,12 @@ export class Activity {
       // Only the current session is the server's business. Without a server
       // connection there is nobody to tell: a server we reconnect to has
       // forgotten the session anyway.
-      if (this.#stopped || !this.#link.connected) return;
+      if (this.#stopped) return;
+      if (!this.#link.connected) {
+        // A host hosts on once the server is back.
+        if (mode.hosted) this.#hostAfterReconnect = true;
+        return;
+      }
       const told = this.#link.send({ t: "ended", peer: session.peer });
       // A host hosts on (after `ended`, which makes it IDLE at the server).
       const hosting = mode.hosted ? await this.#listenAgain() : null;
@@ -280,6 +290,12 @@ export class Activity {
       this.#ctx.system(`Stopped joining ${m.joining.peer}`);
       return;
     }
+    if (this.#hostAfterReconnect) {
+      // Hosting waits for the server to come back: stop it there.
+      this.#hostAfterReconnect = false;
+      this.#ctx.system("Stopped hosting");
+      return;
+    }
     this.#ctx.print({
       kind: "error",
       code: "no-session",
@@ -353,6 +369,7 @@ export class Activity {
 
   /** The server link dropped: leave what needed it. */
   lost(): void {
+    if (this.#mode.kind === "hosting") this.#hostAfterReconnect = true;
     this.stopHosting();
     this.abandonJoin();
     // A relayed session cannot outlive the server channel that carries it;
@@ -360,12 +377,20 @@ export class Activity {
     if (this.#mode.kind === "session") this.#mode.relay?.close();
   }
 
-  /** Logged in again: a direct session that lived through the outage is still going, so say so. */
+  /**
+   * Logged in again: a direct session that lived through the outage is
+   * still going, so say so; a host that lost the server hosts again.
+   */
   async reconnected(): Promise<void> {
     const m = this.#mode;
     if (m.kind === "session") {
       await this.#link.send({ t: "busy", peer: m.session.peer });
+      return;
     }
+    if (!this.#hostAfterReconnect || m.kind !== "idle") return;
+    this.#hostAfterReconnect = false;
+    const hosting = await this.#listenAgain();
+    if (hosting) await this.#hostAgain(hosting);
   }
 
   /**
