@@ -12,25 +12,32 @@ import {
 import { flagValue, hostPort, intFlag, parseFlags } from "./flags.ts";
 import { ChatClient, type UiEvent } from "../lib/client/mod.ts";
 import { isImError, UsageError, within } from "../lib/util/mod.ts";
-import { defaultKeyDir, loadUserKeys } from "../lib/keystore/mod.ts";
 import {
+  defaultKeyDir,
+  KEY_LAYOUT,
+  keyPath,
+  loadUserKeys,
+} from "../lib/keystore/mod.ts";
+import {
+  ask,
   createTerminal,
   eventToJson,
   guardTerminal,
+  sanitizeText,
   shouldUseColor,
   signalExitCode,
 } from "../lib/ui/mod.ts";
-import { checkUsername } from "../lib/proto/mod.ts";
+import { checkUsername, isValidUsername } from "../lib/proto/mod.ts";
 
 /** `im chat --help`. */
-export const CHAT_USAGE = `Usage: im chat --user NAME [options]
+export const CHAT_USAGE = `Usage: im chat [--user NAME] [options]
 
 Log in to an im server and chat. Interactive on a terminal; when stdin is
 not a terminal it reads commands and messages line by line and prints one
 event per line (--json for JSON lines).
 
 Options:
-  --user NAME          who you are (required)
+  --user NAME          who you are (on a terminal, asked when not given)
   --server HOST:PORT   the server (default 127.0.0.1:9876)
   --keys DIR           key directory (default $IM_KEYS or keys)
   --json               print events as JSON lines
@@ -132,15 +139,17 @@ type ChatFlags = ReturnType<typeof parseFlags<typeof OPTIONS>>;
 
 /** `im chat` once the flags are read. */
 async function chat(v: ChatFlags): Promise<number> {
-  if (v.user === undefined) {
+  if (v.user !== undefined) {
+    const name = v.user;
+    flagValue(() => checkUsername(name));
+  } else if (!Deno.stdin.isTerminal()) {
+    // A script must say who it is; only a person is asked.
     throw new UsageError(
       "bad-flag",
       'Missing "--user NAME"',
       'run "im chat --help"',
     );
   }
-  const name = v.user;
-  const user = flagValue(() => checkUsername(name));
   const server = hostPort("--server", v.server ?? "127.0.0.1:9876");
   if (v.advertise !== undefined) hostPort("--advertise", v.advertise);
   const heartbeatMs = intFlag(
@@ -158,7 +167,16 @@ async function chat(v: ChatFlags): Promise<number> {
     10,
     30_000,
   );
-  const keys = await loadUserKeys(v.keys ?? defaultKeyDir(), user);
+  const keyDir = v.keys ?? defaultKeyDir();
+  let user: string;
+  if (v.user !== undefined) {
+    user = v.user;
+  } else {
+    const asked = await askUsername(keyDir);
+    if (typeof asked === "number") return asked;
+    user = asked;
+  }
+  const keys = await loadUserKeys(keyDir, user);
   const interactive = Deno.stdin.isTerminal();
   const color = !v["no-color"] && shouldUseColor({
     noColor: Deno.env.get("NO_COLOR") !== undefined,
@@ -232,5 +250,69 @@ async function chat(v: ChatFlags): Promise<number> {
   } finally {
     terminal.close();
     guard.dispose();
+  }
+}
+
+/**
+ * Users whose private key is in the key directory: what Tab completes at
+ * the `Username:` question.
+ */
+async function usersWithKeys(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir(keyPath(dir, KEY_LAYOUT.usersDir))) {
+      if (!e.isDirectory || !isValidUsername(e.name)) continue;
+      try {
+        await Deno.stat(keyPath(dir, KEY_LAYOUT.userPrivate(e.name)));
+        names.push(e.name);
+      } catch {
+        // No private key: not a user who can log in here.
+      }
+    }
+  } catch {
+    // No users directory: nothing to offer; loading the keys will say why.
+  }
+  return names.sort();
+}
+
+/**
+ * Ask `Username:` on the terminal (issue 11 item 11), Tab completing the
+ * users of the key directory, until a valid name is typed.
+ * @returns the name, or the exit code when the user gave up (Ctrl-C,
+ *   Ctrl-D: 1) or a signal came (128+N)
+ * @throws the error of a crash while asking
+ */
+async function askUsername(dir: string): Promise<string | number> {
+  const names = await usersWithKeys(dir);
+  // The question goes where the user looks: stdout unless it is redirected.
+  const output = Deno.stdout.isTerminal() ? process.stdout : process.stderr;
+  for (;;) {
+    const q = ask({
+      input: process.stdin,
+      output,
+      prompt: "Username: ",
+      choices: () => names,
+    });
+    const guard = guardTerminal(q);
+    let answer: string | null;
+    try {
+      answer = await Promise.race([q.answer, guard.crashed]);
+    } finally {
+      q.close();
+      guard.dispose();
+    }
+    if (guard.signal !== null) return signalExitCode(guard.signal);
+    if (answer === null) return 1;
+    const name = answer.trim();
+    if (isValidUsername(name)) return name;
+    if (name !== "") {
+      output.write(
+        `Invalid username "${
+          sanitizeText(name.slice(0, 40))
+        }": expected 1-32 characters of A-Z a-z 0-9 _ -${
+          names.length > 0 ? `; here: ${names.join(", ")}` : ""
+        }\n`,
+      );
+    }
   }
 }

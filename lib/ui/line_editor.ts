@@ -99,6 +99,8 @@ function cpBefore(s: string, i: number): number {
 // Printable text: anything but C0, DEL and C1 controls.
 // deno-lint-ignore no-control-regex -- the controls are keys
 const PRINTABLE_RUN = /[^\x00-\x1f\x7f-\x9f]+/y;
+// deno-lint-ignore no-control-regex -- removing controls is the point
+const CONTROLS = /[\x00-\x1f\x7f-\x9f]/g;
 // CSI: parameter bytes, intermediate bytes, final byte (ECMA-48 5.4).
 const CSI_BODY = /[\x30-\x3f]*[\x20-\x2f]*/y;
 /** An escape sequence longer than this is junk, not a key: dropped. */
@@ -484,7 +486,8 @@ export class LineEditor {
       return a.slice(0, n);
     });
     if (common.length > part.length && common.startsWith(part)) {
-      this.#insert(common.slice(part.length), out);
+      // Completions are text like typed text: no controls reach the line.
+      this.#insert(common.slice(part.length).replace(CONTROLS, ""), out);
     } else if (hits.length > 1) {
       out.push({ kind: "candidates", items: hits });
     }

@@ -7,6 +7,7 @@
  * - line_editor.ts: the one-row line editor (keys in, one redraw out).
  * - terminal.ts: the terminal's input and output, interactive or piped.
  * - terminal_guard.ts: the terminal restored on signals and crashes.
+ * - ask.ts: one question on the terminal (the username), Tab completing.
  * @module
  */
 
@@ -16,3 +17,4 @@ export * from "./completion.ts";
 export * from "./line_editor.ts";
 export * from "./terminal.ts";
 export * from "./terminal_guard.ts";
+export * from "./ask.ts";

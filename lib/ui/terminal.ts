@@ -442,6 +442,9 @@ class InteractiveTerminal extends BaseTerminal {
     input.on("data", this.#onData);
     input.on("end", this.#onEnd);
     input.on("error", this.#onError);
+    // A listener alone does not restart a stream that was paused (by the
+    // Username: question before, say).
+    input.resume();
     opts.output.on("resize", this.#onResize);
     this.write(this.#editor.render(this.#cols()));
   }

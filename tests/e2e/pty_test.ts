@@ -7,7 +7,13 @@
  */
 
 import assert from "node:assert/strict";
-import { HEARTBEAT_MS, type Procs, sharedKeys, withProcs } from "./harness.ts";
+import {
+  HEARTBEAT_MS,
+  type Procs,
+  runIm,
+  sharedKeys,
+  withProcs,
+} from "./harness.ts";
 import { hosting, incoming } from "./_chat.ts";
 import { type PtyModes, PtyProc, requirePty } from "./_pty.ts";
 
@@ -191,3 +197,82 @@ for (
     });
   });
 }
+
+Deno.test("pty: im chat without --user asks Username:, Tab completes the users of the key directory, and logs in as the answer (issue 11 item 11)", async () => {
+  await requirePty();
+  await withProcs(keys, async (p) => {
+    const dir = await p.copyKeys();
+    const kg = await runIm([
+      "keygen",
+      "--users",
+      "carol",
+      "--bits",
+      "2048",
+      "--dir",
+      dir,
+    ]);
+    assert.equal(kg.code, 0, kg.stderr.join("\n"));
+    const server = await p.server({ keys: dir });
+    const a = PtyProc.start([
+      "chat",
+      "--server",
+      server.addr,
+      "--keys",
+      dir,
+      "--heartbeat",
+      String(HEARTBEAT_MS),
+    ]);
+    p.defer(() => a.close());
+    await a.waitFor("Username: ", "the question");
+    let at = a.text.length;
+    await a.type("\t"); // every user with a key
+    await a.waitFor("A  B  C  D  E  F  carol", "the list of users", at);
+    at = a.text.length;
+    await a.type("no way\r");
+    await a.waitFor(
+      /Invalid username "no way"[^\n]*\n[^]*Username: /,
+      "asked again",
+      at,
+    );
+    at = a.text.length;
+    await a.type("ca\t"); // completes to carol
+    await a.waitFor("Username: carol", "the completion", at);
+    await a.type("\r");
+    await a.waitFor("Logged in as carol", "the login", at);
+    await a.waitFor("carol> ", "the prompt", at);
+    await a.type("\x04");
+    assert.deepEqual(await a.waitExit(), { code: 0, signal: null });
+    assertSane(await a.modes(), "the login after the question");
+  });
+});
+
+Deno.test("pty: Ctrl-C at the Username: question gives up with exit 1 and the terminal restored (issue 11 item 11)", async () => {
+  await requirePty();
+  await withProcs(keys, async (p) => {
+    const server = await p.server();
+    const a = PtyProc.start([
+      "chat",
+      "--server",
+      server.addr,
+      "--keys",
+      keys,
+    ]);
+    p.defer(() => a.close());
+    await a.waitFor("Username: ", "the question");
+    const raw = await a.modes();
+    assert.equal(raw.icanon, false, "the question reads keys raw");
+    await a.type("B\x03");
+    assert.deepEqual(await a.waitExit(), { code: 1, signal: null });
+    assertSane(await a.modes(), "Ctrl-C at the question");
+    assert.ok(!server.stderr.lines.some((l) => / join /.test(l)));
+  });
+});
+
+Deno.test("im chat without --user and stdin not a terminal keeps the clear error, exit 2 (issue 11 item 11)", async () => {
+  const r = await runIm(["chat", "--keys", keys]);
+  assert.equal(r.code, 2);
+  assert.deepEqual(r.stderr, [
+    'im: error: Missing "--user NAME"',
+    'im: hint: run "im chat --help"',
+  ]);
+});
