@@ -203,6 +203,17 @@ export async function runDemoScript(
       "the end",
       (e) => e.kind === "session" && e.state === "ended",
     );
+    // A hosted, so A hosts on after the session (issue 11 item 5); a second
+    // !disconnect stops hosting.
+    await uiA.waitFor(
+      "still hosting",
+      (e) => e.kind === "system" && e.text.startsWith("Still hosting"),
+    );
+    await type(A, uiA, "!disconnect");
+    await uiA.waitFor(
+      "stopped hosting",
+      (e) => e.kind === "system" && e.text === "Stopped hosting",
+    );
     await type(B, uiB, "!list");
     await uiB.waitFor(
       "the list",

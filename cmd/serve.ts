@@ -100,6 +100,8 @@ export async function runServe(args: string[]): Promise<number> {
     1,
     128,
   );
+  // Checked on every run, used only on a first run (issue 11 item 10).
+  const bits = intFlag("--bits", v.bits, DEFAULT_RSA_BITS, 2048, 4096);
   const dir = v.keys ?? defaultKeyDir();
   // A log line must never crash the server: the terminal it writes to may
   // be gone (closed, or the task runner in front of it exited).
@@ -111,7 +113,6 @@ export async function runServe(args: string[]): Promise<number> {
     }
   });
   if (!(await serverKeysExist(dir))) {
-    const bits = intFlag("--bits", v.bits, DEFAULT_RSA_BITS, 2048, 4096);
     const report = await provision(dir, { users: DEFAULT_USERS, bits });
     log("provisioned", {
       dir,

@@ -209,3 +209,29 @@ Deno.test({
     );
   },
 });
+Deno.test("im serve --bits 1 is a usage error (exit 2) even when the server's keys exist", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "im-cli-" });
+  try {
+    assert.equal(
+      await runMain(["keygen", "--dir", dir, "--users", "", "--bits", "2048"])
+        .then((r) => r.code),
+      0,
+    );
+    const r = await runMain([
+      "serve",
+      "--keys",
+      dir,
+      "--port",
+      "0",
+      "--bits",
+      "1",
+    ]);
+    assert.equal(r.code, 2);
+    assert.equal(
+      r.stderr[0],
+      'im: error: Invalid --bits "1": expected a whole number from 2048 to 4096',
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
