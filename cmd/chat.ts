@@ -12,12 +12,7 @@ import {
 import { flagValue, hostPort, intFlag, parseFlags } from "./flags.ts";
 import { ChatClient, type UiEvent } from "../lib/client/mod.ts";
 import { isImError, UsageError, within } from "../lib/util/mod.ts";
-import {
-  defaultKeyDir,
-  KEY_LAYOUT,
-  keyPath,
-  loadUserKeys,
-} from "../lib/keystore/mod.ts";
+import { defaultKeyDir, listUsers, loadUserKeys } from "../lib/keystore/mod.ts";
 import {
   ask,
   createTerminal,
@@ -254,28 +249,6 @@ async function chat(v: ChatFlags): Promise<number> {
 }
 
 /**
- * Users whose private key is in the key directory: what Tab completes at
- * the `Username:` question.
- */
-async function usersWithKeys(dir: string): Promise<string[]> {
-  const names: string[] = [];
-  try {
-    for await (const e of Deno.readDir(keyPath(dir, KEY_LAYOUT.usersDir))) {
-      if (!e.isDirectory || !isValidUsername(e.name)) continue;
-      try {
-        await Deno.stat(keyPath(dir, KEY_LAYOUT.userPrivate(e.name)));
-        names.push(e.name);
-      } catch {
-        // No private key: not a user who can log in here.
-      }
-    }
-  } catch {
-    // No users directory: nothing to offer; loading the keys will say why.
-  }
-  return names.sort();
-}
-
-/**
  * Ask `Username:` on the terminal (issue 11 item 11), Tab completing the
  * users of the key directory, until a valid name is typed.
  * @returns the name, or the exit code when the user gave up (Ctrl-C,
@@ -283,7 +256,7 @@ async function usersWithKeys(dir: string): Promise<string[]> {
  * @throws the error of a crash while asking
  */
 async function askUsername(dir: string): Promise<string | number> {
-  const names = await usersWithKeys(dir);
+  const names = await listUsers(dir);
   // The question goes where the user looks: stdout unless it is redirected.
   const output = Deno.stdout.isTerminal() ? process.stdout : process.stderr;
   for (;;) {

@@ -15,6 +15,7 @@ import {
   enroll,
   type KeyFix,
   KeyStoreError,
+  listUsers,
   loadClientDirectory,
   loadServerKeys,
   loadUserKeys,
@@ -1068,4 +1069,27 @@ Deno.test({
       await loadUserKeys(target, "G");
     }, false);
   },
+});
+
+Deno.test("listUsers() names the valid users under users/ that have a private key, sorted; none without users/", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "im-list-" });
+  try {
+    assert.deepEqual(await listUsers(dir), []);
+    for (const u of ["B", "A", "no key", "C"]) {
+      await Deno.mkdir(`${dir}/users/${u}`, { recursive: true, mode: 0o700 });
+    }
+    await Deno.writeTextFile(`${dir}/users/A/private.pem`, "x", {
+      mode: 0o600,
+    });
+    await Deno.writeTextFile(`${dir}/users/B/private.pem`, "x", {
+      mode: 0o600,
+    });
+    await Deno.writeTextFile(`${dir}/users/no key/private.pem`, "x", {
+      mode: 0o600,
+    });
+    await Deno.writeTextFile(`${dir}/users/C/public.pem`, "x", { mode: 0o600 });
+    assert.deepEqual(await listUsers(dir), ["A", "B"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

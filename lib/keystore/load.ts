@@ -207,3 +207,23 @@ export async function loadUserKeys(
 export async function serverKeysExist(dir: string): Promise<boolean> {
   return await exists(keyPath(dir, L.serverPrivate));
 }
+
+/**
+ * The users who can log in from this key directory: the valid names under
+ * `users/` that have a private key, sorted (what `im chat` offers when it
+ * asks for a username).
+ * @param dir the key directory
+ * @returns the names; none when there is no `users/` directory
+ */
+export async function listUsers(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir(keyPath(dir, L.usersDir))) {
+      if (!e.isDirectory || !isValidUsername(e.name)) continue;
+      if (await exists(keyPath(dir, L.userPrivate(e.name)))) names.push(e.name);
+    }
+  } catch {
+    // No users directory: nothing to offer; loading the keys will say why.
+  }
+  return names.sort();
+}
