@@ -16,7 +16,11 @@
 
 import { randomBytes } from "../lib/util/mod.ts";
 import { hostPeer, joinPeer, type PeerSession } from "../lib/client/mod.ts";
-import { sealTicket, TicketReplayCache } from "../lib/proto/mod.ts";
+import {
+  openJoinTicket,
+  sealTicket,
+  TicketReplayCache,
+} from "../lib/proto/mod.ts";
 import { TcpTransport } from "../lib/wire/mod.ts";
 import { percentile, type Report } from "./_stats.ts";
 import type { Limits } from "./limits.ts";
@@ -73,8 +77,13 @@ async function makePair(listener: Deno.TcpListener, i: number): Promise<Pair> {
     joinPeer(jt, {
       self: joiner,
       expectedHost: host,
-      ticketKeys,
       replayCache: new TicketReplayCache(),
+      // As the joiner opens it from the server's `join`.
+      ticket: openJoinTicket(ticketKeys, ticket, {
+        self: joiner,
+        expectedHost: host,
+        ticketId,
+      }),
     }),
   ]);
   const pair: Pair = {

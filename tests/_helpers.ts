@@ -33,7 +33,9 @@ import assert from "node:assert/strict";
 import { type ImError, randomBytes } from "../lib/util/mod.ts";
 import {
   ClientHandshake,
+  type JoinTicket,
   type LoginResult,
+  openJoinTicket,
   PeerHostHandshake,
   PeerJoinHandshake,
   type PeerResult,
@@ -224,6 +226,8 @@ export interface PeerSetup {
   peerKey: Uint8Array;
   ticketId: Uint8Array;
   ticket: Uint8Array;
+  /** The ticket as the joiner opened it from its `join`. */
+  joinTicket: JoinTicket;
   /** The joiner's replay cache. */
   cache: TicketReplayCache;
   /** Ticket expiry (ms since the epoch). */
@@ -264,10 +268,23 @@ export function peerSetup(
   const join = new PeerJoinHandshake({
     self: joinerName,
     expectedHost: hostName,
-    ticketKeys: joiner.client.ticketKeys,
     replayCache: cache,
   });
-  return { host, join, peerKey, ticketId, ticket, cache, expiresAt };
+  const joinTicket = openJoinTicket(joiner.client.ticketKeys, ticket, {
+    self: joinerName,
+    expectedHost: hostName,
+    ticketId,
+  });
+  return {
+    host,
+    join,
+    peerKey,
+    ticketId,
+    ticket,
+    joinTicket,
+    cache,
+    expiresAt,
+  };
 }
 
 /**
@@ -279,7 +296,7 @@ export function peerSetup(
 export async function peerInMemory(
   s: PeerSetup,
 ): Promise<{ host: PeerResult; joiner: PeerResult }> {
-  s.host.onCommit(await s.join.commit());
+  await s.host.onCommit(await s.join.commit(s.joinTicket));
   const reply = await s.join.onHello(await s.host.hello());
   const hostFin = await s.host.onReply(reply);
   s.host.onFinished(s.join.onFinished(hostFin));

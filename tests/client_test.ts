@@ -398,7 +398,11 @@ Deno.test("a connection to the host's port that commits but gets no grant leaves
     const probes = [];
     for (let i = 0; i < 5; i++) {
       const p = await s.raw(hostPort);
-      await p.write(rawFrame(encodePeerCommit({ commit: new Uint8Array(32) })));
+      await p.write(rawFrame(encodePeerCommit({
+        ticketId: new Uint8Array(16),
+        commit: new Uint8Array(32),
+        mac: new Uint8Array(32),
+      })));
       probes.push(p);
     }
     await until(() => host.client.grantWaiters > 0, "waiters");

@@ -24,6 +24,7 @@ import {
   transcriptHash,
 } from "../lib/crypto/mod.ts";
 import {
+  checkPeerCommit,
   decodePeerCommit,
   decodePeerHello,
   decodePeerReply,
@@ -31,6 +32,10 @@ import {
   encodePeerHello,
   encodePeerReply,
   formatSas,
+  grantCommitKey,
+  type JoinTicket,
+  openJoinTicket,
+  PEER_COMMIT_BODY_BYTES,
   PEER_VERSION,
   peerCommitment,
   PeerHostHandshake,
@@ -75,33 +80,46 @@ const SAS = /^\d{3} \d{3} \d{3} \d{3}$/;
 
 /** The joiner of `s` commits to the host of `s`; the host's PEER_HELLO. */
 async function commitAndHello(
-  s: { host: PeerHostHandshake; join: PeerJoinHandshake },
+  s: {
+    host: PeerHostHandshake;
+    join: PeerJoinHandshake;
+    joinTicket: JoinTicket;
+  },
 ): Promise<Uint8Array> {
-  s.host.onCommit(await s.join.commit());
+  await s.host.onCommit(await s.join.commit(s.joinTicket));
   return s.host.hello();
 }
 
-/** A fresh joiner B for host A with `cache`, already committed to `host`. */
+/** A fresh joiner B of host A with `cache`, committed with `ticket` (not sent). */
 async function committedJoiner(
-  host: PeerHostHandshake,
-  o: {
-    self?: string;
-    expectedHost?: string;
-    keys?: LoginPair;
-    cache?: TicketReplayCache;
-    now?: () => number;
-  } = {},
+  ticket: JoinTicket,
+  o: { cache?: TicketReplayCache; now?: () => number } = {},
 ): Promise<PeerJoinHandshake> {
-  const { b } = await users();
   const join = new PeerJoinHandshake({
-    self: o.self ?? "B",
-    expectedHost: o.expectedHost ?? "A",
-    ticketKeys: (o.keys ?? b).client.ticketKeys,
+    self: "B",
+    expectedHost: "A",
     replayCache: o.cache ?? new TicketReplayCache(),
     ...(o.now ? { now: o.now } : {}),
   });
-  host.onCommit(await join.commit());
+  await join.commit(ticket);
   return join;
+}
+
+/**
+ * PEER_COMMIT as PROTOCOL.md section 6 writes it, made from the outside:
+ * `ticket_id || commit || HMAC(HKDF(peer_key, ticket_id, "im v1 peer commit
+ * auth"), "joiner" || ticket_id || commit)`. Whoever holds the peer key
+ * (the joiner, or the server that made it) can make one for any values.
+ */
+async function keyedCommit(
+  g: { peerKey: Uint8Array; ticketId: Uint8Array },
+  commit: Uint8Array,
+): Promise<Uint8Array> {
+  const key = await deriveKey(g.peerKey, g.ticketId, Label.PEER_COMMIT_AUTH);
+  const mac = new HmacSha256(key).mac(
+    concat(utf8("joiner"), g.ticketId, commit),
+  );
+  return encodePeerCommit({ ticketId: g.ticketId, commit, mac });
 }
 
 /** pth as PROTOCOL.md "Peer sessions" writes it. */
@@ -157,10 +175,10 @@ Deno.test("two peer sessions between the same users get different SAS and keys",
   assertThrowsIm(() => two.joiner.opener.open(rec), RecordError, "tampered");
 });
 
-Deno.test("the commitment is TH(peer commit, nonce_b, eph_b), the peer keys are HKDF(peer key || X25519 secret, pth) with the commitment in pth, and the joiner's MAC is keyed from the peer key, as PROTOCOL.md says", async () => {
+Deno.test("the commitment is TH(peer commit, nonce_b, eph_b), PEER_COMMIT is ticket_id || commit || HMAC(HKDF(peer key, ticket id, peer commit auth), joiner || ticket_id || commit), the peer keys are HKDF(peer key || X25519 secret, pth) with the commitment in pth, and the joiner's MAC is keyed from the peer key, as PROTOCOL.md says", async () => {
   const s = await aToB();
-  const commitBytes = await s.join.commit();
-  s.host.onCommit(commitBytes);
+  const commitBytes = await s.join.commit(s.joinTicket);
+  await s.host.onCommit(commitBytes);
   const { value: helloBytes, pairs } = await captureEphemerals(() =>
     s.host.hello()
   );
@@ -173,6 +191,14 @@ Deno.test("the commitment is TH(peer commit, nonce_b, eph_b), the peer keys are 
     await transcriptHash(Label.PEER_COMMIT, [reply.nonce, reply.ephemeral]),
   );
   assert.equal(Label.PEER_COMMIT, "im v1 peer commit");
+  // PEER_COMMIT names the ticket and is keyed from the peer key.
+  assert.equal(Label.PEER_COMMIT_AUTH, "im v1 peer commit auth");
+  assert.equal(commitBytes.length, 1 + 16 + 32 + 32);
+  assert.equal(PEER_COMMIT_BODY_BYTES, 80);
+  assert.equal(commitBytes[0], FrameKind.PEER_COMMIT);
+  assert.deepEqual(commitBytes.subarray(1, 17), s.ticketId);
+  assert.deepEqual(commitBytes.subarray(17, 49), commit);
+  assert.deepEqual(commitBytes, await keyedCommit(s, commit));
   const pth = await pthOf(s.ticketId, commit, hello, reply);
   const authKey = await deriveKey(s.peerKey, s.ticketId, Label.PEER_AUTH);
   assert.deepEqual(
@@ -286,12 +312,105 @@ Deno.test("the SAS is no longer biased: the 40-bit reduction of the old code wou
 // ---------------------------------------------------------------------------
 // Strangers and wrong keys (rule 4.3, 4.4)
 
-Deno.test("a stranger who commits to its values and reveals them with a random MAC is refused with peer-auth-failed", async () => {
+Deno.test("a stranger's PEER_COMMIT with a random MAC is refused with commit-auth-failed, and the host sends no PEER_HELLO", async () => {
+  for (let i = 0; i < 3; i++) {
+    const s = await aToB();
+    const commit = await peerCommitment(randomBytes(32), randomBytes(32));
+    const forged = encodePeerCommit({
+      ticketId: s.ticketId, // the id is no secret: it crosses the network
+      commit,
+      mac: randomBytes(32),
+    });
+    const err = await assertRejectsIm(
+      () => s.host.onCommit(forged),
+      AuthError,
+      "commit-auth-failed",
+    );
+    assert.match(err.message, /no proof of this session's ticket/);
+    assert.equal(s.host.state, "failed");
+    await assertRejectsIm(
+      () => s.host.hello(),
+      AuthError,
+      "commit-auth-failed",
+    );
+  }
+});
+
+Deno.test("a PEER_COMMIT naming another ticket id is refused with commit-wrong-ticket, even with a valid MAC for that id under the peer key", async () => {
+  const s = await aToB();
+  const other = randomBytes(16);
+  const commit = await peerCommitment(randomBytes(32), randomBytes(32));
+  const leftOver = await keyedCommit(
+    { peerKey: s.peerKey, ticketId: other },
+    commit,
+  );
+  const err = await assertRejectsIm(
+    () => s.host.onCommit(leftOver),
+    AuthError,
+    "commit-wrong-ticket",
+  );
+  assert.match(err.message, /for another session/);
+  assert.equal(s.host.state, "failed");
+  await assert.rejects(() => s.host.hello());
+});
+
+Deno.test("checkPeerCommit() refuses one flipped bit anywhere in the ticket id, the commitment or the MAC, and accepts the joiner's own", async () => {
+  const s = await aToB();
+  const good = await s.join.commit(s.joinTicket);
+  const key = await grantCommitKey(s.peerKey, s.ticketId);
+  checkPeerCommit(decodePeerCommit(good), key, s.ticketId);
+  for (let bit = 8; bit < good.length * 8; bit++) {
+    const c = decodePeerCommit(flipBit(good, bit));
+    assertThrowsIm(
+      () => checkPeerCommit(c, key, s.ticketId),
+      AuthError,
+      bit < 8 + 16 * 8 ? "commit-wrong-ticket" : "commit-auth-failed",
+      `bit ${bit}`,
+    );
+  }
+  // Under another grant's key or id, the joiner's own commit is refused too.
+  const c = decodePeerCommit(good);
+  assertThrowsIm(
+    () => checkPeerCommit(c, key, randomBytes(16)),
+    AuthError,
+    "commit-wrong-ticket",
+  );
+  assertThrowsIm(
+    () => checkPeerCommit(c, new Uint8Array(32), s.ticketId),
+    AuthError,
+    "commit-auth-failed",
+  );
+});
+
+Deno.test("the host refuses a grant whose peer key is not 32 bytes or whose ticket id is not 16 (bad-grant)", () => {
+  for (
+    const [keyLen, idLen] of [[31, 16], [33, 16], [0, 16], [32, 15], [32, 17], [
+      32,
+      0,
+    ]]
+  ) {
+    assertThrowsIm(
+      () =>
+        new PeerHostHandshake({
+          self: "A",
+          joiner: "B",
+          peerKey: new Uint8Array(keyLen!),
+          ticket: new Uint8Array(80),
+          ticketId: new Uint8Array(idLen!),
+        }),
+      ProtocolError,
+      "bad-grant",
+      `${keyLen} ${idLen}`,
+    );
+  }
+});
+
+Deno.test("a holder of the peer key who commits and reveals its values with a random mac_b is refused with peer-auth-failed", async () => {
   for (let i = 0; i < 3; i++) {
     const s = await aToB();
     const nonce = randomBytes(32), ephemeral = randomBytes(32);
-    s.host.onCommit(
-      encodePeerCommit({ commit: await peerCommitment(nonce, ephemeral) }),
+    await s.host.onCommit(
+      await keyedCommit(s, await peerCommitment(nonce, ephemeral)),
     );
     await s.host.hello();
     const reply = encodePeerReply({ nonce, ephemeral, mac: randomBytes(32) });
@@ -318,10 +437,10 @@ Deno.test("a stranger's garbage PEER_REPLY is a ProtocolError, never a crash", a
   }
 });
 
-Deno.test("a joiner whose ticket holds another peer key cannot authenticate: the host refuses with peer-auth-failed", async () => {
+Deno.test("a joiner whose ticket holds another peer key cannot commit: the host refuses its PEER_COMMIT with commit-auth-failed and sends no PEER_HELLO", async () => {
   const { b } = await users();
   const s = peerSetup("A", b, "B");
-  // The host holds s.peerKey; the ticket it carries holds a different key.
+  // The host holds s.peerKey; the joiner's ticket holds a different key.
   const wrongTicket = sealTicket(b.server.ticketKeys, {
     id: s.ticketId,
     host: "A",
@@ -329,42 +448,30 @@ Deno.test("a joiner whose ticket holds another peer key cannot authenticate: the
     expiresAt: s.expiresAt,
     peerKey: randomBytes(32),
   });
-  const host = new PeerHostHandshake({
-    self: "A",
-    joiner: "B",
-    peerKey: s.peerKey,
-    ticket: wrongTicket,
+  const opened = openJoinTicket(b.client.ticketKeys, wrongTicket, {
+    self: "B",
+    expectedHost: "A",
     ticketId: s.ticketId,
   });
-  host.onCommit(await s.join.commit());
-  const reply = await s.join.onHello(await host.hello());
   await assertRejectsIm(
-    () => host.onReply(reply),
+    async () => s.host.onCommit(await s.join.commit(opened)),
     AuthError,
-    "peer-auth-failed",
+    "commit-auth-failed",
   );
+  await assert.rejects(() => s.host.hello());
 });
 
 Deno.test("the joiner refuses a FINISHED from a host that does not hold the peer key (a stolen ticket raced ahead)", async () => {
   const s = await aToB();
   // An eavesdropper replays the ticket with its own ephemeral key before A does.
-  const commit = await s.join.commit();
-  s.host.onCommit(commit);
+  await s.host.onCommit(await s.join.commit(s.joinTicket));
   const stolen = decodePeerHello(await s.host.hello());
-  const thief = new PeerHostHandshake({
-    self: "A",
-    joiner: "B",
-    peerKey: randomBytes(32),
+  await s.join.onHello(encodePeerHello({
+    version: PEER_VERSION,
     ticket: stolen.ticket,
-    ticketId: s.ticketId,
-  });
-  thief.onCommit(commit);
-  const reply = await s.join.onHello(await thief.hello());
-  await assertRejectsIm(
-    () => thief.onReply(reply),
-    AuthError,
-    "peer-auth-failed",
-  );
+    nonce: randomBytes(32),
+    ephemeral: await strangerEphemeral(),
+  }));
   // Whatever the thief sends as FINISHED, B refuses it.
   const fake = new RecordSealer({
     enc: randomBytes(32),
@@ -377,50 +484,130 @@ Deno.test("the joiner refuses a FINISHED from a host that does not hold the peer
   assertThrowsIm(() => s.join.result, ProtocolError, "not-ready");
 });
 
-Deno.test("a ticket for another joiner is refused: C cannot open B's ticket; a ticket naming B is misbound for C", async () => {
+Deno.test("openJoinTicket() refuses a ticket for another joiner: C cannot open B's ticket (bad-ticket); one sealed for C naming B is misbound", async () => {
   const { b, c } = await users();
   const s = peerSetup("A", b, "B");
-  const joinC = await committedJoiner(s.host, { self: "C", keys: c });
-  await assertRejectsIm(
-    async () => joinC.onHello(await s.host.hello()),
+  const check = { self: "C", expectedHost: "A", ticketId: s.ticketId };
+  assertThrowsIm(
+    () => openJoinTicket(c.client.ticketKeys, s.ticket, check),
     TicketError,
     "bad-ticket",
   );
-  assert.equal(joinC.state, "failed");
-
   // Sealed with C's keys but naming B as the joiner.
   const t = peerSetup("A", c, "B");
-  const joinC2 = await committedJoiner(t.host, { self: "C", keys: c });
-  await assertRejectsIm(
-    async () => joinC2.onHello(await t.host.hello()),
+  assertThrowsIm(
+    () =>
+      openJoinTicket(c.client.ticketKeys, t.ticket, {
+        ...check,
+        ticketId: t.ticketId,
+      }),
     TicketError,
     "misbound",
   );
 });
 
-Deno.test("a joiner told to join another host refuses the ticket as misbound", async () => {
+Deno.test("openJoinTicket() refuses the ticket as misbound when the join names another host", async () => {
   const { b } = await users();
   const s = peerSetup("A", b, "B");
-  const join = await committedJoiner(s.host, { expectedHost: "C", keys: b });
-  await assertRejectsIm(
-    async () => join.onHello(await s.host.hello()),
+  const err = assertThrowsIm(
+    () =>
+      openJoinTicket(b.client.ticketKeys, s.ticket, {
+        self: "B",
+        expectedHost: "C",
+        ticketId: s.ticketId,
+      }),
     TicketError,
     "misbound",
   );
+  assert.match(err.message, /A -> B, expected C -> B/);
 });
 
-Deno.test("an expired ticket is refused by the joiner", async () => {
+Deno.test("openJoinTicket() refuses a genuine ticket whose id is not the join's ticketId as misbound (issue 16 item 4)", async () => {
   const { b } = await users();
   const s = peerSetup("A", b, "B");
-  const join = await committedJoiner(s.host, {
-    keys: b,
+  for (const other of [randomBytes(16), flipBit(s.ticketId, 127)]) {
+    const err = assertThrowsIm(
+      () =>
+        openJoinTicket(b.client.ticketKeys, s.ticket, {
+          self: "B",
+          expectedHost: "A",
+          ticketId: other,
+        }),
+      TicketError,
+      "misbound",
+    );
+    assert.match(err.message, /is not the join's/);
+  }
+  const ok = openJoinTicket(b.client.ticketKeys, s.ticket, {
+    self: "B",
+    expectedHost: "A",
+    ticketId: s.ticketId,
+  });
+  assert.deepEqual(ok.ticket.id, s.ticketId);
+  assert.deepEqual(ok.ticket.peerKey, s.peerKey);
+  assert.deepEqual(ok.sealed, s.ticket);
+});
+
+Deno.test("an expired ticket is refused when the join arrives, and one that expires before the PEER_HELLO is refused there", async () => {
+  const { b } = await users();
+  const s = peerSetup("A", b, "B");
+  assertThrowsIm(
+    () =>
+      openJoinTicket(b.client.ticketKeys, s.ticket, {
+        self: "B",
+        expectedHost: "A",
+        ticketId: s.ticketId,
+        now: s.expiresAt + 1,
+      }),
+    TicketError,
+    "expired",
+  );
+  const cache = new TicketReplayCache();
+  const join = await committedJoiner(s.joinTicket, {
+    cache,
     now: () => s.expiresAt + 1,
   });
+  await s.host.onCommit(await keyedCommit(s, new Uint8Array(32)));
   await assertRejectsIm(
     async () => join.onHello(await s.host.hello()),
     TicketError,
     "expired",
   );
+  assert.equal(cache.size, 0, "an expired ticket is not recorded");
+});
+
+Deno.test("the joiner refuses a PEER_HELLO whose ticket is not the join's, byte for byte: another session's ticket for it, one flipped bit, a ticket for someone else (ticket-mismatch), and records nothing", async () => {
+  const { b, c } = await users();
+  const s = peerSetup("A", b, "B");
+  const other = peerSetup("A", b, "B"); // another session's genuine ticket for B
+  const forC = peerSetup("A", c, "C");
+  const hello = decodePeerHello(await commitAndHello(s));
+  const cache = new TicketReplayCache();
+  for (
+    const [what, ticket] of [
+      ["another session's ticket", other.ticket],
+      ["its first byte flipped", flipBit(s.ticket, 0)],
+      ["its last byte flipped", flipBit(s.ticket, s.ticket.length * 8 - 1)],
+      ["one byte longer", concat(s.ticket, new Uint8Array(1))],
+      ["one byte shorter", s.ticket.subarray(1)],
+      ["a ticket for C", forC.ticket],
+    ] as const
+  ) {
+    const join = await committedJoiner(s.joinTicket, { cache });
+    const err = await assertRejectsIm(
+      () => join.onHello(encodePeerHello({ ...hello, ticket })),
+      TicketError,
+      "ticket-mismatch",
+      what,
+    );
+    assert.match(err.message, /not the one the server sent us/);
+    assert.equal(join.state, "failed");
+  }
+  assert.equal(cache.size, 0);
+  // Control: the join's own ticket is accepted.
+  const join = await committedJoiner(s.joinTicket, { cache });
+  await join.onHello(encodePeerHello(hello));
+  assert.equal(cache.size, 1);
 });
 
 Deno.test("a replayed PEER_HELLO to the same joiner is refused as replayed", async () => {
@@ -428,13 +615,7 @@ Deno.test("a replayed PEER_HELLO to the same joiner is refused as replayed", asy
   const s = peerSetup("A", b, "B");
   const hello = await commitAndHello(s);
   await s.join.onHello(hello);
-  const again = new PeerJoinHandshake({
-    self: "B",
-    expectedHost: "A",
-    ticketKeys: b.client.ticketKeys,
-    replayCache: s.cache,
-  });
-  await again.commit();
+  const again = await committedJoiner(s.joinTicket, { cache: s.cache });
   await assertRejectsIm(() => again.onHello(hello), TicketError, "replayed");
   assert.equal(again.state, "failed");
   // The same ticket with a fresh nonce and ephemeral key is a replay too.
@@ -446,13 +627,7 @@ Deno.test("a replayed PEER_HELLO to the same joiner is refused as replayed", asy
     nonce: randomBytes(32),
     ephemeral: otherEph,
   });
-  const third = new PeerJoinHandshake({
-    self: "B",
-    expectedHost: "A",
-    ticketKeys: b.client.ticketKeys,
-    replayCache: s.cache,
-  });
-  await third.commit();
+  const third = await committedJoiner(s.joinTicket, { cache: s.cache });
   await assertRejectsIm(() => third.onHello(fresh), TicketError, "replayed");
 });
 
@@ -467,13 +642,15 @@ Deno.test("a replayed PEER_HELLO to the same joiner is refused as replayed", asy
 async function relay(
   s: Awaited<ReturnType<typeof aToB>>,
   edit: {
-    commit?: (b: Uint8Array) => Uint8Array;
+    commit?: (b: Uint8Array) => Uint8Array | Promise<Uint8Array>;
     hello?: (b: Uint8Array) => Uint8Array;
     reply?: (b: Uint8Array) => Uint8Array;
   },
 ): Promise<{ error: unknown } | { hostSas: string; joinSas: string }> {
   try {
-    s.host.onCommit((edit.commit ?? ((b) => b))(await s.join.commit()));
+    await s.host.onCommit(
+      await (edit.commit ?? ((b) => b))(await s.join.commit(s.joinTicket)),
+    );
     const hello = (edit.hello ?? ((b) => b))(await s.host.hello());
     const reply = (edit.reply ?? ((b) => b))(await s.join.onHello(hello));
     const hostFin = await s.host.onReply(reply);
@@ -529,7 +706,7 @@ Deno.test("a man in the middle who swaps the host's ephemeral key (eph_a) or non
   }
 });
 
-Deno.test("a man in the middle who swaps the joiner's revealed eph_b or nonce_b, or its commitment, is stopped by the commitment (commit-mismatch)", async () => {
+Deno.test("a man in the middle who swaps the joiner's revealed eph_b or nonce_b, or its commitment, is stopped by the commitment (commit-mismatch), or before it by the commit MAC (commit-auth-failed)", async () => {
   const mallory = await strangerEphemeral();
   const edits: [string, Parameters<typeof relay>[1]][] = [
     ["eph_b", {
@@ -540,13 +717,24 @@ Deno.test("a man in the middle who swaps the joiner's revealed eph_b or nonce_b,
       reply: (b) =>
         encodePeerReply({ ...decodePeerReply(b), nonce: randomBytes(32) }),
     }],
-    ["commit", { commit: (b) => flipBit(b, 8 + 5) }],
   ];
   for (const [what, edit] of edits) {
     const outcome = await relay(await aToB(), edit);
     assertDetected(outcome, what, "commit-mismatch");
     assert.ok("error" in outcome, `${what}: the handshake stops`);
   }
+  // The commitment changed by someone without the peer key: its MAC fails.
+  const flipped = await relay(await aToB(), {
+    commit: (b) => flipBit(b, (1 + 16) * 8 + 5),
+  });
+  assertDetected(flipped, "commit", "commit-auth-failed");
+  // Changed by the server, which holds the peer key and makes a valid MAC:
+  // the reveal does not open it.
+  const t = await aToB();
+  const reMaced = await relay(t, {
+    commit: (b) => keyedCommit(t, flipBit(decodePeerCommit(b).commit, 5)),
+  });
+  assertDetected(reMaced, "commit under the peer key", "commit-mismatch");
   // Control: an untouched relay finishes with equal SAS.
   const clean = await relay(await aToB(), {});
   assert.ok(!("error" in clean) && clean.hostSas === clean.joinSas);
@@ -557,16 +745,15 @@ Deno.test("a joiner whose PEER_REPLY does not open its PEER_COMMIT is refused wi
   // ticket), so it can MAC any values; the commitment is what holds it to
   // the ones it chose before it saw PEER_HELLO.
   const s = await aToB();
-  s.host.onCommit(
-    encodePeerCommit({
-      commit: await peerCommitment(randomBytes(32), randomBytes(32)),
-    }),
+  await s.host.onCommit(
+    await keyedCommit(
+      s,
+      await peerCommitment(randomBytes(32), randomBytes(32)),
+    ),
   );
   const hello = decodePeerHello(await s.host.hello());
   const nonce = randomBytes(32), ephemeral = await strangerEphemeral();
-  const commit = decodePeerCommit(
-    encodePeerCommit({ commit: await peerCommitment(nonce, ephemeral) }),
-  ).commit;
+  const commit = await peerCommitment(nonce, ephemeral);
   const authKey = await deriveKey(s.peerKey, s.ticketId, Label.PEER_AUTH);
   const mac = new HmacSha256(authKey).mac(
     concat(
@@ -596,7 +783,7 @@ Deno.test("SAS grinding: a malicious server that finishes with B first, then tri
     ticketId: s.ticketId,
   });
   // 1. server <-> B first: SAS_B is fixed.
-  mitmHost.onCommit(await s.join.commit());
+  await mitmHost.onCommit(await s.join.commit(s.joinTicket));
   const toB = await s.join.onHello(await mitmHost.hello());
   mitmHost.onFinished(s.join.onFinished(await mitmHost.onReply(toB)));
   const sasB = s.join.result.sas;
@@ -606,7 +793,7 @@ Deno.test("SAS grinding: a malicious server that finishes with B first, then tri
     ephemeral: await strangerEphemeral(),
   };
   const commit = await peerCommitment(committed.nonce, committed.ephemeral);
-  s.host.onCommit(encodePeerCommit({ commit }));
+  await s.host.onCommit(await keyedCommit(s, commit));
   const hello = decodePeerHello(await s.host.hello());
   // ... and only then could it search for values whose SAS_A equals SAS_B.
   // Any such values differ from the committed ones; A refuses them before
@@ -641,8 +828,12 @@ Deno.test("a malicious server that knows the peer key and runs two handshakes in
   const mitmJoin = new PeerJoinHandshake({
     self: "B",
     expectedHost: "A",
-    ticketKeys: b.server.ticketKeys,
     replayCache: new TicketReplayCache(),
+  });
+  const mitmTicket = openJoinTicket(b.server.ticketKeys, s.ticket, {
+    self: "B",
+    expectedHost: "A",
+    ticketId: s.ticketId,
   });
   const mitmHost = new PeerHostHandshake({
     self: "A",
@@ -652,12 +843,12 @@ Deno.test("a malicious server that knows the peer key and runs two handshakes in
     ticketId: s.ticketId,
   });
   // A <-> server
-  s.host.onCommit(await mitmJoin.commit());
+  await s.host.onCommit(await mitmJoin.commit(mitmTicket));
   const toA = await mitmJoin.onHello(await s.host.hello());
   const aFin = await s.host.onReply(toA);
   s.host.onFinished(mitmJoin.onFinished(aFin));
   // server <-> B
-  mitmHost.onCommit(await s.join.commit());
+  await mitmHost.onCommit(await s.join.commit(s.joinTicket));
   const toB = await s.join.onHello(await mitmHost.hello());
   const mFin = await mitmHost.onReply(toB);
   mitmHost.onFinished(s.join.onFinished(mFin));
@@ -707,8 +898,8 @@ Deno.test("the host refuses a joiner FINISHED with the wrong transcript, the wro
 Deno.test("the joiner refuses a host FINISHED with the wrong transcript under the right keys, and accepts the right one", async () => {
   for (const good of [false, true]) {
     const s = await aToB();
-    const commit = await s.join.commit();
-    s.host.onCommit(commit);
+    const commit = await s.join.commit(s.joinTicket);
+    await s.host.onCommit(commit);
     const { value: helloBytes, pairs } = await captureEphemerals(() =>
       s.host.hello()
     );
@@ -774,14 +965,14 @@ Deno.test("peer handshake steps out of order throw ProtocolError and change noth
   );
   assertThrowsIm(() => s.host.result, ProtocolError, "not-ready");
   assertThrowsIm(() => s.join.result, ProtocolError, "not-ready");
-  const commit = await s.join.commit();
+  const commit = await s.join.commit(s.joinTicket);
   await assertRejectsIm(
-    () => s.join.commit(),
+    () => s.join.commit(s.joinTicket),
     ProtocolError,
     "unexpected-frame",
   );
-  s.host.onCommit(commit);
-  assertThrowsIm(
+  await s.host.onCommit(commit);
+  await assertRejectsIm(
     () => s.host.onCommit(commit),
     ProtocolError,
     "unexpected-frame",
@@ -823,8 +1014,8 @@ Deno.test("a PEER_HELLO with a low-order ephemeral key is refused with a typed e
 
 Deno.test("decodePeerCommit(), decodePeerHello() and decodePeerReply() throw ProtocolError at every truncation and for trailing bytes", async () => {
   const s = await aToB();
-  const commit = await s.join.commit();
-  s.host.onCommit(commit);
+  const commit = await s.join.commit(s.joinTicket);
+  await s.host.onCommit(commit);
   const hello = await s.host.hello();
   const reply = await s.join.onHello(hello);
   for (
@@ -859,13 +1050,7 @@ Deno.test("a truncated PEER_HELLO sent to the joiner is a ProtocolError and burn
   const hello = await commitAndHello(s);
   const cache = new TicketReplayCache();
   for (const n of [0, 1, 2, 3, 50, hello.length - 33, hello.length - 1]) {
-    const join = new PeerJoinHandshake({
-      self: "B",
-      expectedHost: "A",
-      ticketKeys: b.client.ticketKeys,
-      replayCache: cache,
-    });
-    await join.commit();
+    const join = await committedJoiner(s.joinTicket, { cache });
     await assertRejectsIm(
       () => join.onHello(hello.subarray(0, n)),
       ProtocolError,
@@ -880,8 +1065,8 @@ Deno.test("peer decoders and the joiner throw only ImError for seeded random and
   const rnd = seededRandom(4242);
   const { b } = await users();
   const s = peerSetup("A", b, "B");
-  const commit = await s.join.commit();
-  s.host.onCommit(commit);
+  const commit = await s.join.commit(s.joinTicket);
+  await s.host.onCommit(commit);
   const hello = await s.host.hello();
   const reply = await s.join.onHello(hello);
   const cache = new TicketReplayCache();
@@ -914,13 +1099,7 @@ Deno.test("peer decoders and the joiner throw only ImError for seeded random and
     for (let k = 0; k < 1 + rnd.int(4); k++) {
       input[rnd.int(input.length)] = rnd.int(256);
     }
-    const join = new PeerJoinHandshake({
-      self: "B",
-      expectedHost: "A",
-      ticketKeys: b.client.ticketKeys,
-      replayCache: cache,
-    });
-    await join.commit();
+    const join = await committedJoiner(s.joinTicket, { cache });
     try {
       await join.onHello(input);
     } catch (e) {
@@ -952,28 +1131,27 @@ Deno.test("a failed peer handshake keeps its first error: every later step throw
       () => s.host.hello(),
       () =>
         Promise.resolve().then(() => s.host.onFinished(new Uint8Array([0x10]))),
-      () => Promise.resolve().then(() => s.host.onCommit(new Uint8Array(33))),
+      () => s.host.onCommit(new Uint8Array(81)),
     ]
   ) {
     await assert.rejects(later, (e) => e === first);
   }
   assertThrowsIm(() => s.host.result, ProtocolError, "not-ready");
-  // Joiner: a ticket it cannot open.
-  const { c } = await users();
+  // Joiner: a PEER_HELLO with another session's ticket.
   const t = await aToB();
-  const joinC = await committedJoiner(t.host, { self: "C", keys: c });
-  const hello = await t.host.hello();
+  const joinB = await committedJoiner((await aToB()).joinTicket);
+  const hello = await commitAndHello(t);
   const err = await assertRejectsIm(
-    () => joinC.onHello(hello),
+    () => joinB.onHello(hello),
     TicketError,
-    "bad-ticket",
+    "ticket-mismatch",
   );
-  await assert.rejects(() => joinC.onHello(hello), (e) => e === err);
+  await assert.rejects(() => joinB.onHello(hello), (e) => e === err);
   assert.throws(
-    () => joinC.onFinished(new Uint8Array([0x10])),
+    () => joinB.onFinished(new Uint8Array([0x10])),
     (e) => e === err,
   );
-  assert.equal(joinC.state, "failed");
+  assert.equal(joinB.state, "failed");
 });
 
 Deno.test("the state of a peer handshake cannot be set from outside", async () => {
@@ -994,8 +1172,9 @@ Deno.test("the host refuses a first frame that is not a well-formed PEER_COMMIT 
     const bytes of [
       hello,
       new Uint8Array([FrameKind.PEER_COMMIT]),
-      concat(new Uint8Array([FrameKind.PEER_COMMIT]), randomBytes(31)),
-      concat(new Uint8Array([FrameKind.PEER_COMMIT]), randomBytes(33)),
+      concat(new Uint8Array([FrameKind.PEER_COMMIT]), randomBytes(32)),
+      concat(new Uint8Array([FrameKind.PEER_COMMIT]), randomBytes(79)),
+      concat(new Uint8Array([FrameKind.PEER_COMMIT]), randomBytes(81)),
       encodePeerReply({
         nonce: randomBytes(32),
         ephemeral: randomBytes(32),
@@ -1004,7 +1183,7 @@ Deno.test("the host refuses a first frame that is not a well-formed PEER_COMMIT 
     ]
   ) {
     const s = await aToB();
-    assertThrowsIm(() => s.host.onCommit(bytes), ProtocolError);
+    await assertRejectsIm(() => s.host.onCommit(bytes), ProtocolError);
     assert.equal(s.host.state, "failed");
     await assert.rejects(() => s.host.hello());
   }
@@ -1012,7 +1191,7 @@ Deno.test("the host refuses a first frame that is not a well-formed PEER_COMMIT 
 
 Deno.test("sequence numbers start at 0 in both directions of a peer link: each FINISHED is record 0, the next record is 1 (PROTOCOL.md section 4)", async () => {
   const s = await aToB();
-  s.host.onCommit(await s.join.commit());
+  await s.host.onCommit(await s.join.commit(s.joinTicket));
   const reply = await s.join.onHello(await s.host.hello());
   const hostFin = await s.host.onReply(reply);
   const joinFin = s.join.onFinished(hostFin);

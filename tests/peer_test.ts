@@ -169,7 +169,9 @@ Deno.test("readPeerCommit() refuses a first frame that is not a PEER_COMMIT, and
     const first of [
       new Uint8Array([FrameKind.PEER_HELLO, 1, 2]),
       new Uint8Array([FrameKind.PEER_COMMIT, 1]),
-      new Uint8Array(34).fill(FrameKind.PEER_COMMIT, 0, 1),
+      // The 33 bytes of the former PEER_COMMIT, commit[32] alone.
+      new Uint8Array(33).fill(FrameKind.PEER_COMMIT, 0, 1),
+      new Uint8Array(82).fill(FrameKind.PEER_COMMIT, 0, 1),
     ]
   ) {
     const [host, stranger] = memoryPair();
@@ -179,7 +181,7 @@ Deno.test("readPeerCommit() refuses a first frame that is not a PEER_COMMIT, and
     host.close();
   }
   const [host, joiner] = memoryPair();
-  const commit = new Uint8Array(33).fill(7);
+  const commit = new Uint8Array(1 + 16 + 32 + 32).fill(7);
   commit[0] = FrameKind.PEER_COMMIT;
   await joiner.send(commit);
   assert.deepEqual(await readPeerCommit(host, 1000), commit);

@@ -144,7 +144,7 @@ Deno.test("the rules PROTOCOL.md section 5 states around the tables hold in the 
   );
 });
 
-Deno.test("a real grant and join carry what the tables say: key base64 of 32 bytes, ticket base64, ticketId 32 lowercase hex digits, expiresAt an integer", async () => {
+Deno.test("a real grant and join carry what the tables say: key base64 of 32 bytes, ticket base64 (the same in both), ticketId 32 lowercase hex digits, expiresAt an integer", async () => {
   await withScope(async (s) => {
     const { port } = await s.server();
     const a = await s.login(port, "A");
@@ -164,6 +164,12 @@ Deno.test("a real grant and join carry what the tables say: key base64 of 32 byt
     assert.equal(g.msg.ticket.length % 4, 0, "padded");
     assert.match(g.msg.ticketId, /^[0-9a-f]{32}$/);
     assert.equal(j.msg.ticketId, g.msg.ticketId);
+    assert.match(j.msg.ticket, base64);
+    assert.equal(
+      j.msg.ticket,
+      g.msg.ticket,
+      "the join's ticket is the grant's",
+    );
     assert.ok(Number.isInteger(g.msg.expiresAt));
     assert.equal(j.msg.expiresAt, g.msg.expiresAt);
     assert.equal(j.msg.addr, "127.0.0.1:1");

@@ -2,14 +2,23 @@
  * HOSTING (PROTOCOL.md section 6): listen for joiners (or wait for them over
  * the relay), hold the server's grant, serve a few connections at once until
  * the granted joiner's peer handshake succeeds, and refuse everyone else
- * (rule 4.3). One {@link Hosting} is one `!session host`; the facade drops it
+ * (rule 4.3): a grant is spent only by a PEER_COMMIT that names it and
+ * carries a MAC from its peer key. One {@link Hosting} is one `!session host`; the facade drops it
  * when it stops.
  * @module
  */
 
 import { DEFAULT_HEARTBEAT_MS } from "../record/mod.ts";
 import { isImError, Signal, waitUntil } from "../util/mod.ts";
-import type { ServerToClient } from "../proto/mod.ts";
+import {
+  checkPeerCommit,
+  decodePeerCommit,
+  grantCommitKey,
+  PEER_KEY_BYTES,
+  type PeerCommit,
+  type ServerToClient,
+  TICKET_ID_BYTES,
+} from "../proto/mod.ts";
 import {
   FrameKind,
   type FrameListener,
@@ -36,6 +45,10 @@ interface Grant {
   key: Uint8Array;
   ticket: Uint8Array;
   ticketId: string;
+  /** `ticketId` as bytes, which a PEER_COMMIT must name. */
+  id: Uint8Array;
+  /** The key PEER_COMMITs are checked with, derived once (PROTOCOL.md section 6). */
+  commitKey: Promise<Uint8Array>;
   expiresAt: number;
   timer: ReturnType<typeof setTimeout>;
   /** A handshake was taken for it: no other (PROTOCOL.md section 6, one commitment per grant). */
@@ -182,9 +195,7 @@ export class Hosting {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#grant) {
-      clearTimeout(this.#grant.timer);
-      this.#grant.key.fill(0);
-      this.#grant.refusals.flush();
+      release(this.#grant);
       this.#link.sendQuietly({ t: "cancel", ticketId: this.#grant.ticketId });
     }
     this.#relay?.close();
@@ -195,12 +206,16 @@ export class Hosting {
 
   /** The server granted a session to a joiner. */
   onGrant(g: Extract<ServerToClient, { t: "grant" }>): void {
-    let key: Uint8Array, ticket: Uint8Array;
+    let key: Uint8Array, ticket: Uint8Array, id: Uint8Array;
     try {
       key = Uint8Array.fromBase64(g.key);
       ticket = Uint8Array.fromBase64(g.ticket);
-      Uint8Array.fromHex(g.ticketId);
+      id = Uint8Array.fromHex(g.ticketId);
     } catch {
+      key = ticket = id = new Uint8Array(0);
+    }
+    if (key.length !== PEER_KEY_BYTES || id.length !== TICKET_ID_BYTES) {
+      key.fill(0);
       this.#ctx.print({
         kind: "error",
         code: "bad-grant",
@@ -208,6 +223,8 @@ export class Hosting {
       });
       return;
     }
+    const commitKey = grantCommitKey(key, id);
+    commitKey.catch(() => {}); // Awaited by each PEER_COMMIT, if any comes.
     // The expiry is a server time (PROTOCOL.md section 6).
     const lifetime = Math.max(
       0,
@@ -218,6 +235,8 @@ export class Hosting {
       key,
       ticket,
       ticketId: g.ticketId,
+      id,
+      commitKey,
       expiresAt: g.expiresAt,
       timer: setTimeout(
         () =>
@@ -249,9 +268,7 @@ export class Hosting {
       grant.cancelled = m.message;
       return;
     }
-    clearTimeout(grant.timer);
-    grant.key.fill(0);
-    grant.refusals.flush();
+    release(grant);
     this.#grant = null;
     this.#relay?.close();
     this.#relay = null;
@@ -320,38 +337,47 @@ export class Hosting {
 
   /**
    * A joiner connected (or its relayed PEER_COMMIT arrived): read its
-   * commitment, wait for our grant (the seed's race), then run the handshake.
+   * commitment, wait for our grant (the seed's race), check that the
+   * commitment is for it and from a holder of its peer key, spend the
+   * grant, then run the handshake (PROTOCOL.md section 6).
    */
   async #hostOne(
     t: FrameTransport,
     via: "direct" | "relay",
     pending?: { committed: boolean },
   ): Promise<void> {
-    // A relayed commitment is for the grant that let it through.
-    const relayedFor = via === "relay" ? this.#grant : null;
-    let commit: Uint8Array;
+    let payload: Uint8Array, commit: PeerCommit;
     try {
-      commit = await readPeerCommit(t);
+      payload = await readPeerCommit(t);
+      commit = decodePeerCommit(payload);
     } catch (e) {
       t.close();
       this.#refused(t, e);
       return;
     }
     if (pending) pending.committed = true;
-    // A commitment made while a grant was pending is for that grant only:
-    // one left over from it must not take the next (PROTOCOL.md section 6).
-    const committedFor = relayedFor ?? this.#grant;
-    // The server sends the grant to us and the address to the joiner at the
+    // The server sends the grant to us and the ticket to the joiner at the
     // same time; a fast joiner can arrive before our grant. Wait for it.
     const grant = await this.#waitForGrant(
       this.#ctx.o.grantWaitMs ?? GRANT_WAIT_MS,
     );
-    if (!grant || this.#stopped) {
+    if (!grant) {
       t.close();
       return;
     }
-    if (committedFor !== null && grant !== committedFor) {
+    const key = await grant.commitKey;
+    if (this.#stopped || this.#grant !== grant) {
       t.close();
+      return;
+    }
+    // Nothing is spent before the commitment names this grant (one left
+    // over from an earlier attempt names another) and its MAC proves the
+    // peer key (a stranger's cannot).
+    try {
+      checkPeerCommit(commit, key, grant.id);
+    } catch (e) {
+      t.close();
+      this.#refused(t, e);
       return;
     }
     if (grant.spent) {
@@ -372,12 +398,12 @@ export class Hosting {
           joiner: grant.peer,
           peerKey: grant.key,
           ticket: grant.ticket,
-          ticketId: Uint8Array.fromHex(grant.ticketId),
+          ticketId: grant.id,
           ...(o.windowMs === undefined ? {} : { windowMs: o.windowMs }),
         },
         { heartbeatMs: o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS },
         via,
-        commit,
+        payload,
       );
     } catch (e) {
       t.close();
@@ -391,7 +417,7 @@ export class Hosting {
           code: isImError(e) ? e.code : "peer-failed",
           text: e instanceof SpentHandshakeError
             ? `Session with ${grant.peer}: ${e.message}`
-            : `Session with ${grant.peer} failed: a connection from ${t.remote} took it and failed (${
+            : `Session with ${grant.peer} failed: the connection from ${t.remote} that took it failed (${
               (e as Error).message
             })`,
         });
@@ -408,9 +434,7 @@ export class Hosting {
       await session.close("cancelled");
       return;
     }
-    clearTimeout(grant.timer);
-    grant.key.fill(0);
-    grant.refusals.flush();
+    release(grant);
     this.#grant = null;
     this.#stopped = true;
     this.#listener?.close();
@@ -433,9 +457,7 @@ export class Hosting {
   /** Give up a grant: tell the server (both IDLE), then host again. */
   #dropGrant(grant: Grant, why: string): void {
     if (this.#stopped || this.#grant !== grant) return;
-    clearTimeout(grant.timer);
-    grant.key.fill(0);
-    grant.refusals.flush();
+    release(grant);
     this.#grant = null;
     this.#relay?.close();
     this.#relay = null;
@@ -446,6 +468,14 @@ export class Hosting {
       ),
     );
   }
+}
+
+/** A grant ends: its timer stops, its keys are wiped, its refusals summed up. */
+function release(grant: Grant): void {
+  clearTimeout(grant.timer);
+  grant.key.fill(0);
+  grant.commitKey.then((k) => k.fill(0), () => {});
+  grant.refusals.flush();
 }
 
 /** A {@link RelayTransport} to `peer` over the server link (PROTOCOL.md section 6.1). */

@@ -1,15 +1,27 @@
 /**
  * JOINING (PROTOCOL.md sections 6 and 7): after `!session <host>`, wait for
- * the server's `join`, connect to the host directly, and fall back to the
- * server relay when the direct path fails for a network reason; a ticket or
- * authentication failure is final. One {@link Joining} is one attempt: once
+ * the server's `join` and open its ticket at once, connect to the host
+ * directly, and fall back to the server relay when the direct path fails for
+ * a network reason; a ticket or authentication failure is final. One {@link Joining} is one attempt: once
  * the user or the server moved on, its late results touch nothing.
  * @module
  */
 
 import { DEFAULT_HEARTBEAT_MS } from "../record/mod.ts";
-import type { ServerToClient, TicketReplayCache } from "../proto/mod.ts";
-import { isImError, NetError, ProtocolError, within } from "../util/mod.ts";
+import {
+  type JoinTicket,
+  openJoinTicket,
+  type ServerToClient,
+  type TicketReplayCache,
+} from "../proto/mod.ts";
+import {
+  isImError,
+  NetError,
+  ProtocolError,
+  TicketError,
+  wipe,
+  within,
+} from "../util/mod.ts";
 import { type FrameTransport, tcpNetwork } from "../wire/mod.ts";
 import {
   joinPeer,
@@ -70,37 +82,72 @@ export class Joining {
   }
 
   /**
-   * The server said where the host is: connect, directly or relayed, and
-   * run the peer handshake.
+   * The server said where the host is, with our ticket: open the ticket,
+   * connect, directly or relayed, and run the peer handshake.
    */
   async run(m: Extract<ServerToClient, { t: "join" }>): Promise<void> {
     if (m.peer !== this.peer || this.#started || this.#abandoned) return;
     this.#started = true;
+    this.#ctx.print({ kind: "session", state: "waiting", peer: m.peer });
+    let ticket: JoinTicket;
+    try {
+      ticket = this.#openTicket(m);
+    } catch (e) {
+      // Before any connection: nothing was spent, the host is released.
+      this.#ctx.print({
+        kind: "error",
+        code: isImError(e) ? e.code : "bad-ticket",
+        text: `Session with ${m.peer} failed: ${(e as Error).message}`,
+      });
+      await this.#events.failed();
+      return;
+    }
+    try {
+      await this.#connect(m, ticket);
+    } finally {
+      // The direct try and its relay retry share the key; neither needs it now.
+      wipe(ticket.ticket.peerKey);
+    }
+  }
+
+  /**
+   * Our ticket from the `join`, opened at once with our own login's ticket
+   * keys: the names, the expiry by the server's clock, its id the `join`'s
+   * (PROTOCOL.md section 6). It keys our PEER_COMMIT, and the host's
+   * PEER_HELLO must carry the same bytes.
+   */
+  #openTicket(m: Extract<ServerToClient, { t: "join" }>): JoinTicket {
+    let sealed: Uint8Array, ticketId: Uint8Array;
+    try {
+      sealed = Uint8Array.fromBase64(m.ticket);
+      ticketId = Uint8Array.fromHex(m.ticketId);
+    } catch {
+      throw new TicketError(
+        "bad-ticket",
+        "Ticket rejected: the server's join carries no readable ticket",
+      );
+    }
+    return openJoinTicket(this.#link.login.ticketKeys, sealed, {
+      self: this.#ctx.o.user,
+      expectedHost: m.peer,
+      ticketId,
+      now: this.#link.serverNow(),
+    });
+  }
+
+  async #connect(
+    m: Extract<ServerToClient, { t: "join" }>,
+    ticket: JoinTicket,
+  ): Promise<void> {
     const ctx = this.#ctx, o = ctx.o;
-    ctx.print({ kind: "session", state: "waiting", peer: m.peer });
-    // A direct attempt that failed may already have used the ticket; its
-    // retry over the relay carries the same one, which this attempt (and
-    // only it) may use once more.
-    let retryTicket: string | null = null;
-    const replayCache = this.#replayCache;
+    // The replay cache marks the ticket's id used when a PEER_HELLO is
+    // accepted; a failure after that is final or spent, so a relay retry
+    // never finds its ticket used (PROTOCOL.md section 6.1).
     const opts = {
       self: o.user,
       expectedHost: m.peer,
-      ticketKeys: this.#link.login.ticketKeys,
-      replayCache: {
-        use(id: Uint8Array, expiresAt: number, now?: number) {
-          if (retryTicket !== null && id.toHex() === retryTicket) {
-            retryTicket = null;
-            try {
-              replayCache.use(id, expiresAt, now);
-            } catch {
-              // Used by the direct attempt of this very join.
-            }
-            return;
-          }
-          replayCache.use(id, expiresAt, now);
-        },
-      },
+      replayCache: this.#replayCache,
+      ticket,
       ...(o.windowMs === undefined ? {} : { windowMs: o.windowMs }),
       // The ticket's expiry is a server time (PROTOCOL.md section 6).
       now: () => this.#link.serverNow(),
@@ -124,7 +171,6 @@ export class Joining {
           if (isNetworkFailure(e) && !(e instanceof SpentHandshakeError)) {
             // Closed, reset or silent (an eviction, a middlebox): try the
             // relay once. A ticket or authentication failure is final.
-            retryTicket = m.ticketId.toLowerCase();
             ctx.system(
               `Direct connection to ${m.peer} failed (${
                 (e as Error).message

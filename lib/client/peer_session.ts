@@ -5,7 +5,8 @@
  *
  * @example
  * ```ts ignore
- * const session = await joinPeer(transport, { self: "B", expectedHost: "A", ticketKeys, replayCache });
+ * const ticket = openJoinTicket(ticketKeys, sealed, { self: "B", expectedHost: "A", ticketId });
+ * const session = await joinPeer(transport, { self: "B", expectedHost: "A", replayCache, ticket });
  * await session.sendText("hello");
  * ```
  * @module
@@ -16,6 +17,7 @@ import {
   type ChannelEvent,
   decodePeerCommit,
   encodeMessage,
+  type JoinTicket,
   type Message,
   PeerHostHandshake,
   type PeerHostOptions,
@@ -92,10 +94,13 @@ async function recvWithin(
 
 /**
  * Host side, first step: wait for the joiner's PEER_COMMIT (rule 4.4). The
- * host sends nothing, not even the ticket, to a connection before it.
+ * host sends nothing, not even the ticket, to a connection before it, and
+ * spends no grant before its ticket id and MAC were checked against the
+ * grant (`checkPeerCommit`, PROTOCOL.md section 6).
  * @param t a connection a joiner opened (or a relay)
  * @param ms how long to wait
- * @returns the PEER_COMMIT payload, checked to be well formed
+ * @returns the PEER_COMMIT payload, checked to be well formed (not yet
+ *   against a grant)
  * @throws {NetError} `peer-timeout`, `peer-closed`; {@link ProtocolError}
  *   when the first frame is not a PEER_COMMIT
  * @example
@@ -104,8 +109,8 @@ async function recvWithin(
  * import { memoryPair } from "../wire/mod.ts";
  * import { readPeerCommit } from "./peer_session.ts";
  * const [joiner, host] = memoryPair();
- * await joiner.send(new Uint8Array(33).fill(0x23, 0, 1));
- * assert.equal((await readPeerCommit(host, 100)).length, 33);
+ * await joiner.send(new Uint8Array(81).fill(0x23, 0, 1));
+ * assert.equal((await readPeerCommit(host, 100)).length, 81);
  * host.close();
  * ```
  */
@@ -118,22 +123,6 @@ export async function readPeerCommit(
   return p;
 }
 
-/**
- * Host side: read the joiner's commitment (unless given), send the ticket,
- * check the joiner, confirm keys.
- * @param t the connection a joiner opened
- * @param o the grant
- * @param channel heartbeat settings for the session
- * @param transport how the connection runs, for the session's record
- * @param commit the PEER_COMMIT already read by {@link readPeerCommit}
- * @returns the session
- * @throws {AuthError} a stranger (`peer-auth-failed`) or a joiner that
- *   changed its values (`commit-mismatch`); {@link NetError} timeouts
- * @example
- * ```ts ignore
- * const session = await hostPeer(transport, grant, { heartbeatMs: 2000 });
- * ```
- */
 /**
  * A peer handshake that failed after both sides had revealed their values
  * (the host's PEER_REPLY check passed, or the joiner sent its PEER_REPLY):
@@ -153,6 +142,24 @@ function spent(e: unknown): SpentHandshakeError {
   );
 }
 
+/**
+ * Host side: read the joiner's commitment (unless given) and check it
+ * against the grant, send the ticket, check the joiner, confirm keys.
+ * @param t the connection a joiner opened
+ * @param o the grant
+ * @param channel heartbeat settings for the session
+ * @param transport how the connection runs, for the session's record
+ * @param commit the PEER_COMMIT already read by {@link readPeerCommit}
+ * @returns the session
+ * @throws {AuthError} a PEER_COMMIT for another grant or without a valid MAC
+ *   (`commit-wrong-ticket`, `commit-auth-failed`), a stranger
+ *   (`peer-auth-failed`) or a joiner that changed its values
+ *   (`commit-mismatch`); {@link NetError} timeouts
+ * @example
+ * ```ts ignore
+ * const session = await hostPeer(transport, grant, { heartbeatMs: 2000 });
+ * ```
+ */
 export async function hostPeer(
   t: FrameTransport,
   o: PeerHostOptions,
@@ -161,7 +168,7 @@ export async function hostPeer(
   commit?: Uint8Array,
 ): Promise<PeerSession> {
   const hs = new PeerHostHandshake(o);
-  hs.onCommit(
+  await hs.onCommit(
     commit ??
       await recvWithin(t, PEER_HANDSHAKE_TIMEOUT_MS, "peer handshake"),
   );
@@ -190,10 +197,18 @@ export async function hostPeer(
 }
 
 /**
- * Joiner side: commit, open the ticket, reveal, confirm keys. Over the
- * relay, the PEER_COMMIT is also what starts the host's handshake.
+/** Options of {@link joinPeer}: the handshake's, and our opened ticket. */
+export interface JoinPeerOptions extends PeerJoinOptions {
+  /** Our ticket from the `join`, opened by `openJoinTicket`; its peer key is not wiped here. */
+  ticket: JoinTicket;
+}
+
+/**
+ * Joiner side: commit (bound to our ticket), check the host's ticket,
+ * reveal, confirm keys. Over the relay, the PEER_COMMIT is also what starts
+ * the host's handshake.
  * @param t the connection to the host
- * @param o who we are and whom we expect
+ * @param o who we are, whom we expect, our ticket
  * @param channel heartbeat settings for the session
  * @param transport how the connection runs, for the session's record
  * @returns the session
@@ -201,17 +216,17 @@ export async function hostPeer(
  *   server said; {@link NetError} when the connection fails or times out
  * @example
  * ```ts ignore
- * const session = await joinPeer(transport, { self: "B", expectedHost: "A", ticketKeys, replayCache });
+ * const session = await joinPeer(transport, { self: "B", expectedHost: "A", replayCache, ticket });
  * ```
  */
 export async function joinPeer(
   t: FrameTransport,
-  o: PeerJoinOptions,
+  o: JoinPeerOptions,
   channel: ChannelOptions = {},
   transport: "direct" | "relay" = "direct",
 ): Promise<PeerSession> {
   const hs = new PeerJoinHandshake(o);
-  await t.send(await hs.commit());
+  await t.send(await hs.commit(o.ticket));
   const hello = await recvWithin(
     t,
     PEER_HANDSHAKE_TIMEOUT_MS,

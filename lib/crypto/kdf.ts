@@ -29,11 +29,18 @@ export const Label = {
   CLIENT_SIGNATURE: "im v1 client signature",
   /** RSA-OAEP label of the sealed session key (rule 2.5). */
   SESSION_KEY: "im v1 session key",
+  /**
+   * Key of the tag on the sealed session key, from the X25519 secret: the
+   * client checks it before it decrypts (PROTOCOL.md section 3).
+   */
+  SERVER_KEY_TAG: "im v1 server key tag",
   /** Ticket sealing keys, from the joiner's server session (rule 4.2). */
   TICKET_ENC: "im v1 ticket enc",
   TICKET_MAC: "im v1 ticket mac",
   /** The joiner's commitment to its nonce and ephemeral key, sent before it sees the host's (rule 4.4; PROTOCOL.md "Peer sessions"). */
   PEER_COMMIT: "im v1 peer commit",
+  /** Key of the MAC that binds a PEER_COMMIT to its grant, from the peer key (PROTOCOL.md "Peer sessions", one commitment per grant). */
+  PEER_COMMIT_AUTH: "im v1 peer commit auth",
   /** Peer handshake transcript (rule 4.4). */
   PEER_TRANSCRIPT: "im v1 peer transcript",
   /** Key that authenticates the peer handshake, from the peer key. */

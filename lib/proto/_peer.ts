@@ -1,8 +1,8 @@
 /**
  * Internal to the peer handshake (PROTOCOL.md section 6, "Peer sessions"):
- * the transcript `pth`, the joiner's MAC, the key schedule and the FINISHED
- * check, shared by `peer_host.ts` and `peer_join.ts`; not re-exported by
- * `mod.ts`.
+ * the commit MAC, the transcript `pth`, the joiner's MAC, the key schedule
+ * and the FINISHED check, shared by `peer_host.ts` and `peer_join.ts`; not
+ * re-exported by `mod.ts`.
  * @module
  */
 
@@ -21,6 +21,36 @@ import {
 } from "../record/mod.ts";
 import { formatSas, type PeerHello } from "./peer_handshake.ts";
 import { type RecordPair, recordPair } from "./_record_pair.ts";
+
+/**
+ * commit_key (PROTOCOL.md section 6): `HKDF(peer_key, ticket id, "im v1 peer
+ * commit auth")`, 32 bytes. The host derives it once per grant.
+ * @param peerKey the peer key from the grant or the ticket
+ * @param ticketId the ticket's id, the salt
+ * @returns 32 bytes, for {@link commitMac}; the caller wipes them
+ */
+export function commitKey(
+  peerKey: Uint8Array,
+  ticketId: Uint8Array,
+): Promise<Uint8Array> {
+  return deriveKey(peerKey, ticketId, Label.PEER_COMMIT_AUTH);
+}
+
+/**
+ * commit_mac (PROTOCOL.md section 6): `HMAC(commit_key, "joiner" || ticket
+ * id || commit)`, binding the commitment to its grant.
+ * @param key commit_key, from {@link commitKey}
+ * @param ticketId the ticket's id
+ * @param commit the commitment
+ * @returns 32 bytes
+ */
+export function commitMac(
+  key: Uint8Array,
+  ticketId: Uint8Array,
+  commit: Uint8Array,
+): Uint8Array {
+  return new HmacSha256(key).mac(concat(utf8("joiner"), ticketId, commit));
+}
 
 /** What goes into pth, in its order. */
 export interface TranscriptParts {

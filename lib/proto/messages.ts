@@ -84,6 +84,7 @@ export const SERVER_TO_CLIENT = {
   join: {
     peer: "name",
     addr: "string",
+    ticket: "string",
     ticketId: "string",
     expiresAt: "number",
   },
@@ -212,6 +213,8 @@ export const MESSAGE_DOCS = {
         peer: "the host",
         addr:
           "the host's `addr` from its `host` message (`relay:0`: relay only)",
+        ticket:
+          "base64 (padded) of the joiner's sealed ticket, the same bytes as in the host's `grant`: the joiner opens it at once and keys its PEER_COMMIT with it (section 6)",
         ticketId: "hex, 32 lowercase digits: as in the host's `grant`",
         expiresAt: "an integer, as in the host's `grant`",
       },

@@ -20,12 +20,17 @@
  * until the two SAS match; it gets one guess per session, which matches
  * with probability about 10^-12 (the SAS has 12 decimal digits).
  *
+ * The commitment names its grant's ticket id and carries a MAC keyed from
+ * the peer key, so only the grant's joiner can spend the grant, and a
+ * commitment left over from one grant is refused for the next.
+ *
  * ```
- * host A                                   joiner B
- *        <--  PEER_COMMIT  H(nonce_b, eph_b)
- * PEER_HELLO  ticket, nonce_a, eph_a  -->  openTicket (names, expiry, replay)
+ * host A                                   joiner B (opened its ticket from `join`)
+ *        <--  PEER_COMMIT  ticket id, H(nonce_b, eph_b), commit MAC
+ * check the ticket id and the commit MAC against the grant; spend it
+ * PEER_HELLO  ticket, nonce_a, eph_a  -->  the join's ticket? (expiry, replay)
  *        <--  PEER_REPLY  nonce_b, eph_b, HMAC(authKey, "joiner" || pth)
- * check the commitment, then the joiner MAC (a stranger is dropped here)
+ * check the commitment, then the joiner MAC
  * FINISHED(h2j, pth)                  -->  check FINISHED
  *        <--  FINISHED(j2h, pth)
  * ```
@@ -33,7 +38,7 @@
  * @example
  * ```ts ignore
  * const host = new PeerHostHandshake({ self: "A", joiner: "B", peerKey, ticket, ticketId });
- * host.onCommit(await transport.recv());
+ * await host.onCommit(await transport.recv());
  * await transport.send(await host.hello());
  * ```
  * @module
@@ -44,17 +49,28 @@ import { FrameKind } from "../wire/mod.ts";
 import { Label, transcriptHash, X25519_PUBLIC_BYTES } from "../crypto/mod.ts";
 import type { RecordOpener, RecordSealer } from "../record/mod.ts";
 import { NONCE_BYTES } from "./login_messages.ts";
+import { TICKET_ID_BYTES } from "./ticket.ts";
 
 /** Peer handshake version. */
 export const PEER_VERSION = 1;
-/** Bytes of the joiner's commitment in PEER_COMMIT. */
+/** Bytes of the joiner's commitment `commit` in PEER_COMMIT. */
 export const PEER_COMMIT_BYTES = 32;
 const MAC_BYTES = 32;
+/** Bytes of a PEER_COMMIT after its kind: `ticket_id[16] || commit[32] || commit_mac[32]`. */
+export const PEER_COMMIT_BODY_BYTES = TICKET_ID_BYTES + PEER_COMMIT_BYTES +
+  MAC_BYTES;
 
-/** PEER_COMMIT, joiner -> host: the joiner's commitment, sent first. */
+/**
+ * PEER_COMMIT, joiner -> host: the joiner's commitment, sent first, bound
+ * to its grant (PROTOCOL.md section 6, one commitment per grant).
+ */
 export interface PeerCommit {
+  /** The id of the ticket (and grant) it is for, 16 bytes. */
+  ticketId: Uint8Array;
   /** `TH("im v1 peer commit", nonce_b, eph_b)`. */
   commit: Uint8Array;
+  /** `HMAC(commit_key, "joiner" || ticket_id || commit)`, `commit_key` from the peer key. */
+  mac: Uint8Array;
 }
 
 /** PEER_HELLO, host -> joiner. */
@@ -92,23 +108,29 @@ export interface ReplayGuard {
 
 /**
  * @param m the commitment
- * @returns frame payload
+ * @returns frame payload: `0x23 || ticket_id[16] || commit[32] || commit_mac[32]`
+ * @throws {ProtocolError} `bad-length` when a part has another length
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { decodePeerCommit, encodePeerCommit } from "./peer_handshake.ts";
- * const m = { commit: new Uint8Array(32).fill(9) };
- * assert.deepEqual(decodePeerCommit(encodePeerCommit(m)).commit, m.commit);
+ * const m = { ticketId: new Uint8Array(16).fill(1), commit: new Uint8Array(32).fill(9), mac: new Uint8Array(32).fill(2) };
+ * assert.deepEqual(decodePeerCommit(encodePeerCommit(m)), m);
  * ```
  */
 export function encodePeerCommit(m: PeerCommit): Uint8Array {
-  return new ByteWriter().u8(FrameKind.PEER_COMMIT).bytes(m.commit).finish();
+  expectBytes("PEER_COMMIT ticket id", m.ticketId, TICKET_ID_BYTES);
+  expectBytes("PEER_COMMIT commit", m.commit, PEER_COMMIT_BYTES);
+  expectBytes("PEER_COMMIT mac", m.mac, MAC_BYTES);
+  return new ByteWriter().u8(FrameKind.PEER_COMMIT).bytes(m.ticketId).bytes(
+    m.commit,
+  ).bytes(m.mac).finish();
 }
 
 /**
  * @param p frame payload
- * @returns the commitment
- * @throws {ProtocolError} when malformed (wrong kind, not exactly 32 bytes)
+ * @returns the commitment, its ticket id and its MAC (not checked here)
+ * @throws {ProtocolError} when malformed (wrong kind, not exactly 80 bytes after it)
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -121,9 +143,20 @@ export function decodePeerCommit(p: Uint8Array): PeerCommit {
   if (r.u8() !== FrameKind.PEER_COMMIT) {
     throw new ProtocolError("unexpected-frame", "Expected PEER_COMMIT");
   }
+  const ticketId = r.bytes(TICKET_ID_BYTES);
   const commit = r.bytes(PEER_COMMIT_BYTES);
+  const mac = r.bytes(MAC_BYTES);
   r.end();
-  return { commit };
+  return { ticketId, commit, mac };
+}
+
+function expectBytes(what: string, b: Uint8Array, n: number): void {
+  if (b.length !== n) {
+    throw new ProtocolError(
+      "bad-length",
+      `${what}: expected ${n} bytes, got ${b.length}`,
+    );
+  }
 }
 
 /**

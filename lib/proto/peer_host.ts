@@ -1,7 +1,8 @@
 /**
  * The host's side of the peer handshake (PROTOCOL.md section 6, "Peer
  * sessions"; rules 4.3, 4.4): {@link PeerHostHandshake} sends nothing before
- * the joiner's PEER_COMMIT, then PEER_HELLO with the ticket; it checks the
+ * a PEER_COMMIT that names its grant and carries a valid commit MAC
+ * ({@link checkPeerCommit}), then PEER_HELLO with the ticket; it checks the
  * revealed values against the commitment before the joiner's MAC, and
  * FINISHED last. Frames and shared pieces live in `peer_handshake.ts` and
  * `_peer.ts`.
@@ -9,7 +10,7 @@
  * @example
  * ```ts ignore
  * const host = new PeerHostHandshake({ self: "A", joiner: "B", peerKey, ticket, ticketId });
- * host.onCommit(await transport.recv());
+ * await host.onCommit(await transport.recv());
  * await transport.send(await host.hello());
  * ```
  * @module
@@ -20,6 +21,7 @@ import {
   constantTimeEqual,
   ProtocolError,
   randomBytes,
+  wipe,
 } from "../util/mod.ts";
 import {
   type Ephemeral,
@@ -33,12 +35,83 @@ import {
   decodePeerReply,
   encodePeerHello,
   PEER_VERSION,
+  type PeerCommit,
   peerCommitment,
   type PeerHello,
   type PeerResult,
 } from "./peer_handshake.ts";
-import { checkFinished, joinerMac, peerKeys, peerTranscript } from "./_peer.ts";
+import {
+  checkFinished,
+  commitKey,
+  commitMac,
+  joinerMac,
+  peerKeys,
+  peerTranscript,
+} from "./_peer.ts";
 import { Steps } from "./steps.ts";
+import { PEER_KEY_BYTES, TICKET_ID_BYTES } from "./ticket.ts";
+
+/**
+ * The key a grant's PEER_COMMIT is checked with (PROTOCOL.md section 6):
+ * `HKDF(peer_key, ticket id, "im v1 peer commit auth")`. A host derives it
+ * once per grant, so a flood of commitments costs one HMAC each.
+ * @param peerKey the grant's peer key
+ * @param ticketId the grant's ticket id
+ * @returns 32 bytes; the caller wipes them when the grant ends
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { grantCommitKey } from "./peer_host.ts";
+ * const k = await grantCommitKey(new Uint8Array(32), new Uint8Array(16));
+ * assert.equal(k.length, 32);
+ * ```
+ */
+export function grantCommitKey(
+  peerKey: Uint8Array,
+  ticketId: Uint8Array,
+): Promise<Uint8Array> {
+  return commitKey(peerKey, ticketId);
+}
+
+/**
+ * Check a PEER_COMMIT against a grant (PROTOCOL.md section 6, one
+ * commitment per grant): its ticket id must be the grant's, then its MAC
+ * must verify under the grant's commit key, both compared in constant
+ * time. Nothing about the grant changes here; the caller spends it only
+ * after this passed.
+ * @param c the decoded PEER_COMMIT
+ * @param key the grant's commit key, from {@link grantCommitKey}
+ * @param ticketId the grant's ticket id
+ * @throws {AuthError} `commit-wrong-ticket` when it names another ticket
+ *   (a left-over commitment); `commit-auth-failed` when its MAC fails (a
+ *   stranger, who does not hold the peer key)
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkPeerCommit, grantCommitKey } from "./peer_host.ts";
+ * const id = new Uint8Array(16), key = await grantCommitKey(new Uint8Array(32), id);
+ * const forged = { ticketId: id, commit: new Uint8Array(32), mac: new Uint8Array(32) };
+ * assert.throws(() => checkPeerCommit(forged, key, id), { name: "AuthError" });
+ * ```
+ */
+export function checkPeerCommit(
+  c: PeerCommit,
+  key: Uint8Array,
+  ticketId: Uint8Array,
+): void {
+  if (!constantTimeEqual(c.ticketId, ticketId)) {
+    throw new AuthError(
+      "commit-wrong-ticket",
+      "PEER_COMMIT is for another session",
+    );
+  }
+  if (!constantTimeEqual(commitMac(key, c.ticketId, c.commit), c.mac)) {
+    throw new AuthError(
+      "commit-auth-failed",
+      "PEER_COMMIT carries no proof of this session's ticket",
+    );
+  }
+}
 
 /** Options of {@link PeerHostHandshake}. */
 export interface PeerHostOptions {
@@ -76,8 +149,21 @@ export class PeerHostHandshake {
   #pth: Uint8Array | undefined;
   #result: PeerResult | undefined;
 
-  /** @param o the grant from the server */
+  /**
+   * @param o the grant from the server
+   * @throws {ProtocolError} `bad-grant` when the peer key is not 32 bytes or
+   *   the ticket id not 16
+   */
   constructor(o: PeerHostOptions) {
+    if (
+      o.peerKey.length !== PEER_KEY_BYTES ||
+      o.ticketId.length !== TICKET_ID_BYTES
+    ) {
+      throw new ProtocolError(
+        "bad-grant",
+        `Grant: expected a ${PEER_KEY_BYTES}-byte peer key and a ${TICKET_ID_BYTES}-byte ticket id, got ${o.peerKey.length} and ${o.ticketId.length}`,
+      );
+    }
     this.#o = o;
   }
 
@@ -87,13 +173,22 @@ export class PeerHostHandshake {
   }
 
   /**
-   * readPeerCommit: keep the joiner's commitment. Nothing is sent before it.
+   * readPeerCommit: check the joiner's commitment against our grant
+   * ({@link checkPeerCommit}) and keep it. Nothing is sent before it.
    * @param payload PEER_COMMIT
-   * @throws {ProtocolError} when it is not a PEER_COMMIT of the right length
+   * @throws {ProtocolError} when it is not a PEER_COMMIT of the right length;
+   *   {@link AuthError} `commit-wrong-ticket`, `commit-auth-failed`
    */
-  onCommit(payload: Uint8Array): void {
-    this.#steps.run("await-commit", () => {
-      this.#commit = decodePeerCommit(payload).commit;
+  async onCommit(payload: Uint8Array): Promise<void> {
+    await this.#steps.run("await-commit", async () => {
+      const c = decodePeerCommit(payload);
+      const key = await commitKey(this.#o.peerKey, this.#o.ticketId);
+      try {
+        checkPeerCommit(c, key, this.#o.ticketId);
+      } finally {
+        wipe(key);
+      }
+      this.#commit = c.commit;
       this.#steps.state = "send-hello";
     });
   }

@@ -149,7 +149,7 @@ export class Kdc {
   /**
    * `session <host>` (rule 4.2): refused with a reason, or granted: the host
    * gets the peer key and the joiner's ticket, then the joiner is told where
-   * to connect.
+   * to connect, with the same ticket.
    * @param s the joiner
    * @param m the message
    * @param reply the answer to it
@@ -216,10 +216,15 @@ export class Kdc {
       ticket: ticketId.slice(0, 8),
     });
     await grant.written;
+    // The joiner's own copy of its ticket, over its own authenticated
+    // channel: it keys the PEER_COMMIT that binds the joiner to this grant,
+    // and the host's PEER_HELLO must carry the same bytes (PROTOCOL.md
+    // section 6, one commitment per grant).
     await reply({
       t: "join",
       peer: d.host,
       addr: d.addr,
+      ticket: ticket.toBase64(),
       ticketId,
       expiresAt: d.expiresAt,
     });

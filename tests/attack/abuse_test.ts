@@ -7,7 +7,11 @@
 
 import assert from "node:assert/strict";
 import { FrameKind } from "../../lib/wire/mod.ts";
-import { encodePeerCommit, peerCommitment } from "../../lib/proto/mod.ts";
+import {
+  openJoinTicket,
+  PeerJoinHandshake,
+  TicketReplayCache,
+} from "../../lib/proto/mod.ts";
 import { randomBytes, sleep } from "../../lib/util/mod.ts";
 import { freePort } from "../_helpers.ts";
 import { rawFrame } from "../_fixtures_mitm.ts";
@@ -153,25 +157,47 @@ Deno.test("a server with --max-frame 16384: a 20 KB relayed chat message is refu
   });
 });
 
-Deno.test("one commitment per grant: of six connections that commit on one grant only the first gets a PEER_HELLO; the host shows two lines, not six", async () => {
+// PROTOCOL.md section 6, one commitment per grant. The attacker is the
+// joiner itself (or the server, which made the key): it holds the peer key,
+// so each of its commitments carries a valid MAC, and each PEER_HELLO would
+// give it one more code to compare offline. Only the first gets one.
+Deno.test("one commitment per grant: of six connections that commit on one grant, each with a valid MAC from the joiner's ticket, only the first gets a PEER_HELLO; the host shows two lines, not six", async () => {
   await withScope(async (s) => {
     const { port } = await s.server();
     const hostPort = freePort();
     const a = await s.client(port, "A", { listenPort: hostPort });
     const b = await s.login(port, "B");
     await host(a);
-    const conns = [];
-    for (let i = 0; i < 6; i++) {
-      const c = await s.raw(hostPort);
-      await c.write(rawFrame(encodePeerCommit({
-        commit: await peerCommitment(randomBytes(32), randomBytes(32)),
-      })));
-      conns.push(c);
-      await sleep(5); // in order: the first is the first to wait for the grant
-    }
-    await sleep(30);
     const mark = a.ui.mark;
     await b.channel.send({ t: "session", peer: "A", req: 1 });
+    const j = await b.tap.waitFor(isMsg("join"));
+    assert.ok(j.kind === "message" && j.msg.t === "join");
+    // B opens its ticket from the join, as a joiner does.
+    const ticket = openJoinTicket(
+      b.login.ticketKeys,
+      Uint8Array.fromBase64(j.msg.ticket),
+      {
+        self: "B",
+        expectedHost: "A",
+        ticketId: Uint8Array.fromHex(j.msg.ticketId),
+      },
+    );
+    await a.ui.waitFor(
+      (e) => e.kind === "system" && /^B asked for a session/.test(e.text),
+      mark,
+    );
+    const conns = [];
+    for (let i = 0; i < 6; i++) {
+      const commit = await new PeerJoinHandshake({
+        self: "B",
+        expectedHost: "A",
+        replayCache: new TicketReplayCache(),
+      }).commit(ticket); // fresh values each time, each with a valid MAC
+      const c = await s.raw(hostPort);
+      await c.write(rawFrame(commit));
+      conns.push(c);
+      await sleep(5); // in order: the first is the first to be checked
+    }
     const firsts = await Promise.all(conns.map((c) => c.frame()));
     const hellos = firsts.filter((f) => f?.[0] === FrameKind.PEER_HELLO);
     assert.equal(hellos.length, 1, "exactly one PEER_HELLO");
@@ -191,6 +217,10 @@ Deno.test("one commitment per grant: of six connections that commit on one grant
       mark,
     );
     assert.equal(refusals.length, 2, JSON.stringify(refusals));
+    assert.match(
+      refusals[0]!.kind === "system" ? refusals[0]!.text : "",
+      /: this session's one handshake is taken; still waiting for B$/,
+    );
     assert.match(
       refusals[1]!.kind === "system" ? refusals[1]!.text : "",
       /^Refused 4 more connection\(s\) while waiting for B$/,

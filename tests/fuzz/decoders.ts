@@ -216,14 +216,21 @@ const serverHello = fc.record({
   signature: bytes(400),
 }).map(encodeServerHello);
 const clientAuth = fc.record({ signature: bytes(520) }).map(encodeClientAuth);
-const serverKey = fc.record({ sealedSessionKey: bytes(520) }).map(
+const serverKey = fc.record({
+  sealedSessionKey: bytes(520),
+  tag: fc.uint8Array({ minLength: 32, maxLength: 32 }),
+}).map(
   encodeServerKey,
 );
 const errorFrame = fc.record({
   code: fc.nat(255),
   message: fc.string({ maxLength: 200 }),
 }).map(encodeErrorFrame);
-const peerCommit = fc.record({ commit: fixed(32) }).map(encodePeerCommit);
+const peerCommit = fc.record({
+  ticketId: fixed(16),
+  commit: fixed(32),
+  mac: fixed(32),
+}).map(encodePeerCommit);
 const peerHello = fc.record({
   version: fc.nat(255),
   ticket: bytes(300),

@@ -46,7 +46,7 @@ Deno.test("Kdc.host() answers hosting and marks the user HOSTING; a bad address 
   assert.deepEqual(delivery.given, []);
 });
 
-Deno.test("Kdc.session() grants: the host is delivered the key and a ticket the joiner can open; the joiner's answer is join with the same ticket id", async () => {
+Deno.test("Kdc.session() grants: the host is delivered the key and a ticket the joiner can open; the joiner's answer is join with the same ticket, byte for byte, and its id", async () => {
   const { presence, delivery, kdc, log } = setup("A", "B");
   presence.update("A", { state: "HOSTING", addr: "127.0.0.1:7" });
   const b = fakeSession("B");
@@ -61,6 +61,14 @@ Deno.test("Kdc.session() grants: the host is delivered the key and a ticket the 
   assert.equal(join.addr, "127.0.0.1:7");
   assert.equal(join.ticketId, grant.ticketId);
   assert.equal(join.expiresAt, grant.expiresAt);
+  // PROTOCOL.md section 6: the joiner's own copy of its ticket, the same
+  // bytes the host passes on in PEER_HELLO; its id is the join's ticketId.
+  assert.equal(join.ticket, grant.ticket);
+  const own = openTicket(b.ticketKeys, Uint8Array.fromBase64(join.ticket), {
+    self: "B",
+    expectedHost: "A",
+  });
+  assert.equal(own.id.toHex(), join.ticketId);
   const ticket = openTicket(
     b.ticketKeys,
     Uint8Array.fromBase64(grant.ticket),
