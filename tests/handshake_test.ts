@@ -44,6 +44,7 @@ import {
   verifyPss,
 } from "../lib/crypto/mod.ts";
 import { RecordOpener, RecordSealer, RecordType } from "../lib/record/mod.ts";
+import { serverKeyTag } from "../lib/proto/_login.ts";
 import {
   assertRejectsIm,
   assertThrowsIm,
@@ -115,9 +116,37 @@ async function upToClientAuth(
 ) {
   const p = await handshakePair(user, opts);
   const hello = await p.client.start();
-  const serverHello = await p.server.onClientHello(hello);
+  // The server's X25519 pair, so a test can tag a SERVER_KEY as it would.
+  const { value: serverHello, pairs } = await captureEphemerals(() =>
+    p.server.onClientHello(hello)
+  );
   const auth = await p.client.onServerHello(serverHello);
-  return { ...p, hello, serverHello, auth };
+  /**
+   * A SERVER_KEY carrying `sealed` with the tag this login's server makes
+   * (PROTOCOL.md section 3): only the holder of eph_s can.
+   */
+  const serverKeyAsServer = async (sealed: Uint8Array) => {
+    const clientPub = await crypto.subtle.importKey(
+      "raw",
+      decodeClientHello(hello).ephemeral as Uint8Array<ArrayBuffer>,
+      { name: "X25519" },
+      false,
+      [],
+    );
+    const dh = new Uint8Array(
+      await crypto.subtle.deriveBits(
+        { name: "X25519", public: clientPub },
+        pairs[0]!.privateKey,
+        256,
+      ),
+    );
+    const th = await loginTranscript(hello, serverHello);
+    return encodeServerKey({
+      sealedSessionKey: sealed,
+      tag: await serverKeyTag(dh, th, sealed),
+    });
+  };
+  return { ...p, hello, serverHello, auth, serverKeyAsServer };
 }
 
 // ---------------------------------------------------------------------------
@@ -559,6 +588,7 @@ Deno.test("a SERVER_KEY with a flipped OAEP ciphertext bit fails with bad-sessio
     const m = decodeServerKey(key!);
     const bad = encodeServerKey({
       sealedSessionKey: flipBit(m.sealedSessionKey, bit),
+      tag: m.tag,
     });
     await assertRejectsIm(
       () => p.client.onServerKey(bad),
@@ -615,9 +645,10 @@ Deno.test("a SERVER_KEY sealed for another user, under another OAEP label, or of
     ],
   ];
   for (const [what, sealed] of cases) {
+    // Tagged as the server would: the checks behind the tag still hold.
     const p = await upToClientAuth("A");
     await assertRejectsIm(
-      () => p.client.onServerKey(encodeServerKey({ sealedSessionKey: sealed })),
+      async () => p.client.onServerKey(await p.serverKeyAsServer(sealed)),
       AuthError,
       "bad-session-key",
       what,
@@ -625,24 +656,77 @@ Deno.test("a SERVER_KEY sealed for another user, under another OAEP label, or of
   }
 });
 
-Deno.test("a man in the middle who substitutes its own session key under the client's public key fails key confirmation", async () => {
+Deno.test("a man in the middle who substitutes its own session key under the client's public key is refused before the client decrypts it (no valid tag)", async () => {
   const ids = await identities();
   const p = await upToClientAuth("A");
-  const [, serverFin] = await p.server.onClientAuth(p.auth);
-  // Anyone can encrypt to A's public key.
+  const [real] = await p.server.onClientAuth(p.auth);
+  // Anyone can encrypt to A's public key; nobody but the server can tag it.
   const mine = await encryptOaep(
     ids.A.publicIdentity.encrypt,
     randomBytes(32),
     utf8(Label.SESSION_KEY),
   );
-  await p.client.onServerKey(encodeServerKey({ sealedSessionKey: mine }));
-  await assertRejectsIm(
-    () => p.client.onServerFinished(serverFin!),
-    AuthError,
-    "key-confirmation-failed",
+  const decrypts = await countingDecrypts(() =>
+    assertRejectsIm(
+      () =>
+        p.client.onServerKey(
+          encodeServerKey({
+            sealedSessionKey: mine,
+            tag: decodeServerKey(real!).tag,
+          }),
+        ),
+      AuthError,
+      "bad-session-key",
+    )
   );
+  assert.equal(decrypts, 0, "the RSA key decrypted nothing");
   assertThrowsIm(() => p.client.result, ProtocolError, "not-logged-in");
 });
+
+// PROTOCOL.md section 3: the tag is checked before the RSA decryption, so
+// the client's key (which also signs) never decrypts a chosen ciphertext.
+Deno.test("SERVER_KEY: a wrong tag is refused with bad-session-key before any RSA decryption; the real one is decrypted once", async () => {
+  for (const change of ["tag", "ciphertext"] as const) {
+    const p = await upToClientAuth("A");
+    const [key] = await p.server.onClientAuth(p.auth);
+    const m = decodeServerKey(key!);
+    const bad = encodeServerKey(
+      change === "tag"
+        ? { sealedSessionKey: m.sealedSessionKey, tag: flipBit(m.tag, 5) }
+        : { sealedSessionKey: flipBit(m.sealedSessionKey, 9), tag: m.tag },
+    );
+    const decrypts = await countingDecrypts(() =>
+      assertRejectsIm(
+        () => p.client.onServerKey(bad),
+        AuthError,
+        "bad-session-key",
+        change,
+      )
+    );
+    assert.equal(decrypts, 0, `${change}: no decryption`);
+  }
+  const p = await upToClientAuth("A");
+  const [key] = await p.server.onClientAuth(p.auth);
+  assert.equal(await countingDecrypts(() => p.client.onServerKey(key!)), 1);
+});
+
+/** How many WebCrypto decryptions `fn` made. */
+async function countingDecrypts(fn: () => Promise<unknown>): Promise<number> {
+  const subtle = crypto.subtle as { decrypt: SubtleCrypto["decrypt"] };
+  const original = subtle.decrypt;
+  let n = 0;
+  subtle.decrypt = function (this: SubtleCrypto, ...args: unknown[]) {
+    n++;
+    // deno-lint-ignore no-explicit-any
+    return (original as any).apply(this, args);
+  } as SubtleCrypto["decrypt"];
+  try {
+    await fn();
+  } finally {
+    subtle.decrypt = original;
+  }
+  return n;
+}
 
 Deno.test("the c2s and s2c directions have different keys: the client cannot open its own records (rule 2.6)", async () => {
   const { client, server } = await loginInMemory("B");
@@ -1135,7 +1219,10 @@ const DECODERS: [string, (p: Uint8Array) => unknown, Uint8Array][] = [
   [
     "SERVER_KEY",
     decodeServerKey,
-    encodeServerKey({ sealedSessionKey: randomBytes(256) }),
+    encodeServerKey({
+      sealedSessionKey: randomBytes(256),
+      tag: randomBytes(32),
+    }),
   ],
   [
     "ERROR",

@@ -29,7 +29,11 @@ import {
   encodeServerKey,
   ServerHandshake,
 } from "../lib/proto/mod.ts";
-import { loginTranscript, signedContent } from "../lib/proto/_login.ts";
+import {
+  loginTranscript,
+  serverKeyTag,
+  signedContent,
+} from "../lib/proto/_login.ts";
 import {
   decryptOaep,
   deriveDirectionKeys,
@@ -126,11 +130,21 @@ Deno.test("login vectors, step by step with lib/proto and lib/crypto: every mess
   assert.equal(toHex(encodeClientAuth({ signature: sigC })), out.client_auth);
   assert.deepEqual(decodeClientAuth(hex(out.client_auth)).signature, sigC);
   const oaep = hex(inp.oaep_ciphertext);
+  // The tag the client checks before it decrypts (section 3, SERVER_KEY).
+  const tag = await serverKeyTag(
+    await sharedSecret(ephC, ephS.publicRaw),
+    th,
+    oaep,
+  );
+  assert.equal(toHex(tag), out.server_key_tag);
   assert.equal(
-    toHex(encodeServerKey({ sealedSessionKey: oaep })),
+    toHex(encodeServerKey({ sealedSessionKey: oaep, tag })),
     out.server_key,
   );
-  assert.deepEqual(decodeServerKey(hex(out.server_key)).sealedSessionKey, oaep);
+  assert.deepEqual(decodeServerKey(hex(out.server_key)), {
+    sealedSessionKey: oaep,
+    tag,
+  });
 
   // The OAEP ciphertext opens to the session key (checked, not compared).
   const sessionKey = await decryptOaep(

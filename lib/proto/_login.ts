@@ -5,10 +5,11 @@
  * @module
  */
 
-import { concat, utf8, wipe } from "../util/mod.ts";
+import { concat, constantTimeEqual, utf8, wipe } from "../util/mod.ts";
 import {
   deriveDirectionKeys,
   deriveKey,
+  hmacSha256,
   Label,
   transcriptHash,
 } from "../crypto/mod.ts";
@@ -99,4 +100,42 @@ export async function loginKeys(
   } finally {
     wipe(ikm);
   }
+}
+
+/**
+ * The tag on the sealed session key (PROTOCOL.md section 3, SERVER_KEY):
+ * `HMAC(HKDF(X25519 secret, th, "im v1 server key tag"), oaep_ciphertext)`.
+ * Only the two ends of this login's X25519 exchange can make it, and th
+ * binds the server's ephemeral key to its signature, so the client decrypts
+ * no ciphertext that anyone else chose: its RSA key never serves as a
+ * decryption oracle.
+ * @param dh the X25519 shared secret (not wiped)
+ * @param th the login transcript hash
+ * @param sealed the OAEP ciphertext
+ * @returns 32 bytes
+ */
+export async function serverKeyTag(
+  dh: Uint8Array,
+  th: Uint8Array,
+  sealed: Uint8Array,
+): Promise<Uint8Array> {
+  const key = await deriveKey(dh, th, Label.SERVER_KEY_TAG);
+  try {
+    return hmacSha256(key, sealed);
+  } finally {
+    wipe(key);
+  }
+}
+
+/**
+ * Check {@link serverKeyTag} in constant time.
+ * @returns whether the tag is the one this login's X25519 secret makes
+ */
+export async function checkServerKeyTag(
+  dh: Uint8Array,
+  th: Uint8Array,
+  sealed: Uint8Array,
+  tag: Uint8Array,
+): Promise<boolean> {
+  return constantTimeEqual(await serverKeyTag(dh, th, sealed), tag);
 }

@@ -55,7 +55,12 @@ import {
   type LoginResult,
   SESSION_KEY_BYTES,
 } from "./login.ts";
-import { loginKeys, loginTranscript, signedContent } from "./_login.ts";
+import {
+  checkServerKeyTag,
+  loginKeys,
+  loginTranscript,
+  signedContent,
+} from "./_login.ts";
 import { Steps } from "./steps.ts";
 import { checkUsername } from "./username.ts";
 
@@ -206,20 +211,35 @@ export class ClientHandshake {
   onServerKey(payload: Uint8Array): Promise<void> {
     return this.#step("await-server-key", async () => {
       expectKind(payload, FrameKind.SERVER_KEY, "SERVER_KEY");
-      const { sealedSessionKey } = decodeServerKey(payload);
-      const sessionKey = await decryptOaep(
-        this.#opts.identity.decrypt,
-        sealedSessionKey,
-        utf8(Label.SESSION_KEY),
-      );
+      const { sealedSessionKey, tag } = decodeServerKey(payload);
+      // Section 3: the tag first, so no ciphertext anyone else chose ever
+      // reaches our RSA decryption (the key also signs).
+      const dh = await sharedSecret(this.#eph!, this.#serverEphemeral!);
+      if (!(await checkServerKeyTag(dh, this.#th!, sealedSessionKey, tag))) {
+        wipe(dh);
+        throw new AuthError(
+          "bad-session-key",
+          "Session key from the server failed its check: it was not sealed by the server of this login",
+        );
+      }
+      let sessionKey: Uint8Array;
+      try {
+        sessionKey = await decryptOaep(
+          this.#opts.identity.decrypt,
+          sealedSessionKey,
+          utf8(Label.SESSION_KEY),
+        );
+      } catch (e) {
+        wipe(dh);
+        throw e;
+      }
       if (sessionKey.length !== SESSION_KEY_BYTES) {
-        wipe(sessionKey);
+        wipe(sessionKey, dh);
         throw new AuthError(
           "bad-session-key",
           "Session key from the server has the wrong length",
         );
       }
-      const dh = await sharedSecret(this.#eph!, this.#serverEphemeral!);
       const th2 = await transcriptHash(Label.TRANSCRIPT_KEYS, [
         this.#th!,
         this.#signature!,

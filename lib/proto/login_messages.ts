@@ -53,7 +53,12 @@ export interface ClientAuth {
 /** SERVER_KEY: the session key under RSA-OAEP (rule 2.5). */
 export interface ServerKey {
   sealedSessionKey: Uint8Array;
+  /** HMAC of the sealed key under a key from the X25519 secret (PROTOCOL.md section 3). */
+  tag: Uint8Array;
 }
+
+/** Bytes of {@link ServerKey.tag}. */
+export const SERVER_KEY_TAG_BYTES = 32;
 
 /** Codes of the cleartext ERROR frame (before keys exist; afterwards errors are records, rule 3.6). */
 export const ErrorCode = {
@@ -213,12 +218,15 @@ export function decodeClientAuth(p: Uint8Array): ClientAuth {
  * ```ts
  * import assert from "node:assert/strict";
  * import { encodeServerKey } from "./login_messages.ts";
- * assert.ok(encodeServerKey({ sealedSessionKey: new Uint8Array(1) })[0] === 0x04);
+ * assert.ok(encodeServerKey({ sealedSessionKey: new Uint8Array(1), tag: new Uint8Array(32) })[0] === 0x04);
  * ```
  */
 export function encodeServerKey(m: ServerKey): Uint8Array {
+  if (m.tag.length !== SERVER_KEY_TAG_BYTES) {
+    throw new ProtocolError("bad-field", "SERVER_KEY tag must be 32 bytes");
+  }
   return new ByteWriter().u8(FrameKind.SERVER_KEY).bytes16(m.sealedSessionKey)
-    .finish();
+    .bytes(m.tag).finish();
 }
 
 /**
@@ -229,14 +237,15 @@ export function encodeServerKey(m: ServerKey): Uint8Array {
  * ```ts
  * import assert from "node:assert/strict";
  * import { decodeServerKey, encodeServerKey } from "./login_messages.ts";
- * assert.ok(decodeServerKey(encodeServerKey({ sealedSessionKey: new Uint8Array(2) })).sealedSessionKey.length === 2);
+ * assert.ok(decodeServerKey(encodeServerKey({ sealedSessionKey: new Uint8Array(2), tag: new Uint8Array(32) })).sealedSessionKey.length === 2);
  * ```
  */
 export function decodeServerKey(p: Uint8Array): ServerKey {
   const r = reader(p, FrameKind.SERVER_KEY, "SERVER_KEY");
   const sealedSessionKey = r.bytes16();
+  const tag = r.bytes(SERVER_KEY_TAG_BYTES);
   r.end();
-  return { sealedSessionKey };
+  return { sealedSessionKey, tag };
 }
 
 /**

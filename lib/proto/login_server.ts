@@ -47,7 +47,12 @@ import {
   type LoginResult,
   SESSION_KEY_BYTES,
 } from "./login.ts";
-import { loginKeys, loginTranscript, signedContent } from "./_login.ts";
+import {
+  loginKeys,
+  loginTranscript,
+  serverKeyTag,
+  signedContent,
+} from "./_login.ts";
 import type { DecoySource } from "./login_decoys.ts";
 import { Steps } from "./steps.ts";
 import { isValidUsername } from "./username.ts";
@@ -198,6 +203,7 @@ export class ServerHandshake {
         utf8(Label.SESSION_KEY),
       );
       const dh = await sharedSecret(this.#eph!, this.#hello!.ephemeral);
+      const tag = await serverKeyTag(dh, this.#th!, sealed);
       const th2 = await transcriptHash(Label.TRANSCRIPT_KEYS, [
         this.#th!,
         signature,
@@ -221,7 +227,7 @@ export class ServerHandshake {
       };
       this.#steps.state = "await-client-finished";
       return [
-        encodeServerKey({ sealedSessionKey: sealed }),
+        encodeServerKey({ sealedSessionKey: sealed, tag }),
         keys.sealer.seal(RecordType.FINISHED, th2, this.#opts.now?.()),
       ];
     });

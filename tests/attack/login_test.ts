@@ -351,13 +351,18 @@ const SESSION_KEY_ATTACKS: Array<
     (p) =>
       encodeServerKey({
         sealedSessionKey: decodeServerKey(p).sealedSessionKey.slice(0, -1),
+        tag: decodeServerKey(p).tag,
       }),
     "AuthError",
     "bad-session-key",
   ],
   [
     "the RSA-OAEP session key emptied",
-    () => encodeServerKey({ sealedSessionKey: new Uint8Array(0) }),
+    (p) =>
+      encodeServerKey({
+        sealedSessionKey: new Uint8Array(0),
+        tag: decodeServerKey(p).tag,
+      }),
     "AuthError",
     "bad-session-key",
   ],
@@ -368,18 +373,23 @@ const SESSION_KEY_ATTACKS: Array<
     "truncated",
   ],
   [
+    // PROTOCOL.md section 3: without the X25519 secret no tag is valid, so
+    // the client refuses it before decrypting anything.
     "a session key of the attacker's choosing, sealed to the user's public key",
-    async (_p) => {
+    async (p) => {
       const ids = await identities();
       const mine = await encryptOaep(
         ids.A.publicIdentity.encrypt,
         new Uint8Array(32).fill(7),
         utf8(Label.SESSION_KEY),
       );
-      return encodeServerKey({ sealedSessionKey: mine });
+      return encodeServerKey({
+        sealedSessionKey: mine,
+        tag: decodeServerKey(p).tag,
+      });
     },
     "AuthError",
-    "key-confirmation-failed",
+    "bad-session-key",
   ],
 ];
 

@@ -73,6 +73,8 @@ export interface LoginOutputs {
   /** `"im v1 client signature" || 0x00 || th`. */
   client_signed: string;
   client_auth: string;
+  /** HMAC-SHA256(HKDF(x25519_shared, th, "im v1 server key tag"), oaep_ciphertext). */
+  server_key_tag: string;
   server_key: string;
   th2: string;
   /** X25519(eph_c_private, eph_s) = X25519(eph_s_private, eph_c). */
@@ -148,6 +150,17 @@ async function H(b: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
 /** TH(label, parts...) of PROTOCOL.md section 3. */
 async function TH(label: string, ...parts: Uint8Array[]): Promise<Uint8Array<ArrayBuffer>> {
   return await H(concat(...[te.encode(label), ...parts].flatMap((p) => [u32(p.length), p])));
+}
+
+async function HMAC(key: Uint8Array, data: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
+  const k = await crypto.subtle.importKey(
+    "raw",
+    key as Uint8Array<ArrayBuffer>,
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  return new Uint8Array(await crypto.subtle.sign("HMAC", k, data as Uint8Array<ArrayBuffer>));
 }
 
 async function HKDF(ikm: Uint8Array, salt: Uint8Array, info: string): Promise<Uint8Array<ArrayBuffer>> {
@@ -315,10 +328,12 @@ export async function buildLoginVectors(earlier?: Made): Promise<LoginVectorFile
 
   const server_hello = concat(u8(0x02), u8(version), nonce_s, ephS.publicRaw, bytes16(serverSpki), bytes16(sig_s));
   const client_auth = concat(u8(0x03), bytes16(sig_c));
-  const server_key = concat(u8(0x04), bytes16(oaep));
-  const th2 = await TH("im v1 login keys", th, sig_c, oaep);
   const shared = await x25519(ephC.privateKey, ephS.publicRaw);
   if (hex(shared) !== hex(await x25519(ephS.privateKey, ephC.publicRaw))) throw new Error("X25519 disagrees");
+  // The tag the client checks before it decrypts (section 3, SERVER_KEY).
+  const server_key_tag = await HMAC(await HKDF(shared, th, "im v1 server key tag"), oaep);
+  const server_key = concat(u8(0x04), bytes16(oaep), server_key_tag);
+  const th2 = await TH("im v1 login keys", th, sig_c, oaep);
   const ikm = concat(session_key, shared);
   const c2s = await directionKeys(ikm, th2, "c2s");
   const s2c = await directionKeys(ikm, th2, "s2c");
@@ -372,6 +387,7 @@ export async function buildLoginVectors(earlier?: Made): Promise<LoginVectorFile
       server_hello: hex(server_hello),
       client_signed: hex(client_signed),
       client_auth: hex(client_auth),
+      server_key_tag: hex(server_key_tag),
       server_key: hex(server_key),
       th2: hex(th2),
       x25519_shared: hex(shared),
