@@ -192,16 +192,29 @@ Deno.test({
     "im serve --keys DIR that cannot be created hints --keys, and im keygen --dir DIR hints --dir",
   ignore: Deno.build.os !== "linux",
   async fn() {
-    // Nothing can be created under /proc, whoever runs the test.
+    // Nothing can be created under /proc, whoever runs the test. Deno lets
+    // only a program with every permission touch /proc, so im runs as one.
     const dir = "/proc/im-keys-cannot-exist";
-    const serve = await runMain(["serve", "--keys", dir, "--port", "0"]);
+    const run = async (args: string[]) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "main.ts", ...args],
+        env: { NO_COLOR: "1" },
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      return {
+        code: out.code,
+        stderr: new TextDecoder().decode(out.stderr).trimEnd().split("\n"),
+      };
+    };
+    const serve = await run(["serve", "--keys", dir, "--port", "0"]);
     assert.equal(serve.code, 1);
     assert.match(serve.stderr[0] ?? "", /^im: error: Cannot create directory/);
     assert.equal(
       serve.stderr[1],
       "im: hint: choose another directory with --keys",
     );
-    const keygen = await runMain(["keygen", "--dir", dir, "--users", "A"]);
+    const keygen = await run(["keygen", "--dir", dir, "--users", "A"]);
     assert.equal(keygen.code, 1);
     assert.equal(
       keygen.stderr[1],
@@ -209,6 +222,7 @@ Deno.test({
     );
   },
 });
+
 Deno.test("im serve --bits 1 is a usage error (exit 2) even when the server's keys exist", async () => {
   const dir = await Deno.makeTempDir({ prefix: "im-cli-" });
   try {
