@@ -3,7 +3,9 @@
  * the relay), hold the server's grant, serve a few connections at once until
  * the granted joiner's peer handshake succeeds, and refuse everyone else
  * (rule 4.3): a grant is spent only by a PEER_COMMIT that names it and
- * carries a MAC from its peer key. One {@link Hosting} is one `!session host`; the facade drops it
+ * carries a MAC from its peer key. After {@link MAX_FAILED_GRANTS} spent
+ * grants of one joiner failed in a row, its grants are refused until the
+ * user types `!session host` again ({@link Hosting.forgive}). One {@link Hosting} is one `!session host`; the facade drops it
  * when it stops.
  * @module
  */
@@ -60,6 +62,53 @@ interface Grant {
   cancelled?: string;
   /** Connections refused while it was pending, shown as a summary. */
   refusals: Refusals;
+}
+
+/**
+ * Spent grants of one joiner whose handshake failed in a row, after which
+ * the host refuses that joiner's grants (PROTOCOL.md section 6, "Why the
+ * joiner commits first"): each is one guess at the code for whoever holds
+ * the peer key, the server included.
+ */
+export const MAX_FAILED_GRANTS = 3;
+
+/**
+ * Per joiner, the spent grants whose handshake failed since its last
+ * session started. Kept per client, across hostings: a hosting that starts
+ * again by itself (after a session, after a reconnect, both of which a
+ * server can cause) keeps the count; only `!session host` typed by the user
+ * clears it ({@link Hosting.forgive}).
+ */
+class FailedGrants {
+  #counts = new Map<string, number>();
+
+  /** @returns how many of `peer`'s spent grants failed in a row */
+  of(peer: string): number {
+    return this.#counts.get(peer) ?? 0;
+  }
+
+  /** @returns the count after this failure */
+  failed(peer: string): number {
+    const n = this.of(peer) + 1;
+    this.#counts.set(peer, n);
+    return n;
+  }
+
+  succeeded(peer: string): void {
+    this.#counts.delete(peer);
+  }
+
+  clear(): void {
+    this.#counts.clear();
+  }
+}
+
+const FAILED_GRANTS = new WeakMap<ClientContext, FailedGrants>();
+
+function failedGrants(ctx: ClientContext): FailedGrants {
+  let f = FAILED_GRANTS.get(ctx);
+  if (!f) FAILED_GRANTS.set(ctx, f = new FailedGrants());
+  return f;
 }
 
 /** How often, at most, a host shows a summary of refused connections. */
@@ -176,6 +225,15 @@ export class Hosting {
     return new Hosting(ctx, link, events, listener, addr);
   }
 
+  /**
+   * The user typed `!session host`: joiners whose grants were refused after
+   * {@link MAX_FAILED_GRANTS} failed handshakes may try again.
+   * @param ctx the client
+   */
+  static forgive(ctx: ClientContext): void {
+    failedGrants(ctx).clear();
+  }
+
   /** The joiner the pending grant is for, if any. */
   get grantedPeer(): string | undefined {
     return this.#grant?.peer;
@@ -221,6 +279,17 @@ export class Hosting {
         code: "bad-grant",
         text: "Server sent a malformed session grant",
       });
+      return;
+    }
+    if (failedGrants(this.#ctx).of(g.peer) >= MAX_FAILED_GRANTS) {
+      // Someone may be guessing codes (shown when it reached the limit):
+      // no PEER_HELLO for this joiner, and the grant is released at once.
+      key.fill(0);
+      this.#ctx.track(
+        this.#link.send({ t: "cancel", ticketId: g.ticketId }).then(() =>
+          this.#link.send({ t: "host", addr: this.addr })
+        ),
+      );
       return;
     }
     const commitKey = grantCommitKey(key, id);
@@ -408,6 +477,9 @@ export class Hosting {
     } catch (e) {
       t.close();
       if (this.#relay === t) this.#relay = null;
+      // One guess spent, whoever failed it and however (even when hosting
+      // stopped meanwhile: a server can cut our link to hide a failure).
+      this.#countFailure(grant.peer);
       if (this.#stopped || this.#grant !== grant) return;
       // The grant is spent (rule 4.4, one guess per session): it is not
       // offered again, whoever failed it. A joiner that gave up is no news.
@@ -434,6 +506,7 @@ export class Hosting {
       await session.close("cancelled");
       return;
     }
+    failedGrants(this.#ctx).succeeded(grant.peer);
     release(grant);
     this.#grant = null;
     this.#stopped = true;
@@ -446,6 +519,20 @@ export class Hosting {
       session,
       via === "relay" ? (t as RelayTransport) : null,
     );
+  }
+
+  /**
+   * A spent grant of `peer` failed; at {@link MAX_FAILED_GRANTS} in a row,
+   * say once, loudly, that its grants are refused from now on and why.
+   */
+  #countFailure(peer: string): void {
+    if (failedGrants(this.#ctx).failed(peer) !== MAX_FAILED_GRANTS) return;
+    this.#ctx.print({
+      kind: "error",
+      code: "peer-guessing",
+      text:
+        `${MAX_FAILED_GRANTS} sessions with ${peer} in a row failed after the key exchange began: someone holding the session key (most likely the server) may be guessing the security code. Refusing sessions from ${peer} until you type !session host again`,
+    });
   }
 
   /** Rule 4.3: anyone else who connects gets nothing usable; shown as a summary. */
