@@ -107,6 +107,9 @@ export class Activity {
   async host(): Promise<{ answer: Promise<unknown> } | null> {
     if (this.#busy()) return null;
     this.#hostAfterReconnect = false;
+    // The user's own `!session host`: joiners refused after failed guesses
+    // may try again (PROTOCOL.md section 6, "The real bound").
+    Hosting.forgive(this.#ctx);
     if (this.#mode.kind === "hosting") {
       this.#ctx.system(
         `Already hosting ${hostingWhere(this.#mode.hosting.addr)}`,

@@ -230,3 +230,28 @@ Deno.test("the count outlives a hosting that starts again by itself: two failed 
     assert.equal(a.ui.since(system(/asked for a session/), am).length, 0);
   });
 });
+Deno.test("!session host typed again lets a refused joiner try again", async () => {
+  await withScope(async (s) => {
+    const { port, server } = await s.server();
+    const hostPort = freePort();
+    const a = await s.client(port, "A", { listenPort: hostPort });
+    const b = await s.login(port, "B");
+    await hostOn(a);
+    for (let i = 0; i < MAX_FAILED_GRANTS; i++) {
+      await hostingAtServer(server, "A");
+      const mark = a.ui.mark;
+      await oneGuess(s, b, hostPort);
+      await a.ui.waitFor(
+        system(/^B's session was cancelled; still hosting$/),
+        mark,
+      );
+    }
+    let am = a.ui.mark;
+    await a.client.handleLine("!session host"); // "Already hosting ..."
+    await a.ui.waitFor(system(/^Already hosting/), am);
+    await hostingAtServer(server, "A");
+    am = a.ui.mark;
+    await b.channel.send({ t: "session", peer: "A", req: 1 });
+    await a.ui.waitFor(system(/^B asked for a session/), am);
+  });
+});
