@@ -43,6 +43,8 @@ export class ChatClient {
   #link: ServerConnection;
   #activity: Activity;
   #names: string[] = [];
+  /** The first welcome was shown. */
+  #loggedIn = false;
   /** Notified by every server message and session start: what a waiting script line watches. */
   #changed = new Signal();
   #namesTimer: ReturnType<typeof setInterval> | undefined;
@@ -228,9 +230,13 @@ export class ChatClient {
     const o = this.#o;
     switch (m.t) {
       case "welcome":
-        this.#ctx.system(
-          `Logged in as ${m.user} to ${o.serverHost}:${o.serverPort} (server key ${m.serverFingerprint})`,
-        );
+        // Once: after a reconnect the link says "Reconnected" instead.
+        if (!this.#loggedIn) {
+          this.#loggedIn = true;
+          this.#ctx.system(
+            `Logged in as ${m.user} to ${o.serverHost}:${o.serverPort} (server key ${m.serverFingerprint})`,
+          );
+        }
         if (o.namesRefreshMs) this.#refreshNames();
         break;
       case "users":

@@ -447,8 +447,18 @@ export class ServerConnection {
         this.#channel = channel;
         this.#login = login;
         this.#lastFailure = undefined;
-        this.#ctx.system("Reconnected to the server");
+        this.#welcomed = Promise.withResolvers<void>();
         this.#ctx.track(this.#loop(channel));
+        // Said once the server has us online again (its welcome), so that a
+        // !list typed after this line shows us and everyone back before us.
+        await within(
+          this.#welcomed.promise,
+          o.loginTimeoutMs ?? LOGIN_TIMEOUT_MS,
+          undefined,
+        );
+        if (this.#channel === channel && !channel.closed) {
+          this.#ctx.system("Reconnected to the server");
+        }
         await this.#handlers.reconnected();
         return;
       } catch (e) {
