@@ -1,13 +1,15 @@
 import assert from "node:assert/strict";
-import { ProtocolError, U64_MAX } from "../lib/util/mod.ts";
+import { ProtocolError, U64_MAX, utf8 } from "../lib/util/mod.ts";
 import {
   RecordChannel,
   RecordOpener,
   RecordSealer,
+  RecordType,
 } from "../lib/record/mod.ts";
 import { type ChannelEvent, SecureChannel } from "../lib/proto/mod.ts";
 import type { DirectionKeys } from "../lib/crypto/mod.ts";
 import { memoryPair } from "../lib/wire/mod.ts";
+import { assertRejectsIm, assertThrowsIm } from "./_helpers.ts";
 
 function keys(seed: number): DirectionKeys {
   return {
@@ -220,9 +222,10 @@ Deno.test("RecordChannel carries whatever its injected codec writes: the record 
   const ab = keys(1), ba = keys(10);
   const bytes = {
     encode: (m: Uint8Array) => m,
+    // A copy: the channel wipes the plaintext once decode returns.
     decode: (p: Uint8Array) => {
       if (p.length === 0) throw new ProtocolError("empty", "Empty record");
-      return p;
+      return p.slice();
     },
   };
   const a = new RecordChannel(
@@ -253,6 +256,134 @@ Deno.test("RecordChannel carries whatever its injected codec writes: the record 
   assert.ok(second?.kind === "discarded" && second.error.code === "empty");
   await a.close("done");
   await b.close("done");
+});
+
+// ---------------------------------------------------------------------------
+// Wiping (PROTOCOL.md section 4, "Wiping"; issue 16 item 4)
+
+/** Two raw channels whose sealers and openers the test keeps. */
+function keptChannels() {
+  const [ta, tb] = memoryPair();
+  const ab = keys(1), ba = keys(10);
+  const aSealer = new RecordSealer(ab), aOpener = new RecordOpener(ba);
+  const bSealer = new RecordSealer(ba), bOpener = new RecordOpener(ab);
+  const a = new SecureChannel(ta, aSealer, aOpener, { heartbeatMs: 0 });
+  const b = new SecureChannel(tb, bSealer, bOpener, { heartbeatMs: 0 });
+  return { a, b, aSealer, aOpener, bSealer, bOpener };
+}
+
+/** Both refuse to work: their keyed states are gone. */
+function assertWiped(sealer: RecordSealer, opener: RecordOpener): void {
+  assert.ok(sealer.wiped && opener.wiped);
+  assertThrowsIm(
+    () => sealer.seal(RecordType.DATA, utf8("after close")),
+    ProtocolError,
+    "closed",
+  );
+  const genuine = new RecordSealer(keys(10)).seal(RecordType.DATA, utf8("x"));
+  assertThrowsIm(() => opener.open(genuine), ProtocolError, "closed");
+}
+
+Deno.test("close() wipes the channel's sealer and opener, on both sides: afterwards they refuse with closed instead of working with zeroed keys", async () => {
+  const { a, b, aSealer, aOpener, bSealer, bOpener } = keptChannels();
+  await a.send({ t: "msg", id: "1", text: "hello" });
+  await a.close("disconnect");
+  assertWiped(aSealer, aOpener);
+  // b wipes its own when it reads the CLOSE record.
+  const evs = await collect(b, (e) => e.kind === "closed");
+  assert.deepEqual(evs.at(-1), { kind: "closed", reason: "disconnect" });
+  assertWiped(bSealer, bOpener);
+});
+
+Deno.test("abort() and a silent peer wipe the channel's sealer and opener too", async () => {
+  const { a, aSealer, aOpener } = keptChannels();
+  a.abort("test");
+  assertWiped(aSealer, aOpener);
+  const [t] = memoryPair();
+  const sealer = new RecordSealer(keys(1)), opener = new RecordOpener(keys(10));
+  const silent = new SecureChannel(t, sealer, opener, {
+    heartbeatMs: 50,
+    deadAfterMs: 150,
+  });
+  const evs = await collect(silent, (e) => e.kind === "closed");
+  const last = evs.at(-1);
+  assert.ok(last?.kind === "closed" && last.error?.code === "peer-silent");
+  assertWiped(sealer, opener);
+});
+
+Deno.test("a DATA record's plaintext is zeroed as soon as the codec decoded it, before the message is reported; a plaintext the codec refused too", async () => {
+  const [ta, tb] = memoryPair();
+  const ab = keys(1), ba = keys(10);
+  const given: Uint8Array[] = [];
+  const keeper = {
+    encode: (m: string) => utf8(m),
+    decode: (p: Uint8Array) => {
+      given.push(p); // a reference to the channel's own buffer
+      const text = new TextDecoder().decode(p);
+      if (text === "refuse me") throw new ProtocolError("bad-message", "No");
+      return text;
+    },
+  };
+  const a = new RecordChannel(
+    ta,
+    new RecordSealer(ab),
+    new RecordOpener(ba),
+    keeper,
+    { heartbeatMs: 0 },
+  );
+  const b = new RecordChannel(
+    tb,
+    new RecordSealer(ba),
+    new RecordOpener(ab),
+    keeper,
+    { heartbeatMs: 0 },
+  );
+  await a.send("the secret text");
+  await a.send("refuse me");
+  const seen: string[] = [];
+  for await (const ev of b.events()) {
+    // Checked at the moment each event is reported.
+    const p = given.at(-1)!;
+    assert.ok(p.length > 0 && p.every((x) => x === 0), "plaintext zeroed");
+    seen.push(ev.kind === "message" ? ev.msg : ev.kind);
+    if (seen.length === 2) break;
+  }
+  assert.deepEqual(seen, ["the secret text", "discarded"]);
+  assert.equal(given.length, 2);
+  a.abort("test");
+  b.abort("test");
+});
+
+Deno.test("what the codec encoded for a DATA record is zeroed once sealed, and when it is refused as too large", async () => {
+  const [ta] = memoryPair();
+  const made: Uint8Array[] = [];
+  const keeper = {
+    encode: (m: string) => {
+      const b = utf8(m);
+      made.push(b);
+      return b;
+    },
+    decode: (p: Uint8Array) => new TextDecoder().decode(p),
+  };
+  const a = new RecordChannel(
+    ta,
+    new RecordSealer(keys(1)),
+    new RecordOpener(keys(10)),
+    keeper,
+    { heartbeatMs: 0, maxRecordBytes: 100 },
+  );
+  await a.send("the secret text");
+  await assertRejectsIm(
+    () => a.send("x".repeat(51)),
+    ProtocolError,
+    "message-too-large",
+  );
+  assert.equal(made.length, 2);
+  for (const b of made) assert.ok(b.every((x) => x === 0), "encoding zeroed");
+  // The frame on the wire is the sealed record, not the zeroed buffer.
+  assert.equal(ta.sent.length, 1);
+  assert.ok(ta.sent[0]!.some((x) => x !== 0));
+  a.abort("test");
 });
 
 // ---------------------------------------------------------------------------

@@ -476,15 +476,32 @@ Deno.test("a record from another login of the same user is rejected as tampered"
   assertThrowsIm(() => second.server.opener.open(rec), RecordError, "tampered");
 });
 
-Deno.test("wiped keys are dropped: a wiped opener refuses genuine records and a wiped sealer refuses to seal (rule 4.5)", () => {
+Deno.test("a wiped opener refuses a genuine record with ProtocolError closed, not as tampered, and its counter stays (rule 4.5)", () => {
   const { sealer, opener } = channel();
   const rec = sealer.seal(RecordType.DATA, utf8("before wipe"), T);
+  assert.equal(opener.wiped, false);
   opener.wipe();
-  assertThrowsIm(() => opener.open(rec, T), RecordError, "tampered");
-  sealer.wipe();
+  assert.equal(opener.wiped, true);
+  assertThrowsIm(() => opener.open(rec, T), ProtocolError, "closed");
   assertThrowsIm(
-    () => sealer.seal(RecordType.DATA, utf8("after wipe"), T),
+    () => opener.open(new Uint8Array(3), T),
     ProtocolError,
-    "key-wiped",
+    "closed",
   );
+  assert.equal(opener.nextSeq, 0n);
+});
+
+Deno.test("a wiped sealer refuses every record type with ProtocolError closed and uses no sequence number (rule 4.5)", () => {
+  const { sealer } = channel();
+  sealer.seal(RecordType.DATA, utf8("before wipe"), T);
+  sealer.wipe();
+  assert.equal(sealer.wiped, true);
+  for (const type of Object.values(RecordType)) {
+    assertThrowsIm(
+      () => sealer.seal(type, new Uint8Array(0), T),
+      ProtocolError,
+      "closed",
+    );
+  }
+  assert.equal(sealer.nextSeq, 1n);
 });

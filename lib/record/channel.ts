@@ -29,6 +29,7 @@ import {
 } from "../wire/mod.ts";
 import {
   RECORD_HEADER_BYTES,
+  RECORD_MIN_BYTES,
   RECORD_TAG_BYTES,
   type RecordOpener,
   type RecordSealer,
@@ -52,10 +53,22 @@ export const CLOSE_TIMEOUT_MS = 1000;
  * DATA record's plaintext into what it reports. The record layer carries
  * bytes; the messages (PROTOCOL.md "Messages") belong to the protocol layer,
  * which injects this codec.
+ *
+ * The channel owns the bytes on both sides and zeroes them (PROTOCOL.md
+ * section 4, "Wiping"): what `encode` returns is wiped once sealed, and the
+ * plaintext `decode` is given is wiped as soon as it returns or throws. So
+ * `encode` returns a fresh array, and `decode` keeps no reference to its
+ * input (what it returns must not share its bytes).
  */
 export interface RecordCodec<In, Out> {
-  /** @returns the plaintext of one DATA record */
-  encode(m: Out): Uint8Array;
+  /**
+   * @param m what to send
+   * @param room the largest plaintext a DATA record may carry on this
+   *   channel now (its record limit less {@link RECORD_MIN_BYTES}); a codec
+   *   that pads stops there (PROTOCOL.md section 6, "Padding")
+   * @returns the plaintext of one DATA record, a fresh array
+   */
+  encode(m: Out, room: number): Uint8Array;
   /** @throws {ProtocolError} when the plaintext is not a valid message (reported as discarded) */
   decode(plaintext: Uint8Array): In;
 }
@@ -166,7 +179,6 @@ export class RecordChannel<In, Out> {
     if (now - this.#lastSent >= this.#heartbeatMs) this.#heartbeat();
   }
 
-  /** Send a HEARTBEAT; its body announces our interval, so the other side knows how long our silence may last (PROTOCOL.md "Records"). */
   /** Largest record this channel seals (rule 1.1; PROTOCOL.md section 2). */
   get maxRecordBytes(): number {
     return this.#maxRecordBytes;
@@ -176,31 +188,40 @@ export class RecordChannel<In, Out> {
     this.#maxRecordBytes = n;
   }
 
+  /** Send a HEARTBEAT; its body announces our interval, so the other side knows how long our silence may last (PROTOCOL.md "Records"). */
   #heartbeat(): void {
     const body = new Uint8Array(4);
     new DataView(body.buffer).setUint32(0, this.#heartbeatMs);
     this.#sendRecord(RecordType.HEARTBEAT, body).catch(() => {});
   }
 
+  /**
+   * Seal `body` as one record and send it. `body` is ours: it is wiped once
+   * sealed, or refused (PROTOCOL.md section 4, "Wiping").
+   */
   async #sendRecord(type: RecordType, body: Uint8Array): Promise<void> {
-    if (this.#closed) throw new NetError("closed", "Connection is closed");
-    // Checked before sealing: a message that cannot be sent must neither
-    // use up a sequence number nor end the channel.
-    const size = 1 + RECORD_HEADER_BYTES + body.length + RECORD_TAG_BYTES;
-    if (size > this.#maxRecordBytes) {
-      throw new ProtocolError(
-        "message-too-large",
-        `Cannot send: the message needs a record of ${size} bytes, over the limit of ${this.#maxRecordBytes}`,
-        "send it in smaller parts",
-      );
-    }
     let payload: Uint8Array;
     try {
-      payload = this.#sealer.seal(type, body);
-    } catch (e) {
-      // Rule 3.5: the sequence number never wraps; the sender closes first.
-      this.#finish("sequence-exhausted", e as ImError);
-      throw e;
+      if (this.#closed) throw new NetError("closed", "Connection is closed");
+      // Checked before sealing: a message that cannot be sent must neither
+      // use up a sequence number nor end the channel.
+      const size = 1 + RECORD_HEADER_BYTES + body.length + RECORD_TAG_BYTES;
+      if (size > this.#maxRecordBytes) {
+        throw new ProtocolError(
+          "message-too-large",
+          `Cannot send: the message needs a record of ${size} bytes, over the limit of ${this.#maxRecordBytes}`,
+          "send it in smaller parts",
+        );
+      }
+      try {
+        payload = this.#sealer.seal(type, body);
+      } catch (e) {
+        // Rule 3.5: the sequence number never wraps; the sender closes first.
+        this.#finish("sequence-exhausted", e as ImError);
+        throw e;
+      }
+    } finally {
+      body.fill(0);
     }
     this.#lastSent = Date.now();
     try {
@@ -219,7 +240,10 @@ export class RecordChannel<In, Out> {
    *   the channel stays open)
    */
   send(msg: Out): Promise<void> {
-    return this.#sendRecord(RecordType.DATA, this.#codec.encode(msg));
+    return this.#sendRecord(
+      RecordType.DATA,
+      this.#codec.encode(msg, this.#maxRecordBytes - RECORD_MIN_BYTES),
+    );
   }
 
   /**
@@ -277,7 +301,9 @@ export class RecordChannel<In, Out> {
         this.#finish("protocol-error", e as ImError);
         break;
       }
-      if (payload === null) {
+      if (payload === null || this.#closed) {
+        // Closed while the payload was on its way: the keys are wiped, and
+        // nothing is read after the end.
         this.#finish(
           this.#closed ? this.#closeReason ?? "closed" : "connection-lost",
         );
@@ -337,12 +363,15 @@ export class RecordChannel<In, Out> {
           if (typeof o?.reason === "string") reason = o.reason.slice(0, 64);
         } catch {
           // A close with an unreadable reason is still a close.
+        } finally {
+          rec.plaintext.fill(0);
         }
         this.#finish(reason);
         this.#closeReason = reason;
         break;
       }
       if (rec.type !== RecordType.DATA) {
+        rec.plaintext.fill(0);
         yield {
           kind: "discarded",
           error: new ProtocolError(
@@ -352,14 +381,22 @@ export class RecordChannel<In, Out> {
         };
         continue;
       }
-      let msg: In;
+      let decoded: { msg: In } | { error: ProtocolError };
       try {
-        msg = this.#codec.decode(rec.plaintext);
+        decoded = { msg: this.#codec.decode(rec.plaintext) };
       } catch (e) {
-        yield { kind: "discarded", error: e as ProtocolError };
+        decoded = { error: e as ProtocolError };
+      } finally {
+        // The decrypted bytes go as soon as the codec is done with them,
+        // before anyone sees the message (PROTOCOL.md section 4, "Wiping");
+        // the strings the codec made cannot be wiped.
+        rec.plaintext.fill(0);
+      }
+      if ("error" in decoded) {
+        yield { kind: "discarded", error: decoded.error };
         continue;
       }
-      yield { kind: "message", msg };
+      yield { kind: "message", msg: decoded.msg };
     }
     yield {
       kind: "closed",

@@ -69,6 +69,14 @@ export interface OpenedRecord {
   lost: bigint;
 }
 
+/** What a wiped sealer or opener throws: its keys are gone, with its channel. */
+function wipedError(what: "seal" | "open"): ProtocolError {
+  return new ProtocolError(
+    "closed",
+    `Cannot ${what} a record: its keys were wiped (its channel is closed)`,
+  );
+}
+
 function seqBytes(seq: bigint): Uint8Array {
   const b = new Uint8Array(8);
   new DataView(b.buffer).setBigUint64(0, seq);
@@ -81,6 +89,7 @@ export class RecordSealer {
   #ivMac: HmacSha256;
   #tagMac: HmacSha256;
   #next: bigint;
+  #wiped = false;
 
   /**
    * @param keys the direction's keys; the raw bytes may be wiped afterwards
@@ -104,13 +113,15 @@ export class RecordSealer {
    * @param plaintext body
    * @param now sender's clock in ms
    * @returns the frame payload
-   * @throws {ProtocolError} `sequence-exhausted` once 2^64 records were sent: rule 3.5, a sequence number never wraps
+   * @throws {ProtocolError} `sequence-exhausted` once 2^64 records were sent: rule 3.5, a sequence number never wraps;
+   *   `closed` after {@link wipe}
    */
   seal(
     type: RecordType,
     plaintext: Uint8Array,
     now: number = Date.now(),
   ): Uint8Array {
+    if (this.#wiped) throw wipedError("seal");
     const seq = this.#next;
     if (seq > U64_MAX) {
       throw new ProtocolError(
@@ -136,11 +147,20 @@ export class RecordSealer {
     return out;
   }
 
-  /** Drop the keys (rule 4.5). */
+  /**
+   * Zero the keyed states (rule 4.5; PROTOCOL.md section 4, "Wiping"): a
+   * closing channel calls this. Later calls to {@link seal} throw `closed`.
+   */
   wipe(): void {
+    this.#wiped = true;
     this.#cipher.wipe();
     this.#ivMac.wipe();
     this.#tagMac.wipe();
+  }
+
+  /** Has {@link wipe} run? */
+  get wiped(): boolean {
+    return this.#wiped;
   }
 }
 
@@ -175,6 +195,7 @@ export class RecordOpener {
   #tagMac: HmacSha256;
   #next = 0n;
   #windowMs: number;
+  #wiped = false;
 
   /**
    * @param keys the direction's keys
@@ -197,9 +218,11 @@ export class RecordOpener {
    * @param payload the frame payload
    * @param now receiver's clock in ms
    * @returns the record
-   * @throws {RecordError} code `malformed`, `tampered`, `replayed` or `stale`; the state is unchanged
+   * @throws {RecordError} code `malformed`, `tampered`, `replayed` or `stale`; the state is unchanged.
+   *   {@link ProtocolError} `closed` after {@link wipe}
    */
   open(payload: Uint8Array, now: number = Date.now()): OpenedRecord {
+    if (this.#wiped) throw wipedError("open");
     if (payload.length < RECORD_MIN_BYTES || payload[0] !== FrameKind.RECORD) {
       throw new RecordError(
         "malformed",
@@ -250,11 +273,20 @@ export class RecordOpener {
     return { type: type as RecordType, seq, timestamp, plaintext, lost };
   }
 
-  /** Drop the keys (rule 4.5). */
+  /**
+   * Zero the keyed states (rule 4.5; PROTOCOL.md section 4, "Wiping"): a
+   * closing channel calls this. Later calls to {@link open} throw `closed`.
+   */
   wipe(): void {
+    this.#wiped = true;
     this.#cipher.wipe();
     this.#ivMac.wipe();
     this.#tagMac.wipe();
+  }
+
+  /** Has {@link wipe} run? */
+  get wiped(): boolean {
+    return this.#wiped;
   }
 }
 
