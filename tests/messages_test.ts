@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { ProtocolError, utf8 } from "../lib/util/mod.ts";
 import {
   answerTo,
+  bucketOf,
   decodeClientToServer,
   decodeMessage,
   decodePeerToPeer,
@@ -9,6 +10,7 @@ import {
   encodeMessage,
   MAX_REQUEST_ID,
   type Message,
+  padToBucket,
 } from "../lib/proto/mod.ts";
 
 const GOOD: Message[] = [
@@ -201,4 +203,35 @@ Deno.test("answerTo() copies the request's id onto the answer, and adds none whe
   const users = { t: "users" as const, users: [], more: 0 };
   assert.equal(answerTo({ t: "list", req: 77 }, users).req, 77);
   assert.equal("req" in answerTo({ t: "list" }, users), false);
+});
+
+// PROTOCOL.md section 6, "Padding": a peer message is padded with spaces,
+// which JSON allows after a value (RFC 8259 section 2), so the decoders need
+// no change.
+Deno.test("a message padded with spaces to its size bucket decodes to the same message, in every decoder that reads it", () => {
+  for (const m of GOOD) {
+    const padded = padToBucket(encodeMessage(m), Infinity);
+    assert.equal(padded.length, bucketOf(encodeMessage(m).length));
+    assert.equal(padded.at(-1), 0x20);
+    assert.deepEqual(decodeMessage(padded), m);
+  }
+  const peer: Message[] = [{ t: "msg", id: "1", text: "héllo ✓" }, {
+    t: "ack",
+    id: "1",
+  }];
+  for (const m of peer) {
+    const padded = padToBucket(encodeMessage(m), Infinity);
+    assert.equal(padded.length, 64);
+    assert.deepEqual(decodePeerToPeer(padded), m);
+  }
+});
+
+Deno.test("padding must be JSON whitespace: a message followed by NUL bytes or other text is bad-message", () => {
+  const m = encodeMessage({ t: "ack", id: "1" });
+  for (const tail of [[0], [0x20, 0], [0x78], [0x7b, 0x7d]]) {
+    assert.throws(
+      () => decodePeerToPeer(new Uint8Array([...m, ...tail])),
+      (e) => e instanceof ProtocolError && e.code === "bad-message",
+    );
+  }
 });

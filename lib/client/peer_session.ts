@@ -192,7 +192,10 @@ export async function hostPeer(
     r.peer,
     r.sas,
     transport,
-    new SecureChannel(t, r.sealer, r.opener, peerChannelOptions(t, channel)),
+    new SecureChannel(t, r.sealer, r.opener, {
+      ...peerChannelOptions(t, channel),
+      pad: true,
+    }),
   );
 }
 
@@ -257,7 +260,10 @@ export async function joinPeer(
     r.peer,
     r.sas,
     transport,
-    new SecureChannel(t, r.sealer, r.opener, peerChannelOptions(t, channel)),
+    new SecureChannel(t, r.sealer, r.opener, {
+      ...peerChannelOptions(t, channel),
+      pad: true,
+    }),
   );
 }
 

@@ -1,12 +1,15 @@
 /**
  * {@link SecureChannel}: the record layer's channel carrying the messages of
  * PROTOCOL.md "Messages" as DATA records. The record layer moves bytes; this
- * is where the protocol layer injects its message codec.
+ * is where the protocol layer injects its message codec. A peer session's
+ * channel pads each message to a size bucket (`pad: true`, PROTOCOL.md
+ * section 6, "Padding"); a server link's does not.
  *
  * @example
  * ```ts ignore
  * const ch = new SecureChannel(transport, login.sealer, login.opener, { heartbeatMs: 2000 });
  * await ch.send({ t: "list" });
+ * const peer = new SecureChannel(t, r.sealer, r.opener, { heartbeatMs: 2000, pad: true });
  * ```
  * @module
  */
@@ -31,10 +34,43 @@ import {
   type PeerToPeer,
   type ServerToClient,
 } from "./messages.ts";
+import { padToBucket } from "./padding.ts";
 
 /** The codec of every `im` channel: UTF-8 JSON messages, checked field by field. */
 export const MESSAGE_CODEC: RecordCodec<Message, Message> = {
   encode: encodeMessage,
+  decode: decodeMessage,
+};
+
+/**
+ * Encode `m` and pad it with spaces to its size bucket, at most to `room`
+ * (PROTOCOL.md section 6, "Padding"). The unpadded copy is wiped.
+ * @param m the message
+ * @param room the most the record may carry
+ * @returns the padded plaintext
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeMessage, encodePadded } from "./mod.ts";
+ * const p = encodePadded({ t: "ack", id: "1" }, 1000);
+ * assert.equal(p.length, 64);
+ * assert.deepEqual(decodeMessage(p), { t: "ack", id: "1" });
+ * ```
+ */
+export function encodePadded(m: Message, room: number): Uint8Array {
+  const bytes = encodeMessage(m);
+  const padded = padToBucket(bytes, room);
+  if (padded !== bytes) bytes.fill(0);
+  return padded;
+}
+
+/**
+ * {@link MESSAGE_CODEC} with every message padded to its size bucket: the
+ * codec of a peer session's {@link SecureChannel} (`pad: true`). Decoding
+ * needs no change: JSON allows the trailing spaces.
+ */
+export const PADDED_MESSAGE_CODEC: RecordCodec<Message, Message> = {
+  encode: encodePadded,
   decode: decodeMessage,
 };
 
@@ -50,14 +86,24 @@ export const SERVER_LINK_CODEC: RecordCodec<ServerToClient, ClientToServer> = {
   decode: decodeServerToClient,
 };
 
-/** A peer session's codec. */
+/** A peer session's codec: each message padded to its size bucket. */
 export const PEER_LINK_CODEC: RecordCodec<PeerToPeer, PeerToPeer> = {
-  encode: encodeMessage,
+  encode: encodePadded,
   decode: decodePeerToPeer,
 };
 
 /** What a message channel reports. */
 export type ChannelEvent<In = Message> = RecordChannelEvent<In>;
+
+/** Options of {@link SecureChannel}. */
+export interface SecureChannelOptions extends ChannelOptions {
+  /**
+   * Pad each DATA record's message to its size bucket (peer sessions,
+   * PROTOCOL.md section 6, "Padding"). Default false: server links are not
+   * padded.
+   */
+  pad?: boolean;
+}
 
 /** A record channel whose DATA records are {@link Message}s. */
 export class SecureChannel extends RecordChannel<Message, Message> {
@@ -65,15 +111,22 @@ export class SecureChannel extends RecordChannel<Message, Message> {
    * @param transport the link
    * @param sealer our direction
    * @param opener the other direction
-   * @param opts heartbeat settings
+   * @param opts heartbeat settings, record limit, padding
    */
   constructor(
     transport: FrameTransport,
     sealer: RecordSealer,
     opener: RecordOpener,
-    opts: ChannelOptions = {},
+    opts: SecureChannelOptions = {},
   ) {
-    super(transport, sealer, opener, MESSAGE_CODEC, opts);
+    const { pad = false, ...channel } = opts;
+    super(
+      transport,
+      sealer,
+      opener,
+      pad ? PADDED_MESSAGE_CODEC : MESSAGE_CODEC,
+      channel,
+    );
   }
 }
 
@@ -101,7 +154,7 @@ export class ServerLink extends RecordChannel<ServerToClient, ClientToServer> {
   }
 }
 
-/** A peer session's channel: {@link PeerToPeer} both ways. */
+/** A peer session's channel: {@link PeerToPeer} both ways, padded like a `pad: true` {@link SecureChannel}. */
 export class PeerLink extends RecordChannel<PeerToPeer, PeerToPeer> {
   constructor(
     transport: FrameTransport,

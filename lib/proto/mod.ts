@@ -12,6 +12,7 @@ export * from "./login_decoys.ts";
 export * from "./login_server.ts";
 export * from "./login_messages.ts";
 export * from "./messages.ts";
+export * from "./padding.ts";
 export * from "./peer_handshake.ts";
 export * from "./peer_host.ts";
 export * from "./peer_join.ts";
