@@ -5,6 +5,7 @@ import {
   decryptOaep,
   encryptOaep,
   generateRsaKeyPair,
+  loadPublicIdentity,
   pemEncode,
   signPss,
   verifyPss,
@@ -17,8 +18,12 @@ import {
   KeyStoreError,
   listUsers,
   loadClientDirectory,
+  loadPinnedPeer,
   loadServerKeys,
   loadUserKeys,
+  peerPinPath,
+  peerPinStore,
+  pinPeer,
   pinServerKey,
   provision,
   provisionPublicOnly,
@@ -1092,4 +1097,177 @@ Deno.test("listUsers() names the valid users under users/ that have a private ke
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+// ---------------------------------------------------------------------------
+// Partners' keys pinned on first use (PROTOCOL.md section 6, key continuity)
+
+/** B's public key as the template enrolled it, and a new one of B's. */
+async function bKeys(dir: string) {
+  const enrolled = (await loadServerKeys(dir)).clients.get("B")!;
+  const renewed = await loadPublicIdentity(
+    (await generateRsaKeyPair(BITS)).publicPem,
+  );
+  return { enrolled, renewed };
+}
+
+Deno.test({
+  name:
+    "pinPeer() pins B's key for A in users/A/peers/B.pem: the SPKI PEM, 0600 in a 0700 folder; loadPinnedPeer() reads it back; nothing is pinned before",
+  ignore: !posix,
+  async fn() {
+    await withDir(async (dir) => {
+      const { enrolled } = await bKeys(dir);
+      assert.equal(await loadPinnedPeer(dir, "A", "B"), undefined);
+      assert.equal(await pinPeer(dir, "A", "B", enrolled), "pinned");
+      const path = join(dir, "users/A/peers/B.pem");
+      assert.equal(peerPinPath(dir, "A", "B"), path);
+      assert.equal(await mode(path), 0o600);
+      assert.equal(await mode(join(dir, "users/A/peers")), 0o700);
+      assert.equal(
+        await Deno.readTextFile(path),
+        pemEncode("PUBLIC KEY", enrolled.publicDer),
+      );
+      const back = await loadPinnedPeer(dir, "A", "B");
+      assert.equal(back?.fingerprint, enrolled.fingerprint);
+      // Pins are per user: B pinned nothing for A, nor A for C.
+      assert.equal(await loadPinnedPeer(dir, "B", "A"), undefined);
+      assert.equal(await loadPinnedPeer(dir, "A", "C"), undefined);
+    });
+  },
+});
+
+Deno.test("pinPeer() of the same key again is kept and changes nothing; of another key is peer-key-changed naming both fingerprints and the file to remove, and the pin stays", async () => {
+  await withDir(async (dir) => {
+    const { enrolled, renewed } = await bKeys(dir);
+    await pinPeer(dir, "A", "B", enrolled);
+    const before = await snapshot(dir);
+    assert.equal(await pinPeer(dir, "A", "B", enrolled), "kept");
+    const path = join(dir, "users/A/peers/B.pem");
+    const e = await rejects(
+      pinPeer(dir, "A", "B", renewed),
+      KeyError,
+      "peer-key-changed",
+    );
+    assert.ok(e.message.includes(enrolled.fingerprint), e.message);
+    assert.ok(e.message.includes(renewed.fingerprint), e.message);
+    const { fix, lib, cli } = fixOf(e);
+    assert.deepEqual(fix, { kind: "remove-pin", peer: "B", path });
+    assert.match(lib, /if B really has a new key/);
+    assert.ok(lib.includes(`remove "${path}"`), lib);
+    assert.equal(cli, lib, "no flag fixes it: the CLI prints the lib's words");
+    sameFiles(before, await snapshot(dir), ["users/A/peers/B.pem"]);
+  });
+});
+
+Deno.test("removing the pin file lets pinPeer() pin the new key", async () => {
+  await withDir(async (dir) => {
+    const { enrolled, renewed } = await bKeys(dir);
+    await pinPeer(dir, "A", "B", enrolled);
+    await Deno.remove(peerPinPath(dir, "A", "B"));
+    assert.equal(await loadPinnedPeer(dir, "A", "B"), undefined);
+    assert.equal(await pinPeer(dir, "A", "B", renewed), "pinned");
+    assert.equal(
+      (await loadPinnedPeer(dir, "A", "B"))?.fingerprint,
+      renewed.fingerprint,
+    );
+  });
+});
+
+Deno.test("peerPinStore() reads each pin anew: a pin removed or written behind its back is seen at once", async () => {
+  await withDir(async (dir) => {
+    const { enrolled, renewed } = await bKeys(dir);
+    const pins = peerPinStore(dir, "A");
+    assert.equal(pins.where("B"), join(dir, "users/A/peers/B.pem"));
+    assert.equal(await pins.pin("B", enrolled), "pinned");
+    assert.equal((await pins.load("B"))?.fingerprint, enrolled.fingerprint);
+    await Deno.remove(pins.where("B")!);
+    assert.equal(await pins.load("B"), undefined);
+    await pinPeer(dir, "A", "B", renewed);
+    assert.equal((await pins.load("B"))?.fingerprint, renewed.fingerprint);
+  });
+});
+
+Deno.test("the pin functions refuse a bad username before touching a path", async () => {
+  await withDir(async (dir) => {
+    const { enrolled } = await bKeys(dir);
+    const before = await snapshot(dir);
+    for (const [me, peer] of [["A", "../B"], ["../A", "B"], ["A", ""]]) {
+      await rejects(
+        loadPinnedPeer(dir, me!, peer!),
+        AuthError,
+        "bad-username",
+      );
+      await rejects(
+        pinPeer(dir, me!, peer!, enrolled),
+        AuthError,
+        "bad-username",
+      );
+    }
+    assert.throws(() => peerPinStore(dir, "a/b"), AuthError);
+    assert.deepEqual(await snapshot(dir), before);
+  });
+});
+
+Deno.test({
+  name:
+    "loadPinnedPeer() refuses a pin that group or others can write, and users/A/peers/ when group or others can write it (a key planted there is not trusted)",
+  ignore: !posix,
+  async fn() {
+    await withDir(async (dir) => {
+      const { enrolled } = await bKeys(dir);
+      await pinPeer(dir, "A", "B", enrolled);
+      const path = peerPinPath(dir, "A", "B");
+      await Deno.chmod(path, 0o622);
+      const e = await rejects(
+        loadPinnedPeer(dir, "A", "B"),
+        KeyError,
+        "key-permissions",
+      );
+      assert.equal((e as KeyStoreError).path, path);
+      await Deno.chmod(path, 0o600);
+      const peers = join(dir, "users/A/peers");
+      await Deno.chmod(peers, 0o777);
+      const d = await rejects(
+        loadPinnedPeer(dir, "A", "B"),
+        KeyError,
+        "key-dir-writable",
+      );
+      assertDirWritable(d, peers, 0o777);
+      await rejects(
+        pinPeer(dir, "A", "C", enrolled),
+        KeyError,
+        "key-dir-writable",
+      );
+      await Deno.chmod(peers, 0o700);
+      assert.equal(
+        (await loadPinnedPeer(dir, "A", "B"))?.fingerprint,
+        enrolled.fingerprint,
+      );
+    });
+  },
+});
+
+Deno.test("loadPinnedPeer() refuses a pin that is not a public key (a private key, garbage) with a KeyError naming the file", async () => {
+  await withDir(async (dir) => {
+    const { enrolled } = await bKeys(dir);
+    await pinPeer(dir, "A", "B", enrolled);
+    const path = peerPinPath(dir, "A", "B");
+    for (
+      const text of [
+        await Deno.readTextFile(join(dir, "users/B/private.pem")),
+        "not a key\n",
+      ]
+    ) {
+      await Deno.writeTextFile(path, text);
+      const e = await loadPinnedPeer(dir, "A", "B").then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      assert.ok(e instanceof KeyError, String(e));
+      assert.ok(e.message.includes(path), e.message);
+      // And such a pin is not replaced behind the user's back either.
+      await assert.rejects(() => pinPeer(dir, "A", "B", enrolled), KeyError);
+    }
+  });
 });

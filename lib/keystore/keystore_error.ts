@@ -75,7 +75,17 @@ export type KeyFix =
    */
   | { readonly kind: "chmod-dir"; readonly path: string; readonly mode: number }
   /** Deno was not granted access to the path. */
-  | { readonly kind: "grant-access" };
+  | { readonly kind: "grant-access" }
+  /**
+   * Another key is pinned for `peer` (PROTOCOL.md section 6, key
+   * continuity): remove the pin at `path` only once `peer` confirmed its new
+   * key out of band.
+   */
+  | {
+    readonly kind: "remove-pin";
+    readonly peer: string;
+    readonly path: string;
+  };
 
 /**
  * The lib's own words for a fix: no command line, no flags.
@@ -122,6 +132,8 @@ export function describeFix(fix: KeyFix): string {
       } ${fix.path}", then check that every key in it is one you put there`;
     case "grant-access":
       return 'grant Deno read and write access to the key directory (README, "Deploying")';
+    case "remove-pin":
+      return `if ${fix.peer} really has a new key, compare its fingerprint with ${fix.peer} out of band, then remove "${fix.path}"`;
   }
 }
 

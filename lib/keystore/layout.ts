@@ -11,20 +11,22 @@
  * <dir>/users/<user>/private.pem   the user's key pair, 0600
  * <dir>/users/<user>/public.pem    0644
  * <dir>/users/<user>/server.pem    the pinned server public key (like known_hosts), 0644
+ * <dir>/users/<user>/peers/<peer>.pem  a partner's public key, pinned on first use, 0600
  * ```
  *
  * Directories that the keystore creates are 0700 (parents it creates too).
  * Permission policy (like ssh; not applied on Windows): a private key file
  * that group or others can read or write (`mode & 0o077`) is refused with
  * `key-permissions`. A trusted public key (an entry of `server/clients/`,
- * or a pinned `server.pem`) that group or others can write
+ * a pinned `server.pem`, a peer's pin) that group or others can write
  * (`mode & 0o022`) is refused too, as sshd's StrictModes refuses such an
  * `authorized_keys`. So is a directory on the way to a key that group or
  * others can write (`key-dir-writable`), as StrictModes refuses one above
  * `authorized_keys`: whoever can write it can add, replace or rename the
  * keys in it. The key directory, `server/` and `server/clients/` are
  * checked whenever the server loads or reloads keys; the key directory,
- * `users/` and `users/<user>/` whenever a client loads its keys; every
+ * `users/` and `users/<user>/` whenever a client loads its keys (and
+ * `users/<user>/peers/` whenever it reads a peer's pin); every
  * existing directory that provisioning would write into, before it writes.
  * Such a directory is refused, never narrowed, keygen included: keys may
  * have been planted in it meanwhile, and narrowing it would make them
@@ -53,6 +55,11 @@ export const PRIVATE_KEY_MODE = 0o600;
 export const PUBLIC_KEY_MODE = 0o644;
 /** Mode of directories created in the key directory. */
 export const KEY_DIR_MODE = 0o700;
+/**
+ * Mode of a peer's pin (PROTOCOL.md section 6, key continuity): a public
+ * key, but whom a user talks to is nobody else's business.
+ */
+export const PEER_PIN_MODE = 0o600;
 
 /**
  * Paths in the key directory, relative and `/`-separated (as in the module
@@ -80,6 +87,11 @@ export const KEY_LAYOUT = {
   userPublic: (user: string): string => `users/${user}/public.pem`,
   /** The server key a user pinned. */
   userServer: (user: string): string => `users/${user}/server.pem`,
+  /** A user's folder of partners' keys, pinned on first use (and mailboxes' keys). */
+  userPeers: (user: string): string => `users/${user}/peers`,
+  /** The key `user` pinned for `peer`. */
+  userPeer: (user: string, peer: string): string =>
+    `users/${user}/peers/${peer}.pem`,
 } as const;
 
 /**

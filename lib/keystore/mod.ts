@@ -1,11 +1,13 @@
 /**
  * Layer 4, keystore: the key directory on disk (layout, provisioning, loading,
- * watching for enrollments). May import: util, crypto, proto.
+ * watching for enrollments, partners' keys pinned on first use). May import:
+ * util, crypto, proto.
  * @module
  */
 
 export * from "./keystore_error.ts";
 export * from "./layout.ts";
 export * from "./load.ts";
+export * from "./pins.ts";
 export * from "./provision.ts";
 export * from "./watch.ts";

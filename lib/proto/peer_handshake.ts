@@ -7,7 +7,8 @@
  *
  * The handshake is split by side:
  * - this file: the version, the three frames and their codecs, the
- *   commitment, the SAS format and the {@link PeerResult} both sides give;
+ *   commitment, the SAS format, the {@link PeerResult} both sides give and
+ *   the {@link PeerPins} a client keeps its partners' keys in;
  * - `_peer.ts`: the transcript `pth`, the joiner's MAC, the key schedule
  *   and the FINISHED check both sides share;
  * - `peer_host.ts`: `PeerHostHandshake`;
@@ -46,7 +47,12 @@
 
 import { ByteReader, ByteWriter, ProtocolError } from "../util/mod.ts";
 import { FrameKind } from "../wire/mod.ts";
-import { Label, transcriptHash, X25519_PUBLIC_BYTES } from "../crypto/mod.ts";
+import {
+  Label,
+  type PublicIdentity,
+  transcriptHash,
+  X25519_PUBLIC_BYTES,
+} from "../crypto/mod.ts";
 import type { RecordOpener, RecordSealer } from "../record/mod.ts";
 import { NONCE_BYTES } from "./login_messages.ts";
 import { TICKET_ID_BYTES } from "./ticket.ts";
@@ -104,6 +110,43 @@ export interface ReplayGuard {
    * @throws {TicketError} `replayed` when it was used before
    */
   use(id: Uint8Array, expiresAt: number, now?: number): void;
+}
+
+/** What {@link PeerPins.pin} did: pinned a key, or found that same key pinned. */
+export type PinAction = "pinned" | "kept";
+
+/**
+ * Where a client keeps its partners' keys, pinned on first use (PROTOCOL.md
+ * section 6, key continuity): in the key directory (the keystore's
+ * `peerPinStore`, `users/<me>/peers/<peer>.pem`), or in memory for the life
+ * of a client that has no key directory. Mailboxes pin the keys they
+ * encrypt to in the same store.
+ */
+export interface PeerPins {
+  /**
+   * The key pinned for `peer`, read anew on each call (removing a pin takes
+   * effect at once).
+   * @param peer a username (rule 2.9)
+   * @returns the key, or undefined when none is pinned
+   * @throws {KeyError} when the pin cannot be read or is not a valid key
+   */
+  load(peer: string): Promise<PublicIdentity | undefined>;
+  /**
+   * Pin `identity` for `peer` unless a key is pinned already; a pin is never
+   * overwritten.
+   * @param peer a username (rule 2.9)
+   * @param identity the key to pin
+   * @returns `pinned`, or `kept` when this same key was pinned
+   * @throws {KeyError} `peer-key-changed` when another key is pinned;
+   *   `key-write-failed`
+   */
+  pin(peer: string, identity: PublicIdentity): Promise<PinAction>;
+  /**
+   * Where the pin of `peer` lives, for a hint: a path, or undefined when
+   * pins are kept in memory.
+   * @param peer a username (rule 2.9)
+   */
+  where(peer: string): string | undefined;
 }
 
 /**
