@@ -194,3 +194,95 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "a host's own refused !session <user> leaves it IDLE on the server, not HOSTING at the listener it closed",
+  permissions: NO_NET,
+  fn: async () => {
+    const w = await world();
+    try {
+      const a = await w.client("A");
+      await a.c.handleLine("!session host");
+      await until(
+        () => w.server.list().find((u) => u.name === "A")?.state === "HOSTING",
+        "A HOSTING",
+      );
+      const mark = a.ui.mark;
+      await a.c.handleLine("!session Zed");
+      await a.ui.waitFor(
+        (e) => e.kind === "error" && e.code === "refused-offline",
+        mark,
+      );
+      await until(
+        () => w.server.list().find((u) => u.name === "A")?.state === "IDLE",
+        "A IDLE on the server",
+      );
+      assert.equal(a.c.mode, "idle");
+    } finally {
+      await w.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a refused host request (rate-limited) leaves the client not hosting: the next !session host asks the server again",
+  permissions: NO_NET,
+  fn: async () => {
+    const ids = await identities();
+    const net = new MemoryNetwork();
+    const server = await ImServer.start({
+      network: net,
+      hostname: HOST,
+      port: 0,
+      identity: ids.server,
+      clients: clientDirectory(ids),
+      heartbeatMs: 0,
+      requestLimits: { host: { burst: 1, refillMs: 600_000 } },
+    });
+    const ui = new CaptureUi();
+    const c = await ChatClient.start({
+      user: "A",
+      identity: ids.A,
+      pinnedServer: ids.serverPinned,
+      serverHost: HOST,
+      serverPort: server.port,
+      ui,
+      network: net,
+      listenHost: "198.51.100.7",
+      heartbeatMs: 0,
+      reconnect: false,
+      waitForReplies: true,
+    });
+    try {
+      await c.handleLine("!session host");
+      await c.handleLine("!disconnect");
+      assert.equal(c.mode, "idle");
+      let mark = ui.mark;
+      await c.handleLine("!session host");
+      await ui.waitFor(
+        (e) => e.kind === "error" && e.code === "rate-limited",
+        mark,
+      );
+      await until(() => c.mode === "idle", "not hosting after the refusal");
+      mark = ui.mark;
+      await c.handleLine("!session host");
+      await ui.waitFor(
+        (e) => e.kind === "error" && e.code === "rate-limited",
+        mark,
+      );
+      assert.equal(
+        ui.since(
+          (e) => e.kind === "system" && /^Already hosting/.test(e.text),
+          mark,
+        )
+          .length,
+        0,
+      );
+    } finally {
+      await c.quit();
+      await server.close();
+    }
+  },
+});

@@ -106,6 +106,13 @@ export class Activity {
   /** `!session host`. @returns the server's answer, or null when nothing was asked */
   async host(): Promise<{ answer: Promise<unknown> } | null> {
     if (this.#busy()) return null;
+    if (!this.#link.connected) {
+      // Offline: host once the link is back (it is what the user asks for),
+      // and say why nothing happens now.
+      this.#hostAfterReconnect = true;
+      this.#link.printOffline();
+      return null;
+    }
     this.#hostAfterReconnect = false;
     // The user's own `!session host`: joiners refused after failed guesses
     // may try again (PROTOCOL.md section 6, "The real bound").
@@ -123,6 +130,14 @@ export class Activity {
       addr: hosting.addr,
     });
     if (!(await sent)) this.stopHosting();
+    // Refused (rate-limited, cannot-host, bad-address): we do not host, so
+    // the next !session host asks again instead of "Already hosting".
+    answer.then((a) => {
+      if (
+        a?.t === "error" && this.#mode.kind === "hosting" &&
+        this.#mode.hosting === hosting
+      ) this.stopHosting();
+    });
     return { answer };
   }
 
@@ -150,7 +165,12 @@ export class Activity {
   /** `!session <peer>`: ask the server, and wait in JOINING for its answer. */
   async requestSession(peer: string): Promise<void> {
     if (this.#busy()) return;
-    this.stopHosting();
+    if (this.#mode.kind === "hosting") {
+      this.stopHosting();
+      // Before the request, in order: a refused request must not leave the
+      // server listing us HOSTING at a listener we just closed.
+      this.#link.sendQuietly({ t: "unhost" });
+    }
     this.#hostAfterReconnect = false;
     const joining = new Joining(
       this.#ctx,

@@ -228,7 +228,7 @@ export class ServerConnection {
   async send(m: ClientToServer): Promise<boolean> {
     const channel = this.#channel;
     if (!channel || channel.closed) {
-      this.#printOffline();
+      this.printOffline();
       return false;
     }
     try {
@@ -276,7 +276,7 @@ export class ServerConnection {
   ): { sent: Promise<boolean>; answer: Promise<ServerToClient | null> } {
     const channel = this.#channel;
     if (!channel || channel.closed) {
-      if (!quiet) this.#printOffline();
+      if (!quiet) this.printOffline();
       return { sent: Promise.resolve(false), answer: Promise.resolve(null) };
     }
     const req = this.#nextReq;
@@ -298,7 +298,7 @@ export class ServerConnection {
   }
 
   /** A command needs the server and there is none: say so, and why the last try failed. */
-  #printOffline(): void {
+  printOffline(): void {
     const last = this.#lastFailure;
     this.#ctx.print({
       kind: "error",
@@ -444,6 +444,11 @@ export class ServerConnection {
       if (this.#closing) return;
       try {
         const { channel, login } = await loginToServer(o);
+        if (this.#closing) {
+          // The user quit while this login was on its way: it is not kept.
+          await channel.close("logout");
+          return;
+        }
         this.#channel = channel;
         this.#login = login;
         this.#lastFailure = undefined;
@@ -456,9 +461,12 @@ export class ServerConnection {
           o.loginTimeoutMs ?? LOGIN_TIMEOUT_MS,
           undefined,
         );
-        if (this.#channel === channel && !channel.closed) {
-          this.#ctx.system("Reconnected to the server");
+        // A link that dropped before its welcome is not a reconnect: its
+        // loop has started the next try, which will say so when it lands.
+        if (this.#closing || this.#channel !== channel || channel.closed) {
+          return;
         }
+        this.#ctx.system("Reconnected to the server");
         await this.#handlers.reconnected();
         return;
       } catch (e) {
