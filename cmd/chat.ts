@@ -12,7 +12,12 @@ import {
 import { flagValue, hostPort, intFlag, parseFlags } from "./flags.ts";
 import { ChatClient, type UiEvent } from "../lib/client/mod.ts";
 import { isImError, UsageError, within } from "../lib/util/mod.ts";
-import { defaultKeyDir, listUsers, loadUserKeys } from "../lib/keystore/mod.ts";
+import {
+  defaultKeyDir,
+  listUsers,
+  loadUserKeys,
+  peerPinStore,
+} from "../lib/keystore/mod.ts";
 import {
   ask,
   createTerminal,
@@ -66,7 +71,7 @@ export const EXIT_SOME_FAILED = 3;
 
 /**
  * Longest input line: room for a 30 KB message. A line that fits but
- * encodes to more than `MAX_MESSAGE_BYTES` of lib/peer.ts (quotes and backslashes
+ * encodes to more than `MAX_MESSAGE_BYTES` of lib/client/peer_session.ts (quotes and backslashes
  * are escaped) is refused when sent, with `message-too-large`.
  */
 const MAX_INPUT_LINE_BYTES = 32 * 1024;
@@ -198,6 +203,8 @@ async function chat(v: ChatFlags): Promise<number> {
         user,
         identity: keys.identity,
         pinnedServer: keys.pinnedServer,
+        // Partners' keys, pinned on first use (PROTOCOL.md section 6).
+        peerPins: peerPinStore(keyDir, user),
         serverHost: server.host,
         serverPort: server.port,
         ui: terminal,

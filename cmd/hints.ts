@@ -59,6 +59,11 @@ export interface CodeHint {
 export const CODE_HINTS: readonly CodeHint[] = [
   {
     cls: NetError,
+    code: "connect-failed",
+    hint: "is the server running? start it with: im serve",
+  },
+  {
+    cls: NetError,
     code: "login-timeout",
     hint: "is the server running and reachable? check --server",
   },

@@ -60,3 +60,21 @@ Deno.test("formatLogLine() escapes terminal control sequences from a hostile val
     assert.match(line, /\\u009b/);
   }
 });
+
+Deno.test("log values with bidi or invisible characters are escaped, in text and JSON: they cannot reorder or hide what the operator reads", () => {
+  const evil = "a\u202eb\u2066c\u200bd\ufeffe\u00adf\u061cg";
+  for (const json of [false, true]) {
+    const line = formatLogLine(
+      "login-error",
+      { detail: evil },
+      json,
+      new Date(0),
+    );
+    assert.doesNotMatch(
+      line,
+      /[\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/,
+      json ? "json" : "text",
+    );
+    assert.match(line, /\\u202e/);
+  }
+});

@@ -584,6 +584,9 @@ Deno.test("completeLine() offers nothing for an unknown command prefix", () => {
 const GOOD: Array<[string, unknown]> = [
   ["!session host", { kind: "host" }],
   ["!session bob", { kind: "session", peer: "bob" }],
+  // `@` names a user, so a user called "host" can be joined.
+  ["!session @host", { kind: "session", peer: "host" }],
+  ["!session @bob", { kind: "session", peer: "bob" }],
   ["!session  B-1_x ", { kind: "session", peer: "B-1_x" }],
   ["!list", { kind: "list" }],
   ["!list  ", { kind: "list" }],

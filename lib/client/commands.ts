@@ -42,7 +42,7 @@ export const COMMANDS: readonly string[] = [
 export const HELP_TEXT: string = [
   "Commands:",
   "  !session host      wait for a peer to connect to you",
-  "  !session <user>    start an encrypted session with <user>",
+  "  !session <user>    start an encrypted session with <user> (@host: a user named host)",
   "  !list              show who is online and their state",
   "  !disconnect        end the current session (or stop hosting)",
   "  !whoami            your name, key fingerprints and session",
@@ -101,8 +101,10 @@ export function parseCommand(line: string): Command {
   if (word === "!session") {
     const usage = "Usage: !session host | !session <user>";
     if (args.length !== 1) return unknown(trimmed, usage);
-    const peer = args[0] ?? "";
-    if (peer === "host") return { kind: "host" };
+    const arg = args[0] ?? "";
+    if (arg === "host") return { kind: "host" };
+    // `@name` names a user, so a user called "host" can be joined too.
+    const peer = arg.startsWith("@") ? arg.slice(1) : arg;
     if (!isValidUsername(peer)) {
       return unknown(
         trimmed,

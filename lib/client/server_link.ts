@@ -333,11 +333,6 @@ export class ServerConnection {
   }
 
   /**
-   * Largest peer frame the relay can carry (PROTOCOL.md section 6.1): base64
-   * inside a `relay` (and then `relayed`) message of at most 67 bytes of
-   * JSON around it, inside one record under the server's frame limit.
-   */
-  /**
    * Now by the server's clock, as far as its `welcome` told it: what ticket
    * and grant expiries are read by (PROTOCOL.md section 6).
    */
@@ -345,6 +340,11 @@ export class ServerConnection {
     return Date.now() + this.#clockOffset;
   }
 
+  /**
+   * Largest peer frame the relay can carry (PROTOCOL.md section 6.1): base64
+   * inside a `relay` (and then `relayed`) message of at most 67 bytes of
+   * JSON around it, inside one record under the server's frame limit.
+   */
   get relayFrameLimit(): number {
     const room = this.#maxFrame - 1 - RECORD_HEADER_BYTES - RECORD_TAG_BYTES -
       RELAY_JSON_BYTES;

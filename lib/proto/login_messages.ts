@@ -249,7 +249,7 @@ export function decodeServerKey(p: Uint8Array): ServerKey {
 }
 
 /**
- * @param m code and text (text is cut to 1000 bytes)
+ * @param m code and text (text is cut to 1,000 characters, never inside one)
  * @returns the frame payload
  * @example
  * ```ts
@@ -260,7 +260,7 @@ export function decodeServerKey(p: Uint8Array): ServerKey {
  */
 export function encodeErrorFrame(m: ErrorFrame): Uint8Array {
   return new ByteWriter().u8(FrameKind.ERROR).u8(m.code).bytes16(
-    utf8(m.message.slice(0, 1000)),
+    utf8(Array.from(m.message).slice(0, 1000).join("")),
   )
     .finish();
 }

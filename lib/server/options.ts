@@ -15,13 +15,28 @@ import {
   type Network,
   tcpNetwork,
 } from "../wire/mod.ts";
-import type { Outbox } from "./memory/mod.ts";
-import { type Delivery, LOCAL_NODE, type Presence } from "./seams.ts";
+import {
+  type Delivery,
+  LOCAL_NODE,
+  type Outbox,
+  type Presence,
+} from "./seams.ts";
 import { DEFAULT_IPV6_PREFIX_BITS } from "./admission.ts";
 import type { BucketShape, LimitedRequest } from "./limits.ts";
 
 /** Most users in one `!list` answer by default; the rest are counted (`more`), so the answer always fits a record. */
 export const LIST_MAX = 1000;
+
+/**
+ * Most `!list` entries that fit one record under a frame limit: each entry
+ * is at most `{"name":"<32>","state":"HOSTING"},` (62 bytes), and 200 bytes
+ * cover the record's header and tag and the answer's other fields.
+ * @param maxFrameBytes the frame limit
+ * @returns how many users one answer may list
+ */
+export function listFitting(maxFrameBytes: number): number {
+  return Math.floor((maxFrameBytes - 200) / 62);
+}
 
 /** Settings of the server; every limit has a default ({@link SERVER_DEFAULTS}). */
 export interface ServerOptions {
@@ -142,7 +157,15 @@ export function serverSettings(o: ServerOptions): ServerSettings {
       Math.max(1, o.ipv6PrefixBits ?? d.ipv6PrefixBits),
     ),
     maxClients: o.maxClients ?? d.maxClients,
-    listMax: Math.max(1, o.listMax ?? d.listMax),
+    // PROTOCOL.md 5: the `users` answer fits one record whatever the frame
+    // limit; the rest are counted in `more`.
+    listMax: Math.max(
+      1,
+      Math.min(
+        o.listMax ?? d.listMax,
+        listFitting(o.maxFrameBytes ?? d.maxFrameBytes),
+      ),
+    ),
     maxFrameBytes: o.maxFrameBytes ?? d.maxFrameBytes,
     heartbeatMs: o.heartbeatMs ?? d.heartbeatMs,
     windowMs: o.windowMs ?? d.windowMs,

@@ -21,8 +21,7 @@ import {
   type LoginResult,
   type ServerToClient,
 } from "../proto/mod.ts";
-import type { Outbox } from "./memory/mod.ts";
-import type { Presence, PresenceEntry } from "./seams.ts";
+import type { Outbox, Presence, PresenceEntry } from "./seams.ts";
 
 /** One logged-in connection. */
 export interface ClientSession {

@@ -112,6 +112,14 @@ export interface Presence {
 /** A message the server sends a user, not as an answer (`grant`, `cancelled`, `relayed`). */
 export type Push = ServerToClient;
 
+/** A user's connection on this node, as far as delivery needs it. */
+export interface Outbox {
+  /** Send a message; rejects when it cannot be sent. */
+  send(msg: Push): Promise<void>;
+  /** Bytes waiting to be written to the user. */
+  readonly queuedBytes: number;
+}
+
 /** Options of {@link Delivery.deliver}. */
 export interface DeliverOptions {
   /**

@@ -19,14 +19,24 @@ export type LogFields = Record<string, string | number | boolean | undefined>;
 /** Where log lines go. */
 export type Logger = (event: string, fields?: LogFields) => void;
 
-/** Values with these characters are quoted: white space, quotes, `=`, C0, DEL and C1 controls. */
-// deno-lint-ignore no-control-regex
-const NEEDS_QUOTES = /[\s"=\x00-\x1f\x7f-\x9f]/;
+/**
+ * Characters JSON.stringify leaves raw that a terminal acts on or hides:
+ * DEL and the C1 controls, and the invisible and bidirectional marks that
+ * can reorder or hide what an operator reads (U+00AD, U+061C, U+180E,
+ * U+200B-200F, U+2028-202E, U+2060-2069, U+FEFF).
+ */
+const RAW_UNSAFE =
+  /[\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
 
-/** Escape DEL and the C1 controls, which JSON.stringify leaves raw (a terminal may act on them). */
+/** Values with these characters are quoted: white space, quotes, `=`, C0, and the {@link RAW_UNSAFE} ones. */
+const NEEDS_QUOTES =
+  // deno-lint-ignore no-control-regex
+  /[\s"=\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/;
+
+/** Escape what JSON.stringify leaves raw and a terminal would act on or hide ({@link RAW_UNSAFE}). */
 function escapeC1(json: string): string {
   return json.replace(
-    /[\x7f-\x9f]/g,
+    RAW_UNSAFE,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
 }

@@ -247,7 +247,6 @@ export class MemoryNetwork implements Network {
         new NetError(
           "connect-failed",
           `Cannot connect to ${hostname}:${port}: connection refused`,
-          "is the server running? start it with: im serve",
         ),
       );
     }

@@ -106,7 +106,6 @@ export class TcpTransport implements FrameTransport, Farewell {
         `Cannot connect to ${hostname}:${port}: ${
           refused ? "connection refused" : (e as Error).message
         }`,
-        refused ? "is the server running? start it with: im serve" : undefined,
       );
     }
   }

@@ -7,6 +7,7 @@ import {
   REQUEST_LIMITS,
   RequestLimits,
 } from "../../lib/server/mod.ts";
+import { identities } from "../_helpers.ts";
 
 Deno.test("RequestLimits: a burst, then one token per refill interval, per user and per kind", () => {
   const l = new RequestLimits({ session: { burst: 3, refillMs: 100 } });
@@ -52,4 +53,40 @@ Deno.test("ListCache builds the answer once per change of presence, and sees eve
   p.leave("C");
   assert.equal(cache.answer().more, 0);
   cache.close();
+});
+
+// PROTOCOL.md 5: the `users` answer fits one record at any frame limit
+// `im serve --max-frame` allows; the rest are counted in `more`.
+Deno.test("serverSettings caps listMax so a full users answer of 32-character HOSTING names fits one record at the frame limit", async () => {
+  const { serverSettings } = await import("../../lib/server/mod.ts");
+  const { encodeMessage } = await import("../../lib/proto/mod.ts");
+  const { RECORD_HEADER_BYTES, RECORD_TAG_BYTES } = await import(
+    "../../lib/record/mod.ts"
+  );
+  const ids = await identities();
+  for (const maxFrameBytes of [1024, 4096, 65536]) {
+    const c = serverSettings({
+      identity: ids.server,
+      clients: new Map(),
+      maxFrameBytes,
+    });
+    const users = Array.from({ length: c.listMax }, (_, i) => ({
+      name: `${i}`.padStart(32, "x"),
+      state: "HOSTING" as const,
+    }));
+    const body = encodeMessage({
+      t: "users",
+      users,
+      more: 999_999_999,
+      req: 4294967295,
+    });
+    const record = 1 + RECORD_HEADER_BYTES + body.length + RECORD_TAG_BYTES;
+    assert.ok(record <= maxFrameBytes, `${maxFrameBytes}: ${record}`);
+    assert.ok(c.listMax >= 1);
+  }
+  assert.equal(
+    serverSettings({ identity: ids.server, clients: new Map() }).listMax,
+    1000,
+    "the default frame holds the default 1,000",
+  );
 });

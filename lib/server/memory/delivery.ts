@@ -10,16 +10,9 @@ import type {
   DeliverOptions,
   Delivery,
   DeliveryReceipt,
+  Outbox,
   Push,
 } from "../seams.ts";
-
-/** A user's connection, as far as delivery needs it. */
-export interface Outbox {
-  /** Send a message; rejects when it cannot be sent. */
-  send(msg: Push): Promise<void>;
-  /** Bytes waiting to be written to the user. */
-  readonly queuedBytes: number;
-}
 
 /**
  * Delivery to users connected to this process.
