@@ -286,3 +286,74 @@ Deno.test({
     }
   },
 });
+
+// Rule 4.3: a grant nobody uses expires at the host: it cancels (both IDLE
+// on the server, the joiner told) and hosts again.
+Deno.test({
+  name:
+    "a grant whose joiner never connects expires at the host: cancel, both IDLE, the joiner told, and the host HOSTING again",
+  permissions: NO_NET,
+  fn: async () => {
+    const ids = await identities();
+    const net = new MemoryNetwork();
+    const server = await ImServer.start({
+      network: net,
+      hostname: HOST,
+      port: 0,
+      identity: ids.server,
+      clients: clientDirectory(ids),
+      heartbeatMs: 0,
+      ticketLifetimeMs: 300,
+    });
+    const ui = new CaptureUi();
+    const host = await ChatClient.start({
+      user: "A",
+      identity: ids.A,
+      pinnedServer: ids.serverPinned,
+      serverHost: HOST,
+      serverPort: server.port,
+      ui,
+      network: net,
+      listenHost: "198.51.100.7",
+      heartbeatMs: 0,
+      reconnect: false,
+      waitForReplies: true,
+    });
+    const { channel } = await loginToServer({
+      user: "B",
+      identity: ids.B,
+      pinnedServer: ids.serverPinned,
+      serverHost: HOST,
+      serverPort: server.port,
+      ui: new CaptureUi(),
+      network: net,
+      heartbeatMs: 0,
+    });
+    const got: ServerToClient[] = [];
+    const reader = (async () => {
+      for await (const ev of channel.events()) {
+        if (ev.kind === "message") got.push(ev.msg);
+      }
+    })();
+    try {
+      await host.handleLine("!session host");
+      await channel.send({ t: "session", peer: "A", req: 1 });
+      await until(() => got.some((m) => m.t === "join"), "B's join");
+      await ui.waitFor((e) =>
+        e.kind === "system" &&
+        e.text === "B did not connect in time; still hosting"
+      );
+      await until(() => got.some((m) => m.t === "cancelled"), "B told");
+      await until(
+        () => server.list().find((u) => u.name === "A")?.state === "HOSTING",
+        "A HOSTING again",
+      );
+      assert.equal(server.list().find((u) => u.name === "B")?.state, "IDLE");
+    } finally {
+      await channel.close("done");
+      await reader;
+      await host.quit();
+      await server.close();
+    }
+  },
+});
