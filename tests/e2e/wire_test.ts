@@ -175,15 +175,15 @@ Deno.test("relay: --relay on the host, and then --relay on the joiner, each forc
     // A relayed peer that dies is noticed at once: the server, which sees
     // its connection close, tells the other side.
     const b1 = b.events.length;
-    const t0 = Date.now();
     await c.kill();
-    await b.waitFor(
+    const end = await b.waitFor(
       (e) => e.type === "session" && e.state === "ended" && e.peer === "C",
       3000,
       b1,
     );
-    // Faster than the heartbeat timeout (3 x 200 ms) could.
-    assert.ok(Date.now() - t0 < 500, `noticed after ${Date.now() - t0} ms`);
+    // Told by the server, not found out by the heartbeat timeout: the reason
+    // says the peer's link is gone, not that it stopped answering.
+    assert.doesNotMatch(end.reason ?? "", /stopped answering/);
     // Both hosted their last session: both host on.
     assert.deepEqual(
       await b.listUntil((l) => !("C" in l) && l.B === "HOSTING"),
