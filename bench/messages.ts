@@ -23,6 +23,11 @@
  */
 
 import { randomBytes } from "../lib/util/mod.ts";
+import {
+  generateRsaKeyPair,
+  loadPrivateIdentity,
+  type PrivateIdentity,
+} from "../lib/crypto/mod.ts";
 import { hostPeer, joinPeer, type PeerSession } from "../lib/client/mod.ts";
 import {
   openJoinTicket,
@@ -63,8 +68,23 @@ async function pump(
   }
 }
 
+let pairIdentity: Promise<PrivateIdentity> | undefined;
+
+/**
+ * The one key every bench user signs its FINISHED with (PROTOCOL.md section
+ * 6, key continuity), made once: the handshake is set-up, not what is timed.
+ */
+function benchIdentity(): Promise<PrivateIdentity> {
+  pairIdentity ??= generateRsaKeyPair(2048).then((k) =>
+    loadPrivateIdentity(k.privatePem)
+  );
+  return pairIdentity;
+}
+
 /** A host and a joiner in session over loopback TCP, as after `!session`. */
 async function makePair(listener: Deno.TcpListener, i: number): Promise<Pair> {
+  const identity = await benchIdentity();
+  const peerIdentity = identity.publicIdentity;
   const port = (listener.addr as Deno.NetAddr).port;
   const ticketKeys = { enc: randomBytes(32), mac: randomBytes(32) };
   const peerKey = randomBytes(32);
@@ -81,11 +101,21 @@ async function makePair(listener: Deno.TcpListener, i: number): Promise<Pair> {
   const jt = await TcpTransport.connect("127.0.0.1", port);
   const ht = TcpTransport.wrap(await accepted);
   const [h, j] = await Promise.all([
-    hostPeer(ht, { self: host, joiner, peerKey, ticket, ticketId }),
+    hostPeer(ht, {
+      self: host,
+      joiner,
+      peerKey,
+      ticket,
+      ticketId,
+      identity,
+      peerIdentity,
+    }),
     joinPeer(jt, {
       self: joiner,
       expectedHost: host,
       replayCache: new TicketReplayCache(),
+      identity,
+      peerIdentity,
       // As the joiner opens it from the server's `join`.
       ticket: openJoinTicket(ticketKeys, ticket, {
         self: joiner,

@@ -11,7 +11,8 @@
  * - {@link loginInMemory}: a whole login with no sockets.
  * - {@link peerSetup}, {@link peerInMemory}: a ticket sealed by the
  *   "server" and a whole peer handshake between two logged-in users
- *   (PEER_COMMIT, PEER_HELLO, PEER_REPLY, FINISHED both ways).
+ *   (PEER_COMMIT, PEER_HELLO, PEER_REPLY, FINISHED both ways, each signed
+ *   with its user's key and checked with the key the "server" named).
  * - {@link seededRandom}, {@link flipBit}: deterministic fuzz input.
  * - {@link captureEphemerals}, {@link x25519}: see the X25519 private keys a
  *   handshake generates, to recompute its key schedule from the outside.
@@ -223,6 +224,10 @@ export async function loginInMemory(
 export interface PeerSetup {
   host: PeerHostHandshake;
   join: PeerJoinHandshake;
+  /** The key the host signs with. */
+  hostIdentity: PrivateIdentity;
+  /** The key the joiner signs with. */
+  joinerIdentity: PrivateIdentity;
   peerKey: Uint8Array;
   ticketId: Uint8Array;
   ticket: Uint8Array;
@@ -234,19 +239,36 @@ export interface PeerSetup {
   expiresAt: number;
 }
 
+/** Options of {@link peerSetup}: who signs, and which keys the "server" names. */
+export interface PeerSetupOptions {
+  /** The key the host signs with (default: the host's own, {@link userIdentity}). */
+  hostIdentity?: PrivateIdentity;
+  /** The key the joiner signs with (default: the joiner's own). */
+  joinerIdentity?: PrivateIdentity;
+  /** The key the `join` names for the host (default: the host's own). */
+  hostNamed?: PublicIdentity;
+  /** The key the `grant` names for the joiner (default: the joiner's own). */
+  joinerNamed?: PublicIdentity;
+}
+
 /**
  * Seal a ticket for `joiner` as the server does (with the joiner's
  * server-side ticket keys) and set up both peer handshakes, not started.
  * @param hostName the host's username
  * @param joiner the joiner's login
  * @param joinerName the joiner's username
+ * @param o who signs, and the keys the "server" names
  * @returns the two handshakes and the grant
  */
-export function peerSetup(
+export async function peerSetup(
   hostName: string,
   joiner: LoginPair,
   joinerName: string,
-): PeerSetup {
+  o: PeerSetupOptions = {},
+): Promise<PeerSetup> {
+  const ids = await identities();
+  const hostIdentity = o.hostIdentity ?? userIdentity(ids, hostName);
+  const joinerIdentity = o.joinerIdentity ?? userIdentity(ids, joinerName);
   const peerKey = randomBytes(32);
   const ticketId = randomBytes(16);
   const expiresAt = Date.now() + 30_000;
@@ -264,11 +286,16 @@ export function peerSetup(
     peerKey,
     ticket,
     ticketId,
+    identity: hostIdentity,
+    peerIdentity: o.joinerNamed ??
+      userIdentity(ids, joinerName).publicIdentity,
   });
   const join = new PeerJoinHandshake({
     self: joinerName,
     expectedHost: hostName,
     replayCache: cache,
+    identity: joinerIdentity,
+    peerIdentity: o.hostNamed ?? userIdentity(ids, hostName).publicIdentity,
   });
   const joinTicket = openJoinTicket(joiner.client.ticketKeys, ticket, {
     self: joinerName,
@@ -278,6 +305,8 @@ export function peerSetup(
   return {
     host,
     join,
+    hostIdentity,
+    joinerIdentity,
     peerKey,
     ticketId,
     ticket,
@@ -299,7 +328,7 @@ export async function peerInMemory(
   await s.host.onCommit(await s.join.commit(s.joinTicket));
   const reply = await s.join.onHello(await s.host.hello());
   const hostFin = await s.host.onReply(reply);
-  s.host.onFinished(s.join.onFinished(hostFin));
+  await s.host.onFinished(await s.join.onFinished(hostFin));
   return { host: s.host.result, joiner: s.join.result };
 }
 

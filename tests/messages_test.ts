@@ -29,6 +29,7 @@ const GOOD: Message[] = [
     ticket: "AA==",
     ticketId: "00",
     expiresAt: 5,
+    identity: "AA==",
   },
   { t: "refused", peer: "A", reason: "not-hosting", message: "x" },
   { t: "msg", id: "1", text: "héllo ✓" },

@@ -197,7 +197,7 @@ Deno.test("a server link's channel is not padded: two short messages give record
 /** A host A and a joiner B after a real peer handshake over memory. */
 async function peerSessions(maxFrameBytes?: number) {
   const joinerLogin = await loginInMemory("B");
-  const s = peerSetup("A", joinerLogin, "B");
+  const s = await peerSetup("A", joinerLogin, "B");
   const [ta, tb] = memoryPair("memory:b", "memory:a");
   if (maxFrameBytes !== undefined) {
     ta.maxFrameBytes = maxFrameBytes;
@@ -210,12 +210,16 @@ async function peerSessions(maxFrameBytes?: number) {
       peerKey: s.peerKey,
       ticket: s.ticket,
       ticketId: s.ticketId,
+      identity: s.hostIdentity,
+      peerIdentity: s.joinerIdentity.publicIdentity,
     }, { heartbeatMs: 0 }),
     joinPeer(tb, {
       self: "B",
       expectedHost: "A",
       replayCache: new TicketReplayCache(),
       ticket: s.joinTicket,
+      identity: s.joinerIdentity,
+      peerIdentity: s.hostIdentity.publicIdentity,
     }, { heartbeatMs: 0 }),
   ]);
   return { host, joiner, ta, tb };

@@ -21,7 +21,9 @@ import {
   deriveKey,
   HmacSha256,
   Label,
+  signPss,
   transcriptHash,
+  verifyPss,
 } from "../lib/crypto/mod.ts";
 import {
   checkPeerCommit,
@@ -49,6 +51,7 @@ import {
   assertThrowsIm,
   captureEphemerals,
   flipBit,
+  identities,
   loginInMemory,
   type LoginPair,
   peerInMemory,
@@ -73,7 +76,7 @@ function users() {
 /** A setup where the host A grants B. */
 async function aToB() {
   const { b } = await users();
-  return peerSetup("A", b, "B");
+  return await peerSetup("A", b, "B");
 }
 
 const SAS = /^\d{3} \d{3} \d{3} \d{3}$/;
@@ -95,10 +98,13 @@ async function committedJoiner(
   ticket: JoinTicket,
   o: { cache?: TicketReplayCache; now?: () => number } = {},
 ): Promise<PeerJoinHandshake> {
+  const ids = await identities();
   const join = new PeerJoinHandshake({
     self: "B",
     expectedHost: "A",
     replayCache: o.cache ?? new TicketReplayCache(),
+    identity: ids.B,
+    peerIdentity: ids.A.publicIdentity,
     ...(o.now ? { now: o.now } : {}),
   });
   await join.commit(ticket);
@@ -211,8 +217,44 @@ Deno.test("the commitment is TH(peer commit, nonce_b, eph_b), PEER_COMMIT is tic
   const hostFin = await s.host.onReply(replyBytes);
   const fin = new RecordOpener(h2j).open(hostFin);
   assert.equal(fin.type, RecordType.FINISHED);
-  assert.deepEqual(fin.plaintext, pth);
-  s.host.onFinished(s.join.onFinished(hostFin));
+  // Key continuity: FINISHED = pth || PSS(own key, label || 0x00 || pth),
+  // the signature as long as the modulus (2048 bits here), no length field.
+  assert.equal(fin.plaintext.length, 32 + 256);
+  assert.deepEqual(fin.plaintext.subarray(0, 32), pth);
+  assert.equal(Label.PEER_HOST_SIGNATURE, "im v1 peer host signature");
+  assert.equal(Label.PEER_JOINER_SIGNATURE, "im v1 peer joiner signature");
+  const signed = (label: string) =>
+    concat(utf8(label), new Uint8Array([0]), pth);
+  assert.equal(signed(Label.PEER_HOST_SIGNATURE).length, 58);
+  assert.ok(
+    await verifyPss(
+      s.hostIdentity.publicIdentity.verify,
+      fin.plaintext.subarray(32),
+      signed(Label.PEER_HOST_SIGNATURE),
+    ),
+  );
+  const joinFin = await s.join.onFinished(hostFin);
+  await s.host.onFinished(joinFin);
+  const jfin = new RecordOpener(await deriveDirectionKeys(ikm, pth, "j2h"))
+    .open(joinFin);
+  assert.equal(jfin.type, RecordType.FINISHED);
+  assert.equal(jfin.plaintext.length, 32 + 256);
+  assert.deepEqual(jfin.plaintext.subarray(0, 32), pth);
+  assert.ok(
+    await verifyPss(
+      s.joinerIdentity.publicIdentity.verify,
+      jfin.plaintext.subarray(32),
+      signed(Label.PEER_JOINER_SIGNATURE),
+    ),
+  );
+  // Neither signature passes for the other side's.
+  assert.ok(
+    !await verifyPss(
+      s.hostIdentity.publicIdentity.verify,
+      fin.plaintext.subarray(32),
+      signed(Label.PEER_JOINER_SIGNATURE),
+    ),
+  );
   const sasKey = await deriveKey(ikm, pth, Label.PEER_SAS);
   const sas = formatSas(sasKey);
   assert.equal(s.host.result.sas, sas);
@@ -382,7 +424,8 @@ Deno.test("checkPeerCommit() refuses one flipped bit anywhere in the ticket id, 
   );
 });
 
-Deno.test("the host refuses a grant whose peer key is not 32 bytes or whose ticket id is not 16 (bad-grant)", () => {
+Deno.test("the host refuses a grant whose peer key is not 32 bytes or whose ticket id is not 16 (bad-grant)", async () => {
+  const ids = await identities();
   for (
     const [keyLen, idLen] of [[31, 16], [33, 16], [0, 16], [32, 15], [32, 17], [
       32,
@@ -397,6 +440,8 @@ Deno.test("the host refuses a grant whose peer key is not 32 bytes or whose tick
           peerKey: new Uint8Array(keyLen!),
           ticket: new Uint8Array(80),
           ticketId: new Uint8Array(idLen!),
+          identity: ids.A,
+          peerIdentity: ids.B.publicIdentity,
         }),
       ProtocolError,
       "bad-grant",
@@ -439,7 +484,7 @@ Deno.test("a stranger's garbage PEER_REPLY is a ProtocolError, never a crash", a
 
 Deno.test("a joiner whose ticket holds another peer key cannot commit: the host refuses its PEER_COMMIT with commit-auth-failed and sends no PEER_HELLO", async () => {
   const { b } = await users();
-  const s = peerSetup("A", b, "B");
+  const s = await peerSetup("A", b, "B");
   // The host holds s.peerKey; the joiner's ticket holds a different key.
   const wrongTicket = sealTicket(b.server.ticketKeys, {
     id: s.ticketId,
@@ -479,14 +524,18 @@ Deno.test("the joiner refuses a FINISHED from a host that does not hold the peer
     mac: randomBytes(32),
   })
     .seal(RecordType.FINISHED, randomBytes(32));
-  assertThrowsIm(() => s.join.onFinished(fake), AuthError, "peer-auth-failed");
+  await assertRejectsIm(
+    () => s.join.onFinished(fake),
+    AuthError,
+    "peer-auth-failed",
+  );
   assert.equal(s.join.state, "failed");
   assertThrowsIm(() => s.join.result, ProtocolError, "not-ready");
 });
 
 Deno.test("openJoinTicket() refuses a ticket for another joiner: C cannot open B's ticket (bad-ticket); one sealed for C naming B is misbound", async () => {
   const { b, c } = await users();
-  const s = peerSetup("A", b, "B");
+  const s = await peerSetup("A", b, "B");
   const check = { self: "C", expectedHost: "A", ticketId: s.ticketId };
   assertThrowsIm(
     () => openJoinTicket(c.client.ticketKeys, s.ticket, check),
@@ -494,7 +543,7 @@ Deno.test("openJoinTicket() refuses a ticket for another joiner: C cannot open B
     "bad-ticket",
   );
   // Sealed with C's keys but naming B as the joiner.
-  const t = peerSetup("A", c, "B");
+  const t = await peerSetup("A", c, "B");
   assertThrowsIm(
     () =>
       openJoinTicket(c.client.ticketKeys, t.ticket, {
@@ -508,7 +557,7 @@ Deno.test("openJoinTicket() refuses a ticket for another joiner: C cannot open B
 
 Deno.test("openJoinTicket() refuses the ticket as misbound when the join names another host", async () => {
   const { b } = await users();
-  const s = peerSetup("A", b, "B");
+  const s = await peerSetup("A", b, "B");
   const err = assertThrowsIm(
     () =>
       openJoinTicket(b.client.ticketKeys, s.ticket, {
@@ -524,7 +573,7 @@ Deno.test("openJoinTicket() refuses the ticket as misbound when the join names a
 
 Deno.test("openJoinTicket() refuses a genuine ticket whose id is not the join's ticketId as misbound (issue 16 item 4)", async () => {
   const { b } = await users();
-  const s = peerSetup("A", b, "B");
+  const s = await peerSetup("A", b, "B");
   for (const other of [randomBytes(16), flipBit(s.ticketId, 127)]) {
     const err = assertThrowsIm(
       () =>
@@ -550,7 +599,7 @@ Deno.test("openJoinTicket() refuses a genuine ticket whose id is not the join's 
 
 Deno.test("an expired ticket is refused when the join arrives, and one that expires before the PEER_HELLO is refused there", async () => {
   const { b } = await users();
-  const s = peerSetup("A", b, "B");
+  const s = await peerSetup("A", b, "B");
   assertThrowsIm(
     () =>
       openJoinTicket(b.client.ticketKeys, s.ticket, {
@@ -578,9 +627,9 @@ Deno.test("an expired ticket is refused when the join arrives, and one that expi
 
 Deno.test("the joiner refuses a PEER_HELLO whose ticket is not the join's, byte for byte: another session's ticket for it, one flipped bit, a ticket for someone else (ticket-mismatch), and records nothing", async () => {
   const { b, c } = await users();
-  const s = peerSetup("A", b, "B");
-  const other = peerSetup("A", b, "B"); // another session's genuine ticket for B
-  const forC = peerSetup("A", c, "C");
+  const s = await peerSetup("A", b, "B");
+  const other = await peerSetup("A", b, "B"); // another session's genuine ticket for B
+  const forC = await peerSetup("A", c, "C");
   const hello = decodePeerHello(await commitAndHello(s));
   const cache = new TicketReplayCache();
   for (
@@ -612,7 +661,7 @@ Deno.test("the joiner refuses a PEER_HELLO whose ticket is not the join's, byte 
 
 Deno.test("a replayed PEER_HELLO to the same joiner is refused as replayed", async () => {
   const { b } = await users();
-  const s = peerSetup("A", b, "B");
+  const s = await peerSetup("A", b, "B");
   const hello = await commitAndHello(s);
   await s.join.onHello(hello);
   const again = await committedJoiner(s.joinTicket, { cache: s.cache });
@@ -654,7 +703,7 @@ async function relay(
     const hello = (edit.hello ?? ((b) => b))(await s.host.hello());
     const reply = (edit.reply ?? ((b) => b))(await s.join.onHello(hello));
     const hostFin = await s.host.onReply(reply);
-    s.host.onFinished(s.join.onFinished(hostFin));
+    await s.host.onFinished(await s.join.onFinished(hostFin));
     return { hostSas: s.host.result.sas, joinSas: s.join.result.sas };
   } catch (error) {
     return { error };
@@ -772,7 +821,12 @@ Deno.test("a joiner whose PEER_REPLY does not open its PEER_COMMIT is refused wi
 
 Deno.test("SAS grinding: a malicious server that finishes with B first, then tries new PEER_REPLY values towards A after seeing A's PEER_HELLO, is refused by the commitment", async () => {
   const { b } = await users();
-  const s = peerSetup("A", b, "B");
+  const ids = await identities();
+  // A first session: the server names its own key for A to B (nothing is
+  // pinned yet), so it can sign as "A" towards B.
+  const s = await peerSetup("A", b, "B", {
+    hostNamed: ids.stranger.publicIdentity,
+  });
   // The server made the peer key and can derive B's ticket keys: it can play
   // host towards B and joiner towards A, and MAC anything.
   const mitmHost = new PeerHostHandshake({
@@ -781,11 +835,15 @@ Deno.test("SAS grinding: a malicious server that finishes with B first, then tri
     peerKey: s.peerKey,
     ticket: s.ticket,
     ticketId: s.ticketId,
+    identity: ids.stranger,
+    peerIdentity: ids.B.publicIdentity,
   });
   // 1. server <-> B first: SAS_B is fixed.
   await mitmHost.onCommit(await s.join.commit(s.joinTicket));
   const toB = await s.join.onHello(await mitmHost.hello());
-  mitmHost.onFinished(s.join.onFinished(await mitmHost.onReply(toB)));
+  await mitmHost.onFinished(
+    await s.join.onFinished(await mitmHost.onReply(toB)),
+  );
   const sasB = s.join.result.sas;
   // 2. server <-> A: it must commit before A's PEER_HELLO ...
   const committed = {
@@ -820,15 +878,30 @@ Deno.test("SAS grinding: a malicious server that finishes with B first, then tri
   assert.match(sasB, SAS);
 });
 
-Deno.test("a malicious server that knows the peer key and runs two handshakes in the middle is exposed: the SAS differ", async () => {
+/**
+ * A server in the middle of a session between A (host) and B: it holds the
+ * peer key, derives B's ticket keys, plays joiner towards A and host
+ * towards B, and signs with `signer`, a key of its own. `named` is what it
+ * tells A and B each other's keys are.
+ */
+async function serverInTheMiddle(named: "its own" | "the real ones") {
   const { b } = await users();
-  const s = peerSetup("A", b, "B");
-  // The server made the peer key and can derive B's ticket keys: it can play
-  // joiner towards A and host towards B.
+  const ids = await identities();
+  const own = named === "its own";
+  const s = await peerSetup("A", b, "B", {
+    ...(own
+      ? {
+        hostNamed: ids.stranger.publicIdentity,
+        joinerNamed: ids.stranger.publicIdentity,
+      }
+      : {}),
+  });
   const mitmJoin = new PeerJoinHandshake({
     self: "B",
     expectedHost: "A",
     replayCache: new TicketReplayCache(),
+    identity: ids.stranger,
+    peerIdentity: ids.A.publicIdentity,
   });
   const mitmTicket = openJoinTicket(b.server.ticketKeys, s.ticket, {
     self: "B",
@@ -841,17 +914,35 @@ Deno.test("a malicious server that knows the peer key and runs two handshakes in
     peerKey: s.peerKey,
     ticket: s.ticket,
     ticketId: s.ticketId,
+    identity: ids.stranger,
+    peerIdentity: ids.B.publicIdentity,
   });
   // A <-> server
   await s.host.onCommit(await mitmJoin.commit(mitmTicket));
   const toA = await mitmJoin.onHello(await s.host.hello());
   const aFin = await s.host.onReply(toA);
-  s.host.onFinished(mitmJoin.onFinished(aFin));
+  const towardsA = s.host.onFinished(await mitmJoin.onFinished(aFin)).then(
+    () => null,
+    (e: unknown) => e,
+  );
   // server <-> B
   await mitmHost.onCommit(await s.join.commit(s.joinTicket));
   const toB = await s.join.onHello(await mitmHost.hello());
   const mFin = await mitmHost.onReply(toB);
-  mitmHost.onFinished(s.join.onFinished(mFin));
+  const towardsB = s.join.onFinished(mFin).then(
+    async (fin) => {
+      await mitmHost.onFinished(fin);
+      return null;
+    },
+    (e: unknown) => e,
+  );
+  return { s, atA: await towardsA, atB: await towardsB };
+}
+
+Deno.test("a malicious server that knows the peer key and runs two handshakes in the middle of a first session, naming its own key for each, is exposed only by the code: the SAS differ", async () => {
+  const { s, atA, atB } = await serverInTheMiddle("its own");
+  assert.equal(atA, null);
+  assert.equal(atB, null);
   assert.notEqual(
     s.host.result.sas,
     s.join.result.sas,
@@ -859,44 +950,122 @@ Deno.test("a malicious server that knows the peer key and runs two handshakes in
   );
 });
 
+Deno.test("key continuity: a server in the middle that names the real keys (the pinned ones) cannot sign as B towards A nor as A towards B: both refuse with peer-signature-failed, naming the key", async () => {
+  const ids = await identities();
+  const { s, atA, atB } = await serverInTheMiddle("the real ones");
+  assert.ok(atA instanceof AuthError && atA.code === "peer-signature-failed");
+  assert.ok(atB instanceof AuthError && atB.code === "peer-signature-failed");
+  assert.match(atA.message, /^WARNING: /);
+  assert.ok(atA.message.includes(ids.B.fingerprint), atA.message);
+  assert.ok(atB.message.includes(ids.A.fingerprint), atB.message);
+  assert.equal(s.host.state, "failed");
+  assert.equal(s.join.state, "failed");
+  assertThrowsIm(() => s.host.result, ProtocolError, "not-ready");
+  assertThrowsIm(() => s.join.result, ProtocolError, "not-ready");
+});
+
 // ---------------------------------------------------------------------------
 // Key confirmation
 
-Deno.test("the host refuses a joiner FINISHED with the wrong transcript, the wrong type or from another session", async () => {
-  for (
-    const variant of [
-      "wrong transcript",
-      "DATA type",
-      "another session",
-    ] as const
-  ) {
+/** `pth || PSS(key, label || 0x00 || pth)`, as PROTOCOL.md section 6 writes a FINISHED's plaintext. */
+async function signedFinished(
+  key: { sign: CryptoKey },
+  label: string,
+  pth: Uint8Array,
+  signedPth: Uint8Array = pth,
+): Promise<Uint8Array> {
+  return concat(
+    pth,
+    await signPss(
+      key.sign,
+      concat(utf8(label), new Uint8Array([0]), signedPth),
+    ),
+  );
+}
+
+Deno.test("the host refuses a joiner FINISHED with the wrong transcript, the wrong type, from another session, or with no valid signature by B (peer-signature-failed), and accepts B's own", async () => {
+  const ids = await identities();
+  const variants = [
+    ["wrong transcript", "peer-auth-failed"],
+    ["DATA type", "peer-auth-failed"],
+    ["another session", "peer-auth-failed"],
+    ["pth alone, unsigned", "peer-auth-failed"],
+    ["pth and a signature by another key", "peer-signature-failed"],
+    ["pth and B's signature under the host's label", "peer-signature-failed"],
+    ["pth and B's signature of another pth", "peer-signature-failed"],
+    ["pth and B's signature with a byte more", "peer-signature-failed"],
+    ["pth and B's signature cut by a byte", "peer-signature-failed"],
+    ["B's own", "ok"],
+  ] as const;
+  for (const [variant, code] of variants) {
     const s = await aToB();
-    const hostFin = await s.host.onReply(
-      await s.join.onHello(await commitAndHello(s)),
+    const commit = await s.join.commit(s.joinTicket);
+    await s.host.onCommit(commit);
+    const { value: helloBytes, pairs } = await captureEphemerals(() =>
+      s.host.hello()
     );
-    s.join.onFinished(hostFin);
+    const reply = decodePeerReply(await s.join.onHello(helloBytes));
+    const hostFin = await s.host.onReply(encodePeerReply(reply));
+    await s.join.onFinished(hostFin);
     const r = s.join.result;
-    let bad: Uint8Array;
-    if (variant === "wrong transcript") {
-      bad = r.sealer.seal(RecordType.FINISHED, randomBytes(32));
-    } else if (variant === "DATA type") {
-      bad = r.sealer.seal(RecordType.DATA, utf8("finished?"));
-    } else {bad = (await peerInMemory(await aToB())).joiner.sealer.seal(
+    const pth = await pthOf(
+      s.ticketId,
+      decodePeerCommit(commit).commit,
+      decodePeerHello(helloBytes),
+      reply,
+    );
+    assert.ok(pairs.length === 1);
+    const J = Label.PEER_JOINER_SIGNATURE;
+    const fin = (p: Uint8Array) => r.sealer.seal(RecordType.FINISHED, p);
+    const own = await signedFinished(ids.B, J, pth);
+    const bad: Uint8Array = variant === "wrong transcript"
+      ? fin(randomBytes(32))
+      : variant === "DATA type"
+      ? r.sealer.seal(RecordType.DATA, utf8("finished?"))
+      : variant === "another session"
+      ? (await peerInMemory(await aToB())).joiner.sealer.seal(
         RecordType.FINISHED,
-        randomBytes(32),
-      );}
-    assertThrowsIm(
+        own,
+      )
+      : variant === "pth alone, unsigned"
+      ? fin(pth)
+      : variant === "pth and a signature by another key"
+      ? fin(await signedFinished(ids.stranger, J, pth))
+      : variant === "pth and B's signature under the host's label"
+      ? fin(await signedFinished(ids.B, Label.PEER_HOST_SIGNATURE, pth))
+      : variant === "pth and B's signature of another pth"
+      ? fin(await signedFinished(ids.B, J, pth, flipBit(pth, 9)))
+      : variant === "pth and B's signature with a byte more"
+      ? fin(concat(own, new Uint8Array([0])))
+      : variant === "pth and B's signature cut by a byte"
+      ? fin(own.subarray(0, own.length - 1))
+      : fin(own);
+    if (code === "ok") {
+      await s.host.onFinished(bad);
+      assert.equal(s.host.state, "done");
+      continue;
+    }
+    await assertRejectsIm(
       () => s.host.onFinished(bad),
       AuthError,
-      "peer-auth-failed",
+      code,
       variant,
     );
     assert.equal(s.host.state, "failed");
   }
 });
 
-Deno.test("the joiner refuses a host FINISHED with the wrong transcript under the right keys, and accepts the right one", async () => {
-  for (const good of [false, true]) {
+Deno.test("the joiner refuses a host FINISHED with the wrong transcript under the right keys, or one not signed by A's key (peer-signature-failed, and it sends no FINISHED of its own), and accepts the right one", async () => {
+  const ids = await identities();
+  const H = Label.PEER_HOST_SIGNATURE;
+  const cases = [
+    ["wrong transcript", "peer-auth-failed"],
+    ["pth alone", "peer-auth-failed"],
+    ["signed by the server's key", "peer-signature-failed"],
+    ["A's signature under the joiner's label", "peer-signature-failed"],
+    ["right", "ok"],
+  ] as const;
+  for (const [variant, code] of cases) {
     const s = await aToB();
     const commit = await s.join.commit(s.joinTicket);
     await s.host.onCommit(commit);
@@ -913,18 +1082,25 @@ Deno.test("the joiner refuses a host FINISHED with the wrong transcript under th
     );
     const dh = await x25519(pairs[0]!.privateKey, reply.ephemeral);
     const h2j = await deriveDirectionKeys(concat(s.peerKey, dh), pth, "h2j");
-    const fin = new RecordSealer(h2j).seal(
-      RecordType.FINISHED,
-      good ? pth : flipBit(pth, 3),
-    );
-    if (good) {
-      assert.equal(s.join.onFinished(fin)[0], FrameKind.RECORD);
+    const plaintext = variant === "wrong transcript"
+      ? await signedFinished(ids.A, H, flipBit(pth, 3))
+      : variant === "pth alone"
+      ? pth
+      : variant === "signed by the server's key"
+      ? await signedFinished(ids.server, H, pth)
+      : variant === "A's signature under the joiner's label"
+      ? await signedFinished(ids.A, Label.PEER_JOINER_SIGNATURE, pth)
+      : await signedFinished(ids.A, H, pth);
+    const fin = new RecordSealer(h2j).seal(RecordType.FINISHED, plaintext);
+    if (code === "ok") {
+      assert.equal((await s.join.onFinished(fin))[0], FrameKind.RECORD);
       assert.equal(s.join.state, "done");
     } else {
-      assertThrowsIm(
+      await assertRejectsIm(
         () => s.join.onFinished(fin),
         AuthError,
-        "peer-auth-failed",
+        code,
+        variant,
       );
       assert.equal(s.join.state, "failed");
     }
@@ -953,12 +1129,12 @@ Deno.test("peer handshake steps out of order throw ProtocolError and change noth
     ProtocolError,
     "unexpected-frame",
   );
-  assertThrowsIm(
+  await assertRejectsIm(
     () => s.host.onFinished(new Uint8Array([0x10])),
     ProtocolError,
     "unexpected-frame",
   );
-  assertThrowsIm(
+  await assertRejectsIm(
     () => s.join.onFinished(new Uint8Array([0x10])),
     ProtocolError,
     "unexpected-frame",
@@ -1046,7 +1222,7 @@ Deno.test("decodePeerCommit(), decodePeerHello() and decodePeerReply() throw Pro
 
 Deno.test("a truncated PEER_HELLO sent to the joiner is a ProtocolError and burns nothing", async () => {
   const { b } = await users();
-  const s = peerSetup("A", b, "B");
+  const s = await peerSetup("A", b, "B");
   const hello = await commitAndHello(s);
   const cache = new TicketReplayCache();
   for (const n of [0, 1, 2, 3, 50, hello.length - 33, hello.length - 1]) {
@@ -1064,7 +1240,7 @@ Deno.test("a truncated PEER_HELLO sent to the joiner is a ProtocolError and burn
 Deno.test("peer decoders and the joiner throw only ImError for seeded random and mutated input", async () => {
   const rnd = seededRandom(4242);
   const { b } = await users();
-  const s = peerSetup("A", b, "B");
+  const s = await peerSetup("A", b, "B");
   const commit = await s.join.commit(s.joinTicket);
   await s.host.onCommit(commit);
   const hello = await s.host.hello();
@@ -1129,8 +1305,7 @@ Deno.test("a failed peer handshake keeps its first error: every later step throw
     const later of [
       () => s.host.onReply(bad),
       () => s.host.hello(),
-      () =>
-        Promise.resolve().then(() => s.host.onFinished(new Uint8Array([0x10]))),
+      () => s.host.onFinished(new Uint8Array([0x10])),
       () => s.host.onCommit(new Uint8Array(81)),
     ]
   ) {
@@ -1147,7 +1322,7 @@ Deno.test("a failed peer handshake keeps its first error: every later step throw
     "ticket-mismatch",
   );
   await assert.rejects(() => joinB.onHello(hello), (e) => e === err);
-  assert.throws(
+  await assert.rejects(
     () => joinB.onFinished(new Uint8Array([0x10])),
     (e) => e === err,
   );
@@ -1194,8 +1369,8 @@ Deno.test("sequence numbers start at 0 in both directions of a peer link: each F
   await s.host.onCommit(await s.join.commit(s.joinTicket));
   const reply = await s.join.onHello(await s.host.hello());
   const hostFin = await s.host.onReply(reply);
-  const joinFin = s.join.onFinished(hostFin);
-  s.host.onFinished(joinFin);
+  const joinFin = await s.join.onFinished(hostFin);
+  await s.host.onFinished(joinFin);
   const seqOf = (rec: Uint8Array) => new DataView(rec.buffer).getBigUint64(2);
   assert.equal(hostFin[1], RecordType.FINISHED);
   assert.equal(seqOf(hostFin), 0n, "h2j FINISHED");

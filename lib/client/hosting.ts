@@ -5,8 +5,10 @@
  * (rule 4.3): a grant is spent only by a PEER_COMMIT that names it and
  * carries a MAC from its peer key. After {@link MAX_FAILED_GRANTS} spent
  * grants of one joiner failed in a row, its grants are refused until the
- * user types `!session host` again ({@link Hosting.forgive}). One {@link Hosting} is one `!session host`; the facade drops it
- * when it stops.
+ * user types `!session host` again ({@link Hosting.forgive}). A grant that
+ * names another key for the joiner than the one pinned for it is cancelled
+ * at once, loudly (key continuity). One {@link Hosting} is one `!session
+ * host`; the facade drops it when it stops.
  * @module
  */
 
@@ -40,6 +42,7 @@ import {
   MAX_PENDING_PEER_CONNECTIONS,
 } from "./options.ts";
 import type { ServerConnection } from "./server_link.ts";
+import { type NamedIdentity, namedIdentity, pinFirstUse } from "./pinning.ts";
 
 /** The server's grant of a session to a joiner, held until it connects. */
 interface Grant {
@@ -51,6 +54,11 @@ interface Grant {
   id: Uint8Array;
   /** The key PEER_COMMITs are checked with, derived once (PROTOCOL.md section 6). */
   commitKey: Promise<Uint8Array>;
+  /**
+   * The joiner's key as the server named it, checked against our pin; it
+   * rejects when the pin differs (PROTOCOL.md section 6, key continuity).
+   */
+  identity: Promise<NamedIdentity>;
   expiresAt: number;
   timer: ReturnType<typeof setTimeout>;
   /** A handshake was taken for it: no other (PROTOCOL.md section 6, one commitment per grant). */
@@ -294,6 +302,10 @@ export class Hosting {
     }
     const commitKey = grantCommitKey(key, id);
     commitKey.catch(() => {}); // Awaited by each PEER_COMMIT, if any comes.
+    // Checked against our pin before anything is spent; a failure cancels
+    // the grant (#checkIdentity), and a PEER_COMMIT waits for it.
+    const identity = namedIdentity(this.#ctx, g.peer, g.identity);
+    identity.catch(() => {});
     // The expiry is a server time (PROTOCOL.md section 6).
     const lifetime = Math.max(
       0,
@@ -306,6 +318,7 @@ export class Hosting {
       ticketId: g.ticketId,
       id,
       commitKey,
+      identity,
       expiresAt: g.expiresAt,
       timer: setTimeout(
         () =>
@@ -324,6 +337,29 @@ export class Hosting {
       `${g.peer} asked for a session; waiting for ${g.peer} to connect`,
     );
     this.#grantChanged.notify();
+    this.#ctx.track(this.#checkIdentity(grant));
+  }
+
+  /**
+   * A grant whose key for the joiner is not the one pinned for it (or is
+   * no key) is cancelled at once, loudly: no PEER_HELLO is sent for it
+   * (PROTOCOL.md section 6, key continuity).
+   */
+  async #checkIdentity(grant: Grant): Promise<void> {
+    try {
+      await grant.identity;
+    } catch (e) {
+      if (this.#stopped || this.#grant !== grant) return;
+      this.#ctx.print({
+        kind: "error",
+        code: isImError(e) ? e.code : "bad-identity",
+        text: `Session with ${grant.peer} refused: ${(e as Error).message}`,
+      });
+      this.#dropGrant(
+        grant,
+        `${grant.peer}'s session was cancelled; still hosting`,
+      );
+    }
   }
 
   /** The server called off the pending grant (the joiner left): host on. */
@@ -449,6 +485,18 @@ export class Hosting {
       this.#refused(t, e);
       return;
     }
+    // Nor before the joiner's key passed our pin (#checkIdentity says why not).
+    let named: NamedIdentity;
+    try {
+      named = await grant.identity;
+    } catch {
+      t.close();
+      return;
+    }
+    if (this.#stopped || this.#grant !== grant) {
+      t.close();
+      return;
+    }
     if (grant.spent) {
       // One commitment per grant (PROTOCOL.md section 6): no PEER_HELLO, so
       // no second code to compare offline.
@@ -468,6 +516,8 @@ export class Hosting {
           peerKey: grant.key,
           ticket: grant.ticket,
           ticketId: grant.id,
+          identity: o.identity,
+          peerIdentity: named.identity,
           ...(o.windowMs === undefined ? {} : { windowMs: o.windowMs }),
         },
         { heartbeatMs: o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS },
@@ -477,29 +527,17 @@ export class Hosting {
     } catch (e) {
       t.close();
       if (this.#relay === t) this.#relay = null;
-      // One guess spent, whoever failed it and however (even when hosting
-      // stopped meanwhile: a server can cut our link to hide a failure).
-      this.#countFailure(grant.peer);
-      if (this.#stopped || this.#grant !== grant) return;
-      // The grant is spent (rule 4.4, one guess per session): it is not
-      // offered again, whoever failed it. A joiner that gave up is no news.
-      if (grant.cancelled === undefined) {
-        this.#ctx.print({
-          kind: "error",
-          code: isImError(e) ? e.code : "peer-failed",
-          text: e instanceof SpentHandshakeError
-            ? `Session with ${grant.peer}: ${e.message}`
-            : `Session with ${grant.peer} failed: the connection from ${t.remote} that took it failed (${
-              (e as Error).message
-            })`,
-        });
-      }
-      this.#dropGrant(
-        grant,
-        grant.cancelled === undefined
-          ? `${grant.peer}'s session was cancelled; still hosting`
-          : `${grant.cancelled}; still hosting`,
-      );
+      this.#failed(grant, t, e);
+      return;
+    }
+    // The joiner's signature verified: pin its key if this is our first
+    // session with it (PROTOCOL.md section 6, key continuity).
+    try {
+      await pinFirstUse(this.#ctx, named);
+    } catch (e) {
+      await session.close("peer-key-changed");
+      if (this.#relay === t) this.#relay = null;
+      this.#failed(grant, t, e);
       return;
     }
     if (this.#stopped || this.#grant !== grant) {
@@ -518,6 +556,37 @@ export class Hosting {
     this.#events.started(
       session,
       via === "relay" ? (t as RelayTransport) : null,
+    );
+  }
+
+  /**
+   * The handshake of a spent grant failed (or the joiner's key could not be
+   * pinned): one guess spent, shown, and the grant dropped.
+   */
+  #failed(grant: Grant, t: FrameTransport, e: unknown): void {
+    // One guess spent, whoever failed it and however (even when hosting
+    // stopped meanwhile: a server can cut our link to hide a failure).
+    this.#countFailure(grant.peer);
+    if (this.#stopped || this.#grant !== grant) return;
+    // The grant is spent (rule 4.4, one guess per session): it is not
+    // offered again, whoever failed it. A joiner that gave up is no news.
+    if (grant.cancelled === undefined) {
+      this.#ctx.print({
+        kind: "error",
+        code: isImError(e) ? e.code : "peer-failed",
+        text: e instanceof SpentHandshakeError ||
+            (isImError(e) && e.code === "peer-key-changed")
+          ? `Session with ${grant.peer}: ${(e as Error).message}`
+          : `Session with ${grant.peer} failed: the connection from ${t.remote} that took it failed (${
+            (e as Error).message
+          })`,
+      });
+    }
+    this.#dropGrant(
+      grant,
+      grant.cancelled === undefined
+        ? `${grant.peer}'s session was cancelled; still hosting`
+        : `${grant.cancelled}; still hosting`,
     );
   }
 

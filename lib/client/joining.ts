@@ -1,9 +1,12 @@
 /**
  * JOINING (PROTOCOL.md sections 6 and 7): after `!session <host>`, wait for
- * the server's `join` and open its ticket at once, connect to the host
- * directly, and fall back to the server relay when the direct path fails for
- * a network reason; a ticket or authentication failure is final. One {@link Joining} is one attempt: once
- * the user or the server moved on, its late results touch nothing.
+ * the server's `join`, open its ticket and check the host's key against our
+ * pin at once, connect to the host directly, and fall back to the server
+ * relay when the direct path fails for a network reason; a ticket or
+ * authentication failure is final. Once the host's signature verified, its
+ * key is pinned if it was not (key continuity). One {@link Joining} is one
+ * attempt: once the user or the server moved on, its late results touch
+ * nothing.
  * @module
  */
 
@@ -32,6 +35,7 @@ import {
 import { type ClientContext, DIRECT_CONNECT_TIMEOUT_MS } from "./options.ts";
 import type { ServerConnection } from "./server_link.ts";
 import { newRelay } from "./hosting.ts";
+import { type NamedIdentity, namedIdentity, pinFirstUse } from "./pinning.ts";
 
 /** What a {@link Joining} reports to the facade. */
 export interface JoiningEvents {
@@ -89,10 +93,15 @@ export class Joining {
     if (m.peer !== this.peer || this.#started || this.#abandoned) return;
     this.#started = true;
     this.#ctx.print({ kind: "session", state: "waiting", peer: m.peer });
-    let ticket: JoinTicket;
+    let ticket: JoinTicket | undefined;
+    let named: NamedIdentity;
     try {
       ticket = this.#openTicket(m);
+      // The host's key, checked against our pin before any connection
+      // (PROTOCOL.md section 6, key continuity).
+      named = await namedIdentity(this.#ctx, m.peer, m.identity);
     } catch (e) {
+      if (ticket) wipe(ticket.ticket.peerKey);
       // Before any connection: nothing was spent, the host is released.
       this.#ctx.print({
         kind: "error",
@@ -103,7 +112,7 @@ export class Joining {
       return;
     }
     try {
-      await this.#connect(m, ticket);
+      await this.#connect(m, ticket, named);
     } finally {
       // The direct try and its relay retry share the key; neither needs it now.
       wipe(ticket.ticket.peerKey);
@@ -138,6 +147,7 @@ export class Joining {
   async #connect(
     m: Extract<ServerToClient, { t: "join" }>,
     ticket: JoinTicket,
+    named: NamedIdentity,
   ): Promise<void> {
     const ctx = this.#ctx, o = ctx.o;
     // The replay cache marks the ticket's id used when a PEER_HELLO is
@@ -148,6 +158,8 @@ export class Joining {
       expectedHost: m.peer,
       replayCache: this.#replayCache,
       ticket,
+      identity: o.identity,
+      peerIdentity: named.identity,
       ...(o.windowMs === undefined ? {} : { windowMs: o.windowMs }),
       // The ticket's expiry is a server time (PROTOCOL.md section 6).
       now: () => this.#link.serverNow(),
@@ -203,6 +215,17 @@ export class Joining {
       await session?.close("cancelled");
       return;
     }
+    if (session) {
+      // The host's signature verified: pin its key if this is our first
+      // session with it (PROTOCOL.md section 6, key continuity).
+      try {
+        await pinFirstUse(ctx, named);
+      } catch (e) {
+        await session.close("peer-key-changed");
+        session = undefined;
+        failure = e;
+      }
+    }
     if (!session) {
       ctx.print({
         kind: "error",
@@ -210,6 +233,10 @@ export class Joining {
         text: `Session with ${m.peer} failed: ${(failure as Error).message}`,
       });
       await this.#events.failed();
+      return;
+    }
+    if (this.#abandoned) {
+      await session.close("cancelled");
       return;
     }
     this.#events.started(session, relay);

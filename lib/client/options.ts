@@ -5,6 +5,7 @@
  */
 
 import type { PrivateIdentity, PublicIdentity } from "../crypto/mod.ts";
+import type { PeerPins } from "../proto/mod.ts";
 import type { Network } from "../wire/mod.ts";
 import type { UiEvent } from "./events.ts";
 
@@ -17,6 +18,7 @@ export interface ClientUi {
 /** Settings of a client. */
 export interface ClientOptions {
   user: string;
+  /** Our key pair: it logs in, and signs the FINISHED of each peer session (PROTOCOL.md section 6, key continuity). */
   identity: PrivateIdentity;
   /** The server key keygen pinned for this user (rule 2.2). */
   pinnedServer: PublicIdentity;
@@ -53,6 +55,13 @@ export interface ClientOptions {
   loginTimeoutMs?: number;
   /** How long a joiner's connection waits for our grant to arrive (default {@link GRANT_WAIT_MS}). */
   grantWaitMs?: number;
+  /**
+   * Where partners' keys are pinned on first use (PROTOCOL.md section 6,
+   * key continuity): `im chat` passes the key directory's
+   * (`peerPinStore` of the keystore, `users/<user>/peers/`). Default: in
+   * memory, for this client's life.
+   */
+  peerPins?: PeerPins;
 }
 
 /** A {@link UiEvent} whose time is filled in when printed. */

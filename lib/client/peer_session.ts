@@ -6,7 +6,7 @@
  * @example
  * ```ts ignore
  * const ticket = openJoinTicket(ticketKeys, sealed, { self: "B", expectedHost: "A", ticketId });
- * const session = await joinPeer(transport, { self: "B", expectedHost: "A", replayCache, ticket });
+ * const session = await joinPeer(transport, { self: "B", expectedHost: "A", replayCache, ticket, identity, peerIdentity });
  * await session.sendText("hello");
  * ```
  * @module
@@ -133,6 +133,11 @@ export async function readPeerCommit(
 export class SpentHandshakeError extends AuthError {}
 
 function spent(e: unknown): SpentHandshakeError {
+  if (e instanceof AuthError && e.code === "peer-signature-failed") {
+    // Spent as well, but said as it is: not the user the server named
+    // (PROTOCOL.md section 6, key continuity).
+    return new SpentHandshakeError(e.code, e.message, e.hint);
+  }
   return new SpentHandshakeError(
     "peer-handshake-spent",
     `Peer handshake failed after the key exchange (${
@@ -154,7 +159,9 @@ function spent(e: unknown): SpentHandshakeError {
  * @throws {AuthError} a PEER_COMMIT for another grant or without a valid MAC
  *   (`commit-wrong-ticket`, `commit-auth-failed`), a stranger
  *   (`peer-auth-failed`) or a joiner that changed its values
- *   (`commit-mismatch`); {@link NetError} timeouts
+ *   (`commit-mismatch`); {@link SpentHandshakeError} after the reveal,
+ *   `peer-signature-failed` when the joiner's FINISHED is not signed by
+ *   the key the server named; {@link NetError} timeouts
  * @example
  * ```ts ignore
  * const session = await hostPeer(transport, grant, { heartbeatMs: 2000 });
@@ -180,7 +187,7 @@ export async function hostPeer(
   // this grant (see SpentHandshakeError).
   try {
     await t.send(finished);
-    hs.onFinished(
+    await hs.onFinished(
       await recvWithin(t, PEER_HANDSHAKE_TIMEOUT_MS, "peer handshake"),
     );
   } catch (e) {
@@ -219,7 +226,7 @@ export interface JoinPeerOptions extends PeerJoinOptions {
  *   server said; {@link NetError} when the connection fails or times out
  * @example
  * ```ts ignore
- * const session = await joinPeer(transport, { self: "B", expectedHost: "A", replayCache, ticket });
+ * const session = await joinPeer(transport, { self: "B", expectedHost: "A", replayCache, ticket, identity, peerIdentity });
  * ```
  */
 export async function joinPeer(
@@ -247,7 +254,7 @@ export async function joinPeer(
   try {
     await t.send(reply);
     await t.send(
-      hs.onFinished(
+      await hs.onFinished(
         await recvWithin(t, PEER_HANDSHAKE_TIMEOUT_MS, "peer handshake"),
       ),
     );

@@ -47,6 +47,10 @@ export const Label = {
   PEER_AUTH: "im v1 peer auth",
   /** Short authentication string of a peer session (rule 4.4). */
   PEER_SAS: "im v1 peer sas",
+  /** Context the host signs in its FINISHED: `label || 0x00 || pth` (PROTOCOL.md section 6, "Key continuity"). */
+  PEER_HOST_SIGNATURE: "im v1 peer host signature",
+  /** Context the joiner signs in its FINISHED (PROTOCOL.md section 6, "Key continuity"). */
+  PEER_JOINER_SIGNATURE: "im v1 peer joiner signature",
 } as const;
 
 /** Directions of a channel: login (client/server) and peer (host/joiner). Rule 2.6: never the same key both ways. */

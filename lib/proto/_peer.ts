@@ -1,23 +1,34 @@
 /**
  * Internal to the peer handshake (PROTOCOL.md section 6, "Peer sessions"):
- * the commit MAC, the transcript `pth`, the joiner's MAC, the key schedule
- * and the FINISHED check, shared by `peer_host.ts` and `peer_join.ts`; not
- * re-exported by `mod.ts`.
+ * the commit MAC, the transcript `pth`, the joiner's MAC, the key schedule,
+ * the signed FINISHED and its check (key continuity), shared by
+ * `peer_host.ts` and `peer_join.ts`; not re-exported by `mod.ts`.
  * @module
  */
 
-import { AuthError, concat, utf8, wipe } from "../util/mod.ts";
+import {
+  AuthError,
+  concat,
+  constantTimeEqual,
+  utf8,
+  wipe,
+} from "../util/mod.ts";
 import {
   deriveDirectionKeys,
   deriveKey,
   HmacSha256,
   Label,
+  type PrivateIdentity,
+  type PublicIdentity,
+  signPss,
   transcriptHash,
+  verifyPss,
 } from "../crypto/mod.ts";
 import {
   describeClockSkew,
   type RecordOpener,
-  verifyFinished,
+  RecordType,
+  StaleRecordError,
 } from "../record/mod.ts";
 import { formatSas, type PeerHello } from "./peer_handshake.ts";
 import { type RecordPair, recordPair } from "./_record_pair.ts";
@@ -144,33 +155,100 @@ export async function peerKeys(
   }
 }
 
+/** Which side sealed a FINISHED: its signature label and its name in messages. */
+export type PeerSide = "host" | "joiner";
+
+const SIGNATURE_LABEL: Readonly<Record<PeerSide, string>> = {
+  host: Label.PEER_HOST_SIGNATURE,
+  joiner: Label.PEER_JOINER_SIGNATURE,
+};
+
 /**
- * Key confirmation: the other side's FINISHED must open and carry pth.
+ * What a side signs (PROTOCOL.md section 6, key continuity): its label's
+ * ASCII bytes, one zero byte and pth, so neither side's signature passes
+ * for the other's, nor for a login's.
+ * @param side the signer
+ * @param pth the transcript hash
+ * @returns 58 (host) or 60 (joiner) bytes
+ */
+export function peerSignedContent(side: PeerSide, pth: Uint8Array): Uint8Array {
+  return concat(utf8(SIGNATURE_LABEL[side]), new Uint8Array([0]), pth);
+}
+
+/**
+ * The plaintext of a side's FINISHED: `pth || sig`, sig = RSA-PSS by the
+ * side's own key over {@link peerSignedContent} (PROTOCOL.md section 6,
+ * key continuity). The signature fills the rest: it is as long as the
+ * signer's modulus, 256 to 512 bytes.
+ * @param identity the signer's key pair (the one it logs in with)
+ * @param side which side signs
+ * @param pth the transcript hash
+ * @returns 32 + modulus bytes
+ */
+export async function finishedPlaintext(
+  identity: PrivateIdentity,
+  side: PeerSide,
+  pth: Uint8Array,
+): Promise<Uint8Array> {
+  return concat(
+    pth,
+    await signPss(identity.sign, peerSignedContent(side, pth)),
+  );
+}
+
+/**
+ * Key confirmation and the other side's signature, in this order
+ * (PROTOCOL.md section 6, key continuity): the record must open (a record
+ * outside the window only is `clock-skew`) and be a FINISHED longer than
+ * pth whose first 32 bytes are pth, compared in constant time; then the
+ * rest must verify as `side`'s signature under the key the server named.
  * @param opener the record opener of the other direction
  * @param payload the other side's first record
  * @param pth the transcript hash
- * @param who "the host" or "the joiner", for the message
- * @throws {AuthError} `peer-auth-failed`
+ * @param side the side that sealed it
+ * @param signer the key the server named for that side
+ * @param name that side's username, for the message
+ * @throws {AuthError} `clock-skew`, `peer-auth-failed` (it does not hold
+ *   the peer key), `peer-signature-failed` (it is not the named user)
  */
-export function checkFinished(
+export async function checkFinished(
   opener: RecordOpener,
   payload: Uint8Array,
   pth: Uint8Array,
-  who: string,
-): void {
-  const v = verifyFinished(opener, payload, pth);
-  if (v.ok) return;
-  if (v.clockOffsetMs !== undefined) {
-    // Authentic but outside the window: the clocks, not an attack (PROTOCOL.md section 4).
+  side: PeerSide,
+  signer: PublicIdentity,
+  name: string,
+): Promise<void> {
+  let plaintext: Uint8Array | undefined;
+  try {
+    const rec = opener.open(payload);
+    if (rec.type === RecordType.FINISHED) plaintext = rec.plaintext;
+  } catch (e) {
+    if (e instanceof StaleRecordError) {
+      // Authentic but outside the window: the clocks, not an attack (PROTOCOL.md section 4).
+      throw new AuthError(
+        "clock-skew",
+        `Peer session refused: ${
+          describeClockSkew(`the ${side}'s`, e.offsetMs, e.windowMs)
+        }`,
+      );
+    }
+  }
+  if (
+    plaintext === undefined || plaintext.length <= pth.length ||
+    !constantTimeEqual(plaintext.subarray(0, pth.length), pth)
+  ) {
     throw new AuthError(
-      "clock-skew",
-      `Peer session refused: ${
-        describeClockSkew(`${who}'s`, v.clockOffsetMs, v.windowMs ?? 0)
-      }`,
+      "peer-auth-failed",
+      `Peer session refused: the ${side} could not prove it holds the peer key`,
     );
   }
-  throw new AuthError(
-    "peer-auth-failed",
-    `Peer session refused: ${who} could not prove it holds the peer key`,
-  );
+  const sig = plaintext.subarray(pth.length);
+  if (!await verifyPss(signer.verify, sig, peerSignedContent(side, pth))) {
+    throw new AuthError(
+      "peer-signature-failed",
+      `WARNING: this session was not signed with ${name}'s key ${signer.fingerprint}, the one the server names for ${name}; refusing it (someone holding the session key, most likely the server, may be in the middle)`,
+      `ask ${name} out of band which key is theirs`,
+    );
+  }
 }

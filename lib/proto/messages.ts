@@ -74,19 +74,23 @@ export const SERVER_TO_CLIENT = {
   /** `more`: users online beyond those listed (the list is capped to fit a record). */
   users: { users: "users", more: "number" },
   hosting: { addr: "string" },
+  /** `identity`: the joiner's public key, which the host pins (section 6, "Key continuity"). */
   grant: {
     peer: "name",
     key: "string",
     ticket: "string",
     ticketId: "string",
     expiresAt: "number",
+    identity: "string",
   },
+  /** `identity`: the host's public key, which the joiner pins (section 6, "Key continuity"). */
   join: {
     peer: "name",
     addr: "string",
     ticket: "string",
     ticketId: "string",
     expiresAt: "number",
+    identity: "string",
   },
   refused: { peer: "name", reason: "reason", message: "string" },
   cancelled: { peer: "name", message: "string" },
@@ -205,6 +209,8 @@ export const MESSAGE_DOCS = {
         ticketId: "hex, 32 lowercase digits: the ticket's 16-byte id",
         expiresAt:
           "an integer, the ticket's expiry in ms since the Unix epoch by the server's clock",
+        identity:
+          "base64 (padded) of the joiner's public key, SPKI DER, as enrolled in the server's client directory: its FINISHED must be signed by it, and the host pins it on first use (section 6, key continuity)",
       },
     },
     join: {
@@ -217,6 +223,8 @@ export const MESSAGE_DOCS = {
           "base64 (padded) of the joiner's sealed ticket, the same bytes as in the host's `grant`: the joiner opens it at once and keys its PEER_COMMIT with it (section 6)",
         ticketId: "hex, 32 lowercase digits: as in the host's `grant`",
         expiresAt: "an integer, as in the host's `grant`",
+        identity:
+          "base64 (padded) of the host's public key, SPKI DER, as enrolled in the server's client directory: its FINISHED must be signed by it, and the joiner pins it on first use (section 6, key continuity)",
       },
     },
     refused: {

@@ -9,8 +9,8 @@
  * - this file: the version, the three frames and their codecs, the
  *   commitment, the SAS format, the {@link PeerResult} both sides give and
  *   the {@link PeerPins} a client keeps its partners' keys in;
- * - `_peer.ts`: the transcript `pth`, the joiner's MAC, the key schedule
- *   and the FINISHED check both sides share;
+ * - `_peer.ts`: the transcript `pth`, the joiner's MAC, the key schedule,
+ *   the signed FINISHED and its check, which both sides share;
  * - `peer_host.ts`: `PeerHostHandshake`;
  * - `peer_join.ts`: `PeerJoinHandshake`.
  *
@@ -25,6 +25,11 @@
  * the peer key, so only the grant's joiner can spend the grant, and a
  * commitment left over from one grant is refused for the next.
  *
+ * Each FINISHED carries its sender's RSA-PSS signature over pth, checked
+ * with the key the server named for it, which each client pins on first
+ * use (key continuity): a server that was honest at the first session
+ * cannot sit in the middle of a later one without an alarm.
+ *
  * ```
  * host A                                   joiner B (opened its ticket from `join`)
  *        <--  PEER_COMMIT  ticket id, H(nonce_b, eph_b), commit MAC
@@ -32,13 +37,14 @@
  * PEER_HELLO  ticket, nonce_a, eph_a  -->  the join's ticket? (expiry, replay)
  *        <--  PEER_REPLY  nonce_b, eph_b, HMAC(authKey, "joiner" || pth)
  * check the commitment, then the joiner MAC
- * FINISHED(h2j, pth)                  -->  check FINISHED
- *        <--  FINISHED(j2h, pth)
+ * FINISHED(h2j, pth || sig_a)         -->  check pth, then sig_a with A's key
+ *        <--  FINISHED(j2h, pth || sig_b)
+ * check pth, then sig_b with B's key
  * ```
  *
  * @example
  * ```ts ignore
- * const host = new PeerHostHandshake({ self: "A", joiner: "B", peerKey, ticket, ticketId });
+ * const host = new PeerHostHandshake({ self: "A", joiner: "B", peerKey, ticket, ticketId, identity, peerIdentity });
  * await host.onCommit(await transport.recv());
  * await transport.send(await host.hello());
  * ```

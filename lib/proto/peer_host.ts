@@ -3,13 +3,15 @@
  * sessions"; rules 4.3, 4.4): {@link PeerHostHandshake} sends nothing before
  * a PEER_COMMIT that names its grant and carries a valid commit MAC
  * ({@link checkPeerCommit}), then PEER_HELLO with the ticket; it checks the
- * revealed values against the commitment before the joiner's MAC, and
- * FINISHED last. Frames and shared pieces live in `peer_handshake.ts` and
- * `_peer.ts`.
+ * revealed values against the commitment before the joiner's MAC; its
+ * FINISHED carries its signature over pth, and the joiner's FINISHED must
+ * carry pth and the joiner's signature under the key the server named
+ * (key continuity). Frames and shared pieces live in `peer_handshake.ts`
+ * and `_peer.ts`.
  *
  * @example
  * ```ts ignore
- * const host = new PeerHostHandshake({ self: "A", joiner: "B", peerKey, ticket, ticketId });
+ * const host = new PeerHostHandshake({ self: "A", joiner: "B", peerKey, ticket, ticketId, identity, peerIdentity });
  * await host.onCommit(await transport.recv());
  * await transport.send(await host.hello());
  * ```
@@ -26,6 +28,8 @@ import {
 import {
   type Ephemeral,
   generateEphemeral,
+  type PrivateIdentity,
+  type PublicIdentity,
   sharedSecret,
 } from "../crypto/mod.ts";
 import { RecordType } from "../record/mod.ts";
@@ -44,6 +48,7 @@ import {
   checkFinished,
   commitKey,
   commitMac,
+  finishedPlaintext,
   joinerMac,
   peerKeys,
   peerTranscript,
@@ -121,6 +126,13 @@ export interface PeerHostOptions {
   /** The sealed ticket for the joiner, as the server gave it. */
   ticket: Uint8Array;
   ticketId: Uint8Array;
+  /** Our own key pair, which signs our FINISHED (PROTOCOL.md section 6, key continuity). */
+  identity: PrivateIdentity;
+  /**
+   * The joiner's key as the server named it in the grant (and the client
+   * checked against its pin): the joiner's FINISHED must be signed by it.
+   */
+  peerIdentity: PublicIdentity;
   windowMs?: number;
 }
 
@@ -213,7 +225,7 @@ export class PeerHostHandshake {
 
   /**
    * readPeerReply: check the revealed values against the commitment, then
-   * the joiner's MAC; derive keys; make our FINISHED.
+   * the joiner's MAC; derive keys; make our FINISHED, `pth || sig_a`.
    * @param payload PEER_REPLY
    * @returns our FINISHED record
    * @throws {AuthError} `commit-mismatch` when the revealed values are not
@@ -262,19 +274,28 @@ export class PeerHostHandshake {
         sas: k.sas,
       };
       this.#pth = pth;
+      const plaintext = await finishedPlaintext(this.#o.identity, "host", pth);
       this.#steps.state = "await-finished";
-      return this.#result.sealer.seal(RecordType.FINISHED, pth);
+      return this.#result.sealer.seal(RecordType.FINISHED, plaintext);
     });
   }
 
   /**
-   * Check the joiner's FINISHED (key confirmation).
+   * Check the joiner's FINISHED: key confirmation (pth), then the joiner's
+   * signature under the key the server named.
    * @param payload the joiner's first record
-   * @throws {AuthError} `peer-auth-failed`
+   * @throws {AuthError} `peer-auth-failed`, `peer-signature-failed`, `clock-skew`
    */
-  onFinished(payload: Uint8Array): void {
-    this.#steps.run("await-finished", () => {
-      checkFinished(this.#result!.opener, payload, this.#pth!, "the joiner");
+  async onFinished(payload: Uint8Array): Promise<void> {
+    await this.#steps.run("await-finished", async () => {
+      await checkFinished(
+        this.#result!.opener,
+        payload,
+        this.#pth!,
+        "joiner",
+        this.#o.peerIdentity,
+        this.#o.joiner,
+      );
       this.#steps.state = "done";
     });
   }

@@ -5,13 +5,14 @@
  * {@link PeerJoinHandshake} commits to its values before it sees the
  * host's, bound to that ticket, checks that the host's PEER_HELLO carries
  * the same ticket (expiry, replay), reveals its values with its MAC, and
- * checks the host's FINISHED. Frames and shared pieces live in
- * `peer_handshake.ts` and `_peer.ts`.
+ * checks the host's FINISHED: pth, then the host's signature under the key
+ * the server named (key continuity); only then does it sign its own.
+ * Frames and shared pieces live in `peer_handshake.ts` and `_peer.ts`.
  *
  * @example
  * ```ts ignore
  * const ticket = openJoinTicket(ticketKeys, sealed, { self: "B", expectedHost: "A", ticketId });
- * const join = new PeerJoinHandshake({ self: "B", expectedHost: "A", replayCache });
+ * const join = new PeerJoinHandshake({ self: "B", expectedHost: "A", replayCache, identity, peerIdentity });
  * await transport.send(await join.commit(ticket));
  * await transport.send(await join.onHello(await transport.recv()));
  * ```
@@ -28,6 +29,8 @@ import {
 import {
   type Ephemeral,
   generateEphemeral,
+  type PrivateIdentity,
+  type PublicIdentity,
   sharedSecret,
 } from "../crypto/mod.ts";
 import { RecordType } from "../record/mod.ts";
@@ -45,6 +48,7 @@ import {
   checkFinished,
   commitKey,
   commitMac,
+  finishedPlaintext,
   joinerMac,
   peerKeys,
   peerTranscript,
@@ -120,6 +124,13 @@ export interface PeerJoinOptions {
   expectedHost: string;
   /** Ticket ids already used (rule 4.3). */
   replayCache: ReplayGuard;
+  /** Our own key pair, which signs our FINISHED (PROTOCOL.md section 6, key continuity). */
+  identity: PrivateIdentity;
+  /**
+   * The host's key as the server named it in the `join` (and the client
+   * checked against its pin): the host's FINISHED must be signed by it.
+   */
+  peerIdentity: PublicIdentity;
   windowMs?: number;
   /** The server's clock, for the ticket's expiry (PROTOCOL.md section 6, "Whose clock"). */
   now?: () => number;
@@ -247,16 +258,30 @@ export class PeerJoinHandshake {
   }
 
   /**
-   * Check the host's FINISHED and make ours.
+   * Check the host's FINISHED (pth, then the host's signature under the key
+   * the server named), and only then make ours, `pth || sig_b`.
    * @param payload the host's first record
    * @returns our FINISHED record
-   * @throws {AuthError} `peer-auth-failed`
+   * @throws {AuthError} `peer-auth-failed`, `peer-signature-failed`, `clock-skew`
    */
-  onFinished(payload: Uint8Array): Uint8Array {
-    return this.#steps.run("await-finished", () => {
-      checkFinished(this.#result!.opener, payload, this.#pth!, "the host");
+  async onFinished(payload: Uint8Array): Promise<Uint8Array> {
+    return await this.#steps.run("await-finished", async () => {
+      const pth = this.#pth!;
+      await checkFinished(
+        this.#result!.opener,
+        payload,
+        pth,
+        "host",
+        this.#o.peerIdentity,
+        this.#o.expectedHost,
+      );
+      const plaintext = await finishedPlaintext(
+        this.#o.identity,
+        "joiner",
+        pth,
+      );
       this.#steps.state = "done";
-      return this.#result!.sealer.seal(RecordType.FINISHED, this.#pth!);
+      return this.#result!.sealer.seal(RecordType.FINISHED, plaintext);
     });
   }
 

@@ -24,8 +24,13 @@ type Msg<T extends ClientToServer["t"]> = Extract<ClientToServer, { t: T }>;
 export interface KdcOptions {
   presence: Presence;
   delivery: Delivery;
-  /** Is the name in the server's client directory (as it is now)? */
-  isKnown: (name: string) => boolean;
+  /**
+   * The user's public key in the server's client directory, as it is now
+   * (SPKI DER), or undefined for a name it does not hold. A granted
+   * session tells each side the other's (PROTOCOL.md section 6, key
+   * continuity).
+   */
+  identityOf: (name: string) => Uint8Array | undefined;
   /** Rule 4.2 ticket lifetime (at most 60 s). */
   ticketLifetimeMs: number;
   /** The server's clock, for expiries (default `Date.now`). */
@@ -36,6 +41,7 @@ export interface KdcOptions {
 /** Grants peer sessions and keeps their states. */
 export class Kdc {
   #book: SessionBook;
+  #identityOf: (name: string) => Uint8Array | undefined;
   #delivery: Delivery;
   #lifetimeMs: number;
   #now: () => number;
@@ -43,7 +49,11 @@ export class Kdc {
 
   /** @param o the seams it works through, and the ticket lifetime */
   constructor(o: KdcOptions) {
-    this.#book = new SessionBook(o.presence, o.isKnown);
+    this.#identityOf = o.identityOf;
+    this.#book = new SessionBook(
+      o.presence,
+      (name) => o.identityOf(name) !== undefined,
+    );
     this.#delivery = o.delivery;
     this.#lifetimeMs = o.ticketLifetimeMs;
     this.#now = o.now ?? Date.now;
@@ -148,8 +158,9 @@ export class Kdc {
 
   /**
    * `session <host>` (rule 4.2): refused with a reason, or granted: the host
-   * gets the peer key and the joiner's ticket, then the joiner is told where
-   * to connect, with the same ticket.
+   * gets the peer key, the joiner's ticket and the joiner's public key, then
+   * the joiner is told where to connect, with the same ticket and the host's
+   * public key (PROTOCOL.md section 6, key continuity).
    * @param s the joiner
    * @param m the message
    * @param reply the answer to it
@@ -178,6 +189,21 @@ export class Kdc {
         message: d.message,
       });
     }
+    // Each side's key as the directory holds it now; a name it lost since
+    // the check above (a reload) is refused like one it never held.
+    const hostIdentity = this.#identityOf(d.host);
+    const joinerIdentity = this.#identityOf(d.joiner);
+    if (!hostIdentity || !joinerIdentity) {
+      this.#book.ended(d.host, d.joiner);
+      this.#book.ended(d.joiner, d.host);
+      const gone = hostIdentity ? d.joiner : d.host;
+      return reply({
+        t: "refused",
+        peer: d.host,
+        reason: "offline",
+        message: `${gone} is not online`,
+      });
+    }
     const peerKey = randomBytes(32);
     const id = randomBytes(TICKET_ID_BYTES);
     const ticket = sealTicket(s.ticketKeys, {
@@ -196,6 +222,7 @@ export class Kdc {
       ticket: ticket.toBase64(),
       ticketId,
       expiresAt: d.expiresAt,
+      identity: joinerIdentity.toBase64(),
     });
     peerKey.fill(0);
     if (!grant.delivered) {
@@ -227,6 +254,7 @@ export class Kdc {
       ticket: ticket.toBase64(),
       ticketId,
       expiresAt: d.expiresAt,
+      identity: hostIdentity.toBase64(),
     });
   }
 }

@@ -93,7 +93,7 @@ export class ImServer {
     this.#kdc = new Kdc({
       presence: this.#presence,
       delivery,
-      isKnown: (name) => this.#clients.has(name),
+      identityOf: (name) => this.#clients.get(name)?.publicDer,
       ticketLifetimeMs: c.ticketLifetimeMs,
       now: c.now,
       log: this.#log,

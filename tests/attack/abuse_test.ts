@@ -13,7 +13,7 @@ import {
   TicketReplayCache,
 } from "../../lib/proto/mod.ts";
 import { randomBytes, sleep } from "../../lib/util/mod.ts";
-import { freePort } from "../_helpers.ts";
+import { freePort, identities } from "../_helpers.ts";
 import { rawFrame } from "../_fixtures_mitm.ts";
 import {
   isError,
@@ -192,6 +192,8 @@ Deno.test("one commitment per grant: of six connections that commit on one grant
         self: "B",
         expectedHost: "A",
         replayCache: new TicketReplayCache(),
+        identity: (await identities()).B,
+        peerIdentity: (await identities()).A.publicIdentity,
       }).commit(ticket); // fresh values each time, each with a valid MAC
       const c = await s.raw(hostPort);
       await c.write(rawFrame(commit));

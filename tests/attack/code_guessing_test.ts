@@ -16,7 +16,7 @@ import {
   TicketReplayCache,
 } from "../../lib/proto/mod.ts";
 import { MAX_FAILED_GRANTS } from "../../lib/client/hosting.ts";
-import { freePort } from "../_helpers.ts";
+import { freePort, identities } from "../_helpers.ts";
 import { rawFrame } from "../_fixtures_mitm.ts";
 import {
   type BareLogin,
@@ -73,6 +73,8 @@ async function oneGuess(
         self: "B",
         expectedHost: "A",
         replayCache: new TicketReplayCache(),
+        identity: (await identities()).B,
+        peerIdentity: (await identities()).A.publicIdentity,
       }).commit(ticket),
     ),
   );

@@ -21,7 +21,7 @@ import {
   TicketReplayCache,
 } from "../../lib/proto/mod.ts";
 import { randomBytes, sleep } from "../../lib/util/mod.ts";
-import { flipBit, freePort } from "../_helpers.ts";
+import { flipBit, freePort, identities } from "../_helpers.ts";
 import { type FrameMitm, type MitmFrame, rawFrame } from "../_fixtures_mitm.ts";
 import {
   type BareLogin,
@@ -111,11 +111,17 @@ async function bareJoin(b: BareLogin, host = "A"): Promise<JoinTicket> {
 }
 
 /** A PEER_COMMIT with fresh values, bound to `ticket` as its joiner makes it. */
-function commitFor(ticket: JoinTicket, host = "A"): Promise<Uint8Array> {
-  return new PeerJoinHandshake({
+async function commitFor(
+  ticket: JoinTicket,
+  host = "A",
+): Promise<Uint8Array> {
+  const ids = await identities();
+  return await new PeerJoinHandshake({
     self: "B",
     expectedHost: host,
     replayCache: new TicketReplayCache(),
+    identity: ids.B,
+    peerIdentity: ids.A.publicIdentity,
   }).commit(ticket);
 }
 

@@ -11,19 +11,27 @@ import { MemoryPresence } from "../../lib/server/mod.ts";
 import { Kdc } from "../../lib/server/kdc.ts";
 import { fakeSession, RecordingDelivery, replies } from "./_parts.ts";
 
+/** Stand-ins for the SPKI DER of each enrolled user (the KDC passes them on unread). */
+function fakeKeys(): Map<string, Uint8Array> {
+  return new Map(
+    ["A", "B", "C"].map((u, i) => [u, new Uint8Array(40).fill(i + 1)]),
+  );
+}
+
 function setup(...online: string[]) {
   const presence = new MemoryPresence();
   for (const u of online) presence.join(u, "local");
   const delivery = new RecordingDelivery();
   const log: string[] = [];
+  const directory = fakeKeys();
   const kdc = new Kdc({
     presence,
     delivery,
-    isKnown: (n) => ["A", "B", "C"].includes(n),
+    identityOf: (n) => directory.get(n),
     ticketLifetimeMs: 30_000,
     log: (event) => log.push(event),
   });
-  return { presence, delivery, kdc, log };
+  return { presence, delivery, kdc, log, directory };
 }
 
 Deno.test("Kdc.host() answers hosting and marks the user HOSTING; a bad address or a BUSY user gets an error answer; nobody else is told", async () => {
@@ -80,6 +88,49 @@ Deno.test("Kdc.session() grants: the host is delivered the key and a ticket the 
   assert.deepEqual(presence.list().map((e) => e.state), ["BUSY", "BUSY"]);
   assert.deepEqual(delivery.to("B"), [], "the joiner hears only its answer");
   assert.ok(log.includes("session-granted"));
+  // Key continuity (PROTOCOL.md section 6): each side is told the other's
+  // key as the directory holds it, base64 of the SPKI DER.
+  assert.equal(grant.identity, fakeKeys().get("B")!.toBase64());
+  assert.equal(join.identity, fakeKeys().get("A")!.toBase64());
+});
+
+Deno.test("Kdc.session() names each side's key from the directory as it is now: a key re-enrolled since is the one named; a user the directory lost is refused offline, both freed", async () => {
+  const { presence, delivery, kdc, directory } = setup("A", "B");
+  presence.update("A", { state: "HOSTING", addr: "127.0.0.1:7" });
+  const renewed = new Uint8Array(40).fill(9);
+  directory.set("B", renewed);
+  const r = replies();
+  await kdc.session(fakeSession("B"), { t: "session", peer: "A" }, r.reply);
+  const [grant] = delivery.to("A");
+  assert.ok(grant?.t === "grant");
+  assert.equal(grant.identity, renewed.toBase64());
+  kdc.cancel(fakeSession("A"), { t: "cancel", ticketId: grant.ticketId });
+  presence.update("A", { state: "HOSTING", addr: "127.0.0.1:7" });
+  const identityOfA = directory.get("A")!;
+  const lookups: string[] = [];
+  const lost = new Kdc({
+    presence,
+    delivery,
+    // Known when the request is checked, gone when the grant is made.
+    identityOf: (n) => {
+      lookups.push(n);
+      return n === "A" && lookups.filter((x) => x === "A").length > 1
+        ? undefined
+        : n === "A"
+        ? identityOfA
+        : directory.get(n);
+    },
+    ticketLifetimeMs: 30_000,
+    log: () => {},
+  });
+  const r2 = replies();
+  await lost.session(fakeSession("B"), { t: "session", peer: "A" }, r2.reply);
+  assert.ok(
+    r2.answers[0]?.t === "refused" && r2.answers[0].reason === "offline",
+    JSON.stringify(r2.answers),
+  );
+  assert.equal(delivery.to("A").length, 1, "no second grant");
+  assert.deepEqual(presence.list().map((e) => e.state), ["IDLE", "IDLE"]);
 });
 
 Deno.test("Kdc.session() refused (not hosting, offline, not enrolled, self) answers refused with the reason, delivers nothing, changes no state", async () => {

@@ -1,0 +1,196 @@
+/**
+ * Key continuity on the client's side (PROTOCOL.md section 6): the key the
+ * server names for a partner (`grant` or `join` `identity`) is checked
+ * against the one pinned for that partner before any handshake, and pinned
+ * on first use once the partner's signature proved it. Pins live where
+ * {@link ClientOptions.peerPins} says (the key directory, for `im chat`),
+ * else in memory for the client's life ({@link MemoryPeerPins}).
+ * @module
+ */
+
+import { type PublicIdentity, publicIdentityFromDer } from "../crypto/mod.ts";
+import type { PeerPins, PinAction } from "../proto/mod.ts";
+import { AuthError, isImError, KeyError, ProtocolError } from "../util/mod.ts";
+import type { ClientContext } from "./options.ts";
+
+/**
+ * Pins kept in memory, for a client without a key directory (tests, the
+ * demo): they last as long as the client.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateRsaKeyPair, loadPublicIdentity } from "../crypto/mod.ts";
+ * import { MemoryPeerPins } from "./pinning.ts";
+ * const pins = new MemoryPeerPins();
+ * const b = await loadPublicIdentity((await generateRsaKeyPair(2048)).publicPem);
+ * assert.equal(await pins.pin("B", b), "pinned");
+ * assert.equal((await pins.load("B"))?.fingerprint, b.fingerprint);
+ * ```
+ */
+export class MemoryPeerPins implements PeerPins {
+  #pins = new Map<string, PublicIdentity>();
+
+  /** @returns the key pinned for `peer`, if any */
+  load(peer: string): Promise<PublicIdentity | undefined> {
+    return Promise.resolve(this.#pins.get(peer));
+  }
+
+  /**
+   * Pin unless a key is pinned; never overwrite.
+   * @returns `pinned` or `kept`
+   * @throws {KeyError} `peer-key-changed` when another key is pinned
+   */
+  pin(peer: string, identity: PublicIdentity): Promise<PinAction> {
+    const old = this.#pins.get(peer);
+    if (!old) {
+      this.#pins.set(peer, identity);
+      return Promise.resolve("pinned");
+    }
+    if (old.fingerprint === identity.fingerprint) {
+      return Promise.resolve("kept");
+    }
+    return Promise.reject(
+      new KeyError(
+        "peer-key-changed",
+        `Refusing to pin ${identity.fingerprint} for ${peer}: ${old.fingerprint} is pinned`,
+      ),
+    );
+  }
+
+  /** @returns undefined: these pins are in memory */
+  where(_peer: string): string | undefined {
+    return undefined;
+  }
+
+  /**
+   * Forget the pin of `peer`, as removing its file does.
+   * @param peer the partner
+   */
+  forget(peer: string): void {
+    this.#pins.delete(peer);
+  }
+}
+
+const MEMORY_PINS = new WeakMap<ClientContext, MemoryPeerPins>();
+
+/**
+ * The client's pins: its options' store, else one in memory for its life.
+ * @param ctx the client
+ * @returns the pin store
+ */
+export function pinsOf(ctx: ClientContext): PeerPins {
+  if (ctx.o.peerPins) return ctx.o.peerPins;
+  let pins = MEMORY_PINS.get(ctx);
+  if (!pins) MEMORY_PINS.set(ctx, pins = new MemoryPeerPins());
+  return pins;
+}
+
+/** The key the server named for a partner, checked against our pin. */
+export interface NamedIdentity {
+  /** The partner. */
+  peer: string;
+  /** The key the server named; the partner's FINISHED must be signed by it. */
+  identity: PublicIdentity;
+  /** It was pinned already (else it is pinned once the session is up). */
+  pinned: boolean;
+}
+
+/**
+ * Read the key the server named for `peer` and check it against our pin
+ * (PROTOCOL.md section 6, key continuity), before any handshake.
+ * @param ctx the client
+ * @param peer the partner
+ * @param identity the `identity` field of the `grant` or `join`
+ * @returns the key and whether it was pinned
+ * @throws {ProtocolError} `bad-identity` when it is not base64 of an RSA
+ *   SPKI of 2048 to 4096 bits; {@link AuthError} `peer-key-changed` when
+ *   another key is pinned for `peer`, naming both fingerprints; a
+ *   {@link KeyError} when the pin cannot be read
+ */
+export async function namedIdentity(
+  ctx: ClientContext,
+  peer: string,
+  identity: string,
+): Promise<NamedIdentity> {
+  let named: PublicIdentity;
+  try {
+    named = await publicIdentityFromDer(
+      Uint8Array.fromBase64(identity),
+      `${peer}'s key`,
+    );
+  } catch (e) {
+    throw new ProtocolError(
+      "bad-identity",
+      `The server named no valid key for ${peer} (${
+        isImError(e) ? e.message : "not base64"
+      })`,
+    );
+  }
+  const pins = pinsOf(ctx);
+  const pinned = await pins.load(peer);
+  if (pinned && pinned.fingerprint !== named.fingerprint) {
+    throw keyChanged(ctx, peer, named, pinned);
+  }
+  return { peer, identity: named, pinned: pinned !== undefined };
+}
+
+/**
+ * `peer-key-changed`, as loud as a server key mismatch (rule 2.2): both
+ * fingerprints, and what to do.
+ */
+function keyChanged(
+  ctx: ClientContext,
+  peer: string,
+  named: PublicIdentity,
+  pinned: PublicIdentity,
+): AuthError {
+  const where = pinsOf(ctx).where(peer);
+  const todo = where === undefined
+    ? `if ${peer} really has a new key, compare its fingerprint with ${peer} out of band (this client keeps its pins in memory until it quits)`
+    : `if ${peer} really has a new key, compare its fingerprint with ${peer} out of band, then remove ${where}`;
+  return new AuthError(
+    "peer-key-changed",
+    `WARNING: ${peer}'s key changed: the server names ${named.fingerprint} for ${peer}, but the key pinned for ${peer} is ${pinned.fingerprint}; refusing the session (someone, most likely the server, may be in the middle). ${todo}`,
+    todo,
+  );
+}
+
+/**
+ * Once the partner's signature verified: pin its key if none was pinned,
+ * and say so once. A pin that cannot be written is told, and the session
+ * goes on unpinned.
+ * @param ctx the client
+ * @param named the key, from {@link namedIdentity}
+ * @throws {AuthError} `peer-key-changed` when another key was pinned
+ *   meanwhile (by another process of the same user)
+ */
+export async function pinFirstUse(
+  ctx: ClientContext,
+  named: NamedIdentity,
+): Promise<void> {
+  if (named.pinned) return;
+  const { peer, identity } = named;
+  let action: PinAction;
+  try {
+    action = await pinsOf(ctx).pin(peer, identity);
+  } catch (e) {
+    if (isImError(e) && e.code === "peer-key-changed") {
+      const now = await pinsOf(ctx).load(peer).catch(() => undefined);
+      throw now ? keyChanged(ctx, peer, identity, now) : e;
+    }
+    ctx.print({
+      kind: "error",
+      code: isImError(e) ? e.code : "pin-failed",
+      text: `Cannot pin ${peer}'s key ${identity.fingerprint}: ${
+        (e as Error).message
+      }; the session goes on, unpinned`,
+    });
+    return;
+  }
+  if (action === "pinned") {
+    ctx.system(
+      `First session with ${peer}: ${peer}'s key ${identity.fingerprint} is now pinned; compare the code with ${peer} to be sure`,
+    );
+  }
+}
