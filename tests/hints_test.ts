@@ -257,6 +257,10 @@ Deno.test("the flag scan reads a template that spans lines and nests braces in $
 Deno.test("cliHint() gives the flag-naming hints of the login, listen and key errors, as the CLI printed them before they left lib/", () => {
   const cases: [ImError, string][] = [
     [
+      new NetError("connect-failed", "Cannot connect: connection refused"),
+      "is the server running? start it with: im serve",
+    ],
+    [
       new NetError("login-timeout", "Server did not answer"),
       "is the server running and reachable? check --server",
     ],
@@ -303,7 +307,7 @@ Deno.test("cliHint() keeps the error's own hint when it has none of its own, and
     cliHint(new KeyError("bad-pem", "x", "convert it with openssl")),
     "convert it with openssl",
   );
-  assert.equal(cliHint(new NetError("connect-failed", "x")), undefined);
+  assert.equal(cliHint(new NetError("closed", "x")), undefined);
 });
 
 const FIX_HINTS: [KeyFix, string | undefined][] = [
