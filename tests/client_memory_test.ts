@@ -15,7 +15,7 @@ import {
   type UiEvent,
 } from "../lib/client/mod.ts";
 import type { ServerToClient } from "../lib/proto/mod.ts";
-import { ImServer } from "../lib/server/mod.ts";
+import { ImServer, LocalDelivery } from "../lib/server/mod.ts";
 import { MemoryNetwork } from "../lib/wire/mod.ts";
 import { clientDirectory, identities } from "./_helpers.ts";
 import { CaptureUi, until } from "./_fixtures.ts";
@@ -357,3 +357,133 @@ Deno.test({
     }
   },
 });
+
+// A malicious server (here: a Delivery that forges a second grant) cannot
+// replace a pending grant, whose handshake may be running, with another:
+// that would be an uncounted guess at the code (PROTOCOL.md section 6).
+Deno.test({
+  name:
+    "a second grant while one is pending is refused and cancelled at once; the pending one stands",
+  permissions: NO_NET,
+  fn: async () => {
+    const ids = await identities();
+    const net = new MemoryNetwork();
+    const server = await ImServer.start({
+      network: net,
+      hostname: HOST,
+      port: 0,
+      identity: ids.server,
+      clients: clientDirectory(ids),
+      heartbeatMs: 0,
+      delivery: (local) => {
+        const real = new LocalDelivery(local);
+        return {
+          deliver(user, msg, opts) {
+            const r = real.deliver(user, msg, opts);
+            if (msg.t === "grant") {
+              real.deliver(user, {
+                ...msg,
+                peer: "C",
+                ticketId: "ab".repeat(16),
+              });
+            }
+            return r;
+          },
+        };
+      },
+    });
+    const clients: ChatClient[] = [];
+    try {
+      const start = async (user: "A" | "B") => {
+        const ui = new CaptureUi();
+        const c = await ChatClient.start({
+          ...(await optionsFor(ids, user, server.port, net)),
+          ui,
+        });
+        clients.push(c);
+        return { c, ui };
+      };
+      const a = await start("A");
+      const b = await start("B");
+      await a.c.handleLine("!session host");
+      await b.c.handleLine("!session A");
+      await a.ui.waitFor((e) =>
+        e.kind === "error" && e.code === "grant-refused"
+      );
+      // The grant B asked for stands: the session starts.
+      await Promise.all([a.ui.waitFor(started), b.ui.waitFor(started)]);
+    } finally {
+      for (const c of clients) await c.quit();
+      await server.close();
+    }
+  },
+});
+
+// A refused re-announcement (rate-limited) ends hosting at the client too.
+Deno.test({
+  name:
+    "a host the server refuses to list again after a grant ended (rate-limited) stops hosting, instead of believing it hosts",
+  permissions: NO_NET,
+  fn: async () => {
+    const ids = await identities();
+    const net = new MemoryNetwork();
+    const server = await ImServer.start({
+      network: net,
+      hostname: HOST,
+      port: 0,
+      identity: ids.server,
+      clients: clientDirectory(ids),
+      heartbeatMs: 0,
+      requestLimits: { host: { burst: 1, refillMs: 600_000 } },
+    });
+    const ui = new CaptureUi();
+    const a = await ChatClient.start({
+      ...(await optionsFor(ids, "A", server.port, net)),
+      ui,
+    });
+    const { channel } = await loginToServer({
+      ...(await optionsFor(ids, "B", server.port, net)),
+      ui: new CaptureUi(),
+    });
+    const got: ServerToClient[] = [];
+    const reader = (async () => {
+      for await (const ev of channel.events()) {
+        if (ev.kind === "message") got.push(ev.msg);
+      }
+    })();
+    try {
+      await a.handleLine("!session host");
+      await channel.send({ t: "session", peer: "A", req: 1 });
+      await until(() => got.some((m) => m.t === "join"), "B's join");
+      await channel.send({ t: "ended", peer: "A" });
+      await ui.waitFor((e) => e.kind === "error" && e.code === "rate-limited");
+      await until(() => a.mode === "idle", "A not hosting");
+      assert.equal(server.list().find((u) => u.name === "A")?.state, "IDLE");
+    } finally {
+      await channel.close("done");
+      await reader;
+      await a.quit();
+      await server.close();
+    }
+  },
+});
+
+async function optionsFor(
+  ids: Awaited<ReturnType<typeof identities>>,
+  user: "A" | "B" | "C",
+  port: number,
+  net: MemoryNetwork,
+) {
+  return {
+    user,
+    identity: ids[user],
+    pinnedServer: ids.serverPinned,
+    serverHost: HOST,
+    serverPort: port,
+    network: net,
+    listenHost: "198.51.100.7",
+    heartbeatMs: 0,
+    reconnect: false,
+    waitForReplies: true,
+  };
+}

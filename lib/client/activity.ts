@@ -148,8 +148,13 @@ export class Activity {
    *   unless `quiet`)
    */
   #newHosting(quiet = false): Hosting | null {
-    const hosting = Hosting.start(this.#ctx, this.#link, {
+    const hosting: Hosting | null = Hosting.start(this.#ctx, this.#link, {
       started: (session, relay) => this.#startSession(session, relay, true),
+      refused: () => {
+        if (this.#mode.kind === "hosting" && this.#mode.hosting === hosting) {
+          this.stopHosting();
+        }
+      },
     }, quiet);
     if (hosting) this.#mode = { kind: "hosting", hosting };
     return hosting;

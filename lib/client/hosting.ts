@@ -167,6 +167,8 @@ class Refusals {
 export interface HostingEvents {
   /** The granted joiner's handshake succeeded: the session starts. */
   started(session: PeerSession, relay: RelayTransport | null): void;
+  /** The server refused to list us HOSTING again (the error was shown): hosting ends. */
+  refused(): void;
 }
 
 /** One `!session host`, from the listener to the session it yields. */
@@ -289,13 +291,28 @@ export class Hosting {
       });
       return;
     }
+    if (this.#grant) {
+      // An honest server sends no grant while one is pending (a joiner that
+      // leaves frees us first, with `cancelled`). Taking it would replace a
+      // grant whose handshake may be running, uncounted: one more silent
+      // guess at the code (PROTOCOL.md section 6, "The real bound").
+      key.fill(0);
+      this.#ctx.print({
+        kind: "error",
+        code: "grant-refused",
+        text:
+          `Refused a second session grant (for ${g.peer}) while ${this.#grant.peer}'s is pending`,
+      });
+      this.#link.sendQuietly({ t: "cancel", ticketId: g.ticketId });
+      return;
+    }
     if (failedGrants(this.#ctx).of(g.peer) >= MAX_FAILED_GRANTS) {
       // Someone may be guessing codes (shown when it reached the limit):
       // no PEER_HELLO for this joiner, and the grant is released at once.
       key.fill(0);
       this.#ctx.track(
         this.#link.send({ t: "cancel", ticketId: g.ticketId }).then(() =>
-          this.#link.send({ t: "host", addr: this.addr })
+          this.#reannounce()
         ),
       );
       return;
@@ -331,7 +348,6 @@ export class Hosting {
       spent: false,
       refusals: new Refusals(this.#ctx, g.peer),
     };
-    if (this.#grant) clearTimeout(this.#grant.timer);
     this.#grant = grant;
     this.#ctx.system(
       `${g.peer} asked for a session; waiting for ${g.peer} to connect`,
@@ -378,7 +394,7 @@ export class Hosting {
     this.#relay?.close();
     this.#relay = null;
     this.#ctx.system(`${m.message}; still hosting`);
-    this.#ctx.track(this.#link.send({ t: "host", addr: this.addr }));
+    this.#ctx.track(this.#reannounce());
   }
 
   /** A frame the granted joiner sent through the relay. */
@@ -604,6 +620,23 @@ export class Hosting {
     });
   }
 
+  /**
+   * Ask to be listed HOSTING again after a grant ended (PROTOCOL.md section
+   * 6). Quiet: the grant's end was said already. A refusal (rate-limited,
+   * cannot-host) is shown like any error, and ends this hosting, so that
+   * the client does not believe it hosts while the server lists it IDLE.
+   */
+  #reannounce(): Promise<unknown> {
+    const { sent, answer } = this.#link.request(
+      { t: "host", addr: this.addr },
+      true,
+    );
+    answer.then((a) => {
+      if (a?.t === "error" && !this.#stopped) this.#events.refused();
+    });
+    return sent;
+  }
+
   /** Rule 4.3: anyone else who connects gets nothing usable; shown as a summary. */
   #refused(t: FrameTransport, e: unknown): void {
     if (this.#stopped || !this.#grant) return;
@@ -620,7 +653,7 @@ export class Hosting {
     this.#ctx.system(why);
     this.#ctx.track(
       this.#link.send({ t: "cancel", ticketId: grant.ticketId }).then(() =>
-        this.#link.send({ t: "host", addr: this.addr })
+        this.#reannounce()
       ),
     );
   }
