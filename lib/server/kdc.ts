@@ -8,7 +8,7 @@
  * @module
  */
 
-import { type Logger, randomBytes } from "../util/mod.ts";
+import { type Logger, randomBytes, within } from "../util/mod.ts";
 import {
   type ClientToServer,
   sealTicket,
@@ -19,6 +19,9 @@ import type { Delivery, Presence, PresenceEntry } from "./seams.ts";
 import { SessionBook } from "./sessions.ts";
 
 type Msg<T extends ClientToServer["t"]> = Extract<ClientToServer, { t: T }>;
+
+/** Longest the joiner's answer waits for the host's grant to be written. */
+export const GRANT_WRITE_WAIT_MS = 1000;
 
 /** What the {@link Kdc} needs. */
 export interface KdcOptions {
@@ -48,7 +51,9 @@ export class Kdc {
   #log: Logger;
 
   /** @param o the seams it works through, and the ticket lifetime */
+  #presence: Presence;
   constructor(o: KdcOptions) {
+    this.#presence = o.presence;
     this.#identityOf = o.identityOf;
     this.#book = new SessionBook(
       o.presence,
@@ -100,8 +105,13 @@ export class Kdc {
    * @param m the message
    */
   ended(s: ClientSession, m: Msg<"ended">): void {
+    const wasBusy = this.#presence.get(s.user)?.state === "BUSY";
     const partner = this.#book.ended(s.user, m.peer);
-    this.#log("session-ended", { user: s.user, peer: m.peer });
+    // Logged only when it ended something: a user cannot write a log line
+    // per message it sends (ended and busy are not rate limited).
+    if (wasBusy && this.#presence.get(s.user)?.state !== "BUSY") {
+      this.#log("session-ended", { user: s.user, peer: m.peer });
+    }
     if (!partner) return;
     // Its grant, if still pending, is void: the host drops it and hosts again.
     this.#delivery.deliver(partner, {
@@ -117,8 +127,11 @@ export class Kdc {
    * @param m the message
    */
   busy(s: ClientSession, m: Msg<"busy">): void {
+    const wasBusy = this.#presence.get(s.user)?.state === "BUSY";
     this.#book.resumeBusy(s.user, m.peer);
-    this.#log("session-resumed", { user: s.user, peer: m.peer });
+    if (!wasBusy && this.#presence.get(s.user)?.state === "BUSY") {
+      this.#log("session-resumed", { user: s.user, peer: m.peer });
+    }
   }
 
   /**
@@ -242,7 +255,11 @@ export class Kdc {
       joiner: d.joiner,
       ticket: ticketId.slice(0, 8),
     });
-    await grant.written;
+    // The host's copy goes out first, but a host that does not read must
+    // not stall this joiner's messages (its channel would be found silent):
+    // at most GRANT_WRITE_WAIT_MS, then the joiner is answered anyway (a
+    // joiner that arrives first waits for the grant at the host).
+    await within(grant.written, GRANT_WRITE_WAIT_MS, undefined);
     // The joiner's own copy of its ticket, over its own authenticated
     // channel: it keys the PEER_COMMIT that binds the joiner to this grant,
     // and the host's PEER_HELLO must carry the same bytes (PROTOCOL.md

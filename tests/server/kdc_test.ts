@@ -228,3 +228,42 @@ Deno.test("Kdc.ended() from a joiner whose grant is pending frees the host too a
   assert.equal(toHost.at(-1)?.t, "cancelled");
   assert.equal((toHost.at(-1) as { peer?: string }).peer, "B");
 });
+
+// A host that does not read must not stall the joiner's messages: the
+// joiner's answer waits for the grant's write at most GRANT_WRITE_WAIT_MS.
+Deno.test("Kdc.session() answers the joiner even when the host's grant is never written (a host that does not read)", async () => {
+  const { presence, delivery, kdc } = setup("A", "B");
+  presence.update("A", { state: "HOSTING", addr: "x:1" });
+  delivery.answer = () => ({
+    delivered: true,
+    written: new Promise<undefined>((resolve) => {
+      // Written only long after the bound (and never, as far as the test
+      // cares); released at the end so no timer is left behind.
+      timer = setTimeout(() => resolve(undefined), 60_000);
+    }),
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const r = replies();
+    await kdc.session(fakeSession("B"), { t: "session", peer: "A" }, r.reply);
+    assert.equal(r.answers[0]?.t, "join");
+  } finally {
+    clearTimeout(timer);
+  }
+});
+
+// One user cannot write a log line per message: ended and busy that change
+// nothing log nothing.
+Deno.test("Kdc.ended() and busy() log only when they change a state", () => {
+  const { kdc, log } = setup("A", "B");
+  for (let i = 0; i < 5; i++) {
+    kdc.ended(fakeSession("A"), { t: "ended", peer: "B" });
+  }
+  assert.deepEqual(log, []);
+  kdc.busy(fakeSession("A"), { t: "busy", peer: "B" });
+  kdc.busy(fakeSession("A"), { t: "busy", peer: "B" });
+  assert.deepEqual(log, ["session-resumed"]);
+  kdc.ended(fakeSession("A"), { t: "ended", peer: "B" });
+  kdc.ended(fakeSession("A"), { t: "ended", peer: "B" });
+  assert.deepEqual(log, ["session-resumed", "session-ended"]);
+});
