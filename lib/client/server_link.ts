@@ -35,6 +35,7 @@ import {
   isImError,
   NetError,
   ProtocolError,
+  wipe,
   within,
 } from "../util/mod.ts";
 import {
@@ -450,6 +451,8 @@ export class ServerConnection {
           return;
         }
         this.#channel = channel;
+        // The old login's ticket keys open nothing the new link sends.
+        if (this.#login) wipeTicketKeys(this.#login);
         this.#login = login;
         this.#lastFailure = undefined;
         this.#welcomed = Promise.withResolvers<void>();
@@ -499,5 +502,11 @@ export class ServerConnection {
       await channel.close("logout");
     }
     this.#settleAll();
+    if (this.#login) wipeTicketKeys(this.#login);
   }
+}
+
+/** A login's ticket keys are raw bytes, kept while it lasts: wiped when it ends. */
+function wipeTicketKeys(login: LoginResult): void {
+  wipe(login.ticketKeys.enc, login.ticketKeys.mac);
 }

@@ -16,7 +16,7 @@ import {
 import {
   deriveDirectionKeys,
   deriveKey,
-  HmacSha256,
+  hmacSha256,
   Label,
   type PrivateIdentity,
   type PublicIdentity,
@@ -60,7 +60,7 @@ export function commitMac(
   ticketId: Uint8Array,
   commit: Uint8Array,
 ): Uint8Array {
-  return new HmacSha256(key).mac(concat(utf8("joiner"), ticketId, commit));
+  return hmacSha256(key, concat(utf8("joiner"), ticketId, commit)); // wipes its keyed state
 }
 
 /** What goes into pth, in its order. */
@@ -108,7 +108,7 @@ export async function joinerMac(
   pth: Uint8Array,
 ): Promise<Uint8Array> {
   const authKey = await deriveKey(peerKey, ticketId, Label.PEER_AUTH);
-  const mac = new HmacSha256(authKey).mac(concat(utf8("joiner"), pth));
+  const mac = hmacSha256(authKey, concat(utf8("joiner"), pth));
   wipe(authKey);
   return mac;
 }

@@ -100,7 +100,11 @@ export interface ClientHandshakeOptions extends HandshakeOptions {
 
 /** The client side of the login. */
 export class ClientHandshake {
-  #steps = new Steps<Exclude<ClientState, "failed">>("start", "Login");
+  #steps = new Steps<Exclude<ClientState, "failed">>(
+    "start",
+    "Login",
+    () => this.#wipeKeys(),
+  );
   #opts: ClientHandshakeOptions;
   #hello: ClientHello | undefined;
   #eph: Ephemeral | undefined;
@@ -109,6 +113,15 @@ export class ClientHandshake {
   #serverEphemeral: Uint8Array | undefined;
   #th2: Uint8Array | undefined;
   #result: LoginResult | undefined;
+
+  /** The first failure: the keys derived so far go (PROTOCOL.md section 4, "Wiping"). */
+  #wipeKeys(): void {
+    const r = this.#result;
+    if (!r) return;
+    r.sealer.wipe();
+    r.opener.wipe();
+    wipe(r.ticketKeys.enc, r.ticketKeys.mac);
+  }
 
   /** @param opts who we are and which server key we trust */
   constructor(opts: ClientHandshakeOptions) {

@@ -15,7 +15,13 @@
  * @module
  */
 
-import { AuthError, ProtocolError, randomBytes, utf8 } from "../util/mod.ts";
+import {
+  AuthError,
+  ProtocolError,
+  randomBytes,
+  utf8,
+  wipe,
+} from "../util/mod.ts";
 import {
   encryptOaep,
   type Ephemeral,
@@ -85,6 +91,7 @@ export class ServerHandshake {
   #steps = new Steps<Exclude<ServerState, "failed">>(
     "await-client-hello",
     "Login",
+    () => this.#wipeKeys(),
   );
   #opts: ServerHandshakeOptions;
   #decoys: DecoySource;
@@ -93,6 +100,15 @@ export class ServerHandshake {
   #th: Uint8Array | undefined;
   #th2: Uint8Array | undefined;
   #result: LoginResult | undefined;
+
+  /** The first failure: the keys derived so far go (PROTOCOL.md section 4, "Wiping"). */
+  #wipeKeys(): void {
+    const r = this.#result;
+    if (!r) return;
+    r.sealer.wipe();
+    r.opener.wipe();
+    wipe(r.ticketKeys.enc, r.ticketKeys.mac);
+  }
 
   /** @param opts server key and client directory */
   constructor(opts: ServerHandshakeOptions) {
@@ -196,19 +212,26 @@ export class ServerHandshake {
           "Login refused: unknown user or wrong key",
         );
       }
-      const sessionKey = randomBytes(SESSION_KEY_BYTES);
-      const sealed = await encryptOaep(
-        known.encrypt,
-        sessionKey,
-        utf8(Label.SESSION_KEY),
-      );
+      // A low-order ephemeral fails here, before there is a key to wipe.
       const dh = await sharedSecret(this.#eph!, this.#hello!.ephemeral);
-      const tag = await serverKeyTag(dh, this.#th!, sealed);
-      const th2 = await transcriptHash(Label.TRANSCRIPT_KEYS, [
-        this.#th!,
-        signature,
-        sealed,
-      ]);
+      const sessionKey = randomBytes(SESSION_KEY_BYTES);
+      let sealed: Uint8Array, tag: Uint8Array, th2: Uint8Array;
+      try {
+        sealed = await encryptOaep(
+          known.encrypt,
+          sessionKey,
+          utf8(Label.SESSION_KEY),
+        );
+        tag = await serverKeyTag(dh, this.#th!, sealed);
+        th2 = await transcriptHash(Label.TRANSCRIPT_KEYS, [
+          this.#th!,
+          signature,
+          sealed,
+        ]);
+      } catch (e) {
+        wipe(sessionKey, dh);
+        throw e;
+      }
       const keys = await loginKeys(
         sessionKey,
         dh,

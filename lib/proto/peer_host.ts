@@ -153,6 +153,7 @@ export class PeerHostHandshake {
   #steps = new Steps<Exclude<PeerHostState, "failed">>(
     "await-commit",
     "Peer handshake",
+    () => this.#wipeKeys(),
   );
   #o: PeerHostOptions;
   #commit: Uint8Array | undefined;
@@ -160,6 +161,12 @@ export class PeerHostHandshake {
   #hello: PeerHello | undefined;
   #pth: Uint8Array | undefined;
   #result: PeerResult | undefined;
+
+  /** The first failure: the record keys derived so far go (PROTOCOL.md section 4, "Wiping"). */
+  #wipeKeys(): void {
+    this.#result?.sealer.wipe();
+    this.#result?.opener.wipe();
+  }
 
   /**
    * @param o the grant from the server

@@ -152,6 +152,7 @@ export class PeerJoinHandshake {
   #steps = new Steps<Exclude<PeerJoinState, "failed">>(
     "start",
     "Peer handshake",
+    () => this.#wipeKeys(),
   );
   #o: PeerJoinOptions;
   #eph: Ephemeral | undefined;
@@ -160,6 +161,12 @@ export class PeerJoinHandshake {
   #ticket: JoinTicket | undefined;
   #pth: Uint8Array | undefined;
   #result: PeerResult | undefined;
+
+  /** The first failure: the record keys derived so far go (PROTOCOL.md section 4, "Wiping"). */
+  #wipeKeys(): void {
+    this.#result?.sealer.wipe();
+    this.#result?.opener.wipe();
+  }
 
   /** @param o who we are, whom we expect, our replay cache */
   constructor(o: PeerJoinOptions) {

@@ -30,14 +30,18 @@ export class Steps<S extends string> {
   #failure: unknown;
   #busy = false;
   #what: string;
+  #onFail: (() => void) | undefined;
 
   /**
    * @param initial the first state
    * @param what the handshake's name, for messages ("Login", "Peer handshake")
+   * @param onFail run once, when the first step fails: the handshake wipes
+   *   the keys it derived, which no channel will ever wipe
    */
-  constructor(initial: S, what: string) {
+  constructor(initial: S, what: string, onFail?: () => void) {
     this.state = initial;
     this.#what = what;
+    this.#onFail = onFail;
   }
 
   /**
@@ -80,8 +84,10 @@ export class Steps<S extends string> {
   }
 
   #fail(e: unknown): unknown {
+    const first = this.state !== "failed";
     this.state = "failed";
     this.#failure = e;
+    if (first) this.#onFail?.();
     return e;
   }
 }

@@ -29,8 +29,9 @@ import {
   randomBytes,
   TicketError,
   utf8,
+  wipe,
 } from "../util/mod.ts";
-import { HmacSha256, MdCfb } from "../crypto/mod.ts";
+import { hmacSha256, mdcfbDecrypt, mdcfbEncrypt } from "../crypto/mod.ts";
 
 /** Ticket format version. */
 export const TICKET_VERSION = 1;
@@ -89,9 +90,9 @@ export function sealTicket(keys: TicketKeys, t: Ticket): Uint8Array {
   )
     .bytes8(utf8(t.host)).bytes8(utf8(t.joiner)).bytes(t.peerKey).finish();
   const iv = randomBytes(IV_BYTES);
-  const ct = new MdCfb(keys.enc).encrypt(iv, body);
+  const ct = mdcfbEncrypt(keys.enc, iv, body); // wipes its keyed state
   body.fill(0);
-  const tag = new HmacSha256(keys.mac).mac(concat(iv, ct));
+  const tag = hmacSha256(keys.mac, concat(iv, ct)); // likewise
   return concat(iv, ct, tag);
 }
 
@@ -127,15 +128,13 @@ export function openTicket(
   const tag = sealed.subarray(sealed.length - TAG_BYTES);
   if (
     !constantTimeEqual(
-      new HmacSha256(keys.mac).mac(
-        sealed.subarray(0, sealed.length - TAG_BYTES),
-      ),
+      hmacSha256(keys.mac, sealed.subarray(0, sealed.length - TAG_BYTES)),
       tag,
     )
   ) {
     throw bad;
   }
-  const body = new MdCfb(keys.enc).decrypt(iv, ct);
+  const body = mdcfbDecrypt(keys.enc, iv, ct);
   let t: Ticket;
   try {
     const r = new ByteReader(body, "ticket");
@@ -152,16 +151,20 @@ export function openTicket(
   } finally {
     body.fill(0);
   }
+  // A refused ticket's peer key is nobody's: it goes before the error.
   if (t.joiner !== check.self || t.host !== check.expectedHost) {
+    wipe(t.peerKey);
     throw new TicketError(
       "misbound",
       `Ticket rejected: it is for ${t.host} -> ${t.joiner}, expected ${check.expectedHost} -> ${check.self}`,
     );
   }
   if (now > t.expiresAt) {
+    wipe(t.peerKey);
     throw new TicketError("expired", "Ticket rejected: it has expired");
   }
   if (t.expiresAt - now > MAX_TICKET_LIFETIME_MS) {
+    wipe(t.peerKey);
     throw new TicketError(
       "bad-expiry",
       "Ticket rejected: its expiry is too far in the future",

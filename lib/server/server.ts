@@ -26,7 +26,7 @@
  * @module
  */
 
-import { isImError, type Logger, within } from "../util/mod.ts";
+import { isImError, type Logger, wipe, within } from "../util/mod.ts";
 import {
   ClientLink,
   type ClientToServer,
@@ -171,8 +171,16 @@ export class ImServer {
     p.finally(() => this.#tasks.delete(p));
   }
 
-  /** A logged-in connection, from its admission to its end. */
+  /** A logged-in connection, from its admission to its end; then its ticket keys go. */
   async #serve(login: LoginResult, t: FrameTransport): Promise<void> {
+    try {
+      await this.#serveLogin(login, t);
+    } finally {
+      wipe(login.ticketKeys.enc, login.ticketKeys.mac);
+    }
+  }
+
+  async #serveLogin(login: LoginResult, t: FrameTransport): Promise<void> {
     const user = login.user;
     if (
       this.#registry.size >= this.#c.maxClients &&
