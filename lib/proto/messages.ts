@@ -190,7 +190,8 @@ export const MESSAGE_DOCS = {
     users: {
       about: "answer to `list`",
       fields: {
-        users: "the users online, at most 1,000",
+        users:
+          "the users online, at most 1,000, and no more than fit one record at the server's frame limit",
         more: "an integer, the users online beyond those listed",
       },
     },
