@@ -20,7 +20,8 @@ import type {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { LocalDelivery, type Outbox } from "./delivery.ts";
+ * import { LocalDelivery } from "./delivery.ts";
+ * import type { Outbox } from "../seams.ts";
  * const got: unknown[] = [];
  * const a: Outbox = { send: (m) => (got.push(m), Promise.resolve()), queuedBytes: 0 };
  * const d = new LocalDelivery((user) => (user === "A" ? a : undefined));
