@@ -15,7 +15,11 @@ import {
   type UiEvent,
 } from "../lib/client/mod.ts";
 import type { ServerToClient } from "../lib/proto/mod.ts";
-import { ImServer, LocalDelivery } from "../lib/server/mod.ts";
+import {
+  ImServer,
+  LocalDelivery,
+  type ServerOptions,
+} from "../lib/server/mod.ts";
 import { MemoryNetwork } from "../lib/wire/mod.ts";
 import { clientDirectory, identities } from "./_helpers.ts";
 import { CaptureUi, until } from "./_fixtures.ts";
@@ -232,28 +236,13 @@ Deno.test({
   fn: async () => {
     const ids = await identities();
     const net = new MemoryNetwork();
-    const server = await ImServer.start({
-      network: net,
-      hostname: HOST,
-      port: 0,
-      identity: ids.server,
-      clients: clientDirectory(ids),
-      heartbeatMs: 0,
+    const server = await memoryServer(ids, net, {
       requestLimits: { host: { burst: 1, refillMs: 600_000 } },
     });
     const ui = new CaptureUi();
     const c = await ChatClient.start({
-      user: "A",
-      identity: ids.A,
-      pinnedServer: ids.serverPinned,
-      serverHost: HOST,
-      serverPort: server.port,
+      ...optionsFor(ids, "A", server.port, net),
       ui,
-      network: net,
-      listenHost: "198.51.100.7",
-      heartbeatMs: 0,
-      reconnect: false,
-      waitForReplies: true,
     });
     try {
       await c.handleLine("!session host");
@@ -296,28 +285,13 @@ Deno.test({
   fn: async () => {
     const ids = await identities();
     const net = new MemoryNetwork();
-    const server = await ImServer.start({
-      network: net,
-      hostname: HOST,
-      port: 0,
-      identity: ids.server,
-      clients: clientDirectory(ids),
-      heartbeatMs: 0,
+    const server = await memoryServer(ids, net, {
       ticketLifetimeMs: 300,
     });
     const ui = new CaptureUi();
     const host = await ChatClient.start({
-      user: "A",
-      identity: ids.A,
-      pinnedServer: ids.serverPinned,
-      serverHost: HOST,
-      serverPort: server.port,
+      ...optionsFor(ids, "A", server.port, net),
       ui,
-      network: net,
-      listenHost: "198.51.100.7",
-      heartbeatMs: 0,
-      reconnect: false,
-      waitForReplies: true,
     });
     const { channel } = await loginToServer({
       user: "B",
@@ -368,13 +342,7 @@ Deno.test({
   fn: async () => {
     const ids = await identities();
     const net = new MemoryNetwork();
-    const server = await ImServer.start({
-      network: net,
-      hostname: HOST,
-      port: 0,
-      identity: ids.server,
-      clients: clientDirectory(ids),
-      heartbeatMs: 0,
+    const server = await memoryServer(ids, net, {
       delivery: (local) => {
         const real = new LocalDelivery(local);
         return {
@@ -397,7 +365,7 @@ Deno.test({
       const start = async (user: "A" | "B") => {
         const ui = new CaptureUi();
         const c = await ChatClient.start({
-          ...(await optionsFor(ids, user, server.port, net)),
+          ...optionsFor(ids, user, server.port, net),
           ui,
         });
         clients.push(c);
@@ -427,22 +395,16 @@ Deno.test({
   fn: async () => {
     const ids = await identities();
     const net = new MemoryNetwork();
-    const server = await ImServer.start({
-      network: net,
-      hostname: HOST,
-      port: 0,
-      identity: ids.server,
-      clients: clientDirectory(ids),
-      heartbeatMs: 0,
+    const server = await memoryServer(ids, net, {
       requestLimits: { host: { burst: 1, refillMs: 600_000 } },
     });
     const ui = new CaptureUi();
     const a = await ChatClient.start({
-      ...(await optionsFor(ids, "A", server.port, net)),
+      ...optionsFor(ids, "A", server.port, net),
       ui,
     });
     const { channel } = await loginToServer({
-      ...(await optionsFor(ids, "B", server.port, net)),
+      ...optionsFor(ids, "B", server.port, net),
       ui: new CaptureUi(),
     });
     const got: ServerToClient[] = [];
@@ -468,7 +430,7 @@ Deno.test({
   },
 });
 
-async function optionsFor(
+function optionsFor(
   ids: Awaited<ReturnType<typeof identities>>,
   user: "A" | "B" | "C",
   port: number,
@@ -486,4 +448,21 @@ async function optionsFor(
     reconnect: false,
     waitForReplies: true,
   };
+}
+
+/** A server on `net` for A, B and C, quiet heartbeats, `over` on top. */
+function memoryServer(
+  ids: Awaited<ReturnType<typeof identities>>,
+  net: MemoryNetwork,
+  over: Partial<ServerOptions> = {},
+): Promise<ImServer> {
+  return ImServer.start({
+    network: net,
+    hostname: HOST,
+    port: 0,
+    identity: ids.server,
+    clients: clientDirectory(ids),
+    heartbeatMs: 0,
+    ...over,
+  });
 }

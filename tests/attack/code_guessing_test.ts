@@ -15,7 +15,7 @@ import {
   PeerJoinHandshake,
   TicketReplayCache,
 } from "../../lib/proto/mod.ts";
-import { MAX_FAILED_GRANTS } from "../../lib/client/hosting.ts";
+import { MAX_FAILED_GRANTS } from "../../lib/client/grant_guards.ts";
 import { freePort, identities } from "../_helpers.ts";
 import { rawFrame } from "../_fixtures_mitm.ts";
 import {
