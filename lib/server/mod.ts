@@ -13,6 +13,7 @@ export * from "./admission.ts";
 export * from "./limits.ts";
 export * from "./memory/mod.ts";
 export * from "./seams.ts";
+export * from "./sqlite/mod.ts";
 export * from "./options.ts";
 export * from "./server.ts";
 export { SessionBook, type SessionDecision } from "./sessions.ts";
