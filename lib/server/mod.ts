@@ -4,8 +4,9 @@
  * and failure penalties, the registry of connected users, the key
  * distribution centre (kdc.ts, with its rules in sessions.ts) and the
  * relay. Presence, delivery and the mailbox store are interfaces
- * (seams.ts) with in-process implementations in memory/. May import: util,
- * crypto, wire, record, proto.
+ * (seams.ts) with in-process implementations in memory/; the durable store
+ * is SQLite (sqlite/, `node:sqlite`). May import: util, crypto, wire,
+ * record, proto.
  * @module
  */
 
