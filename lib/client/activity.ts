@@ -334,6 +334,9 @@ export class Activity {
   onCancelled(m: Extract<ServerToClient, { t: "cancelled" }>): void {
     const mode = this.#mode;
     if (mode.kind === "joining" && mode.joining.peer === m.peer) {
+      // A cancel that comes before this attempt's `join` is about the last
+      // session with this peer (its `ended` crossed our new request).
+      if (!mode.joining.answered) return;
       this.abandonJoin();
       this.#ctx.print({
         kind: "session",

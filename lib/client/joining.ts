@@ -73,6 +73,15 @@ export class Joining {
     this.peer = peer;
   }
 
+  /**
+   * Has the server answered this attempt with its `join`? Until then, a
+   * `cancelled` naming the same peer is about an earlier session (the server
+   * answers a `session` before it can cancel its grant, PROTOCOL.md 6).
+   */
+  get answered(): boolean {
+    return this.#started;
+  }
+
   /** Leave the attempt: close its connections, so its task ends soon. */
   abandon(): void {
     this.#abandoned = true;

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { type Logger, randomBytes, within } from "../util/mod.ts";
+import { type Logger, randomBytes } from "../util/mod.ts";
 import {
   type ClientToServer,
   sealTicket,
@@ -19,9 +19,6 @@ import type { Delivery, Presence, PresenceEntry } from "./seams.ts";
 import { SessionBook } from "./sessions.ts";
 
 type Msg<T extends ClientToServer["t"]> = Extract<ClientToServer, { t: T }>;
-
-/** Longest the joiner's answer waits for the host's grant to be written. */
-export const GRANT_WRITE_WAIT_MS = 1000;
 
 /** What the {@link Kdc} needs. */
 export interface KdcOptions {
@@ -255,12 +252,12 @@ export class Kdc {
       joiner: d.joiner,
       ticket: ticketId.slice(0, 8),
     });
-    // The host's copy goes out first, but a host that does not read must
-    // not stall this joiner's messages (its channel would be found silent):
-    // at most GRANT_WRITE_WAIT_MS, then the joiner is answered anyway (a
-    // joiner that arrives first waits for the grant at the host).
-    await within(grant.written, GRANT_WRITE_WAIT_MS, undefined);
-    // The joiner's own copy of its ticket, over its own authenticated
+    // Answered at once, in the same turn as the grant's hand-off: a host
+    // that does not read cannot stall this joiner's messages, and the
+    // `join` is on the joiner's channel before any `cancelled` of this grant
+    // can be (the host must receive the grant to cancel it; PROTOCOL.md
+    // section 6). A joiner that reaches the host first waits there for the
+    // grant. The joiner's own copy of its ticket, over its own authenticated
     // channel: it keys the PEER_COMMIT that binds the joiner to this grant,
     // and the host's PEER_HELLO must carry the same bytes (PROTOCOL.md
     // section 6, one commitment per grant).

@@ -230,7 +230,7 @@ Deno.test("Kdc.ended() from a joiner whose grant is pending frees the host too a
 });
 
 // A host that does not read must not stall the joiner's messages: the
-// joiner's answer waits for the grant's write at most GRANT_WRITE_WAIT_MS.
+// joiner's answer goes out in the same turn as the grant, never after its write.
 Deno.test("Kdc.session() answers the joiner even when the host's grant is never written (a host that does not read)", async () => {
   const { presence, delivery, kdc } = setup("A", "B");
   presence.update("A", { state: "HOSTING", addr: "x:1" });
