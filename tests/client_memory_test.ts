@@ -466,3 +466,58 @@ function memoryServer(
     ...over,
   });
 }
+
+// PROTOCOL.md section 6: a `cancelled` that reaches a joiner before its
+// `join` is about an earlier session with that peer (its `ended` crossed the
+// new request); the new attempt goes on.
+Deno.test({
+  name:
+    "a cancelled for the peer that arrives before the join answer does not end the new attempt",
+  permissions: NO_NET,
+  fn: async () => {
+    const ids = await identities();
+    const net = new MemoryNetwork();
+    const server = await memoryServer(ids, net, {
+      delivery: (local) => {
+        const real = new LocalDelivery(local);
+        return {
+          deliver(user, msg, opts) {
+            if (msg.t === "grant") {
+              // The joiner hears of "the last session" just before its join.
+              real.deliver(msg.peer, {
+                t: "cancelled",
+                peer: user,
+                message: `${user} left the session`,
+              });
+            }
+            return real.deliver(user, msg, opts);
+          },
+        };
+      },
+    });
+    const clients: ChatClient[] = [];
+    try {
+      const start = async (user: "A" | "B") => {
+        const ui = new CaptureUi();
+        const c = await ChatClient.start({
+          ...optionsFor(ids, user, server.port, net),
+          ui,
+        });
+        clients.push(c);
+        return { c, ui };
+      };
+      const a = await start("A");
+      const b = await start("B");
+      await a.c.handleLine("!session host");
+      await b.c.handleLine("!session A");
+      await Promise.all([a.ui.waitFor(started), b.ui.waitFor(started)]);
+      assert.equal(
+        b.ui.since((e) => e.kind === "session" && e.state === "ended").length,
+        0,
+      );
+    } finally {
+      for (const c of clients) await c.quit();
+      await server.close();
+    }
+  },
+});
