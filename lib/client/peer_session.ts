@@ -206,7 +206,6 @@ export async function hostPeer(
   );
 }
 
-/**
 /** Options of {@link joinPeer}: the handshake's, and our opened ticket. */
 export interface JoinPeerOptions extends PeerJoinOptions {
   /** Our ticket from the `join`, opened by `openJoinTicket`; its peer key is not wiped here. */
