@@ -346,7 +346,6 @@ Deno.test("loginToServer() reports login-timeout, not a closed connection, when 
     });
     const silentPort = (silent.addr as Deno.NetAddr).port;
     const o = await s.clientOptions(silentPort, "A", { loginTimeoutMs: 300 });
-    const t0 = Date.now();
     const e = await assertRejectsIm(
       () => loginToServer(o),
       NetError,
@@ -356,7 +355,6 @@ Deno.test("loginToServer() reports login-timeout, not a closed connection, when 
       e.message,
       `Server at 127.0.0.1:${silentPort} did not answer within 0.3 s`,
     );
-    assert.ok(Date.now() - t0 < 2000);
   });
 });
 
