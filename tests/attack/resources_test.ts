@@ -433,7 +433,6 @@ Deno.test("server.close() finishes although a logged-in client never reads: its 
     }
     await sleep(100);
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const t0 = Date.now();
     const outcome = await Promise.race([
       server.close().then(() => "closed"),
       new Promise((r) => (timer = setTimeout(() => r("stuck"), 8000))),
@@ -444,6 +443,5 @@ Deno.test("server.close() finishes although a logged-in client never reads: its 
       "closed",
       "close() did not wait forever on the deaf client",
     );
-    assert.ok(Date.now() - t0 < 8000);
   });
 });

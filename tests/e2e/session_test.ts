@@ -262,11 +262,10 @@ Deno.test("a peer killed with SIGKILL is detected within seconds: the other side
     const [a, b] = c as [ChatProc, ChatProc];
     await session(a, b);
     const b0 = b.events.length;
-    const t0 = Date.now();
     const st = await a.kill();
     assert.equal(st.signal, "SIGKILL");
+    // Within the 3 s wait: long before any heartbeat deadline would fire.
     const end = await b.waitFor(ended("A"), 3000, b0);
-    assert.ok(Date.now() - t0 < 3000, `detected after ${Date.now() - t0} ms`);
     assert.match(end.reason ?? "", /A/);
     assert.deepEqual(await b.listUntil((l) => !("A" in l)), { B: "IDLE" });
     // B is free for a new session right away.
