@@ -397,3 +397,37 @@ Deno.test("a join whose host key is not the one pinned for A, or is no key at al
   await t.joining.run(t.join(ids.A.publicDer.toBase64()));
   assert.deepEqual(t.dialled, ["127.0.0.1:1"]);
 });
+
+// PROTOCOL.md section 6, key continuity: `!trust` replaces a pin only with
+// the key the warning named, on the user's word; `!keys` shows both.
+Deno.test("!keys shows the pinned key and the refused one; !trust B pins the key the warning named, and the next session starts", async () => {
+  await withScope(async (s) => {
+    const dir = await keyDir(s);
+    const { ids, newKey, a, b } = await afterReenrolment(s, "B", { dir });
+    const pin = join(dir, "users/A/peers/B.pem");
+    let am = a.ui.mark;
+    // Nothing to trust before a refusal.
+    await a.client.handleLine("!trust B");
+    await a.ui.waitFor(system(/^No changed key was seen for B/), am);
+    await b.client.handleLine("!session A");
+    const e = await a.ui.waitFor(isError("peer-key-changed"), am);
+    assert.ok(e.kind === "error" && e.text.includes("type !trust B"));
+    await a.ui.waitFor(system(/still hosting/i), am);
+    await b.ui.waitFor(ended);
+    am = a.ui.mark;
+    await a.client.handleLine("!keys B");
+    const keys = await a.ui.waitFor(system(/^B's pinned key: /), am);
+    assert.ok(keys.kind === "system");
+    assert.ok(keys.text.includes(ids.B.fingerprint), keys.text);
+    assert.ok(keys.text.includes(newKey.fingerprint), keys.text);
+    await a.client.handleLine("!trust B");
+    await a.ui.waitFor(system(/is now pinned in place of the old one$/), am);
+    assert.equal(
+      await Deno.readTextFile(pin),
+      pemEncode("PUBLIC KEY", newKey.publicDer),
+    );
+    am = a.ui.mark;
+    await session(a, b);
+    assert.deepEqual(a.ui.since(isError(), am), []);
+  });
+});

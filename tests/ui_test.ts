@@ -542,6 +542,8 @@ Deno.test("completeLine() lists every command for a bare !", () => {
     "!list",
     "!disconnect",
     "!whoami",
+    "!keys ",
+    "!trust ",
     "!help",
     "!quit",
   ]);
@@ -587,6 +589,8 @@ const GOOD: Array<[string, unknown]> = [
   // `@` names a user, so a user called "host" can be joined.
   ["!session @host", { kind: "session", peer: "host" }],
   ["!session @bob", { kind: "session", peer: "bob" }],
+  ["!keys B", { kind: "keys", peer: "B" }],
+  ["!trust B", { kind: "trust", peer: "B" }],
   ["!session  B-1_x ", { kind: "session", peer: "B-1_x" }],
   ["!list", { kind: "list" }],
   ["!list  ", { kind: "list" }],

@@ -35,6 +35,7 @@ import {
   sendText,
   whoami,
 } from "./session_view.ts";
+import { describePin, trustChangedKey } from "./pinning.ts";
 
 /** A logged-in chat client. */
 export class ChatClient {
@@ -194,6 +195,16 @@ export class ChatClient {
         return true;
       case "unknown":
         this.#print({ kind: "error", code: "bad-command", text: cmd.hint });
+        return true;
+      case "keys":
+        this.#ctx.system(await describePin(this.#ctx, cmd.peer));
+        return true;
+      case "trust":
+        try {
+          this.#ctx.system(await trustChangedKey(this.#ctx, cmd.peer));
+        } catch (e) {
+          this.#print(errorEvent(e));
+        }
         return true;
       case "whoami":
         this.#ctx.system(whoami(this.#o, this.#activity.describe()));

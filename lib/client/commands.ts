@@ -18,6 +18,8 @@ import { isValidUsername } from "../proto/mod.ts";
 export type Command =
   | { kind: "host" }
   | { kind: "session"; peer: string }
+  | { kind: "keys"; peer: string }
+  | { kind: "trust"; peer: string }
   | { kind: "list" }
   | { kind: "disconnect" }
   | { kind: "whoami" }
@@ -34,6 +36,8 @@ export const COMMANDS: readonly string[] = [
   "!list",
   "!disconnect",
   "!whoami",
+  "!keys ",
+  "!trust ",
   "!help",
   "!quit",
 ];
@@ -46,13 +50,15 @@ export const HELP_TEXT: string = [
   "  !list              show who is online and their state",
   "  !disconnect        end the current session (or stop hosting)",
   "  !whoami            your name, key fingerprints and session",
+  "  !keys <user>       the key pinned for <user> (and a changed one, if refused)",
+  "  !trust <user>      pin the changed key of <user> that was refused (compare it first)",
   "  !help              this help",
   "  !quit              log out",
   "Anything else is sent to your peer; start with !! to send a line beginning with !",
 ].join("\n");
 
 const COMMAND_LIST =
-  "!session host, !session <user>, !list, !disconnect, !whoami, !help, !quit";
+  "!session host, !session <user>, !list, !disconnect, !whoami, !keys <user>, !trust <user>, !help, !quit";
 
 function unknown(text: string, hint: string): Command {
   return { kind: "unknown", text, hint };
@@ -114,6 +120,20 @@ export function parseCommand(line: string): Command {
       );
     }
     return { kind: "session", peer };
+  }
+  if (word === "!keys" || word === "!trust") {
+    const usage = `Usage: ${word} <user>`;
+    if (args.length !== 1) return unknown(trimmed, usage);
+    const peer = args[0] ?? "";
+    if (!isValidUsername(peer)) {
+      return unknown(
+        trimmed,
+        `Invalid username "${
+          peer.slice(0, 40)
+        }": expected 1-32 characters of A-Z a-z 0-9 _ -`,
+      );
+    }
+    return { kind: word === "!keys" ? "keys" : "trust", peer };
   }
   return unknown(
     trimmed,

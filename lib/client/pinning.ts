@@ -58,6 +58,12 @@ export class MemoryPeerPins implements PeerPins {
     );
   }
 
+  /** Replace the pin of `peer` (the user's `!trust`). */
+  replace(peer: string, identity: PublicIdentity): Promise<void> {
+    this.#pins.set(peer, identity);
+    return Promise.resolve();
+  }
+
   /** @returns undefined: these pins are in memory */
   where(_peer: string): string | undefined {
     return undefined;
@@ -145,10 +151,14 @@ function keyChanged(
   named: PublicIdentity,
   pinned: PublicIdentity,
 ): AuthError {
+  changedKeys(ctx).set(peer, named);
   const where = pinsOf(ctx).where(peer);
-  const todo = where === undefined
-    ? `if ${peer} really has a new key, compare its fingerprint with ${peer} out of band (this client keeps its pins in memory until it quits)`
-    : `if ${peer} really has a new key, compare its fingerprint with ${peer} out of band, then remove ${where}`;
+  const todo =
+    `if ${peer} really has a new key, compare its fingerprint with ${peer} out of band, then type !trust ${peer} (${
+      where === undefined
+        ? "this client keeps its pins in memory until it quits"
+        : `the pin is ${where}`
+    })`;
   return new AuthError(
     "peer-key-changed",
     `WARNING: ${peer}'s key changed: the server names ${named.fingerprint} for ${peer}, but the key pinned for ${peer} is ${pinned.fingerprint}; refusing the session (someone, most likely the server, may be in the middle). ${todo}`,
@@ -193,4 +203,59 @@ export async function pinFirstUse(
       `First session with ${peer}: ${peer}'s key ${identity.fingerprint} is now pinned; compare the code with ${peer} to be sure`,
     );
   }
+}
+
+/** Per client, the last key the server named for a partner that differed from the pin. */
+const CHANGED = new WeakMap<ClientContext, Map<string, PublicIdentity>>();
+
+function changedKeys(ctx: ClientContext): Map<string, PublicIdentity> {
+  let m = CHANGED.get(ctx);
+  if (!m) CHANGED.set(ctx, m = new Map());
+  return m;
+}
+
+/**
+ * `!keys <peer>`: the key pinned for `peer`, where it lives, and a changed
+ * key waiting for `!trust` (PROTOCOL.md section 6, key continuity).
+ * @param ctx the client
+ * @param peer the partner
+ * @returns the line to show
+ */
+export async function describePin(
+  ctx: ClientContext,
+  peer: string,
+): Promise<string> {
+  const pins = pinsOf(ctx);
+  const pinned = await pins.load(peer);
+  const where = pins.where(peer);
+  const changed = changedKeys(ctx).get(peer);
+  const base = pinned
+    ? `${peer}'s pinned key: ${pinned.fingerprint}${
+      where === undefined ? " (in memory)" : ` (${where})`
+    }`
+    : `No key pinned for ${peer} yet: your first session with ${peer} pins it`;
+  return changed && changed.fingerprint !== pinned?.fingerprint
+    ? `${base}; the server last named ${changed.fingerprint} (refused; !trust ${peer} accepts it)`
+    : base;
+}
+
+/**
+ * `!trust <peer>`: pin the changed key the server last named for `peer`, in
+ * place of the old one. Only a key seen in a refusal can be trusted: the
+ * user compared that fingerprint out of band, the warning asked them to.
+ * @param ctx the client
+ * @param peer the partner
+ * @returns the line to show
+ */
+export async function trustChangedKey(
+  ctx: ClientContext,
+  peer: string,
+): Promise<string> {
+  const changed = changedKeys(ctx).get(peer);
+  if (!changed) {
+    return `No changed key was seen for ${peer}: nothing to trust (!keys ${peer} shows the pinned one)`;
+  }
+  await pinsOf(ctx).replace(peer, changed);
+  changedKeys(ctx).delete(peer);
+  return `${peer}'s key ${changed.fingerprint} is now pinned in place of the old one`;
 }

@@ -159,6 +159,30 @@ export async function pinPeer(
 }
 
 /**
+ * Replace the pin of `peer` (the user said so with `!trust`, PROTOCOL.md
+ * section 6): written through a temporary file and a rename, like every key.
+ * @param dir the key directory
+ * @param me whose pins
+ * @param peer the partner
+ * @param identity the new key
+ * @throws {KeyStoreError} `key-write-failed`, `key-dir-writable`
+ */
+export async function replacePeerPin(
+  dir: string,
+  me: string,
+  peer: string,
+  identity: PublicIdentity,
+): Promise<void> {
+  const path = peerPinPath(dir, me, peer);
+  for (const d of pinDirs(dir, me)) await ensureDir(d);
+  await writeKeyFile(
+    path,
+    pemEncode("PUBLIC KEY", identity.publicDer),
+    PEER_PIN_MODE,
+  );
+}
+
+/**
  * The pins of `me` in the key directory, as the client reads them
  * (PROTOCOL.md section 6, key continuity).
  * @param dir the key directory
@@ -178,6 +202,7 @@ export function peerPinStore(dir: string, me: string): PeerPins {
   return {
     load: (peer) => loadPinnedPeer(dir, me, peer),
     pin: (peer, identity) => pinPeer(dir, me, peer, identity),
+    replace: (peer, identity) => replacePeerPin(dir, me, peer, identity),
     where: (peer) => peerPinPath(dir, me, peer),
   };
 }

@@ -148,6 +148,14 @@ export interface PeerPins {
    */
   pin(peer: string, identity: PublicIdentity): Promise<PinAction>;
   /**
+   * Replace the pin of `peer` with `identity`: only on the user's word
+   * (`!trust`, after it compared the new fingerprint out of band).
+   * @param peer a username (rule 2.9)
+   * @param identity the new key
+   * @throws {KeyError} `key-write-failed`
+   */
+  replace(peer: string, identity: PublicIdentity): Promise<void>;
+  /**
    * Where the pin of `peer` lives, for a hint: a path, or undefined when
    * pins are kept in memory.
    * @param peer a username (rule 2.9)
