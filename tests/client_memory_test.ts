@@ -18,11 +18,12 @@ import type { ServerToClient } from "../lib/proto/mod.ts";
 import {
   ImServer,
   LocalDelivery,
+  type Push,
   type ServerOptions,
 } from "../lib/server/mod.ts";
 import { MemoryNetwork } from "../lib/wire/mod.ts";
 import { clientDirectory, identities } from "./_helpers.ts";
-import { CaptureUi, until } from "./_fixtures.ts";
+import { CaptureUi, isError, until } from "./_fixtures.ts";
 
 /** RFC 5737 TEST-NET-1: no TCP listener could be here. */
 const HOST = "192.0.2.1";
@@ -38,7 +39,7 @@ const NO_NET = {
   import: false,
 } as const;
 
-async function world() {
+async function world(over: Partial<ServerOptions> = {}) {
   const ids = await identities();
   const net = new MemoryNetwork();
   const server = await ImServer.start({
@@ -48,8 +49,10 @@ async function world() {
     identity: ids.server,
     clients: clientDirectory(ids),
     heartbeatMs: 0,
+    ...over,
   });
   const clients: ChatClient[] = [];
+  const bares: Array<() => Promise<void>> = [];
   const options = (user: "A" | "B" | "C", ui: CaptureUi): ClientOptions => ({
     user,
     identity: ids[user],
@@ -69,11 +72,42 @@ async function world() {
     clients.push(c);
     return { c, ui };
   };
+  /** A bare login: its channel, and every message the server sends it. */
+  const bare = async (user: "A" | "B" | "C") => {
+    const { channel } = await loginToServer(options(user, new CaptureUi()));
+    const got: ServerToClient[] = [];
+    const reader = (async () => {
+      for await (const ev of channel.events()) {
+        if (ev.kind === "message") got.push(ev.msg);
+      }
+    })();
+    bares.push(async () => {
+      channel.abort("done");
+      await reader;
+    });
+    return { channel, got };
+  };
   const close = async () => {
+    for (const b of bares) await b();
     for (const c of clients) await c.quit();
     await server.close();
   };
-  return { net, server, client, options, close };
+  return { server, client, bare, options, close };
+}
+
+/** A Delivery over this node's that runs `also` before each delivery. */
+function deliveryWith(
+  also: (real: LocalDelivery, user: string, msg: Push) => void,
+): NonNullable<ServerOptions["delivery"]> {
+  return (local) => {
+    const real = new LocalDelivery(local);
+    return {
+      deliver(user, msg, opts) {
+        also(real, user, msg);
+        return real.deliver(user, msg, opts);
+      },
+    };
+  };
 }
 
 const started = (e: UiEvent) => e.kind === "session" && e.state === "started";
@@ -124,15 +158,8 @@ Deno.test({
   permissions: NO_NET,
   fn: async () => {
     const w = await world();
-    const ui = new CaptureUi();
-    const { channel } = await loginToServer(w.options("C", ui));
     try {
-      const got: ServerToClient[] = [];
-      const reader = (async () => {
-        for await (const ev of channel.events()) {
-          if (ev.kind === "message") got.push(ev.msg);
-        }
-      })();
+      const { channel, got } = await w.bare("C");
       await until(() => got.some((m) => m.t === "welcome"), "welcome");
       assert.equal(got[0]?.t, "welcome");
       assert.equal(got[0]?.req, undefined, "a push names no request");
@@ -161,10 +188,7 @@ Deno.test({
         false,
         "a request without req gets an answer without one",
       );
-      await channel.close("done");
-      await reader;
     } finally {
-      channel.abort("done");
       await w.close();
     }
   },
@@ -234,44 +258,30 @@ Deno.test({
     "a refused host request (rate-limited) leaves the client not hosting: the next !session host asks the server again",
   permissions: NO_NET,
   fn: async () => {
-    const ids = await identities();
-    const net = new MemoryNetwork();
-    const server = await memoryServer(ids, net, {
+    const w = await world({
       requestLimits: { host: { burst: 1, refillMs: 600_000 } },
     });
-    const ui = new CaptureUi();
-    const c = await ChatClient.start({
-      ...optionsFor(ids, "A", server.port, net),
-      ui,
-    });
     try {
+      const { c, ui } = await w.client("A");
       await c.handleLine("!session host");
       await c.handleLine("!disconnect");
       assert.equal(c.mode, "idle");
       let mark = ui.mark;
       await c.handleLine("!session host");
-      await ui.waitFor(
-        (e) => e.kind === "error" && e.code === "rate-limited",
-        mark,
-      );
+      await ui.waitFor(isError("rate-limited"), mark);
       await until(() => c.mode === "idle", "not hosting after the refusal");
       mark = ui.mark;
       await c.handleLine("!session host");
-      await ui.waitFor(
-        (e) => e.kind === "error" && e.code === "rate-limited",
-        mark,
-      );
+      await ui.waitFor(isError("rate-limited"), mark);
       assert.equal(
         ui.since(
           (e) => e.kind === "system" && /^Already hosting/.test(e.text),
           mark,
-        )
-          .length,
+        ).length,
         0,
       );
     } finally {
-      await c.quit();
-      await server.close();
+      await w.close();
     }
   },
 });
@@ -283,51 +293,28 @@ Deno.test({
     "a grant whose joiner never connects expires at the host: cancel, both IDLE, the joiner told, and the host HOSTING again",
   permissions: NO_NET,
   fn: async () => {
-    const ids = await identities();
-    const net = new MemoryNetwork();
-    const server = await memoryServer(ids, net, {
-      ticketLifetimeMs: 300,
-    });
-    const ui = new CaptureUi();
-    const host = await ChatClient.start({
-      ...optionsFor(ids, "A", server.port, net),
-      ui,
-    });
-    const { channel } = await loginToServer({
-      user: "B",
-      identity: ids.B,
-      pinnedServer: ids.serverPinned,
-      serverHost: HOST,
-      serverPort: server.port,
-      ui: new CaptureUi(),
-      network: net,
-      heartbeatMs: 0,
-    });
-    const got: ServerToClient[] = [];
-    const reader = (async () => {
-      for await (const ev of channel.events()) {
-        if (ev.kind === "message") got.push(ev.msg);
-      }
-    })();
+    const w = await world({ ticketLifetimeMs: 300 });
     try {
-      await host.handleLine("!session host");
-      await channel.send({ t: "session", peer: "A", req: 1 });
-      await until(() => got.some((m) => m.t === "join"), "B's join");
-      await ui.waitFor((e) =>
+      const a = await w.client("A");
+      const b = await w.bare("B");
+      await a.c.handleLine("!session host");
+      await b.channel.send({ t: "session", peer: "A", req: 1 });
+      await until(() => b.got.some((m) => m.t === "join"), "B's join");
+      await a.ui.waitFor((e) =>
         e.kind === "system" &&
         e.text === "B did not connect in time; still hosting"
       );
-      await until(() => got.some((m) => m.t === "cancelled"), "B told");
+      await until(() => b.got.some((m) => m.t === "cancelled"), "B told");
       await until(
-        () => server.list().find((u) => u.name === "A")?.state === "HOSTING",
+        () => w.server.list().find((u) => u.name === "A")?.state === "HOSTING",
         "A HOSTING again",
       );
-      assert.equal(server.list().find((u) => u.name === "B")?.state, "IDLE");
+      assert.equal(
+        w.server.list().find((u) => u.name === "B")?.state,
+        "IDLE",
+      );
     } finally {
-      await channel.close("done");
-      await reader;
-      await host.quit();
-      await server.close();
+      await w.close();
     }
   },
 });
@@ -340,49 +327,27 @@ Deno.test({
     "a second grant while one is pending is refused and cancelled at once; the pending one stands",
   permissions: NO_NET,
   fn: async () => {
-    const ids = await identities();
-    const net = new MemoryNetwork();
-    const server = await memoryServer(ids, net, {
-      delivery: (local) => {
-        const real = new LocalDelivery(local);
-        return {
-          deliver(user, msg, opts) {
-            const r = real.deliver(user, msg, opts);
-            if (msg.t === "grant") {
-              real.deliver(user, {
-                ...msg,
-                peer: "C",
-                ticketId: "ab".repeat(16),
-              });
-            }
-            return r;
-          },
-        };
-      },
+    let forged = false;
+    const w = await world({
+      delivery: deliveryWith((real, user, msg) => {
+        if (msg.t !== "grant" || forged) return;
+        forged = true;
+        // Queued after the real grant, which is delivered next.
+        queueMicrotask(() =>
+          real.deliver(user, { ...msg, peer: "C", ticketId: "ab".repeat(16) })
+        );
+      }),
     });
-    const clients: ChatClient[] = [];
     try {
-      const start = async (user: "A" | "B") => {
-        const ui = new CaptureUi();
-        const c = await ChatClient.start({
-          ...optionsFor(ids, user, server.port, net),
-          ui,
-        });
-        clients.push(c);
-        return { c, ui };
-      };
-      const a = await start("A");
-      const b = await start("B");
+      const a = await w.client("A");
+      const b = await w.client("B");
       await a.c.handleLine("!session host");
       await b.c.handleLine("!session A");
-      await a.ui.waitFor((e) =>
-        e.kind === "error" && e.code === "grant-refused"
-      );
+      await a.ui.waitFor(isError("grant-refused"));
       // The grant B asked for stands: the session starts.
       await Promise.all([a.ui.waitFor(started), b.ui.waitFor(started)]);
     } finally {
-      for (const c of clients) await c.quit();
-      await server.close();
+      await w.close();
     }
   },
 });
@@ -393,79 +358,27 @@ Deno.test({
     "a host the server refuses to list again after a grant ended (rate-limited) stops hosting, instead of believing it hosts",
   permissions: NO_NET,
   fn: async () => {
-    const ids = await identities();
-    const net = new MemoryNetwork();
-    const server = await memoryServer(ids, net, {
+    const w = await world({
       requestLimits: { host: { burst: 1, refillMs: 600_000 } },
     });
-    const ui = new CaptureUi();
-    const a = await ChatClient.start({
-      ...optionsFor(ids, "A", server.port, net),
-      ui,
-    });
-    const { channel } = await loginToServer({
-      ...optionsFor(ids, "B", server.port, net),
-      ui: new CaptureUi(),
-    });
-    const got: ServerToClient[] = [];
-    const reader = (async () => {
-      for await (const ev of channel.events()) {
-        if (ev.kind === "message") got.push(ev.msg);
-      }
-    })();
     try {
-      await a.handleLine("!session host");
-      await channel.send({ t: "session", peer: "A", req: 1 });
-      await until(() => got.some((m) => m.t === "join"), "B's join");
-      await channel.send({ t: "ended", peer: "A" });
-      await ui.waitFor((e) => e.kind === "error" && e.code === "rate-limited");
-      await until(() => a.mode === "idle", "A not hosting");
-      assert.equal(server.list().find((u) => u.name === "A")?.state, "IDLE");
+      const a = await w.client("A");
+      const b = await w.bare("B");
+      await a.c.handleLine("!session host");
+      await b.channel.send({ t: "session", peer: "A", req: 1 });
+      await until(() => b.got.some((m) => m.t === "join"), "B's join");
+      await b.channel.send({ t: "ended", peer: "A" });
+      await a.ui.waitFor(isError("rate-limited"));
+      await until(() => a.c.mode === "idle", "A not hosting");
+      assert.equal(
+        w.server.list().find((u) => u.name === "A")?.state,
+        "IDLE",
+      );
     } finally {
-      await channel.close("done");
-      await reader;
-      await a.quit();
-      await server.close();
+      await w.close();
     }
   },
 });
-
-function optionsFor(
-  ids: Awaited<ReturnType<typeof identities>>,
-  user: "A" | "B" | "C",
-  port: number,
-  net: MemoryNetwork,
-) {
-  return {
-    user,
-    identity: ids[user],
-    pinnedServer: ids.serverPinned,
-    serverHost: HOST,
-    serverPort: port,
-    network: net,
-    listenHost: "198.51.100.7",
-    heartbeatMs: 0,
-    reconnect: false,
-    waitForReplies: true,
-  };
-}
-
-/** A server on `net` for A, B and C, quiet heartbeats, `over` on top. */
-function memoryServer(
-  ids: Awaited<ReturnType<typeof identities>>,
-  net: MemoryNetwork,
-  over: Partial<ServerOptions> = {},
-): Promise<ImServer> {
-  return ImServer.start({
-    network: net,
-    hostname: HOST,
-    port: 0,
-    identity: ids.server,
-    clients: clientDirectory(ids),
-    heartbeatMs: 0,
-    ...over,
-  });
-}
 
 // PROTOCOL.md section 6: a `cancelled` that reaches a joiner before its
 // `join` is about an earlier session with that peer (its `ended` crossed the
@@ -475,39 +388,21 @@ Deno.test({
     "a cancelled for the peer that arrives before the join answer does not end the new attempt",
   permissions: NO_NET,
   fn: async () => {
-    const ids = await identities();
-    const net = new MemoryNetwork();
-    const server = await memoryServer(ids, net, {
-      delivery: (local) => {
-        const real = new LocalDelivery(local);
-        return {
-          deliver(user, msg, opts) {
-            if (msg.t === "grant") {
-              // The joiner hears of "the last session" just before its join.
-              real.deliver(msg.peer, {
-                t: "cancelled",
-                peer: user,
-                message: `${user} left the session`,
-              });
-            }
-            return real.deliver(user, msg, opts);
-          },
-        };
-      },
+    const w = await world({
+      delivery: deliveryWith((real, user, msg) => {
+        // The joiner hears of "the last session" just before its join.
+        if (msg.t === "grant") {
+          real.deliver(msg.peer, {
+            t: "cancelled",
+            peer: user,
+            message: `${user} left the session`,
+          });
+        }
+      }),
     });
-    const clients: ChatClient[] = [];
     try {
-      const start = async (user: "A" | "B") => {
-        const ui = new CaptureUi();
-        const c = await ChatClient.start({
-          ...optionsFor(ids, user, server.port, net),
-          ui,
-        });
-        clients.push(c);
-        return { c, ui };
-      };
-      const a = await start("A");
-      const b = await start("B");
+      const a = await w.client("A");
+      const b = await w.client("B");
       await a.c.handleLine("!session host");
       await b.c.handleLine("!session A");
       await Promise.all([a.ui.waitFor(started), b.ui.waitFor(started)]);
@@ -516,8 +411,7 @@ Deno.test({
         0,
       );
     } finally {
-      for (const c of clients) await c.quit();
-      await server.close();
+      await w.close();
     }
   },
 });
