@@ -68,38 +68,48 @@ export async function until(
   }
 }
 
-/** What the user of a client saw, in order, with a way to wait for more. */
-export class CaptureUi implements ClientUi {
-  readonly events: UiEvent[] = [];
-  peer: string | null = null;
+/**
+ * Events in the order they came, with a way to wait for one: what a client's
+ * user saw ({@link CaptureUi}), what a bare channel received ({@link ChannelTap}).
+ */
+export class EventLog<T> {
+  readonly events: T[] = [];
   #wake: Array<() => void> = [];
+  #describe: (e: T) => string;
+  #what: string;
 
-  print(ev: UiEvent): void {
-    this.events.push(ev);
+  /**
+   * @param what the kind of event, for a timeout's message
+   * @param describe one event in a timeout's message
+   */
+  constructor(what: string, describe: (e: T) => string) {
+    this.#what = what;
+    this.#describe = describe;
+  }
+
+  /** Record an event and wake the waiters. */
+  push(e: T): void {
+    this.events.push(e);
     for (const w of this.#wake.splice(0)) w();
   }
 
-  setPeer(peer: string | null): void {
-    this.peer = peer;
-  }
-
-  /** Events printed so far: a mark for {@link waitFor}'s `after`. */
+  /** Events so far: a mark for {@link waitFor}'s `after`. */
   get mark(): number {
     return this.events.length;
   }
 
   /**
-   * Wait for an event printed at or after index `after`.
+   * Wait for an event at or after index `after`.
    * @param pred the test
    * @param after only events from this index on
    * @param timeoutMs how long
    * @returns the event
    */
   async waitFor(
-    pred: (e: UiEvent) => boolean,
+    pred: (e: T) => boolean,
     after = 0,
     timeoutMs = WAIT_MS,
-  ): Promise<UiEvent> {
+  ): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const hit = this.events.slice(after).find(pred);
@@ -107,8 +117,11 @@ export class CaptureUi implements ClientUi {
       const left = deadline - Date.now();
       if (left <= 0) {
         assert.fail(
-          `timed out waiting for a UI event; saw since ${after}: ${
-            JSON.stringify(this.events.slice(after)).slice(0, 1500)
+          `timed out waiting for a ${this.#what}; saw since ${after}: ${
+            this.events.slice(after).map(this.#describe).join(", ").slice(
+              0,
+              1500,
+            )
           }`,
         );
       }
@@ -129,8 +142,25 @@ export class CaptureUi implements ClientUi {
    * @param after index
    * @returns them
    */
-  since(pred: (e: UiEvent) => boolean, after = 0): UiEvent[] {
+  since(pred: (e: T) => boolean, after = 0): T[] {
     return this.events.slice(after).filter(pred);
+  }
+}
+
+/** What the user of a client saw, in order, with a way to wait for more. */
+export class CaptureUi extends EventLog<UiEvent> implements ClientUi {
+  peer: string | null = null;
+
+  constructor() {
+    super("UI event", (e) => JSON.stringify(e));
+  }
+
+  print(ev: UiEvent): void {
+    this.push(ev);
+  }
+
+  setPeer(peer: string | null): void {
+    this.peer = peer;
   }
 }
 
@@ -336,69 +366,15 @@ export interface BareLogin {
 }
 
 /** Collects the events of a {@link SecureChannel} as they come. */
-export class ChannelTap {
-  readonly events: ChannelEvent[] = [];
+export class ChannelTap extends EventLog<ChannelEvent> {
   readonly done: Promise<void>;
-  #wake: Array<() => void> = [];
 
   /** @param ch the channel; its events are read from now on */
   constructor(ch: SecureChannel) {
+    super("channel event", describe);
     this.done = (async () => {
-      for await (const ev of ch.events()) {
-        this.events.push(ev);
-        for (const w of this.#wake.splice(0)) w();
-      }
+      for await (const ev of ch.events()) this.push(ev);
     })();
-  }
-
-  /** Events so far: a mark for `after`. */
-  get mark(): number {
-    return this.events.length;
-  }
-
-  /**
-   * Wait for an event at or after index `after`.
-   * @param pred the test
-   * @param after index
-   * @param timeoutMs how long
-   * @returns the event
-   */
-  async waitFor(
-    pred: (e: ChannelEvent) => boolean,
-    after = 0,
-    timeoutMs = WAIT_MS,
-  ): Promise<ChannelEvent> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const hit = this.events.slice(after).find(pred);
-      if (hit) return hit;
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        assert.fail(
-          `timed out waiting for a channel event; saw: ${
-            this.events.slice(after).map(describe).join(", ")
-          }`,
-        );
-      }
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(done, left);
-        function done() {
-          clearTimeout(t);
-          resolve();
-        }
-        this.#wake.push(done);
-      });
-    }
-  }
-
-  /**
-   * Events since `after` matching `pred`.
-   * @param pred the test
-   * @param after index
-   * @returns them
-   */
-  since(pred: (e: ChannelEvent) => boolean, after = 0): ChannelEvent[] {
-    return this.events.slice(after).filter(pred);
   }
 }
 
