@@ -51,6 +51,24 @@ export const Label = {
   PEER_HOST_SIGNATURE: "im v1 peer host signature",
   /** Context the joiner signs in its FINISHED (PROTOCOL.md section 6, "Key continuity"). */
   PEER_JOINER_SIGNATURE: "im v1 peer joiner signature",
+  /** Mailboxes (PROTOCOL.md section 9.1): the transcript of an `IK_CERT`. */
+  MAIL_IDENTITY: "im v1 mail identity",
+  /** Context the user signs in an `IK_CERT`: `label || 0x00 || ik_th`. */
+  MAIL_IDENTITY_SIGNATURE: "im v1 mail identity signature",
+  /** The transcript of an `SPK_CERT` (section 9.1). */
+  MAIL_PREKEY: "im v1 mail prekey",
+  /** Context the user signs in an `SPK_CERT`: `label || 0x00 || spk_th`. */
+  MAIL_PREKEY_SIGNATURE: "im v1 mail prekey signature",
+  /** X3DH associated data (section 9.2): names, RSA fingerprints, identity keys. */
+  MAIL_AD: "im v1 mail ad",
+  /** X3DH output `sk` (section 9.2). */
+  MAIL_SECRET: "im v1 mail secret",
+  /** One message's keys from `sk`, salted with its `msg_id` (section 9.2). */
+  MAIL_ENC: "im v1 mail enc",
+  MAIL_IV: "im v1 mail iv",
+  MAIL_MAC: "im v1 mail mac",
+  /** Key of the `delivered` proof (section 9.6). */
+  MAIL_RECEIPT: "im v1 mail receipt",
 } as const;
 
 /** Directions of a channel: login (client/server) and peer (host/joiner). Rule 2.6: never the same key both ways. */

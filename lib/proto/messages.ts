@@ -34,12 +34,31 @@ export interface UserEntry {
   state: UserState;
 }
 
+/** What a mail receipt says (PROTOCOL.md 9.6). */
+export type ReceiptStatus = "stored" | "delivered" | "expired";
+
+/** One entry of an `ack`'s `delivered`: a record shown, with its proof (PROTOCOL.md 9.6). */
+export interface DeliveredProof {
+  seq: number;
+  proof: string;
+}
+
 /**
  * How a field is checked: `name` is a string that follows the username rule
  * (2.9), `reason` a {@link RefusalReason}, `users` a list of
- * {@link UserEntry}; `number` is finite.
+ * {@link UserEntry}; `number` is finite; `strings` a list of strings,
+ * `proofs` a list of {@link DeliveredProof}, `status` a
+ * {@link ReceiptStatus}.
  */
-export type FieldType = "string" | "name" | "number" | "users" | "reason";
+export type FieldType =
+  | "string"
+  | "name"
+  | "number"
+  | "users"
+  | "reason"
+  | "strings"
+  | "proofs"
+  | "status";
 type Schema = Readonly<Record<string, Readonly<Record<string, FieldType>>>>;
 
 /**
@@ -56,6 +75,16 @@ export const CLIENT_TO_SERVER = {
   cancel: { ticketId: "string" },
   relay: { peer: "name", data: "string" },
   bye: {},
+  publish: {
+    identityKey: "string",
+    signedPrekey: "string",
+    oneTimePrekeys: "strings",
+  },
+  fetch: { user: "name" },
+  keys: { user: "name" },
+  send: { to: "name", mail: "string" },
+  mailbox: { window: "number" },
+  "mail-ack": { upTo: "number", delivered: "proofs" },
 } as const satisfies Schema;
 
 /** Server -> client (PROTOCOL.md section 5); an answer repeats its request's `req`. */
@@ -97,6 +126,25 @@ export const SERVER_TO_CLIENT = {
   error: { code: "string", message: "string" },
   closing: { reason: "string", message: "string" },
   relayed: { peer: "name", data: "string" },
+  published: { oneTimePrekeys: "number" },
+  bundle: {
+    user: "name",
+    identity: "string",
+    identityKey: "string",
+    signedPrekey: "string",
+    oneTimePrekey: "string",
+  },
+  mail: { seq: "number", from: "name", at: "number", mail: "string" },
+  receipt: {
+    seq: "number",
+    id: "string",
+    to: "name",
+    status: "status",
+    at: "number",
+    proof: "string",
+  },
+  synced: { count: "number" },
+  "prekeys-low": { left: "number" },
 } as const satisfies Schema;
 
 /** Peer <-> peer, inside a peer session (PROTOCOL.md section 6). */
@@ -172,6 +220,51 @@ export const MESSAGE_DOCS = {
     bye: {
       about: "log out; no answer, the server closes the link",
       fields: {},
+    },
+    publish: {
+      about:
+        "publish my mailbox keys (section 9.1); answered by `published` or `error` (`bad-keys`, `too-many-prekeys`)",
+      fields: {
+        identityKey: "base64 (padded) of my `IK_CERT`",
+        signedPrekey: "base64 of my newest `SPK_CERT`",
+        oneTimePrekeys: "base64 of one `OPK` each, at most 100",
+      },
+    },
+    fetch: {
+      about:
+        "a bundle to write to `user`; takes one of its one-time prekeys; answered by `bundle` or `error` (`no-mailbox`)",
+      fields: { user: "the recipient" },
+    },
+    keys: {
+      about:
+        "`user`'s mailbox keys, no one-time prekey (a sender's identity key, `!keys`, `!trust`); answered by `bundle` or `error` (`no-mailbox`)",
+      fields: { user: "whose keys" },
+    },
+    send: {
+      about:
+        "store a message for `to` (section 9.8); answered by `receipt` (`stored`) or `error`",
+      fields: {
+        to: "the recipient",
+        mail: "base64 (padded) of `MAIL` (section 9.3)",
+      },
+    },
+    mailbox: {
+      about:
+        "start streaming my log (section 9.8); no answer but the stream and `synced`",
+      fields: {
+        window:
+          "an integer, 1 to 1,024: how many pushed records may await my `ack` (`im` sends 256)",
+      },
+    },
+    "mail-ack": {
+      about:
+        "the records up to `upTo` are handled and may be deleted; no answer (`bad-ack` when `upTo` is above what was pushed or below an earlier one)",
+      fields: {
+        upTo:
+          "an integer, the `seq` of the last record handled, every earlier one handled too",
+        delivered:
+          "the records among them that were shown, with their proofs (section 9.6): `proof` base64 of 32 bytes",
+      },
     },
   } satisfies DocsOf<typeof CLIENT_TO_SERVER>,
   SERVER_TO_CLIENT: {
@@ -263,6 +356,59 @@ export const MESSAGE_DOCS = {
         data: "as in `relay`: base64 of the frame's payload, `kind || body`",
       },
     },
+    published: {
+      about: "answer to `publish`",
+      fields: {
+        oneTimePrekeys:
+          "an integer, how many one-time prekeys the server now holds for me",
+      },
+    },
+    bundle: {
+      about:
+        "answer to `fetch` (the one-time prekey in it is now removed from the server) and to `keys` (with no one-time prekey)",
+      fields: {
+        user: "the recipient",
+        identity:
+          "base64 of `user`'s RSA key, SPKI DER, from the client directory",
+        identityKey: "base64 of its `IK_CERT`",
+        signedPrekey: "base64 of its newest `SPK_CERT`",
+        oneTimePrekey: 'base64 of one `OPK`, or `""` when none is left',
+      },
+    },
+    mail: {
+      about: "a message from my log, pushed in `seq` order (section 9.8)",
+      fields: {
+        seq: "an integer, the record's place in my log",
+        from:
+          "the sender the server authenticated (the recipient trusts only the sealed header)",
+        at: "an integer, when it was stored (ms, the server's clock)",
+        mail: "base64 of `MAIL` (section 9.3)",
+      },
+    },
+    receipt: {
+      about:
+        "`stored`: answer to `send`; `delivered`, `expired`: a record of my log, pushed like `mail`",
+      fields: {
+        seq: "an integer, its place in my log, or 0 when it answers `send`",
+        id: "hex, 32 lowercase digits: the `msg_id`",
+        to: "the recipient of the message",
+        status: "what became of it",
+        at: "an integer, ms, the server's clock",
+        proof: 'base64 of 32 bytes for `delivered` (section 9.6), else `""`',
+      },
+    },
+    synced: {
+      about:
+        "the backlog waiting at `mailbox` has been pushed; live records follow",
+      fields: { count: "an integer, how many records the backlog held" },
+    },
+    "prekeys-low": {
+      about:
+        "fewer than 20 one-time prekeys left: publish more; unasked, at most once per login and drop below 20",
+      fields: {
+        left: "an integer, one-time prekeys the server still holds for me",
+      },
+    },
   } satisfies DocsOf<typeof SERVER_TO_CLIENT>,
   PEER_TO_PEER: {
     msg: {
@@ -284,6 +430,9 @@ export const MESSAGE_DOCS = {
 type FieldValue<F> = F extends "number" ? number
   : F extends "users" ? UserEntry[]
   : F extends "reason" ? RefusalReason
+  : F extends "strings" ? string[]
+  : F extends "proofs" ? DeliveredProof[]
+  : F extends "status" ? ReceiptStatus
   : string;
 
 /** The message types a schema describes, one object type per entry. */
@@ -347,6 +496,7 @@ function entries(schema: Schema, req: boolean): Array<[string, Entry]> {
 
 const REFUSALS = new Set(["unknown", "offline", "not-hosting", "busy", "self"]);
 const STATES = new Set(["IDLE", "HOSTING", "BUSY"]);
+const RECEIPT_STATUSES = new Set(["stored", "delivered", "expired"]);
 
 /**
  * How each checked type reads in PROTOCOL.md section 5 (documentation
@@ -361,6 +511,9 @@ export const FIELD_TYPE_DOCS: Readonly<Record<FieldType, string>> = {
       [...STATES].map((x) => `"${x}"`).join(", ")
     }`,
   reason: `one of ${[...REFUSALS].map((x) => `"${x}"`).join(", ")}`,
+  strings: "array of strings",
+  proofs: 'array of objects {"seq", "proof"}, `seq` a number, `proof` a string',
+  status: `one of ${[...RECEIPT_STATUSES].map((x) => `"${x}"`).join(", ")}`,
 };
 
 const CLIENT_ENTRIES = new Map(entries(CLIENT_TO_SERVER, true));
@@ -475,6 +628,26 @@ function decodeWith(
       // or on a terminal.
       if (typeof f !== "string" || !isValidUsername(f)) {
         throw bad(`"${name}" must be a username`);
+      }
+      out[name] = f;
+    } else if (type === "strings") {
+      if (!Array.isArray(f) || !f.every((x) => typeof x === "string")) {
+        throw bad(`"${name}" must be a list of strings`);
+      }
+      out[name] = [...f];
+    } else if (type === "proofs") {
+      if (!Array.isArray(f)) throw bad(`"${name}" must be a list`);
+      out[name] = f.map((d) => {
+        if (
+          typeof d !== "object" || d === null ||
+          typeof d.seq !== "number" || !Number.isFinite(d.seq) ||
+          typeof d.proof !== "string"
+        ) throw bad("bad delivered entry");
+        return { seq: d.seq, proof: d.proof };
+      });
+    } else if (type === "status") {
+      if (typeof f !== "string" || !RECEIPT_STATUSES.has(f)) {
+        throw bad("unknown receipt status");
       }
       out[name] = f;
     } else if (type === "reason") {

@@ -11,6 +11,8 @@
  * - {@link Delivery}: hand a message to a user wherever they are connected.
  * - {@link Store}: a durable, per-user, ordered log of records for mailboxes:
  *   append, read in order, acknowledge, expire.
+ * - {@link Prekeys}: the users' published mailbox keys (PROTOCOL.md 9.1,
+ *   9.9): certificates, and one-time prekeys each handed out once.
  *
  * @example
  * ```ts
@@ -198,9 +200,64 @@ export interface Store {
   /**
    * Remove every record, of any user, appended before `before`.
    * @param before a time (ms since the epoch, the store's clock)
-   * @returns how many were removed
+   * @returns the records removed (the mailbox tells their senders, PROTOCOL.md 9.8)
    */
-  expire(before: number): Promise<number>;
+  expire(before: number): Promise<StoredRecord[]>;
+  /**
+   * What the user's log holds now, for the quota (PROTOCOL.md 9.8).
+   * @param user whose log
+   * @returns records and their total bytes of `data`
+   */
+  usage(user: string): Promise<{ count: number; bytes: number }>;
   /** Release what the store holds open; idempotent. */
+  close(): Promise<void>;
+}
+
+/** A user's published certificates (PROTOCOL.md 9.1), as the server keeps them. */
+export interface PublishedCerts {
+  /** `IK_CERT` bytes. */
+  readonly identityCert: Uint8Array;
+  /** The newest `SPK_CERT` bytes. */
+  readonly signedPrekeyCert: Uint8Array;
+}
+
+/** One one-time prekey as published: its id and the 36-byte `OPK` (`opk_id u32 || opk[32]`). */
+export interface PublishedPrekey {
+  readonly id: number;
+  readonly opk: Uint8Array;
+}
+
+/**
+ * The users' published mailbox keys (PROTOCOL.md 9.9): the newest
+ * certificates per user and a pool of one-time prekeys of which each is
+ * handed out once, atomically, even to two takers at once or across a crash.
+ * It checks nothing: the mailbox verified the certificates first.
+ */
+export interface Prekeys {
+  /**
+   * Replace the user's certificates and add one-time prekeys (an id already
+   * held is ignored).
+   * @returns how many one-time prekeys are held for the user now
+   */
+  publish(
+    user: string,
+    certs: PublishedCerts,
+    oneTime: readonly PublishedPrekey[],
+  ): Promise<number>;
+  /** @returns the user's certificates, or undefined when it never published */
+  certs(user: string): Promise<PublishedCerts | undefined>;
+  /**
+   * The user's certificates and its one-time prekey of lowest id, which is
+   * removed in the same transaction.
+   * @returns undefined when the user never published; `oneTime` undefined when none is left
+   */
+  take(
+    user: string,
+  ): Promise<
+    { certs: PublishedCerts; oneTime: PublishedPrekey | undefined } | undefined
+  >;
+  /** @returns one-time prekeys held for the user */
+  count(user: string): Promise<number>;
+  /** Release what it holds open; idempotent. */
   close(): Promise<void>;
 }
