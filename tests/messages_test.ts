@@ -3,6 +3,7 @@ import { ProtocolError, utf8 } from "../lib/util/mod.ts";
 import {
   answerTo,
   bucketOf,
+  CLIENT_TO_SERVER,
   decodeClientToServer,
   decodeMessage,
   decodePeerToPeer,
@@ -11,6 +12,8 @@ import {
   MAX_REQUEST_ID,
   type Message,
   padToBucket,
+  PEER_TO_PEER,
+  SERVER_TO_CLIENT,
 } from "../lib/proto/mod.ts";
 
 const GOOD: Message[] = [
@@ -34,6 +37,28 @@ const GOOD: Message[] = [
   { t: "refused", peer: "A", reason: "not-hosting", message: "x" },
   { t: "msg", id: "1", text: "héllo ✓" },
   { t: "ack", id: "1" },
+  {
+    t: "publish",
+    identityKey: "AA==",
+    signedPrekey: "AA==",
+    oneTimePrekeys: ["AA==", "AQ=="],
+  },
+  { t: "mailbox", window: 256 },
+  {
+    t: "mail-ack",
+    upTo: 17,
+    delivered: [{ seq: 17, proof: "AA==" }],
+  },
+  {
+    t: "receipt",
+    seq: 0,
+    id: "00",
+    to: "B",
+    status: "delivered",
+    at: 1,
+    proof: "",
+  },
+  { t: "mail", seq: 3, from: "A", at: 1, mail: "AA==" },
 ];
 
 Deno.test("decodeMessage(encodeMessage(m)) returns m for every kind of message", () => {
@@ -91,6 +116,26 @@ const BAD: Array<[string, string]> = [
     "an unknown refusal reason",
     '{"t":"refused","peer":"A","reason":"why","message":"x"}',
   ],
+  [
+    "one-time prekeys that are not all strings",
+    '{"t":"publish","identityKey":"","signedPrekey":"","oneTimePrekeys":["a",1]}',
+  ],
+  [
+    "a delivered proof without its seq",
+    '{"t":"mail-ack","upTo":1,"delivered":[{"proof":"AA=="}]}',
+  ],
+  [
+    "a delivered entry that is null",
+    '{"t":"mail-ack","upTo":1,"delivered":[null]}',
+  ],
+  [
+    "an unknown receipt status",
+    '{"t":"receipt","seq":0,"id":"00","to":"B","status":"read","at":1,"proof":""}',
+  ],
+  [
+    "a mail whose sender breaks rule 2.9",
+    '{"t":"mail","seq":1,"from":"../A","at":1,"mail":""}',
+  ],
 ];
 
 for (const [what, text] of BAD) {
@@ -101,6 +146,23 @@ for (const [what, text] of BAD) {
     );
   });
 }
+
+Deno.test("no message type means two things: a name used in two directions has the same fields in both", () => {
+  // decodeMessage reads every direction at once (a peer session's codec):
+  // a name with two meanings would decode as only one of them.
+  const seen = new Map<string, string>();
+  for (
+    const schema of [CLIENT_TO_SERVER, SERVER_TO_CLIENT, PEER_TO_PEER] as Array<
+      Record<string, Record<string, string>>
+    >
+  ) {
+    for (const [t, fields] of Object.entries(schema)) {
+      const shape = JSON.stringify(fields);
+      assert.equal(seen.get(t) ?? shape, shape, `"${t}" has two shapes`);
+      seen.set(t, shape);
+    }
+  }
+});
 
 Deno.test("decodeMessage() rejects invalid UTF-8 with ProtocolError bad-utf8", () => {
   assert.throws(

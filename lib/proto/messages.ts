@@ -253,7 +253,7 @@ export const MESSAGE_DOCS = {
         "start streaming my log (section 9.8); no answer but the stream and `synced`",
       fields: {
         window:
-          "an integer, 1 to 1,024: how many pushed records may await my `ack` (`im` sends 256)",
+          "an integer, 1 to 1,024: how many pushed records may await my `mail-ack` (`im` sends 256)",
       },
     },
     "mail-ack": {
