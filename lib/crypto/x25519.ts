@@ -1,6 +1,8 @@
 /**
- * Ephemeral X25519 (RFC 7748) through WebCrypto, for forward secrecy of the
- * server channel (rule 2.5) and the peer channel (rule 4.4).
+ * X25519 (RFC 7748) through WebCrypto: ephemeral keys for forward secrecy of
+ * the server channel (rule 2.5) and the peer channel (rule 4.4), and the
+ * longer-lived mailbox keys (PROTOCOL.md section 9.1), whose private halves
+ * a client keeps as PKCS#8 (RFC 8410).
  *
  * @example
  * ```ts
@@ -13,7 +15,8 @@
  * @module
  */
 
-import { ProtocolError } from "../util/mod.ts";
+import { KeyError, ProtocolError } from "../util/mod.ts";
+import { buf, reason } from "./_util.ts";
 
 /** Bytes of an X25519 public key. */
 export const X25519_PUBLIC_BYTES = 32;
@@ -98,4 +101,119 @@ export async function sharedSecret(
     );
   }
   return secret;
+}
+
+/**
+ * Make an X25519 key pair for the mailbox (PROTOCOL.md section 9.1): `ik`,
+ * `spk` and `opk` are extractable so a key directory can keep them; a
+ * sender's ephemeral `ek` is not.
+ * @param extractable whether the private key may be exported
+ *   ({@link exportX25519Private})
+ * @returns the pair
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateX25519 } from "./x25519.ts";
+ * const k = await generateX25519(true);
+ * assert.ok(k.privateKey.extractable && k.publicRaw.length === 32);
+ * ```
+ */
+export async function generateX25519(extractable: boolean): Promise<Ephemeral> {
+  const pair = await crypto.subtle.generateKey(
+    { name: "X25519" },
+    extractable,
+    ["deriveBits"],
+  ) as CryptoKeyPair;
+  const publicRaw = new Uint8Array(
+    await crypto.subtle.exportKey("raw", pair.publicKey),
+  );
+  return { privateKey: pair.privateKey, publicRaw };
+}
+
+/**
+ * Export an extractable X25519 private key as PKCS#8 DER (RFC 8410), as a
+ * key directory writes it (PROTOCOL.md section 9.1, "At rest").
+ * @param key an extractable X25519 private key
+ * @returns the DER bytes (secret: the caller wipes them once written)
+ * @throws {KeyError} `wrong-key` for another kind of key or one that is
+ *   not extractable
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { exportX25519Private, generateX25519 } from "./x25519.ts";
+ * const der = await exportX25519Private((await generateX25519(true)).privateKey);
+ * assert.ok(der.length === 48 && der[0] === 0x30);
+ * ```
+ */
+export async function exportX25519Private(
+  key: CryptoKey,
+): Promise<Uint8Array<ArrayBuffer>> {
+  if (
+    key.type !== "private" || key.algorithm.name !== "X25519" ||
+    !key.extractable
+  ) {
+    throw new KeyError(
+      "wrong-key",
+      `Cannot export: expected an extractable X25519 private key, got a ${
+        key.extractable ? "" : "non-extractable "
+      }${key.type} ${key.algorithm.name} key`,
+    );
+  }
+  return new Uint8Array(await crypto.subtle.exportKey("pkcs8", key));
+}
+
+/** RFC 7748 section 4.1: the u-coordinate of the base point, 9. */
+const BASE_POINT = new Uint8Array(32);
+BASE_POINT[0] = 9;
+
+/**
+ * Import an X25519 private key from PKCS#8 DER (RFC 8410), non-extractable,
+ * with its public key, computed as `X25519(k, 9)` (RFC 7748 section 6.1):
+ * the private key is never imported extractable, not even for a moment.
+ * @param pkcs8 the DER bytes (not wiped here; the caller owns them)
+ * @returns the pair, its private key non-extractable
+ * @throws {KeyError} `bad-key` when WebCrypto refuses the bytes
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { exportX25519Private, generateX25519, importX25519Private } from "./x25519.ts";
+ * const k = await generateX25519(true);
+ * const back = await importX25519Private(await exportX25519Private(k.privateKey));
+ * assert.ok(!back.privateKey.extractable && back.publicRaw.toHex() === k.publicRaw.toHex());
+ * ```
+ */
+export async function importX25519Private(
+  pkcs8: Uint8Array,
+): Promise<Ephemeral> {
+  let privateKey: CryptoKey;
+  let publicRaw: Uint8Array<ArrayBuffer>;
+  try {
+    privateKey = await crypto.subtle.importKey(
+      "pkcs8",
+      buf(pkcs8),
+      { name: "X25519" },
+      false,
+      ["deriveBits"],
+    );
+    const base = await crypto.subtle.importKey(
+      "raw",
+      BASE_POINT,
+      { name: "X25519" },
+      false,
+      [],
+    );
+    publicRaw = new Uint8Array(
+      await crypto.subtle.deriveBits(
+        { name: "X25519", public: base },
+        privateKey,
+        256,
+      ),
+    );
+  } catch (e) {
+    throw new KeyError(
+      "bad-key",
+      `Cannot use X25519 private key: WebCrypto refused it (${reason(e)})`,
+    );
+  }
+  return { privateKey, publicRaw };
 }
