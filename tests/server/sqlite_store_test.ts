@@ -24,6 +24,7 @@ async function tempStore(clock: () => number): Promise<Store> {
     read: (u, o) => s.read(u, o),
     ack: (u, q) => s.ack(u, q),
     expire: (b) => s.expire(b),
+    usage: (u) => s.usage(u),
     close: async () => {
       await s.close();
       if (!removed) {

@@ -171,27 +171,70 @@ export function storeContract(name: string, make: StoreFactory): void {
   );
 
   withStore(
-    "expire() removes only the records appended before the time, of every user, and counts them",
+    "expire() removes only the records appended before the time, of every user, and returns them with user, seq, time and bytes",
     async (s, clock) => {
       clock.now = 1_000;
-      await s.append("A", bytes(1));
-      await s.append("B", bytes(2));
+      const a1 = await s.append("A", bytes(1));
+      const b1 = await s.append("B", bytes(2));
       clock.now = 2_000;
       await s.append("A", bytes(3));
       clock.now = 3_000;
       await s.append("B", bytes(4));
-      assert.equal(
+      assert.deepEqual(
         await s.expire(1_000),
-        0,
+        [],
         "nothing is older than the oldest",
       );
-      assert.equal(await s.expire(2_000), 2);
+      const gone = await s.expire(2_000);
+      assert.deepEqual(
+        gone.map((r) => [r.user, r.seq, r.at, [...r.data]]).sort(),
+        [["A", a1, 1_000, [1]], ["B", b1, 1_000, [2]]].sort(),
+      );
       assert.deepEqual((await s.read("A")).map((r) => r.data[0]), [3]);
       assert.deepEqual((await s.read("B")).map((r) => r.data[0]), [4]);
-      assert.equal(await s.expire(2_000), 0, "expiring again removes nothing");
-      assert.equal(await s.expire(10_000), 2);
+      assert.deepEqual(
+        await s.expire(2_000),
+        [],
+        "expiring again removes nothing",
+      );
+      assert.equal((await s.expire(10_000)).length, 2);
       assert.deepEqual(await s.read("A"), []);
       assert.deepEqual(await s.read("B"), []);
+    },
+  );
+
+  withStore(
+    "expire() returns the removed records oldest first",
+    async (s, clock) => {
+      for (const [user, at] of [["B", 30], ["A", 10], ["C", 20]] as const) {
+        clock.now = at;
+        await s.append(user, bytes(at));
+      }
+      const gone = await s.expire(100);
+      assert.deepEqual(gone.map((r) => r.at), [10, 20, 30]);
+    },
+  );
+
+  withStore(
+    "usage() counts the user's records and bytes, and follows append(), ack() and expire()",
+    async (s, clock) => {
+      assert.deepEqual(await s.usage("A"), { count: 0, bytes: 0 });
+      clock.now = 1_000;
+      await s.append("A", bytes(1, 2, 3));
+      const second = await s.append("A", bytes(4, 5));
+      await s.append("B", bytes(6));
+      clock.now = 5_000;
+      await s.append("A", new Uint8Array(1000));
+      assert.deepEqual(await s.usage("A"), { count: 3, bytes: 1005 });
+      assert.deepEqual(await s.usage("B"), { count: 1, bytes: 1 });
+      assert.equal(await s.ack("A", second), 2);
+      assert.deepEqual(await s.usage("A"), { count: 1, bytes: 1000 });
+      assert.equal((await s.expire(2_000)).length, 1, "B's record");
+      assert.deepEqual(await s.usage("B"), { count: 0, bytes: 0 });
+      assert.deepEqual(await s.usage("A"), { count: 1, bytes: 1000 });
+      await s.append("B", bytes(7, 8));
+      assert.deepEqual(await s.usage("B"), { count: 1, bytes: 2 });
+      assert.deepEqual(await s.usage("C"), { count: 0, bytes: 0 });
     },
   );
 
@@ -202,7 +245,7 @@ export function storeContract(name: string, make: StoreFactory): void {
       const old = await s.append("A", bytes(1));
       clock.now = 5_000;
       const fresh = await s.append("A", bytes(2));
-      assert.equal(await s.expire(2_000), 1);
+      assert.equal((await s.expire(2_000)).length, 1);
       const [left] = await s.read("A");
       assert.equal(left!.seq, fresh);
       assert.equal(await s.ack("A", old), 0);

@@ -32,6 +32,7 @@ function checkSeq(what: string, n: number): void {
  * await s.append("A", new Uint8Array([2]));
  * assert.equal(await s.ack("A", first), 1);
  * assert.deepEqual((await s.read("A")).map((r) => r.data[0]), [2]);
+ * assert.deepEqual(await s.usage("A"), { count: 1, bytes: 1 });
  * ```
  */
 export class MemoryStore implements Store {
@@ -91,14 +92,23 @@ export class MemoryStore implements Store {
     return Promise.resolve(log.length - keep.length);
   }
 
-  expire(before: number): Promise<number> {
-    let removed = 0;
+  expire(before: number): Promise<StoredRecord[]> {
+    const removed: StoredRecord[] = [];
     for (const [user, log] of [...this.#logs]) {
-      const keep = log.filter((r) => r.at >= before);
-      removed += log.length - keep.length;
+      const keep: StoredRecord[] = [];
+      for (const r of log) (r.at < before ? removed : keep).push(r);
       this.#set(user, keep);
     }
-    return Promise.resolve(removed);
+    return Promise.resolve(
+      removed.sort((a, b) => a.at - b.at || a.seq - b.seq),
+    );
+  }
+
+  usage(user: string): Promise<{ count: number; bytes: number }> {
+    const log = this.#logs.get(user) ?? [];
+    let bytes = 0;
+    for (const r of log) bytes += r.data.length;
+    return Promise.resolve({ count: log.length, bytes });
   }
 
   close(): Promise<void> {

@@ -3,39 +3,27 @@
  * file through Deno's built-in `node:sqlite` (no dependency). Write-ahead
  * log with `synchronous=FULL`: {@link SqliteStore.append} resolves only
  * after its transaction is committed and the log synced, so a `stored`
- * receipt sent after it survives a `kill -9` or a power cut.
+ * receipt sent after it survives a `kill -9` or a power cut (PROTOCOL.md 9.9).
  * @module
  */
 
-import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { dirname } from "node:path";
+import { MailDatabase, run } from "./_db.ts";
 import type { ReadOptions, Store, StoredRecord } from "../seams.ts";
 
-/** File mode of the database (and of its `-wal` and `-shm` files, which SQLite creates alike). */
-export const STORE_FILE_MODE = 0o600;
-/** File mode of a data directory the store creates. */
-export const STORE_DIR_MODE = 0o700;
+export { STORE_DIR_MODE, STORE_FILE_MODE } from "./_db.ts";
 
-/**
- * The schema. `records` holds the logs; `seqs` holds each user's highest
- * seq ever given, so a seq is never reused even once the log is empty.
- * `user_version` names the schema for later migrations.
- */
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS records (
-  user TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  at INTEGER NOT NULL,
-  data BLOB NOT NULL,
-  PRIMARY KEY (user, seq)
-) STRICT, WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS records_at ON records (at);
-CREATE TABLE IF NOT EXISTS seqs (
-  user TEXT PRIMARY KEY,
-  last INTEGER NOT NULL
-) STRICT;
-PRAGMA user_version = 1;
-`;
+const NEXT_SEQ = `INSERT INTO seqs (user, last) VALUES (?, 1)
+  ON CONFLICT (user) DO UPDATE SET last = last + 1 RETURNING last`;
+const INSERT = "INSERT INTO records (user, seq, at, data) VALUES (?, ?, ?, ?)";
+// LIMIT -1 is "no limit" in SQLite.
+const READ = `SELECT seq, at, data FROM records WHERE user = ? AND seq > ?
+  ORDER BY seq LIMIT ?`;
+const ACK = `DELETE FROM records WHERE user = ? AND seq <= ?
+  RETURNING length(data) AS n`;
+const EXPIRE = "DELETE FROM records WHERE at < ? RETURNING user, seq, at, data";
+const USAGE = "SELECT count, bytes FROM usage WHERE user = ?";
+const ADD_USAGE = `INSERT INTO usage (user, count, bytes) VALUES (?1, ?2, ?3)
+  ON CONFLICT (user) DO UPDATE SET count = count + ?2, bytes = bytes + ?3`;
 
 function checkSeq(what: string, n: number): void {
   if (!Number.isSafeInteger(n) || n < 0) {
@@ -49,68 +37,13 @@ function checkLimit(limit: number): void {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
-/** Create the directory (0700) and the file (0600) when they are missing; an existing one is left as it is. */
-async function prepareFile(path: string): Promise<void> {
-  const dir = dirname(path);
-  if (!(await exists(dir))) {
-    await Deno.mkdir(dir, { recursive: true, mode: STORE_DIR_MODE });
-    await Deno.chmod(dir, STORE_DIR_MODE); // mkdir's mode is masked by the umask
-  }
-  try {
-    const f = await Deno.open(path, {
-      createNew: true,
-      write: true,
-      mode: STORE_FILE_MODE,
-    });
-    f.close();
-    await Deno.chmod(path, STORE_FILE_MODE);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
-  }
-}
-
-/** The prepared statements, made once per open database. */
-class Statements {
-  readonly nextSeq: StatementSync;
-  readonly insert: StatementSync;
-  readonly readAll: StatementSync;
-  readonly ack: StatementSync;
-  readonly expire: StatementSync;
-
-  constructor(db: DatabaseSync) {
-    this.nextSeq = db.prepare(
-      `INSERT INTO seqs (user, last) VALUES (?, 1)
-       ON CONFLICT (user) DO UPDATE SET last = last + 1 RETURNING last`,
-    );
-    this.insert = db.prepare(
-      "INSERT INTO records (user, seq, at, data) VALUES (?, ?, ?, ?)",
-    );
-    // LIMIT -1 is "no limit" in SQLite.
-    this.readAll = db.prepare(
-      `SELECT seq, at, data FROM records WHERE user = ? AND seq > ?
-       ORDER BY seq LIMIT ?`,
-    );
-    this.ack = db.prepare("DELETE FROM records WHERE user = ? AND seq <= ?");
-    this.expire = db.prepare("DELETE FROM records WHERE at < ?");
-  }
-}
-
 /**
  * Per-user logs in one SQLite file. Each user's seqs start at 1 and
  * increase by one per append, never reused (the `seqs` table keeps the
  * high-water mark). The store sees only opaque bytes. Calls run
  * synchronously under their promise: an append blocks the event loop
- * for its commit and fsync.
+ * for its commit and fsync. {@link SqliteMail} opens it together with the
+ * {@link SqlitePrekeys} of the same file.
  *
  * @example
  * ```ts
@@ -122,25 +55,34 @@ class Statements {
  * await s.append("A", new Uint8Array([2]));
  * assert.equal(await s.ack("A", first), 1);
  * assert.deepEqual((await s.read("A")).map((r) => r.data[0]), [2]);
+ * assert.deepEqual(await s.usage("A"), { count: 1, bytes: 1 });
  * await s.close();
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export class SqliteStore implements Store {
-  #db: DatabaseSync | undefined;
-  #st: Statements;
+  #db: MailDatabase;
   #now: () => number;
-  readonly path: string;
+  #closed = false;
 
-  private constructor(path: string, db: DatabaseSync, now: () => number) {
-    this.path = path;
-    this.#db = db;
-    this.#st = new Statements(db);
-    this.#now = now;
+  /**
+   * The store of an open database; it takes a reference to it. Use
+   * {@link SqliteStore.open} or {@link SqliteMail.open}.
+   * @param db the database
+   * @param clock the clock of `at` and {@link SqliteStore.expire}
+   */
+  constructor(db: MailDatabase, clock: () => number = Date.now) {
+    this.#db = db.retain();
+    this.#now = clock;
+  }
+
+  /** The database file. */
+  get path(): string {
+    return this.#db.path;
   }
 
   /**
-   * Open (or create) the store at `path`.
+   * Open (or create) the store at `path`, alone on its connection.
    * @param path the database file; its directory is created 0700 and the
    *   file 0600 when missing
    * @param clock the clock of `at` and {@link SqliteStore.expire} (default `Date.now`)
@@ -152,24 +94,7 @@ export class SqliteStore implements Store {
     path: string,
     clock: () => number = Date.now,
   ): Promise<SqliteStore> {
-    await prepareFile(path);
-    const db = new DatabaseSync(path);
-    try {
-      const mode = db.prepare("PRAGMA journal_mode = WAL").get()
-        ?.journal_mode;
-      if (mode !== "wal") {
-        throw new Error(`Cannot open store: journal mode "${mode}" is not wal`);
-      }
-      // FULL: the WAL is synced at every commit, so a commit survives power loss.
-      db.exec("PRAGMA synchronous = FULL");
-      db.exec("PRAGMA busy_timeout = 5000");
-      db.exec(`BEGIN IMMEDIATE; ${SCHEMA} COMMIT;`);
-      return new SqliteStore(path, db, clock);
-    } catch (e) {
-      if (db.isTransaction) db.exec("ROLLBACK");
-      db.close();
-      throw e;
-    }
+    return new SqliteStore(await MailDatabase.open(path), clock);
   }
 
   /**
@@ -185,9 +110,11 @@ export class SqliteStore implements Store {
           `data: expected a Uint8Array, got ${typeof data}`,
         );
       }
-      return this.#transaction((st) => {
-        const seq = Number(st.nextSeq.get(user)?.last);
-        st.insert.run(user, seq, this.#now(), data);
+      const db = this.#db;
+      return db.transaction(() => {
+        const seq = Number(db.statement(NEXT_SEQ).get(user)?.last);
+        db.statement(INSERT).run(user, seq, this.#now(), data);
+        db.statement(ADD_USAGE).run(user, 1, data.length);
         return seq;
       });
     });
@@ -198,7 +125,7 @@ export class SqliteStore implements Store {
       const after = opts.after ?? 0;
       checkSeq("after", after);
       if (opts.limit !== undefined) checkLimit(opts.limit);
-      const rows = this.#st.readAll.all(user, after, opts.limit ?? -1);
+      const rows = this.#db.statement(READ).all(user, after, opts.limit ?? -1);
       return rows.map((r) => ({
         seq: Number(r.seq),
         user,
@@ -208,47 +135,66 @@ export class SqliteStore implements Store {
     });
   }
 
+  /** Remove the user's records up to `seq`, in one transaction with its usage. */
   ack(user: string, seq: number): Promise<number> {
     return this.#run(() => {
       checkSeq("seq", seq);
-      return Number(this.#st.ack.run(user, seq).changes);
+      const db = this.#db;
+      return db.transaction(() => {
+        const gone = db.statement(ACK).all(user, seq);
+        const bytes = gone.reduce((sum, r) => sum + Number(r.n), 0);
+        if (gone.length > 0) {
+          db.statement(ADD_USAGE).run(user, -gone.length, -bytes);
+        }
+        return gone.length;
+      });
     });
   }
 
-  expire(before: number): Promise<number> {
-    return this.#run(() => Number(this.#st.expire.run(before).changes));
+  /** Remove every record older than `before`, in one transaction with the usage. */
+  expire(before: number): Promise<StoredRecord[]> {
+    return this.#run(() => {
+      const db = this.#db;
+      return db.transaction(() => {
+        const gone: StoredRecord[] = db.statement(EXPIRE).all(before).map((
+          r,
+        ) => ({
+          seq: Number(r.seq),
+          user: String(r.user),
+          at: Number(r.at),
+          data: new Uint8Array(r.data as Uint8Array),
+        }));
+        const per = new Map<string, { count: number; bytes: number }>();
+        for (const r of gone) {
+          const u = per.get(r.user) ?? { count: 0, bytes: 0 };
+          u.count++;
+          u.bytes += r.data.length;
+          per.set(r.user, u);
+        }
+        for (const [user, u] of per) {
+          db.statement(ADD_USAGE).run(user, -u.count, -u.bytes);
+        }
+        return gone.sort((a, b) => a.at - b.at || a.seq - b.seq);
+      });
+    });
+  }
+
+  usage(user: string): Promise<{ count: number; bytes: number }> {
+    return this.#run(() => {
+      const row = this.#db.statement(USAGE).get(user);
+      return { count: Number(row?.count ?? 0), bytes: Number(row?.bytes ?? 0) };
+    });
   }
 
   close(): Promise<void> {
-    const db = this.#db;
-    this.#db = undefined;
-    db?.close();
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#db.release();
+    }
     return Promise.resolve();
   }
 
-  /** Run `fn` on the open database; its result or throw becomes the promise's. */
   #run<T>(fn: () => T): Promise<T> {
-    try {
-      if (this.#db === undefined) {
-        throw new Error(`Cannot use store "${this.path}": it is closed`);
-      }
-      return Promise.resolve(fn());
-    } catch (e) {
-      return Promise.reject(e);
-    }
-  }
-
-  /** One write transaction: committed when `fn` returns, rolled back when it throws. */
-  #transaction<T>(fn: (st: Statements) => T): T {
-    const db = this.#db!;
-    db.exec("BEGIN IMMEDIATE");
-    try {
-      const out = fn(this.#st);
-      db.exec("COMMIT");
-      return out;
-    } catch (e) {
-      if (db.isTransaction) db.exec("ROLLBACK");
-      throw e;
-    }
+    return run(this.#db.path, this.#closed, fn);
   }
 }
