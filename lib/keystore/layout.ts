@@ -12,6 +12,9 @@
  * <dir>/users/<user>/public.pem    0644
  * <dir>/users/<user>/server.pem    the pinned server public key (like known_hosts), 0644
  * <dir>/users/<user>/peers/<peer>.pem  a partner's public key, pinned on first use, 0600
+ * <dir>/users/<user>/peers/<peer>.mail      its last verified mailbox certificates, 0600
+ * <dir>/users/<user>/peers/<peer>.verified  the fingerprint the user verified for it, 0600
+ * <dir>/users/<user>/mail/         the user's mailbox keys and state (mail_vault.ts), 0700
  * ```
  *
  * Directories that the keystore creates are 0700 (parents it creates too).
@@ -92,6 +95,14 @@ export const KEY_LAYOUT = {
   /** The key `user` pinned for `peer`. */
   userPeer: (user: string, peer: string): string =>
     `users/${user}/peers/${peer}.pem`,
+  /** The last mailbox certificates `user` verified for `peer` (PROTOCOL.md 9.1). */
+  userPeerMail: (user: string, peer: string): string =>
+    `users/${user}/peers/${peer}.mail`,
+  /** The fingerprint `user` verified for `peer` (`!verify`, PROTOCOL.md 9.1). */
+  userPeerVerified: (user: string, peer: string): string =>
+    `users/${user}/peers/${peer}.verified`,
+  /** A user's mailbox folder: its X25519 keys, `state`, `seen`, `pending` (PROTOCOL.md 9.1). */
+  userMail: (user: string): string => `users/${user}/mail`,
 } as const;
 
 /**

@@ -1,6 +1,7 @@
 /**
  * Layer 4, keystore: the key directory on disk (layout, provisioning, loading,
- * watching for enrollments, partners' keys pinned on first use). May import:
+ * watching for enrollments, partners' keys pinned on first use, the
+ * client's mailbox keys and state). May import:
  * util, crypto, proto.
  * @module
  */
@@ -8,6 +9,7 @@
 export * from "./keystore_error.ts";
 export * from "./layout.ts";
 export * from "./load.ts";
+export * from "./mail_vault.ts";
 export * from "./pins.ts";
 export * from "./provision.ts";
 export * from "./watch.ts";
