@@ -2,10 +2,13 @@
  * Ephemeral X25519 (RFC 7748) for forward secrecy, rules 2.5 and 4.4.
  */
 import assert from "node:assert/strict";
-import { concat, ProtocolError } from "../lib/util/mod.ts";
+import { concat, KeyError, ProtocolError } from "../lib/util/mod.ts";
 import {
   type Ephemeral,
+  exportX25519Private,
   generateEphemeral,
+  generateX25519,
+  importX25519Private,
   sharedSecret,
   X25519_PUBLIC_BYTES,
 } from "../lib/crypto/mod.ts";
@@ -96,6 +99,90 @@ Deno.test("sharedSecret() refuses low-order points (all-zero output, RFC 7748 6.
       ProtocolError,
       "bad-ephemeral",
       hex,
+    );
+  }
+});
+
+Deno.test("importX25519Private() derives the public key of a PKCS#8 private key (RFC 7748 section 6.1 vector) and keeps it non-extractable", async () => {
+  const alice = await importX25519Private(
+    concat(
+      PKCS8_X25519,
+      Uint8Array.fromHex(
+        "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a",
+      ),
+    ),
+  );
+  assert.equal(
+    alice.publicRaw.toHex(),
+    "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a",
+  );
+  assert.equal(alice.privateKey.extractable, false);
+  assert.deepEqual(alice.privateKey.usages, ["deriveBits"]);
+  const bob = Uint8Array.fromHex(
+    "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f",
+  );
+  assert.equal(
+    (await sharedSecret(alice, bob)).toHex(),
+    "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742",
+  );
+});
+
+Deno.test("exportX25519Private() then importX25519Private() gives a key with the same public key and the same shared secrets", async () => {
+  const original = await generateX25519(true);
+  assert.equal(original.privateKey.extractable, true);
+  const der = await exportX25519Private(original.privateKey);
+  assert.deepEqual(der.subarray(0, PKCS8_X25519.length), PKCS8_X25519);
+  assert.equal(der.length, PKCS8_X25519.length + 32);
+  const back = await importX25519Private(der);
+  assert.deepEqual(back.publicRaw, original.publicRaw);
+  assert.equal(back.privateKey.extractable, false);
+  const peer = await generateEphemeral();
+  assert.deepEqual(
+    await sharedSecret(back, peer.publicRaw),
+    await sharedSecret(original, peer.publicRaw),
+  );
+  assert.deepEqual(
+    await sharedSecret(peer, back.publicRaw),
+    await sharedSecret(back, peer.publicRaw),
+  );
+});
+
+Deno.test("exportX25519Private() refuses a non-extractable key and a public key with wrong-key", async () => {
+  const pinned = await generateX25519(false);
+  await assertRejectsIm(
+    () => exportX25519Private(pinned.privateKey),
+    KeyError,
+    "wrong-key",
+  );
+  const pub = await crypto.subtle.importKey(
+    "raw",
+    pinned.publicRaw,
+    { name: "X25519" },
+    true,
+    [],
+  );
+  await assertRejectsIm(() => exportX25519Private(pub), KeyError, "wrong-key");
+});
+
+Deno.test("importX25519Private() refuses bytes that are not an X25519 PKCS#8 key with bad-key", async () => {
+  const good = await exportX25519Private(
+    (await generateX25519(true)).privateKey,
+  );
+  const ed25519 = new Uint8Array(good);
+  ed25519[11] = 0x70; // OID 1.3.101.112 (Ed25519) instead of 1.3.101.110
+  for (
+    const [what, der] of [
+      ["empty", new Uint8Array(0)],
+      ["truncated", good.subarray(0, good.length - 1)],
+      ["raw scalar", good.subarray(PKCS8_X25519.length)],
+      ["Ed25519", ed25519],
+    ] as const
+  ) {
+    await assertRejectsIm(
+      () => importX25519Private(der),
+      KeyError,
+      "bad-key",
+      what,
     );
   }
 });
