@@ -617,7 +617,8 @@ function checkIdentityRollback(
  *   certificates' bytes; `now` in ms (server's clock); `previous`, the
  *   certificates verified before (`peers/<user>.mail`)
  * @returns the decoded certificates, to keep
- * @throws {ProtocolError} `bad-bundle`, `prekey-expired`, `prekey-rollback`
+ * @throws {ProtocolError} `bad-bundle`, `prekey-expired`, `prekey-rollback`;
+ *   `bad-cert` when `previous` itself does not decode (a corrupt store)
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -698,7 +699,8 @@ export async function verifyBundle(a: {
  * @param a `user` whose keys; `owner` its pinned RSA key; the `IK_CERT`
  *   bytes; `previous`, the certificates verified before
  * @returns the decoded certificate, to keep
- * @throws {ProtocolError} `bad-bundle`, `prekey-rollback`
+ * @throws {ProtocolError} `bad-bundle`, `prekey-rollback`; `bad-cert` when
+ *   `previous` itself does not decode (a corrupt store)
  * @example
  * ```ts
  * import assert from "node:assert/strict";
