@@ -25,17 +25,28 @@ export interface BucketShape {
   refillMs: number;
 }
 
-/** Requests that are limited. */
+/**
+ * Requests that are limited. `send` is the mail bucket, which `fetch` shares
+ * (PROTOCOL.md 9.8).
+ */
 export type LimitedRequest = Extract<
   ClientToServer["t"],
-  "list" | "session" | "host"
+  "list" | "session" | "host" | "send" | "keys" | "publish"
 >;
 
-/** The limits of PROTOCOL.md section 5.2. */
+/** Mails a user may send (and bundles fetch) in a burst (PROTOCOL.md 9.8). */
+export const MAIL_BURST = 100;
+/** Mails a second once the burst is spent, by default (`--mail-rate`). */
+export const DEFAULT_MAIL_RATE = 20;
+
+/** The limits of PROTOCOL.md sections 5.2 and 9.8. */
 export const REQUEST_LIMITS: Readonly<Record<LimitedRequest, BucketShape>> = {
   list: { burst: 10, refillMs: 1000 },
   session: { burst: 10, refillMs: 1000 },
   host: { burst: 10, refillMs: 1000 },
+  send: { burst: MAIL_BURST, refillMs: 1000 / DEFAULT_MAIL_RATE },
+  keys: { burst: 10, refillMs: 1000 },
+  publish: { burst: 10, refillMs: 1000 },
 };
 
 /** Bytes waiting unsent on a connection past which `list` is refused. */

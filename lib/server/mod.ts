@@ -12,6 +12,13 @@
 
 export * from "./admission.ts";
 export * from "./limits.ts";
+export * from "./mail_records.ts";
+export * from "./mailbox.ts";
+export {
+  MAX_MAILBOX_WINDOW,
+  MAX_UNACKED_BYTES,
+  STREAM_QUEUE_BUDGET_BYTES,
+} from "./mailbox_stream.ts";
 export * from "./memory/mod.ts";
 export * from "./seams.ts";
 export * from "./sqlite/mod.ts";

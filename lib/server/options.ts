@@ -19,10 +19,17 @@ import {
   type Delivery,
   LOCAL_NODE,
   type Outbox,
+  type Prekeys,
   type Presence,
+  type Store,
 } from "./seams.ts";
 import { DEFAULT_IPV6_PREFIX_BITS } from "./admission.ts";
-import type { BucketShape, LimitedRequest } from "./limits.ts";
+import {
+  type BucketShape,
+  DEFAULT_MAIL_RATE,
+  type LimitedRequest,
+  MAIL_BURST,
+} from "./limits.ts";
 
 /** Most users in one `!list` answer by default; the rest are counted (`more`), so the answer always fits a record. */
 export const LIST_MAX = 1000;
@@ -95,6 +102,26 @@ export interface ServerOptions {
    * client is disconnected (default 4 MiB), so it cannot grow our memory.
    */
   maxQueuedBytes?: number;
+  /**
+   * The mailboxes' logs (PROTOCOL.md 9.9). Default a `MemoryStore` of this
+   * process, which the server closes with itself; one given here is the
+   * caller's to close, after the server (`SqliteMail` for `im serve`).
+   */
+  store?: Store;
+  /** The users' published mailbox keys; default and ownership as for {@link ServerOptions.store}. */
+  prekeys?: Prekeys;
+  /**
+   * Mails (and bundle fetches) a user may send a second once its burst of
+   * 100 is spent (default 20; `--mail-rate`). `requestLimits.send`, when set,
+   * overrides it.
+   */
+  mailRate?: number;
+  /** Records a recipient's log may hold before `mailbox-full` (default 10,000). */
+  mailMaxCount?: number;
+  /** Bytes a recipient's log may hold before `mailbox-full` (default 64 MiB). */
+  mailMaxBytes?: number;
+  /** Days a record is kept before the sweep deletes it, 1..30 (default 30). */
+  mailRetentionDays?: number;
 }
 
 /** The defaults of the settings that have one. */
@@ -115,6 +142,10 @@ export const SERVER_DEFAULTS = {
   authFailureLimit: 5,
   authPenaltyMs: 5_000,
   maxQueuedBytes: DEFAULT_MAX_QUEUED_BYTES,
+  mailRate: DEFAULT_MAIL_RATE,
+  mailMaxCount: 10_000,
+  mailMaxBytes: 64 * 1024 * 1024,
+  mailRetentionDays: 30,
 } as const;
 
 /** {@link ServerOptions} with every default filled in and every limit clamped. */
@@ -122,10 +153,19 @@ export type ServerSettings =
   & Required<
     Omit<
       ServerOptions,
-      "log" | "presence" | "delivery" | "requestLimits" | "now"
+      | "log"
+      | "presence"
+      | "delivery"
+      | "requestLimits"
+      | "now"
+      | "store"
+      | "prekeys"
     >
   >
-  & Pick<ServerOptions, "presence" | "delivery" | "requestLimits">
+  & Pick<
+    ServerOptions,
+    "presence" | "delivery" | "requestLimits" | "store" | "prekeys"
+  >
   & { now: () => number }
   & { log: Logger };
 
@@ -146,7 +186,13 @@ export function serverSettings(o: ServerOptions): ServerSettings {
     node: o.node ?? d.node,
     ...(o.presence && { presence: o.presence }),
     ...(o.delivery && { delivery: o.delivery }),
-    ...(o.requestLimits && { requestLimits: o.requestLimits }),
+    ...(o.store && { store: o.store }),
+    ...(o.prekeys && { prekeys: o.prekeys }),
+    // PROTOCOL.md 9.8: the mail bucket is 100, then --mail-rate a second.
+    requestLimits: {
+      send: { burst: MAIL_BURST, refillMs: 1000 / (o.mailRate ?? d.mailRate) },
+      ...o.requestLimits,
+    },
     now: o.now ?? Date.now,
     loginTimeoutMs: o.loginTimeoutMs ?? d.loginTimeoutMs,
     maxUnauthenticated: o.maxUnauthenticated ?? d.maxUnauthenticated,
@@ -176,5 +222,12 @@ export function serverSettings(o: ServerOptions): ServerSettings {
     authFailureLimit: o.authFailureLimit ?? d.authFailureLimit,
     authPenaltyMs: o.authPenaltyMs ?? d.authPenaltyMs,
     maxQueuedBytes: o.maxQueuedBytes ?? d.maxQueuedBytes,
+    mailRate: o.mailRate ?? d.mailRate,
+    mailMaxCount: o.mailMaxCount ?? d.mailMaxCount,
+    mailMaxBytes: o.mailMaxBytes ?? d.mailMaxBytes,
+    mailRetentionDays: Math.min(
+      30,
+      Math.max(1, o.mailRetentionDays ?? d.mailRetentionDays),
+    ),
   };
 }

@@ -8,8 +8,12 @@
  * - registry.ts: the connected users, the only writer of who is online;
  * - kdc.ts (rules in sessions.ts): hosting, grants and tickets;
  * - relay.ts: forwarding between peers that cannot meet directly;
- * - seams.ts: {@link Presence} and {@link Delivery}, the interfaces through
- *   which the parts see other users (memory/ in one process);
+ * - mailbox.ts (streaming in mailbox_stream.ts): mail to users online or
+ *   not, kept in a {@link Store} with the keys in {@link Prekeys}
+ *   (PROTOCOL.md section 9);
+ * - seams.ts: {@link Presence}, {@link Delivery}, {@link Store} and
+ *   {@link Prekeys}, the interfaces through which the parts see other users
+ *   and the disk (memory/ in one process, sqlite/ for the mailboxes);
  * - options.ts: the settings and their defaults.
  *
  * Here: the life of one logged-in connection (refusals, replacement,
@@ -39,7 +43,13 @@ import type { FrameListener, FrameTransport } from "../wire/mod.ts";
 import type { PrivateIdentity, PublicIdentity } from "../crypto/mod.ts";
 import { Edge, GOODBYE_TIMEOUT_MS } from "./edge.ts";
 import { Kdc } from "./kdc.ts";
-import { LocalDelivery, MemoryPresence } from "./memory/mod.ts";
+import {
+  LocalDelivery,
+  MemoryPrekeys,
+  MemoryPresence,
+  MemoryStore,
+} from "./memory/mod.ts";
+import { DAY_MS, isMailRequest, Mailbox } from "./mailbox.ts";
 import {
   type ServerOptions,
   type ServerSettings,
@@ -58,7 +68,7 @@ import {
   ListCache,
   RequestLimits,
 } from "./limits.ts";
-import type { Presence } from "./seams.ts";
+import type { Prekeys, Presence, Store } from "./seams.ts";
 
 export { RELAY_QUEUE_BUDGET_BYTES } from "./relay.ts";
 
@@ -77,6 +87,9 @@ export class ImServer {
   #edge: Edge;
   #limits: RequestLimits;
   #listCache: ListCache;
+  #mailbox: Mailbox;
+  /** The store and prekeys the server made itself, closed with it. */
+  #owned: Array<Store | Prekeys> = [];
   #tasks = new Set<Promise<void>>();
   #closing = false;
 
@@ -101,6 +114,21 @@ export class ImServer {
     this.#relay = new Relay(this.#presence, delivery);
     this.#limits = new RequestLimits(c.requestLimits);
     this.#listCache = new ListCache(this.#presence, c.listMax);
+    const store = c.store ?? this.#own(new MemoryStore());
+    const prekeys = c.prekeys ?? this.#own(new MemoryPrekeys());
+    this.#mailbox = new Mailbox({
+      store,
+      prekeys,
+      clients: () => this.#clients,
+      session: (user) => this.#registry.get(user),
+      limits: this.#limits,
+      maxCount: c.mailMaxCount,
+      maxBytes: c.mailMaxBytes,
+      retentionMs: c.mailRetentionDays * DAY_MS,
+      maxFrameBytes: c.maxFrameBytes,
+      now: c.now,
+      log: this.#log,
+    });
     this.#edge = new Edge(listener, {
       identity: c.identity,
       lookupUser: (name) => this.#clients.get(name),
@@ -144,8 +172,12 @@ export class ImServer {
       fingerprint: c.identity.fingerprint,
       users: c.clients.size,
     });
-    // The decoys exist before the first login, so no login waits for one.
-    return server.#decoys.ready().then(() => server, async (e) => {
+    // The decoys exist before the first login, so no login waits for one;
+    // PROTOCOL.md 9.8: the retention sweep runs at start and every hour.
+    return Promise.all([
+      server.#decoys.ready(),
+      server.#mailbox.start(),
+    ]).then(() => server, async (e) => {
       await server.close();
       throw e;
     });
@@ -164,6 +196,11 @@ export class ImServer {
   /** Unauthenticated connections open now. */
   get pendingCount(): number {
     return this.#edge.pendingCount;
+  }
+
+  #own<T extends Store | Prekeys>(x: T): T {
+    this.#owned.push(x);
+    return x;
   }
 
   #track(p: Promise<void>): void {
@@ -321,6 +358,7 @@ export class ImServer {
         } requests; wait a moment and try again`,
       });
     }
+    if (isMailRequest(m)) return this.#mailbox.handle(s, m, reply);
     switch (m.t) {
       case "list":
         // Section 5.2: built once per change of who is online.
@@ -360,6 +398,9 @@ export class ImServer {
   }
 
   #leave(s: ClientSession, reason: string): void {
+    // The connection's mail stream ends with it, even when a newer login
+    // replaced it (the records it pushed stay in the log).
+    this.#mailbox.leave(s);
     const gone = this.#registry.remove(s);
     if (!gone) return;
     this.#limits.forget(s.user);
@@ -420,6 +461,8 @@ export class ImServer {
     );
     await this.#edge.done();
     await Promise.all([...this.#tasks]);
+    await this.#mailbox.close();
+    for (const x of this.#owned) await x.close();
     this.#listCache.close();
     this.#log("stopped", { reason });
   }

@@ -1,0 +1,654 @@
+/**
+ * {@link Mailbox}: the mail requests of logged-in users (PROTOCOL.md section
+ * 9): `publish` their keys, `fetch` and `keys` another's, `send` a sealed
+ * mail to a user's log, stream their own log (`mailbox`, mailbox_stream.ts)
+ * and acknowledge it (`mail-ack`), with receipts to senders and the
+ * retention sweep. The server reads no mail: it checks what it can (the
+ * certificates against the enrolled RSA keys, a mail's layout and its
+ * addressing) and keeps the rest opaque. Its log holds counts, never a
+ * message, a `msg_id` or a key. Logs and keys are reached only through the
+ * {@link Store} and {@link Prekeys} seams.
+ *
+ * @example
+ * ```ts ignore
+ * const mailbox = new Mailbox({ store, prekeys, clients, session, limits, ...limits });
+ * mailbox.start();                   // the retention sweep, now and every hour
+ * await mailbox.send(s, m, reply);   // from the server's message switch
+ * mailbox.leave(s);                  // the connection ended: its stream too
+ * await mailbox.close();
+ * ```
+ * @module
+ */
+
+import type { PublicIdentity } from "../crypto/mod.ts";
+import {
+  type ClientToServer,
+  decodeIdentityCert,
+  decodeMail,
+  decodeOneTimePrekey,
+  decodePrekeyCert,
+  encodeMessage,
+  type IdentityCert,
+  mailIdHex,
+  type PrekeyCert,
+  verifyIdentityCert,
+  verifyPrekeyCert,
+} from "../proto/mod.ts";
+import { RECORD_MIN_BYTES } from "../record/mod.ts";
+import { isImError, type Logger } from "../util/mod.ts";
+import type { RequestLimits } from "./limits.ts";
+import { mailRecord, receiptRecord, recordMail } from "./mail_records.ts";
+import { MailStream, MAX_MAILBOX_WINDOW } from "./mailbox_stream.ts";
+import type { ClientSession, Reply } from "./registry.ts";
+import type { Prekeys, PublishedPrekey, Store } from "./seams.ts";
+
+/** One-time prekeys the server holds per user, at most (PROTOCOL.md 9.8). */
+export const MAX_HELD_PREKEYS = 200;
+/** One-time prekeys in one `publish`, at most (PROTOCOL.md 9.7). */
+export const MAX_PUBLISHED_PREKEYS = 100;
+/** Fewer one-time prekeys than this left: the owner is told (`prekeys-low`). */
+export const LOW_PREKEYS = 20;
+/** How often the retention sweep runs (PROTOCOL.md 9.8). */
+export const SWEEP_INTERVAL_MS = 60 * 60 * 1000;
+/** One day, the unit of `--mail-retention`. */
+export const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** Settings of a {@link Mailbox}. */
+export interface MailboxOptions {
+  store: Store;
+  prekeys: Prekeys;
+  /** The client directory as it is now (it changes on a reload). */
+  clients: () => Map<string, PublicIdentity>;
+  /** A user's connection on this node, if any. */
+  session: (user: string) => ClientSession | undefined;
+  /** The per-user buckets: `send` (shared by `fetch`), `keys`, `publish`. */
+  limits: RequestLimits;
+  /** Records a recipient's log may hold before `mailbox-full`. */
+  maxCount: number;
+  /** Bytes a recipient's log may hold before `mailbox-full`. */
+  maxBytes: number;
+  /** A record older than this is deleted by the sweep. */
+  retentionMs: number;
+  /** The server's frame limit: a `mail` push must fit one record under it. */
+  maxFrameBytes: number;
+  /** The server's clock. */
+  now: () => number;
+  log: Logger;
+}
+
+/** What the mailbox keeps of one connection; it ends with it. */
+interface Connection {
+  stream?: MailStream;
+  /** `prekeys-low` was sent since the last time the user held enough. */
+  lowSent: boolean;
+}
+
+type Msg<T extends ClientToServer["t"]> = Extract<ClientToServer, { t: T }>;
+
+/** The requests a {@link Mailbox} answers (PROTOCOL.md 9.7). */
+export type MailRequest = Msg<
+  "publish" | "fetch" | "keys" | "send" | "mailbox" | "mail-ack"
+>;
+
+/**
+ * Is `m` a request for the {@link Mailbox}?
+ * @param m a client message
+ * @returns true for `publish`, `fetch`, `keys`, `send`, `mailbox`, `mail-ack`
+ */
+export function isMailRequest(m: ClientToServer): m is MailRequest {
+  return MAIL_REQUESTS.has(m.t);
+}
+
+const MAIL_REQUESTS: ReadonlySet<string> = new Set([
+  "publish",
+  "fetch",
+  "keys",
+  "send",
+  "mailbox",
+  "mail-ack",
+]);
+
+/** Counts for the log (PROTOCOL.md 9.9): never a message, an id or a key. */
+interface Counts {
+  stored: number;
+  pushed: number;
+  acknowledged: number;
+  delivered: number;
+  expired: number;
+  refused: Record<string, number>;
+}
+
+const newCounts = (): Counts => ({
+  stored: 0,
+  pushed: 0,
+  acknowledged: 0,
+  delivered: 0,
+  expired: 0,
+  refused: {},
+});
+
+/** The mail requests of this node's users. */
+export class Mailbox {
+  #o: MailboxOptions;
+  #conns = new WeakMap<ClientSession, Connection>();
+  #streams = new Set<MailStream>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #sweeping: Promise<void> | undefined;
+  #closed = false;
+  #counts = newCounts();
+
+  /** @param o the seams, limits and clock */
+  constructor(o: MailboxOptions) {
+    this.#o = o;
+  }
+
+  /**
+   * Run the retention sweep now and then every {@link SWEEP_INTERVAL_MS},
+   * until {@link close}.
+   * @returns when the first sweep is done (a failure is logged, not thrown)
+   */
+  start(): Promise<void> {
+    if (this.#closed || this.#timer !== undefined) return Promise.resolve();
+    this.#timer = setInterval(
+      () => this.#sweepInBackground(),
+      SWEEP_INTERVAL_MS,
+    );
+    this.#sweepInBackground();
+    return this.#sweeping ?? Promise.resolve();
+  }
+
+  /**
+   * One mail request, to its handler below. A failure of the store or the
+   * prekeys (a disk error) is answered `store-failed`: nothing was stored,
+   * and the sender is told so rather than left waiting.
+   * @param s the connection
+   * @param m the message
+   * @param reply its answer
+   */
+  async handle(s: ClientSession, m: MailRequest, reply: Reply): Promise<void> {
+    try {
+      switch (m.t) {
+        case "publish":
+          return await this.publish(s, m, reply);
+        case "fetch":
+          return await this.fetch(s, m, reply);
+        case "keys":
+          return await this.keys(s, m, reply);
+        case "send":
+          return await this.send(s, m, reply);
+        case "mailbox":
+          return await this.mailbox(s, m, reply);
+        case "mail-ack":
+          return await this.ack(s, m, reply);
+      }
+    } catch (e) {
+      if (isImError(e)) throw e;
+      this.#o.log("mail-store-failed", {
+        user: s.user,
+        request: m.t,
+        error: (e as Error).message,
+      });
+      await this.#refuse(
+        reply,
+        "store-failed",
+        "The server could not reach its mail store; try again later",
+      );
+    }
+  }
+
+  /**
+   * `publish` (PROTOCOL.md 9.1, 9.8): both certificates decode, name the
+   * user and verify with its enrolled RSA key; the signed prekey is not
+   * older than the one held; the one-time prekeys decode, at most 100 of
+   * them and 200 held in all.
+   * @param s the connection
+   * @param m the message
+   * @param reply its answer: `published`, or `error` `bad-keys`,
+   *   `too-many-prekeys`, `rate-limited`
+   */
+  async publish(
+    s: ClientSession,
+    m: Msg<"publish">,
+    reply: Reply,
+  ): Promise<void> {
+    const user = s.user;
+    if (!this.#o.limits.take(user, "publish")) {
+      return this.#refuse(
+        reply,
+        "rate-limited",
+        "Too many key publications; wait a moment and try again",
+      );
+    }
+    if (m.oneTimePrekeys.length > MAX_PUBLISHED_PREKEYS) {
+      return this.#refuse(
+        reply,
+        "too-many-prekeys",
+        `Keys refused: ${m.oneTimePrekeys.length} one-time prekeys in one publish, over the limit of ${MAX_PUBLISHED_PREKEYS}`,
+      );
+    }
+    let ic: IdentityCert, pc: PrekeyCert;
+    let icBytes: Uint8Array, pcBytes: Uint8Array;
+    const oneTime: PublishedPrekey[] = [];
+    try {
+      icBytes = fromBase64(m.identityKey, "identity key");
+      pcBytes = fromBase64(m.signedPrekey, "signed prekey");
+      ic = decodeIdentityCert(icBytes);
+      pc = decodePrekeyCert(pcBytes);
+      for (const b64 of m.oneTimePrekeys) {
+        const opk = fromBase64(b64, "one-time prekey");
+        oneTime.push({ id: decodeOneTimePrekey(opk).id, opk });
+      }
+    } catch (e) {
+      return this.#refuse(
+        reply,
+        "bad-keys",
+        `Keys refused: ${(e as Error).message}`,
+      );
+    }
+    if (ic.user !== user || pc.user !== user) {
+      return this.#refuse(
+        reply,
+        "bad-keys",
+        "Keys refused: a certificate names another user",
+      );
+    }
+    const owner = this.#o.clients().get(user);
+    if (
+      !owner || !(await verifyIdentityCert(ic, owner)) ||
+      !(await verifyPrekeyCert(pc, owner, ic.ik))
+    ) {
+      return this.#refuse(
+        reply,
+        "bad-keys",
+        "Keys refused: a signature does not verify with your enrolled key",
+      );
+    }
+    const held = await this.#o.prekeys.certs(user);
+    const heldCreated = held && createdOf(held.signedPrekeyCert);
+    if (heldCreated !== undefined && pc.created < heldCreated) {
+      return this.#refuse(
+        reply,
+        "bad-keys",
+        "Keys refused: the signed prekey is older than the one the server holds",
+      );
+    }
+    const distinct = new Set(oneTime.map((k) => k.id)).size;
+    const count = await this.#o.prekeys.count(user);
+    if (count + distinct > MAX_HELD_PREKEYS) {
+      return this.#refuse(
+        reply,
+        "too-many-prekeys",
+        `Keys refused: the server holds ${count} one-time prekeys of yours; ${distinct} more would pass the limit of ${MAX_HELD_PREKEYS}`,
+      );
+    }
+    const left = await this.#o.prekeys.publish(
+      user,
+      { identityCert: icBytes, signedPrekeyCert: pcBytes },
+      oneTime,
+    );
+    const conn = this.#conn(s);
+    if (left >= LOW_PREKEYS) conn.lowSent = false;
+    await reply({ t: "published", oneTimePrekeys: left });
+  }
+
+  /**
+   * `fetch`: the user's bundle with one of its one-time prekeys, which is
+   * now removed (or `""` once none is left); its owner is told when fewer
+   * than {@link LOW_PREKEYS} are left.
+   * @param s the connection
+   * @param m the message
+   * @param reply its answer: `bundle`, or `error` `no-mailbox`, `rate-limited`
+   */
+  async fetch(s: ClientSession, m: Msg<"fetch">, reply: Reply): Promise<void> {
+    if (!this.#o.limits.take(s.user, "send")) {
+      return this.#refuse(
+        reply,
+        "rate-limited",
+        "Too many mails; wait a moment and try again",
+      );
+    }
+    const identity = this.#o.clients().get(m.user);
+    const got = identity && (await this.#o.prekeys.take(m.user));
+    if (!identity || !got) return this.#noMailbox(reply, m.user);
+    await reply({
+      t: "bundle",
+      user: m.user,
+      identity: identity.publicDer.toBase64(),
+      identityKey: got.certs.identityCert.toBase64(),
+      signedPrekey: got.certs.signedPrekeyCert.toBase64(),
+      oneTimePrekey: got.oneTime?.opk.toBase64() ?? "",
+    });
+    if (got.oneTime) await this.#checkLow(m.user);
+  }
+
+  /**
+   * `keys`: the user's certificates, no one-time prekey.
+   * @param s the connection
+   * @param m the message
+   * @param reply its answer: `bundle` with `oneTimePrekey` `""`, or `error`
+   *   `no-mailbox`, `rate-limited`
+   */
+  async keys(s: ClientSession, m: Msg<"keys">, reply: Reply): Promise<void> {
+    if (!this.#o.limits.take(s.user, "keys")) {
+      return this.#refuse(
+        reply,
+        "rate-limited",
+        "Too many key requests; wait a moment and try again",
+      );
+    }
+    const identity = this.#o.clients().get(m.user);
+    const certs = identity && (await this.#o.prekeys.certs(m.user));
+    if (!identity || !certs) return this.#noMailbox(reply, m.user);
+    await reply({
+      t: "bundle",
+      user: m.user,
+      identity: identity.publicDer.toBase64(),
+      identityKey: certs.identityCert.toBase64(),
+      signedPrekey: certs.signedPrekeyCert.toBase64(),
+      oneTimePrekey: "",
+    });
+  }
+
+  /**
+   * `send` (PROTOCOL.md 9.8), checked in order: `rate-limited`,
+   * `no-mailbox`, `bad-mail`, `mail-too-large`, `mailbox-full`. Then the
+   * record is appended, and only once the append resolved (committed) is
+   * the `stored` receipt sent and the record pushed to its recipient.
+   * @param s the connection
+   * @param m the message
+   * @param reply its answer: `receipt` (`stored`) or `error`
+   */
+  async send(s: ClientSession, m: Msg<"send">, reply: Reply): Promise<void> {
+    const o = this.#o;
+    if (!o.limits.take(s.user, "send")) {
+      return this.#refuse(
+        reply,
+        "rate-limited",
+        "Too many mails; wait a moment and try again",
+      );
+    }
+    if (!o.clients().has(m.to) || !(await o.prekeys.certs(m.to))) {
+      return this.#noMailbox(reply, m.to);
+    }
+    let mail: Uint8Array;
+    let header;
+    try {
+      mail = fromBase64(m.mail, "mail");
+      header = decodeMail(mail).header;
+    } catch (e) {
+      return this.#refuse(
+        reply,
+        "bad-mail",
+        `Mail refused: ${(e as Error).message}`,
+      );
+    }
+    if (header.sender !== s.user) {
+      return this.#refuse(
+        reply,
+        "bad-mail",
+        "Mail refused: its header names another sender than you",
+      );
+    }
+    if (header.recipient !== m.to) {
+      return this.#refuse(
+        reply,
+        "bad-mail",
+        `Mail refused: its header names another recipient than ${m.to}`,
+      );
+    }
+    const pushBytes = RECORD_MIN_BYTES + encodeMessage({
+      t: "mail",
+      seq: Number.MAX_SAFE_INTEGER,
+      from: s.user,
+      at: Number.MAX_SAFE_INTEGER,
+      mail: mail.toBase64(),
+    }).length;
+    if (pushBytes > o.maxFrameBytes) {
+      return this.#refuse(
+        reply,
+        "mail-too-large",
+        `Mail of ${mail.length} bytes refused: delivered, it would need a record of ${pushBytes} bytes, over the limit of ${o.maxFrameBytes}`,
+      );
+    }
+    const record = mailRecord(mail);
+    const usage = await o.store.usage(m.to);
+    if (usage.count >= o.maxCount || usage.bytes + record.length > o.maxBytes) {
+      return this.#refuse(
+        reply,
+        "mailbox-full",
+        `The mailbox of ${m.to} is full; try again later`,
+      );
+    }
+    await o.store.append(m.to, record);
+    this.#counts.stored++;
+    await reply({
+      t: "receipt",
+      seq: 0,
+      id: mailIdHex(header.msgId),
+      to: m.to,
+      status: "stored",
+      at: o.now(),
+      proof: "",
+    });
+    this.#notify(m.to);
+  }
+
+  /**
+   * `mailbox`: start streaming the user's log on this connection
+   * (PROTOCOL.md 9.8). A `window` that is not an integer from 1 to
+   * {@link MAX_MAILBOX_WINDOW}, or a second `mailbox` on one connection, is
+   * `bad-mailbox`.
+   * @param s the connection
+   * @param m the message
+   * @param reply errors only; the stream is the answer
+   */
+  mailbox(s: ClientSession, m: Msg<"mailbox">, reply: Reply): Promise<void> {
+    if (
+      !Number.isInteger(m.window) || m.window < 1 ||
+      m.window > MAX_MAILBOX_WINDOW
+    ) {
+      return this.#refuse(
+        reply,
+        "bad-mailbox",
+        `Mailbox window ${m.window} refused: expected an integer from 1 to ${MAX_MAILBOX_WINDOW}`,
+      );
+    }
+    const conn = this.#conn(s);
+    if (conn.stream || s.channel.closed || this.#closed) {
+      return this.#refuse(
+        reply,
+        "bad-mailbox",
+        "Your mailbox is already streaming on this connection",
+      );
+    }
+    const stream = new MailStream({
+      user: s.user,
+      store: this.#o.store,
+      channel: s.channel,
+      window: m.window,
+      log: this.#o.log,
+      onPushed: (n) => (this.#counts.pushed += n),
+    });
+    conn.stream = stream;
+    this.#streams.add(stream);
+    stream.wake();
+    return Promise.resolve();
+  }
+
+  /**
+   * `mail-ack` (PROTOCOL.md 9.8, 9.6): a receipt for each delivered mail
+   * goes to its sender's log (and is pushed if the sender streams), then the
+   * records up to `upTo` are deleted and the stream goes on.
+   * @param s the connection
+   * @param m the message
+   * @param reply errors only (`bad-ack`, which changes nothing)
+   */
+  async ack(s: ClientSession, m: Msg<"mail-ack">, reply: Reply): Promise<void> {
+    const stream = this.#conn(s).stream;
+    const r = stream?.ack(m.upTo, m.delivered) ??
+      (m.upTo === 0 && m.delivered.length === 0
+        ? { ok: true as const, delivered: [] }
+        : {
+          ok: false as const,
+          message:
+            `Acknowledgement up to ${m.upTo} refused: nothing was pushed`,
+        });
+    if (!r.ok) return this.#refuse(reply, "bad-ack", r.message);
+    for (const { record, proof } of r.delivered) {
+      const header = recordMail(record.data)?.header;
+      if (!header) continue; // a receipt record, or a mail that does not decode
+      await this.#o.store.append(
+        header.sender,
+        receiptRecord({
+          msgId: header.msgId,
+          status: "delivered",
+          recipient: s.user,
+          proof,
+        }),
+      );
+      this.#counts.delivered++;
+      this.#notify(header.sender);
+    }
+    if (m.upTo > 0) {
+      this.#counts.acknowledged += await this.#o.store.ack(s.user, m.upTo);
+    }
+    stream?.wake();
+  }
+
+  /**
+   * A connection ended: its stream stops (what it pushed and was not
+   * acknowledged stays in the log).
+   * @param s the connection
+   */
+  leave(s: ClientSession): void {
+    const stream = this.#conns.get(s)?.stream;
+    if (!stream) return;
+    stream.close();
+    this.#streams.delete(stream);
+  }
+
+  /**
+   * The retention sweep (PROTOCOL.md 9.8): delete the records older than the
+   * retention; each expired mail appends an `expired` receipt to its
+   * sender's log. Receipts expire without a receipt. Logs the counts.
+   * @returns when it is done
+   */
+  async sweep(): Promise<void> {
+    const o = this.#o;
+    const gone = await o.store.expire(o.now() - o.retentionMs);
+    let mails = 0, receipts = 0, unreadable = 0;
+    for (const rec of gone) {
+      const header = recordMail(rec.data)?.header;
+      if (!header) {
+        if (rec.data[0] === 0x01) unreadable++;
+        else receipts++;
+        continue;
+      }
+      mails++;
+      await o.store.append(
+        header.sender,
+        receiptRecord({
+          msgId: header.msgId,
+          status: "expired",
+          recipient: rec.user,
+        }),
+      );
+      this.#notify(header.sender);
+    }
+    this.#counts.expired += mails;
+    o.log("mail-expired", { mails, receipts, unreadable });
+    this.#logCounts();
+  }
+
+  /** Stop the sweep and every stream; the store is the caller's to close. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    for (const s of this.#streams) s.close();
+    await Promise.all([...this.#streams].map((s) => s.done()));
+    this.#streams.clear();
+    await this.#sweeping;
+    this.#logCounts();
+  }
+
+  #sweepInBackground(): void {
+    if (this.#sweeping || this.#closed) return;
+    this.#sweeping = this.sweep()
+      .catch((e) =>
+        this.#o.log("mail-sweep-failed", { error: (e as Error).message })
+      )
+      .finally(() => (this.#sweeping = undefined));
+  }
+
+  #logCounts(): void {
+    const c = this.#counts;
+    const refused = Object.fromEntries(
+      Object.entries(c.refused).map(([code, n]) => [`refused-${code}`, n]),
+    );
+    this.#o.log("mail-counts", {
+      stored: c.stored,
+      pushed: c.pushed,
+      acknowledged: c.acknowledged,
+      delivered: c.delivered,
+      expired: c.expired,
+      ...refused,
+    });
+  }
+
+  #conn(s: ClientSession): Connection {
+    let c = this.#conns.get(s);
+    if (!c) {
+      c = { lowSent: false };
+      this.#conns.set(s, c);
+    }
+    return c;
+  }
+
+  /** A record was committed to `user`'s log: its stream on this node pushes it. */
+  #notify(user: string): void {
+    const s = this.#o.session(user);
+    if (s) this.#conns.get(s)?.stream?.wake();
+  }
+
+  /** Tell the owner, once per login and drop, that its one-time prekeys run low. */
+  async #checkLow(owner: string): Promise<void> {
+    const s = this.#o.session(owner);
+    if (!s) return;
+    const conn = this.#conn(s);
+    if (conn.lowSent) return;
+    const left = await this.#o.prekeys.count(owner);
+    if (left >= LOW_PREKEYS || conn.lowSent) return;
+    conn.lowSent = true;
+    await s.channel.send({ t: "prekeys-low", left }).catch(() => {});
+  }
+
+  /** The same answer for a user never enrolled and one who never published (PROTOCOL.md 9.8). */
+  #noMailbox(reply: Reply, user: string): Promise<void> {
+    return this.#refuse(reply, "no-mailbox", `${user} has no mailbox`);
+  }
+
+  #refuse(reply: Reply, code: string, message: string): Promise<void> {
+    this.#counts.refused[code] = (this.#counts.refused[code] ?? 0) + 1;
+    return reply({ t: "error", code, message });
+  }
+}
+
+/** Base64 (RFC 4648 section 4) to bytes; anything else is a typed refusal. */
+function fromBase64(s: string, what: string): Uint8Array {
+  try {
+    return Uint8Array.fromBase64(s, { lastChunkHandling: "strict" });
+  } catch {
+    throw new TypeError(`the ${what} is not base64`);
+  }
+}
+
+/** The `created` of a held `SPK_CERT`, or undefined when it no longer decodes. */
+function createdOf(cert: Uint8Array): number | undefined {
+  try {
+    return decodePrekeyCert(cert).created;
+  } catch {
+    return undefined;
+  }
+}
