@@ -16,6 +16,7 @@ import {
   defaultKeyDir,
   listUsers,
   loadUserKeys,
+  openMailVault,
   peerPinStore,
 } from "../lib/keystore/mod.ts";
 import {
@@ -177,6 +178,8 @@ async function chat(v: ChatFlags): Promise<number> {
     user = asked;
   }
   const keys = await loadUserKeys(keyDir, user);
+  // Mailbox keys, seen ids, pending receipts (PROTOCOL.md section 9.1).
+  const mailVault = await openMailVault(keyDir, user);
   const interactive = Deno.stdin.isTerminal();
   const color = !v["no-color"] && shouldUseColor({
     noColor: Deno.env.get("NO_COLOR") !== undefined,
@@ -205,6 +208,7 @@ async function chat(v: ChatFlags): Promise<number> {
         pinnedServer: keys.pinnedServer,
         // Partners' keys, pinned on first use (PROTOCOL.md section 6).
         peerPins: peerPinStore(keyDir, user),
+        mailVault,
         serverHost: server.host,
         serverPort: server.port,
         ui: terminal,

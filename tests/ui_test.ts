@@ -14,6 +14,7 @@ import {
 import { HELP_TEXT, parseCommand, type UiEvent } from "../lib/client/mod.ts";
 
 const AT = new Date(2024, 0, 2, 9, 5).getTime(); // local 09:05
+const WRITTEN = new Date(2026, 11, 2, 12, 0).getTime(); // local 2026-12-02 12:00
 const PLAIN = { color: false, self: "A" };
 const COLOR = { color: true, self: "A" };
 const ANY_CONTROL = /[\x00-\x1f\x7f-\x9f]/;
@@ -107,6 +108,76 @@ const EVENTS: Array<[UiEvent, string]> = [
   [
     { kind: "session", state: "waiting", peer: "B", at: AT },
     "09:05 -- waiting for B to answer",
+  ],
+  [
+    {
+      kind: "mail",
+      direction: "in",
+      from: "B",
+      to: "A",
+      text: "see you",
+      id: "0123456789abcdef0123456789abcdef",
+      written: WRITTEN,
+      at: AT,
+    },
+    "09:05 [mail] B (written 2026-12-02 12:00): see you",
+  ],
+  [
+    {
+      kind: "mail",
+      direction: "out",
+      from: "A",
+      to: "B",
+      text: "hi",
+      id: "0123456789abcdef0123456789abcdef",
+      written: AT,
+      at: AT,
+    },
+    "09:05 [mail] A to B: hi #01234567",
+  ],
+  [
+    {
+      kind: "receipt",
+      id: "0123456789abcdef0123456789abcdef",
+      status: "stored",
+      peer: "B",
+      via: "mail",
+      at: AT,
+    },
+    "09:05 -- mail to B stored by the server (#01234567)",
+  ],
+  [
+    {
+      kind: "receipt",
+      id: "0123456789abcdef0123456789abcdef",
+      status: "delivered",
+      peer: "B",
+      via: "mail",
+      at: AT,
+    },
+    "09:05 -- mail to B delivered (#01234567)",
+  ],
+  [
+    {
+      kind: "receipt",
+      id: "0123456789abcdef0123456789abcdef",
+      status: "expired",
+      peer: "B",
+      via: "mail",
+      at: AT,
+    },
+    "09:05 !! mail to B not delivered: the server deleted it unread after its retention (#01234567)",
+  ],
+  [
+    {
+      kind: "receipt",
+      id: "0123456789abcdef0123456789abcdef",
+      status: "undelivered",
+      peer: "B",
+      via: "mail",
+      at: AT,
+    },
+    "09:05 !! mail to B not delivered: no delivery receipt within 31 days (#01234567)",
   ],
 ];
 
@@ -285,6 +356,35 @@ function hostileEvents(fake: string): UiEvent[] {
       id: fake,
       direction: "out",
     },
+    // Mail: the text, the names and the id come from the network.
+    {
+      kind: "mail",
+      direction: "in",
+      from: fake.trimStart(),
+      to: "A",
+      text: fake,
+      id: fake,
+      written: AT,
+      at: AT,
+    },
+    {
+      kind: "mail",
+      direction: "out",
+      from: "A",
+      to: fake,
+      text: fake,
+      id: fake,
+      written: AT,
+      at: AT,
+    },
+    {
+      kind: "receipt",
+      id: fake,
+      status: "delivered",
+      peer: fake,
+      via: "mail",
+      at: AT,
+    },
   ];
 }
 
@@ -423,7 +523,20 @@ Deno.test("eventToJson() has a stable key order for every kind", () => {
     ],
     [
       { kind: "receipt", id: "1", status: "delivered", peer: "B", at: AT0 },
-      ["type", "id", "status", "peer", "time"],
+      ["type", "id", "status", "peer", "via", "time"],
+    ],
+    [
+      {
+        kind: "mail",
+        direction: "in",
+        from: "B",
+        to: "A",
+        text: "hi",
+        id: "1",
+        written: AT0,
+        at: AT0,
+      },
+      ["type", "direction", "from", "to", "text", "id", "written", "time"],
     ],
     [{ kind: "system", text: "x", at: AT0 }, ["type", "text", "time"]],
     [
@@ -456,6 +569,77 @@ Deno.test("eventToJson() writes exactly the documented message line", () => {
       direction: "in",
     }),
     `{"type":"message","direction":"in","from":"B","to":"A","text":"hi","id":"9","time":"${TIME0}"}`,
+  );
+});
+
+Deno.test("eventToJson() writes exactly the documented mail and mail receipt lines", () => {
+  const id = "0123456789abcdef0123456789abcdef";
+  assert.equal(
+    eventToJson({
+      kind: "mail",
+      direction: "in",
+      from: "B",
+      to: "A",
+      text: "hi",
+      id,
+      written: AT0 - 1000,
+      at: AT0,
+    }),
+    `{"type":"mail","direction":"in","from":"B","to":"A","text":"hi","id":"${id}","written":"2024-01-02T08:05:05.007Z","time":"${TIME0}"}`,
+  );
+  assert.equal(
+    eventToJson({
+      kind: "receipt",
+      id,
+      status: "stored",
+      peer: "B",
+      via: "mail",
+      at: AT0,
+    }),
+    `{"type":"receipt","id":"${id}","status":"stored","peer":"B","via":"mail","time":"${TIME0}"}`,
+  );
+  // A peer session's receipt says so.
+  assert.equal(
+    JSON.parse(
+      eventToJson({
+        kind: "receipt",
+        id: "3",
+        status: "delivered",
+        peer: "B",
+        at: AT0,
+      }),
+    ).via,
+    "session",
+  );
+  // An invalid written time is null, not a throw.
+  assert.equal(
+    JSON.parse(
+      eventToJson({
+        kind: "mail",
+        direction: "in",
+        from: "B",
+        to: "A",
+        text: "x",
+        id,
+        written: NaN,
+        at: AT0,
+      }),
+    ).written,
+    null,
+  );
+});
+
+Deno.test("formatEvent() of a mail receipt whose recipient is not known names none", () => {
+  assert.equal(
+    formatEvent({
+      kind: "receipt",
+      id: "0123456789abcdef0123456789abcdef",
+      status: "undelivered",
+      peer: "",
+      via: "mail",
+      at: AT,
+    }, PLAIN),
+    "09:05 !! mail not delivered: no delivery receipt within 31 days (#01234567)",
   );
 });
 
@@ -542,8 +726,10 @@ Deno.test("completeLine() lists every command for a bare !", () => {
     "!list",
     "!disconnect",
     "!whoami",
+    "!msg ",
     "!keys ",
     "!trust ",
+    "!verify ",
     "!help",
     "!quit",
   ]);
@@ -577,6 +763,31 @@ Deno.test("completeLine() does not complete message text", () => {
   ]);
 });
 
+Deno.test("completeLine() offers the online names after !msg, !keys, !trust, !verify and a leading @", () => {
+  assert.deepEqual(completeLine("!msg ", NAMES), [
+    ["bill", "bob", "carol"],
+    "",
+  ]);
+  assert.deepEqual(completeLine("!msg b", NAMES), [["bill", "bob"], "b"]);
+  assert.deepEqual(completeLine("!verify c", NAMES), [["carol"], "c"]);
+  assert.deepEqual(completeLine("!keys bo", NAMES), [["bob"], "bo"]);
+  assert.deepEqual(completeLine("!trust ", NAMES), [
+    ["bill", "bob", "carol"],
+    "",
+  ]);
+  assert.deepEqual(completeLine("@", NAMES), [
+    ["@bill", "@bob", "@carol"],
+    "@",
+  ]);
+  assert.deepEqual(completeLine("@ca", NAMES), [["@carol"], "@ca"]);
+  // Not "host", and not the text after the name.
+  assert.deepEqual(completeLine("!msg h", NAMES), [[], "h"]);
+  assert.deepEqual(completeLine("@bob hi b", NAMES), [[], "@bob hi b"]);
+  assert.deepEqual(completeLine("!msg bob b", NAMES), [[], "!msg bob b"]);
+  assert.deepEqual(completeLine("!m", NAMES), [["!msg "], "!m"]);
+  assert.deepEqual(completeLine("!v", NAMES), [["!verify "], "!v"]);
+});
+
 Deno.test("completeLine() offers nothing for an unknown command prefix", () => {
   assert.deepEqual(completeLine("!x", NAMES), [[], "!x"]);
 });
@@ -591,6 +802,17 @@ const GOOD: Array<[string, unknown]> = [
   ["!session @bob", { kind: "session", peer: "bob" }],
   ["!keys B", { kind: "keys", peer: "B" }],
   ["!trust B", { kind: "trust", peer: "B" }],
+  ["!verify B", { kind: "verify", peer: "B" }],
+  ["!msg B hello there", { kind: "mail", to: "B", text: "hello there" }],
+  ["!msg  B \t hi  ", { kind: "mail", to: "B", text: "hi  " }],
+  ["!msg B !list", { kind: "mail", to: "B", text: "!list" }],
+  ["@B hello", { kind: "mail", to: "B", text: "hello" }],
+  ["@B-1_x   two  words", { kind: "mail", to: "B-1_x", text: "two  words" }],
+  ["@B @C", { kind: "mail", to: "B", text: "@C" }],
+  // Only at the very start; a blank first sends the line to the peer.
+  [" @B hi", { kind: "message", text: " @B hi" }],
+  ["hi @B", { kind: "message", text: "hi @B" }],
+  ["@", { kind: "message", text: "@" }],
   ["!session  B-1_x ", { kind: "session", peer: "B-1_x" }],
   ["!list", { kind: "list" }],
   ["!list  ", { kind: "list" }],
@@ -633,6 +855,21 @@ const BAD: Array<[string, RegExp]> = [
   ["!help me", /!help takes no arguments/],
   ["!whoami x", /!whoami takes no arguments/],
   ["!disconnect B", /!disconnect takes no arguments/],
+  ["!msg", /Usage: !msg <user> <text>/],
+  ["!msg B", /Usage: !msg <user> <text>/],
+  ["!msg B   ", /Usage: !msg <user> <text>/],
+  ["!msg b\u00f3b hi", /Invalid username "b\u00f3b"/],
+  ["!msg " + "x".repeat(33) + " hi", /Invalid username/],
+  ["!verify", /Usage: !verify <user>/],
+  ["!verify a b", /Usage: !verify <user>/],
+  ["!verify ../x", /Invalid username/],
+  [
+    "@B",
+    /Usage: @<user> <text>; to send a line that begins with @, start it with a space/,
+  ],
+  ["@B   ", /Usage: @<user> <text>/],
+  ["@b\u00f3b hi", /Invalid username "b\u00f3b".*start it with a space/],
+  ["@@ hi", /Invalid username "@"/],
 ];
 
 for (const [line, hint] of BAD) {

@@ -35,7 +35,8 @@ import {
   sendText,
   whoami,
 } from "./session_view.ts";
-import { describePin, trustChangedKey } from "./pinning.ts";
+import { describePin, hasChangedKey, trustChangedKey } from "./pinning.ts";
+import { Mailbox } from "./mailbox.ts";
 
 /** A logged-in chat client. */
 export class ChatClient {
@@ -43,6 +44,7 @@ export class ChatClient {
   #ctx: ClientContext;
   #link: ServerConnection;
   #activity: Activity;
+  #mail: Mailbox;
   #names: string[] = [];
   /** The first welcome was shown. */
   #loggedIn = false;
@@ -67,7 +69,10 @@ export class ChatClient {
     };
     this.#link = new ServerConnection(this.#ctx, {
       message: (m, answers) => this.#onServerMessage(m, answers),
-      lost: () => this.#activity.lost(),
+      lost: () => {
+        this.#mail.lost();
+        this.#activity.lost();
+      },
       reconnected: () => this.#activity.reconnected(),
       fatal: (e) => {
         this.#fatal = e;
@@ -92,6 +97,7 @@ export class ChatClient {
       },
     });
     this.#activity = new Activity(this.#ctx, this.#link, this.#changed);
+    this.#mail = new Mailbox(this.#ctx, this.#link, o.mailVault);
   }
 
   /**
@@ -197,18 +203,44 @@ export class ChatClient {
         this.#print({ kind: "error", code: "bad-command", text: cmd.hint });
         return true;
       case "keys":
-        this.#ctx.system(await describePin(this.#ctx, cmd.peer));
+        this.#ctx.system(
+          (await describePin(this.#ctx, cmd.peer)) +
+            (await this.#mail.peers.verifiedClause(cmd.peer).catch(() => "")),
+        );
         return true;
       case "trust":
         try {
-          this.#ctx.system(await trustChangedKey(this.#ctx, cmd.peer));
+          if (hasChangedKey(this.#ctx, cmd.peer)) {
+            this.#ctx.system(await trustChangedKey(this.#ctx, cmd.peer));
+            await this.#mail.peers.forget(cmd.peer);
+          } else {
+            // No refused key waits: the server's current key for the user.
+            this.#ctx.system(await this.#mail.peers.trustFetched(cmd.peer));
+          }
+        } catch (e) {
+          this.#print(errorEvent(e));
+        }
+        return true;
+      case "verify":
+        try {
+          this.#ctx.system(await this.#mail.peers.verify(cmd.peer));
         } catch (e) {
           this.#print(errorEvent(e));
         }
         return true;
       case "whoami":
-        this.#ctx.system(whoami(this.#o, this.#activity.describe()));
+        this.#ctx.system(
+          `${whoami(this.#o, this.#activity.describe())}; ${await this.#mail
+            .keys.describe()}`,
+        );
         return true;
+      case "mail": {
+        const done = this.#mail.send(cmd.to, cmd.text);
+        // A script's lines act in order: the next waits for `stored`.
+        if (this.#o.waitForReplies) await done;
+        else this.#track(done);
+        return true;
+      }
       case "list": {
         const { sent, answer } = this.#link.request({ t: "list" });
         if (await sent) await this.#settleOn(answer, REPLY_WAIT_MS);
@@ -239,6 +271,10 @@ export class ChatClient {
   /** Every message from the server, with the request it answers if any. */
   #onServerMessage(m: ServerToClient, answers: PendingRequest | undefined) {
     const o = this.#o;
+    if (this.#mail.awaits(answers) || this.#mail.onServerMessage(m)) {
+      this.#changed.notify();
+      return;
+    }
     switch (m.t) {
       case "welcome":
         // Once: after a reconnect the link says "Reconnected" instead.
@@ -249,6 +285,7 @@ export class ChatClient {
           );
         }
         if (o.namesRefreshMs) this.#refreshNames();
+        this.#mail.onWelcome();
         break;
       case "users":
         this.#names = m.users.map((u) => u.name);
@@ -295,6 +332,7 @@ export class ChatClient {
     if (this.#quitting) return;
     this.#quitting = true;
     clearInterval(this.#namesTimer);
+    await this.#mail.stop();
     await this.#activity.stop();
     this.#changed.notify();
     await this.#link.close();

@@ -26,10 +26,35 @@ export type UiEvent =
     direction: "in" | "out";
   }
   | {
+    /**
+     * A mail message (PROTOCOL.md section 9): `in`, shown once its checks
+     * passed (9.4); `out`, our own once sealed and handed to the server.
+     * `id` is the `msg_id` in hex (32 digits); `written` the header's
+     * `time` (ms, the sender's reading of the server's clock).
+     */
+    kind: "mail";
+    direction: "in" | "out";
+    from: string;
+    to: string;
+    text: string;
+    id: string;
+    written: number;
+    at: number;
+  }
+  | {
+    /**
+     * What became of a message we sent. `via` is `session` (the default
+     * when absent: a peer session's `msg`, PROTOCOL.md section 6) or
+     * `mail` (section 9.6). A session's receipts are `delivered` and
+     * `undelivered`; a mail's are `stored` (the server's word), `delivered`
+     * (the recipient's proof checked), `expired` (the server deleted it
+     * unread) and `undelivered` (no receipt within 31 days).
+     */
     kind: "receipt";
     id: string;
-    status: "delivered" | "undelivered";
+    status: "delivered" | "undelivered" | "stored" | "expired";
     peer: string;
+    via?: "session" | "mail";
     at: number;
   }
   | { kind: "system"; text: string; at: number }

@@ -2,7 +2,9 @@
  * Layer 5, client: the chat client facade (client.ts) over its parts: the
  * server link with requests by id and reconnect (server_link.ts), hosting
  * (hosting.ts), joining with relay fallback (joining.ts), peer sessions
- * (peer_session.ts, shown by session_view.ts); the commands a user types
+ * (peer_session.ts, shown by session_view.ts); mailboxes (mailbox.ts over
+ * mail_keys, mail_peers, mail_send, mail_receive; mail_memory.ts the
+ * in-memory vault); the commands a user types
  * and the events the client reports. May import: util, crypto, wire,
  * record, proto.
  * @module
@@ -11,6 +13,7 @@
 export * from "./client.ts";
 export * from "./commands.ts";
 export * from "./events.ts";
+export { MemoryMailVault } from "./mail_memory.ts";
 export * from "./options.ts";
 export * from "./peer_session.ts";
 export { loginToServer, type PendingRequest } from "./server_link.ts";

@@ -5,7 +5,7 @@
  */
 
 import type { PrivateIdentity, PublicIdentity } from "../crypto/mod.ts";
-import type { PeerPins } from "../proto/mod.ts";
+import type { MailVault, PeerPins } from "../proto/mod.ts";
 import type { Network } from "../wire/mod.ts";
 import type { UiEvent } from "./events.ts";
 
@@ -62,6 +62,14 @@ export interface ClientOptions {
    * memory, for this client's life.
    */
   peerPins?: PeerPins;
+  /**
+   * Where our mailbox keys, seen ids and pending receipts live, and the
+   * peers' verified mail certificates (PROTOCOL.md section 9.1, "At rest"):
+   * `im chat` passes the key directory's (`openMailVault` of the keystore,
+   * `users/<user>/mail/`). Default: in memory ({@link MemoryMailVault}),
+   * for this client's life.
+   */
+  mailVault?: MailVault;
 }
 
 /** A {@link UiEvent} whose time is filled in when printed. */

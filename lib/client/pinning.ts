@@ -107,7 +107,9 @@ export interface NamedIdentity {
  * (PROTOCOL.md section 6, key continuity), before any handshake.
  * @param ctx the client
  * @param peer the partner
- * @param identity the `identity` field of the `grant` or `join`
+ * @param identity the `identity` field of the `grant` or `join` (or of a
+ *   mailbox `bundle`, PROTOCOL.md section 9.2)
+ * @param refusing what a changed key refuses, for the warning
  * @returns the key and whether it was pinned
  * @throws {ProtocolError} `bad-identity` when it is not base64 of an RSA
  *   SPKI of 2048 to 4096 bits; {@link AuthError} `peer-key-changed` when
@@ -118,6 +120,7 @@ export async function namedIdentity(
   ctx: ClientContext,
   peer: string,
   identity: string,
+  refusing = "refusing the session",
 ): Promise<NamedIdentity> {
   let named: PublicIdentity;
   try {
@@ -136,7 +139,7 @@ export async function namedIdentity(
   const pins = pinsOf(ctx);
   const pinned = await pins.load(peer);
   if (pinned && pinned.fingerprint !== named.fingerprint) {
-    throw keyChanged(ctx, peer, named, pinned);
+    throw keyChanged(ctx, peer, named, pinned, refusing);
   }
   return { peer, identity: named, pinned: pinned !== undefined };
 }
@@ -150,6 +153,7 @@ function keyChanged(
   peer: string,
   named: PublicIdentity,
   pinned: PublicIdentity,
+  refusing = "refusing the session",
 ): AuthError {
   changedKeys(ctx).set(peer, named);
   const where = pinsOf(ctx).where(peer);
@@ -161,7 +165,7 @@ function keyChanged(
     })`;
   return new AuthError(
     "peer-key-changed",
-    `WARNING: ${peer}'s key changed: the server names ${named.fingerprint} for ${peer}, but the key pinned for ${peer} is ${pinned.fingerprint}; refusing the session (someone, most likely the server, may be in the middle). ${todo}`,
+    `WARNING: ${peer}'s key changed: the server names ${named.fingerprint} for ${peer}, but the key pinned for ${peer} is ${pinned.fingerprint}; ${refusing} (someone, most likely the server, may be in the middle). ${todo}`,
     todo,
   );
 }
@@ -172,12 +176,17 @@ function keyChanged(
  * goes on unpinned.
  * @param ctx the client
  * @param named the key, from {@link namedIdentity}
+ * @param first how the line that says so starts (a mail's: "First
+ *   message to B", PROTOCOL.md section 9.2)
+ * @param advice what the line ends with: how to be sure of the key
  * @throws {AuthError} `peer-key-changed` when another key was pinned
  *   meanwhile (by another process of the same user)
  */
 export async function pinFirstUse(
   ctx: ClientContext,
   named: NamedIdentity,
+  first = `First session with ${named.peer}`,
+  advice = `compare the code with ${named.peer} to be sure`,
 ): Promise<void> {
   if (named.pinned) return;
   const { peer, identity } = named;
@@ -194,13 +203,13 @@ export async function pinFirstUse(
       code: isImError(e) ? e.code : "pin-failed",
       text: `Cannot pin ${peer}'s key ${identity.fingerprint}: ${
         (e as Error).message
-      }; the session goes on, unpinned`,
+      }; going on unpinned`,
     });
     return;
   }
   if (action === "pinned") {
     ctx.system(
-      `First session with ${peer}: ${peer}'s key ${identity.fingerprint} is now pinned; compare the code with ${peer} to be sure`,
+      `${first}: ${peer}'s key ${identity.fingerprint} is now pinned; ${advice}`,
     );
   }
 }
@@ -212,6 +221,31 @@ function changedKeys(ctx: ClientContext): Map<string, PublicIdentity> {
   let m = CHANGED.get(ctx);
   if (!m) CHANGED.set(ctx, m = new Map());
   return m;
+}
+
+/**
+ * Remember a key the server names for `peer` that differs from the pin,
+ * without a refusal (`!trust` asked the server, PROTOCOL.md section 9.1):
+ * the next `!trust <peer>` pins it, once the user has seen it.
+ * @param ctx the client
+ * @param peer the partner
+ * @param named the key the server names now
+ */
+export function noteChangedKey(
+  ctx: ClientContext,
+  peer: string,
+  named: PublicIdentity,
+): void {
+  changedKeys(ctx).set(peer, named);
+}
+
+/**
+ * @param ctx the client
+ * @param peer the partner
+ * @returns whether a changed key of `peer` was refused and waits for `!trust`
+ */
+export function hasChangedKey(ctx: ClientContext, peer: string): boolean {
+  return changedKeys(ctx).has(peer);
 }
 
 /**
@@ -233,7 +267,7 @@ export async function describePin(
     ? `${peer}'s pinned key: ${pinned.fingerprint}${
       where === undefined ? " (in memory)" : ` (${where})`
     }`
-    : `No key pinned for ${peer} yet: your first session with ${peer} pins it`;
+    : `No key pinned for ${peer} yet: your first session or mail with ${peer} pins it`;
   return changed && changed.fingerprint !== pinned?.fingerprint
     ? `${base}; the server last named ${changed.fingerprint} (refused; !trust ${peer} accepts it)`
     : base;

@@ -342,6 +342,15 @@ export class ServerConnection {
   }
 
   /**
+   * The largest DATA record's plaintext the server takes and sends: its
+   * frame limit (from `welcome`) less a record's own bytes. What a mail's
+   * `send` and its `mail` push must fit (PROTOCOL.md section 9.8).
+   */
+  get recordRoom(): number {
+    return this.#maxFrame - 1 - RECORD_HEADER_BYTES - RECORD_TAG_BYTES;
+  }
+
+  /**
    * Largest peer frame the relay can carry (PROTOCOL.md section 6.1): base64
    * inside a `relay` (and then `relayed`) message of at most 67 bytes of
    * JSON around it, inside one record under the server's frame limit.

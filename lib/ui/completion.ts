@@ -1,6 +1,7 @@
 /**
- * Tab completion of the chat prompt: the commands after `!`, and `host` or
- * an online username after `!session `. Pure: the names come from the
+ * Tab completion of the chat prompt: the commands after `!`, `host` or an
+ * online username after `!session `, an online username after `!msg `,
+ * `!keys `, `!trust `, `!verify ` and a leading `@`. Pure: the names come from the
  * caller (the client's last `!list`), the commands from the client layer.
  *
  * @example
@@ -17,8 +18,9 @@ import { COMMANDS } from "../client/mod.ts";
 
 /**
  * Tab completion in the shape `node:readline` wants: commands after `!`,
- * and `host` or an online username after `!session `. Message text is not
- * completed. Names that break the username rule (2.9) are never offered.
+ * `host` or an online username after `!session `, an online username after
+ * `!msg `, `!keys `, `!trust `, `!verify ` and a leading `@` (mail's short
+ * form). Message text is not completed. Names that break the username rule (2.9) are never offered.
  * @param line the whole line up to the cursor
  * @param names usernames that are online now
  * @returns `[candidates, the part of the line they replace]`
@@ -28,6 +30,8 @@ import { COMMANDS } from "../client/mod.ts";
  * import { completeLine } from "./completion.ts";
  * const [hits, part] = completeLine("!session b", ["bob", "carol"]);
  * assert.ok(hits.length === 1 && hits[0] === "bob" && part === "b");
+ * assert.deepEqual(completeLine("@c", ["bob", "carol"]), [["@carol"], "@c"]);
+ * assert.deepEqual(completeLine("!msg b", ["bob"]), [["bob"], "b"]);
  * ```
  */
 export function completeLine(
@@ -35,10 +39,21 @@ export function completeLine(
   names: string[],
 ): [string[], string] {
   const arg = /^!session +(\S*)$/.exec(line);
+  const users = () => [...new Set(names.filter(isValidUsername))].sort();
   if (arg !== null) {
     const part = arg[1] ?? "";
-    const users = [...new Set(names.filter(isValidUsername))].sort();
-    return [["host", ...users].filter((w) => w.startsWith(part)), part];
+    return [["host", ...users()].filter((w) => w.startsWith(part)), part];
+  }
+  const named = /^!(?:msg|keys|trust|verify) +(\S*)$/.exec(line);
+  if (named !== null) {
+    const part = named[1] ?? "";
+    return [users().filter((w) => w.startsWith(part)), part];
+  }
+  if (/^@\S*$/.test(line)) {
+    return [
+      users().map((u) => `@${u}`).filter((w) => w.startsWith(line)),
+      line,
+    ];
   }
   if (line === "" || /^!\S*$/.test(line)) {
     const hits = COMMANDS.filter((cmd) => cmd.startsWith(line));

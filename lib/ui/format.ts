@@ -35,6 +35,8 @@ export const MARKS = {
    * of a line.
    */
   sas: "==",
+  /** A mail message, either way (PROTOCOL.md section 9.4 step 6), before its sender's name. */
+  mail: "[mail]",
 } as const;
 
 /** Options of {@link formatEvent}. */
@@ -91,6 +93,21 @@ function name(n: string, opts: FormatOptions): string {
   return sgr(opts.color, String(nameColor(clean)), clean);
 }
 
+/** A mail's written time, local: `2026-12-02 12:00`. */
+function dateTime(at: number): string {
+  const d = new Date(at);
+  if (Number.isNaN(d.getTime())) return "---------- --:--";
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${
+    clock(at)
+  }`;
+}
+
+/** A mail's id as shown to people: its first 8 hex digits (`--json` has all 32). */
+function shortId(id: string): string {
+  return sanitizeText(id.slice(0, 8));
+}
+
 function clock(at: number): string {
   const d = new Date(at);
   if (Number.isNaN(d.getTime())) return "--:--";
@@ -101,7 +118,10 @@ function clock(at: number): string {
 
 /**
  * Format an event as human text: `HH:MM` local time, then the event's mark
- * (see {@link MARKS}) or, for a message, the sender's name and a colon.
+ * (see {@link MARKS}) or, for a message, the sender's name and a colon; a
+ * mail is `[mail] B (written 2026-12-02 12:00): text` coming in and
+ * `[mail] A to B: text #1a2b3c4d` going out (the first 8 hex digits of its
+ * id, which its receipts repeat).
  * Every string field is sanitized with {@link sanitizeText} (message text
  * with {@link sanitizeMessage}), so an event is one line: text from a
  * server or a peer cannot start a line of its own (issue 10 item 6). The
@@ -145,11 +165,43 @@ export function formatEvent(ev: UiEvent, opts: FormatOptions): string {
         : "";
       return `${t} ${name(ev.from, opts)}: ${sanitizeMessage(ev.text)}${num}`;
     }
+    case "mail": {
+      const mark = sgr(c, "1;36", MARKS.mail);
+      const text = sanitizeMessage(ev.text);
+      if (ev.direction === "in") {
+        return `${t} ${mark} ${name(ev.from, opts)} (written ${
+          dateTime(ev.written)
+        }): ${text}`;
+      }
+      return `${t} ${mark} ${name(ev.from, opts)} to ${
+        name(ev.to, opts)
+      }: ${text}${sgr(c, "2", ` #${shortId(ev.id)}`)}`;
+    }
     case "receipt": {
+      const peer = name(ev.peer, opts);
+      if (ev.via === "mail") {
+        const id = shortId(ev.id);
+        // A vault on disk may not know a pending message's recipient.
+        const mail = ev.peer === "" ? "mail" : `mail to ${peer}`;
+        switch (ev.status) {
+          case "stored":
+            return note(`${mail} stored by the server (#${id})`);
+          case "delivered":
+            return note(`${mail} delivered (#${id})`);
+          case "expired":
+            return alarm(
+              `${mail} not delivered: the server deleted it unread after its retention (#${id})`,
+            );
+          case "undelivered":
+            return alarm(
+              `${mail} not delivered: no delivery receipt within 31 days (#${id})`,
+            );
+        }
+      }
       const id = sanitizeText(ev.id);
       return ev.status === "delivered"
-        ? note(`delivered to ${name(ev.peer, opts)} (#${id})`)
-        : alarm(`not delivered to ${name(ev.peer, opts)} (#${id})`);
+        ? note(`delivered to ${peer} (#${id})`)
+        : alarm(`not delivered to ${peer} (#${id})`);
     }
     case "system":
       if (ev.text !== HELP_TEXT) return note(sanitizeText(ev.text));
@@ -214,7 +266,8 @@ function iso(at: number): string | null {
  * | type    | keys                                                    |
  * |---------|---------------------------------------------------------|
  * | message | type, direction, from, to, text, id, time               |
- * | receipt | type, id, status, peer, time                            |
+ * | mail    | type, direction, from, to, text, id, written, time      |
+ * | receipt | type, id, status, peer, via, time                       |
  * | system  | type, text, time                                        |
  * | error   | type, code, text, time                                  |
  * | list    | type, users [{name, state}], time                       |
@@ -244,8 +297,23 @@ export function eventToJson(ev: UiEvent): string {
         id: opt(ev.id),
       };
       break;
+    case "mail":
+      body = {
+        direction: ev.direction,
+        from: s(ev.from),
+        to: s(ev.to),
+        text: sanitizeMessage(ev.text),
+        id: s(ev.id),
+        written: iso(ev.written),
+      };
+      break;
     case "receipt":
-      body = { id: s(ev.id), status: ev.status, peer: s(ev.peer) };
+      body = {
+        id: s(ev.id),
+        status: ev.status,
+        peer: s(ev.peer),
+        via: ev.via ?? "session",
+      };
       break;
     case "system":
       // Only the help text keeps its line breaks (JSON escapes them);

@@ -231,7 +231,11 @@ abstract class BaseTerminal implements Terminal {
   /** Count what the event says failed; every print goes through here. */
   protected count(ev: UiEvent): void {
     if (ev.kind === "error" && this.#handling) this.#lineFailed = true;
-    if (ev.kind === "receipt" && ev.status === "undelivered") this.#failures++;
+    // A mail the server deleted unread was not delivered either.
+    if (
+      ev.kind === "receipt" &&
+      (ev.status === "undelivered" || ev.status === "expired")
+    ) this.#failures++;
   }
 
   /** The queue's lines, noting which line is being handled. */
