@@ -1,13 +1,15 @@
 /**
  * `im serve`: flags -> {@link ImServer}. Provisions default keys on a first
- * run, logs to stderr (or JSON lines to stdout), stops cleanly on Ctrl-C or
+ * run, keeps the mailboxes in a SQLite file under `--data` (PROTOCOL.md
+ * 9.9), logs to stderr (or JSON lines to stdout), stops cleanly on Ctrl-C or
  * SIGTERM, and re-reads the client key directory on SIGHUP.
  * @module
  */
 
+import { dirname, join } from "node:path";
 import { MAX_HEARTBEAT_MS, MIN_HEARTBEAT_MS } from "../lib/record/mod.ts";
 import { intFlag, parseFlags } from "./flags.ts";
-import { createLogger, UsageError } from "../lib/util/mod.ts";
+import { createLogger, ImError, UsageError } from "../lib/util/mod.ts";
 import { DEFAULT_RSA_BITS } from "../lib/crypto/mod.ts";
 import {
   DEFAULT_USERS,
@@ -18,18 +20,26 @@ import {
   serverKeysExist,
   watchClientDirectory,
 } from "../lib/keystore/mod.ts";
-import { ImServer, SERVER_DEFAULTS as D } from "../lib/server/mod.ts";
+import {
+  ImServer,
+  MAIL_DB_FILE,
+  SERVER_DEFAULTS as D,
+  SqliteMail,
+} from "../lib/server/mod.ts";
 
 /** `im serve --help`. */
 export const SERVE_USAGE = `Usage: im serve [options]
 
 Run the im server: users log in with their keys, and it brokers their
-peer-to-peer sessions (it never sees their messages).
+peer-to-peer sessions and keeps their end-to-end encrypted mail for users
+who are offline (it never sees their messages).
 
 Options:
   --host HOST             address to listen on (default 127.0.0.1)
   --port N                TCP port (default 9876; 0 picks a free one)
   --keys DIR              key directory (default $IM_KEYS or keys)
+  --data DIR              where the mailboxes are kept, in DIR/${MAIL_DB_FILE}
+                          (default data beside the key directory)
   --log text|json         log format: text to stderr, or JSON lines to stdout
   --login-timeout S       seconds a login may take (default 10)
   --max-clients N         logged-in clients at once (default 10000)
@@ -43,6 +53,12 @@ Options:
   --window S              record timestamp window in seconds (default 120)
   --ticket-lifetime S     peer ticket lifetime in seconds (default 30, max 60)
   --auth-failures N       failed logins per address and minute before a penalty (default 5)
+  --mail-rate N           mails a user may send a second, after a burst of
+                          100 (default ${D.mailRate})
+  --mail-max-count N      mails and receipts one mailbox may hold (default ${D.mailMaxCount})
+  --mail-max-bytes N      bytes one mailbox may hold (default ${D.mailMaxBytes})
+  --mail-retention DAYS   days a mail waits unread before it is deleted,
+                          1..30 (default ${D.mailRetentionDays})
   --no-watch              re-read the client keys only on SIGHUP, not when they change
   --bits N                RSA size of keys provisioned on a first run (default ${DEFAULT_RSA_BITS})
   -h, --help              this help
@@ -59,6 +75,7 @@ const OPTIONS = {
   host: { type: "string" },
   port: { type: "string" },
   keys: { type: "string" },
+  data: { type: "string" },
   log: { type: "string" },
   "login-timeout": { type: "string" },
   "max-clients": { type: "string" },
@@ -70,6 +87,10 @@ const OPTIONS = {
   window: { type: "string" },
   "ticket-lifetime": { type: "string" },
   "auth-failures": { type: "string" },
+  "mail-rate": { type: "string" },
+  "mail-max-count": { type: "string" },
+  "mail-max-bytes": { type: "string" },
+  "mail-retention": { type: "string" },
   "no-watch": { type: "boolean" },
   bits: { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -102,7 +123,39 @@ export async function runServe(args: string[]): Promise<number> {
   );
   // Checked on every run, used only on a first run (issue 11 item 10).
   const bits = intFlag("--bits", v.bits, DEFAULT_RSA_BITS, 2048, 4096);
+  const mailRate = intFlag(
+    "--mail-rate",
+    v["mail-rate"],
+    D.mailRate,
+    1,
+    10_000,
+  );
+  const mailMaxCount = intFlag(
+    "--mail-max-count",
+    v["mail-max-count"],
+    D.mailMaxCount,
+    1,
+    100_000_000,
+  );
+  const mailMaxBytes = intFlag(
+    "--mail-max-bytes",
+    v["mail-max-bytes"],
+    D.mailMaxBytes,
+    65_536,
+    100 * 2 ** 30,
+  );
+  const mailRetentionDays = intFlag(
+    "--mail-retention",
+    v["mail-retention"],
+    D.mailRetentionDays,
+    1,
+    30,
+  );
+  if (v.data === "") {
+    throw new UsageError("bad-flag", 'Invalid --data "": expected a directory');
+  }
   const dir = v.keys ?? defaultKeyDir();
+  const dataDir = v.data ?? join(dirname(dir), "data");
   // A log line must never crash the server: the terminal it writes to may
   // be gone (closed, or the task runner in front of it exited).
   const log = createLogger(json, (line) => {
@@ -186,7 +239,10 @@ export async function runServe(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGTERM", sigterm);
   Deno.addSignalListener("SIGHUP", sighup);
   let watcher: { close(): void } = { close() {} };
+  let mail: SqliteMail | undefined;
   try {
+    mail = await openMail(dataDir);
+    log("mail-store", { path: join(dataDir, MAIL_DB_FILE) });
     server = await ImServer.start({
       hostname: v.host ?? D.hostname,
       port: intFlag("--port", v.port, D.port, 0, 65535),
@@ -252,6 +308,12 @@ export async function runServe(args: string[]): Promise<number> {
         1,
         1_000_000,
       ),
+      store: mail.store,
+      prekeys: mail.prekeys,
+      mailRate,
+      mailMaxCount,
+      mailMaxBytes,
+      mailRetentionDays,
     });
     // An enrollment (im keygen writes server/clients/<user>.pem) takes effect without a signal.
     if (!v["no-watch"]) {
@@ -266,9 +328,34 @@ export async function runServe(args: string[]): Promise<number> {
     await server.close("shutdown");
   } finally {
     watcher.close();
+    // After the server: every stored mail was committed, none is half written.
+    await mail?.close();
     Deno.removeSignalListener("SIGINT", sigint);
     Deno.removeSignalListener("SIGTERM", sigterm);
     Deno.removeSignalListener("SIGHUP", sighup);
   }
   return 0;
+}
+
+/**
+ * Open the mailbox database in `dir` (created 0700, the file 0600).
+ * @param dir the data directory
+ * @returns the store and the prekeys
+ * @throws {ImError} `data-unavailable`: one line naming the file and why
+ */
+async function openMail(dir: string): Promise<SqliteMail> {
+  const path = join(dir, MAIL_DB_FILE);
+  try {
+    return await SqliteMail.open(path);
+  } catch (e) {
+    const why = (e as Error).message;
+    const denied = e instanceof Deno.errors.NotCapable;
+    throw new ImError(
+      "data-unavailable",
+      `Cannot open the mailbox database ${path}: ${why}`,
+      denied
+        ? `grant read and write access to ${dir} (deno run --allow-read=${dir} --allow-write=${dir}), or run "deno task im serve" with the default --data`
+        : "choose another directory with --data",
+    );
+  }
 }
