@@ -505,6 +505,7 @@ export class Mailbox {
           recipient: s.user,
           proof,
         }),
+        { counted: false }, // PROTOCOL.md 9.8: receipts are never refused
       );
       this.#counts.delivered++;
       this.#notify(header.sender);
@@ -552,6 +553,7 @@ export class Mailbox {
           status: "expired",
           recipient: rec.user,
         }),
+        { counted: false },
       );
       this.#notify(header.sender);
     }

@@ -170,6 +170,15 @@ export interface ReadOptions {
   limit?: number;
 }
 
+/** Options of {@link Store.append}. */
+export interface AppendOptions {
+  /**
+   * Whether the record counts in {@link Store.usage} (default true). Receipts
+   * do not: they are appended whatever the log's fill (PROTOCOL.md 9.8).
+   */
+  counted?: boolean;
+}
+
 /**
  * A durable log of records per user, for mailboxes: appended in order,
  * read in order, removed when acknowledged or too old.
@@ -179,9 +188,14 @@ export interface Store {
    * Append a record to the user's log.
    * @param user whose log
    * @param data the record (copied)
+   * @param opts whether it counts in the usage
    * @returns its seq
    */
-  append(user: string, data: Uint8Array): Promise<number>;
+  append(
+    user: string,
+    data: Uint8Array,
+    opts?: AppendOptions,
+  ): Promise<number>;
   /**
    * The user's records in order of seq.
    * @param user whose log
@@ -204,9 +218,10 @@ export interface Store {
    */
   expire(before: number): Promise<StoredRecord[]>;
   /**
-   * What the user's log holds now, for the quota (PROTOCOL.md 9.8).
+   * What the user's log holds now, for the quota (PROTOCOL.md 9.8): its
+   * records appended `counted` (the default) that are still there.
    * @param user whose log
-   * @returns records and their total bytes of `data`
+   * @returns those records and their total bytes of `data`
    */
   usage(user: string): Promise<{ count: number; bytes: number }>;
   /** Release what the store holds open; idempotent. */

@@ -25,6 +25,7 @@ import {
   DAY_MS,
   ImServer,
   MAIL_RECORD,
+  MAX_UNACKED_BYTES,
   MemoryPrekeys,
   MemoryStore,
   receiptRecord,
@@ -599,6 +600,47 @@ Deno.test("send is refused mailbox-full at the recipient's record count or bytes
   }, { mailMaxBytes: 3 * one - 1 });
 });
 
+Deno.test("receipts waiting in a log do not count towards mailbox-full, and are appended to a full one", async () => {
+  await inWorld(async (w) => {
+    const a = await w.login("A");
+    await publish(w, a);
+    const b = await w.login("B");
+    await publish(w, b);
+    await sendMany(b, "A", 2);
+    await a.send({ t: "mailbox", window: 16 });
+    await a.nth("synced", 1);
+    const [m1, m2] = a.all("mail");
+    await a.send({
+      t: "mail-ack",
+      upTo: m2!.seq,
+      delivered: [
+        { seq: m1!.seq, proof: proofOf(1) },
+        { seq: m2!.seq, proof: proofOf(2) },
+      ],
+    });
+    await a.roundTrip();
+    assert.equal((await w.store.read("B")).length, 2, "two receipts for B");
+    await sendMany(a, "B", 2);
+    assertError(
+      await a.request(sendOf("B", mailBytes("A", "B").mail)),
+      "mailbox-full",
+    );
+    // B's log is full of mail: a receipt for B is still appended.
+    await sendMany(b, "A", 1);
+    await a.nth("mail", 3);
+    const m3 = a.all("mail")[2]!;
+    await a.send({
+      t: "mail-ack",
+      upTo: m3.seq,
+      delivered: [{ seq: m3.seq, proof: proofOf(3) }],
+    });
+    await a.roundTrip();
+    const inB = await w.store.read("B");
+    assert.equal(inB.length, 5);
+    assert.deepEqual(inB.map((r) => r.data[0]), [2, 2, 1, 1, 2]);
+  }, { mailMaxCount: 2 });
+});
+
 Deno.test("send and fetch share one bucket: past it both are rate-limited while keys still answers", async () => {
   await inWorld(async (w) => {
     const b = await w.login("B");
@@ -707,6 +749,37 @@ Deno.test("mailbox keeps at most window records pushed and not acknowledged: eac
     }
     assert.equal((await b.nth("synced", 1)).count, 10);
     assert.deepEqual(b.all("mail").map(numberOf), ids1(0, 10));
+  });
+});
+
+Deno.test("mailbox keeps at most 1 MiB pushed and not acknowledged, whatever the window", async () => {
+  await inWorld(async (w) => {
+    const b0 = await w.login("B");
+    await publish(w, b0);
+    await b0.close();
+    const a = await w.login("A");
+    const sent: Promise<ServerToClient>[] = [];
+    for (let i = 0; i < 80; i++) {
+      const { mail } = mailBytes("A", "B", i, { bucket: 16_384 });
+      sent.push(a.request(sendOf("B", mail)));
+    }
+    for (const r of await Promise.all(sent)) assert.equal(r.t, "receipt");
+    const b = await w.login("B");
+    await b.send({ t: "mailbox", window: 256 });
+    await b.nth("mail", 1);
+    await b.roundTrip();
+    await b.roundTrip();
+    const out = b.all("mail");
+    const bytes = out.reduce(
+      (n, m) => n + 1 + Uint8Array.fromBase64(m.mail).length,
+      0,
+    );
+    assert.ok(bytes <= MAX_UNACKED_BYTES, `${bytes} bytes unacknowledged`);
+    assert.ok(out.length < 80, `${out.length} pushed`);
+    assert.equal(b.all("synced").length, 0);
+    await b.send({ t: "mail-ack", upTo: out.at(-1)!.seq, delivered: [] });
+    assert.equal((await b.nth("synced", 1)).count, 80);
+    assert.deepEqual(b.all("mail").map(numberOf), ids1(0, 80));
   });
 });
 

@@ -20,7 +20,7 @@ async function tempStore(clock: () => number): Promise<Store> {
   const s = await SqliteStore.open(join(dir, "data", "mail.db"), clock);
   let removed = false;
   return {
-    append: (u, d) => s.append(u, d),
+    append: (u, d, o) => s.append(u, d, o),
     read: (u, o) => s.read(u, o),
     ack: (u, q) => s.ack(u, q),
     expire: (b) => s.expire(b),

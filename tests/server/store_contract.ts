@@ -253,6 +253,29 @@ export function storeContract(name: string, make: StoreFactory): void {
     },
   );
 
+  withStore(
+    "a record appended not counted is kept, read, acknowledged and expired like any other, and only usage() leaves it out",
+    async (s, clock) => {
+      clock.now = 1_000;
+      const first = await s.append("A", bytes(1, 2), { counted: false });
+      await s.append("A", bytes(3, 4, 5));
+      await s.append("A", bytes(6), { counted: true });
+      assert.deepEqual(await s.usage("A"), { count: 2, bytes: 4 });
+      assert.deepEqual((await s.read("A")).map((r) => r.data.length), [
+        2,
+        3,
+        1,
+      ]);
+      assert.equal(await s.ack("A", first), 1);
+      assert.deepEqual(await s.usage("A"), { count: 2, bytes: 4 });
+      clock.now = 2_000;
+      await s.append("A", bytes(7, 8), { counted: false });
+      assert.equal((await s.expire(1_500)).length, 2);
+      assert.deepEqual(await s.usage("A"), { count: 0, bytes: 0 });
+      assert.deepEqual((await s.read("A")).map((r) => r.data[0]), [7]);
+    },
+  );
+
   Deno.test(`${name}: close() may be called twice`, async () => {
     const s = await make(() => 0);
     await s.close();

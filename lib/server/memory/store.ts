@@ -5,7 +5,12 @@
  * @module
  */
 
-import type { ReadOptions, Store, StoredRecord } from "../seams.ts";
+import type {
+  AppendOptions,
+  ReadOptions,
+  Store,
+  StoredRecord,
+} from "../seams.ts";
 
 /** Options of {@link MemoryStore}. */
 export interface MemoryStoreOptions {
@@ -37,6 +42,8 @@ function checkSeq(what: string, n: number): void {
  */
 export class MemoryStore implements Store {
   #logs = new Map<string, StoredRecord[]>();
+  /** The records appended not counted in the usage. */
+  #uncounted = new WeakSet<StoredRecord>();
   #seq = 0;
   #now: () => number;
 
@@ -45,13 +52,18 @@ export class MemoryStore implements Store {
     this.#now = opts.now ?? Date.now;
   }
 
-  append(user: string, data: Uint8Array): Promise<number> {
+  append(
+    user: string,
+    data: Uint8Array,
+    opts: AppendOptions = {},
+  ): Promise<number> {
     const rec: StoredRecord = Object.freeze({
       seq: ++this.#seq,
       user,
       at: this.#now(),
       data: data.slice(),
     });
+    if (opts.counted === false) this.#uncounted.add(rec);
     const log = this.#logs.get(user) ?? [];
     log.push(rec);
     this.#logs.set(user, log);
@@ -105,10 +117,13 @@ export class MemoryStore implements Store {
   }
 
   usage(user: string): Promise<{ count: number; bytes: number }> {
-    const log = this.#logs.get(user) ?? [];
-    let bytes = 0;
-    for (const r of log) bytes += r.data.length;
-    return Promise.resolve({ count: log.length, bytes });
+    let count = 0, bytes = 0;
+    for (const r of this.#logs.get(user) ?? []) {
+      if (this.#uncounted.has(r)) continue;
+      count++;
+      bytes += r.data.length;
+    }
+    return Promise.resolve({ count, bytes });
   }
 
   close(): Promise<void> {

@@ -15,15 +15,17 @@ export const STORE_FILE_MODE = 0o600;
 export const STORE_DIR_MODE = 0o700;
 
 /** The schema version this code writes (`PRAGMA user_version`). */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 /**
- * The schema. `records` holds the logs; `seqs` each user's highest seq ever
- * given, so a seq is never reused even once the log is empty; `usage` each
- * user's record count and bytes, kept in the transaction of every change, so
- * the quota (PROTOCOL.md 9.8) costs one row read. `certs` and `prekeys` hold
- * the published keys of 9.1. `user_version` names the schema: version 1 had
- * `records` and `seqs` only, and gets `usage` filled from its records.
+ * The schema. `records` holds the logs (`counted` 0 for a record that does
+ * not count towards the quota: a receipt); `seqs` each user's highest seq
+ * ever given, so a seq is never reused even once the log is empty; `usage`
+ * each user's counted records and their bytes, kept in the transaction of
+ * every change, so the quota (PROTOCOL.md 9.8) costs one row read. `certs`
+ * and `prekeys` hold the published keys of 9.1. `user_version` names the
+ * schema: version 1 had `records` (without `counted`) and `seqs` only; an
+ * older file gets the column and its `usage` counted from its records.
  */
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS records (
@@ -31,6 +33,7 @@ CREATE TABLE IF NOT EXISTS records (
   seq INTEGER NOT NULL,
   at INTEGER NOT NULL,
   data BLOB NOT NULL,
+  counted INTEGER NOT NULL DEFAULT 1,
   PRIMARY KEY (user, seq)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_at ON records (at);
@@ -56,10 +59,12 @@ CREATE TABLE IF NOT EXISTS prekeys (
 ) STRICT, WITHOUT ROWID;
 `;
 
-/** Version 1 -> 2: the usage counters of the records already there. */
+/** From an older version: the usage counters of the records already there. */
 const FILL_USAGE = `
-INSERT OR REPLACE INTO usage (user, count, bytes)
-  SELECT user, count(*), sum(length(data)) FROM records GROUP BY user;
+DELETE FROM usage;
+INSERT INTO usage (user, count, bytes)
+  SELECT user, count(*), sum(length(data)) FROM records WHERE counted = 1
+  GROUP BY user;
 `;
 
 async function exists(path: string): Promise<boolean> {
@@ -141,7 +146,13 @@ export class MailDatabase {
         );
       }
       db.exec(SCHEMA);
-      if (version < 2) db.exec(FILL_USAGE);
+      const columns = db.prepare("PRAGMA table_info(records)").all();
+      if (!columns.some((c) => c.name === "counted")) {
+        db.exec(
+          "ALTER TABLE records ADD COLUMN counted INTEGER NOT NULL DEFAULT 1",
+        );
+      }
+      if (version < SCHEMA_VERSION) db.exec(FILL_USAGE);
       db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`);
       return new MailDatabase(path, db);
     } catch (e) {

@@ -8,19 +8,26 @@
  */
 
 import { MailDatabase, run } from "./_db.ts";
-import type { ReadOptions, Store, StoredRecord } from "../seams.ts";
+import type {
+  AppendOptions,
+  ReadOptions,
+  Store,
+  StoredRecord,
+} from "../seams.ts";
 
 export { STORE_DIR_MODE, STORE_FILE_MODE } from "./_db.ts";
 
 const NEXT_SEQ = `INSERT INTO seqs (user, last) VALUES (?, 1)
   ON CONFLICT (user) DO UPDATE SET last = last + 1 RETURNING last`;
-const INSERT = "INSERT INTO records (user, seq, at, data) VALUES (?, ?, ?, ?)";
+const INSERT =
+  "INSERT INTO records (user, seq, at, data, counted) VALUES (?, ?, ?, ?, ?)";
 // LIMIT -1 is "no limit" in SQLite.
 const READ = `SELECT seq, at, data FROM records WHERE user = ? AND seq > ?
   ORDER BY seq LIMIT ?`;
 const ACK = `DELETE FROM records WHERE user = ? AND seq <= ?
-  RETURNING length(data) AS n`;
-const EXPIRE = "DELETE FROM records WHERE at < ? RETURNING user, seq, at, data";
+  RETURNING length(data) AS n, counted`;
+const EXPIRE =
+  "DELETE FROM records WHERE at < ? RETURNING user, seq, at, data, counted";
 const USAGE = "SELECT count, bytes FROM usage WHERE user = ?";
 const ADD_USAGE = `INSERT INTO usage (user, count, bytes) VALUES (?1, ?2, ?3)
   ON CONFLICT (user) DO UPDATE SET count = count + ?2, bytes = bytes + ?3`;
@@ -101,9 +108,14 @@ export class SqliteStore implements Store {
    * Append a record; resolves after the commit is on disk.
    * @param user whose log
    * @param data the record (copied)
+   * @param opts whether it counts in the usage (default it does)
    * @returns its seq
    */
-  append(user: string, data: Uint8Array): Promise<number> {
+  append(
+    user: string,
+    data: Uint8Array,
+    opts: AppendOptions = {},
+  ): Promise<number> {
     return this.#run(() => {
       if (!(data instanceof Uint8Array)) {
         throw new TypeError(
@@ -113,8 +125,9 @@ export class SqliteStore implements Store {
       const db = this.#db;
       return db.transaction(() => {
         const seq = Number(db.statement(NEXT_SEQ).get(user)?.last);
-        db.statement(INSERT).run(user, seq, this.#now(), data);
-        db.statement(ADD_USAGE).run(user, 1, data.length);
+        const counted = opts.counted !== false;
+        db.statement(INSERT).run(user, seq, this.#now(), data, counted ? 1 : 0);
+        if (counted) db.statement(ADD_USAGE).run(user, 1, data.length);
         return seq;
       });
     });
@@ -142,9 +155,10 @@ export class SqliteStore implements Store {
       const db = this.#db;
       return db.transaction(() => {
         const gone = db.statement(ACK).all(user, seq);
-        const bytes = gone.reduce((sum, r) => sum + Number(r.n), 0);
-        if (gone.length > 0) {
-          db.statement(ADD_USAGE).run(user, -gone.length, -bytes);
+        const counted = gone.filter((r) => Number(r.counted) === 1);
+        const bytes = counted.reduce((sum, r) => sum + Number(r.n), 0);
+        if (counted.length > 0) {
+          db.statement(ADD_USAGE).run(user, -counted.length, -bytes);
         }
         return gone.length;
       });
@@ -156,20 +170,22 @@ export class SqliteStore implements Store {
     return this.#run(() => {
       const db = this.#db;
       return db.transaction(() => {
-        const gone: StoredRecord[] = db.statement(EXPIRE).all(before).map((
-          r,
-        ) => ({
-          seq: Number(r.seq),
-          user: String(r.user),
-          at: Number(r.at),
-          data: new Uint8Array(r.data as Uint8Array),
-        }));
+        const rows = db.statement(EXPIRE).all(before);
+        const gone: StoredRecord[] = [];
         const per = new Map<string, { count: number; bytes: number }>();
-        for (const r of gone) {
-          const u = per.get(r.user) ?? { count: 0, bytes: 0 };
+        for (const r of rows) {
+          const rec = {
+            seq: Number(r.seq),
+            user: String(r.user),
+            at: Number(r.at),
+            data: new Uint8Array(r.data as Uint8Array),
+          };
+          gone.push(rec);
+          if (Number(r.counted) !== 1) continue;
+          const u = per.get(rec.user) ?? { count: 0, bytes: 0 };
           u.count++;
-          u.bytes += r.data.length;
-          per.set(r.user, u);
+          u.bytes += rec.data.length;
+          per.set(rec.user, u);
         }
         for (const [user, u] of per) {
           db.statement(ADD_USAGE).run(user, -u.count, -u.bytes);
