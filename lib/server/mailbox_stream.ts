@@ -13,7 +13,7 @@
  */
 
 import type { ServerToClient } from "../proto/mod.ts";
-import type { Logger } from "../util/mod.ts";
+import { type Logger, sleep } from "../util/mod.ts";
 import { PROOF_BYTES, recordPush } from "./mail_records.ts";
 import type { Store, StoredRecord } from "./seams.ts";
 
@@ -21,6 +21,8 @@ import type { Store, StoredRecord } from "./seams.ts";
 export const MAX_UNACKED_BYTES = 1024 * 1024;
 /** Bytes waiting on the connection past which the stream stops writing (PROTOCOL.md 9.8). */
 export const STREAM_QUEUE_BUDGET_BYTES = 256 * 1024;
+/** How often a stream looks again at a queue that other messages fill. */
+const DRAIN_POLL_MS = 20;
 /** The largest `window` of `mailbox`. */
 export const MAX_MAILBOX_WINDOW = 1024;
 
@@ -71,6 +73,10 @@ export class MailStream {
   #running: Promise<void> | undefined;
   #closed = false;
   #lastSend: Promise<void> = Promise.resolve();
+  /** Pushes sent and not yet written. */
+  #unsent = 0;
+  /** Ends a wait for the queue to drain when the stream closes. */
+  #stop = new AbortController();
 
   /** @param o the settings */
   constructor(o: MailStreamOptions) {
@@ -92,6 +98,7 @@ export class MailStream {
   /** End the stream; what is in flight stays in the log. */
   close(): void {
     this.#closed = true;
+    this.#stop.abort();
   }
 
   /**
@@ -221,8 +228,13 @@ export class MailStream {
       !this.#closed &&
       this.#o.channel.transport.queuedBytes >= STREAM_QUEUE_BUDGET_BYTES
     ) {
-      // The last send settles once it was written: the queue before it is gone.
-      await this.#lastSend;
+      if (this.#unsent > 0) {
+        // Our last push settles once written: the queue before it is gone.
+        await this.#lastSend;
+      } else {
+        // Other messages fill the queue (relays): look again a little later.
+        await sleep(DRAIN_POLL_MS, this.#stop.signal);
+      }
     }
   }
 
@@ -243,6 +255,7 @@ export class MailStream {
   }
 
   #send(msg: ServerToClient): void {
+    this.#unsent++;
     this.#lastSend = this.#o.channel.send(msg).catch((e) => {
       // The connection is gone (its end stops the stream), or the record no
       // longer fits the frame limit.
@@ -250,6 +263,6 @@ export class MailStream {
         user: this.#o.user,
         error: (e as Error).message,
       });
-    });
+    }).finally(() => this.#unsent--);
   }
 }
