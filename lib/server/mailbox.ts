@@ -318,7 +318,16 @@ export class Mailbox {
       signedPrekey: got.certs.signedPrekeyCert.toBase64(),
       oneTimePrekey: got.oneTime?.opk.toBase64() ?? "",
     });
-    if (got.oneTime) await this.#checkLow(m.user);
+    // The bundle is the answer: a failure to tell the owner is only logged.
+    if (got.oneTime) {
+      await this.#checkLow(m.user).catch((e) =>
+        this.#o.log("mail-store-failed", {
+          user: m.user,
+          request: "prekeys-low",
+          error: (e as Error).message,
+        })
+      );
+    }
   }
 
   /**
@@ -421,7 +430,9 @@ export class Mailbox {
     }
     await o.store.append(m.to, record);
     this.#counts.stored++;
-    await reply({
+    // Committed: now the sender is told, and the recipient's stream pushes
+    // it even when the sender is gone by then.
+    const answered = reply({
       t: "receipt",
       seq: 0,
       id: mailIdHex(header.msgId),
@@ -431,6 +442,7 @@ export class Mailbox {
       proof: "",
     });
     this.#notify(m.to);
+    await answered;
   }
 
   /**
