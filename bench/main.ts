@@ -40,9 +40,17 @@ import {
 import { benchLogin, type LoginFigures } from "./login.ts";
 import { benchMessages } from "./messages.ts";
 import { benchScale, type ScaleFigures } from "./scale.ts";
+import { benchMailCrypto } from "./mail.ts";
+import { benchMailFlow } from "./mail_flow.ts";
 
 /** Sections, in run order. */
-export const SECTIONS = ["cipher", "login", "messages", "scale"] as const;
+export const SECTIONS = [
+  "cipher",
+  "login",
+  "messages",
+  "mail",
+  "scale",
+] as const;
 
 /** One section's name. */
 export type Section = typeof SECTIONS[number];
@@ -356,6 +364,14 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     await waitQuiet("messages");
     peerP50 = await benchMessages({ quick: opts.quick, report, limits });
     await endSection("messages");
+  }
+
+  if (want("mail")) {
+    out("\n## mail");
+    await waitQuiet("mail");
+    await benchMailCrypto({ quick: opts.quick, report });
+    await benchMailFlow({ quick: opts.quick, report });
+    await endSection("mail");
   }
 
   let scale: ScaleFigures | null = null;

@@ -330,14 +330,14 @@ Deno.test("a delivered receipt for a sender who was offline comes at its next lo
     const b = await w.login("B");
     await b.ui.waitFor(mailIn("read me later"));
     await eventually(
-      async () => (await w.store.usage("A")).count === 1,
+      async () => (await w.store.read("A")).length === 1,
       "the receipt in A's log",
     );
     const a2 = await w.login("A");
     await a2.ui.waitFor(receipt("delivered", id));
     // Acknowledged too.
     await eventually(
-      async () => (await w.store.usage("A")).count === 0,
+      async () => (await w.store.read("A")).length === 0,
       "A's ack",
     );
   } finally {
@@ -821,7 +821,7 @@ Deno.test("an expired receipt says the server deleted the mail unread; a pending
     await a2.ui.waitFor(receipt("expired", id));
     await a2.ui.waitFor(receipt("undelivered", old.toHex()));
     await eventually(
-      async () => (await w.store.usage("A")).count === 0,
+      async () => (await w.store.read("A")).length === 0,
       "acked",
     );
     assert.equal(a2.ui.since(receipt("expired")).length, 1);

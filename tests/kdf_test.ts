@@ -7,6 +7,7 @@ import { concat, utf8 } from "../lib/util/mod.ts";
 import {
   deriveDirectionKeys,
   deriveKey,
+  deriveKeySync,
   type Direction,
   hkdf,
   Label,
@@ -45,6 +46,21 @@ Deno.test("hkdf() reproduces RFC 5869 test case 3 (empty salt and info)", async 
     okm.toHex(),
     "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8",
   );
+});
+
+Deno.test("deriveKeySync() is RFC 5869 HKDF-SHA256: test case 3's first block, and deriveKey's bytes (WebCrypto) for every label", async () => {
+  assert.equal(
+    deriveKeySync(new Uint8Array(22).fill(0x0b), new Uint8Array(0), "").toHex(),
+    "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d",
+  );
+  const ikm = bytes(64, 9), salt = bytes(16, 200);
+  for (const label of Object.values(Label)) {
+    assert.deepEqual(
+      deriveKeySync(ikm, salt, label),
+      await deriveKey(ikm, salt, label),
+      label,
+    );
+  }
 });
 
 Deno.test("hkdf() refuses more than 255 * 32 output bytes", async () => {

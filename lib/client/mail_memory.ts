@@ -106,6 +106,9 @@ export class MemoryMailVault implements MailVault {
     this.#seen.set(msgId.toHex(), time);
     return Promise.resolve();
   }
+  syncSeen(): Promise<void> {
+    return Promise.resolve();
+  }
 
   addPending(p: PendingReceipt): Promise<void> {
     this.#pending.set(p.msgId.toHex(), {

@@ -76,6 +76,10 @@ export class MailInbox {
   /** Counts links: a record of an older one is not handled, nor its ack sent. */
   #epoch = 0;
   #queue: Promise<void> = Promise.resolve();
+  /** Counts links (not stops): an acknowledgement goes out only on the link it belongs to. */
+  #linkCount = 0;
+  /** The acknowledgements in flight, in order: each waits for the sync before it. */
+  #acks: Promise<void> = Promise.resolve();
   #stopped = false;
   /** A failure of ours stopped this link's stream: nothing more until the next welcome. */
   #stalled = false;
@@ -111,6 +115,7 @@ export class MailInbox {
    * ask for the log.
    */
   onWelcome(): void {
+    this.#linkCount++;
     this.#reset();
     this.#stalled = false;
     this.#link.sendQuietly({ t: "mailbox", window: MAIL_WINDOW });
@@ -119,14 +124,16 @@ export class MailInbox {
 
   /** The link dropped: this stream is over. */
   lost(): void {
+    this.#linkCount++;
     this.#reset();
   }
 
   /** Quit: what was handled is acknowledged, nothing more is handled. */
-  stop(): void {
-    this.#flush(); // what was handled is not pushed again
+  async stop(): Promise<void> {
+    const last = this.#flush(); // what was handled is not pushed again
     this.#stopped = true;
     this.#reset();
+    await last;
   }
 
   /**
@@ -329,17 +336,47 @@ export class MailInbox {
     }
   }
 
-  #flush(): void {
+  /**
+   * Send the acknowledgement gathered so far, once the ids of what it
+   * covers are durable (section 9.4, "Order across a restart"): one sync of
+   * `seen` per `mail-ack`. An acknowledgement is sent only on the link
+   * whose records it covers.
+   * @returns when it was sent (or dropped with its link)
+   */
+  #flush(): Promise<void> {
     clearTimeout(this.#ackTimer);
     this.#ackTimer = undefined;
-    if (this.#unacked === 0 || this.#stopped) return;
-    this.#link.sendQuietly({
+    if (this.#unacked === 0 || this.#stopped) return Promise.resolve();
+    const ack = {
       t: "mail-ack",
       upTo: this.#upTo,
       delivered: this.#proofs,
-    });
+    } as const;
     this.#proofs = [];
     this.#unacked = 0;
+    const link = this.#linkCount;
+    const sent = this.#acks.then(() => this.#vault.syncSeen()).then(
+      () => {
+        if (link === this.#linkCount) this.#link.sendQuietly(ack);
+      },
+      (e) => {
+        if (link !== this.#linkCount) return;
+        // The ids are not durable: acknowledging could lose a message to a
+        // crash, so nothing more is acknowledged on this link.
+        this.#ctx.print({
+          kind: "error",
+          code: isImError(e) ? e.code : "internal",
+          text: `Cannot handle the mailbox: ${
+            (e as Error).message
+          }; what is waiting stays on the server until the next login`,
+        });
+        this.#reset();
+        this.#stalled = true;
+      },
+    );
+    this.#acks = sent;
+    this.#ctx.track(sent);
+    return sent;
   }
 }
 

@@ -72,7 +72,7 @@ export class Mailbox {
    * acknowledged, timers are cleared and nothing more is handled.
    */
   async stop(): Promise<void> {
-    this.#inbox.stop();
+    await this.#inbox.stop();
     await within(this.keys.idle(), QUIT_PUBLISH_WAIT_MS, undefined);
     this.keys.stop();
   }

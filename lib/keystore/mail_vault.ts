@@ -163,6 +163,8 @@ class FileMailVault implements MailVault {
   #pending = new Map<string, Pending>();
   #pendingSize = 0;
   #toSize = 0;
+  /** `seen` has records written since its last sync. */
+  #seenDirty = false;
   #identity: MailIdentity | undefined;
   #spks: SignedPrekey[] | undefined;
 
@@ -527,9 +529,32 @@ class FileMailVault implements MailVault {
       const key = msgId.toHex();
       if (this.#seen.has(key)) return;
       await this.#makeMailDir();
-      await writeAt(this.#path("seen"), this.#seenSize, record);
+      // Written now, synced by syncSeen(): one sync per mail-ack.
+      await writeAt(this.#path("seen"), this.#seenSize, record, false);
       this.#seenSize += SEEN_RECORD;
       this.#seen.add(key);
+      this.#seenDirty = true;
+    });
+  }
+
+  async syncSeen(): Promise<void> {
+    return await this.#serial(async () => {
+      if (!this.#seenDirty) return;
+      const path = this.#path("seen");
+      let f: Deno.FsFile;
+      try {
+        f = await Deno.open(path, { write: true });
+      } catch (e) {
+        throw writeFailed(path, e);
+      }
+      try {
+        await f.syncData();
+      } catch (e) {
+        throw writeFailed(path, e);
+      } finally {
+        f.close();
+      }
+      this.#seenDirty = false;
     });
   }
 
@@ -1020,6 +1045,7 @@ async function writeAt(
   path: string,
   offset: number,
   record: Uint8Array,
+  sync = true,
 ): Promise<void> {
   let f: Deno.FsFile;
   try {
@@ -1034,7 +1060,7 @@ async function writeAt(
   try {
     await f.seek(offset, Deno.SeekMode.Start);
     await writeAll(f, record);
-    await f.syncData();
+    if (sync) await f.syncData();
   } catch (e) {
     throw writeFailed(path, e);
   } finally {

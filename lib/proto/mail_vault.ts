@@ -98,8 +98,14 @@ export interface MailVault {
 
   /** Whether a `msg_id` was shown (section 9.5); read from what `open` loaded. */
   hasSeen(msgId: Uint8Array): boolean;
-  /** Record a shown message's id; durable (synced) when it resolves, before the `mail-ack` is sent. */
+  /**
+   * Record a shown message's id: {@link hasSeen} knows it at once, the file
+   * has it when this resolves, and it is durable once {@link syncSeen}
+   * resolves (one sync per `mail-ack`, not per message).
+   */
   addSeen(msgId: Uint8Array, time: number): Promise<void>;
+  /** Make every id added so far durable: awaited before each `mail-ack` is sent (section 9.4, "Order across a restart"). */
+  syncSeen(): Promise<void>;
 
   /** Keep the receipt key of a message sent (section 9.6). */
   addPending(p: PendingReceipt): Promise<void>;

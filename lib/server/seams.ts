@@ -251,7 +251,10 @@ export interface PublishedPrekey {
 export interface Prekeys {
   /**
    * Replace the user's certificates and add one-time prekeys (an id already
-   * held is ignored).
+   * held is ignored). An `IK_CERT` other than the one held drops every
+   * one-time prekey held first, in the same transaction: they were made by
+   * a client that no longer has their private halves (its keys were lost or
+   * replaced), and a message sealed to one could never be opened.
    * @returns how many one-time prekeys are held for the user now
    */
   publish(

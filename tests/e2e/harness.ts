@@ -52,6 +52,7 @@ const encoder = new TextEncoder();
 export interface ChatEvent {
   type:
     | "message"
+    | "mail"
     | "receipt"
     | "system"
     | "error"
@@ -63,7 +64,11 @@ export interface ChatEvent {
   to?: string;
   text?: string;
   id?: string | null;
-  status?: "delivered" | "undelivered";
+  status?: "delivered" | "undelivered" | "stored" | "expired";
+  /** A receipt's kind: `session` or `mail`. */
+  via?: "session" | "mail";
+  /** A mail's written time (ISO 8601). */
+  written?: string | null;
   peer?: string;
   code?: string;
   users?: Array<{ name: string; state: string }>;

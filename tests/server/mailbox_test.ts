@@ -204,6 +204,11 @@ interface KeySet {
   oneTimePrekeys: string[];
 }
 
+const mailIdentities = new WeakMap<
+  Identities,
+  Map<string, { ik: Uint8Array; ic: Uint8Array }>
+>();
+
 async function keySet(
   ids: Identities,
   user: User,
@@ -218,9 +223,18 @@ async function keySet(
   } = {},
 ): Promise<KeySet> {
   const signer = o.signer ?? ids[user];
-  const ik = o.ik ?? randomBytes(32);
   const created = o.spkCreated ?? NOW();
-  const ic = await makeIdentityCert(signer, user, ik, created);
+  // One identity per user and key set of ids, as a client keeps it: a new
+  // IK_CERT would drop the one-time prekeys held (Prekeys.publish).
+  const own = o.signer === undefined && o.ik === undefined;
+  const cached = own ? mailIdentities.get(ids)?.get(user) : undefined;
+  const ik = o.ik ?? cached?.ik ?? randomBytes(32);
+  const ic = cached?.ic ?? await makeIdentityCert(signer, user, ik, created);
+  if (own && !cached) {
+    const m = mailIdentities.get(ids) ?? new Map();
+    m.set(user, { ik, ic });
+    mailIdentities.set(ids, m);
+  }
   const pc = await makePrekeyCert(
     signer,
     user,

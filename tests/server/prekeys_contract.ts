@@ -12,8 +12,9 @@ import type { Prekeys, PublishedPrekey } from "../../lib/server/mod.ts";
 export type PrekeysFactory = () => Prekeys | Promise<Prekeys>;
 
 const bytes = (...v: number[]) => new Uint8Array(v);
-const certs = (n: number) => ({
-  identityCert: bytes(1, n),
+/** Certificates: signed prekey `n` under identity `id`. */
+const certs = (n: number, id = 1) => ({
+  identityCert: bytes(1, id),
   signedPrekeyCert: bytes(2, n),
 });
 /** One-time prekeys with these ids; each key's bytes name its id. */
@@ -74,6 +75,18 @@ export function prekeysContract(name: string, make: PrekeysFactory): void {
   );
 
   withPrekeys(
+    "publish() with another identity certificate drops the one-time prekeys held for the old one, then adds the new ones",
+    async (p) => {
+      await p.publish("B", certs(1, 1), opks(1, 2, 3));
+      assert.equal(await p.publish("B", certs(1, 2), opks(7)), 1);
+      const t = await p.take("B");
+      assert.equal(t!.oneTime!.id, 7, "none of the old pool is handed out");
+      assert.deepEqual([...t!.certs.identityCert], [1, 2]);
+      assert.equal((await p.take("B"))!.oneTime, undefined);
+    },
+  );
+
+  withPrekeys(
     "take() hands out the one-time prekey of lowest id with the certificates, and removes it",
     async (p) => {
       await p.publish("B", certs(1), opks(5, 3, 9));
@@ -120,7 +133,7 @@ export function prekeysContract(name: string, make: PrekeysFactory): void {
 
   withPrekeys("one user's prekeys are never another's", async (p) => {
     await p.publish("A", certs(1), opks(1));
-    await p.publish("B", certs(2), opks(2));
+    await p.publish("B", certs(2, 2), opks(2));
     assert.equal((await p.take("A"))?.oneTime?.id, 1);
     assert.equal((await p.take("A"))?.oneTime, undefined);
     assert.equal(await p.count("B"), 1);

@@ -18,6 +18,10 @@ const copyCerts = (c: PublishedCerts): PublishedCerts => ({
   signedPrekeyCert: c.signedPrekeyCert.slice(),
 });
 
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
 /**
  * Published keys in memory. Each call completes in one turn of the event
  * loop, so {@link MemoryPrekeys.take} is atomic: two takers never get the
@@ -56,6 +60,10 @@ export class MemoryPrekeys implements Prekeys {
       certs,
       oneTime: new Map<number, Uint8Array>(),
     };
+    if (!sameBytes(held.certs.identityCert, certs.identityCert)) {
+      // Another identity key: the pool was made for the old one.
+      held.oneTime.clear();
+    }
     held.certs = copyCerts(certs);
     for (const k of oneTime) {
       if (!held.oneTime.has(k.id)) held.oneTime.set(k.id, k.opk.slice());

@@ -16,8 +16,13 @@ const PUT_PREKEY =
   "INSERT OR IGNORE INTO prekeys (user, id, opk) VALUES (?, ?, ?)";
 const CERTS = "SELECT identity, signed FROM certs WHERE user = ?";
 const COUNT = "SELECT count(*) AS n FROM prekeys WHERE user = ?";
+const DROP_POOL = "DELETE FROM prekeys WHERE user = ?";
 const TAKE = `DELETE FROM prekeys WHERE user = ?1
   AND id = (SELECT min(id) FROM prekeys WHERE user = ?1) RETURNING id, opk`;
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
 
 /** @throws {RangeError} an id that is not a u32 */
 function checkId(id: number): void {
@@ -87,6 +92,11 @@ export class SqlitePrekeys implements Prekeys {
       for (const k of oneTime) checkId(k.id);
       const db = this.#db;
       return db.transaction(() => {
+        const held = certsOf(db.statement(CERTS).get(user));
+        if (held && !sameBytes(held.identityCert, certs.identityCert)) {
+          // Another identity key: the pool was made for the old one.
+          db.statement(DROP_POOL).run(user);
+        }
         db.statement(PUT_CERTS).run(
           user,
           certs.identityCert,
