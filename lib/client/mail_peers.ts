@@ -96,6 +96,12 @@ export class MailPeers {
   #ctx: ClientContext;
   #link: ServerConnection;
   #vault: MailVault;
+  /**
+   * Senders whose pinned key and identity key were checked, so a backlog
+   * from one sender reads its pin and certificates once, not per message.
+   * Forgotten on `!trust` (the pin changes only then).
+   */
+  #known = new Map<string, KnownSender>();
 
   constructor(ctx: ClientContext, link: ServerConnection, vault: MailVault) {
     this.#ctx = ctx;
@@ -122,13 +128,14 @@ export class MailPeers {
     );
     const identityCert = base64(b.identityKey, to);
     const signedPrekeyCert = base64(b.signedPrekey, to);
+    const previous = await this.#vault.peerCerts(to);
     const { identity, prekey } = await verifyBundle({
       user: to,
       owner: named.identity,
       identityCert,
       signedPrekeyCert,
       now: this.#link.serverNow(),
-      previous: await this.#vault.peerCerts(to),
+      previous,
     });
     await pinFirstUse(
       this.#ctx,
@@ -136,7 +143,14 @@ export class MailPeers {
       `First message to ${to}`,
       `compare it with ${to} (!keys ${to}), or the code of a session, to be sure; then !verify ${to}`,
     );
-    await this.#vault.savePeerCerts(to, { identityCert, signedPrekeyCert });
+    // Written only when they changed: most messages reuse the last bundle's.
+    if (
+      !previous || !equal(previous.identityCert, identityCert) ||
+      !previous.signedPrekeyCert ||
+      !equal(previous.signedPrekeyCert, signedPrekeyCert)
+    ) {
+      await this.#vault.savePeerCerts(to, { identityCert, signedPrekeyCert });
+    }
     return { owner: named.identity, identity, prekey };
   }
 
@@ -161,11 +175,15 @@ export class MailPeers {
     asked: Set<string>,
     signal: AbortSignal,
   ): Promise<KnownSender> {
+    const known = this.#known.get(sender);
+    if (known && equal(known.ik, ik)) return known;
     const previous = await this.#vault.peerCerts(sender);
     const pinned = await pinsOf(this.#ctx).load(sender);
     const before = previous && decodeIdentityCert(previous.identityCert);
     if (pinned && before && equal(before.ik, ik)) {
-      return { owner: pinned, ik: before.ik };
+      const k = { owner: pinned, ik: before.ik };
+      this.#known.set(sender, k);
+      return k;
     }
     if (pinned && before && asked.has(sender)) {
       return { owner: pinned, ik: before.ik };
@@ -216,7 +234,9 @@ export class MailPeers {
         signedPrekeyCert: keep,
       },
     );
-    return { owner: named.identity, ik: identity.ik };
+    const k = { owner: named.identity, ik: identity.ik };
+    this.#known.set(sender, k);
+    return k;
   }
 
   /**
@@ -290,6 +310,7 @@ export class MailPeers {
    * @param peer the user
    */
   async forget(peer: string): Promise<void> {
+    this.#known.delete(peer);
     await this.#vault.forgetPeer(peer);
   }
 }

@@ -40,7 +40,7 @@ import type { RequestLimits } from "./limits.ts";
 import { mailRecord, receiptRecord, recordMail } from "./mail_records.ts";
 import { MailStream, MAX_MAILBOX_WINDOW } from "./mailbox_stream.ts";
 import type { ClientSession, Reply } from "./registry.ts";
-import type { Prekeys, PublishedPrekey, Store } from "./seams.ts";
+import type { AppendEntry, Prekeys, PublishedPrekey, Store } from "./seams.ts";
 
 /** One-time prekeys the server holds per user, at most (PROTOCOL.md 9.8). */
 export const MAX_HELD_PREKEYS = 200;
@@ -506,21 +506,26 @@ export class Mailbox {
             `Acknowledgement up to ${m.upTo} refused: nothing was pushed`,
         });
     if (!r.ok) return this.#refuse(reply, "bad-ack", r.message);
+    const receipts: AppendEntry[] = [];
     for (const { record, proof } of r.delivered) {
       const header = recordMail(record.data)?.header;
       if (!header) continue; // a receipt record, or a mail that does not decode
-      await this.#o.store.append(
-        header.sender,
-        receiptRecord({
+      receipts.push({
+        user: header.sender,
+        data: receiptRecord({
           msgId: header.msgId,
           status: "delivered",
           recipient: s.user,
           proof,
         }),
-        { counted: false }, // PROTOCOL.md 9.8: receipts are never refused
-      );
-      this.#counts.delivered++;
-      this.#notify(header.sender);
+        counted: false, // PROTOCOL.md 9.8: receipts are never refused
+      });
+    }
+    // One commit for the receipts of one acknowledgement.
+    await this.#o.store.appendMany(receipts);
+    this.#counts.delivered += receipts.length;
+    for (const senders of new Set(receipts.map((e) => e.user))) {
+      this.#notify(senders);
     }
     if (m.upTo > 0) {
       this.#counts.acknowledged += await this.#o.store.ack(s.user, m.upTo);
@@ -549,7 +554,8 @@ export class Mailbox {
   async sweep(): Promise<void> {
     const o = this.#o;
     const gone = await o.store.expire(o.now() - o.retentionMs);
-    let mails = 0, receipts = 0, unreadable = 0;
+    let receipts = 0, unreadable = 0;
+    const expired: AppendEntry[] = [];
     for (const rec of gone) {
       const header = recordMail(rec.data)?.header;
       if (!header) {
@@ -557,18 +563,21 @@ export class Mailbox {
         else receipts++;
         continue;
       }
-      mails++;
-      await o.store.append(
-        header.sender,
-        receiptRecord({
+      expired.push({
+        user: header.sender,
+        data: receiptRecord({
           msgId: header.msgId,
           status: "expired",
           recipient: rec.user,
         }),
-        { counted: false },
-      );
-      this.#notify(header.sender);
+        counted: false,
+      });
     }
+    await o.store.appendMany(expired);
+    for (const sender of new Set(expired.map((e) => e.user))) {
+      this.#notify(sender);
+    }
+    const mails = expired.length;
     this.#counts.expired += mails;
     o.log("mail-expired", { mails, receipts, unreadable });
     this.#logCounts();

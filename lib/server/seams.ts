@@ -179,6 +179,12 @@ export interface AppendOptions {
   counted?: boolean;
 }
 
+/** One record of {@link Store.appendMany}. */
+export interface AppendEntry extends AppendOptions {
+  readonly user: string;
+  readonly data: Uint8Array;
+}
+
 /**
  * A durable log of records per user, for mailboxes: appended in order,
  * read in order, removed when acknowledged or too old.
@@ -196,6 +202,14 @@ export interface Store {
     data: Uint8Array,
     opts?: AppendOptions,
   ): Promise<number>;
+  /**
+   * Append several records, to one log or several, in one transaction: all
+   * are durable when it resolves, or none was appended (the receipts of one
+   * `mail-ack`, PROTOCOL.md 9.6, cost one commit, not one each).
+   * @param entries each record's log, bytes (copied) and whether it counts
+   * @returns their seqs, in order
+   */
+  appendMany(entries: readonly AppendEntry[]): Promise<number[]>;
   /**
    * The user's records in order of seq.
    * @param user whose log

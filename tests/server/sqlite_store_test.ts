@@ -21,6 +21,7 @@ async function tempStore(clock: () => number): Promise<Store> {
   let removed = false;
   return {
     append: (u, d, o) => s.append(u, d, o),
+    appendMany: (e) => s.appendMany(e),
     read: (u, o) => s.read(u, o),
     ack: (u, q) => s.ack(u, q),
     expire: (b) => s.expire(b),

@@ -63,6 +63,27 @@ export function storeContract(name: string, make: StoreFactory): void {
   );
 
   withStore(
+    "appendMany() appends to several logs at once, in order, counted or not, and an empty list appends nothing",
+    async (s) => {
+      await s.append("A", bytes(1));
+      const seqs = await s.appendMany([
+        { user: "A", data: bytes(2) },
+        { user: "B", data: bytes(3), counted: false },
+        { user: "A", data: bytes(4, 4), counted: false },
+      ]);
+      assert.equal(seqs.length, 3);
+      assert.deepEqual(await s.appendMany([]), []);
+      const a = await s.read("A");
+      assert.deepEqual(a.map((r) => [...r.data]), [[1], [2], [4, 4]]);
+      assert.deepEqual(a.slice(1).map((r) => r.seq), [seqs[0], seqs[2]]);
+      assert.ok(seqs[2]! > seqs[0]!);
+      assert.deepEqual((await s.read("B")).map((r) => r.seq), [seqs[1]]);
+      assert.deepEqual(await s.usage("A"), { count: 2, bytes: 2 });
+      assert.deepEqual(await s.usage("B"), { count: 0, bytes: 0 });
+    },
+  );
+
+  withStore(
     "read() of a user with no records is empty, and one user's records are never another's",
     async (s) => {
       assert.deepEqual(await s.read("A"), []);

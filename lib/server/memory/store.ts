@@ -6,6 +6,7 @@
  */
 
 import type {
+  AppendEntry,
   AppendOptions,
   ReadOptions,
   Store,
@@ -68,6 +69,11 @@ export class MemoryStore implements Store {
     log.push(rec);
     this.#logs.set(user, log);
     return Promise.resolve(rec.seq);
+  }
+
+  appendMany(entries: readonly AppendEntry[]): Promise<number[]> {
+    // Each append is synchronous under its promise: all happen in this turn.
+    return Promise.all(entries.map((e) => this.append(e.user, e.data, e)));
   }
 
   read(user: string, opts: ReadOptions = {}): Promise<StoredRecord[]> {

@@ -9,6 +9,7 @@
 
 import { MailDatabase, run } from "./_db.ts";
 import type {
+  AppendEntry,
   AppendOptions,
   ReadOptions,
   Store,
@@ -130,6 +131,40 @@ export class SqliteStore implements Store {
         if (counted) db.statement(ADD_USAGE).run(user, 1, data.length);
         return seq;
       });
+    });
+  }
+
+  /**
+   * Append records in one transaction; resolves after its commit is on disk.
+   * @param entries each record's log, bytes (copied) and whether it counts
+   * @returns their seqs, in order
+   */
+  appendMany(entries: readonly AppendEntry[]): Promise<number[]> {
+    return this.#run(() => {
+      for (const e of entries) {
+        if (!(e.data instanceof Uint8Array)) {
+          throw new TypeError(
+            `data: expected a Uint8Array, got ${typeof e.data}`,
+          );
+        }
+      }
+      if (entries.length === 0) return [];
+      const db = this.#db;
+      return db.transaction(() =>
+        entries.map((e) => {
+          const seq = Number(db.statement(NEXT_SEQ).get(e.user)?.last);
+          const counted = e.counted !== false;
+          db.statement(INSERT).run(
+            e.user,
+            seq,
+            this.#now(),
+            e.data,
+            counted ? 1 : 0,
+          );
+          if (counted) db.statement(ADD_USAGE).run(e.user, 1, e.data.length);
+          return seq;
+        })
+      );
     });
   }
 
