@@ -186,7 +186,10 @@ async function benchStore(
     record[0] = 0x01;
     record.set(mail, 1);
     let i = 0;
-    const times = await timeAsync(() => store.append(`u${i++ % 50}`, record), n);
+    const times = await timeAsync(
+      () => store.append(`u${i++ % 50}`, record),
+      n,
+    );
     report.add(
       SECTION,
       "store commit latency p50 (SQLite, WAL, synchronous=FULL)",

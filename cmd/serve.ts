@@ -24,6 +24,7 @@ import {
   ImServer,
   MAIL_DB_FILE,
   SERVER_DEFAULTS as D,
+  type ServerOptions,
   SqliteMail,
 } from "../lib/server/mod.ts";
 
@@ -241,9 +242,9 @@ export async function runServe(args: string[]): Promise<number> {
   let watcher: { close(): void } = { close() {} };
   let mail: SqliteMail | undefined;
   try {
-    mail = await openMail(dataDir);
-    log("mail-store", { path: join(dataDir, MAIL_DB_FILE) });
-    server = await ImServer.start({
+    // Every flag is read before anything is opened or created: a bad command
+    // line leaves no data directory behind.
+    const options = {
       hostname: v.host ?? D.hostname,
       port: intFlag("--port", v.port, D.port, 0, 65535),
       identity: keys.identity,
@@ -308,13 +309,18 @@ export async function runServe(args: string[]): Promise<number> {
         1,
         1_000_000,
       ),
-      store: mail.store,
-      prekeys: mail.prekeys,
       mailRate,
       mailMaxCount,
       mailMaxBytes,
       mailRetentionDays,
+    } satisfies ServerOptions;
+    mail = await openMail(dataDir);
+    server = await ImServer.start({
+      ...options,
+      store: mail.store,
+      prekeys: mail.prekeys,
     });
+    log("mail-store", { path: join(dataDir, MAIL_DB_FILE) });
     // An enrollment (im keygen writes server/clients/<user>.pem) takes effect without a signal.
     if (!v["no-watch"]) {
       watcher = watchClientDirectory(
