@@ -266,6 +266,17 @@ const publishOf = (
 const ids1 = (from: number, n: number) =>
   Array.from({ length: n }, (_, i) => from + i);
 
+/**
+ * `to` logs in once to publish its keys and leaves; then A logs in.
+ * @returns A's link, ready to write to `to`, who is offline with a mailbox
+ */
+async function senderToOffline(w: World, to: User): Promise<Link> {
+  const r = await w.login(to);
+  await publish(w, r);
+  await r.close();
+  return await w.login("A");
+}
+
 /** Publish `user`'s keys through its link; asserts `published`. */
 async function publish(
   w: World,
@@ -692,10 +703,7 @@ Deno.test("send is refused mail-too-large when the mail push would not fit one r
 
 Deno.test("mailbox streams 1,000 queued mails in order under its window, then synced with the count, then live ones", async () => {
   await inWorld(async (w) => {
-    const b0 = await w.login("B");
-    await publish(w, b0);
-    await b0.close();
-    const a = await w.login("A");
+    const a = await senderToOffline(w, "B");
     await sendMany(a, "B", 1000);
     const b = await w.login("B");
     const window = 256;
@@ -735,10 +743,7 @@ Deno.test("mailbox streams 1,000 queued mails in order under its window, then sy
 
 Deno.test("mailbox keeps at most window records pushed and not acknowledged: each acknowledgement lets as many more out", async () => {
   await inWorld(async (w) => {
-    const b0 = await w.login("B");
-    await publish(w, b0);
-    await b0.close();
-    const a = await w.login("A");
+    const a = await senderToOffline(w, "B");
     await sendMany(a, "B", 10);
     const b = await w.login("B");
     await b.send({ t: "mailbox", window: 3 });
@@ -768,10 +773,7 @@ Deno.test("mailbox keeps at most window records pushed and not acknowledged: eac
 
 Deno.test("mailbox keeps at most 1 MiB pushed and not acknowledged, whatever the window", async () => {
   await inWorld(async (w) => {
-    const b0 = await w.login("B");
-    await publish(w, b0);
-    await b0.close();
-    const a = await w.login("A");
+    const a = await senderToOffline(w, "B");
     const sent: Promise<ServerToClient>[] = [];
     for (let i = 0; i < 80; i++) {
       const { mail } = mailBytes("A", "B", i, { bucket: 16_384 });
@@ -799,10 +801,7 @@ Deno.test("mailbox keeps at most 1 MiB pushed and not acknowledged, whatever the
 
 Deno.test("records not acknowledged are pushed again, in order and with their seqs, at the next mailbox; acknowledged ones never", async () => {
   await inWorld(async (w) => {
-    const b0 = await w.login("B");
-    await publish(w, b0);
-    await b0.close();
-    const a = await w.login("A");
+    const a = await senderToOffline(w, "B");
     await sendMany(a, "B", 5);
     const b1 = await w.login("B");
     await b1.send({ t: "mailbox", window: 256 });
