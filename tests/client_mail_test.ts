@@ -19,12 +19,14 @@ import {
 import { MemoryPeerPins } from "../lib/client/pinning.ts";
 import type { PrivateIdentity } from "../lib/crypto/mod.ts";
 import { openMailVault } from "../lib/keystore/mod.ts";
+import { KeyStoreError } from "../lib/keystore/mod.ts";
 import {
   decodeIdentityCert,
   decodePrekeyCert,
   type MailVault,
   makeIdentityCert,
   makePrekeyCert,
+  type PeerMailCerts,
   sealMail,
   verifyIdentityOnly,
 } from "../lib/proto/mod.ts";
@@ -58,7 +60,7 @@ async function world(
   const ids = await identities();
   const net = new MemoryNetwork();
   const store = new MemoryStore();
-  const prekeys = new MemoryPrekeys();
+  const prekeys = over.prekeys ?? new MemoryPrekeys();
   const serverOptions: ServerOptions = {
     network: net,
     hostname: HOST,
@@ -908,6 +910,120 @@ Deno.test("--json: mail and receipt objects of a conversation", async () => {
       "B",
       id,
     ]]);
+  } finally {
+    await w.close();
+  }
+});
+
+// ------------------------------------------ failures that are ours, not the mail's
+
+/** A vault whose next peer-certificate write or sync fails, as a full disk would. */
+class FlakyVault extends MemoryMailVault {
+  failPeerSave = false;
+  failSync = false;
+  override savePeerCerts(peer: string, c: PeerMailCerts): Promise<void> {
+    if (this.failPeerSave) {
+      this.failPeerSave = false;
+      return Promise.reject(
+        new KeyStoreError("key-write-failed", "No space left on device", "x"),
+      );
+    }
+    return super.savePeerCerts(peer, c);
+  }
+  override sync(): Promise<void> {
+    if (this.failSync) {
+      this.failSync = false;
+      return Promise.reject(
+        new KeyStoreError("key-write-failed", "Cannot sync: EIO", "x"),
+      );
+    }
+    return super.sync();
+  }
+}
+
+/** Prekeys whose next read of one user's certificates fails, as a busy store would. */
+class FlakyPrekeys extends MemoryPrekeys {
+  failFor: string | undefined;
+  override certs(user: string) {
+    if (user === this.failFor) {
+      this.failFor = undefined;
+      return Promise.reject(new Error("SQLITE_BUSY: database is locked"));
+    }
+    return super.certs(user);
+  }
+}
+
+Deno.test("a failure to check a new sender's keys on our side (the disk) is not the mail's fault: the mail stays on the server and is shown at the next login", async () => {
+  const vB = new FlakyVault();
+  const w = await world(
+    {},
+    (u) => Promise.resolve(u === "B" ? vB : new MemoryMailVault()),
+  );
+  try {
+    await withOfflineB(w);
+    const a = await w.login("A");
+    await a.c.handleLine("!msg B important");
+    vB.failPeerSave = true;
+    const b = await w.login("B");
+    await b.ui.waitFor((e) =>
+      e.kind === "error" && /Cannot handle the mailbox/.test(e.text)
+    );
+    assert.equal((await w.store.read("B")).length, 1, "still on the server");
+    assert.ok(!b.ui.events.some(isError("unknown-identity-key")));
+    await b.quit();
+    const b2 = await w.login("B");
+    await b2.ui.waitFor(mailIn("important"));
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("a failure of the server's store while the recipient checks a sender's keys keeps the mail on the server", async () => {
+  const prekeys = new FlakyPrekeys();
+  const w = await world({ prekeys });
+  try {
+    await withOfflineB(w);
+    const a = await w.login("A");
+    await a.c.handleLine("!msg B important");
+    prekeys.failFor = "A";
+    const b = await w.login("B");
+    await b.ui.waitFor((e) =>
+      e.kind === "error" && /Cannot handle the mailbox/.test(e.text)
+    );
+    assert.equal((await w.store.read("B")).length, 1, "still on the server");
+    await b.quit();
+    const b2 = await w.login("B");
+    await b2.ui.waitFor(mailIn("important"));
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("a mail shown with a one-time prekey whose acknowledgement was lost is acknowledged with its proof when pushed again: the sender gets delivered, the prekey is gone", async () => {
+  const vB = new FlakyVault();
+  const w = await world(
+    {},
+    (u) => Promise.resolve(u === "B" ? vB : new MemoryMailVault()),
+  );
+  try {
+    await withOfflineB(w);
+    const a = await w.login("A");
+    await a.c.handleLine("!msg B read me");
+    const id = sentId(a.ui, "read me");
+    vB.failSync = true; // the acknowledgement after showing is not sent
+    const b = await w.login("B");
+    await b.ui.waitFor(mailIn("read me"));
+    await b.ui.waitFor((e) =>
+      e.kind === "error" && /Cannot handle the mailbox/.test(e.text)
+    );
+    await b.quit();
+    const b2 = await w.login("B");
+    await a.ui.waitFor(receipt("delivered", id));
+    assert.equal(b2.ui.events.filter(mailIn("read me")).length, 0);
+    await eventually(
+      async () => (await w.store.read("B")).length === 0,
+      "B's log acknowledged",
+    );
   } finally {
     await w.close();
   }

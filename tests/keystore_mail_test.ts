@@ -324,6 +324,10 @@ Deno.test("pending receipts: add, get, drop and expire survive reopens; the reci
     if (posix) assert.equal(await mode(join(mailDir(dir), "pending")), 0o600);
     await v2.dropPending(id16(2));
     assert.equal(await v2.pending(id16(2)), undefined);
+    // A drop is written by the next sync (one per mail-ack): before it, a
+    // reopen (a crash) still has the entry; after it, never again.
+    assert.equal((await (await reopen(dir)).pending(id16(2)))?.time, 20);
+    await v2.sync();
     const v3 = await reopen(dir);
     assert.equal(await v3.pending(id16(2)), undefined);
     const expired = await v3.expirePending(15);

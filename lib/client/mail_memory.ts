@@ -106,7 +106,7 @@ export class MemoryMailVault implements MailVault {
     this.#seen.set(msgId.toHex(), time);
     return Promise.resolve();
   }
-  syncSeen(): Promise<void> {
+  sync(): Promise<void> {
     return Promise.resolve();
   }
 

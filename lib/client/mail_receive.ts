@@ -59,6 +59,22 @@ const REFUSALS: ReadonlySet<string> = new Set([
   "misaddressed",
 ]);
 
+/**
+ * Why the sender's keys may be found wrong (section 9.4 step 2): the
+ * message is then refused as `unknown-identity-key`. Any other failure of
+ * the check is not the message's fault.
+ */
+const KEY_REFUSALS: ReadonlySet<string> = new Set([
+  "bad-identity",
+  "bad-bundle",
+  "bad-cert",
+  "prekey-rollback",
+  "no-mailbox",
+]);
+
+/** Proofs kept for messages shown, so a duplicate is acknowledged with its proof. */
+const MAX_KEPT_PROOFS = 10_000;
+
 /** A refusal of section 9.4: shown with its code, acknowledged without a proof. */
 class Refused extends Error {
   constructor(readonly code: string, message: string) {
@@ -92,6 +108,10 @@ export class MailInbox {
   #streamEnd = new AbortController();
   /** Senders whose keys were asked for on this link (`MailPeers.forReceiving`). */
   #asked = new Set<string>();
+  /** Proofs of the messages shown, by id (hex), the oldest dropped past {@link MAX_KEPT_PROOFS}. */
+  #shownProofs = new Map<string, Uint8Array>();
+  /** One-time prekeys of messages shown, deleted once their ids are durable. */
+  #usedPrekeys: number[] = [];
   /** Mail shown on this link before its `synced`. */
   #backlogShown = 0;
   #synced = false;
@@ -255,6 +275,10 @@ export class MailInbox {
           `${e.message}; after !trust ${h.sender}, ${h.sender} must send it again`,
         );
       }
+      // Only keys that were checked and found wrong refuse the message. A
+      // failure to check (our disk, the server's store, a rate limit, the
+      // link) is ours: the stream stops and the message stays on the server.
+      if (!isImError(e) || !KEY_REFUSALS.has(e.code)) throw e;
       throw new Refused(
         "unknown-identity-key",
         `${h.sender}'s identity key could not be checked: ${
@@ -276,7 +300,12 @@ export class MailInbox {
       ? undefined
       : await this.#vault.oneTimePrekey(h.opkId);
     if (!spk || (h.opkId !== 0 && !opk)) {
-      if (this.#vault.hasSeen(h.msgId)) return undefined; // a duplicate, used up
+      // A duplicate whose keys are used up: acknowledged with the proof kept
+      // when it was shown (section 9.4 step 4), so a `delivered` a lost
+      // acknowledgement kept from the sender is sent now.
+      if (this.#vault.hasSeen(h.msgId)) {
+        return this.#shownProofs.get(mailIdHex(h.msgId));
+      }
       throw new Refused(
         "unknown-prekey",
         `it names a ${
@@ -316,8 +345,18 @@ export class MailInbox {
     });
     if (!this.#synced) this.#backlogShown++;
     await this.#vault.addSeen(h.msgId, h.time);
-    if (opk) await this.#vault.dropOneTimePrekey(opk.id);
+    this.#keepProof(mailIdHex(h.msgId), proof);
+    // Deleted once the id is durable (#flush): a crash before that shows
+    // the message again, as section 9.4 says, instead of refusing it.
+    if (opk) this.#usedPrekeys.push(opk.id);
     return proof;
+  }
+
+  #keepProof(id: string, proof: Uint8Array): void {
+    this.#shownProofs.set(id, proof);
+    if (this.#shownProofs.size > MAX_KEPT_PROOFS) {
+      this.#shownProofs.delete(this.#shownProofs.keys().next().value!);
+    }
   }
 
   /** A record was handled: acknowledge it now or soon (section 9.8). */
@@ -354,8 +393,15 @@ export class MailInbox {
     } as const;
     this.#proofs = [];
     this.#unacked = 0;
+    const used = this.#usedPrekeys;
+    this.#usedPrekeys = [];
     const link = this.#linkCount;
-    const sent = this.#acks.then(() => this.#vault.syncSeen()).then(
+    const sent = this.#acks.then(async () => {
+      await this.#vault.sync();
+      // The ids are durable: the one-time private keys of what was shown
+      // go now (section 9.1), before the server may delete the messages.
+      for (const id of used) await this.#vault.dropOneTimePrekey(id);
+    }).then(
       () => {
         if (link === this.#linkCount) this.#link.sendQuietly(ack);
       },

@@ -165,6 +165,8 @@ class FileMailVault implements MailVault {
   #toSize = 0;
   /** `seen` has records written since its last sync. */
   #seenDirty = false;
+  /** Pending entries were dropped since `pending` was last written. */
+  #pendingDirty = false;
   #identity: MailIdentity | undefined;
   #spks: SignedPrekey[] | undefined;
 
@@ -537,8 +539,12 @@ class FileMailVault implements MailVault {
     });
   }
 
-  async syncSeen(): Promise<void> {
+  async sync(): Promise<void> {
     return await this.#serial(async () => {
+      if (this.#pendingDirty) {
+        await this.#writePending();
+        this.#pendingDirty = false;
+      }
       if (!this.#seenDirty) return;
       const path = this.#path("seen");
       let f: Deno.FsFile;
@@ -604,7 +610,9 @@ class FileMailVault implements MailVault {
       const p = this.#pending.get(key);
       if (!p) return;
       this.#pending.delete(key);
-      await this.#writePending();
+      // Rewritten by the next sync(): one rewrite per mail-ack, not one per
+      // receipt (each rewrite is the whole file).
+      this.#pendingDirty = true;
       wipe(p.rk);
     });
   }
@@ -616,6 +624,7 @@ class FileMailVault implements MailVault {
       if (old.length === 0) return [];
       for (const p of old) this.#pending.delete(p.msgId.toHex());
       await this.#writePending();
+      this.#pendingDirty = false;
       const out = old.map(copyPending);
       for (const p of old) wipe(p.rk);
       return out;

@@ -100,18 +100,24 @@ export interface MailVault {
   hasSeen(msgId: Uint8Array): boolean;
   /**
    * Record a shown message's id: {@link hasSeen} knows it at once, the file
-   * has it when this resolves, and it is durable once {@link syncSeen}
+   * has it when this resolves, and it is durable once {@link sync}
    * resolves (one sync per `mail-ack`, not per message).
    */
   addSeen(msgId: Uint8Array, time: number): Promise<void>;
-  /** Make every id added so far durable: awaited before each `mail-ack` is sent (section 9.4, "Order across a restart"). */
-  syncSeen(): Promise<void>;
+  /**
+   * Make durable every id added by {@link addSeen} and every entry dropped
+   * by {@link dropPending} since the last call: awaited before each
+   * `mail-ack` is sent (section 9.4, "Order across a restart"), so the
+   * records it acknowledges are never handled again, and a receipt handled
+   * is never awaited again.
+   */
+  sync(): Promise<void>;
 
   /** Keep the receipt key of a message sent (section 9.6). */
   addPending(p: PendingReceipt): Promise<void>;
   /** @returns the pending entry of `msgId` (it stays until {@link dropPending}) */
   pending(msgId: Uint8Array): Promise<PendingReceipt | undefined>;
-  /** Forget a pending entry (its receipt came). */
+  /** Forget a pending entry (its receipt came); durable once {@link sync} resolves. */
   dropPending(msgId: Uint8Array): Promise<void>;
   /**
    * Forget the entries sent before `before` (31 days: never delivered).

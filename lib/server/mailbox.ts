@@ -480,6 +480,16 @@ export class Mailbox {
       window: m.window,
       log: this.#o.log,
       onPushed: (n) => (this.#counts.pushed += n),
+      onFailed: () => {
+        if (conn.stream === stream) delete conn.stream;
+        this.#streams.delete(stream);
+        s.channel.send({
+          t: "error",
+          code: "mailbox-failed",
+          message:
+            "The server could not push your mailbox; it keeps your mail until you log in again",
+        }).catch(() => {});
+      },
     });
     conn.stream = stream;
     this.#streams.add(stream);

@@ -30,6 +30,8 @@ export const MAX_MAILBOX_WINDOW = 1024;
 export interface StreamChannel {
   send(msg: ServerToClient): Promise<void>;
   readonly transport: { readonly queuedBytes: number };
+  /** The connection ended. */
+  readonly closed: boolean;
 }
 
 /** Settings of a {@link MailStream}. */
@@ -44,6 +46,12 @@ export interface MailStreamOptions {
   log: Logger;
   /** Called with the number of records each push wrote. */
   onPushed?: (n: number) => void;
+  /**
+   * The stream stopped on its own (the store failed, or a record could not
+   * be written to an open connection): what was not acknowledged stays in
+   * the log, and the mailbox tells the user.
+   */
+  onFailed?: (why: string) => void;
 }
 
 /** A delivered record, as a `mail-ack` names it with its proof. */
@@ -92,7 +100,9 @@ export class MailStream {
   wake(): void {
     if (this.#closed) return;
     this.#dirty = true;
-    this.#running ??= this.#pump().finally(() => (this.#running = undefined));
+    // #pump clears #running in the step its loop ends, so a wake() after
+    // that starts a new pump and none is lost.
+    this.#running ??= this.#pump();
   }
 
   /** End the stream; what is in flight stays in the log. */
@@ -181,12 +191,18 @@ export class MailStream {
     } catch (e) {
       // The store failed: the stream stops; the records stay in the log for
       // the next `mailbox`.
-      this.#closed = true;
-      this.#o.log("mail-stream-failed", {
-        user: this.#o.user,
-        error: (e as Error).message,
-      });
+      this.#fail((e as Error).message);
+    } finally {
+      this.#running = undefined;
     }
+  }
+
+  #fail(why: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#stop.abort();
+    this.#o.log("mail-stream-failed", { user: this.#o.user, error: why });
+    this.#o.onFailed?.(why);
   }
 
   /** Push what the window allows, reading the log after the cursor. */
@@ -258,11 +274,14 @@ export class MailStream {
     this.#unsent++;
     this.#lastSend = this.#o.channel.send(msg).catch((e) => {
       // The connection is gone (its end stops the stream), or the record no
-      // longer fits the frame limit.
+      // longer fits the frame limit (a server restarted with a smaller
+      // --max-frame): then the stream stops, so no acknowledgement past the
+      // record can delete it unhandled.
       this.#o.log("mail-push-failed", {
         user: this.#o.user,
         error: (e as Error).message,
       });
+      if (!this.#o.channel.closed) this.#fail((e as Error).message);
     }).finally(() => this.#unsent--);
   }
 }
