@@ -605,15 +605,16 @@ class FileMailVault implements MailVault {
   }
 
   async dropPending(msgId: Uint8Array): Promise<void> {
-    return await this.#serial(async () => {
+    return await this.#serial(() => {
       const key = msgId.toHex();
       const p = this.#pending.get(key);
-      if (!p) return;
+      if (!p) return Promise.resolve();
       this.#pending.delete(key);
       // Rewritten by the next sync(): one rewrite per mail-ack, not one per
       // receipt (each rewrite is the whole file).
       this.#pendingDirty = true;
       wipe(p.rk);
+      return Promise.resolve();
     });
   }
 
