@@ -54,9 +54,10 @@ Options:
   --window S              record timestamp window in seconds (default 120)
   --ticket-lifetime S     peer ticket lifetime in seconds (default 30, max 60)
   --auth-failures N       failed logins per address and minute before a penalty (default 5)
-  --mail-rate N           mails a user may send a second, after a burst of
-                          100 (default ${D.mailRate})
-  --mail-max-count N      mails and receipts one mailbox may hold (default ${D.mailMaxCount})
+  --mail-rate N           mail requests a user may send a second after a burst
+                          of 100; a mail is two, fetch and send (default ${D.mailRate})
+  --mail-max-count N      mails one mailbox may hold; receipts do not count
+                          (default ${D.mailMaxCount})
   --mail-max-bytes N      bytes one mailbox may hold (default ${D.mailMaxBytes})
   --mail-retention DAYS   days a mail waits unread before it is deleted,
                           1..30 (default ${D.mailRetentionDays})
