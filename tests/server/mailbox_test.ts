@@ -577,6 +577,38 @@ Deno.test("send is answered stored only once the append committed: when the stor
   await store.close();
 });
 
+/** A store whose reads fail while `broken` is set. */
+class BadReads extends MemoryStore {
+  broken = false;
+  override read(...a: Parameters<MemoryStore["read"]>) {
+    return this.broken
+      ? Promise.reject(new Error("disk I/O error"))
+      : super.read(...a);
+  }
+}
+
+Deno.test("a stream whose store fails stops with mailbox-failed, keeps the log, and a new mailbox on the same link streams it", async () => {
+  const store = new BadReads();
+  await inWorld(async (w) => {
+    const a = await senderToOffline(w, "B");
+    await sendMany(a, "B", 3);
+    const b = await w.login("B");
+    store.broken = true;
+    await b.send({ t: "mailbox", window: 256 });
+    const e = await b.nth("error", 1);
+    assert.ok(
+      e.t === "error" && e.code === "mailbox-failed",
+      JSON.stringify(e),
+    );
+    store.broken = false;
+    assert.equal((await store.read("B")).length, 3, "the log is kept");
+    await b.send({ t: "mailbox", window: 256 });
+    assert.equal((await b.nth("synced", 1)).count, 3);
+    assert.equal(b.all("mail").length, 3);
+  }, { store });
+  await store.close();
+});
+
 Deno.test("send is refused bad-mail, storing nothing, for a header naming another sender, another recipient than to, and bytes that are not a MAIL", async () => {
   await inWorld(async (w) => {
     const b = await w.login("B");
