@@ -290,6 +290,9 @@ export class Scope {
     const o = await this.clientOptions(port, user, over);
     const client = await ChatClient.start(o);
     this.defer(() => client.quit());
+    // Its mailbox keys are published: no record the test did not cause
+    // crosses the link from now on.
+    await client.settled();
     return { client, ui: o.ui, user };
   }
 

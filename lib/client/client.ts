@@ -121,6 +121,16 @@ export class ChatClient {
     return client;
   }
 
+  /**
+   * Resolves once the work a login starts on its own is done: publishing
+   * the mailbox keys (PROTOCOL.md 9.1), which sends records the user did
+   * not type. A test that alters the next record on the wire, or a bench
+   * that times a link, waits for it first.
+   */
+  async settled(): Promise<void> {
+    await this.#mail.keys.idle();
+  }
+
   /** Online usernames from the last `!list`, for Tab completion. */
   get names(): string[] {
     return this.#names;
