@@ -1,8 +1,9 @@
 /**
  * The mailbox certificates (PROTOCOL.md section 9.1): a user's RSA key
  * certifies its long-term X25519 identity key (`IK_CERT`) and each signed
- * prekey (`SPK_CERT`); one-time prekeys (`OPK`) are not signed. And the
- * checks a sender runs on a fetched bundle (section 9.2 step 3), in order.
+ * prekey (`SPK_CERT`); one-time prekeys (`OPK`) are not signed. Their codecs
+ * and signatures; the checks a sender runs on a fetched bundle (section 9.2
+ * step 3) are mail_bundle.ts's.
  *
  * Both signatures are `PSS(user key, label || 0x00 || TH(...))` under labels
  * of their own, so neither passes for the other, nor for a login's or a
@@ -42,15 +43,12 @@ import {
   X25519_PUBLIC_BYTES,
 } from "../crypto/mod.ts";
 import { signedContent } from "./_login.ts";
-import type { PeerMailCerts } from "./mail_vault.ts";
 import { isValidUsername } from "./username.ts";
 
 /** The version byte of `IK_CERT`, `SPK_CERT` and `MAIL` (section 9). */
 export const MAIL_VERSION = 1;
 /** Bytes of an `OPK`: `opk_id u32 || opk[32]` (section 9.1). */
 export const OPK_BYTES = 4 + X25519_PUBLIC_BYTES;
-/** How far in the future a certificate's `created` may lie (section 9.2 step 3, the record window). */
-export const CERT_CLOCK_SKEW_MS = 120_000;
 
 /** Shortest signature accepted: that of a 2048-bit key. */
 const MIN_SIG_BYTES = MIN_RSA_BITS / 8;
@@ -521,205 +519,4 @@ export function decodeOneTimePrekey(
   const id = r.u32();
   checkId(id, "opk_id", what);
   return { id, key: r.bytes(X25519_PUBLIC_BYTES) };
-}
-
-function badBundle(user: string, why: string): ProtocolError {
-  return new ProtocolError("bad-bundle", `Keys of "${user}" refused: ${why}`);
-}
-
-/**
- * Decode a certificate of a bundle; any failure is `bad-bundle`.
- * @param user whose bundle
- * @param decode the decoder
- * @param b the bytes
- * @returns the certificate
- */
-function decodeForBundle<T>(
-  user: string,
-  decode: (b: Uint8Array) => T,
-  b: Uint8Array,
-): T {
-  try {
-    return decode(b);
-  } catch (e) {
-    if (isImError(e)) throw badBundle(user, e.message);
-    throw e;
-  }
-}
-
-/**
- * Decode the `IK_CERT` of a bundle or a `keys` answer and check that it
- * names `user`.
- * @param user whose keys
- * @param bytes the certificate
- * @returns the certificate, its signature not yet checked
- */
-function identityFor(user: string, bytes: Uint8Array): IdentityCert {
-  const identity = decodeForBundle(user, decodeIdentityCert, bytes);
-  if (identity.user !== user) {
-    throw badBundle(user, `IK_CERT names "${identity.user}"`);
-  }
-  return identity;
-}
-
-/**
- * Refuse an `IK_CERT` whose signature does not verify with `owner`.
- * @param user whose keys
- * @param identity the certificate
- * @param owner the pinned RSA key
- */
-async function checkIdentitySignature(
-  user: string,
-  identity: IdentityCert,
-  owner: PublicIdentity,
-): Promise<void> {
-  if (!(await verifyIdentityCert(identity, owner))) {
-    throw badBundle(user, `IK_CERT is not signed by ${owner.fingerprint}`);
-  }
-}
-
-function rollback(user: string, which: string): ProtocolError {
-  return new ProtocolError(
-    "prekey-rollback",
-    `Keys of "${user}" refused: the server handed out an ${which} older than one verified before`,
-  );
-}
-
-/**
- * Refuse an `IK_CERT` older (by `created`) than the one verified before.
- * @param user whose certificate
- * @param identity the new one
- * @param previous what was verified before
- */
-function checkIdentityRollback(
-  user: string,
-  identity: IdentityCert,
-  previous: PeerMailCerts | undefined,
-): void {
-  if (previous === undefined) return;
-  const before = decodeIdentityCert(previous.identityCert);
-  if (identity.created < before.created) throw rollback(user, "IK_CERT");
-}
-
-/**
- * Check a fetched bundle (PROTOCOL.md section 9.2 step 3), in order; the
- * first failure decides:
- * 1. both certificates decode (version 1) and name `user`: `bad-bundle`;
- * 2. `sig_ik` and `sig_spk` verify with `owner` (the pinned RSA key):
- *    `bad-bundle`;
- * 3. `SPK_CERT`'s `ik` is `IK_CERT`'s (it is signed over it, so this is
- *    step 2's `sig_spk` check with `IK_CERT`'s key): `bad-bundle`;
- * 4. `expires > now`: `prekey-expired`;
- * 5. both `created <= now + 120 s`: `bad-bundle`;
- * 6. neither certificate older (by `created`) than `previous`'s:
- *    `prekey-rollback`.
- * @param a `user` whose bundle; `owner` its pinned RSA key; the two
- *   certificates' bytes; `now` in ms (server's clock); `previous`, the
- *   certificates verified before (`peers/<user>.mail`)
- * @returns the decoded certificates, to keep
- * @throws {ProtocolError} `bad-bundle`, `prekey-expired`, `prekey-rollback`;
- *   `bad-cert` when `previous` itself does not decode (a corrupt store)
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { generateRsaKeyPair, generateX25519, loadPrivateIdentity } from "../crypto/mod.ts";
- * import { makeIdentityCert, makePrekeyCert, verifyBundle } from "./mail_certs.ts";
- * const b = await loadPrivateIdentity((await generateRsaKeyPair(2048)).privatePem);
- * const [ik, spk] = await Promise.all([generateX25519(false), generateX25519(false)]);
- * const now = Date.now();
- * const identityCert = await makeIdentityCert(b, "B", ik.publicRaw, now);
- * const signedPrekeyCert = await makePrekeyCert(b, "B", ik.publicRaw, 1, spk.publicRaw, now, now + 1000);
- * const ok = await verifyBundle({ user: "B", owner: b.publicIdentity, identityCert, signedPrekeyCert, now });
- * assert.equal(ok.prekey.id, 1);
- * await assert.rejects(
- *   verifyBundle({ user: "B", owner: b.publicIdentity, identityCert, signedPrekeyCert, now: now + 1000 }),
- *   { code: "prekey-expired" },
- * );
- * ```
- */
-export async function verifyBundle(a: {
-  user: string;
-  owner: PublicIdentity;
-  identityCert: Uint8Array;
-  signedPrekeyCert: Uint8Array;
-  now: number;
-  previous?: PeerMailCerts | undefined;
-}): Promise<{ identity: IdentityCert; prekey: PrekeyCert }> {
-  const { user, owner, now } = a;
-  // Step 3, first: both decode with version 1 and name the user.
-  const identity = identityFor(user, a.identityCert);
-  const prekey = decodeForBundle(user, decodePrekeyCert, a.signedPrekeyCert);
-  if (prekey.user !== user) {
-    throw badBundle(user, `SPK_CERT names "${prekey.user}"`);
-  }
-  // Then the signatures; SPK_CERT is signed over IK_CERT's ik, so one that
-  // names another identity key fails here.
-  await checkIdentitySignature(user, identity, owner);
-  if (!(await verifyPrekeyCert(prekey, owner, identity.ik))) {
-    throw badBundle(
-      user,
-      `SPK_CERT is not signed by ${owner.fingerprint} for this identity key`,
-    );
-  }
-  if (prekey.expires <= now) {
-    throw new ProtocolError(
-      "prekey-expired",
-      `Keys of "${user}" refused: the signed prekey expired on ${
-        new Date(prekey.expires).toISOString()
-      } ("${user}" has not been online for 30 days)`,
-    );
-  }
-  for (
-    const [which, created] of [["IK_CERT", identity.created], [
-      "SPK_CERT",
-      prekey.created,
-    ]] as const
-  ) {
-    if (created > now + CERT_CLOCK_SKEW_MS) {
-      throw badBundle(
-        user,
-        `${which} was made in the future (${new Date(created).toISOString()})`,
-      );
-    }
-  }
-  checkIdentityRollback(user, identity, a.previous);
-  const previousPrekey = a.previous?.signedPrekeyCert;
-  if (previousPrekey !== undefined) {
-    const before = decodePrekeyCert(previousPrekey);
-    if (prekey.created < before.created) throw rollback(user, "SPK_CERT");
-  }
-  return { identity, prekey };
-}
-
-/**
- * Check the `IK_CERT` of a `keys` answer, where only the identity key
- * matters (a recipient learning a sender's `ik`, section 9.4 step 2): it
- * decodes, names `user` and verifies with `owner` (`bad-bundle`), and is not
- * older than `previous`'s (`prekey-rollback`).
- * @param a `user` whose keys; `owner` its pinned RSA key; the `IK_CERT`
- *   bytes; `previous`, the certificates verified before
- * @returns the decoded certificate, to keep
- * @throws {ProtocolError} `bad-bundle`, `prekey-rollback`; `bad-cert` when
- *   `previous` itself does not decode (a corrupt store)
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { generateRsaKeyPair, loadPrivateIdentity } from "../crypto/mod.ts";
- * import { makeIdentityCert, verifyIdentityOnly } from "./mail_certs.ts";
- * const a = await loadPrivateIdentity((await generateRsaKeyPair(2048)).privatePem);
- * const identityCert = await makeIdentityCert(a, "A", new Uint8Array(32).fill(7), 1);
- * assert.equal((await verifyIdentityOnly({ user: "A", owner: a.publicIdentity, identityCert })).created, 1);
- * await assert.rejects(verifyIdentityOnly({ user: "C", owner: a.publicIdentity, identityCert }), { code: "bad-bundle" });
- * ```
- */
-export async function verifyIdentityOnly(a: {
-  user: string;
-  owner: PublicIdentity;
-  identityCert: Uint8Array;
-  previous?: PeerMailCerts | undefined;
-}): Promise<IdentityCert> {
-  const identity = identityFor(a.user, a.identityCert);
-  await checkIdentitySignature(a.user, identity, a.owner);
-  checkIdentityRollback(a.user, identity, a.previous);
-  return identity;
 }

@@ -12,6 +12,7 @@ export * from "./login_decoys.ts";
 export * from "./login_server.ts";
 export * from "./login_messages.ts";
 export * from "./mail.ts";
+export * from "./mail_bundle.ts";
 export * from "./mail_certs.ts";
 export * from "./mail_vault.ts";
 export * from "./messages.ts";

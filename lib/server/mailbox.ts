@@ -7,7 +7,10 @@
  * certificates against the enrolled RSA keys, a mail's layout and its
  * addressing) and keeps the rest opaque. Its log holds counts, never a
  * message, a `msg_id` or a key. Logs and keys are reached only through the
- * {@link Store} and {@link Prekeys} seams.
+ * {@link Store} and {@link Prekeys} seams. It is the facade of parts with one
+ * job each: the key requests (`publish`, `fetch`, `keys`: mail_keys.ts), the
+ * stream of a log (mailbox_stream.ts) and the retention sweep
+ * (mail_sweep.ts); it keeps `send`, `mail-ack` and the counts.
  *
  * @example
  * ```ts ignore
@@ -23,33 +26,25 @@
 import type { PublicIdentity } from "../crypto/mod.ts";
 import {
   type ClientToServer,
-  decodeIdentityCert,
   decodeMail,
-  decodeOneTimePrekey,
-  decodePrekeyCert,
   encodeMessage,
-  type IdentityCert,
   mailIdHex,
-  type PrekeyCert,
-  verifyIdentityCert,
-  verifyPrekeyCert,
 } from "../proto/mod.ts";
 import { RECORD_MIN_BYTES } from "../record/mod.ts";
 import { isImError, type Logger } from "../util/mod.ts";
 import type { RequestLimits } from "./limits.ts";
+import {
+  fromBase64,
+  noMailbox,
+  PublishedKeys,
+  type Refuse,
+} from "./mail_keys.ts";
 import { mailRecord, receiptRecord, recordMail } from "./mail_records.ts";
+import { MailSweep } from "./mail_sweep.ts";
 import { MailStream, MAX_MAILBOX_WINDOW } from "./mailbox_stream.ts";
 import type { ClientSession, Reply } from "./registry.ts";
-import type { AppendEntry, Prekeys, PublishedPrekey, Store } from "./seams.ts";
+import type { AppendEntry, Prekeys, Store } from "./seams.ts";
 
-/** One-time prekeys the server holds per user, at most (PROTOCOL.md 9.8). */
-export const MAX_HELD_PREKEYS = 200;
-/** One-time prekeys in one `publish`, at most (PROTOCOL.md 9.7). */
-export const MAX_PUBLISHED_PREKEYS = 100;
-/** Fewer one-time prekeys than this left: the owner is told (`prekeys-low`). */
-export const LOW_PREKEYS = 20;
-/** How often the retention sweep runs (PROTOCOL.md 9.8). */
-export const SWEEP_INTERVAL_MS = 60 * 60 * 1000;
 /** One day, the unit of `--mail-retention`. */
 export const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -79,8 +74,6 @@ export interface MailboxOptions {
 /** What the mailbox keeps of one connection; it ends with it. */
 interface Connection {
   stream?: MailStream;
-  /** `prekeys-low` was sent since the last time the user held enough. */
-  lowSent: boolean;
 }
 
 type Msg<T extends ClientToServer["t"]> = Extract<ClientToServer, { t: T }>;
@@ -132,29 +125,45 @@ export class Mailbox {
   #o: MailboxOptions;
   #conns = new WeakMap<ClientSession, Connection>();
   #streams = new Set<MailStream>();
-  #timer: ReturnType<typeof setInterval> | undefined;
-  #sweeping: Promise<void> | undefined;
   #closed = false;
   #counts = newCounts();
+  #refuseCounted: Refuse = (reply, code, message) =>
+    this.#refuse(reply, code, message);
+  #keys: PublishedKeys;
+  #sweep: MailSweep;
 
   /** @param o the seams, limits and clock */
   constructor(o: MailboxOptions) {
     this.#o = o;
+    this.#keys = new PublishedKeys({
+      prekeys: o.prekeys,
+      clients: o.clients,
+      session: o.session,
+      limits: o.limits,
+      log: o.log,
+      refuse: this.#refuseCounted,
+    });
+    this.#sweep = new MailSweep({
+      store: o.store,
+      retentionMs: o.retentionMs,
+      now: o.now,
+      log: o.log,
+      notify: (user) => this.#notify(user),
+      swept: (mails) => {
+        this.#counts.expired += mails;
+        this.#logCounts();
+      },
+    });
   }
 
   /**
-   * Run the retention sweep now and then every {@link SWEEP_INTERVAL_MS},
-   * until {@link close}.
+   * Run the retention sweep now and then every hour (`SWEEP_INTERVAL_MS`,
+   * mail_sweep.ts), until {@link close}.
    * @returns when the first sweep is done (a failure is logged, not thrown)
    */
   start(): Promise<void> {
-    if (this.#closed || this.#timer !== undefined) return Promise.resolve();
-    this.#timer = setInterval(
-      () => this.#sweepInBackground(),
-      SWEEP_INTERVAL_MS,
-    );
-    this.#sweepInBackground();
-    return this.#sweeping ?? Promise.resolve();
+    if (this.#closed) return Promise.resolve();
+    return this.#sweep.start();
   }
 
   /**
@@ -200,162 +209,37 @@ export class Mailbox {
    * `publish` (PROTOCOL.md 9.1, 9.8): both certificates decode, name the
    * user and verify with its enrolled RSA key; the signed prekey is not
    * older than the one held; the one-time prekeys decode, at most 100 of
-   * them and 200 held in all.
+   * them and 200 held in all (mail_keys.ts).
    * @param s the connection
    * @param m the message
    * @param reply its answer: `published`, or `error` `bad-keys`,
    *   `too-many-prekeys`, `rate-limited`
    */
-  async publish(
-    s: ClientSession,
-    m: Msg<"publish">,
-    reply: Reply,
-  ): Promise<void> {
-    const user = s.user;
-    if (!this.#o.limits.take(user, "publish")) {
-      return this.#refuse(
-        reply,
-        "rate-limited",
-        "Too many key publications; wait a moment and try again",
-      );
-    }
-    if (m.oneTimePrekeys.length > MAX_PUBLISHED_PREKEYS) {
-      return this.#refuse(
-        reply,
-        "too-many-prekeys",
-        `Keys refused: ${m.oneTimePrekeys.length} one-time prekeys in one publish, over the limit of ${MAX_PUBLISHED_PREKEYS}`,
-      );
-    }
-    let ic: IdentityCert, pc: PrekeyCert;
-    let icBytes: Uint8Array, pcBytes: Uint8Array;
-    const oneTime: PublishedPrekey[] = [];
-    try {
-      icBytes = fromBase64(m.identityKey, "identity key");
-      pcBytes = fromBase64(m.signedPrekey, "signed prekey");
-      ic = decodeIdentityCert(icBytes);
-      pc = decodePrekeyCert(pcBytes);
-      for (const b64 of m.oneTimePrekeys) {
-        const opk = fromBase64(b64, "one-time prekey");
-        oneTime.push({ id: decodeOneTimePrekey(opk).id, opk });
-      }
-    } catch (e) {
-      return this.#refuse(
-        reply,
-        "bad-keys",
-        `Keys refused: ${(e as Error).message}`,
-      );
-    }
-    if (ic.user !== user || pc.user !== user) {
-      return this.#refuse(
-        reply,
-        "bad-keys",
-        "Keys refused: a certificate names another user",
-      );
-    }
-    const owner = this.#o.clients().get(user);
-    if (
-      !owner || !(await verifyIdentityCert(ic, owner)) ||
-      !(await verifyPrekeyCert(pc, owner, ic.ik))
-    ) {
-      return this.#refuse(
-        reply,
-        "bad-keys",
-        "Keys refused: a signature does not verify with your enrolled key",
-      );
-    }
-    const held = await this.#o.prekeys.certs(user);
-    const heldCreated = held && createdOf(held.signedPrekeyCert);
-    if (heldCreated !== undefined && pc.created < heldCreated) {
-      return this.#refuse(
-        reply,
-        "bad-keys",
-        "Keys refused: the signed prekey is older than the one the server holds",
-      );
-    }
-    const distinct = new Set(oneTime.map((k) => k.id)).size;
-    const count = await this.#o.prekeys.count(user);
-    if (count + distinct > MAX_HELD_PREKEYS) {
-      return this.#refuse(
-        reply,
-        "too-many-prekeys",
-        `Keys refused: the server holds ${count} one-time prekeys of yours; ${distinct} more would pass the limit of ${MAX_HELD_PREKEYS}`,
-      );
-    }
-    const left = await this.#o.prekeys.publish(
-      user,
-      { identityCert: icBytes, signedPrekeyCert: pcBytes },
-      oneTime,
-    );
-    const conn = this.#conn(s);
-    if (left >= LOW_PREKEYS) conn.lowSent = false;
-    await reply({ t: "published", oneTimePrekeys: left });
+  publish(s: ClientSession, m: Msg<"publish">, reply: Reply): Promise<void> {
+    return this.#keys.publish(s, m, reply);
   }
 
   /**
    * `fetch`: the user's bundle with one of its one-time prekeys, which is
-   * now removed (or `""` once none is left); its owner is told when fewer
-   * than {@link LOW_PREKEYS} are left.
+   * now removed (or `""` once none is left); its owner is told when few
+   * are left (mail_keys.ts).
    * @param s the connection
    * @param m the message
    * @param reply its answer: `bundle`, or `error` `no-mailbox`, `rate-limited`
    */
-  async fetch(s: ClientSession, m: Msg<"fetch">, reply: Reply): Promise<void> {
-    if (!this.#o.limits.take(s.user, "send")) {
-      return this.#refuse(
-        reply,
-        "rate-limited",
-        "Too many mails; wait a moment and try again",
-      );
-    }
-    const identity = this.#o.clients().get(m.user);
-    const got = identity && (await this.#o.prekeys.take(m.user));
-    if (!identity || !got) return this.#noMailbox(reply, m.user);
-    await reply({
-      t: "bundle",
-      user: m.user,
-      identity: identity.publicDer.toBase64(),
-      identityKey: got.certs.identityCert.toBase64(),
-      signedPrekey: got.certs.signedPrekeyCert.toBase64(),
-      oneTimePrekey: got.oneTime?.opk.toBase64() ?? "",
-    });
-    // The bundle is the answer: a failure to tell the owner is only logged.
-    if (got.oneTime) {
-      await this.#checkLow(m.user).catch((e) =>
-        this.#o.log("mail-store-failed", {
-          user: m.user,
-          request: "prekeys-low",
-          error: (e as Error).message,
-        })
-      );
-    }
+  fetch(s: ClientSession, m: Msg<"fetch">, reply: Reply): Promise<void> {
+    return this.#keys.fetch(s, m, reply);
   }
 
   /**
-   * `keys`: the user's certificates, no one-time prekey.
+   * `keys`: the user's certificates, no one-time prekey (mail_keys.ts).
    * @param s the connection
    * @param m the message
    * @param reply its answer: `bundle` with `oneTimePrekey` `""`, or `error`
    *   `no-mailbox`, `rate-limited`
    */
-  async keys(s: ClientSession, m: Msg<"keys">, reply: Reply): Promise<void> {
-    if (!this.#o.limits.take(s.user, "keys")) {
-      return this.#refuse(
-        reply,
-        "rate-limited",
-        "Too many key requests; wait a moment and try again",
-      );
-    }
-    const identity = this.#o.clients().get(m.user);
-    const certs = identity && (await this.#o.prekeys.certs(m.user));
-    if (!identity || !certs) return this.#noMailbox(reply, m.user);
-    await reply({
-      t: "bundle",
-      user: m.user,
-      identity: identity.publicDer.toBase64(),
-      identityKey: certs.identityCert.toBase64(),
-      signedPrekey: certs.signedPrekeyCert.toBase64(),
-      oneTimePrekey: "",
-    });
+  keys(s: ClientSession, m: Msg<"keys">, reply: Reply): Promise<void> {
+    return this.#keys.keys(s, m, reply);
   }
 
   /**
@@ -377,7 +261,7 @@ export class Mailbox {
       );
     }
     if (!o.clients().has(m.to) || !(await o.prekeys.certs(m.to))) {
-      return this.#noMailbox(reply, m.to);
+      return noMailbox(this.#refuseCounted, reply, m.to);
     }
     let mail: Uint8Array;
     let header;
@@ -556,63 +440,25 @@ export class Mailbox {
   }
 
   /**
-   * The retention sweep (PROTOCOL.md 9.8): delete the records older than the
-   * retention; each expired mail appends an `expired` receipt to its
-   * sender's log. Receipts expire without a receipt. Logs the counts.
+   * The retention sweep (PROTOCOL.md 9.8, mail_sweep.ts): delete the records
+   * older than the retention; each expired mail appends an `expired` receipt
+   * to its sender's log. Receipts expire without a receipt. Logs the counts.
    * @returns when it is done
    */
-  async sweep(): Promise<void> {
-    const o = this.#o;
-    const gone = await o.store.expire(o.now() - o.retentionMs);
-    let receipts = 0, unreadable = 0;
-    const expired: AppendEntry[] = [];
-    for (const rec of gone) {
-      const header = recordMail(rec.data)?.header;
-      if (!header) {
-        if (rec.data[0] === 0x01) unreadable++;
-        else receipts++;
-        continue;
-      }
-      expired.push({
-        user: header.sender,
-        data: receiptRecord({
-          msgId: header.msgId,
-          status: "expired",
-          recipient: rec.user,
-        }),
-        counted: false,
-      });
-    }
-    await o.store.appendMany(expired);
-    for (const sender of new Set(expired.map((e) => e.user))) {
-      this.#notify(sender);
-    }
-    const mails = expired.length;
-    this.#counts.expired += mails;
-    o.log("mail-expired", { mails, receipts, unreadable });
-    this.#logCounts();
+  sweep(): Promise<void> {
+    return this.#sweep.sweep();
   }
 
   /** Stop the sweep and every stream; the store is the caller's to close. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+    const swept = this.#sweep.stop();
     for (const s of this.#streams) s.close();
     await Promise.all([...this.#streams].map((s) => s.done()));
     this.#streams.clear();
-    await this.#sweeping;
+    await swept;
     this.#logCounts();
-  }
-
-  #sweepInBackground(): void {
-    if (this.#sweeping || this.#closed) return;
-    this.#sweeping = this.sweep()
-      .catch((e) =>
-        this.#o.log("mail-sweep-failed", { error: (e as Error).message })
-      )
-      .finally(() => (this.#sweeping = undefined));
   }
 
   #logCounts(): void {
@@ -633,7 +479,7 @@ export class Mailbox {
   #conn(s: ClientSession): Connection {
     let c = this.#conns.get(s);
     if (!c) {
-      c = { lowSent: false };
+      c = {};
       this.#conns.set(s, c);
     }
     return c;
@@ -645,43 +491,8 @@ export class Mailbox {
     if (s) this.#conns.get(s)?.stream?.wake();
   }
 
-  /** Tell the owner, once per login and drop, that its one-time prekeys run low. */
-  async #checkLow(owner: string): Promise<void> {
-    const s = this.#o.session(owner);
-    if (!s) return;
-    const conn = this.#conn(s);
-    if (conn.lowSent) return;
-    const left = await this.#o.prekeys.count(owner);
-    if (left >= LOW_PREKEYS || conn.lowSent) return;
-    conn.lowSent = true;
-    await s.channel.send({ t: "prekeys-low", left }).catch(() => {});
-  }
-
-  /** The same answer for a user never enrolled and one who never published (PROTOCOL.md 9.8). */
-  #noMailbox(reply: Reply, user: string): Promise<void> {
-    return this.#refuse(reply, "no-mailbox", `${user} has no mailbox`);
-  }
-
   #refuse(reply: Reply, code: string, message: string): Promise<void> {
     this.#counts.refused[code] = (this.#counts.refused[code] ?? 0) + 1;
     return reply({ t: "error", code, message });
-  }
-}
-
-/** Base64 (RFC 4648 section 4) to bytes; anything else is a typed refusal. */
-function fromBase64(s: string, what: string): Uint8Array {
-  try {
-    return Uint8Array.fromBase64(s, { lastChunkHandling: "strict" });
-  } catch {
-    throw new TypeError(`the ${what} is not base64`);
-  }
-}
-
-/** The `created` of a held `SPK_CERT`, or undefined when it no longer decodes. */
-function createdOf(cert: Uint8Array): number | undefined {
-  try {
-    return decodePrekeyCert(cert).created;
-  } catch {
-    return undefined;
   }
 }

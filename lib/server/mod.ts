@@ -12,7 +12,13 @@
 
 export * from "./admission.ts";
 export * from "./limits.ts";
+export {
+  LOW_PREKEYS,
+  MAX_HELD_PREKEYS,
+  MAX_PUBLISHED_PREKEYS,
+} from "./mail_keys.ts";
 export * from "./mail_records.ts";
+export { SWEEP_INTERVAL_MS } from "./mail_sweep.ts";
 export * from "./mailbox.ts";
 export {
   MAX_MAILBOX_WINDOW,

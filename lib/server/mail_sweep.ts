@@ -1,0 +1,123 @@
+/**
+ * {@link MailSweep}: the retention sweep of the mailbox (PROTOCOL.md section
+ * 9.8), run when the server starts and then every
+ * {@link SWEEP_INTERVAL_MS}: the records older than the retention are
+ * deleted, and each expired mail appends an `expired` receipt to its
+ * sender's log. Receipts expire without a receipt. It logs counts only
+ * (section 9.9), never a message, an id or a key. The `Mailbox`
+ * (mailbox.ts) starts and stops it.
+ *
+ * @example
+ * ```ts ignore
+ * const sweep = new MailSweep({ store, retentionMs, now, log, notify, swept });
+ * await sweep.start();        // the first sweep is done
+ * await sweep.stop();         // no more; the one in flight is done
+ * ```
+ * @module
+ */
+
+import type { Logger } from "../util/mod.ts";
+import { receiptRecord, recordMail } from "./mail_records.ts";
+import type { AppendEntry, Store } from "./seams.ts";
+
+/** How often the retention sweep runs (PROTOCOL.md 9.8). */
+export const SWEEP_INTERVAL_MS = 60 * 60 * 1000;
+
+/** Settings of a {@link MailSweep}: the `Mailbox`'s, in part. */
+export interface MailSweepOptions {
+  store: Store;
+  /** A record older than this is deleted by the sweep. */
+  retentionMs: number;
+  /** The server's clock. */
+  now: () => number;
+  log: Logger;
+  /** A record was committed to `user`'s log: its stream on this node pushes it. */
+  notify: (user: string) => void;
+  /** A sweep is done and logged: `mails` expired in it. */
+  swept: (mails: number) => void;
+}
+
+/** The retention sweep, now and every {@link SWEEP_INTERVAL_MS}. */
+export class MailSweep {
+  #o: MailSweepOptions;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #sweeping: Promise<void> | undefined;
+  #stopped = false;
+
+  /** @param o the store, the retention, the clock and what to tell */
+  constructor(o: MailSweepOptions) {
+    this.#o = o;
+  }
+
+  /**
+   * Run the sweep now and then every {@link SWEEP_INTERVAL_MS}, until
+   * {@link stop}.
+   * @returns when the first sweep is done (a failure is logged, not thrown)
+   */
+  start(): Promise<void> {
+    if (this.#stopped || this.#timer !== undefined) return Promise.resolve();
+    this.#timer = setInterval(
+      () => this.#sweepInBackground(),
+      SWEEP_INTERVAL_MS,
+    );
+    this.#sweepInBackground();
+    return this.#sweeping ?? Promise.resolve();
+  }
+
+  /**
+   * The retention sweep (PROTOCOL.md 9.8): delete the records older than the
+   * retention; each expired mail appends an `expired` receipt to its
+   * sender's log. Receipts expire without a receipt. Logs the counts.
+   * @returns when it is done
+   */
+  async sweep(): Promise<void> {
+    const o = this.#o;
+    const gone = await o.store.expire(o.now() - o.retentionMs);
+    let receipts = 0, unreadable = 0;
+    const expired: AppendEntry[] = [];
+    for (const rec of gone) {
+      const header = recordMail(rec.data)?.header;
+      if (!header) {
+        if (rec.data[0] === 0x01) unreadable++;
+        else receipts++;
+        continue;
+      }
+      expired.push({
+        user: header.sender,
+        data: receiptRecord({
+          msgId: header.msgId,
+          status: "expired",
+          recipient: rec.user,
+        }),
+        counted: false,
+      });
+    }
+    await o.store.appendMany(expired);
+    for (const sender of new Set(expired.map((e) => e.user))) {
+      o.notify(sender);
+    }
+    const mails = expired.length;
+    o.log("mail-expired", { mails, receipts, unreadable });
+    o.swept(mails);
+  }
+
+  /**
+   * No sweep starts from now on.
+   * @returns when the sweep in flight, if any, is done
+   */
+  stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    return this.#sweeping ?? Promise.resolve();
+  }
+
+  #sweepInBackground(): void {
+    if (this.#sweeping || this.#stopped) return;
+    this.#sweeping = this.sweep()
+      .catch((e) =>
+        this.#o.log("mail-sweep-failed", { error: (e as Error).message })
+      )
+      .finally(() => (this.#sweeping = undefined));
+  }
+}
