@@ -3,7 +3,9 @@
  * naming the path: check, create a folder (0700), refuse a folder that
  * group or others can write, write a key file via a temporary name and a
  * rename (so a crash never leaves half a key), and read a key file after
- * checking its type, size and mode (the permission policy of `layout.ts`).
+ * checking its type, size and mode (the permission policy of `layout.ts`);
+ * the steps the mailbox's files share with them (a temporary name, a
+ * file's mode check, the error of a failed write).
  * Internal to the keystore.
  * @module
  */
@@ -12,7 +14,8 @@ import { MAX_PEM_CHARS } from "../crypto/mod.ts";
 import { type KeyFix, KeyStoreError } from "./keystore_error.ts";
 import { KEY_DIR_MODE, PRIVATE_KEY_MODE, PUBLIC_KEY_MODE } from "./layout.ts";
 
-const checksModes = Deno.build.os !== "windows";
+/** Whether modes are checked and set: not on Windows, which has none. */
+export const checksModes: boolean = Deno.build.os !== "windows";
 
 /** Write permission for group or others: what sshd's StrictModes refuses. */
 const GROUP_OTHER_WRITE = 0o022;
@@ -151,6 +154,62 @@ export async function ensureDir(path: string): Promise<void> {
 }
 
 /**
+ * Refuse a file whose mode lets group or others read it (`read`: bits
+ * `0o077`, for a secret) or write to it (`change`: bits `0o022`), as the
+ * permission policy of `layout.ts` asks.
+ * @param path the file
+ * @param mode its mode, as `Deno.stat` gives it
+ * @param refusing how the message starts, e.g. `Refusing to use private key`
+ * @param access what group or others must not do
+ * @param fixMode the mode the fix sets
+ * @throws {KeyStoreError} `key-permissions`
+ */
+export function checkFileMode(
+  path: string,
+  mode: number | null,
+  refusing: string,
+  access: "read" | "change",
+  fixMode: number,
+): void {
+  const bits = access === "read" ? 0o077 : GROUP_OTHER_WRITE;
+  if (!checksModes || mode === null || (mode & bits) === 0) return;
+  throw new KeyStoreError(
+    "key-permissions",
+    `${refusing} "${path}": mode ${
+      (mode & 0o777).toString(8).padStart(4, "0")
+    } lets group or others ${access} it`,
+    path,
+    { kind: "chmod", path, mode: fixMode },
+    mode & 0o7777,
+  );
+}
+
+/**
+ * A fresh temporary name beside a file, for a write that ends in a rename;
+ * the `.tmp` ending is how a clean-up knows what a crash left.
+ * @param path the file
+ * @returns `<path>.<12 hex digits>.tmp`
+ */
+export function tmpPath(path: string): string {
+  return `${path}.${crypto.getRandomValues(new Uint8Array(6)).toHex()}.tmp`;
+}
+
+/**
+ * The error of a write that failed.
+ * @param path the file being written
+ * @param e what Deno threw
+ * @returns a `key-write-failed` error naming the file
+ */
+export function writeFailed(path: string, e: unknown): KeyStoreError {
+  return new KeyStoreError(
+    "key-write-failed",
+    `Cannot write "${path}": ${fsReason(e)}`,
+    path,
+    fsFix(e, { kind: "writable-dir" }),
+  );
+}
+
+/**
  * Write via a temporary file and rename, so readers never see half a key.
  * @param path the key file
  * @param text PEM text
@@ -162,21 +221,14 @@ export async function writeKeyFile(
   text: string,
   mode: number,
 ): Promise<void> {
-  const tmp = `${path}.${
-    crypto.getRandomValues(new Uint8Array(6)).toHex()
-  }.tmp`;
+  const tmp = tmpPath(path);
   try {
     await Deno.writeTextFile(tmp, text, { mode, createNew: true });
     if (checksModes) await Deno.chmod(tmp, mode);
     await Deno.rename(tmp, path);
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
-    throw new KeyStoreError(
-      "key-write-failed",
-      `Cannot write "${path}": ${fsReason(e)}`,
-      path,
-      fsFix(e, { kind: "writable-dir" }),
-    );
+    throw writeFailed(path, e);
   }
 }
 
@@ -226,27 +278,12 @@ export async function readKeyFile(
       path,
     );
   }
-  const mode = info.mode;
-  if (checksModes && mode !== null) {
-    const perm = (mode & 0o777).toString(8).padStart(4, "0");
-    if (kind === "private" && (mode & 0o077) !== 0) {
-      throw new KeyStoreError(
-        "key-permissions",
-        `Refusing to use private key "${path}": mode ${perm} lets group or others read it`,
-        path,
-        { kind: "chmod", path, mode: PRIVATE_KEY_MODE },
-        mode & 0o7777,
-      );
-    }
-    if (kind === "trusted" && (mode & GROUP_OTHER_WRITE) !== 0) {
-      throw new KeyStoreError(
-        "key-permissions",
-        `Refusing to trust public key "${path}": mode ${perm} lets group or others change it`,
-        path,
-        { kind: "chmod", path, mode: PUBLIC_KEY_MODE },
-        mode & 0o7777,
-      );
-    }
+  if (kind === "private") {
+    const refusing = "Refusing to use private key";
+    checkFileMode(path, info.mode, refusing, "read", PRIVATE_KEY_MODE);
+  } else if (kind === "trusted") {
+    const refusing = "Refusing to trust public key";
+    checkFileMode(path, info.mode, refusing, "change", PUBLIC_KEY_MODE);
   }
   try {
     return await Deno.readTextFile(path);
