@@ -470,3 +470,42 @@ Deno.test("bad values are refused at the entry: a 15-byte msg_id, an id 0, a fin
     assert.ok(await gone(join(dir, "users")));
   });
 });
+
+Deno.test("ids end at 2^32-1: the last is handed out once, then mail-ids-exhausted, also after a reopen (the stored counter never wraps to 0)", async () => {
+  await withDir(async (dir) => {
+    const v = await reopen(dir);
+    await v.allocateIds("opk", 1); // creates the mail folder and state
+    // A state whose next one-time prekey id is the last but one.
+    const state = new Uint8Array(9);
+    const view = new DataView(state.buffer);
+    state[0] = 1;
+    view.setUint32(1, 1);
+    view.setUint32(5, 0xffff_fffe);
+    await Deno.writeFile(join(mailDir(dir), "state"), state, { mode: 0o600 });
+    const v2 = await reopen(dir);
+    assert.equal(await v2.allocateIds("opk", 1), 0xffff_fffe);
+    await assert.rejects(() => v2.allocateIds("opk", 1), {
+      code: "mail-ids-exhausted",
+    });
+    const v3 = await reopen(dir);
+    await assert.rejects(() => v3.allocateIds("opk", 1), {
+      code: "mail-ids-exhausted",
+    });
+  });
+});
+
+Deno.test("a certificate too large to be read back is refused before anything is written", async () => {
+  await withDir(async (dir) => {
+    const v = await reopen(dir);
+    await assert.rejects(
+      () =>
+        v.saveIdentity({
+          pair: {} as MailKeyPair,
+          cert: new Uint8Array(4097),
+          created: 1,
+        }),
+      { code: "bad-mail-value" },
+    );
+    assert.ok(await gone(mailDir(dir)));
+  });
+});

@@ -163,13 +163,24 @@ export function checkLength(name: string, b: Uint8Array, n: number): void {
  * Check a certificate.
  * @param name the field, for the message
  * @param b its bytes
- * @throws {KeyError} `bad-mail-value` unless 1 to 65535 bytes
+ * @throws {KeyError} `bad-mail-value` unless 1 to {@link MAX_CERT_BYTES} bytes
  */
 export function checkCert(name: string, b: Uint8Array): void {
-  if (!(b instanceof Uint8Array) || b.length === 0 || b.length > 0xffff) {
-    throw badValue(`${name}: expected 1 to 65535 bytes, got ${b?.length}`);
+  if (
+    !(b instanceof Uint8Array) || b.length === 0 || b.length > MAX_CERT_BYTES
+  ) {
+    throw badValue(
+      `${name}: expected 1 to ${MAX_CERT_BYTES} bytes, got ${b?.length}`,
+    );
   }
 }
+
+/**
+ * Largest certificate kept: an `IK_CERT` or `SPK_CERT` with a 4096-bit
+ * signature is under 700 bytes; this bound keeps every file that holds
+ * certificates far below the read limit, so what is saved can be read back.
+ */
+export const MAX_CERT_BYTES = 4096;
 
 /**
  * Check a fingerprint the user verified.

@@ -276,7 +276,8 @@ class FileMailVault implements MailVault {
     }
     return await this.#serial(async () => {
       const first = this.#next[kind];
-      if (first + count - 1 > MAX_ID) {
+      // The next id is written as a u32 too: it must stay at most MAX_ID.
+      if (first + count > MAX_ID) {
         throw new KeyStoreError(
           "mail-ids-exhausted",
           `Cannot take ${count} ${kind} ids: the next is ${first} and ids end at ${MAX_ID}`,
