@@ -6,7 +6,7 @@
  * @module
  */
 
-import { dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { MAX_HEARTBEAT_MS, MIN_HEARTBEAT_MS } from "../lib/record/mod.ts";
 import { intFlag, parseFlags } from "./flags.ts";
 import { createLogger, ImError, UsageError } from "../lib/util/mod.ts";
@@ -40,7 +40,8 @@ Options:
   --port N                TCP port (default 9876; 0 picks a free one)
   --keys DIR              key directory (default $IM_KEYS or keys)
   --data DIR              where the mailboxes are kept, in DIR/${MAIL_DB_FILE}
-                          (default data beside the key directory)
+                          (default data/ beside a key directory named
+                          keys, else <name>-data/ beside it)
   --log text|json         log format: text to stderr, or JSON lines to stdout
   --login-timeout S       seconds a login may take (default 10)
   --max-clients N         logged-in clients at once (default 10000)
@@ -157,7 +158,7 @@ export async function runServe(args: string[]): Promise<number> {
     throw new UsageError("bad-flag", 'Invalid --data "": expected a directory');
   }
   const dir = v.keys ?? defaultKeyDir();
-  const dataDir = v.data ?? join(dirname(dir), "data");
+  const dataDir = v.data ?? defaultDataDir(dir);
   // A log line must never crash the server: the terminal it writes to may
   // be gone (closed, or the task runner in front of it exited).
   const log = createLogger(json, (line) => {
@@ -342,6 +343,22 @@ export async function runServe(args: string[]): Promise<number> {
     Deno.removeSignalListener("SIGHUP", sighup);
   }
   return 0;
+}
+
+/**
+ * Where the mailboxes are kept without `--data`: `data` beside a key
+ * directory named `keys` (README's layout), else `<name>-data` beside it, so
+ * two key directories in one folder (two deployments) never share a
+ * mailbox database.
+ * @param keyDir the key directory
+ * @returns the data directory
+ */
+export function defaultDataDir(keyDir: string): string {
+  const name = basename(resolve(keyDir));
+  return join(
+    dirname(resolve(keyDir)),
+    name === "keys" ? "data" : `${name}-data`,
+  );
 }
 
 /**

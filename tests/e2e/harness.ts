@@ -26,7 +26,7 @@
  */
 
 import { fileURLToPath } from "node:url";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { sleep } from "../../lib/util/mod.ts";
 import { EXIT_SOME_FAILED } from "../../cmd/chat.ts";
 
@@ -561,8 +561,13 @@ export function sharedKeys(): Promise<string> {
  * @returns the copy's path
  */
 export async function copyKeys(src: string): Promise<string> {
-  const dst = await Deno.makeTempDir({ prefix: "im-e2e-keys-" });
+  // `<tmp>/keys`, so the server's default data directory is `<tmp>/data`
+  // and goes with the copy.
+  const base = await Deno.makeTempDir({ prefix: "im-e2e-keys-" });
+  const dst = join(base, "keys");
+  await Deno.mkdir(dst, { mode: 0o700 });
   await copyTree(src, dst);
+  await Deno.chmod(dst, (await Deno.stat(src)).mode! & 0o777);
   return dst;
 }
 
@@ -696,7 +701,7 @@ export class Procs {
    */
   async copyKeys(): Promise<string> {
     const dir = await copyKeys(this.keys);
-    this.#removals.push(dir);
+    this.#removals.push(dirname(dir)); // the keys and the data beside them
     return dir;
   }
   readonly #removals: string[] = [];

@@ -14,7 +14,7 @@
  */
 
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { copyKeys, ROOT, sharedKeys, withProcs } from "./harness.ts";
 
 const keys = await sharedKeys();
@@ -38,6 +38,7 @@ async function projectCopy(): Promise<string> {
   }
   const k = await copyKeys(keys);
   await Deno.rename(k, join(dir, "keys"));
+  await Deno.remove(dirname(k)); // the empty folder the copy was made in
   return dir;
 }
 

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { main } from "../../main.ts";
+import { defaultDataDir } from "../../cmd/serve.ts";
 
 /** Run main() with stderr captured. */
 async function runMain(
@@ -111,4 +112,15 @@ Deno.test("im serve --data naming a file is one error line and a hint (exit 1), 
     assert.equal(r.stderr[1], "im: hint: choose another directory with --data");
     assert.equal(await Deno.readTextFile(file), "x");
   });
+});
+
+Deno.test("without --data the mailboxes go beside the key directory: data/ for keys/, <name>-data for any other name, so two key directories in one folder never share a database", () => {
+  assert.equal(defaultDataDir("/srv/im/keys"), "/srv/im/data");
+  assert.equal(defaultDataDir("/srv/im/keys/"), "/srv/im/data");
+  assert.equal(defaultDataDir("/srv/im/team-a"), "/srv/im/team-a-data");
+  assert.notEqual(
+    defaultDataDir("/srv/im/team-a"),
+    defaultDataDir("/srv/im/team-b"),
+  );
+  assert.equal(defaultDataDir("keys"), join(Deno.cwd(), "data"));
 });
