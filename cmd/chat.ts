@@ -233,8 +233,11 @@ async function chat(v: ChatFlags): Promise<number> {
     };
     const talk = async () => {
       for await (const line of terminal.lines()) {
-        if (!(await c.handleLine(line))) break;
+        if (!(await c.handleLine(line))) return;
       }
+      // End of a script's input: the mail that waited at login is shown
+      // before it logs out (PROTOCOL.md 9.8), as a command's answer is.
+      if (!interactive && c.fatal === undefined) await c.mailSynced();
     };
     try {
       await Promise.race([talk(), guard.crashed]);

@@ -16,7 +16,7 @@
  */
 
 import type { ServerToClient } from "../proto/mod.ts";
-import { type ImError, Signal, waitUntil } from "../util/mod.ts";
+import { type ImError, Signal, waitUntil, within } from "../util/mod.ts";
 import { HELP_TEXT, parseCommand } from "./commands.ts";
 import type { UiEvent } from "./events.ts";
 import {
@@ -37,6 +37,9 @@ import {
 } from "./session_view.ts";
 import { describePin, hasChangedKey, trustChangedKey } from "./pinning.ts";
 import { Mailbox } from "./mailbox.ts";
+
+/** Longest wait of {@link ChatClient.mailSynced} by default: a 10,000-message backlog takes about 9 s here. */
+export const MAIL_SYNC_WAIT_MS = 60_000;
 
 /** A logged-in chat client. */
 export class ChatClient {
@@ -129,6 +132,17 @@ export class ChatClient {
    */
   async settled(): Promise<void> {
     await this.#mail.keys.idle();
+  }
+
+  /**
+   * Resolves once the mail that waited at login has been shown (the
+   * server's `synced` was reached, PROTOCOL.md 9.8), or after `ms`: a
+   * script whose input ends at once still reads its mail before it logs
+   * out.
+   * @param ms the longest wait
+   */
+  async mailSynced(ms = MAIL_SYNC_WAIT_MS): Promise<void> {
+    await within(this.#mail.synced(), ms, undefined);
   }
 
   /** Online usernames from the last `!list`, for Tab completion. */

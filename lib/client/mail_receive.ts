@@ -115,6 +115,7 @@ export class MailInbox {
   /** Mail shown on this link before its `synced`. */
   #backlogShown = 0;
   #synced = false;
+  #syncedNow = Promise.withResolvers<void>();
 
   constructor(
     ctx: ClientContext,
@@ -136,10 +137,19 @@ export class MailInbox {
    */
   onWelcome(): void {
     this.#linkCount++;
+    this.#syncedNow = Promise.withResolvers<void>();
     this.#reset();
     this.#stalled = false;
     this.#link.sendQuietly({ t: "mailbox", window: MAIL_WINDOW });
     this.#ctx.track(expirePending(this.#ctx, this.#link, this.#vault));
+  }
+
+  /**
+   * @returns once this link's backlog has been handled (its `synced`, which
+   *   comes after every record that waited at login, was reached in order)
+   */
+  whenSynced(): Promise<void> {
+    return this.#syncedNow.promise;
   }
 
   /** The link dropped: this stream is over. */
@@ -189,6 +199,7 @@ export class MailInbox {
     const epoch = this.#epoch;
     if (m.t === "synced") {
       this.#synced = true;
+      this.#syncedNow.resolve();
       const n = this.#backlogShown;
       if (n > 0) {
         this.#ctx.system(

@@ -62,6 +62,11 @@ export class Mailbox {
     this.#inbox.onWelcome();
   }
 
+  /** @returns once the backlog waiting at this login was handled */
+  synced(): Promise<void> {
+    return this.#inbox.whenSynced();
+  }
+
   /** The link dropped. */
   lost(): void {
     this.#inbox.lost();

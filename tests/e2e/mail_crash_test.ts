@@ -137,10 +137,10 @@ Deno.test("piped im chat: !msg and @user each print the sent mail and its stored
     await publishThenLeave(p, server, "B", keyDir);
 
     // Plain text output (no --json), as a shell script would read it.
-    const run = async (lines: string[]) => {
-      const c = new ChatProc("A", [
+    const run = async (lines: string[], user = "A") => {
+      const c = new ChatProc(user, [
         "--user",
-        "A",
+        user,
         "--server",
         server.addr,
         "--keys",
@@ -157,6 +157,14 @@ Deno.test("piped im chat: !msg and @user each print the sent mail and its stored
     assert.match(ok.out, /\[mail\] A to B: hello by pipe/);
     assert.match(ok.out, /\[mail\] A to B: and again/);
     assert.equal(ok.out.match(/stored by the server/g)?.length, 2, ok.out);
+
+    // B's script has no input at all: it still shows the mail that waited,
+    // then logs out.
+    const read = await run([], "B");
+    assert.equal(read.code, 0, read.out);
+    assert.match(read.out, /\[mail\] A \(written [^)]*\): hello by pipe/);
+    assert.match(read.out, /\[mail\] A \(written [^)]*\): and again/);
+    assert.match(read.out, /2 mail messages arrived while you were away/);
 
     const bad = await run(["!msg nobody hello"]);
     assert.equal(bad.code, 3, bad.out);
