@@ -146,7 +146,8 @@ export class MailInbox {
 
   /**
    * @returns once this link's backlog has been handled (its `synced`, which
-   *   comes after every record that waited at login, was reached in order)
+   *   comes after every record that waited at login, was reached in order),
+   *   or the link dropped
    */
   whenSynced(): Promise<void> {
     return this.#syncedNow.promise;
@@ -154,6 +155,8 @@ export class MailInbox {
 
   /** The link dropped: this stream is over. */
   lost(): void {
+    // Nobody waits for a backlog this link will never finish.
+    this.#syncedNow.resolve();
     this.#linkCount++;
     this.#reset();
   }
@@ -241,6 +244,7 @@ export class MailInbox {
         });
         this.#reset();
         this.#stalled = true;
+        this.#syncedNow.resolve(); // no backlog comes on this link any more
         return;
       }
     }
@@ -429,6 +433,7 @@ export class MailInbox {
         });
         this.#reset();
         this.#stalled = true;
+        this.#syncedNow.resolve(); // no backlog comes on this link any more
       },
     );
     this.#acks = sent;
