@@ -70,6 +70,9 @@ async function world(over: Partial<ServerOptions> = {}) {
     const ui = new CaptureUi();
     const c = await ChatClient.start(options(user, ui));
     clients.push(c);
+    // The mailbox keys a login publishes are out: the requests in flight
+    // from now on are the test's own.
+    await c.settled();
     return { c, ui };
   };
   /** A bare login: its channel, and every message the server sends it. */
