@@ -12,7 +12,12 @@
  */
 
 import { utf8 } from "../lib/util/mod.ts";
-import { ChatClient, type ClientUi, type UiEvent } from "../lib/client/mod.ts";
+import {
+  ChatClient,
+  type ClientUi,
+  MemoryMailVault,
+  type UiEvent,
+} from "../lib/client/mod.ts";
 import {
   generateRsaKeyPair,
   loadPrivateIdentity,
@@ -142,7 +147,11 @@ export async function runDemoScript(
   const said = [
     "Hello B, this is A. Can you read me?",
     "Loud and clear, A. The server only saw ciphertext.",
+    "B, this mail waits for you while you are away.",
   ];
+  // B's mailbox keys outlive its first login (im chat keeps them in the key
+  // directory; the demo in memory).
+  const vaultB = new MemoryMailVault();
   try {
     A = await ChatClient.start({
       ...common,
@@ -152,12 +161,15 @@ export async function runDemoScript(
       listenPort: hostPort,
       advertise: `127.0.0.1:${peerTap.port}`,
     });
-    B = await ChatClient.start({
-      ...common,
-      user: "B",
-      identity: bId,
-      ui: uiB,
-    });
+    const startB = () =>
+      ChatClient.start({
+        ...common,
+        user: "B",
+        identity: bId,
+        ui: uiB,
+        mailVault: vaultB,
+      });
+    B = await startB();
     const type = async (who: ChatClient, ui: Recorder, line: string) => {
       out(`  ${ui.name.padEnd(2)}> ${line}`);
       await who.handleLine(line);
@@ -213,6 +225,26 @@ export async function runDemoScript(
     await uiA.waitFor(
       "stopped hosting",
       (e) => e.kind === "system" && e.text === "Stopped hosting",
+    );
+    // Mail: B logs out, A writes anyway, B reads it when it is back.
+    await type(B, uiB, "!quit");
+    await B.quit();
+    B = undefined;
+    await type(A, uiA, `!msg B ${said[2]!}`);
+    await uiA.waitFor(
+      "the stored receipt",
+      (e) => e.kind === "receipt" && e.via === "mail" && e.status === "stored",
+    );
+    out("  B | (logs in again)");
+    B = await startB();
+    await uiB.waitFor(
+      "A's mail",
+      (e) => e.kind === "mail" && e.direction === "in",
+    );
+    await uiA.waitFor(
+      "the delivered receipt",
+      (e) =>
+        e.kind === "receipt" && e.via === "mail" && e.status === "delivered",
     );
     await type(B, uiB, "!list");
     await uiB.waitFor(

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { runDemoScript } from "../cmd/demo_script.ts";
 
-Deno.test("im demo runs the scripted conversation, shows the same SAS on both sides and finds no message in clear on the wire", async () => {
+Deno.test("im demo runs the scripted conversation, shows the same SAS on both sides, mails B while B is away, and finds no message in clear on the wire", async () => {
   const lines: string[] = [];
   const code = await runDemoScript((l) => lines.push(l));
   const text = lines.join("\n");
@@ -15,6 +15,9 @@ Deno.test("im demo runs the scripted conversation, shows the same SAS on both si
   assert.match(text, /B: Loud and clear/);
   assert.match(text, /online: A \(BUSY\), B \(BUSY\)/);
   assert.match(text, /online: A \(IDLE\), B \(IDLE\)/);
+  assert.match(text, /A \| .*mail to B stored by the server/);
+  assert.match(text, /B \| .*\[mail\] A \(written [^)]*\): B, this mail waits/);
+  assert.match(text, /A \| .*mail to B delivered/);
   assert.match(text, /server link -> 0000/);
   assert.match(text, /peer link <- 0000/);
   assert.match(text, /no message appears in clear/);
