@@ -17,8 +17,11 @@
  */
 
 import type { Logger } from "../util/mod.ts";
-import { receiptRecord, recordMail } from "./mail_records.ts";
-import type { AppendEntry, Store } from "./seams.ts";
+import { MAIL_RECORD, receiptRecord, recordMail } from "./mail_records.ts";
+import type { Store } from "./seams.ts";
+
+/** Records removed per transaction of the sweep. */
+export const SWEEP_BATCH = 256;
 
 /** How often the retention sweep runs (PROTOCOL.md 9.8). */
 export const SWEEP_INTERVAL_MS = 60 * 60 * 1000;
@@ -72,31 +75,39 @@ export class MailSweep {
    */
   async sweep(): Promise<void> {
     const o = this.#o;
-    const gone = await o.store.expire(o.now() - o.retentionMs);
-    let receipts = 0, unreadable = 0;
-    const expired: AppendEntry[] = [];
-    for (const rec of gone) {
-      const header = recordMail(rec.data)?.header;
-      if (!header) {
-        if (rec.data[0] === 0x01) unreadable++;
-        else receipts++;
-        continue;
-      }
-      expired.push({
-        user: header.sender,
-        data: receiptRecord({
-          msgId: header.msgId,
-          status: "expired",
-          recipient: rec.user,
-        }),
-        counted: false,
+    const before = o.now() - o.retentionMs;
+    let mails = 0, receipts = 0, unreadable = 0;
+    const senders = new Set<string>();
+    // In batches, each one transaction with its `expired` receipts: memory
+    // stays bounded, and a crash never keeps a removal without its receipt.
+    for (;;) {
+      const gone = await o.store.expire(before, {
+        limit: SWEEP_BATCH,
+        replaceWith: (rec) => {
+          const header = recordMail(rec.data)?.header;
+          if (!header) return undefined;
+          return {
+            user: header.sender,
+            data: receiptRecord({
+              msgId: header.msgId,
+              status: "expired",
+              recipient: rec.user,
+            }),
+            counted: false,
+          };
+        },
       });
+      for (const rec of gone) {
+        const header = recordMail(rec.data)?.header;
+        if (header) {
+          mails++;
+          senders.add(header.sender);
+        } else if (rec.data[0] === MAIL_RECORD) unreadable++;
+        else receipts++;
+      }
+      if (gone.length < SWEEP_BATCH) break;
     }
-    await o.store.appendMany(expired);
-    for (const sender of new Set(expired.map((e) => e.user))) {
-      o.notify(sender);
-    }
-    const mails = expired.length;
+    for (const sender of senders) o.notify(sender);
     o.log("mail-expired", { mails, receipts, unreadable });
     o.swept(mails);
   }

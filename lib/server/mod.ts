@@ -18,7 +18,7 @@ export {
   MAX_PUBLISHED_PREKEYS,
 } from "./mail_keys.ts";
 export * from "./mail_records.ts";
-export { SWEEP_INTERVAL_MS } from "./mail_sweep.ts";
+export { SWEEP_BATCH, SWEEP_INTERVAL_MS } from "./mail_sweep.ts";
 export * from "./mailbox.ts";
 export {
   MAX_MAILBOX_WINDOW,

@@ -179,6 +179,14 @@ export interface AppendOptions {
   counted?: boolean;
 }
 
+/** Options of {@link Store.expire}. */
+export interface ExpireOptions {
+  /** At most this many records, the oldest (default all). */
+  limit?: number;
+  /** The record to append, in the same transaction, for a removed one (or none). */
+  replaceWith?: (removed: StoredRecord) => AppendEntry | undefined;
+}
+
 /** One record of {@link Store.appendMany}. */
 export interface AppendEntry extends AppendOptions {
   readonly user: string;
@@ -226,11 +234,16 @@ export interface Store {
    */
   ack(user: string, seq: number): Promise<number>;
   /**
-   * Remove every record, of any user, appended before `before`.
+   * Remove the records, of any user, appended before `before`, oldest
+   * first; with `replaceWith`, append what it returns for each in the same
+   * transaction, so a crash never keeps the removal without its `expired`
+   * receipt (PROTOCOL.md 9.8).
    * @param before a time (ms since the epoch, the store's clock)
-   * @returns the records removed (the mailbox tells their senders, PROTOCOL.md 9.8)
+   * @param opts at most `limit` records (a positive integer; default all),
+   *   and the record to append for each removed one
+   * @returns the records removed, oldest first
    */
-  expire(before: number): Promise<StoredRecord[]>;
+  expire(before: number, opts?: ExpireOptions): Promise<StoredRecord[]>;
   /**
    * What the user's log holds now, for the quota (PROTOCOL.md 9.8): its
    * records appended `counted` (the default) that are still there.

@@ -25,12 +25,14 @@ import {
   DAY_MS,
   ImServer,
   MAIL_RECORD,
+  mailRecord,
   MAX_UNACKED_BYTES,
   MemoryPrekeys,
   MemoryStore,
   receiptRecord,
   type ServerOptions,
   type Store,
+  SWEEP_BATCH,
 } from "../../lib/server/mod.ts";
 import { ByteWriter, randomBytes, utf8 } from "../../lib/util/mod.ts";
 import { MemoryNetwork } from "../../lib/wire/mod.ts";
@@ -1036,6 +1038,37 @@ Deno.test("the retention sweep at start deletes old records, tells each mail's s
       assert.ok(!all.includes(b64(id)), "no msg_id in the log");
     } finally {
       await w2.close();
+    }
+  } finally {
+    await shared.store.close();
+    await shared.prekeys.close();
+  }
+});
+
+Deno.test("the sweep expires more mail than one batch holds, every one with its expired receipt", async () => {
+  const clock = { now: Date.now() };
+  const now = () => clock.now;
+  const shared = {
+    store: new MemoryStore({ now }),
+    prekeys: new MemoryPrekeys(),
+  };
+  try {
+    const n = SWEEP_BATCH * 2 + 10;
+    await shared.store.appendMany(
+      Array.from({ length: n }, (_, i) => ({
+        user: "B",
+        data: mailRecord(mailBytes("A", "B", i).mail),
+      })),
+    );
+    clock.now += 31 * DAY_MS;
+    const w = await world({ now }, shared);
+    try {
+      const line = w.log.find((l) => l.event === "mail-expired");
+      assert.deepEqual(line?.fields, { mails: n, receipts: 0, unreadable: 0 });
+      assert.equal((await shared.store.read("B")).length, 0);
+      assert.equal((await shared.store.read("A")).length, n);
+    } finally {
+      await w.close();
     }
   } finally {
     await shared.store.close();

@@ -24,7 +24,7 @@ async function tempStore(clock: () => number): Promise<Store> {
     appendMany: (e) => s.appendMany(e),
     read: (u, o) => s.read(u, o),
     ack: (u, q) => s.ack(u, q),
-    expire: (b) => s.expire(b),
+    expire: (b, o) => s.expire(b, o),
     usage: (u) => s.usage(u),
     close: async () => {
       await s.close();

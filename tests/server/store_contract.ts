@@ -237,6 +237,33 @@ export function storeContract(name: string, make: StoreFactory): void {
   );
 
   withStore(
+    "expire() with a limit removes the oldest first, batch by batch, and appends the replacement of each removed record in the same call",
+    async (s, clock) => {
+      for (const [user, at] of [["B", 30], ["A", 10], ["C", 20]] as const) {
+        clock.now = at;
+        await s.append(user, bytes(at));
+      }
+      clock.now = 500;
+      const replaceWith = (r: { user: string; data: Uint8Array }) =>
+        r.data[0] === 20 ? undefined : {
+          user: "Z",
+          data: bytes(200 + r.data[0]!),
+          counted: false,
+        };
+      const first = await s.expire(100, { limit: 2, replaceWith });
+      assert.deepEqual(first.map((r) => r.at), [10, 20]);
+      assert.deepEqual((await s.read("B")).map((r) => r.data[0]), [30]);
+      assert.deepEqual((await s.read("Z")).map((r) => r.data[0]), [210]);
+      const second = await s.expire(100, { limit: 2, replaceWith });
+      assert.deepEqual(second.map((r) => r.at), [30]);
+      assert.deepEqual((await s.read("Z")).map((r) => r.data[0]), [210, 230]);
+      assert.deepEqual(await s.usage("Z"), { count: 0, bytes: 0 });
+      assert.deepEqual(await s.expire(100, { limit: 2 }), []);
+      await assert.rejects(() => s.expire(100, { limit: 0 }), RangeError);
+    },
+  );
+
+  withStore(
     "usage() counts the user's records and bytes, and follows append(), ack() and expire()",
     async (s, clock) => {
       assert.deepEqual(await s.usage("A"), { count: 0, bytes: 0 });

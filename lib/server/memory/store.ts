@@ -8,6 +8,7 @@
 import type {
   AppendEntry,
   AppendOptions,
+  ExpireOptions,
   ReadOptions,
   Store,
   StoredRecord,
@@ -110,16 +111,27 @@ export class MemoryStore implements Store {
     return Promise.resolve(log.length - keep.length);
   }
 
-  expire(before: number): Promise<StoredRecord[]> {
-    const removed: StoredRecord[] = [];
-    for (const [user, log] of [...this.#logs]) {
-      const keep: StoredRecord[] = [];
-      for (const r of log) (r.at < before ? removed : keep).push(r);
-      this.#set(user, keep);
+  expire(before: number, opts: ExpireOptions = {}): Promise<StoredRecord[]> {
+    const limit = opts.limit ?? Infinity;
+    if (limit !== Infinity && (!Number.isSafeInteger(limit) || limit < 1)) {
+      return Promise.reject(
+        new RangeError(`limit: expected a positive integer, got ${limit}`),
+      );
     }
-    return Promise.resolve(
-      removed.sort((a, b) => a.at - b.at || a.seq - b.seq),
-    );
+    const removed = [...this.#logs.values()].flat()
+      .filter((r) => r.at < before)
+      .sort((a, b) => a.at - b.at || a.seq - b.seq)
+      .slice(0, limit);
+    const gone = new Set(removed);
+    for (const [user, log] of [...this.#logs]) {
+      this.#set(user, log.filter((r) => !gone.has(r)));
+    }
+    // In the same turn: nothing runs between the removal and the appends.
+    for (const rec of removed) {
+      const e = opts.replaceWith?.(rec);
+      if (e) void this.append(e.user, e.data, e);
+    }
+    return Promise.resolve(removed);
   }
 
   usage(user: string): Promise<{ count: number; bytes: number }> {

@@ -11,6 +11,7 @@ import { MailDatabase, run } from "./_db.ts";
 import type {
   AppendEntry,
   AppendOptions,
+  ExpireOptions,
   ReadOptions,
   Store,
   StoredRecord,
@@ -27,8 +28,10 @@ const READ = `SELECT seq, at, data FROM records WHERE user = ? AND seq > ?
   ORDER BY seq LIMIT ?`;
 const ACK = `DELETE FROM records WHERE user = ? AND seq <= ?
   RETURNING length(data) AS n, counted`;
-const EXPIRE =
-  "DELETE FROM records WHERE at < ? RETURNING user, seq, at, data, counted";
+// LIMIT -1 is "no limit"; the oldest first, one batch per transaction.
+const EXPIRE = `DELETE FROM records WHERE (user, seq) IN
+  (SELECT user, seq FROM records WHERE at < ? ORDER BY at, seq LIMIT ?)
+  RETURNING user, seq, at, data, counted`;
 const USAGE = "SELECT count, bytes FROM usage WHERE user = ?";
 const ADD_USAGE = `INSERT INTO usage (user, count, bytes) VALUES (?1, ?2, ?3)
   ON CONFLICT (user) DO UPDATE SET count = count + ?2, bytes = bytes + ?3`;
@@ -149,23 +152,24 @@ export class SqliteStore implements Store {
         }
       }
       if (entries.length === 0) return [];
-      const db = this.#db;
-      return db.transaction(() =>
-        entries.map((e) => {
-          const seq = Number(db.statement(NEXT_SEQ).get(e.user)?.last);
-          const counted = e.counted !== false;
-          db.statement(INSERT).run(
-            e.user,
-            seq,
-            this.#now(),
-            e.data,
-            counted ? 1 : 0,
-          );
-          if (counted) db.statement(ADD_USAGE).run(e.user, 1, e.data.length);
-          return seq;
-        })
-      );
+      return this.#db.transaction(() => entries.map((e) => this.#insert(e)));
     });
+  }
+
+  /** One append, inside the caller's transaction. */
+  #insert(e: AppendEntry): number {
+    const db = this.#db;
+    const seq = Number(db.statement(NEXT_SEQ).get(e.user)?.last);
+    const counted = e.counted !== false;
+    db.statement(INSERT).run(
+      e.user,
+      seq,
+      this.#now(),
+      e.data,
+      counted ? 1 : 0,
+    );
+    if (counted) db.statement(ADD_USAGE).run(e.user, 1, e.data.length);
+    return seq;
   }
 
   read(user: string, opts: ReadOptions = {}): Promise<StoredRecord[]> {
@@ -201,11 +205,12 @@ export class SqliteStore implements Store {
   }
 
   /** Remove every record older than `before`, in one transaction with the usage. */
-  expire(before: number): Promise<StoredRecord[]> {
+  expire(before: number, opts: ExpireOptions = {}): Promise<StoredRecord[]> {
     return this.#run(() => {
+      if (opts.limit !== undefined) checkLimit(opts.limit);
       const db = this.#db;
       return db.transaction(() => {
-        const rows = db.statement(EXPIRE).all(before);
+        const rows = db.statement(EXPIRE).all(before, opts.limit ?? -1);
         const gone: StoredRecord[] = [];
         const per = new Map<string, { count: number; bytes: number }>();
         for (const r of rows) {
@@ -225,7 +230,12 @@ export class SqliteStore implements Store {
         for (const [user, u] of per) {
           db.statement(ADD_USAGE).run(user, -u.count, -u.bytes);
         }
-        return gone.sort((a, b) => a.at - b.at || a.seq - b.seq);
+        gone.sort((a, b) => a.at - b.at || a.seq - b.seq);
+        for (const rec of gone) {
+          const e = opts.replaceWith?.(rec);
+          if (e) this.#insert(e);
+        }
+        return gone;
       });
     });
   }
