@@ -44,6 +44,7 @@
  *   assert.equal(await vault.allocateIds("opk", 100), 1);
  *   const id = new Uint8Array(16).fill(7);
  *   await vault.addSeen(id, Date.now());
+ *   await vault.sync(); // before the mail-ack that covers it
  *   assert.ok((await openMailVault(dir, "A")).hasSeen(id));
  *   assert.equal(await (await openMailVault(dir, "A")).allocateIds("opk", 1), 101);
  * } finally {
@@ -71,7 +72,6 @@ import {
   readMailFile,
   readPrivate,
   removeFile,
-  syncData,
   syncDir,
   writeAt,
   writeFiles,
@@ -167,8 +167,8 @@ class FileMailVault implements MailVault {
   #pending = new Map<string, Pending>();
   #pendingSize = 0;
   #toSize = 0;
-  /** `seen` has records written since its last sync. */
-  #seenDirty = false;
+  /** Records of `seen` added since the last sync(), not yet in the file. */
+  #seenUnwritten: Uint8Array[] = [];
   /** Pending entries were dropped since `pending` was last written. */
   #pendingDirty = false;
   #identity: MailIdentity | undefined;
@@ -437,15 +437,15 @@ class FileMailVault implements MailVault {
     checkLength("msgId", msgId, MSG_ID_BYTES);
     checkTime("time", time);
     const record = encodeSeen(msgId, time);
-    return await this.#serial(async () => {
+    return await this.#serial(() => {
       const key = msgId.toHex();
-      if (this.#seen.has(key)) return;
-      await this.#makeMailDir();
-      // Written now, synced by syncSeen(): one sync per mail-ack.
-      await writeAt(this.#path("seen"), this.#seenSize, record, false);
-      this.#seenSize += SEEN_RECORD;
-      this.#seen.add(key);
-      this.#seenDirty = true;
+      if (!this.#seen.has(key)) {
+        this.#seen.add(key);
+        // Written and synced by sync(): one write and one sync per
+        // mail-ack, not one per message (PROTOCOL.md 9.4).
+        this.#seenUnwritten.push(record);
+      }
+      return Promise.resolve();
     });
   }
 
@@ -455,9 +455,12 @@ class FileMailVault implements MailVault {
         await this.#writePending();
         this.#pendingDirty = false;
       }
-      if (!this.#seenDirty) return;
-      await syncData(this.#path("seen"));
-      this.#seenDirty = false;
+      if (this.#seenUnwritten.length === 0) return;
+      const bytes = concat(...this.#seenUnwritten);
+      await this.#makeMailDir();
+      await writeAt(this.#path("seen"), this.#seenSize, bytes);
+      this.#seenSize += bytes.length;
+      this.#seenUnwritten = [];
     });
   }
 

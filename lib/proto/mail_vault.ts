@@ -99,9 +99,9 @@ export interface MailVault {
   /** Whether a `msg_id` was shown (section 9.5); read from what `open` loaded. */
   hasSeen(msgId: Uint8Array): boolean;
   /**
-   * Record a shown message's id: {@link hasSeen} knows it at once, the file
-   * has it when this resolves, and it is durable once {@link sync}
-   * resolves (one sync per `mail-ack`, not per message).
+   * Record a shown message's id: {@link hasSeen} knows it at once; it is
+   * written and durable once {@link sync} resolves (one write and one sync
+   * per `mail-ack`, not per message).
    */
   addSeen(msgId: Uint8Array, time: number): Promise<void>;
   /**
