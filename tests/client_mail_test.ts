@@ -160,6 +160,19 @@ async function world(
   };
 }
 
+/** Run a test in a fresh {@link world}, closed afterwards, pass or fail. */
+async function withWorld(
+  body: (w: Awaited<ReturnType<typeof world>>) => Promise<void>,
+  ...args: Parameters<typeof world>
+): Promise<void> {
+  const w = await world(...args);
+  try {
+    await body(w);
+  } finally {
+    await w.close();
+  }
+}
+
 /** Poll an async condition until it holds. */
 async function eventually(
   cond: () => Promise<boolean>,
@@ -199,8 +212,7 @@ async function withOfflineB(w: Awaited<ReturnType<typeof world>>) {
 }
 
 Deno.test("mail to an offline user: stored at once, shown at its next login with its written time, delivered to the sender", async () => {
-  const w = await world();
-  try {
+  await withWorld(async (w) => {
     await withOfflineB(w);
     const a = await w.login("A");
     const before = Date.now();
@@ -242,9 +254,7 @@ Deno.test("mail to an offline user: stored at once, shown at its next login with
     assert.equal(b2.ui.since(mailIn()).length, 1);
     assert.ok(!b2.ui.events.some(isError()), JSON.stringify(b2.ui.events));
     assert.ok(!a.ui.events.some(isError()), JSON.stringify(a.ui.events));
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 Deno.test("with vaults in a key directory, a restarted recipient opens mail with its saved keys and never shows a message twice", async () => {
@@ -322,8 +332,7 @@ Deno.test("after a reconnect the client publishes again and the stream resumes a
 });
 
 Deno.test("a delivered receipt for a sender who was offline comes at its next login", async () => {
-  const w = await world();
-  try {
+  await withWorld(async (w) => {
     await withOfflineB(w);
     const a = await w.login("A");
     await a.c.handleLine("!msg B read me later");
@@ -342,14 +351,11 @@ Deno.test("a delivered receipt for a sender who was offline comes at its next lo
       async () => (await w.store.read("A")).length === 0,
       "A's ack",
     );
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 Deno.test("1,000 messages queued while the recipient was offline arrive all, in order; one-time prekeys run out after 100 and the signed prekey carries on", async () => {
-  const w = await world();
-  try {
+  await withWorld(async (w) => {
     await withOfflineB(w);
     const a = await w.login("A");
     const n = 1000;
@@ -378,30 +384,22 @@ Deno.test("1,000 messages queued while the recipient was offline arrive all, in 
     );
     // B, online, topped its one-time prekeys up when told they ran low.
     await eventually(async () => (await w.prekeys.count("B")) >= 100, "top-up");
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 Deno.test("an online recipient tops its one-time prekeys up on prekeys-low", async () => {
-  const w = await world();
-  try {
+  await withWorld(async (w) => {
     const b = await w.login("B");
     const a = await w.login("A");
     for (let i = 0; i < 85; i++) await a.c.handleLine(`@B n${i}`);
     await b.ui.waitFor(mailIn("n84"));
     await eventually(async () => (await w.prekeys.count("B")) >= 95, "top-up");
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 Deno.test("a backlog from several new senders waits for the keys bucket rather than refusing their mail", async () => {
   // One `keys` at a time: B's second new sender meets rate-limited first.
-  const w = await world({
-    requestLimits: { keys: { burst: 1, refillMs: 50 } },
-  });
-  try {
+  await withWorld(async (w) => {
     await withOfflineB(w);
     const a = await w.login("A");
     const c = await w.login("C");
@@ -414,16 +412,15 @@ Deno.test("a backlog from several new senders waits for the keys bucket rather t
       ["A", "C"],
     );
     assert.ok(!b.ui.events.some(isError()), JSON.stringify(b.ui.events));
-  } finally {
-    await w.close();
-  }
+  }, {
+    requestLimits: { keys: { burst: 1, refillMs: 50 } },
+  });
 });
 
 Deno.test("the signed prekey rotates after 7 days by the server's clock; a retired one still opens mail and is dropped 31 days after it expired", async () => {
   const DAY = 86_400_000;
   let skew = 0;
-  const w = await world({ now: () => Date.now() + skew });
-  try {
+  await withWorld(async (w) => {
     await withOfflineB(w);
     const vault = w.vaults.get("B")!;
     assert.deepEqual((await vault.signedPrekeys()).map((k) => k.id), [1]);
@@ -451,14 +448,11 @@ Deno.test("the signed prekey rotates after 7 days by the server's clock; a retir
       "the third signed prekey published",
     );
     assert.deepEqual((await vault.signedPrekeys()).map((k) => k.id), [2, 3]);
-  } finally {
-    await w.close();
-  }
+  }, { now: () => Date.now() + skew });
 });
 
 Deno.test("a row the server duplicated is shown once", async () => {
-  const w = await world();
-  try {
+  await withWorld(async (w) => {
     await withOfflineB(w);
     const a = await w.login("A");
     await a.c.handleLine("!msg B only once");
@@ -475,9 +469,7 @@ Deno.test("a row the server duplicated is shown once", async () => {
       async () => (await w.store.usage("B")).count === 0,
       "all acked",
     );
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 /** Rewrite B's log through `edit`, keeping the order. */
@@ -494,8 +486,7 @@ async function rewriteLog(
 }
 
 Deno.test("a flipped byte in a stored row is refused as mail-tampered, the rest still delivered", async () => {
-  const w = await world();
-  try {
+  await withWorld(async (w) => {
     await withOfflineB(w);
     const a = await w.login("A");
     for (const t of ["first", "second", "third"]) {
@@ -520,14 +511,11 @@ Deno.test("a flipped byte in a stored row is refused as mail-tampered, the rest 
     );
     await a.ui.waitFor(receipt("delivered", sentId(a.ui, "third")));
     assert.ok(!a.ui.events.some(receipt("delivered", sentId(a.ui, "second"))));
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 Deno.test("a re-addressed message fails its MAC; one sealed to B's keys under another name is misaddressed", async () => {
-  const w = await world();
-  try {
+  await withWorld(async (w) => {
     await withOfflineB(w);
     const a = await w.login("A");
     await a.c.handleLine("!msg B for B only");
@@ -574,14 +562,11 @@ Deno.test("a re-addressed message fails its MAC; one sealed to B's keys under an
       async () => (await w.store.usage("B")).count === 0,
       "every record acknowledged",
     );
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 Deno.test("a bundle whose signatures do not verify with B's key is refused; nothing is sent", async () => {
-  const w = await world();
-  try {
+  await withWorld(async (w) => {
     await withOfflineB(w);
     // The server hands out keys certified by C's RSA key in B's name.
     const [ik, spk] = await Promise.all([
@@ -608,14 +593,11 @@ Deno.test("a bundle whose signatures do not verify with B's key is refused; noth
     assert.match(err.text, /^Mail to B not sent: /);
     assert.ok(!a.ui.events.some(mailOut("never sent")));
     assert.equal((await w.store.usage("B")).count, 0);
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 Deno.test("a changed identity is refused both ways, with both fingerprints, until !trust", async () => {
-  const w = await world();
-  try {
+  await withWorld(async (w) => {
     await withOfflineB(w);
     const a = await w.login("A");
     await a.c.handleLine("!msg B before");
@@ -655,14 +637,11 @@ Deno.test("a changed identity is refused both ways, with both fingerprints, unti
     await b2.ui.waitFor(mailIn("after trust"));
     await b2.c.handleLine("!msg A again from the new key");
     await a.ui.waitFor(mailIn("again from the new key"));
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 Deno.test("!trust with no refusal waiting asks the server, shows both fingerprints, and pins only at the second !trust", async () => {
-  const w = await world();
-  try {
+  await withWorld(async (w) => {
     await withOfflineB(w);
     const a = await w.login("A");
     await a.c.handleLine("!trust B");
@@ -696,14 +675,11 @@ Deno.test("!trust with no refusal waiting asks the server, shows both fingerprin
       (await w.pins.get("A")!.load("B"))?.fingerprint,
       w.ids.stranger.fingerprint,
     );
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 Deno.test("a full mailbox gives the sender a clear error and changes nothing", async () => {
-  const w = await world({ mailMaxCount: 2 });
-  try {
+  await withWorld(async (w) => {
     await withOfflineB(w);
     const a = await w.login("A");
     await a.c.handleLine("!msg B one");
@@ -714,14 +690,11 @@ Deno.test("a full mailbox gives the sender a clear error and changes nothing", a
     assert.match(err.text, /^Mail to B \(#[0-9a-f]{8}\) not stored: /);
     assert.equal(a.ui.since(receipt("stored")).length, 2);
     assert.equal((await w.store.usage("B")).count, 2);
-  } finally {
-    await w.close();
-  }
+  }, { mailMaxCount: 2 });
 });
 
 Deno.test("mail to a user with no mailbox, or too long, is refused before anything is stored", async () => {
-  const w = await world();
-  try {
+  await withWorld(async (w) => {
     const a = await w.login("A");
     await a.c.handleLine("!msg C anyone there?");
     await a.ui.waitFor(isError("no-mailbox"));
@@ -735,17 +708,14 @@ Deno.test("mail to a user with no mailbox, or too long, is refused before anythi
     await a.c.handleLine(`!msg C ${"x".repeat(46_081)}`);
     await a.ui.waitFor(isError("message-too-large"));
     assert.ok(!a.ui.events.some((e) => e.kind === "mail"));
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 Deno.test("the largest text the frame limit allows once sealed is sent and read; one byte more is refused before anything is fetched", async () => {
   // 8 KiB frames: 8,142 bytes of record plaintext. A text of 4,091 bytes
   // pads to the 4,096 bucket, its MAIL is 4,229 bytes, 5,640 in base64; a
   // text of 4,092 would take the 8,192 bucket.
-  const w = await world({ maxFrameBytes: 8192 });
-  try {
+  await withWorld(async (w) => {
     await withOfflineB(w);
     const a = await w.login("A");
     await a.c.handleLine(`!msg B ${"y".repeat(4092)}`);
@@ -758,14 +728,11 @@ Deno.test("the largest text the frame limit allows once sealed is sent and read;
     await a.ui.waitFor(receipt("stored"));
     const b = await w.login("B");
     await b.ui.waitFor(mailIn(text));
-  } finally {
-    await w.close();
-  }
+  }, { maxFrameBytes: 8192 });
 });
 
 Deno.test("a delivered receipt with a wrong proof is shown as bad-receipt and the message stays undelivered", async () => {
-  const w = await world();
-  try {
+  await withWorld(async (w) => {
     await withOfflineB(w);
     const a = await w.login("A");
     await a.c.handleLine("!msg B prove it");
@@ -789,14 +756,11 @@ Deno.test("a delivered receipt with a wrong proof is shown as bad-receipt and th
     const b = await w.login("B");
     await b.ui.waitFor(mailIn("prove it"));
     await a2.ui.waitFor(receipt("delivered", id));
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 Deno.test("an expired receipt says the server deleted the mail unread; a pending entry 31 days old says it was never delivered", async () => {
-  const w = await world();
-  try {
+  await withWorld(async (w) => {
     await withOfflineB(w);
     const a = await w.login("A");
     await a.c.handleLine("!msg B too late");
@@ -830,14 +794,11 @@ Deno.test("an expired receipt says the server deleted the mail unread; a pending
     const u = a2.ui.events.find(receipt("undelivered"));
     assert.ok(u?.kind === "receipt" && u.peer === "C");
     assert.equal(await w.vaults.get("A")!.pending(old), undefined);
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 Deno.test("!keys shows whether the pinned key was verified; !verify marks it; !whoami shows the mail keys", async () => {
-  const w = await world();
-  try {
+  await withWorld(async (w) => {
     await withOfflineB(w);
     const a = await w.login("A");
     await a.c.handleLine("!verify B");
@@ -864,14 +825,11 @@ Deno.test("!keys shows whether the pinned key was verified; !verify marks it; !w
         /mail identity key [0-9a-f]{16} made \d{4}-\d\d-\d\d, signed prekey #1 until/,
       ),
     );
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 Deno.test("--json: mail and receipt objects of a conversation", async () => {
-  const w = await world();
-  try {
+  await withWorld(async (w) => {
     await withOfflineB(w);
     const a = await w.login("A");
     await a.c.handleLine("!msg B in json");
@@ -910,9 +868,7 @@ Deno.test("--json: mail and receipt objects of a conversation", async () => {
       "B",
       id,
     ]]);
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 // ------------------------------------------ failures that are ours, not the mail's
@@ -955,33 +911,30 @@ class FlakyPrekeys extends MemoryPrekeys {
 
 Deno.test("a failure to check a new sender's keys on our side (the disk) is not the mail's fault: the mail stays on the server and is shown at the next login", async () => {
   const vB = new FlakyVault();
-  const w = await world(
+  await withWorld(
+    async (w) => {
+      await withOfflineB(w);
+      const a = await w.login("A");
+      await a.c.handleLine("!msg B important");
+      vB.failPeerSave = true;
+      const b = await w.login("B");
+      await b.ui.waitFor((e) =>
+        e.kind === "error" && /Cannot handle the mailbox/.test(e.text)
+      );
+      assert.equal((await w.store.read("B")).length, 1, "still on the server");
+      assert.ok(!b.ui.events.some(isError("unknown-identity-key")));
+      await b.quit();
+      const b2 = await w.login("B");
+      await b2.ui.waitFor(mailIn("important"));
+    },
     {},
     (u) => Promise.resolve(u === "B" ? vB : new MemoryMailVault()),
   );
-  try {
-    await withOfflineB(w);
-    const a = await w.login("A");
-    await a.c.handleLine("!msg B important");
-    vB.failPeerSave = true;
-    const b = await w.login("B");
-    await b.ui.waitFor((e) =>
-      e.kind === "error" && /Cannot handle the mailbox/.test(e.text)
-    );
-    assert.equal((await w.store.read("B")).length, 1, "still on the server");
-    assert.ok(!b.ui.events.some(isError("unknown-identity-key")));
-    await b.quit();
-    const b2 = await w.login("B");
-    await b2.ui.waitFor(mailIn("important"));
-  } finally {
-    await w.close();
-  }
 });
 
 Deno.test("a failure of the server's store while the recipient checks a sender's keys keeps the mail on the server", async () => {
   const prekeys = new FlakyPrekeys();
-  const w = await world({ prekeys });
-  try {
+  await withWorld(async (w) => {
     await withOfflineB(w);
     const a = await w.login("A");
     await a.c.handleLine("!msg B important");
@@ -994,37 +947,33 @@ Deno.test("a failure of the server's store while the recipient checks a sender's
     await b.quit();
     const b2 = await w.login("B");
     await b2.ui.waitFor(mailIn("important"));
-  } finally {
-    await w.close();
-  }
+  }, { prekeys });
 });
 
 Deno.test("a mail shown with a one-time prekey whose acknowledgement was lost is acknowledged with its proof when pushed again: the sender gets delivered, the prekey is gone", async () => {
   const vB = new FlakyVault();
-  const w = await world(
+  await withWorld(
+    async (w) => {
+      await withOfflineB(w);
+      const a = await w.login("A");
+      await a.c.handleLine("!msg B read me");
+      const id = sentId(a.ui, "read me");
+      vB.failSync = true; // the acknowledgement after showing is not sent
+      const b = await w.login("B");
+      await b.ui.waitFor(mailIn("read me"));
+      await b.ui.waitFor((e) =>
+        e.kind === "error" && /Cannot handle the mailbox/.test(e.text)
+      );
+      await b.quit();
+      const b2 = await w.login("B");
+      await a.ui.waitFor(receipt("delivered", id));
+      assert.equal(b2.ui.events.filter(mailIn("read me")).length, 0);
+      await eventually(
+        async () => (await w.store.read("B")).length === 0,
+        "B's log acknowledged",
+      );
+    },
     {},
     (u) => Promise.resolve(u === "B" ? vB : new MemoryMailVault()),
   );
-  try {
-    await withOfflineB(w);
-    const a = await w.login("A");
-    await a.c.handleLine("!msg B read me");
-    const id = sentId(a.ui, "read me");
-    vB.failSync = true; // the acknowledgement after showing is not sent
-    const b = await w.login("B");
-    await b.ui.waitFor(mailIn("read me"));
-    await b.ui.waitFor((e) =>
-      e.kind === "error" && /Cannot handle the mailbox/.test(e.text)
-    );
-    await b.quit();
-    const b2 = await w.login("B");
-    await a.ui.waitFor(receipt("delivered", id));
-    assert.equal(b2.ui.events.filter(mailIn("read me")).length, 0);
-    await eventually(
-      async () => (await w.store.read("B")).length === 0,
-      "B's log acknowledged",
-    );
-  } finally {
-    await w.close();
-  }
 });
