@@ -43,12 +43,32 @@ export interface DeliveredProof {
   proof: string;
 }
 
+/** One member's mailbox keys in a `room-bundles` (PROTOCOL.md 10.4): a `bundle` without a one-time prekey. */
+export interface RoomBundle {
+  user: string;
+  identity: string;
+  identityKey: string;
+  signedPrekey: string;
+}
+
+/** One room of a `rooms` answer (PROTOCOL.md 10.4). */
+export interface RoomSummary {
+  name: string;
+  /** base64 of the newest `ROOM_LIST`. */
+  list: string;
+  /** base64 of each `ROOM_LEAVE` of its epoch. */
+  leaves: string[];
+  /** The members online now. */
+  online: string[];
+}
+
 /**
  * How a field is checked: `name` is a string that follows the username rule
  * (2.9), `reason` a {@link RefusalReason}, `users` a list of
  * {@link UserEntry}; `number` is finite; `strings` a list of strings,
  * `proofs` a list of {@link DeliveredProof}, `status` a
- * {@link ReceiptStatus}.
+ * {@link ReceiptStatus}, `bundles` a list of {@link RoomBundle}, `rooms` a
+ * list of {@link RoomSummary}.
  */
 export type FieldType =
   | "string"
@@ -58,7 +78,9 @@ export type FieldType =
   | "reason"
   | "strings"
   | "proofs"
-  | "status";
+  | "status"
+  | "bundles"
+  | "rooms";
 type Schema = Readonly<Record<string, Readonly<Record<string, FieldType>>>>;
 
 /**
@@ -85,6 +107,15 @@ export const CLIENT_TO_SERVER = {
   send: { to: "name", mail: "string" },
   mailbox: { window: "number" },
   "mail-ack": { upTo: "number", delivered: "proofs" },
+  "room-create": { list: "string" },
+  "room-update": { list: "string" },
+  "room-leave": { statement: "string" },
+  "member-keys": { room: "name" },
+  "room-keys": { room: "name", epoch: "number", mails: "strings" },
+  "room-send": { room: "name", msg: "string" },
+  "my-rooms": {},
+  "room-stream": { window: "number" },
+  "room-ack": { room: "name", upTo: "number" },
 } as const satisfies Schema;
 
 /** Server -> client (PROTOCOL.md section 5); an answer repeats its request's `req`. */
@@ -145,6 +176,25 @@ export const SERVER_TO_CLIENT = {
   },
   synced: { count: "number" },
   "prekeys-low": { left: "number" },
+  room: { room: "name", seq: "number", list: "string" },
+  "room-left": { room: "name", seq: "number", statement: "string" },
+  "room-msg": {
+    room: "name",
+    seq: "number",
+    from: "name",
+    at: "number",
+    msg: "string",
+  },
+  "room-receipt": {
+    room: "name",
+    seq: "number",
+    delivered: "number",
+    members: "number",
+  },
+  "room-bundles": { room: "name", epoch: "number", bundles: "bundles" },
+  "room-keyed": { room: "name", epoch: "number", count: "number" },
+  rooms: { rooms: "rooms" },
+  "room-synced": { count: "number" },
 } as const satisfies Schema;
 
 /** Peer <-> peer, inside a peer session (PROTOCOL.md section 6). */
@@ -264,6 +314,66 @@ export const MESSAGE_DOCS = {
           "an integer, the `seq` of the last record handled, every earlier one handled too",
         delivered:
           "the records among them that were shown, with their proofs (section 9.6): `proof` base64 of 32 bytes",
+      },
+    },
+    "room-create": {
+      about:
+        "`!room create`: make a room (section 10.1); answered by `room` or `error` (`room-exists`, `room-forged`, `room-full`, `too-many-rooms`, `no-mailbox`, `bad-room`)",
+      fields: { list: "base64 (padded) of the `ROOM_LIST` at epoch 1" },
+    },
+    "room-update": {
+      about:
+        "`!room add`, `!room remove`: the creator's next list (section 10.1); answered by `room` or `error` (`no-room`, `not-creator`, `room-conflict`, ...)",
+      fields: {
+        list: "base64 of the `ROOM_LIST` at the room's epoch plus one",
+      },
+    },
+    "room-leave": {
+      about:
+        "`!room leave`: I leave the room (section 10.1); answered by `room-left` or `error`",
+      fields: { statement: "base64 of my `ROOM_LEAVE` for the room's epoch" },
+    },
+    "member-keys": {
+      about:
+        "the mailbox keys of the room's other members, to hand them my sender key (section 10.2); answered by `room-bundles` or `error`",
+      fields: { room: "the room's name" },
+    },
+    "room-keys": {
+      about:
+        "my sender key, one sealed mail per other member (section 10.2); answered by `room-keyed` or `error` (`room-stale-epoch`, `bad-mail`)",
+      fields: {
+        room: "the room's name",
+        epoch: "an integer, the room's epoch the keys are for",
+        mails:
+          "base64 of one `MAIL` (plaintext type 2, `ROOM_KEY`) per other member",
+      },
+    },
+    "room-send": {
+      about:
+        "`#room text`: store a room message once for every member (section 10.3); answered by `room-receipt` (`delivered` 0) or `error` (`not-a-member`, `room-stale-epoch`, `bad-room-msg`)",
+      fields: {
+        room: "the room's name",
+        msg: "base64 of `ROOM_MSG`",
+      },
+    },
+    "my-rooms": {
+      about: "`!rooms`: the rooms I am in; answered by `rooms`",
+      fields: {},
+    },
+    "room-stream": {
+      about:
+        "start streaming my rooms' logs (section 10.4); no answer but the stream and `room-synced`",
+      fields: {
+        window:
+          "an integer, 1 to 1,024: how many pushed entries of one room may await my `room-ack`",
+      },
+    },
+    "room-ack": {
+      about:
+        "the room's entries up to `upTo` are handled; no answer (`bad-ack` when `upTo` is above what was pushed or below an earlier one)",
+      fields: {
+        room: "the room's name",
+        upTo: "an integer, the `seq` of the last entry handled",
       },
     },
   } satisfies DocsOf<typeof CLIENT_TO_SERVER>,
@@ -409,6 +519,71 @@ export const MESSAGE_DOCS = {
         left: "an integer, one-time prekeys the server still holds for me",
       },
     },
+    room: {
+      about:
+        "a new member list of a room I am in (or was removed from): an entry of its log, or the answer to `room-create` and `room-update`",
+      fields: {
+        room: "the room's name",
+        seq: "an integer, the entry's place in the room's log",
+        list: "base64 of the creator's `ROOM_LIST`",
+      },
+    },
+    "room-left": {
+      about:
+        "a member left a room I am in: an entry of its log, or the answer to `room-leave`",
+      fields: {
+        room: "the room's name",
+        seq: "an integer, the entry's place in the room's log",
+        statement: "base64 of the member's `ROOM_LEAVE`",
+      },
+    },
+    "room-msg": {
+      about: "a room message: an entry of the room's log",
+      fields: {
+        room: "the room's name",
+        seq: "an integer, the entry's place in the room's log",
+        from: "the member who sent it, as the server authenticated it",
+        at: "an integer, when the server stored it, ms since the epoch",
+        msg: "base64 of the `ROOM_MSG`",
+      },
+    },
+    "room-receipt": {
+      about:
+        "how many members have a room message of mine: the answer to `room-send` (`delivered` 0), and unasked when the count grows",
+      fields: {
+        room: "the room's name",
+        seq: "an integer, the message's place in the room's log",
+        delivered:
+          "an integer, the other members whose position passed it (the server's word)",
+        members: "an integer, the other members of the room now",
+      },
+    },
+    "room-bundles": {
+      about: "answer to `member-keys`",
+      fields: {
+        room: "the room's name",
+        epoch: "an integer, the room's epoch now",
+        bundles:
+          "the other members' keys, as in `bundle` without a one-time prekey",
+      },
+    },
+    "room-keyed": {
+      about: "answer to `room-keys`: the mails are stored",
+      fields: {
+        room: "the room's name",
+        epoch: "an integer, the epoch they are for",
+        count: "an integer, the mails stored",
+      },
+    },
+    rooms: {
+      about: "answer to `my-rooms`",
+      fields: { rooms: "the rooms I am a member of" },
+    },
+    "room-synced": {
+      about:
+        "the entries waiting in my rooms at `room-stream` were pushed; unasked, once per `room-stream`",
+      fields: { count: "an integer, how many were pushed" },
+    },
   } satisfies DocsOf<typeof SERVER_TO_CLIENT>,
   PEER_TO_PEER: {
     msg: {
@@ -433,6 +608,8 @@ type FieldValue<F> = F extends "number" ? number
   : F extends "strings" ? string[]
   : F extends "proofs" ? DeliveredProof[]
   : F extends "status" ? ReceiptStatus
+  : F extends "bundles" ? RoomBundle[]
+  : F extends "rooms" ? RoomSummary[]
   : string;
 
 /** The message types a schema describes, one object type per entry. */
@@ -514,6 +691,10 @@ export const FIELD_TYPE_DOCS: Readonly<Record<FieldType, string>> = {
   strings: "array of strings",
   proofs: 'array of objects {"seq", "proof"}, `seq` a number, `proof` a string',
   status: `one of ${[...RECEIPT_STATUSES].map((x) => `"${x}"`).join(", ")}`,
+  bundles:
+    'array of objects {"user", "identity", "identityKey", "signedPrekey"}, `user` a username, the others strings',
+  rooms:
+    'array of objects {"name", "list", "leaves", "online"}, `name` a username, `list` a string, `leaves` an array of strings, `online` an array of usernames',
 };
 
 const CLIENT_ENTRIES = new Map(entries(CLIENT_TO_SERVER, true));
@@ -644,6 +825,43 @@ function decodeWith(
           typeof d.proof !== "string"
         ) throw bad("bad delivered entry");
         return { seq: d.seq, proof: d.proof };
+      });
+    } else if (type === "bundles") {
+      if (!Array.isArray(f)) throw bad(`"${name}" must be a list`);
+      out[name] = f.map((b) => {
+        if (
+          typeof b !== "object" || b === null ||
+          typeof b.user !== "string" || !isValidUsername(b.user) ||
+          typeof b.identity !== "string" ||
+          typeof b.identityKey !== "string" ||
+          typeof b.signedPrekey !== "string"
+        ) throw bad("bad bundle entry");
+        return {
+          user: b.user,
+          identity: b.identity,
+          identityKey: b.identityKey,
+          signedPrekey: b.signedPrekey,
+        };
+      });
+    } else if (type === "rooms") {
+      if (!Array.isArray(f)) throw bad(`"${name}" must be a list`);
+      out[name] = f.map((r) => {
+        if (
+          typeof r !== "object" || r === null ||
+          typeof r.name !== "string" || !isValidUsername(r.name) ||
+          typeof r.list !== "string" || !Array.isArray(r.leaves) ||
+          !r.leaves.every((x: unknown) => typeof x === "string") ||
+          !Array.isArray(r.online) ||
+          !r.online.every((x: unknown) =>
+            typeof x === "string" && isValidUsername(x)
+          )
+        ) throw bad("bad room entry");
+        return {
+          name: r.name,
+          list: r.list,
+          leaves: [...r.leaves],
+          online: [...r.online],
+        };
       });
     } else if (type === "status") {
       if (typeof f !== "string" || !RECEIPT_STATUSES.has(f)) {

@@ -306,3 +306,133 @@ export interface Prekeys {
   /** Release what it holds open; idempotent. */
   close(): Promise<void>;
 }
+
+/** What a room entry is (PROTOCOL.md 10.4). */
+export type RoomEntryKind = "list" | "leave" | "msg" | "keys";
+
+/** One entry of a room's log (PROTOCOL.md 10.4): stored once for all members. */
+export interface RoomEntry {
+  /** Its place in the room's log: greater than every earlier one, never reused. */
+  readonly seq: number;
+  readonly kind: RoomEntryKind;
+  /** The user whose request appended it. */
+  readonly from: string;
+  /** When it was appended (ms since the epoch, the store's clock). */
+  readonly at: number;
+  /**
+   * `list`: a `ROOM_LIST`; `leave`: a `ROOM_LEAVE`; `msg`: a `ROOM_MSG`;
+   * `keys`: UTF-8 JSON `{"epoch": e, "waits": {"<member>": <mail seq>}}`.
+   */
+  readonly data: Uint8Array;
+}
+
+/** A room as the server keeps it (PROTOCOL.md 10.4). */
+export interface RoomRow {
+  /** The room's name (rule 2.9), unique on the server. */
+  readonly name: string;
+  readonly roomId: Uint8Array;
+  readonly creator: string;
+  /** The newest list's epoch. */
+  readonly epoch: number;
+  /** The newest `ROOM_LIST`, as the creator signed it. */
+  readonly list: Uint8Array;
+  /** The `ROOM_LEAVE`s for this epoch, in the order they came. */
+  readonly leaves: readonly Uint8Array[];
+  /** The members now: the list's, minus those who left. */
+  readonly members: readonly string[];
+}
+
+/** A member's place in a room's log. */
+export interface RoomPosition {
+  /** Every entry up to this seq was handled (0: none). */
+  readonly upTo: number;
+  /**
+   * For a member removed or gone: the seq of the entry that said so; it is
+   * pushed nothing after it, and its position is dropped once `upTo`
+   * reaches it. Absent for a member.
+   */
+  readonly until?: number;
+}
+
+/** A change of a room's members: its new row, and the entry that says so. */
+export interface RoomChange {
+  /** The row after the change. */
+  readonly row: RoomRow;
+  /** The `list` or `leave` entry to append (its `seq` is the store's). */
+  readonly entry: Omit<RoomEntry, "seq">;
+  /** New members: their position starts just before the entry. */
+  readonly added: readonly string[];
+  /** Members removed or gone: their position ends at the entry (`until`). */
+  readonly removed: readonly string[];
+}
+
+/**
+ * The rooms and their logs (PROTOCOL.md 10.4): each message stored once,
+ * with a read position per member; an entry is deleted once every position
+ * has passed it, or by the retention. Every method is one transaction.
+ */
+export interface RoomStore {
+  /**
+   * Create a room: its row, its first `list` entry, a position just before
+   * it for each member.
+   * @param row the room at epoch 1
+   * @param entry the `list` entry
+   * @returns the entry's seq
+   * @throws {ProtocolError} `room-exists` when the name is taken
+   */
+  create(row: RoomRow, entry: Omit<RoomEntry, "seq">): Promise<number>;
+  /** @returns the room, or undefined when no room has this name */
+  room(name: string): Promise<RoomRow | undefined>;
+  /**
+   * The rooms a user has a position in (a member, or removed with entries
+   * still to read), by name.
+   */
+  roomsOf(user: string): Promise<string[]>;
+  /** @returns how many rooms the user is a member of now (not `until`) */
+  memberships(user: string): Promise<number>;
+  /**
+   * Change the members: replace the row, append the entry, start the added
+   * members' positions just before it and end the removed ones' at it.
+   * @returns the entry's seq
+   * @throws {ProtocolError} `no-room`; `room-conflict` when the stored
+   *   epoch is not `change.row.epoch - 1` for a `list` (or not
+   *   `change.row.epoch` for a `leave`): a concurrent change won
+   */
+  change(change: RoomChange): Promise<number>;
+  /**
+   * Append a `msg` or `keys` entry.
+   * @returns its seq
+   * @throws {ProtocolError} `no-room`
+   */
+  append(name: string, entry: Omit<RoomEntry, "seq">): Promise<number>;
+  /**
+   * The entries a user may read after `after`, in order of seq: none past
+   * its `until`, none of a room it has no position in.
+   * @param opts `after` (default 0) and `limit` (a positive integer)
+   */
+  read(name: string, user: string, opts?: ReadOptions): Promise<RoomEntry[]>;
+  /** @returns the user's position in the room, or undefined */
+  position(name: string, user: string): Promise<RoomPosition | undefined>;
+  /**
+   * The user handled every entry up to `upTo`: its position moves there
+   * (never back), is dropped when it reaches its `until`, and the entries
+   * every remaining position has passed are deleted.
+   * @returns how many entries were deleted
+   */
+  ack(name: string, user: string, upTo: number): Promise<number>;
+  /**
+   * How many members now, other than `sender`, have a position at or past
+   * `seq` (the `delivered to 4 of 5` of PROTOCOL.md 10.4).
+   */
+  delivered(name: string, seq: number, sender: string): Promise<number>;
+  /**
+   * Delete the entries of every room appended before `before`.
+   * @param opts at most `limit` (default all)
+   * @returns how many were deleted
+   */
+  expire(before: number, opts?: { limit?: number }): Promise<number>;
+  /** Bytes of `data` the room's log holds now (the bench's bytes per message). */
+  bytes(name: string): Promise<number>;
+  /** Release what the store holds open; idempotent. */
+  close(): Promise<void>;
+}
