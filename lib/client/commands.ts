@@ -22,6 +22,13 @@ export type Command =
   | { kind: "trust"; peer: string }
   | { kind: "verify"; peer: string }
   | { kind: "mail"; to: string; text: string }
+  | { kind: "room-create"; room: string; members: string[] }
+  | { kind: "room-add"; room: string; user: string }
+  | { kind: "room-remove"; room: string; user: string }
+  | { kind: "room-leave"; room: string }
+  | { kind: "room-target"; room: string | undefined }
+  | { kind: "room-say"; room: string; text: string }
+  | { kind: "rooms" }
   | { kind: "list" }
   | { kind: "disconnect" }
   | { kind: "whoami" }

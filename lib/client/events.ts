@@ -24,6 +24,11 @@ export type UiEvent =
     at: number;
     id?: string;
     direction: "in" | "out";
+    /**
+     * A room message (PROTOCOL.md section 10): the room's name; `to` is
+     * then the room too. `id` is the message's `seq` in the room's log.
+     */
+    room?: string;
   }
   | {
     /**
@@ -54,7 +59,39 @@ export type UiEvent =
     id: string;
     status: "delivered" | "undelivered" | "stored" | "expired";
     peer: string;
-    via?: "session" | "mail";
+    via?: "session" | "mail" | "room";
+    /**
+     * `via: "room"` (PROTOCOL.md 10.4): the other members whose position
+     * passed the message, of `members` (the server's count); `peer` is the
+     * room and `id` the message's `seq`.
+     */
+    delivered?: number;
+    members?: number;
+    at: number;
+  }
+  | {
+    /**
+     * A room's members changed (PROTOCOL.md 10.1), each change verified
+     * against the creator's (or the leaver's) signature: `created` (we are
+     * in a new room), `added` and `removed` (`who`, by the creator `by`),
+     * `left` (`who` left by their own statement). `members` are the
+     * members after the change. We were removed or left when `who` holds
+     * our own name.
+     */
+    kind: "room";
+    room: string;
+    change: "created" | "added" | "removed" | "left";
+    by: string;
+    who: string[];
+    members: string[];
+    at: number;
+  }
+  | {
+    /** `!rooms`: each room we are in, its creator, members and who is online. */
+    kind: "rooms";
+    rooms: Array<
+      { name: string; creator: string; members: string[]; online: string[] }
+    >;
     at: number;
   }
   | { kind: "system"; text: string; at: number }
