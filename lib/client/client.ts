@@ -17,7 +17,7 @@
 
 import type { ServerToClient } from "../proto/mod.ts";
 import { type ImError, Signal, waitUntil, within } from "../util/mod.ts";
-import { HELP_TEXT, parseCommand } from "./commands.ts";
+import { type Command, HELP_TEXT, parseCommand } from "./commands.ts";
 import type { UiEvent } from "./events.ts";
 import {
   type ClientContext,
@@ -289,7 +289,26 @@ export class ChatClient {
       case "message":
         await sendText(this.#ctx, this.#activity.session, cmd.text);
         return true;
+      case "room-create":
+      case "room-add":
+      case "room-remove":
+      case "room-leave":
+      case "room-target":
+      case "room-say":
+      case "rooms":
+        await this.#roomCommand(cmd);
+        return true;
     }
+  }
+
+  /** The room commands (PROTOCOL.md section 10), through the rooms part. */
+  #roomCommand(cmd: Command): Promise<void> {
+    this.#print({
+      kind: "error",
+      code: "bad-command",
+      text: `${cmd.kind}: rooms are being built`,
+    });
+    return Promise.resolve();
   }
 
   /** Every message from the server, with the request it answers if any. */
