@@ -13,6 +13,11 @@ import type { UiEvent } from "./events.ts";
 export interface ClientUi {
   print(ev: UiEvent): void;
   setPeer(peer: string | null): void;
+  /**
+   * The room plain lines go to now (`!room <name>`, PROTOCOL.md section
+   * 10), or null: the prompt shows it (`A#team> `).
+   */
+  setRoom?(room: string | null): void;
 }
 
 /** Settings of a client. */
