@@ -103,6 +103,8 @@ export const KEY_LAYOUT = {
     `users/${user}/peers/${peer}.verified`,
   /** A user's mailbox folder: its X25519 keys, `state`, `seen`, `pending` (PROTOCOL.md 9.1). */
   userMail: (user: string): string => `users/${user}/mail`,
+  /** A user's rooms folder: one `<room>.json` per room, `pending-keys.json` (PROTOCOL.md 10.6). */
+  userRooms: (user: string): string => `users/${user}/rooms`,
 } as const;
 
 /**
