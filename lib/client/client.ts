@@ -37,6 +37,8 @@ import {
 } from "./session_view.ts";
 import { describePin, hasChangedKey, trustChangedKey } from "./pinning.ts";
 import { Mailbox } from "./mailbox.ts";
+import { MemoryRoomVault } from "./room_memory.ts";
+import { Rooms } from "./rooms.ts";
 
 /** Longest wait of {@link ChatClient.mailSynced} by default: a 10,000-message backlog takes about 9 s here. */
 export const MAIL_SYNC_WAIT_MS = 60_000;
@@ -48,6 +50,7 @@ export class ChatClient {
   #link: ServerConnection;
   #activity: Activity;
   #mail: Mailbox;
+  #rooms: Rooms;
   #names: string[] = [];
   /** The first welcome was shown. */
   #loggedIn = false;
@@ -74,6 +77,7 @@ export class ChatClient {
       message: (m, answers) => this.#onServerMessage(m, answers),
       lost: () => {
         this.#mail.lost();
+        this.#rooms.lost();
         this.#activity.lost();
       },
       reconnected: () => this.#activity.reconnected(),
@@ -101,6 +105,13 @@ export class ChatClient {
     });
     this.#activity = new Activity(this.#ctx, this.#link, this.#changed);
     this.#mail = new Mailbox(this.#ctx, this.#link, o.mailVault);
+    this.#rooms = new Rooms(
+      this.#ctx,
+      this.#link,
+      this.#mail,
+      o.roomVault ?? new MemoryRoomVault(),
+    );
+    this.#mail.onRoomKey = (from, key) => this.#rooms.onRoomKey(from, key);
   }
 
   /**
@@ -142,7 +153,21 @@ export class ChatClient {
    * @param ms the longest wait
    */
   async mailSynced(ms = MAIL_SYNC_WAIT_MS): Promise<void> {
-    await within(this.#mail.synced(), ms, undefined);
+    await within(
+      Promise.all([this.#mail.synced(), this.#rooms.synced()]),
+      ms,
+      undefined,
+    );
+  }
+
+  /** The rooms we are in (Tab completion after `#`, `!room`). */
+  get roomNames(): string[] {
+    return this.#rooms.names;
+  }
+
+  /** The room plain lines go to (`!room <name>`), if any. */
+  get room(): string | undefined {
+    return this.#rooms.target;
   }
 
   /** Online usernames from the last `!list`, for Tab completion. */
@@ -287,6 +312,14 @@ export class ChatClient {
         await this.#activity.disconnect();
         return true;
       case "message":
+        if (this.#rooms.target !== undefined) {
+          await this.#roomCommand({
+            kind: "room-say",
+            room: this.#rooms.target,
+            text: cmd.text,
+          });
+          return true;
+        }
         await sendText(this.#ctx, this.#activity.session, cmd.text);
         return true;
       case "room-create":
@@ -302,19 +335,20 @@ export class ChatClient {
   }
 
   /** The room commands (PROTOCOL.md section 10), through the rooms part. */
-  #roomCommand(cmd: Command): Promise<void> {
-    this.#print({
-      kind: "error",
-      code: "bad-command",
-      text: `${cmd.kind}: rooms are being built`,
-    });
-    return Promise.resolve();
+  async #roomCommand(cmd: Command): Promise<void> {
+    const done = this.#rooms.command(cmd);
+    // A script's lines act in order: the next waits for the server's answer.
+    if (this.#o.waitForReplies || cmd.kind !== "room-say") await done;
+    else this.#track(done);
   }
 
   /** Every message from the server, with the request it answers if any. */
   #onServerMessage(m: ServerToClient, answers: PendingRequest | undefined) {
     const o = this.#o;
-    if (this.#mail.awaits(answers) || this.#mail.onServerMessage(m)) {
+    if (
+      this.#mail.awaits(answers) || this.#mail.onServerMessage(m) ||
+      this.#rooms.awaits(answers) || this.#rooms.onServerMessage(m)
+    ) {
       this.#changed.notify();
       return;
     }
@@ -329,6 +363,7 @@ export class ChatClient {
         }
         if (o.namesRefreshMs) this.#refreshNames();
         this.#mail.onWelcome();
+        this.#rooms.onWelcome();
         break;
       case "users":
         this.#names = m.users.map((u) => u.name);
@@ -375,6 +410,7 @@ export class ChatClient {
     if (this.#quitting) return;
     this.#quitting = true;
     clearInterval(this.#namesTimer);
+    await this.#rooms.stop();
     await this.#mail.stop();
     await this.#activity.stop();
     this.#changed.notify();

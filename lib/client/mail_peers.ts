@@ -240,6 +240,46 @@ export class MailPeers {
   }
 
   /**
+   * The RSA key pinned for `user` (PROTOCOL.md 10.1: a room's list is
+   * checked against its creator's, a leave against its member's): the pin
+   * when there is one, else the key the server names (`keys`), pinned now
+   * on first use, as for mail.
+   * @param user whose key
+   * @returns the pinned key
+   * @throws `peer-key-changed`, `bad-identity`, the server's error,
+   *   `no-answer`
+   */
+  async ownerOf(user: string): Promise<PublicIdentity> {
+    if (user === this.#ctx.o.user) return this.#ctx.o.identity.publicIdentity;
+    const pinned = this.#known.get(user)?.owner ??
+      await pinsOf(this.#ctx).load(user);
+    if (pinned) return pinned;
+    let a = await ask(this.#link, { t: "keys", user });
+    for (
+      let i = 0;
+      i < KEYS_RETRIES && a?.t === "error" && a.code === "rate-limited";
+      i++
+    ) {
+      await sleep(KEYS_RETRY_MS);
+      a = await ask(this.#link, { t: "keys", user });
+    }
+    const b = bundleOf(user, a, this.#link);
+    const named = await namedIdentity(
+      this.#ctx,
+      user,
+      b.identity,
+      "refusing what it signs",
+    );
+    await pinFirstUse(
+      this.#ctx,
+      named,
+      `First room with ${user}`,
+      `compare it with ${user} (!keys ${user}), or the code of a session, to be sure; then !verify ${user}`,
+    );
+    return named.identity;
+  }
+
+  /**
    * `!trust <peer>` when no refused key waits (PROTOCOL.md section 9.1):
    * ask the server for the peer's key now. One that differs from the pin is
    * shown beside it and remembered, and the next `!trust <peer>` pins it:

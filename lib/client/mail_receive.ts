@@ -26,7 +26,7 @@ import {
   receiptProof,
   type ServerToClient,
 } from "../proto/mod.ts";
-import { isImError } from "../util/mod.ts";
+import { isImError, ProtocolError } from "../util/mod.ts";
 import type { MailKeys } from "./mail_keys.ts";
 import type { KnownSender, MailPeers } from "./mail_peers.ts";
 import { expirePending, onReceipt, type ReceiptPush } from "./mail_receipts.ts";
@@ -57,6 +57,11 @@ const REFUSALS: ReadonlySet<string> = new Set([
   "unknown-identity-key",
   "unknown-prekey",
   "misaddressed",
+  // A room key the rooms part refused (PROTOCOL.md 10.2).
+  "room-malformed",
+  "room-unknown",
+  "room-replayed",
+  "not-a-member",
 ]);
 
 /**
@@ -108,6 +113,15 @@ export class MailInbox {
   #streamEnd = new AbortController();
   /** Senders whose keys were asked for on this link (`MailPeers.forReceiving`). */
   #asked = new Set<string>();
+  /**
+   * Where a room key goes (PROTOCOL.md 10.2): the rooms part; it resolves
+   * once the key is saved. A refusal it throws (an ImError of
+   * {@link REFUSALS}) is reported and acknowledged like the mail's own.
+   */
+  onRoomKey: (from: string, key: Uint8Array) => Promise<void> = () =>
+    Promise.reject(
+      new ProtocolError("room-unknown", "this client keeps no rooms"),
+    );
   /** Proofs of the messages shown, by id (hex), the oldest dropped past {@link MAX_KEPT_PROOFS}. */
   #shownProofs = new Map<string, Uint8Array>();
   /** One-time prekeys of messages shown, deleted once their ids are durable. */
@@ -346,9 +360,22 @@ export class MailInbox {
         `it is addressed to ${h.recipient}, not to ${this.#ctx.o.user}`,
       );
     }
-    if (this.#vault.hasSeen(h.msgId)) return proof;
+    if (this.#vault.hasSeen(h.msgId)) return opened.roomKey ? undefined : proof;
     // Step 6: show, remember, use up the one-time prekey, acknowledge.
     if (epoch !== this.#epoch) return undefined;
+    if (opened.roomKey) {
+      // A member's room key (plaintext type 2, PROTOCOL.md 10.2): kept by
+      // the rooms, durably, before the mail is acknowledged; no receipt
+      // (the sender keeps no pending entry for it).
+      try {
+        await this.onRoomKey(h.sender, opened.roomKey);
+      } finally {
+        opened.roomKey.fill(0);
+      }
+      await this.#vault.addSeen(h.msgId, h.time);
+      if (opk) this.#usedPrekeys.push(opk.id);
+      return undefined;
+    }
     this.#ctx.print({
       kind: "mail",
       direction: "in",

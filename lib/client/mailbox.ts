@@ -56,6 +56,14 @@ export class Mailbox {
     this.#inbox = new MailInbox(ctx, link, this.keys, this.peers, v);
   }
 
+  /**
+   * Where room keys go (PROTOCOL.md 10.2): set by the client to its rooms.
+   * @param f keeps a key, resolving once it is saved
+   */
+  set onRoomKey(f: (from: string, key: Uint8Array) => Promise<void>) {
+    this.#inbox.onRoomKey = f;
+  }
+
   /** After each `welcome`: publish our keys, ask for the log. */
   onWelcome(): void {
     this.keys.onWelcome();

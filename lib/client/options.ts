@@ -5,7 +5,7 @@
  */
 
 import type { PrivateIdentity, PublicIdentity } from "../crypto/mod.ts";
-import type { MailVault, PeerPins } from "../proto/mod.ts";
+import type { MailVault, PeerPins, RoomVault } from "../proto/mod.ts";
 import type { Network } from "../wire/mod.ts";
 import type { UiEvent } from "./events.ts";
 
@@ -75,6 +75,12 @@ export interface ClientOptions {
    * for this client's life.
    */
   mailVault?: MailVault;
+  /**
+   * Where our rooms' state lives (PROTOCOL.md 10.6): `im chat` passes the
+   * key directory's (`openRoomVault`, `users/<user>/rooms/`). Default: in
+   * memory ({@link MemoryRoomVault}), for this client's life.
+   */
+  roomVault?: RoomVault;
 }
 
 /** A {@link UiEvent} whose time is filled in when printed. */
