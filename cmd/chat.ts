@@ -194,6 +194,8 @@ async function chat(v: ChatFlags): Promise<number> {
     color,
     self: user,
     names: () => client?.names ?? [],
+    rooms: () =>
+      (client as { roomNames?: string[] } | undefined)?.roomNames ?? [],
     maxLineBytes: MAX_INPUT_LINE_BYTES,
   });
   // From here on the terminal is restored on every way out: SIGTERM, SIGHUP,

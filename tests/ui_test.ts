@@ -727,6 +727,8 @@ Deno.test("completeLine() lists every command for a bare !", () => {
     "!disconnect",
     "!whoami",
     "!msg ",
+    "!room ",
+    "!rooms",
     "!keys ",
     "!trust ",
     "!verify ",

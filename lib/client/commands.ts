@@ -46,6 +46,8 @@ export const COMMANDS: readonly string[] = [
   "!disconnect",
   "!whoami",
   "!msg ",
+  "!room ",
+  "!rooms",
   "!keys ",
   "!trust ",
   "!verify ",
@@ -62,17 +64,25 @@ export const HELP_TEXT: string = [
   "  !disconnect        end the current session (or stop hosting)",
   "  !whoami            your name, key fingerprints, mail keys and session",
   "  !msg <user> <text> mail <user>, end to end, online or not (short: @<user> <text>)",
+  "  #<room> <text>     write <text> to <room>, a group chat, end to end",
+  "  !room <room>       send plain lines to <room> from now on; !room alone: back to your peer",
+  "  !room create <room> [user ...]  make <room> with these users, each named once; you are its creator",
+  "  !room add <room> <user>         add <user> to a room you created",
+  "  !room remove <room> <user>      remove <user> from a room you created",
+  "  !room leave <room>              leave <room>",
+  "  !rooms             your rooms, their members and who is online (*)",
+  "  (after !room, create, add, remove and leave are these commands: !room #create targets a room named create)",
   "  !keys <user>       the key pinned for <user>, whether you verified it (and a changed one, if refused)",
   "  !trust <user>      pin the changed key of <user> (compare its fingerprint first)",
   "  !verify <user>     mark the key pinned for <user> verified, after comparing the code or fingerprint",
   "  !help              this help",
   "  !quit              log out",
-  "Anything else is sent to your peer; start with !! to send a line beginning with !,",
-  "and with a space to send one beginning with @",
+  "Anything else is sent to your peer (or to the room of !room <room>); start with !!",
+  "to send a line beginning with !, and with a space to send one beginning with @ or #",
 ].join("\n");
 
 const COMMAND_LIST =
-  "!session host, !session <user>, !list, !disconnect, !whoami, !msg <user> <text>, !keys <user>, !trust <user>, !verify <user>, !help, !quit";
+  "!session host, !session <user>, !list, !disconnect, !whoami, !msg <user> <text>, !keys <user>, !trust <user>, !verify <user>, !room ..., !rooms, !help, !quit";
 
 function unknown(text: string, hint: string): Command {
   return { kind: "unknown", text, hint };
@@ -87,11 +97,85 @@ function badName(text: string, name: string): Command {
   );
 }
 
+function badRoom(text: string, room: string, more = ""): Command {
+  return unknown(
+    text,
+    `Invalid room name "${
+      room.slice(0, 40)
+    }": expected 1-32 characters of A-Z a-z 0-9 _ -${more}`,
+  );
+}
+
 /** `@<user> <text>`: a user name right after the `@`, one blank, then the text. */
 const AT_MAIL = /^@(\S+)[ \t]+(\S[\s\S]*)$/;
 const AT_HINT = "to send a line that begins with @, start it with a space";
 /** `!msg <user> <text>`. */
 const MSG_MAIL = /^!msg[ \t]+(\S+)[ \t]+(\S[\s\S]*)$/;
+/** `#<room> <text>`: a room name right after the `#`, blanks, then the text. */
+const HASH_ROOM = /^#(\S+)[ \t]+(\S[\s\S]*)$/;
+const HASH_HINT = "to send a line that begins with #, start it with a space";
+
+/**
+ * The words of `!room` that are subcommands, not room names: a room
+ * named like one is targeted as `!room #<name>` (see {@link parseCommand}).
+ */
+export const ROOM_SUBCOMMANDS: readonly string[] = [
+  "create",
+  "add",
+  "remove",
+  "leave",
+];
+
+const ROOM_USAGE =
+  "Usage: !room <room> | !room | !room create <room> [user ...] | !room add <room> <user> | !room remove <room> <user> | !room leave <room>";
+
+/** A room name as typed after `!room`: one leading `#` is allowed. */
+function roomArg(arg: string): string {
+  return arg.startsWith("#") ? arg.slice(1) : arg;
+}
+
+/** `!room ...`: `args` are the blank-separated words after `!room`. */
+function parseRoom(text: string, args: string[]): Command {
+  const [first, ...rest] = args;
+  if (first === undefined) return { kind: "room-target", room: undefined };
+  if (!ROOM_SUBCOMMANDS.includes(first)) {
+    if (rest.length !== 0) return unknown(text, ROOM_USAGE);
+    const room = roomArg(first);
+    if (!isValidUsername(room)) return badRoom(text, room);
+    return { kind: "room-target", room };
+  }
+  const usage = first === "create"
+    ? "Usage: !room create <room> [user ...]"
+    : first === "leave"
+    ? "Usage: !room leave <room>"
+    : `Usage: !room ${first} <room> <user>`;
+  const want = first === "leave" ? 1 : 2;
+  if (rest.length < 1 || (first !== "create" && rest.length !== want)) {
+    return unknown(text, usage);
+  }
+  const room = roomArg(rest[0] ?? "");
+  if (!isValidUsername(room)) return badRoom(text, room);
+  const users = rest.slice(1);
+  for (const [i, user] of users.entries()) {
+    if (!isValidUsername(user)) return badName(text, user);
+    if (users.indexOf(user) !== i) {
+      return unknown(
+        text,
+        `Duplicate member "${user}" in !room create: name each user once`,
+      );
+    }
+  }
+  switch (first) {
+    case "create":
+      return { kind: "room-create", room, members: users };
+    case "add":
+      return { kind: "room-add", room, user: users[0] ?? "" };
+    case "remove":
+      return { kind: "room-remove", room, user: users[0] ?? "" };
+    default:
+      return { kind: "room-leave", room };
+  }
+}
 
 const NO_ARGS: Record<string, Command> = {
   "!list": { kind: "list" },
@@ -99,6 +183,7 @@ const NO_ARGS: Record<string, Command> = {
   "!whoami": { kind: "whoami" },
   "!help": { kind: "help" },
   "!quit": { kind: "quit" },
+  "!rooms": { kind: "rooms" },
 };
 
 /**
@@ -109,7 +194,17 @@ const NO_ARGS: Record<string, Command> = {
  * first) is a message, not a command (issue 11 item 10). A line that
  * starts with `@<user>`, a blank and some text mails it to `<user>`
  * (PROTOCOL.md section 9), as `!msg <user> <text>` does; the text is kept
- * as typed after the blanks that follow the name.
+ * as typed after the blanks that follow the name. Likewise `#<room> <text>`
+ * writes to a room (PROTOCOL.md section 10); a blank first sends the line
+ * to the peer as typed.
+ *
+ * Rooms: `!room create <room> [user ...]` (each user once), `!room add
+ * <room> <user>`, `!room remove <room> <user>`, `!room leave <room>`,
+ * `!room <room>` (plain lines go to the room from now on), `!room` alone
+ * (back to the peer), `!rooms`. Room names follow the username rule (2.9);
+ * a room name after `!room` may be written with a leading `#`. The words
+ * of {@link ROOM_SUBCOMMANDS} after `!room` are always the subcommand, so
+ * a room named `create` is made the target with `!room #create`.
  * @param line one sanitized input line
  * @returns the command; `unknown` carries a hint for the user
  * @example
@@ -126,6 +221,13 @@ const NO_ARGS: Record<string, Command> = {
  * assert.ok(mail.kind === "mail" && mail.to === "bob" && mail.text === "see you at 5");
  * assert.ok(parseCommand("!msg bob hi").kind === "mail");
  * assert.ok(parseCommand(" @bob hi").kind === "message");
+ * const say = parseCommand("#team  hello all");
+ * assert.ok(say.kind === "room-say" && say.room === "team" && say.text === "hello all");
+ * const made = parseCommand("!room create team bob carol");
+ * assert.ok(made.kind === "room-create" && made.members.join() === "bob,carol");
+ * const to = parseCommand("!room #create");
+ * assert.ok(to.kind === "room-target" && to.room === "create");
+ * assert.ok(parseCommand("!room create").kind === "unknown");
  * ```
  */
 export function parseCommand(line: string): Command {
@@ -141,6 +243,19 @@ export function parseCommand(line: string): Command {
     }
     if (/^@\S+$/.test(trimmed)) {
       return unknown(trimmed, `Usage: @<user> <text>; ${AT_HINT}`);
+    }
+  }
+  if (line.startsWith("#")) {
+    const m = HASH_ROOM.exec(line);
+    if (m) {
+      const room = m[1] ?? "";
+      if (isValidUsername(room)) {
+        return { kind: "room-say", room, text: m[2] ?? "" };
+      }
+      return badRoom(trimmed, room, `; ${HASH_HINT}`);
+    }
+    if (/^#\S+$/.test(trimmed)) {
+      return unknown(trimmed, `Usage: #<room> <text>; ${HASH_HINT}`);
     }
   }
   if (!line.startsWith("!")) return { kind: "message", text: line };
@@ -162,6 +277,7 @@ export function parseCommand(line: string): Command {
     if (!isValidUsername(peer)) return badName(trimmed, peer);
     return { kind: "session", peer };
   }
+  if (word === "!room") return parseRoom(trimmed, args);
   if (word === "!msg") {
     const m = MSG_MAIL.exec(line);
     if (!m) return unknown(trimmed, "Usage: !msg <user> <text>");

@@ -37,6 +37,12 @@ export const MARKS = {
   sas: "==",
   /** A mail message, either way (PROTOCOL.md section 9.4 step 6), before its sender's name. */
   mail: "[mail]",
+  /**
+   * What starts the mark of a room (PROTOCOL.md section 10): `[#team]`
+   * before a room message's sender, and after the note mark on the
+   * room's notes (members, receipts).
+   */
+  room: "[#",
 } as const;
 
 /** Options of {@link formatEvent}. */
@@ -108,6 +114,26 @@ function shortId(id: string): string {
   return sanitizeText(id.slice(0, 8));
 }
 
+/**
+ * A room's name as shown, `#team`. A name that breaks rule 2.9 (it can
+ * only come from a misbehaving server) is quoted after the `#`.
+ */
+function roomName(n: string, opts: FormatOptions): string {
+  const clean = isValidUsername(n) ? n : JSON.stringify(sanitizeText(n));
+  return sgr(opts.color, "1;35", `#${clean}`);
+}
+
+/** A room's mark, `[#team]`, before its messages and in its notes. */
+function roomMark(n: string, opts: FormatOptions): string {
+  const clean = isValidUsername(n) ? n : JSON.stringify(sanitizeText(n));
+  return sgr(opts.color, "1;35", `${MARKS.room}${clean}]`);
+}
+
+/** Names as a list, `A, B, C`, or `nobody`. */
+function names(ns: string[], opts: FormatOptions): string {
+  return ns.length === 0 ? "nobody" : ns.map((n) => name(n, opts)).join(", ");
+}
+
 function clock(at: number): string {
   const d = new Date(at);
   if (Number.isNaN(d.getTime())) return "--:--";
@@ -122,6 +148,14 @@ function clock(at: number): string {
  * mail is `[mail] B (written 2026-12-02 12:00): text` coming in and
  * `[mail] A to B: text #1a2b3c4d` going out (the first 8 hex digits of its
  * id, which its receipts repeat).
+ * A room's message is `[#team] B: text` (ours with its number, `[#team] A:
+ * text #12`); a room's notes are `-- [#team] A created the room: A, B, C`,
+ * `-- [#team] A added D`, `-- [#team] A removed C`, `-- [#team] C left`,
+ * `-- You were removed from #team by A`, `-- You left #team`, and its
+ * receipts `-- [#team] message #12 delivered to 4 of 5` (the server's
+ * count of the other members that have it) or `stored`. `!rooms` is one
+ * line per room, each with the time and the note mark:
+ * `-- #team (creator A): A*, B, C* — 2 of 3 online` (`*`: online).
  * Every string field is sanitized with {@link sanitizeText} (message text
  * with {@link sanitizeMessage}), so an event is one line: text from a
  * server or a peer cannot start a line of its own (issue 10 item 6). The
@@ -133,7 +167,8 @@ function clock(at: number): string {
  * name, which is a valid username or is quoted.
  * @param ev the event
  * @param opts colour on or off, and our own name
- * @returns one line (several only for the help text), without a final newline
+ * @returns one line (several only for the help text, and for `!rooms` one per
+ *   room, each starting with the time and the note mark), without a final newline
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -163,7 +198,10 @@ export function formatEvent(ev: UiEvent, opts: FormatOptions): string {
       const num = ev.direction === "out" && ev.id !== undefined
         ? sgr(c, "2", ` #${sanitizeText(ev.id)}`)
         : "";
-      return `${t} ${name(ev.from, opts)}: ${sanitizeMessage(ev.text)}${num}`;
+      const where = ev.room === undefined ? "" : `${roomMark(ev.room, opts)} `;
+      return `${t} ${where}${name(ev.from, opts)}: ${
+        sanitizeMessage(ev.text)
+      }${num}`;
     }
     case "mail": {
       const mark = sgr(c, "1;36", MARKS.mail);
@@ -178,6 +216,28 @@ export function formatEvent(ev: UiEvent, opts: FormatOptions): string {
       }: ${text}${sgr(c, "2", ` #${shortId(ev.id)}`)}`;
     }
     case "receipt": {
+      if (ev.via === "room") {
+        const msg = `${roomMark(ev.peer, opts)} message #${
+          sanitizeText(ev.id)
+        }`;
+        const count = (n: number | undefined) =>
+          Number.isSafeInteger(n) ? String(n) : "?";
+        const of = ev.delivered === undefined && ev.members === undefined
+          ? ""
+          : ` to ${count(ev.delivered)} of ${count(ev.members)}`;
+        switch (ev.status) {
+          case "stored":
+            return note(`${msg} stored by the server`);
+          case "delivered":
+            return note(`${msg} delivered${of}`);
+          case "expired":
+            return alarm(
+              `${msg} deleted by the server after its retention, delivered${of}`,
+            );
+          case "undelivered":
+            return alarm(`${msg} not delivered${of}`);
+        }
+      }
       const peer = name(ev.peer, opts);
       if (ev.via === "mail") {
         const id = shortId(ev.id);
@@ -213,6 +273,52 @@ export function formatEvent(ev: UiEvent, opts: FormatOptions): string {
           sanitizeText(ev.code)
         })`,
       );
+    case "room": {
+      const mark = roomMark(ev.room, opts);
+      const by = name(ev.by, opts);
+      const self = ev.who.includes(opts.self);
+      switch (ev.change) {
+        case "created":
+          return note(
+            `${mark} ${by} created the room: ${names(ev.members, opts)}`,
+          );
+        case "added":
+          return note(
+            self
+              ? `${mark} ${by} added you; members: ${names(ev.members, opts)}`
+              : `${mark} ${by} added ${names(ev.who, opts)}`,
+          );
+        case "removed":
+          return note(
+            self
+              ? `You were removed from ${roomName(ev.room, opts)} by ${by}`
+              : `${mark} ${by} removed ${names(ev.who, opts)}`,
+          );
+        case "left":
+          return note(
+            self
+              ? `You left ${roomName(ev.room, opts)}`
+              : `${mark} ${names(ev.who, opts)} left`,
+          );
+      }
+      // A change this version does not know (a newer client's).
+      return note(`${mark} ${sanitizeText(String(ev.change))}`);
+    }
+    case "rooms": {
+      if (ev.rooms.length === 0) return note("rooms: you are in none");
+      return ev.rooms.map((r) => {
+        const online = new Set(r.online);
+        const shown = r.members.map((m) =>
+          online.has(m) ? `${name(m, opts)}*` : name(m, opts)
+        );
+        const on = r.members.filter((m) => online.has(m)).length;
+        return note(
+          `${roomName(r.name, opts)} (creator ${name(r.creator, opts)}): ${
+            shown.length === 0 ? "nobody" : shown.join(", ")
+          } — ${on} of ${r.members.length} online`,
+        );
+      }).join("\n");
+    }
     case "list": {
       const users = ev.users.map((u) =>
         `${name(u.name, opts)} (${sanitizeText(u.state)})`
@@ -261,13 +367,20 @@ function iso(at: number): string | null {
  * if `at` is not a valid time). Strings are sanitized like
  * {@link sanitizeText} (message text like {@link sanitizeMessage}); none
  * holds a line break but the help text's; fields not in the schema are
- * dropped.
+ * dropped. A room's message and a room's receipt (PROTOCOL.md section
+ * 10) have the keys of the rows marked so: the others' lines are as they
+ * were before rooms, without a `room` key (`null` to `jq .room`).
  *
  * | type    | keys                                                    |
  * |---------|---------------------------------------------------------|
  * | message | type, direction, from, to, text, id, time               |
+ * | message | type, direction, from, to, text, id, room, time (a room)|
  * | mail    | type, direction, from, to, text, id, written, time      |
  * | receipt | type, id, status, peer, via, time                       |
+ * | receipt | type, id, status, peer, via, room, delivered, members,  |
+ * |         | time (`via` `room`)                                     |
+ * | room    | type, room, change, by, who, members, time              |
+ * | rooms   | type, rooms [{name, creator, members, online}], time    |
  * | system  | type, text, time                                        |
  * | error   | type, code, text, time                                  |
  * | list    | type, users [{name, state}], time                       |
@@ -286,6 +399,8 @@ function iso(at: number): string | null {
 export function eventToJson(ev: UiEvent): string {
   const s = sanitizeText;
   const opt = (v: string | undefined) => v === undefined ? null : s(v);
+  const count = (n: number | undefined) =>
+    n !== undefined && Number.isSafeInteger(n) ? n : null;
   let body: Record<string, unknown>;
   switch (ev.kind) {
     case "message":
@@ -295,6 +410,7 @@ export function eventToJson(ev: UiEvent): string {
         to: s(ev.to),
         text: sanitizeMessage(ev.text),
         id: opt(ev.id),
+        ...(ev.room === undefined ? {} : { room: s(ev.room) }),
       };
       break;
     case "mail":
@@ -313,6 +429,32 @@ export function eventToJson(ev: UiEvent): string {
         status: ev.status,
         peer: s(ev.peer),
         via: ev.via ?? "session",
+        ...(ev.via === "room"
+          ? {
+            room: s(ev.peer),
+            delivered: count(ev.delivered),
+            members: count(ev.members),
+          }
+          : {}),
+      };
+      break;
+    case "room":
+      body = {
+        room: s(ev.room),
+        change: s(ev.change),
+        by: s(ev.by),
+        who: ev.who.map(s),
+        members: ev.members.map(s),
+      };
+      break;
+    case "rooms":
+      body = {
+        rooms: ev.rooms.map((r) => ({
+          name: s(r.name),
+          creator: s(r.creator),
+          members: r.members.map(s),
+          online: r.online.map(s),
+        })),
       };
       break;
     case "system":
@@ -346,10 +488,14 @@ export function eventToJson(ev: UiEvent): string {
 }
 
 /**
- * The prompt: `A> ` when talking to the server, `A→B> ` in a session.
+ * The prompt: `A> ` when talking to the server, `A→B> ` in a session,
+ * `A#team> ` when a room is the target of plain lines (`!room team`,
+ * PROTOCOL.md section 10): the room wins over the peer, since that is
+ * where a plain line goes.
  * @param self our username
  * @param peer the session peer, or null
  * @param color make the names bold
+ * @param room the room plain lines go to, or null (the default)
  * @returns the prompt string
  * @example
  * ```ts
@@ -357,14 +503,17 @@ export function eventToJson(ev: UiEvent): string {
  * import { formatPrompt } from "./format.ts";
  * assert.ok(formatPrompt("A", null, false) === "A> ");
  * assert.ok(formatPrompt("A", "B", false) === "A→B> ");
+ * assert.ok(formatPrompt("A", "B", false, "team") === "A#team> ");
  * ```
  */
 export function formatPrompt(
   self: string,
   peer: string | null,
   color: boolean,
+  room: string | null = null,
 ): string {
   const me = sgr(color, "1", sanitizeText(self));
+  if (room !== null) return `${me}#${sgr(color, "1", sanitizeText(room))}> `;
   return peer === null
     ? `${me}> `
     : `${me}→${sgr(color, "1", sanitizeText(peer))}> `;

@@ -4,8 +4,8 @@
  * and reads {@link Terminal.lines}.
  *
  * Interactive (stdin is a TTY): the {@link LineEditor} of line_editor.ts
- * on a raw terminal, with a prompt (`A> `, `A→B> `), history, Tab
- * completion of commands and online names; events are printed above the
+ * on a raw terminal, with a prompt (`A> `, `A→B> `, `A#team> `), history,
+ * Tab completion of commands, online names and room names; events are printed above the
  * input row and the half-typed line is redrawn. The input is one row that
  * scrolls sideways; a chunk read (a paste) is drawn once. The terminal is
  * restored by {@link Terminal.close}, which a signal or crash handler may
@@ -59,6 +59,8 @@ export interface TerminalOptions {
   self: string;
   /** Usernames online now, for Tab completion after `!session `. */
   names: () => string[];
+  /** The rooms we are in, for Tab completion after `#` and `!room `; default none. */
+  rooms?: () => string[];
   /** Longer input lines are skipped with an `error` event; default {@link MAX_LINE_BYTES}. */
   maxLineBytes?: number;
   /** Lines kept in the history of interactive mode; default 1000. */
@@ -73,6 +75,12 @@ export interface Terminal {
   print(ev: UiEvent): void;
   /** Show `peer` in the prompt (`A→B> `), or nobody with null (`A> `). */
   setPeer(peer: string | null): void;
+  /**
+   * Show the room plain lines go to in the prompt (`A#team> `, over the
+   * peer), or none with null (the peer's prompt again). The peer set by
+   * {@link Terminal.setPeer} is kept either way.
+   */
+  setRoom(room: string | null): void;
   /**
    * The user's lines, sanitized, without line endings. Ends at end of
    * input, Ctrl-D on an empty line, a second Ctrl-C on an empty line, or
@@ -267,6 +275,7 @@ abstract class BaseTerminal implements Terminal {
 
   abstract print(ev: UiEvent): void;
   abstract setPeer(peer: string | null): void;
+  abstract setRoom(room: string | null): void;
 
   lines(): AsyncIterable<string> {
     return this.#iterable ??= this.#tracked(this.queue.iterate());
@@ -332,6 +341,10 @@ class PipedTerminal extends BaseTerminal {
   }
 
   setPeer(_peer: string | null): void {
+    // No prompt in scripting mode.
+  }
+
+  setRoom(_room: string | null): void {
     // No prompt in scripting mode.
   }
 
@@ -436,7 +449,11 @@ class InteractiveTerminal extends BaseTerminal {
       maxBytes: maxLineBytes,
       historySize: opts.historySize ?? 1000,
       complete: (line: string) =>
-        completeLine(line, opts.names().filter((n) => n !== opts.self)),
+        completeLine(
+          line,
+          opts.names().filter((n) => n !== opts.self),
+          opts.rooms?.() ?? [],
+        ),
     });
     const input = opts.input as Readable & TtyInput;
     if (input.isTTY && typeof input.setRawMode === "function") {
@@ -524,8 +541,24 @@ class InteractiveTerminal extends BaseTerminal {
     this.write(`\r\x1b[J${text}\n${this.#editor.render(this.#cols())}`);
   }
 
+  #peer: string | null = null;
+  #room: string | null = null;
+
   setPeer(peer: string | null): void {
-    this.#editor.setPrompt(formatPrompt(this.opts.self, peer, this.opts.color));
+    this.#peer = peer;
+    this.#prompt();
+  }
+
+  setRoom(room: string | null): void {
+    this.#room = room;
+    this.#prompt();
+  }
+
+  /** The prompt of the peer and room now, redrawn with the line. */
+  #prompt(): void {
+    this.#editor.setPrompt(
+      formatPrompt(this.opts.self, this.#peer, this.opts.color, this.#room),
+    );
     if (!this.closed) this.write(this.#editor.render(this.#cols()));
   }
 
