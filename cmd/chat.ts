@@ -194,8 +194,7 @@ async function chat(v: ChatFlags): Promise<number> {
     color,
     self: user,
     names: () => client?.names ?? [],
-    rooms: () =>
-      (client as { roomNames?: string[] } | undefined)?.roomNames ?? [],
+    rooms: () => client?.roomNames ?? [],
     maxLineBytes: MAX_INPUT_LINE_BYTES,
   });
   // From here on the terminal is restored on every way out: SIGTERM, SIGHUP,
