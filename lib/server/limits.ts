@@ -27,19 +27,27 @@ export interface BucketShape {
 
 /**
  * Requests that are limited. `send` is the mail bucket, which `fetch` shares
- * (PROTOCOL.md 9.8).
+ * (PROTOCOL.md 9.8); `room` is the bucket every room request but
+ * `room-stream` and `room-ack` takes from (PROTOCOL.md 10.4).
  */
-export type LimitedRequest = Extract<
-  ClientToServer["t"],
-  "list" | "session" | "host" | "send" | "keys" | "publish"
->;
+export type LimitedRequest =
+  | Extract<
+    ClientToServer["t"],
+    "list" | "session" | "host" | "send" | "keys" | "publish"
+  >
+  | "room";
 
 /** Mails a user may send (and bundles fetch) in a burst (PROTOCOL.md 9.8). */
 export const MAIL_BURST = 100;
 /** Mails a second once the burst is spent, by default (`--mail-rate`). */
 export const DEFAULT_MAIL_RATE = 20;
+/**
+ * Room requests a user may make in a burst (PROTOCOL.md 10.4); then
+ * `--mail-rate` a second, as mail.
+ */
+export const ROOM_BURST = 100;
 
-/** The limits of PROTOCOL.md sections 5.2 and 9.8. */
+/** The limits of PROTOCOL.md sections 5.2, 9.8 and 10.4. */
 export const REQUEST_LIMITS: Readonly<Record<LimitedRequest, BucketShape>> = {
   list: { burst: 10, refillMs: 1000 },
   session: { burst: 10, refillMs: 1000 },
@@ -47,6 +55,7 @@ export const REQUEST_LIMITS: Readonly<Record<LimitedRequest, BucketShape>> = {
   send: { burst: MAIL_BURST, refillMs: 1000 / DEFAULT_MAIL_RATE },
   keys: { burst: 10, refillMs: 1000 },
   publish: { burst: 10, refillMs: 1000 },
+  room: { burst: ROOM_BURST, refillMs: 1000 / DEFAULT_MAIL_RATE },
 };
 
 /** Bytes waiting unsent on a connection past which `list` is refused. */

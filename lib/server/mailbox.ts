@@ -69,6 +69,12 @@ export interface MailboxOptions {
   /** The server's clock. */
   now: () => number;
   log: Logger;
+  /**
+   * The user acknowledged records of its log (a `mail-ack` with `upTo` above
+   * 0 was applied): the room stream's key gates of PROTOCOL.md 10.4 look
+   * again.
+   */
+  onAcked?: (user: string) => void;
 }
 
 /** What the mailbox keeps of one connection; it ends with it. */
@@ -423,8 +429,19 @@ export class Mailbox {
     }
     if (m.upTo > 0) {
       this.#counts.acknowledged += await this.#o.store.ack(s.user, m.upTo);
+      this.#o.onAcked?.(s.user);
     }
     stream?.wake();
+  }
+
+  /**
+   * Records were committed to `user`'s log by another part of the server
+   * (a room's sender keys, PROTOCOL.md 10.4): its stream on this node
+   * pushes them.
+   * @param user whose log
+   */
+  wake(user: string): void {
+    this.#notify(user);
   }
 
   /**

@@ -2,8 +2,9 @@
  * Layer 5, server: a small facade ({@link ImServer}, server.ts) over parts
  * with one job each: the edge (accepting and logging in), admission caps
  * and failure penalties, the registry of connected users, the key
- * distribution centre (kdc.ts, with its rules in sessions.ts) and the
- * relay. Presence, delivery and the mailbox store are interfaces
+ * distribution centre (kdc.ts, with its rules in sessions.ts), the relay,
+ * the mailboxes (mailbox.ts) and the rooms (rooms.ts). Presence,
+ * delivery, the mailbox store and the room store are interfaces
  * (seams.ts) with in-process implementations in memory/; the durable store
  * is SQLite (sqlite/, `node:sqlite`). May import: util, crypto, wire,
  * record, proto.
@@ -26,6 +27,13 @@ export {
   STREAM_QUEUE_BUDGET_BYTES,
 } from "./mailbox_stream.ts";
 export * from "./memory/mod.ts";
+export * from "./rooms.ts";
+export {
+  entryPush,
+  type KeysEntryData,
+  keysEntryData,
+  MAX_ROOM_WINDOW,
+} from "./room_stream.ts";
 export * from "./seams.ts";
 export * from "./sqlite/mod.ts";
 export * from "./options.ts";

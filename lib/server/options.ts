@@ -8,7 +8,11 @@
 import type { Logger } from "../util/mod.ts";
 import type { PrivateIdentity, PublicIdentity } from "../crypto/mod.ts";
 import { DEFAULT_HEARTBEAT_MS, DEFAULT_WINDOW_MS } from "../record/mod.ts";
-import { LOGIN_TIMEOUT_MS, MAX_TICKET_LIFETIME_MS } from "../proto/mod.ts";
+import {
+  DEFAULT_ROOM_MAX_MEMBERS,
+  LOGIN_TIMEOUT_MS,
+  MAX_TICKET_LIFETIME_MS,
+} from "../proto/mod.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
   DEFAULT_MAX_QUEUED_BYTES,
@@ -21,6 +25,7 @@ import {
   type Outbox,
   type Prekeys,
   type Presence,
+  type RoomStore,
   type Store,
 } from "./seams.ts";
 import { DEFAULT_IPV6_PREFIX_BITS } from "./admission.ts";
@@ -29,6 +34,7 @@ import {
   DEFAULT_MAIL_RATE,
   type LimitedRequest,
   MAIL_BURST,
+  ROOM_BURST,
 } from "./limits.ts";
 
 /** Most users in one `!list` answer by default; the rest are counted (`more`), so the answer always fits a record. */
@@ -122,6 +128,17 @@ export interface ServerOptions {
   mailMaxBytes?: number;
   /** Days a record is kept before the sweep deletes it, 1..30 (default 30). */
   mailRetentionDays?: number;
+  /**
+   * The rooms and their logs (PROTOCOL.md 10.4); default and ownership as
+   * for {@link ServerOptions.store} (a `MemoryRoomStore`; `SqliteMail`'s
+   * `rooms` for `im serve`). Room entries are kept as long as mail
+   * (`mailRetentionDays`).
+   */
+  rooms?: RoomStore;
+  /** Members one room may have (default 256; `--room-max-members`). */
+  roomMaxMembers?: number;
+  /** Rooms one user may be a member of (default 100; `--room-max-rooms`). */
+  roomMaxRooms?: number;
 }
 
 /** The defaults of the settings that have one. */
@@ -146,6 +163,8 @@ export const SERVER_DEFAULTS = {
   mailMaxCount: 10_000,
   mailMaxBytes: 64 * 1024 * 1024,
   mailRetentionDays: 30,
+  roomMaxMembers: DEFAULT_ROOM_MAX_MEMBERS,
+  roomMaxRooms: 100,
 } as const;
 
 /** {@link ServerOptions} with every default filled in and every limit clamped. */
@@ -160,11 +179,12 @@ export type ServerSettings =
       | "now"
       | "store"
       | "prekeys"
+      | "rooms"
     >
   >
   & Pick<
     ServerOptions,
-    "presence" | "delivery" | "requestLimits" | "store" | "prekeys"
+    "presence" | "delivery" | "requestLimits" | "store" | "prekeys" | "rooms"
   >
   & { now: () => number }
   & { log: Logger };
@@ -188,9 +208,12 @@ export function serverSettings(o: ServerOptions): ServerSettings {
     ...(o.delivery && { delivery: o.delivery }),
     ...(o.store && { store: o.store }),
     ...(o.prekeys && { prekeys: o.prekeys }),
-    // PROTOCOL.md 9.8: the mail bucket is 100, then --mail-rate a second.
+    ...(o.rooms && { rooms: o.rooms }),
+    // PROTOCOL.md 9.8: the mail bucket is 100, then --mail-rate a second;
+    // 10.4: the room bucket alike.
     requestLimits: {
       send: { burst: MAIL_BURST, refillMs: 1000 / (o.mailRate ?? d.mailRate) },
+      room: { burst: ROOM_BURST, refillMs: 1000 / (o.mailRate ?? d.mailRate) },
       ...o.requestLimits,
     },
     now: o.now ?? Date.now,
@@ -229,5 +252,7 @@ export function serverSettings(o: ServerOptions): ServerSettings {
       30,
       Math.max(1, o.mailRetentionDays ?? d.mailRetentionDays),
     ),
+    roomMaxMembers: Math.max(1, o.roomMaxMembers ?? d.roomMaxMembers),
+    roomMaxRooms: Math.max(1, o.roomMaxRooms ?? d.roomMaxRooms),
   };
 }

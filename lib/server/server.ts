@@ -11,8 +11,10 @@
  * - mailbox.ts (streaming in mailbox_stream.ts): mail to users online or
  *   not, kept in a {@link Store} with the keys in {@link Prekeys}
  *   (PROTOCOL.md section 9);
- * - seams.ts: {@link Presence}, {@link Delivery}, {@link Store} and
- *   {@link Prekeys}, the interfaces through which the parts see other users
+ * - rooms.ts (streaming in room_stream.ts): group conversations, each
+ *   message kept once in a {@link RoomStore} (PROTOCOL.md section 10);
+ * - seams.ts: {@link Presence}, {@link Delivery}, {@link Store},
+ *   {@link Prekeys} and {@link RoomStore}, the interfaces through which the parts see other users
  *   and the disk (memory/ in one process, sqlite/ for the mailboxes);
  * - options.ts: the settings and their defaults.
  *
@@ -47,9 +49,11 @@ import {
   LocalDelivery,
   MemoryPrekeys,
   MemoryPresence,
+  MemoryRoomStore,
   MemoryStore,
 } from "./memory/mod.ts";
 import { DAY_MS, isMailRequest, Mailbox } from "./mailbox.ts";
+import { isRoomRequest, Rooms } from "./rooms.ts";
 import {
   type ServerOptions,
   type ServerSettings,
@@ -68,7 +72,7 @@ import {
   ListCache,
   RequestLimits,
 } from "./limits.ts";
-import type { Prekeys, Presence, Store } from "./seams.ts";
+import type { Prekeys, Presence, RoomStore, Store } from "./seams.ts";
 
 export { RELAY_QUEUE_BUDGET_BYTES } from "./relay.ts";
 
@@ -88,8 +92,9 @@ export class ImServer {
   #limits: RequestLimits;
   #listCache: ListCache;
   #mailbox: Mailbox;
-  /** The store and prekeys the server made itself, closed with it. */
-  #owned: Array<Store | Prekeys> = [];
+  #rooms: Rooms;
+  /** The stores and prekeys the server made itself, closed with it. */
+  #owned: Array<Store | Prekeys | RoomStore> = [];
   #tasks = new Set<Promise<void>>();
   #closing = false;
 
@@ -124,6 +129,23 @@ export class ImServer {
       limits: this.#limits,
       maxCount: c.mailMaxCount,
       maxBytes: c.mailMaxBytes,
+      retentionMs: c.mailRetentionDays * DAY_MS,
+      maxFrameBytes: c.maxFrameBytes,
+      now: c.now,
+      log: this.#log,
+      // PROTOCOL.md 10.4: a room's key gates wait on its members' mail.
+      onAcked: (user) => this.#rooms.wake(user),
+    });
+    this.#rooms = new Rooms({
+      store: c.rooms ?? this.#own(new MemoryRoomStore()),
+      prekeys,
+      clients: () => this.#clients,
+      session: (user) => this.#registry.get(user),
+      limits: this.#limits,
+      mailStore: store,
+      notifyMail: (user) => this.#mailbox.wake(user),
+      maxMembers: c.roomMaxMembers,
+      maxRooms: c.roomMaxRooms,
       retentionMs: c.mailRetentionDays * DAY_MS,
       maxFrameBytes: c.maxFrameBytes,
       now: c.now,
@@ -173,10 +195,11 @@ export class ImServer {
       users: c.clients.size,
     });
     // The decoys exist before the first login, so no login waits for one;
-    // PROTOCOL.md 9.8: the retention sweep runs at start and every hour.
+    // PROTOCOL.md 9.8, 10.4: the retention sweeps run at start and every hour.
     return Promise.all([
       server.#decoys.ready(),
       server.#mailbox.start(),
+      server.#rooms.start(),
     ]).then(() => server, async (e) => {
       await server.close();
       throw e;
@@ -198,7 +221,7 @@ export class ImServer {
     return this.#edge.pendingCount;
   }
 
-  #own<T extends Store | Prekeys>(x: T): T {
+  #own<T extends Store | Prekeys | RoomStore>(x: T): T {
     this.#owned.push(x);
     return x;
   }
@@ -359,6 +382,7 @@ export class ImServer {
       });
     }
     if (isMailRequest(m)) return this.#mailbox.handle(s, m, reply);
+    if (isRoomRequest(m)) return this.#rooms.handle(s, m, reply);
     switch (m.t) {
       case "list":
         // Section 5.2: built once per change of who is online.
@@ -401,6 +425,7 @@ export class ImServer {
     // The connection's mail stream ends with it, even when a newer login
     // replaced it (the records it pushed stay in the log).
     this.#mailbox.leave(s);
+    this.#rooms.leave(s);
     const gone = this.#registry.remove(s);
     if (!gone) return;
     this.#limits.forget(s.user);
@@ -462,6 +487,7 @@ export class ImServer {
     await this.#edge.done();
     await Promise.all([...this.#tasks]);
     await this.#mailbox.close();
+    await this.#rooms.close();
     for (const x of this.#owned) await x.close();
     this.#listCache.close();
     this.#log("stopped", { reason });
