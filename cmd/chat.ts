@@ -17,6 +17,7 @@ import {
   listUsers,
   loadUserKeys,
   openMailVault,
+  openRoomVault,
   peerPinStore,
 } from "../lib/keystore/mod.ts";
 import {
@@ -180,6 +181,7 @@ async function chat(v: ChatFlags): Promise<number> {
   const keys = await loadUserKeys(keyDir, user);
   // Mailbox keys, seen ids, pending receipts (PROTOCOL.md section 9.1).
   const mailVault = await openMailVault(keyDir, user);
+  const roomVault = await openRoomVault(keyDir, user);
   const interactive = Deno.stdin.isTerminal();
   const color = !v["no-color"] && shouldUseColor({
     noColor: Deno.env.get("NO_COLOR") !== undefined,
@@ -210,6 +212,7 @@ async function chat(v: ChatFlags): Promise<number> {
         // Partners' keys, pinned on first use (PROTOCOL.md section 6).
         peerPins: peerPinStore(keyDir, user),
         mailVault,
+        roomVault,
         serverHost: server.host,
         serverPort: server.port,
         ui: terminal,

@@ -14,6 +14,7 @@ export * from "./client.ts";
 export * from "./commands.ts";
 export * from "./events.ts";
 export { MemoryMailVault } from "./mail_memory.ts";
+export { MemoryRoomVault } from "./room_memory.ts";
 export * from "./options.ts";
 export * from "./peer_session.ts";
 export { loginToServer, type PendingRequest } from "./server_link.ts";
