@@ -1,8 +1,9 @@
 /**
- * The mailbox database file (PROTOCOL.md 9.9), shared by {@link SqliteStore}
- * and {@link SqlitePrekeys}: one `node:sqlite` connection, opened once, in WAL
- * mode with `synchronous=FULL`, with the schema of both, and closed when the
- * last of its users closes (a count of references).
+ * The mailbox database file (PROTOCOL.md 9.9), shared by {@link SqliteStore},
+ * {@link SqlitePrekeys} and {@link SqliteRoomStore}: one `node:sqlite`
+ * connection, opened once, in WAL mode with `synchronous=FULL`, with the
+ * schema of all three, and closed when the last of its users closes (a count
+ * of references).
  * @module
  */
 
@@ -15,7 +16,7 @@ export const STORE_FILE_MODE = 0o600;
 export const STORE_DIR_MODE = 0o700;
 
 /** The schema version this code writes (`PRAGMA user_version`). */
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 /**
  * The schema. `records` holds the logs (`counted` 0 for a record that does
@@ -23,9 +24,16 @@ const SCHEMA_VERSION = 3;
  * ever given, so a seq is never reused even once the log is empty; `usage`
  * each user's counted records and their bytes, kept in the transaction of
  * every change, so the quota (PROTOCOL.md 9.8) costs one row read. `certs`
- * and `prekeys` hold the published keys of 9.1. `user_version` names the
- * schema: version 1 had `records` (without `counted`) and `seqs` only; an
- * older file gets the column and its `usage` counted from its records.
+ * and `prekeys` hold the published keys of 9.1. The rooms of 10.4: `rooms`
+ * one row per room (its newest list, its members as a JSON array of names,
+ * and `next_seq`, the seq its next entry gets, so a seq is never reused once
+ * entries are deleted), `room_leaves` the room's leaves for its epoch in the
+ * order they came, `room_entries` each entry once for all members, and
+ * `room_positions` each member's (`until` NULL) or removed member's read
+ * position. `user_version` names the schema: version 1 had `records`
+ * (without `counted`) and `seqs` only; an older file gets the column and its
+ * `usage` counted from its records; version 3 had no rooms, and gets their
+ * (empty) tables.
  */
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS records (
@@ -57,6 +65,39 @@ CREATE TABLE IF NOT EXISTS prekeys (
   opk BLOB NOT NULL,
   PRIMARY KEY (user, id)
 ) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rooms (
+  name TEXT PRIMARY KEY,
+  room_id BLOB NOT NULL,
+  creator TEXT NOT NULL,
+  epoch INTEGER NOT NULL,
+  list BLOB NOT NULL,
+  members TEXT NOT NULL,
+  next_seq INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS room_leaves (
+  room TEXT NOT NULL,
+  i INTEGER NOT NULL,
+  statement BLOB NOT NULL,
+  PRIMARY KEY (room, i)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS room_entries (
+  room TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('list', 'leave', 'msg', 'keys')),
+  sender TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  data BLOB NOT NULL,
+  PRIMARY KEY (room, seq)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS room_entries_at ON room_entries (at);
+CREATE TABLE IF NOT EXISTS room_positions (
+  room TEXT NOT NULL,
+  user TEXT NOT NULL,
+  up_to INTEGER NOT NULL,
+  until INTEGER,
+  PRIMARY KEY (room, user)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS room_positions_user ON room_positions (user);
 `;
 
 /** From an older version: the usage counters of the records already there. */
@@ -152,7 +193,8 @@ export class MailDatabase {
           "ALTER TABLE records ADD COLUMN counted INTEGER NOT NULL DEFAULT 1",
         );
       }
-      if (version < SCHEMA_VERSION) db.exec(FILL_USAGE);
+      // Version 3 -> 4 only adds the rooms' tables (made by SCHEMA above).
+      if (version < 3) db.exec(FILL_USAGE);
       db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}; COMMIT;`);
       return new MailDatabase(path, db);
     } catch (e) {

@@ -1,0 +1,545 @@
+/**
+ * The contract of a {@link RoomStore} (lib/server/seams.ts, PROTOCOL.md
+ * 10.4), as tests any implementation runs: `roomStoreContract(
+ * "MemoryRoomStore", (clock) => new MemoryRoomStore(clock))`. The SQLite one
+ * runs the same (tests/server/room_store_test.ts).
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import type {
+  RoomEntry,
+  RoomEntryKind,
+  RoomRow,
+  RoomStore,
+} from "../../lib/server/mod.ts";
+import { ProtocolError } from "../../lib/util/mod.ts";
+
+/** Makes a fresh, empty room store whose clock is `clock`. */
+export type RoomStoreFactory = (
+  clock: () => number,
+) => RoomStore | Promise<RoomStore>;
+
+const bytes = (...v: number[]) => new Uint8Array(v);
+
+/** A room row: creator A, the members given, its list's bytes naming the epoch. */
+function roomRow(
+  name: string,
+  members: readonly string[],
+  epoch = 1,
+  leaves: readonly Uint8Array[] = [],
+): RoomRow {
+  return {
+    name,
+    roomId: new Uint8Array(16).fill(name.length),
+    creator: "A",
+    epoch,
+    list: bytes(0x4c, epoch, ...members.map((m) => m.charCodeAt(0))),
+    leaves,
+    members,
+  };
+}
+
+/** An entry to append; `at` is the caller's, which the store replaces with its clock. */
+const entry = (
+  kind: RoomEntryKind,
+  from: string,
+  ...data: number[]
+): Omit<RoomEntry, "seq"> => ({ kind, from, at: -1, data: bytes(...data) });
+
+/** A `msg` entry. */
+const msg = (from: string, ...data: number[]) => entry("msg", from, ...data);
+
+/** The change to `members` at `epoch` by a new list. */
+const listChange = (
+  name: string,
+  members: readonly string[],
+  epoch: number,
+  added: readonly string[],
+  removed: readonly string[],
+) => ({
+  row: roomRow(name, members, epoch),
+  entry: entry("list", "A", 0x4c, epoch),
+  added,
+  removed,
+});
+
+/** Rejects with a {@link ProtocolError} of `code`. */
+async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(e instanceof ProtocolError, `expected a ProtocolError: ${e}`);
+    assert.equal(e.code, code);
+    return true;
+  });
+}
+
+const seqsOf = (entries: readonly RoomEntry[]) => entries.map((e) => e.seq);
+
+/**
+ * Register the contract's tests.
+ * @param name the implementation, in each test's name
+ * @param make a fresh store per test
+ */
+export function roomStoreContract(name: string, make: RoomStoreFactory): void {
+  /** Run `fn` on a fresh store whose clock the test moves; always closed. */
+  const withRooms = (
+    what: string,
+    fn: (s: RoomStore, clock: { now: number }) => Promise<void>,
+  ) =>
+    Deno.test(`${name}: ${what}`, async () => {
+      const clock = { now: 1_000 };
+      const s = await make(() => clock.now);
+      try {
+        await fn(s, clock);
+      } finally {
+        await s.close();
+      }
+    });
+
+  withRooms(
+    "create() stores the row and the list entry at seq 1, with a position just before it for each member",
+    async (s, clock) => {
+      const row = roomRow("ops", ["A", "B", "C"], 1, [bytes(9, 9)]);
+      clock.now = 1_234;
+      assert.equal(await s.create(row, entry("list", "A", 1, 2, 3)), 1);
+      assert.deepEqual(await s.room("ops"), row);
+      assert.equal(await s.room("nope"), undefined);
+      for (const m of ["A", "B", "C"]) {
+        assert.deepEqual(await s.roomsOf(m), ["ops"]);
+        assert.equal(await s.memberships(m), 1);
+        assert.deepEqual(await s.position("ops", m), { upTo: 0 });
+      }
+      assert.deepEqual(await s.roomsOf("D"), []);
+      assert.equal(await s.memberships("D"), 0);
+      assert.equal(await s.position("ops", "D"), undefined);
+      assert.deepEqual(await s.read("ops", "B"), [
+        { seq: 1, kind: "list", from: "A", at: 1_234, data: bytes(1, 2, 3) },
+      ]);
+    },
+  );
+
+  withRooms(
+    "create() of a name taken throws room-exists and leaves the room as it was",
+    async (s) => {
+      const row = roomRow("ops", ["A", "B"]);
+      await s.create(row, entry("list", "A", 1));
+      await rejectsWith(
+        s.create(roomRow("ops", ["A", "C"]), entry("list", "A", 2)),
+        "room-exists",
+      );
+      assert.deepEqual(await s.room("ops"), row);
+      assert.deepEqual(await s.roomsOf("C"), []);
+      assert.deepEqual(seqsOf(await s.read("ops", "A")), [1]);
+    },
+  );
+
+  withRooms(
+    "roomsOf() lists a user's rooms by name, memberships() counts them",
+    async (s) => {
+      await s.create(roomRow("zeta", ["A", "B"]), entry("list", "A"));
+      await s.create(roomRow("alpha", ["A", "B", "C"]), entry("list", "A"));
+      await s.create(roomRow("mid", ["A", "C"]), entry("list", "A"));
+      assert.deepEqual(await s.roomsOf("A"), ["alpha", "mid", "zeta"]);
+      assert.deepEqual(await s.roomsOf("B"), ["alpha", "zeta"]);
+      assert.equal(await s.memberships("A"), 3);
+      assert.equal(await s.memberships("C"), 2);
+    },
+  );
+
+  withRooms(
+    "the store keeps its own copies of what it is given and hands out",
+    async (s) => {
+      const row = roomRow("ops", ["A", "B"]);
+      const list = entry("list", "A", 7);
+      await s.create(row, list);
+      (row.list as Uint8Array)[0] = 99;
+      (row.roomId as Uint8Array)[0] = 99;
+      list.data[0] = 99;
+      const got = await s.room("ops");
+      assert.deepEqual(got, roomRow("ops", ["A", "B"]));
+      got!.list[1] = 99;
+      assert.deepEqual(await s.room("ops"), roomRow("ops", ["A", "B"]));
+      const [read] = await s.read("ops", "A");
+      assert.deepEqual(read!.data, bytes(7));
+      read!.data[0] = 99;
+      assert.deepEqual((await s.read("ops", "A"))[0]!.data, bytes(7));
+    },
+  );
+
+  withRooms(
+    "append() gives increasing seqs with the store's time; no-room for a room that does not exist",
+    async (s, clock) => {
+      await s.create(roomRow("ops", ["A", "B"]), entry("list", "A"));
+      const seqs: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        clock.now = 2_000 + i;
+        seqs.push(
+          await s.append("ops", i % 2 ? entry("keys", "B", i) : msg("A", i)),
+        );
+      }
+      assert.deepEqual(seqs, [2, 3, 4, 5]);
+      const got = await s.read("ops", "B", { after: 1 });
+      assert.deepEqual(
+        got.map((e) => [e.seq, e.kind, e.from, e.at, [...e.data]]),
+        [
+          [2, "msg", "A", 2_000, [0]],
+          [3, "keys", "B", 2_001, [1]],
+          [4, "msg", "A", 2_002, [2]],
+          [5, "keys", "B", 2_003, [3]],
+        ],
+      );
+      await rejectsWith(s.append("nope", msg("A", 1)), "no-room");
+      assert.equal(await s.room("nope"), undefined);
+    },
+  );
+
+  withRooms(
+    "read() returns the entries after `after`, at most `limit`, in order of seq; a bad argument is a RangeError",
+    async (s) => {
+      await s.create(roomRow("ops", ["A", "B"]), entry("list", "A"));
+      for (let i = 0; i < 5; i++) await s.append("ops", msg("A", i));
+      assert.deepEqual(seqsOf(await s.read("ops", "B")), [1, 2, 3, 4, 5, 6]);
+      assert.deepEqual(seqsOf(await s.read("ops", "B", { after: 3 })), [
+        4,
+        5,
+        6,
+      ]);
+      assert.deepEqual(seqsOf(await s.read("ops", "B", { limit: 2 })), [1, 2]);
+      assert.deepEqual(
+        seqsOf(await s.read("ops", "B", { after: 2, limit: 3 })),
+        [3, 4, 5],
+      );
+      assert.deepEqual(await s.read("ops", "B", { after: 6 }), []);
+      await assert.rejects(s.read("ops", "B", { limit: 0 }), RangeError);
+      await assert.rejects(s.read("ops", "B", { after: -1 }), RangeError);
+      await assert.rejects(s.read("ops", "B", { limit: 1.5 }), RangeError);
+    },
+  );
+
+  withRooms(
+    "read() returns nothing to a user with no position in the room, nor of a room that does not exist",
+    async (s) => {
+      await s.create(roomRow("ops", ["A", "B"]), entry("list", "A"));
+      await s.append("ops", msg("A", 1));
+      assert.deepEqual(await s.read("ops", "C"), []);
+      assert.deepEqual(await s.read("nope", "A"), []);
+    },
+  );
+
+  withRooms(
+    "read() starts after the reader's position: nothing it acknowledged",
+    async (s) => {
+      await s.create(roomRow("ops", ["A", "B", "C"]), entry("list", "A"));
+      for (let i = 0; i < 3; i++) await s.append("ops", msg("A", i));
+      await s.ack("ops", "B", 3);
+      // C has not read 2 and 3: they are kept, but B is past them.
+      assert.deepEqual(seqsOf(await s.read("ops", "B")), [4]);
+      assert.deepEqual(seqsOf(await s.read("ops", "C")), [1, 2, 3, 4]);
+    },
+  );
+
+  withRooms(
+    "change() with a new list replaces the row; an added member's position starts just before the entry: it reads the entry and what follows, nothing before",
+    async (s) => {
+      await s.create(roomRow("ops", ["A", "B"]), entry("list", "A"));
+      await s.append("ops", msg("A", 1));
+      const change = listChange("ops", ["A", "B", "C"], 2, ["C"], []);
+      const seq = await s.change(change);
+      assert.equal(seq, 3);
+      assert.deepEqual(await s.room("ops"), change.row);
+      assert.deepEqual(await s.position("ops", "C"), { upTo: seq - 1 });
+      assert.deepEqual(await s.roomsOf("C"), ["ops"]);
+      assert.equal(await s.memberships("C"), 1);
+      const after = await s.append("ops", msg("B", 2));
+      const got = await s.read("ops", "C");
+      assert.deepEqual(seqsOf(got), [seq, after]);
+      assert.deepEqual(got[0]!.kind, "list");
+      // The members' positions did not move.
+      assert.deepEqual(await s.position("ops", "B"), { upTo: 0 });
+      assert.deepEqual(seqsOf(await s.read("ops", "B")), [1, 2, 3, 4]);
+    },
+  );
+
+  withRooms(
+    "change() removing a member ends its position at the entry: it reads up to the entry, nothing after; once it acknowledges the entry its position is dropped",
+    async (s) => {
+      await s.create(roomRow("ops", ["A", "B", "C"]), entry("list", "A"));
+      const m = await s.append("ops", msg("A", 1));
+      const seq = await s.change(listChange("ops", ["A", "B"], 2, [], ["C"]));
+      await s.append("ops", msg("A", 2));
+      assert.deepEqual(await s.position("ops", "C"), { upTo: 0, until: seq });
+      assert.equal(await s.memberships("C"), 0);
+      assert.deepEqual(await s.roomsOf("C"), ["ops"]); // entries still to read
+      assert.deepEqual(seqsOf(await s.read("ops", "C")), [1, m, seq]);
+      assert.deepEqual(seqsOf(await s.read("ops", "C", { after: seq })), []);
+      assert.deepEqual(await s.room("ops"), roomRow("ops", ["A", "B"], 2));
+
+      await s.ack("ops", "C", m);
+      assert.deepEqual(await s.position("ops", "C"), { upTo: m, until: seq });
+      await s.ack("ops", "C", seq + 5); // no further than its `until`
+      assert.equal(await s.position("ops", "C"), undefined);
+      assert.deepEqual(await s.roomsOf("C"), []);
+      assert.deepEqual(await s.read("ops", "C"), []);
+      assert.deepEqual(await s.roomsOf("B"), ["ops"]);
+    },
+  );
+
+  withRooms(
+    "change() with a leave: the member that left reads up to its leave and is no longer counted; the epoch stays",
+    async (s) => {
+      await s.create(roomRow("ops", ["A", "B", "C"]), entry("list", "A"));
+      const statement = bytes(0x4c, 0x45, 1);
+      const row = roomRow("ops", ["A", "C"], 1, [statement]);
+      const seq = await s.change({
+        row,
+        entry: { kind: "leave", from: "B", at: 0, data: statement },
+        added: [],
+        removed: ["B"],
+      });
+      assert.equal(seq, 2);
+      assert.deepEqual(await s.room("ops"), row);
+      assert.deepEqual(await s.position("ops", "B"), { upTo: 0, until: 2 });
+      assert.equal(await s.memberships("B"), 0);
+      const after = await s.append("ops", msg("A", 1));
+      const got = await s.read("ops", "B");
+      assert.deepEqual(seqsOf(got), [1, 2]);
+      assert.equal(got[1]!.kind, "leave");
+      assert.equal(await s.delivered("ops", after, "A"), 0);
+      await s.ack("ops", "C", after);
+      assert.equal(await s.delivered("ops", after, "A"), 1);
+
+      // A second leave: the row keeps the leaves in the order they came.
+      const second = bytes(0xff);
+      const both = roomRow("ops", ["A"], 1, [statement, second]);
+      await s.change({
+        row: both,
+        entry: { kind: "leave", from: "C", at: 0, data: second },
+        added: [],
+        removed: ["C"],
+      });
+      assert.deepEqual(await s.room("ops"), both);
+      // The creator's next list starts the epoch with no leaves.
+      await s.change(listChange("ops", ["A"], 2, [], []));
+      assert.deepEqual(await s.room("ops"), roomRow("ops", ["A"], 2));
+    },
+  );
+
+  withRooms(
+    "change() throws room-conflict for a list not of the epoch after the stored one, or a leave not of the stored epoch, and changes nothing",
+    async (s) => {
+      const row = roomRow("ops", ["A", "B"]);
+      await s.create(row, entry("list", "A"));
+      for (const epoch of [1, 3]) {
+        await rejectsWith(
+          s.change(listChange("ops", ["A", "B", "C"], epoch, ["C"], [])),
+          "room-conflict",
+        );
+      }
+      const leave = (epoch: number) => ({
+        row: roomRow("ops", ["A"], epoch, [bytes(epoch)]),
+        entry: entry("leave", "B", epoch),
+        added: [],
+        removed: ["B"],
+      });
+      await rejectsWith(s.change(leave(2)), "room-conflict");
+      assert.deepEqual(await s.room("ops"), row);
+      assert.equal(await s.position("ops", "C"), undefined);
+      assert.deepEqual(await s.position("ops", "B"), { upTo: 0 });
+      assert.deepEqual(seqsOf(await s.read("ops", "A")), [1]);
+
+      assert.equal(await s.change(leave(1)), 2);
+      await rejectsWith(s.change(leave(2)), "room-conflict");
+      assert.equal(
+        await s.change(listChange("ops", ["A", "C"], 2, ["C"], [])),
+        3,
+      );
+      // The list of epoch 2 won: a second one for epoch 2 lost.
+      await rejectsWith(
+        s.change(listChange("ops", ["A", "D"], 2, ["D"], [])),
+        "room-conflict",
+      );
+      assert.equal((await s.room("ops"))?.epoch, 2);
+      assert.deepEqual(await s.roomsOf("D"), []);
+    },
+  );
+
+  withRooms(
+    "change() of a room that does not exist throws no-room",
+    async (s) => {
+      await rejectsWith(
+        s.change(listChange("nope", ["A", "B"], 2, ["B"], [])),
+        "no-room",
+      );
+      assert.equal(await s.room("nope"), undefined);
+      assert.deepEqual(await s.roomsOf("B"), []);
+    },
+  );
+
+  withRooms(
+    "a member removed and added again before it read its `until` starts afresh just before the entry that adds it; one added who is a member already keeps its position",
+    async (s) => {
+      await s.create(roomRow("ops", ["A", "B", "C"]), entry("list", "A"));
+      await s.append("ops", msg("A", 1));
+      const out = await s.change(listChange("ops", ["A", "B"], 2, [], ["C"]));
+      await s.append("ops", msg("A", 2));
+      const back = await s.change(
+        listChange("ops", ["A", "B", "C"], 3, ["B", "C"], []),
+      );
+      assert.ok(back > out);
+      assert.deepEqual(await s.position("ops", "C"), { upTo: back - 1 });
+      assert.deepEqual(await s.position("ops", "B"), { upTo: 0 });
+      assert.equal(await s.memberships("C"), 1);
+      assert.deepEqual(seqsOf(await s.read("ops", "C")), [back]);
+    },
+  );
+
+  withRooms(
+    "ack() moves a position forward only, never past the newest entry; a bad seq is a RangeError",
+    async (s) => {
+      await s.create(roomRow("ops", ["A", "B", "C"]), entry("list", "A"));
+      for (let i = 0; i < 3; i++) await s.append("ops", msg("A", i));
+      await s.ack("ops", "B", 3);
+      assert.deepEqual(await s.position("ops", "B"), { upTo: 3 });
+      assert.equal(await s.ack("ops", "B", 1), 0);
+      assert.deepEqual(await s.position("ops", "B"), { upTo: 3 });
+      assert.equal(await s.ack("ops", "B", 3), 0);
+      // Acknowledging entries not appended yet skips none of them.
+      await s.ack("ops", "C", 100);
+      assert.deepEqual(await s.position("ops", "C"), { upTo: 4 });
+      const next = await s.append("ops", msg("A", 9));
+      assert.deepEqual(seqsOf(await s.read("ops", "C")), [next]);
+      assert.equal(await s.ack("ops", "D", 3), 0);
+      assert.equal(await s.ack("nope", "B", 3), 0);
+      assert.equal(await s.position("ops", "D"), undefined);
+      await assert.rejects(s.ack("ops", "B", -1), RangeError);
+      await assert.rejects(s.ack("ops", "B", 2.5), RangeError);
+    },
+  );
+
+  withRooms(
+    "ack() deletes the entries every position passed and returns how many; an entry one member has not read survives",
+    async (s) => {
+      await s.create(roomRow("ops", ["A", "B", "C"]), entry("list", "A"));
+      for (let i = 0; i < 4; i++) await s.append("ops", msg("A", i, i)); // 2..5
+      assert.equal(await s.bytes("ops"), 8);
+      assert.equal(await s.ack("ops", "A", 5), 0);
+      assert.equal(await s.ack("ops", "B", 3), 0);
+      assert.equal(await s.ack("ops", "C", 2), 2); // 1, 2: everyone past them
+      assert.deepEqual(seqsOf(await s.read("ops", "C")), [3, 4, 5]);
+      assert.equal(await s.bytes("ops"), 6);
+      assert.equal(await s.ack("ops", "B", 5), 0); // C has not read 3..5
+      assert.deepEqual(seqsOf(await s.read("ops", "C")), [3, 4, 5]);
+      assert.equal(await s.ack("ops", "C", 3), 1);
+      assert.deepEqual(seqsOf(await s.read("ops", "C")), [4, 5]);
+      assert.equal(await s.ack("ops", "C", 5), 2);
+      assert.deepEqual(await s.read("ops", "C", { after: 0 }), []);
+      assert.equal(await s.bytes("ops"), 0);
+      // The positions stay: a member's is kept with nothing left to read.
+      assert.deepEqual(await s.position("ops", "C"), { upTo: 5 });
+    },
+  );
+
+  withRooms(
+    "a removed member holds back only the entries up to its `until`; when it lets go of them, they are deleted",
+    async (s) => {
+      await s.create(roomRow("ops", ["A", "B", "C"]), entry("list", "A"));
+      const m = await s.append("ops", msg("A", 1));
+      const out = await s.change(listChange("ops", ["A", "B"], 2, [], ["C"]));
+      const later = await s.append("ops", msg("A", 2));
+      await s.ack("ops", "A", later);
+      // 1..out wait for C; `later` is not for C, so it goes.
+      assert.equal(await s.ack("ops", "B", later), 1);
+      assert.deepEqual(seqsOf(await s.read("ops", "A", { after: 0 })), []);
+      assert.deepEqual(seqsOf(await s.read("ops", "C")), [1, m, out]);
+      assert.equal(await s.ack("ops", "C", out), 3);
+      assert.equal(await s.bytes("ops"), 0);
+      assert.equal(await s.position("ops", "C"), undefined);
+    },
+  );
+
+  withRooms(
+    "delivered() counts the members other than the sender whose position is at or past the seq; removed members are not counted",
+    async (s) => {
+      await s.create(
+        roomRow("ops", ["A", "B", "C", "D", "E"]),
+        entry("list", "A"),
+      );
+      const seq = await s.append("ops", msg("A", 1));
+      assert.equal(await s.delivered("ops", seq, "A"), 0);
+      await s.ack("ops", "A", seq); // the sender
+      await s.ack("ops", "B", seq);
+      await s.ack("ops", "C", seq - 1); // before it
+      assert.equal(await s.delivered("ops", seq, "A"), 1);
+      assert.equal(await s.delivered("ops", seq, "C"), 2);
+      assert.equal(await s.delivered("ops", seq - 1, "A"), 2);
+      await s.ack("ops", "D", seq);
+      assert.equal(await s.delivered("ops", seq, "A"), 2);
+      // E is removed; D, past the message, too: neither counts.
+      await s.change(listChange("ops", ["A", "B", "C"], 2, [], ["D", "E"]));
+      assert.equal(await s.delivered("ops", seq, "A"), 1);
+      const next = await s.append("ops", msg("B", 2));
+      await s.ack("ops", "D", next);
+      await s.ack("ops", "A", next);
+      assert.equal(await s.delivered("ops", next, "B"), 1);
+      assert.equal(await s.delivered("nope", 1, "A"), 0);
+    },
+  );
+
+  withRooms(
+    "expire() deletes the entries of every room appended before `before`, the oldest first, at most `limit`",
+    async (s, clock) => {
+      clock.now = 100;
+      await s.create(roomRow("one", ["A", "B"]), entry("list", "A")); // at 100
+      clock.now = 150;
+      await s.create(roomRow("two", ["A", "C"]), entry("list", "A")); // at 150
+      clock.now = 200;
+      await s.append("one", msg("A", 1)); // one 2 at 200
+      clock.now = 250;
+      await s.append("two", msg("A", 2)); // two 2 at 250
+      clock.now = 300;
+      await s.append("one", msg("A", 3)); // one 3 at 300
+      assert.equal(await s.expire(250, { limit: 2 }), 2); // one 1, two 1
+      assert.deepEqual(seqsOf(await s.read("one", "B")), [2, 3]);
+      assert.deepEqual(seqsOf(await s.read("two", "C")), [2]);
+      assert.equal(await s.expire(250), 1); // one 2
+      assert.deepEqual(seqsOf(await s.read("one", "B")), [3]);
+      assert.equal(await s.expire(250), 0);
+      assert.equal(await s.expire(1_000), 2);
+      assert.deepEqual(await s.read("one", "B"), []);
+      assert.deepEqual(await s.read("two", "C"), []);
+      // The rooms and positions stay.
+      assert.deepEqual(await s.roomsOf("A"), ["one", "two"]);
+      await assert.rejects(s.expire(1_000, { limit: 0 }), RangeError);
+    },
+  );
+
+  withRooms("bytes() sums the data the room's log holds", async (s) => {
+    await s.create(roomRow("ops", ["A", "B"]), entry("list", "A", 1, 2, 3));
+    await s.create(roomRow("other", ["A"]), entry("list", "A", 1));
+    assert.equal(await s.bytes("ops"), 3);
+    await s.append("ops", msg("A", ...new Array(100).fill(7)));
+    await s.append("ops", entry("keys", "B", 1, 2));
+    assert.equal(await s.bytes("ops"), 105);
+    assert.equal(await s.bytes("other"), 1);
+    assert.equal(await s.bytes("nope"), 0);
+  });
+
+  withRooms(
+    "a seq is never reused, once entries were acknowledged or expired",
+    async (s) => {
+      await s.create(roomRow("ops", ["A", "B"]), entry("list", "A"));
+      const a = await s.append("ops", msg("A", 1));
+      await s.ack("ops", "A", a);
+      assert.equal(await s.ack("ops", "B", a), 2);
+      assert.equal(await s.bytes("ops"), 0);
+      const b = await s.append("ops", msg("A", 2));
+      assert.equal(b, a + 1);
+      assert.equal(await s.expire(Number.MAX_SAFE_INTEGER), 1);
+      const c = await s.change(
+        listChange("ops", ["A", "B", "C"], 2, ["C"], []),
+      );
+      assert.equal(c, b + 1);
+      assert.deepEqual(seqsOf(await s.read("ops", "B")), [c]);
+    },
+  );
+}
