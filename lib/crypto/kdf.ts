@@ -70,6 +70,24 @@ export const Label = {
   MAIL_MAC: "im v1 mail mac",
   /** Key of the `delivered` proof (section 9.6). */
   MAIL_RECEIPT: "im v1 mail receipt",
+  /** Rooms (PROTOCOL.md section 10.1): the transcript `list_th` of a `ROOM_LIST`. */
+  ROOM_LIST: "im v1 room list",
+  /** Context the creator signs in a `ROOM_LIST`: `label || 0x00 || list_th`. */
+  ROOM_LIST_SIGNATURE: "im v1 room list signature",
+  /** The transcript of a `ROOM_LEAVE` (section 10.1). */
+  ROOM_LEAVE: "im v1 room leave",
+  /** Context the member signs in a `ROOM_LEAVE`. */
+  ROOM_LEAVE_SIGNATURE: "im v1 room leave signature",
+  /** A sender chain's message key `mk_i` from `ck_i`, salted with `room_id` (section 10.2). */
+  ROOM_MESSAGE: "im v1 room message",
+  /** The next chain key `ck_{i+1}` from `ck_i`, salted with `room_id` (section 10.2). */
+  ROOM_CHAIN: "im v1 room chain",
+  /** One room message's keys from `mk_i`, salted with `H(header)` (section 10.2). */
+  ROOM_ENC: "im v1 room enc",
+  ROOM_IV: "im v1 room iv",
+  ROOM_MAC: "im v1 room mac",
+  /** Context the sender's chain key pair signs in a `ROOM_MSG` (Ed25519, section 10.3). */
+  ROOM_MESSAGE_SIGNATURE: "im v1 room message signature",
 } as const;
 
 /** Directions of a channel: login (client/server) and peer (host/joiner). Rule 2.6: never the same key both ways. */

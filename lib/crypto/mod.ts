@@ -1,10 +1,11 @@
 /**
  * Layer 1, crypto: the primitives (SHA-256 and HMAC, MD-CFB, HKDF and the
- * labels, X25519, RSA-PSS and RSA-OAEP identities with their PEM files).
+ * labels, X25519, Ed25519, RSA-PSS and RSA-OAEP identities with their PEM files).
  * Pure functions and key objects; no sockets, no files. May import: util.
  * @module
  */
 
+export * from "./ed25519.ts";
 export * from "./kdf.ts";
 export * from "./mdcfb.ts";
 export * from "./pem.ts";

@@ -62,6 +62,7 @@ import {
 import { MAIL_VERSION } from "./mail_certs.ts";
 import type { MailKeyPair } from "./mail_vault.ts";
 import { bucketOf } from "./padding.ts";
+import { decodeRoomKey } from "./room_chain.ts";
 import { checkUsername, isValidUsername } from "./username.ts";
 
 /** The longest text a mail may carry, in UTF-8 bytes: 45 KiB, as a peer `msg` (section 9.3). */
@@ -78,6 +79,11 @@ export const MAIL_MAX_AGE_MS = 31 * 24 * 60 * 60 * 1000;
 export const MAIL_MAX_SKEW_MS = 120_000;
 /** The plaintext's type byte of a text message (section 9.3). */
 export const MAIL_TYPE_TEXT = 0x01;
+/**
+ * The plaintext's type byte of a room key: a `ROOM_KEY` (section 10.2)
+ * handed to one member, sealed and authenticated pairwise by X3DH.
+ */
+export const MAIL_TYPE_ROOM_KEY = 0x02;
 
 /** X3DH section 2.2: 32 bytes 0xff before the DH values, for X25519. */
 const F = new Uint8Array(32).fill(0xff);
@@ -342,18 +348,23 @@ async function dhAll(
  * and 5, 9.3): a fresh non-extractable ephemeral key and 16 random bytes of
  * `msg_id` per message; the text padded with zeros to its bucket; the DH
  * values, `sk` and the other keys but `rk` wiped once used. The bundle must
- * have been checked first (`verifyBundle`).
+ * have been checked first (`verifyBundle`). With `roomKey`, the plaintext
+ * is of type 2 (a room key, section 10.2) and carries those bytes instead
+ * of a text, padded alike.
  * @param a `sender` and `recipient` names; their raw RSA fingerprints (the
  *   sender's own, the recipient's pinned one); the sender's identity key
  *   pair; the recipient's `ik`, signed prekey and, when the bundle held one,
- *   one-time prekey (ids and 32-byte keys); the `text`; `time`, ms (server's
- *   clock)
+ *   one-time prekey (ids and 32-byte keys); the `text` (empty when
+ *   `roomKey` is given); `roomKey`, an encoded `ROOM_KEY` (not wiped here);
+ *   `time`, ms (server's clock)
  * @returns the `MAIL` bytes, its `msg_id`, and `rk` to keep in `pending`
  *   (section 9.6)
  * @throws {ProtocolError} `message-too-large` for a text over
- *   {@link MAX_MAIL_TEXT_BYTES} UTF-8 bytes; `bad-bundle` when a DH value is
- *   all zeros (a low-order key); `bad-length` for a key, fingerprint or id
- *   of the wrong size
+ *   {@link MAX_MAIL_TEXT_BYTES} UTF-8 bytes; `bad-bundle` when a DH value
+ *   is all zeros (a low-order key);
+ *   `bad-length` for a key, fingerprint or id of the wrong size, or a text
+ *   beside a room key; `room-malformed` for a room key that does not
+ *   decode as a `ROOM_KEY`
  * @throws {AuthError} `bad-username` for an invalid name
  * @example
  * ```ts
@@ -381,9 +392,21 @@ export async function sealMail(a: {
   signedPrekey: { id: number; key: Uint8Array };
   oneTimePrekey?: { id: number; key: Uint8Array } | undefined;
   text: string;
+  roomKey?: Uint8Array | undefined;
   time: number;
 }): Promise<{ mail: Uint8Array; msgId: Uint8Array; rk: Uint8Array }> {
-  const text = utf8(a.text);
+  const isRoomKey = a.roomKey !== undefined;
+  if (isRoomKey) {
+    if (a.text !== "") {
+      throw new ProtocolError(
+        "bad-length",
+        "Mail: a room key is sent without a text",
+      );
+    }
+    // What the recipient would refuse is not sealed (section 9.4 step 5).
+    wipe(decodeRoomKey(a.roomKey!).chainKey);
+  }
+  const text = isRoomKey ? new Uint8Array(a.roomKey!) : utf8(a.text);
   if (text.length > MAX_MAIL_TEXT_BYTES) {
     throw new ProtocolError(
       "message-too-large",
@@ -451,11 +474,12 @@ export async function sealMail(a: {
     .bytes8(utf8(a.sender)).bytes8(utf8(a.recipient)).bytes(msgId)
     .u64(BigInt(a.time)).u32(a.signedPrekey.id).u32(opk?.id ?? 0)
     .bytes(a.senderIdentity.publicRaw).bytes(ek.publicRaw).finish();
-  // Section 9.3: u8 type || u32 len || text || zero bytes up to the bucket.
+  // Section 9.3: u8 type || u32 len || text || zero bytes up to the bucket;
+  // a room key (section 10.2) in place of the text under type 2.
   const plaintext = new Uint8Array(
     bucketOf(PLAINTEXT_HEAD_BYTES + text.length),
   );
-  plaintext[0] = MAIL_TYPE_TEXT;
+  plaintext[0] = isRoomKey ? MAIL_TYPE_ROOM_KEY : MAIL_TYPE_TEXT;
   new DataView(plaintext.buffer).setUint32(1, text.length);
   plaintext.set(text, PLAINTEXT_HEAD_BYTES);
   const iv = hmacSha256(keys.ivk, msgId);
@@ -470,14 +494,18 @@ export async function sealMail(a: {
 }
 
 /**
- * Decode a plaintext (section 9.4 step 5): type 1, `len` within it, UTF-8,
- * then only zero bytes.
+ * Decode a plaintext (section 9.4 step 5): type 1 or 2, `len` within it,
+ * then only zero bytes; a text (type 1) must be UTF-8, a room key (type 2,
+ * section 10.2) must decode as a `ROOM_KEY` and is returned as its bytes.
  * @param p the plaintext
- * @returns the text
+ * @returns the text, or an empty text and the room key
  */
-function readPlaintext(p: Uint8Array): string {
-  if (p[0] !== MAIL_TYPE_TEXT) {
-    throw malformed(`plaintext type ${p[0]}, expected ${MAIL_TYPE_TEXT}`);
+function readPlaintext(p: Uint8Array): { text: string; roomKey?: Uint8Array } {
+  const type = p[0];
+  if (type !== MAIL_TYPE_TEXT && type !== MAIL_TYPE_ROOM_KEY) {
+    throw malformed(
+      `plaintext type ${type}, expected ${MAIL_TYPE_TEXT} or ${MAIL_TYPE_ROOM_KEY}`,
+    );
   }
   const len = new DataView(p.buffer, p.byteOffset, p.byteLength).getUint32(1);
   if (len > p.length - PLAINTEXT_HEAD_BYTES) {
@@ -491,8 +519,21 @@ function readPlaintext(p: Uint8Array): string {
   if (!p.subarray(end).every((b) => b === 0)) {
     throw malformed("padding is not all zero bytes");
   }
+  if (type === MAIL_TYPE_ROOM_KEY) {
+    const roomKey = p.slice(PLAINTEXT_HEAD_BYTES, end);
+    try {
+      wipe(decodeRoomKey(roomKey).chainKey);
+    } catch (e) {
+      wipe(roomKey);
+      if (isImError(e)) throw malformed(e.message);
+      throw e;
+    }
+    return { text: "", roomKey };
+  }
   try {
-    return fromUtf8(p.subarray(PLAINTEXT_HEAD_BYTES, end), "mail text");
+    return {
+      text: fromUtf8(p.subarray(PLAINTEXT_HEAD_BYTES, end), "mail text"),
+    };
   } catch (e) {
     if (isImError(e)) throw malformed(e.message);
     throw e;
@@ -511,11 +552,13 @@ function readPlaintext(p: Uint8Array): string {
  *   signed prekey `spk_id` names, and the one-time prekey `opk_id` names
  *   (required when it is not 0)
  * @returns the text and `rk`, whose receipt proof acknowledges it
- *   ({@link receiptProof})
+ *   ({@link receiptProof}); for a room key (plaintext type 2, section
+ *   10.2), an empty text and the `ROOM_KEY`'s bytes in `roomKey` (checked
+ *   to decode; `decodeRoomKey` gives its fields)
  * @throws {ProtocolError} `mail-tampered` when the tag does not verify, a DH
  *   value is all zeros, or `opk_id` is not 0 and no one-time prekey is
  *   given; `mail-malformed` for a plaintext that authenticated but does not
- *   decode
+ *   decode (a room key included)
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -542,7 +585,7 @@ export async function openMail(a: {
   identity: MailKeyPair;
   signedPrekey: MailKeyPair;
   oneTimePrekey?: MailKeyPair | undefined;
-}): Promise<{ text: string; rk: Uint8Array }> {
+}): Promise<{ text: string; roomKey?: Uint8Array; rk: Uint8Array }> {
   const { header, headerBytes, ciphertext, tag } = a.mail;
   checkBytes(a.senderFingerprint, SHA256_BYTES, "sender fingerprint");
   checkBytes(a.recipientFingerprint, SHA256_BYTES, "recipient fingerprint");
@@ -574,7 +617,7 @@ export async function openMail(a: {
     const plaintext = mdcfbDecrypt(keys.enc, iv, ciphertext);
     wipe(iv);
     try {
-      return { text: readPlaintext(plaintext), rk: keys.rk };
+      return { ...readPlaintext(plaintext), rk: keys.rk };
     } catch (e) {
       wipe(keys.rk);
       throw e;
