@@ -1,7 +1,7 @@
 /**
  * `im serve`: flags -> {@link ImServer}. Provisions default keys on a first
- * run, keeps the mailboxes in a SQLite file under `--data` (PROTOCOL.md
- * 9.9), logs to stderr (or JSON lines to stdout), stops cleanly on Ctrl-C or
+ * run, keeps the mailboxes and the rooms in a SQLite file under `--data`
+ * (PROTOCOL.md 9.9, 10.4), logs to stderr (or JSON lines to stdout), stops cleanly on Ctrl-C or
  * SIGTERM, and re-reads the client key directory on SIGHUP.
  * @module
  */
@@ -11,6 +11,7 @@ import { MAX_HEARTBEAT_MS, MIN_HEARTBEAT_MS } from "../lib/record/mod.ts";
 import { intFlag, parseFlags } from "./flags.ts";
 import { createLogger, ImError, UsageError } from "../lib/util/mod.ts";
 import { DEFAULT_RSA_BITS } from "../lib/crypto/mod.ts";
+import { ROOM_MEMBERS_HARD_LIMIT } from "../lib/proto/mod.ts";
 import {
   DEFAULT_USERS,
   defaultKeyDir,
@@ -60,8 +61,12 @@ Options:
   --mail-max-count N      mails one mailbox may hold; receipts do not count
                           (default ${D.mailMaxCount})
   --mail-max-bytes N      bytes one mailbox may hold (default ${D.mailMaxBytes})
-  --mail-retention DAYS   days a mail waits unread before it is deleted,
-                          1..30 (default ${D.mailRetentionDays})
+  --mail-retention DAYS   days a mail (or a room message) waits unread before
+                          it is deleted, 1..30 (default ${D.mailRetentionDays})
+  --room-max-members N    members one room may have, 1..${ROOM_MEMBERS_HARD_LIMIT}
+                          (default ${D.roomMaxMembers})
+  --room-max-rooms N      rooms one user may be a member of, 1..10000
+                          (default ${D.roomMaxRooms})
   --no-watch              re-read the client keys only on SIGHUP, not when they change
   --bits N                RSA size of keys provisioned on a first run (default ${DEFAULT_RSA_BITS})
   -h, --help              this help
@@ -94,6 +99,8 @@ const OPTIONS = {
   "mail-max-count": { type: "string" },
   "mail-max-bytes": { type: "string" },
   "mail-retention": { type: "string" },
+  "room-max-members": { type: "string" },
+  "room-max-rooms": { type: "string" },
   "no-watch": { type: "boolean" },
   bits: { type: "string" },
   help: { type: "boolean", short: "h" },
@@ -153,6 +160,20 @@ export async function runServe(args: string[]): Promise<number> {
     D.mailRetentionDays,
     1,
     30,
+  );
+  const roomMaxMembers = intFlag(
+    "--room-max-members",
+    v["room-max-members"],
+    D.roomMaxMembers,
+    1,
+    ROOM_MEMBERS_HARD_LIMIT,
+  );
+  const roomMaxRooms = intFlag(
+    "--room-max-rooms",
+    v["room-max-rooms"],
+    D.roomMaxRooms,
+    1,
+    10_000,
   );
   if (v.data === "") {
     throw new UsageError("bad-flag", 'Invalid --data "": expected a directory');
@@ -315,12 +336,15 @@ export async function runServe(args: string[]): Promise<number> {
       mailMaxCount,
       mailMaxBytes,
       mailRetentionDays,
+      roomMaxMembers,
+      roomMaxRooms,
     } satisfies ServerOptions;
     mail = await openMail(dataDir);
     server = await ImServer.start({
       ...options,
       store: mail.store,
       prekeys: mail.prekeys,
+      rooms: mail.rooms,
     });
     log("mail-store", { path: join(dataDir, MAIL_DB_FILE) });
     // An enrollment (im keygen writes server/clients/<user>.pem) takes effect without a signal.

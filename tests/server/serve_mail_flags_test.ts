@@ -1,8 +1,8 @@
 /**
- * `im serve`'s mailbox flags (PROTOCOL.md 9.8, 9.9): each bad value is one
- * usage line (exit 2) before anything starts, and a data directory that
- * cannot hold the database is one error line with a hint (exit 1), before
- * the server listens.
+ * `im serve`'s mailbox and room flags (PROTOCOL.md 9.8, 9.9, 10.4): each
+ * bad value is one usage line (exit 2) before anything starts, and a data
+ * directory that cannot hold the database is one error line with a hint
+ * (exit 1), before the server listens.
  * @module
  */
 
@@ -82,6 +82,38 @@ Deno.test("im serve refuses a bad --mail-rate, --mail-max-count, --mail-max-byte
       empty.stderr[0],
       'im: error: Invalid --data "": expected a directory',
     );
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name),
+      ["keys"],
+      "no data directory was made",
+    );
+  });
+});
+
+Deno.test("im serve refuses a bad --room-max-members or --room-max-rooms with one usage line (exit 2), before anything starts", async () => {
+  await withKeys(async (dir) => {
+    const cases: Array<[string, string, string]> = [
+      ["--room-max-members", "0", "from 1 to 1024"],
+      ["--room-max-members", "1025", "from 1 to 1024"],
+      ["--room-max-members", "many", "from 1 to 1024"],
+      ["--room-max-rooms", "0", "from 1 to 10000"],
+      ["--room-max-rooms", "10001", "from 1 to 10000"],
+    ];
+    for (const [flag, value, range] of cases) {
+      const r = await runMain([
+        "serve",
+        "--keys",
+        join(dir, "keys"),
+        "--port",
+        "0",
+        flag,
+        value,
+      ]);
+      assert.equal(r.code, 2, `${flag} ${value}`);
+      assert.deepEqual(r.stderr, [
+        `im: error: Invalid ${flag} "${value}": expected a whole number ${range}`,
+      ]);
+    }
     assert.deepEqual(
       [...Deno.readDirSync(dir)].map((e) => e.name),
       ["keys"],
