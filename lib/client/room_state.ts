@@ -33,6 +33,8 @@ export interface OwnChain {
   readonly epoch: number;
   readonly chain: SenderChain;
   readonly signing: Ed25519KeyPair;
+  /** Its private half as PKCS #8, exported once, for the saved state. */
+  readonly signingPkcs8: Uint8Array;
   /** The server stored our room key for every other member (`room-keyed`). */
   keyed: boolean;
 }
@@ -110,10 +112,12 @@ export class Room {
 
   /** A fresh chain of ours for the current epoch (section 10.2). */
   async freshChain(): Promise<OwnChain> {
+    const signing = await generateEd25519(true);
     const own = {
       epoch: this.epoch,
       chain: SenderChain.fresh(this.list.roomId),
-      signing: await generateEd25519(true),
+      signing,
+      signingPkcs8: await exportEd25519Private(signing),
       keyed: false,
     };
     this.own = own;
@@ -131,7 +135,7 @@ export class Room {
       own: own && {
         epoch: own.epoch,
         chain: own.chain.toJSON(),
-        signing: (await exportEd25519Private(own.signing)).toBase64(),
+        signing: own.signingPkcs8.toBase64(),
         signingPublic: own.signing.publicRaw.toBase64(),
         keyed: own.keyed,
       },
@@ -154,13 +158,15 @@ export class Room {
       );
       room.reader = RoomReader.fromJSON(j.reader);
       if (j.own) {
+        const pkcs8 = Uint8Array.fromBase64(j.own.signing);
         room.own = {
           epoch: j.own.epoch,
           chain: SenderChain.fromJSON(j.own.chain),
           signing: await importEd25519Private(
-            Uint8Array.fromBase64(j.own.signing),
+            pkcs8,
             Uint8Array.fromBase64(j.own.signingPublic),
           ),
+          signingPkcs8: pkcs8,
           keyed: j.own.keyed,
         };
       }

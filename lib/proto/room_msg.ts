@@ -641,10 +641,10 @@ export class RoomReader {
    * decode), `room-unknown` (another room's `room_id` or name),
    * `not-a-member` (`isMember(sender, epoch)` is false), `room-stale` (the
    * time window), `room-no-key` (no chain of the sender for that epoch),
-   * `room-forged` (the signature), `room-replayed`, `room-gap`, `room-lost`
-   * (the chain, {@link ReceiverChain.keyFor}), `room-tampered` (the tag),
-   * then `room-malformed` (the plaintext). Only a message that passed all
-   * of them uses its key up.
+   * `room-replayed`, `room-gap`, `room-lost` (the chain,
+   * {@link ReceiverChain.keyFor}), `room-tampered` (the tag), then
+   * `room-malformed` (the plaintext), then `room-forged` (the signature).
+   * Only a message that passed all of them uses its key up.
    * @param bytes the `ROOM_MSG`
    * @param a `now`, ms (server's clock); `isMember`, the members at an
    *   epoch as the caller's verified list and leaves say (`membersAt`)
@@ -671,30 +671,30 @@ export class RoomReader {
     }
     checkRoomTime(h, a.now);
     const id = chainId(h.sender, h.epoch);
-    let chain = this.#chains.get(id)?.chain;
-    for (;;) {
-      if (chain === undefined) {
-        throw new ProtocolError(
-          "room-no-key",
-          `Room message refused: no key of ${h.sender} for epoch ${h.epoch} of "${this.#name}"`,
-        );
-      }
-      await verifyRoomSignature(m, chain.signingKey);
-      // A chain replaced while the signature was checked: check again.
-      const now = this.#chains.get(id)?.chain;
-      if (now === chain) break;
-      chain = now;
+    const chain = this.#chains.get(id)?.chain;
+    if (chain === undefined) {
+      throw new ProtocolError(
+        "room-no-key",
+        `Room message refused: no key of ${h.sender} for epoch ${h.epoch} of "${this.#name}"`,
+      );
     }
-    // From here on nothing awaits: no other open() runs between the key's
-    // lookup and its use, so a message opens once.
+    // The index, then the tag (any byte changed on the way fails here, as
+    // `room-tampered`), then the signature: a member who holds the sender's
+    // chain can make a tag, not the sender's signature (`room-forged`).
     const mk = chain.keyFor(h.index);
+    let text: string;
     try {
-      const text = openRoomMessage(m, mk);
-      chain.use(h.index);
-      return { header: h, text };
+      text = openRoomMessage(m, mk);
     } finally {
       wipe(mk);
     }
+    await verifyRoomSignature(m, chain.signingKey);
+    // Another open() may have run while the signature was checked: a chain
+    // replaced, or this index used by a copy. Check both again.
+    if (this.#chains.get(id)?.chain !== chain) return this.open(bytes, a);
+    wipe(chain.keyFor(h.index));
+    chain.use(h.index);
+    return { header: h, text };
   }
 
   /**
