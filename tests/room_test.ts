@@ -10,19 +10,15 @@
 
 import assert from "node:assert/strict";
 import { Room } from "../lib/client/room_state.ts";
-import {
-  deriveKeySync,
-  generateEd25519,
-  Label,
-} from "../lib/crypto/mod.ts";
+import { deriveKeySync, generateEd25519, Label } from "../lib/crypto/mod.ts";
 import { openRoomVault } from "../lib/keystore/mod.ts";
 import {
   decodeRoomList,
   decodeRoomMessage,
   makeRoomList,
   openRoomMessage,
-  SenderChain,
   sealRoomMessage,
+  SenderChain,
 } from "../lib/proto/mod.ts";
 import type { RoomEntry } from "../lib/server/mod.ts";
 import { sleep } from "../lib/util/mod.ts";
@@ -258,7 +254,12 @@ Deno.test("a message by a non-member, one signed by another key, and a replay ar
       at,
       data: await forge("C", 0),
     });
-    await w.rooms.append("team", { kind: "msg", from: "A", at, data: two.data });
+    await w.rooms.append("team", {
+      kind: "msg",
+      from: "A",
+      at,
+      data: two.data,
+    });
     await w.rooms.append("team", {
       kind: "msg",
       from: "A",

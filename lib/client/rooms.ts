@@ -166,9 +166,13 @@ export class Rooms {
       const a = await ask(this.#link, { t: "my-rooms" });
       if (a?.t === "rooms") {
         for (const r of a.rooms) {
-          await this.#serial(() => this.#onList(r.name, r.list));
-          for (const l of r.leaves) {
-            await this.#serial(() => this.#onLeave(r.name, l));
+          try {
+            await this.#serial(() => this.#onList(r.name, r.list));
+            for (const l of r.leaves) {
+              await this.#serial(() => this.#onLeave(r.name, l));
+            }
+          } catch (e) {
+            this.#refused(r.name, "membership change", e);
           }
         }
       }
@@ -185,6 +189,7 @@ export class Rooms {
 
   /** The link dropped: what was not acknowledged is pushed again. */
   lost(): void {
+    this.#synced.resolve(); // no backlog comes on this link any more
     this.#linkEpoch++;
     clearTimeout(this.#ackTimer);
     this.#ackTimer = undefined;
@@ -255,18 +260,24 @@ export class Rooms {
         else await this.#onMessage(m);
       } catch (e) {
         // Refused: shown, and acknowledged so the rest of the room flows.
-        this.#ctx.print({
-          kind: "error",
-          code: isImError(e) ? e.code : "internal",
-          text: `[#${m.room}] ${
-            m.t === "room-msg"
-              ? `message from ${m.from} (unverified) refused`
-              : "membership change refused"
-          }: ${(e as Error).message}`,
-        });
+        this.#refused(
+          m.room,
+          m.t === "room-msg"
+            ? `message from ${m.from} (unverified)`
+            : "membership change",
+          e,
+        );
       }
       if (epoch === this.#linkEpoch) this.#handled(m.room, m.seq);
     }));
+  }
+
+  #refused(room: string, what: string, e: unknown): void {
+    this.#ctx.print({
+      kind: "error",
+      code: isImError(e) ? e.code : "internal",
+      text: `[#${room}] ${what} refused: ${(e as Error).message}`,
+    });
   }
 
   // ---- lists and leaves (section 10.1)
