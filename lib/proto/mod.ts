@@ -15,6 +15,7 @@ export * from "./mail.ts";
 export * from "./mail_bundle.ts";
 export * from "./mail_certs.ts";
 export * from "./mail_vault.ts";
+export * from "./room_vault.ts";
 export * from "./messages.ts";
 export * from "./padding.ts";
 export * from "./peer_handshake.ts";
