@@ -29,6 +29,7 @@ import {
   type Store,
 } from "./seams.ts";
 import { DEFAULT_IPV6_PREFIX_BITS } from "./admission.ts";
+import { DEFAULT_ROOM_MAX_ROOMS } from "./rooms.ts";
 import {
   type BucketShape,
   DEFAULT_MAIL_RATE,
@@ -164,7 +165,7 @@ export const SERVER_DEFAULTS = {
   mailMaxBytes: 64 * 1024 * 1024,
   mailRetentionDays: 30,
   roomMaxMembers: DEFAULT_ROOM_MAX_MEMBERS,
-  roomMaxRooms: 100,
+  roomMaxRooms: DEFAULT_ROOM_MAX_ROOMS,
 } as const;
 
 /** {@link ServerOptions} with every default filled in and every limit clamped. */
