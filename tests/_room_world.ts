@@ -68,8 +68,16 @@ export interface Member {
   quit(): Promise<void>;
 }
 
-/** @returns a world; close it */
-export async function roomWorld(over: Partial<ServerOptions> = {}) {
+/**
+ * @param over server options
+ * @param extraUsers more users, all with the stranger's key (a room of many
+ *   without a key generation each)
+ * @returns a world; close it
+ */
+export async function roomWorld(
+  over: Partial<ServerOptions> = {},
+  extraUsers: readonly string[] = [],
+) {
   const base = await identities();
   const more = await moreIdentities();
   const ids: Record<RoomUser, PrivateIdentity> & Identities = {
@@ -83,6 +91,10 @@ export async function roomWorld(over: Partial<ServerOptions> = {}) {
   const clients = new Map(
     USERS.map((u) => [u as string, ids[u].publicIdentity]),
   );
+  for (const u of extraUsers) clients.set(u, ids.stranger.publicIdentity);
+  const identityOf = (u: string): PrivateIdentity =>
+    (ids as unknown as Record<string, PrivateIdentity | undefined>)[u] ??
+      ids.stranger;
   const server = await ImServer.start({
     network: net,
     hostname: HOST,
@@ -103,7 +115,7 @@ export async function roomWorld(over: Partial<ServerOptions> = {}) {
 
   /** Log `user` in; resolve once its mailbox keys are on the server. */
   const login = async (
-    user: RoomUser,
+    user: RoomUser | string,
     more: Partial<ClientOptions> = {},
   ): Promise<Member> => {
     const ui = new CaptureUi();
@@ -112,7 +124,7 @@ export async function roomWorld(over: Partial<ServerOptions> = {}) {
     if (!pins.has(user)) pins.set(user, new MemoryPeerPins());
     const c = await ChatClient.start({
       user,
-      identity: ids[user],
+      identity: identityOf(user),
       pinnedServer: ids.serverPinned,
       serverHost: HOST,
       serverPort: server.port,
@@ -166,8 +178,9 @@ export async function roomWorld(over: Partial<ServerOptions> = {}) {
 export async function withRoomWorld(
   body: (w: Awaited<ReturnType<typeof roomWorld>>) => Promise<void>,
   over: Partial<ServerOptions> = {},
+  extraUsers: readonly string[] = [],
 ): Promise<void> {
-  const w = await roomWorld(over);
+  const w = await roomWorld(over, extraUsers);
   try {
     await body(w);
   } finally {

@@ -416,3 +416,22 @@ Deno.test("limits: members per room and rooms per user, each one clear error", a
     assert.deepEqual(a!.c.roomNames, ["one"]);
   }, { roomMaxMembers: 2, roomMaxRooms: 1 });
 });
+
+Deno.test("a room whose members' keys take several records: every member's key is handed out, over several answers and requests, and all read the room", async () => {
+  const many = Array.from({ length: 24 }, (_, i) => `u${i}`);
+  await withRoomWorld(
+    async (w) => {
+      const members = [];
+      for (const u of ["A", ...many]) members.push(await w.login(u));
+      const [a, ...rest] = members;
+      await type(a!, `!room create team ${many.join(" ")}`);
+      await type(a!, "#team to all");
+      for (const m of rest) await m.ui.waitFor(roomIn("team", "to all"));
+      await type(rest[0]!, "#team back");
+      await a!.ui.waitFor(roomIn("team", "back"));
+      for (const m of members) assert.deepEqual(m.ui.since(isError()), []);
+    },
+    { maxFrameBytes: 8192 },
+    many,
+  );
+});

@@ -31,6 +31,7 @@ import {
   makeRoomList,
   MAX_ROOM_TEXT_BYTES,
   ROOM_ID_BYTES,
+  type RoomBundle,
   type RoomKey,
   type RoomLeave,
   type RoomList,
@@ -42,7 +43,13 @@ import {
   verifyRoomLeave,
   verifyRoomList,
 } from "../proto/mod.ts";
-import { isImError, ProtocolError, randomBytes, utf8 } from "../util/mod.ts";
+import {
+  isImError,
+  ProtocolError,
+  randomBytes,
+  sleep,
+  utf8,
+} from "../util/mod.ts";
 import type { Command } from "./commands.ts";
 import type { Mailbox } from "./mailbox.ts";
 import { ask } from "./mail_peers.ts";
@@ -54,6 +61,10 @@ import type { PendingRequest, ServerConnection } from "./server_link.ts";
 export const ROOM_WINDOW = 256;
 /** An acknowledgement waits at most this long for more entries to cover. */
 const ACK_DELAY_MS = 20;
+/** How long the answers to one `member-keys` may take to all come. */
+const BUNDLES_WAIT_MS = 10_000;
+/** A `room-keys` request's JSON around its mails, with a long room name and request id. */
+const ROOM_KEYS_JSON_BYTES = 160;
 /** Room keys kept for rooms whose list has not come yet. */
 const MAX_PENDING_KEYS = 1000;
 
@@ -99,6 +110,8 @@ export class Rooms {
   #target: string | undefined;
   #pumping = new Set<string>();
   #synced = Promise.withResolvers<void>();
+  /** Per room, the `room-bundles` of a `member-keys` in flight. */
+  #bundleSink = new Map<string, RoomBundle[]>();
 
   constructor(
     ctx: ClientContext,
@@ -240,8 +253,12 @@ export class Rooms {
           members: m.members,
         });
         return true;
-      case "rooms":
       case "room-bundles":
+        // The second and later answers to one `member-keys` (section 10.4:
+        // as many as fit a record each).
+        this.#bundleSink.get(m.room)?.push(...m.bundles);
+        return true;
+      case "rooms":
       case "room-keyed":
         return true; // a late answer: its request gave up
       default:
@@ -490,7 +507,26 @@ export class Rooms {
         code,
         text: `[#${room.name}] cannot hand out your key: ${why}`,
       });
-    const a = await ask(this.#link, { t: "member-keys", room: room.name });
+    const sink: RoomBundle[] = [];
+    this.#bundleSink.set(room.name, sink);
+    let a: ServerToClient | null;
+    try {
+      a = await ask(this.#link, { t: "member-keys", room: room.name });
+      if (a?.t === "room-bundles" && a.room === room.name) {
+        sink.unshift(...a.bundles);
+        // The rest of the answers, if the room's keys took several records.
+        const others = room.members.filter((m) => m !== this.#ctx.o.user);
+        const deadline = Date.now() + BUNDLES_WAIT_MS;
+        while (
+          !others.every((m) => sink.some((b) => b.user === m)) &&
+          Date.now() < deadline && this.#link.connected
+        ) await sleep(5);
+      }
+    } finally {
+      if (this.#bundleSink.get(room.name) === sink) {
+        this.#bundleSink.delete(room.name);
+      }
+    }
     if (a === null) return; // the link dropped: again at the next login
     if (a.t === "error") return fail(a.code, a.message);
     if (a.t !== "room-bundles" || a.room !== room.name) {
@@ -508,7 +544,7 @@ export class Rooms {
       signingKey: own.signing.publicRaw,
     });
     const mails: string[] = [];
-    for (const b of a.bundles) {
+    for (const b of sink) {
       if (!room.members.includes(b.user) || b.user === this.#ctx.o.user) {
         continue;
       }
@@ -541,16 +577,30 @@ export class Rooms {
       }
     }
     roomKey.fill(0);
-    const k = await ask(this.#link, {
-      t: "room-keys",
-      room: room.name,
-      epoch,
-      mails,
-    });
-    if (k === null) return;
-    if (k.t === "error") {
-      if (k.code !== "room-stale-epoch") fail(k.code, k.message);
-      return;
+    // As many mails per request as fit a record (section 10.4).
+    const space = this.#link.recordRoom - ROOM_KEYS_JSON_BYTES;
+    for (let i = 0; i < mails.length || i === 0;) {
+      const batch: string[] = [];
+      let bytes = 0;
+      while (i < mails.length && bytes + mails[i]!.length + 3 <= space) {
+        bytes += mails[i]!.length + 3;
+        batch.push(mails[i++]!);
+      }
+      if (batch.length === 0 && i < mails.length) {
+        return fail("message-too-large", "a room key does not fit a record");
+      }
+      const k = await ask(this.#link, {
+        t: "room-keys",
+        room: room.name,
+        epoch,
+        mails: batch,
+      });
+      if (k === null) return;
+      if (k.t === "error") {
+        if (k.code !== "room-stale-epoch") fail(k.code, k.message);
+        return;
+      }
+      if (mails.length === 0) break;
     }
     await this.#serial(async () => {
       if (room.own !== own) return;

@@ -27,7 +27,7 @@ Deno.test("RequestLimits: a burst, then one token per refill interval, per user 
   assert.equal(l.take("A", "session", 10_000), false);
 });
 
-Deno.test("REQUEST_LIMITS are those of PROTOCOL.md sections 5.2 and 9.8: mail 100, then 20 a second", () => {
+Deno.test("REQUEST_LIMITS are those of PROTOCOL.md sections 5.2, 9.8 and 10.4: mail and rooms 100, then 20 a second", () => {
   assert.deepEqual(REQUEST_LIMITS, {
     list: { burst: 10, refillMs: 1000 },
     session: { burst: 10, refillMs: 1000 },
@@ -35,6 +35,7 @@ Deno.test("REQUEST_LIMITS are those of PROTOCOL.md sections 5.2 and 9.8: mail 10
     send: { burst: 100, refillMs: 50 },
     keys: { burst: 10, refillMs: 1000 },
     publish: { burst: 10, refillMs: 1000 },
+    room: { burst: 100, refillMs: 50 },
   });
 });
 
