@@ -78,7 +78,9 @@ Deno.test("generatedBlock() needs exactly one pair of markers", () => {
   assert.throws(() => generatedBlock(`${BEGIN}${END}${BEGIN}${END}`));
   assert.equal(generatedBlock(`a${BEGIN}x${END}b`), "x");
   // A stale block is replaced, the rest kept.
-  const fresh = withFreshTables(`head\n${BEGIN}\nOLD-BLOCK-SENTINEL\n${END}\ntail`);
+  const fresh = withFreshTables(
+    `head\n${BEGIN}\nOLD-BLOCK-SENTINEL\n${END}\ntail`,
+  );
   assert.ok(
     fresh.startsWith(`head\n${BEGIN}`) && fresh.endsWith(`${END}\ntail`),
   );

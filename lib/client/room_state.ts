@@ -125,7 +125,7 @@ export class Room {
   }
 
   /** @returns the state to save */
-  async toJSON(): Promise<RoomVaultState> {
+  toJSON(): RoomVaultState {
     const own = this.own;
     const json: RoomJson = {
       v: 1,

@@ -964,7 +964,7 @@ export class Rooms {
   }
 
   async #save(room: Room): Promise<void> {
-    await this.#vault.saveRoom(room.name, await room.toJSON());
+    await this.#vault.saveRoom(room.name, room.toJSON());
   }
 }
 
