@@ -401,6 +401,15 @@ export class MailInbox {
     }
   }
 
+  /**
+   * Acknowledge now what was handled (the rooms' key gate, PROTOCOL.md
+   * 10.4, opens at our `mail-ack`: the room stream starts after it).
+   * @returns when the acknowledgement was sent (or dropped with its link)
+   */
+  acknowledge(): Promise<void> {
+    return this.#queue.then(() => this.#flush());
+  }
+
   /** A record was handled: acknowledge it now or soon (section 9.8). */
   #handled(seq: number, proof: Uint8Array | undefined): void {
     this.#upTo = Math.max(this.#upTo, seq);

@@ -75,6 +75,14 @@ export class Mailbox {
     return this.#inbox.whenSynced();
   }
 
+  /**
+   * @returns once what the inbox handled so far is acknowledged to the
+   *   server (the rooms' key gate opens at our `mail-ack`)
+   */
+  acknowledged(): Promise<void> {
+    return this.#inbox.acknowledge();
+  }
+
   /** The link dropped. */
   lost(): void {
     this.#inbox.lost();

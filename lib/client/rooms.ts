@@ -175,6 +175,10 @@ export class Rooms {
     this.#ctx.track((async () => {
       await this.#load();
       await this.#mail.synced();
+      // The keys that came in the backlog are acknowledged before the
+      // rooms stream: the server's gate (section 10.4) then lets the
+      // messages they open through at once, not after the next `mail-ack`.
+      await this.#mail.acknowledged();
       if (epoch !== this.#linkEpoch || this.#stopped) return;
       const a = await ask(this.#link, { t: "my-rooms" });
       if (a?.t === "rooms") {
@@ -773,6 +777,9 @@ export class Rooms {
         if (this.#rooms.has(cmd.room)) {
           return refuse("room-exists", `You are already in #${cmd.room}`);
         }
+        // Every member needs mailbox keys on the server, we too: a room
+        // made right after our first login waits for our publish.
+        await this.#mail.keys.idle();
         const list = await makeRoomList({
           roomId: randomBytes(ROOM_ID_BYTES),
           name: cmd.room,

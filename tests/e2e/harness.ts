@@ -58,6 +58,8 @@ export interface ChatEvent {
     | "error"
     | "list"
     | "session"
+    | "room"
+    | "rooms"
     | "raw";
   direction?: "in" | "out";
   from?: string;
@@ -65,8 +67,12 @@ export interface ChatEvent {
   text?: string;
   id?: string | null;
   status?: "delivered" | "undelivered" | "stored" | "expired";
-  /** A receipt's kind: `session` or `mail`. */
-  via?: "session" | "mail";
+  /** A receipt's kind: `session`, `mail` or `room`. */
+  via?: "session" | "mail" | "room";
+  /** A room's name: on a room message, receipt or `room` event. */
+  room?: string | null;
+  /** A `room` event's change. */
+  change?: "created" | "added" | "removed" | "left";
   /** A mail's written time (ISO 8601). */
   written?: string | null;
   peer?: string;
