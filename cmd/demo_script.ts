@@ -148,6 +148,8 @@ export async function runDemoScript(
     "Hello B, this is A. Can you read me?",
     "Loud and clear, A. The server only saw ciphertext.",
     "B, this mail waits for you while you are away.",
+    "Welcome to the team room, B.",
+    "Thanks A; one copy on the server for all of us.",
   ];
   // B's mailbox keys outlive its first login (im chat keeps them in the key
   // directory; the demo in memory).
@@ -250,6 +252,22 @@ export async function runDemoScript(
     await uiB.waitFor(
       "the list",
       (e) => e.kind === "list" && e.users.every((u) => u.state === "IDLE"),
+    );
+    // A room (PROTOCOL.md section 10): sealed once for all its members.
+    await type(A, uiA, "!room create team B");
+    await uiB.waitFor(
+      "the room",
+      (e) => e.kind === "room" && e.room === "team" && e.change === "created",
+    );
+    await type(A, uiA, `#team ${said[3]!}`);
+    await uiB.waitFor(
+      "A's room message",
+      (e) => e.kind === "message" && e.room === "team" && e.direction === "in",
+    );
+    await type(B, uiB, `#team ${said[4]!}`);
+    await uiA.waitFor(
+      "B's room message",
+      (e) => e.kind === "message" && e.room === "team" && e.direction === "in",
     );
   } finally {
     await A?.quit();

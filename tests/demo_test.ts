@@ -18,6 +18,9 @@ Deno.test("im demo runs the scripted conversation, shows the same SAS on both si
   assert.match(text, /A \| .*mail to B stored by the server/);
   assert.match(text, /B \| .*\[mail\] A \(written [^)]*\): B, this mail waits/);
   assert.match(text, /A \| .*mail to B delivered/);
+  assert.match(text, /B \| .*\[#team\] A created the room: A, B/);
+  assert.match(text, /B \| .*\[#team\] A: Welcome to the team room, B\./);
+  assert.match(text, /A \| .*\[#team\] B: Thanks A; one copy/);
   assert.match(text, /server link -> 0000/);
   assert.match(text, /peer link <- 0000/);
   assert.match(text, /no message appears in clear/);
