@@ -435,3 +435,55 @@ Deno.test("a room whose members' keys take several records: every member's key i
     many,
   );
 });
+
+Deno.test("an older list (room-rollback) and another room's list under the same name (room-forged) are refused; the member keeps its list", async () => {
+  await withRoomWorld(async (w) => {
+    const [a, b] = await Promise.all(
+      (["A", "B"] as const).map((u) => w.login(u)),
+    );
+    const c0 = await w.login("C");
+    await c0.quit();
+    await type(a!, "!room create team B");
+    await b!.ui.waitFor(roomChange("team", "created"));
+    const first = (await w.rooms.room("team"))!.list;
+    await type(a!, "!room add team C");
+    await b!.ui.waitFor(roomChange("team", "added"));
+    await b!.quit();
+
+    // The server serves B the creator's own list of epoch 1 again, then a
+    // room "team" that B made itself, with another room_id.
+    const row = (await w.rooms.room("team"))!;
+    await w.rooms.change({
+      row: { ...row, epoch: row.epoch + 1 },
+      entry: { kind: "list", from: "A", at: Date.now(), data: first },
+      added: [],
+      removed: [],
+    });
+    const other = await makeRoomList({
+      roomId: new Uint8Array(16).fill(7),
+      name: "team",
+      creator: w.ids.B,
+      creatorName: "B",
+      epoch: 9,
+      created: Date.now(),
+      members: ["A", "B", "C"],
+    });
+    await w.rooms.change({
+      row: { ...row, epoch: row.epoch + 2 },
+      entry: { kind: "list", from: "A", at: Date.now(), data: other.bytes },
+      added: [],
+      removed: [],
+    });
+    const b2 = await w.login("B");
+    await b2.ui.waitFor(isError("room-forged"));
+    const codes = b2.ui.since(isError()).map((e) =>
+      e.kind === "error" ? e.code : ""
+    );
+    assert.deepEqual(codes, ["room-rollback", "room-forged"]);
+    await type(b2, "!rooms");
+    const listing = await b2.ui.waitFor((e) => e.kind === "rooms");
+    assert.ok(listing.kind === "rooms");
+    assert.deepEqual(listing.rooms[0]?.members, ["A", "B", "C"]);
+    assert.equal(listing.rooms[0]?.creator, "A");
+  });
+});
