@@ -20,7 +20,8 @@ import {
   sealRoomMessage,
   SenderChain,
 } from "../lib/proto/mod.ts";
-import type { RoomEntry } from "../lib/server/mod.ts";
+import type { RoomVault } from "../lib/proto/mod.ts";
+import type { RoomEntry, RoomStore } from "../lib/server/mod.ts";
 import { sleep } from "../lib/util/mod.ts";
 import { isError } from "./_fixtures.ts";
 import {
@@ -370,6 +371,10 @@ Deno.test("a member leaves by its own signed statement: the others are told, the
     await b!.ui.waitFor(roomIn("team", "after C left"));
     await sleep(100);
     assert.deepEqual(shown(c!, "team"), []);
+    // The server has nothing of the room for C to read, and C was shown
+    // no refusal (nothing was pushed to it).
+    assert.deepEqual(await storedMessages(w, "team", "C"), []);
+    assert.deepEqual(c!.ui.since(isError()), []);
   });
 });
 
@@ -387,7 +392,7 @@ Deno.test("room state in the key directory: after both restart, the receiver rea
       await sleep(50);
       await b.quit();
       await a.quit();
-      const info = await Deno.stat(`${dir}/users/A/rooms/team.json`);
+      const info = await Deno.stat(`${dir}/users/A/rooms/room-7465616d.json`);
       if (Deno.build.os !== "windows") assert.equal(info.mode! & 0o777, 0o600);
 
       const a2 = await w.login("A", { roomVault: await vault("A") });
@@ -485,5 +490,135 @@ Deno.test("an older list (room-rollback) and another room's list under the same 
     assert.ok(listing.kind === "rooms");
     assert.deepEqual(listing.rooms[0]?.members, ["A", "B", "C"]);
     assert.equal(listing.rooms[0]?.creator, "A");
+  });
+});
+
+Deno.test("our chain's new position is saved before a message sealed with it leaves: when the save fails, nothing is sent", async () => {
+  await withRoomWorld(async (w) => {
+    const [a, b] = await Promise.all(
+      (["A", "B"] as const).map((u) => w.login(u)),
+    );
+    await type(a!, "!room create team B");
+    await b!.ui.waitFor(roomChange("team", "created"));
+    await type(a!, "#team one");
+    await b!.ui.waitFor(roomIn("team", "one"));
+    // A's disk fails from now on.
+    const vault = w.roomVaults.get("A")! as RoomVault;
+    vault.saveRoom = () => Promise.reject(new Error("disk full"));
+    await type(a!, "#team two");
+    await a!.ui.waitFor(isError());
+    await sleep(100);
+    assert.deepEqual(shown(b!, "team"), ["one"]);
+    assert.equal(
+      (await w.rooms.read("team", "A")).filter((e) => e.kind === "msg").length,
+      0,
+    );
+  });
+});
+
+Deno.test("the creator's client signs the list without a leaver again at its next login when the first try failed", async () => {
+  await withRoomWorld(async (w) => {
+    const [a, b, c] = await Promise.all(
+      (["A", "B", "C"] as const).map((u) => w.login(u)),
+    );
+    await type(a!, "!room create team B C");
+    await c!.ui.waitFor(roomChange("team", "created"));
+    await b!.ui.waitFor(roomChange("team", "created"));
+    const store = w.rooms as RoomStore;
+    const change = store.change.bind(store);
+    let failOnce = true;
+    store.change = (ch) => {
+      if (ch.entry.kind === "list" && failOnce) {
+        failOnce = false;
+        return Promise.reject(new Error("disk"));
+      }
+      return change(ch);
+    };
+    await type(c!, "!room leave team");
+    await a!.ui.waitFor(roomChange("team", "left"));
+    await a!.ui.waitFor(isError("store-failed"));
+    assert.equal((await w.rooms.room("team"))?.epoch, 1);
+    await a!.quit();
+    await w.login("A");
+    await eventually(
+      async () => (await w.rooms.room("team"))?.epoch === 2,
+      "the list without C",
+    );
+    assert.deepEqual((await w.rooms.room("team"))?.members, ["A", "B"]);
+  });
+});
+
+Deno.test("after being removed, an older list of the room that names us is a rollback: we do not hold the room again", async () => {
+  await withRoomWorld(async (w) => {
+    const [a, b] = await Promise.all(
+      (["A", "B", "C"] as const).map((u) => w.login(u)),
+    );
+    await type(a!, "!room create team B C");
+    await b!.ui.waitFor(roomChange("team", "created"));
+    const old = (await w.rooms.room("team"))!;
+    await type(a!, "!room remove team B");
+    await b!.ui.waitFor(roomChange("team", "removed"));
+    assert.deepEqual(b!.c.roomNames, []);
+    await b!.quit();
+    // The server shows B the epoch-1 list again, as a room of B's.
+    const store = w.rooms as RoomStore;
+    const roomsOf = store.roomsOf.bind(store), room = store.room.bind(store);
+    store.roomsOf = (u) => u === "B" ? Promise.resolve(["team"]) : roomsOf(u);
+    store.room = (n) => n === "team" ? Promise.resolve(old) : room(n);
+    try {
+      const b2 = await w.login("B");
+      await b2.ui.waitFor(isError("room-rollback"));
+      assert.deepEqual(b2.c.roomNames, []);
+    } finally {
+      store.roomsOf = roomsOf;
+      store.room = room;
+    }
+  });
+});
+
+Deno.test("a text typed while our key cannot be handed out is reported not sent, and quitting does not wait for it", async () => {
+  // Two room requests per user, ever: B's my-rooms at login and its
+  // member-keys take them, so its room-keys is refused (rate-limited), and
+  // so is every later try.
+  await withRoomWorld(async (w) => {
+    const a = await w.login("A");
+    const b = await w.login("B", { waitForReplies: false });
+    await type(a, "!room create team B");
+    await b.ui.waitFor(roomChange("team", "created"));
+    await b.ui.waitFor(isError("rate-limited"));
+    const typed = b.c.handleLine("#team hi");
+    await b.ui.waitFor(isError("not-sent"));
+    await typed;
+    await b.quit();
+    assert.deepEqual(
+      (await w.rooms.read("team", "A")).filter((e) => e.kind === "msg"),
+      [],
+    );
+  }, { requestLimits: { room: { burst: 2, refillMs: 3_600_000 } } });
+});
+
+Deno.test("a message handled just before the link dropped is not refused as a replay when it is pushed again", async () => {
+  await withRoomWorld(async (w) => {
+    const [a, b] = await Promise.all(
+      (["A", "B"] as const).map((u) => w.login(u)),
+    );
+    await type(a!, "!room create team B");
+    await b!.ui.waitFor(roomChange("team", "created"));
+    await b!.quit();
+    await type(a!, "#team once");
+    const [entry] = await storedMessages(w, "team", "B");
+    assert.ok(entry);
+    const b2 = await w.login("B");
+    await b2.ui.waitFor(roomIn("team", "once"));
+    await sleep(100);
+    await b2.quit();
+    // The server lost B's acknowledgement and pushes the entry again at
+    // its seq: B acknowledges it without a word.
+    const pos = await w.rooms.position("team", "B");
+    assert.ok(pos && pos.upTo >= entry.seq);
+    const b3 = await w.login("B");
+    await type(a!, "#team next");
+    await b3.ui.waitFor(roomIn("team", "next"));
+    assert.deepEqual(b3.ui.since(isError()), []);
   });
 });

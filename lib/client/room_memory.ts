@@ -27,11 +27,6 @@ export class MemoryRoomVault implements RoomVault {
     return Promise.resolve();
   }
 
-  removeRoom(name: string): Promise<void> {
-    this.#rooms.delete(name);
-    return Promise.resolve();
-  }
-
   savePendingKeys(keys: readonly RoomVaultState[]): Promise<void> {
     this.#pending = copy([...keys]);
     return Promise.resolve();

@@ -45,6 +45,7 @@ interface RoomJson {
   list: string;
   leaves: string[];
   reader: RoomReaderState;
+  handled: number;
   own: {
     epoch: number;
     chain: SenderChainState;
@@ -67,6 +68,11 @@ export class Room {
   readonly outbox: { text: string; done: () => void }[] = [];
   /** The epoch for which the creator (we) already signed the list without the leavers. */
   pruned = 0;
+  /**
+   * The newest entry of the room's log handled (its `seq`): one pushed again
+   * after a reconnect is acknowledged, not read twice (its key is used up).
+   */
+  handled = 0;
 
   /** @param list the room's first verified list */
   constructor(list: RoomList) {
@@ -132,6 +138,7 @@ export class Room {
       list: this.list.bytes.toBase64(),
       leaves: this.leaves.map((l) => l.bytes.toBase64()),
       reader: this.reader.toJSON(),
+      handled: this.handled,
       own: own && {
         epoch: own.epoch,
         chain: own.chain.toJSON(),
@@ -157,6 +164,7 @@ export class Room {
         decodeRoomLeave(Uint8Array.fromBase64(l))
       );
       room.reader = RoomReader.fromJSON(j.reader);
+      room.handled = typeof j.handled === "number" ? j.handled : 0;
       if (j.own) {
         const pkcs8 = Uint8Array.fromBase64(j.own.signing);
         room.own = {

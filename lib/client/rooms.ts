@@ -67,6 +67,8 @@ const BUNDLES_WAIT_MS = 10_000;
 const ROOM_KEYS_JSON_BYTES = 160;
 /** Room keys kept for rooms whose list has not come yet. */
 const MAX_PENDING_KEYS = 1000;
+/** Of them, at most this many from one sender. */
+const MAX_PENDING_KEYS_PER_SENDER = 100;
 
 /** Requests whose answers the rooms part awaits itself. */
 const ROOM_REQUESTS: ReadonlySet<ClientToServer["t"]> = new Set([
@@ -112,6 +114,13 @@ export class Rooms {
   #synced = Promise.withResolvers<void>();
   /** Per room, the `room-bundles` of a `member-keys` in flight. */
   #bundleSink = new Map<string, RoomBundle[]>();
+  /** Hand-outs under way, by room and epoch: one at a time each. */
+  #handingOut = new Set<string>();
+  /**
+   * Rooms we were removed from or left, by name: their `room_id` and the
+   * epoch then. An older list of the same room is a rollback (10.1).
+   */
+  #gone = new Map<string, { roomId: Uint8Array; epoch: number }>();
 
   constructor(
     ctx: ClientContext,
@@ -150,6 +159,19 @@ export class Rooms {
     this.#loaded ??= this.#serial(async () => {
       const saved = await this.#vault.load();
       for (const [name, state] of saved.rooms) {
+        const gone = state.gone as { roomId?: unknown; epoch?: unknown } | null;
+        if (
+          typeof gone === "object" && gone !== null &&
+          typeof gone.roomId === "string" && typeof gone.epoch === "number"
+        ) {
+          try {
+            this.#gone.set(name, {
+              roomId: Uint8Array.fromBase64(gone.roomId),
+              epoch: gone.epoch,
+            });
+          } catch { /* not base64: no floor kept */ }
+          continue;
+        }
         try {
           this.#rooms.set(name, await Room.fromJSON(state));
         } catch (e) {
@@ -188,6 +210,8 @@ export class Rooms {
             for (const l of r.leaves) {
               await this.#serial(() => this.#onLeave(r.name, l));
             }
+            const room = this.#rooms.get(r.name);
+            if (room) this.#pruneLeavers(room);
           } catch (e) {
             this.#refused(r.name, "membership change", e);
           }
@@ -219,6 +243,9 @@ export class Rooms {
     await this.#flush();
     this.#stopped = true;
     this.#synced.resolve();
+    for (const room of this.#rooms.values()) {
+      this.#dropQueued(room, "you logged out before your key was handed out");
+    }
   }
 
   /**
@@ -275,6 +302,12 @@ export class Rooms {
     this.#ctx.track(this.#serial(async () => {
       await this.#load();
       if (epoch !== this.#linkEpoch || this.#stopped) return;
+      const held = this.#rooms.get(m.room);
+      if (held && m.seq <= held.handled) {
+        // Pushed again after a reconnect: handled before, its keys used up.
+        this.#handled(m.room, m.seq);
+        return;
+      }
       try {
         if (m.t === "room") await this.#onList(m.room, m.list);
         else if (m.t === "room-left") await this.#onLeave(m.room, m.statement);
@@ -288,6 +321,11 @@ export class Rooms {
             : "membership change",
           e,
         );
+      }
+      const room = this.#rooms.get(m.room);
+      if (room && m.seq > room.handled) {
+        room.handled = m.seq;
+        this.#dirty.add(room);
       }
       if (epoch === this.#linkEpoch) this.#handled(m.room, m.seq);
     }));
@@ -317,6 +355,16 @@ export class Rooms {
       );
     }
     const room = this.#rooms.get(name);
+    const gone = this.#gone.get(name);
+    if (
+      !room && gone && equal(gone.roomId, list.roomId) &&
+      list.epoch <= gone.epoch
+    ) {
+      throw new ProtocolError(
+        "room-rollback",
+        `the list is of epoch ${list.epoch}; we left #${name} at epoch ${gone.epoch}`,
+      );
+    }
     if (room) {
       if (
         !equal(room.list.roomId, list.roomId) ||
@@ -342,9 +390,7 @@ export class Rooms {
     const before = room ? room.members : [];
     if (!list.members.includes(me)) {
       if (!room) return; // not ours: nothing to keep
-      this.#rooms.delete(name);
-      await this.#vault.removeRoom(name);
-      if (this.#target === name) this.#setTarget(undefined);
+      await this.#forget(room, list.epoch, "you were removed from the room");
       this.#print(list, "removed", list.creator, [me], list.members);
       return;
     }
@@ -352,6 +398,7 @@ export class Rooms {
     if (!r) {
       r = new Room(list);
       this.#rooms.set(name, r);
+      this.#gone.delete(name);
     } else r.advance(list);
     await r.freshChain();
     await this.#adoptPending(r);
@@ -379,14 +426,17 @@ export class Rooms {
       throw new ProtocolError("room-forged", "the leave is of another room");
     }
     if (leave.epoch !== room.epoch) return; // of an epoch behind us
-    if (room.leaves.some((l) => equal(l.bytes, leave.bytes))) return;
-    if (!room.members.includes(leave.member)) return;
+    if (
+      room.leaves.some((l) => equal(l.bytes, leave.bytes)) ||
+      !room.members.includes(leave.member)
+    ) {
+      this.#pruneLeavers(room); // a re-signing that failed goes again
+      return;
+    }
     await verifyRoomLeave(leave, await this.#keyOf(leave.member));
     const me = this.#ctx.o.user;
     if (leave.member === me) {
-      this.#rooms.delete(name);
-      await this.#vault.removeRoom(name);
-      if (this.#target === name) this.#setTarget(undefined);
+      await this.#forget(room, room.epoch, "you left the room");
       this.#print(
         room.list,
         "left",
@@ -399,11 +449,55 @@ export class Rooms {
     room.leaves.push(leave);
     await this.#save(room);
     this.#print(room.list, "left", leave.member, [leave.member], room.members);
-    // Section 10.1: the creator's client signs the list without the
-    // leaver, so every member hands out a fresh chain the leaver lacks.
-    if (room.list.creator === me && room.pruned < room.epoch) {
-      room.pruned = room.epoch;
-      this.#ctx.track(this.#update(room, room.members));
+    this.#pruneLeavers(room);
+  }
+
+  /**
+   * Section 10.1: the creator's client signs the list without the members
+   * who left, so every member hands out a fresh chain the leavers lack.
+   * Tried again at each leave seen and at each login until it is done.
+   */
+  #pruneLeavers(room: Room): void {
+    const me = this.#ctx.o.user;
+    if (
+      room.list.creator !== me || !room.members.includes(me) ||
+      room.members.length >= room.list.members.length ||
+      room.pruned >= room.epoch
+    ) return;
+    const epoch = room.epoch;
+    room.pruned = epoch;
+    this.#ctx.track(
+      this.#update(room, room.members).then((ok) => {
+        if (!ok && room.pruned === epoch) room.pruned = 0;
+      }),
+    );
+  }
+
+  /**
+   * We are no longer in the room: its state goes, a floor stays (10.1), and
+   * what we typed for it is not sent.
+   */
+  async #forget(room: Room, epoch: number, why: string): Promise<void> {
+    this.#rooms.delete(room.name);
+    this.#dirty.delete(room);
+    this.#dropQueued(room, why);
+    this.#gone.set(room.name, { roomId: room.list.roomId, epoch });
+    await this.#vault.saveRoom(room.name, {
+      v: 1,
+      gone: { roomId: room.list.roomId.toBase64(), epoch },
+    });
+    if (this.#target === room.name) this.#setTarget(undefined);
+  }
+
+  /** The texts waiting for our key to go out are not sent: say so. */
+  #dropQueued(room: Room, why: string): void {
+    for (const q of room.outbox.splice(0)) {
+      this.#ctx.print({
+        kind: "error",
+        code: "not-sent",
+        text: `[#${room.name}] not sent (${why}): ${q.text.slice(0, 60)}`,
+      });
+      q.done();
     }
   }
 
@@ -441,6 +535,11 @@ export class Rooms {
         !room || !equal(room.list.roomId, key.roomId) || key.epoch > room.epoch
       ) {
         this.#pending.push({ from, key: bytes.toBase64() });
+        // Junk from one sender cannot push out another's real keys.
+        const mine = this.#pending.filter((p) => p.from === from);
+        if (mine.length > MAX_PENDING_KEYS_PER_SENDER) {
+          this.#pending.splice(this.#pending.indexOf(mine[0]!), 1);
+        }
         if (this.#pending.length > MAX_PENDING_KEYS) this.#pending.shift();
         await this.#vault.savePendingKeys(
           this.#pending as unknown as RoomVaultState[],
@@ -503,14 +602,33 @@ export class Rooms {
    * texts typed meanwhile go once the server stored them all.
    */
   async #handOut(room: Room, epoch: number): Promise<void> {
+    const key = `${room.name}\0${epoch}`;
+    if (this.#handingOut.has(key)) return;
+    this.#handingOut.add(key);
+    try {
+      await this.#handOutOnce(room, epoch);
+    } finally {
+      this.#handingOut.delete(key);
+    }
+  }
+
+  async #handOutOnce(room: Room, epoch: number): Promise<void> {
     const own = room.own;
     if (!own || own.epoch !== epoch) return;
-    const fail = (code: string, why: string) =>
+    const report = (code: string, why: string) => {
+      // A room we left or an epoch that moved on meanwhile: nothing to say.
+      if (this.#rooms.get(room.name) !== room || room.own !== own) return;
       this.#ctx.print({
         kind: "error",
         code,
         text: `[#${room.name}] cannot hand out your key: ${why}`,
       });
+    };
+    // A hand-out that cannot finish: what waits for it is not sent.
+    const fail = (code: string, why: string) => {
+      report(code, why);
+      this.#dropQueued(room, "your key could not be handed out");
+    };
     const sink: RoomBundle[] = [];
     this.#bundleSink.set(room.name, sink);
     let a: ServerToClient | null;
@@ -531,7 +649,11 @@ export class Rooms {
         this.#bundleSink.delete(room.name);
       }
     }
-    if (a === null) return; // the link dropped: again at the next login
+    if (a === null) {
+      // Again at the next login; what waits for it is not sent now.
+      this.#dropQueued(room, "the server did not answer");
+      return;
+    }
     if (a.t === "error") return fail(a.code, a.message);
     if (a.t !== "room-bundles" || a.room !== room.name) {
       return fail("unexpected-message", `the server answered "${a.t}"`);
@@ -548,6 +670,11 @@ export class Rooms {
       signingKey: own.signing.publicRaw,
     });
     const mails: string[] = [];
+    for (const m of room.members) {
+      if (m !== this.#ctx.o.user && !sink.some((b) => b.user === m)) {
+        report("no-mailbox", `to ${m}: the server gave no keys for ${m}`);
+      }
+    }
     for (const b of sink) {
       if (!room.members.includes(b.user) || b.user === this.#ctx.o.user) {
         continue;
@@ -574,7 +701,7 @@ export class Rooms {
         mails.push(sealed.mail.toBase64());
       } catch (e) {
         // That member cannot read what we write at this epoch; the others can.
-        fail(
+        report(
           isImError(e) ? e.code : "internal",
           `to ${b.user}: ${(e as Error).message}`,
         );
@@ -599,8 +726,13 @@ export class Rooms {
         epoch,
         mails: batch,
       });
-      if (k === null) return;
+      if (k === null) {
+        this.#dropQueued(room, "the server did not answer");
+        return;
+      }
       if (k.t === "error") {
+        // room-stale-epoch: a newer list is on its way, and its hand-out
+        // sends what waits.
         if (k.code !== "room-stale-epoch") fail(k.code, k.message);
         return;
       }
@@ -669,6 +801,10 @@ export class Rooms {
     }
     const sent = Promise.withResolvers<void>();
     room.outbox.push({ text, done: sent.resolve });
+    // Our key not out yet, and no hand-out under way (one failed): try again.
+    if (room.own && !room.own.keyed) {
+      this.#ctx.track(this.#handOut(room, room.own.epoch));
+    }
     this.#pump(room);
     return sent.promise;
   }
@@ -681,9 +817,23 @@ export class Rooms {
       try {
         while (room.outbox.length > 0 && room.own?.keyed && !this.#stopped) {
           const next = room.outbox[0]!;
-          const ok = await this.#sendOne(room, next.text);
-          if (ok === "retry") return; // a new epoch: sent once keyed again
-          room.outbox.shift();
+          let ok: "sent" | "retry";
+          try {
+            ok = await this.#sendOne(room, next.text);
+          } catch (e) {
+            // Our own failure (the disk would not take the chain's new
+            // position): this text is not sent; the next ones may be.
+            this.#ctx.print({
+              kind: "error",
+              code: isImError(e) ? e.code : "internal",
+              text: `[#${room.name}] not sent: ${(e as Error).message}`,
+            });
+            ok = "sent";
+          }
+          // A new epoch: sent under its chain, now if it is handed out
+          // already, else when its hand-out ends.
+          if (ok === "retry") continue;
+          if (room.outbox[0] === next) room.outbox.shift();
           next.done();
         }
       } finally {
@@ -739,8 +889,13 @@ export class Rooms {
       });
       return "sent";
     }
-    if (a?.t === "error" && a.code === "room-stale-epoch" && room.own === own) {
-      own.keyed = false; // the new list is on its way: sent under its chain
+    if (
+      a?.t === "error" && a.code === "room-stale-epoch" &&
+      this.#rooms.get(room.name) === room
+    ) {
+      // The new list is on its way (or here): the text goes again under
+      // its chain (section 10.3).
+      if (room.own === own) own.keyed = false;
       return "retry";
     }
     this.#ctx.print({
@@ -789,13 +944,14 @@ export class Rooms {
           created: this.#link.serverNow(),
           members: [me, ...cmd.members],
         });
-        return this.#answerList(
+        await this.#answerList(
           await ask(this.#link, {
             t: "room-create",
             list: list.bytes.toBase64(),
           }),
           cmd.room,
         );
+        return;
       }
       case "room-add":
       case "room-remove": {
@@ -815,7 +971,8 @@ export class Rooms {
               `${cmd.user} is already in #${cmd.room}`,
             );
           }
-          return this.#update(room, [...members, cmd.user]);
+          await this.#update(room, [...members, cmd.user]);
+          return;
         }
         if (cmd.user === me) {
           return refuse(
@@ -826,7 +983,8 @@ export class Rooms {
         if (!members.includes(cmd.user)) {
           return refuse("bad-command", `${cmd.user} is not in #${cmd.room}`);
         }
-        return this.#update(room, members.filter((m) => m !== cmd.user));
+        await this.#update(room, members.filter((m) => m !== cmd.user));
+        return;
       }
       case "room-leave": {
         const room = this.#rooms.get(cmd.room);
@@ -895,7 +1053,8 @@ export class Rooms {
     this.#ctx.o.ui.setRoom?.(room ?? null);
   }
 
-  async #update(room: Room, members: string[]): Promise<void> {
+  /** @returns whether the server took the list */
+  async #update(room: Room, members: string[]): Promise<boolean> {
     const list = await makeRoomList({
       roomId: room.list.roomId,
       name: room.name,
@@ -911,15 +1070,20 @@ export class Rooms {
     );
   }
 
-  async #answerList(a: ServerToClient | null, name: string): Promise<void> {
+  /** @returns whether the server took the list */
+  async #answerList(
+    a: ServerToClient | null,
+    name: string,
+  ): Promise<boolean> {
     if (a?.t === "room") {
       const m = a;
       await this.#serial(() => this.#onList(m.room, m.list)).catch((e) =>
         this.#ctx.error(e)
       );
-      return;
+      return true;
     }
-    return this.#answerError(a, name);
+    this.#answerError(a, name);
+    return false;
   }
 
   #answerError(a: ServerToClient | null, name: string): void {

@@ -4,7 +4,10 @@
  *
  * ```
  * users/<me>/rooms/            0700
- *   <room>.json                0600  the room's state (RoomVaultState)
+ *   room-<hex>.json            0600  a room's state (RoomVaultState); <hex>
+ *                                    is its name's UTF-8 in lowercase hex, so
+ *                                    no room name can be another file's, nor
+ *                                    two names one file where case is folded
  *   pending-keys.json          0600  room keys that came before their list
  * ```
  *
@@ -20,8 +23,12 @@
  * const dir = await Deno.makeTempDir();
  * const vault = await openRoomVault(dir, "A");
  * await vault.saveRoom("team", { epoch: 1 });
+ * await vault.saveRoom("pending-keys", { epoch: 2 }); // a room: its own file
  * const again = await openRoomVault(dir, "A");
- * assert.deepEqual((await again.load()).rooms.get("team"), { epoch: 1 });
+ * const { rooms, pendingKeys } = await again.load();
+ * assert.deepEqual(rooms.get("team"), { epoch: 1 });
+ * assert.deepEqual(rooms.get("pending-keys"), { epoch: 2 });
+ * assert.deepEqual(pendingKeys, []);
  * await Deno.remove(dir, { recursive: true });
  * ```
  * @module
@@ -64,6 +71,23 @@ export async function openRoomVault(
   const vault = new FileRoomVault(dir, me);
   await vault.open();
   return vault;
+}
+
+/** The file of the room `name`: `room-<hex of its UTF-8>.json`. */
+function roomFile(name: string): string {
+  return `room-${utf8(name).toHex()}.json`;
+}
+
+/** The room name of a file's hex, if it is one. */
+function roomName(hex: string): string | undefined {
+  try {
+    const name = fromUtf8(Uint8Array.fromHex(hex), "room name");
+    return isValidUsername(name) && roomFile(name) === `room-${hex}.json`
+      ? name
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 class FileRoomVault implements RoomVault {
@@ -133,11 +157,12 @@ class FileRoomVault implements RoomVault {
           if (Array.isArray(v)) pendingKeys = v as RoomVaultState[];
           continue;
         }
-        const m = /^(.+)\.json$/.exec(n);
-        if (!m || !isValidUsername(m[1]!)) continue;
+        const m = /^room-([0-9a-f]+)\.json$/.exec(n);
+        const name = m ? roomName(m[1]!) : undefined;
+        if (name === undefined) continue;
         const v = await this.#read(path);
         if (typeof v === "object" && v !== null && !Array.isArray(v)) {
-          rooms.set(m[1]!, v as RoomVaultState);
+          rooms.set(name, v as RoomVaultState);
         }
       }
       return { rooms, pendingKeys };
@@ -149,18 +174,9 @@ class FileRoomVault implements RoomVault {
     return this.#serial(async () => {
       await this.#make();
       await writeFiles([{
-        path: join(this.#rooms, `${name}.json`),
+        path: join(this.#rooms, roomFile(name)),
         bytes: utf8(JSON.stringify(state)),
       }]);
-    });
-  }
-
-  removeRoom(name: string): Promise<void> {
-    checkUsername(name);
-    return this.#serial(async () => {
-      if (!this.#made) return;
-      await removeFile(join(this.#rooms, `${name}.json`));
-      await syncDir(this.#rooms);
     });
   }
 

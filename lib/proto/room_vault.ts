@@ -18,8 +18,10 @@ export type RoomVaultState = Readonly<Record<string, unknown>>;
 /** The rooms of one user, at rest. */
 export interface RoomVault {
   /**
-   * Everything saved: each room's state by name, and the room keys that
-   * came before their room's list.
+   * Everything saved: each room's state by name (a room we left or were
+   * removed from keeps a state too: its `room_id` and the epoch then, the
+   * floor of section 10.1), and the room keys that came before their
+   * room's list.
    */
   load(): Promise<{
     rooms: Map<string, RoomVaultState>;
@@ -27,8 +29,6 @@ export interface RoomVault {
   }>;
   /** Replace a room's state; durable when it resolves. */
   saveRoom(name: string, state: RoomVaultState): Promise<void>;
-  /** Forget a room (we left or were removed); durable when it resolves. */
-  removeRoom(name: string): Promise<void>;
   /** Replace the room keys waiting for their room's list; durable when it resolves. */
   savePendingKeys(keys: readonly RoomVaultState[]): Promise<void>;
 }

@@ -90,7 +90,7 @@ Deno.test("im chat: A makes a room and writes to it, B reads it at once, C (offl
     const rooms = join(keyDir, "users", "A", "rooms");
     assert.equal((await Deno.stat(rooms)).mode! & 0o777, 0o700);
     assert.equal(
-      (await Deno.stat(join(rooms, "team.json"))).mode! & 0o777,
+      (await Deno.stat(join(rooms, "room-7465616d.json"))).mode! & 0o777,
       0o600,
     );
 
