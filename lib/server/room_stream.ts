@@ -157,6 +157,19 @@ export class RoomStream {
     if (any) this.#running ??= this.#pump();
   }
 
+  /**
+   * A room of this name was just made: the stream forgets where it was in
+   * an earlier room of the name (deleted once nobody had a position in it,
+   * PROTOCOL.md 10.4), whose seqs the new room's start again below. The
+   * next {@link wake} of the room reads the user's position in the new one.
+   * @param room the room's name
+   */
+  reset(room: string): void {
+    if (!this.#rooms.delete(room)) return;
+    this.#dirty.delete(room);
+    this.#backlog?.delete(room);
+  }
+
   /** End the stream; what is in flight stays in the logs. */
   close(): void {
     this.#closed = true;
@@ -293,11 +306,13 @@ export class RoomStream {
         limit: space,
       });
       for (const entry of page) {
-        if (this.#closed) return;
+        // Closed, or the room was made afresh meanwhile (reset).
+        if (this.#closed || this.#rooms.get(c.name) !== c) return;
         if (entry.seq <= c.cursor) continue;
         if (entry.kind === "keys") {
           const wait = waitOf(entry, user);
           if (wait !== undefined && !(await this.#keyHandled(wait))) {
+            if (this.#rooms.get(c.name) !== c) return;
             // The gate: nothing past it until the key mail is handled.
             c.gated = true;
             this.#caughtUp(c);
@@ -316,7 +331,7 @@ export class RoomStream {
           c.inflight.length > 0 && c.inflightBytes + bytes > MAX_UNACKED_BYTES
         ) return;
         await this.#drained();
-        if (this.#closed) return;
+        if (this.#closed || this.#rooms.get(c.name) !== c) return;
         this.#push(c, entry, bytes);
       }
       if (page.length < space) {
@@ -334,6 +349,7 @@ export class RoomStream {
    */
   async #settle(c: Cursor): Promise<void> {
     if (c.inflight.length > 0 || c.cursor <= c.acked) return;
+    if (this.#rooms.get(c.name) !== c) return; // reset: another room now
     const to = c.cursor;
     await this.#o.store.ack(c.name, this.#o.user, to);
     c.acked = Math.max(c.acked, to);

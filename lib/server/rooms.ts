@@ -28,6 +28,7 @@
 
 import type { PublicIdentity } from "../crypto/mod.ts";
 import {
+  bucketOf,
   type ClientToServer,
   decodeMail,
   decodeRoomLeave,
@@ -38,13 +39,14 @@ import {
   MAX_REQUEST_ID,
   membersAt,
   type RoomBundle,
+  type RoomLeave,
   type RoomList,
   type RoomSummary,
   verifyRoomLeave,
   verifyRoomList,
 } from "../proto/mod.ts";
 import { RECORD_MIN_BYTES } from "../record/mod.ts";
-import { isImError, type Logger, ProtocolError } from "../util/mod.ts";
+import { isImError, type Logger, ProtocolError, utf8 } from "../util/mod.ts";
 import type { RequestLimits } from "./limits.ts";
 import { fromBase64, noMailbox, type Refuse } from "./mail_keys.ts";
 import { mailRecord } from "./mail_records.ts";
@@ -90,6 +92,18 @@ export interface RoomsOptions {
   /** The server's clock. */
   now: () => number;
   log: Logger;
+}
+
+/**
+ * The key mails one room's current epoch stored, per sender and recipient
+ * (PROTOCOL.md 10.4): a second `room-keys` mail for a pair is not stored.
+ * Held in memory only (lost on restart), forgotten when the epoch moves on.
+ */
+interface KeyedPairs {
+  readonly roomId: Uint8Array;
+  readonly epoch: number;
+  /** Sender to the recipients its mails of this epoch were stored for. */
+  readonly sent: Map<string, Set<string>>;
 }
 
 /** What the rooms keep of one connection; it ends with it. */
@@ -175,6 +189,14 @@ export class Rooms {
     this.#refuse(reply, code, message);
   #timer: ReturnType<typeof setInterval> | undefined;
   #sweeping: Promise<void> | undefined;
+  /**
+   * Per room name, the tail of its chain of room-changing requests
+   * (`room-create`, `room-update`, `room-leave`, `room-keys`): each runs
+   * alone; an entry is removed when its chain is idle.
+   */
+  #locks = new Map<string, Promise<void>>();
+  /** Per room name, the key mails of its epoch stored (`room-keys`). */
+  #keyed = new Map<string, KeyedPairs>();
 
   /** @param o the seams, limits and clock */
   constructor(o: RoomsOptions) {
@@ -293,38 +315,48 @@ export class Rooms {
     }
     if (list.members.length > this.#maxMembers) return this.#full(reply, list);
     await this.#verifyList(list, s.user);
-    if (await this.#o.store.room(list.name)) {
-      return this.#refuse(
-        reply,
-        "room-exists",
-        `A room named ${list.name} exists already; choose another name`,
-      );
-    }
-    if (!(await this.#checkJoining(reply, list.members))) return;
-    const row: RoomRow = {
-      name: list.name,
-      roomId: list.roomId,
-      creator: list.creator,
-      epoch: 1,
-      list: list.bytes,
-      leaves: [],
-      members: [...list.members],
-    };
-    const seq = await this.#o.store.create(row, {
-      kind: "list",
-      from: s.user,
-      at: this.#o.now(),
-      data: list.bytes,
+    // The answer is written after the lock is let go: a client slow to
+    // read holds up no one else's change of the room.
+    const answered = await this.#locked(list.name, async () => {
+      if (await this.#o.store.room(list.name)) {
+        return later(this.#refuse(
+          reply,
+          "room-exists",
+          `A room named ${list.name} exists already; choose another name`,
+        ));
+      }
+      const refused = await this.#checkJoining(reply, list.members);
+      if (refused) return refused;
+      const row: RoomRow = {
+        name: list.name,
+        roomId: list.roomId,
+        creator: list.creator,
+        epoch: 1,
+        list: list.bytes,
+        leaves: [],
+        members: [...list.members],
+      };
+      const seq = await this.#o.store.create(row, {
+        kind: "list",
+        from: s.user,
+        at: this.#o.now(),
+        data: list.bytes,
+      });
+      this.#counts.created++;
+      // The name may have been a room's that was deleted (PROTOCOL.md
+      // 10.4): nothing of that one is remembered under it any more.
+      this.#keyed.delete(list.name);
+      for (const stream of this.#streams) stream.reset(list.name);
+      const answer = reply({
+        t: "room",
+        room: list.name,
+        seq,
+        list: list.bytes.toBase64(),
+      });
+      this.#notify(list.members, list.name);
+      return later(answer);
     });
-    this.#counts.created++;
-    const answered = reply({
-      t: "room",
-      room: list.name,
-      seq,
-      list: list.bytes.toBase64(),
-    });
-    this.#notify(list.members, list.name);
-    await answered;
+    await answered.done;
   }
 
   /**
@@ -356,71 +388,101 @@ export class Rooms {
         `Room change refused: ${(e as Error).message}`,
       );
     }
+    const first = await this.#updatable(s, list, reply);
+    if (!first.ok) return first.refused.done;
+    if (list.members.length > this.#maxMembers) return this.#full(reply, list);
+    await this.#verifyList(list, s.user);
+    // Checked again on the row as it is now, alone among the room's
+    // changes (PROTOCOL.md 10.4): a change that came meanwhile is seen.
+    const answered = await this.#locked(list.name, async () => {
+      const now = await this.#updatable(s, list, reply);
+      if (!now.ok) return now.refused;
+      const row = now.row;
+      const current = new Set(row.members);
+      const next = new Set(list.members);
+      const added = list.members.filter((u) => !current.has(u));
+      const removed = row.members.filter((u) => !next.has(u));
+      const refused = await this.#checkJoining(reply, added);
+      if (refused) return refused;
+      const seq = await this.#o.store.change({
+        row: {
+          ...row,
+          epoch: list.epoch,
+          list: list.bytes,
+          leaves: [],
+          members: [...list.members],
+        },
+        entry: {
+          kind: "list",
+          from: s.user,
+          at: this.#o.now(),
+          data: list.bytes,
+        },
+        added,
+        removed,
+      });
+      this.#counts.changed++;
+      // A new epoch: its key mails are counted afresh.
+      this.#keyed.delete(row.name);
+      const answer = reply({
+        t: "room",
+        room: row.name,
+        seq,
+        list: list.bytes.toBase64(),
+      });
+      this.#notify([...list.members, ...removed], row.name);
+      return later(answer);
+    });
+    await answered.done;
+  }
+
+  /**
+   * The checks of `room-update` on the room's row as stored now, in order:
+   * `no-room`, `not-creator`, `not-a-member`, `bad-room`, `room-conflict`.
+   * @returns the row, or the refusal being written (not awaited)
+   */
+  async #updatable(
+    s: ClientSession,
+    list: RoomList,
+    reply: Reply,
+  ): Promise<{ ok: true; row: RoomRow } | { ok: false; refused: Later }> {
+    const no = (p: Promise<void>) => ({
+      ok: false as const,
+      refused: later(p),
+    });
     const row = await this.#o.store.room(list.name);
-    if (!row) return this.#noRoom(reply, list.name);
+    if (!row) return no(this.#noRoom(reply, list.name));
     if (s.user !== row.creator) {
-      return this.#refuse(
+      return no(this.#refuse(
         reply,
         "not-creator",
         `Only ${row.creator}, who made room ${row.name}, can change its members`,
-      );
+      ));
     }
     if (!row.members.includes(s.user)) {
-      return this.#refuse(
+      return no(this.#refuse(
         reply,
         "not-a-member",
         `You left room ${row.name}; its members can no longer change`,
-      );
+      ));
     }
     if (list.creator !== row.creator || !sameBytes(list.roomId, row.roomId)) {
-      return this.#refuse(
+      return no(this.#refuse(
         reply,
         "bad-room",
         `Room change refused: the list is not of room ${row.name} (another room id or creator)`,
-      );
+      ));
     }
     if (list.epoch !== row.epoch + 1) {
-      return this.#refuse(
+      return no(this.#refuse(
         reply,
         "room-conflict",
         `Room change refused: room ${row.name} is at epoch ${row.epoch}, so its next list is at ${
           row.epoch + 1
         }, not ${list.epoch}`,
-      );
+      ));
     }
-    if (list.members.length > this.#maxMembers) return this.#full(reply, list);
-    await this.#verifyList(list, s.user);
-    const current = new Set(row.members);
-    const next = new Set(list.members);
-    const added = list.members.filter((u) => !current.has(u));
-    const removed = row.members.filter((u) => !next.has(u));
-    if (!(await this.#checkJoining(reply, added))) return;
-    const seq = await this.#o.store.change({
-      row: {
-        ...row,
-        epoch: list.epoch,
-        list: list.bytes,
-        leaves: [],
-        members: [...list.members],
-      },
-      entry: {
-        kind: "list",
-        from: s.user,
-        at: this.#o.now(),
-        data: list.bytes,
-      },
-      added,
-      removed,
-    });
-    this.#counts.changed++;
-    const answered = reply({
-      t: "room",
-      room: row.name,
-      seq,
-      list: list.bytes.toBase64(),
-    });
-    this.#notify([...list.members, ...removed], row.name);
-    await answered;
+    return { ok: true, row };
   }
 
   /**
@@ -429,7 +491,11 @@ export class Rooms {
    * member of (`not-a-member`), at its epoch (`room-conflict`); it
    * verifies with the user's enrolled key (`room-forged`). The user gets
    * nothing of the room after it; a creator that leaves leaves a room
-   * whose members can no longer change.
+   * whose members can no longer change. The membership and epoch are
+   * checked again, alone among the room's changes, on the row as it is
+   * then, and the new leaves and members are made from that row (two
+   * members leaving at once both leave). A leaver with nothing of the
+   * others left to read has its position dropped at once.
    * @param s the connection
    * @param m the message
    * @param reply its answer: `room-left`, or `error`
@@ -440,7 +506,7 @@ export class Rooms {
     reply: Reply,
   ): Promise<void> {
     if (!this.#take(s)) return this.#rateLimited(reply);
-    let leave;
+    let leave: RoomLeave;
     try {
       leave = decodeRoomLeave(fromBase64(m.statement, "leave statement"));
     } catch (e) {
@@ -457,57 +523,122 @@ export class Rooms {
         `Leave refused: the statement names ${leave.member}, not you`,
       );
     }
-    let row: RoomRow | undefined;
+    let found: RoomRow | undefined;
     for (const name of await this.#o.store.roomsOf(s.user)) {
       const r = await this.#o.store.room(name);
       if (r && sameBytes(r.roomId, leave.roomId)) {
-        row = r;
+        found = r;
         break;
       }
     }
-    if (!row || !row.members.includes(s.user)) {
-      return this.#refuse(
-        reply,
-        "not-a-member",
-        "Leave refused: you are not a member of the room it names",
-      );
-    }
-    if (leave.epoch !== row.epoch) {
-      return this.#refuse(
-        reply,
-        "room-conflict",
-        `Leave refused: room ${row.name} is at epoch ${row.epoch}, not ${leave.epoch}`,
-      );
-    }
+    const first = this.#leavable(found, leave, reply);
+    if (!first.ok) return first.refused.done;
+    const name = first.row.name;
     const key = this.#o.clients().get(s.user);
     if (!key) throw forgedBy(s.user);
     await verifyRoomLeave(leave, key);
-    const leaves = [...row.leaves, leave.bytes];
-    const members = membersAt(
-      decodeRoomList(row.list),
-      leaves.map((b) => decodeRoomLeave(b)),
-    );
-    const seq = await this.#o.store.change({
-      row: { ...row, leaves, members },
-      entry: {
-        kind: "leave",
-        from: s.user,
-        at: this.#o.now(),
-        data: leave.bytes,
-      },
-      added: [],
-      removed: [s.user],
+    const answered = await this.#locked(name, async () => {
+      const stored = await this.#o.store.room(name);
+      const now = this.#leavable(
+        stored && sameBytes(stored.roomId, leave.roomId) ? stored : undefined,
+        leave,
+        reply,
+      );
+      if (!now.ok) return now.refused;
+      const row = now.row;
+      const leaves = [...row.leaves, leave.bytes];
+      const members = membersAt(
+        decodeRoomList(row.list),
+        leaves.map((b) => decodeRoomLeave(b)),
+      );
+      const seq = await this.#o.store.change({
+        row: { ...row, leaves, members },
+        entry: {
+          kind: "leave",
+          from: s.user,
+          at: this.#o.now(),
+          data: leave.bytes,
+        },
+        added: [],
+        removed: [s.user],
+      });
+      this.#counts.left++;
+      await this.#letGo(name, s.user, seq);
+      const answer = reply({
+        t: "room-left",
+        room: name,
+        seq,
+        statement: leave.bytes.toBase64(),
+      });
+      // Its own stream too: it moves past its own leave, and lets the room go.
+      this.#notify([...members, s.user], name);
+      return later(answer);
     });
-    this.#counts.left++;
-    const answered = reply({
-      t: "room-left",
-      room: row.name,
-      seq,
-      statement: leave.bytes.toBase64(),
-    });
-    // Its own stream too: it moves past its own leave, and lets the room go.
-    this.#notify([...members, s.user], row.name);
-    await answered;
+    await answered.done;
+  }
+
+  /**
+   * The checks of `room-leave` on a room's row, in order: the user is a
+   * member (`not-a-member`), the leave of its epoch (`room-conflict`).
+   * @param row the room whose `room_id` the leave names, if any
+   * @returns the row, or the refusal being written (not awaited)
+   */
+  #leavable(
+    row: RoomRow | undefined,
+    leave: RoomLeave,
+    reply: Reply,
+  ): { ok: true; row: RoomRow } | { ok: false; refused: Later } {
+    if (!row || !row.members.includes(leave.member)) {
+      return {
+        ok: false,
+        refused: later(this.#refuse(
+          reply,
+          "not-a-member",
+          "Leave refused: you are not a member of the room it names",
+        )),
+      };
+    }
+    if (leave.epoch !== row.epoch) {
+      return {
+        ok: false,
+        refused: later(this.#refuse(
+          reply,
+          "room-conflict",
+          `Leave refused: room ${row.name} is at epoch ${row.epoch}, not ${leave.epoch}`,
+        )),
+      };
+    }
+    return { ok: true, row };
+  }
+
+  /**
+   * A member just left at `until`: if nothing of the others is left for it
+   * to read before its leave (only its own entries and `keys` entries,
+   * neither ever pushed to it), its position is dropped now, as its stream
+   * would drop it passing those silently (room_stream.ts): so a room whose
+   * members all left is deleted (PROTOCOL.md 10.4) without waiting for a
+   * leaver to stream again. Else its stream hands it the rest first. Its
+   * leave is stored already: a store that fails here is logged, and the
+   * position left for its stream to move.
+   */
+  async #letGo(name: string, user: string, until: number): Promise<void> {
+    try {
+      const limit = SWEEP_BATCH;
+      let after = 0;
+      for (;;) {
+        const page = await this.#o.store.read(name, user, { after, limit });
+        if (page.some((e) => e.from !== user && e.kind !== "keys")) return;
+        if (page.length < limit) break;
+        after = page.at(-1)!.seq;
+      }
+      this.#counts.deleted += await this.#o.store.ack(name, user, until);
+    } catch (e) {
+      this.#o.log("room-store-failed", {
+        user,
+        request: "room-leave",
+        error: (e as Error).message,
+      });
+    }
   }
 
   /**
@@ -562,14 +693,19 @@ export class Rooms {
    * sealed mail per other member: `rate-limited`; a member
    * (`no-room`, `not-a-member`); the room's epoch (`room-stale-epoch`); at
    * most one mail per other member, each a `MAIL` from the user to another
-   * member, none twice (`bad-mail`), each fitting a `mail` push
-   * (`mail-too-large`). The mails go to the recipients' logs in one
-   * transaction (outside their quota), then a `keys` entry that holds the
-   * room's later entries back from each recipient until it acknowledged
-   * its mail.
+   * member whose ciphertext is exactly as long as a padded `ROOM_KEY` of
+   * this room ({@link roomKeyCiphertextBytes}), none twice (`bad-mail`),
+   * each fitting a `mail` push (`mail-too-large`). A mail for a member
+   * whose key mail from the user this epoch was stored already is not
+   * stored again (a hand-out sent again after a crash), and is no error.
+   * The other mails go to the recipients' logs in one transaction
+   * (outside their quota), then a `keys` entry that holds the room's later
+   * entries back from each recipient until it acknowledged its mail. Run
+   * alone among the room's changes, so one epoch's mails are counted once.
    * @param s the connection
    * @param m the message
-   * @param reply its answer: `room-keyed`, or `error`
+   * @param reply its answer: `room-keyed` whose `count` is the mails stored
+   *   now, or `error`
    */
   async roomKeys(
     s: ClientSession,
@@ -577,99 +713,130 @@ export class Rooms {
     reply: Reply,
   ): Promise<void> {
     if (!this.#take(s)) return this.#rateLimited(reply);
-    const row = await this.#memberRoom(s, m.room, reply);
-    if (!row) return;
-    if (m.epoch !== row.epoch) return this.#stale(reply, row, m.epoch);
-    const others = new Set(row.members.filter((u) => u !== s.user));
-    if (m.mails.length > others.size) {
-      return this.#refuse(
-        reply,
-        "bad-mail",
-        `Keys refused: ${m.mails.length} mails for ${others.size} other members of room ${row.name}`,
-      );
-    }
-    const entries: AppendEntry[] = [];
-    const recipients: string[] = [];
-    for (const [i, text] of m.mails.entries()) {
-      let mail: Uint8Array;
-      let header;
-      try {
-        mail = fromBase64(text, "mail");
-        header = decodeMail(mail).header;
-      } catch (e) {
-        return this.#refuse(
-          reply,
+    const answered = await this.#locked(m.room, async () => {
+      const refuse = (code: string, message: string) =>
+        later(this.#refuse(reply, code, message));
+      const row = await this.#o.store.room(m.room);
+      if (!row) return later(this.#noRoom(reply, m.room));
+      if (!row.members.includes(s.user)) {
+        return refuse("not-a-member", `You are not a member of room ${m.room}`);
+      }
+      if (m.epoch !== row.epoch) {
+        return later(this.#stale(reply, row, m.epoch));
+      }
+      const others = new Set(row.members.filter((u) => u !== s.user));
+      if (m.mails.length > others.size) {
+        return refuse(
           "bad-mail",
-          `Keys refused: mail ${i + 1}: ${(e as Error).message}`,
+          `Keys refused: ${m.mails.length} mails for ${others.size} other members of room ${row.name}`,
         );
       }
-      if (header.sender !== s.user) {
-        return this.#refuse(
-          reply,
-          "bad-mail",
-          `Keys refused: mail ${i + 1} names another sender than you`,
-        );
+      const keySize = roomKeyCiphertextBytes(row.name);
+      const mails: { recipient: string; mail: Uint8Array }[] = [];
+      for (const [i, text] of m.mails.entries()) {
+        let mail: Uint8Array;
+        let decoded;
+        try {
+          mail = fromBase64(text, "mail");
+          decoded = decodeMail(mail);
+        } catch (e) {
+          return refuse(
+            "bad-mail",
+            `Keys refused: mail ${i + 1}: ${(e as Error).message}`,
+          );
+        }
+        const { header } = decoded;
+        if (header.sender !== s.user) {
+          return refuse(
+            "bad-mail",
+            `Keys refused: mail ${i + 1} names another sender than you`,
+          );
+        }
+        if (!others.has(header.recipient)) {
+          return refuse(
+            "bad-mail",
+            `Keys refused: mail ${
+              i + 1
+            } is for ${header.recipient}, not another member of room ${row.name}`,
+          );
+        }
+        if (decoded.ciphertext.length !== keySize) {
+          return refuse(
+            "bad-mail",
+            `Keys refused: mail ${
+              i + 1
+            } has a ciphertext of ${decoded.ciphertext.length} bytes, not the ${keySize} of a room key of room ${row.name}`,
+          );
+        }
+        if (mails.some((x) => x.recipient === header.recipient)) {
+          return refuse(
+            "bad-mail",
+            `Keys refused: two mails for ${header.recipient}`,
+          );
+        }
+        const pushBytes = this.#answerBytes({
+          t: "mail",
+          seq: Number.MAX_SAFE_INTEGER,
+          from: s.user,
+          at: Number.MAX_SAFE_INTEGER,
+          mail: mail.toBase64(),
+        });
+        if (pushBytes > this.#o.maxFrameBytes) {
+          return refuse(
+            "mail-too-large",
+            `Keys refused: mail ${
+              i + 1
+            } would need a record of ${pushBytes} bytes, over the limit of ${this.#o.maxFrameBytes}`,
+          );
+        }
+        mails.push({ recipient: header.recipient, mail });
       }
-      if (!others.has(header.recipient)) {
-        return this.#refuse(
-          reply,
-          "bad-mail",
-          `Keys refused: mail ${
-            i + 1
-          } is for ${header.recipient}, not another member of room ${row.name}`,
+      // One key mail per sender and recipient at this epoch: a repeat is
+      // not stored again (PROTOCOL.md 10.4).
+      let keyed = this.#keyed.get(row.name);
+      if (
+        keyed &&
+        (keyed.epoch !== row.epoch || !sameBytes(keyed.roomId, row.roomId))
+      ) keyed = undefined;
+      const sent = keyed?.sent.get(s.user);
+      const fresh = mails.filter((x) => !sent?.has(x.recipient));
+      if (fresh.length > 0) {
+        const entries: AppendEntry[] = fresh.map((x) => ({
+          user: x.recipient,
+          data: mailRecord(x.mail),
+          counted: false,
+        }));
+        const seqs = await this.#o.mailStore.appendMany(entries);
+        // Committed: the recipients' mail streams push them now.
+        for (const x of fresh) this.#o.notifyMail(x.recipient);
+        const waits = Object.fromEntries(
+          fresh.map((x, i) => [x.recipient, seqs[i]!]),
         );
+        await this.#o.store.append(row.name, {
+          kind: "keys",
+          from: s.user,
+          at: this.#o.now(),
+          data: keysEntryData({ epoch: row.epoch, waits }),
+        });
+        // Remembered once its gate is stored too: a request that failed
+        // before (store-failed) is taken whole when sent again.
+        if (!keyed) {
+          keyed = { roomId: row.roomId, epoch: row.epoch, sent: new Map() };
+          this.#keyed.set(row.name, keyed);
+        }
+        const mine = keyed.sent.get(s.user) ?? new Set();
+        for (const x of fresh) mine.add(x.recipient);
+        keyed.sent.set(s.user, mine);
+        this.#counts.keyed += fresh.length;
       }
-      if (recipients.includes(header.recipient)) {
-        return this.#refuse(
-          reply,
-          "bad-mail",
-          `Keys refused: two mails for ${header.recipient}`,
-        );
-      }
-      const pushBytes = this.#answerBytes({
-        t: "mail",
-        seq: Number.MAX_SAFE_INTEGER,
-        from: s.user,
-        at: Number.MAX_SAFE_INTEGER,
-        mail: mail.toBase64(),
-      });
-      if (pushBytes > this.#o.maxFrameBytes) {
-        return this.#refuse(
-          reply,
-          "mail-too-large",
-          `Keys refused: mail ${
-            i + 1
-          } would need a record of ${pushBytes} bytes, over the limit of ${this.#o.maxFrameBytes}`,
-        );
-      }
-      recipients.push(header.recipient);
-      entries.push({
-        user: header.recipient,
-        data: mailRecord(mail),
-        counted: false,
-      });
-    }
-    if (entries.length > 0) {
-      const seqs = await this.#o.mailStore.appendMany(entries);
-      // Committed: the recipients' mail streams push them now.
-      for (const r of recipients) this.#o.notifyMail(r);
-      const waits = Object.fromEntries(
-        recipients.map((r, i) => [r, seqs[i]!]),
-      );
-      await this.#o.store.append(row.name, {
-        kind: "keys",
-        from: s.user,
-        at: this.#o.now(),
-        data: keysEntryData({ epoch: row.epoch, waits }),
-      });
-      this.#counts.keyed += entries.length;
-    }
-    await reply({
-      t: "room-keyed",
-      room: row.name,
-      epoch: row.epoch,
-      count: entries.length,
+      return later(reply({
+        t: "room-keyed",
+        room: row.name,
+        epoch: row.epoch,
+        count: fresh.length,
+      }));
     });
+    await answered.done;
   }
 
   /**
@@ -923,7 +1090,8 @@ export class Rooms {
   /**
    * The retention sweep (PROTOCOL.md 10.4, 9.8): delete the entries of
    * every room older than the retention, in batches of `SWEEP_BATCH`
-   * (one transaction each). Logs the counts.
+   * (one transaction each), and forget the key mails remembered of rooms
+   * deleted or of epochs gone by. Logs the counts.
    * @returns when it is done
    */
   async sweep(): Promise<void> {
@@ -936,6 +1104,18 @@ export class Rooms {
     }
     this.#counts.expired += entries;
     this.#o.log("room-expired", { entries });
+    // The key mails remembered of a room deleted, or of an epoch gone by,
+    // are no longer needed.
+    for (const name of [...this.#keyed.keys()]) {
+      await this.#locked(name, async () => {
+        const k = this.#keyed.get(name);
+        const row = await this.#o.store.room(name);
+        if (
+          k &&
+          (!row || row.epoch !== k.epoch || !sameBytes(row.roomId, k.roomId))
+        ) this.#keyed.delete(name);
+      });
+    }
     this.#logCounts();
   }
 
@@ -1012,29 +1192,52 @@ export class Rooms {
   /**
    * Users about to join a room: each has a mailbox (`no-mailbox`) and is a
    * member of fewer than the most rooms (`too-many-rooms`).
-   * @returns whether all may join (else the request was refused)
+   * @returns undefined when all may join, else the refusal being written
+   *   (not awaited: the caller may hold the room's lock)
    */
   async #checkJoining(
     reply: Reply,
     users: readonly string[],
-  ): Promise<boolean> {
+  ): Promise<Later | undefined> {
     for (const u of users) {
       if (!this.#o.clients().has(u) || !(await this.#o.prekeys.certs(u))) {
-        await noMailbox(this.#refuseCounted, reply, u);
-        return false;
+        return later(noMailbox(this.#refuseCounted, reply, u));
       }
     }
     for (const u of users) {
       if ((await this.#o.store.memberships(u)) >= this.#maxRooms) {
-        await this.#refuse(
+        return later(this.#refuse(
           reply,
           "too-many-rooms",
           `${u} is a member of ${this.#maxRooms} rooms already, the most one user may be in`,
-        );
-        return false;
+        ));
       }
     }
-    return true;
+    return undefined;
+  }
+
+  /**
+   * Run `fn` alone among the room-changing requests of the room `name`
+   * (PROTOCOL.md 10.4): `room-create`, `room-update`, `room-leave` and
+   * `room-keys` of one room wait for each other, so each reads the row the
+   * one before it wrote. The chain's entry goes once nothing waits on it.
+   * @param name the room's name
+   * @param fn the work, which re-reads the row it changes
+   * @returns what `fn` returns
+   */
+  async #locked<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.#locks.get(name) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const tail = before.then(() => mine);
+    this.#locks.set(name, tail);
+    await before;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.#locks.get(name) === tail) this.#locks.delete(name);
+    }
   }
 
   /** Bytes of the record that carries `msg` with a `req`, at most. */
@@ -1099,6 +1302,33 @@ export class Rooms {
     this.#counts.refused[code] = (this.#counts.refused[code] ?? 0) + 1;
     return reply({ t: "error", code, message });
   }
+}
+
+/**
+ * The ciphertext length of a key mail for room `name` (PROTOCOL.md 10.2,
+ * 10.4): its plaintext is `u8 0x02 || u32 len || ROOM_KEY` padded to its
+ * bucket, `ROOM_KEY` being `1 + 16 + 1 + len(utf8(name)) + 4 + 4 + 32 + 32`
+ * bytes, and MD-CFB keeps the length.
+ * @param name the room's name
+ * @returns the only length `room-keys` accepts for the room
+ */
+export function roomKeyCiphertextBytes(name: string): number {
+  const roomKey = 1 + 16 + 1 + utf8(name).length + 4 + 4 + 32 + 32;
+  return bucketOf(5 + roomKey);
+}
+
+/**
+ * An answer being written, to await once a room's lock is let go (a bare
+ * promise returned from an async function would be awaited inside it).
+ */
+interface Later {
+  readonly done: Promise<void>;
+}
+
+/** Wrap `p` to await later; a failure before then is not unhandled. */
+function later(p: Promise<void>): Later {
+  p.catch(() => {});
+  return { done: p };
 }
 
 /** A list or leave by a user the directory no longer holds: nothing can verify it. */

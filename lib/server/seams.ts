@@ -369,7 +369,12 @@ export interface RoomChange {
 /**
  * The rooms and their logs (PROTOCOL.md 10.4): each message stored once,
  * with a read position per member; an entry is deleted once every position
- * has passed it, or by the retention. Every method is one transaction.
+ * has passed it, or by the retention. A room with no member left (all left
+ * or were removed) and no position left (each removed or gone member
+ * acknowledged its `until`) is deleted whole, its row, leaves, entries and
+ * positions, by the `ack` or `change` that left it so, in its transaction:
+ * its name is free again (a room made under it starts at seq 1). Every
+ * method is one transaction.
  */
 export interface RoomStore {
   /**
@@ -392,11 +397,15 @@ export interface RoomStore {
   memberships(user: string): Promise<number>;
   /**
    * Change the members: replace the row, append the entry, start the added
-   * members' positions just before it and end the removed ones' at it.
+   * members' positions just before it and end the removed ones' at it;
+   * then delete the room if no member and no position is left.
    * @returns the entry's seq
    * @throws {ProtocolError} `no-room`; `room-conflict` when the stored
    *   epoch is not `change.row.epoch - 1` for a `list` (or not
-   *   `change.row.epoch` for a `leave`): a concurrent change won
+   *   `change.row.epoch` for a `leave`), or for a `leave` when
+   *   `change.row.leaves` is not the stored leaves, in order, plus exactly
+   *   one: a concurrent change won (a leave built from an older row would
+   *   drop one stored meanwhile)
    */
   change(change: RoomChange): Promise<number>;
   /**
@@ -416,7 +425,8 @@ export interface RoomStore {
   /**
    * The user handled every entry up to `upTo`: its position moves there
    * (never back), is dropped when it reaches its `until`, and the entries
-   * every remaining position has passed are deleted.
+   * every remaining position has passed are deleted; the room too, when
+   * that dropped its last position and it has no member.
    * @returns how many entries were deleted
    */
   ack(name: string, user: string, upTo: number): Promise<number>;

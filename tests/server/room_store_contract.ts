@@ -364,6 +364,140 @@ export function roomStoreContract(name: string, make: RoomStoreFactory): void {
   );
 
   withRooms(
+    "change() with a leave throws room-conflict unless its leaves are the stored ones and exactly one more: a leave built from an older row would drop one, and changes nothing",
+    async (s) => {
+      await s.create(roomRow("ops", ["A", "B", "C", "D"]), entry("list", "A"));
+      const [lb, lc, ld] = [bytes(0xb), bytes(0xc), bytes(0xd)];
+      const leave = (who: string, leaves: Uint8Array[], members: string[]) => ({
+        row: roomRow("ops", members, 1, leaves),
+        entry: {
+          kind: "leave" as const,
+          from: who,
+          at: 0,
+          data: leaves.at(-1)!,
+        },
+        added: [],
+        removed: [who],
+      });
+      const afterB = leave("B", [lb], ["A", "C", "D"]);
+      assert.equal(await s.change(afterB), 2);
+      // C's leave built from the row before B's: it would make B a member again.
+      await rejectsWith(
+        s.change(leave("C", [lc], ["A", "B", "D"])),
+        "room-conflict",
+      );
+      // Two more, or the stored one replaced, are no better.
+      await rejectsWith(
+        s.change(leave("C", [lb, ld, lc], ["A"])),
+        "room-conflict",
+      );
+      await rejectsWith(
+        s.change(leave("C", [ld, lc], ["A", "B"])),
+        "room-conflict",
+      );
+      await rejectsWith(
+        s.change(leave("C", [lb], ["A", "D"])),
+        "room-conflict",
+      );
+      assert.deepEqual(await s.room("ops"), afterB.row);
+      assert.deepEqual(await s.position("ops", "C"), { upTo: 0 });
+      assert.equal(await s.memberships("C"), 1);
+      assert.deepEqual(seqsOf(await s.read("ops", "A")), [1, 2]);
+
+      const afterC = leave("C", [lb, lc], ["A", "D"]);
+      assert.equal(await s.change(afterC), 3);
+      assert.deepEqual(await s.room("ops"), afterC.row);
+      assert.deepEqual(await s.position("ops", "C"), { upTo: 0, until: 3 });
+    },
+  );
+
+  withRooms(
+    "a room with no member and no position left is deleted whole by the ack that drops its last position: row, leaves, entries, positions; its name is free and a room made under it starts at seq 1",
+    async (s) => {
+      await s.create(roomRow("ops", ["A", "B", "C"]), entry("list", "A"));
+      await s.create(roomRow("other", ["A", "B"]), entry("list", "A", 5));
+      const m = await s.append("ops", msg("B", 1, 2));
+      // The creator removes C, then B and A leave: no member is left.
+      const out = await s.change(listChange("ops", ["A", "B"], 2, [], ["C"]));
+      const [lb, la] = [bytes(0xb), bytes(0xa)];
+      const goneB = await s.change({
+        row: roomRow("ops", ["A"], 2, [lb]),
+        entry: { kind: "leave", from: "B", at: 0, data: lb },
+        added: [],
+        removed: ["B"],
+      });
+      const goneA = await s.change({
+        row: roomRow("ops", [], 2, [lb, la]),
+        entry: { kind: "leave", from: "A", at: 0, data: la },
+        added: [],
+        removed: ["A"],
+      });
+      // Each still has entries to read: the room stays until they are read.
+      assert.deepEqual((await s.room("ops"))?.members, []);
+      assert.equal(await s.ack("ops", "A", goneA), 1); // its leave
+      assert.equal(await s.position("ops", "A"), undefined);
+      assert.deepEqual(await s.roomsOf("A"), ["other"]);
+      assert.equal(await s.ack("ops", "B", goneB), 1);
+      assert.ok(await s.room("ops"), "C has not read up to its removal");
+      assert.deepEqual(seqsOf(await s.read("ops", "C")), [1, m, out]);
+      assert.equal(await s.ack("ops", "C", m), 2);
+      assert.ok(await s.room("ops"));
+      // C's ack drops the last position: the room goes.
+      assert.equal(await s.ack("ops", "C", out), 1);
+      assert.equal(await s.room("ops"), undefined);
+      for (const u of ["A", "B", "C"]) {
+        assert.equal(await s.position("ops", u), undefined);
+        assert.deepEqual(await s.read("ops", u), []);
+        assert.equal(await s.memberships(u), u === "C" ? 0 : 1);
+      }
+      assert.deepEqual(await s.roomsOf("C"), []);
+      assert.equal(await s.bytes("ops"), 0);
+      await rejectsWith(s.append("ops", msg("A", 1)), "no-room");
+      // The other room is untouched.
+      assert.deepEqual(seqsOf(await s.read("other", "B")), [1]);
+      assert.deepEqual(await s.roomsOf("B"), ["other"]);
+
+      // The name is free: a new room under it starts afresh.
+      const again = roomRow("ops", ["B", "C"]);
+      assert.equal(await s.create(again, entry("list", "B", 7)), 1);
+      assert.deepEqual(await s.room("ops"), again);
+      assert.deepEqual(await s.position("ops", "C"), { upTo: 0 });
+      assert.deepEqual(
+        (await s.read("ops", "C")).map((e) => [e.seq, e.kind, [...e.data]]),
+        [[1, "list", [7]]],
+      );
+    },
+  );
+
+  withRooms(
+    "a room whose members all left with nothing left to read is deleted by the last one's ack; a room with a member left is kept with no entries",
+    async (s) => {
+      await s.create(roomRow("solo", ["A"]), entry("list", "A"));
+      const l = bytes(0xa);
+      const gone = await s.change({
+        row: roomRow("solo", [], 1, [l]),
+        entry: { kind: "leave", from: "A", at: 0, data: l },
+        added: [],
+        removed: ["A"],
+      });
+      assert.ok(await s.room("solo"), "A's position ends at its leave");
+      // An entry past every position's end goes with the room too.
+      await s.append("solo", entry("keys", "A", 1));
+      assert.equal(await s.bytes("solo"), 2);
+      assert.equal(await s.ack("solo", "A", gone), 3);
+      assert.equal(await s.bytes("solo"), 0);
+      assert.equal(await s.room("solo"), undefined);
+      assert.deepEqual(await s.roomsOf("A"), []);
+
+      await s.create(roomRow("kept", ["A", "B"]), entry("list", "A"));
+      await s.ack("kept", "A", 1);
+      assert.equal(await s.ack("kept", "B", 1), 1);
+      assert.equal(await s.bytes("kept"), 0);
+      assert.deepEqual(await s.room("kept"), roomRow("kept", ["A", "B"]));
+    },
+  );
+
+  withRooms(
     "change() of a room that does not exist throws no-room",
     async (s) => {
       await rejectsWith(

@@ -30,6 +30,7 @@ import {
   MemoryRoomStore,
   MemoryStore,
   RequestLimits,
+  roomKeyCiphertextBytes,
   Rooms,
   type RoomStore,
   type ServerOptions,
@@ -274,12 +275,20 @@ function numberOf(push: Answer<"room-msg">): number {
   return new DataView(msg.buffer).getUint32(at);
 }
 
-/** A `MAIL` with the layout of PROTOCOL.md 9.3 (what the server checks of it). */
-function mailBytes(sender: string, recipient: string): Uint8Array {
+/**
+ * A `MAIL` with the layout of PROTOCOL.md 9.3 (what the server checks of
+ * it); by default a key mail's: 128 bytes of ciphertext, the padded size of
+ * a `ROOM_KEY` of any room (10.4).
+ */
+function mailBytes(
+  sender: string,
+  recipient: string,
+  ciphertext = 128,
+): Uint8Array {
   return new ByteWriter().u8(1).bytes8(utf8(sender)).bytes8(utf8(recipient))
     .bytes(randomBytes(16)).u64(BigInt(Date.now())).u32(1).u32(0)
-    .bytes(randomBytes(32)).bytes(randomBytes(32)).bytes(randomBytes(128))
-    .bytes(randomBytes(32)).finish();
+    .bytes(randomBytes(32)).bytes(randomBytes(32))
+    .bytes(randomBytes(ciphertext)).bytes(randomBytes(32)).finish();
 }
 
 /** Poll an async condition until it holds (a stream settles on its own time). */
@@ -667,6 +676,172 @@ Deno.test("room-leave: the member is answered room-left, the others get it pushe
   });
 });
 
+Deno.test("members leaving at once all leave: each leave is built from the row as it is when it is stored, none replaces another", async () => {
+  await inWorld(async (w) => {
+    await withMailboxes(w, "A", "B", "C", "D", "E");
+    const links = await Promise.all(
+      (["A", "B", "C", "D", "E"] as const).map((u) => w.login(u)),
+    );
+    const list = await listOf(w, {
+      name: "five",
+      creator: "A",
+      members: ["B", "C", "D", "E"],
+    });
+    await create(links[0]!, list);
+    const leavers = links.slice(1);
+    const statements = await Promise.all(
+      leavers.map(async (l) =>
+        (await makeRoomLeave({
+          roomId: list.roomId,
+          member: l.user,
+          identity: userIdentity(w.ids, l.user),
+          epoch: 1,
+        })).bytes
+      ),
+    );
+    const answers = await Promise.all(
+      leavers.map((l, i) =>
+        l.request({ t: "room-leave", statement: b64(statements[i]!) })
+      ),
+    );
+    for (const a of answers) assert.equal(a.t, "room-left", JSON.stringify(a));
+    const row = await w.rooms.room("five");
+    assert.deepEqual(row?.members, ["A"]);
+    assert.deepEqual(
+      row?.leaves.map(b64).sort(),
+      statements.map(b64).sort(),
+      "every leave kept",
+    );
+    for (const l of leavers) {
+      assert.equal(await w.rooms.memberships(l.user), 0, l.user);
+      assertError(
+        await l.request({
+          t: "room-send",
+          room: "five",
+          msg: b64(roomMsg(list, l.user, 1)),
+        }),
+        "not-a-member",
+      );
+    }
+    const seqs = answers.map((a) => (a as Answer<"room-left">).seq);
+    assert.equal(new Set(seqs).size, 4, "four entries");
+  });
+});
+
+Deno.test("a room with no member and no position left is deleted: made alone and left 30 times over, nothing is kept and the names are free, streaming or not", async () => {
+  await inWorld(async (w) => {
+    await withMailboxes(w, "A", "B", "C");
+    const a = await w.login("A");
+    await stream(a);
+    const leave = async (l: Link, list: RoomList) => {
+      const statement = await makeRoomLeave({
+        roomId: list.roomId,
+        member: l.user,
+        identity: userIdentity(w.ids, l.user),
+        epoch: list.epoch,
+      });
+      const r = await l.request({
+        t: "room-leave",
+        statement: b64(statement.bytes),
+      });
+      assert.equal(r.t, "room-left", JSON.stringify(r));
+      return r as Answer<"room-left">;
+    };
+    for (let i = 0; i < 30; i++) {
+      const name = `r${i % 5}`;
+      const list = await listOf(w, {
+        name,
+        creator: "A",
+        members: [],
+        roomId: randomBytes(16),
+      });
+      // Its own list and leave are passed silently: the leaver has
+      // nothing left to read, and its position goes with its leave.
+      assert.equal((await create(a, list)).seq, 1, `${name} starts afresh`);
+      await leave(a, list);
+      assert.equal(await w.rooms.room(name), undefined, name);
+    }
+    assert.deepEqual(await w.rooms.roomsOf("A"), []);
+    assert.equal(await w.rooms.memberships("A"), 0);
+    for (let i = 0; i < 5; i++) {
+      assert.equal(await w.rooms.bytes(`r${i}`), 0);
+    }
+    // One who does not stream at all leaves nothing behind either.
+    const c = await w.login("C");
+    const alone = await listOf(w, { name: "alone", creator: "C", members: [] });
+    await create(c, alone);
+    await leave(c, alone);
+    assert.equal(await w.rooms.room("alone"), undefined);
+  }, { roomMaxRooms: 1 });
+});
+
+Deno.test("a room whose members all left is deleted once the last of them acknowledged what was left for it to read; a room made again under its name is streamed from its start", async () => {
+  await inWorld(async (w) => {
+    await withMailboxes(w, "A", "B");
+    const [a, b] = await Promise.all([w.login("A"), w.login("B")]);
+    const list = await listOf(w, {
+      name: "pair",
+      creator: "A",
+      members: ["B"],
+    });
+    await create(a, list);
+    await Promise.all([stream(a), stream(b)]);
+    const leaveOf = async (l: Link) =>
+      b64(
+        (await makeRoomLeave({
+          roomId: list.roomId,
+          member: l.user,
+          identity: userIdentity(w.ids, l.user),
+          epoch: 1,
+        })).bytes,
+      );
+    // B has A's list to read: its position waits for it.
+    await b.request({ t: "room-leave", statement: await leaveOf(b) });
+    assert.deepEqual(await w.rooms.position("pair", "B"), {
+      upTo: 0,
+      until: 2,
+    });
+    await b.send({ t: "room-ack", room: "pair", upTo: 1 });
+    await eventually(
+      async () => (await w.rooms.position("pair", "B")) === undefined,
+      "B's position to go",
+    );
+    // A has B's leave to read.
+    const left = await a.nth("room-left", 1);
+    await a.request({ t: "room-leave", statement: await leaveOf(a) });
+    const row = await w.rooms.room("pair");
+    assert.deepEqual(row?.members, [], "no member, one position");
+    assert.ok(await w.rooms.position("pair", "A"));
+    await a.send({ t: "room-ack", room: "pair", upTo: left.seq });
+    await eventually(
+      async () => (await w.rooms.room("pair")) === undefined,
+      "the room to go",
+    );
+    assert.equal(await w.rooms.bytes("pair"), 0);
+    assert.deepEqual(await w.rooms.roomsOf("A"), []);
+    // B makes a room of the name with A: A's stream, which was at the
+    // old room's end, reads the new one from seq 1.
+    const again = await listOf(w, {
+      name: "pair",
+      creator: "B",
+      members: ["A"],
+      roomId: randomBytes(16),
+    });
+    const rooms = a.all("room").length; // its own create's answer
+    assert.equal((await create(b, again)).seq, 1);
+    assert.deepEqual(await a.nth("room", rooms + 1), {
+      t: "room",
+      room: "pair",
+      seq: 1,
+      list: b64(again.bytes),
+    });
+    await say(b, again, 9);
+    const msg = await a.nth("room-msg", 1);
+    assert.equal(msg.seq, 2);
+    assert.equal(numberOf(msg), 9);
+  });
+});
+
 // ---------------------------------------------------------------- send
 
 Deno.test("room-send is refused: by a non-member (not-a-member), to no room (no-room), a header of another sender or room (bad-room-msg), of an old epoch (room-stale-epoch); nothing is stored", async () => {
@@ -991,6 +1166,80 @@ Deno.test("room-keys is refused, appending nothing: for another epoch (room-stal
       await w.login("D").then((d) => d.request(keys(1, mailBytes("D", "A")))),
       "not-a-member",
     );
+  });
+});
+
+Deno.test("room-keys takes only key mails, one per sender and member at an epoch: a ciphertext of another size than a padded ROOM_KEY is bad-mail; a mail for a member served already is not stored again, and count is what was stored now", async () => {
+  await inWorld(async (w) => {
+    const { a, b, list } = await team(w);
+    const keys = (
+      epoch: number,
+      ...mails: Uint8Array[]
+    ): ClientToServer => ({
+      t: "room-keys",
+      room: list.name,
+      epoch,
+      mails: mails.map(b64),
+    });
+    const keyed = async (l: Link, m: ClientToServer) => {
+      const r = await l.request(m);
+      assert.equal(r.t, "room-keyed", JSON.stringify(r));
+      return (r as Answer<"room-keyed">).count;
+    };
+    // u8 0x02 || u32 len || ROOM_KEY of "team" (1+16+1+4+4+4+32+32 = 94
+    // bytes): 99 bytes, padded to 128.
+    assert.equal(roomKeyCiphertextBytes("team"), 128);
+    assert.equal(roomKeyCiphertextBytes("a".repeat(32)), 128);
+    for (const size of [64, 256, 40_960]) {
+      const e = assertError(
+        await a.request(keys(1, mailBytes("A", "B", size))),
+        "bad-mail",
+      );
+      assert.match(
+        e.message,
+        new RegExp(`ciphertext of ${size} bytes, not the 128 of a room key`),
+      );
+    }
+    assert.deepEqual(await w.mail.read("B"), [], "nothing stored");
+
+    assert.equal(await keyed(a, keys(1, mailBytes("A", "B"))), 1);
+    const bytes = await w.rooms.bytes("team");
+    // Sent again (a hand-out after a crash): B is served already, C is not.
+    assert.equal(
+      await keyed(a, keys(1, mailBytes("A", "B"), mailBytes("A", "C"))),
+      1,
+    );
+    assert.ok(await w.rooms.bytes("team") > bytes, "a keys entry for C");
+    const after = await w.rooms.bytes("team");
+    for (let i = 0; i < 20; i++) {
+      assert.equal(
+        await keyed(a, keys(1, mailBytes("A", "B"), mailBytes("A", "C"))),
+        0,
+      );
+    }
+    assert.equal(await w.rooms.bytes("team"), after, "no keys entry either");
+    assert.equal((await w.mail.read("B")).length, 1, "one key mail for B");
+    assert.equal((await w.mail.read("C")).length, 1);
+    // Another sender's mail to B is its own pair.
+    assert.equal(await keyed(b, keys(1, mailBytes("B", "A"))), 1);
+    assert.equal(await keyed(b, keys(1, mailBytes("B", "C"))), 1);
+    assert.equal(await keyed(b, keys(1, mailBytes("B", "A"))), 0);
+
+    // A new epoch takes a key mail per pair again.
+    const next = await listOf(w, {
+      name: "team",
+      creator: "A",
+      members: ["B", "C"],
+      epoch: 2,
+    });
+    assert.equal(
+      (await a.request({ t: "room-update", list: b64(next.bytes) })).t,
+      "room",
+    );
+    assert.equal(await keyed(a, keys(2, mailBytes("A", "B"))), 1);
+    assert.equal(await keyed(a, keys(2, mailBytes("A", "B"))), 0);
+    assert.equal((await w.mail.read("B")).length, 2);
+    assert.deepEqual(await w.mail.usage("B"), { count: 0, bytes: 0 });
   });
 });
 

@@ -67,6 +67,22 @@ function checkKind(
   }
 }
 
+/**
+ * Are `next` the leaves of `held` and exactly one more (PROTOCOL.md 10.4)?
+ * A leave built from an older row would drop a leave stored meanwhile.
+ */
+function oneMoreLeave(
+  held: readonly Uint8Array[],
+  next: readonly Uint8Array[],
+): boolean {
+  return next.length === held.length + 1 &&
+    held.every((l, i) => sameBytes(l, next[i]!));
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
 function noRoom(name: string): ProtocolError {
   return new ProtocolError("no-room", `No room "${name}"`);
 }
@@ -92,7 +108,9 @@ function expectedEpoch(change: RoomChange): number {
  * nothing it acknowledged. A member removed and added again before it
  * acknowledged its `until` starts afresh just before the entry that adds
  * it: the entries of its earlier membership it had not read are skipped
- * (one position per member).
+ * (one position per member). A room with no member and no position left
+ * is deleted whole, in the `ack` or `change` that left it so: its name is
+ * free again, and a room made under it starts its seqs at 1.
  *
  * @example
  * ```ts
@@ -179,6 +197,15 @@ export class MemoryRoomStore implements RoomStore {
           `Room "${name}" is at epoch ${room.row.epoch}, not ${want}: a concurrent change won`,
         );
       }
+      if (
+        change.entry.kind === "leave" &&
+        !oneMoreLeave(room.row.leaves, change.row.leaves)
+      ) {
+        throw new ProtocolError(
+          "room-conflict",
+          `Room "${name}" holds ${room.row.leaves.length} leaves, and the change does not add one to them: a concurrent change won`,
+        );
+      }
       const seq = this.#push(room, change.entry);
       room.row = copyRow(change.row);
       for (const m of change.added) {
@@ -190,6 +217,7 @@ export class MemoryRoomStore implements RoomStore {
         const p = room.positions.get(m);
         if (p && p.until === undefined) p.until = seq;
       }
+      this.#dropIfEmpty(room);
       return seq;
     });
   }
@@ -257,6 +285,7 @@ export class MemoryRoomStore implements RoomStore {
       room.entries = room.entries.filter((e) =>
         e.seq <= from || e.seq > to || held(e)
       );
+      this.#dropIfEmpty(room);
       return before - room.entries.length;
     });
   }
@@ -302,6 +331,17 @@ export class MemoryRoomStore implements RoomStore {
 
   close(): Promise<void> {
     return Promise.resolve();
+  }
+
+  /**
+   * Delete the room when no member and no position is left (PROTOCOL.md
+   * 10.4): its row, leaves, entries and positions; its name is free.
+   * Whatever entries it held count as deleted by the caller (cleared here).
+   */
+  #dropIfEmpty(room: Room): void {
+    if (room.row.members.length > 0 || room.positions.size > 0) return;
+    this.#rooms.delete(room.row.name);
+    room.entries = [];
   }
 
   /** Append an entry with the next seq and the store's clock. */

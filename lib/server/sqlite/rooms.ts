@@ -72,6 +72,12 @@ const EXPIRE = `DELETE FROM room_entries WHERE (room, seq) IN
   LIMIT ?)`;
 const BYTES = `SELECT coalesce(sum(length(data)), 0) AS n FROM room_entries
   WHERE room = ?`;
+// A room with no member and no position left is deleted (PROTOCOL.md 10.4).
+const MEMBERS = "SELECT members FROM rooms WHERE name = ?";
+const ANY_POSITION = "SELECT 1 AS x FROM room_positions WHERE room = ? LIMIT 1";
+const DELETE_ENTRIES = "DELETE FROM room_entries WHERE room = ?";
+const DELETE_POSITIONS = "DELETE FROM room_positions WHERE room = ?";
+const DELETE_ROOM = "DELETE FROM rooms WHERE name = ?";
 
 function checkSeq(what: string, n: number): void {
   if (!Number.isSafeInteger(n) || n < 0) {
@@ -101,6 +107,22 @@ function noRoom(name: string): ProtocolError {
   return new ProtocolError("no-room", `No room "${name}"`);
 }
 
+/**
+ * Are `next` the leaves of `held` and exactly one more (PROTOCOL.md 10.4)?
+ * A leave built from an older row would drop a leave stored meanwhile.
+ */
+function oneMoreLeave(
+  held: readonly Uint8Array[],
+  next: readonly Uint8Array[],
+): boolean {
+  return next.length === held.length + 1 &&
+    held.every((l, i) => sameBytes(l, next[i]!));
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
 /** @throws {Error} a `members` column that is not a JSON array of names */
 function membersOf(text: unknown): string[] {
   const v: unknown = JSON.parse(String(text));
@@ -121,7 +143,9 @@ function membersOf(text: unknown): string[] {
  * nothing it acknowledged. A member removed and added again before it
  * acknowledged its `until` starts afresh just before the entry that adds
  * it: the entries of its earlier membership it had not read are skipped
- * (one position per member).
+ * (one position per member). A room with no member and no position left
+ * is deleted whole, in the `ack` or `change` that left it so: its name is
+ * free again, and a room made under it starts its seqs at 1.
  *
  * @example
  * ```ts
@@ -258,6 +282,17 @@ export class SqliteRoomStore implements RoomStore {
             `Room "${row.name}" is at epoch ${held.epoch}, not ${want}: a concurrent change won`,
           );
         }
+        if (change.entry.kind === "leave") {
+          const leaves = db.statement(LEAVES).all(row.name).map((l) =>
+            l.statement as Uint8Array
+          );
+          if (!oneMoreLeave(leaves, row.leaves)) {
+            throw new ProtocolError(
+              "room-conflict",
+              `Room "${row.name}" holds ${leaves.length} leaves, and the change does not add one to them: a concurrent change won`,
+            );
+          }
+        }
         db.statement(UPDATE_ROOM).run(
           row.roomId,
           row.creator,
@@ -274,6 +309,7 @@ export class SqliteRoomStore implements RoomStore {
         for (const m of change.removed) {
           db.statement(END).run(row.name, m, seq);
         }
+        this.#dropIfEmpty(row.name);
         return seq;
       });
     });
@@ -336,7 +372,8 @@ export class SqliteRoomStore implements RoomStore {
         if (to >= until) db.statement(DROP).run(name, user);
         else db.statement(MOVE).run(name, user, to);
         // Only the entries this position held can have been freed by it.
-        return Number(db.statement(FREE).run(name, from, to).changes);
+        const freed = Number(db.statement(FREE).run(name, from, to).changes);
+        return freed + this.#dropIfEmpty(name);
       });
     });
   }
@@ -367,6 +404,24 @@ export class SqliteRoomStore implements RoomStore {
       this.#db.release();
     }
     return Promise.resolve();
+  }
+
+  /**
+   * Delete the room when no member and no position is left (PROTOCOL.md
+   * 10.4): its row, leaves, entries and positions, inside the caller's
+   * transaction; its name is free.
+   * @returns how many entries that deleted
+   */
+  #dropIfEmpty(name: string): number {
+    const db = this.#db;
+    const r = db.statement(MEMBERS).get(name);
+    if (!r || membersOf(r.members).length > 0) return 0;
+    if (db.statement(ANY_POSITION).get(name)) return 0;
+    const entries = Number(db.statement(DELETE_ENTRIES).run(name).changes);
+    db.statement(DELETE_POSITIONS).run(name);
+    db.statement(DROP_LEAVES).run(name);
+    db.statement(DELETE_ROOM).run(name);
+    return entries;
   }
 
   /** Replace the room's leaves with the row's, inside the caller's transaction. */
