@@ -88,6 +88,10 @@ export const Label = {
   ROOM_MAC: "im v1 room mac",
   /** Context the sender's chain key pair signs in a `ROOM_MSG` (Ed25519, section 10.3). */
   ROOM_MESSAGE_SIGNATURE: "im v1 room message signature",
+  /** Cluster (PROTOCOL.md section 11.2): the envelope's keys, from the cluster key. */
+  CLUSTER_ENC: "im v1 cluster enc",
+  CLUSTER_IV: "im v1 cluster iv",
+  CLUSTER_MAC: "im v1 cluster mac",
 } as const;
 
 /** Directions of a channel: login (client/server) and peer (host/joiner). Rule 2.6: never the same key both ways. */

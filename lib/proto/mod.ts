@@ -6,6 +6,7 @@
  * @module
  */
 
+export * from "./cluster.ts";
 export * from "./login.ts";
 export * from "./login_client.ts";
 export * from "./login_decoys.ts";
