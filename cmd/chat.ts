@@ -10,7 +10,11 @@ import {
   MIN_HEARTBEAT_MS,
 } from "../lib/record/mod.ts";
 import { flagValue, hostPort, intFlag, parseFlags } from "./flags.ts";
-import { ChatClient, type UiEvent } from "../lib/client/mod.ts";
+import {
+  ChatClient,
+  type ServerAddress,
+  type UiEvent,
+} from "../lib/client/mod.ts";
 import { isImError, UsageError, within } from "../lib/util/mod.ts";
 import {
   defaultKeyDir,
@@ -40,7 +44,9 @@ event per line (--json for JSON lines).
 
 Options:
   --user NAME          who you are (on a terminal, asked when not given)
-  --server HOST:PORT   the server (default 127.0.0.1:9876)
+  --server HOST:PORT   the server (default 127.0.0.1:9876); for a cluster, its
+                       nodes as HOST:PORT,HOST:PORT,... (at most 16): tried in
+                       order, and on losing one the client goes to the next
   --keys DIR           key directory (default $IM_KEYS or keys)
   --json               print events as JSON lines
   --relay              run peer sessions through the server relay
@@ -83,6 +89,51 @@ export const GOODBYE = "Logged out. Bye!";
 
 /** How long logging out may take after the user or a signal ended the chat. */
 const QUIT_MS = 3000;
+
+/** Most nodes `--server` takes (PROTOCOL.md 11.7). */
+export const MAX_SERVERS = 16;
+
+/**
+ * `--server`: one `host:port`, or a cluster's nodes separated by commas
+ * (PROTOCOL.md 11.7), each checked as one address is; spaces around an
+ * entry are allowed, a node given twice or more than {@link MAX_SERVERS}
+ * are not.
+ * @param text the flag's value
+ * @returns the addresses, in order
+ * @throws {UsageError} `bad-flag`, naming the entry at fault
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serverList } from "./chat.ts";
+ * assert.deepEqual(serverList("a:1,b:2").map((s) => s.port), [1, 2]);
+ * ```
+ */
+export function serverList(text: string): ServerAddress[] {
+  const entries = text.split(",");
+  if (entries.length === 1) return [hostPort("--server", text)];
+  if (entries.length > MAX_SERVERS) {
+    throw new UsageError(
+      "bad-flag",
+      `Invalid --server: ${entries.length} servers, at most ${MAX_SERVERS}`,
+    );
+  }
+  const seen = new Set<string>();
+  return entries.map((entry) => {
+    const a = hostPort("--server entry", entry.trim());
+    // Host names are case-insensitive; an IPv6 address is written in hex.
+    const key = `${a.host.toLowerCase()}:${a.port}`;
+    if (seen.has(key)) {
+      throw new UsageError(
+        "bad-flag",
+        `Invalid --server: "${
+          entry.trim().slice(0, 60)
+        }" is given more than once`,
+      );
+    }
+    seen.add(key);
+    return a;
+  });
+}
 
 const OPTIONS = {
   user: { type: "string" },
@@ -152,7 +203,7 @@ async function chat(v: ChatFlags): Promise<number> {
       'run "im chat --help"',
     );
   }
-  const server = hostPort("--server", v.server ?? "127.0.0.1:9876");
+  const servers = serverList(v.server ?? "127.0.0.1:9876");
   if (v.advertise !== undefined) hostPort("--advertise", v.advertise);
   const heartbeatMs = intFlag(
     "--heartbeat",
@@ -213,8 +264,10 @@ async function chat(v: ChatFlags): Promise<number> {
         peerPins: peerPinStore(keyDir, user),
         mailVault,
         roomVault,
-        serverHost: server.host,
-        serverPort: server.port,
+        // The first node; the link names the one it is logged in to.
+        serverHost: servers[0]!.host,
+        serverPort: servers[0]!.port,
+        servers,
         ui: terminal,
         heartbeatMs,
         relay: v.relay ?? false,

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { UsageError } from "../lib/util/mod.ts";
 import { KeyStoreError } from "../lib/keystore/mod.ts";
 import { hostPort, intFlag, parseFlags } from "../cmd/flags.ts";
+import { MAX_SERVERS, serverList } from "../cmd/chat.ts";
 import { cliHint, withCliHint } from "../cmd/hints.ts";
 import { main } from "../main.ts";
 
@@ -63,6 +64,65 @@ Deno.test("hostPort() parses host:port, IPv6 in brackets, and rejects anything e
     const v of ["127.0.0.1", ":80", "host:", "host:99999", "a b:1", "host:port"]
   ) {
     assert.throws(() => hostPort("--server", v), isUsage, v);
+  }
+});
+
+Deno.test("serverList() takes one host:port as before, or a cluster's nodes separated by commas, in order", () => {
+  assert.deepEqual(serverList("127.0.0.1:9876"), [
+    { host: "127.0.0.1", port: 9876 },
+  ]);
+  assert.deepEqual(serverList("a:1,[::1]:2, b.example:3"), [
+    { host: "a", port: 1 },
+    { host: "::1", port: 2 },
+    { host: "b.example", port: 3 },
+  ]);
+  const most = Array.from({ length: MAX_SERVERS }, (_, i) => `h:${i + 1}`);
+  assert.equal(serverList(most.join(",")).length, MAX_SERVERS);
+});
+
+Deno.test("serverList() names the bad entry, and refuses a node given twice, an empty entry and more than 16 nodes", () => {
+  const cases: Array<[string, string]> = [
+    [
+      "nope",
+      'Invalid --server "nope": expected host:port, e.g. 127.0.0.1:9876',
+    ],
+    [
+      "a:1,nope,b:2",
+      'Invalid --server entry "nope": expected host:port, e.g. 127.0.0.1:9876',
+    ],
+    [
+      "a:1,b:99999",
+      'Invalid --server entry "b:99999": expected host:port, e.g. 127.0.0.1:9876',
+    ],
+    [
+      "a:1,",
+      'Invalid --server entry "": expected host:port, e.g. 127.0.0.1:9876',
+    ],
+    ["a:1,b:2,a:1", 'Invalid --server: "a:1" is given more than once'],
+    ["A:1,a:1", 'Invalid --server: "a:1" is given more than once'],
+    [
+      Array.from({ length: MAX_SERVERS + 1 }, (_, i) => `h:${i + 1}`).join(","),
+      `Invalid --server: ${MAX_SERVERS + 1} servers, at most ${MAX_SERVERS}`,
+    ],
+  ];
+  for (const [v, msg] of cases) {
+    const e = usageError(() => serverList(v));
+    assert.equal(e.code, "bad-flag", v);
+    assert.equal(e.message, msg, v);
+  }
+});
+
+Deno.test("im chat --server with a bad entry or a node given twice is a usage error (exit 2) naming it", async () => {
+  for (
+    const [v, msg] of [
+      ["127.0.0.1:1,nope", 'Invalid --server entry "nope"'],
+      ["127.0.0.1:1,127.0.0.1:1", '"127.0.0.1:1" is given more than once'],
+    ] as const
+  ) {
+    const r = await runMain(["chat", "--user", "A", "--server", v]);
+    assert.equal(r.code, 2, v);
+    assert.ok(r.stderr[0]?.startsWith("im: error: "), r.stderr.join("\n"));
+    assert.ok(r.stderr[0]!.includes(msg), r.stderr.join("\n"));
   }
 });
 

@@ -20,6 +20,12 @@ export interface ClientUi {
   setRoom?(room: string | null): void;
 }
 
+/** One address of the server: a node of a cluster (PROTOCOL.md 11.7). */
+export interface ServerAddress {
+  host: string;
+  port: number;
+}
+
 /** Settings of a client. */
 export interface ClientOptions {
   user: string;
@@ -27,8 +33,22 @@ export interface ClientOptions {
   identity: PrivateIdentity;
   /** The server key keygen pinned for this user (rule 2.2). */
   pinnedServer: PublicIdentity;
+  /**
+   * The server's address. With {@link servers}, the first of them at the
+   * start; the link then keeps it set to the node it is logged in to, so
+   * `Logged in as` and `!whoami` name the node in use.
+   */
   serverHost: string;
   serverPort: number;
+  /**
+   * The nodes of a cluster (PROTOCOL.md 11.7), each with the same server
+   * key: the first login tries them in order (a refused connection or a
+   * timeout moves to the next; a refused login or another server key ends
+   * the client as with one server), then again with backoff; a dropped
+   * link reconnects to the next one after the node it lost. When absent or
+   * empty, the one server is {@link serverHost}:{@link serverPort}.
+   */
+  servers?: Array<ServerAddress>;
   ui: ClientUi;
   /** Sockets, or a {@link MemoryNetwork} in tests (default: TCP). */
   network?: Network;

@@ -6,6 +6,14 @@
  * silent (their last failure is told when the user asks for the server),
  * except a failure that ends the client (another server key).
  *
+ * Given several nodes of a cluster (`servers`, PROTOCOL.md 11.7), the first
+ * login tries them in order, then again with backoff ({@link
+ * FIRST_CONNECT_ROUNDS} rounds in all); a node that refuses the connection
+ * or does not answer is passed over, a refused login or another server key
+ * ends the client at once (every node has the same key and the same users).
+ * A dropped link tries the next node after the one it lost, round the list,
+ * with the backoff between whole rounds.
+ *
  * @example
  * ```ts ignore
  * const link = await ServerConnection.open(ctx, handlers);
@@ -30,11 +38,13 @@ import {
   type ServerToClient,
 } from "../proto/mod.ts";
 import {
+  AuthError,
   Backoff,
   type ImError,
   isImError,
   NetError,
   ProtocolError,
+  sleep,
   wipe,
   within,
 } from "../util/mod.ts";
@@ -47,7 +57,52 @@ import {
   type ClientContext,
   type ClientOptions,
   REQUEST_TIMEOUT_MS,
+  type ServerAddress,
 } from "./options.ts";
+
+/**
+ * How many times the first login tries every node of a list before it
+ * gives up, with the reconnect backoff between rounds. A single server is
+ * tried once, as before clusters.
+ */
+export const FIRST_CONNECT_ROUNDS = 3;
+
+/**
+ * The nodes a client tries: `servers` when given, else the one server.
+ * @param o client settings
+ * @returns at least one address
+ */
+export function serverAddresses(o: ClientOptions): ServerAddress[] {
+  return o.servers && o.servers.length > 0
+    ? o.servers.map(({ host, port }) => ({ host, port }))
+    : [{ host: o.serverHost, port: o.serverPort }];
+}
+
+/**
+ * `host:port`, an IPv6 host in brackets, as `--server` takes it.
+ * @param a the address
+ * @returns its text
+ */
+export function addressText(a: ServerAddress): string {
+  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+/**
+ * May a failed login be tried at another node? A connection refused or
+ * lost, a timeout, a busy or closing node: yes, that was the address. Not
+ * a refused login or another server key ({@link AuthError}: every node has
+ * the same key and the same users), nor a failure that is not ours.
+ */
+function nodeFailure(e: unknown): boolean {
+  return isImError(e) && !(e instanceof AuthError);
+}
+
+/** A failure's message, naming the node when it does not already. */
+function failureAt(a: ServerAddress, e: unknown): string {
+  const m = (e as Error)?.message ?? String(e);
+  // loginToServer's own messages name it as `host:port`, unbracketed.
+  return m.includes(`${a.host}:${a.port}`) ? m : `${addressText(a)}: ${m}`;
+}
 
 /**
  * Connect to the server and log in, all within the login deadline
@@ -55,6 +110,7 @@ import {
  * not answer, or an address where packets vanish, fails with `login-timeout`
  * instead of hanging for the minutes a TCP connect can take.
  * @param o client settings
+ * @param at the node to log in to (default `o.serverHost`:`o.serverPort`)
  * @returns the server channel and the login keys
  * @throws {NetError} server unreachable, or `login-timeout`; {@link AuthError} refused; {@link ProtocolError}
  * @example
@@ -64,8 +120,9 @@ import {
  */
 export async function loginToServer(
   o: ClientOptions,
+  at: ServerAddress = { host: o.serverHost, port: o.serverPort },
 ): Promise<{ channel: ServerLink; login: LoginResult }> {
-  const where = `${o.serverHost}:${o.serverPort}`;
+  const where = `${at.host}:${at.port}`;
   const timeoutMs = o.loginTimeoutMs ?? LOGIN_TIMEOUT_MS;
   const timeoutError = () =>
     new NetError(
@@ -82,7 +139,7 @@ export async function loginToServer(
   try {
     // A connection that completes after the deadline is closed at once.
     t = await within(
-      network.connect(o.serverHost, o.serverPort),
+      network.connect(at.host, at.port),
       timeoutMs,
       undefined,
       (late) => late.close(),
@@ -164,6 +221,10 @@ interface InFlight extends PendingRequest {
 export class ServerConnection {
   #ctx: ClientContext;
   #handlers: LinkHandlers;
+  /** The nodes to try, in order (one without a cluster). */
+  #nodes: ServerAddress[];
+  /** Which of {@link #nodes} the link is (or was last) logged in to. */
+  #node = 0;
   #channel: ServerLink | null = null;
   #login: LoginResult | undefined;
   #nextReq = 1;
@@ -186,6 +247,59 @@ export class ServerConnection {
   constructor(ctx: ClientContext, handlers: LinkHandlers) {
     this.#ctx = ctx;
     this.#handlers = handlers;
+    this.#nodes = serverAddresses(ctx.o);
+  }
+
+  /**
+   * Logged in to node `i`: remember it, and name it in the settings, which
+   * `Logged in as` and `!whoami` read.
+   */
+  #at(i: number): void {
+    this.#node = i;
+    const { host, port } = this.#nodes[i]!;
+    this.#ctx.o.serverHost = host;
+    this.#ctx.o.serverPort = port;
+  }
+
+  /**
+   * The first login: each node in order, then again with backoff, up to
+   * {@link FIRST_CONNECT_ROUNDS} rounds (one try for a single server, whose
+   * error is thrown as it is).
+   * @throws the error of a login refused (not tried elsewhere); {@link NetError}
+   *   `connect-failed` naming every node when none answered
+   */
+  async #firstLogin(): Promise<{ channel: ServerLink; login: LoginResult }> {
+    const o = this.#ctx.o;
+    const nodes = this.#nodes;
+    if (nodes.length === 1) {
+      const r = await loginToServer(o, nodes[0]);
+      this.#at(0);
+      return r;
+    }
+    const backoff = new Backoff(
+      o.reconnectBaseMs ?? 1000,
+      o.reconnectMaxMs ?? 30_000,
+    );
+    const failures: string[] = [];
+    for (let round = 0; round < FIRST_CONNECT_ROUNDS; round++) {
+      if (round > 0) await sleep(backoff.next());
+      for (let i = 0; i < nodes.length; i++) {
+        try {
+          const r = await loginToServer(o, nodes[i]);
+          this.#at(i);
+          return r;
+        } catch (e) {
+          if (!nodeFailure(e)) throw e;
+          failures[i] = failureAt(nodes[i]!, e);
+        }
+      }
+    }
+    throw new NetError(
+      "connect-failed",
+      `None of the ${nodes.length} servers answered (each tried ${FIRST_CONNECT_ROUNDS} times): ${
+        failures.join("; ")
+      }`,
+    );
   }
 
   /**
@@ -195,7 +309,7 @@ export class ServerConnection {
    * @throws typed errors from {@link loginToServer}
    */
   async open(): Promise<void> {
-    const { channel, login } = await loginToServer(this.#ctx.o);
+    const { channel, login } = await this.#firstLogin();
     this.#channel = channel;
     this.#login = login;
     this.#ctx.track(this.#loop(channel));
@@ -437,8 +551,14 @@ export class ServerConnection {
     this.#handlers.fatal(e);
   }
 
+  /**
+   * Log in again after a drop: the nodes after the one lost, in order, that
+   * one last; the backoff before each round, not between its nodes.
+   */
   async #reconnect(): Promise<void> {
     const o = this.#ctx.o;
+    const nodes = this.#nodes;
+    const lost = this.#node;
     const backoff = new Backoff(
       o.reconnectBaseMs ?? 1000,
       o.reconnectMaxMs ?? 30_000,
@@ -451,50 +571,75 @@ export class ServerConnection {
         this.#reconnectTimer = setTimeout(resolve, wait);
       });
       this.#wakeReconnect = undefined;
-      if (this.#closing) return;
-      try {
-        const { channel, login } = await loginToServer(o);
-        if (this.#closing) {
-          // The user quit while this login was on its way: it is not kept.
-          await channel.close("logout");
-          return;
-        }
-        this.#channel = channel;
-        // The old login's ticket keys open nothing the new link sends.
-        if (this.#login) wipeTicketKeys(this.#login);
-        this.#login = login;
-        this.#lastFailure = undefined;
-        this.#welcomed = Promise.withResolvers<void>();
-        this.#ctx.track(this.#loop(channel));
-        // Said once the server has us online again (its welcome), so that a
-        // !list typed after this line shows us and everyone back before us.
-        await within(
-          this.#welcomed.promise,
-          o.loginTimeoutMs ?? LOGIN_TIMEOUT_MS,
-          undefined,
-        );
-        // A link that dropped before its welcome is not a reconnect: its
-        // loop has started the next try, which will say so when it lands.
-        if (this.#closing || this.#channel !== channel || channel.closed) {
-          return;
-        }
-        this.#ctx.system("Reconnected to the server");
-        await this.#handlers.reconnected();
-        return;
-      } catch (e) {
-        if (isImError(e) && e.code === "server-key-mismatch") {
-          // Rule 2.2: a server with another key stops the client, on a
-          // reconnect as at the first login; it is never talked to again.
-          this.#fatal(e);
-          return;
-        }
-        // Anything else before the server proved its key is not final: a
-        // refusal arrives as a cleartext ERROR frame, which anyone on the
-        // path could forge to stop us for good. Keep trying, quietly: the
-        // drop was told, the return will be, and a command meanwhile says
-        // why the last try failed (issue 11 item 9).
-        this.#lastFailure = (e as Error).message;
+      for (let k = 1; k <= nodes.length; k++) {
+        if (this.#closing) return;
+        const i = (lost + k) % nodes.length;
+        const done = await this.#reconnectTo(i);
+        if (done) return;
       }
+    }
+  }
+
+  /**
+   * One reconnect attempt, at node `i`.
+   * @returns true when it ended the reconnecting: logged in, quit, or a
+   *   failure that ends the client
+   */
+  async #reconnectTo(i: number): Promise<boolean> {
+    const o = this.#ctx.o;
+    const node = this.#nodes[i]!;
+    try {
+      const { channel, login } = await loginToServer(o, node);
+      if (this.#closing) {
+        // The user quit while this login was on its way: it is not kept.
+        await channel.close("logout");
+        return true;
+      }
+      this.#channel = channel;
+      this.#at(i);
+      // The old login's ticket keys open nothing the new link sends.
+      if (this.#login) wipeTicketKeys(this.#login);
+      this.#login = login;
+      this.#lastFailure = undefined;
+      this.#welcomed = Promise.withResolvers<void>();
+      this.#ctx.track(this.#loop(channel));
+      // Said once the server has us online again (its welcome), so that a
+      // !list typed after this line shows us and everyone back before us.
+      await within(
+        this.#welcomed.promise,
+        o.loginTimeoutMs ?? LOGIN_TIMEOUT_MS,
+        undefined,
+      );
+      // A link that dropped before its welcome is not a reconnect: its
+      // loop has started the next try, which will say so when it lands.
+      if (this.#closing || this.#channel !== channel || channel.closed) {
+        return true;
+      }
+      // With one server, as before clusters; with several, which one.
+      this.#ctx.system(
+        this.#nodes.length === 1
+          ? "Reconnected to the server"
+          : `Reconnected to ${addressText(node)}`,
+      );
+      await this.#handlers.reconnected();
+      return true;
+    } catch (e) {
+      if (isImError(e) && e.code === "server-key-mismatch") {
+        // Rule 2.2: a server with another key stops the client, on a
+        // reconnect as at the first login; it is never talked to again,
+        // nor another node (they all have the same key).
+        this.#fatal(e);
+        return true;
+      }
+      // Anything else before the server proved its key is not final: a
+      // refusal arrives as a cleartext ERROR frame, which anyone on the
+      // path could forge to stop us for good. Keep trying, quietly: the
+      // drop was told, the return will be, and a command meanwhile says
+      // why the last try failed (issue 11 item 9), and where.
+      this.#lastFailure = this.#nodes.length === 1
+        ? (e as Error).message
+        : failureAt(node, e);
+      return false;
     }
   }
 
