@@ -24,6 +24,27 @@ export const LAYERS: Record<string, readonly string[]> = {
   ui: ["util", "proto", "client"],
 };
 
+/**
+ * Folders inside a layer held to fewer arrows, and the only packages lib/
+ * may import: `lib/server/nats/` alone imports the NATS project's own
+ * client, and program start never reaches it (see the graph test below).
+ */
+export const FOLDERS: Record<
+  string,
+  { layers: readonly string[]; packages: RegExp }
+> = {
+  "server/nats": {
+    layers: ["util", "crypto", "proto"],
+    packages: /^@nats-io\/(transport-node|kv|jetstream)$/,
+  },
+};
+
+/** The folder of {@link FOLDERS} a file is in, if any. */
+function folderOf(path: string): string | undefined {
+  const rel = relative(LIB, path);
+  return Object.keys(FOLDERS).find((f) => rel.startsWith(`${f}/`));
+}
+
 /** Built-in modules a layer may use (none of them reaches the network or disk by itself). */
 const BUILTINS =
   /^node:(assert|buffer|path|url|util|readline|stream|fs|fs\/promises|os|process|tty|sqlite)(\/.*)?$/;
@@ -81,13 +102,20 @@ function violation(imp: Import): string | null {
   if (s.startsWith("node:")) {
     return BUILTINS.test(s) ? null : `built-in ${s} is not allowed in lib/`;
   }
+  const folder = folderOf(imp.file);
   if (s.startsWith("npm:") || s.startsWith("jsr:") || !s.startsWith(".")) {
+    if (folder && FOLDERS[folder]!.packages.test(s)) return null;
     return `package imports belong in cmd/, not lib/`;
   }
   const target = normalize(join(dirname(imp.file), s));
   const to = layerOf(target);
   if (to === undefined) return `reaches outside lib/`;
   if (to === from) return null;
+  if (folder && !FOLDERS[folder]!.layers.includes(to)) {
+    return `lib/${folder}/ may not import layer ${to} (allowed: ${
+      FOLDERS[folder]!.layers.join(", ")
+    })`;
+  }
   if (!LAYERS[from]!.includes(to)) {
     return `layer ${from} may not import layer ${to} (allowed: ${
       LAYERS[from]!.join(", ") || "none"
@@ -133,6 +161,50 @@ Deno.test("every layer folder has a mod.ts that says what it owns and what it ma
   assert.deepEqual(folders.sort(), Object.keys(LAYERS).sort());
 });
 
+/**
+ * Static imports and re-exports only (what loads when the importer loads):
+ * not dynamic `import()`, not `import type`, outside comments.
+ */
+function staticImportsOf(source: string): string[] {
+  const code = source
+    .replace(/\/\*[\s\S]*?\*\//g, "")
+    .replace(/^\s*\/\/.*$/gm, "")
+    .replace(/^\s*(?:import|export)\s+type\b[^;]*;/gm, "");
+  const out: string[] = [];
+  const re = /(?:\bfrom\s*|^\s*import\s*)(["'])([^"'\n]+)\1/gm;
+  for (const m of code.matchAll(re)) out.push(m[2]!);
+  return out;
+}
+
+Deno.test("program start never loads lib/server/nats/ or an npm package: main.ts's static imports do not reach them (`im serve` without --cluster)", async () => {
+  const root = fileURLToPath(new URL("../", import.meta.url));
+  const nats = join(LIB, "server", "nats");
+  const seen = new Set<string>();
+  const bad: string[] = [];
+  const visit = async (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    for (const s of staticImportsOf(await Deno.readTextFile(file))) {
+      if (!s.startsWith(".")) {
+        if (!s.startsWith("node:")) {
+          bad.push(`${relative(root, file)}: "${s}"`);
+        }
+        continue;
+      }
+      const target = normalize(join(dirname(file), s));
+      if (target.startsWith(`${nats}/`)) {
+        bad.push(`${relative(root, file)}: "${s}"`);
+      } else if (target.endsWith(".ts")) await visit(target);
+    }
+  };
+  await visit(join(root, "main.ts"));
+  assert.ok(
+    seen.has(join(LIB, "server", "mod.ts")),
+    "the walk reached lib/server",
+  );
+  assert.deepEqual(bad, [], "loaded at start:\n" + bad.join("\n"));
+});
+
 Deno.test("the layer check itself: an upward, a sideways and a deep import are each caught", () => {
   const at = (layer: string) => join(LIB, layer, "x.ts");
   assert.match(
@@ -154,6 +226,29 @@ Deno.test("the layer check itself: an upward, a sideways and a deep import are e
   assert.equal(
     violation({ file: at("client"), specifier: "../proto/mod.ts" }),
     null,
+  );
+  const nats = join(LIB, "server", "nats", "x.ts");
+  assert.equal(
+    violation({ file: nats, specifier: "@nats-io/kv" }),
+    null,
+  );
+  assert.match(
+    violation({ file: at("server"), specifier: "@nats-io/kv" }) ?? "",
+    /package imports belong in cmd/,
+  );
+  assert.match(
+    violation({ file: nats, specifier: "../../wire/mod.ts" }) ?? "",
+    /lib\/server\/nats\/ may not import layer wire/,
+  );
+  assert.equal(
+    violation({ file: nats, specifier: "../../proto/mod.ts" }),
+    null,
+  );
+  assert.deepEqual(
+    staticImportsOf(
+      'export * from "./a.ts";\nconst m = await import("./b.ts");',
+    ),
+    ["./a.ts"],
   );
   assert.deepEqual(
     importsOf('/** import { x } from "../ui/mod.ts"; */\nimport "./a.ts";'),

@@ -1,7 +1,10 @@
 /**
  * The contract of a {@link Presence} (lib/server/seams.ts), as tests any
  * implementation runs: `presenceContract("MemoryPresence", () => new
- * MemoryPresence())`. The cluster's presence runs the same ones.
+ * MemoryPresence())`. The cluster's presence (`NatsPresence`, one node on a
+ * real nats-server) runs the same ones: its local behaviour is the same,
+ * except that it takes joins on its own node only, so it names its node
+ * for both of the nodes the tests join users on ({@link ContractOptions}).
  * @module
  */
 
@@ -21,6 +24,16 @@ export interface PresenceHarness {
 /** Makes a fresh {@link PresenceHarness} per test. */
 export type PresenceFactory = () => PresenceHarness | Promise<PresenceHarness>;
 
+/** What an implementation tells the contract of itself. */
+export interface ContractOptions {
+  /**
+   * The node names `join()` is called with: two, or one for an
+   * implementation that holds one node's users (default
+   * `["local", "node-2"]`).
+   */
+  nodes?: readonly [string] | readonly [string, string];
+}
+
 /** A change as a short line, to compare sequences of them. */
 function line(c: PresenceChange): string {
   const e = c.entry;
@@ -32,8 +45,14 @@ function line(c: PresenceChange): string {
  * Register the contract's tests.
  * @param name the implementation, in each test's name
  * @param make a fresh presence per test
+ * @param opts the node names to join users on
  */
-export function presenceContract(name: string, make: PresenceFactory): void {
+export function presenceContract(
+  name: string,
+  make: PresenceFactory,
+  opts: ContractOptions = {},
+): void {
+  const [N1, N2 = N1] = opts.nodes ?? ["local", "node-2"];
   const withPresence = (
     what: string,
     fn: (p: Presence) => void | Promise<void>,
@@ -52,17 +71,17 @@ export function presenceContract(name: string, make: PresenceFactory): void {
     (p) => {
       assert.equal(p.size, 0);
       assert.deepEqual(p.list(), []);
-      const c = p.join("C", "node-2");
-      assert.deepEqual({ ...c }, { name: "C", node: "node-2", state: "IDLE" });
-      p.join("A", "local");
-      p.join("B", "local");
+      const c = p.join("C", N2);
+      assert.deepEqual({ ...c }, { name: "C", node: N2, state: "IDLE" });
+      p.join("A", N1);
+      p.join("B", N1);
       assert.equal(p.size, 3);
       assert.deepEqual(p.list().map((e) => `${e.name}@${e.node} ${e.state}`), [
-        "A@local IDLE",
-        "B@local IDLE",
-        "C@node-2 IDLE",
+        `A@${N1} IDLE`,
+        `B@${N1} IDLE`,
+        `C@${N2} IDLE`,
       ]);
-      assert.equal(p.get("C")?.node, "node-2");
+      assert.equal(p.get("C")?.node, N2);
       assert.equal(p.get("Zed"), undefined);
     },
   );
@@ -70,7 +89,7 @@ export function presenceContract(name: string, make: PresenceFactory): void {
   withPresence(
     "leave() takes a user offline and returns its last entry; leaving twice or unknown returns undefined",
     (p) => {
-      p.join("A", "local");
+      p.join("A", N1);
       p.update("A", { state: "HOSTING", addr: "127.0.0.1:5000" });
       const last = p.leave("A");
       assert.equal(last?.state, "HOSTING");
@@ -86,7 +105,7 @@ export function presenceContract(name: string, make: PresenceFactory): void {
   withPresence(
     "update() replaces the state and details; details not given are cleared; the node stays",
     (p) => {
-      p.join("A", "node-1");
+      p.join("A", N1);
       const busy = p.update("A", {
         state: "BUSY",
         addr: "x:1",
@@ -96,7 +115,7 @@ export function presenceContract(name: string, make: PresenceFactory): void {
       });
       assert.deepEqual({ ...busy }, {
         name: "A",
-        node: "node-1",
+        node: N1,
         state: "BUSY",
         addr: "x:1",
         partner: "B",
@@ -106,7 +125,7 @@ export function presenceContract(name: string, make: PresenceFactory): void {
       const idle = p.update("A", { state: "IDLE" });
       assert.deepEqual({ ...idle }, {
         name: "A",
-        node: "node-1",
+        node: N1,
         state: "IDLE",
       });
       assert.deepEqual({ ...p.get("A") }, { ...idle });
@@ -125,7 +144,7 @@ export function presenceContract(name: string, make: PresenceFactory): void {
   withPresence(
     "an entry once read does not change: a later update makes a new one",
     (p) => {
-      const before = p.join("A", "local");
+      const before = p.join("A", N1);
       p.update("A", { state: "HOSTING", addr: "x:1" });
       assert.equal(before.state, "IDLE");
       assert.equal(before.addr, undefined);
@@ -136,18 +155,18 @@ export function presenceContract(name: string, make: PresenceFactory): void {
   withPresence(
     "join() of a user already online replaces its entry (new node, IDLE), telling a leave then a join",
     (p) => {
-      p.join("A", "node-1");
+      p.join("A", N1);
       p.update("A", { state: "HOSTING", addr: "x:1" });
       const seen: string[] = [];
       p.subscribe((c) => seen.push(line(c)));
-      p.join("A", "node-2");
+      p.join("A", N2);
       assert.deepEqual({ ...p.get("A") }, {
         name: "A",
-        node: "node-2",
+        node: N2,
         state: "IDLE",
       });
       assert.equal(p.size, 1);
-      assert.deepEqual(seen, ["leave A@node-1 HOSTING", "join A@node-2 IDLE"]);
+      assert.deepEqual(seen, [`leave A@${N1} HOSTING`, `join A@${N2} IDLE`]);
     },
   );
 
@@ -156,8 +175,8 @@ export function presenceContract(name: string, make: PresenceFactory): void {
     (p) => {
       const changes: PresenceChange[] = [];
       p.subscribe((c) => changes.push(c));
-      p.join("A", "local");
-      p.join("B", "local");
+      p.join("A", N1);
+      p.join("B", N1);
       p.update("A", { state: "HOSTING", addr: "x:1" });
       p.update("A", { state: "BUSY", addr: "x:1", partner: "B", isHost: true });
       p.update("B", { state: "BUSY", partner: "A", isHost: false });
@@ -165,14 +184,14 @@ export function presenceContract(name: string, make: PresenceFactory): void {
       p.update("B", { state: "IDLE" });
       p.leave("B");
       assert.deepEqual(changes.map(line), [
-        "join A@local IDLE",
-        "join B@local IDLE",
-        "update A@local HOSTING (was IDLE)",
-        "update A@local BUSY (was HOSTING)",
-        "update B@local BUSY (was IDLE)",
-        "leave A@local BUSY",
-        "update B@local IDLE (was BUSY)",
-        "leave B@local IDLE",
+        `join A@${N1} IDLE`,
+        `join B@${N1} IDLE`,
+        `update A@${N1} HOSTING (was IDLE)`,
+        `update A@${N1} BUSY (was HOSTING)`,
+        `update B@${N1} BUSY (was IDLE)`,
+        `leave A@${N1} BUSY`,
+        `update B@${N1} IDLE (was BUSY)`,
+        `leave B@${N1} IDLE`,
       ]);
       const hosting = changes[2]!;
       assert.equal(hosting.entry.addr, "x:1");
@@ -201,12 +220,12 @@ export function presenceContract(name: string, make: PresenceFactory): void {
       const first: string[] = [], second: string[] = [];
       const stop = p.subscribe((c) => first.push(line(c)));
       p.subscribe((c) => second.push(line(c)));
-      p.join("A", "local");
+      p.join("A", N1);
       stop();
       stop();
       p.leave("A");
-      assert.deepEqual(first, ["join A@local IDLE"]);
-      assert.deepEqual(second, ["join A@local IDLE", "leave A@local IDLE"]);
+      assert.deepEqual(first, [`join A@${N1} IDLE`]);
+      assert.deepEqual(second, [`join A@${N1} IDLE`, `leave A@${N1} IDLE`]);
     },
   );
 
@@ -214,8 +233,8 @@ export function presenceContract(name: string, make: PresenceFactory): void {
     "a change made by a listener is told to every listener after the change that caused it",
     (p) => {
       // A partner is freed when a user leaves, from inside the listener.
-      p.join("A", "local");
-      p.join("B", "local");
+      p.join("A", N1);
+      p.join("B", N1);
       p.update("A", { state: "BUSY", partner: "B" });
       p.update("B", { state: "BUSY", partner: "A" });
       const first: string[] = [], second: string[] = [];
@@ -227,7 +246,7 @@ export function presenceContract(name: string, make: PresenceFactory): void {
       });
       p.subscribe((c) => second.push(line(c)));
       p.leave("A");
-      const want = ["leave A@local BUSY", "update B@local IDLE (was BUSY)"];
+      const want = [`leave A@${N1} BUSY`, `update B@${N1} IDLE (was BUSY)`];
       assert.deepEqual(first, want);
       assert.deepEqual(second, want);
       assert.equal(p.get("B")?.state, "IDLE");
@@ -237,7 +256,7 @@ export function presenceContract(name: string, make: PresenceFactory): void {
   withPresence(
     "list() is a copy: changing it changes nobody's presence",
     (p) => {
-      p.join("A", "local");
+      p.join("A", N1);
       const l: PresenceEntry[] = p.list();
       l.length = 0;
       assert.equal(p.list().length, 1);
