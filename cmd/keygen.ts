@@ -34,6 +34,7 @@ import {
   DEFAULT_USERS,
   defaultKeyDir,
   enroll,
+  ensureClusterKey,
   KEY_LAYOUT,
   keyPath,
   pinServerKey,
@@ -45,10 +46,11 @@ import {
 /** Help text of `im keygen`. */
 export const KEYGEN_USAGE: string = `Usage: im keygen [options]
 
-Create the key directory: the server key pair, a key pair for each user,
-the server's directory of user public keys, and each user's pinned copy of
-the server public key. Existing keys are kept; adding a user leaves the
-others untouched.
+Create the key directory: the server key pair, the cluster key
+(server/cluster.key, for "im serve --cluster": copy it to every node), a
+key pair for each user, the server's directory of user public keys, and
+each user's pinned copy of the server public key. Existing keys are kept;
+adding a user leaves the others untouched.
 
 Options:
   --dir DIR             key directory (default: $IM_KEYS, else "keys")
@@ -306,7 +308,18 @@ async function keygen(args: string[], io: KeygenIo): Promise<number> {
     force,
     forceServer: v["force-server"] ?? false,
   });
-  printEntries(io, r.entries);
+  // PROTOCOL.md 11.1: the cluster key goes with the server's keys (kept
+  // when there, even with --force-server: every node holds the same one).
+  const cluster = await ensureClusterKey(dir);
+  const serverLines = r.entries.findIndex((e) =>
+    e.path !== KEY_LAYOUT.serverPrivate && e.path !== KEY_LAYOUT.serverPublic
+  );
+  const at = serverLines < 0 ? r.entries.length : serverLines;
+  printEntries(io, [
+    ...r.entries.slice(0, at),
+    cluster,
+    ...r.entries.slice(at),
+  ]);
   printNextSteps(io, dir, r.entries);
   return 0;
 }

@@ -91,11 +91,17 @@ Deno.test("im keygen with no user flags provisions the server and A..F, readable
     const lines = parse(run.out);
 
     await t.step("prints one line per key: action, path, fingerprint", () => {
-      assert.equal(lines.length, 1 + 6 * 3);
+      assert.equal(lines.length, 2 + 6 * 3);
       assert.deepEqual(lines[0], {
         ...lines[0]!,
         action: "created",
         path: "server/private.pem",
+      });
+      // PROTOCOL.md 11.1: the cluster key, with the server's keys.
+      assert.deepEqual(lines[1], {
+        ...lines[1]!,
+        action: "created",
+        path: "server/cluster.key",
       });
       for (const u of ["A", "B", "C", "D", "E", "F"]) {
         for (
@@ -118,8 +124,8 @@ Deno.test("im keygen with no user flags provisions the server and A..F, readable
       ignore: !hasOpenssl,
       fn: async () => {
         const all = [...(await files(dir)).keys()];
-        assert.equal(all.length, 1 * 2 + 6 + 6 * 3);
-        for (const f of all) {
+        assert.equal(all.length, 1 * 2 + 1 + 6 + 6 * 3);
+        for (const f of all.filter((f) => f !== "server/cluster.key")) {
           const path = join(dir, f);
           const ok = f.endsWith("private.pem")
             ? await openssl(["pkey", "-in", path, "-noout"])
@@ -186,6 +192,7 @@ Deno.test("im keygen with no user flags provisions the server and A..F, readable
           parse(r.out).map((l) => `${l.action} ${l.path}`),
           [
             "kept server/private.pem",
+            "kept server/cluster.key",
             "created users/G/private.pem",
             "enrolled server/clients/G.pem",
             "pinned users/G/server.pem",
@@ -211,6 +218,7 @@ Deno.test("im keygen with no user flags provisions the server and A..F, readable
           parse(r.out).map((l) => `${l.action} ${l.path}`),
           [
             "kept server/private.pem",
+            "kept server/cluster.key",
             "replaced users/A/private.pem",
             "enrolled server/clients/A.pem",
             "kept users/A/server.pem",
@@ -506,7 +514,10 @@ Deno.test('im keygen --users with an empty item is refused; --users "" makes onl
       "bad-username",
     );
     const r = await keygen(["--dir", dir, "--bits", "2048", "--users", ""]);
-    assert.deepEqual(parse(r.out).map((l) => l.path), ["server/private.pem"]);
+    assert.deepEqual(parse(r.out).map((l) => l.path), [
+      "server/private.pem",
+      "server/cluster.key",
+    ]);
   });
 });
 

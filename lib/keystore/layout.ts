@@ -8,6 +8,7 @@
  * <dir>/server/private.pem         server key pair, 0600
  * <dir>/server/public.pem          0644
  * <dir>/server/clients/<user>.pem  the server's directory of client public keys, 0644
+ * <dir>/server/cluster.key         the cluster key (PROTOCOL.md 11.1), base64, 0600
  * <dir>/users/<user>/private.pem   the user's key pair, 0600
  * <dir>/users/<user>/public.pem    0644
  * <dir>/users/<user>/server.pem    the pinned server public key (like known_hosts), 0644
@@ -78,6 +79,8 @@ export const KEY_LAYOUT = {
   serverPublic: "server/public.pem",
   /** The server's directory of client public keys. */
   clientsDir: "server/clients",
+  /** The cluster key (PROTOCOL.md 11.1): 32 bytes, base64 on one line. */
+  clusterKey: "server/cluster.key",
   /** The folder of users' folders. */
   usersDir: "users",
   /** A user's public key as enrolled on the server. */

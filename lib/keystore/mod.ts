@@ -6,6 +6,7 @@
  * @module
  */
 
+export * from "./cluster_key.ts";
 export * from "./keystore_error.ts";
 export * from "./layout.ts";
 export * from "./load.ts";
