@@ -243,3 +243,164 @@ export async function withNats<T>(
     await nats.stop();
   }
 }
+
+/** A cluster of `nats-server` processes of a test (routes between all, JetStream on each). */
+export interface NatsCluster {
+  /** Each process, as a {@link NatsServer} (kill and restart one to test a fault). */
+  readonly servers: readonly NatsServer[];
+  /** Every client URL, for a client that fails over. */
+  readonly urls: string[];
+  /** Stop every process and remove their data directories; idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Start `n` `nats-server` processes as one NATS cluster (`--cluster_name
+ * im-test`, each routed to every other, server names `n1`...), each with
+ * JetStream (its own data directory) on free loopback ports. JetStream
+ * elects its meta leader a moment after the processes greet: the first
+ * JetStream call may have to be tried again.
+ * @param n how many processes (3 for replicas 3)
+ * @param opts the binary (default {@link natsServerBinary})
+ * @returns the running cluster
+ */
+export async function startNatsCluster(
+  n: number,
+  opts: { binary?: string } = {},
+): Promise<NatsCluster> {
+  const binary = opts.binary ?? natsServerBinary();
+  const ports = Array.from({ length: n }, () => freePort());
+  const routes = Array.from({ length: n }, () => freePort());
+  const servers: NatsServer[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      servers.push(
+        await clusterNode(binary, i, ports, routes),
+      );
+    }
+    await Promise.all(servers.map((s) => (s as ClusterNode).ready()));
+  } catch (e) {
+    await Promise.all(servers.map((s) => s.stop()));
+    throw e;
+  }
+  let stopped = false;
+  return {
+    servers,
+    urls: servers.map((s) => s.url),
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await Promise.all(servers.map((s) => s.stop()));
+    },
+  };
+}
+
+interface ClusterNode extends NatsServer {
+  /** Wait until it greets a client (throws when it does not). */
+  ready(): Promise<void>;
+}
+
+/** One process of {@link startNatsCluster}. */
+async function clusterNode(
+  binary: string,
+  i: number,
+  ports: number[],
+  routes: number[],
+): Promise<ClusterNode> {
+  const dir = await Deno.makeTempDir({ prefix: `im-nats-n${i + 1}-` });
+  const logFile = `${dir}/server.log`;
+  const port = ports[i]!;
+  let child: Deno.ChildProcess | undefined;
+  let exited: Promise<Deno.CommandStatus> | undefined;
+  let removed = false;
+  const spawn = () => {
+    try {
+      child = new Deno.Command(binary, {
+        args: [
+          "-a",
+          "127.0.0.1",
+          "-p",
+          String(port),
+          "-n",
+          `n${i + 1}`,
+          "--cluster_name",
+          "im-test",
+          "--cluster",
+          `nats://127.0.0.1:${routes[i]}`,
+          "--routes",
+          routes.filter((_, j) => j !== i).map((p) => `nats://127.0.0.1:${p}`)
+            .join(","),
+          "-js",
+          "-sd",
+          `${dir}/js`,
+          "-l",
+          logFile,
+        ],
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+    } catch (e) {
+      throw installHint(binary, e instanceof Error ? e.message : String(e));
+    }
+    exited = child.status;
+  };
+  const ready = async () => {
+    const until = Date.now() + READY_MS;
+    let done = false;
+    exited?.then(() => done = true);
+    while (Date.now() < until && !done) {
+      if (await greets(port)) return;
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    throw new Error(
+      `nats-server n${
+        i + 1
+      } did not accept clients on port ${port}: ${await readLog(
+        logFile,
+      )}`,
+    );
+  };
+  const end = async (signal: Deno.Signal) => {
+    const c = child, e = exited;
+    if (!c || !e) return;
+    child = undefined;
+    exited = undefined;
+    try {
+      c.kill(signal);
+    } catch { /* exited */ }
+    const t = setTimeout(() => {
+      try {
+        c.kill("SIGKILL");
+      } catch { /* exited */ }
+    }, TERM_MS);
+    await e;
+    clearTimeout(t);
+  };
+  spawn();
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    dir,
+    get running() {
+      return child !== undefined;
+    },
+    ready,
+    async stop() {
+      await end("SIGTERM");
+      if (!removed) {
+        removed = true;
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
+      }
+    },
+    async kill() {
+      await end("SIGKILL");
+    },
+    async restart() {
+      if (removed) throw new Error("nats-server: restart() after stop()");
+      await end("SIGTERM");
+      spawn();
+      await ready();
+    },
+  };
+}

@@ -11,3 +11,5 @@
  */
 
 export * from "./presence.ts";
+export * from "./store.ts";
+export * from "./prekeys.ts";

@@ -1,0 +1,250 @@
+/**
+ * {@link KvPrekeys}: the users' published mailbox keys (PROTOCOL.md 9.9) of
+ * a cluster, in one JetStream KV bucket `im_<cluster>_prekeys` (history 1,
+ * file storage, replicas configurable), so every node hands out the same
+ * pool (11.6):
+ *
+ * - `certs.<user>`: `u32 len(IK_CERT) || IK_CERT || SPK_CERT`;
+ * - `opk.<user>.<gen>.<id>`: a one-time prekey, `<gen>` the first 8 bytes of
+ *   SHA-256 of the `IK_CERT` it was published under (hex), `<id>` its id in
+ *   10 decimal digits.
+ *
+ * A one-time prekey is handed out by deleting its key with the revision it
+ * was read at (compare-and-set): of two nodes that read it, one delete
+ * succeeds and the other is refused and tries the next key, so none is ever
+ * handed out twice. Only the keys of the held certificates' `<gen>` are
+ * counted or handed out: a new `IK_CERT` switches the pool in the one put
+ * of the certificates, and the old keys are purged after it (a crash in
+ * between leaves keys never handed out, purged by the next change).
+ *
+ * @example
+ * ```ts ignore
+ * const prekeys = await KvPrekeys.open({ nc, cluster: "team" });
+ * await prekeys.publish("bob", certs, [{ id: 1, opk }]);  // 1
+ * await prekeys.take("bob");  // { certs, oneTime: { id: 1, opk } }, on one node only
+ * ```
+ * @module
+ */
+
+import type { NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager, StorageType } from "@nats-io/jetstream";
+import { type KV, Kvm } from "@nats-io/kv";
+import { isValidUsername } from "../../proto/mod.ts";
+import type { Prekeys, PublishedCerts, PublishedPrekey } from "../seams.ts";
+
+/** The bucket of a cluster's prekeys. */
+export function prekeysBucket(cluster: string): string {
+  return `im_${cluster}_prekeys`;
+}
+
+/** Options of {@link KvPrekeys.open}. */
+export interface KvPrekeysOptions {
+  /** A connected NATS client, with JetStream on the server; the caller closes it. */
+  nc: NatsConnection;
+  /** The cluster's name (rule 2.9). */
+  cluster: string;
+  /** The bucket's replicas when it is made (default 1). */
+  replicas?: number;
+}
+
+function checkUser(user: string): void {
+  if (!isValidUsername(user)) {
+    throw new RangeError(`KvPrekeys: not a username: ${JSON.stringify(user)}`);
+  }
+}
+
+function encodeCerts(c: PublishedCerts): Uint8Array {
+  const out = new Uint8Array(
+    4 + c.identityCert.length + c.signedPrekeyCert.length,
+  );
+  new DataView(out.buffer).setUint32(0, c.identityCert.length);
+  out.set(c.identityCert, 4);
+  out.set(c.signedPrekeyCert, 4 + c.identityCert.length);
+  return out;
+}
+
+function decodeCerts(b: Uint8Array): PublishedCerts {
+  const n = new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(0);
+  return {
+    identityCert: b.slice(4, 4 + n),
+    signedPrekeyCert: b.slice(4 + n),
+  };
+}
+
+/** The pool's name for an `IK_CERT`. */
+async function generation(identityCert: Uint8Array): Promise<string> {
+  const h = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", identityCert.slice()),
+  );
+  return [...h.subarray(0, 8)].map((x) => x.toString(16).padStart(2, "0"))
+    .join("");
+}
+
+const isCasRefusal = (e: unknown) => /wrong last sequence/i.test(String(e));
+
+/** The Prekeys of a cluster, in a KV bucket (PROTOCOL.md 11.6). */
+export class KvPrekeys implements Prekeys {
+  readonly #kv: KV;
+  readonly #nc: NatsConnection;
+  readonly #bucket: string;
+  /** Takes of one user on this node run one at a time (fewer refused deletes). */
+  readonly #takes = new Map<string, Promise<unknown>>();
+  #closed = false;
+
+  private constructor(kv: KV, nc: NatsConnection, bucket: string) {
+    this.#kv = kv;
+    this.#nc = nc;
+    this.#bucket = bucket;
+  }
+
+  /**
+   * Open the bucket, making it when there is none.
+   * @throws {RangeError} a cluster name that is not a username
+   */
+  static async open(opts: KvPrekeysOptions): Promise<KvPrekeys> {
+    if (!isValidUsername(opts.cluster)) {
+      throw new RangeError(
+        `not a cluster name: ${JSON.stringify(opts.cluster)}`,
+      );
+    }
+    const bucket = prekeysBucket(opts.cluster);
+    const kv = await new Kvm(opts.nc).create(bucket, {
+      history: 1,
+      storage: StorageType.File,
+      replicas: opts.replicas ?? 1,
+    });
+    return new KvPrekeys(kv, opts.nc, bucket);
+  }
+
+  #open(): void {
+    if (this.#closed) throw new Error("KvPrekeys: closed");
+  }
+
+  async #held(user: string): Promise<PublishedCerts | undefined> {
+    const e = await this.#kv.get(`certs.${user}`);
+    if (!e || e.operation !== "PUT") return undefined;
+    return decodeCerts(e.value);
+  }
+
+  /** The keys of the user's pool `gen`, by id. */
+  async #pool(user: string, gen: string): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const k of await this.#kv.keys(`opk.${user}.${gen}.*`)) {
+      keys.push(k);
+    }
+    return keys.sort();
+  }
+
+  async publish(
+    user: string,
+    certs: PublishedCerts,
+    oneTime: readonly PublishedPrekey[],
+  ): Promise<number> {
+    this.#open();
+    checkUser(user);
+    for (const k of oneTime) {
+      if (!Number.isInteger(k.id) || k.id < 0 || k.id > 0xffff_ffff) {
+        throw new RangeError(
+          `KvPrekeys: one-time prekey id ${k.id} is not a u32`,
+        );
+      }
+    }
+    const old = await this.#held(user);
+    const gen = await generation(certs.identityCert);
+    const oldGen = old ? await generation(old.identityCert) : undefined;
+    await this.#kv.put(`certs.${user}`, encodeCerts(certs));
+    for (const k of oneTime) {
+      try {
+        await this.#kv.create(
+          `opk.${user}.${gen}.${String(k.id).padStart(10, "0")}`,
+          k.opk.slice(),
+        );
+      } catch (e) {
+        if (!isCasRefusal(e)) throw e; // held already: the first key stays
+      }
+    }
+    if (oldGen !== gen) await this.#dropOtherPools(user, gen);
+    return await this.count(user);
+  }
+
+  /** Purge the user's one-time prekeys of every pool but `gen`. */
+  async #dropOtherPools(user: string, gen: string): Promise<void> {
+    const gens = new Set<string>();
+    for await (const k of await this.#kv.keys(`opk.${user}.*.*`)) {
+      const g = k.split(".")[2]!;
+      if (g !== gen) gens.add(g);
+    }
+    if (gens.size === 0) return;
+    const jsm = await jetstreamManager(this.#nc, { checkAPI: false });
+    for (const g of gens) {
+      await jsm.streams.purge(`KV_${this.#bucket}`, {
+        filter: `$KV.${this.#bucket}.opk.${user}.${g}.>`,
+      });
+    }
+  }
+
+  async certs(user: string): Promise<PublishedCerts | undefined> {
+    this.#open();
+    checkUser(user);
+    return await this.#held(user);
+  }
+
+  take(
+    user: string,
+  ): Promise<
+    { certs: PublishedCerts; oneTime: PublishedPrekey | undefined } | undefined
+  > {
+    try {
+      this.#open();
+      checkUser(user);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const prev = this.#takes.get(user) ?? Promise.resolve();
+    const next = prev.catch(() => {}).then(() => this.#take(user));
+    const tail = next.catch(() => {});
+    this.#takes.set(user, tail);
+    tail.then(() => {
+      if (this.#takes.get(user) === tail) this.#takes.delete(user);
+    });
+    return next;
+  }
+
+  async #take(
+    user: string,
+  ): Promise<
+    { certs: PublishedCerts; oneTime: PublishedPrekey | undefined } | undefined
+  > {
+    const certs = await this.#held(user);
+    if (!certs) return undefined;
+    const gen = await generation(certs.identityCert);
+    for (const key of await this.#pool(user, gen)) {
+      const e = await this.#kv.get(key);
+      if (!e || e.operation !== "PUT") continue;
+      try {
+        // Compare-and-set: refused when another taker deleted it first.
+        await this.#kv.delete(key, { previousSeq: e.revision });
+      } catch (err) {
+        if (isCasRefusal(err)) continue;
+        throw err;
+      }
+      const id = Number(key.split(".")[3]);
+      return { certs, oneTime: { id, opk: e.value.slice() } };
+    }
+    return { certs, oneTime: undefined };
+  }
+
+  async count(user: string): Promise<number> {
+    this.#open();
+    checkUser(user);
+    const certs = await this.#held(user);
+    if (!certs) return 0;
+    return (await this.#pool(user, await generation(certs.identityCert)))
+      .length;
+  }
+
+  close(): Promise<void> {
+    this.#closed = true;
+    return Promise.resolve();
+  }
+}
