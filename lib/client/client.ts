@@ -372,6 +372,10 @@ export class ChatClient {
         // The server cuts a long list to fit one record and says how many
         // it left out.
         if (m.more > 0) this.#ctx.system(`... and ${m.more} more online`);
+        // PROTOCOL.md 11.5: a node that cannot reach the rest of its cluster.
+        if (m.partial) {
+          this.#ctx.system("(partial: the cluster cannot be reached)");
+        }
         break;
       case "hosting":
         // A host that hosts again after a session says so itself.

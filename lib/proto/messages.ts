@@ -68,7 +68,9 @@ export interface RoomSummary {
  * {@link UserEntry}; `number` is finite; `strings` a list of strings,
  * `proofs` a list of {@link DeliveredProof}, `status` a
  * {@link ReceiptStatus}, `bundles` a list of {@link RoomBundle}, `rooms` a
- * list of {@link RoomSummary}.
+ * list of {@link RoomSummary}; `flag` is `true` or absent (false), the one
+ * kind of field a message may lack, so that a field added later leaves
+ * older peers' messages valid.
  */
 export type FieldType =
   | "string"
@@ -80,7 +82,8 @@ export type FieldType =
   | "proofs"
   | "status"
   | "bundles"
-  | "rooms";
+  | "rooms"
+  | "flag";
 type Schema = Readonly<Record<string, Readonly<Record<string, FieldType>>>>;
 
 /**
@@ -131,8 +134,12 @@ export const SERVER_TO_CLIENT = {
     maxFrame: "number",
     now: "number",
   },
-  /** `more`: users online beyond those listed (the list is capped to fit a record). */
-  users: { users: "users", more: "number" },
+  /**
+   * `more`: users online beyond those listed (the list is capped to fit a
+   * record); `partial`: in a cluster, the other nodes cannot be reached
+   * (PROTOCOL.md 11.5), so the list holds this node's users only.
+   */
+  users: { users: "users", more: "number", partial: "flag" },
   hosting: { addr: "string" },
   /** `identity`: the joiner's public key, which the host pins (section 6, "Key continuity"). */
   grant: {
@@ -396,6 +403,8 @@ export const MESSAGE_DOCS = {
         users:
           "the users online, at most 1,000, and no more than fit one record at the server's frame limit",
         more: "an integer, the users online beyond those listed",
+        partial:
+          "a server of a cluster whose other nodes it cannot reach now (section 11.5): the list holds its own users only, and it says so",
       },
     },
     hosting: {
@@ -602,7 +611,8 @@ export const MESSAGE_DOCS = {
   } satisfies DocsOf<typeof PEER_TO_PEER>,
 } as const;
 
-type FieldValue<F> = F extends "number" ? number
+type FieldValue<F> = F extends "flag" ? boolean
+  : F extends "number" ? number
   : F extends "users" ? UserEntry[]
   : F extends "reason" ? RefusalReason
   : F extends "strings" ? string[]
@@ -616,7 +626,14 @@ type FieldValue<F> = F extends "number" ? number
 type MessagesOf<S extends Schema, Extra> = {
   [T in keyof S & string]:
     & { t: T }
-    & { -readonly [K in keyof S[T]]: FieldValue<S[T][K]> }
+    & {
+      -readonly [K in keyof S[T] as S[T][K] extends "flag" ? never : K]:
+        FieldValue<S[T][K]>;
+    }
+    & {
+      -readonly [K in keyof S[T] as S[T][K] extends "flag" ? K : never]?:
+        boolean;
+    }
     & Extra;
 }[keyof S & string];
 
@@ -695,6 +712,7 @@ export const FIELD_TYPE_DOCS: Readonly<Record<FieldType, string>> = {
     'array of objects {"user", "identity", "identityKey", "signedPrekey"}, `user` a username, the others strings',
   rooms:
     'array of objects {"name", "list", "leaves", "online"}, `name` a username, `list` a string, `leaves` an array of strings, `online` an array of usernames',
+  flag: "`true`, or absent for false",
 };
 
 const CLIENT_ENTRIES = new Map(entries(CLIENT_TO_SERVER, true));
@@ -794,7 +812,12 @@ function decodeWith(
   const out: Record<string, unknown> = { t };
   for (const [name, type] of Object.entries(entry.fields)) {
     const f = o[name];
-    if (type === "users") {
+    if (type === "flag") {
+      // Absent is false; a decoded message carries only `true`.
+      if (f === undefined || f === false) continue;
+      if (f !== true) throw bad(`"${name}" must be true or absent`);
+      out[name] = true;
+    } else if (type === "users") {
       if (!Array.isArray(f)) throw bad(`"${name}" must be a list`);
       out[name] = f.map((u) => {
         if (

@@ -119,26 +119,41 @@ export class RequestLimits {
   }
 }
 
+/**
+ * The `!list` answer: the users to list, how many more are online, and in a
+ * cluster whose other nodes cannot be reached `partial: true` (PROTOCOL.md
+ * 11.5).
+ */
+export interface ListAnswer {
+  users: UserEntry[];
+  more: number;
+  partial?: boolean;
+}
+
 /** The `!list` answer, built once per change of {@link Presence}. */
 export class ListCache {
   #presence: Presence;
   #max: number;
-  #answer: { users: UserEntry[]; more: number } | undefined;
+  #partial: () => boolean;
+  #answer: ListAnswer | undefined;
   #unsubscribe: () => void;
 
   /**
    * @param presence who is online; every change of it drops the cached answer
    * @param max most users in one answer (the rest are counted in `more`)
+   * @param partial in a cluster: whether other nodes cannot be reached now
    */
-  constructor(presence: Presence, max: number) {
+  constructor(presence: Presence, max: number, partial?: () => boolean) {
     this.#presence = presence;
     this.#max = max;
+    this.#partial = partial ?? (() => false);
     this.#unsubscribe = presence.subscribe(() => (this.#answer = undefined));
   }
 
-  /** @returns the users to list, and how many more are online */
-  answer(): { users: UserEntry[]; more: number } {
-    if (!this.#answer) {
+  /** @returns the users to list, how many more are online, and whether the list is partial */
+  answer(): ListAnswer {
+    const partial = this.#partial();
+    if (!this.#answer || (this.#answer.partial === true) !== partial) {
       const all = this.#presence.list();
       this.#answer = {
         users: all.slice(0, this.#max).map((e) => ({
@@ -146,6 +161,7 @@ export class ListCache {
           state: e.state,
         })),
         more: Math.max(0, all.length - this.#max),
+        ...(partial && { partial: true }),
       };
     }
     return this.#answer;

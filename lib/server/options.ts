@@ -68,6 +68,12 @@ export interface ServerOptions {
   presence?: Presence;
   /** How other users are reached, given this node's connections (default `LocalDelivery`). */
   delivery?: (local: (user: string) => Outbox | undefined) => Delivery;
+  /**
+   * In a cluster (PROTOCOL.md 11.5): true while the other nodes cannot be
+   * reached (NATS is down). `!list` then says it is partial, and a request
+   * for a user not on this node is refused `cluster-unreachable`.
+   */
+  partial?: () => boolean;
   /** Rule 1.2: a login must finish within this (default {@link LOGIN_TIMEOUT_MS}). */
   loginTimeoutMs?: number;
   /** Unauthenticated connections at once, in total (default 256). */
@@ -176,6 +182,7 @@ export type ServerSettings =
       | "log"
       | "presence"
       | "delivery"
+      | "partial"
       | "requestLimits"
       | "now"
       | "store"
@@ -185,7 +192,13 @@ export type ServerSettings =
   >
   & Pick<
     ServerOptions,
-    "presence" | "delivery" | "requestLimits" | "store" | "prekeys" | "rooms"
+    | "presence"
+    | "delivery"
+    | "partial"
+    | "requestLimits"
+    | "store"
+    | "prekeys"
+    | "rooms"
   >
   & { now: () => number }
   & { log: Logger };
@@ -207,6 +220,7 @@ export function serverSettings(o: ServerOptions): ServerSettings {
     node: o.node ?? d.node,
     ...(o.presence && { presence: o.presence }),
     ...(o.delivery && { delivery: o.delivery }),
+    ...(o.partial && { partial: o.partial }),
     ...(o.store && { store: o.store }),
     ...(o.prekeys && { prekeys: o.prekeys }),
     ...(o.rooms && { rooms: o.rooms }),

@@ -65,14 +65,14 @@ import {
   type Reply,
   replyTo,
 } from "./registry.ts";
-import { Relay } from "./relay.ts";
+import { Relay, RELAY_QUEUE_BUDGET_BYTES } from "./relay.ts";
 import {
   type LimitedRequest,
   LIST_QUEUE_BUDGET_BYTES,
   ListCache,
   RequestLimits,
 } from "./limits.ts";
-import type { Prekeys, Presence, RoomStore, Store } from "./seams.ts";
+import type { Delivery, Prekeys, Presence, RoomStore, Store } from "./seams.ts";
 
 export { RELAY_QUEUE_BUDGET_BYTES } from "./relay.ts";
 
@@ -88,6 +88,7 @@ export class ImServer {
   #registry: Registry;
   #kdc: Kdc;
   #relay: Relay;
+  #delivery: Delivery;
   #edge: Edge;
   #limits: RequestLimits;
   #listCache: ListCache;
@@ -97,6 +98,7 @@ export class ImServer {
   #owned: Array<Store | Prekeys | RoomStore> = [];
   #tasks = new Set<Promise<void>>();
   #closing = false;
+  #unsubscribe: () => void;
 
   private constructor(listener: FrameListener, c: ServerSettings) {
     this.#log = c.log;
@@ -108,6 +110,7 @@ export class ImServer {
     this.#registry = new Registry(this.#presence, c.node);
     const local = (user: string) => this.#registry.outbox(user);
     const delivery = c.delivery?.(local) ?? new LocalDelivery(local);
+    this.#delivery = delivery;
     this.#kdc = new Kdc({
       presence: this.#presence,
       delivery,
@@ -118,7 +121,14 @@ export class ImServer {
     });
     this.#relay = new Relay(this.#presence, delivery);
     this.#limits = new RequestLimits(c.requestLimits);
-    this.#listCache = new ListCache(this.#presence, c.listMax);
+    this.#listCache = new ListCache(this.#presence, c.listMax, c.partial);
+    // PROTOCOL.md 11.3: a user of another node who leaves (its node died,
+    // or it logged in here or elsewhere) frees its partner here, as a
+    // leave on this node does; a cut told twice reaches the partner once.
+    this.#unsubscribe = this.#presence.subscribe((change) => {
+      if (change.kind !== "leave" || change.entry.node === c.node) return;
+      this.#kdc.partnerLeft(change.entry, `${change.entry.name} went offline`);
+    });
     const store = c.store ?? this.#own(new MemoryStore());
     const prekeys = c.prekeys ?? this.#own(new MemoryPrekeys());
     this.#mailbox = new Mailbox({
@@ -390,8 +400,28 @@ export class ImServer {
       case "host":
         return this.#kdc.host(s, m, reply);
       case "session":
+        if (
+          this.#c.partial?.() && m.peer !== s.user &&
+          !this.#registry.has(m.peer)
+        ) {
+          // PROTOCOL.md 11.5: the peer may be on a node we cannot reach. A
+          // refusal (every client leaves JOINING on one), its words saying why.
+          return reply({
+            t: "refused",
+            peer: m.peer.slice(0, 40),
+            reason: "offline",
+            message: `Cannot reach ${
+              m.peer.slice(0, 40)
+            }: the other servers of the cluster cannot be reached now; only users on this server can start a session`,
+          });
+        }
         return this.#kdc.session(s, m, reply);
       case "relay":
+        if (
+          (this.#presence.get(m.peer)?.node ?? this.#c.node) !== this.#c.node
+        ) {
+          return this.#relayAcross(s, m, reply);
+        }
         return this.#relay.forward(s, m, reply);
       case "unhost":
         this.#kdc.unhost(s);
@@ -409,6 +439,52 @@ export class ImServer {
         this.#leave(s, "logout");
         return s.channel.close("logout");
     }
+    return Promise.resolve();
+  }
+
+  /**
+   * A relay to a partner on another node (PROTOCOL.md 11.4): each node is
+   * the authority on its own user's session, so this one checks the
+   * sender's partner and the partner's node checks its user's (a `relayed`
+   * for a user not in a session with the sender is dropped there). Refused
+   * as {@link Relay.forward} refuses: `no-session`, `relay-busy`,
+   * `relay-too-large`.
+   */
+  #relayAcross(
+    s: ClientSession,
+    m: Extract<ClientToServer, { t: "relay" }>,
+    reply: Reply,
+  ): Promise<void> {
+    if (this.#presence.get(s.user)?.partner !== m.peer) {
+      return reply({
+        t: "error",
+        code: "no-session",
+        message: `No session with ${m.peer.slice(0, 40)} to relay to`,
+      });
+    }
+    const r = this.#delivery.deliver(
+      m.peer,
+      { t: "relayed", peer: s.user, data: m.data },
+      { maxQueuedBytes: RELAY_QUEUE_BUDGET_BYTES },
+    );
+    if (!r.delivered) return Promise.resolve();
+    r.written.then((e) => {
+      if (e?.code === "busy") {
+        return reply({
+          t: "error",
+          code: "relay-busy",
+          message: `${m.peer} is not keeping up; relayed message not delivered`,
+        });
+      }
+      if (e?.code === "message-too-large") {
+        return reply({
+          t: "error",
+          code: "relay-too-large",
+          message:
+            `Cannot relay ${m.data.length} bytes to ${m.peer}: ${e.message}`,
+        });
+      }
+    }).catch(() => {});
     return Promise.resolve();
   }
 
@@ -451,6 +527,30 @@ export class ImServer {
   }
 
   /**
+   * Close a user's connection on this node (PROTOCOL.md 11.3, 11.4): a
+   * newer login of the user on another node (`replaced`, rule 2.10), or
+   * its key revoked (`revoked`). Its partner is told, as for any leave.
+   * @param user the user
+   * @param reason why, told to the user
+   * @returns true when the user was connected here
+   */
+  kick(user: string, reason: "replaced" | "revoked"): boolean {
+    const s = this.#registry.get(user);
+    if (!s) return false;
+    this.#log(reason, { user, by: "cluster" });
+    this.#track(
+      this.#drop(
+        s,
+        reason,
+        reason === "replaced"
+          ? "You logged in from another place; this connection is closed"
+          : "Your key was revoked by the server operator",
+      ),
+    );
+    return true;
+  }
+
+  /**
    * Replace the client directory (SIGHUP, enrollment). Users whose key was
    * removed or changed are disconnected with a clear reason.
    * @param clients the new directory
@@ -490,6 +590,7 @@ export class ImServer {
     await this.#rooms.close();
     for (const x of this.#owned) await x.close();
     this.#listCache.close();
+    this.#unsubscribe();
     this.#log("stopped", { reason });
   }
 }

@@ -11,5 +11,7 @@
  */
 
 export * from "./presence.ts";
+export * from "./delivery.ts";
+export * from "./node.ts";
 export * from "./store.ts";
 export * from "./prekeys.ts";

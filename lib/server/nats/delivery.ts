@@ -1,0 +1,479 @@
+/**
+ * {@link NatsDelivery}: the {@link Delivery} of a cluster node (PROTOCOL.md
+ * 11.4). A user connected to this node is reached through its connection
+ * here, as {@link LocalDelivery} does; a user whose presence entry names
+ * another node by a request to that node's subject `im.<cluster>.node.<node>`:
+ * a sealed envelope (11.2) bound to the subject, answered by an envelope
+ * bound to the request's reply subject.
+ *
+ * | payload `t` | does                                                  | answer                                                |
+ * | ----------- | ----------------------------------------------------- | ----------------------------------------------------- |
+ * | `deliver`   | `{user, msg, max?}`: write `msg` to the user's link   | `{ok: "written" \| "absent" \| "busy" \| "failed"}`   |
+ * | `kick`      | `{user, reason}`: close the user's connection         | `{ok: "closed" \| "absent"}`                          |
+ *
+ * A remote delivery is `{delivered: true, written}` at once; `written`
+ * settles with the answer: `undefined` for `written`, an error otherwise
+ * (`cluster-unreachable` when no answer came within 2 s, or at once when
+ * NATS is down). Each node is the authority on its own users' states, so
+ * the node that writes a session's pushes applies them to its user first:
+ * a `grant` makes the host BUSY with the joiner (a host that is not
+ * HOSTING any more is `busy`, and the joiner is sent a `cancelled`); a
+ * `cancelled` makes the user IDLE, and is written only when the user is
+ * still BUSY with that peer (the same cut told twice, by the peer's node
+ * and by presence, reaches the user once).
+ *
+ * An envelope that does not verify, or whose payload is not one of the
+ * above, is refused: counted, logged (`cluster-refused`), not answered.
+ *
+ * @example
+ * ```ts ignore
+ * const d = await NatsDelivery.open({ nc, cluster: "team", node: "n1", keys, presence });
+ * d.attach((user) => registry.outbox(user), { kick: (user, reason) => server.kick(user, reason) });
+ * d.deliver("B", { t: "cancelled", peer: "A", message: "A left" }); // B on n2: a request to n2
+ * await d.close();
+ * ```
+ * @module
+ */
+
+import type {
+  Msg,
+  NatsConnection,
+  Subscription,
+} from "@nats-io/transport-node";
+import {
+  type ClusterKeys,
+  EnvelopeWindow,
+  isValidUsername,
+  openEnvelope,
+  sealEnvelope,
+} from "../../proto/mod.ts";
+import {
+  fromUtf8,
+  type ImError,
+  type Logger,
+  NetError,
+  ProtocolError,
+  randomBytes,
+  utf8,
+} from "../../util/mod.ts";
+import { LocalDelivery } from "../memory/delivery.ts";
+import type {
+  DeliverOptions,
+  Delivery,
+  DeliveryReceipt,
+  Outbox,
+  Presence,
+  Push,
+} from "../seams.ts";
+
+/** How long a node waits for another's answer (ms, 11.4). */
+export const DELIVERY_TIMEOUT_MS = 2_000;
+
+/** Why a connection is closed by a `kick`. */
+export type KickReason = "replaced" | "revoked";
+
+/** What a node does with a `kick` for one of its users: true when it had one. */
+export type KickHandler = (user: string, reason: KickReason) => boolean;
+
+/** Options of {@link NatsDelivery.open}. */
+export interface NatsDeliveryOptions {
+  /** A connected NATS client; the caller closes it. */
+  nc: NatsConnection;
+  /** The cluster's name (rule 2.9). */
+  cluster: string;
+  /** This node's name (rule 2.9). */
+  node: string;
+  /** The cluster key's keys (11.2). */
+  keys: ClusterKeys;
+  /**
+   * Where users are (their entry's `node`), and this node's users' states,
+   * which a `grant` or `cancelled` from another node changes. `partial`,
+   * when it has one, says NATS is down.
+   */
+  presence: Presence & { readonly partial?: boolean };
+  /** Answer wait (default {@link DELIVERY_TIMEOUT_MS}). */
+  timeoutMs?: number;
+  /** The clock for envelope times (default `Date.now`). */
+  now?: () => number;
+  /** Where refusals and failures are logged. */
+  log?: Logger;
+}
+
+const PUSHES: ReadonlySet<string> = new Set(["grant", "cancelled", "relayed"]);
+const REASONS: ReadonlySet<string> = new Set(["replaced", "revoked"]);
+
+type Answer =
+  | { ok: "written" | "absent" | "busy" | "closed" }
+  | { ok: "failed"; code: string; message: string };
+
+/** The subject a node answers on (11.4). */
+export function nodeSubject(cluster: string, node: string): string {
+  return `im.${cluster}.node.${node}`;
+}
+
+function unreachable(node: string, why: string): NetError {
+  return new NetError(
+    "cluster-unreachable",
+    `Node ${node} cannot be reached (${why})`,
+  );
+}
+
+/**
+ * Delivery across the nodes of a cluster (PROTOCOL.md 11.4). Open it with
+ * {@link NatsDelivery.open}, give it this node's connections with
+ * {@link NatsDelivery.attach}, close it with {@link NatsDelivery.close}.
+ */
+export class NatsDelivery implements Delivery {
+  readonly node: string;
+  readonly subject: string;
+  readonly #nc: NatsConnection;
+  readonly #cluster: string;
+  readonly #keys: ClusterKeys;
+  readonly #presence: Presence & { readonly partial?: boolean };
+  readonly #timeoutMs: number;
+  readonly #now: () => number;
+  readonly #log: Logger;
+  readonly #boot = randomBytes(8);
+  readonly #window = new EnvelopeWindow();
+  #seq = 0;
+  #sub: Subscription | undefined;
+  #local: LocalDelivery = new LocalDelivery(() => undefined);
+  #kick: KickHandler = () => false;
+  #refused = 0;
+  #refusedByCode = new Map<string, number>();
+  #closed = false;
+  #pending = new Set<Promise<unknown>>();
+
+  private constructor(o: NatsDeliveryOptions) {
+    this.node = o.node;
+    this.#nc = o.nc;
+    this.#cluster = o.cluster;
+    this.#keys = o.keys;
+    this.#presence = o.presence;
+    this.#timeoutMs = o.timeoutMs ?? DELIVERY_TIMEOUT_MS;
+    this.#now = o.now ?? Date.now;
+    this.#log = o.log ?? (() => {});
+    this.subject = nodeSubject(o.cluster, o.node);
+  }
+
+  /**
+   * Subscribe to this node's subject, and wait until NATS has the
+   * subscription (so a request right after finds it).
+   * @param o the connection, cluster, node, keys, presence; timeout, clock, logger
+   * @returns the delivery
+   * @throws {RangeError} a cluster or node name not of rule 2.9
+   */
+  static async open(o: NatsDeliveryOptions): Promise<NatsDelivery> {
+    if (!isValidUsername(o.cluster)) {
+      throw new RangeError(`cluster name "${o.cluster}" (rule 2.9)`);
+    }
+    if (!isValidUsername(o.node)) {
+      throw new RangeError(`node name "${o.node}" (rule 2.9)`);
+    }
+    const d = new NatsDelivery(o);
+    d.#sub = o.nc.subscribe(d.subject, {
+      callback: (err, msg) => {
+        if (!err) d.#track(d.#serve(msg));
+      },
+    });
+    await o.nc.flush();
+    return d;
+  }
+
+  /**
+   * This node's connections, and what to do with a `kick`.
+   * @param local a user's connection here, if any (the registry's)
+   * @param hooks `kick`: close a user's connection here
+   */
+  attach(
+    local: (user: string) => Outbox | undefined,
+    hooks: { kick?: KickHandler } = {},
+  ): void {
+    this.#local = new LocalDelivery(local);
+    if (hooks.kick) this.#kick = hooks.kick;
+  }
+
+  /** Envelopes refused so far. */
+  get refused(): number {
+    return this.#refused;
+  }
+
+  /** Refusals so far by code. */
+  refusals(): Record<string, number> {
+    return Object.fromEntries(this.#refusedByCode);
+  }
+
+  deliver(user: string, msg: Push, opts: DeliverOptions = {}): DeliveryReceipt {
+    const entry = this.#presence.get(user);
+    if (!entry || entry.node === this.node) {
+      return this.#local.deliver(user, msg, opts);
+    }
+    const body: Record<string, unknown> = { t: "deliver", user, msg };
+    if (opts.maxQueuedBytes !== undefined) body.max = opts.maxQueuedBytes;
+    const written = this.#request(entry.node, body).then(
+      (a): ImError | undefined => {
+        if (a instanceof NetError) return a;
+        switch (a.ok) {
+          case "written":
+            return undefined;
+          case "failed":
+            return new NetError(a.code, a.message);
+          case "busy":
+            return new NetError(
+              "busy",
+              `${user} is not keeping up (node ${entry.node})`,
+            );
+          default:
+            return new NetError(
+              "closed",
+              `${user} is no longer connected to node ${entry.node}`,
+            );
+        }
+      },
+    );
+    return { delivered: true, written };
+  }
+
+  /**
+   * Close a user's connection wherever it is (11.4 `kick`).
+   * @param user the user
+   * @param reason told to the user
+   * @returns `closed`, `absent`, or the error when its node did not answer
+   */
+  async kick(
+    user: string,
+    reason: KickReason,
+  ): Promise<"closed" | "absent" | NetError> {
+    const entry = this.#presence.get(user);
+    if (!entry || entry.node === this.node) {
+      return this.#kick(user, reason) ? "closed" : "absent";
+    }
+    const a = await this.#request(entry.node, { t: "kick", user, reason });
+    if (a instanceof NetError) return a;
+    return a.ok === "closed" ? "closed" : "absent";
+  }
+
+  /**
+   * Unsubscribe and wait for the requests being served. The connection
+   * stays the caller's. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#sub?.unsubscribe();
+    } catch { /* the connection closed first */ }
+    await Promise.allSettled([...this.#pending]);
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#pending.add(p);
+    p.finally(() => this.#pending.delete(p)).catch(() => {});
+    return p;
+  }
+
+  #seal(subject: string, payload: unknown): Uint8Array {
+    return sealEnvelope(this.#keys, {
+      node: this.node,
+      boot: this.#boot,
+      seq: ++this.#seq,
+      time: this.#now(),
+      subject,
+      payload: utf8(JSON.stringify(payload)),
+    });
+  }
+
+  /** Open an envelope; a refusal is counted and logged, and gives undefined. */
+  #open(
+    bytes: Uint8Array,
+    subject: string,
+    from: string,
+  ): { node: string; body: Record<string, unknown> } | undefined {
+    try {
+      const opened = openEnvelope(this.#keys, bytes, {
+        subject,
+        now: this.#now(),
+        window: this.#window,
+      });
+      let body: unknown;
+      try {
+        body = JSON.parse(fromUtf8(opened.payload, "cluster payload"));
+      } catch {
+        throw new ProtocolError("cluster-malformed", "payload is not JSON");
+      }
+      if (typeof body !== "object" || body === null || Array.isArray(body)) {
+        throw new ProtocolError("cluster-malformed", "payload not an object");
+      }
+      return { node: opened.node, body: body as Record<string, unknown> };
+    } catch (e) {
+      this.#refuse(e, from);
+      return undefined;
+    }
+  }
+
+  #refuse(e: unknown, from: string): void {
+    const code = e instanceof ProtocolError ? e.code : "cluster-malformed";
+    this.#refused++;
+    this.#refusedByCode.set(code, (this.#refusedByCode.get(code) ?? 0) + 1);
+    this.#log("cluster-refused", {
+      node: this.node,
+      from,
+      code,
+      reason: e instanceof Error ? e.message : String(e),
+    });
+  }
+
+  /** A request to `node`, its answer or the error that stands for none. */
+  #request(
+    node: string,
+    body: Record<string, unknown>,
+  ): Promise<Answer | NetError> {
+    if (this.#closed || this.#nc.isClosed()) {
+      return Promise.resolve(unreachable(node, "this node left the cluster"));
+    }
+    if (this.#presence.partial) {
+      return Promise.resolve(unreachable(node, "NATS is down"));
+    }
+    const subject = nodeSubject(this.#cluster, node);
+    let env: Uint8Array;
+    try {
+      env = this.#seal(subject, body);
+    } catch (e) {
+      return Promise.resolve(unreachable(node, (e as Error).message));
+    }
+    return this.#track(
+      this.#nc.request(subject, env, { timeout: this.#timeoutMs }).then(
+        (m): Answer | NetError => {
+          const got = this.#open(m.data, m.subject, node);
+          if (!got) return unreachable(node, "its answer was refused");
+          const a = got.body as Answer;
+          if (got.node !== node || typeof a.ok !== "string") {
+            this.#refuse(
+              new ProtocolError("cluster-malformed", "not an answer"),
+              node,
+            );
+            return unreachable(node, "its answer was refused");
+          }
+          if (a.ok === "failed") {
+            return {
+              ok: "failed",
+              code: typeof a.code === "string" ? a.code : "closed",
+              message: typeof a.message === "string" ? a.message : "",
+            };
+          }
+          return a;
+        },
+        (e: unknown) => {
+          const why = e instanceof Error ? e.message : String(e);
+          this.#log("cluster-request-failed", {
+            node: this.node,
+            to: node,
+            error: why,
+          });
+          return unreachable(
+            node,
+            /timeout/i.test(why) ? "no answer within 2 s" : why,
+          );
+        },
+      ),
+    );
+  }
+
+  // --- serving other nodes' requests ---------------------------------------
+
+  async #serve(m: Msg): Promise<void> {
+    if (this.#closed) return;
+    const got = this.#open(m.data, m.subject, "?");
+    if (!got || !m.reply) return;
+    let answer: Answer | undefined;
+    try {
+      answer = await this.#handle(got.node, got.body);
+    } catch (e) {
+      this.#refuse(e, got.node);
+      return;
+    }
+    if (!answer || this.#nc.isClosed()) return;
+    try {
+      m.respond(this.#seal(m.reply, answer));
+    } catch (e) {
+      this.#log("cluster-answer-failed", {
+        node: this.node,
+        to: got.node,
+        error: e instanceof Error ? e.message : String(e),
+      });
+    }
+  }
+
+  async #handle(
+    from: string,
+    b: Record<string, unknown>,
+  ): Promise<Answer | undefined> {
+    const user = b.user;
+    if (typeof user !== "string" || !isValidUsername(user)) {
+      throw new ProtocolError("cluster-malformed", "no user");
+    }
+    if (b.t === "kick") {
+      if (typeof b.reason !== "string" || !REASONS.has(b.reason)) {
+        throw new ProtocolError("cluster-malformed", "kick reason");
+      }
+      this.#log("cluster-kick", {
+        node: this.node,
+        from,
+        user,
+        reason: b.reason,
+      });
+      return {
+        ok: this.#kick(user, b.reason as KickReason) ? "closed" : "absent",
+      };
+    }
+    if (b.t !== "deliver") {
+      throw new ProtocolError("cluster-malformed", `unknown request`);
+    }
+    const msg = b.msg as Push | undefined;
+    if (
+      typeof msg !== "object" || msg === null || !PUSHES.has(msg.t) ||
+      (b.max !== undefined && typeof b.max !== "number")
+    ) {
+      throw new ProtocolError("cluster-malformed", "not a push");
+    }
+    const opts: DeliverOptions = b.max === undefined
+      ? {}
+      : { maxQueuedBytes: b.max as number };
+    const own = this.#presence.get(user);
+    if (!own || own.node !== this.node) return { ok: "absent" };
+    if (msg.t === "grant") {
+      if (own.state !== "HOSTING") {
+        // Another joiner's grant got here first: this one is void.
+        this.deliver(msg.peer, {
+          t: "cancelled",
+          peer: user,
+          message: `${user} is busy in another session`,
+        });
+        return { ok: "busy" };
+      }
+      this.#presence.update(user, {
+        state: "BUSY",
+        ...(own.addr !== undefined && { addr: own.addr }),
+        partner: msg.peer,
+        isHost: true,
+        ticketId: msg.ticketId,
+      });
+    } else if (msg.t === "relayed") {
+      // The sender's node checked the sender's side; this one checks ours.
+      if (own.state !== "BUSY" || own.partner !== msg.peer) {
+        return { ok: "absent" };
+      }
+    } else if (msg.t === "cancelled") {
+      if (own.state !== "BUSY" || own.partner !== msg.peer) {
+        return { ok: "absent" };
+      }
+      this.#presence.update(user, { state: "IDLE" });
+    }
+    const r = this.#local.deliver(user, msg, opts);
+    if (!r.delivered) return { ok: r.reason };
+    const e = await r.written;
+    return e
+      ? { ok: "failed", code: e.code, message: e.message }
+      : { ok: "written" };
+  }
+}

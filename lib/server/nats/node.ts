@@ -1,0 +1,263 @@
+/**
+ * {@link ClusterNode}: one `im serve` as a node of a cluster on NATS
+ * (PROTOCOL.md 11.1, 11.3-11.5): the connection to NATS, this node's
+ * {@link NatsPresence} and {@link NatsDelivery}, and the options that make
+ * an `ImServer` use them. It logs the nodes it sees once it joined, and
+ * every node that joins or leaves after.
+ *
+ * @example
+ * ```ts ignore
+ * const node = await ClusterNode.join({ servers: ["nats://127.0.0.1:4222"], node: "n1", clusterKey });
+ * const server = await ImServer.start({ identity, clients, ...node.serverOptions() });
+ * node.attach(server);             // replaced logins and kicks close connections here
+ * await server.close();
+ * await node.close();
+ * ```
+ * @module
+ */
+
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { ClusterKeys, isValidUsername } from "../../proto/mod.ts";
+import type { Logger } from "../../util/mod.ts";
+import type { Delivery, Outbox, Presence } from "../seams.ts";
+import { NatsPresence, type PresenceTiming } from "./presence.ts";
+import { type KickReason, NatsDelivery } from "./delivery.ts";
+
+/** The cluster's name when none is given: subjects `im.im.node.<node>`, bucket `im_im_presence`. */
+export const DEFAULT_CLUSTER = "im";
+
+/** How membership is checked for the log (ms). */
+const MEMBERS_CHECK_MS = 1_000;
+
+/** What a node needs of the server it serves. */
+export interface ClusterServer {
+  /**
+   * Close a user's connection on this node.
+   * @returns true when the user had one
+   */
+  kick(user: string, reason: KickReason): boolean;
+}
+
+/** Options of {@link ClusterNode.join}. */
+export interface ClusterNodeOptions {
+  /** NATS URLs (`nats://h:p`, `tls://h:p`). */
+  servers: string[];
+  /** This node's name (rule 2.9). */
+  node: string;
+  /** The 32-byte cluster key (`server/cluster.key`). */
+  clusterKey: Uint8Array;
+  /** The cluster's name (rule 2.9; default {@link DEFAULT_CLUSTER}). */
+  cluster?: string;
+  /** NATS user and password. */
+  user?: string;
+  pass?: string;
+  log?: Logger;
+  now?: () => number;
+  /** Shorter presence timings (tests). */
+  presenceTiming?: Partial<PresenceTiming>;
+  /** Answer wait of requests between nodes (default 2 s). */
+  deliveryTimeoutMs?: number;
+  /** How long the first connection may take (default 5 s). */
+  connectTimeoutMs?: number;
+  /** Wait between reconnects (default 1 s; tests shorten it). */
+  reconnectTimeWaitMs?: number;
+}
+
+/** One node of a cluster: NATS, presence, delivery. */
+export class ClusterNode {
+  readonly node: string;
+  readonly cluster: string;
+  readonly nc: NatsConnection;
+  readonly presence: NatsPresence;
+  readonly delivery: NatsDelivery;
+  readonly #keys: ClusterKeys;
+  readonly #log: Logger;
+  readonly #to: { server?: ClusterServer };
+  #members: Set<string>;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
+
+  private constructor(
+    o: ClusterNodeOptions,
+    cluster: string,
+    nc: NatsConnection,
+    keys: ClusterKeys,
+    presence: NatsPresence,
+    delivery: NatsDelivery,
+    to: { server?: ClusterServer },
+  ) {
+    this.#to = to;
+    this.node = o.node;
+    this.cluster = cluster;
+    this.nc = nc;
+    this.#keys = keys;
+    this.presence = presence;
+    this.delivery = delivery;
+    this.#log = o.log ?? (() => {});
+    this.#members = new Set(presence.nodes());
+  }
+
+  /**
+   * Connect to NATS and join the cluster.
+   * @param o NATS servers and credentials, this node's name, the cluster key
+   * @returns the node, its snapshot put and its subject subscribed
+   * @throws {RangeError} a bad node or cluster name, a key of another length
+   * @throws the NATS client's error when no server can be reached
+   */
+  static async join(o: ClusterNodeOptions): Promise<ClusterNode> {
+    const cluster = o.cluster ?? DEFAULT_CLUSTER;
+    if (!isValidUsername(o.node)) {
+      throw new RangeError(`node name "${o.node}" (rule 2.9)`);
+    }
+    const keys = new ClusterKeys(o.clusterKey);
+    const log = o.log ?? (() => {});
+    const nc = await connect({
+      servers: o.servers,
+      name: `im-${o.node}`,
+      ...(o.user !== undefined && { user: o.user }),
+      ...(o.pass !== undefined && { pass: o.pass }),
+      timeout: o.connectTimeoutMs ?? 5_000,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: o.reconnectTimeWaitMs ?? 1_000,
+    });
+    // The server comes after the node: replaced logins reach it through this.
+    const to: { server?: ClusterServer } = {};
+    let node: ClusterNode;
+    try {
+      const presence = await NatsPresence.open({
+        nc,
+        cluster,
+        node: o.node,
+        keys,
+        log,
+        ...(o.now && { now: o.now }),
+        ...(o.presenceTiming && { timing: o.presenceTiming }),
+        onReplaced: (name, by) => {
+          log("replaced", { user: name, by: by.node });
+          to.server?.kick(name, "replaced");
+        },
+      });
+      let delivery: NatsDelivery;
+      try {
+        delivery = await NatsDelivery.open({
+          nc,
+          cluster,
+          node: o.node,
+          keys,
+          presence,
+          log,
+          ...(o.now && { now: o.now }),
+          ...(o.deliveryTimeoutMs !== undefined &&
+            { timeoutMs: o.deliveryTimeoutMs }),
+        });
+      } catch (e) {
+        await presence.close();
+        throw e;
+      }
+      node = new ClusterNode(o, cluster, nc, keys, presence, delivery, to);
+    } catch (e) {
+      await nc.close().catch(() => {});
+      throw e;
+    }
+    return node;
+  }
+
+  /**
+   * Log the nodes seen now (after a short wait for their snapshots), then
+   * every node that joins or leaves.
+   * @param settleMs how long to wait for the other nodes' snapshots first
+   */
+  async announce(settleMs = 500): Promise<string[]> {
+    const until = Date.now() + settleMs;
+    while (Date.now() < until && !this.#closed) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const others = this.presence.nodes();
+    this.#members = new Set(others);
+    this.#log("cluster", {
+      cluster: this.cluster,
+      node: this.node,
+      nodes: [this.node, ...others].sort().join(","),
+    });
+    if (!this.#closed && this.#timer === undefined) {
+      this.#timer = setInterval(() => this.#checkMembers(), MEMBERS_CHECK_MS);
+    }
+    return others;
+  }
+
+  #checkMembers(): void {
+    const now = new Set(this.presence.nodes());
+    for (const n of now) {
+      if (!this.#members.has(n)) this.#log("node-joined", { node: n });
+    }
+    for (const n of this.#members) {
+      if (!now.has(n)) this.#log("node-left", { node: n });
+    }
+    this.#members = now;
+  }
+
+  /** The other nodes whose users are in the view now. */
+  nodes(): string[] {
+    return this.presence.nodes();
+  }
+
+  /** True while NATS cannot be reached. */
+  get partial(): boolean {
+    return this.presence.partial;
+  }
+
+  /**
+   * What `ImServer.start` needs to be this node: its name, presence,
+   * delivery and the partial flag.
+   */
+  serverOptions(): {
+    node: string;
+    presence: Presence;
+    delivery: (local: (user: string) => Outbox | undefined) => Delivery;
+    partial: () => boolean;
+  } {
+    return {
+      node: this.node,
+      presence: this.presence,
+      delivery: (local) => {
+        this.delivery.attach(local, {
+          kick: (user, reason) => this.#to.server?.kick(user, reason) ?? false,
+        });
+        return this.delivery;
+      },
+      partial: () => this.presence.partial,
+    };
+  }
+
+  /** The server whose connections replaced logins and kicks close. */
+  attach(server: ClusterServer): void {
+    this.#to.server = server;
+  }
+
+  /**
+   * Leave the cluster: delete this node's snapshot, unsubscribe, close the
+   * connection. Idempotent. Close the server first.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    await this.delivery.close();
+    await this.presence.close();
+    await this.nc.close().catch(() => {});
+    this.#keys.wipe();
+  }
+
+  /**
+   * For fault tests: stop as a killed process would: no goodbye, the
+   * snapshot left in the bucket until it is too old.
+   */
+  async crash(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    await this.presence.crash();
+    await this.delivery.close();
+    await this.nc.close().catch(() => {});
+  }
+}

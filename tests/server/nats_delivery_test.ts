@@ -1,0 +1,362 @@
+/**
+ * Requests between nodes (PROTOCOL.md 11.4, 11.5; lib/server/nats/delivery.ts,
+ * node.ts) on a real nats-server (tests/_nats.ts): two {@link ImServer}s in
+ * this process, each a {@link ClusterNode} (NatsPresence + NatsDelivery),
+ * with real clients over TCP loopback. `!list` shows every node's users; a
+ * session between users on different nodes starts, its messages and
+ * receipts flow, directly and through the relay; a login on node 2
+ * replaces the older one on node 1; a killed node's users leave; with NATS
+ * down each node serves its own users, `!list` says partial and a session
+ * with a user elsewhere is refused clearly, and the views converge when
+ * NATS is back. The envelope's refusals are counted and change nothing.
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { connect } from "@nats-io/transport-node";
+import type { UiEvent } from "../../lib/client/mod.ts";
+import { ClusterKeys, sealEnvelope } from "../../lib/proto/mod.ts";
+import { sleep, utf8 } from "../../lib/util/mod.ts";
+import {
+  ClusterNode,
+  DELIVERY_TIMEOUT_MS,
+  nodeSubject,
+  type PresenceTiming,
+} from "../../lib/server/nats/mod.ts";
+import {
+  ended,
+  isError,
+  type LogLine,
+  type Scope,
+  started,
+  type TestClient,
+  type TestServer,
+  until,
+  withScope,
+} from "../_fixtures.ts";
+import { type NatsServer, withNats } from "../_nats.ts";
+
+const KEY = new Uint8Array(32).map((_, i) => i * 5 + 2);
+/** Short presence timings: a dead node is dropped within about a second. */
+const FAST: Partial<PresenceTiming> = {
+  coalesceMs: 20,
+  heartbeatMs: 200,
+  staleMs: 800,
+  checkMs: 100,
+  putTimeoutMs: 500,
+};
+
+const system = (re: RegExp) => (e: UiEvent) =>
+  e.kind === "system" && re.test(e.text);
+
+interface TestNode extends TestServer {
+  node: ClusterNode;
+  logs: LogLine[];
+}
+
+/** A node of the cluster: a ClusterNode and the ImServer that uses it. */
+async function clusterNode(
+  s: Scope,
+  nats: NatsServer,
+  name: string,
+): Promise<TestNode> {
+  const logs: LogLine[] = [];
+  const node = await ClusterNode.join({
+    servers: [nats.url],
+    node: name,
+    clusterKey: KEY,
+    cluster: "t",
+    presenceTiming: FAST,
+    reconnectTimeWaitMs: 50,
+    log: (event, fields = {}) => logs.push({ event, fields }),
+  });
+  s.defer(() => node.close()); // after the server (cleanups run in reverse)
+  const t = await s.server({
+    ...node.serverOptions(),
+    // The tests poll !list until the other node's view arrives.
+    requestLimits: { list: { burst: 10_000, refillMs: 1 } },
+  });
+  node.attach(t.server);
+  return { ...t, node, logs };
+}
+
+/** `!list` until the users and states match `pred`; the last answer. */
+async function listUntil(
+  c: TestClient,
+  pred: (users: Record<string, string>) => boolean,
+  ms = 5_000,
+): Promise<Record<string, string>> {
+  const deadline = Date.now() + ms;
+  let last: Record<string, string> = {};
+  while (Date.now() < deadline) {
+    const mark = c.ui.mark;
+    await c.client.handleLine("!list");
+    const ev = await c.ui.waitFor((e) => e.kind === "list", mark);
+    if (ev.kind === "list") {
+      last = Object.fromEntries(ev.users.map((u) => [u.name, u.state]));
+    }
+    if (pred(last)) return last;
+    await sleep(50);
+  }
+  assert.fail(`!list never matched; last ${JSON.stringify(last)}`);
+}
+
+const message = (dir: "in" | "out", text: string) => (e: UiEvent) =>
+  e.kind === "message" && e.direction === dir && e.text === text;
+
+/** A hosts on node 1, B on node 2 joins; both see the session start. */
+async function crossSession(
+  a: TestClient,
+  b: TestClient,
+): Promise<void> {
+  await a.client.handleLine("!session host");
+  await a.ui.waitFor(system(/^Hosting /));
+  await listUntil(b, (u) => u.A === "HOSTING");
+  const am = a.ui.mark, bm = b.ui.mark;
+  await b.client.handleLine("!session A");
+  await Promise.all([a.ui.waitFor(started, am), b.ui.waitFor(started, bm)]);
+}
+
+/** Messages both ways, each with its delivery receipt. */
+async function talk(a: TestClient, b: TestClient, tag: string): Promise<void> {
+  for (const [from, to] of [[a, b], [b, a]] as const) {
+    const text = `${tag} from ${from.user}`;
+    const fm = from.ui.mark, tm = to.ui.mark;
+    await from.client.handleLine(text);
+    await to.ui.waitFor(message("in", text), tm);
+    await from.ui.waitFor(
+      (e) => e.kind === "receipt" && e.status === "delivered",
+      fm,
+    );
+  }
+}
+
+Deno.test("cluster: !list on node 1 shows a user on node 2, with its state", async () => {
+  await withNats(async (nats) => {
+    await withScope(async (s) => {
+      const n1 = await clusterNode(s, nats, "n1");
+      const n2 = await clusterNode(s, nats, "n2");
+      const a = await s.client(n1.port, "A");
+      const b = await s.client(n2.port, "B");
+      assert.deepEqual(
+        await listUntil(a, (u) => u.B === "IDLE"),
+        { A: "IDLE", B: "IDLE" },
+      );
+      await b.client.handleLine("!session host");
+      await listUntil(a, (u) => u.B === "HOSTING");
+      assert.deepEqual(n1.node.nodes(), ["n2"]);
+      assert.deepEqual(n2.node.nodes(), ["n1"]);
+    });
+  });
+});
+
+for (const via of ["direct", "relay"] as const) {
+  Deno.test(`cluster: a session between users on different nodes (${via}): the grant reaches the host's node, messages and receipts flow, the end frees both`, async () => {
+    await withNats(async (nats) => {
+      await withScope(async (s) => {
+        const n1 = await clusterNode(s, nats, "n1");
+        const n2 = await clusterNode(s, nats, "n2");
+        const a = await s.client(n1.port, "A");
+        const b = await s.client(n2.port, "B", { relay: via === "relay" });
+        const c = await s.client(n1.port, "C");
+        await crossSession(a, b);
+        assert.ok(
+          n1.log.some((l) => l.event === "session-granted") === false &&
+            n2.log.some((l) =>
+              l.event === "session-granted" && l.fields.host === "A"
+            ),
+          "granted by the joiner's node",
+        );
+        // Each node made its user BUSY; the other node sees it.
+        await listUntil(c, (u) => u.A === "BUSY" && u.B === "BUSY");
+        await talk(a, b, via);
+        if (via === "relay") {
+          assert.ok(
+            n2.log.some((l) => l.event === "join" && l.fields.user === "B"),
+          );
+        }
+        assert.equal(
+          a.ui.since(isError()).length,
+          0,
+          JSON.stringify(a.ui.events),
+        );
+        assert.equal(
+          b.ui.since(isError()).length,
+          0,
+          JSON.stringify(b.ui.events),
+        );
+        const bm = b.ui.mark;
+        await a.client.handleLine("!disconnect");
+        await b.ui.waitFor(ended, bm);
+        // The host hosts again by itself after a session.
+        await listUntil(c, (u) => u.A !== "BUSY" && u.B === "IDLE");
+        assert.equal(n1.node.delivery.refused + n2.node.delivery.refused, 0);
+      });
+    });
+  });
+}
+
+Deno.test("cluster: a login on node 2 replaces the same user's older connection on node 1 (replaced)", async () => {
+  await withNats(async (nats) => {
+    await withScope(async (s) => {
+      const n1 = await clusterNode(s, nats, "n1");
+      const n2 = await clusterNode(s, nats, "n2");
+      const a1 = await s.client(n1.port, "A");
+      const c = await s.client(n1.port, "C");
+      await listUntil(c, (u) => u.A === "IDLE");
+      const m = a1.ui.mark;
+      const a2 = await s.client(n2.port, "A");
+      const closing = await a1.ui.waitFor(
+        (e) =>
+          (e.kind === "error" || e.kind === "system") &&
+          /logged in from another place/i.test(e.text),
+        m,
+      );
+      assert.ok(closing);
+      await until(
+        () => n1.log.some((l) => l.event === "leave" && l.fields.user === "A"),
+        "A left node 1",
+      );
+      await listUntil(c, (u) => u.A === "IDLE" && u.C === "IDLE");
+      assert.ok(n1.node.presence.get("A")?.node === "n2");
+      assert.deepEqual(await listUntil(a2, (u) => u.C === "IDLE"), {
+        A: "IDLE",
+        C: "IDLE",
+      });
+    });
+  });
+});
+
+Deno.test("cluster: a node killed without goodbye: its users leave node 1's !list within 10 s", async () => {
+  await withNats(async (nats) => {
+    await withScope(async (s) => {
+      const n1 = await clusterNode(s, nats, "n1");
+      const n2 = await clusterNode(s, nats, "n2");
+      const a = await s.client(n1.port, "A");
+      await s.client(n2.port, "B");
+      await listUntil(a, (u) => u.B === "IDLE");
+      const t0 = Date.now();
+      await n2.node.crash();
+      await listUntil(a, (u) => u.B === undefined, 10_000);
+      assert.ok(Date.now() - t0 < 10_000);
+      await until(
+        () => n1.logs.some((l) => l.event === "cluster-node-gone"),
+        "the node logged as gone",
+      );
+    });
+  });
+});
+
+Deno.test("cluster: a kick closes a user's connection on its node; a forged or moved request is refused and changes nothing", async () => {
+  await withNats(async (nats) => {
+    await withScope(async (s) => {
+      const n1 = await clusterNode(s, nats, "n1");
+      const n2 = await clusterNode(s, nats, "n2");
+      const a = await s.client(n1.port, "A");
+      const b = await s.client(n2.port, "B");
+      await listUntil(a, (u) => u.B === "IDLE");
+      const nc = await connect({ servers: nats.url });
+      try {
+        const subject = nodeSubject("t", "n2");
+        const env = (key: Uint8Array, to: string, seq: number) =>
+          sealEnvelope(new ClusterKeys(key), {
+            node: "n1",
+            boot: new Uint8Array(8).fill(9),
+            seq,
+            time: Date.now(),
+            subject: to,
+            payload: utf8(
+              JSON.stringify({ t: "kick", user: "B", reason: "revoked" }),
+            ),
+          });
+        // Another key; the right key for another subject.
+        nc.publish(subject, env(new Uint8Array(32).fill(1), subject, 1));
+        nc.publish(subject, env(KEY, nodeSubject("t", "n3"), 2));
+        await until(
+          () => n2.node.delivery.refused === 2,
+          "two refusals on node 2",
+        );
+        assert.deepEqual(n2.node.delivery.refusals(), { "cluster-forged": 2 });
+        assert.equal(b.client.mode, "idle");
+        await listUntil(a, (u) => u.B === "IDLE");
+      } finally {
+        await nc.close();
+      }
+      const bm = b.ui.mark;
+      assert.equal(await n1.node.delivery.kick("B", "revoked"), "closed");
+      await b.ui.waitFor(
+        (e) =>
+          (e.kind === "error" || e.kind === "system") && /revoked/.test(e.text),
+        bm,
+      );
+      await listUntil(a, (u) => u.B === undefined);
+      assert.equal(await n1.node.delivery.kick("B", "revoked"), "absent");
+    });
+  });
+});
+
+Deno.test("cluster: NATS down: each node serves its own users, !list says partial, a session with a user elsewhere is refused saying why; NATS back: the views converge", async () => {
+  await withNats(async (nats) => {
+    await withScope(async (s) => {
+      const n1 = await clusterNode(s, nats, "n1");
+      const n2 = await clusterNode(s, nats, "n2");
+      const a = await s.client(n1.port, "A");
+      const b = await s.client(n2.port, "B");
+      const c = await s.client(n1.port, "C");
+      await b.client.handleLine("!session host");
+      await listUntil(a, (u) => u.B === "HOSTING" && u.C === "IDLE");
+      await nats.kill();
+      await until(() => n1.node.partial && n2.node.partial, "both partial");
+      // The other node's users go once their snapshot is too old.
+      await listUntil(a, (u) => u.B === undefined);
+      let mark = a.ui.mark;
+      await a.client.handleLine("!list");
+      await a.ui.waitFor(
+        system(/^\(partial: the cluster cannot be reached\)$/),
+        mark,
+      );
+      mark = a.ui.mark;
+      await a.client.handleLine("!session B");
+      const refused = await a.ui.waitFor(isError("refused-offline"), mark);
+      assert.ok(refused.kind === "error" && !refused.text.includes("\n"));
+      assert.match(
+        refused.text,
+        /^Session refused: Cannot reach B: the other servers of the cluster cannot be reached now/,
+      );
+      // Sessions between users of one node go on.
+      await c.client.handleLine("!session host");
+      await c.ui.waitFor(system(/^Hosting /));
+      mark = a.ui.mark;
+      const cm = c.ui.mark;
+      await a.client.handleLine("!session C");
+      await Promise.all([
+        a.ui.waitFor(started, mark),
+        c.ui.waitFor(started, cm),
+      ]);
+      await talk(c, a, "partial");
+      // NATS back: no restart, the views converge.
+      await nats.restart();
+      await until(
+        () => !n1.node.partial && !n2.node.partial,
+        "both reachable",
+        10_000,
+      );
+      await listUntil(
+        b,
+        (u) => u.A === "BUSY" && u.C === "BUSY" && u.B === "HOSTING",
+        10_000,
+      );
+      await listUntil(a, (u) => u.B === "HOSTING", 10_000);
+      mark = a.ui.mark;
+      await a.client.handleLine("!list");
+      await a.ui.waitFor((e) => e.kind === "list", mark);
+      await sleep(50);
+      assert.equal(
+        a.ui.since(system(/partial/), mark).length,
+        0,
+        "not partial any more",
+      );
+      assert.ok(DELIVERY_TIMEOUT_MS === 2_000);
+    });
+  });
+});
