@@ -11,11 +11,12 @@ import { MAX_HEARTBEAT_MS, MIN_HEARTBEAT_MS } from "../lib/record/mod.ts";
 import { intFlag, parseFlags } from "./flags.ts";
 import { createLogger, ImError, UsageError } from "../lib/util/mod.ts";
 import { DEFAULT_RSA_BITS } from "../lib/crypto/mod.ts";
-import { ROOM_MEMBERS_HARD_LIMIT } from "../lib/proto/mod.ts";
+import { isValidUsername, ROOM_MEMBERS_HARD_LIMIT } from "../lib/proto/mod.ts";
 import {
   DEFAULT_USERS,
   defaultKeyDir,
   loadClientDirectory,
+  loadClusterKey,
   loadServerKeys,
   provision,
   serverKeysExist,
@@ -69,6 +70,13 @@ Options:
                           (default ${D.roomMaxRooms})
   --no-watch              re-read the client keys only on SIGHUP, not when they change
   --bits N                RSA size of keys provisioned on a first run (default ${DEFAULT_RSA_BITS})
+  --cluster URL[,URL]     join a cluster of im serve nodes on NATS
+                          (nats://host:port or tls://host:port; every node
+                          uses a copy of the same keys/, cluster.key included)
+  --node NAME             this node's name, 1-32 of A-Z a-z 0-9 _ -
+                          (default n- and 6 random hex digits)
+  --nats-user U           NATS user name (with --nats-pass-file)
+  --nats-pass-file F      file whose first line is the NATS password
   -h, --help              this help
 
 On a first run with no server key in the key directory, it provisions the
@@ -103,8 +111,137 @@ const OPTIONS = {
   "room-max-rooms": { type: "string" },
   "no-watch": { type: "boolean" },
   bits: { type: "string" },
+  cluster: { type: "string" },
+  node: { type: "string" },
+  "nats-user": { type: "string" },
+  "nats-pass-file": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
+
+/** What `--cluster` and its flags say (PROTOCOL.md 11.1). */
+export interface ClusterFlags {
+  servers: string[];
+  node: string;
+  user?: string;
+  passFile?: string;
+}
+
+/** Most URLs `--cluster` takes. */
+const MAX_CLUSTER_URLS = 16;
+
+/**
+ * Read `--cluster`, `--node`, `--nats-user`, `--nats-pass-file`: each bad
+ * value is one usage line.
+ * @param v the flags
+ * @param random the default node name's hex digits (tests fix them)
+ * @returns the cluster's settings, or undefined without `--cluster`
+ * @throws {UsageError} `bad-flag`
+ */
+export function clusterFlags(
+  v: {
+    cluster?: string | undefined;
+    node?: string | undefined;
+    "nats-user"?: string | undefined;
+    "nats-pass-file"?: string | undefined;
+  },
+  random: () => string = () =>
+    crypto.getRandomValues(new Uint8Array(3)).toHex(),
+): ClusterFlags | undefined {
+  if (v.cluster === undefined) {
+    for (const f of ["node", "nats-user", "nats-pass-file"] as const) {
+      if (v[f] !== undefined) {
+        throw new UsageError("bad-flag", `--${f} needs --cluster URL`);
+      }
+    }
+    return undefined;
+  }
+  const urls = v.cluster.split(",").map((u) => u.trim());
+  if (urls.length > MAX_CLUSTER_URLS) {
+    throw new UsageError(
+      "bad-flag",
+      `Invalid --cluster: at most ${MAX_CLUSTER_URLS} URLs`,
+    );
+  }
+  for (const u of urls) {
+    const m = /^(nats|tls):\/\/([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/
+      .exec(u);
+    if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) {
+      throw new UsageError(
+        "bad-flag",
+        `Invalid --cluster "${
+          u.slice(0, 80)
+        }": expected nats://host:port or tls://host:port, comma-separated`,
+      );
+    }
+  }
+  if (new Set(urls).size !== urls.length) {
+    throw new UsageError("bad-flag", "Invalid --cluster: a URL given twice");
+  }
+  const node = v.node ?? `n-${random()}`;
+  if (!isValidUsername(node)) {
+    throw new UsageError(
+      "bad-flag",
+      `Invalid --node "${
+        node.slice(0, 40)
+      }": expected 1-32 characters of A-Z a-z 0-9 _ -`,
+    );
+  }
+  const user = v["nats-user"], passFile = v["nats-pass-file"];
+  if (user !== undefined && !/^[\x21-\x7e]{1,256}$/.test(user)) {
+    throw new UsageError(
+      "bad-flag",
+      "Invalid --nats-user: expected 1-256 printable characters, no spaces",
+    );
+  }
+  if ((user === undefined) !== (passFile === undefined)) {
+    throw new UsageError(
+      "bad-flag",
+      "--nats-user and --nats-pass-file go together",
+    );
+  }
+  if (passFile === "") {
+    throw new UsageError(
+      "bad-flag",
+      'Invalid --nats-pass-file "": expected a file',
+    );
+  }
+  return {
+    servers: urls,
+    node,
+    ...(user !== undefined && { user }),
+    ...(passFile !== undefined && { passFile }),
+  };
+}
+
+/**
+ * The NATS password: the first line of `--nats-pass-file`.
+ * @throws {UsageError} `bad-flag`: missing, unreadable or empty
+ */
+async function readPassFile(path: string): Promise<string> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    const why = e instanceof Deno.errors.NotFound
+      ? "no such file"
+      : e instanceof Deno.errors.NotCapable ||
+          e instanceof Deno.errors.PermissionDenied
+      ? "permission denied"
+      : (e as Error).message;
+    throw new UsageError(
+      "bad-flag",
+      `Cannot read --nats-pass-file "${path}": ${why}`,
+    );
+  }
+  const pass = text.split(/\r?\n/)[0] ?? "";
+  if (pass === "") {
+    throw new UsageError(
+      "bad-flag",
+      `Invalid --nats-pass-file "${path}": its first line is empty`,
+    );
+  }
+  return pass;
+}
 
 /**
  * Run `im serve`.
@@ -175,6 +312,10 @@ export async function runServe(args: string[]): Promise<number> {
     1,
     10_000,
   );
+  const cluster = clusterFlags(v);
+  const natsPass = cluster?.passFile === undefined
+    ? undefined
+    : await readPassFile(cluster.passFile);
   if (v.data === "") {
     throw new UsageError("bad-flag", 'Invalid --data "": expected a directory');
   }
@@ -203,6 +344,8 @@ export async function runServe(args: string[]): Promise<number> {
     );
   }
   const keys = await loadServerKeys(dir);
+  // PROTOCOL.md 11.1: every node holds the same cluster key.
+  const clusterKey = cluster ? await loadClusterKey(dir) : undefined;
   for (const p of keys.problems) log("key-skipped", { problem: p });
   const stopped = Promise.withResolvers<string>();
   let stopping: string | null = null;
@@ -264,6 +407,7 @@ export async function runServe(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGHUP", sighup);
   let watcher: { close(): void } = { close() {} };
   let mail: SqliteMail | undefined;
+  let node: { close(): Promise<void> } | undefined;
   try {
     // Every flag is read before anything is opened or created: a bad command
     // line leaves no data directory behind.
@@ -339,13 +483,27 @@ export async function runServe(args: string[]): Promise<number> {
       roomMaxMembers,
       roomMaxRooms,
     } satisfies ServerOptions;
+    // The cluster first: a NATS that cannot be reached leaves no data
+    // directory behind.
+    let clusterOptions: Partial<ServerOptions> = {};
+    let joined: Awaited<ReturnType<typeof joinCluster>> | undefined;
+    if (cluster && clusterKey) {
+      joined = await joinCluster(cluster, clusterKey, natsPass, log);
+      node = joined;
+      clusterOptions = joined.serverOptions();
+    }
     mail = await openMail(dataDir);
     server = await ImServer.start({
       ...options,
+      ...clusterOptions,
       store: mail.store,
       prekeys: mail.prekeys,
       rooms: mail.rooms,
     });
+    if (joined) {
+      joined.attach(server);
+      await joined.announce();
+    }
     log("mail-store", { path: join(dataDir, MAIL_DB_FILE) });
     // An enrollment (im keygen writes server/clients/<user>.pem) takes effect without a signal.
     if (!v["no-watch"]) {
@@ -360,6 +518,11 @@ export async function runServe(args: string[]): Promise<number> {
     await server.close("shutdown");
   } finally {
     watcher.close();
+    // After the server: its users' leaves reach the snapshot; then the
+    // node's key is deleted, so the others drop it at once.
+    await node?.close().catch((e) =>
+      log("cluster-close-failed", { error: (e as Error).message })
+    );
     // After the server: every stored mail was committed, none is half written.
     await mail?.close();
     Deno.removeSignalListener("SIGINT", sigint);
@@ -367,6 +530,39 @@ export async function runServe(args: string[]): Promise<number> {
     Deno.removeSignalListener("SIGHUP", sighup);
   }
   return 0;
+}
+
+/**
+ * Join the cluster (PROTOCOL.md 11.1): the NATS client and the cluster's
+ * parts are loaded here, by a dynamic import, and only with `--cluster`.
+ * @throws {ImError} `cluster-unreachable`: one line naming the URLs and why
+ */
+async function joinCluster(
+  c: ClusterFlags,
+  clusterKey: Uint8Array,
+  pass: string | undefined,
+  log: ReturnType<typeof createLogger>,
+) {
+  const { ClusterNode } = await import("../lib/server/nats/mod.ts");
+  try {
+    return await ClusterNode.join({
+      servers: c.servers,
+      node: c.node,
+      clusterKey,
+      ...(c.user !== undefined && { user: c.user }),
+      ...(pass !== undefined && { pass }),
+      log,
+    });
+  } catch (e) {
+    const why = ((e as Error).message ?? String(e)).split("\n")[0];
+    throw new ImError(
+      "cluster-unreachable",
+      `Cannot join the cluster at ${c.servers.join(",")}: ${why}`,
+      "check --cluster, the NATS credentials, and that nats-server runs with JetStream (-js)",
+    );
+  } finally {
+    clusterKey.fill(0);
+  }
 }
 
 /**
