@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import type { ServerAddress, UiEvent } from "../lib/client/mod.ts";
 import { FIRST_CONNECT_ROUNDS } from "../lib/client/server_link.ts";
-import { AuthError, NetError } from "../lib/util/mod.ts";
+import { AuthError, NetError, ProtocolError } from "../lib/util/mod.ts";
 import { MemoryNetwork, type Network } from "../lib/wire/mod.ts";
 import {
   ended,
@@ -388,5 +388,35 @@ Deno.test("a direct peer session goes on while both users fail over to another n
       if (users.A === "BUSY" && users.B === "BUSY") break;
     }
     assert.deepEqual(users, { A: "BUSY", B: "BUSY" });
+  });
+});
+
+Deno.test("a node that is full, of several: the client passes over it to the next node (a single full server still ends the client)", async () => {
+  await withScope(async (s) => {
+    const { net, tried, network } = countingNetwork();
+    const full = await s.server({
+      network: net,
+      hostname: HOST,
+      maxClients: 1,
+    });
+    const [other] = await nodes(s, net, 1);
+    await client(s, network, "B", [at(full.port)]);
+    const servers = [at(full.port), at(other!.port)];
+    const a = await client(s, network, "A", servers);
+    await a.ui.waitFor(
+      system(new RegExp(`^Reconnected to ${HOST}:${other!.port}$`)),
+    );
+    assert.deepEqual(tried.slice(-2), servers.map(text));
+    assert.ok(joined(other!, "A"));
+    assert.ok(
+      !a.ui.events.some((e) => e.kind === "error" && e.code === "full"),
+    );
+    assert.deepEqual(await list(a), { A: "IDLE" });
+    // One server: a full one ends the client, as before clusters.
+    await assertRejectsIm(
+      () => client(s, network, "C", [at(full.port)]),
+      ProtocolError,
+      "full",
+    );
   });
 });

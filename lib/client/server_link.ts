@@ -11,6 +11,8 @@
  * FIRST_CONNECT_ROUNDS} rounds in all); a node that refuses the connection
  * or does not answer is passed over, a refused login or another server key
  * ends the client at once (every node has the same key and the same users).
+ * A node that closes the link as `full` is passed over too when there are
+ * several (a single full server ends the client).
  * A dropped link tries the next node after the one it lost, round the list,
  * with the backoff between whole rounds.
  *
@@ -520,7 +522,9 @@ export class ServerConnection {
     if (
       closing &&
       (closing.reason === "replaced" || closing.reason === "revoked" ||
-        closing.reason === "full")
+        // A full node of several is a node failure: the next one is tried
+        // (PROTOCOL.md 11.7); a single server that is full ends the client.
+        (closing.reason === "full" && this.#nodes.length === 1))
     ) {
       this.#fatal(
         new ProtocolError(

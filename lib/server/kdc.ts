@@ -167,6 +167,25 @@ export class Kdc {
   }
 
   /**
+   * A user of another node left (PROTOCOL.md 11.4): as
+   * {@link Kdc.partnerLeft}, and also every user of `node` still BUSY with
+   * it (its last entry may not name them: a grant that never reached it).
+   * @param gone the user's last presence entry
+   * @param node this node: only its users are freed here
+   * @param message what each freed user is told
+   */
+  remoteLeft(gone: PresenceEntry, node: string, message: string): void {
+    this.partnerLeft(gone, message);
+    for (const partner of this.#book.partnersOf(gone.name, node)) {
+      this.#delivery.deliver(partner, {
+        t: "cancelled",
+        peer: gone.name,
+        message,
+      });
+    }
+  }
+
+  /**
    * `session <host>` (rule 4.2): refused with a reason, or granted: the host
    * gets the peer key, the joiner's ticket and the joiner's public key, then
    * the joiner is told where to connect, with the same ticket and the host's
@@ -247,6 +266,28 @@ export class Kdc {
       });
     }
     this.#book.setTicket(d.host, ticketId);
+    // A host on another node: its node's answer says whether the grant got
+    // there (PROTOCOL.md 11.4). `busy` is answered there (the joiner is sent
+    // a cancelled by the host's node); any other failure (the node is dead
+    // or cannot be reached, the host left it) frees the joiner here, or it
+    // would wait BUSY for a host whose leave may never name it.
+    grant.written.then((e) => {
+      if (!e || e.code === "busy") return;
+      const freed = this.#book.grantFailed(d.joiner, d.host);
+      if (!freed) return;
+      this.#log("session-cancelled", {
+        host: d.host,
+        joiner: d.joiner,
+        reason: e.code,
+      });
+      this.#delivery.deliver(d.joiner, {
+        t: "cancelled",
+        peer: d.host,
+        message: e.code === "cluster-unreachable"
+          ? `${d.host}'s server cannot be reached; the session was cancelled`
+          : `${d.host} is no longer online; the session was cancelled`,
+      });
+    }).catch(() => {});
     this.#log("session-granted", {
       host: d.host,
       joiner: d.joiner,

@@ -70,8 +70,11 @@ export interface ServerOptions {
   delivery?: (local: (user: string) => Outbox | undefined) => Delivery;
   /**
    * In a cluster (PROTOCOL.md 11.5): true while the other nodes cannot be
-   * reached (NATS is down). `!list` then says it is partial, and a request
-   * for a user not on this node is refused `cluster-unreachable`.
+   * reached (NATS is down). `!list` then says it is partial (`partial:
+   * true`), a `session` with a user not on this node is refused with reason
+   * `offline` and words saying the cluster cannot be reached, and a `relay`
+   * to a user of another node is answered by an `error`
+   * `cluster-unreachable`.
    */
   partial?: () => boolean;
   /** Rule 1.2: a login must finish within this (default {@link LOGIN_TIMEOUT_MS}). */

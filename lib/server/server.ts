@@ -127,7 +127,11 @@ export class ImServer {
     // leave on this node does; a cut told twice reaches the partner once.
     this.#unsubscribe = this.#presence.subscribe((change) => {
       if (change.kind !== "leave" || change.entry.node === c.node) return;
-      this.#kdc.partnerLeft(change.entry, `${change.entry.name} went offline`);
+      this.#kdc.remoteLeft(
+        change.entry,
+        c.node,
+        `${change.entry.name} went offline`,
+      );
     });
     const store = c.store ?? this.#own(new MemoryStore());
     const prekeys = c.prekeys ?? this.#own(new MemoryPrekeys());
@@ -469,6 +473,14 @@ export class ImServer {
     );
     if (!r.delivered) return Promise.resolve();
     r.written.then((e) => {
+      if (e?.code === "cluster-unreachable") {
+        // 11.5: NATS is down or the partner's node does not answer.
+        return reply({
+          t: "error",
+          code: "cluster-unreachable",
+          message: `Cannot relay to ${m.peer}: ${e.message}`,
+        });
+      }
       if (e?.code === "busy") {
         return reply({
           t: "error",

@@ -208,6 +208,39 @@ export class SessionBook {
   }
 
   /**
+   * A user of another node left: every user of `node` still BUSY with it
+   * is IDLE again.
+   * @param name the user who left
+   * @param node this node
+   * @returns the users freed, to be told
+   */
+  partnersOf(name: string, node: string): string[] {
+    const freed: string[] = [];
+    for (const u of this.#presence.list()) {
+      if (u.node !== node || u.state !== "BUSY" || u.partner !== name) continue;
+      this.#idle(u.name);
+      freed.push(u.name);
+    }
+    return freed;
+  }
+
+  /**
+   * A grant that did not reach the host (PROTOCOL.md 11.4): the joiner, if
+   * still BUSY with that host as the joiner, is IDLE again.
+   * @param joiner the joiner of the grant
+   * @param host its host
+   * @returns true when the joiner was freed (to be told)
+   */
+  grantFailed(joiner: string, host: string): boolean {
+    const j = this.#presence.get(joiner);
+    if (!j || j.state !== "BUSY" || j.partner !== host || j.isHost) {
+      return false;
+    }
+    this.#idle(joiner);
+    return true;
+  }
+
+  /**
    * A user left (its entry is gone from presence): its partner, if the
    * session was still theirs, is IDLE again.
    * @param gone the last entry of the user who left

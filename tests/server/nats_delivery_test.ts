@@ -20,9 +20,12 @@ import { sleep, utf8 } from "../../lib/util/mod.ts";
 import {
   ClusterNode,
   DELIVERY_TIMEOUT_MS,
+  NatsDelivery,
+  NatsPresence,
   nodeSubject,
   type PresenceTiming,
 } from "../../lib/server/nats/mod.ts";
+import type { Push } from "../../lib/server/seams.ts";
 import {
   ended,
   isError,
@@ -357,6 +360,249 @@ Deno.test("cluster: NATS down: each node serves its own users, !list says partia
         "not partial any more",
       );
       assert.ok(DELIVERY_TIMEOUT_MS === 2_000);
+    });
+  });
+});
+
+/** A bare node (NatsPresence + NatsDelivery) whose users' pushes are kept. */
+async function bareNode(nats: NatsServer, name: string) {
+  const nc = await connect({ servers: nats.url });
+  const keys = new ClusterKeys(KEY);
+  const p = await NatsPresence.open({
+    nc,
+    cluster: "t",
+    node: name,
+    keys,
+    timing: FAST,
+  });
+  const d = await NatsDelivery.open({
+    nc,
+    cluster: "t",
+    node: name,
+    keys,
+    presence: p,
+  });
+  const got: Push[] = [];
+  d.attach((u) =>
+    p.get(u)?.node === name
+      ? {
+        send: (m: Push) => {
+          got.push(m);
+          return Promise.resolve();
+        },
+        queuedBytes: 0,
+      }
+      : undefined
+  );
+  return {
+    nc,
+    p,
+    d,
+    got,
+    close: async () => {
+      await d.close();
+      await p.close();
+      await nc.close();
+    },
+  };
+}
+
+Deno.test("cluster: a request recorded off NATS and replayed to a node restarted under the same name is refused (cluster-stale); one for another node is refused", async () => {
+  await withNats(async (nats) => {
+    const n1 = await bareNode(nats, "n1");
+    let n2 = await bareNode(nats, "n2");
+    const spy = await connect({ servers: nats.url });
+    let captured: Uint8Array | undefined;
+    spy.subscribe(nodeSubject("t", "n2"), {
+      callback: (_e, m) => {
+        captured ??= m.data.slice();
+      },
+    });
+    await spy.flush();
+    try {
+      n1.p.join("J", "n1");
+      n2.p.join("H", "n2");
+      n2.p.update("H", { state: "HOSTING", addr: "127.0.0.1:1" });
+      await until(() => n1.p.get("H")?.state === "HOSTING", "H hosting");
+      const grant = {
+        t: "grant",
+        peer: "J",
+        key: "k",
+        ticket: "t",
+        ticketId: "aa",
+        expiresAt: Date.now() + 60_000,
+        identity: "i",
+      } as unknown as Push;
+      const r = n1.d.deliver("H", grant);
+      assert.ok(r.delivered);
+      assert.equal(await r.written, undefined);
+      assert.ok(captured);
+      // n2 restarts under the same name; H logs in again and hosts.
+      await n2.close();
+      await sleep(5);
+      n2 = await bareNode(nats, "n2");
+      n2.p.join("H", "n2");
+      n2.p.update("H", { state: "HOSTING", addr: "127.0.0.1:2" });
+      spy.publish(nodeSubject("t", "n2"), captured!, { reply: "_INBOX.x.y" });
+      // A request sealed now, with the cluster key, for n3 but sent to n2.
+      spy.publish(
+        nodeSubject("t", "n2"),
+        sealEnvelope(new ClusterKeys(KEY), {
+          node: "n1",
+          boot: new Uint8Array(8).fill(3),
+          seq: 1,
+          time: Date.now() + 1,
+          subject: nodeSubject("t", "n2"),
+          payload: utf8(JSON.stringify({
+            t: "kick",
+            user: "H",
+            reason: "revoked",
+            to: "n3",
+            reply: "_INBOX.x.z",
+          })),
+        }),
+      );
+      await until(() => n2.d.refused === 2, "two refusals");
+      assert.deepEqual(n2.d.refusals(), {
+        "cluster-stale": 1,
+        "cluster-malformed": 1,
+      });
+      assert.equal(n2.p.get("H")?.state, "HOSTING");
+      assert.equal(n2.got.length, 0);
+    } finally {
+      await spy.close();
+      await n1.close();
+      await n2.close();
+    }
+  });
+});
+
+Deno.test("cluster: another subscriber answering a request first with junk or a forged answer does not settle it; the real answer does", async () => {
+  await withNats(async (nats) => {
+    const n1 = await bareNode(nats, "n1");
+    const n2 = await bareNode(nats, "n2");
+    const evil = await connect({ servers: nats.url });
+    evil.subscribe(nodeSubject("t", "n2"), {
+      callback: (_e, m) => {
+        m.respond(new Uint8Array(60));
+        // Sealed with the key, for another subject than the reply's.
+        m.respond(sealEnvelope(new ClusterKeys(KEY), {
+          node: "n2",
+          boot: new Uint8Array(8).fill(4),
+          seq: 1,
+          time: Date.now(),
+          subject: "_INBOX.other",
+          payload: utf8(JSON.stringify({ ok: "absent" })),
+        }));
+      },
+    });
+    await evil.flush();
+    try {
+      n1.p.join("A", "n1");
+      n2.p.join("B", "n2");
+      n2.p.update("B", { state: "BUSY", partner: "A", isHost: true });
+      await until(() => n1.p.get("B")?.state === "BUSY", "B busy on n1");
+      const r = n1.d.deliver("B", {
+        t: "relayed",
+        peer: "A",
+        data: "eA==",
+      } as Push);
+      assert.ok(r.delivered);
+      assert.equal(await r.written, undefined);
+      assert.equal(n2.got.length, 1);
+      await until(() => n1.d.refused >= 2, "the junk refused");
+      assert.equal(n1.d.refusals()["cluster-malformed"], 1);
+      assert.equal(n1.d.refusals()["cluster-forged"], 1);
+    } finally {
+      await evil.close();
+      await n1.close();
+      await n2.close();
+    }
+  });
+});
+
+Deno.test("cluster: a session granted with a host whose node just died: the joiner is freed and told", async () => {
+  await withNats(async (nats) => {
+    await withScope(async (s) => {
+      const n1 = await clusterNode(s, nats, "n1");
+      const n2 = await clusterNode(s, nats, "n2");
+      const a = await s.client(n1.port, "A");
+      const b = await s.client(n2.port, "B");
+      await a.client.handleLine("!session host");
+      await until(
+        () => n2.node.presence.get("A")?.state === "HOSTING",
+        "A hosting on n2",
+      );
+      await n1.node.crash();
+      const bm = b.ui.mark;
+      await b.client.handleLine("!session A");
+      await until(
+        () => n2.node.presence.get("B")?.state === "IDLE",
+        "B freed",
+        DELIVERY_TIMEOUT_MS + 3_000,
+      );
+      // A's last entry (HOSTING) names no partner: B is freed as BUSY with it.
+      await b.ui.waitFor(
+        (e) =>
+          e.kind === "session" && e.state === "ended" && e.peer === "A" &&
+          /went offline/.test(e.reason ?? ""),
+        bm,
+      );
+    });
+  });
+});
+
+Deno.test("cluster: a grant its host's node does not answer: the joiner is freed and told the server cannot be reached", async () => {
+  await withNats(async (nats) => {
+    await withScope(async (s) => {
+      const n1 = await clusterNode(s, nats, "n1");
+      const n2 = await clusterNode(s, nats, "n2");
+      const a = await s.client(n1.port, "A");
+      const b = await s.client(n2.port, "B");
+      await a.client.handleLine("!session host");
+      await until(
+        () => n2.node.presence.get("A")?.state === "HOSTING",
+        "A hosting on n2",
+      );
+      // n1 stays in presence but no longer answers requests.
+      await n1.node.delivery.close();
+      const bm = b.ui.mark;
+      await b.client.handleLine("!session A");
+      await until(
+        () => n2.node.presence.get("B")?.state === "IDLE",
+        "B freed",
+        DELIVERY_TIMEOUT_MS + 3_000,
+      );
+      await b.ui.waitFor(
+        (e) =>
+          e.kind === "session" && e.state === "ended" && e.peer === "A" &&
+          /server cannot be reached/.test(e.reason ?? ""),
+        bm,
+      );
+      assert.ok(
+        n2.log.some((l) =>
+          l.event === "session-cancelled" &&
+          l.fields.reason === "cluster-unreachable"
+        ),
+      );
+    });
+  });
+});
+
+Deno.test("cluster: NATS down: a relay to a partner on another node is answered cluster-unreachable", async () => {
+  await withNats(async (nats) => {
+    await withScope(async (s) => {
+      const n1 = await clusterNode(s, nats, "n1");
+      const n2 = await clusterNode(s, nats, "n2");
+      const a = await s.client(n1.port, "A");
+      const b = await s.client(n2.port, "B", { relay: true });
+      await crossSession(a, b);
+      await talk(a, b, "before");
+      await nats.kill();
+      await until(() => n2.node.partial, "n2 partial");
+      const bm = b.ui.mark;
+      await b.client.handleLine("lost in the cluster");
+      await b.ui.waitFor(isError("cluster-unreachable"), bm);
     });
   });
 });

@@ -35,10 +35,11 @@
  * @module
  */
 
-import type {
-  Msg,
-  NatsConnection,
-  Subscription,
+import {
+  createInbox,
+  type Msg,
+  type NatsConnection,
+  type Subscription,
 } from "@nats-io/transport-node";
 import {
   type ClusterKeys,
@@ -68,6 +69,54 @@ import type {
 
 /** How long a node waits for another's answer (ms, 11.4). */
 export const DELIVERY_TIMEOUT_MS = 2_000;
+
+/** At most one refusal log line per code per this many ms (11.4). */
+export const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
+/** How long a node's earlier boot is remembered after a newer one is seen (ms). */
+const RETIRED_BOOT_MS = 5 * 60_000;
+
+/** A reply subject a request may name: NATS subject tokens, no wildcards. */
+const REPLY_SUBJECT = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){1,15}$/;
+
+/**
+ * The replay window, one boot per node: once a node's newer boot is seen,
+ * its earlier boots' windows are forgotten and their envelopes refused
+ * (`cluster-replayed`) while they could still pass the time check.
+ */
+class BootWindow extends EnvelopeWindow {
+  #current = new Map<string, string>();
+  #retired = new Map<string, number>();
+  readonly #now: () => number;
+
+  constructor(now: () => number) {
+    super();
+    this.#now = now;
+  }
+
+  override take(node: string, boot: Uint8Array, seq: number): boolean {
+    const id = `${node}\0${boot.toHex()}`;
+    const now = this.#now();
+    for (const [old, at] of this.#retired) {
+      if (now - at > RETIRED_BOOT_MS) this.#retired.delete(old);
+    }
+    if (this.#retired.has(id)) return false;
+    const current = this.#current.get(node);
+    if (current !== id) {
+      if (current !== undefined) {
+        this.#retired.set(current, now);
+        this.forget(node);
+      }
+      this.#current.set(node, id);
+    }
+    return super.take(node, boot, seq);
+  }
+
+  /** Boots remembered (for tests). */
+  get boots(): number {
+    return this.#current.size + this.#retired.size;
+  }
+}
 
 /** Why a connection is closed by a `kick`. */
 export type KickReason = "replaced" | "revoked";
@@ -134,9 +183,19 @@ export class NatsDelivery implements Delivery {
   readonly #now: () => number;
   readonly #log: Logger;
   readonly #boot = randomBytes(8);
-  readonly #window = new EnvelopeWindow();
+  readonly #window: BootWindow;
+  /** This node's start: a request sealed before it is refused (11.4). */
+  readonly startedAt: number;
+  readonly #inbox = createInbox();
   #seq = 0;
+  #reqId = 0;
   #sub: Subscription | undefined;
+  #inboxSub: Subscription | undefined;
+  #waiting = new Map<
+    string,
+    { node: string; done: (a: Answer | NetError) => void }
+  >();
+  #logged = new Map<string, { at: number; since: number }>();
   #local: LocalDelivery = new LocalDelivery(() => undefined);
   #kick: KickHandler = () => false;
   #refused = 0;
@@ -154,6 +213,8 @@ export class NatsDelivery implements Delivery {
     this.#now = o.now ?? Date.now;
     this.#log = o.log ?? (() => {});
     this.subject = nodeSubject(o.cluster, o.node);
+    this.#window = new BootWindow(this.#now);
+    this.startedAt = this.#now();
   }
 
   /**
@@ -174,6 +235,11 @@ export class NatsDelivery implements Delivery {
     d.#sub = o.nc.subscribe(d.subject, {
       callback: (err, msg) => {
         if (!err) d.#track(d.#serve(msg));
+      },
+    });
+    d.#inboxSub = o.nc.subscribe(`${d.#inbox}.*`, {
+      callback: (err, msg) => {
+        if (!err) d.#answered(msg);
       },
     });
     await o.nc.flush();
@@ -262,7 +328,11 @@ export class NatsDelivery implements Delivery {
     this.#closed = true;
     try {
       this.#sub?.unsubscribe();
+      this.#inboxSub?.unsubscribe();
     } catch { /* the connection closed first */ }
+    for (const w of [...this.#waiting.values()]) {
+      w.done(unreachable(w.node, "this node left the cluster"));
+    }
     await Promise.allSettled([...this.#pending]);
   }
 
@@ -288,7 +358,7 @@ export class NatsDelivery implements Delivery {
     bytes: Uint8Array,
     subject: string,
     from: string,
-  ): { node: string; body: Record<string, unknown> } | undefined {
+  ): { node: string; time: number; body: Record<string, unknown> } | undefined {
     try {
       const opened = openEnvelope(this.#keys, bytes, {
         subject,
@@ -304,7 +374,11 @@ export class NatsDelivery implements Delivery {
       if (typeof body !== "object" || body === null || Array.isArray(body)) {
         throw new ProtocolError("cluster-malformed", "payload not an object");
       }
-      return { node: opened.node, body: body as Record<string, unknown> };
+      return {
+        node: opened.node,
+        time: opened.time,
+        body: body as Record<string, unknown>,
+      };
     } catch (e) {
       this.#refuse(e, from);
       return undefined;
@@ -315,11 +389,21 @@ export class NatsDelivery implements Delivery {
     const code = e instanceof ProtocolError ? e.code : "cluster-malformed";
     this.#refused++;
     this.#refusedByCode.set(code, (this.#refusedByCode.get(code) ?? 0) + 1);
+    // One line per code per 10 s, with how many since the last line: a
+    // flood of junk cannot flood the log (the counters count them all).
+    const now = this.#now();
+    const l = this.#logged.get(code);
+    if (l && now - l.at < REFUSAL_LOG_INTERVAL_MS) {
+      l.since++;
+      return;
+    }
+    this.#logged.set(code, { at: now, since: 0 });
     this.#log("cluster-refused", {
       node: this.node,
       from,
       code,
       reason: e instanceof Error ? e.message : String(e),
+      ...(l && l.since > 0 && { suppressed: l.since }),
     });
   }
 
@@ -335,48 +419,72 @@ export class NatsDelivery implements Delivery {
       return Promise.resolve(unreachable(node, "NATS is down"));
     }
     const subject = nodeSubject(this.#cluster, node);
+    // Our own reply subject, inside the sealed request: the answer must be
+    // sealed for exactly it, and anything else arriving there is refused
+    // (counted) while the request waits for the real one.
+    const id = String(++this.#reqId);
+    const reply = `${this.#inbox}.${id}`;
     let env: Uint8Array;
     try {
-      env = this.#seal(subject, body);
+      env = this.#seal(subject, { ...body, to: node, reply });
     } catch (e) {
       return Promise.resolve(unreachable(node, (e as Error).message));
     }
     return this.#track(
-      this.#nc.request(subject, env, { timeout: this.#timeoutMs }).then(
-        (m): Answer | NetError => {
-          const got = this.#open(m.data, m.subject, node);
-          if (!got) return unreachable(node, "its answer was refused");
-          const a = got.body as Answer;
-          if (got.node !== node || typeof a.ok !== "string") {
-            this.#refuse(
-              new ProtocolError("cluster-malformed", "not an answer"),
-              node,
-            );
-            return unreachable(node, "its answer was refused");
-          }
-          if (a.ok === "failed") {
-            return {
-              ok: "failed",
-              code: typeof a.code === "string" ? a.code : "closed",
-              message: typeof a.message === "string" ? a.message : "",
-            };
-          }
-          return a;
-        },
-        (e: unknown) => {
-          const why = e instanceof Error ? e.message : String(e);
+      new Promise<Answer | NetError>((resolve) => {
+        const timer = setTimeout(() => {
           this.#log("cluster-request-failed", {
             node: this.node,
             to: node,
-            error: why,
+            error: "timeout",
           });
-          return unreachable(
-            node,
-            /timeout/i.test(why) ? "no answer within 2 s" : why,
-          );
-        },
-      ),
+          done(unreachable(node, "no answer within 2 s"));
+        }, this.#timeoutMs);
+        const done = (a: Answer | NetError) => {
+          clearTimeout(timer);
+          this.#waiting.delete(id);
+          resolve(a);
+        };
+        this.#waiting.set(id, { node, done });
+        try {
+          this.#nc.publish(subject, env, { reply });
+        } catch (e) {
+          done(unreachable(node, e instanceof Error ? e.message : String(e)));
+        }
+      }),
     );
+  }
+
+  /** An answer on our inbox: settles its request only when it verifies. */
+  #answered(m: Msg): void {
+    const id = m.subject.slice(this.#inbox.length + 1);
+    const w = this.#waiting.get(id);
+    if (!w) {
+      this.#refuse(
+        new ProtocolError("cluster-malformed", "an answer nobody waits for"),
+        "?",
+      );
+      return;
+    }
+    const got = this.#open(m.data, m.subject, w.node);
+    if (!got) return;
+    const a = got.body as Answer;
+    if (got.node !== w.node || typeof a.ok !== "string") {
+      this.#refuse(
+        new ProtocolError("cluster-malformed", "not an answer"),
+        w.node,
+      );
+      return;
+    }
+    if (a.ok === "failed") {
+      w.done({
+        ok: "failed",
+        code: typeof a.code === "string" ? a.code : "closed",
+        message: typeof a.message === "string" ? a.message : "",
+      });
+      return;
+    }
+    w.done(a);
   }
 
   // --- serving other nodes' requests ---------------------------------------
@@ -384,7 +492,38 @@ export class NatsDelivery implements Delivery {
   async #serve(m: Msg): Promise<void> {
     if (this.#closed) return;
     const got = this.#open(m.data, m.subject, "?");
-    if (!got || !m.reply) return;
+    if (!got) return;
+    // 11.4: a request sealed before this node started was recorded off
+    // NATS from an earlier run of this node (whose window is gone), and
+    // one for another node was redirected here: both refused.
+    if (got.time < this.startedAt) {
+      this.#refuse(
+        new ProtocolError(
+          "cluster-stale",
+          "request sealed before this node started",
+        ),
+        got.node,
+      );
+      return;
+    }
+    const reply = got.body.reply;
+    if (got.body.to !== this.node) {
+      this.#refuse(
+        new ProtocolError("cluster-malformed", "request for another node"),
+        got.node,
+      );
+      return;
+    }
+    if (
+      typeof reply !== "string" || reply.length > 200 ||
+      !REPLY_SUBJECT.test(reply)
+    ) {
+      this.#refuse(
+        new ProtocolError("cluster-malformed", "no reply subject"),
+        got.node,
+      );
+      return;
+    }
     let answer: Answer | undefined;
     try {
       answer = await this.#handle(got.node, got.body);
@@ -394,7 +533,7 @@ export class NatsDelivery implements Delivery {
     }
     if (!answer || this.#nc.isClosed()) return;
     try {
-      m.respond(this.#seal(m.reply, answer));
+      this.#nc.publish(reply, this.#seal(reply, answer));
     } catch (e) {
       this.#log("cluster-answer-failed", {
         node: this.node,
