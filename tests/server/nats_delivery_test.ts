@@ -365,7 +365,7 @@ Deno.test("cluster: NATS down: each node serves its own users, !list says partia
 });
 
 /** A bare node (NatsPresence + NatsDelivery) whose users' pushes are kept. */
-async function bareNode(nats: NatsServer, name: string) {
+async function bareNode(nats: NatsServer, name: string, writeMs = 0) {
   const nc = await connect({ servers: nats.url });
   const keys = new ClusterKeys(KEY);
   const p = await NatsPresence.open({
@@ -386,9 +386,9 @@ async function bareNode(nats: NatsServer, name: string) {
   d.attach((u) =>
     p.get(u)?.node === name
       ? {
-        send: (m: Push) => {
+        send: async (m: Push) => {
           got.push(m);
-          return Promise.resolve();
+          if (writeMs > 0) await sleep(writeMs);
         },
         queuedBytes: 0,
       }
@@ -480,7 +480,8 @@ Deno.test("cluster: a request recorded off NATS and replayed to a node restarted
 Deno.test("cluster: another subscriber answering a request first with junk or a forged answer does not settle it; the real answer does", async () => {
   await withNats(async (nats) => {
     const n1 = await bareNode(nats, "n1");
-    const n2 = await bareNode(nats, "n2");
+    // n2's answer comes 200 ms late: the junk is there first.
+    const n2 = await bareNode(nats, "n2", 200);
     const evil = await connect({ servers: nats.url });
     evil.subscribe(nodeSubject("t", "n2"), {
       callback: (_e, m) => {
@@ -603,6 +604,59 @@ Deno.test("cluster: NATS down: a relay to a partner on another node is answered 
       const bm = b.ui.mark;
       await b.client.handleLine("lost in the cluster");
       await b.ui.waitFor(isError("cluster-unreachable"), bm);
+    });
+  });
+});
+
+Deno.test("cluster: refusals are all counted but logged at most once per code per 10 s; a node's older boot is refused once a newer one is seen", async () => {
+  await withNats(async (nats) => {
+    await withScope(async (s) => {
+      const n2 = await clusterNode(s, nats, "n2");
+      const nc = await connect({ servers: nats.url });
+      s.defer(() => nc.close());
+      const subject = nodeSubject("t", "n2");
+      for (let i = 0; i < 5; i++) nc.publish(subject, new Uint8Array(60));
+      await until(() => n2.node.delivery.refused === 5, "five refusals");
+      const lines = () =>
+        n2.logs.filter((l) => l.event === "cluster-refused").length;
+      assert.equal(lines(), 1);
+      // Kicks of a user nobody has, from boots 1, 2, then 1 again.
+      const inbox = `_INBOX.test${Date.now()}`;
+      const answers: string[] = [];
+      const sub = nc.subscribe(`${inbox}.*`, {
+        callback: (_e, m) => {
+          answers.push(m.subject);
+        },
+      });
+      s.defer(() => sub.unsubscribe());
+      const kick = (boot: number, seq: number) =>
+        nc.publish(
+          subject,
+          sealEnvelope(new ClusterKeys(KEY), {
+            node: "n1",
+            boot: new Uint8Array(8).fill(boot),
+            seq,
+            time: Date.now(),
+            subject,
+            payload: utf8(JSON.stringify({
+              t: "kick",
+              user: "Z",
+              reason: "revoked",
+              to: "n2",
+              reply: `${inbox}.${boot}-${seq}`,
+            })),
+          }),
+        );
+      kick(1, 1);
+      await until(() => answers.length === 1, "boot 1 answered");
+      kick(2, 1);
+      await until(() => answers.length === 2, "boot 2 answered");
+      kick(1, 2);
+      await until(() => n2.node.delivery.refused === 6, "boot 1 refused");
+      assert.equal(n2.node.delivery.refusals()["cluster-replayed"], 1);
+      await sleep(50);
+      assert.deepEqual(answers, [`${inbox}.1-1`, `${inbox}.2-1`]);
+      assert.equal(lines(), 2, "one line per code");
     });
   });
 });
