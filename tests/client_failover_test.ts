@@ -64,7 +64,14 @@ async function nodes(
 ): Promise<TestServer[]> {
   const out: TestServer[] = [];
   for (let i = 0; i < n; i++) {
-    out.push(await s.server({ network: net, hostname: HOST }));
+    out.push(
+      await s.server({
+        network: net,
+        hostname: HOST,
+        // Some tests poll !list until a state shows.
+        requestLimits: { list: { burst: 10_000, refillMs: 1 } },
+      }),
+    );
   }
   return out;
 }
