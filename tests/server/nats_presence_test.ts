@@ -13,10 +13,12 @@
 import assert from "node:assert/strict";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { ClusterKeys, sealEnvelope } from "../../lib/proto/mod.ts";
 import { utf8 } from "../../lib/util/mod.ts";
 import type { PresenceChange } from "../../lib/server/mod.ts";
 import {
+  ClusterNode,
   NatsPresence,
   type NatsPresenceOptions,
   PRESENCE_CHECK_MS,
@@ -455,4 +457,289 @@ Deno.test("NatsPresence: NATS killed and restarted: each node is partial while i
     await closeAll(n1, n2);
     await nats.stop();
   }
+});
+
+// --- review findings (issue 14, 11.3) --------------------------------------
+
+Deno.test("NatsPresence: a DEL or PURGE of another node's key, by someone without the cluster key, drops nobody; a clean close's leaving snapshot drops the node at once", async () => {
+  await withNats(async (nats) => {
+    const n1 = await node(nats, "n1");
+    const n2 = await node(nats, "n2");
+    const evil = await connectTo(nats);
+    try {
+      n1.p.join("A", "n1");
+      n1.p.update("A", { state: "BUSY", partner: "B", isHost: true });
+      await waitFor("A BUSY on n2", () => n2.p.get("A")?.state === "BUSY");
+      const kv = await new Kvm(evil).open(presenceBucket(CLUSTER));
+      await kv.delete("n1");
+      await sleep(100);
+      await kv.purge("n1");
+      // Longer than a stale snapshot would take to go: n1 keeps putting.
+      await sleep(FAST.staleMs! + 200);
+      assert.equal(n2.p.get("A")?.node, "n1", "A stays on n2's view");
+      assert.ok(
+        !n2.changes.some((c) => c.startsWith("leave")),
+        n2.changes.join(),
+      );
+      assert.deepEqual(n2.p.nodes(), ["n1"]);
+      // n1 put its key back.
+      assert.equal((await kv.get("n1"))?.operation, "PUT", "n1's key back");
+      // The goodbye: a verified leaving snapshot, then the key deleted.
+      await n1.p.close();
+      const took = await waitFor("A gone from n2", () => n2.p.size === 0, 300);
+      assert.ok(took < FAST.staleMs!, `${took} ms`);
+      assert.deepEqual(n2.changes.slice(-1), ["leave A@n1 BUSY"]);
+      assert.ok(n2.logs.includes("cluster-node-gone"));
+      assert.equal((await kv.get("n1"))?.operation ?? "DEL", "DEL");
+      assert.equal(n2.p.refused, 0);
+    } finally {
+      await evil.close();
+      await closeAll(n1, n2);
+    }
+  });
+});
+
+Deno.test("NatsPresence: with node 1's clock 3 s ahead, a later login on node 2 still wins: node 1's connection is the one replaced", async () => {
+  await withNats(async (nats) => {
+    // The default 6 s for stale snapshots: n1 judges ages on its own clock.
+    const timing = { ...FAST, staleMs: PRESENCE_STALE_MS };
+    const n1 = await node(nats, "n1", {
+      now: () => Date.now() + 3_000,
+      timing,
+    });
+    const n2 = await node(nats, "n2", { timing });
+    try {
+      n1.p.join("A", "n1");
+      await waitFor("A on n2", () => n2.p.get("A")?.node === "n1");
+      await sleep(50);
+      n2.p.join("A", "n2"); // the newer login, on the clock behind
+      assert.equal(n2.p.get("A")?.node, "n2", "n2's own login, at once");
+      await waitFor("n1 sees A on n2", () => n1.p.get("A")?.node === "n2");
+      await sleep(200);
+      assert.deepEqual(n1.replaced, ["A by n2"]);
+      assert.deepEqual(n2.replaced, []);
+      assert.equal(n2.p.get("A")?.node, "n2");
+    } finally {
+      await closeAll(n1, n2);
+    }
+  });
+});
+
+Deno.test("NatsPresence: the bucket deleted under running nodes (or NATS back without its JetStream data) is made again, watched again, and the nodes are partial until it is", async () => {
+  const nats = await startNats();
+  const partials: string[] = [];
+  const n1 = await node(nats, "n1", {
+    onPartialChange: (p) => partials.push(`n1 ${p}`),
+  });
+  const n2 = await node(nats, "n2");
+  try {
+    n1.p.join("A", "n1");
+    n2.p.join("B", "n2");
+    await waitFor("both see both", () => n1.p.size === 2 && n2.p.size === 2);
+    // NATS up all along: only the stream goes.
+    const jsm = await jetstreamManager(n1.nc);
+    await jsm.streams.delete(`KV_${presenceBucket(CLUSTER)}`);
+    await waitFor("n1 partial", () => partials.includes("n1 true"));
+    await waitFor(
+      "made again",
+      () => n1.logs.concat(n2.logs).includes("cluster-presence-bucket-made"),
+      3_000,
+    );
+    await waitFor("n1 not partial", () => !n1.p.partial, 3_000);
+    assert.deepEqual(partials, ["n1 true", "n1 false"]);
+    // Changes travel through the new bucket.
+    n1.p.join("C", "n1");
+    n2.p.join("D", "n2");
+    await waitFor(
+      "views converge",
+      () =>
+        names(n1).join() === "A@n1,B@n2,C@n1,D@n2" &&
+        names(n2).join() === "A@n1,B@n2,C@n1,D@n2",
+    );
+    // NATS back without its data: the same.
+    await nats.kill();
+    await Deno.remove(`${nats.dir}/js`, { recursive: true });
+    await nats.restart();
+    n1.p.leave("C");
+    n2.p.join("E", "n2");
+    await waitFor(
+      "views converge again",
+      () =>
+        names(n1).join() === "A@n1,B@n2,D@n2,E@n2" &&
+        names(n2).join() === "A@n1,B@n2,D@n2,E@n2",
+      6_000,
+    );
+    await waitFor("not partial", () => !n1.p.partial && !n2.p.partial, 3_000);
+    const status = await (await new Kvm(n1.nc).open(presenceBucket(CLUSTER)))
+      .status();
+    assert.equal(status.history, 1);
+    assert.equal(status.ttl, PRESENCE_MAX_AGE_MS);
+    assert.equal(n1.p.refused + n2.p.refused, 0);
+  } finally {
+    await closeAll(n1, n2);
+    await nats.stop();
+  }
+});
+
+Deno.test("NatsPresence: two processes with one node name: one sees the other (cluster-duplicate-node, onDuplicate) and stops putting, no put storm; a restart of the same name is no duplicate", async () => {
+  await withNats(async (nats) => {
+    const dups: string[] = [];
+    const a = await node(nats, "n1", {
+      onDuplicate: () => dups.push("a"),
+    });
+    a.p.join("A", "n1");
+    await sleep(100);
+    // A crash and a restart under the same name inside the bucket's max
+    // age: the key left behind is no duplicate.
+    await a.p.crash();
+    await a.nc.close();
+    const a2 = await node(nats, "n1", {
+      onDuplicate: () => dups.push("a2"),
+    });
+    const n3 = await node(nats, "n3");
+    let b: Node | undefined;
+    try {
+      a2.p.join("A", "n1");
+      await waitFor("A on n3", () => n3.p.get("A") !== undefined);
+      await sleep(300);
+      assert.equal(dups.join(), "");
+      assert.equal(a2.p.duplicate, false);
+      // A second process started with n1's name.
+      b = await node(nats, "n1", { onDuplicate: () => dups.push("b") });
+      b.p.join("B", "n1");
+      await waitFor("a duplicate seen", () => dups.length > 0, 1_000);
+      const stopped = dups[0] === "a2" ? a2 : b;
+      assert.equal(stopped.p.duplicate, true);
+      assert.ok(stopped.logs.includes("cluster-duplicate-node"));
+      // Puts of key n1 in the next second: the other one's heartbeats only.
+      const watcher = await (await new Kvm(n3.nc).open(presenceBucket(CLUSTER)))
+        .watch({ key: "n1", include: "updates" as never });
+      let puts = 0;
+      const counting = (async () => {
+        for await (const _ of watcher) puts++;
+      })();
+      await sleep(1_000);
+      watcher.stop();
+      await counting;
+      const most = 1_000 / FAST.heartbeatMs! + 4;
+      assert.ok(puts <= most, `${puts} puts of n1 in 1 s (at most ${most})`);
+      assert.ok(dups.length <= 2, dups.join());
+    } finally {
+      await closeAll(a2, n3, ...(b ? [b] : []));
+    }
+  });
+});
+
+Deno.test("NatsPresence: a snapshot of an earlier boot replayed to a node that only saw the live boot is refused (older time)", async () => {
+  await withNats(async (nats) => {
+    const n1 = await node(nats, "n1");
+    n1.p.join("Old", "n1");
+    await sleep(100);
+    const kv = await new Kvm(n1.nc).open(presenceBucket(CLUSTER));
+    const captured = (await kv.get("n1"))!.value.slice();
+    await n1.p.crash();
+    await n1.nc.close();
+    const n1b = await node(nats, "n1"); // a new boot
+    n1b.p.join("New", "n1");
+    const n3 = await node(nats, "n3"); // never saw the first boot
+    const evil = await connectTo(nats);
+    try {
+      await waitFor("New on n3", () => n3.p.get("New") !== undefined);
+      const ekv = await new Kvm(evil).open(presenceBucket(CLUSTER));
+      await ekv.put("n1", captured);
+      await waitFor("refused", () => n3.p.refused === 1);
+      await sleep(100);
+      assert.deepEqual(n3.p.refusals(), { "cluster-replayed": 1 });
+      assert.deepEqual(names(n3), ["New@n1"]);
+      assert.ok(!n3.changes.some((c) => c.includes("Old")), n3.changes.join());
+      assert.equal(n1b.p.duplicate, false, "an earlier boot is no duplicate");
+    } finally {
+      await evil.close();
+      await closeAll(n1b, n3);
+    }
+  });
+});
+
+Deno.test("ClusterNode: a second node started with a taken name is told (onDuplicate) and stops putting; without the option it prints one line and exits", async () => {
+  await withNats(async (nats) => {
+    const dups: string[] = [];
+    const join = () =>
+      ClusterNode.join({
+        servers: [nats.url],
+        node: "n1",
+        clusterKey: new Uint8Array(KEY),
+        cluster: CLUSTER,
+        presenceTiming: FAST,
+        reconnectTimeWaitMs: 50,
+        onDuplicate: (name) => dups.push(name),
+      });
+    const a = await join();
+    const b = await join();
+    try {
+      await waitFor("told", () => dups.length > 0, 1_000);
+      assert.equal(dups[0], "n1");
+      assert.ok(a.presence.duplicate || b.presence.duplicate);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+    // The default: a process that joins as n2 while another process puts
+    // n2's snapshots (sealed with the key, another boot) exits.
+    const nc = await connectTo(nats);
+    const kv = await new Kvm(nc).open(presenceBucket(CLUSTER));
+    let seq = 0;
+    const other = setInterval(() => {
+      kv.put(
+        "n2",
+        sealEnvelope(new ClusterKeys(KEY), {
+          node: "n2",
+          boot: new Uint8Array(8).fill(7),
+          seq: ++seq,
+          time: Date.now(),
+          subject: `$KV.${presenceBucket(CLUSTER)}.n2`,
+          payload: utf8('{"t":"snapshot","node":"n2","users":[]}'),
+        }),
+      ).catch(() => {});
+    }, 50);
+    const dir = await Deno.makeTempDir();
+    try {
+      const script = `${dir}/dup.ts`;
+      await Deno.writeTextFile(
+        script,
+        `import { ClusterNode } from ${
+          JSON.stringify(
+            new URL("../../lib/server/nats/mod.ts", import.meta.url).href,
+          )
+        };
+await ClusterNode.join({ servers: [${JSON.stringify(nats.url)}], node: "n2",
+  clusterKey: new Uint8Array(${JSON.stringify([...KEY])}), cluster: ${
+          JSON.stringify(CLUSTER)
+        },
+  presenceTiming: ${JSON.stringify(FAST)} });
+await new Promise((r) => setTimeout(r, 10_000));
+Deno.exit(0);
+`,
+      );
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "--config",
+          new URL("../../deno.json", import.meta.url).pathname,
+          script,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const err = new TextDecoder().decode(out.stderr).trim().split("\n");
+      assert.equal(out.code, 1, err.join("\n"));
+      assert.deepEqual(err, [
+        `im: error: another process runs as node n2 of cluster ${CLUSTER}; stopping this one (give each node its own --node)`,
+      ]);
+    } finally {
+      clearInterval(other);
+      await nc.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
 });

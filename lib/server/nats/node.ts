@@ -61,6 +61,12 @@ export interface ClusterNodeOptions {
   connectTimeoutMs?: number;
   /** Wait between reconnects (default 1 s; tests shorten it). */
   reconnectTimeWaitMs?: number;
+  /**
+   * Another process runs with this node's name (presence's
+   * `cluster-duplicate-node`; this node has stopped putting its snapshot).
+   * Default: one error line on stderr and the process exits (code 1).
+   */
+  onDuplicate?: (node: string) => void;
 }
 
 /** One node of a cluster: NATS, presence, delivery. */
@@ -135,6 +141,15 @@ export class ClusterNode {
         onReplaced: (name, by) => {
           log("replaced", { user: name, by: by.node });
           to.server?.kick(name, "replaced");
+        },
+        onDuplicate: () => {
+          if (o.onDuplicate) return o.onDuplicate(o.node);
+          // Two processes with one --node overwrite each other's users:
+          // this one stops at once (presence logged cluster-duplicate-node).
+          console.error(
+            `im: error: another process runs as node ${o.node} of cluster ${cluster}; stopping this one (give each node its own --node)`,
+          );
+          Deno.exit(1);
         },
       });
       let delivery: NatsDelivery;

@@ -4,26 +4,38 @@
  * them as one **snapshot** under its key of the KV bucket
  * `im_<cluster>_presence` (history 1, max age 10 s): a sealed envelope
  * (11.2) bound to the key's subject `$KV.<bucket>.<node>`, whose payload is
- * `{"t":"snapshot","node":N,"users":[{name,state,addr,partner,isHost,ticketId,since}]}`.
+ * `{"t":"snapshot","node":N,"users":[{name,state,addr,partner,isHost,ticketId,since}]}`
+ * (and `"leaving":true`, with no users, in the last one of a clean close).
  * It puts one after each change of its users (coalesced, at most every
- * 100 ms) and at least every 2 s. It watches the bucket and keeps, per
- * other node, the newest snapshot that verified; its view is its own users
- * and those of the snapshots younger than 6 s (by the KV entry's server
- * time, checked every 1 s), and every change of that view, remote ones
- * included, is told to listeners as a `join`, `leave` or `update`.
+ * 100 ms, whatever asks for the put) and at least every 2 s. It watches the
+ * bucket and keeps, per other node, the newest snapshot that verified; its
+ * view is its own users and those of the snapshots younger than 6 s (by the
+ * KV entry's server time, checked every 1 s), and every change of that
+ * view, remote ones included, is told to listeners as a `join`, `leave` or
+ * `update`. A node leaves the view when its snapshot is stale or when its
+ * verified leaving snapshot arrives; a DEL or PURGE of its key changes
+ * nothing (anyone who can write to NATS can send one).
  *
  * A user in two places resolves to the later `since` (its login time on
  * that node), ties to the greater node name in byte order, on every node
- * alike. When one of this node's users loses so, `onReplaced(name, by)` is
+ * alike. A local login takes `since = max(now, the greatest since another
+ * node has for that user + 1)`, so the newer login wins whatever the
+ * clocks. When one of this node's users loses, `onReplaced(name, by)` is
  * called once: the server closes that connection as rule 2.10's newer
  * login (`replaced`), which ends in `leave(name)` here.
  *
  * NATS routes and stores the snapshots but can neither read nor forge
  * them: an envelope that does not verify (another key, another subject,
- * stale, replayed) or whose payload is not a snapshot of the node of its
- * key is refused: counted, logged (`cluster-refused`), and it changes
- * nothing. Someone who can write to NATS can still delete a node's key,
- * which hides its users until its next put (at most 2 s).
+ * stale, replayed), whose payload is not a snapshot of the node of its
+ * key, or that is older (by its sealed time; by seq within one boot) than
+ * the newest accepted of that node is refused: counted, logged
+ * (`cluster-refused`), and it changes nothing. A verified envelope under
+ * this node's own key from another boot, sealed after this one started and
+ * written after its first put, is a second process with the same node
+ * name: logged (`cluster-duplicate-node`), `onDuplicate` called, and this
+ * node puts nothing more. When the bucket is gone (NATS came back without
+ * its JetStream data) it is made again and watched again; `partial` is
+ * true while NATS is down, a put fails or the watch fails.
  *
  * @example
  * ```ts ignore
@@ -32,7 +44,7 @@
  * const presence = await NatsPresence.open({ nc, cluster: "team", node: "n1", keys });
  * presence.join("A", "n1");           // on n1's view at once, on the others' within ~100 ms
  * presence.list();                    // n1's users and the other nodes' fresh snapshots
- * await presence.close();             // deletes n1's key: the others drop its users
+ * await presence.close();             // a leaving snapshot: the others drop its users
  * await nc.close();
  * ```
  * @module
@@ -111,6 +123,12 @@ export interface NatsPresenceOptions {
   onReplaced?: (name: string, by: PresenceEntry) => void;
   /** {@link NatsPresence.partial} changed (`!list` says so). */
   onPartialChange?: (partial: boolean) => void;
+  /**
+   * Another process puts snapshots under this node's name (two started
+   * with one `--node`): this one has stopped putting; the caller should
+   * stop it. Called once, after `cluster-duplicate-node` is logged.
+   */
+  onDuplicate?: (other: { boot: string; time: number }) => void;
   /** Told when a listener throws; the other listeners are still called. */
   onListenerError?: (error: unknown) => void;
   /** Shorter timings, for tests. */
@@ -122,6 +140,20 @@ interface Held {
   entry: PresenceEntry;
   /** When it logged in on that node (ms, that node's clock). */
   since: number;
+}
+
+/** A snapshot's payload, read. */
+interface Parsed {
+  users: Map<string, Held>;
+  /** The node's last snapshot: it closed. */
+  leaving: boolean;
+}
+
+/** The newest envelope accepted of a node: an older one is refused (11.3). */
+interface Newest {
+  time: number;
+  boot: string;
+  seq: number;
 }
 
 /** The newest verified snapshot of another node. */
@@ -181,19 +213,27 @@ function malformed(why: string): ProtocolError {
  * Read a snapshot's payload (11.3).
  * @throws {ProtocolError} `cluster-malformed`
  */
-function parseSnapshot(payload: Uint8Array, node: string): Map<string, Held> {
+function parseSnapshot(payload: Uint8Array, node: string): Parsed {
   let msg: unknown;
   try {
     msg = JSON.parse(fromUtf8(payload, "snapshot"));
   } catch {
     throw malformed("not JSON");
   }
-  const m = msg as { t?: unknown; node?: unknown; users?: unknown };
+  const m = msg as {
+    t?: unknown;
+    node?: unknown;
+    users?: unknown;
+    leaving?: unknown;
+  };
   if (typeof msg !== "object" || msg === null || m.t !== "snapshot") {
     throw malformed("not a snapshot");
   }
   if (m.node !== node) throw malformed(`node "${m.node}" under key ${node}`);
   if (!Array.isArray(m.users)) throw malformed("no users");
+  if (m.leaving !== undefined && m.leaving !== true) throw malformed("leaving");
+  const leaving = m.leaving === true;
+  if (leaving && m.users.length > 0) throw malformed("users while leaving");
   const users = new Map<string, Held>();
   for (const u of m.users as unknown[]) {
     const x = u as Record<string, unknown>;
@@ -236,7 +276,7 @@ function parseSnapshot(payload: Uint8Array, node: string): Map<string, Held> {
     }
     users.set(name, { entry: makeEntry(name, node, fields), since });
   }
-  return users;
+  return { users, leaving };
 }
 
 /**
@@ -248,26 +288,34 @@ function parseSnapshot(payload: Uint8Array, node: string): Map<string, Held> {
  * snapshot); `leave` and `update` of a user not connected here return
  * undefined and change nothing, even when another node has it online.
  * Reads and listeners are of the whole view. Open it with
- * {@link NatsPresence.open}; {@link NatsPresence.close} deletes its key.
+ * {@link NatsPresence.open}; {@link NatsPresence.close} puts a leaving
+ * snapshot, then deletes its key.
  */
 export class NatsPresence implements Presence {
   readonly node: string;
   readonly bucket: string;
-  readonly #kv: KV;
+  readonly #kvm: Kvm;
+  #kv: KV;
   readonly #nc: NatsConnection;
   readonly #keys: ClusterKeys;
   readonly #now: () => number;
   readonly #log: Logger;
   readonly #onReplaced: (name: string, by: PresenceEntry) => void;
   readonly #onPartialChange: (partial: boolean) => void;
+  readonly #onDuplicate: (other: { boot: string; time: number }) => void;
   readonly #onListenerError: (error: unknown) => void;
   readonly #t: PresenceTiming;
   readonly #subject: string;
   readonly #boot = randomBytes(8);
+  readonly #bootHex = this.#boot.toHex();
   readonly #window = new EnvelopeWindow();
+  /** When this boot started (this node's clock). */
+  readonly #started: number;
 
   #own = new Map<string, Held & { told: boolean }>();
   #remote = new Map<string, Snapshot>();
+  /** Per other node, the newest envelope accepted; kept after it is dropped. */
+  #newest = new Map<string, Newest>();
   /** The resolved view: one entry per online user. */
   #view = new Map<string, PresenceEntry>();
   /** Nodes dropped as dead, and when: their replay windows are forgotten later. */
@@ -285,22 +333,32 @@ export class NatsPresence implements Presence {
   #putTimer: ReturnType<typeof setTimeout> | undefined;
   #putDue = Infinity;
   #putFailing = false;
+  /** The KV revision of our first put in this bucket (a later foreign one is a duplicate). */
+  #ownRev: number | undefined;
+  /** Another process puts under our name: nothing more is put. */
+  #duplicate = false;
+  #remaking: Promise<void> | undefined;
   #checkTimer: ReturnType<typeof setInterval>;
 
   #watcher: { stop(): void } | undefined;
+  /** Since when (Date.now()) a put succeeded that the watch has not shown yet. */
+  #echoSince: number | undefined;
   #watching: Promise<void>;
   #rewatchTimer: ReturnType<typeof setTimeout> | undefined;
   #rewatchWake: (() => void) | undefined;
   #statusIter: { stop(): void } | undefined;
   #statusLoop: Promise<void>;
   #partial = false;
+  #linkDown = false;
+  #watchFailing = false;
   #closed = false;
   #refused = 0;
   #refusedByCode = new Map<string, number>();
 
-  private constructor(o: NatsPresenceOptions, kv: KV) {
+  private constructor(o: NatsPresenceOptions, kvm: Kvm, kv: KV) {
     this.node = o.node;
     this.bucket = presenceBucket(o.cluster);
+    this.#kvm = kvm;
     this.#kv = kv;
     this.#nc = o.nc;
     this.#keys = o.keys;
@@ -308,8 +366,10 @@ export class NatsPresence implements Presence {
     this.#log = o.log ?? (() => {});
     this.#onReplaced = o.onReplaced ?? (() => {});
     this.#onPartialChange = o.onPartialChange ?? (() => {});
+    this.#onDuplicate = o.onDuplicate ?? (() => {});
     this.#onListenerError = o.onListenerError ?? (() => {});
     this.#t = timingOf(o.timing);
+    this.#started = this.#now();
     this.#subject = `$KV.${this.bucket}.${this.node}`;
     this.#checkTimer = setInterval(() => this.#expire(), this.#t.checkMs);
     const status = o.nc.status();
@@ -334,17 +394,18 @@ export class NatsPresence implements Presence {
       throw new RangeError(`node name "${o.node}" (rule 2.9)`);
     }
     const js = jetstream(o.nc, { timeout: timingOf(o.timing).putTimeoutMs });
-    const kv = await new Kvm(js).create(presenceBucket(o.cluster), {
-      history: 1,
-      ttl: PRESENCE_MAX_AGE_MS,
-    });
-    const p = new NatsPresence(o, kv);
+    const kvm = new Kvm(js);
+    const kv = await kvm.create(presenceBucket(o.cluster), BUCKET);
+    const p = new NatsPresence(o, kvm, kv);
     p.#dirty = true;
     await p.#flush();
     return p;
   }
 
-  /** True while NATS cannot be reached: the view may lack other nodes' users. */
+  /**
+   * True while NATS cannot be reached, our snapshot cannot be put or the
+   * bucket cannot be watched: the view may lack other nodes' users.
+   */
   get partial(): boolean {
     return this.#partial;
   }
@@ -364,6 +425,11 @@ export class NatsPresence implements Presence {
     return Object.fromEntries(this.#refusedByCode);
   }
 
+  /** True once another process was seen putting under this node's name (nothing is put since). */
+  get duplicate(): boolean {
+    return this.#duplicate;
+  }
+
   /** The other nodes whose snapshot is in the view now, sorted. */
   nodes(): string[] {
     return [...this.#remote.keys()].sort();
@@ -376,7 +442,14 @@ export class NatsPresence implements Presence {
       );
     }
     const e = makeEntry(name, node, { state: "IDLE" });
-    this.#own.set(name, { entry: e, since: this.#now(), told: false });
+    // Later than every other login of this name we know of, whatever the
+    // clocks say: the newer login wins on every node (11.3).
+    let since = this.#now();
+    for (const s of this.#remote.values()) {
+      const h = s.users.get(name);
+      if (h && h.since >= since) since = h.since + 1;
+    }
+    this.#own.set(name, { entry: e, since, told: false });
     this.#changed();
     this.#apply([name], true);
     return e;
@@ -423,8 +496,10 @@ export class NatsPresence implements Presence {
 
   /**
    * Leave the cluster: stop the timers and the watch, wait for a put under
-   * way, and delete this node's key (the others drop its users at once).
-   * The connection stays the caller's. Idempotent.
+   * way, put a leaving snapshot (the others drop this node's users at once)
+   * and delete this node's key. Nothing is put or deleted once another
+   * process was seen under this node's name. The connection stays the
+   * caller's. Idempotent.
    */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -432,9 +507,13 @@ export class NatsPresence implements Presence {
     await this.#putting;
     await this.#watching;
     await this.#statusLoop;
-    if (!this.#nc.isClosed()) {
+    if (!this.#nc.isClosed() && !this.#duplicate) {
       try {
-        await this.#kv.delete(this.node); // the JetStream timeout: putTimeoutMs
+        // The JetStream timeout of both: putTimeoutMs.
+        await this.#kv.put(this.node, this.#seal([], true), {
+          timeout: this.#t.putTimeoutMs,
+        });
+        await this.#kv.delete(this.node);
       } catch (e) {
         this.#log("cluster-presence-delete-failed", {
           node: this.node,
@@ -489,6 +568,12 @@ export class NatsPresence implements Presence {
     for (const name of [...names].sort()) {
       const old = this.#view.get(name);
       const now = this.#resolve(name);
+      // Told even when the view did not change (it showed the winner already).
+      const own = this.#own.get(name);
+      if (own && !own.told && now && now.node !== this.node) {
+        own.told = true;
+        replaced.push([name, now]);
+      }
       if (now === old) continue;
       if (!now) {
         this.#view.delete(name);
@@ -506,11 +591,6 @@ export class NatsPresence implements Presence {
       } else {
         this.#view.set(name, now);
         this.#tell({ kind: "update", entry: now, previous: old });
-      }
-      const own = this.#own.get(name);
-      if (own && !own.told && now && now.node !== this.node) {
-        own.told = true;
-        replaced.push([name, now]);
       }
     }
     for (const [name, by] of replaced) {
@@ -544,6 +624,16 @@ export class NatsPresence implements Presence {
 
   /** Drop the snapshots too old to be of a live node (their users leave). */
   #expire(): void {
+    // A watch that does not show our own put is dead (its stream was
+    // deleted under it): watch again.
+    if (
+      this.#echoSince !== undefined && this.#watcher &&
+      Date.now() - this.#echoSince > this.#t.staleMs / 2
+    ) {
+      this.#echoSince = undefined;
+      this.#log("cluster-presence-watch-stalled", { node: this.node });
+      this.#watcher.stop();
+    }
     const now = this.#now();
     for (const [node, s] of this.#remote) {
       if (now - s.created > this.#t.staleMs) {
@@ -555,16 +645,17 @@ export class NatsPresence implements Presence {
     for (const [node, at] of this.#gone) {
       if (now - at > 2 * 120_000 && !this.#remote.has(node)) {
         this.#window.forget(node);
+        this.#newest.delete(node);
         this.#gone.delete(node);
       }
     }
   }
 
   #drop(node: string): void {
+    this.#gone.set(node, this.#now());
     const s = this.#remote.get(node);
     if (!s) return;
     this.#remote.delete(node);
-    this.#gone.set(node, this.#now());
     this.#apply(s.users.keys());
   }
 
@@ -581,14 +672,19 @@ export class NatsPresence implements Presence {
           break;
         }
         this.#watcher = w;
+        this.#watchFailing = false;
+        this.#refreshPartial();
         delay = 100;
         for await (const e of w) this.#onEntry(e);
       } catch (e) {
         if (this.#closed) break;
+        this.#watchFailing = true;
+        this.#refreshPartial();
         this.#log("cluster-presence-watch-failed", {
           node: this.node,
           error: e instanceof Error ? e.message : String(e),
         });
+        if (isGone(e)) await this.#remake();
       }
       this.#watcher = undefined;
       if (this.#closed || this.#nc.isClosed()) break;
@@ -601,28 +697,76 @@ export class NatsPresence implements Presence {
     }
   }
 
+  /**
+   * The bucket is gone (NATS came back without its JetStream data): make it
+   * again, watch it again and put our snapshot. One at a time; nothing when
+   * it is there.
+   */
+  #remake(): Promise<void> {
+    this.#remaking ??= (async () => {
+      try {
+        try {
+          await this.#kv.status();
+          return; // there: the trouble is elsewhere
+        } catch (e) {
+          if (!isGone(e)) return;
+        }
+        if (this.#closed) return;
+        this.#kv = await this.#kvm.create(this.bucket, BUCKET);
+        this.#ownRev = undefined; // revisions start again
+        this.#log("cluster-presence-bucket-made", {
+          node: this.node,
+          bucket: this.bucket,
+        });
+        this.#watcher?.stop();
+        this.#rewatchWake?.();
+        this.#changed();
+      } catch (e) {
+        this.#log("cluster-presence-bucket-failed", {
+          node: this.node,
+          error: e instanceof Error ? e.message : String(e),
+        });
+      } finally {
+        this.#remaking = undefined;
+      }
+    })();
+    return this.#remaking;
+  }
+
+  /** Count and log a refused envelope. */
+  #refuse(from: string, err: unknown): void {
+    const code = err instanceof ProtocolError ? err.code : "cluster-malformed";
+    this.#refused++;
+    this.#refusedByCode.set(code, (this.#refusedByCode.get(code) ?? 0) + 1);
+    this.#log("cluster-refused", {
+      node: this.node,
+      from,
+      code,
+      reason: err instanceof Error ? err.message : String(err),
+    });
+  }
+
   /** One entry of the bucket, as the watch shows it. */
   #onEntry(e: KvEntry): void {
     if (this.#closed) return;
     const node = e.key;
-    if (node === this.node) {
-      // Ours, or a copy left by an earlier boot of this node, or someone
-      // else's write: anything but one of our puts is overwritten now.
-      const mine = e.operation === "PUT" &&
-        this.#recent.some((b) => equalBytes(b, e.value));
-      if (!mine) this.#changed(true);
+    const own = node === this.node;
+    if (e.operation !== "PUT") {
+      // Anyone who can write to NATS can delete a key: a node leaves the
+      // view by its leaving snapshot or by age, never by a delete (11.3).
+      if (own) this.#changed(); // ours is put again
       return;
     }
-    if (e.operation !== "PUT") {
-      this.#drop(node); // the node closed (or its key was purged)
+    if (own && this.#recent.some((b) => equalBytes(b, e.value))) {
+      this.#echoSince = undefined; // the watch is alive
       return;
     }
     const created = e.created.getTime();
     const held = this.#remote.get(node);
     if (held && equalBytes(held.bytes, e.value)) return; // seen (a watch again)
-    if (this.#now() - created > this.#t.staleMs) return; // a dead node's
-    let users: Map<string, Held>;
-    let boot: string, seq: number;
+    if (!own && this.#now() - created > this.#t.staleMs) return; // a dead node's
+    let parsed: Parsed;
+    let boot: string, seq: number, time: number;
     try {
       const opened = openEnvelope(this.#keys, e.value, {
         subject: `$KV.${this.bucket}.${node}`,
@@ -632,28 +776,70 @@ export class NatsPresence implements Presence {
       if (opened.node !== node) {
         throw malformed(`node ${opened.node}'s envelope under key ${node}`);
       }
-      users = parseSnapshot(opened.payload, node);
+      parsed = parseSnapshot(opened.payload, node);
       boot = opened.boot.toHex();
       seq = opened.seq;
+      time = opened.time;
+      const last = own ? undefined : this.#newest.get(node);
+      if (
+        last &&
+        (last.boot === boot ? seq < last.seq : time < last.time)
+      ) {
+        throw new ProtocolError(
+          "cluster-replayed",
+          `Snapshot refused: older than the newest of ${node} (sealed at ${time}, boot ${boot} seq ${seq}; the newest at ${last.time}, boot ${last.boot} seq ${last.seq})`,
+        );
+      }
     } catch (err) {
-      const code = err instanceof ProtocolError
-        ? err.code
-        : "cluster-malformed";
-      this.#refused++;
-      this.#refusedByCode.set(code, (this.#refusedByCode.get(code) ?? 0) + 1);
-      this.#log("cluster-refused", {
-        node: this.node,
-        from: node,
-        code,
-        reason: err instanceof Error ? err.message : String(err),
-      });
+      this.#refuse(node, err);
+      if (own) this.#changed(); // whatever it was, ours is put again
       return;
     }
-    if (held && held.boot === boot && held.seq > seq) return; // older
+    if (own) {
+      this.#onOwnKey(e, boot, time);
+      return;
+    }
+    this.#newest.set(node, { time, boot, seq });
+    if (parsed.leaving) {
+      this.#log("cluster-node-gone", { node, leaving: true });
+      this.#drop(node);
+      return;
+    }
+    const users = parsed.users;
     const names = new Set([...users.keys(), ...(held?.users.keys() ?? [])]);
     this.#remote.set(node, { users, created, boot, seq, bytes: e.value });
     this.#gone.delete(node);
     this.#apply(names);
+  }
+
+  /**
+   * A verified envelope under our own key that is not one of our puts: an
+   * earlier envelope of ours, a copy left by an earlier boot (put over now),
+   * or another process running with our node name.
+   */
+  #onOwnKey(e: KvEntry, boot: string, time: number): void {
+    const duplicate = boot !== this.#bootHex && time >= this.#started &&
+      this.#ownRev !== undefined && e.revision > this.#ownRev;
+    if (!duplicate) {
+      this.#changed();
+      return;
+    }
+    if (this.#duplicate) return;
+    this.#duplicate = true;
+    clearTimeout(this.#putTimer);
+    this.#putTimer = undefined;
+    this.#log("cluster-duplicate-node", {
+      node: this.node,
+      boot: this.#bootHex,
+      other: boot,
+      error:
+        `another process puts presence as node ${this.node} (two started with one --node): this one puts nothing more`,
+    });
+    try {
+      this.#onDuplicate({ boot, time });
+    } catch (err) {
+      this.#onListenerError(err);
+    }
   }
 
   // --- the connection -----------------------------------------------------
@@ -662,21 +848,34 @@ export class NatsPresence implements Presence {
     try {
       for await (const s of status) {
         if (this.#closed) break;
-        if (s.type === "disconnect") this.#setPartial(true);
-        else if (s.type === "reconnect") {
-          this.#setPartial(false);
-          // Read every node's snapshot again, and put ours at once (11.5).
+        if (s.type === "disconnect") {
+          this.#linkDown = true;
+          this.#refreshPartial();
+        } else if (s.type === "reconnect") {
+          this.#linkDown = false;
+          // Partial until the bucket is watched again (the view is old).
+          this.#watchFailing = true;
+          this.#refreshPartial();
+          // Read every node's snapshot again, and put ours (11.5).
           this.#watcher?.stop();
           this.#rewatchWake?.();
-          this.#changed(true);
-        } else if (s.type === "close") this.#setPartial(true);
+          this.#changed();
+        } else if (s.type === "close") {
+          this.#linkDown = true;
+          this.#refreshPartial();
+        }
       }
     } catch { /* the connection closed */ }
-    if (!this.#closed && this.#nc.isClosed()) this.#setPartial(true);
+    if (!this.#closed && this.#nc.isClosed()) {
+      this.#linkDown = true;
+      this.#refreshPartial();
+    }
   }
 
-  #setPartial(partial: boolean): void {
-    if (this.#partial === partial) return;
+  /** Partial while the link is down, a put fails or the watch fails. */
+  #refreshPartial(): void {
+    const partial = this.#linkDown || this.#putFailing || this.#watchFailing;
+    if (this.#partial === partial || this.#closed) return;
     this.#partial = partial;
     this.#log(partial ? "cluster-unreachable" : "cluster-reachable", {
       node: this.node,
@@ -691,17 +890,17 @@ export class NatsPresence implements Presence {
   // --- putting our snapshot -----------------------------------------------
 
   /**
-   * Our users changed: put the snapshot once `coalesceMs` passed since the
-   * last put (at once with `now`).
+   * Our users changed, or our key must be put again: put the snapshot once
+   * `coalesceMs` passed since the last put, whatever asked for it.
    */
-  #changed(now = false): void {
+  #changed(): void {
     this.#dirty = true;
-    this.#plan(now ? 0 : this.#lastPut + this.#t.coalesceMs);
+    this.#plan(this.#lastPut + this.#t.coalesceMs);
   }
 
   /** Have the next put happen at `at` (Date.now() time), or earlier if already planned so. */
   #plan(at: number): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#duplicate) return;
     if (this.#putTimer !== undefined && this.#putDue <= at) return;
     clearTimeout(this.#putTimer);
     this.#putDue = at;
@@ -718,6 +917,7 @@ export class NatsPresence implements Presence {
       this.#dirty = true;
       return this.#putting;
     }
+    if (this.#duplicate) return Promise.resolve();
     this.#dirty = false;
     const p = this.#put().finally(() => {
       this.#putting = undefined;
@@ -729,13 +929,18 @@ export class NatsPresence implements Presence {
     return p;
   }
 
-  async #put(): Promise<void> {
-    const users = [...this.#own.values()].map(({ entry, since }) => {
-      const { node: _, ...u } = entry;
-      return { ...u, since };
-    });
+  /** Seal a snapshot of `users` for our key. */
+  #seal(
+    users: (Omit<PresenceEntry, "node"> & { since: number })[],
+    leaving = false,
+  ): Uint8Array {
     const payload = utf8(
-      JSON.stringify({ t: "snapshot", node: this.node, users }),
+      JSON.stringify({
+        t: "snapshot",
+        node: this.node,
+        users,
+        ...(leaving && { leaving: true }),
+      }),
     );
     const env = sealEnvelope(this.#keys, {
       node: this.node,
@@ -747,24 +952,52 @@ export class NatsPresence implements Presence {
     });
     this.#recent.push(env);
     if (this.#recent.length > RECENT_OWN) this.#recent.shift();
+    return env;
+  }
+
+  async #put(): Promise<void> {
+    const env = this.#seal(
+      [...this.#own.values()].map(({ entry, since }) => {
+        const { node: _, ...u } = entry;
+        return { ...u, since };
+      }),
+    );
     this.#lastPut = Date.now();
     try {
-      await this.#kv.put(this.node, env, { timeout: this.#t.putTimeoutMs });
+      const rev = await this.#kv.put(this.node, env, {
+        timeout: this.#t.putTimeoutMs,
+      });
+      // The first in this bucket; lower: the bucket was made again.
+      if (this.#ownRev === undefined || rev < this.#ownRev) this.#ownRev = rev;
+      this.#echoSince ??= Date.now();
       if (this.#putFailing) {
         this.#putFailing = false;
         this.#log("cluster-presence-put", { node: this.node, ok: true });
+        this.#refreshPartial();
       }
     } catch (e) {
-      // Put again at the next heartbeat, or at once when NATS is back.
+      // Put again at the next heartbeat, or once NATS is back; the bucket
+      // made again if it is gone.
       if (!this.#putFailing) {
         this.#putFailing = true;
         this.#log("cluster-presence-put-failed", {
           node: this.node,
           error: e instanceof Error ? e.message : String(e),
         });
+        this.#refreshPartial();
       }
+      if (!this.#linkDown && !this.#closed) await this.#remake();
     }
   }
+}
+
+/** The bucket's settings (11.3). */
+const BUCKET = { history: 1, ttl: PRESENCE_MAX_AGE_MS };
+
+/** Does this NATS error say the bucket's stream is not there? */
+function isGone(e: unknown): boolean {
+  const m = e instanceof Error ? e.message : String(e);
+  return /stream not found|bucket not found|no stream/i.test(m);
 }
 
 /** The timings, the defaults where not given. */
