@@ -616,8 +616,12 @@ export class Rooms {
     const own = room.own;
     if (!own || own.epoch !== epoch) return;
     const report = (code: string, why: string) => {
-      // A room we left or an epoch that moved on meanwhile: nothing to say.
+      // A room we left or an epoch that moved on meanwhile: nothing to say;
+      // nor when the server says we are no member (our own leave or a
+      // removal raced the hand-out: the change itself is shown when its
+      // entry comes).
       if (this.#rooms.get(room.name) !== room || room.own !== own) return;
+      if (code === "not-a-member" || code === "no-room") return;
       this.#ctx.print({
         kind: "error",
         code,

@@ -734,7 +734,7 @@ Deno.exit(0);
       const err = new TextDecoder().decode(out.stderr).trim().split("\n");
       assert.equal(out.code, 1, err.join("\n"));
       assert.deepEqual(err, [
-        `im: error: another process runs as node n2 of cluster ${CLUSTER}; stopping this one (give each node its own --node)`,
+        `im: error: another process runs as node n2 of cluster ${CLUSTER}; stopping this one (give each node a name of its own)`,
       ]);
     } finally {
       clearInterval(other);

@@ -144,10 +144,10 @@ export class ClusterNode {
         },
         onDuplicate: () => {
           if (o.onDuplicate) return o.onDuplicate(o.node);
-          // Two processes with one --node overwrite each other's users:
+          // Two processes with one node name overwrite each other's users:
           // this one stops at once (presence logged cluster-duplicate-node).
           console.error(
-            `im: error: another process runs as node ${o.node} of cluster ${cluster}; stopping this one (give each node its own --node)`,
+            `im: error: another process runs as node ${o.node} of cluster ${cluster}; stopping this one (give each node a name of its own)`,
           );
           Deno.exit(1);
         },

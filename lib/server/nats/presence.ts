@@ -833,7 +833,7 @@ export class NatsPresence implements Presence {
       boot: this.#bootHex,
       other: boot,
       error:
-        `another process puts presence as node ${this.node} (two started with one --node): this one puts nothing more`,
+        `another process puts presence as node ${this.node} (two processes started with one node name): this one puts nothing more`,
     });
     try {
       this.#onDuplicate({ boot, time });
