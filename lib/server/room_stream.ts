@@ -148,8 +148,12 @@ export class RoomStream {
   wakeGates(): void {
     if (this.#closed) return;
     let any = false;
+    // A pump under way may be deciding a gate on a read of the mail log
+    // made before this acknowledgement (and set `gated` after it): every
+    // room looks again then, or that gate would wait for the next wake.
+    const racing = this.#running !== undefined;
     for (const c of this.#rooms.values()) {
-      if (c.gated) {
+      if (c.gated || racing) {
         this.#dirty.add(c.name);
         any = true;
       }

@@ -1132,6 +1132,41 @@ Deno.test("the key gate: a room-msg after a sender's room-keys reaches a member 
   });
 });
 
+Deno.test("the key gate: a mail-ack that lands while the stream is reading the mail log for the gate still opens it (no wake is lost)", async () => {
+  await inWorld(async (w) => {
+    const { a, b, list } = await team(w);
+    await b.send({ t: "mailbox", window: 16 });
+    await b.nth("synced", 1);
+    await a.request({
+      t: "room-keys",
+      room: "team",
+      epoch: 1,
+      mails: [b64(mailBytes("A", "B")), b64(mailBytes("A", "C"))],
+    });
+    const mail = await b.nth("mail", 1);
+    // The stream's gate check reads B's mail log before B's mail-ack
+    // deletes the key mail, and learns the answer only after it.
+    const read = w.mail.read.bind(w.mail);
+    const gateRead = Promise.withResolvers<void>();
+    const release = Promise.withResolvers<void>();
+    w.mail.read = async (user, opts) => {
+      const got = await read(user, opts);
+      if (user === "B" && opts?.limit === 1 && opts.after === undefined) {
+        w.mail.read = read;
+        gateRead.resolve();
+        await release.promise;
+      }
+      return got;
+    };
+    await say(a, list, 5);
+    await gateRead.promise;
+    await b.send({ t: "mail-ack", upTo: mail.seq, delivered: [] });
+    await b.roundTrip(); // the acknowledgement was handled (and woke the gates)
+    release.resolve();
+    assert.equal(numberOf(await b.nth("room-msg", 1)), 5);
+  });
+});
+
 Deno.test("room-keys is refused, appending nothing: for another epoch (room-stale-epoch), a mail to a non-member, from another sender, two for one member or more mails than members (bad-mail)", async () => {
   await inWorld(async (w) => {
     const { a, list } = await team(w);
