@@ -42,6 +42,7 @@ import { benchMessages } from "./messages.ts";
 import { benchScale, type ScaleFigures } from "./scale.ts";
 import { benchMailCrypto } from "./mail.ts";
 import { benchMailFlow } from "./mail_flow.ts";
+import { benchRooms } from "./room.ts";
 
 /** Sections, in run order. */
 export const SECTIONS = [
@@ -49,6 +50,7 @@ export const SECTIONS = [
   "login",
   "messages",
   "mail",
+  "room",
   "scale",
 ] as const;
 
@@ -372,6 +374,13 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     await benchMailCrypto({ quick: opts.quick, report });
     await benchMailFlow({ quick: opts.quick, report });
     await endSection("mail");
+  }
+
+  if (want("room")) {
+    out("\n## room");
+    await waitQuiet("room");
+    await benchRooms({ quick: opts.quick, report });
+    await endSection("room");
   }
 
   let scale: ScaleFigures | null = null;
