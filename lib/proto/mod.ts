@@ -25,6 +25,7 @@ export * from "./peer_join.ts";
 export * from "./room_chain.ts";
 export * from "./room_list.ts";
 export * from "./room_msg.ts";
+export * from "./room_reader.ts";
 export * from "./steps.ts";
 export * from "./ticket.ts";
 export * from "./username.ts";
