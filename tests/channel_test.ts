@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ProtocolError, U64_MAX, utf8 } from "../lib/util/mod.ts";
+import { NetError, ProtocolError, U64_MAX, utf8 } from "../lib/util/mod.ts";
 import {
   RecordChannel,
   RecordOpener,
@@ -509,4 +509,44 @@ Deno.test("loss accounting: surplus refusals are forgotten at the next accepted 
       "message 2",
     ],
   );
+});
+
+Deno.test("a send that fails while the channel is being read does not end it at once: the records the peer sent before it went are still reported, then the end", async () => {
+  const { a, b, tb } = channels();
+  await a.send({ t: "msg", id: "1", text: "one" });
+  await a.send({ t: "closing", reason: "shutdown", message: "bye" });
+  // The socket under b refuses writes (the peer reset it), as TcpTransport
+  // does once a write failed; reading goes on.
+  tb.send = () => Promise.reject(new NetError("closed", "Connection lost"));
+  const seen: ChannelEvent[] = [];
+  for await (const ev of b.events()) {
+    seen.push(ev);
+    if (ev.kind === "message" && seen.length === 1) {
+      await assertRejectsIm(
+        () => b.send({ t: "ack", id: "1" }),
+        NetError,
+        "closed",
+      );
+      assert.ok(!b.closed, "a failed send ended a channel still being read");
+      await a.close("shutdown");
+    }
+  }
+  assert.deepEqual(seen.map((e) => e.kind), ["message", "message", "closed"]);
+  assert.deepEqual(seen[1], {
+    kind: "message",
+    msg: { t: "closing", reason: "shutdown", message: "bye" },
+  });
+  assert.equal(seen[2]?.kind === "closed" && seen[2].reason, "shutdown");
+});
+
+Deno.test("a send that fails while no one reads the channel ends it at once with connection-lost", async () => {
+  const { a, b, tb } = channels();
+  tb.send = () => Promise.reject(new NetError("closed", "Connection lost"));
+  await assertRejectsIm(
+    () => b.send({ t: "ack", id: "1" }),
+    NetError,
+    "closed",
+  );
+  assert.ok(b.closed);
+  await a.close();
 });

@@ -360,3 +360,32 @@ Deno.test("TcpTransport.remote names the peer address", async () => {
     p.done();
   }
 });
+
+Deno.test("TcpTransport: a send that fails because the peer reset the connection leaves the frames the peer wrote before it readable (a server's goodbye is not lost), then recv() ends with null", async () => {
+  const p = await rawPeer();
+  try {
+    // Our frame lands in the peer's socket and is never read, so the
+    // peer's close resets the connection (RST) instead of ending it.
+    await p.t.send(frameOf(10, 1));
+    const goodbye = frameOf(20, 7);
+    await p.raw.write(new Uint8Array([...prefix(goodbye.length), ...goodbye]));
+    await new Promise((r) => setTimeout(r, 50));
+    p.raw.close();
+    // The reset reaches us; a write then fails (sometimes the first one
+    // after the reset is still taken by the kernel).
+    let failed = false;
+    for (let i = 0; i < 50 && !failed; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      await p.t.send(frameOf(10, 2)).catch((e) => {
+        assert.ok(e instanceof NetError && e.code === "closed", String(e));
+        failed = true;
+      });
+    }
+    assert.ok(failed, "no send failed after the peer's reset");
+    await assertRejectsIm(() => p.t.send(frameOf(10, 3)), NetError, "closed");
+    assert.deepEqual(await p.t.recv(), goodbye);
+    assert.equal(await p.t.recv(), null);
+  } finally {
+    p.done();
+  }
+});

@@ -116,6 +116,9 @@ export class RecordChannel<In, Out> {
   #closeReason: string | undefined;
   #closeError: ImError | undefined;
   #wake: (() => void) | undefined;
+  /** Is {@link events} reading? Then it, not a failed send, ends the channel. */
+  #reading = false;
+  #lostTimer: ReturnType<typeof setTimeout> | undefined;
   #codec: RecordCodec<In, Out>;
 
   /**
@@ -227,7 +230,19 @@ export class RecordChannel<In, Out> {
     try {
       await this.transport.send(payload);
     } catch (e) {
-      this.#finish("connection-lost", e as ImError);
+      if (this.#reading && !this.#closed && !this.transport.closed) {
+        // Records the peer sent before it went (a CLOSE, the server's
+        // `closing`) are still to be read from a transport that only
+        // failed to write (one that closed itself, `send-queue-full`, has
+        // nothing more to give): the reader ends the channel at
+        // the end of the stream, or this timer does if the end never comes.
+        this.#lostTimer ??= setTimeout(
+          () => this.#finish("connection-lost", e as ImError),
+          CLOSE_TIMEOUT_MS,
+        );
+      } else {
+        this.#finish("connection-lost", e as ImError);
+      }
       throw e;
     }
   }
@@ -281,6 +296,7 @@ export class RecordChannel<In, Out> {
     this.#closeError = error;
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
+    clearTimeout(this.#lostTimer);
     this.transport.close();
     this.#sealer.wipe();
     this.#opener.wipe();
@@ -293,6 +309,15 @@ export class RecordChannel<In, Out> {
    * @returns the events
    */
   async *events(): AsyncGenerator<ChannelEvent<In>> {
+    this.#reading = true;
+    try {
+      yield* this.#read();
+    } finally {
+      this.#reading = false;
+    }
+  }
+
+  async *#read(): AsyncGenerator<ChannelEvent<In>> {
     while (!this.#closed) {
       let payload: Uint8Array | null;
       try {

@@ -58,6 +58,7 @@ export class TcpTransport implements FrameTransport, Farewell {
   #readBuf = new Uint8Array(READ_BUFFER_BYTES);
   #farewell: ((error: ProtocolError) => Uint8Array | undefined) | undefined;
   #closed = false;
+  #writeFailed = false;
   #eof = false;
   #reading: Promise<Uint8Array | null> | undefined;
 
@@ -118,7 +119,7 @@ export class TcpTransport implements FrameTransport, Farewell {
    *   `frame-too-large` or `empty-frame`; all as rejections, never synchronously
    */
   send(payload: Uint8Array): Promise<void> {
-    if (this.#closed) {
+    if (this.#closed || this.#writeFailed) {
       return Promise.reject(new NetError("closed", "Connection is closed"));
     }
     let frame: Uint8Array;
@@ -144,7 +145,12 @@ export class TcpTransport implements FrameTransport, Farewell {
           off += await this.conn.write(frame.subarray(off));
         }
       } catch (e) {
-        this.close();
+        // The peer is gone (a reset, most often: it closed with our bytes
+        // unread). What it wrote before it went, a server's goodbye say, is
+        // still in the socket: a pending or later recv() gets it, then the
+        // end. So the socket stays open for reading; sends are refused from
+        // now on, and the owner closes it (rule 1.0's "nothing lost").
+        this.#writeFailed = true;
         throw new NetError(
           "closed",
           `Connection to ${this.remote} lost: ${(e as Error).message}`,
