@@ -3,9 +3,10 @@
  * `im chat` processes (`deno run --allow-all main.ts ...`) on 127.0.0.1,
  * driven through their stdin and read through their `--json` stdout.
  *
- * - {@link sharedKeys}: one key directory per test file, provisioned once
- *   with `im keygen --bits 2048` (server and users A-F); {@link copyKeys}
- *   makes a variant without generating anything.
+ * - {@link sharedKeys}: one key directory per test file, a copy of one
+ *   provisioned once per test process with `im keygen --bits 2048` (server
+ *   and users A-F); {@link copyKeys} makes a variant without generating
+ *   anything.
  * - {@link withProcs}: runs a test body with a {@link Procs} that starts
  *   servers and clients and afterwards, pass or fail, stops every one of
  *   them (end of stdin, SIGTERM, SIGKILL as a last resort), awaits its exit
@@ -531,33 +532,116 @@ export async function runIm(
 let shared: Promise<string> | undefined;
 
 /**
- * The key directory of this test file: `im keygen --bits 2048` for the
- * server and users A-F, run once and removed when the test process ends.
+ * The key directory of this test file: a copy of {@link processKeys}, so
+ * what one file's processes write there (pins, mailboxes, rooms) never
+ * meets another file's; removed when the test process ends.
  * @returns its path
  */
 export function sharedKeys(): Promise<string> {
   shared ??= (async () => {
-    const base = await Deno.makeTempDir({ prefix: "im-e2e-" });
+    const dir = await copyKeys(await processKeys());
     globalThis.addEventListener("unload", () => {
       try {
-        Deno.removeSync(base, { recursive: true });
+        Deno.removeSync(dirname(dir), { recursive: true });
       } catch {
         // Already gone.
       }
     });
-    const dir = join(base, "keys");
-    // Seven 2048-bit keys: about a second, much more on a loaded machine.
-    const r = await runIm(["keygen", "--bits", "2048", "--dir", dir], 120_000);
-    if (r.code !== 0) {
-      throw new Error(
-        `keygen failed (exit ${r.code}, signal ${r.signal}): ${
-          r.stderr.join("\n")
-        }`,
-      );
-    }
     return dir;
   })();
   return shared;
+}
+
+/** Longest a test file waits for another to provision {@link processKeys}. */
+const PROVISION_WAIT_MS = 180_000;
+
+/**
+ * `im keygen --bits 2048` for the server and users A-F, run once per test
+ * process, not once per file: `deno test --parallel` runs every file in
+ * one process (one `Deno.pid`), and seven 2048-bit keys cost about 1.6 s
+ * of CPU each time. The first file to make `<tmp>/im-e2e-keys-<pid>`
+ * provisions `keys` in it (written aside, then renamed into place); the
+ * others wait for it. Each file registers itself in `users/` and the last
+ * to leave removes the directory; a file that comes after that provisions
+ * again.
+ * @returns the path of the provisioned directory (never written to)
+ */
+async function processKeys(): Promise<string> {
+  const base = join(
+    Deno.env.get("TMPDIR") ?? "/tmp",
+    `im-e2e-keys-${Deno.pid}`,
+  );
+  const keys = join(base, "keys");
+  const me = join(base, "users", crypto.randomUUID());
+  const deadline = Date.now() + PROVISION_WAIT_MS;
+  for (;;) {
+    let mine = false;
+    try {
+      await Deno.mkdir(base, { mode: 0o700 });
+      mine = true;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+    }
+    try {
+      await Deno.mkdir(join(base, "users"), { recursive: true });
+      await Deno.writeTextFile(me, "");
+    } catch {
+      continue; // removed by the last leaver meanwhile: start over
+    }
+    globalThis.addEventListener("unload", () => leaveProcessKeys(base, me));
+    if (mine) {
+      const aside = join(base, "keys.new");
+      const r = await runIm(
+        ["keygen", "--bits", "2048", "--dir", aside],
+        120_000,
+      );
+      if (r.code !== 0) {
+        await Deno.writeTextFile(join(base, "failed"), r.stderr.join("\n"));
+        throw new Error(
+          `keygen failed (exit ${r.code}, signal ${r.signal}): ${
+            r.stderr.join("\n")
+          }`,
+        );
+      }
+      await Deno.rename(aside, keys);
+      return keys;
+    }
+    while (Date.now() < deadline) {
+      if (await exists(keys)) return keys;
+      if (await exists(join(base, "failed"))) {
+        throw new Error(
+          `keygen failed in another test file: ${await Deno.readTextFile(
+            join(base, "failed"),
+          )}`,
+        );
+      }
+      await sleep(50);
+    }
+    throw new Error(
+      `no keys in ${keys} after ${PROVISION_WAIT_MS} ms: the test file provisioning them is stuck`,
+    );
+  }
+}
+
+/** Unregister `me`; the last file to leave removes `base`. */
+function leaveProcessKeys(base: string, me: string): void {
+  try {
+    Deno.removeSync(me);
+    if ([...Deno.readDirSync(join(base, "users"))].length === 0) {
+      Deno.removeSync(base, { recursive: true });
+    }
+  } catch {
+    // Already gone.
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
