@@ -137,12 +137,14 @@ export class ChatClient {
 
   /**
    * Resolves once the work a login starts on its own is done: publishing
-   * the mailbox keys (PROTOCOL.md 9.1), which sends records the user did
-   * not type. A test that alters the next record on the wire, or a bench
-   * that times a link, waits for it first.
+   * the mailbox keys (PROTOCOL.md 9.1), then, once the mail backlog is
+   * read, asking for our rooms and their stream (10.4): records the user
+   * did not type. A test that alters the next record on the wire, or a
+   * bench that times a link, waits for it first.
    */
   async settled(): Promise<void> {
     await this.#mail.keys.idle();
+    await this.#rooms.welcomed();
   }
 
   /**

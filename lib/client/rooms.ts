@@ -84,6 +84,7 @@ export class Rooms {
   #linkEpoch = 0;
   #stopped = false;
   #synced = Promise.withResolvers<void>();
+  #welcomed: Promise<void> = Promise.resolve();
 
   constructor(
     ctx: ClientContext,
@@ -168,7 +169,7 @@ export class Rooms {
   onWelcome(): void {
     const epoch = ++this.#linkEpoch;
     this.#acks.clear();
-    this.#ctx.track((async () => {
+    const work = (async () => {
       await this.#load();
       await this.#mail.synced();
       // The keys that came in the backlog are acknowledged before the
@@ -199,7 +200,17 @@ export class Rooms {
           this.#ctx.track(this.#handOut.run(room, room.own.epoch));
         }
       }
-    })());
+    })();
+    this.#welcomed = work.catch(() => {});
+    this.#ctx.track(work);
+  }
+
+  /**
+   * @returns once the requests a login sends on its own (`my-rooms`,
+   *   `room-stream`) are sent, or given up: {@link ChatClient.settled}
+   */
+  welcomed(): Promise<void> {
+    return this.#welcomed;
   }
 
   /** The link dropped: what was not acknowledged is pushed again. */
