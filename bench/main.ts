@@ -51,6 +51,7 @@ export const SECTIONS = [
   "messages",
   "mail",
   "room",
+  "cluster",
   "scale",
 ] as const;
 
@@ -381,6 +382,16 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     await waitQuiet("room");
     await benchRooms({ quick: opts.quick, report });
     await endSection("room");
+  }
+
+  if (want("cluster")) {
+    out("\n## cluster");
+    await waitQuiet("cluster");
+    // The NATS client is loaded for this section only, as `im serve`
+    // loads it only with --cluster.
+    const { benchCluster } = await import("./cluster.ts");
+    await benchCluster({ quick: opts.quick, report });
+    await endSection("cluster");
   }
 
   let scale: ScaleFigures | null = null;
