@@ -196,6 +196,7 @@ export class ServerProcess {
       args: [
         "run",
         "--allow-net=127.0.0.1",
+        ...(cfg.cluster ? ["--allow-env"] : []),
         "--v8-flags=--expose-gc",
         new URL("./_server.ts", import.meta.url).href,
       ],

@@ -39,6 +39,12 @@ export interface ServerConfig {
   prefix?: string;
   /** Size of each connection's read buffer in `bare` mode (default 1024). */
   readBufBytes?: number;
+  /**
+   * Join a cluster (`im` mode, PROTOCOL.md section 11): NATS URLs, this
+   * node's name, the cluster key in base64 and the cluster's name. The
+   * child then needs `--allow-env` (the NATS client reads it).
+   */
+  cluster?: { servers: string[]; node: string; key: string; name: string };
 }
 
 /** The answer to `mem`. */
@@ -130,7 +136,17 @@ async function main(): Promise<void> {
     const clients = new Map<string, typeof user>();
     const n = cfg.users ?? 100;
     for (let i = 0; i < n; i++) clients.set(`${cfg.prefix ?? "u"}${i}`, user);
+    // NATS is loaded only for a node of a cluster, as in `im serve`.
+    const node = cfg.cluster
+      ? await (await import("../lib/server/nats/mod.ts")).ClusterNode.join({
+        servers: cfg.cluster.servers,
+        node: cfg.cluster.node,
+        clusterKey: Uint8Array.fromBase64(cfg.cluster.key),
+        cluster: cfg.cluster.name,
+      })
+      : undefined;
     const server = await ImServer.start({
+      ...node?.serverOptions(),
       identity,
       clients,
       hostname: "127.0.0.1",
@@ -144,9 +160,13 @@ async function main(): Promise<void> {
         events[key] = (events[key] ?? 0) + 1;
       },
     });
+    node?.attach(server);
     port = server.port;
     online = () => server.list().length;
-    close = () => server.close();
+    close = async () => {
+      await server.close();
+      await node?.close();
+    };
   }
   collect();
   answer({ port, pid: Deno.pid });

@@ -13,6 +13,12 @@
  * - the mailbox store: an append acknowledged by the store, SQLite (one
  *   commit on this machine's disk) and JetStream (a publish acknowledged
  *   once stored), one at a time, and a read of one record;
+ * - logins/s of one node against two, each node `bench/_server.ts` in a
+ *   process of its own and the clients in this one, 50 at once logging in
+ *   and out (half to each node with two): on 2 cores the clients' two
+ *   private-key operations per login take more CPU than the node's one,
+ *   so what two nodes add is bounded by the machine, which the figure's
+ *   note says;
  * - presence after a node dies: a node with users stops as a killed
  *   process would (no leaving snapshot), and the time until another
  *   node's `!list` view has none of its users, at the spec's timings
@@ -36,8 +42,21 @@ import {
 import { ImServer, SqliteStore } from "../lib/server/mod.ts";
 import { ClusterNode, JetStreamStore } from "../lib/server/nats/mod.ts";
 import { startNats } from "../tests/_nats.ts";
-import { percentile, type Report } from "./_stats.ts";
-import { makeKeys, userName } from "./_fixtures.ts";
+import {
+  cpuSnapshot,
+  othersCores,
+  percentile,
+  type Report,
+  selfCpuSeconds,
+} from "./_stats.ts";
+import {
+  type BenchKeys,
+  logout,
+  makeKeys,
+  ServerProcess,
+  timedLogin,
+  userName,
+} from "./_fixtures.ts";
 
 /** Options of {@link benchCluster}. */
 export interface ClusterBenchOptions {
@@ -204,6 +223,7 @@ export async function benchCluster(opts: ClusterBenchOptions): Promise<void> {
       );
     }
     await storeLatency(report, quick, n1);
+    await loginRates(report, quick, keys, nats.url, clusterKey);
     await converge(report, quick, startNode, login, n1, n2);
   } finally {
     for (const { c } of clients) await c.quit().catch(() => {});
@@ -417,4 +437,83 @@ async function converge(
     why:
       "staleness (6 s after the last snapshot, 2 s apart) plus the 1 s check",
   });
+}
+
+/** Logins/s of one node, then of two, with the clients in this process. */
+async function loginRates(
+  report: Report,
+  quick: boolean,
+  keys: BenchKeys,
+  url: string,
+  clusterKey: Uint8Array,
+): Promise<void> {
+  const workers = 50;
+  const ms = quick ? 4_000 : 15_000;
+  const spawn = (node: string) =>
+    ServerProcess.spawn({
+      mode: "im",
+      serverPem: keys.pem.serverPem,
+      userPem: keys.pem.userPem,
+      users: workers,
+      cluster: {
+        servers: [url],
+        node,
+        key: clusterKey.toBase64(),
+        name: CLUSTER,
+      },
+    });
+  const nodes = [await spawn("p1"), await spawn("p2")];
+  try {
+    for (const count of [1, 2]) {
+      const ports = nodes.slice(0, count).map((n) => n.port);
+      const cpu0 = await Promise.all(nodes.map((n) => n.cpu()));
+      const self0 = selfCpuSeconds();
+      const snap0 = await cpuSnapshot();
+      let logins = 0, failures = 0;
+      const t0 = performance.now();
+      await Promise.all(
+        Array.from({ length: workers }, async (_, w) => {
+          const port = ports[w % ports.length]!;
+          while (performance.now() - t0 < ms) {
+            try {
+              const { channel } = await timedLogin(keys, userName(w), port);
+              logins++;
+              await logout(channel);
+            } catch {
+              failures++;
+            }
+          }
+        }),
+      );
+      const secs = (performance.now() - t0) / 1000;
+      const cpu1 = await Promise.all(nodes.map((n) => n.cpu()));
+      const snap1 = await cpuSnapshot();
+      const nodeCores = cpu1.reduce((a, c, i) => a + c - cpu0[i]!, 0) / secs;
+      const clientCores = (selfCpuSeconds() - self0) / secs;
+      const rate = logins / secs;
+      report.add(
+        SECTION,
+        `logins/s, ${
+          count === 1 ? "one node" : "two nodes"
+        } (${keys.bits}-bit)`,
+        rate,
+        "logins/s",
+        {
+          note: `${workers} clients in this process logging in and out for ${
+            (ms / 1000).toFixed(0)
+          } s${
+            count === 2 ? ", half to each node" : ""
+          }; ${failures} failed; the node${count === 2 ? "s" : ""} used ${
+            nodeCores.toFixed(2)
+          } cores, the clients ${
+            clientCores.toFixed(2)
+          }, nats-server and other processes ${
+            Math.max(0, othersCores(snap0, snap1) - nodeCores).toFixed(2)
+          }, of ${navigator.hardwareConcurrency}`,
+        },
+      );
+    }
+  } finally {
+    for (const n of nodes) await n.quit();
+  }
 }
