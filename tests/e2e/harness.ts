@@ -46,6 +46,8 @@ export const HEARTBEAT_MS = 200;
 export const SERVER_HEARTBEAT_MS = 1000;
 /** Default time a {@link ChatProc.waitFor} or start may take. */
 export const WAIT_MS = 5000;
+/** Default time {@link ImProc.wait} gives a process to exit before SIGKILL. */
+export const EXIT_WAIT_MS = 30_000;
 
 const encoder = new TextEncoder();
 
@@ -273,11 +275,15 @@ export class ImProc {
   }
 
   /**
-   * Wait for the process to exit and both output streams to end.
+   * Wait for the process to exit and both output streams to end. The
+   * default is generous: a script's whole life (start, login, its lines,
+   * logout) runs inside it, and a loaded machine (two suites on two cores)
+   * can take seconds just to start a process; a passing test never waits
+   * for it.
    * @param timeoutMs then SIGKILL
    * @returns the exit status
    */
-  async wait(timeoutMs = WAIT_MS): Promise<ExitStatus> {
+  async wait(timeoutMs = EXIT_WAIT_MS): Promise<ExitStatus> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const killed = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
