@@ -92,6 +92,10 @@ export const Label = {
   CLUSTER_ENC: "im v1 cluster enc",
   CLUSTER_IV: "im v1 cluster iv",
   CLUSTER_MAC: "im v1 cluster mac",
+  /** Cluster (PROTOCOL.md section 11.6): the keys of what is sealed at rest in NATS. */
+  CLUSTER_STORE_ENC: "im v1 cluster store enc",
+  CLUSTER_STORE_IV: "im v1 cluster store iv",
+  CLUSTER_STORE_MAC: "im v1 cluster store mac",
 } as const;
 
 /** Directions of a channel: login (client/server) and peer (host/joiner). Rule 2.6: never the same key both ways. */

@@ -7,6 +7,7 @@
  */
 
 export * from "./cluster.ts";
+export * from "./cluster_store.ts";
 export * from "./login.ts";
 export * from "./login_client.ts";
 export * from "./login_decoys.ts";

@@ -5,13 +5,18 @@
  * memory and SQLite ones pass, then what only a cluster has: two nodes
  * (two connections) on one stream and bucket, two takers racing for one
  * user's prekeys, and a NATS process of three killed mid-traffic with
- * replicas 3, every acknowledged append read back.
+ * replicas 3, every acknowledged append read back; and what is sealed at
+ * rest (11.6): NATS holds no plaintext, and a record moved to another
+ * user's subject, altered or sealed with another key, a prekey value moved
+ * to another key, is refused (counted) and never returned.
  * @module
  */
 
 import assert from "node:assert/strict";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { StoreKeys } from "../../lib/proto/mod.ts";
 import {
   JetStreamStore,
   mailStream,
@@ -29,6 +34,7 @@ import { storeContract } from "./store_contract.ts";
 import { prekeysContract } from "./prekeys_contract.ts";
 
 const CLUSTER = "team";
+const KEYS = new StoreKeys(new Uint8Array(32).fill(3));
 
 function connectTo(urls: string | string[]): Promise<NatsConnection> {
   return connect({
@@ -42,7 +48,12 @@ function connectTo(urls: string | string[]): Promise<NatsConnection> {
 async function freshStore(clock: () => number): Promise<Store> {
   const nats = await startNats();
   const nc = await connectTo(nats.url);
-  const s = await JetStreamStore.open({ nc, cluster: CLUSTER, now: clock });
+  const s = await JetStreamStore.open({
+    nc,
+    cluster: CLUSTER,
+    keys: KEYS,
+    now: clock,
+  });
   let done = false;
   return {
     append: (u, d, o) => s.append(u, d, o),
@@ -64,7 +75,7 @@ async function freshStore(clock: () => number): Promise<Store> {
 async function freshPrekeys(): Promise<Prekeys> {
   const nats = await startNats();
   const nc = await connectTo(nats.url);
-  const p = await KvPrekeys.open({ nc, cluster: CLUSTER });
+  const p = await KvPrekeys.open({ nc, cluster: CLUSTER, keys: KEYS });
   let done = false;
   return {
     publish: (u, c, k) => p.publish(u, c, k),
@@ -98,8 +109,8 @@ async function twoNodes(
   const nodes = [];
   for (const nc of ncs) {
     nodes.push({
-      s: await JetStreamStore.open({ nc, cluster: CLUSTER }),
-      p: await KvPrekeys.open({ nc, cluster: CLUSTER }),
+      s: await JetStreamStore.open({ nc, cluster: CLUSTER, keys: KEYS }),
+      p: await KvPrekeys.open({ nc, cluster: CLUSTER, keys: KEYS }),
     });
   }
   try {
@@ -156,14 +167,14 @@ Deno.test("JetStreamStore keeps records across a NATS restart (file storage), an
   const nats = await startNats();
   try {
     let nc = await connectTo(nats.url);
-    let s = await JetStreamStore.open({ nc, cluster: CLUSTER });
+    let s = await JetStreamStore.open({ nc, cluster: CLUSTER, keys: KEYS });
     const q = await s.append("A", bytes(9));
     await s.close();
     await nc.close();
     await nats.kill();
     await nats.restart();
     nc = await connectTo(nats.url);
-    s = await JetStreamStore.open({ nc, cluster: CLUSTER });
+    s = await JetStreamStore.open({ nc, cluster: CLUSTER, keys: KEYS });
     assert.deepEqual((await s.read("A")).map((r) => [r.seq, [...r.data]]), [[
       q,
       [9],
@@ -227,6 +238,7 @@ Deno.test({
       const s = await JetStreamStore.open({
         nc,
         cluster: CLUSTER,
+        keys: KEYS,
         replicas: 3,
         retryMs: 15_000,
       });
@@ -298,4 +310,96 @@ Deno.test({
       await cluster.stop();
     }
   },
+});
+
+Deno.test("JetStreamStore and KvPrekeys seal what NATS keeps (11.6): no plaintext in NATS; a record moved to another user's subject, altered, of another key or junk is refused, counted, logged once and never returned; expire removes it", async () => {
+  await withNats(async (nats) => {
+    const nc = await connectTo(nats.url);
+    const logs: Array<{ event: string; fields: Record<string, unknown> }> = [];
+    const log = (event: string, fields = {}) => logs.push({ event, fields });
+    const s = await JetStreamStore.open({
+      nc,
+      cluster: CLUSTER,
+      keys: KEYS,
+      log,
+    });
+    const p = await KvPrekeys.open({ nc, cluster: CLUSTER, keys: KEYS, log });
+    try {
+      const secret = new TextEncoder().encode("plaintext-marker-1234");
+      const seq = await s.append("B", secret);
+      const jsm = await jetstreamManager(nc, { checkAPI: false });
+      const raw = (await jsm.streams.getMessage(mailStream(CLUSTER), { seq }))!;
+      const text = new TextDecoder().decode(raw.data);
+      assert.ok(!text.includes("plaintext-marker"), "sealed at rest");
+      assert.deepEqual(
+        [...(raw.header?.keys() ?? [])],
+        ["Nats-Msg-Id"],
+        "no plain header of at or counted",
+      );
+      const js = jetstream(nc);
+      const put = (user: string, data: Uint8Array) =>
+        js.publish(mailSubject(CLUSTER, user), data);
+      // Moved (copied) into A's log, altered in B's, another key, junk.
+      await put("A", raw.data);
+      const altered = raw.data.slice();
+      altered[30] = altered[30]! ^ 1;
+      await put("B", altered);
+      const other = await JetStreamStore.open({
+        nc,
+        cluster: CLUSTER,
+        keys: new StoreKeys(new Uint8Array(32).fill(4)),
+      });
+      await other.append("B", secret);
+      await put("B", new Uint8Array([1, 2, 3]));
+      assert.deepEqual(await s.read("A"), [], "the moved record is refused");
+      assert.deepEqual(await s.usage("A"), { count: 0, bytes: 0 });
+      const b = await s.read("B");
+      assert.deepEqual(b.map((r) => r.seq), [seq], "only B's own record");
+      assert.deepEqual(b[0]!.data, secret);
+      assert.deepEqual(await s.usage("B"), { count: 1, bytes: secret.length });
+      assert.deepEqual(s.refusals()["store-malformed"], 2, "junk, twice read");
+      assert.ok(s.refusals()["store-forged"]! >= 3);
+      const lines = logs.filter((l) => l.event === "cluster-store-refused");
+      assert.deepEqual(
+        lines.map((l) => l.fields.code).sort(),
+        ["store-forged", "store-malformed"],
+        "one line per code per 10 s",
+      );
+      assert.ok(!JSON.stringify(logs).includes("plaintext"));
+      // The sweep removes the refused ones (NATS's time is old enough), no receipt for them.
+      const gone = await s.expire(Date.now() + 1_000, {
+        replaceWith: (r) => ({ user: "Z", data: r.data, counted: false }),
+      });
+      assert.deepEqual(gone.map((r) => r.seq), [seq]);
+      const info = await jsm.streams.info(mailStream(CLUSTER), {
+        subjects_filter: `im.${CLUSTER}.mail.*`,
+      });
+      assert.deepEqual(info.state.subjects, { [mailSubject(CLUSTER, "Z")]: 1 });
+      await other.close();
+
+      // Prekeys: certificates moved to another user, a one-time prekey to another key.
+      const certs = { identityCert: bytes(1, 1), signedPrekeyCert: bytes(2) };
+      await p.publish("B", certs, [{ id: 2, opk: new Uint8Array(36).fill(2) }]);
+      const kv = await new Kvm(nc).open(prekeysBucket(CLUSTER));
+      const keys: string[] = [];
+      for await (const k of await kv.keys()) keys.push(k);
+      const opkKey = keys.find((k) => k.startsWith("opk.B."))!;
+      const certsValue = (await kv.get("certs.B"))!.value;
+      await kv.put("certs.C", certsValue);
+      await kv.put(
+        opkKey.replace(/\d{10}$/, "0000000001"),
+        (await kv.get(opkKey))!.value,
+      );
+      assert.equal(await p.certs("C"), undefined, "as no certificates");
+      assert.deepEqual(await p.certs("B"), certs);
+      const t = await p.take("B");
+      assert.equal(t?.oneTime?.id, 2, "the moved prekey passed over");
+      assert.equal((await p.take("B"))?.oneTime, undefined);
+      assert.equal(p.refusals()["store-forged"], 3);
+    } finally {
+      await s.close();
+      await p.close();
+      await nc.close();
+    }
+  });
 });

@@ -9,6 +9,13 @@
  *   SHA-256 of the `IK_CERT` it was published under (hex), `<id>` its id in
  *   10 decimal digits.
  *
+ * Every value is sealed with the cluster key for its key's subject
+ * (`$KV.im_<cluster>_prekeys.<key>`, `sealStored` of
+ * lib/proto/cluster_store.ts), so NATS can neither read, change nor move
+ * it to another user or key; a value that does not open is refused
+ * (counted, logged `cluster-store-refused`): certificates that do not open
+ * are as none, a one-time prekey that does not open is passed over.
+ *
  * A one-time prekey is handed out by deleting its key with the revision it
  * was read at (compare-and-set): of two nodes that read it, one delete
  * succeeds and the other is refused and tries the next key, so none is ever
@@ -19,7 +26,7 @@
  *
  * @example
  * ```ts ignore
- * const prekeys = await KvPrekeys.open({ nc, cluster: "team" });
+ * const prekeys = await KvPrekeys.open({ nc, cluster: "team", keys: new StoreKeys(clusterKey) });
  * await prekeys.publish("bob", certs, [{ id: 1, opk }]);  // 1
  * await prekeys.take("bob");  // { certs, oneTime: { id: 1, opk } }, on one node only
  * ```
@@ -29,7 +36,14 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager, StorageType } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
-import { isValidUsername } from "../../proto/mod.ts";
+import {
+  isValidUsername,
+  openStored,
+  sealStored,
+  type StoreKeys,
+} from "../../proto/mod.ts";
+import { type Logger, ProtocolError } from "../../util/mod.ts";
+import { Refusals } from "./refusals.ts";
 import type { Prekeys, PublishedCerts, PublishedPrekey } from "../seams.ts";
 
 /** The bucket of a cluster's prekeys. */
@@ -43,6 +57,10 @@ export interface KvPrekeysOptions {
   nc: NatsConnection;
   /** The cluster's name (rule 2.9). */
   cluster: string;
+  /** The cluster key's store keys: every value is sealed with them (11.6). */
+  keys: StoreKeys;
+  /** Where refused values are logged (`cluster-store-refused`). */
+  log?: Logger;
   /** The bucket's replicas when it is made (default 1). */
   replicas?: number;
 }
@@ -64,7 +82,9 @@ function encodeCerts(c: PublishedCerts): Uint8Array {
 }
 
 function decodeCerts(b: Uint8Array): PublishedCerts {
+  if (b.length < 4) throw new ProtocolError("store-malformed", "certs");
   const n = new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(0);
+  if (4 + n > b.length) throw new ProtocolError("store-malformed", "certs");
   return {
     identityCert: b.slice(4, 4 + n),
     signedPrekeyCert: b.slice(4 + n),
@@ -87,14 +107,55 @@ export class KvPrekeys implements Prekeys {
   readonly #kv: KV;
   readonly #nc: NatsConnection;
   readonly #bucket: string;
+  readonly #keys: StoreKeys;
+  readonly #refusals: Refusals;
   /** Takes of one user on this node run one at a time (fewer refused deletes). */
   readonly #takes = new Map<string, Promise<unknown>>();
   #closed = false;
 
-  private constructor(kv: KV, nc: NatsConnection, bucket: string) {
+  private constructor(
+    kv: KV,
+    nc: NatsConnection,
+    bucket: string,
+    o: KvPrekeysOptions,
+  ) {
     this.#kv = kv;
     this.#nc = nc;
     this.#bucket = bucket;
+    this.#keys = o.keys;
+    this.#refusals = new Refusals(
+      "cluster-store-refused",
+      o.log ?? (() => {}),
+    );
+  }
+
+  /** Values refused so far (they did not open), by code (11.6). */
+  refusals(): Record<string, number> {
+    return this.#refusals.byCode();
+  }
+
+  /** The subject a key's value is sealed for. */
+  #subject(key: string): string {
+    return `$KV.${this.#bucket}.${key}`;
+  }
+
+  #seal(key: string, value: Uint8Array): Uint8Array {
+    return sealStored(this.#keys, {
+      subject: this.#subject(key),
+      at: Date.now(),
+      value,
+    });
+  }
+
+  /** The value of `key`, or undefined (counted, logged) when it does not open. */
+  #unseal(key: string, sealed: Uint8Array): Uint8Array | undefined {
+    try {
+      return openStored(this.#keys, sealed, this.#subject(key)).value;
+    } catch (e) {
+      const code = e instanceof ProtocolError ? e.code : "store-malformed";
+      this.#refusals.refuse(code, { key: key.slice(0, 80) });
+      return undefined;
+    }
   }
 
   /**
@@ -113,7 +174,7 @@ export class KvPrekeys implements Prekeys {
       storage: StorageType.File,
       replicas: opts.replicas ?? 1,
     });
-    return new KvPrekeys(kv, opts.nc, bucket);
+    return new KvPrekeys(kv, opts.nc, bucket, opts);
   }
 
   #open(): void {
@@ -121,9 +182,17 @@ export class KvPrekeys implements Prekeys {
   }
 
   async #held(user: string): Promise<PublishedCerts | undefined> {
-    const e = await this.#kv.get(`certs.${user}`);
+    const key = `certs.${user}`;
+    const e = await this.#kv.get(key);
     if (!e || e.operation !== "PUT") return undefined;
-    return decodeCerts(e.value);
+    const value = this.#unseal(key, e.value);
+    if (!value) return undefined; // refused: as no certificates
+    try {
+      return decodeCerts(value);
+    } catch (err) {
+      this.#refusals.refuse((err as ProtocolError).code, { key });
+      return undefined;
+    }
   }
 
   /** The keys of the user's pool `gen`, by id. */
@@ -152,13 +221,12 @@ export class KvPrekeys implements Prekeys {
     const old = await this.#held(user);
     const gen = await generation(certs.identityCert);
     const oldGen = old ? await generation(old.identityCert) : undefined;
-    await this.#kv.put(`certs.${user}`, encodeCerts(certs));
+    const certsKey = `certs.${user}`;
+    await this.#kv.put(certsKey, this.#seal(certsKey, encodeCerts(certs)));
     for (const k of oneTime) {
+      const key = `opk.${user}.${gen}.${String(k.id).padStart(10, "0")}`;
       try {
-        await this.#kv.create(
-          `opk.${user}.${gen}.${String(k.id).padStart(10, "0")}`,
-          k.opk.slice(),
-        );
+        await this.#kv.create(key, this.#seal(key, k.opk));
       } catch (e) {
         if (!isCasRefusal(e)) throw e; // held already: the first key stays
       }
@@ -221,6 +289,8 @@ export class KvPrekeys implements Prekeys {
     for (const key of await this.#pool(user, gen)) {
       const e = await this.#kv.get(key);
       if (!e || e.operation !== "PUT") continue;
+      const opk = this.#unseal(key, e.value);
+      if (!opk) continue; // refused: passed over, left where it is
       try {
         // Compare-and-set: refused when another taker deleted it first.
         await this.#kv.delete(key, { previousSeq: e.revision });
@@ -229,7 +299,7 @@ export class KvPrekeys implements Prekeys {
         throw err;
       }
       const id = Number(key.split(".")[3]);
-      return { certs, oneTime: { id, opk: e.value.slice() } };
+      return { certs, oneTime: { id, opk } };
     }
     return { certs, oneTime: undefined };
   }

@@ -4,9 +4,14 @@
  * has its mail. One stream `IM_MAIL_<cluster>` (file storage, replicas
  * configurable) holds every user's log, a subject per user
  * (`im.<cluster>.mail.<user>`); a record's `seq` is its stream sequence
- * (greater than every earlier one, never reused, even after a purge), its
- * `at` and `counted` are headers (`Im-At`, `Im-Counted`), its `data` the
- * message's payload.
+ * (greater than every earlier one, never reused, even after a purge), and
+ * the message's payload is its `data` sealed with the cluster key for the
+ * user's subject, its `at` and `counted` in the sealed header
+ * (`sealStored`, lib/proto/cluster_store.ts). A message that does not open
+ * (moved from another user's subject, altered, another key) is refused:
+ * counted, logged `cluster-store-refused` (at most once per code per 10 s),
+ * skipped by `read` and `usage`, removed by `expire` once its JetStream
+ * time is older than `before`; never returned.
  *
  * - `append` publishes with a `Nats-Msg-Id` (a retry within the stream's
  *   2-minute duplicate window is the same record) and resolves only with
@@ -32,7 +37,7 @@
  * @example
  * ```ts ignore
  * const nc = await connect({ servers: "nats://127.0.0.1:4222" });
- * const store = await JetStreamStore.open({ nc, cluster: "team" });
+ * const store = await JetStreamStore.open({ nc, cluster: "team", keys: new StoreKeys(clusterKey) });
  * const seq = await store.append("bob", new Uint8Array([1, 2]));
  * await store.read("bob");         // [{ seq, user: "bob", at, data }]
  * await store.ack("bob", seq);     // 1
@@ -42,7 +47,7 @@
  * @module
  */
 
-import { headers, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
 import {
   jetstream,
   type JetStreamClient,
@@ -52,7 +57,14 @@ import {
   StorageType,
   type StoredMsg,
 } from "@nats-io/jetstream";
-import { isValidUsername } from "../../proto/mod.ts";
+import {
+  isValidUsername,
+  openStored,
+  sealStored,
+  type StoreKeys,
+} from "../../proto/mod.ts";
+import { type Logger, ProtocolError } from "../../util/mod.ts";
+import { Refusals } from "./refusals.ts";
 import type {
   AppendEntry,
   AppendOptions,
@@ -85,6 +97,10 @@ export interface JetStreamStoreOptions {
   nc: NatsConnection;
   /** The cluster's name (rule 2.9). */
   cluster: string;
+  /** The cluster key's store keys: every record is sealed with them (11.6). */
+  keys: StoreKeys;
+  /** Where refused records are logged (`cluster-store-refused`). */
+  log?: Logger;
   /** The stream's replicas when it is made (default 1; 3 on a three-node NATS). */
   replicas?: number;
   /** The store's clock (ms since the epoch): each record's `at`. */
@@ -140,22 +156,33 @@ export class JetStreamStore implements Store {
   readonly #stream: string;
   readonly #now: () => number;
   readonly #retryMs: number;
+  readonly #keys: StoreKeys;
+  readonly #refusals: Refusals;
   readonly #tallies = new Map<string, Tally>();
   #closed = false;
 
   private constructor(
     js: JetStreamClient,
     jsm: JetStreamManager,
-    cluster: string,
-    now: () => number,
+    o: JetStreamStoreOptions,
     retryMs: number,
   ) {
     this.#js = js;
     this.#jsm = jsm;
-    this.#cluster = cluster;
-    this.#stream = mailStream(cluster);
-    this.#now = now;
+    this.#cluster = o.cluster;
+    this.#stream = mailStream(o.cluster);
+    this.#now = o.now ?? Date.now;
     this.#retryMs = retryMs;
+    this.#keys = o.keys;
+    this.#refusals = new Refusals(
+      "cluster-store-refused",
+      o.log ?? (() => {}),
+    );
+  }
+
+  /** Records refused so far (they did not open), by code (11.6). */
+  refusals(): Record<string, number> {
+    return this.#refusals.byCode();
   }
 
   /**
@@ -181,8 +208,7 @@ export class JetStreamStore implements Store {
     const s = new JetStreamStore(
       jetstream(opts.nc, { timeout: 5_000 }),
       jsm,
-      opts.cluster,
-      opts.now ?? Date.now,
+      opts,
       retryMs,
     );
     await s.#retry(async () => {
@@ -232,16 +258,16 @@ export class JetStreamStore implements Store {
     counted: boolean,
     msgID: string = crypto.randomUUID(),
   ): Promise<number> {
-    const h = headers();
-    h.set("Im-At", String(this.#now()));
-    h.set("Im-Counted", counted ? "1" : "0");
-    const copy = data.slice();
+    const subject = mailSubject(this.#cluster, user);
+    // 11.6: sealed for the user's subject, `at` and `counted` inside.
+    const sealed = sealStored(this.#keys, {
+      subject,
+      at: this.#now(),
+      counted,
+      value: data,
+    });
     return this.#retry(async () => {
-      const ack = await this.#js.publish(
-        mailSubject(this.#cluster, user),
-        copy,
-        { msgID, headers: h },
-      );
+      const ack = await this.#js.publish(subject, sealed, { msgID });
       if (ack.stream !== this.#stream) {
         throw new Error(`JetStreamStore: stored by stream ${ack.stream}`);
       }
@@ -260,15 +286,26 @@ export class JetStreamStore implements Store {
     );
   }
 
-  #record(sm: StoredMsg): StoredRecord & { counted: boolean } {
+  /**
+   * Open a message of the stream (11.6); one that does not open is refused
+   * (counted, logged) and gives undefined: it is never returned.
+   */
+  #record(
+    sm: StoredMsg,
+  ): (StoredRecord & { counted: boolean }) | undefined {
     const prefix = `im.${this.#cluster}.mail.`;
-    return {
-      seq: sm.seq,
-      user: sm.subject.slice(prefix.length),
-      at: Number(sm.header.get("Im-At")),
-      data: sm.data.slice(),
-      counted: sm.header.get("Im-Counted") !== "0",
-    };
+    const user = sm.subject.slice(prefix.length);
+    try {
+      if (!sm.subject.startsWith(prefix) || !isValidUsername(user)) {
+        throw new ProtocolError("store-malformed", "not a user's subject");
+      }
+      const o = openStored(this.#keys, sm.data, sm.subject);
+      return { seq: sm.seq, user, at: o.at, data: o.value, counted: o.counted };
+    } catch (e) {
+      const code = e instanceof ProtocolError ? e.code : "store-malformed";
+      this.#refusals.refuse(code, { user: user.slice(0, 40), seq: sm.seq });
+      return undefined;
+    }
   }
 
   async append(
@@ -308,9 +345,11 @@ export class JetStreamStore implements Store {
     while (out.length < limit) {
       const sm = await this.#next(subject, seq);
       if (!sm) break;
-      const { counted: _, ...rec } = this.#record(sm);
-      out.push(rec);
       seq = sm.seq + 1;
+      const opened = this.#record(sm);
+      if (!opened) continue; // refused: never delivered
+      const { counted: _, ...rec } = opened;
+      out.push(rec);
     }
     return out;
   }
@@ -343,12 +382,20 @@ export class JetStreamStore implements Store {
     const byAge = (a: StoredRecord, b: StoredRecord) =>
       a.at - b.at || a.seq - b.seq;
     let found: StoredRecord[] = [];
+    const refused: number[] = [];
     let seq = 1;
     for (;;) {
       const sm = await this.#next(`im.${this.#cluster}.mail.>`, seq);
       if (!sm) break;
       seq = sm.seq + 1;
-      const { counted: _, ...rec } = this.#record(sm);
+      const opened = this.#record(sm);
+      if (!opened) {
+        // No `at` to trust, no sender to tell: gone once NATS's own time
+        // says it is old.
+        if (sm.time.getTime() < before) refused.push(sm.seq);
+        continue;
+      }
+      const { counted: _, ...rec } = opened;
       if (rec.at < before) {
         found.push(rec);
         if (found.length > 2 * limit + 64) {
@@ -357,6 +404,7 @@ export class JetStreamStore implements Store {
       } else if (rec.at >= before + EXPIRE_SKEW_MS) break;
     }
     found = found.sort(byAge).slice(0, limit);
+    for (const q of refused) await this.#delete(q);
     const removed: StoredRecord[] = [];
     for (const rec of found) {
       const add = opts.replaceWith?.(rec);
@@ -371,23 +419,23 @@ export class JetStreamStore implements Store {
           `expired-${this.#stream}-${rec.seq}`,
         );
       }
-      const gone = await this.#retry(async () => {
-        try {
-          return await this.#jsm.streams.deleteMessage(
-            this.#stream,
-            rec.seq,
-            false,
-          );
-        } catch (e) {
-          if (/not found/i.test(String(e))) return false;
-          throw e;
-        }
-      });
-      if (!gone) continue; // acknowledged meanwhile
+      if (!(await this.#delete(rec.seq))) continue; // acknowledged meanwhile
       this.#tallies.get(rec.user)?.sizes.delete(rec.seq);
       removed.push(rec);
     }
     return removed;
+  }
+
+  /** Delete one message; false when it was gone already. */
+  #delete(seq: number): Promise<boolean> {
+    return this.#retry(async () => {
+      try {
+        return await this.#jsm.streams.deleteMessage(this.#stream, seq, false);
+      } catch (e) {
+        if (/not found/i.test(String(e))) return false;
+        throw e;
+      }
+    });
   }
 
   async usage(user: string): Promise<{ count: number; bytes: number }> {
@@ -428,7 +476,8 @@ export class JetStreamStore implements Store {
       const sm = await this.#next(subject, t.last + 1);
       if (!sm) return t;
       const rec = this.#record(sm);
-      t.sizes.set(sm.seq, rec.counted ? rec.data.length : -1);
+      // A refused record is kept as one not counted: the subject holds it.
+      t.sizes.set(sm.seq, rec?.counted ? rec.data.length : -1);
       t.last = sm.seq;
     }
   }
