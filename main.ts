@@ -14,13 +14,7 @@
  */
 
 import denoJson from "./deno.json" with { type: "json" };
-import { CHAT_USAGE, runChat } from "./cmd/chat.ts";
-import { DEMO_USAGE, runDemo } from "./cmd/demo.ts";
-import { KEYGEN_USAGE, runKeygen } from "./cmd/keygen.ts";
-import { runServe, SERVE_USAGE } from "./cmd/serve.ts";
-import { cliHint, DENO_PERMISSION_HINT } from "./cmd/hints.ts";
 import { isImError, UsageError } from "./lib/util/mod.ts";
-import { sanitizeText } from "./lib/ui/mod.ts";
 
 /** The program's version, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -36,14 +30,34 @@ Usage:
 Run "im <command> --help" for the options of a command; "im --version".
 `;
 
-const COMMANDS: Record<
-  string,
-  { run: (args: string[]) => Promise<number>; usage: string }
-> = {
-  serve: { run: runServe, usage: SERVE_USAGE },
-  chat: { run: runChat, usage: CHAT_USAGE },
-  keygen: { run: runKeygen, usage: KEYGEN_USAGE },
-  demo: { run: runDemo, usage: DEMO_USAGE },
+/** A subcommand: how to run it (it prints its own usage). */
+interface Command {
+  run: (args: string[]) => Promise<number>;
+}
+
+/**
+ * The subcommands, each loaded when it is run: `im --version` and
+ * `im --help` load none of them, and a command loads only its own code
+ * (issue 15: program start). NATS is loaded later still, by `im serve`
+ * with `--cluster` alone.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  serve: async () => {
+    const m = await import("./cmd/serve.ts");
+    return { run: m.runServe };
+  },
+  chat: async () => {
+    const m = await import("./cmd/chat.ts");
+    return { run: m.runChat };
+  },
+  keygen: async () => {
+    const m = await import("./cmd/keygen.ts");
+    return { run: m.runKeygen };
+  },
+  demo: async () => {
+    const m = await import("./cmd/demo.ts");
+    return { run: m.runDemo };
+  },
 };
 
 /**
@@ -53,7 +67,8 @@ const COMMANDS: Record<
  * @param message the error's message (may hold text from the network)
  * @param hint what to do about it, if anything
  */
-function printError(message: string, hint?: string): void {
+async function printError(message: string, hint?: string): Promise<void> {
+  const { sanitizeText } = await import("./lib/ui/sanitize.ts");
   console.error(`im: error: ${sanitizeText(message)}`);
   if (hint) console.error(`im: hint: ${sanitizeText(hint)}`);
 }
@@ -74,8 +89,8 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   try {
-    const cmd = name === undefined ? undefined : COMMANDS[name];
-    if (!cmd) {
+    const load = name === undefined ? undefined : COMMANDS[name];
+    if (!load) {
       // `im --frob`: a flag where the command goes is an unknown flag, not
       // an unknown command (issue 11 item 10).
       const flag = name !== undefined && name.startsWith("-");
@@ -91,20 +106,23 @@ export async function main(args: string[]): Promise<number> {
           : 'run "im --help"; commands: serve, chat, keygen, demo',
       );
     }
-    return await cmd.run(rest);
+    return await (await load()).run(rest);
   } catch (e) {
+    // Loaded only on the way out with an error, as the commands are.
+    const { cliHint, DENO_PERMISSION_HINT } = await import("./cmd/hints.ts");
+    const { sanitizeText } = await import("./lib/ui/sanitize.ts");
     if (isImError(e)) {
-      printError(e.message, cliHint(e));
+      await printError(e.message, cliHint(e));
       return e instanceof UsageError ? 2 : 1;
     }
     if (
       e instanceof Deno.errors.NotCapable ||
       e instanceof Deno.errors.PermissionDenied
     ) {
-      printError((e as Error).message, DENO_PERMISSION_HINT);
+      await printError((e as Error).message, DENO_PERMISSION_HINT);
       return 1;
     }
-    printError(`internal error: ${(e as Error)?.message ?? String(e)}`);
+    await printError(`internal error: ${(e as Error)?.message ?? String(e)}`);
     if (Deno.env.get("IM_DEBUG")) {
       // The stack repeats the message: sanitised line by line too.
       const stack = (e as Error)?.stack ?? String(e);

@@ -43,6 +43,7 @@ import { benchScale, type ScaleFigures } from "./scale.ts";
 import { benchMailCrypto } from "./mail.ts";
 import { benchMailFlow } from "./mail_flow.ts";
 import { benchRooms } from "./room.ts";
+import { benchStart } from "./start.ts";
 
 /** Sections, in run order. */
 export const SECTIONS = [
@@ -52,6 +53,7 @@ export const SECTIONS = [
   "mail",
   "room",
   "cluster",
+  "start",
   "scale",
 ] as const;
 
@@ -392,6 +394,13 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     const { benchCluster } = await import("./cluster.ts");
     await benchCluster({ quick: opts.quick, report });
     await endSection("cluster");
+  }
+
+  if (want("start")) {
+    out("\n## start");
+    await waitQuiet("start");
+    await benchStart({ quick: opts.quick, report });
+    await endSection("start");
   }
 
   let scale: ScaleFigures | null = null;

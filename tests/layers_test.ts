@@ -161,6 +161,14 @@ Deno.test("every layer folder has a mod.ts that says what it owns and what it ma
   assert.deepEqual(folders.sort(), Object.keys(LAYERS).sort());
 });
 
+/** The subcommands main.ts loads when one is run. */
+const COMMAND_FILES = [
+  "cmd/serve.ts",
+  "cmd/chat.ts",
+  "cmd/keygen.ts",
+  "cmd/demo.ts",
+];
+
 /**
  * Static imports and re-exports only (what loads when the importer loads):
  * not dynamic `import()`, not `import type`, outside comments.
@@ -176,28 +184,53 @@ function staticImportsOf(source: string): string[] {
   return out;
 }
 
-Deno.test("program start never loads lib/server/nats/ or an npm package: main.ts's static imports do not reach them (`im serve` without --cluster)", async () => {
+/** Every file a module's static imports load, with the imports that are not relative. */
+async function staticClosure(
+  entries: string[],
+): Promise<{ seen: Set<string>; outside: string[]; root: string }> {
   const root = fileURLToPath(new URL("../", import.meta.url));
-  const nats = join(LIB, "server", "nats");
   const seen = new Set<string>();
-  const bad: string[] = [];
+  const outside: string[] = [];
   const visit = async (file: string) => {
     if (seen.has(file)) return;
     seen.add(file);
     for (const s of staticImportsOf(await Deno.readTextFile(file))) {
       if (!s.startsWith(".")) {
-        if (!s.startsWith("node:")) {
-          bad.push(`${relative(root, file)}: "${s}"`);
-        }
+        outside.push(`${relative(root, file)}: "${s}"`);
         continue;
       }
       const target = normalize(join(dirname(file), s));
-      if (target.startsWith(`${nats}/`)) {
-        bad.push(`${relative(root, file)}: "${s}"`);
-      } else if (target.endsWith(".ts")) await visit(target);
+      if (target.endsWith(".ts")) await visit(target);
     }
   };
-  await visit(join(root, "main.ts"));
+  for (const e of entries) await visit(join(root, e));
+  return { seen, outside, root };
+}
+
+Deno.test("`im --version` and `im --help` load no subcommand: main.ts's static imports reach no cmd/ file and no layer but lib/util (issue 15: program start)", async () => {
+  const { seen, outside, root } = await staticClosure(["main.ts"]);
+  const loaded = [...seen].map((f) => relative(root, f)).sort();
+  const beyond = loaded.filter((f) =>
+    f !== "main.ts" && !f.startsWith("lib/util/")
+  );
+  assert.deepEqual(beyond, [], "main.ts loads at start:\n" + beyond.join("\n"));
+  assert.deepEqual(outside, [], "main.ts loads packages at start");
+});
+
+Deno.test("program start never loads lib/server/nats/ or an npm package: main.ts's static imports, and those of each subcommand it loads, do not reach them (`im serve` without --cluster)", async () => {
+  // main.ts loads the subcommand it runs with import(); each of them is
+  // then a start of its own.
+  const { seen, outside, root } = await staticClosure([
+    "main.ts",
+    ...COMMAND_FILES,
+  ]);
+  const nats = join(LIB, "server", "nats");
+  const bad = [
+    ...outside.filter((o) => !o.includes('"node:')),
+    ...[...seen].filter((f) => f.startsWith(`${nats}/`)).map((f) =>
+      relative(root, f)
+    ),
+  ];
   assert.ok(
     seen.has(join(LIB, "server", "mod.ts")),
     "the walk reached lib/server",
