@@ -10,6 +10,7 @@ import {
   deriveKeySync,
   type Direction,
   hkdf,
+  hkdfSync,
   Label,
   transcriptHash,
 } from "../lib/crypto/mod.ts";
@@ -48,7 +49,56 @@ Deno.test("hkdf() reproduces RFC 5869 test case 3 (empty salt and info)", async 
   );
 });
 
-Deno.test("deriveKeySync() is RFC 5869 HKDF-SHA256: test case 3's first block, and deriveKey's bytes (WebCrypto) for every label", async () => {
+/** WebCrypto's HKDF-SHA256: an independent implementation to compare with. */
+async function webCryptoHkdf(
+  ikm: Uint8Array,
+  salt: Uint8Array,
+  info: Uint8Array,
+  length: number,
+): Promise<Uint8Array> {
+  const key = await crypto.subtle.importKey(
+    "raw",
+    ikm as Uint8Array<ArrayBuffer>,
+    "HKDF",
+    false,
+    ["deriveBits"],
+  );
+  return new Uint8Array(
+    await crypto.subtle.deriveBits(
+      {
+        name: "HKDF",
+        hash: "SHA-256",
+        salt: salt as Uint8Array<ArrayBuffer>,
+        info: info as Uint8Array<ArrayBuffer>,
+      },
+      key,
+      length * 8,
+    ),
+  );
+}
+
+Deno.test("hkdfSync() gives WebCrypto's HKDF-SHA256 bytes for one, several and the most blocks, with and without salt and info", async () => {
+  for (const length of [1, 31, 32, 33, 64, 65, 100, 255 * 32]) {
+    for (
+      const [salt, info] of [[bytes(16, 200), bytes(9, 3)], [
+        bytes(0),
+        bytes(0),
+      ], [bytes(80, 1), bytes(300, 5)]] as const
+    ) {
+      const ikm = bytes(length % 70 + 1, length);
+      assert.deepEqual(
+        hkdfSync(ikm, salt, info, length),
+        await webCryptoHkdf(ikm, salt, info, length),
+        `length ${length}, salt ${salt.length}, info ${info.length}`,
+      );
+    }
+  }
+  assert.equal(hkdfSync(bytes(32), bytes(0), bytes(0), 0).length, 0);
+  assert.throws(() => hkdfSync(bytes(32), bytes(0), bytes(0), -1), RangeError);
+  assert.throws(() => hkdfSync(bytes(32), bytes(0), bytes(0), 1.5), RangeError);
+});
+
+Deno.test("deriveKeySync() is RFC 5869 HKDF-SHA256: test case 3's first block, and WebCrypto's bytes for every label; deriveDirectionKeys() its three labels", async () => {
   assert.equal(
     deriveKeySync(new Uint8Array(22).fill(0x0b), new Uint8Array(0), "").toHex(),
     "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d",
@@ -57,9 +107,19 @@ Deno.test("deriveKeySync() is RFC 5869 HKDF-SHA256: test case 3's first block, a
   for (const label of Object.values(Label)) {
     assert.deepEqual(
       deriveKeySync(ikm, salt, label),
-      await deriveKey(ikm, salt, label),
+      await webCryptoHkdf(ikm, salt, utf8(label), 32),
       label,
     );
+  }
+  for (const dir of DIRECTIONS) {
+    const k = await deriveDirectionKeys(ikm, salt, dir);
+    for (const kind of KINDS) {
+      assert.deepEqual(
+        k[kind],
+        await webCryptoHkdf(ikm, salt, utf8(`im v1 ${dir} ${kind}`), 32),
+        `${dir} ${kind}`,
+      );
+    }
   }
 });
 
