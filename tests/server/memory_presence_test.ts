@@ -27,3 +27,42 @@ Deno.test("MemoryPresence: entries are frozen, so a holder cannot change what ot
   }, TypeError);
   assert.equal(p.get("A")?.state, "IDLE");
 });
+
+Deno.test("MemoryPresence: list() is always every online entry sorted by name, through 5,000 seeded joins, leaves, rejoins and updates (the sorted index, issue 15)", () => {
+  const p = new MemoryPresence();
+  const expected = new Map<string, string>();
+  let seed = 0x9e3779b9;
+  const next = () => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) / 2 ** 32;
+  };
+  // Upper and lower case, digits, _ and -: where localeCompare and byte
+  // order disagree.
+  const alphabet = "aAbBzZ09_-";
+  const name = () =>
+    Array.from(
+      { length: 1 + Math.floor(next() * 3) },
+      () => alphabet[Math.floor(next() * alphabet.length)],
+    ).join("");
+  for (let i = 0; i < 5000; i++) {
+    const n = name();
+    const r = next();
+    if (r < 0.5) {
+      p.join(n, "local");
+      expected.set(n, "IDLE");
+    } else if (r < 0.8) {
+      p.leave(n);
+      expected.delete(n);
+    } else if (p.update(n, { state: "HOSTING", addr: "127.0.0.1:1" })) {
+      expected.set(n, "HOSTING");
+    }
+    if (i % 50 === 0 || i > 4950) {
+      const want = [...expected].sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, v]) => `${k} ${v}`);
+      assert.deepEqual(p.list().map((e) => `${e.name} ${e.state}`), want);
+    }
+  }
+  assert.ok(expected.size > 20, `${expected.size} online at the end`);
+});

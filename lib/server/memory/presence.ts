@@ -1,6 +1,8 @@
 /**
  * {@link MemoryPresence}: the {@link Presence} of one process, a map of
- * online users whose changes are told to subscribers in order.
+ * online users whose changes are told to subscribers in order, and an
+ * index of them kept sorted by name as they come and go, so `!list` never
+ * sorts (issue 15: 10,000 online).
  * @module
  */
 
@@ -48,6 +50,8 @@ function entry(
  */
 export class MemoryPresence implements Presence {
   #online = new Map<string, PresenceEntry>();
+  /** The entries of {@link #online}, sorted by name (`localeCompare`). */
+  #sorted: PresenceEntry[] = [];
   #listeners = new Set<PresenceListener>();
   #queue: PresenceChange[] = [];
   #telling = false;
@@ -62,6 +66,7 @@ export class MemoryPresence implements Presence {
     this.leave(name);
     const e = entry(name, node, { state: "IDLE" });
     this.#online.set(name, e);
+    this.#sorted.splice(this.#indexOf(name), 0, e);
     this.#tell({ kind: "join", entry: e });
     return e;
   }
@@ -70,6 +75,7 @@ export class MemoryPresence implements Presence {
     const e = this.#online.get(name);
     if (!e) return undefined;
     this.#online.delete(name);
+    this.#sorted.splice(this.#indexOf(name), 1);
     this.#tell({ kind: "leave", entry: e });
     return e;
   }
@@ -79,6 +85,7 @@ export class MemoryPresence implements Presence {
     if (!previous) return undefined;
     const e = entry(name, previous.node, fields);
     this.#online.set(name, e);
+    this.#sorted[this.#indexOf(name)] = e;
     this.#tell({ kind: "update", entry: e, previous });
     return e;
   }
@@ -88,9 +95,21 @@ export class MemoryPresence implements Presence {
   }
 
   list(): PresenceEntry[] {
-    return [...this.#online.values()].sort((a, b) =>
-      a.name.localeCompare(b.name)
-    );
+    return this.#sorted.slice();
+  }
+
+  /**
+   * Where `name` is in {@link #sorted}, or would go: a binary search, the
+   * order `localeCompare`'s.
+   */
+  #indexOf(name: string): number {
+    let lo = 0, hi = this.#sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.#sorted[mid]!.name.localeCompare(name) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
 
   get size(): number {
