@@ -151,6 +151,26 @@ Deno.test("TcpTransport writes each frame with exactly one conn.write call, pref
   }
 });
 
+Deno.test("TcpTransport: frames sent while a write is pending go out together in the next write, each whole and in order (rule 1.0, issue 15)", async () => {
+  const p = await pair();
+  try {
+    const sizes = [100, 1, 2, 1400, 9000, 60 * 1024, 7];
+    await Promise.all(sizes.map((n, i) => p.a.send(frameOf(n, i))));
+    // The first frame is written alone; the six that queued behind it in
+    // one write: a write boundary never falls inside a frame.
+    assert.deepEqual(p.spyA.writes, [
+      sizes[0]! + 4,
+      sizes.slice(1).reduce((a, n) => a + n + 4, 0),
+    ]);
+    for (const [i, n] of sizes.entries()) {
+      assert.deepEqual(await p.b.recv(), frameOf(n, i));
+    }
+    assert.equal(p.a.queuedBytes, 0);
+  } finally {
+    p.done();
+  }
+});
+
 Deno.test("TcpTransport sets TCP_NODELAY on both accepted and connected sockets (rule 1.0)", async () => {
   const p = await pair();
   try {

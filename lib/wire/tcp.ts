@@ -44,6 +44,15 @@ export const READ_BUFFER_BYTES = 4 * 1024;
 /** Default cap on bytes waiting to be written to one socket. */
 export const DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024;
 
+/** Most bytes {@link TcpTransport} joins into one write. */
+export const MAX_WRITE_BYTES = 256 * 1024;
+
+/** A frame waiting to be written, and the promise of its `send`. */
+interface Outgoing {
+  frame: Uint8Array;
+  sent: PromiseWithResolvers<void>;
+}
+
 /** A {@link FrameTransport} over one TCP connection. */
 export class TcpTransport implements FrameTransport, Farewell {
   readonly remote: string;
@@ -53,7 +62,10 @@ export class TcpTransport implements FrameTransport, Farewell {
   #maxFrame: number;
   #maxQueued: number;
   #queued = 0;
+  /** Resolves when {@link #pump} has written everything queued. */
   #writeChain: Promise<void> = Promise.resolve();
+  #outbox: Outgoing[] = [];
+  #writing = false;
   #ready: Uint8Array[] = [];
   #readBuf = new Uint8Array(READ_BUFFER_BYTES);
   #farewell: ((error: ProtocolError) => Uint8Array | undefined) | undefined;
@@ -112,8 +124,9 @@ export class TcpTransport implements FrameTransport, Farewell {
   }
 
   /**
-   * Send one payload as one frame in one write (rule 1.0). Writes are queued
-   * so concurrent senders never interleave bytes.
+   * Send one payload as one frame, whole in one write (rule 1.0). Writes are
+   * queued so concurrent senders never interleave bytes; the frames that
+   * queue behind a pending write go out together in the next write.
    * @param payload the frame payload
    * @throws {NetError} `closed` or `send-queue-full`; {@link ProtocolError}
    *   `frame-too-large` or `empty-frame`; all as rejections, never synchronously
@@ -138,29 +151,73 @@ export class TcpTransport implements FrameTransport, Farewell {
       );
     }
     this.#queued += frame.length;
-    const p = this.#writeChain.then(async () => {
-      try {
-        let off = 0;
-        while (off < frame.length) {
-          off += await this.conn.write(frame.subarray(off));
+    const sent = Promise.withResolvers<void>();
+    this.#outbox.push({ frame, sent });
+    if (!this.#writing) this.#writeChain = this.#pump();
+    return sent.promise;
+  }
+
+  /**
+   * Write what is queued, in order, until nothing is (rule 1.0): one frame
+   * alone in one write, and the frames that queued behind a pending write
+   * together in the next one, each whole (a frame is never split between
+   * writes by us, only by a short write of the kernel, which is continued).
+   * One system call for a burst instead of one per frame.
+   */
+  async #pump(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#outbox.length > 0) {
+        const batch: Outgoing[] = [];
+        let bytes = 0;
+        while (
+          this.#outbox.length > 0 &&
+          (batch.length === 0 ||
+            bytes + this.#outbox[0]!.frame.length <= MAX_WRITE_BYTES)
+        ) {
+          const o = this.#outbox.shift()!;
+          batch.push(o);
+          bytes += o.frame.length;
         }
-      } catch (e) {
-        // The peer is gone (a reset, most often: it closed with our bytes
-        // unread). What it wrote before it went, a server's goodbye say, is
-        // still in the socket: a pending or later recv() gets it, then the
-        // end. So the socket stays open for reading; sends are refused from
-        // now on, and the owner closes it (rule 1.0's "nothing lost").
-        this.#writeFailed = true;
-        throw new NetError(
-          "closed",
-          `Connection to ${this.remote} lost: ${(e as Error).message}`,
-        );
-      } finally {
-        this.#queued -= frame.length;
+        let data: Uint8Array;
+        if (batch.length === 1) data = batch[0]!.frame;
+        else {
+          data = new Uint8Array(bytes);
+          let at = 0;
+          for (const o of batch) {
+            data.set(o.frame, at);
+            at += o.frame.length;
+          }
+        }
+        try {
+          let off = 0;
+          while (off < data.length) {
+            off += await this.conn.write(data.subarray(off));
+          }
+        } catch (e) {
+          // The peer is gone (a reset, most often: it closed with our bytes
+          // unread). What it wrote before it went, a server's goodbye say,
+          // is still in the socket: a pending or later recv() gets it, then
+          // the end. So the socket stays open for reading; sends are
+          // refused from now on, and the owner closes it (rule 1.0's
+          // "nothing lost").
+          this.#writeFailed = true;
+          const err = new NetError(
+            "closed",
+            `Connection to ${this.remote} lost: ${(e as Error).message}`,
+          );
+          for (const o of [...batch, ...this.#outbox.splice(0)]) {
+            this.#queued -= o.frame.length;
+            o.sent.reject(err);
+          }
+          return;
+        }
+        this.#queued -= bytes;
+        for (const o of batch) o.sent.resolve();
       }
-    });
-    this.#writeChain = p.catch(() => {});
-    return p;
+    } finally {
+      this.#writing = false;
+    }
   }
 
   /** The frame limit both ways (rule 1.1). */
