@@ -1,7 +1,8 @@
 /**
  * `im serve`: flags -> {@link ImServer}. Provisions default keys on a first
  * run, keeps the mailboxes and the rooms in a SQLite file under `--data`
- * (PROTOCOL.md 9.9, 10.4), logs to stderr (or JSON lines to stdout), stops cleanly on Ctrl-C or
+ * (PROTOCOL.md 9.9, 10.4; with `--cluster` the mailboxes in JetStream,
+ * 11.6), logs to stderr (or JSON lines to stdout), stops cleanly on Ctrl-C or
  * SIGTERM, and re-reads the client key directory on SIGHUP.
  * @module
  */
@@ -41,9 +42,11 @@ Options:
   --host HOST             address to listen on (default 127.0.0.1)
   --port N                TCP port (default 9876; 0 picks a free one)
   --keys DIR              key directory (default $IM_KEYS or keys)
-  --data DIR              where the mailboxes are kept, in DIR/${MAIL_DB_FILE}
-                          (default data/ beside a key directory named
-                          keys, else <name>-data/ beside it)
+  --data DIR              where the mailboxes and rooms are kept, in
+                          DIR/${MAIL_DB_FILE} (default data/ beside a key
+                          directory named keys, else <name>-data/ beside
+                          it); with --cluster the mailboxes are in NATS
+                          JetStream and only the rooms here
   --log text|json         log format: text to stderr, or JSON lines to stdout
   --login-timeout S       seconds a login may take (default 10)
   --max-clients N         logged-in clients at once (default 10000)
@@ -495,16 +498,26 @@ export async function runServe(args: string[]): Promise<number> {
     mail = await openMail(dataDir);
     server = await ImServer.start({
       ...options,
-      ...clusterOptions,
       store: mail.store,
       prekeys: mail.prekeys,
+      // PROTOCOL.md 11.6: in a cluster the mailboxes are JetStream's, shared
+      // by every node; the rooms stay in this node's file.
+      ...clusterOptions,
       rooms: mail.rooms,
     });
     if (joined) {
       joined.attach(server);
       await joined.announce();
     }
-    log("mail-store", { path: join(dataDir, MAIL_DB_FILE) });
+    log(
+      "mail-store",
+      joined
+        ? {
+          mail: `JetStream IM_MAIL_${joined.cluster}`,
+          rooms: join(dataDir, MAIL_DB_FILE),
+        }
+        : { path: join(dataDir, MAIL_DB_FILE) },
+    );
     // An enrollment (im keygen writes server/clients/<user>.pem) takes effect without a signal.
     if (!v["no-watch"]) {
       watcher = watchClientDirectory(

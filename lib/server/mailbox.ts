@@ -70,6 +70,11 @@ export interface MailboxOptions {
   now: () => number;
   log: Logger;
   /**
+   * In a cluster (PROTOCOL.md 11.4): tell the other nodes that records were
+   * committed to `user`'s log, so its stream wherever it runs pushes them.
+   */
+  wakeElsewhere?: (user: string) => void;
+  /**
    * The user acknowledged records of its log (a `mail-ack` with `upTo` above
    * 0 was applied): the room stream's key gates of PROTOCOL.md 10.4 look
    * again.
@@ -437,11 +442,26 @@ export class Mailbox {
   /**
    * Records were committed to `user`'s log by another part of the server
    * (a room's sender keys, PROTOCOL.md 10.4): its stream on this node
-   * pushes them.
+   * pushes them, and in a cluster its stream on another node (11.4).
    * @param user whose log
    */
   wake(user: string): void {
     this.#notify(user);
+  }
+
+  /**
+   * Another node committed records to `user`'s log (PROTOCOL.md 11.4
+   * `mail-wake`): its stream on this node, if any, pushes them.
+   * @param user whose log
+   */
+  wakeLocal(user: string): void {
+    const s = this.#o.session(user);
+    if (s) this.#conns.get(s)?.stream?.wake();
+  }
+
+  /** Wake every stream of this node (a cluster's NATS link came back, 11.4). */
+  wakeAll(): void {
+    for (const s of this.#streams) s.wake();
   }
 
   /**
@@ -502,10 +522,13 @@ export class Mailbox {
     return c;
   }
 
-  /** A record was committed to `user`'s log: its stream on this node pushes it. */
+  /**
+   * A record was committed to `user`'s log: its stream on this node pushes
+   * it, and in a cluster the other nodes are told (PROTOCOL.md 11.4).
+   */
   #notify(user: string): void {
-    const s = this.#o.session(user);
-    if (s) this.#conns.get(s)?.stream?.wake();
+    this.wakeLocal(user);
+    this.#o.wakeElsewhere?.(user);
   }
 
   #refuse(reply: Reply, code: string, message: string): Promise<void> {

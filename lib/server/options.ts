@@ -77,6 +77,16 @@ export interface ServerOptions {
    * `cluster-unreachable`.
    */
   partial?: () => boolean;
+  /**
+   * In a cluster (PROTOCOL.md 11.4 `mail-wake`): given how this node wakes
+   * the mail stream of one of its users and every stream it runs, what
+   * tells the other nodes that records were committed to a user's log
+   * (this node wakes its own stream itself). Default: nothing to tell.
+   */
+  mailWake?: (
+    local: (user: string) => void,
+    everyone: () => void,
+  ) => (user: string) => void;
   /** Rule 1.2: a login must finish within this (default {@link LOGIN_TIMEOUT_MS}). */
   loginTimeoutMs?: number;
   /** Unauthenticated connections at once, in total (default 256). */
@@ -186,6 +196,7 @@ export type ServerSettings =
       | "presence"
       | "delivery"
       | "partial"
+      | "mailWake"
       | "requestLimits"
       | "now"
       | "store"
@@ -198,6 +209,7 @@ export type ServerSettings =
     | "presence"
     | "delivery"
     | "partial"
+    | "mailWake"
     | "requestLimits"
     | "store"
     | "prekeys"
@@ -224,6 +236,7 @@ export function serverSettings(o: ServerOptions): ServerSettings {
     ...(o.presence && { presence: o.presence }),
     ...(o.delivery && { delivery: o.delivery }),
     ...(o.partial && { partial: o.partial }),
+    ...(o.mailWake && { mailWake: o.mailWake }),
     ...(o.store && { store: o.store }),
     ...(o.prekeys && { prekeys: o.prekeys }),
     ...(o.rooms && { rooms: o.rooms }),

@@ -149,6 +149,13 @@ export class ImServer {
       log: this.#log,
       // PROTOCOL.md 10.4: a room's key gates wait on its members' mail.
       onAcked: (user) => this.#rooms.wake(user),
+      // PROTOCOL.md 11.4: in a cluster, a user's stream may run on another node.
+      ...(c.mailWake && {
+        wakeElsewhere: c.mailWake(
+          (user) => this.#mailbox.wakeLocal(user),
+          () => this.#mailbox.wakeAll(),
+        ),
+      }),
     });
     this.#rooms = new Rooms({
       store: c.rooms ?? this.#own(new MemoryRoomStore()),

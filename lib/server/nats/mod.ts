@@ -19,3 +19,5 @@ export * from "./delivery.ts";
 export * from "./node.ts";
 export * from "./store.ts";
 export * from "./prekeys.ts";
+export * from "./mail_wake.ts";
+export * from "./refusals.ts";

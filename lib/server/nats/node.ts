@@ -1,9 +1,11 @@
 /**
  * {@link ClusterNode}: one `im serve` as a node of a cluster on NATS
- * (PROTOCOL.md 11.1, 11.3-11.5): the connection to NATS, this node's
- * {@link NatsPresence} and {@link NatsDelivery}, and the options that make
- * an `ImServer` use them. It logs the nodes it sees once it joined, and
- * every node that joins or leaves after.
+ * (PROTOCOL.md 11.1, 11.3-11.6): the connection to NATS, this node's
+ * {@link NatsPresence} and {@link NatsDelivery}, the mailboxes every node
+ * shares ({@link JetStreamStore}, {@link KvPrekeys}, sealed at rest) and
+ * their wake-ups between nodes ({@link MailWake}), and the options that
+ * make an `ImServer` use them. It logs the nodes it sees once it joined,
+ * and every node that joins or leaves after.
  *
  * @example
  * ```ts ignore
@@ -17,11 +19,14 @@
  */
 
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { ClusterKeys, isValidUsername } from "../../proto/mod.ts";
+import { ClusterKeys, isValidUsername, StoreKeys } from "../../proto/mod.ts";
 import type { Logger } from "../../util/mod.ts";
-import type { Delivery, Outbox, Presence } from "../seams.ts";
+import type { Delivery, Outbox, Prekeys, Presence, Store } from "../seams.ts";
 import { NatsPresence, type PresenceTiming } from "./presence.ts";
 import { type KickReason, NatsDelivery } from "./delivery.ts";
+import { JetStreamStore } from "./store.ts";
+import { KvPrekeys } from "./prekeys.ts";
+import { MailWake } from "./mail_wake.ts";
 
 /** The cluster's name when none is given: subjects `im.im.node.<node>`, bucket `im_im_presence`. */
 export const DEFAULT_CLUSTER = "im";
@@ -61,6 +66,8 @@ export interface ClusterNodeOptions {
   connectTimeoutMs?: number;
   /** Wait between reconnects (default 1 s; tests shorten it). */
   reconnectTimeWaitMs?: number;
+  /** Replicas of the mail stream and the prekeys bucket when this node makes them (default 1). */
+  replicas?: number;
   /**
    * Another process runs with this node's name (presence's
    * `cluster-duplicate-node`; this node has stopped putting its snapshot).
@@ -76,7 +83,14 @@ export class ClusterNode {
   readonly nc: NatsConnection;
   readonly presence: NatsPresence;
   readonly delivery: NatsDelivery;
+  /** The mailboxes' logs, one stream for every node (11.6). */
+  readonly store: JetStreamStore;
+  /** The users' published mailbox keys, one bucket for every node (11.6). */
+  readonly prekeys: KvPrekeys;
+  /** Mail wake-ups between nodes (11.4). */
+  readonly mailWake: MailWake;
   readonly #keys: ClusterKeys;
+  readonly #storeKeys: StoreKeys;
   readonly #log: Logger;
   readonly #to: { server?: ClusterServer };
   #members: Set<string>;
@@ -88,8 +102,14 @@ export class ClusterNode {
     cluster: string,
     nc: NatsConnection,
     keys: ClusterKeys,
-    presence: NatsPresence,
-    delivery: NatsDelivery,
+    parts: {
+      storeKeys: StoreKeys;
+      presence: NatsPresence;
+      delivery: NatsDelivery;
+      store: JetStreamStore;
+      prekeys: KvPrekeys;
+      mailWake: MailWake;
+    },
     to: { server?: ClusterServer },
   ) {
     this.#to = to;
@@ -97,10 +117,14 @@ export class ClusterNode {
     this.cluster = cluster;
     this.nc = nc;
     this.#keys = keys;
-    this.presence = presence;
-    this.delivery = delivery;
+    this.#storeKeys = parts.storeKeys;
+    this.presence = parts.presence;
+    this.delivery = parts.delivery;
+    this.store = parts.store;
+    this.prekeys = parts.prekeys;
+    this.mailWake = parts.mailWake;
     this.#log = o.log ?? (() => {});
-    this.#members = new Set(presence.nodes());
+    this.#members = new Set(parts.presence.nodes());
   }
 
   /**
@@ -116,6 +140,7 @@ export class ClusterNode {
       throw new RangeError(`node name "${o.node}" (rule 2.9)`);
     }
     const keys = new ClusterKeys(o.clusterKey);
+    const storeKeys = new StoreKeys(o.clusterKey);
     const log = o.log ?? (() => {});
     const nc = await connect({
       servers: o.servers,
@@ -152,9 +177,10 @@ export class ClusterNode {
           Deno.exit(1);
         },
       });
-      let delivery: NatsDelivery;
+      // What is opened is closed again, latest first, when a later part fails.
+      const opened: Array<{ close(): Promise<void> }> = [presence];
       try {
-        delivery = await NatsDelivery.open({
+        const delivery = await NatsDelivery.open({
           nc,
           cluster,
           node: o.node,
@@ -165,13 +191,47 @@ export class ClusterNode {
           ...(o.deliveryTimeoutMs !== undefined &&
             { timeoutMs: o.deliveryTimeoutMs }),
         });
+        opened.push(delivery);
+        // 11.6: the mailboxes every node shares, sealed at rest.
+        const shared = {
+          nc,
+          cluster,
+          keys: storeKeys,
+          log,
+          ...(o.replicas !== undefined && { replicas: o.replicas }),
+        };
+        const store = await JetStreamStore.open({
+          ...shared,
+          ...(o.now && { now: o.now }),
+        });
+        opened.push(store);
+        const prekeys = await KvPrekeys.open(shared);
+        opened.push(prekeys);
+        const mailWake = await MailWake.open({
+          nc,
+          cluster,
+          node: o.node,
+          keys,
+          log,
+          ...(o.now && { now: o.now }),
+        });
+        opened.push(mailWake);
+        node = new ClusterNode(o, cluster, nc, keys, {
+          storeKeys,
+          presence,
+          delivery,
+          store,
+          prekeys,
+          mailWake,
+        }, to);
       } catch (e) {
-        await presence.close();
+        for (const x of opened.reverse()) await x.close().catch(() => {});
         throw e;
       }
-      node = new ClusterNode(o, cluster, nc, keys, presence, delivery, to);
     } catch (e) {
       await nc.close().catch(() => {});
+      keys.wipe();
+      storeKeys.wipe();
       throw e;
     }
     return node;
@@ -223,17 +283,30 @@ export class ClusterNode {
 
   /**
    * What `ImServer.start` needs to be this node: its name, presence,
-   * delivery and the partial flag.
+   * delivery, the partial flag, and the mailboxes every node shares with
+   * their wake-ups (11.4, 11.6; the node closes them, after the server).
    */
   serverOptions(): {
     node: string;
     presence: Presence;
     delivery: (local: (user: string) => Outbox | undefined) => Delivery;
     partial: () => boolean;
+    store: Store;
+    prekeys: Prekeys;
+    mailWake: (
+      local: (user: string) => void,
+      everyone: () => void,
+    ) => (user: string) => void;
   } {
     return {
       node: this.node,
       presence: this.presence,
+      store: this.store,
+      prekeys: this.prekeys,
+      mailWake: (local, everyone) => {
+        this.mailWake.attach(local, everyone);
+        return (user) => this.mailWake.tell(user);
+      },
       delivery: (local) => {
         this.delivery.attach(local, {
           kick: (user, reason) => this.#to.server?.kick(user, reason) ?? false,
@@ -257,10 +330,14 @@ export class ClusterNode {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
+    await this.mailWake.close();
     await this.delivery.close();
+    await this.store.close();
+    await this.prekeys.close();
     await this.presence.close();
     await this.nc.close().catch(() => {});
     this.#keys.wipe();
+    this.#storeKeys.wipe();
   }
 
   /**
@@ -272,7 +349,10 @@ export class ClusterNode {
     this.#closed = true;
     clearInterval(this.#timer);
     await this.presence.crash();
+    await this.mailWake.close();
     await this.delivery.close();
+    await this.store.close();
+    await this.prekeys.close();
     await this.nc.close().catch(() => {});
   }
 }
