@@ -19,5 +19,6 @@ export * from "./delivery.ts";
 export * from "./node.ts";
 export * from "./store.ts";
 export * from "./prekeys.ts";
+export * from "./room_store.ts";
 export * from "./mail_wake.ts";
 export * from "./refusals.ts";
