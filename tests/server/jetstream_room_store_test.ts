@@ -361,6 +361,25 @@ Deno.test("JetStreamRoomStore: sealed at rest: NATS holds no plaintext; a messag
   }
 });
 
+Deno.test("nats-server answers a conditional publish sent again with its msg id with the first one's sequence, before it checks the expected sequence: a retried commit is not made twice", async () => {
+  const cluster = freshCluster();
+  const s = await openStore(cluster); // makes the stream
+  const nc = await connectTo();
+  try {
+    const js = jetstream(nc);
+    const subject = roomSubject(cluster, "ops");
+    const opts = { msgID: "one", expect: { lastSubjectSequence: 0 } };
+    const first = await js.publish(subject, bytes(1), opts);
+    await js.publish(subject, bytes(2));
+    const again = await js.publish(subject, bytes(1), opts);
+    assert.equal(again.seq, first.seq);
+    assert.ok(again.duplicate);
+  } finally {
+    await nc.close();
+    await s.close();
+  }
+});
+
 Deno.test({
   name: "JetStreamRoomStore: the file's nats-server stops",
   sanitizeOps: false,
