@@ -176,23 +176,30 @@ Deno.test("cluster mail: through node 1 to B offline, read on node 2 in order an
   });
 });
 
-Deno.test("mail-wake (11.4): the users of one turn reach the other node in envelopes of at most 256, not the sender's own; junk, another key, another subject and a replay wake nobody and are counted", async () => {
+Deno.test("mail-wake (11.4): the users of one turn reach the other node in envelopes of at most 256, not the sender's own; junk, another key, another subject and a replay wake nobody and are counted; a node whose NATS link comes back wakes every stream", async () => {
   await withNats(async (nats) => {
-    const nc1 = await connect({ servers: nats.url });
-    const nc2 = await connect({ servers: nats.url });
+    const opts = {
+      servers: nats.url,
+      reconnectTimeWait: 50,
+      maxReconnectAttempts: -1,
+    };
+    const nc1 = await connect(opts);
+    const nc2 = await connect(opts);
     const keys = new ClusterKeys(KEY);
     const w1 = await MailWake.open({ nc: nc1, cluster: "m", node: "n1", keys });
     const w2 = await MailWake.open({ nc: nc2, cluster: "m", node: "n2", keys });
     try {
       const woken1: string[] = [], woken2: string[] = [];
+      let everyone = 0;
       w1.attach((u) => woken1.push(u));
-      w2.attach((u) => woken2.push(u));
+      w2.attach((u) => woken2.push(u), () => everyone++);
       const envelopes: Uint8Array[] = [];
       const tap = nc2.subscribe(mailWakeSubject("m"), {
         callback: (_e, m) => {
           envelopes.push(m.data.slice());
         },
       });
+      await nc2.flush(); // the tap is in place before the first wake-up
       const users = Array.from({ length: 300 }, (_, i) => `u${i}`);
       for (const u of [...users, "u1", "u2"]) w1.tell(u);
       const deadline = Date.now() + GENEROUS_MS;
@@ -232,6 +239,14 @@ Deno.test("mail-wake (11.4): the users of one turn reach the other node in envel
         "cluster-replayed": 2,
       });
       tap.unsubscribe();
+
+      // NATS restarts: a wake-up may have been lost meanwhile.
+      assert.equal(everyone, 0);
+      await nats.kill();
+      await nats.restart();
+      const back = Date.now() + GENEROUS_MS;
+      while (everyone === 0 && Date.now() < back) await sleep(20);
+      assert.equal(everyone, 1, "every stream woken once the link is back");
     } finally {
       await w1.close();
       await w2.close();
