@@ -150,6 +150,19 @@ export interface Delivery {
    * @returns whether it was taken, and when it is written
    */
   deliver(user: string, msg: Push, opts?: DeliverOptions): DeliveryReceipt;
+  /**
+   * Close a user's connection on the node it is on (a cluster's `kick`,
+   * PROTOCOL.md 11.4); absent where every user is on this node.
+   * @param user the user
+   * @param reason why, told to the user
+   * @param keep a key fingerprint: a connection that logged in with it is kept
+   * @returns `closed`, `absent`, or the error that stands for no answer
+   */
+  kick?(
+    user: string,
+    reason: "replaced" | "revoked",
+    keep?: string,
+  ): Promise<"closed" | "absent" | ImError>;
 }
 
 /** One record of a {@link Store}. */

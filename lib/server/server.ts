@@ -551,12 +551,18 @@ export class ImServer {
    * its key revoked (`revoked`). Its partner is told, as for any leave.
    * @param user the user
    * @param reason why, told to the user
-   * @returns true when the user was connected here
+   * @param keep a key fingerprint: a connection that logged in with it is
+   *   kept (another node revoked a key this one replaced)
+   * @returns true when a connection here was closed
    */
-  kick(user: string, reason: "replaced" | "revoked"): boolean {
+  kick(user: string, reason: "replaced" | "revoked", keep?: string): boolean {
     const s = this.#registry.get(user);
-    if (!s) return false;
-    this.#log(reason, { user, by: "cluster" });
+    if (!s || (keep !== undefined && s.fingerprint === keep)) return false;
+    // 11.4 Revocation: a key revoked elsewhere that this node's own
+    // directory still holds can log in here again until it is reloaded.
+    const held = reason === "revoked" &&
+      this.#clients.get(user)?.fingerprint === s.fingerprint;
+    this.#log(reason, { user, by: "cluster", ...(held && { keyHeld: true }) });
     this.#track(
       this.#drop(
         s,
@@ -575,6 +581,7 @@ export class ImServer {
    * @param clients the new directory
    */
   async reloadClients(clients: Map<string, PublicIdentity>): Promise<void> {
+    const before = this.#clients;
     // Both in one turn: a login sees the directory and its decoys together.
     this.#decoys.update(clients.values());
     this.#clients = clients;
@@ -588,6 +595,35 @@ export class ImServer {
         "Your key was revoked by the server operator",
       );
     }
+    await this.#revokeElsewhere(before, clients);
+  }
+
+  /**
+   * PROTOCOL.md 11.4 Revocation: each user of another node whose key this
+   * reload removed or changed gets a `kick` (`revoked`) on that node; with
+   * the new key's fingerprint in `keep` when it was changed.
+   * @param before the directory before the reload
+   * @param after the directory now
+   */
+  async #revokeElsewhere(
+    before: Map<string, PublicIdentity>,
+    after: Map<string, PublicIdentity>,
+  ): Promise<void> {
+    const delivery = this.#delivery;
+    if (!delivery.kick) return;
+    const revoked = this.#presence.list().filter((e) =>
+      e.node !== this.#c.node && before.has(e.name) &&
+      before.get(e.name)?.fingerprint !== after.get(e.name)?.fingerprint
+    );
+    await Promise.all(revoked.map(async (e) => {
+      const keep = after.get(e.name)?.fingerprint;
+      const r = await delivery.kick!(e.name, "revoked", keep);
+      this.#log("revoke-sent", {
+        user: e.name,
+        node: e.node,
+        result: typeof r === "string" ? r : r.code,
+      });
+    }));
   }
 
   /**

@@ -9,7 +9,7 @@
  * | payload `t` | does                                                  | answer                                                |
  * | ----------- | ----------------------------------------------------- | ----------------------------------------------------- |
  * | `deliver`   | `{user, msg, max?}`: write `msg` to the user's link   | `{ok: "written" \| "absent" \| "busy" \| "failed"}`   |
- * | `kick`      | `{user, reason}`: close the user's connection         | `{ok: "closed" \| "absent"}`                          |
+ * | `kick`      | `{user, reason, keep?}`: close the user's connection  | `{ok: "closed" \| "absent"}`                          |
  *
  * A remote delivery is `{delivered: true, written}` at once; `written`
  * settles with the answer: `undefined` for `written`, an error otherwise
@@ -121,8 +121,15 @@ class BootWindow extends EnvelopeWindow {
 /** Why a connection is closed by a `kick`. */
 export type KickReason = "replaced" | "revoked";
 
-/** What a node does with a `kick` for one of its users: true when it had one. */
-export type KickHandler = (user: string, reason: KickReason) => boolean;
+/**
+ * What a node does with a `kick` for one of its users: true when it closed
+ * a connection (none, or one that logged in with the key `keep` names: false).
+ */
+export type KickHandler = (
+  user: string,
+  reason: KickReason,
+  keep?: string,
+) => boolean;
 
 /** Options of {@link NatsDelivery.open}. */
 export interface NatsDeliveryOptions {
@@ -150,6 +157,8 @@ export interface NatsDeliveryOptions {
 
 const PUSHES: ReadonlySet<string> = new Set(["grant", "cancelled", "relayed"]);
 const REASONS: ReadonlySet<string> = new Set(["replaced", "revoked"]);
+/** A key fingerprint a `kick` may name in `keep`: printable, no spaces. */
+const FINGERPRINT = /^[\x21-\x7e]{1,128}$/;
 
 type Answer =
   | { ok: "written" | "absent" | "busy" | "closed" }
@@ -304,17 +313,25 @@ export class NatsDelivery implements Delivery {
    * Close a user's connection wherever it is (11.4 `kick`).
    * @param user the user
    * @param reason told to the user
+   * @param keep a key fingerprint: a connection that logged in with it is
+   *   kept (a revocation of a key replaced by this one)
    * @returns `closed`, `absent`, or the error when its node did not answer
    */
   async kick(
     user: string,
     reason: KickReason,
+    keep?: string,
   ): Promise<"closed" | "absent" | NetError> {
     const entry = this.#presence.get(user);
     if (!entry || entry.node === this.node) {
-      return this.#kick(user, reason) ? "closed" : "absent";
+      return this.#kick(user, reason, keep) ? "closed" : "absent";
     }
-    const a = await this.#request(entry.node, { t: "kick", user, reason });
+    const a = await this.#request(entry.node, {
+      t: "kick",
+      user,
+      reason,
+      ...(keep !== undefined && { keep }),
+    });
     if (a instanceof NetError) return a;
     return a.ok === "closed" ? "closed" : "absent";
   }
@@ -555,6 +572,13 @@ export class NatsDelivery implements Delivery {
       if (typeof b.reason !== "string" || !REASONS.has(b.reason)) {
         throw new ProtocolError("cluster-malformed", "kick reason");
       }
+      const keep = b.keep;
+      if (
+        keep !== undefined &&
+        (typeof keep !== "string" || !FINGERPRINT.test(keep))
+      ) {
+        throw new ProtocolError("cluster-malformed", "kick keep");
+      }
       this.#log("cluster-kick", {
         node: this.node,
         from,
@@ -562,7 +586,9 @@ export class NatsDelivery implements Delivery {
         reason: b.reason,
       });
       return {
-        ok: this.#kick(user, b.reason as KickReason) ? "closed" : "absent",
+        ok: this.#kick(user, b.reason as KickReason, keep)
+          ? "closed"
+          : "absent",
       };
     }
     if (b.t !== "deliver") {

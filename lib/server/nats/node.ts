@@ -38,9 +38,10 @@ const MEMBERS_CHECK_MS = 1_000;
 export interface ClusterServer {
   /**
    * Close a user's connection on this node.
-   * @returns true when the user had one
+   * @param keep a key fingerprint: a connection that logged in with it is kept
+   * @returns true when a connection was closed
    */
-  kick(user: string, reason: KickReason): boolean;
+  kick(user: string, reason: KickReason, keep?: string): boolean;
 }
 
 /** Options of {@link ClusterNode.join}. */
@@ -309,7 +310,8 @@ export class ClusterNode {
       },
       delivery: (local) => {
         this.delivery.attach(local, {
-          kick: (user, reason) => this.#to.server?.kick(user, reason) ?? false,
+          kick: (user, reason, keep) =>
+            this.#to.server?.kick(user, reason, keep) ?? false,
         });
         return this.delivery;
       },
