@@ -3,17 +3,24 @@
  * run, keeps the mailboxes and the rooms in a SQLite file under `--data`
  * (PROTOCOL.md 9.9, 10.4; with `--cluster` the mailboxes in JetStream,
  * 11.6), logs to stderr (or JSON lines to stdout), stops cleanly on Ctrl-C or
- * SIGTERM, and re-reads the client key directory on SIGHUP.
+ * SIGTERM, and re-reads the client key directory (and the cluster key) on
+ * SIGHUP.
  * @module
  */
 
 import { basename, dirname, join, resolve } from "node:path";
 import { MAX_HEARTBEAT_MS, MIN_HEARTBEAT_MS } from "../lib/record/mod.ts";
 import { intFlag, parseFlags } from "./flags.ts";
-import { createLogger, ImError, UsageError } from "../lib/util/mod.ts";
+import {
+  createLogger,
+  ImError,
+  type Logger,
+  UsageError,
+} from "../lib/util/mod.ts";
 import { DEFAULT_RSA_BITS } from "../lib/crypto/mod.ts";
 import { isValidUsername, ROOM_MEMBERS_HARD_LIMIT } from "../lib/proto/mod.ts";
 import {
+  clusterKeyId,
   DEFAULT_USERS,
   defaultKeyDir,
   loadClientDirectory,
@@ -87,7 +94,8 @@ server and the users ${
   DEFAULT_USERS.join(", ")
 } (as "im keygen" does) and says so.
 Signals: Ctrl-C or SIGTERM stops it (clients are told); SIGHUP re-reads
-the client key directory (added users can log in, removed ones are cut off).
+the client key directory (added users can log in, removed ones are cut off,
+on every node of a cluster) and, with --cluster, server/cluster.key.
 `;
 
 const OPTIONS = {
@@ -349,6 +357,10 @@ export async function runServe(args: string[]): Promise<number> {
   const keys = await loadServerKeys(dir);
   // PROTOCOL.md 11.1: every node holds the same cluster key.
   const clusterKey = cluster ? await loadClusterKey(dir) : undefined;
+  // The id of the cluster key in use, and the node that uses it (SIGHUP).
+  let clusterKeyInUse = clusterKey ? clusterKeyId(clusterKey) : "";
+  let keyHolder: KeyHolder | undefined;
+  let keyReload = Promise.resolve();
   for (const p of keys.problems) log("key-skipped", { problem: p });
   const stopped = Promise.withResolvers<string>();
   let stopping: string | null = null;
@@ -384,6 +396,18 @@ export async function runServe(args: string[]): Promise<number> {
         return server?.reloadClients(d.clients);
       })
       .catch((e) => log("reload-failed", { error: (e as Error).message }));
+    // One after another: each compares with the key the one before left.
+    const holder = keyHolder;
+    if (holder) {
+      keyReload = keyReload.then(async () => {
+        clusterKeyInUse = await reloadClusterKey(
+          dir,
+          holder,
+          clusterKeyInUse,
+          log,
+        );
+      });
+    }
   };
   // SIGHUP means "re-read the keys" (as for sshd). A terminal that closes
   // sends SIGHUP too; then the terminal is gone and writing to it fails, so
@@ -394,7 +418,7 @@ export async function runServe(args: string[]): Promise<number> {
       try {
         Deno.stderr.writeSync(
           new TextEncoder().encode(
-            "im serve: SIGHUP: re-reading the client keys\n",
+            "im serve: SIGHUP: re-reading the keys\n",
           ),
         );
       } catch {
@@ -493,6 +517,7 @@ export async function runServe(args: string[]): Promise<number> {
     if (cluster && clusterKey) {
       joined = await joinCluster(cluster, clusterKey, natsPass, log);
       node = joined;
+      keyHolder = joined;
       clusterOptions = joined.serverOptions();
     }
     mail = await openMail(dataDir);
@@ -543,6 +568,47 @@ export async function runServe(args: string[]): Promise<number> {
     Deno.removeSignalListener("SIGHUP", sighup);
   }
   return 0;
+}
+
+/** What takes a new cluster key: a {@link ClusterNode}'s `replaceKey`. */
+export interface KeyHolder {
+  /** @returns false when it is the key in use */
+  replaceKey(clusterKey: Uint8Array): boolean;
+}
+
+/**
+ * Read `server/cluster.key` again (PROTOCOL.md 11.1, SIGHUP) and give a
+ * changed key to the node: `cluster-key-replaced` with both ids. A file
+ * that is missing, too open or not a key keeps the key in use and logs one
+ * line, `cluster-key-failed`; it never throws.
+ * @param dir the key directory
+ * @param node the node that uses the key
+ * @param inUse the id of the key in use ({@link clusterKeyId})
+ * @param log where the outcome is logged
+ * @returns the id of the key in use afterwards
+ */
+export async function reloadClusterKey(
+  dir: string,
+  node: KeyHolder,
+  inUse: string,
+  log: Logger,
+): Promise<string> {
+  let key: Uint8Array | undefined;
+  try {
+    key = await loadClusterKey(dir);
+    const id = clusterKeyId(key);
+    if (!node.replaceKey(key)) return inUse;
+    log("cluster-key-replaced", { old: inUse, new: id });
+    return id;
+  } catch (e) {
+    log("cluster-key-failed", {
+      error: ((e as Error).message ?? String(e)).split("\n")[0]!,
+      kept: inUse,
+    });
+    return inUse;
+  } finally {
+    key?.fill(0);
+  }
 }
 
 /**

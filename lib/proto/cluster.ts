@@ -84,6 +84,22 @@ export class ClusterKeys {
     this.mac = deriveKeySync(clusterKey, EMPTY, Label.CLUSTER_MAC);
   }
 
+  /**
+   * Take the keys of another cluster key, in place (section 11.1, a
+   * SIGHUP): whoever holds this object seals and opens under the new key
+   * from now on, and what the old one sealed no longer opens. The old keys'
+   * bytes are overwritten.
+   * @param clusterKey the new 32-byte cluster key
+   * @throws {ProtocolError} `bad-length` for another length (nothing changed)
+   */
+  replace(clusterKey: Uint8Array): void {
+    const next = new ClusterKeys(clusterKey);
+    this.enc.set(next.enc);
+    this.ivk.set(next.ivk);
+    this.mac.set(next.mac);
+    next.wipe();
+  }
+
   /** Wipe the keys (the node stops, or the key was replaced). */
   wipe(): void {
     wipe(this.enc, this.ivk, this.mac);

@@ -18,9 +18,15 @@
  * @module
  */
 
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import {
+  connect,
+  type NatsConnection,
+  nkeyAuthenticator,
+  nkeys,
+} from "@nats-io/transport-node";
 import { ClusterKeys, isValidUsername, StoreKeys } from "../../proto/mod.ts";
-import type { Logger } from "../../util/mod.ts";
+import { sha256 } from "../../crypto/mod.ts";
+import { constantTimeEqual, KeyError, type Logger } from "../../util/mod.ts";
 import type { Delivery, Outbox, Prekeys, Presence, Store } from "../seams.ts";
 import { NatsPresence, type PresenceTiming } from "./presence.ts";
 import { type KickReason, NatsDelivery } from "./delivery.ts";
@@ -57,6 +63,11 @@ export interface ClusterNodeOptions {
   /** NATS user and password. */
   user?: string;
   pass?: string;
+  /**
+   * A NATS user nkey seed (`SU...`, as bytes): the client signs the
+   * server's nonce with it. Kept by the node for reconnects.
+   */
+  nkeySeed?: Uint8Array;
   log?: Logger;
   now?: () => number;
   /** Shorter presence timings (tests). */
@@ -77,6 +88,28 @@ export interface ClusterNodeOptions {
   onDuplicate?: (node: string) => void;
 }
 
+/**
+ * Check a NATS user nkey seed as the NATS client decodes it (its base32,
+ * its checksum, a user's prefix).
+ * @param seed the seed's characters as bytes
+ * @returns a copy, for the client to keep
+ * @throws {KeyError} `bad-nkey-seed`: one line saying what is wrong
+ */
+export function checkNkeySeed(seed: Uint8Array): Uint8Array {
+  let publicKey: string;
+  try {
+    publicKey = nkeys.fromSeed(seed).getPublicKey();
+  } catch (e) {
+    const why = (e instanceof Error ? e.message : String(e))
+      .replace(/^nkeys: /, "");
+    throw new KeyError("bad-nkey-seed", `NATS nkey seed: ${why}`);
+  }
+  if (!publicKey.startsWith("U")) {
+    throw new KeyError("bad-nkey-seed", "NATS nkey seed: not a user's seed");
+  }
+  return new Uint8Array(seed);
+}
+
 /** One node of a cluster: NATS, presence, delivery. */
 export class ClusterNode {
   readonly node: string;
@@ -91,6 +124,8 @@ export class ClusterNode {
   /** Mail wake-ups between nodes (11.4). */
   readonly mailWake: MailWake;
   readonly #keys: ClusterKeys;
+  /** The SHA-256 of the cluster key in use, to tell a changed one. */
+  #keyHash: Uint8Array;
   readonly #storeKeys: StoreKeys;
   readonly #log: Logger;
   readonly #to: { server?: ClusterServer };
@@ -118,6 +153,7 @@ export class ClusterNode {
     this.cluster = cluster;
     this.nc = nc;
     this.#keys = keys;
+    this.#keyHash = sha256(o.clusterKey);
     this.#storeKeys = parts.storeKeys;
     this.presence = parts.presence;
     this.delivery = parts.delivery;
@@ -140,6 +176,7 @@ export class ClusterNode {
     if (!isValidUsername(o.node)) {
       throw new RangeError(`node name "${o.node}" (rule 2.9)`);
     }
+    const seed = o.nkeySeed && checkNkeySeed(o.nkeySeed);
     const keys = new ClusterKeys(o.clusterKey);
     const storeKeys = new StoreKeys(o.clusterKey);
     const log = o.log ?? (() => {});
@@ -148,6 +185,7 @@ export class ClusterNode {
       name: `im-${o.node}`,
       ...(o.user !== undefined && { user: o.user }),
       ...(o.pass !== undefined && { pass: o.pass }),
+      ...(seed && { authenticator: nkeyAuthenticator(seed) }),
       timeout: o.connectTimeoutMs ?? 5_000,
       maxReconnectAttempts: -1,
       reconnectTimeWait: o.reconnectTimeWaitMs ?? 1_000,
@@ -317,6 +355,26 @@ export class ClusterNode {
       },
       partial: () => this.presence.partial,
     };
+  }
+
+  /**
+   * Use another cluster key from now on (PROTOCOL.md 11.1, a SIGHUP): every
+   * envelope is sealed and opened under it at once (presence, requests, mail
+   * wake-ups), what the old key sealed is refused, and the snapshot is put
+   * again under the new key. The store's keys (11.6) stay those of the start:
+   * what is stored was sealed under them.
+   * @param clusterKey the 32 bytes (the caller wipes them)
+   * @returns false when it is the key in use, or the node closed (nothing changed)
+   * @throws {ProtocolError} `bad-length` for another length (nothing changed)
+   */
+  replaceKey(clusterKey: Uint8Array): boolean {
+    if (this.#closed) return false;
+    const hash = sha256(clusterKey);
+    if (constantTimeEqual(hash, this.#keyHash)) return false;
+    this.#keys.replace(clusterKey);
+    this.#keyHash = hash;
+    this.presence.reseal();
+    return true;
   }
 
   /** The server whose connections replaced logins and kicks close. */

@@ -474,6 +474,15 @@ export class NatsPresence implements Presence {
     return e;
   }
 
+  /**
+   * Put the snapshot again soon (as after a change of our users): the
+   * cluster key was replaced (11.1), so the others hear us under the new key
+   * before the next heartbeat.
+   */
+  reseal(): void {
+    this.#changed();
+  }
+
   get(name: string): PresenceEntry | undefined {
     return this.#view.get(name);
   }
