@@ -14,6 +14,7 @@ import { intFlag, parseFlags } from "./flags.ts";
 import {
   createLogger,
   ImError,
+  KeyError,
   type Logger,
   UsageError,
 } from "../lib/util/mod.ts";
@@ -25,6 +26,7 @@ import {
   defaultKeyDir,
   loadClientDirectory,
   loadClusterKey,
+  loadNkeySeed,
   loadServerKeys,
   provision,
   serverKeysExist,
@@ -87,6 +89,9 @@ Options:
                           (default n- and 6 random hex digits)
   --nats-user U           NATS user name (with --nats-pass-file)
   --nats-pass-file F      file whose first line is the NATS password
+  --nats-nkey-file F      file whose first line is a NATS user nkey seed
+                          (SU...; 0600, as a private key), instead of a
+                          user and password
   -h, --help              this help
 
 On a first run with no server key in the key directory, it provisions the
@@ -126,6 +131,7 @@ const OPTIONS = {
   node: { type: "string" },
   "nats-user": { type: "string" },
   "nats-pass-file": { type: "string" },
+  "nats-nkey-file": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -135,14 +141,16 @@ export interface ClusterFlags {
   node: string;
   user?: string;
   passFile?: string;
+  /** `--nats-nkey-file`: a NATS user nkey seed, instead of a user and password. */
+  nkeyFile?: string;
 }
 
 /** Most URLs `--cluster` takes. */
 const MAX_CLUSTER_URLS = 16;
 
 /**
- * Read `--cluster`, `--node`, `--nats-user`, `--nats-pass-file`: each bad
- * value is one usage line.
+ * Read `--cluster`, `--node`, `--nats-user`, `--nats-pass-file`,
+ * `--nats-nkey-file`: each bad value is one usage line.
  * @param v the flags
  * @param random the default node name's hex digits (tests fix them)
  * @returns the cluster's settings, or undefined without `--cluster`
@@ -154,12 +162,20 @@ export function clusterFlags(
     node?: string | undefined;
     "nats-user"?: string | undefined;
     "nats-pass-file"?: string | undefined;
+    "nats-nkey-file"?: string | undefined;
   },
   random: () => string = () =>
     crypto.getRandomValues(new Uint8Array(3)).toHex(),
 ): ClusterFlags | undefined {
   if (v.cluster === undefined) {
-    for (const f of ["node", "nats-user", "nats-pass-file"] as const) {
+    for (
+      const f of [
+        "node",
+        "nats-user",
+        "nats-pass-file",
+        "nats-nkey-file",
+      ] as const
+    ) {
       if (v[f] !== undefined) {
         throw new UsageError("bad-flag", `--${f} needs --cluster URL`);
       }
@@ -204,6 +220,22 @@ export function clusterFlags(
       "Invalid --nats-user: expected 1-256 printable characters, no spaces",
     );
   }
+  const nkeyFile = v["nats-nkey-file"];
+  if (
+    nkeyFile !== undefined &&
+    (user !== undefined || passFile !== undefined)
+  ) {
+    throw new UsageError(
+      "bad-flag",
+      "--nats-nkey-file and --nats-user with --nats-pass-file do not go together: NATS takes one of them",
+    );
+  }
+  if (nkeyFile === "") {
+    throw new UsageError(
+      "bad-flag",
+      'Invalid --nats-nkey-file "": expected a file',
+    );
+  }
   if ((user === undefined) !== (passFile === undefined)) {
     throw new UsageError(
       "bad-flag",
@@ -221,6 +253,7 @@ export function clusterFlags(
     node,
     ...(user !== undefined && { user }),
     ...(passFile !== undefined && { passFile }),
+    ...(nkeyFile !== undefined && { nkeyFile }),
   };
 }
 
@@ -327,6 +360,10 @@ export async function runServe(args: string[]): Promise<number> {
   const natsPass = cluster?.passFile === undefined
     ? undefined
     : await readPassFile(cluster.passFile);
+  // Checked as a private key is, before anything starts (PROTOCOL.md 11.1).
+  const nkeySeed = cluster?.nkeyFile === undefined
+    ? undefined
+    : await loadNkeySeed(cluster.nkeyFile);
   if (v.data === "") {
     throw new UsageError("bad-flag", 'Invalid --data "": expected a directory');
   }
@@ -515,7 +552,10 @@ export async function runServe(args: string[]): Promise<number> {
     let clusterOptions: Partial<ServerOptions> = {};
     let joined: Awaited<ReturnType<typeof joinCluster>> | undefined;
     if (cluster && clusterKey) {
-      joined = await joinCluster(cluster, clusterKey, natsPass, log);
+      joined = await joinCluster(cluster, clusterKey, {
+        pass: natsPass,
+        nkeySeed,
+      }, log);
       node = joined;
       keyHolder = joined;
       clusterOptions = joined.serverOptions();
@@ -561,6 +601,7 @@ export async function runServe(args: string[]): Promise<number> {
     await node?.close().catch((e) =>
       log("cluster-close-failed", { error: (e as Error).message })
     );
+    if (node) globalThis.removeEventListener("error", dropReset);
     // After the server: every stored mail was committed, none is half written.
     await mail?.close();
     Deno.removeSignalListener("SIGINT", sigint);
@@ -612,27 +653,52 @@ export async function reloadClusterKey(
 }
 
 /**
+ * A NATS server that refuses the credentials resets the connection after
+ * the NATS client gave up on it: the client's socket then reports
+ * ECONNRESET with nobody listening, an uncaught error that would end the
+ * process before its one error line. Such a reset is dropped while the
+ * node runs, and for good once joining failed (the process is ending).
+ */
+function dropReset(ev: ErrorEvent): void {
+  if ((ev.error as { code?: unknown } | null)?.code === "ECONNRESET") {
+    ev.preventDefault();
+  }
+}
+
+/**
  * Join the cluster (PROTOCOL.md 11.1): the NATS client and the cluster's
  * parts are loaded here, by a dynamic import, and only with `--cluster`.
  * @throws {ImError} `cluster-unreachable`: one line naming the URLs and why
+ * @throws {KeyError} `bad-nkey-seed`: the seed's checksum or kind is wrong
  */
 async function joinCluster(
   c: ClusterFlags,
   clusterKey: Uint8Array,
-  pass: string | undefined,
+  creds: { pass?: string | undefined; nkeySeed?: Uint8Array | undefined },
   log: ReturnType<typeof createLogger>,
 ) {
   const { ClusterNode } = await import("../lib/server/nats/mod.ts");
+  globalThis.addEventListener("error", dropReset);
   try {
     return await ClusterNode.join({
       servers: c.servers,
       node: c.node,
       clusterKey,
       ...(c.user !== undefined && { user: c.user }),
-      ...(pass !== undefined && { pass }),
+      ...(creds.pass !== undefined && { pass: creds.pass }),
+      ...(creds.nkeySeed !== undefined && { nkeySeed: creds.nkeySeed }),
       log,
     });
   } catch (e) {
+    if (e instanceof KeyError && e.code === "bad-nkey-seed") {
+      throw new KeyError(
+        "bad-nkey-seed",
+        `Cannot use NATS nkey seed "${c.nkeyFile}": ${
+          e.message.replace(/^NATS nkey seed: /, "")
+        }`,
+        "copy the seed file again from where it was made (nk -gen user), or make a new nkey user",
+      );
+    }
     const why = ((e as Error).message ?? String(e)).split("\n")[0];
     throw new ImError(
       "cluster-unreachable",
@@ -641,6 +707,7 @@ async function joinCluster(
     );
   } finally {
     clusterKey.fill(0);
+    creds.nkeySeed?.fill(0);
   }
 }
 

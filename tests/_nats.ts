@@ -95,18 +95,34 @@ async function readLog(path: string): Promise<string> {
   }
 }
 
+/** Options of {@link startNats}. */
+export interface NatsOptions {
+  /** The binary (default {@link natsServerBinary}). */
+  binary?: string;
+  /**
+   * A configuration file's text (e.g. an `authorization` block), written to
+   * the server's temp dir and given with `-c`; the flags of the address,
+   * port and JetStream directory still apply.
+   */
+  config?: string;
+}
+
 /**
  * Start a `nats-server` with JetStream on a free loopback port.
- * @param opts the binary (default {@link natsServerBinary})
+ * @param opts the binary, a configuration
  * @returns the running server
  * @throws {Error} saying how to install `nats-server` when it cannot be started
  */
 export async function startNats(
-  opts: { binary?: string } = {},
+  opts: NatsOptions = {},
 ): Promise<NatsServer> {
   const binary = opts.binary ?? natsServerBinary();
   const dir = await Deno.makeTempDir({ prefix: "im-nats-" });
   const logFile = `${dir}/server.log`;
+  const config = opts.config === undefined ? [] : ["-c", `${dir}/nats.conf`];
+  if (opts.config !== undefined) {
+    await Deno.writeTextFile(`${dir}/nats.conf`, opts.config);
+  }
   let port = 0;
   let child: Deno.ChildProcess | undefined;
   let exited: Promise<Deno.CommandStatus> | undefined;
@@ -126,6 +142,7 @@ export async function startNats(
           `${dir}/js`,
           "-l",
           logFile,
+          ...config,
         ],
         stdin: "null",
         stdout: "null",
@@ -231,12 +248,14 @@ export async function startNats(
  * Run `fn` with a fresh `nats-server`, stopped (and its data removed)
  * afterwards whatever `fn` does.
  * @param fn the test body
+ * @param opts the binary, a configuration
  * @returns what `fn` returns
  */
 export async function withNats<T>(
   fn: (nats: NatsServer) => Promise<T>,
+  opts: NatsOptions = {},
 ): Promise<T> {
-  const nats = await startNats();
+  const nats = await startNats(opts);
   try {
     return await fn(nats);
   } finally {

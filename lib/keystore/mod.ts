@@ -11,6 +11,7 @@ export * from "./keystore_error.ts";
 export * from "./layout.ts";
 export * from "./load.ts";
 export * from "./mail_vault.ts";
+export * from "./nkey_seed.ts";
 export * from "./room_vault.ts";
 export * from "./pins.ts";
 export * from "./provision.ts";
