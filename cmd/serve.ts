@@ -1,10 +1,10 @@
 /**
  * `im serve`: flags -> {@link ImServer}. Provisions default keys on a first
  * run, keeps the mailboxes and the rooms in a SQLite file under `--data`
- * (PROTOCOL.md 9.9, 10.4; with `--cluster` the mailboxes in JetStream,
- * 11.6), logs to stderr (or JSON lines to stdout), stops cleanly on Ctrl-C or
- * SIGTERM, and re-reads the client key directory (and the cluster key) on
- * SIGHUP.
+ * (PROTOCOL.md 9.9, 10.4; with `--cluster` both in JetStream, shared by
+ * every node, 11.6, and `--data` not used), logs to stderr (or JSON lines
+ * to stdout), stops cleanly on Ctrl-C or SIGTERM, and re-reads the client
+ * key directory (and the cluster key) on SIGHUP.
  * @module
  */
 
@@ -54,8 +54,9 @@ Options:
   --data DIR              where the mailboxes and rooms are kept, in
                           DIR/${MAIL_DB_FILE} (default data/ beside a key
                           directory named keys, else <name>-data/ beside
-                          it); with --cluster the mailboxes are in NATS
-                          JetStream and only the rooms here
+                          it); not used with --cluster: the mailboxes and
+                          rooms are then in NATS JetStream, shared by every
+                          node
   --log text|json         log format: text to stderr, or JSON lines to stdout
   --login-timeout S       seconds a login may take (default 10)
   --max-clients N         logged-in clients at once (default 10000)
@@ -560,15 +561,17 @@ export async function runServe(args: string[]): Promise<number> {
       keyHolder = joined;
       clusterOptions = joined.serverOptions();
     }
-    mail = await openMail(dataDir);
+    // PROTOCOL.md 11.6: in a cluster the mailboxes and the rooms are
+    // JetStream's, shared by every node, and no file of its own is opened.
+    if (!joined) mail = await openMail(dataDir);
     server = await ImServer.start({
       ...options,
-      store: mail.store,
-      prekeys: mail.prekeys,
-      // PROTOCOL.md 11.6: in a cluster the mailboxes are JetStream's, shared
-      // by every node; the rooms stay in this node's file.
+      ...(mail && {
+        store: mail.store,
+        prekeys: mail.prekeys,
+        rooms: mail.rooms,
+      }),
       ...clusterOptions,
-      rooms: mail.rooms,
     });
     if (joined) {
       joined.attach(server);
@@ -579,7 +582,7 @@ export async function runServe(args: string[]): Promise<number> {
       joined
         ? {
           mail: `JetStream IM_MAIL_${joined.cluster}`,
-          rooms: join(dataDir, MAIL_DB_FILE),
+          rooms: `JetStream IM_ROOMS_${joined.cluster}`,
         }
         : { path: join(dataDir, MAIL_DB_FILE) },
     );

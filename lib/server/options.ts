@@ -87,6 +87,17 @@ export interface ServerOptions {
     local: (user: string) => void,
     everyone: () => void,
   ) => (user: string) => void;
+  /**
+   * In a cluster (PROTOCOL.md 11.4 _Room wake-ups_): given how this node
+   * wakes the room streams of its users for a room (`made`: the room was
+   * just made, an earlier one of its name is forgotten first) and every
+   * room stream it runs, what tells the other nodes that a room changed
+   * (this node wakes its own streams itself). Default: nothing to tell.
+   */
+  roomWake?: (
+    local: (room: string, users: readonly string[], made: boolean) => void,
+    everyone: () => void,
+  ) => (room: string, users: readonly string[], made: boolean) => void;
   /** Rule 1.2: a login must finish within this (default {@link LOGIN_TIMEOUT_MS}). */
   loginTimeoutMs?: number;
   /** Unauthenticated connections at once, in total (default 256). */
@@ -197,6 +208,7 @@ export type ServerSettings =
       | "delivery"
       | "partial"
       | "mailWake"
+      | "roomWake"
       | "requestLimits"
       | "now"
       | "store"
@@ -210,6 +222,7 @@ export type ServerSettings =
     | "delivery"
     | "partial"
     | "mailWake"
+    | "roomWake"
     | "requestLimits"
     | "store"
     | "prekeys"
@@ -237,6 +250,7 @@ export function serverSettings(o: ServerOptions): ServerSettings {
     ...(o.delivery && { delivery: o.delivery }),
     ...(o.partial && { partial: o.partial }),
     ...(o.mailWake && { mailWake: o.mailWake }),
+    ...(o.roomWake && { roomWake: o.roomWake }),
     ...(o.store && { store: o.store }),
     ...(o.prekeys && { prekeys: o.prekeys }),
     ...(o.rooms && { rooms: o.rooms }),

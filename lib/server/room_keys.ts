@@ -19,7 +19,6 @@ import {
   type Msg,
   type RoomCounts,
   type RoomReplies,
-  sameBytes,
 } from "./room_replies.ts";
 import { keysEntryData } from "./room_stream.ts";
 import type { RoomsOptions } from "./rooms.ts";
@@ -38,26 +37,12 @@ type Options = Pick<
   | "now"
 >;
 
-/**
- * The key mails one room's current epoch stored, per sender and recipient
- * (PROTOCOL.md 10.4): a second `room-keys` mail for a pair is not stored.
- * Held in memory only (lost on restart), forgotten when the epoch moves on.
- */
-interface KeyedPairs {
-  readonly roomId: Uint8Array;
-  readonly epoch: number;
-  /** Sender to the recipients its mails of this epoch were stored for. */
-  readonly sent: Map<string, Set<string>>;
-}
-
 /** `member-keys` and `room-keys`, and the key mails stored per epoch. */
 export class RoomKeys {
   #o: Options;
   #replies: RoomReplies;
   #locks: RoomLocks;
   #counts: RoomCounts;
-  /** Per room name, the key mails of its epoch stored (`room-keys`). */
-  #keyed = new Map<string, KeyedPairs>();
 
   /**
    * @param o the seams and limits it uses, of the rooms' settings
@@ -224,14 +209,12 @@ export class RoomKeys {
         mails.push({ recipient: header.recipient, mail });
       }
       // One key mail per sender and recipient at this epoch: a repeat is
-      // not stored again (PROTOCOL.md 10.4).
-      let keyed = this.#keyed.get(row.name);
-      if (
-        keyed &&
-        (keyed.epoch !== row.epoch || !sameBytes(keyed.roomId, row.roomId))
-      ) keyed = undefined;
-      const sent = keyed?.sent.get(s.user);
-      const fresh = mails.filter((x) => !sent?.has(x.recipient));
+      // not stored again, whichever node took the first (PROTOCOL.md 10.4,
+      // 11.6: the pairs are the store's).
+      const sent = new Set(
+        await this.#o.store.keyed(row.name, row.epoch, s.user),
+      );
+      const fresh = mails.filter((x) => !sent.has(x.recipient));
       if (fresh.length > 0) {
         const entries: AppendEntry[] = fresh.map((x) => ({
           user: x.recipient,
@@ -244,21 +227,15 @@ export class RoomKeys {
         const waits = Object.fromEntries(
           fresh.map((x, i) => [x.recipient, seqs[i]!]),
         );
-        await this.#o.store.append(row.name, {
+        // The gate and the pairs in one transaction, after the mails: a
+        // request that failed before (store-failed) is taken whole when
+        // sent again; the epoch moved meanwhile is room-stale-epoch.
+        await this.#o.store.appendKeys(row.name, {
           kind: "keys",
           from: s.user,
           at: this.#o.now(),
           data: keysEntryData({ epoch: row.epoch, waits }),
-        });
-        // Remembered once its gate is stored too: a request that failed
-        // before (store-failed) is taken whole when sent again.
-        if (!keyed) {
-          keyed = { roomId: row.roomId, epoch: row.epoch, sent: new Map() };
-          this.#keyed.set(row.name, keyed);
-        }
-        const mine = keyed.sent.get(s.user) ?? new Set();
-        for (const x of fresh) mine.add(x.recipient);
-        keyed.sent.set(s.user, mine);
+        }, { epoch: row.epoch, recipients: fresh.map((x) => x.recipient) });
         this.#counts.keyed += fresh.length;
       }
       return later(reply({
@@ -269,35 +246,6 @@ export class RoomKeys {
       }));
     });
     await answered.done;
-  }
-
-  /**
-   * A new epoch of the room `name`, or a new room of that name (PROTOCOL.md
-   * 10.4): its key mails are counted afresh.
-   * @param name the room's name
-   */
-  forget(name: string): void {
-    this.#keyed.delete(name);
-  }
-
-  /**
-   * For the retention sweep: forget the key mails remembered of rooms
-   * deleted or of epochs gone by, each alone among its room's changes.
-   * @returns when it is done
-   */
-  async sweep(): Promise<void> {
-    // The key mails remembered of a room deleted, or of an epoch gone by,
-    // are no longer needed.
-    for (const name of [...this.#keyed.keys()]) {
-      await this.#locks.run(name, async () => {
-        const k = this.#keyed.get(name);
-        const row = await this.#o.store.room(name);
-        if (
-          k &&
-          (!row || row.epoch !== k.epoch || !sameBytes(row.roomId, k.roomId))
-        ) this.#keyed.delete(name);
-      });
-    }
   }
 }
 

@@ -18,10 +18,9 @@ import {
   verifyRoomLeave,
   verifyRoomList,
 } from "../proto/mod.ts";
-import { ProtocolError } from "../util/mod.ts";
+import { isImError, ProtocolError } from "../util/mod.ts";
 import { fromBase64, noMailbox } from "./mail_keys.ts";
 import { SWEEP_BATCH } from "./mail_sweep.ts";
-import type { RoomKeys } from "./room_keys.ts";
 import { type Later, later, type RoomLocks } from "./room_lock.ts";
 import {
   answerBytes,
@@ -46,8 +45,6 @@ interface Parts {
   replies: RoomReplies;
   locks: RoomLocks;
   counts: RoomCounts;
-  /** Forgets a room's key mails at each new epoch. */
-  keys: RoomKeys;
   /** Woken by each change. */
   streams: RoomStreams;
   /** Members of one room, at most. */
@@ -62,14 +59,13 @@ export class RoomMembership {
   #replies: RoomReplies;
   #locks: RoomLocks;
   #counts: RoomCounts;
-  #keys: RoomKeys;
   #streams: RoomStreams;
   #maxMembers: number;
   #maxRooms: number;
 
   /**
    * @param o the seams it uses, of the rooms' settings
-   * @param parts the refusals, locks, counts, key mails and streams it
+   * @param parts the refusals, locks, counts and streams it
    *   shares, and its limits
    */
   constructor(o: Options, parts: Parts) {
@@ -77,7 +73,6 @@ export class RoomMembership {
     this.#replies = parts.replies;
     this.#locks = parts.locks;
     this.#counts = parts.counts;
-    this.#keys = parts.keys;
     this.#streams = parts.streams;
     this.#maxMembers = parts.maxMembers;
     this.#maxRooms = parts.maxRooms;
@@ -159,7 +154,6 @@ export class RoomMembership {
       this.#counts.created++;
       // The name may have been a room's that was deleted (PROTOCOL.md
       // 10.4): nothing of that one is remembered under it any more.
-      this.#keys.forget(list.name);
       this.#streams.reset(list.name);
       const answer = reply({
         t: "room",
@@ -210,45 +204,49 @@ export class RoomMembership {
     await this.#verifyList(list, s.user);
     // Checked again on the row as it is now, alone among the room's
     // changes (PROTOCOL.md 10.4): a change that came meanwhile is seen.
-    const answered = await this.#locks.run(list.name, async () => {
-      const now = await this.#updatable(s, list, reply);
-      if (!now.ok) return now.refused;
-      const row = now.row;
-      const current = new Set(row.members);
-      const next = new Set(list.members);
-      const added = list.members.filter((u) => !current.has(u));
-      const removed = row.members.filter((u) => !next.has(u));
-      const refused = await this.#checkJoining(reply, added);
-      if (refused) return refused;
-      const seq = await this.#o.store.change({
-        row: {
-          ...row,
-          epoch: list.epoch,
-          list: list.bytes,
-          leaves: [],
-          members: [...list.members],
-        },
-        entry: {
-          kind: "list",
-          from: s.user,
-          at: this.#o.now(),
-          data: list.bytes,
-        },
-        added,
-        removed,
-      });
-      this.#counts.changed++;
-      // A new epoch: its key mails are counted afresh.
-      this.#keys.forget(row.name);
-      const answer = reply({
-        t: "room",
-        room: row.name,
-        seq,
-        list: list.bytes.toBase64(),
-      });
-      this.#streams.notify([...list.members, ...removed], row.name);
-      return later(answer);
-    });
+    const answered = await this.#locks.run(
+      list.name,
+      () =>
+        replanned(async (): Promise<Later | undefined> => {
+          const now = await this.#updatable(s, list, reply);
+          if (!now.ok) return now.refused;
+          const row = now.row;
+          const current = new Set(row.members);
+          const next = new Set(list.members);
+          const added = list.members.filter((u) => !current.has(u));
+          const removed = row.members.filter((u) => !next.has(u));
+          const refused = await this.#checkJoining(reply, added);
+          if (refused) return refused;
+          const seq = await this.#o.store.change({
+            row: {
+              ...row,
+              epoch: list.epoch,
+              list: list.bytes,
+              leaves: [],
+              members: [...list.members],
+            },
+            entry: {
+              kind: "list",
+              from: s.user,
+              at: this.#o.now(),
+              data: list.bytes,
+            },
+            added,
+            removed,
+            base: row,
+          }).catch(planAgain);
+          if (seq === undefined) return undefined;
+          this.#counts.changed++;
+          const answer = reply({
+            t: "room",
+            room: row.name,
+            seq,
+            list: list.bytes.toBase64(),
+          });
+          this.#streams.notify([...list.members, ...removed], row.name);
+          return later(answer);
+        }),
+    );
     await answered.done;
   }
 
@@ -353,43 +351,51 @@ export class RoomMembership {
     const key = this.#o.clients().get(s.user);
     if (!key) throw forgedBy(s.user);
     await verifyRoomLeave(leave, key);
-    const answered = await this.#locks.run(name, async () => {
-      const stored = await this.#o.store.room(name);
-      const now = this.#leavable(
-        stored && sameBytes(stored.roomId, leave.roomId) ? stored : undefined,
-        leave,
-        reply,
-      );
-      if (!now.ok) return now.refused;
-      const row = now.row;
-      const leaves = [...row.leaves, leave.bytes];
-      const members = membersAt(
-        decodeRoomList(row.list),
-        leaves.map((b) => decodeRoomLeave(b)),
-      );
-      const seq = await this.#o.store.change({
-        row: { ...row, leaves, members },
-        entry: {
-          kind: "leave",
-          from: s.user,
-          at: this.#o.now(),
-          data: leave.bytes,
-        },
-        added: [],
-        removed: [s.user],
-      });
-      this.#counts.left++;
-      await this.#letGo(name, s.user, seq);
-      const answer = reply({
-        t: "room-left",
-        room: name,
-        seq,
-        statement: leave.bytes.toBase64(),
-      });
-      // Its own stream too: it moves past its own leave, and lets the room go.
-      this.#streams.notify([...members, s.user], name);
-      return later(answer);
-    });
+    const answered = await this.#locks.run(
+      name,
+      () =>
+        replanned(async (): Promise<Later | undefined> => {
+          const stored = await this.#o.store.room(name);
+          const now = this.#leavable(
+            stored && sameBytes(stored.roomId, leave.roomId)
+              ? stored
+              : undefined,
+            leave,
+            reply,
+          );
+          if (!now.ok) return now.refused;
+          const row = now.row;
+          const leaves = [...row.leaves, leave.bytes];
+          const members = membersAt(
+            decodeRoomList(row.list),
+            leaves.map((b) => decodeRoomLeave(b)),
+          );
+          const seq = await this.#o.store.change({
+            row: { ...row, leaves, members },
+            entry: {
+              kind: "leave",
+              from: s.user,
+              at: this.#o.now(),
+              data: leave.bytes,
+            },
+            added: [],
+            removed: [s.user],
+            base: row,
+          }).catch(planAgain);
+          if (seq === undefined) return undefined;
+          this.#counts.left++;
+          await this.#letGo(name, s.user, seq);
+          const answer = reply({
+            t: "room-left",
+            room: name,
+            seq,
+            statement: leave.bytes.toBase64(),
+          });
+          // Its own stream too: it moves past its own leave, and lets the room go.
+          this.#streams.notify([...members, s.user], name);
+          return later(answer);
+        }),
+    );
     await answered.done;
   }
 
@@ -529,6 +535,38 @@ export class RoomMembership {
     }
     return undefined;
   }
+}
+
+/**
+ * Times a change is planned again on the room as it is now, after the store
+ * refused it as planned on a row changed meanwhile (PROTOCOL.md 10.4, 11.6).
+ */
+export const MAX_REPLANS = 5;
+
+/** A `room-conflict` of the store: plan again (undefined); anything else is thrown. */
+function planAgain(e: unknown): undefined {
+  if (isImError(e) && e.code === "room-conflict") return undefined;
+  throw e;
+}
+
+/**
+ * Run `plan` until it answers (a {@link Later}), at most {@link MAX_REPLANS}
+ * times: undefined means the store refused the change as planned on a row
+ * another node changed meanwhile, and `plan` reads the room again, checks
+ * the request again on it, and plans again (PROTOCOL.md 10.4, 11.6).
+ * @throws {ProtocolError} `room-conflict` when the last try was refused too
+ */
+async function replanned(
+  plan: () => Promise<Later | undefined>,
+): Promise<Later> {
+  for (let i = 0; i < MAX_REPLANS; i++) {
+    const done = await plan();
+    if (done) return done;
+  }
+  throw new ProtocolError(
+    "room-conflict",
+    `The room changed ${MAX_REPLANS} times while your change was made; try again`,
+  );
 }
 
 /** A list or leave by a user the directory no longer holds: nothing can verify it. */

@@ -14,7 +14,10 @@ import type { RoomsOptions } from "./rooms.ts";
 import type { ClientSession, Reply } from "./registry.ts";
 
 /** What {@link RoomStreams} uses of the rooms' settings. */
-type Options = Pick<RoomsOptions, "store" | "mailStore" | "session" | "log">;
+type Options = Pick<
+  RoomsOptions,
+  "store" | "mailStore" | "session" | "log" | "wakeElsewhere"
+>;
 
 /** What the rooms keep of one connection; it ends with it. */
 interface Connection {
@@ -128,21 +131,49 @@ export class RoomStreams {
 
   /**
    * The room changed for `users`: their streams on this node look again
-   * (the author's too: it passes its own entry silently, room_stream.ts).
+   * (the author's too: it passes its own entry silently, room_stream.ts),
+   * and, in a cluster, those on the other nodes (PROTOCOL.md 11.4).
    */
   notify(users: Iterable<string>, room: string): void {
-    for (const u of new Set(users)) {
+    const all = [...new Set(users)];
+    this.#notifyHere(all, room);
+    this.#o.wakeElsewhere?.(room, all, false);
+  }
+
+  /**
+   * A room was made under a name that may have been a deleted room's: no
+   * stream remembers anything of that one under it any more, here or, in
+   * a cluster, on the other nodes.
+   * @param name the room's name
+   */
+  reset(name: string): void {
+    this.#resetHere(name);
+    this.#o.wakeElsewhere?.(name, [], true);
+  }
+
+  /**
+   * A change to `room` committed on another node (PROTOCOL.md 11.4): the
+   * streams of `users` here look again, after forgetting an earlier room
+   * of the name when it was just `made`.
+   */
+  wakeLocal(room: string, users: readonly string[], made: boolean): void {
+    if (made) this.#resetHere(room);
+    this.#notifyHere(new Set(users), room);
+  }
+
+  /** NATS came back (11.4): every stream reads which rooms its user is in, and each. */
+  wakeAll(): void {
+    for (const stream of this.#streams) stream.wake();
+  }
+
+  #notifyHere(users: Iterable<string>, room: string): void {
+    for (const u of users) {
       const s = this.#o.session(u);
       if (s) this.#conns.get(s)?.stream?.wake(room);
     }
   }
 
-  /**
-   * A room was made under a name that may have been a deleted room's: no
-   * stream remembers anything of that one under it any more.
-   * @param name the room's name
-   */
-  reset(name: string): void {
+  #resetHere(name: string): void {
     for (const stream of this.#streams) stream.reset(name);
   }
 

@@ -70,6 +70,16 @@ export interface RoomsOptions {
   mailStore: Store;
   /** Records were committed to `user`'s mail log: its mail stream pushes them. */
   notifyMail: (user: string) => void;
+  /**
+   * In a cluster (PROTOCOL.md 11.4 _Room wake-ups_): a change to `room` was
+   * committed; the other nodes wake their streams of `users` (`made`: the
+   * room was just made). This node wakes its own itself.
+   */
+  wakeElsewhere?: (
+    room: string,
+    users: readonly string[],
+    made: boolean,
+  ) => void;
   /** Members of one room, at most (default {@link DEFAULT_ROOM_MAX_MEMBERS}). */
   maxMembers?: number;
   /** Rooms one user may be a member of (default {@link DEFAULT_ROOM_MAX_ROOMS}). */
@@ -149,7 +159,6 @@ export class Rooms {
       replies,
       locks,
       counts,
-      keys: this.#keys,
       streams: this.#streams,
       maxMembers: o.maxMembers ?? DEFAULT_ROOM_MAX_MEMBERS,
       maxRooms: o.maxRooms ?? DEFAULT_ROOM_MAX_ROOMS,
@@ -335,6 +344,23 @@ export class Rooms {
   }
 
   /**
+   * A change to `room` committed on another node (PROTOCOL.md 11.4 _Room
+   * wake-ups_): the streams of `users` on this node read it again.
+   * @param room the room
+   * @param users whose streams
+   * @param made the room was just made: an earlier one of its name is
+   *   forgotten first
+   */
+  wakeLocal(room: string, users: readonly string[], made: boolean): void {
+    this.#streams.wakeLocal(room, users, made);
+  }
+
+  /** NATS came back (PROTOCOL.md 11.4): every room stream here reads its rooms again. */
+  wakeAll(): void {
+    this.#streams.wakeAll();
+  }
+
+  /**
    * A connection ended: its stream stops (what it pushed and was not
    * acknowledged stays in the logs).
    * @param s the connection
@@ -346,8 +372,7 @@ export class Rooms {
   /**
    * The retention sweep (PROTOCOL.md 10.4, 9.8): delete the entries of
    * every room older than the retention, in batches of `SWEEP_BATCH`
-   * (one transaction each), and forget the key mails remembered of rooms
-   * deleted or of epochs gone by. Logs the counts.
+   * (one transaction each). Logs the counts.
    * @returns when it is done
    */
   async sweep(): Promise<void> {
@@ -360,7 +385,6 @@ export class Rooms {
     }
     this.#counts.expired += entries;
     this.#o.log("room-expired", { entries });
-    await this.#keys.sweep();
     logCounts(this.#o.log, this.#counts);
   }
 

@@ -377,6 +377,21 @@ export interface RoomChange {
   readonly added: readonly string[];
   /** Members removed or gone: their position ends at the entry (`until`). */
   readonly removed: readonly string[];
+  /**
+   * The row the change was planned on (PROTOCOL.md 10.4, 11.6): when given,
+   * the store refuses the change as `room-conflict` unless its row is still
+   * that one (the same `roomId`, `epoch` and number of `leaves`), so a
+   * change planned on a row another node changed meanwhile is planned again.
+   */
+  readonly base?: Pick<RoomRow, "roomId" | "epoch" | "leaves">;
+}
+
+/** The key mails a `keys` entry stands for (PROTOCOL.md 10.4). */
+export interface RoomKeyed {
+  /** The room's epoch they are of. */
+  readonly epoch: number;
+  /** The members whose key mail from the entry's sender is stored now. */
+  readonly recipients: readonly string[];
 }
 
 /**
@@ -417,8 +432,8 @@ export interface RoomStore {
    *   epoch is not `change.row.epoch - 1` for a `list` (or not
    *   `change.row.epoch` for a `leave`), or for a `leave` when
    *   `change.row.leaves` is not the stored leaves, in order, plus exactly
-   *   one: a concurrent change won (a leave built from an older row would
-   *   drop one stored meanwhile)
+   *   one, or the stored row is not `change.base`: a concurrent change won
+   *   (a leave built from an older row would drop one stored meanwhile)
    */
   change(change: RoomChange): Promise<number>;
   /**
@@ -427,6 +442,26 @@ export interface RoomStore {
    * @throws {ProtocolError} `no-room`
    */
   append(name: string, entry: Omit<RoomEntry, "seq">): Promise<number>;
+  /**
+   * The members whose key mail from `sender` of the room's epoch `epoch` is
+   * stored (PROTOCOL.md 10.4: at most one per room, epoch, sender and
+   * member); none when the room is gone or at another epoch.
+   */
+  keyed(name: string, epoch: number, sender: string): Promise<string[]>;
+  /**
+   * Append a `keys` entry and remember, in the same transaction, that the
+   * key mails of its sender (`entry.from`) to `keyed.recipients` at
+   * `keyed.epoch` are stored ({@link keyed} names them from then on, until
+   * a `list` moves the epoch).
+   * @returns its seq
+   * @throws {ProtocolError} `no-room`; `room-stale-epoch` when the room is
+   *   not at `keyed.epoch`
+   */
+  appendKeys(
+    name: string,
+    entry: Omit<RoomEntry, "seq">,
+    keyed: RoomKeyed,
+  ): Promise<number>;
   /**
    * The entries a user may read after `after`, in order of seq: none past
    * its `until`, none of a room it has no position in.

@@ -165,6 +165,13 @@ export class ImServer {
       limits: this.#limits,
       mailStore: store,
       notifyMail: (user) => this.#mailbox.wake(user),
+      // PROTOCOL.md 11.4: in a cluster, a member's room stream may run on another node.
+      ...(c.roomWake && {
+        wakeElsewhere: c.roomWake(
+          (room, users, made) => this.#rooms.wakeLocal(room, users, made),
+          () => this.#rooms.wakeAll(),
+        ),
+      }),
       maxMembers: c.roomMaxMembers,
       maxRooms: c.roomMaxRooms,
       retentionMs: c.mailRetentionDays * DAY_MS,

@@ -676,4 +676,93 @@ export function roomStoreContract(name: string, make: RoomStoreFactory): void {
       assert.deepEqual(seqsOf(await s.read("ops", "B")), [c]);
     },
   );
+
+  withRooms(
+    "appendKeys() stores the keys entry and its pairs together: keyed() names them at that epoch only, a list empties them, another epoch is room-stale-epoch",
+    async (s) => {
+      await s.create(roomRow("ops", ["A", "B", "C"]), entry("list", "A"));
+      assert.deepEqual(await s.keyed("ops", 1, "A"), []);
+      const k = await s.appendKeys("ops", entry("keys", "A", 1), {
+        epoch: 1,
+        recipients: ["C"],
+      });
+      assert.equal(k, 2);
+      await s.appendKeys("ops", entry("keys", "A", 2), {
+        epoch: 1,
+        recipients: ["B"],
+      });
+      assert.deepEqual(await s.keyed("ops", 1, "A"), ["B", "C"]);
+      assert.deepEqual(await s.keyed("ops", 1, "B"), []);
+      assert.deepEqual(await s.keyed("ops", 2, "A"), []);
+      assert.deepEqual(await s.keyed("nope", 1, "A"), []);
+      assert.deepEqual(
+        (await s.read("ops", "B")).map((e) => [e.seq, e.kind]),
+        [[1, "list"], [2, "keys"], [3, "keys"]],
+      );
+      await rejectsWith(
+        s.appendKeys("ops", entry("keys", "B", 3), {
+          epoch: 2,
+          recipients: ["A"],
+        }),
+        "room-stale-epoch",
+      );
+      await rejectsWith(
+        s.appendKeys("nope", entry("keys", "B", 3), {
+          epoch: 1,
+          recipients: ["A"],
+        }),
+        "no-room",
+      );
+      // A leave keeps the epoch and its pairs; a list starts the next afresh.
+      await s.change({
+        row: roomRow("ops", ["A", "B"], 1, [bytes(7)]),
+        entry: entry("leave", "C", 7),
+        added: [],
+        removed: ["C"],
+      });
+      assert.deepEqual(await s.keyed("ops", 1, "A"), ["B", "C"]);
+      await s.change(listChange("ops", ["A", "B"], 2, [], []));
+      assert.deepEqual(await s.keyed("ops", 1, "A"), []);
+      assert.deepEqual(await s.keyed("ops", 2, "A"), []);
+    },
+  );
+
+  withRooms(
+    "change() with a base the stored row no longer is (another epoch, room id or count of leaves) is room-conflict and changes nothing",
+    async (s) => {
+      const first = roomRow("ops", ["A", "B", "C"]);
+      await s.create(first, entry("list", "A"));
+      // A leave lands meanwhile: a list planned on the row before it is stale.
+      const left = roomRow("ops", ["A", "B"], 1, [bytes(7)]);
+      await s.change({
+        row: left,
+        entry: entry("leave", "C", 7),
+        added: [],
+        removed: ["C"],
+        base: first,
+      });
+      await rejectsWith(
+        s.change({
+          ...listChange("ops", ["A", "B", "C"], 2, [], []),
+          base: first,
+        }),
+        "room-conflict",
+      );
+      await rejectsWith(
+        s.change({
+          ...listChange("ops", ["A", "B", "C"], 2, [], []),
+          base: { ...left, roomId: new Uint8Array(16) },
+        }),
+        "room-conflict",
+      );
+      assert.deepEqual(await s.room("ops"), left);
+      // Planned again on the row as it is, it lands, and C starts again.
+      await s.change({
+        ...listChange("ops", ["A", "B", "C"], 2, ["C"], []),
+        base: left,
+      });
+      assert.equal((await s.room("ops"))?.epoch, 2);
+      assert.deepEqual(await s.position("ops", "C"), { upTo: 2 });
+    },
+  );
 }

@@ -6,10 +6,12 @@
  */
 
 import { ProtocolError } from "../../util/mod.ts";
+import { checkBase, KeyedPairs, staleKeys } from "../room_store_checks.ts";
 import type {
   ReadOptions,
   RoomChange,
   RoomEntry,
+  RoomKeyed,
   RoomPosition,
   RoomRow,
   RoomStore,
@@ -132,6 +134,8 @@ function expectedEpoch(change: RoomChange): number {
  */
 export class MemoryRoomStore implements RoomStore {
   #rooms = new Map<string, Room>();
+  /** The key mails stored, per room at its epoch (PROTOCOL.md 10.4). */
+  #keyed = new KeyedPairs();
   #now: () => number;
 
   /** @param clock the clock of the entries' `at` (default `Date.now`) */
@@ -159,6 +163,7 @@ export class MemoryRoomStore implements RoomStore {
         room.positions.set(m, { upTo: seq - 1, until: undefined });
       }
       this.#rooms.set(row.name, room);
+      this.#keyed.forget(row.name);
       return seq;
     });
   }
@@ -206,7 +211,9 @@ export class MemoryRoomStore implements RoomStore {
           `Room "${name}" holds ${room.row.leaves.length} leaves, and the change does not add one to them: a concurrent change won`,
         );
       }
+      checkBase({ ...room.row, leaves: room.row.leaves.length }, change);
       const seq = this.#push(room, change.entry);
+      if (change.entry.kind === "list") this.#keyed.forget(name);
       room.row = copyRow(change.row);
       for (const m of change.added) {
         const p = room.positions.get(m);
@@ -228,6 +235,32 @@ export class MemoryRoomStore implements RoomStore {
       const room = this.#rooms.get(name);
       if (!room) throw noRoom(name);
       return this.#push(room, entry);
+    });
+  }
+
+  keyed(name: string, epoch: number, sender: string): Promise<string[]> {
+    return Promise.resolve(
+      this.#rooms.get(name)?.row.epoch === epoch
+        ? this.#keyed.get(name, epoch, sender)
+        : [],
+    );
+  }
+
+  appendKeys(
+    name: string,
+    entry: Omit<RoomEntry, "seq">,
+    keyed: RoomKeyed,
+  ): Promise<number> {
+    return attempt(() => {
+      checkKind(entry, ["keys"], "appendKeys");
+      const room = this.#rooms.get(name);
+      if (!room) throw noRoom(name);
+      if (room.row.epoch !== keyed.epoch) {
+        throw staleKeys(name, room.row.epoch, keyed.epoch);
+      }
+      const seq = this.#push(room, entry);
+      this.#keyed.add(name, keyed.epoch, entry.from, keyed.recipients);
+      return seq;
     });
   }
 
@@ -341,6 +374,7 @@ export class MemoryRoomStore implements RoomStore {
   #dropIfEmpty(room: Room): void {
     if (room.row.members.length > 0 || room.positions.size > 0) return;
     this.#rooms.delete(room.row.name);
+    this.#keyed.forget(room.row.name);
     room.entries = [];
   }
 

@@ -67,7 +67,7 @@ export interface MailWakeOptions {
 }
 
 /** The replay window, one boot per node (a node's newer boot ends its older). */
-class LatestBootWindow extends EnvelopeWindow {
+export class LatestBootWindow extends EnvelopeWindow {
   #boots = new Map<string, string>();
   override take(node: string, boot: Uint8Array, seq: number): boolean {
     const b = boot.toHex();

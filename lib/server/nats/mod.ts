@@ -22,3 +22,4 @@ export * from "./prekeys.ts";
 export * from "./room_store.ts";
 export * from "./mail_wake.ts";
 export * from "./refusals.ts";
+export * from "./room_wake.ts";

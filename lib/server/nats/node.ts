@@ -3,9 +3,10 @@
  * (PROTOCOL.md 11.1, 11.3-11.6): the connection to NATS, this node's
  * {@link NatsPresence} and {@link NatsDelivery}, the mailboxes every node
  * shares ({@link JetStreamStore}, {@link KvPrekeys}, sealed at rest) and
- * their wake-ups between nodes ({@link MailWake}), and the options that
- * make an `ImServer` use them. It logs the nodes it sees once it joined,
- * and every node that joins or leaves after.
+ * their wake-ups between nodes ({@link MailWake}), the rooms every node
+ * shares ({@link JetStreamRoomStore}) and theirs ({@link RoomWake}), and
+ * the options that make an `ImServer` use them. It logs the nodes it sees
+ * once it joined, and every node that joins or leaves after.
  *
  * @example
  * ```ts ignore
@@ -27,12 +28,21 @@ import {
 import { ClusterKeys, isValidUsername, StoreKeys } from "../../proto/mod.ts";
 import { sha256 } from "../../crypto/mod.ts";
 import { constantTimeEqual, KeyError, type Logger } from "../../util/mod.ts";
-import type { Delivery, Outbox, Prekeys, Presence, Store } from "../seams.ts";
+import type {
+  Delivery,
+  Outbox,
+  Prekeys,
+  Presence,
+  RoomStore,
+  Store,
+} from "../seams.ts";
 import { NatsPresence, type PresenceTiming } from "./presence.ts";
 import { type KickReason, NatsDelivery } from "./delivery.ts";
 import { JetStreamStore } from "./store.ts";
 import { KvPrekeys } from "./prekeys.ts";
 import { MailWake } from "./mail_wake.ts";
+import { JetStreamRoomStore } from "./room_store.ts";
+import { RoomWake } from "./room_wake.ts";
 
 /** The cluster's name when none is given: subjects `im.im.node.<node>`, bucket `im_im_presence`. */
 export const DEFAULT_CLUSTER = "im";
@@ -123,6 +133,10 @@ export class ClusterNode {
   readonly prekeys: KvPrekeys;
   /** Mail wake-ups between nodes (11.4). */
   readonly mailWake: MailWake;
+  /** The rooms, one stream for every node (11.6). */
+  readonly rooms: JetStreamRoomStore;
+  /** Room wake-ups between nodes (11.4). */
+  readonly roomWake: RoomWake;
   readonly #keys: ClusterKeys;
   /** The SHA-256 of the cluster key in use, to tell a changed one. */
   #keyHash: Uint8Array;
@@ -145,6 +159,8 @@ export class ClusterNode {
       store: JetStreamStore;
       prekeys: KvPrekeys;
       mailWake: MailWake;
+      rooms: JetStreamRoomStore;
+      roomWake: RoomWake;
     },
     to: { server?: ClusterServer },
   ) {
@@ -160,6 +176,8 @@ export class ClusterNode {
     this.store = parts.store;
     this.prekeys = parts.prekeys;
     this.mailWake = parts.mailWake;
+    this.rooms = parts.rooms;
+    this.roomWake = parts.roomWake;
     this.#log = o.log ?? (() => {});
     this.#members = new Set(parts.presence.nodes());
   }
@@ -255,6 +273,21 @@ export class ClusterNode {
           ...(o.now && { now: o.now }),
         });
         opened.push(mailWake);
+        // 11.6: the rooms every node shares, and their wake-ups (11.4).
+        const rooms = await JetStreamRoomStore.open({
+          ...shared,
+          ...(o.now && { now: o.now }),
+        });
+        opened.push(rooms);
+        const roomWake = await RoomWake.open({
+          nc,
+          cluster,
+          node: o.node,
+          keys,
+          log,
+          ...(o.now && { now: o.now }),
+        });
+        opened.push(roomWake);
         node = new ClusterNode(o, cluster, nc, keys, {
           storeKeys,
           presence,
@@ -262,6 +295,8 @@ export class ClusterNode {
           store,
           prekeys,
           mailWake,
+          rooms,
+          roomWake,
         }, to);
       } catch (e) {
         for (const x of opened.reverse()) await x.close().catch(() => {});
@@ -322,8 +357,9 @@ export class ClusterNode {
 
   /**
    * What `ImServer.start` needs to be this node: its name, presence,
-   * delivery, the partial flag, and the mailboxes every node shares with
-   * their wake-ups (11.4, 11.6; the node closes them, after the server).
+   * delivery, the partial flag, and the mailboxes and rooms every node
+   * shares with their wake-ups (11.4, 11.6; the node closes them, after the
+   * server).
    */
   serverOptions(): {
     node: string;
@@ -336,6 +372,11 @@ export class ClusterNode {
       local: (user: string) => void,
       everyone: () => void,
     ) => (user: string) => void;
+    rooms: RoomStore;
+    roomWake: (
+      local: (room: string, users: readonly string[], made: boolean) => void,
+      everyone: () => void,
+    ) => (room: string, users: readonly string[], made: boolean) => void;
   } {
     return {
       node: this.node,
@@ -345,6 +386,11 @@ export class ClusterNode {
       mailWake: (local, everyone) => {
         this.mailWake.attach(local, everyone);
         return (user) => this.mailWake.tell(user);
+      },
+      rooms: this.rooms,
+      roomWake: (local, everyone) => {
+        this.roomWake.attach(local, everyone);
+        return (room, users, made) => this.roomWake.tell(room, users, made);
       },
       delivery: (local) => {
         this.delivery.attach(local, {
@@ -360,9 +406,9 @@ export class ClusterNode {
   /**
    * Use another cluster key from now on (PROTOCOL.md 11.1, a SIGHUP): every
    * envelope is sealed and opened under it at once (presence, requests, mail
-   * wake-ups), what the old key sealed is refused, and the snapshot is put
-   * again under the new key. The store's keys (11.6) stay those of the start:
-   * what is stored was sealed under them.
+   * and room wake-ups), what the old key sealed is refused, and the
+   * snapshot is put again under the new key. The store's keys (11.6) stay
+   * those of the start: what is stored was sealed under them.
    * @param clusterKey the 32 bytes (the caller wipes them)
    * @returns false when it is the key in use, or the node closed (nothing changed)
    * @throws {ProtocolError} `bad-length` for another length (nothing changed)
@@ -390,8 +436,10 @@ export class ClusterNode {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
+    await this.roomWake.close();
     await this.mailWake.close();
     await this.delivery.close();
+    await this.rooms.close();
     await this.store.close();
     await this.prekeys.close();
     await this.presence.close();
@@ -409,8 +457,10 @@ export class ClusterNode {
     this.#closed = true;
     clearInterval(this.#timer);
     await this.presence.crash();
+    await this.roomWake.close();
     await this.mailWake.close();
     await this.delivery.close();
+    await this.rooms.close();
     await this.store.close();
     await this.prekeys.close();
     await this.nc.close().catch(() => {});

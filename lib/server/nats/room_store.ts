@@ -76,11 +76,13 @@ import {
 } from "../../util/mod.ts";
 import { Refusals } from "./refusals.ts";
 import { EXPIRE_SKEW_MS, JS_RETRY_MS } from "./store.ts";
+import { checkBase, staleKeys } from "../room_store_checks.ts";
 import type {
   ReadOptions,
   RoomChange,
   RoomEntry,
   RoomEntryKind,
+  RoomKeyed,
   RoomPosition,
   RoomRow,
   RoomStore,
@@ -153,7 +155,12 @@ interface State {
   /** The greatest seq any `ack` moved a position to. */
   readonly acked: number;
   readonly pos: ReadonlyMap<string, Held>;
-  /** The entry committed with this state (`create`, `change`), if any. */
+  /**
+   * The key mails stored at the row's epoch (PROTOCOL.md 10.4): sender to
+   * the members its mail was stored for.
+   */
+  readonly keyed: ReadonlyMap<string, readonly string[]>;
+  /** The entry committed with this state (`create`, `change`, `appendKeys`), if any. */
   readonly entry?: RoomEntry;
 }
 
@@ -326,6 +333,12 @@ function encode(m: Msg): Uint8Array {
     wnum(w, p.upTo);
     wnum(w, p.until === undefined ? 0 : p.until + 1);
   }
+  w.u32(m.keyed.size);
+  for (const [u, to] of m.keyed) {
+    wstr(w, u);
+    w.u32(to.length);
+    for (const t of to) wstr(w, t);
+  }
   w.u8(m.entry ? 1 : 0);
   if (m.entry) writeEntry(w, m.entry);
   return w.finish();
@@ -358,6 +371,12 @@ function decode(b: Uint8Array, at: number): Msg {
     const u = rstr(r), upTo = rnum(r), until = rnum(r);
     pos.set(u, { upTo, until: until === 0 ? undefined : until - 1 });
   }
+  const keyed = new Map<string, string[]>();
+  for (let n = r.u32(); n > 0; n--) {
+    const u = rstr(r), to: string[] = [];
+    for (let k = r.u32(); k > 0; k--) to.push(rstr(r));
+    keyed.set(u, to);
+  }
   const row = { name, roomId, creator, epoch, list, leaves, members };
   if (r.u8() === 1) {
     return {
@@ -367,11 +386,12 @@ function decode(b: Uint8Array, at: number): Msg {
       next,
       acked,
       pos,
+      keyed,
       entry: readEntry(r, at),
     };
   }
   r.end();
-  return { type: "state", gen, row, next, acked, pos };
+  return { type: "state", gen, row, next, acked, pos, keyed };
 }
 
 /** What a method commits: the message, and what it does once committed. */
@@ -451,7 +471,15 @@ export class JetStreamRoomStore implements RoomStore {
     );
     await s.#retry(async () => {
       try {
-        await jsm.streams.info(s.#stream);
+        const had = (await jsm.streams.info(s.#stream)).config.num_replicas;
+        // 11.6: one already there is used as it is; another count is said.
+        if (had !== replicas) {
+          opts.log?.("cluster-replicas-differ", {
+            stream: s.#stream,
+            replicas: had,
+            wanted: replicas,
+          });
+        }
       } catch (e) {
         if (!/not found/i.test(String(e))) throw e;
         await jsm.streams.add({
@@ -777,6 +805,7 @@ export class JetStreamRoomStore implements RoomStore {
           next: 2,
           acked: 0,
           pos,
+          keyed: new Map(),
           entry: first,
         },
         // A deleted room's messages below it, if a crash left any.
@@ -868,6 +897,8 @@ export class JetStreamRoomStore implements RoomStore {
           `Room "${name}" holds ${leaves.length} leaves, and the change does not add one to them: a concurrent change won`,
         );
       }
+      // 11.6: planned on a row another node changed meanwhile: planned again.
+      checkBase({ ...s.row, leaves: leaves.length }, change);
       const seq = v.next;
       const pos = new Map(s.pos);
       for (const m of change.added) {
@@ -883,7 +914,12 @@ export class JetStreamRoomStore implements RoomStore {
         return this.#gonePlan(name, v, () => seq);
       }
       const now: State = {
-        ...this.#state(s, seq + 1, { row: copyRow(change.row), pos }),
+        ...this.#state(s, seq + 1, {
+          row: copyRow(change.row),
+          pos,
+          // A new epoch's key mails are counted afresh (10.4).
+          ...(change.entry.kind === "list" && { keyed: new Map() }),
+        }),
         entry: this.#entry(seq, change.entry),
       };
       return {
@@ -910,6 +946,52 @@ export class JetStreamRoomStore implements RoomStore {
           gen: s.gen,
           state: v.stateSeq,
           entry: this.#entry(seq, entry),
+        },
+        result: () => seq,
+      };
+    });
+  }
+
+  async keyed(name: string, epoch: number, sender: string): Promise<string[]> {
+    this.#open();
+    if (!isValidUsername(name)) return [];
+    const s = (await this.#view(name)).state;
+    if (!s || s.row.epoch !== epoch) return [];
+    return [...(s.keyed.get(sender) ?? [])].sort();
+  }
+
+  /**
+   * A `keys` entry and its pairs in one state (PROTOCOL.md 10.4, 11.6): a
+   * conditional publish, so the pairs a hand-out stored are known to every
+   * node at once with its gate.
+   */
+  async appendKeys(
+    name: string,
+    entry: Omit<RoomEntry, "seq">,
+    keyed: RoomKeyed,
+  ): Promise<number> {
+    this.#open();
+    checkKind(entry, ["keys"], "appendKeys");
+    if (!isValidUsername(name)) throw noRoom(name);
+    return await this.#mutate("appendKeys", name, (v) => {
+      const s = v.state;
+      if (!s) throw noRoom(name);
+      if (s.row.epoch !== keyed.epoch) {
+        throw staleKeys(name, s.row.epoch, keyed.epoch);
+      }
+      const seq = v.next;
+      const pairs = new Map(s.keyed);
+      const mine = new Set(pairs.get(entry.from) ?? []);
+      for (const u of keyed.recipients) mine.add(u);
+      pairs.set(entry.from, [...mine].sort());
+      const now: State = {
+        ...this.#state(s, seq + 1, { keyed: pairs }),
+        entry: this.#entry(seq, entry),
+      };
+      return {
+        msg: now,
+        after: async (top) => {
+          await this.#sweep(name, now, top, v.stateSeq, s, undefined);
         },
         result: () => seq,
       };

@@ -8,11 +8,13 @@
 
 import { MailDatabase, run } from "./_db.ts";
 import { ProtocolError } from "../../util/mod.ts";
+import { checkBase, KeyedPairs, staleKeys } from "../room_store_checks.ts";
 import type {
   ReadOptions,
   RoomChange,
   RoomEntry,
   RoomEntryKind,
+  RoomKeyed,
   RoomPosition,
   RoomRow,
   RoomStore,
@@ -171,6 +173,11 @@ export class SqliteRoomStore implements RoomStore {
   #db: MailDatabase;
   #now: () => number;
   #closed = false;
+  /**
+   * The key mails stored, per room at its epoch (PROTOCOL.md 10.4): in
+   * memory, as one process kept them before (a restart forgets them).
+   */
+  #keyed = new KeyedPairs();
 
   /**
    * The rooms of an open database; it takes a reference to it. Use
@@ -227,6 +234,7 @@ export class SqliteRoomStore implements RoomStore {
         for (const m of row.members) {
           db.statement(START).run(row.name, m, seq - 1);
         }
+        this.#keyed.forget(row.name);
         return seq;
       });
     });
@@ -276,6 +284,13 @@ export class SqliteRoomStore implements RoomStore {
       return db.transaction(() => {
         const held = db.statement(EPOCH).get(row.name);
         if (!held) throw noRoom(row.name);
+        const before = db.statement(ROOM).get(row.name)!;
+        checkBase({
+          name: row.name,
+          roomId: before.room_id as Uint8Array,
+          epoch: Number(before.epoch),
+          leaves: db.statement(LEAVES).all(row.name).length,
+        }, change);
         if (Number(held.epoch) !== want) {
           throw new ProtocolError(
             "room-conflict",
@@ -303,6 +318,7 @@ export class SqliteRoomStore implements RoomStore {
         );
         this.#putLeaves(row);
         const seq = this.#insert(row.name, change.entry);
+        if (change.entry.kind === "list") this.#keyed.forget(row.name);
         for (const m of change.added) {
           db.statement(START).run(row.name, m, seq - 1);
         }
@@ -319,6 +335,36 @@ export class SqliteRoomStore implements RoomStore {
     return this.#run(() => {
       checkKind(entry, ["msg", "keys"], "append");
       return this.#db.transaction(() => this.#insert(name, entry));
+    });
+  }
+
+  keyed(name: string, epoch: number, sender: string): Promise<string[]> {
+    return this.#run(() => {
+      const held = this.#db.statement(EPOCH).get(name);
+      return held && Number(held.epoch) === epoch
+        ? this.#keyed.get(name, epoch, sender)
+        : [];
+    });
+  }
+
+  appendKeys(
+    name: string,
+    entry: Omit<RoomEntry, "seq">,
+    keyed: RoomKeyed,
+  ): Promise<number> {
+    return this.#run(() => {
+      checkKind(entry, ["keys"], "appendKeys");
+      const db = this.#db;
+      const seq = db.transaction(() => {
+        const held = db.statement(EPOCH).get(name);
+        if (!held) throw noRoom(name);
+        if (Number(held.epoch) !== keyed.epoch) {
+          throw staleKeys(name, Number(held.epoch), keyed.epoch);
+        }
+        return this.#insert(name, entry);
+      });
+      this.#keyed.add(name, keyed.epoch, entry.from, keyed.recipients);
+      return seq;
     });
   }
 
@@ -421,6 +467,7 @@ export class SqliteRoomStore implements RoomStore {
     db.statement(DELETE_POSITIONS).run(name);
     db.statement(DROP_LEAVES).run(name);
     db.statement(DELETE_ROOM).run(name);
+    this.#keyed.forget(name);
     return entries;
   }
 

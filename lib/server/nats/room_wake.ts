@@ -1,0 +1,309 @@
+/**
+ * {@link RoomWake}: the room wake-ups of a cluster (PROTOCOL.md 11.4
+ * _Room wake-ups_). The rooms are one store for every node (11.6), but a
+ * member's room stream (10.4) runs on the node it is connected to, and
+ * reads a room only when woken. After a node committed a change to a room
+ * (made, changed, left, a message, a key gate), it wakes its own streams at
+ * once and publishes one sealed envelope (11.2) on
+ * `im.<cluster>.room-wake`,
+ * `{"t":"room-wake","rooms":[{"room":R,"users":[...],"made":true?}]}`, the
+ * rooms of one turn of the event loop, each once with the union of its
+ * users (at most {@link ROOM_WAKE_ROOMS} rooms and {@link ROOM_WAKE_USERS}
+ * users an envelope). Every node subscribes and wakes, per room, the
+ * streams of the named users connected to it (`made`: its streams first
+ * forget an earlier room of that name). Its own envelopes, and those that
+ * do not verify, wake nobody. A node whose link to NATS comes back wakes
+ * every room stream it runs.
+ *
+ * @example
+ * ```ts ignore
+ * const wake = await RoomWake.open({ nc, cluster: "team", node: "n1", keys });
+ * wake.attach((room, users, made) => streams.wakeLocal(room, users, made), () => streams.wakeAll());
+ * wake.tell("ops", ["A", "B"]);   // their streams on the other nodes
+ * await wake.close();
+ * ```
+ * @module
+ */
+
+import type {
+  Msg,
+  NatsConnection,
+  Subscription,
+} from "@nats-io/transport-node";
+import {
+  type ClusterKeys,
+  isValidUsername,
+  openEnvelope,
+  sealEnvelope,
+} from "../../proto/mod.ts";
+import {
+  fromUtf8,
+  type Logger,
+  ProtocolError,
+  randomBytes,
+  utf8,
+} from "../../util/mod.ts";
+import { LatestBootWindow } from "./mail_wake.ts";
+import { Refusals } from "./refusals.ts";
+
+/** Rooms named in one `room-wake` envelope, at most. */
+export const ROOM_WAKE_ROOMS = 64;
+/** Users named in one `room-wake` envelope, at most (all its rooms together). */
+export const ROOM_WAKE_USERS = 2048;
+
+/** The subject every node of a cluster hears room wake-ups on (11.4). */
+export function roomWakeSubject(cluster: string): string {
+  return `im.${cluster}.room-wake`;
+}
+
+/** One room of a `room-wake`: who to wake, and whether it was just made. */
+export interface RoomWakeItem {
+  room: string;
+  users: string[];
+  made?: true;
+}
+
+/** Options of {@link RoomWake.open}. */
+export interface RoomWakeOptions {
+  /** A connected NATS client; the caller closes it. */
+  nc: NatsConnection;
+  /** The cluster's name (rule 2.9). */
+  cluster: string;
+  /** This node's name (rule 2.9). */
+  node: string;
+  /** The cluster key's keys (11.2). */
+  keys: ClusterKeys;
+  /** The clock for envelope times (default `Date.now`). */
+  now?: () => number;
+  log?: Logger;
+}
+
+/** What a room wake-up does on this node. */
+export type RoomWakeLocal = (
+  room: string,
+  users: readonly string[],
+  made: boolean,
+) => void;
+
+/** Room wake-ups between the nodes of a cluster (PROTOCOL.md 11.4). */
+export class RoomWake {
+  readonly subject: string;
+  readonly #o: RoomWakeOptions;
+  readonly #now: () => number;
+  readonly #boot = randomBytes(8);
+  readonly #window = new LatestBootWindow();
+  readonly #refusals: Refusals;
+  readonly #failures: Refusals;
+  #seq = 0;
+  #sub: Subscription | undefined;
+  #status: { stop(): void } | undefined;
+  #statusLoop: Promise<void> = Promise.resolve();
+  #local: RoomWakeLocal = () => {};
+  #everyone: () => void = () => {};
+  /** The rooms of this turn: room to its users and whether it was made. */
+  #batch = new Map<string, { users: Set<string>; made: boolean }>();
+  #closed = false;
+
+  private constructor(o: RoomWakeOptions) {
+    this.#o = o;
+    this.#now = o.now ?? Date.now;
+    this.subject = roomWakeSubject(o.cluster);
+    const log = o.log ?? (() => {});
+    this.#refusals = new Refusals("cluster-refused", log, this.#now);
+    this.#failures = new Refusals("cluster-wake-failed", log, this.#now);
+  }
+
+  /**
+   * Subscribe to the cluster's room wake-ups, and wait until NATS has the
+   * subscription.
+   * @param o the connection, cluster, node and keys; clock, logger
+   * @returns the wake-ups
+   * @throws {RangeError} a cluster or node name not of rule 2.9
+   */
+  static async open(o: RoomWakeOptions): Promise<RoomWake> {
+    if (!isValidUsername(o.cluster)) {
+      throw new RangeError(`cluster name "${o.cluster}" (rule 2.9)`);
+    }
+    if (!isValidUsername(o.node)) {
+      throw new RangeError(`node name "${o.node}" (rule 2.9)`);
+    }
+    const w = new RoomWake(o);
+    w.#sub = o.nc.subscribe(w.subject, {
+      callback: (err, msg) => {
+        if (!err) w.#heard(msg);
+      },
+    });
+    const status = o.nc.status();
+    w.#status = status as unknown as { stop(): void };
+    w.#statusLoop = (async () => {
+      try {
+        for await (const s of status) {
+          if (w.#closed) break;
+          // 11.4: a wake lost while the link was down is made good.
+          if (s.type === "reconnect") w.#everyone();
+        }
+      } catch { /* the connection closed */ }
+    })();
+    await o.nc.flush();
+    return w;
+  }
+
+  /**
+   * What a wake-up does on this node.
+   * @param local wake the streams of those users connected here, for a room
+   * @param everyone wake every room stream this node runs (NATS came back)
+   */
+  attach(local: RoomWakeLocal, everyone: () => void = () => {}): void {
+    this.#local = local;
+    this.#everyone = everyone;
+  }
+
+  /** Envelopes refused so far, by code. */
+  refusals(): Record<string, number> {
+    return this.#refusals.byCode();
+  }
+
+  /**
+   * A change to `room` was committed: the other nodes are told, with the
+   * rooms of this turn in as few envelopes as fit. (This node wakes its
+   * own streams itself, at once.)
+   * @param room the room
+   * @param users whose streams look again
+   * @param made the room was just made (an earlier one of its name is gone)
+   */
+  tell(room: string, users: Iterable<string>, made = false): void {
+    if (this.#closed) return;
+    if (this.#batch.size === 0) queueMicrotask(() => this.#flush());
+    let r = this.#batch.get(room);
+    if (!r) this.#batch.set(room, r = { users: new Set(), made: false });
+    for (const u of users) r.users.add(u);
+    r.made ||= made;
+  }
+
+  #flush(): void {
+    const rooms = [...this.#batch];
+    this.#batch.clear();
+    if (this.#closed || this.#o.nc.isClosed()) return;
+    let items: RoomWakeItem[] = [];
+    let count = 0;
+    const send = () => {
+      if (items.length > 0) this.#publish(items);
+      items = [];
+      count = 0;
+    };
+    for (const [room, r] of rooms) {
+      const users = [...r.users];
+      let first = true;
+      do {
+        if (items.length >= ROOM_WAKE_ROOMS || count >= ROOM_WAKE_USERS) {
+          send();
+        }
+        const part = users.splice(0, ROOM_WAKE_USERS - count);
+        items.push({
+          room,
+          users: part,
+          ...(r.made && first && { made: true as const }),
+        });
+        count += part.length;
+        first = false;
+      } while (users.length > 0);
+    }
+    send();
+  }
+
+  #publish(rooms: RoomWakeItem[]): void {
+    try {
+      const env = sealEnvelope(this.#o.keys, {
+        node: this.#o.node,
+        boot: this.#boot,
+        seq: ++this.#seq,
+        time: this.#now(),
+        subject: this.subject,
+        payload: utf8(JSON.stringify({ t: "room-wake", rooms })),
+      });
+      this.#o.nc.publish(this.subject, env);
+    } catch (e) {
+      // The entry is in the log: the stream's next wake pushes it.
+      this.#failures.refuse("publish", {
+        node: this.#o.node,
+        error: e instanceof Error ? e.message : String(e),
+      });
+    }
+  }
+
+  #heard(m: Msg): void {
+    if (this.#closed) return;
+    let rooms: RoomWakeItem[];
+    let from = "?";
+    try {
+      const opened = openEnvelope(this.#o.keys, m.data, {
+        subject: m.subject,
+        now: this.#now(),
+        window: this.#window,
+      });
+      from = opened.node;
+      if (opened.node === this.#o.node) return; // our own: woken already
+      rooms = parseRoomWake(opened.payload);
+    } catch (e) {
+      const code = e instanceof ProtocolError ? e.code : "cluster-malformed";
+      this.#refusals.refuse(code, {
+        node: this.#o.node,
+        from,
+        reason: e instanceof Error ? e.message : String(e),
+      });
+      return;
+    }
+    for (const r of rooms) this.#local(r.room, r.users, r.made === true);
+  }
+
+  /** Unsubscribe; the connection stays the caller's. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#batch.clear();
+    try {
+      this.#sub?.unsubscribe();
+    } catch { /* the connection closed first */ }
+    this.#status?.stop();
+    await this.#statusLoop;
+  }
+}
+
+/**
+ * A `room-wake` payload, checked: room and user names of rule 2.9, within
+ * the envelope's limits.
+ * @throws {ProtocolError} `cluster-malformed`
+ */
+function parseRoomWake(payload: Uint8Array): RoomWakeItem[] {
+  let body: unknown;
+  try {
+    body = JSON.parse(fromUtf8(payload, "cluster payload"));
+  } catch {
+    throw new ProtocolError("cluster-malformed", "payload is not JSON");
+  }
+  const bad = () => new ProtocolError("cluster-malformed", "not a room-wake");
+  const b = body as { t?: unknown; rooms?: unknown };
+  if (
+    typeof b !== "object" || b === null || b.t !== "room-wake" ||
+    !Array.isArray(b.rooms) || b.rooms.length > ROOM_WAKE_ROOMS
+  ) throw bad();
+  let count = 0;
+  const out: RoomWakeItem[] = [];
+  for (const r of b.rooms as unknown[]) {
+    const x = r as { room?: unknown; users?: unknown; made?: unknown };
+    if (
+      typeof x !== "object" || x === null || typeof x.room !== "string" ||
+      !isValidUsername(x.room) || !Array.isArray(x.users) ||
+      !x.users.every((u) => typeof u === "string" && isValidUsername(u)) ||
+      (x.made !== undefined && x.made !== true)
+    ) throw bad();
+    count += x.users.length;
+    if (count > ROOM_WAKE_USERS) throw bad();
+    out.push({
+      room: x.room,
+      users: x.users as string[],
+      ...(x.made === true && { made: true as const }),
+    });
+  }
+  return out;
+}
