@@ -325,3 +325,80 @@ Deno.test("MdCfb decryption is not encryption: decrypting a plaintext does not r
     mdcfbEncrypt(key, iv, p).toHex(),
   );
 });
+
+Deno.test("encryptInto() and decryptInto() equal encrypt() and decrypt(), into another array or in place", () => {
+  const m = new MdCfb(random(32));
+  for (const n of [0, 1, 31, 32, 33, 64, 65, 100, 1000]) {
+    const iv = random(32);
+    const p = random(n);
+    const c = m.encrypt(iv, p);
+    // Into another array at an offset: nothing around it is touched.
+    const out = new Uint8Array(n + 9);
+    m.encryptInto(iv, p, out, 4);
+    assert.equal(out.subarray(4, 4 + n).toHex(), c.toHex(), `length ${n}`);
+    assert.ok(out.subarray(0, 4).every((x) => x === 0));
+    assert.ok(out.subarray(4 + n).every((x) => x === 0));
+    const back = new Uint8Array(n + 2);
+    m.decryptInto(iv, c, back, 1);
+    assert.equal(back.subarray(1, 1 + n).toHex(), p.toHex(), `length ${n}`);
+    // In place: the input is the output's own stretch of memory.
+    const buf = new Uint8Array(n + 18);
+    buf.set(p, 18);
+    m.encryptInto(iv, buf.subarray(18), buf, 18);
+    assert.equal(buf.subarray(18).toHex(), c.toHex(), `in place ${n}`);
+    m.decryptInto(iv, buf.subarray(18), buf, 18);
+    assert.equal(buf.subarray(18).toHex(), p.toHex(), `in place ${n}`);
+  }
+});
+
+Deno.test("encryptInto() and decryptInto() refuse an output that does not fit with a RangeError", () => {
+  const m = new MdCfb(random(32));
+  const iv = random(32);
+  assert.throws(
+    () => m.encryptInto(iv, random(10), new Uint8Array(10), 1),
+    RangeError,
+  );
+  assert.throws(
+    () => m.decryptInto(iv, random(10), new Uint8Array(9), 0),
+    RangeError,
+  );
+  assert.throws(
+    () => m.encryptInto(iv, random(1), new Uint8Array(4), -1),
+    RangeError,
+  );
+});
+
+Deno.test("MdCfb instances of different keys interleaved give what fresh ones give, and a wiped one does not disturb the others", async () => {
+  const keys = [random(32), random(32), random(32)];
+  const ms = keys.map((k) => new MdCfb(k));
+  const iv = random(32);
+  const ps = [random(100), random(33), random(1000)];
+  for (const p of ps) {
+    for (const [i, m] of ms.entries()) {
+      const want = (await referenceEncrypt(keys[i]!, iv, p)).toHex();
+      assert.equal(m.encrypt(iv, p).toHex(), want, `key ${i}`);
+      const out = new Uint8Array(p.length);
+      m.encryptInto(iv, p, out, 0);
+      assert.equal(out.toHex(), want, `key ${i}, into`);
+    }
+  }
+  ms[0]!.wipe();
+  assert.equal(
+    ms[1]!.encrypt(iv, ps[0]!).toHex(),
+    (await referenceEncrypt(keys[1]!, iv, ps[0]!)).toHex(),
+  );
+});
+
+for (const [i, v] of vectors.cases.entries()) {
+  const len = v.plaintext.length / 2;
+  Deno.test(`encryptInto() in place reproduces mdcfb.json case ${i} (${len} B); decryptInto() in place undoes it`, () => {
+    const m = new MdCfb(Uint8Array.fromHex(v.key));
+    const iv = Uint8Array.fromHex(v.iv);
+    const buf = Uint8Array.fromHex(v.plaintext);
+    m.encryptInto(iv, buf, buf, 0);
+    assert.equal(buf.toHex(), v.ciphertext);
+    m.decryptInto(iv, buf, buf, 0);
+    assert.equal(buf.toHex(), v.plaintext);
+    m.wipe();
+  });
+}

@@ -322,3 +322,92 @@ Deno.test("macWords8Into() equals mac() on big-endian words, also in place", asy
     assert.deepEqual(words, out);
   }
 });
+
+Deno.test("macInto() equals mac() for ranges at any offset, the tag written after its message in the same array", async () => {
+  const key = random(32);
+  const h = new HmacSha256(key);
+  const buf = random(400);
+  for (
+    const [start, end] of [
+      [0, 0],
+      [3, 3],
+      [1, 9],
+      [0, 55],
+      [5, 61],
+      [2, 66],
+      [7, 124],
+      [1, 118],
+      [0, 300],
+    ] as const
+  ) {
+    const want = await webHmac(key, buf.subarray(start, end));
+    assert.equal(hex(h.mac(buf.subarray(start, end))), want);
+    const out = new Uint8Array(40);
+    h.macInto(buf, start, end, out, 3);
+    assert.equal(hex(out.subarray(3, 35)), want, `[${start}, ${end})`);
+    assert.equal(out[2], 0, "wrote before its output offset");
+    assert.equal(out[35], 0, "wrote past its 32 bytes");
+    // As the record layer does: the tag lands right after the bytes it covers.
+    const rec = buf.slice(0, end + 32);
+    h.macInto(rec, start, end, rec, end);
+    assert.equal(hex(rec.subarray(end)), want);
+    assert.equal(hex(rec.subarray(0, end)), hex(buf.subarray(0, end)));
+  }
+});
+
+Deno.test("macInto() and verify() refuse ranges outside their arrays with a RangeError", () => {
+  const h = new HmacSha256(random(32));
+  const b = random(40);
+  assert.throws(() => h.macInto(b, 0, 41, new Uint8Array(32), 0), RangeError);
+  assert.throws(() => h.macInto(b, -1, 4, new Uint8Array(32), 0), RangeError);
+  assert.throws(() => h.macInto(b, 5, 4, new Uint8Array(32), 0), RangeError);
+  assert.throws(() => h.macInto(b, 0, 8, new Uint8Array(32), 1), RangeError);
+  assert.throws(() => h.macInto(b, 0, 8, b, 9), RangeError);
+  assert.throws(() => h.verify(b, 0, 41, b, 0), RangeError);
+  assert.throws(() => h.verify(b, 0, 8, b, 9), RangeError);
+});
+
+Deno.test("verify() accepts the message's tag and refuses every single-bit flip of the tag or the message", () => {
+  const h = new HmacSha256(random(32));
+  const rec = random(117 + 32);
+  h.macInto(rec, 0, 117, rec, 117);
+  assert.ok(h.verify(rec, 0, 117, rec, 117));
+  for (let bit = 0; bit < rec.length * 8; bit++) {
+    const x = rec.slice();
+    x[bit >> 3] = x[bit >> 3]! ^ (1 << (bit & 7));
+    assert.ok(!h.verify(x, 0, 117, x, 117), `bit ${bit}`);
+  }
+  // Another key, or the same tag over a shorter message, fails too.
+  assert.ok(!new HmacSha256(random(32)).verify(rec, 0, 117, rec, 117));
+  assert.ok(!h.verify(rec, 0, 116, rec, 117));
+});
+
+Deno.test("an instance reused between other keys' calls keeps giving its own key's tags (shared scratch, one array per key)", async () => {
+  const keys = [random(32), random(32), random(80), random(5)];
+  const hs = keys.map((k) => new HmacSha256(k));
+  const msgs = [random(0), random(8), random(32), random(117), random(1000)];
+  // Every key on every message, interleaved, against WebCrypto.
+  for (let round = 0; round < 2; round++) {
+    for (const m of msgs) {
+      for (const [i, h] of hs.entries()) {
+        assert.equal(hex(h.mac(m)), await webHmac(keys[i]!, m), `key ${i}`);
+        const w = new Int32Array(8);
+        if (m.length === 32) {
+          h.macWords8Into(
+            Int32Array.from(
+              { length: 8 },
+              (_, j) => new DataView(m.buffer).getInt32(4 * j),
+            ),
+            w,
+          );
+          const b = new Uint8Array(32);
+          w.forEach((x, j) => new DataView(b.buffer).setInt32(4 * j, x));
+          assert.equal(hex(b), await webHmac(keys[i]!, m));
+        }
+      }
+    }
+  }
+  // Wiping one leaves the others' keyed states alone.
+  hs[0]!.wipe();
+  assert.equal(hex(hs[1]!.mac(msgs[3]!)), await webHmac(keys[1]!, msgs[3]!));
+});

@@ -12,7 +12,11 @@
  * gives confidentiality only; the record layer authenticates.
  *
  * It is the hot path: synchronous, two SHA-256 compressions per block, no
- * allocation per block (see `sha256.ts` for why not WebCrypto).
+ * allocation per block (see `sha256.ts` for why not WebCrypto). An instance
+ * holds one array, its HMAC's keyed states; the keystream and feedback
+ * blocks are module scratch, zeroed after every message. `encryptInto` and
+ * `decryptInto` write into the caller's buffer (in place when it is the
+ * input's own position), so the record layer allocates nothing here.
  *
  * @example
  * ```ts
@@ -44,6 +48,21 @@ function checkLength(what: string, b: Uint8Array, n: number): void {
   }
 }
 
+// Keystream block b_i, as 8 big-endian words; shared by every instance
+// (everything here is synchronous) and zeroed after each message.
+const KS = new Int32Array(8);
+// Feedback block c_{i-1} (c_0 = IV), as 8 big-endian words; likewise.
+const FB = new Int32Array(8);
+
+/** A RangeError unless `n` bytes fit `out` from `outOff`. */
+function checkFits(n: number, out: Uint8Array, outOff: number): void {
+  if (!(outOff >= 0 && outOff + n <= out.length)) {
+    throw new RangeError(
+      `MD-CFB output: ${n} bytes at ${outOff} do not fit an array of ${out.length}`,
+    );
+  }
+}
+
 /**
  * An MD-CFB key, with its HMAC keyed states precomputed once. Reuse one
  * instance per key; call {@link MdCfb.wipe} when done.
@@ -61,10 +80,6 @@ function checkLength(what: string, b: Uint8Array, n: number): void {
  */
 export class MdCfb {
   readonly #hmac: HmacSha256;
-  // Keystream block b_i, as 8 big-endian words.
-  readonly #ks = new Int32Array(8);
-  // Feedback block c_{i-1} (c_0 = IV), as 8 big-endian words.
-  readonly #fb = new Int32Array(8);
   #wiped = false;
 
   /**
@@ -94,8 +109,40 @@ export class MdCfb {
   encrypt(iv: Uint8Array, plaintext: Uint8Array): Uint8Array<ArrayBuffer> {
     const out = new Uint8Array(plaintext.length);
     // Feedback comes from the ciphertext we are writing.
-    this.#run(iv, plaintext, out, true);
+    this.#run(iv, plaintext, out, 0, true);
     return out;
+  }
+
+  /**
+   * {@link encrypt} into `out[outOff..outOff+plaintext.length)`, allocating
+   * nothing. In place when `plaintext` is that same stretch of `out`'s
+   * memory (`out.subarray(outOff, outOff + n)`); any other overlap is not
+   * allowed.
+   * @param iv 32 bytes, never reused under one key
+   * @param plaintext any length, including 0
+   * @param out receives the ciphertext
+   * @param outOff where it starts
+   * @throws {ProtocolError} `bad-length` when `iv` is not 32 bytes;
+   *   `key-wiped` after {@link MdCfb.wipe}
+   * @throws {RangeError} when the ciphertext does not fit `out` there
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MdCfb } from "./mdcfb.ts";
+   * const m = new MdCfb(new Uint8Array(32)), iv = new Uint8Array(32);
+   * const buf = new Uint8Array([0, 1, 2, 3, 0]);
+   * m.encryptInto(iv, buf.subarray(1, 4), buf, 1); // in place
+   * assert.ok(buf.subarray(1, 4).join() === m.encrypt(iv, new Uint8Array([1, 2, 3])).join());
+   * ```
+   */
+  encryptInto(
+    iv: Uint8Array,
+    plaintext: Uint8Array,
+    out: Uint8Array,
+    outOff: number,
+  ): void {
+    checkFits(plaintext.length, out, outOff);
+    this.#run(iv, plaintext, out, outOff, true);
   }
 
   /**
@@ -116,8 +163,38 @@ export class MdCfb {
    */
   decrypt(iv: Uint8Array, ciphertext: Uint8Array): Uint8Array<ArrayBuffer> {
     const out = new Uint8Array(ciphertext.length);
-    this.#run(iv, ciphertext, out, false);
+    this.#run(iv, ciphertext, out, 0, false);
     return out;
+  }
+
+  /**
+   * {@link decrypt} into `out[outOff..outOff+ciphertext.length)`,
+   * allocating nothing; in place as {@link encryptInto} is.
+   * @param iv 32 bytes, the one used to encrypt
+   * @param ciphertext any length, including 0
+   * @param out receives the plaintext
+   * @param outOff where it starts
+   * @throws {ProtocolError} `bad-length` when `iv` is not 32 bytes;
+   *   `key-wiped` after {@link MdCfb.wipe}
+   * @throws {RangeError} when the plaintext does not fit `out` there
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { MdCfb } from "./mdcfb.ts";
+   * const m = new MdCfb(new Uint8Array(32)), iv = new Uint8Array(32);
+   * const c = m.encrypt(iv, new Uint8Array([7, 8]));
+   * m.decryptInto(iv, c, c, 0); // in place
+   * assert.ok(c.join() === "7,8");
+   * ```
+   */
+  decryptInto(
+    iv: Uint8Array,
+    ciphertext: Uint8Array,
+    out: Uint8Array,
+    outOff: number,
+  ): void {
+    checkFits(ciphertext.length, out, outOff);
+    this.#run(iv, ciphertext, out, outOff, false);
   }
 
   /**
@@ -125,11 +202,14 @@ export class MdCfb {
    * `b_{i+1} = HMAC(K, c_i)`, where `c_i` is `out` when encrypting and
    * `input` when decrypting. Works on big-endian 32-bit words so the
    * ciphertext words go straight back into HMAC without byte round trips.
+   * Each word of `input` is read before the same word of `out` is written,
+   * so `out` may be `input`'s own memory (in place).
    */
   #run(
     iv: Uint8Array,
     input: Uint8Array,
     out: Uint8Array,
+    o: number,
     encrypting: boolean,
   ): void {
     if (this.#wiped) {
@@ -142,8 +222,8 @@ export class MdCfb {
     const n = input.length;
     if (n === 0) return;
     const hmac = this.#hmac;
-    const ks = this.#ks;
-    const fb = this.#fb;
+    const ks = KS;
+    const fb = FB;
     // c_0 = IV; b_1 = HMAC-SHA256(K, IV).
     for (let k = 0, o = 0; k < 8; k++, o += 4) {
       fb[k] = (iv[o]! << 24) | (iv[o + 1]! << 16) | (iv[o + 2]! << 8) |
@@ -154,25 +234,24 @@ export class MdCfb {
     const full = n - (n % MDCFB_BLOCK_BYTES);
     let off = 0;
     while (off < full) {
-      for (let k = 0; k < 8; k++, off += 4) {
+      for (let k = 0; k < 8; k++, off += 4, o += 4) {
         const x = (input[off]! << 24) | (input[off + 1]! << 16) |
           (input[off + 2]! << 8) | input[off + 3]!;
         const y = x ^ ks[k]!;
-        out[off] = y >>> 24;
-        out[off + 1] = y >>> 16;
-        out[off + 2] = y >>> 8;
-        out[off + 3] = y;
+        out[o] = y >>> 24;
+        out[o + 1] = y >>> 16;
+        out[o + 2] = y >>> 8;
+        out[o + 3] = y;
         fb[k] = encrypting ? y : x; // c_i, the next feedback block
       }
       // b_{i+1} = HMAC-SHA256(K, c_i), only if there is a next block.
       if (off < n) hmac.macWords8Into(fb, ks);
     }
     // Last block truncated: XOR the first n - off bytes of b_i, no padding.
-    for (let j = 0; off < n; off++, j++) {
-      out[off] = input[off]! ^ (ks[j >> 2]! >>> (24 - 8 * (j & 3)));
+    for (let j = 0; off < n; off++, o++, j++) {
+      out[o] = input[off]! ^ (ks[j >> 2]! >>> (24 - 8 * (j & 3)));
     }
-    ks.fill(0);
-    fb.fill(0);
+    for (let k = 0; k < 8; k++) ks[k] = fb[k] = 0;
     hmac.scrub();
   }
 
@@ -191,8 +270,8 @@ export class MdCfb {
    */
   wipe(): void {
     this.#hmac.wipe();
-    this.#ks.fill(0);
-    this.#fb.fill(0);
+    KS.fill(0);
+    FB.fill(0);
     this.#wiped = true;
   }
 }

@@ -17,13 +17,17 @@
  *   1 KiB and 64 KiB, SHA-256 ~300 MB/s (OpenSSL: ~1.8 GB/s).
  *
  * {@link HmacSha256} computes the RFC 2104 inner and outer keyed states once
- * per key; a 32-byte message then costs exactly two compression calls and no
+ * per key and keeps them in one `Int32Array(16)` (the whole per-key memory);
+ * a 32-byte message then costs exactly two compression calls and no
  * allocation ({@link HmacSha256.macBlock32Into},
- * {@link HmacSha256.macWords8Into}).
+ * {@link HmacSha256.macWords8Into}), and a message of any length none
+ * either when the tag is written into the caller's buffer
+ * ({@link HmacSha256.macInto}) or compared in place
+ * ({@link HmacSha256.verify}): the record layer's path.
  *
  * Not thread-safe in the JavaScript sense: calls share one module-level
- * message-schedule buffer, which is fine because everything here is
- * synchronous.
+ * message schedule and one digest scratch, which is fine because everything
+ * here is synchronous.
  *
  * @example
  * ```ts
@@ -124,11 +128,14 @@ const H0 = new Int32Array([
 // The 16 words of the block being compressed, M(i) in FIPS 180-4 6.2.2,
 // shared by every call (no allocation per block).
 const W = new Int32Array(16);
+// The digest being computed (an inner or outer hash, or sha256's), shared
+// by every call like W: instances hold only their keyed states.
+const T = new Int32Array(8);
 
 /**
  * FIPS 180-4 6.2.2: one SHA-256 compression. Reads the 16 message words
- * M(i) from `W`, the chaining value H(i-1) from `src`, and writes
- * H(i) = H(i-1) + (a..h) to `dst` (`dst` may be `src`).
+ * M(i) from `W`, the chaining value H(i-1) from `src[so..so+8)`, and writes
+ * H(i) = H(i-1) + (a..h) to `dst[d..d+8)` (which may be the same words).
  *
  * Written for V8: every value is an int32 local (`| 0` after each sum is
  * addition modulo 2^32), the rounds are unrolled 16 at a time so the eight
@@ -145,10 +152,15 @@ const W = new Int32Array(16);
  * - sigma0(x) = ROTR7 ^ ROTR18 ^ SHR3; sigma1(x) = ROTR17 ^ ROTR19 ^ SHR10;
  * where ROTRn(x) = x >>> n | x << (32 - n).
  */
-function compress(src: Int32Array, dst: Int32Array): void {
+function compress(
+  src: Int32Array,
+  so: number,
+  dst: Int32Array,
+  dOff: number,
+): void {
   // 6.2.2 step 2: initialize the working variables with H(i-1).
-  let a = src[0]!, b = src[1]!, c = src[2]!, d = src[3]!;
-  let e = src[4]!, f = src[5]!, g = src[6]!, h = src[7]!;
+  let a = src[so]!, b = src[so + 1]!, c = src[so + 2]!, d = src[so + 3]!;
+  let e = src[so + 4]!, f = src[so + 5]!, g = src[so + 6]!, h = src[so + 7]!;
   // 6.2.2 step 1, t = 0..15: W_t = M_t(i).
   let w0 = W[0]!, w1 = W[1]!, w2 = W[2]!, w3 = W[3]!;
   let w4 = W[4]!, w5 = W[5]!, w6 = W[6]!, w7 = W[7]!;
@@ -293,14 +305,23 @@ function compress(src: Int32Array, dst: Int32Array): void {
     a = a + s + ((b & c) ^ (d & (b ^ c))) | 0;
   }
   // 6.2.2 step 4: H(i) = H(i-1) + (a..h), modulo 2^32.
-  dst[0] = src[0]! + a | 0;
-  dst[1] = src[1]! + b | 0;
-  dst[2] = src[2]! + c | 0;
-  dst[3] = src[3]! + d | 0;
-  dst[4] = src[4]! + e | 0;
-  dst[5] = src[5]! + f | 0;
-  dst[6] = src[6]! + g | 0;
-  dst[7] = src[7]! + h | 0;
+  // (All eight are read before any is written: `dst` may be `src`.)
+  a = src[so]! + a | 0;
+  b = src[so + 1]! + b | 0;
+  c = src[so + 2]! + c | 0;
+  d = src[so + 3]! + d | 0;
+  e = src[so + 4]! + e | 0;
+  f = src[so + 5]! + f | 0;
+  g = src[so + 6]! + g | 0;
+  h = src[so + 7]! + h | 0;
+  dst[dOff] = a;
+  dst[dOff + 1] = b;
+  dst[dOff + 2] = c;
+  dst[dOff + 3] = d;
+  dst[dOff + 4] = e;
+  dst[dOff + 5] = f;
+  dst[dOff + 6] = g;
+  dst[dOff + 7] = h;
 }
 
 /** Load 16 big-endian words (FIPS 180-4 3.1 byte order) into W[0..15]. */
@@ -323,40 +344,80 @@ function storeState(st: Int32Array, out: Uint8Array, off: number): void {
 }
 
 /**
- * Hash `data` starting from chaining value `init`, as if `prefixBytes`
- * (a multiple of 64) had already been compressed; result words in `st`.
- * FIPS 180-4 5.1.1 padding: 0x80, zeros, then the 64-bit bit length.
+ * Hash `data[start..end)` starting from the chaining value
+ * `init[io..io+8)`, as if `prefixBytes` (a multiple of 64) had already been
+ * compressed; the result words go to `T`. FIPS 180-4 5.1.1 padding: 0x80,
+ * zeros, then the 64-bit bit length.
  */
 function hashFrom(
   init: Int32Array,
+  io: number,
   prefixBytes: number,
   data: Uint8Array,
-  st: Int32Array,
+  start: number,
+  end: number,
 ): void {
-  st.set(init);
-  const n = data.length;
-  let off = 0;
-  // 6.2.2: one compression per complete 64-byte block M(i).
-  for (; off + 64 <= n; off += 64) {
+  let off = start;
+  // 6.2.2: one compression per complete 64-byte block M(i); the first one
+  // from `init`, the others from T.
+  let src = init, so = io;
+  for (; off + 64 <= end; off += 64) {
     loadBlock(data, off);
-    compress(st, st);
+    compress(src, so, T, 0);
+    src = T;
+    so = 0;
   }
   // 5.1.1: pad the tail; one extra block when fewer than 9 bytes remain.
-  const tail = n - off;
-  W.fill(0, 0, 16);
-  for (let i = 0; i < tail; i++) {
-    W[i >> 2] = W[i >> 2]! | (data[off + i]! << (24 - 8 * (i & 3)));
+  const tail = end - off;
+  zeroW();
+  let i = 0;
+  // Whole words first, then the last 0-3 bytes.
+  for (; i + 4 <= tail; i += 4, off += 4) {
+    W[i >> 2] = (data[off]! << 24) | (data[off + 1]! << 16) |
+      (data[off + 2]! << 8) | data[off + 3]!;
+  }
+  for (; i < tail; i++, off++) {
+    W[i >> 2] = W[i >> 2]! | (data[off]! << (24 - 8 * (i & 3)));
   }
   W[tail >> 2] = W[tail >> 2]! | (0x80 << (24 - 8 * (tail & 3)));
   if (tail > 55) {
-    compress(st, st);
-    W.fill(0, 0, 16);
+    compress(src, so, T, 0);
+    src = T;
+    so = 0;
+    zeroW();
   }
   // 5.1.1: length l in bits as a 64-bit big-endian integer.
-  const bytes = prefixBytes + n;
+  const bytes = prefixBytes + end - start;
   W[14] = Math.floor(bytes / 0x20000000) | 0;
   W[15] = (bytes << 3) | 0;
-  compress(st, st);
+  compress(src, so, T, 0);
+}
+
+/**
+ * Zero W. A loop, not `fill`: for 16 words the builtin call costs twice
+ * the stores, and this runs several times per record.
+ */
+function zeroW(): void {
+  for (let i = 0; i < 16; i++) W[i] = 0;
+}
+
+/** Zero T (as {@link zeroW}). */
+function zeroT(): void {
+  for (let i = 0; i < 8; i++) T[i] = 0;
+}
+
+/** A RangeError unless `[start, end)` lies within `length`. */
+function checkRange(
+  what: string,
+  start: number,
+  end: number,
+  length: number,
+): void {
+  if (!(start >= 0 && start <= end && end <= length)) {
+    throw new RangeError(
+      `${what}: [${start}, ${end}) is outside an array of ${length} bytes`,
+    );
+  }
 }
 
 /**
@@ -372,17 +433,24 @@ function hashFrom(
  * ```
  */
 export function sha256(data: Uint8Array): Uint8Array<ArrayBuffer> {
-  const st = new Int32Array(8);
-  hashFrom(H0, 0, data, st);
+  hashFrom(H0, 0, 0, data, 0, data.length);
   const out = new Uint8Array(SHA256_BYTES);
-  storeState(st, out, 0);
-  st.fill(0);
+  storeState(T, out, 0);
+  zeroT();
   return out;
 }
 
+// Where the keyed states sit in an instance's one array: the chaining value
+// after compressing (K0 XOR ipad), RFC 2104 section 2 step 3, then the one
+// after (K0 XOR opad), step 6.
+const INNER = 0;
+const OUTER = 8;
+
 /**
  * HMAC-SHA256 (RFC 2104) with the keyed inner and outer states computed
- * once in the constructor. Reuse one instance per key.
+ * once in the constructor. Reuse one instance per key. An instance holds
+ * one `Int32Array(16)`, its two keyed states; the message schedule and the
+ * digest being computed are module scratch shared by all.
  *
  * @example
  * ```ts
@@ -395,12 +463,8 @@ export function sha256(data: Uint8Array): Uint8Array<ArrayBuffer> {
  * ```
  */
 export class HmacSha256 {
-  // Chaining value after compressing (K0 XOR ipad), RFC 2104 section 2 step 3.
-  readonly #inner = new Int32Array(8);
-  // Chaining value after compressing (K0 XOR opad), RFC 2104 section 2 step 6.
-  readonly #outer = new Int32Array(8);
-  // Scratch for the inner and the outer digest words.
-  readonly #tmp = new Int32Array(8);
+  // The inner keyed state at INNER, the outer at OUTER.
+  readonly #state = new Int32Array(16);
 
   /**
    * Precompute the keyed states.
@@ -416,11 +480,11 @@ export class HmacSha256 {
     // Step 2/3: K0 XOR ipad (0x36 repeated), compressed once from H(0).
     for (let i = 0; i < 64; i++) k0[i] = k0[i]! ^ 0x36;
     loadBlock(k0, 0);
-    compress(H0, this.#inner);
+    compress(H0, 0, this.#state, INNER);
     // Step 5/6: K0 XOR opad (0x5c repeated); 0x36 ^ 0x5c = 0x6a.
     for (let i = 0; i < 64; i++) k0[i] = k0[i]! ^ 0x6a;
     loadBlock(k0, 0);
-    compress(H0, this.#outer);
+    compress(H0, 0, this.#state, OUTER);
     k0.fill(0);
     W.fill(0);
   }
@@ -439,11 +503,84 @@ export class HmacSha256 {
    */
   mac(data: Uint8Array): Uint8Array<ArrayBuffer> {
     const out = new Uint8Array(SHA256_BYTES);
-    // RFC 2104 section 2 step 4: inner = H((K0 ^ ipad) || text).
-    hashFrom(this.#inner, SHA256_BLOCK_BYTES, data, this.#tmp);
-    this.#outerHash(this.#tmp);
-    storeState(this.#tmp, out, 0);
+    this.#macRange(data, 0, data.length);
+    storeState(T, out, 0);
     return out;
+  }
+
+  /**
+   * HMAC-SHA256 of `data[start..end)`, the tag written to
+   * `out[outOff..outOff+32)`: no allocation, no copy of the message. The
+   * tag is written after the whole message is read, so `out` may be `data`
+   * (the record layer writes a record's tag right after the bytes it
+   * covers, PROTOCOL.md section 3 rule 3.4).
+   * @param data holds the message
+   * @param start where it starts
+   * @param end where it ends (exclusive)
+   * @param out receives the 32-byte tag
+   * @param outOff where to write it
+   * @throws {RangeError} when a range is outside its array
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { HmacSha256 } from "./sha256.ts";
+   * const h = new HmacSha256(new Uint8Array(32));
+   * const buf = new Uint8Array(5 + 32).fill(9);
+   * h.macInto(buf, 0, 5, buf, 5);
+   * assert.ok(buf.subarray(5).toHex() === h.mac(new Uint8Array(5).fill(9)).toHex());
+   * ```
+   */
+  macInto(
+    data: Uint8Array,
+    start: number,
+    end: number,
+    out: Uint8Array,
+    outOff: number,
+  ): void {
+    checkRange("HMAC message", start, end, data.length);
+    checkRange("HMAC tag", outOff, outOff + SHA256_BYTES, out.length);
+    this.#macRange(data, start, end);
+    storeState(T, out, outOff);
+  }
+
+  /**
+   * Does `tag[tagOff..tagOff+32)` equal the HMAC-SHA256 of
+   * `data[start..end)`? Compared in constant time: every byte is looked at
+   * whatever differs, and nothing is allocated (the record layer's tag
+   * check, PROTOCOL.md section 3 rule 3.4).
+   * @param data holds the message
+   * @param start where it starts
+   * @param end where it ends (exclusive)
+   * @param tag holds the 32-byte tag to check
+   * @param tagOff where it starts
+   * @returns true when the tag is the message's
+   * @throws {RangeError} when a range is outside its array
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { HmacSha256 } from "./sha256.ts";
+   * const h = new HmacSha256(new Uint8Array(32));
+   * const m = new Uint8Array([1, 2, 3]);
+   * assert.ok(h.verify(m, 0, 3, h.mac(m), 0));
+   * assert.ok(!h.verify(m, 0, 2, h.mac(m), 0));
+   * ```
+   */
+  verify(
+    data: Uint8Array,
+    start: number,
+    end: number,
+    tag: Uint8Array,
+    tagOff: number,
+  ): boolean {
+    checkRange("HMAC message", start, end, data.length);
+    checkRange("HMAC tag", tagOff, tagOff + SHA256_BYTES, tag.length);
+    this.#macRange(data, start, end);
+    let diff = 0;
+    for (let i = 0, o = tagOff; i < 8; i++, o += 4) {
+      diff |= T[i]! ^ ((tag[o]! << 24) | (tag[o + 1]! << 16) |
+        (tag[o + 2]! << 8) | tag[o + 3]!);
+    }
+    return diff === 0;
   }
 
   /**
@@ -475,8 +612,8 @@ export class HmacSha256 {
       w[i] = (msg[msgOff]! << 24) | (msg[msgOff + 1]! << 16) |
         (msg[msgOff + 2]! << 8) | msg[msgOff + 3]!;
     }
-    this.#macLoaded32(this.#tmp);
-    storeState(this.#tmp, out, outOff);
+    this.#macLoaded32(T);
+    storeState(T, out, outOff);
   }
 
   /**
@@ -503,6 +640,16 @@ export class HmacSha256 {
   }
 
   /**
+   * RFC 2104 section 2 steps 4-7 for `data[start..end)`: the inner hash
+   * from the keyed inner state (the block K0 ^ ipad counted as 64 bytes
+   * already hashed), then the outer hash; the tag words end in `T`.
+   */
+  #macRange(data: Uint8Array, start: number, end: number): void {
+    hashFrom(this.#state, INNER, SHA256_BLOCK_BYTES, data, start, end);
+    this.#outerHash(T);
+  }
+
+  /**
    * HMAC of the 32-byte message already in W[0..7], tag words to `out`.
    * RFC 2104 section 2 step 4: the block (K0 ^ ipad) is already
    * compressed, so the inner hash is one block: text || 0x80 || zeros ||
@@ -519,18 +666,19 @@ export class HmacSha256 {
       w[14] =
         0;
     w[15] = (64 + 32) * 8;
-    compress(this.#inner, this.#tmp);
+    compress(this.#state, INNER, T, 0);
     this.#outerHash(out);
   }
 
   /**
    * RFC 2104 section 2 steps 6-7: H((K0 ^ opad) || inner digest), the
-   * inner digest in `#tmp`; again one padded block of 96 bytes total.
+   * inner digest in `T`; again one padded block of 96 bytes total. `out`
+   * may be `T`: the digest is copied into W first.
    */
   #outerHash(out: Int32Array): void {
     const w = W;
-    const tmp = this.#tmp;
-    for (let i = 0; i < 8; i++) w[i] = tmp[i]!;
+    const t = T;
+    for (let i = 0; i < 8; i++) w[i] = t[i]!;
     w[8] = 0x80000000 | 0;
     w[9] =
       w[10] =
@@ -540,13 +688,14 @@ export class HmacSha256 {
       w[14] =
         0;
     w[15] = (64 + 32) * 8;
-    compress(this.#outer, out);
+    compress(this.#state, OUTER, out, 0);
   }
 
   /**
-   * Zero the shared message schedule and this instance's scratch, which
-   * hold the last message and tag; the keyed states stay. Call after a
-   * run of {@link macBlock32Into} or {@link macWords8Into}.
+   * Zero the shared message schedule and digest scratch, which hold the
+   * last message and tag; the keyed states stay. Call after a run of
+   * {@link macBlock32Into}, {@link macWords8Into} or {@link macInto} whose
+   * messages are secret.
    * @example
    * ```ts
    * import assert from "node:assert/strict";
@@ -557,8 +706,8 @@ export class HmacSha256 {
    * ```
    */
   scrub(): void {
-    W.fill(0);
-    this.#tmp.fill(0);
+    zeroW();
+    zeroT();
   }
 
   /**
@@ -572,8 +721,7 @@ export class HmacSha256 {
    * ```
    */
   wipe(): void {
-    this.#inner.fill(0);
-    this.#outer.fill(0);
+    this.#state.fill(0);
     this.scrub();
   }
 }

@@ -77,34 +77,76 @@ function wipedError(what: "seal" | "open"): ProtocolError {
   );
 }
 
-function seqBytes(seq: bigint): Uint8Array {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, seq);
-  return b;
+// Where the parts of a record sit in the frame payload.
+const SEQ_AT = 2; // seq u64, after the kind and type bytes
+const TIME_AT = 10; // timestamp u64
+const BODY_AT = 1 + RECORD_HEADER_BYTES; // ciphertext
+const TWO_32 = 0x1_0000_0000;
+
+// The IV of the record being sealed or opened (rule 3.2): module scratch,
+// shared by every sealer and opener (sealing and opening are synchronous)
+// and zeroed after each record.
+const IV = new Uint8Array(32);
+
+/** Zero IV (a loop: cheaper than `fill` for 32 bytes). */
+function zeroIv(): void {
+  for (let i = 0; i < 32; i++) IV[i] = 0;
 }
 
-/** Seals records for one direction. */
+/** The big-endian u32 at `b[o..o+4)`, as a non-negative number. */
+function u32At(b: Uint8Array, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>>
+    0;
+}
+
+/** Write `v` (0 <= v < 2^32) big-endian at `b[o..o+4)`. */
+function putU32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v >>> 24;
+  b[o + 1] = v >>> 16;
+  b[o + 2] = v >>> 8;
+  b[o + 3] = v;
+}
+
+/** A u64 given as its high and low 32 bits, as a bigint. */
+function u64Of(hi: number, lo: number): bigint {
+  return hi === 0 ? BigInt(lo) : (BigInt(hi) << 32n) | BigInt(lo);
+}
+
+/**
+ * Seals records for one direction. Sealing allocates the record and
+ * nothing else: the IV is the HMAC of the header's own sequence bytes
+ * (rule 3.2), MD-CFB encrypts straight into the record (3.3) and the tag is
+ * written into it (3.4); the sequence number is kept as two 32-bit halves.
+ */
 export class RecordSealer {
   #cipher: MdCfb;
   #ivMac: HmacSha256;
   #tagMac: HmacSha256;
-  #next: bigint;
+  // The next sequence number: #hi * 2^32 + #lo; #hi reaches 2^32 once the
+  // last one, 2^64 - 1, was used (rule 3.5: exhausted, never wrapped).
+  #hi: number;
+  #lo: number;
   #wiped = false;
 
   /**
    * @param keys the direction's keys; the raw bytes may be wiped afterwards
    * @param firstSeq first sequence number (0, rule 3.1; tests start near the end)
+   * @throws {RangeError} when `firstSeq` is negative or above 2^64
    */
   constructor(keys: DirectionKeys, firstSeq = 0n) {
+    if (firstSeq < 0n || firstSeq > U64_MAX + 1n) {
+      throw new RangeError(`First sequence number out of range: ${firstSeq}`);
+    }
     this.#cipher = new MdCfb(keys.enc);
     this.#ivMac = new HmacSha256(keys.iv);
     this.#tagMac = new HmacSha256(keys.mac);
-    this.#next = firstSeq;
+    this.#hi = Number(firstSeq >> 32n);
+    this.#lo = Number(firstSeq & 0xffff_ffffn);
   }
 
   /** Sequence number the next record will carry. */
   get nextSeq(): bigint {
-    return this.#next;
+    return u64Of(this.#hi, this.#lo);
   }
 
   /**
@@ -122,28 +164,40 @@ export class RecordSealer {
     now: number = Date.now(),
   ): Uint8Array {
     if (this.#wiped) throw wipedError("seal");
-    const seq = this.#next;
-    if (seq > U64_MAX) {
+    const hi = this.#hi, lo = this.#lo;
+    if (hi >= TWO_32) {
       throw new ProtocolError(
         "sequence-exhausted",
         "Cannot send: sequence numbers are exhausted; the channel must be closed",
       );
     }
-    const out = new Uint8Array(
-      1 + RECORD_HEADER_BYTES + plaintext.length + RECORD_TAG_BYTES,
-    );
-    const view = new DataView(out.buffer);
+    const tagAt = BODY_AT + plaintext.length;
+    const out = new Uint8Array(tagAt + RECORD_TAG_BYTES);
     out[0] = FrameKind.RECORD;
     out[1] = type;
-    view.setBigUint64(2, seq);
-    view.setBigUint64(10, BigInt(Math.max(0, Math.floor(now))));
-    const iv = this.#ivMac.mac(seqBytes(seq)); // rule 3.2
-    out.set(this.#cipher.encrypt(iv, plaintext), 1 + RECORD_HEADER_BYTES); // rule 3.3
-    const tag = this.#tagMac.mac(
-      out.subarray(1, out.length - RECORD_TAG_BYTES),
-    ); // rule 3.4
-    out.set(tag, out.length - RECORD_TAG_BYTES);
-    this.#next = seq + 1n;
+    putU32(out, SEQ_AT, hi);
+    putU32(out, SEQ_AT + 4, lo);
+    const t = Math.max(0, Math.floor(now));
+    if (t <= Number.MAX_SAFE_INTEGER) {
+      putU32(out, TIME_AT, Math.floor(t / TWO_32));
+      putU32(out, TIME_AT + 4, t >>> 0);
+    } else {
+      // Beyond 2^53 (or not a number): as a u64, modulo 2^64; NaN and
+      // Infinity throw a RangeError here, as BigInt() does.
+      new DataView(out.buffer).setBigUint64(TIME_AT, BigInt(t));
+    }
+    // Rule 3.2: IV = HMAC(ivKey, seq), the seq bytes just written.
+    this.#ivMac.macInto(out, SEQ_AT, SEQ_AT + 8, IV, 0);
+    try {
+      this.#cipher.encryptInto(IV, plaintext, out, BODY_AT); // rule 3.3
+    } finally {
+      zeroIv();
+    }
+    this.#tagMac.macInto(out, 1, tagAt, out, tagAt); // rule 3.4
+    if (lo === 0xffff_ffff) {
+      this.#hi = hi + 1;
+      this.#lo = 0;
+    } else this.#lo = lo + 1;
     return out;
   }
 
@@ -188,12 +242,21 @@ export interface RecordOpenerOptions {
   windowMs?: number;
 }
 
-/** Opens records of one direction and keeps its replay state. */
+/**
+ * Opens records of one direction and keeps its replay state. Opening
+ * allocates the plaintext and the result (with its bigint sequence number):
+ * the tag is checked against the record's own bytes in constant time
+ * (rule 3.4), the header read in place, the IV made from the header's
+ * sequence bytes (3.2).
+ */
 export class RecordOpener {
   #cipher: MdCfb;
   #ivMac: HmacSha256;
   #tagMac: HmacSha256;
-  #next = 0n;
+  // The lowest acceptable sequence number: #hi * 2^32 + #lo (#hi reaches
+  // 2^32 once 2^64 - 1 was accepted: nothing is acceptable after it).
+  #hi = 0;
+  #lo = 0;
   #windowMs: number;
   #wiped = false;
 
@@ -210,7 +273,7 @@ export class RecordOpener {
 
   /** Lowest sequence number still acceptable. */
   get nextSeq(): bigint {
-    return this.#next;
+    return u64Of(this.#hi, this.#lo);
   }
 
   /**
@@ -229,29 +292,32 @@ export class RecordOpener {
         `Record discarded: malformed (${payload.length} bytes)`,
       );
     }
-    const body = payload.subarray(1, payload.length - RECORD_TAG_BYTES);
-    const tag = payload.subarray(payload.length - RECORD_TAG_BYTES);
-    // Rule 3.4: encrypt-then-MAC, the tag is checked before anything else is read.
-    if (!constantTimeEqual(this.#tagMac.mac(body), tag)) {
+    const tagAt = payload.length - RECORD_TAG_BYTES;
+    // Rule 3.4: encrypt-then-MAC, the tag is checked (in constant time)
+    // before anything else is read.
+    if (!this.#tagMac.verify(payload, 1, tagAt, payload, tagAt)) {
       throw new RecordError(
         "tampered",
         "Record discarded: integrity check failed (tampered)",
       );
     }
-    const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
-    const type = body[0]!;
-    const seq = view.getBigUint64(1);
-    const timestamp = Number(view.getBigUint64(9));
+    const type = payload[1]!;
+    const hi = u32At(payload, SEQ_AT), lo = u32At(payload, SEQ_AT + 4);
+    // A u64 as a number: rounded to the nearest above 2^53, as Number(bigint).
+    const timestamp = u32At(payload, TIME_AT) * TWO_32 +
+      u32At(payload, TIME_AT + 4);
     if (!KNOWN_TYPES.has(type)) {
       throw new RecordError(
         "malformed",
         `Record discarded: unknown type ${type}`,
       );
     }
-    if (seq < this.#next) {
+    if (hi < this.#hi || (hi === this.#hi && lo < this.#lo)) {
       throw new RecordError(
         "replayed",
-        `Record discarded: sequence number ${seq} was already used (replayed or reordered)`,
+        `Record discarded: sequence number ${
+          u64Of(hi, lo)
+        } was already used (replayed or reordered)`,
       );
     }
     if (Math.abs(now - timestamp) > this.#windowMs) {
@@ -263,13 +329,25 @@ export class RecordOpener {
         this.#windowMs,
       );
     }
-    const iv = this.#ivMac.mac(seqBytes(seq));
-    const plaintext = this.#cipher.decrypt(
-      iv,
-      body.subarray(RECORD_HEADER_BYTES),
-    );
-    const lost = seq - this.#next;
-    this.#next = seq + 1n;
+    // Rule 3.2: IV = HMAC(ivKey, seq), from the header's seq bytes.
+    this.#ivMac.macInto(payload, SEQ_AT, SEQ_AT + 8, IV, 0);
+    let plaintext: Uint8Array;
+    try {
+      plaintext = this.#cipher.decrypt(IV, payload.subarray(BODY_AT, tagAt));
+    } finally {
+      zeroIv();
+    }
+    const seq = u64Of(hi, lo);
+    const lost = hi === this.#hi && lo === this.#lo
+      ? 0n
+      : seq - u64Of(this.#hi, this.#lo);
+    if (lo === 0xffff_ffff) {
+      this.#hi = hi + 1;
+      this.#lo = 0;
+    } else {
+      this.#hi = hi;
+      this.#lo = lo + 1;
+    }
     return { type: type as RecordType, seq, timestamp, plaintext, lost };
   }
 
