@@ -28,6 +28,11 @@ import {
   type FrameTransport,
 } from "../wire/mod.ts";
 import {
+  heartbeats,
+  type HeartbeatScheduler,
+  type ScheduledTask,
+} from "./scheduler.ts";
+import {
   RECORD_HEADER_BYTES,
   RECORD_MIN_BYTES,
   RECORD_TAG_BYTES,
@@ -36,12 +41,18 @@ import {
   RecordType,
 } from "./record.ts";
 
-/** Default interval between heartbeats. */
+/** Default active heartbeat interval (PROTOCOL.md section 4, "Heartbeats"). */
 export const DEFAULT_HEARTBEAT_MS = 2000;
-/** Longest heartbeat interval a side may use: until the other side announces its own, each assumes this. */
+/** Longest active heartbeat interval a side may choose (`--heartbeat`): until the other side announces its own, each assumes this. */
 export const MAX_HEARTBEAT_MS = 2000;
 /** Shortest heartbeat interval. */
 export const MIN_HEARTBEAT_MS = 50;
+/** Default interval of an idle channel: one with no DATA record either way for {@link IDLE_AFTER_MS}. */
+export const IDLE_HEARTBEAT_MS = 30_000;
+/** Longest interval a HEARTBEAT may announce; a receiver clamps to it. */
+export const MAX_ANNOUNCED_HEARTBEAT_MS = 30_000;
+/** A channel with no DATA record sent or received for this long is idle. */
+export const IDLE_AFTER_MS = 10_000;
 /** A side is gone after this many of the slower side's heartbeat intervals without a valid record. */
 export const HEARTBEATS_BEFORE_DEAD = 3;
 
@@ -85,15 +96,25 @@ export type ChannelEvent<In = unknown> =
 
 /** Options of {@link RecordChannel}. */
 export interface ChannelOptions {
-  /** Send a heartbeat after this long without sending; 0 turns heartbeats off. */
+  /** Send a heartbeat after this long without sending, while active; 0 turns heartbeats off. */
   heartbeatMs?: number;
   /**
+   * The interval once idle (default {@link IDLE_HEARTBEAT_MS}, at most
+   * {@link MAX_ANNOUNCED_HEARTBEAT_MS}); one not longer than `heartbeatMs`
+   * means no idle mode.
+   */
+  idleHeartbeatMs?: number;
+  /** Idle after this long with no DATA record either way (default {@link IDLE_AFTER_MS}). */
+  idleAfterMs?: number;
+  /**
    * Declare the peer gone after this long without a valid record. Default:
-   * 3 x the slower of the two sides' intervals, where the other side's is
-   * taken from its HEARTBEAT records (and assumed {@link MAX_HEARTBEAT_MS}
-   * until the first one arrives).
+   * 3 x the slower of our active interval and the one the other side last
+   * announced in a HEARTBEAT (assumed {@link MAX_HEARTBEAT_MS} until the
+   * first one arrives).
    */
   deadAfterMs?: number;
+  /** The timer the heartbeats run on (default the process's {@link heartbeats}). */
+  scheduler?: HeartbeatScheduler;
   /** Largest record payload the transport carries (default the 64 KiB frame limit, rule 1.1). */
   maxRecordBytes?: number;
 }
@@ -104,14 +125,22 @@ export class RecordChannel<In, Out> {
   #sealer: RecordSealer;
   #opener: RecordOpener;
   #heartbeatMs: number;
+  #idleHeartbeatMs: number;
+  #idleAfterMs: number;
+  /** Is the channel idle (PROTOCOL.md section 4, "Heartbeats")? */
+  #idle = false;
   #fixedDeadAfterMs: number | undefined;
   #discardedSinceAccepted = 0;
   /** The other side's heartbeat interval, once it announced it. */
   #peerHeartbeatMs: number | undefined;
   #maxRecordBytes: number;
-  #lastSent = Date.now();
-  #lastReceived = Date.now();
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #scheduler: HeartbeatScheduler;
+  #lastSent: number;
+  #lastReceived: number;
+  /** When a DATA record last went either way. */
+  #lastData: number;
+  /** Our entry in {@link #scheduler}, while heartbeats run. */
+  #task: ScheduledTask | undefined;
   #closed = false;
   #closeReason: string | undefined;
   #closeError: ImError | undefined;
@@ -140,16 +169,22 @@ export class RecordChannel<In, Out> {
     this.#sealer = sealer;
     this.#opener = opener;
     this.#heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    this.#idleHeartbeatMs = Math.min(
+      opts.idleHeartbeatMs ?? IDLE_HEARTBEAT_MS,
+      MAX_ANNOUNCED_HEARTBEAT_MS,
+    );
+    this.#idleAfterMs = opts.idleAfterMs ?? IDLE_AFTER_MS;
     this.#fixedDeadAfterMs = opts.deadAfterMs;
     this.#maxRecordBytes = opts.maxRecordBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    this.#scheduler = opts.scheduler ?? heartbeats;
+    this.#lastSent = this.#lastReceived = this.#lastData = this.#scheduler
+      .now();
     if (this.#heartbeatMs > 0) {
       // Announce our interval at once: until the other side hears it, it
       // must assume the slowest one and would notice our death late.
       this.#heartbeat();
-      this.#timer = setInterval(
-        () => this.#tick(),
-        Math.max(50, Math.floor(this.#heartbeatMs / 2)),
-      );
+      this.#task = { run: (now) => this.#tick(now) };
+      this.#scheduler.schedule(this.#task, this.#nextDue());
     }
   }
 
@@ -158,16 +193,48 @@ export class RecordChannel<In, Out> {
     return this.#closed;
   }
 
-  /** How long the other side may stay silent before it is declared gone. */
+  /**
+   * How long the other side may stay silent before it is declared gone: 3 x
+   * the longer of our active interval and the other side's announced one
+   * (our own idle interval does not count: PROTOCOL.md section 4).
+   */
   get deadAfterMs(): number {
     return this.#fixedDeadAfterMs ??
       HEARTBEATS_BEFORE_DEAD *
         Math.max(this.#heartbeatMs, this.#peerHeartbeatMs ?? MAX_HEARTBEAT_MS);
   }
 
-  #tick(): void {
-    const now = Date.now();
-    if (now - this.#lastReceived > this.deadAfterMs) {
+  /** Is the channel idle, sending heartbeats at the idle interval? */
+  get idle(): boolean {
+    return this.#idle;
+  }
+
+  /** The interval we announce and keep now: the idle one while idle. */
+  get heartbeatMs(): number {
+    return this.#idle ? this.#idleHeartbeatMs : this.#heartbeatMs;
+  }
+
+  /** Can this channel go idle at all? */
+  get #idles(): boolean {
+    return this.#idleHeartbeatMs > this.#heartbeatMs;
+  }
+
+  /** When {@link #tick} has something to do next: a heartbeat, the deadline, or going idle. */
+  #nextDue(): number {
+    let due = Math.min(
+      this.#lastSent + this.heartbeatMs,
+      this.#lastReceived + this.deadAfterMs,
+    );
+    if (!this.#idle && this.#idles) {
+      due = Math.min(due, this.#lastData + this.#idleAfterMs);
+    }
+    return due;
+  }
+
+  /** The scheduler's call: the deadline, going idle, a heartbeat; then when next. */
+  #tick(now: number): number | undefined {
+    if (this.#closed) return undefined;
+    if (now - this.#lastReceived >= this.deadAfterMs) {
       this.#finish(
         "timeout",
         new NetError(
@@ -177,9 +244,26 @@ export class RecordChannel<In, Out> {
           } s`,
         ),
       );
-      return;
+      return undefined;
     }
-    if (now - this.#lastSent >= this.#heartbeatMs) this.#heartbeat();
+    if (
+      !this.#idle && this.#idles && now - this.#lastData >= this.#idleAfterMs
+    ) {
+      // Announce the longer interval before keeping to it (PROTOCOL.md
+      // section 4): the other side's bound grows before our silence does.
+      this.#idle = true;
+      this.#heartbeat();
+    } else if (now - this.#lastSent >= this.heartbeatMs) this.#heartbeat();
+    return this.#nextDue();
+  }
+
+  /** A DATA record went one way or the other: an idle channel is active again, and says so at once. */
+  #dataPassed(now: number): void {
+    this.#lastData = now;
+    if (!this.#idle || this.#task === undefined) return;
+    this.#idle = false;
+    this.#heartbeat();
+    this.#scheduler.advance(this.#task, this.#nextDue());
   }
 
   /** Largest record this channel seals (rule 1.1; PROTOCOL.md section 2). */
@@ -191,10 +275,10 @@ export class RecordChannel<In, Out> {
     this.#maxRecordBytes = n;
   }
 
-  /** Send a HEARTBEAT; its body announces our interval, so the other side knows how long our silence may last (PROTOCOL.md "Records"). */
+  /** Send a HEARTBEAT; its body announces our current interval, so the other side knows how long our silence may last (PROTOCOL.md section 4, "Heartbeats"). */
   #heartbeat(): void {
     const body = new Uint8Array(4);
-    new DataView(body.buffer).setUint32(0, this.#heartbeatMs);
+    new DataView(body.buffer).setUint32(0, this.heartbeatMs);
     this.#sendRecord(RecordType.HEARTBEAT, body).catch(() => {});
   }
 
@@ -226,7 +310,7 @@ export class RecordChannel<In, Out> {
     } finally {
       body.fill(0);
     }
-    this.#lastSent = Date.now();
+    this.#lastSent = this.#scheduler.now();
     try {
       await this.transport.send(payload);
     } catch (e) {
@@ -255,6 +339,7 @@ export class RecordChannel<In, Out> {
    *   the channel stays open)
    */
   send(msg: Out): Promise<void> {
+    if (!this.#closed) this.#dataPassed(this.#scheduler.now());
     return this.#sendRecord(
       RecordType.DATA,
       this.#codec.encode(msg, this.#maxRecordBytes - RECORD_MIN_BYTES),
@@ -294,8 +379,8 @@ export class RecordChannel<In, Out> {
     this.#closed = true;
     this.#closeReason = reason;
     this.#closeError = error;
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
+    if (this.#task !== undefined) this.#scheduler.cancel(this.#task);
+    this.#task = undefined;
     clearTimeout(this.#lostTimer);
     this.transport.close();
     this.#sealer.wipe();
@@ -359,7 +444,7 @@ export class RecordChannel<In, Out> {
         }
         throw e;
       }
-      this.#lastReceived = Date.now();
+      this.#lastReceived = this.#scheduler.now();
       // Rule 3.5: a jump is reported as lost, except the part that records
       // discarded (and reported) above explain.
       const explained = BigInt(this.#discardedSinceAccepted);
@@ -374,10 +459,15 @@ export class RecordChannel<In, Out> {
             rec.plaintext.byteOffset,
             4,
           ).getUint32(0);
+          const was = this.#peerHeartbeatMs ?? MAX_HEARTBEAT_MS;
           this.#peerHeartbeatMs = Math.min(
             Math.max(ms, MIN_HEARTBEAT_MS),
-            MAX_HEARTBEAT_MS,
+            MAX_ANNOUNCED_HEARTBEAT_MS,
           );
+          // A shorter interval brings the deadline nearer than our entry.
+          if (
+            this.#task !== undefined && this.#peerHeartbeatMs < was
+          ) this.#scheduler.advance(this.#task, this.#nextDue());
         }
         continue;
       }
@@ -406,6 +496,7 @@ export class RecordChannel<In, Out> {
         };
         continue;
       }
+      this.#dataPassed(this.#lastReceived);
       let decoded: { msg: In } | { error: ProtocolError };
       try {
         decoded = { msg: this.#codec.decode(rec.plaintext) };

@@ -35,11 +35,13 @@ export type TcpTransportOptions = TransportOptions;
 export const FAREWELL_TIMEOUT_MS = 1000;
 
 /**
- * Bytes read from the socket at once. Small, because every connection holds
- * one such buffer for its whole life; frames larger than this arrive in
- * several reads, which the decoder joins in linear time.
+ * Bytes read from the socket at once between frames and for small ones.
+ * Small, because every connection holds one such buffer for its whole life
+ * (an idle connection's pending read holds it); the rest of a larger frame
+ * is read into a buffer of its size, dropped once the frame is whole
+ * (PROTOCOL.md section 2).
  */
-export const READ_BUFFER_BYTES = 4 * 1024;
+export const READ_BUFFER_BYTES = 1024;
 
 /** Default cap on bytes waiting to be written to one socket. */
 export const DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024;
@@ -68,6 +70,8 @@ export class TcpTransport implements FrameTransport, Farewell {
   #writing = false;
   #ready: Uint8Array[] = [];
   #readBuf = new Uint8Array(READ_BUFFER_BYTES);
+  /** The grown buffer, only while a frame larger than {@link READ_BUFFER_BYTES} arrives. */
+  #bigBuf: Uint8Array | undefined;
   #farewell: ((error: ProtocolError) => Uint8Array | undefined) | undefined;
   #closed = false;
   #writeFailed = false;
@@ -268,9 +272,10 @@ export class TcpTransport implements FrameTransport, Farewell {
   async #recv(): Promise<Uint8Array | null> {
     while (this.#ready.length === 0) {
       if (this.#closed || this.#eof) return null;
+      const buf = this.#readBuffer();
       let n: number | null;
       try {
-        n = await this.conn.read(this.#readBuf);
+        n = await this.conn.read(buf);
       } catch {
         n = null;
       }
@@ -281,13 +286,36 @@ export class TcpTransport implements FrameTransport, Farewell {
           this.#decoder.end();
           return null;
         }
-        this.#ready.push(...this.#decoder.push(this.#readBuf.subarray(0, n)));
+        this.#ready.push(...this.#decoder.push(buf.subarray(0, n)));
       } catch (e) {
         if (e instanceof ProtocolError) this.#closeWithFarewell(e);
         throw e;
       }
     }
     return this.#ready.shift()!;
+  }
+
+  /**
+   * Where the next read goes: the small buffer, unless more than its size of
+   * a frame is still to come; then a buffer of that size, kept until the
+   * frame is whole (at most the frame limit: the decoder refused a longer
+   * length before its body was ever allocated).
+   */
+  #readBuffer(): Uint8Array {
+    const missing = this.#decoder.missing;
+    if (missing <= READ_BUFFER_BYTES) {
+      this.#bigBuf = undefined;
+      return this.#readBuf;
+    }
+    if (this.#bigBuf === undefined || this.#bigBuf.length < missing) {
+      this.#bigBuf = new Uint8Array(missing);
+    }
+    return this.#bigBuf;
+  }
+
+  /** Bytes of read buffer this connection holds now (the small one, and a grown one while a large frame arrives). */
+  get readBufferBytes(): number {
+    return this.#readBuf.length + (this.#bigBuf?.length ?? 0);
   }
 
   /**

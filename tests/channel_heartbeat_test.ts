@@ -1,0 +1,321 @@
+/**
+ * Heartbeats (PROTOCOL.md section 4, "Heartbeats", "The bound"): the idle
+ * interval, its announcement, the way back to the active one, the bound on
+ * noticing a silent peer, and that a peer keeping to its interval is never
+ * dropped. The channels run on a {@link HeartbeatScheduler} with a clock the
+ * test moves, so the bound is checked exactly, whatever the machine's load;
+ * the records are real (sealed, opened), over in-memory transports.
+ */
+
+import assert from "node:assert/strict";
+import {
+  type ChannelEvent,
+  RecordChannel,
+  RecordOpener,
+  RecordSealer,
+} from "../lib/record/mod.ts";
+import { HeartbeatScheduler, slackMs } from "../lib/record/scheduler.ts";
+import type { DirectionKeys } from "../lib/crypto/mod.ts";
+import { memoryPair } from "../lib/wire/mod.ts";
+import { heartbeats } from "../lib/record/scheduler.ts";
+
+function keys(seed: number): DirectionKeys {
+  return {
+    enc: new Uint8Array(32).fill(seed),
+    iv: new Uint8Array(32).fill(seed + 1),
+    mac: new Uint8Array(32).fill(seed + 2),
+  };
+}
+
+const text = {
+  encode: (m: string) => new TextEncoder().encode(m),
+  decode: (p: Uint8Array) => new TextDecoder().decode(p),
+};
+
+interface Opts {
+  heartbeatMs: number;
+  idleHeartbeatMs?: number;
+  idleAfterMs?: number;
+}
+
+/**
+ * Two channels on one virtual clock. `deliveredAt` is when (virtual) each
+ * side last had a record delivered to it; `mute.a` drops what a sends.
+ */
+function world(opts: Opts) {
+  const clock = { now: 1_000_000 };
+  const s = new HeartbeatScheduler({ now: () => clock.now, timers: false });
+  const [ta, tb] = memoryPair();
+  const deliveredAt = { a: clock.now, b: clock.now };
+  const mute = { a: false, b: false };
+  ta.tap = (p) => {
+    if (mute.a) return [];
+    deliveredAt.b = clock.now;
+    return [p];
+  };
+  tb.tap = (p) => {
+    if (mute.b) return [];
+    deliveredAt.a = clock.now;
+    return [p];
+  };
+  const o = { ...opts, scheduler: s };
+  const a = new RecordChannel(
+    ta,
+    new RecordSealer(keys(1)),
+    new RecordOpener(keys(10)),
+    text,
+    o,
+  );
+  const b = new RecordChannel(
+    tb,
+    new RecordSealer(keys(10)),
+    new RecordOpener(keys(1)),
+    text,
+    o,
+  );
+  const events = {
+    a: [] as ChannelEvent<string>[],
+    b: [] as ChannelEvent<string>[],
+  };
+  const reading = Promise.all([
+    (async () => {
+      for await (const ev of a.events()) events.a.push(ev);
+    })(),
+    (async () => {
+      for await (const ev of b.events()) events.b.push(ev);
+    })(),
+  ]);
+  /**
+   * Let the readers take what was sent: the in-memory transports and the
+   * channels' readers run on promises alone, so one macrotask turn drains
+   * them (no time passes on the virtual clock).
+   */
+  const drain = () => new Promise((r) => setTimeout(r, 0));
+  /**
+   * Move the clock to `t`, stopping at each time something is due: run it,
+   * let the records it sent arrive, and go on.
+   */
+  const runTo = async (t: number) => {
+    for (;;) {
+      const next = s.nextDue;
+      if (next > t) {
+        clock.now = Math.max(clock.now, t);
+        return;
+      }
+      clock.now = Math.max(clock.now, next);
+      s.runDue();
+      await drain();
+    }
+  };
+  /** Run what comes due next, moving the clock to it. */
+  const step = async () => {
+    clock.now = Math.max(clock.now, s.nextDue);
+    s.runDue();
+    await drain();
+  };
+  const end = async () => {
+    a.abort("test");
+    b.abort("test");
+    await reading;
+    assert.equal(s.size, 0, "closed channels leave the scheduler");
+  };
+  return {
+    clock,
+    s,
+    a,
+    b,
+    ta,
+    tb,
+    deliveredAt,
+    mute,
+    events,
+    drain,
+    runTo,
+    step,
+    end,
+  };
+}
+
+Deno.test("idle channels announce the idle interval and keep to it; the next DATA record either way makes both active again and says so", async () => {
+  const w = world({
+    heartbeatMs: 100,
+    idleHeartbeatMs: 2000,
+    idleAfterMs: 1000,
+  });
+  try {
+    await w.drain();
+    assert.equal(w.a.deadAfterMs, 300, "each heard the other's 100 ms");
+    await w.runTo(w.clock.now + 900);
+    assert.equal(w.a.idle || w.b.idle, false, "active before 1 s without DATA");
+    await w.runTo(w.clock.now + 200);
+    assert.ok(w.a.idle && w.b.idle, "idle after 1 s without DATA");
+    // Each heard the other announce 2 s: its bound grew before the silence.
+    assert.equal(w.a.deadAfterMs, 6000);
+    assert.equal(w.b.deadAfterMs, 6000);
+    const before = w.ta.sent.length;
+    await w.runTo(w.clock.now + 10_000);
+    const idleRecords = w.ta.sent.length - before;
+    // One every 2 s (rounded up by at most 1/8): 4 or 5 in 10 s, not 100.
+    assert.ok(idleRecords >= 4 && idleRecords <= 5, `${idleRecords} records`);
+    assert.equal(w.a.closed || w.b.closed, false);
+    // b sends: both are active again, and each told the other at once.
+    await w.b.send("hello");
+    await w.drain();
+    assert.equal(w.b.idle, false);
+    assert.equal(w.a.idle, false, "a received DATA");
+    assert.equal(w.a.deadAfterMs, 300, "b announced 100 ms again");
+    assert.equal(w.b.deadAfterMs, 300, "a announced 100 ms again");
+    assert.ok(
+      w.events.a.some((e) => e.kind === "message" && e.msg === "hello"),
+    );
+    // And a's heartbeats are back at 100 ms.
+    const n = w.ta.sent.length;
+    await w.runTo(w.clock.now + 500);
+    assert.ok(w.ta.sent.length - n >= 4, `${w.ta.sent.length - n} records`);
+  } finally {
+    await w.end();
+  }
+});
+
+/** Silence `a` at a moment, then step until b notices: not before the bound, not after it plus its slack. */
+async function silentWithin(opts: Opts, idle: boolean) {
+  const w = world(opts);
+  try {
+    await w.drain();
+    if (idle) {
+      await w.runTo(w.clock.now + (opts.idleAfterMs ?? 0) + 200);
+      assert.ok(w.a.idle && w.b.idle);
+    } else {
+      await w.runTo(w.clock.now + 3 * opts.heartbeatMs);
+      assert.equal(w.a.idle || w.b.idle, false);
+    }
+    const bound = w.b.deadAfterMs;
+    assert.equal(
+      bound,
+      3 * (idle ? opts.idleHeartbeatMs! : opts.heartbeatMs),
+    );
+    w.mute.a = true;
+    const last = w.deliveredAt.b;
+    const late = slackMs(bound);
+    while (!w.b.closed) await w.step();
+    const silentFor = w.clock.now - last;
+    assert.ok(
+      silentFor >= bound,
+      `declared gone after ${silentFor} ms, under ${bound}`,
+    );
+    assert.ok(
+      silentFor <= bound + late,
+      `declared gone after ${silentFor} ms of silence (bound ${bound} + ${late})`,
+    );
+    const closed = w.events.b.at(-1);
+    assert.ok(
+      closed?.kind === "closed" && closed.error?.code === "peer-silent",
+    );
+    assert.equal(closed.reason, "timeout");
+  } finally {
+    await w.end();
+  }
+}
+
+Deno.test("a silent peer is declared gone within the bound: 3 x the active interval (+ at most 1/8) while active", async () => {
+  await silentWithin({
+    heartbeatMs: 100,
+    idleHeartbeatMs: 2000,
+    idleAfterMs: 5000,
+  }, false);
+});
+
+Deno.test("a silent peer is declared gone within the bound: 3 x the announced idle interval (+ at most 1 s) while idle, at the defaults' 30 s", async () => {
+  await silentWithin({
+    heartbeatMs: 2000,
+    idleHeartbeatMs: 30_000,
+    idleAfterMs: 10_000,
+  }, true);
+});
+
+Deno.test("a peer that falls silent while active is noticed after 3 x the active interval even when this side went idle meanwhile", async () => {
+  const w = world({
+    heartbeatMs: 100,
+    idleHeartbeatMs: 2000,
+    idleAfterMs: 500,
+  });
+  try {
+    await w.b.send("x");
+    await w.runTo(w.clock.now + 400);
+    assert.equal(w.b.idle, false);
+    w.mute.a = true; // a goes before it could go idle and announce 2 s
+    const last = w.deliveredAt.b;
+    while (!w.b.closed) await w.step();
+    const silentFor = w.clock.now - last;
+    assert.ok(
+      silentFor >= 300 && silentFor <= 300 + slackMs(300),
+      `${silentFor} ms`,
+    );
+  } finally {
+    await w.end();
+  }
+});
+
+Deno.test("a busy peer is never dropped: DATA in bursts and pauses, idle spells and the way back, over 10 minutes of the defaults", async () => {
+  const w = world({
+    heartbeatMs: 2000,
+    idleHeartbeatMs: 30_000,
+    idleAfterMs: 10_000,
+  });
+  try {
+    await w.drain();
+    const start = w.clock.now;
+    let turns = 0;
+    // Pauses around the idle threshold and past the idle bound, both ways.
+    const pauses = [
+      500,
+      3000,
+      9_000,
+      11_000,
+      45_000,
+      95_000,
+      200,
+      10_000,
+      61_000,
+    ];
+    for (let i = 0; w.clock.now < start + 600_000; i++) {
+      const sender = i % 3 === 0 ? w.a : w.b;
+      await sender.send(`m${i}`);
+      await w.runTo(w.clock.now + pauses[i % pauses.length]!);
+      assert.equal(w.a.closed || w.b.closed, false, `dropped at turn ${i}`);
+      turns++;
+    }
+    assert.ok(turns > 20);
+    const got = w.events.a.concat(w.events.b).filter((e) =>
+      e.kind === "message"
+    );
+    assert.equal(got.length, turns);
+  } finally {
+    await w.end();
+  }
+});
+
+Deno.test("channels on the shared scheduler leave it when they close: no timer is left behind", async () => {
+  const [ta, tb] = memoryPair();
+  const before = heartbeats.size;
+  const a = new RecordChannel(
+    ta,
+    new RecordSealer(keys(1)),
+    new RecordOpener(keys(10)),
+    text,
+    { heartbeatMs: 50 },
+  );
+  const b = new RecordChannel(
+    tb,
+    new RecordSealer(keys(10)),
+    new RecordOpener(keys(1)),
+    text,
+    { heartbeatMs: 50 },
+  );
+  assert.equal(heartbeats.size, before + 2);
+  assert.equal(heartbeats.armed, true);
+  await a.close("done");
+  for await (const ev of b.events()) if (ev.kind === "closed") break;
+  assert.equal(heartbeats.size, before);
+  if (before === 0) assert.equal(heartbeats.armed, false);
+});
