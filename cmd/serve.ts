@@ -93,6 +93,9 @@ Options:
   --nats-nkey-file F      file whose first line is a NATS user nkey seed
                           (SU...; 0600, as a private key), instead of a
                           user and password
+  --cluster-replicas N    JetStream replicas, 1..5, of the streams and buckets
+                          a node makes when they are not there (default 1;
+                          3 on a NATS cluster of three servers)
   -h, --help              this help
 
 On a first run with no server key in the key directory, it provisions the
@@ -133,6 +136,7 @@ const OPTIONS = {
   "nats-user": { type: "string" },
   "nats-pass-file": { type: "string" },
   "nats-nkey-file": { type: "string" },
+  "cluster-replicas": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -144,6 +148,8 @@ export interface ClusterFlags {
   passFile?: string;
   /** `--nats-nkey-file`: a NATS user nkey seed, instead of a user and password. */
   nkeyFile?: string;
+  /** `--cluster-replicas`: JetStream replicas of what the node makes (1..5). */
+  replicas: number;
 }
 
 /** Most URLs `--cluster` takes. */
@@ -151,7 +157,7 @@ const MAX_CLUSTER_URLS = 16;
 
 /**
  * Read `--cluster`, `--node`, `--nats-user`, `--nats-pass-file`,
- * `--nats-nkey-file`: each bad value is one usage line.
+ * `--nats-nkey-file`, `--cluster-replicas`: each bad value is one usage line.
  * @param v the flags
  * @param random the default node name's hex digits (tests fix them)
  * @returns the cluster's settings, or undefined without `--cluster`
@@ -164,6 +170,7 @@ export function clusterFlags(
     "nats-user"?: string | undefined;
     "nats-pass-file"?: string | undefined;
     "nats-nkey-file"?: string | undefined;
+    "cluster-replicas"?: string | undefined;
   },
   random: () => string = () =>
     crypto.getRandomValues(new Uint8Array(3)).toHex(),
@@ -175,6 +182,7 @@ export function clusterFlags(
         "nats-user",
         "nats-pass-file",
         "nats-nkey-file",
+        "cluster-replicas",
       ] as const
     ) {
       if (v[f] !== undefined) {
@@ -249,9 +257,19 @@ export function clusterFlags(
       'Invalid --nats-pass-file "": expected a file',
     );
   }
+  const r = v["cluster-replicas"] ?? "1";
+  if (!/^[1-5]$/.test(r)) {
+    throw new UsageError(
+      "bad-flag",
+      `Invalid --cluster-replicas "${
+        r.slice(0, 40)
+      }": expected an integer from 1 to 5`,
+    );
+  }
   return {
     servers: urls,
     node,
+    replicas: Number(r),
     ...(user !== undefined && { user }),
     ...(passFile !== undefined && { passFile }),
     ...(nkeyFile !== undefined && { nkeyFile }),
@@ -690,6 +708,7 @@ async function joinCluster(
       ...(c.user !== undefined && { user: c.user }),
       ...(creds.pass !== undefined && { pass: creds.pass }),
       ...(creds.nkeySeed !== undefined && { nkeySeed: creds.nkeySeed }),
+      replicas: c.replicas,
       log,
     });
   } catch (e) {

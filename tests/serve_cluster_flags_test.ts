@@ -5,7 +5,13 @@
  * one line whose hint is `im keygen`; a NATS that cannot be reached, or that
  * refuses the credentials, is one error line and a hint (exit 1) and
  * leaves no data directory. The right credentials join (a real
- * nats-server with a user and password).
+ * nats-server with a user and password). `--cluster-replicas N` (1..5):
+ * a bad value one usage line; more than one on a single nats-server is
+ * refused by JetStream (one line, exit 1); a stream or bucket already
+ * there keeps its count, and a node wanting another logs
+ * `cluster-replicas-differ` for it (PROTOCOL.md 11.1, 11.6). That the
+ * nodes make them with N replicas on a NATS cluster of three is in
+ * tests/e2e/cluster_faults_test.ts.
  * @module
  */
 
@@ -15,7 +21,7 @@ import { main } from "../main.ts";
 import { clusterFlags } from "../cmd/serve.ts";
 import { ClusterNode } from "../lib/server/nats/mod.ts";
 import { UsageError } from "../lib/util/mod.ts";
-import { natsServerBinary } from "./_nats.ts";
+import { natsServerBinary, withNats } from "./_nats.ts";
 import { freePort } from "./_helpers.ts";
 import { runIm } from "./e2e/harness.ts";
 
@@ -70,10 +76,18 @@ Deno.test("clusterFlags: the URLs, the node (default n- and 6 hex digits), the c
     {
       servers: ["nats://a:4222", "tls://b.example:4443", "nats://[::1]:4222"],
       node: "east_1",
+      replicas: 1,
       user: "im",
       passFile: "/run/pass",
     },
   );
+  for (const n of [1, 2, 3, 4, 5]) {
+    assert.equal(
+      clusterFlags({ cluster: "nats://h:1", "cluster-replicas": String(n) })!
+        .replicas,
+      n,
+    );
+  }
   assert.equal(
     clusterFlags({ cluster: "nats://h:1" }, () => "abcdef")!.node,
     "n-abcdef",
@@ -115,6 +129,13 @@ Deno.test("im serve refuses each bad cluster flag with one usage line (exit 2), 
       ],
       [["--node", "n1"], "--node needs --cluster URL"],
       [["--nats-user", "im"], "--nats-user needs --cluster URL"],
+      [["--cluster-replicas", "3"], "--cluster-replicas needs --cluster URL"],
+      ...["0", "6", "3.5", "x", "", "03", "+3", " 3", "1e0"].map((
+        r,
+      ): [string[], string] => [
+        ["--cluster", "nats://h:1", "--cluster-replicas", r],
+        `Invalid --cluster-replicas "${r}": expected an integer from 1 to 5`,
+      ]),
       [
         ["--cluster", "nats://h:1", "--nats-user", "im"],
         "--nats-user and --nats-pass-file go together",
@@ -275,6 +296,71 @@ Deno.test("NATS credentials: a wrong password is refused in one line (exit 1); t
     } finally {
       child.kill("SIGKILL");
       await child.status;
+    }
+  });
+});
+
+Deno.test("im serve --cluster-replicas 3 on a single nats-server (no NATS cluster): JetStream refuses the replicas, one error line (exit 1)", async () => {
+  await withKeys(async (dir) => {
+    await withNats(async (nats) => {
+      const r = await runIm([
+        "serve",
+        "--keys",
+        join(dir, "keys"),
+        "--port",
+        "0",
+        "--cluster",
+        nats.url,
+        "--cluster-replicas",
+        "3",
+      ]);
+      assert.equal(r.code, 1);
+      assert.equal(r.stderr.length, 2, r.stderr.join("\n"));
+      assert.match(
+        r.stderr[0]!,
+        new RegExp(
+          `^im: error: Cannot join the cluster at ${nats.url}: .*replicas`,
+        ),
+      );
+    });
+  });
+});
+
+Deno.test("--cluster-replicas: streams and buckets already there keep their replica count; a node wanting another logs cluster-replicas-differ for each and works", async () => {
+  await withNats(async (nats) => {
+    const key = new Uint8Array(32).fill(5);
+    const first = await ClusterNode.join({
+      servers: [nats.url],
+      node: "n1",
+      clusterKey: key,
+    });
+    const logs: Array<[string, Record<string, unknown>]> = [];
+    const second = await ClusterNode.join({
+      servers: [nats.url],
+      node: "n2",
+      clusterKey: key,
+      replicas: 3,
+      log: (event, fields = {}) => logs.push([event, fields]),
+    });
+    try {
+      const differ = logs.filter(([e]) => e === "cluster-replicas-differ")
+        .map(([, f]) => f);
+      // A single nats-server takes only 1: made with 3, it would refuse.
+      for (
+        const stream of ["IM_MAIL_im", "KV_im_im_prekeys", "KV_im_im_presence"]
+      ) {
+        assert.deepEqual(
+          differ.filter((f) => f.stream === stream),
+          [{ stream, replicas: 1, wanted: 3 }],
+          JSON.stringify(differ),
+        );
+      }
+      assert.ok(differ.every((f) => f.replicas === 1 && f.wanted === 3));
+      const seq = await second.store.append("B", new Uint8Array([1]));
+      assert.equal((await first.store.read("B"))[0]?.seq, seq);
+    } finally {
+      await second.close();
+      await first.close();
     }
   });
 });

@@ -88,7 +88,12 @@ export interface ClusterNodeOptions {
   connectTimeoutMs?: number;
   /** Wait between reconnects (default 1 s; tests shorten it). */
   reconnectTimeWaitMs?: number;
-  /** Replicas of the mail stream and the prekeys bucket when this node makes them (default 1). */
+  /**
+   * Replicas (1 to 5, default 1) of what this node makes in JetStream when
+   * it is not there: the mail stream, the prekeys and presence buckets, the
+   * room stream (`--cluster-replicas`, PROTOCOL.md 11.1, 11.6). One already
+   * there is used as it is (`cluster-replicas-differ` logged).
+   */
   replicas?: number;
   /**
    * Another process runs with this node's name (presence's
@@ -220,6 +225,7 @@ export class ClusterNode {
         log,
         ...(o.now && { now: o.now }),
         ...(o.presenceTiming && { timing: o.presenceTiming }),
+        ...(o.replicas !== undefined && { replicas: o.replicas }),
         onReplaced: (name, by) => {
           log("replaced", { user: name, by: by.node });
           to.server?.kick(name, "replaced");

@@ -24,6 +24,13 @@
  * of the certificates, and the old keys are purged after it (a crash in
  * between leaves keys never handed out, purged by the next change).
  *
+ * Keys are listed from the stream's subjects (stream info with a subject
+ * filter, answered by the stream's leader), never by a consumer: an
+ * ephemeral consumer placed on a NATS server that died does not answer
+ * while that server is down. So a taken key's subject is purged after its
+ * delete; a delete marker left by a node that died in between is passed
+ * over and purged by the next take (11.6).
+ *
  * @example
  * ```ts ignore
  * const prekeys = await KvPrekeys.open({ nc, cluster: "team", keys: new StoreKeys(clusterKey) });
@@ -34,7 +41,11 @@
  */
 
 import type { NatsConnection } from "@nats-io/transport-node";
-import { jetstreamManager, StorageType } from "@nats-io/jetstream";
+import {
+  type JetStreamManager,
+  jetstreamManager,
+  StorageType,
+} from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import {
   isValidUsername,
@@ -61,7 +72,11 @@ export interface KvPrekeysOptions {
   keys: StoreKeys;
   /** Where refused values are logged (`cluster-store-refused`). */
   log?: Logger;
-  /** The bucket's replicas when it is made (default 1). */
+  /**
+   * The bucket's replicas when it is made (1 to 5, default 1); one already
+   * there with another count is used as it is and logged
+   * `cluster-replicas-differ` (11.6).
+   */
   replicas?: number;
 }
 
@@ -109,6 +124,7 @@ export class KvPrekeys implements Prekeys {
   readonly #bucket: string;
   readonly #keys: StoreKeys;
   readonly #refusals: Refusals;
+  #jsm: Promise<JetStreamManager> | undefined;
   /** Takes of one user on this node run one at a time (fewer refused deletes). */
   readonly #takes = new Map<string, Promise<unknown>>();
   #closed = false;
@@ -169,11 +185,24 @@ export class KvPrekeys implements Prekeys {
       );
     }
     const bucket = prekeysBucket(opts.cluster);
+    const replicas = opts.replicas ?? 1;
+    if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) {
+      throw new RangeError(`replicas ${replicas}: 1 to 5`);
+    }
     const kv = await new Kvm(opts.nc).create(bucket, {
       history: 1,
       storage: StorageType.File,
-      replicas: opts.replicas ?? 1,
+      replicas,
     });
+    // 11.6: a bucket already there is used as it is; another count is said.
+    const had = (await kv.status()).replicas;
+    if (had !== replicas) {
+      opts.log?.("cluster-replicas-differ", {
+        stream: `KV_${bucket}`,
+        replicas: had,
+        wanted: replicas,
+      });
+    }
     return new KvPrekeys(kv, opts.nc, bucket, opts);
   }
 
@@ -195,13 +224,38 @@ export class KvPrekeys implements Prekeys {
     }
   }
 
+  /**
+   * The keys that match `filter` (a key with wildcards), from the subjects
+   * the stream holds (11.6): no consumer, so a dead NATS server that one
+   * would be placed on does not stall it. A key whose delete marker is
+   * still there is listed too.
+   */
+  async #list(filter: string): Promise<string[]> {
+    this.#jsm ??= jetstreamManager(this.#nc, { checkAPI: false });
+    const prefix = `$KV.${this.#bucket}.`;
+    const info = await (await this.#jsm).streams.info(`KV_${this.#bucket}`, {
+      subjects_filter: prefix + filter,
+    });
+    return Object.keys(info.state.subjects ?? {}).map((s) =>
+      s.slice(prefix.length)
+    );
+  }
+
+  /** Remove what a key's subject holds (a delete marker); failures are left for the next take. */
+  async #purge(key: string): Promise<void> {
+    try {
+      this.#jsm ??= jetstreamManager(this.#nc, { checkAPI: false });
+      await (await this.#jsm).streams.purge(`KV_${this.#bucket}`, {
+        filter: this.#subject(key),
+      });
+    } catch {
+      // Left: passed over and purged by a later take.
+    }
+  }
+
   /** The keys of the user's pool `gen`, by id. */
   async #pool(user: string, gen: string): Promise<string[]> {
-    const keys: string[] = [];
-    for await (const k of await this.#kv.keys(`opk.${user}.${gen}.*`)) {
-      keys.push(k);
-    }
-    return keys.sort();
+    return (await this.#list(`opk.${user}.${gen}.*`)).sort();
   }
 
   async publish(
@@ -238,12 +292,13 @@ export class KvPrekeys implements Prekeys {
   /** Purge the user's one-time prekeys of every pool but `gen`. */
   async #dropOtherPools(user: string, gen: string): Promise<void> {
     const gens = new Set<string>();
-    for await (const k of await this.#kv.keys(`opk.${user}.*.*`)) {
+    for (const k of await this.#list(`opk.${user}.*.*`)) {
       const g = k.split(".")[2]!;
       if (g !== gen) gens.add(g);
     }
     if (gens.size === 0) return;
-    const jsm = await jetstreamManager(this.#nc, { checkAPI: false });
+    this.#jsm ??= jetstreamManager(this.#nc, { checkAPI: false });
+    const jsm = await this.#jsm;
     for (const g of gens) {
       await jsm.streams.purge(`KV_${this.#bucket}`, {
         filter: `$KV.${this.#bucket}.opk.${user}.${g}.>`,
@@ -288,7 +343,11 @@ export class KvPrekeys implements Prekeys {
     const gen = await generation(certs.identityCert);
     for (const key of await this.#pool(user, gen)) {
       const e = await this.#kv.get(key);
-      if (!e || e.operation !== "PUT") continue;
+      if (!e || e.operation !== "PUT") {
+        // A delete marker whose purge was lost (a node died in between).
+        if (e) await this.#purge(key);
+        continue;
+      }
       const opk = this.#unseal(key, e.value);
       if (!opk) continue; // refused: passed over, left where it is
       try {
@@ -298,6 +357,8 @@ export class KvPrekeys implements Prekeys {
         if (isCasRefusal(err)) continue;
         throw err;
       }
+      // The marker out of the listing (11.6).
+      await this.#purge(key);
       const id = Number(key.split(".")[3]);
       return { certs, oneTime: { id, opk } };
     }

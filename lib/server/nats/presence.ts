@@ -133,6 +133,12 @@ export interface NatsPresenceOptions {
   onListenerError?: (error: unknown) => void;
   /** Shorter timings, for tests. */
   timing?: Partial<PresenceTiming>;
+  /**
+   * The bucket's replicas when it is made (1 to 5, default 1); one already
+   * there with another count is used as it is and logged
+   * `cluster-replicas-differ` (11.1, 11.6).
+   */
+  replicas?: number;
 }
 
 /** One user of a node, as its snapshot carries it. */
@@ -295,6 +301,8 @@ export class NatsPresence implements Presence {
   readonly node: string;
   readonly bucket: string;
   readonly #kvm: Kvm;
+  /** The bucket's replicas when it is made again (11.1). */
+  readonly #replicas: number;
   #kv: KV;
   readonly #nc: NatsConnection;
   readonly #keys: ClusterKeys;
@@ -359,6 +367,7 @@ export class NatsPresence implements Presence {
     this.node = o.node;
     this.bucket = presenceBucket(o.cluster);
     this.#kvm = kvm;
+    this.#replicas = o.replicas ?? 1;
     this.#kv = kv;
     this.#nc = o.nc;
     this.#keys = o.keys;
@@ -393,9 +402,24 @@ export class NatsPresence implements Presence {
     if (!isValidUsername(o.node)) {
       throw new RangeError(`node name "${o.node}" (rule 2.9)`);
     }
+    const replicas = o.replicas ?? 1;
+    if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) {
+      throw new RangeError(`replicas ${replicas}: 1 to 5`);
+    }
     const js = jetstream(o.nc, { timeout: timingOf(o.timing).putTimeoutMs });
     const kvm = new Kvm(js);
-    const kv = await kvm.create(presenceBucket(o.cluster), BUCKET);
+    const kv = await kvm.create(presenceBucket(o.cluster), {
+      ...BUCKET,
+      replicas,
+    });
+    const had = (await kv.status()).replicas;
+    if (had !== replicas) {
+      o.log?.("cluster-replicas-differ", {
+        stream: `KV_${presenceBucket(o.cluster)}`,
+        replicas: had,
+        wanted: replicas,
+      });
+    }
     const p = new NatsPresence(o, kvm, kv);
     p.#dirty = true;
     await p.#flush();
@@ -721,7 +745,10 @@ export class NatsPresence implements Presence {
           if (!isGone(e)) return;
         }
         if (this.#closed) return;
-        this.#kv = await this.#kvm.create(this.bucket, BUCKET);
+        this.#kv = await this.#kvm.create(this.bucket, {
+          ...BUCKET,
+          replicas: this.#replicas,
+        });
         this.#ownRev = undefined; // revisions start again
         this.#log("cluster-presence-bucket-made", {
           node: this.node,

@@ -101,7 +101,11 @@ export interface JetStreamStoreOptions {
   keys: StoreKeys;
   /** Where refused records are logged (`cluster-store-refused`). */
   log?: Logger;
-  /** The stream's replicas when it is made (default 1; 3 on a three-node NATS). */
+  /**
+   * The stream's replicas when it is made (1 to 5, default 1; 3 on a
+   * three-node NATS); a stream already there with another count is used as
+   * it is and logged `cluster-replicas-differ` (11.6).
+   */
   replicas?: number;
   /** The store's clock (ms since the epoch): each record's `at`. */
   now?: () => number;
@@ -213,7 +217,15 @@ export class JetStreamStore implements Store {
     );
     await s.#retry(async () => {
       try {
-        await jsm.streams.info(s.#stream);
+        const had = (await jsm.streams.info(s.#stream)).config.num_replicas;
+        // 11.6: one already there is used as it is; another count is said.
+        if (had !== replicas) {
+          opts.log?.("cluster-replicas-differ", {
+            stream: s.#stream,
+            replicas: had,
+            wanted: replicas,
+          });
+        }
       } catch (e) {
         if (!/not found/i.test(String(e))) throw e;
         await jsm.streams.add({
