@@ -117,8 +117,11 @@ export class RoomKeys {
    * stored again (a hand-out sent again after a crash), and is no error.
    * The other mails go to the recipients' logs in one transaction
    * (outside their quota), then a `keys` entry that holds the room's later
-   * entries back from each recipient until it acknowledged its mail. Run
-   * alone among the room's changes, so one epoch's mails are counted once.
+   * entries back from each recipient until it acknowledged its mail. The
+   * pairs already stored are the store's (`RoomStore.keyed`), and the gate
+   * and the new pairs are one transaction (`appendKeys`), so a repeat is not
+   * stored again whichever node of a cluster takes it (PROTOCOL.md 11.6);
+   * run alone among this node's changes of the room.
    * @param s the connection
    * @param m the message
    * @param reply its answer: `room-keyed` whose `count` is the mails stored

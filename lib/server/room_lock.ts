@@ -4,6 +4,13 @@
  * `room-leave`, `room-keys`) run one at a time, each on the row the one
  * before it wrote; and {@link later}, for an answer written once the lock
  * is let go. A part of the rooms facade (rooms.ts).
+ *
+ * The lock is this process's: it cannot order two nodes of a cluster. There
+ * the store is the authority (PROTOCOL.md 11.6): a change names the row it
+ * was planned on (`RoomChange.base`), the store refuses it `room-conflict`
+ * when that row moved, and the change is planned again on the room as it is
+ * (room_membership.ts). The lock stays as this node's fast path: its own
+ * changes of a room seldom lose that race.
  * @module
  */
 
