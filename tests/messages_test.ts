@@ -9,6 +9,7 @@ import {
   decodePeerToPeer,
   decodeServerToClient,
   encodeMessage,
+  MAX_ACK_COUNT,
   MAX_REQUEST_ID,
   type Message,
   padToBucket,
@@ -259,6 +260,41 @@ Deno.test("req: zero, negative, fractional, too large, a string or on a peer mes
   assert.throws(
     () => decodePeerToPeer(utf8('{"t":"ack","id":"1","req":1}')),
     (e) => e instanceof ProtocolError && e.code === "bad-message",
+  );
+});
+
+// PROTOCOL.md section 6, "Receipts": an `ack`'s `count` is an integer from 1
+// to 2^32-1, or absent (1, the receipt of one message, as earlier versions
+// sent it); anything else is refused.
+Deno.test("ack count: kept from 1 to 2^32-1, absent when absent; zero, negative, fractional, too large, a string or null is bad-message", () => {
+  assert.deepEqual(decodePeerToPeer(utf8('{"t":"ack","id":"9"}')), {
+    t: "ack",
+    id: "9",
+  });
+  for (const count of [1, 64, MAX_ACK_COUNT]) {
+    assert.deepEqual(
+      decodePeerToPeer(utf8(`{"t":"ack","id":"9","count":${count}}`)),
+      { t: "ack", id: "9", count },
+    );
+  }
+  for (const count of ["0", "-1", "1.5", "4294967296", '"2"', "null", "true"]) {
+    assert.throws(
+      () => decodePeerToPeer(utf8(`{"t":"ack","id":"9","count":${count}}`)),
+      (e) => e instanceof ProtocolError && e.code === "bad-message",
+      count,
+    );
+  }
+  // The largest ack `im` could send still fits the smallest padding bucket.
+  assert.equal(
+    padToBucket(
+      encodeMessage({
+        t: "ack",
+        id: String(Number.MAX_SAFE_INTEGER),
+        count: MAX_ACK_COUNT,
+      }),
+      Infinity,
+    ).length,
+    64,
   );
 });
 

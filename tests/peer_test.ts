@@ -90,12 +90,14 @@ Deno.test("PeerSession gives every message a distinct id", async () => {
   b.channel.abort("test");
 });
 
-Deno.test("PeerSession ignores a receipt for a message it never sent, and reports an unexpected message", async () => {
+Deno.test('PeerSession refuses a receipt for a message it never sent (bad-receipt, PROTOCOL.md section 6, "Receipts"), and reports an unexpected message', async () => {
   const { a, b } = sessions();
   const ea = a.events();
   await b.channel.send({ t: "ack", id: "never-sent" });
   await b.channel.send({ t: "list" });
-  const ev = await next(ea);
+  let ev = await next(ea);
+  assert.equal(ev.kind === "problem" && ev.code, "bad-receipt");
+  ev = await next(ea);
   assert.equal(ev.kind, "problem");
   assert.equal(ev.kind === "problem" && ev.code, "unexpected-message");
   a.channel.abort("test");

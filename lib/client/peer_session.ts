@@ -26,6 +26,14 @@ import {
   SecureChannel,
 } from "../proto/mod.ts";
 import { AuthError, deadline, NetError, ProtocolError } from "../util/mod.ts";
+import { ReceiptRun } from "./peer_receipts.ts";
+
+export {
+  ACK_MAX_DELAY_MS,
+  ACK_QUIET_MS,
+  ACK_RUN_MAX,
+  ReceiptRun,
+} from "./peer_receipts.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
   FrameKind,
@@ -284,15 +292,22 @@ export type PeerEvent =
     undelivered: Array<{ id: string; text: string }>;
   };
 
-/** A running peer chat. */
+/**
+ * A running peer chat. Receipts are cumulative (PROTOCOL.md section 6,
+ * "Receipts"): the receiver answers a run of `msg`s with one `ack` naming
+ * the last and how many; the sender shows one `delivered` per message.
+ */
 export class PeerSession {
   readonly self: string;
   readonly peer: string;
   readonly sas: string;
   readonly transport: "direct" | "relay";
   readonly channel: SecureChannel;
+  /** Our messages without a receipt, in the order they were sealed. */
   #unacked = new Map<string, string>();
   #counter = 0;
+  /** Our receipt of the `msg`s we read (PROTOCOL.md section 6, "Receipts"). */
+  #run: ReceiptRun;
 
   /**
    * @param self our name
@@ -313,6 +328,11 @@ export class PeerSession {
     this.sas = sas;
     this.transport = transport;
     this.channel = channel;
+    this.#run = new ReceiptRun((ack) =>
+      channel.closed ? Promise.resolve() : channel.send(ack).catch(() => {
+        // The session is ending: what it was owed is reported there.
+      })
+    );
   }
 
   /**
@@ -326,7 +346,11 @@ export class PeerSession {
     // Numbered from 1 per session: short enough to show beside the message
     // and in its receipt ("#3"); receipts never cross sessions.
     const id = String(++this.#counter);
-    const size = encodeMessage({ t: "msg", id, text }).length;
+    // A JSON string takes at most 6 bytes per UTF-16 unit (`\u0000`), so a
+    // text this short needs no trial encoding (each costs a JSON.stringify
+    // and a UTF-8 encoding: issue 15).
+    const surely = (text.length + id.length) * 6 + 32 <= MAX_MESSAGE_BYTES;
+    const size = surely ? 0 : encodeMessage({ t: "msg", id, text }).length;
     if (size > MAX_MESSAGE_BYTES) {
       throw new ProtocolError(
         "message-too-large",
@@ -368,6 +392,8 @@ export class PeerSession {
     }
     if (this.channel.closed) return;
     this.#closedLocally = true;
+    // Our pending receipt goes before the CLOSE: what we read is delivered.
+    await this.#run.flush();
     await this.channel.close(reason);
   }
   #closing: Promise<void> | undefined;
@@ -392,61 +418,104 @@ export class PeerSession {
   }
 
   /**
+   * Is a receipt of ours waiting for its quiet spell (a run read, its `ack`
+   * not sent yet, the timer set)? False once the session's events ended.
+   */
+  get receiptPending(): boolean {
+    return this.#run.pending;
+  }
+
+  /**
+   * The messages an `ack` covers: the `count` waiting ones that end at `id`,
+   * oldest first; null when it names none waiting or counts more than wait
+   * up to it (PROTOCOL.md section 6, "Receipts").
+   */
+  #covered(id: string, count: number): string[] | null {
+    if (!this.#unacked.has(id)) return null;
+    const upTo: string[] = [];
+    for (const k of this.#unacked.keys()) {
+      upTo.push(k);
+      if (k === id) break;
+    }
+    return count > upTo.length ? null : upTo.slice(upTo.length - count);
+  }
+
+  /**
    * The session's events until it ends; the last is always `ended`.
    * @returns the events
    */
   async *events(): AsyncGenerator<PeerEvent> {
-    for await (
-      const ev of this.channel.events() as AsyncGenerator<ChannelEvent>
-    ) {
-      if (ev.kind === "message") {
-        const m: Message = ev.msg;
-        if (m.t === "msg") {
-          this.channel.send({ t: "ack", id: m.id }).catch(() => {});
-          yield { kind: "text", id: m.id, text: m.text };
-        } else if (m.t === "ack") {
-          if (this.#unacked.delete(m.id)) {
+    try {
+      for await (
+        const ev of this.channel.events() as AsyncGenerator<ChannelEvent>
+      ) {
+        if (ev.kind === "message") {
+          const m: Message = ev.msg;
+          if (m.t === "msg") {
+            this.#run.add(m.id);
+            yield { kind: "text", id: m.id, text: m.text };
+          } else if (m.t === "ack") {
+            const ids = this.#covered(m.id, m.count ?? 1);
+            if (ids === null) {
+              yield {
+                kind: "problem",
+                code: "bad-receipt",
+                message:
+                  `${this.peer} sent a receipt for messages that are not waiting for one; ignored`,
+              };
+              continue;
+            }
+            for (const id of ids) this.#unacked.delete(id);
             if (this.#unacked.size === 0) this.#wakeSettled();
-            yield { kind: "delivered", id: m.id };
+            for (const id of ids) yield { kind: "delivered", id };
+          } else {
+            yield {
+              kind: "problem",
+              code: "unexpected-message",
+              message: `Peer sent an unexpected "${m.t}" message`,
+            };
           }
-        } else {
+        } else if (ev.kind === "discarded") {
+          // A refused record may have been a `msg`: the run ends before it.
+          void this.#run.flush();
           yield {
             kind: "problem",
-            code: "unexpected-message",
-            message: `Peer sent an unexpected "${m.t}" message`,
+            code: ev.error.code,
+            message: ev.error.message,
+          };
+        } else if (ev.kind === "lost") {
+          // A missing record may have been a `msg`: the run ends before it.
+          void this.#run.flush();
+          yield {
+            kind: "problem",
+            code: "lost",
+            message:
+              `${ev.count} message(s) from ${this.peer} were lost on the way`,
+          };
+        } else if (ev.kind === "closed") {
+          this.#run.drop();
+          const undelivered = [...this.#unacked].map(([id, text]) => ({
+            id,
+            text,
+          }));
+          this.#unacked.clear();
+          this.#wakeSettled();
+          yield {
+            kind: "ended",
+            // `local` when we ended it: the reason we sent is not the peer's.
+            reason: this.#closedLocally
+              ? "local"
+              : ev.error?.code === "peer-silent"
+              ? "peer-silent"
+              : ev.reason,
+            undelivered,
           };
         }
-      } else if (ev.kind === "discarded") {
-        yield {
-          kind: "problem",
-          code: ev.error.code,
-          message: ev.error.message,
-        };
-      } else if (ev.kind === "lost") {
-        yield {
-          kind: "problem",
-          code: "lost",
-          message:
-            `${ev.count} message(s) from ${this.peer} were lost on the way`,
-        };
-      } else if (ev.kind === "closed") {
-        const undelivered = [...this.#unacked].map(([id, text]) => ({
-          id,
-          text,
-        }));
-        this.#unacked.clear();
-        this.#wakeSettled();
-        yield {
-          kind: "ended",
-          // `local` when we ended it: the reason we sent is not the peer's.
-          reason: this.#closedLocally
-            ? "local"
-            : ev.error?.code === "peer-silent"
-            ? "peer-silent"
-            : ev.reason,
-          undelivered,
-        };
       }
+    } finally {
+      // No receipt timer outlives the events: a reader that stops reading
+      // them has read the run, whose receipt goes now (none once closed).
+      void this.#run.flush();
     }
   }
 }

@@ -34,7 +34,10 @@ import {
   type PeerToPeer,
   type ServerToClient,
 } from "./messages.ts";
-import { padToBucket } from "./padding.ts";
+import { bucketOf, PAD_BYTE, padToBucket } from "./padding.ts";
+import { utf8 } from "../util/mod.ts";
+
+const ENCODER = new TextEncoder();
 
 /** The codec of every `im` channel: UTF-8 JSON messages, checked field by field. */
 export const MESSAGE_CODEC: RecordCodec<Message, Message> = {
@@ -58,7 +61,18 @@ export const MESSAGE_CODEC: RecordCodec<Message, Message> = {
  * ```
  */
 export function encodePadded(m: Message, room: number): Uint8Array {
-  const bytes = encodeMessage(m);
+  const json = JSON.stringify(m);
+  // UTF-8 takes at least a byte per UTF-16 unit, so the bucket of the
+  // JSON's length is the smallest the message can have: encoded straight
+  // into it when it fits, with no unpadded copy (issue 15).
+  const target = Math.min(bucketOf(json.length), room);
+  if (target > json.length) {
+    const out = new Uint8Array(target);
+    const { read, written } = ENCODER.encodeInto(json, out);
+    if (read === json.length) return out.fill(PAD_BYTE, written);
+    out.fill(0);
+  }
+  const bytes = utf8(json);
   const padded = padToBucket(bytes, room);
   if (padded !== bytes) bytes.fill(0);
   return padded;

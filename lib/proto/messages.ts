@@ -68,9 +68,11 @@ export interface RoomSummary {
  * {@link UserEntry}; `number` is finite; `strings` a list of strings,
  * `proofs` a list of {@link DeliveredProof}, `status` a
  * {@link ReceiptStatus}, `bundles` a list of {@link RoomBundle}, `rooms` a
- * list of {@link RoomSummary}; `flag` is `true` or absent (false), the one
- * kind of field a message may lack, so that a field added later leaves
- * older peers' messages valid.
+ * list of {@link RoomSummary}; `count` is an integer from 1 to
+ * {@link MAX_ACK_COUNT} or absent (1: an `ack` of a single message,
+ * PROTOCOL.md section 6, "Receipts"); `flag` is `true` or absent (false).
+ * `count` and `flag` are the kinds of field a message may lack, so that a
+ * field added later leaves older peers' messages valid.
  */
 export type FieldType =
   | "string"
@@ -83,6 +85,7 @@ export type FieldType =
   | "status"
   | "bundles"
   | "rooms"
+  | "count"
   | "flag";
 type Schema = Readonly<Record<string, Readonly<Record<string, FieldType>>>>;
 
@@ -207,8 +210,11 @@ export const SERVER_TO_CLIENT = {
 /** Peer <-> peer, inside a peer session (PROTOCOL.md section 6). */
 export const PEER_TO_PEER = {
   msg: { id: "string", text: "string" },
-  ack: { id: "string" },
+  ack: { id: "string", count: "count" },
 } as const satisfies Schema;
+
+/** Largest `count` of an `ack` (PROTOCOL.md section 6, "Receipts"). */
+export const MAX_ACK_COUNT = 0xffff_ffff;
 
 /** Documentation of one message (PROTOCOL.md section 5; no effect on decoding). */
 export interface MessageDoc<F extends string> {
@@ -605,14 +611,19 @@ export const MESSAGE_DOCS = {
       },
     },
     ack: {
-      about: "the delivery receipt of a `msg`",
-      fields: { id: "the `id` of the `msg` it acknowledges" },
+      about:
+        'the delivery receipt of the `count` `msg`s received last, the last of them `id` (section 6, "Receipts")',
+      fields: {
+        id: "the `id` of the last `msg` it acknowledges",
+        count:
+          "how many `msg`s it acknowledges: the one named and those received just before it, in a run with no record missing (`im` leaves it out when it is 1)",
+      },
     },
   } satisfies DocsOf<typeof PEER_TO_PEER>,
 } as const;
 
 type FieldValue<F> = F extends "flag" ? boolean
-  : F extends "number" ? number
+  : F extends "number" | "count" ? number
   : F extends "users" ? UserEntry[]
   : F extends "reason" ? RefusalReason
   : F extends "strings" ? string[]
@@ -627,12 +638,14 @@ type MessagesOf<S extends Schema, Extra> = {
   [T in keyof S & string]:
     & { t: T }
     & {
-      -readonly [K in keyof S[T] as S[T][K] extends "flag" ? never : K]:
-        FieldValue<S[T][K]>;
+      -readonly [
+        K in keyof S[T] as S[T][K] extends "flag" | "count" ? never : K
+      ]: FieldValue<S[T][K]>;
     }
     & {
-      -readonly [K in keyof S[T] as S[T][K] extends "flag" ? K : never]?:
-        boolean;
+      -readonly [
+        K in keyof S[T] as S[T][K] extends "flag" | "count" ? K : never
+      ]?: FieldValue<S[T][K]>;
     }
     & Extra;
 }[keyof S & string];
@@ -712,6 +725,7 @@ export const FIELD_TYPE_DOCS: Readonly<Record<FieldType, string>> = {
     'array of objects {"user", "identity", "identityKey", "signedPrekey"}, `user` a username, the others strings',
   rooms:
     'array of objects {"name", "list", "leaves", "online"}, `name` a username, `list` a string, `leaves` an array of strings, `online` an array of usernames',
+  count: "an integer from 1 to 4294967295, or absent for 1",
   flag: "`true`, or absent for false",
 };
 
@@ -817,6 +831,14 @@ function decodeWith(
       if (f === undefined || f === false) continue;
       if (f !== true) throw bad(`"${name}" must be true or absent`);
       out[name] = true;
+    } else if (type === "count") {
+      // Absent is 1 (PROTOCOL.md section 6, "Receipts"): kept absent.
+      if (f === undefined) continue;
+      if (
+        typeof f !== "number" || !Number.isInteger(f) || f < 1 ||
+        f > MAX_ACK_COUNT
+      ) throw bad(`"${name}" must be an integer from 1 to ${MAX_ACK_COUNT}`);
+      out[name] = f;
     } else if (type === "users") {
       if (!Array.isArray(f)) throw bad(`"${name}" must be a list`);
       out[name] = f.map((u) => {

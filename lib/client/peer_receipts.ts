@@ -1,0 +1,124 @@
+/**
+ * The receiver's half of cumulative receipts in a peer session (PROTOCOL.md
+ * section 6, "Receipts"): the `msg`s read since our last `ack` form a run,
+ * answered by one `ack` naming the last and how many, after a quiet spell,
+ * at once when the run is long, and before a gap or our CLOSE. The sender's
+ * half (which messages an `ack` covers) is in `peer_session.ts`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ReceiptRun } from "./peer_receipts.ts";
+ * const sent: unknown[] = [];
+ * const run = new ReceiptRun((ack) => { sent.push(ack); return Promise.resolve(); });
+ * run.add("1");
+ * run.add("2");
+ * await run.flush();
+ * assert.deepEqual(sent, [{ t: "ack", id: "2", count: 2 }]);
+ * ```
+ * @module
+ */
+
+import type { PeerToPeer } from "../proto/mod.ts";
+
+/**
+ * The quiet spell: a receiver sends its receipt once no further `msg`
+ * arrived for this long after the last one (PROTOCOL.md section 6,
+ * "Receipts").
+ */
+export const ACK_QUIET_MS = 2;
+
+/**
+ * Longest a receipt waits after the first `msg` it covers while messages
+ * keep arriving faster than the quiet spell (PROTOCOL.md section 6,
+ * "Receipts").
+ */
+export const ACK_MAX_DELAY_MS = 20;
+
+/**
+ * A run of this many `msg`s is acknowledged at once (PROTOCOL.md section 6,
+ * "Receipts").
+ */
+export const ACK_RUN_MAX = 64;
+
+/** A run of `msg`s read and not yet acknowledged, with its one timer. */
+export class ReceiptRun {
+  #send: (ack: PeerToPeer) => Promise<void>;
+  /** The run's last `msg` and its length. */
+  #id = "";
+  #count = 0;
+  /** When the run's first and last `msg` were read (`performance.now()`). */
+  #first = 0;
+  #last = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * @param send sends an `ack` on the session's channel; never rejects
+   */
+  constructor(send: (ack: PeerToPeer) => Promise<void>) {
+    this.#send = send;
+  }
+
+  /** Is a run waiting for its receipt (the timer set)? */
+  get pending(): boolean {
+    return this.#timer !== undefined;
+  }
+
+  /**
+   * A `msg` was read: it joins the run, whose receipt goes at once at its
+   * {@link ACK_RUN_MAX}th message, else when the timer finds a quiet spell.
+   * @param id the `msg`'s id
+   */
+  add(id: string): void {
+    const now = performance.now();
+    if (this.#count === 0) this.#first = now;
+    this.#id = id;
+    this.#count++;
+    this.#last = now;
+    if (this.#count >= ACK_RUN_MAX) {
+      void this.flush();
+    } else {
+      this.#timer ??= setTimeout(this.#onTimer, ACK_QUIET_MS);
+    }
+  }
+
+  /** After the quiet spell, or {@link ACK_MAX_DELAY_MS} after the run began. */
+  #onTimer = (): void => {
+    this.#timer = undefined;
+    if (this.#count === 0) return;
+    const now = performance.now();
+    const quiet = now - this.#last, age = now - this.#first;
+    if (quiet >= ACK_QUIET_MS || age >= ACK_MAX_DELAY_MS) {
+      void this.flush();
+    } else {
+      this.#timer = setTimeout(
+        this.#onTimer,
+        Math.max(1, Math.min(ACK_QUIET_MS - quiet, ACK_MAX_DELAY_MS - age)),
+      );
+    }
+  };
+
+  /**
+   * Send the run's receipt now, if there is a run; the next `msg` starts a
+   * new one.
+   * @returns when the `ack` was handed to the channel
+   */
+  flush(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const count = this.#count, id = this.#id;
+    if (count === 0) return Promise.resolve();
+    this.#count = 0;
+    this.#id = "";
+    // `count` is left out when it is 1: the `ack` of earlier versions.
+    return this.#send(count === 1 ? { t: "ack", id } : { t: "ack", id, count });
+  }
+
+  /** Forget the run without a receipt (the channel is gone), and its timer. */
+  drop(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#count = 0;
+    this.#id = "";
+  }
+}

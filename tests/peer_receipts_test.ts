@@ -1,0 +1,317 @@
+/**
+ * Cumulative receipts in peer sessions (PROTOCOL.md section 6, "Receipts";
+ * issue 15): the receiver answers a run of `msg`s with one `ack` naming the
+ * last and how many; the sender still reports one `delivered` per message,
+ * in order. The `ack` records are read back from the wire with a second
+ * opener of the receiver's direction.
+ *
+ * Both ends run in this process over queues (and two {@link RelayTransport}s
+ * for the relay), which hand records over in microtasks: a burst sent in one
+ * turn is read before any timer can fire, so how the receipts group does not
+ * depend on the machine's speed.
+ */
+
+import assert from "node:assert/strict";
+import { RecordOpener, RecordSealer, RecordType } from "../lib/record/mod.ts";
+import {
+  decodePeerToPeer,
+  type PeerToPeer,
+  SecureChannel,
+} from "../lib/proto/mod.ts";
+import type { DirectionKeys } from "../lib/crypto/mod.ts";
+import { type FrameTransport, memoryPair } from "../lib/wire/mod.ts";
+import {
+  ACK_RUN_MAX,
+  type PeerEvent,
+  PeerSession,
+  RelayTransport,
+} from "../lib/client/mod.ts";
+
+function keys(seed: number): DirectionKeys {
+  return {
+    enc: new Uint8Array(32).fill(seed),
+    iv: new Uint8Array(32).fill(seed + 1),
+    mac: new Uint8Array(32).fill(seed + 2),
+  };
+}
+
+const H2J = keys(1), J2H = keys(7);
+
+function session(
+  t: FrameTransport,
+  self: string,
+  peer: string,
+  out: DirectionKeys,
+  inn: DirectionKeys,
+  transport: "direct" | "relay",
+): PeerSession {
+  return new PeerSession(
+    self,
+    peer,
+    "000 000 000 000",
+    transport,
+    new SecureChannel(t, new RecordSealer(out), new RecordOpener(inn), {
+      heartbeatMs: 0,
+      pad: true,
+    }),
+  );
+}
+
+/** A (sender) and B (receiver) over queues; `bSent` is every payload B sent. */
+function direct() {
+  const [ta, tb] = memoryPair();
+  const a = session(ta, "A", "B", H2J, J2H, "direct");
+  const b = session(tb, "B", "A", J2H, H2J, "direct");
+  return { a, b, ta, tb, bSent: tb.sent };
+}
+
+/** A and B through two relays that hand each frame to the other at once, as base64. */
+function relayed() {
+  const bSent: Uint8Array[] = [];
+  // deno-lint-ignore prefer-const
+  let ra: RelayTransport, rb: RelayTransport;
+  ra = new RelayTransport("B", (d) => {
+    rb.deliver(d);
+    return Promise.resolve();
+  });
+  rb = new RelayTransport("A", (d) => {
+    bSent.push(Uint8Array.fromBase64(d));
+    ra.deliver(d);
+    return Promise.resolve();
+  });
+  const a = session(ra, "A", "B", H2J, J2H, "relay");
+  const b = session(rb, "B", "A", J2H, H2J, "relay");
+  return { a, b, bSent };
+}
+
+/** The DATA messages among `payloads` sealed with `k`, and how many CLOSE records. */
+function readWire(payloads: Uint8Array[], k: DirectionKeys) {
+  const opener = new RecordOpener(k);
+  const data: PeerToPeer[] = [];
+  const types: RecordType[] = [];
+  for (const p of payloads) {
+    const rec = opener.open(p);
+    types.push(rec.type);
+    if (rec.type === RecordType.DATA) {
+      data.push(decodePeerToPeer(rec.plaintext));
+    }
+  }
+  return { data, types };
+}
+
+async function next(it: AsyncIterator<PeerEvent>): Promise<PeerEvent> {
+  const r = await it.next();
+  assert.ok(!r.done, "events ended early");
+  return r.value;
+}
+
+/** Collect a session's events in the background. */
+function pump(s: PeerSession) {
+  const evs: PeerEvent[] = [];
+  let wake = () => {};
+  const done = (async () => {
+    for await (const ev of s.events()) {
+      evs.push(ev);
+      wake();
+    }
+    wake();
+  })();
+  const waitFor = async (cond: (evs: PeerEvent[]) => boolean) => {
+    while (!cond(evs)) {
+      await new Promise<void>((r) => (wake = r));
+    }
+  };
+  return { evs, done, waitFor };
+}
+
+const delivered = (evs: PeerEvent[]) =>
+  evs.filter((e) => e.kind === "delivered").map((e) =>
+    e.kind === "delivered" ? e.id : ""
+  );
+const texts = (evs: PeerEvent[]) => evs.filter((e) => e.kind === "text").length;
+
+for (
+  const [via, make] of [["directly", direct], [
+    "through two relays",
+    relayed,
+  ]] as const
+) {
+  Deno.test(`a burst of 100 messages ${via}: 100 receipts in order from 2 ack records on the wire (64, then 36 after the quiet spell)`, async () => {
+    assert.equal(ACK_RUN_MAX, 64);
+    const { a, b, bSent } = make();
+    const pa = pump(a), pb = pump(b);
+    const ids: string[] = [];
+    // Two halves of 50: a relay holds at most 64 frames unread.
+    for (let half = 0; half < 2; half++) {
+      const sends = [];
+      for (let i = 0; i < 50; i++) sends.push(a.sendText(`m${half * 50 + i}`));
+      ids.push(...await Promise.all(sends));
+      await pb.waitFor((evs) => texts(evs) === (half + 1) * 50);
+    }
+    await pa.waitFor((evs) => delivered(evs).length === 100);
+    assert.deepEqual(
+      delivered(pa.evs),
+      ids,
+      "one receipt per message, in order",
+    );
+    assert.equal(pa.evs.length, 100, "nothing else reported");
+    const wire = readWire(bSent, J2H);
+    assert.deepEqual(wire.data, [
+      { t: "ack", id: ids[63], count: 64 },
+      { t: "ack", id: ids[99], count: 36 },
+    ]);
+    await a.close();
+    await Promise.all([pa.done, pb.done]);
+    assert.deepEqual(pa.evs.at(-1), {
+      kind: "ended",
+      reason: "local",
+      undelivered: [],
+    });
+  });
+}
+
+Deno.test("an ack without count acknowledges the named message alone: the receipt of earlier versions", async () => {
+  const { a, b } = direct();
+  const ea = a.events();
+  const [m1, m2, m3] = await Promise.all([
+    a.sendText("1"),
+    a.sendText("2"),
+    a.sendText("3"),
+  ]);
+  // B's events are not read: B sends only what the test sends.
+  await b.channel.send({ t: "ack", id: m1! });
+  await b.channel.send({ t: "ack", id: m3! });
+  assert.deepEqual(await next(ea), { kind: "delivered", id: m1 });
+  assert.deepEqual(await next(ea), { kind: "delivered", id: m3 });
+  await a.close("disconnect", 0);
+  assert.deepEqual(await next(ea), {
+    kind: "ended",
+    reason: "local",
+    undelivered: [{ id: m2, text: "2" }],
+  });
+  b.channel.abort("test");
+});
+
+Deno.test("an ack naming a message never sent, one acknowledged already, or counting more than wait marks nothing and is shown as bad-receipt", async () => {
+  const { a, b } = direct();
+  const ea = a.events();
+  const [m1, m2, m3] = await Promise.all([
+    a.sendText("1"),
+    a.sendText("2"),
+    a.sendText("3"),
+  ]);
+  const badReceipt = async () => {
+    const ev = await next(ea);
+    assert.equal(ev.kind, "problem");
+    assert.equal(ev.kind === "problem" && ev.code, "bad-receipt");
+  };
+  await b.channel.send({ t: "ack", id: "never-sent", count: 1 });
+  await badReceipt();
+  await b.channel.send({ t: "ack", id: m2!, count: 3 }); // only 2 wait up to m2
+  await badReceipt();
+  await b.channel.send({ t: "ack", id: m2!, count: 2 });
+  assert.deepEqual(await next(ea), { kind: "delivered", id: m1 });
+  assert.deepEqual(await next(ea), { kind: "delivered", id: m2 });
+  await b.channel.send({ t: "ack", id: m2! }); // acknowledged already
+  await badReceipt();
+  await b.channel.send({ t: "ack", id: m3!, count: 2 }); // m2 no longer waits
+  await badReceipt();
+  await b.channel.send({ t: "ack", id: m3! });
+  assert.deepEqual(await next(ea), { kind: "delivered", id: m3 });
+  await b.close("disconnect", 0);
+  assert.deepEqual(await next(ea), {
+    kind: "ended",
+    reason: "disconnect",
+    undelivered: [],
+  });
+});
+
+Deno.test("a lost record ends the run: the messages around it are acknowledged, the lost one alone is reported not delivered", async () => {
+  const { a, b, ta, bSent } = direct();
+  let n = 0;
+  ta.tap = (p) => (++n === 3 ? [] : [p]); // A's third record never arrives
+  const pa = pump(a), pb = pump(b);
+  const ids = await Promise.all(
+    ["1", "2", "3", "4", "5"].map((t) => a.sendText(t)),
+  );
+  await pa.waitFor((evs) => delivered(evs).length === 4);
+  assert.deepEqual(delivered(pa.evs), [ids[0], ids[1], ids[3], ids[4]]);
+  assert.ok(pb.evs.some((e) => e.kind === "problem" && e.code === "lost"));
+  assert.deepEqual(readWire(bSent, J2H).data, [
+    { t: "ack", id: ids[1], count: 2 },
+    { t: "ack", id: ids[4], count: 2 },
+  ]);
+  await a.close("disconnect", 0);
+  await Promise.all([pa.done, pb.done]);
+  assert.deepEqual(pa.evs.at(-1), {
+    kind: "ended",
+    reason: "local",
+    undelivered: [{ id: ids[2], text: "3" }],
+  });
+});
+
+Deno.test("a session that ends with messages unacknowledged reports exactly those as not delivered", async () => {
+  const { a, b, tb } = direct();
+  const pa = pump(a), pb = pump(b);
+  const first = await Promise.all(["1", "2", "3"].map((t) => a.sendText(t)));
+  await pa.waitFor((evs) => delivered(evs).length === 3);
+  tb.tap = () => []; // B's receipts vanish from here on
+  const later = await Promise.all(["4", "5"].map((t) => a.sendText(t)));
+  await pb.waitFor((evs) => texts(evs) === 5);
+  b.channel.abort("test");
+  await Promise.all([pa.done, pb.done]);
+  assert.deepEqual(delivered(pa.evs), first);
+  const ended = pa.evs.at(-1);
+  assert.equal(ended?.kind, "ended");
+  assert.deepEqual(ended?.kind === "ended" && ended.undelivered, [
+    { id: later[0], text: "4" },
+    { id: later[1], text: "5" },
+  ]);
+});
+
+Deno.test("a receiver that ends the session sends its pending receipt before its CLOSE", async () => {
+  const { a, b, bSent } = direct();
+  const ea = a.events(), eb = b.events();
+  const ids = await Promise.all(["1", "2", "3"].map((t) => a.sendText(t)));
+  for (let i = 0; i < 3; i++) assert.equal((await next(eb)).kind, "text");
+  await b.close(); // before the quiet spell's timer could fire
+  for (const id of ids) {
+    assert.deepEqual(await next(ea), { kind: "delivered", id });
+  }
+  assert.deepEqual(await next(ea), {
+    kind: "ended",
+    reason: "disconnect",
+    undelivered: [],
+  });
+  const wire = readWire(bSent, J2H);
+  assert.deepEqual(wire.data, [{ t: "ack", id: ids[2], count: 3 }]);
+  assert.deepEqual(wire.types, [RecordType.DATA, RecordType.CLOSE]);
+  assert.equal((await next(eb)).kind, "ended");
+});
+
+Deno.test("no receipt timer outlives a session's events: ended by the peer (nothing sent), or a reader that stops (the receipt sent at once)", async () => {
+  {
+    const { a, b } = direct();
+    const eb = b.events();
+    await a.sendText("1");
+    assert.equal((await next(eb)).kind, "text");
+    assert.ok(b.receiptPending, "the run's timer is set");
+    a.channel.abort("test");
+    assert.equal((await next(eb)).kind, "ended");
+    assert.equal(b.receiptPending, false);
+  }
+  {
+    const { a, b, bSent } = direct();
+    const id = await a.sendText("1");
+    for await (const ev of b.events()) {
+      assert.equal(ev.kind, "text");
+      assert.ok(b.receiptPending, "the run's timer is set");
+      break; // then the reader stops
+    }
+    assert.equal(b.receiptPending, false);
+    // What it read is acknowledged at once.
+    assert.deepEqual(readWire(bSent, J2H).data, [{ t: "ack", id }]);
+    a.channel.abort("test");
+    b.channel.abort("test");
+  }
+});
