@@ -692,13 +692,16 @@ export function answerTo(
 }
 
 interface Entry {
-  fields: Readonly<Record<string, FieldType>>;
+  /** The fields and their kinds, listed once rather than per message. */
+  fields: ReadonlyArray<readonly [string, FieldType]>;
   /** May the message carry a request id? */
   req: boolean;
 }
 
 function entries(schema: Schema, req: boolean): Array<[string, Entry]> {
-  return Object.entries(schema).map(([t, fields]) => [t, { fields, req }]);
+  return Object.entries(schema).map((
+    [t, fields],
+  ) => [t, { fields: Object.entries(fields), req }]);
 }
 
 const REFUSALS = new Set(["unknown", "offline", "not-hosting", "busy", "self"]);
@@ -824,7 +827,7 @@ function decodeWith(
     throw bad(`unknown type ${JSON.stringify(t)?.slice(0, 40)}`);
   }
   const out: Record<string, unknown> = { t };
-  for (const [name, type] of Object.entries(entry.fields)) {
+  for (const [name, type] of entry.fields) {
     const f = o[name];
     if (type === "flag") {
       // Absent is false; a decoded message carries only `true`.
