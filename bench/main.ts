@@ -44,6 +44,7 @@ import { benchMailCrypto } from "./mail.ts";
 import { benchMailFlow } from "./mail_flow.ts";
 import { benchRooms } from "./room.ts";
 import { benchStart } from "./start.ts";
+import { benchTyped } from "./typed.ts";
 
 /** Sections, in run order. */
 export const SECTIONS = [
@@ -54,6 +55,7 @@ export const SECTIONS = [
   "room",
   "cluster",
   "start",
+  "typed",
   "scale",
 ] as const;
 
@@ -401,6 +403,13 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     await waitQuiet("start");
     await benchStart({ quick: opts.quick, report });
     await endSection("start");
+  }
+
+  if (want("typed")) {
+    out("\n## typed");
+    await waitQuiet("typed");
+    await benchTyped({ quick: opts.quick, report });
+    await endSection("typed");
   }
 
   let scale: ScaleFigures | null = null;

@@ -3,7 +3,6 @@
  * @module
  */
 
-import process from "node:process";
 import {
   DEFAULT_HEARTBEAT_MS,
   MAX_HEARTBEAT_MS,
@@ -13,6 +12,7 @@ import { flagValue, hostPort, intFlag, parseFlags } from "./flags.ts";
 import {
   ChatClient,
   type ServerAddress,
+  traceStart,
   type UiEvent,
 } from "../lib/client/mod.ts";
 import { isImError, UsageError, within } from "../lib/util/mod.ts";
@@ -27,6 +27,8 @@ import {
 import {
   ask,
   createTerminal,
+  denoStdin,
+  denoStdout,
   eventToJson,
   guardTerminal,
   sanitizeText,
@@ -34,6 +36,8 @@ import {
   signalExitCode,
 } from "../lib/ui/mod.ts";
 import { checkUsername, isValidUsername } from "../lib/proto/mod.ts";
+
+traceStart("modules loaded");
 
 /** `im chat --help`. */
 export const CHAT_USAGE = `Usage: im chat [--user NAME] [options]
@@ -229,19 +233,29 @@ async function chat(v: ChatFlags): Promise<number> {
     if (typeof asked === "number") return asked;
     user = asked;
   }
+  traceStart("flags read");
   const keys = await loadUserKeys(keyDir, user);
+  traceStart("keys loaded");
   // Mailbox keys, seen ids, pending receipts (PROTOCOL.md section 9.1).
   const mailVault = await openMailVault(keyDir, user);
+  traceStart("mail vault opened");
   const roomVault = await openRoomVault(keyDir, user);
+  traceStart("room vault opened");
   const interactive = Deno.stdin.isTerminal();
   const color = !v["no-color"] && shouldUseColor({
     noColor: Deno.env.get("NO_COLOR") !== undefined,
     isTty: Deno.stdout.isTerminal(),
   });
   let client: ChatClient | undefined;
+  // A script's terminal is on Deno's own stdin and stdout; a person's is on
+  // Node's (raw mode, the window's width and its changes), loaded only then
+  // (issue 15: the Node streams cost the start about 10 ms).
+  const stdio = interactive
+    ? (await import("node:process")).default
+    : { stdin: denoStdin(), stdout: denoStdout() };
   const terminal = createTerminal({
-    input: process.stdin,
-    output: process.stdout,
+    input: stdio.stdin,
+    output: stdio.stdout,
     interactive,
     json: v.json ?? false,
     color,
@@ -254,6 +268,7 @@ async function chat(v: ChatFlags): Promise<number> {
   // SIGINT, a crash anywhere in the process, a fatal error, an error thrown
   // below (issue 11 item 4).
   const guard = guardTerminal(terminal);
+  traceStart("terminal made");
   try {
     const c = await Promise.race([
       ChatClient.start({
@@ -328,6 +343,7 @@ async function chat(v: ChatFlags): Promise<number> {
  */
 async function askUsername(dir: string): Promise<string | number> {
   const names = await listUsers(dir);
+  const process = (await import("node:process")).default;
   // The question goes where the user looks: stdout unless it is redirected.
   const output = Deno.stdout.isTerminal() ? process.stdout : process.stderr;
   for (;;) {

@@ -264,3 +264,18 @@ Deno.test("sanitizeInput() strips C0, DEL and C1 controls but keeps tab", () => 
 Deno.test("sanitizeInput() replaces lone surrogates and keeps Unicode", () => {
   assert.equal(sanitizeInput("é\udc00👋"), "é\ufffd👋");
 });
+
+Deno.test("printable ASCII is kept as it is by every sanitizer (their fast path), and one control beside it still goes", () => {
+  let ascii = "";
+  for (let c = 0x20; c <= 0x7e; c++) ascii += String.fromCharCode(c);
+  for (const f of [sanitizeText, sanitizeMessage, sanitizeInput]) {
+    assert.equal(f(ascii), ascii);
+    assert.equal(f(""), "");
+  }
+  // The same text with one byte outside the fast path takes the full one.
+  assert.equal(sanitizeText(`${ascii}\x1b[2J`), ascii);
+  assert.equal(sanitizeMessage(`a\x7fb\x1b]0;t\x07c`), "abc");
+  assert.equal(sanitizeInput("a\x00b\x9bc"), "abc");
+  assert.equal(sanitizeText("a\tb\nc"), "a b c");
+  assert.equal(sanitizeText("a\u200bb"), "a\\u{200B}b");
+});

@@ -26,6 +26,7 @@ import {
   REPLY_WAIT_MS,
   SESSION_WAIT_MS,
 } from "./options.ts";
+import { traceStart } from "./start.ts";
 import { type PendingRequest, ServerConnection } from "./server_link.ts";
 import { Activity } from "./activity.ts";
 import {
@@ -362,6 +363,7 @@ export class ChatClient {
           this.#ctx.system(
             `Logged in as ${m.user} to ${o.serverHost}:${o.serverPort} (server key ${m.serverFingerprint})`,
           );
+          traceStart("logged in printed");
         }
         if (o.namesRefreshMs) this.#refreshNames();
         this.#mail.onWelcome();

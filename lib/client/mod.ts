@@ -5,8 +5,8 @@
  * (peer_session.ts, shown by session_view.ts); mailboxes (mailbox.ts over
  * mail_keys, mail_peers, mail_send, mail_receive; mail_memory.ts the
  * in-memory vault); the commands a user types
- * and the events the client reports. May import: util, crypto, wire,
- * record, proto.
+ * and the events the client reports; the trace of a client process's
+ * start (start.ts). May import: util, crypto, wire, record, proto.
  * @module
  */
 
@@ -18,3 +18,4 @@ export { MemoryRoomVault } from "./room_memory.ts";
 export * from "./options.ts";
 export * from "./peer_session.ts";
 export { loginToServer, type PendingRequest } from "./server_link.ts";
+export { traceStart } from "./start.ts";

@@ -61,6 +61,7 @@ import {
   REQUEST_TIMEOUT_MS,
   type ServerAddress,
 } from "./options.ts";
+import { traceStart } from "./start.ts";
 
 /**
  * How many times the first login tries every node of a list before it
@@ -132,6 +133,16 @@ export async function loginToServer(
       `Server at ${where} did not answer within ${timeoutMs / 1000} s`,
     );
   const network = o.network ?? tcpNetwork;
+  const hs = new ClientHandshake({
+    user: o.user,
+    identity: o.identity,
+    pinnedServer: o.pinnedServer,
+    ...(o.windowMs === undefined ? {} : { windowMs: o.windowMs }),
+  });
+  // Our ephemeral key (the CLIENT_HELLO) is made while the connection is
+  // set up (issue 15); its failure, if any, is thrown once connected.
+  const clientHello = hs.start();
+  clientHello.catch(() => {});
   let t: FrameTransport | undefined;
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -140,6 +151,7 @@ export async function loginToServer(
   }, timeoutMs);
   try {
     // A connection that completes after the deadline is closed at once.
+    traceStart("connect");
     t = await within(
       network.connect(at.host, at.port),
       timeoutMs,
@@ -147,13 +159,8 @@ export async function loginToServer(
       (late) => late.close(),
     );
     if (!t) throw timeoutError();
+    traceStart("connected");
     const conn = t;
-    const hs = new ClientHandshake({
-      user: o.user,
-      identity: o.identity,
-      pinnedServer: o.pinnedServer,
-      ...(o.windowMs === undefined ? {} : { windowMs: o.windowMs }),
-    });
     const recv = async () => {
       const p = await conn.recv();
       if (p === null) {
@@ -164,10 +171,20 @@ export async function loginToServer(
       }
       return p;
     };
-    await conn.send(await hs.start());
-    await conn.send(await hs.onServerHello(await recv()));
-    await hs.onServerKey(await recv());
-    await conn.send(await hs.onServerFinished(await recv()));
+    await conn.send(await clientHello);
+    traceStart("client hello sent");
+    const serverHello = await recv();
+    traceStart("server hello received");
+    await conn.send(await hs.onServerHello(serverHello));
+    traceStart("client key sent");
+    const serverKey = await recv();
+    traceStart("server key received");
+    await hs.onServerKey(serverKey);
+    traceStart("session keys derived");
+    const finished = await recv();
+    traceStart("server finished received");
+    await conn.send(await hs.onServerFinished(finished));
+    traceStart("client finished sent");
     if (timedOut) throw timeoutError();
     const login = hs.result;
     const channel = new ServerLink(conn, login.sealer, login.opener, {
@@ -176,6 +193,9 @@ export async function loginToServer(
     return { channel, login };
   } catch (e) {
     t?.close();
+    // The ephemeral key is not left in the making (a refused connection
+    // fails before it is ready).
+    await clientHello.catch(() => {});
     // Whatever broke once the deadline passed (a send on the closed socket,
     // say), the cause is the deadline.
     throw timedOut ? timeoutError() : e;
@@ -488,6 +508,7 @@ export class ServerConnection {
       if (ev.kind === "message") {
         const m = ev.msg;
         if (m.t === "welcome") {
+          traceStart("welcome received");
           this.#keepFrameLimit(channel, m.maxFrame);
           // PROTOCOL.md section 6: expiries are server times.
           this.#clockOffset = m.now - Date.now();

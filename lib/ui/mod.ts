@@ -8,6 +8,7 @@
  * - terminal.ts: the terminal's input and output, interactive or piped.
  * - terminal_guard.ts: the terminal restored on signals and crashes.
  * - ask.ts: one question on the terminal (the username), Tab completing.
+ * - stdio.ts: stdin and stdout on Deno's handles, for a script's terminal.
  * @module
  */
 
@@ -18,3 +19,4 @@ export * from "./line_editor.ts";
 export * from "./terminal.ts";
 export * from "./terminal_guard.ts";
 export * from "./ask.ts";
+export * from "./stdio.ts";

@@ -89,6 +89,12 @@ const BLACK_FLAG = "\u{1f3f4}";
 // Neither side of a kept selector or joiner may be white space.
 const VISIBLE = /^\S$/u;
 
+// Printable ASCII only: nothing above is in it (no control, no escape, no
+// line break, no invisible character, no lone surrogate), so such a string
+// is already safe as it is; most text is, and it skips every pass below
+// (issue 15: a line's cost on its way to the screen).
+const PLAIN = /^[\x20-\x7e]*$/;
+
 // For input lines: C0 except TAB, DEL and C1.
 // deno-lint-ignore no-control-regex -- matching controls is the point
 const INPUT_CONTROL = /[\x00-\x08\x0a-\x1f\x7f-\x9f]/g;
@@ -115,6 +121,7 @@ const INPUT_CONTROL = /[\x00-\x08\x0a-\x1f\x7f-\x9f]/g;
  * ```
  */
 export function sanitizeText(s: string): string {
+  if (PLAIN.test(s)) return s;
   return stripControls(s).replace(INVISIBLE, escapeCodePoint);
 }
 
@@ -138,6 +145,7 @@ export function sanitizeText(s: string): string {
  * ```
  */
 export function sanitizeMessage(s: string): string {
+  if (PLAIN.test(s)) return s;
   return stripControls(s).replace(
     INVISIBLE_RUN,
     (run: string, at: number, all: string) =>
@@ -202,5 +210,6 @@ function firstCodePoint(s: string, at: number): string {
  * ```
  */
 export function sanitizeInput(line: string): string {
+  if (PLAIN.test(line)) return line;
   return line.toWellFormed().replace(INPUT_CONTROL, "");
 }

@@ -33,7 +33,6 @@
  * @module
  */
 
-import type { Readable, Writable } from "node:stream";
 import { eventToJson, formatEvent, formatPrompt } from "./format.ts";
 import { sanitizeInput, sanitizeText } from "./sanitize.ts";
 import { completeLine } from "./completion.ts";
@@ -43,12 +42,41 @@ import type { UiEvent } from "../client/mod.ts";
 /** Longest input line accepted by default, in UTF-8 bytes. */
 export const MAX_LINE_BYTES = 16 * 1024;
 
+/** A listener of a {@link TerminalInput} or {@link TerminalOutput}. */
+// deno-lint-ignore no-explicit-any -- the shape of Node's EventEmitter
+type Listener = (...args: any[]) => void;
+
+/**
+ * What the terminal reads: a Node readable (`process.stdin` of
+ * `node:process`, a `PassThrough`) or `denoStdin()` of stdio.ts. It uses
+ * `data`, `end` and `error`, and pauses a fast input.
+ */
+export interface TerminalInput {
+  on(event: string, listener: Listener): unknown;
+  off(event: string, listener: Listener): unknown;
+  pause(): unknown;
+  resume(): unknown;
+  isPaused(): boolean;
+}
+
+/**
+ * What the terminal writes to: a Node writable (`process.stdout`, a
+ * `PassThrough`) or `denoStdout()` of stdio.ts. An `error` event (EPIPE)
+ * or a throwing `write` stops the output.
+ */
+export interface TerminalOutput {
+  write(text: string): unknown;
+  readonly destroyed: boolean;
+  on(event: string, listener: Listener): unknown;
+  off(event: string, listener: Listener): unknown;
+}
+
 /** Options of {@link createTerminal}. */
 export interface TerminalOptions {
-  /** Where lines come from: `process.stdin` from `node:process`, or any Node readable. */
-  input: Readable;
-  /** Where events go: `process.stdout`, or any Node writable. */
-  output: Writable;
+  /** Where lines come from: `process.stdin` from `node:process`, any Node readable, or `denoStdin()`. */
+  input: TerminalInput;
+  /** Where events go: `process.stdout`, any Node writable, or `denoStdout()`. */
+  output: TerminalOutput;
   /** Prompt, line editing, history and completion (use when stdin is a TTY). */
   interactive: boolean;
   /** Print events as JSON lines ({@link eventToJson}) instead of text. */
@@ -455,7 +483,7 @@ class InteractiveTerminal extends BaseTerminal {
           opts.rooms?.() ?? [],
         ),
     });
-    const input = opts.input as Readable & TtyInput;
+    const input = opts.input as TerminalInput & TtyInput;
     if (input.isTTY && typeof input.setRawMode === "function") {
       input.setRawMode(true);
       this.#raw = true;
@@ -471,7 +499,7 @@ class InteractiveTerminal extends BaseTerminal {
   }
 
   #cols(): number {
-    const c = (this.opts.output as Writable & TtyOutput).columns;
+    const c = (this.opts.output as TerminalOutput & TtyOutput).columns;
     return typeof c === "number" && c > 0 ? c : 80;
   }
 
@@ -563,7 +591,7 @@ class InteractiveTerminal extends BaseTerminal {
   }
 
   protected stop(): void {
-    const input = this.opts.input as Readable & TtyInput;
+    const input = this.opts.input as TerminalInput & TtyInput;
     input.off("data", this.#onData);
     input.off("end", this.#onEnd);
     input.off("error", this.#onError);
