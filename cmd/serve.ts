@@ -83,6 +83,9 @@ Options:
                           (default ${D.roomMaxRooms})
   --no-watch              re-read the client keys only on SIGHUP, not when they change
   --bits N                RSA size of keys provisioned on a first run (default ${DEFAULT_RSA_BITS})
+  --sign-workers N        Web Workers that sign the logins with the server
+                          key, 0..1024 (default 0: WebCrypto already signs on
+                          the runtime's threads, on every core)
   --cluster URL[,URL]     join a cluster of im serve nodes on NATS
                           (nats://host:port or tls://host:port; every node
                           uses a copy of the same keys/, cluster.key included)
@@ -131,6 +134,7 @@ const OPTIONS = {
   "room-max-rooms": { type: "string" },
   "no-watch": { type: "boolean" },
   bits: { type: "string" },
+  "sign-workers": { type: "string" },
   cluster: { type: "string" },
   node: { type: "string" },
   "nats-user": { type: "string" },
@@ -333,6 +337,14 @@ export async function runServe(args: string[]): Promise<number> {
   );
   // Checked on every run, used only on a first run (issue 11 item 10).
   const bits = intFlag("--bits", v.bits, DEFAULT_RSA_BITS, 2048, 4096);
+  // Issue 15 (BENCHMARKS.md, Capacity): a pool measured no faster than 0.
+  const signWorkers = intFlag(
+    "--sign-workers",
+    v["sign-workers"],
+    D.signWorkers,
+    0,
+    1024,
+  );
   const mailRate = intFlag(
     "--mail-rate",
     v["mail-rate"],
@@ -565,6 +577,7 @@ export async function runServe(args: string[]): Promise<number> {
       mailRetentionDays,
       roomMaxMembers,
       roomMaxRooms,
+      signWorkers,
     } satisfies ServerOptions;
     // The cluster first: a NATS that cannot be reached leaves no data
     // directory behind.

@@ -12,4 +12,5 @@ export * from "./pem.ts";
 export * from "./pss_oaep.ts";
 export * from "./rsa.ts";
 export * from "./sha256.ts";
+export * from "./sign_pool.ts";
 export * from "./x25519.ts";

@@ -84,6 +84,12 @@ export interface ServerHandshakeOptions extends HandshakeOptions {
    * when it has the enrolled keys' size: a server passes its LoginDecoys.
    */
   decoy: DecoySource | PublicIdentity;
+  /**
+   * What signs the transcript (2.2) with `identity`'s private key: a
+   * server's `SignPool` (issue 15). Default: {@link signPss} with
+   * `identity.sign` on this thread.
+   */
+  sign?: (data: Uint8Array) => Promise<Uint8Array>;
 }
 
 /** The server side of the login. */
@@ -168,10 +174,10 @@ export class ServerHandshake {
         id.fingerprintBytes,
         this.#eph.publicRaw,
       );
-      const signature = await signPss(
-        id.sign,
-        signedContent(Label.SERVER_SIGNATURE, this.#th),
-      );
+      const content = signedContent(Label.SERVER_SIGNATURE, this.#th);
+      const signature = this.#opts.sign
+        ? await this.#opts.sign(content)
+        : await signPss(id.sign, content);
       this.#steps.state = "await-client-auth";
       return encodeServerHello({
         version: PROTOCOL_VERSION,

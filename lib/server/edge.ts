@@ -60,6 +60,8 @@ interface Pending {
 /** What the {@link Edge} needs. */
 export interface EdgeOptions {
   identity: PrivateIdentity;
+  /** Signs SERVER_HELLO's transcript with `identity` (2.2; default on this thread). */
+  sign?: (data: Uint8Array) => Promise<Uint8Array>;
   /** The client directory as it is now. */
   lookupUser: (name: string) => PublicIdentity | undefined;
   /**
@@ -250,6 +252,7 @@ export class Edge {
         lookupUser: this.#o.lookupUser,
         decoy: this.#o.decoys,
         windowMs: this.#o.windowMs,
+        ...(this.#o.sign && { sign: this.#o.sign }),
       });
       const serverHello = await hs.onClientHello(await recvLogin(t));
       signed = true;

@@ -166,6 +166,13 @@ export interface ServerOptions {
    * (`mailRetentionDays`).
    */
   rooms?: RoomStore;
+  /**
+   * Workers that sign the logins' transcripts (PROTOCOL.md 2.2) with the
+   * server's key, a `SignPool` (issue 15; `im serve --sign-workers`); 0, the
+   * default, signs on the main thread, whose WebCrypto already runs the RSA
+   * work on the runtime's threads (BENCHMARKS.md, Capacity (issue 15)).
+   */
+  signWorkers?: number;
   /** Members one room may have (default 256; `--room-max-members`). */
   roomMaxMembers?: number;
   /** Rooms one user may be a member of (default 100; `--room-max-rooms`). */
@@ -196,6 +203,7 @@ export const SERVER_DEFAULTS = {
   mailRetentionDays: 30,
   roomMaxMembers: DEFAULT_ROOM_MAX_MEMBERS,
   roomMaxRooms: DEFAULT_ROOM_MAX_ROOMS,
+  signWorkers: 0,
 } as const;
 
 /** {@link ServerOptions} with every default filled in and every limit clamped. */
@@ -299,5 +307,6 @@ export function serverSettings(o: ServerOptions): ServerSettings {
     ),
     roomMaxMembers: Math.max(1, o.roomMaxMembers ?? d.roomMaxMembers),
     roomMaxRooms: Math.max(1, o.roomMaxRooms ?? d.roomMaxRooms),
+    signWorkers: o.signWorkers ?? d.signWorkers,
   };
 }

@@ -42,7 +42,11 @@ import {
   type LoginResult,
 } from "../proto/mod.ts";
 import type { FrameListener, FrameTransport } from "../wire/mod.ts";
-import type { PrivateIdentity, PublicIdentity } from "../crypto/mod.ts";
+import {
+  type PrivateIdentity,
+  type PublicIdentity,
+  SignPool,
+} from "../crypto/mod.ts";
 import { Edge, GOODBYE_TIMEOUT_MS } from "./edge.ts";
 import { Kdc } from "./kdc.ts";
 import {
@@ -90,6 +94,8 @@ export class ImServer {
   #relay: Relay;
   #delivery: Delivery;
   #edge: Edge;
+  /** Issue 15: the workers that sign SERVER_HELLO (none: this thread). */
+  #signer: SignPool;
   #limits: RequestLimits;
   #listCache: ListCache;
   #mailbox: Mailbox;
@@ -179,8 +185,14 @@ export class ImServer {
       now: c.now,
       log: this.#log,
     });
+    this.#signer = new SignPool(c.identity.sign, {
+      workers: c.signWorkers,
+      log: this.#log,
+    });
+    const signer = this.#signer;
     this.#edge = new Edge(listener, {
       identity: c.identity,
+      ...(c.signWorkers > 0 && { sign: (data) => signer.sign(data) }),
       lookupUser: (name) => this.#clients.get(name),
       decoys: this.#decoys,
       loginTimeoutMs: c.loginTimeoutMs,
@@ -221,6 +233,7 @@ export class ImServer {
       addr: `${c.hostname}:${server.port}`,
       fingerprint: c.identity.fingerprint,
       users: c.clients.size,
+      signWorkers: c.signWorkers,
     });
     // The decoys exist before the first login, so no login waits for one;
     // PROTOCOL.md 9.8, 10.4: the retention sweeps run at start and every hour.
@@ -651,6 +664,7 @@ export class ImServer {
     await this.#mailbox.close();
     await this.#rooms.close();
     for (const x of this.#owned) await x.close();
+    await this.#signer.close();
     this.#listCache.close();
     this.#unsubscribe();
     this.#log("stopped", { reason });
