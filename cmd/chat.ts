@@ -15,7 +15,12 @@ import {
   traceStart,
   type UiEvent,
 } from "../lib/client/mod.ts";
-import { isImError, UsageError, within } from "../lib/util/mod.ts";
+import {
+  allSettledOrThrow,
+  isImError,
+  UsageError,
+  within,
+} from "../lib/util/mod.ts";
 import {
   defaultKeyDir,
   listUsers,
@@ -234,13 +239,15 @@ async function chat(v: ChatFlags): Promise<number> {
     user = asked;
   }
   traceStart("flags read");
-  const keys = await loadUserKeys(keyDir, user);
-  traceStart("keys loaded");
-  // Mailbox keys, seen ids, pending receipts (PROTOCOL.md section 9.1).
-  const mailVault = await openMailVault(keyDir, user);
-  traceStart("mail vault opened");
-  const roomVault = await openRoomVault(keyDir, user);
-  traceStart("room vault opened");
+  // The key pair; mailbox keys, seen ids, pending receipts (PROTOCOL.md
+  // section 9.1); the rooms (10.6): read at once (issue 15), and of their
+  // failures the first in this order is the one reported.
+  const [keys, mailVault, roomVault] = await allSettledOrThrow([
+    loadUserKeys(keyDir, user),
+    openMailVault(keyDir, user),
+    openRoomVault(keyDir, user),
+  ]);
+  traceStart("keys and vaults loaded");
   const interactive = Deno.stdin.isTerminal();
   const color = !v["no-color"] && shouldUseColor({
     noColor: Deno.env.get("NO_COLOR") !== undefined,
