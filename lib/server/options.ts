@@ -29,7 +29,7 @@ import {
   type Store,
 } from "./seams.ts";
 import { DEFAULT_IPV6_PREFIX_BITS } from "./admission.ts";
-import { DEFAULT_ROOM_MAX_ROOMS } from "./rooms.ts";
+import { DEFAULT_ROOM_MAX_ROOMS, type RoomReceiptNote } from "./rooms.ts";
 import {
   type BucketShape,
   DEFAULT_MAIL_RATE,
@@ -92,12 +92,24 @@ export interface ServerOptions {
    * wakes the room streams of its users for a room (`made`: the room was
    * just made, an earlier one of its name is forgotten first) and every
    * room stream it runs, what tells the other nodes that a room changed
-   * (this node wakes its own streams itself). Default: nothing to tell.
+   * (this node wakes its own streams itself). Both carry the receipts of
+   * 11.4 _Room receipts between nodes_: senders and the `seq`s of theirs
+   * a member acknowledged. Default: nothing to tell.
    */
   roomWake?: (
-    local: (room: string, users: readonly string[], made: boolean) => void,
+    local: (
+      room: string,
+      users: readonly string[],
+      made: boolean,
+      receipts?: readonly RoomReceiptNote[],
+    ) => void,
     everyone: () => void,
-  ) => (room: string, users: readonly string[], made: boolean) => void;
+  ) => (
+    room: string,
+    users: readonly string[],
+    made: boolean,
+    receipts?: readonly RoomReceiptNote[],
+  ) => void;
   /** Rule 1.2: a login must finish within this (default {@link LOGIN_TIMEOUT_MS}). */
   loginTimeoutMs?: number;
   /** Unauthenticated connections at once, in total (default 256). */

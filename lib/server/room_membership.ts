@@ -37,7 +37,14 @@ import type { RoomRow } from "./seams.ts";
 /** What {@link RoomMembership} uses of the rooms' settings. */
 type Options = Pick<
   RoomsOptions,
-  "store" | "prekeys" | "clients" | "session" | "maxFrameBytes" | "now" | "log"
+  | "store"
+  | "prekeys"
+  | "clients"
+  | "session"
+  | "online"
+  | "maxFrameBytes"
+  | "now"
+  | "log"
 >;
 
 /** The parts {@link RoomMembership} works with, and its limits. */
@@ -465,7 +472,8 @@ export class RoomMembership {
 
   /**
    * `my-rooms`: every room the user is a member of, with its newest list,
-   * the leaves of its epoch and its members online on this node; as many
+   * the leaves of its epoch and its members online (in a cluster on any
+   * node, as the presence view shows them: PROTOCOL.md 11.6 _Online_); as many
    * rooms as fit one record (by name), the rest left out and counted in
    * the log.
    * @param s the connection
@@ -479,6 +487,8 @@ export class RoomMembership {
   ): Promise<void> {
     if (!this.#replies.take(s)) return this.#replies.rateLimited(reply);
     const rooms: RoomSummary[] = [];
+    const online = this.#o.online ??
+      ((u: string) => this.#o.session(u) !== undefined);
     let bytes = answerBytes({ t: "rooms", rooms: [] });
     let left = 0;
     for (const name of await this.#o.store.roomsOf(s.user)) {
@@ -488,7 +498,7 @@ export class RoomMembership {
         name: row.name,
         list: row.list.toBase64(),
         leaves: row.leaves.map((l) => l.toBase64()),
-        online: row.members.filter((u) => this.#o.session(u) !== undefined),
+        online: row.members.filter(online),
       };
       const more = JSON.stringify(summary).length + 1;
       if (bytes + more > this.#o.maxFrameBytes) {

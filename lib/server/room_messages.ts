@@ -3,7 +3,10 @@
  * server (PROTOCOL.md 10.3, 10.4): `room-send` checks a message's header
  * and stores it once for every member; `room-ack` moves the user's position
  * (deleting what every member has passed) and sends the senders online
- * here their `room-receipt`s. A part of the rooms facade (rooms.ts).
+ * here their `room-receipt`s; in a cluster the other nodes are told of the
+ * senders not connected here, and {@link RoomMessages.receipts} sends
+ * those connected here theirs (PROTOCOL.md 11.4 _Room receipts between
+ * nodes_). A part of the rooms facade (rooms.ts).
  * @module
  */
 
@@ -26,7 +29,7 @@ export const MAX_RECEIPTS_PER_ACK = 64;
 /** What {@link RoomMessages} uses of the rooms' settings. */
 type Options = Pick<
   RoomsOptions,
-  "store" | "session" | "maxFrameBytes" | "now"
+  "store" | "session" | "maxFrameBytes" | "now" | "wakeElsewhere"
 >;
 
 /** `room-send` and `room-ack`, with its receipts. */
@@ -139,7 +142,8 @@ export class RoomMessages {
    * `bad-ack` (no effect). Each sender online here gets a `room-receipt`
    * with the count now, for each of its messages the acknowledgement
    * covers, at most {@link MAX_RECEIPTS_PER_ACK} (its newest) per
-   * acknowledgement.
+   * acknowledgement; in a cluster the senders not connected here are told
+   * to the other nodes (PROTOCOL.md 11.4 _Room receipts between nodes_).
    * @param s the connection
    * @param m the message
    * @param reply errors only
@@ -156,33 +160,70 @@ export class RoomMessages {
     if (r.to > r.from) {
       this.#counts.deleted += await this.#o.store.ack(m.room, s.user, r.to);
     }
-    const bySender = new Map<string, number[]>();
+    const here = new Map<string, number[]>();
+    const elsewhere = new Map<string, number[]>();
     for (const e of r.handled) {
       if (e.kind !== "msg" || e.from === s.user) continue;
-      if (!this.#o.session(e.from)) continue;
-      const seqs = bySender.get(e.from) ?? [];
+      const to = this.#o.session(e.from) ? here : elsewhere;
+      const seqs = to.get(e.from) ?? [];
       seqs.push(e.seq);
-      bySender.set(e.from, seqs);
+      to.set(e.from, seqs);
     }
-    if (bySender.size > 0) {
-      const row = await this.#o.store.room(m.room);
-      for (const [sender, seqs] of bySender) {
-        const members = row?.members.filter((u) => u !== sender).length ?? 0;
-        for (const seq of seqs.slice(-MAX_RECEIPTS_PER_ACK)) {
-          const delivered = await this.#o.store.delivered(m.room, seq, sender);
-          const to = this.#o.session(sender);
-          if (!to) break;
-          this.#counts.receipts++;
-          to.channel.send({
-            t: "room-receipt",
-            room: m.room,
-            seq,
-            delivered,
-            members,
-          }).catch(() => {});
-        }
+    if (elsewhere.size > 0 && this.#o.wakeElsewhere) {
+      // 11.4: committed above; the sender's node reads the counts.
+      this.#o.wakeElsewhere(
+        m.room,
+        [],
+        false,
+        [...elsewhere].map(([from, seqs]) => ({
+          from,
+          seqs: seqs.slice(-MAX_RECEIPTS_PER_ACK),
+        })),
+      );
+    }
+    await this.#send(m.room, here);
+    stream?.wake(m.room);
+  }
+
+  /**
+   * A member acknowledged messages of `room` on another node (PROTOCOL.md
+   * 11.4 _Room receipts between nodes_): each sender connected here gets
+   * their `room-receipt`s, with the counts read from the store now; the
+   * others are ignored.
+   * @param room the room
+   * @param receipts the senders and the `seq`s of theirs acknowledged
+   * @returns when they were read and queued (a store failure is thrown)
+   */
+  async receipts(
+    room: string,
+    receipts: readonly { from: string; seqs: readonly number[] }[],
+  ): Promise<void> {
+    const here = new Map<string, number[]>();
+    for (const { from, seqs } of receipts) {
+      if (this.#o.session(from)) here.set(from, [...seqs]);
+    }
+    await this.#send(room, here);
+  }
+
+  /** Send each sender online here its receipts, with the counts from the store. */
+  async #send(room: string, bySender: Map<string, number[]>): Promise<void> {
+    if (bySender.size === 0) return;
+    const row = await this.#o.store.room(room);
+    for (const [sender, seqs] of bySender) {
+      const members = row?.members.filter((u) => u !== sender).length ?? 0;
+      for (const seq of seqs.slice(-MAX_RECEIPTS_PER_ACK)) {
+        const delivered = await this.#o.store.delivered(room, seq, sender);
+        const to = this.#o.session(sender);
+        if (!to) break;
+        this.#counts.receipts++;
+        to.channel.send({
+          t: "room-receipt",
+          room,
+          seq,
+          delivered,
+          members,
+        }).catch(() => {});
       }
     }
-    stream?.wake(m.room);
   }
 }

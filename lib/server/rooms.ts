@@ -73,13 +73,21 @@ export interface RoomsOptions {
   /**
    * In a cluster (PROTOCOL.md 11.4 _Room wake-ups_): a change to `room` was
    * committed; the other nodes wake their streams of `users` (`made`: the
-   * room was just made). This node wakes its own itself.
+   * room was just made) and send the senders of `receipts` connected to
+   * them their `room-receipt`s (11.4 _Room receipts between nodes_). This
+   * node wakes its own itself.
    */
   wakeElsewhere?: (
     room: string,
     users: readonly string[],
     made: boolean,
+    receipts?: readonly RoomReceiptNote[],
   ) => void;
+  /**
+   * Is `user` online, on any node (the presence view, PROTOCOL.md 11.3):
+   * the `online` of `my-rooms` (11.6 _Online_). Default: connected here.
+   */
+  online?: (user: string) => boolean;
   /** Members of one room, at most (default {@link DEFAULT_ROOM_MAX_MEMBERS}). */
   maxMembers?: number;
   /** Rooms one user may be a member of (default {@link DEFAULT_ROOM_MAX_ROOMS}). */
@@ -91,6 +99,12 @@ export interface RoomsOptions {
   /** The server's clock. */
   now: () => number;
   log: Logger;
+}
+
+/** A sender's messages of a room acknowledged on another node (PROTOCOL.md 11.4 _Room receipts between nodes_). */
+export interface RoomReceiptNote {
+  from: string;
+  seqs: readonly number[];
 }
 
 /** The requests {@link Rooms} answers (PROTOCOL.md 10.4). */
@@ -350,9 +364,24 @@ export class Rooms {
    * @param users whose streams
    * @param made the room was just made: an earlier one of its name is
    *   forgotten first
+   * @param receipts senders whose messages a member acknowledged there:
+   *   those connected here get their `room-receipt`s (11.4 _Room receipts
+   *   between nodes_)
    */
-  wakeLocal(room: string, users: readonly string[], made: boolean): void {
+  wakeLocal(
+    room: string,
+    users: readonly string[],
+    made: boolean,
+    receipts: readonly RoomReceiptNote[] = [],
+  ): void {
     this.#streams.wakeLocal(room, users, made);
+    if (receipts.length === 0 || this.#closed) return;
+    this.#messages.receipts(room, receipts).catch((e) =>
+      this.#o.log("room-store-failed", {
+        request: "room-receipt",
+        error: (e as Error).message,
+      })
+    );
   }
 
   /** NATS came back (PROTOCOL.md 11.4): every room stream here reads its rooms again. */

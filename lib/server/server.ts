@@ -168,13 +168,16 @@ export class ImServer {
       prekeys,
       clients: () => this.#clients,
       session: (user) => this.#registry.get(user),
+      // PROTOCOL.md 11.6 _Online_: presence covers every node of a cluster.
+      online: (user) => this.#presence.get(user) !== undefined,
       limits: this.#limits,
       mailStore: store,
       notifyMail: (user) => this.#mailbox.wake(user),
       // PROTOCOL.md 11.4: in a cluster, a member's room stream may run on another node.
       ...(c.roomWake && {
         wakeElsewhere: c.roomWake(
-          (room, users, made) => this.#rooms.wakeLocal(room, users, made),
+          (room, users, made, receipts) =>
+            this.#rooms.wakeLocal(room, users, made, receipts),
           () => this.#rooms.wakeAll(),
         ),
       }),

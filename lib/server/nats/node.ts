@@ -42,7 +42,7 @@ import { JetStreamStore } from "./store.ts";
 import { KvPrekeys } from "./prekeys.ts";
 import { MailWake } from "./mail_wake.ts";
 import { JetStreamRoomStore } from "./room_store.ts";
-import { RoomWake } from "./room_wake.ts";
+import { RoomWake, type RoomWakeLocal } from "./room_wake.ts";
 
 /** The cluster's name when none is given: subjects `im.im.node.<node>`, bucket `im_im_presence`. */
 export const DEFAULT_CLUSTER = "im";
@@ -380,9 +380,9 @@ export class ClusterNode {
     ) => (user: string) => void;
     rooms: RoomStore;
     roomWake: (
-      local: (room: string, users: readonly string[], made: boolean) => void,
+      local: RoomWakeLocal,
       everyone: () => void,
-    ) => (room: string, users: readonly string[], made: boolean) => void;
+    ) => RoomWakeLocal;
   } {
     return {
       node: this.node,
@@ -396,7 +396,8 @@ export class ClusterNode {
       rooms: this.rooms,
       roomWake: (local, everyone) => {
         this.roomWake.attach(local, everyone);
-        return (room, users, made) => this.roomWake.tell(room, users, made);
+        return (room, users, made, receipts) =>
+          this.roomWake.tell(room, users, made, receipts);
       },
       delivery: (local) => {
         this.delivery.attach(local, {

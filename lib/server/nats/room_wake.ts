@@ -50,17 +50,31 @@ import { Refusals } from "./refusals.ts";
 export const ROOM_WAKE_ROOMS = 64;
 /** Users named in one `room-wake` envelope, at most (all its rooms together). */
 export const ROOM_WAKE_USERS = 2048;
+/** Receipts (a sender of a room each) in one `room-wake` envelope, at most (11.4 _Room receipts between nodes_). */
+export const ROOM_WAKE_RECEIPTS = 64;
+/** `seq`s of one receipt, at most (10.4: a sender's newest 64 of an acknowledgement). */
+export const ROOM_WAKE_SEQS = 64;
 
 /** The subject every node of a cluster hears room wake-ups on (11.4). */
 export function roomWakeSubject(cluster: string): string {
   return `im.${cluster}.room-wake`;
 }
 
-/** One room of a `room-wake`: who to wake, and whether it was just made. */
+/**
+ * A sender's messages of a room that a member acknowledged on another node
+ * (11.4 _Room receipts between nodes_): its node sends their `room-receipt`s.
+ */
+export interface RoomWakeReceipt {
+  from: string;
+  seqs: readonly number[];
+}
+
+/** One room of a `room-wake`: who to wake, whether it was just made, and receipts to send. */
 export interface RoomWakeItem {
   room: string;
   users: string[];
   made?: true;
+  receipts?: RoomWakeReceipt[];
 }
 
 /** Options of {@link RoomWake.open}. */
@@ -78,11 +92,15 @@ export interface RoomWakeOptions {
   log?: Logger;
 }
 
-/** What a room wake-up does on this node. */
+/**
+ * What a room wake-up does on this node: wake the streams of `users` here,
+ * and send the senders connected here the `room-receipt`s of `receipts`.
+ */
 export type RoomWakeLocal = (
   room: string,
   users: readonly string[],
   made: boolean,
+  receipts?: readonly RoomWakeReceipt[],
 ) => void;
 
 /** Room wake-ups between the nodes of a cluster (PROTOCOL.md 11.4). */
@@ -100,8 +118,11 @@ export class RoomWake {
   #statusLoop: Promise<void> = Promise.resolve();
   #local: RoomWakeLocal = () => {};
   #everyone: () => void = () => {};
-  /** The rooms of this turn: room to its users and whether it was made. */
-  #batch = new Map<string, { users: Set<string>; made: boolean }>();
+  /** The rooms of this turn: room to its users, whether it was made, and its receipts (sender to seqs). */
+  #batch = new Map<
+    string,
+    { users: Set<string>; made: boolean; receipts: Map<string, Set<number>> }
+  >();
   #closed = false;
 
   private constructor(o: RoomWakeOptions) {
@@ -170,14 +191,32 @@ export class RoomWake {
    * @param room the room
    * @param users whose streams look again
    * @param made the room was just made (an earlier one of its name is gone)
+   * @param receipts senders not connected here and the `seq`s of theirs a
+   *   member acknowledged: the node each is connected to sends their
+   *   `room-receipt`s (11.4 _Room receipts between nodes_)
    */
-  tell(room: string, users: Iterable<string>, made = false): void {
+  tell(
+    room: string,
+    users: Iterable<string>,
+    made = false,
+    receipts: readonly RoomWakeReceipt[] = [],
+  ): void {
     if (this.#closed) return;
     if (this.#batch.size === 0) queueMicrotask(() => this.#flush());
     let r = this.#batch.get(room);
-    if (!r) this.#batch.set(room, r = { users: new Set(), made: false });
+    if (!r) {
+      this.#batch.set(
+        room,
+        r = { users: new Set(), made: false, receipts: new Map() },
+      );
+    }
     for (const u of users) r.users.add(u);
     r.made ||= made;
+    for (const { from, seqs } of receipts) {
+      const got = r.receipts.get(from) ?? new Set<number>();
+      for (const seq of seqs) got.add(seq);
+      r.receipts.set(from, got);
+    }
   }
 
   #flush(): void {
@@ -186,27 +225,39 @@ export class RoomWake {
     if (this.#closed || this.#o.nc.isClosed()) return;
     let items: RoomWakeItem[] = [];
     let count = 0;
+    let receiptCount = 0;
     const send = () => {
       if (items.length > 0) this.#publish(items);
       items = [];
       count = 0;
+      receiptCount = 0;
     };
     for (const [room, r] of rooms) {
       const users = [...r.users];
+      // 10.4: a sender's newest 64 (an older message's count is at least
+      // the newest's).
+      const receipts = [...r.receipts].map(([from, seqs]) => ({
+        from,
+        seqs: [...seqs].sort((a, b) => a - b).slice(-ROOM_WAKE_SEQS),
+      }));
       let first = true;
       do {
-        if (items.length >= ROOM_WAKE_ROOMS || count >= ROOM_WAKE_USERS) {
-          send();
-        }
+        if (
+          items.length >= ROOM_WAKE_ROOMS || count >= ROOM_WAKE_USERS ||
+          (receipts.length > 0 && receiptCount >= ROOM_WAKE_RECEIPTS)
+        ) send();
         const part = users.splice(0, ROOM_WAKE_USERS - count);
+        const told = receipts.splice(0, ROOM_WAKE_RECEIPTS - receiptCount);
         items.push({
           room,
           users: part,
           ...(r.made && first && { made: true as const }),
+          ...(told.length > 0 && { receipts: told }),
         });
         count += part.length;
+        receiptCount += told.length;
         first = false;
-      } while (users.length > 0);
+      } while (users.length > 0 || receipts.length > 0);
     }
     send();
   }
@@ -253,7 +304,9 @@ export class RoomWake {
       });
       return;
     }
-    for (const r of rooms) this.#local(r.room, r.users, r.made === true);
+    for (const r of rooms) {
+      this.#local(r.room, r.users, r.made === true, r.receipts);
+    }
   }
 
   /** Unsubscribe; the connection stays the caller's. Idempotent. */
@@ -271,7 +324,8 @@ export class RoomWake {
 
 /**
  * A `room-wake` payload, checked: room and user names of rule 2.9, within
- * the envelope's limits.
+ * the envelope's limits; its receipts (11.4 _Room receipts between nodes_)
+ * senders of rule 2.9 with `seq`s from 1 to 2^53 - 1.
  * @throws {ProtocolError} `cluster-malformed`
  */
 function parseRoomWake(payload: Uint8Array): RoomWakeItem[] {
@@ -288,9 +342,15 @@ function parseRoomWake(payload: Uint8Array): RoomWakeItem[] {
     !Array.isArray(b.rooms) || b.rooms.length > ROOM_WAKE_ROOMS
   ) throw bad();
   let count = 0;
+  let receiptCount = 0;
   const out: RoomWakeItem[] = [];
   for (const r of b.rooms as unknown[]) {
-    const x = r as { room?: unknown; users?: unknown; made?: unknown };
+    const x = r as {
+      room?: unknown;
+      users?: unknown;
+      made?: unknown;
+      receipts?: unknown;
+    };
     if (
       typeof x !== "object" || x === null || typeof x.room !== "string" ||
       !isValidUsername(x.room) || !Array.isArray(x.users) ||
@@ -299,11 +359,35 @@ function parseRoomWake(payload: Uint8Array): RoomWakeItem[] {
     ) throw bad();
     count += x.users.length;
     if (count > ROOM_WAKE_USERS) throw bad();
+    const receipts = x.receipts === undefined
+      ? undefined
+      : parseReceipts(x.receipts, bad);
+    receiptCount += receipts?.length ?? 0;
+    if (receiptCount > ROOM_WAKE_RECEIPTS) throw bad();
     out.push({
       room: x.room,
       users: x.users as string[],
       ...(x.made === true && { made: true as const }),
+      ...(receipts && { receipts }),
     });
   }
   return out;
+}
+
+/** A room item's `receipts`, checked (11.4 _Room receipts between nodes_). */
+function parseReceipts(
+  value: unknown,
+  bad: () => ProtocolError,
+): RoomWakeReceipt[] {
+  if (!Array.isArray(value) || value.length > ROOM_WAKE_RECEIPTS) throw bad();
+  return value.map((v) => {
+    const x = v as { from?: unknown; seqs?: unknown };
+    if (
+      typeof x !== "object" || x === null || typeof x.from !== "string" ||
+      !isValidUsername(x.from) || !Array.isArray(x.seqs) ||
+      x.seqs.length === 0 || x.seqs.length > ROOM_WAKE_SEQS ||
+      !x.seqs.every((n) => Number.isSafeInteger(n) && n >= 1)
+    ) throw bad();
+    return { from: x.from, seqs: x.seqs as number[] };
+  });
 }
