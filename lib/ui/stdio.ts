@@ -9,7 +9,9 @@
  * - {@link denoStdin}: `data` events of up to 64 KiB read at once, `end` at
  *   end of input, `error` when a read fails; `pause()` stops reading (a
  *   chunk read while paused waits for `resume()`), as a Node readable in
- *   flowing mode does.
+ *   flowing mode does. Unlike Node's, a chunk is read into one buffer kept
+ *   for every read: a listener keeps a copy of what it needs beyond the
+ *   call (the terminal does), and no 64 KiB array is made per read.
  * - {@link denoStdout}: `write()` writes at once and whole (`writeSync`
  *   until every byte is out, as Node's stdout on a pipe or file does); a
  *   failed write (the reader went away) emits `error` once and marks the
@@ -69,8 +71,10 @@ export class DenoInput extends Emitter {
   #paused = true;
   #reading = false;
   #ended = false;
-  /** A chunk read after `pause()`, handed out by `resume()`. */
+  /** A chunk read after `pause()` (a copy), handed out by `resume()`. */
   #held: Uint8Array | null = null;
+  /** Every read goes here; a `data` event's chunk is a view of it. */
+  readonly #buf = new Uint8Array(STDIN_READ_BYTES);
 
   constructor(src: ByteReader) {
     super();
@@ -109,16 +113,15 @@ export class DenoInput extends Emitter {
     this.#reading = true;
     try {
       while (!this.#paused && !this.#ended) {
-        const buf = new Uint8Array(STDIN_READ_BYTES);
-        const n = await this.#src.read(buf);
+        const n = await this.#src.read(this.#buf);
         if (n === null) {
           this.#ended = true;
           this.emit("end");
           return;
         }
-        const chunk = buf.subarray(0, n);
+        const chunk = this.#buf.subarray(0, n);
         if (this.#paused) {
-          this.#held = chunk;
+          this.#held = chunk.slice();
           return;
         }
         this.emit("data", chunk);
