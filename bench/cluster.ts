@@ -13,6 +13,9 @@
  * - the mailbox store: an append acknowledged by the store, SQLite (one
  *   commit on this machine's disk) and JetStream (a publish acknowledged
  *   once stored), one at a time, and a read of one record;
+ * - mailbox delivery end to end (bench/cluster_mail.ts): `!msg B` at A to
+ *   the mail on B's screen, SQLite on one node against JetStream across
+ *   two nodes, on one `nats-server` and on three with replicas 3;
  * - logins/s of one node against two, each node `bench/_server.ts` in a
  *   process of its own and the clients in this one, 50 at once logging in
  *   and out (half to each node with two): on 2 cores the clients' two
@@ -43,6 +46,7 @@ import { ImServer, SqliteStore } from "../lib/server/mod.ts";
 import { ClusterNode, JetStreamStore } from "../lib/server/nats/mod.ts";
 import { StoreKeys } from "../lib/proto/mod.ts";
 import { startNats } from "../tests/_nats.ts";
+import { benchClusterMail } from "./cluster_mail.ts";
 import {
   cpuSnapshot,
   othersCores,
@@ -176,7 +180,10 @@ export async function benchCluster(opts: ClusterBenchOptions): Promise<void> {
       serverPort: node.server.port,
       listenHost: "127.0.0.1",
       listenPort: 0,
-      heartbeatMs: 60_000,
+      // The longest interval a channel takes (MAX_HEARTBEAT_MS): a longer
+      // one is heard as 2 s, and a client silent past three of those is
+      // dropped by its node in the middle of the section.
+      heartbeatMs: 2_000,
       reconnect: false,
       ui,
       ...over,
@@ -224,6 +231,7 @@ export async function benchCluster(opts: ClusterBenchOptions): Promise<void> {
       );
     }
     await storeLatency(report, quick, n1);
+    await benchClusterMail(report, quick, keys, nats.url);
     await loginRates(report, quick, keys, nats.url, clusterKey);
     await converge(report, quick, startNode, login, n1, n2);
   } finally {
