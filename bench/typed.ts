@@ -341,22 +341,25 @@ async function relayFloor(
     }).spawn();
   const outP = spawn(outPath, []);
   const out = new Lines(outP.stdout);
-  const port = (await out.next((l) => /^\d+$/.test(l), "relay port")).line;
-  const inP = spawn(inPath, [port]);
-  const stdin = inP.stdin.getWriter();
-  const inOut = new Lines(inP.stdout);
+  let inP: Deno.ChildProcess | undefined;
+  let stdin: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  let inOut: Lines | undefined;
   try {
+    const port = (await out.next((l) => /^\d+$/.test(l), "relay port")).line;
+    inP = spawn(inPath, [port]);
+    const w = stdin = inP.stdin.getWriter();
+    inOut = new Lines(inP.stdout);
     const lat: number[] = [];
     for (let i = 0; i < n; i++) {
       const text = `typed-${i}`;
       const t0 = performance.now();
-      await stdin.write(encoder.encode(`${text}\n`));
+      await w.write(encoder.encode(`${text}\n`));
       const { at } = await out.next((l) => l === text, `relayed line ${i}`);
       lat.push(at - t0);
     }
     const lines = Array.from({ length: burst }, (_, i) => `burst-${i}\n`);
     const t0 = performance.now();
-    await stdin.write(encoder.encode(lines.join("")));
+    await w.write(encoder.encode(lines.join("")));
     const { at } = await out.next(
       (l) => l === `burst-${burst - 1}`,
       "the relayed burst's last line",
@@ -367,11 +370,21 @@ async function relayFloor(
       rate: burst / ((at - t0) / 1000),
     };
   } finally {
-    await stdin.close().catch(() => {});
-    await inP.status;
+    // The sender ends at the end of its stdin, the receiver when the
+    // sender's connection closes; either is killed if it does not.
+    await stdin?.close().catch(() => {});
     await outP.stdin.close().catch(() => {});
-    await outP.status;
+    for (const p of [inP, outP]) {
+      if (!p) continue;
+      const t = setTimeout(() => {
+        try {
+          p.kill("SIGKILL");
+        } catch { /* gone */ }
+      }, 10_000);
+      await p.status;
+      clearTimeout(t);
+    }
     await out.done;
-    await inOut.done;
+    await inOut?.done;
   }
 }
