@@ -37,6 +37,12 @@
  * its JetStream data) it is made again and watched again; `partial` is
  * true while NATS is down, a put fails or the watch fails.
  *
+ * Parts with one job each, behind this class: presence_config.ts (the
+ * timings, options and bucket), presence_snapshot.ts (the snapshot's
+ * payload and envelope, read and checked), presence_view.ts (the merged
+ * view and its listeners), presence_watch.ts (the bucket's watch loop);
+ * this file joins them and puts this node's snapshot.
+ *
  * @example
  * ```ts ignore
  * import { connect } from "@nats-io/transport-node";
@@ -53,238 +59,42 @@
 import type { NatsConnection, Status } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
 import { type KV, type KvEntry, Kvm } from "@nats-io/kv";
-import {
-  type ClusterKeys,
-  EnvelopeWindow,
-  isValidUsername,
-  openEnvelope,
-  sealEnvelope,
-  type UserState,
-} from "../../proto/mod.ts";
-import {
-  fromUtf8,
-  type Logger,
-  ProtocolError,
-  randomBytes,
-  utf8,
-} from "../../util/mod.ts";
+import { type ClusterKeys, isValidUsername } from "../../proto/mod.ts";
+import { type Logger, ProtocolError, randomBytes } from "../../util/mod.ts";
 import type {
   Presence,
-  PresenceChange,
   PresenceEntry,
   PresenceFields,
   PresenceListener,
 } from "../seams.ts";
+import {
+  BUCKET,
+  isGone,
+  type NatsPresenceOptions,
+  presenceBucket,
+  type PresenceTiming,
+  timingOf,
+} from "./presence_config.ts";
+import {
+  equalBytes,
+  makeEntry,
+  type Opened,
+  openSnapshot,
+} from "./presence_snapshot.ts";
+import { PresenceView } from "./presence_view.ts";
+import { PresenceWatch } from "./presence_watch.ts";
+import { SnapshotPut } from "./presence_put.ts";
 
-/** A node's snapshot is put at most this often (ms; changes in between are coalesced). */
-export const PRESENCE_COALESCE_MS = 100;
-/** A node's snapshot is put at least this often (ms): its heartbeat. */
-export const PRESENCE_HEARTBEAT_MS = 2_000;
-/** A snapshot older than this (ms, by its KV entry's server time) is a dead node's. */
-export const PRESENCE_STALE_MS = 6_000;
-/** How often snapshots are checked for age (ms). */
-export const PRESENCE_CHECK_MS = 1_000;
-/** The bucket's max age (ms): NATS drops a key not put for this long. */
-export const PRESENCE_MAX_AGE_MS = 10_000;
-
-/** The timings of {@link NatsPresence}; tests shorten them. */
-export interface PresenceTiming {
-  /** Default {@link PRESENCE_COALESCE_MS}. */
-  coalesceMs: number;
-  /** Default {@link PRESENCE_HEARTBEAT_MS}. */
-  heartbeatMs: number;
-  /** Default {@link PRESENCE_STALE_MS}. */
-  staleMs: number;
-  /** Default {@link PRESENCE_CHECK_MS}. */
-  checkMs: number;
-  /** How long a put may take before it is given up (default the heartbeat). */
-  putTimeoutMs: number;
-}
-
-/** Options of {@link NatsPresence.open}. */
-export interface NatsPresenceOptions {
-  /** A connected NATS client, with JetStream on the server; the caller closes it. */
-  nc: NatsConnection;
-  /** The cluster's name (rule 2.9): the bucket is `im_<cluster>_presence`. */
-  cluster: string;
-  /** This node's name (rule 2.9): its key in the bucket. */
-  node: string;
-  /** The cluster key's keys (11.1, 11.2). */
-  keys: ClusterKeys;
-  /** The clock (ms since the epoch): `since`, envelope times, snapshot ages. */
-  now?: () => number;
-  /** Where refusals and NATS trouble are logged. */
-  log?: Logger;
-  /**
-   * One of this node's users lost to the same user on another node (a later
-   * login there): close its connection here (`replaced`, rule 2.10). Called
-   * once per `join`, after the listeners were told.
-   */
-  onReplaced?: (name: string, by: PresenceEntry) => void;
-  /** {@link NatsPresence.partial} changed (`!list` says so). */
-  onPartialChange?: (partial: boolean) => void;
-  /**
-   * Another process puts snapshots under this node's name (two started
-   * with one `--node`): this one has stopped putting; the caller should
-   * stop it. Called once, after `cluster-duplicate-node` is logged.
-   */
-  onDuplicate?: (other: { boot: string; time: number }) => void;
-  /** Told when a listener throws; the other listeners are still called. */
-  onListenerError?: (error: unknown) => void;
-  /** Shorter timings, for tests. */
-  timing?: Partial<PresenceTiming>;
-  /**
-   * The bucket's replicas when it is made (1 to 5, default 1); one already
-   * there with another count is used as it is and logged
-   * `cluster-replicas-differ` (11.1, 11.6).
-   */
-  replicas?: number;
-}
-
-/** One user of a node, as its snapshot carries it. */
-interface Held {
-  entry: PresenceEntry;
-  /** When it logged in on that node (ms, that node's clock). */
-  since: number;
-}
-
-/** A snapshot's payload, read. */
-interface Parsed {
-  users: Map<string, Held>;
-  /** The node's last snapshot: it closed. */
-  leaving: boolean;
-}
-
-/** The newest envelope accepted of a node: an older one is refused (11.3). */
-interface Newest {
-  time: number;
-  boot: string;
-  seq: number;
-}
-
-/** The newest verified snapshot of another node. */
-interface Snapshot {
-  users: Map<string, Held>;
-  /** The KV entry's server time (ms). */
-  created: number;
-  boot: string;
-  seq: number;
-  /** The envelope, to know a copy of it from a replay. */
-  bytes: Uint8Array;
-}
-
-const STATES: ReadonlySet<string> = new Set(["IDLE", "HOSTING", "BUSY"]);
-/** Longest `addr` and `ticketId` a snapshot may carry. */
-const MAX_DETAIL = 300;
-/** Own envelopes remembered, to know our puts when the watch shows them. */
-const RECENT_OWN = 8;
-
-function makeEntry(
-  name: string,
-  node: string,
-  fields: PresenceFields,
-): PresenceEntry {
-  const e: PresenceEntry = { name, node, state: fields.state };
-  const more: Partial<PresenceFields> = {};
-  if (fields.addr !== undefined) more.addr = fields.addr;
-  if (fields.partner !== undefined) more.partner = fields.partner;
-  if (fields.isHost !== undefined) more.isHost = fields.isHost;
-  if (fields.ticketId !== undefined) more.ticketId = fields.ticketId;
-  return Object.freeze({ ...e, ...more });
-}
-
-function sameFields(a: PresenceEntry, b: PresenceEntry): boolean {
-  return a.node === b.node && a.state === b.state && a.addr === b.addr &&
-    a.partner === b.partner && a.isHost === b.isHost &&
-    a.ticketId === b.ticketId;
-}
-
-/** Does `a` win over `b` (later since, then the greater node name)? */
-function wins(a: Held, b: Held): boolean {
-  if (a.since !== b.since) return a.since > b.since;
-  return a.entry.node > b.entry.node;
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-function malformed(why: string): ProtocolError {
-  return new ProtocolError("cluster-malformed", `Snapshot refused: ${why}`);
-}
-
-/**
- * Read a snapshot's payload (11.3).
- * @throws {ProtocolError} `cluster-malformed`
- */
-function parseSnapshot(payload: Uint8Array, node: string): Parsed {
-  let msg: unknown;
-  try {
-    msg = JSON.parse(fromUtf8(payload, "snapshot"));
-  } catch {
-    throw malformed("not JSON");
-  }
-  const m = msg as {
-    t?: unknown;
-    node?: unknown;
-    users?: unknown;
-    leaving?: unknown;
-  };
-  if (typeof msg !== "object" || msg === null || m.t !== "snapshot") {
-    throw malformed("not a snapshot");
-  }
-  if (m.node !== node) throw malformed(`node "${m.node}" under key ${node}`);
-  if (!Array.isArray(m.users)) throw malformed("no users");
-  if (m.leaving !== undefined && m.leaving !== true) throw malformed("leaving");
-  const leaving = m.leaving === true;
-  if (leaving && m.users.length > 0) throw malformed("users while leaving");
-  const users = new Map<string, Held>();
-  for (const u of m.users as unknown[]) {
-    const x = u as Record<string, unknown>;
-    if (typeof u !== "object" || u === null) throw malformed("a user");
-    const { name, state, addr, partner, isHost, ticketId, since } = x;
-    if (typeof name !== "string" || !isValidUsername(name)) {
-      throw malformed("a user's name");
-    }
-    if (users.has(name)) throw malformed(`${name} twice`);
-    if (typeof state !== "string" || !STATES.has(state)) {
-      throw malformed(`${name}'s state`);
-    }
-    if (
-      typeof since !== "number" || !Number.isSafeInteger(since) || since < 0
-    ) {
-      throw malformed(`${name}'s since`);
-    }
-    const fields: PresenceFields = { state: state as UserState };
-    if (addr !== undefined) {
-      if (typeof addr !== "string" || addr.length > MAX_DETAIL) {
-        throw malformed(`${name}'s addr`);
-      }
-      fields.addr = addr;
-    }
-    if (partner !== undefined) {
-      if (typeof partner !== "string" || !isValidUsername(partner)) {
-        throw malformed(`${name}'s partner`);
-      }
-      fields.partner = partner;
-    }
-    if (isHost !== undefined) {
-      if (typeof isHost !== "boolean") throw malformed(`${name}'s isHost`);
-      fields.isHost = isHost;
-    }
-    if (ticketId !== undefined) {
-      if (typeof ticketId !== "string" || ticketId.length > MAX_DETAIL) {
-        throw malformed(`${name}'s ticketId`);
-      }
-      fields.ticketId = ticketId;
-    }
-    users.set(name, { entry: makeEntry(name, node, fields), since });
-  }
-  return { users, leaving };
-}
-
+export {
+  type NatsPresenceOptions,
+  PRESENCE_CHECK_MS,
+  PRESENCE_COALESCE_MS,
+  PRESENCE_HEARTBEAT_MS,
+  PRESENCE_MAX_AGE_MS,
+  PRESENCE_STALE_MS,
+  presenceBucket,
+  type PresenceTiming,
+} from "./presence_config.ts";
 /**
  * The presence of one node of a cluster: its own users, and every other
  * node's as their snapshots in the KV bucket say (PROTOCOL.md 11.3).
@@ -316,44 +126,21 @@ export class NatsPresence implements Presence {
   readonly #subject: string;
   readonly #boot = randomBytes(8);
   readonly #bootHex = this.#boot.toHex();
-  readonly #window = new EnvelopeWindow();
   /** When this boot started (this node's clock). */
   readonly #started: number;
 
-  #own = new Map<string, Held & { told: boolean }>();
-  #remote = new Map<string, Snapshot>();
-  /** Per other node, the newest envelope accepted; kept after it is dropped. */
-  #newest = new Map<string, Newest>();
-  /** The resolved view: one entry per online user. */
-  #view = new Map<string, PresenceEntry>();
-  /** Nodes dropped as dead, and when: their replay windows are forgotten later. */
-  #gone = new Map<string, number>();
+  /** Our users and the other nodes' snapshots, merged (presence_view.ts). */
+  readonly #v: PresenceView;
 
-  #listeners = new Set<PresenceListener>();
-  #queue: PresenceChange[] = [];
-  #telling = false;
-
-  #seq = 0;
-  #recent: Uint8Array[] = [];
-  #lastPut = -Infinity;
-  #putting: Promise<void> | undefined;
-  #dirty = false;
-  #putTimer: ReturnType<typeof setTimeout> | undefined;
-  #putDue = Infinity;
-  #putFailing = false;
-  /** The KV revision of our first put in this bucket (a later foreign one is a duplicate). */
-  #ownRev: number | undefined;
+  /** The puts of our snapshot (presence_put.ts). */
+  readonly #puts: SnapshotPut;
   /** Another process puts under our name: nothing more is put. */
   #duplicate = false;
   #remaking: Promise<void> | undefined;
   #checkTimer: ReturnType<typeof setInterval>;
 
-  #watcher: { stop(): void } | undefined;
-  /** Since when (Date.now()) a put succeeded that the watch has not shown yet. */
-  #echoSince: number | undefined;
-  #watching: Promise<void>;
-  #rewatchTimer: ReturnType<typeof setTimeout> | undefined;
-  #rewatchWake: (() => void) | undefined;
+  /** The bucket's watch (presence_watch.ts). */
+  readonly #watch: PresenceWatch;
   #statusIter: { stop(): void } | undefined;
   #statusLoop: Promise<void>;
   #partial = false;
@@ -377,14 +164,54 @@ export class NatsPresence implements Presence {
     this.#onPartialChange = o.onPartialChange ?? (() => {});
     this.#onDuplicate = o.onDuplicate ?? (() => {});
     this.#onListenerError = o.onListenerError ?? (() => {});
+    this.#v = new PresenceView(
+      o.node,
+      (name, by) => this.#onReplaced(name, by),
+      (e) => this.#onListenerError(e),
+      this.#log,
+    );
     this.#t = timingOf(o.timing);
     this.#started = this.#now();
     this.#subject = `$KV.${this.bucket}.${this.node}`;
+    this.#puts = new SnapshotPut({
+      node: this.node,
+      boot: this.#boot,
+      subject: this.#subject,
+      keys: this.#keys,
+      timing: this.#t,
+      now: this.#now,
+      log: this.#log,
+      kv: () => this.#kv,
+      users: () =>
+        [...this.#v.own.values()].map(({ entry, since }) => {
+          const { node: _, ...u } = entry;
+          return { ...u, since };
+        }),
+      closed: () => this.#closed,
+      duplicate: () => this.#duplicate,
+      linkDown: () => this.#linkDown,
+      put: () => this.#watch.put(),
+      failingChanged: () => this.#refreshPartial(),
+      remake: () => this.#remake(),
+    });
     this.#checkTimer = setInterval(() => this.#expire(), this.#t.checkMs);
     const status = o.nc.status();
     this.#statusIter = status as unknown as { stop(): void };
     this.#statusLoop = this.#followStatus(status);
-    this.#watching = this.#watchLoop();
+    this.#watch = new PresenceWatch({
+      node: this.node,
+      kv: () => this.#kv,
+      closed: () => this.#closed,
+      ncClosed: () => this.#nc.isClosed(),
+      onEntry: (e) => this.#onEntry(e),
+      failing: (failing) => {
+        this.#watchFailing = failing;
+        this.#refreshPartial();
+      },
+      remake: () => this.#remake(),
+      maxDelayMs: this.#t.heartbeatMs,
+      log: this.#log,
+    });
   }
 
   /**
@@ -421,8 +248,7 @@ export class NatsPresence implements Presence {
       });
     }
     const p = new NatsPresence(o, kvm, kv);
-    p.#dirty = true;
-    await p.#flush();
+    await p.#puts.flush();
     return p;
   }
 
@@ -456,7 +282,7 @@ export class NatsPresence implements Presence {
 
   /** The other nodes whose snapshot is in the view now, sorted. */
   nodes(): string[] {
-    return [...this.#remote.keys()].sort();
+    return [...this.#v.remote.keys()].sort();
   }
 
   join(name: string, node: string): PresenceEntry {
@@ -468,33 +294,29 @@ export class NatsPresence implements Presence {
     const e = makeEntry(name, node, { state: "IDLE" });
     // Later than every other login of this name we know of, whatever the
     // clocks say: the newer login wins on every node (11.3).
-    let since = this.#now();
-    for (const s of this.#remote.values()) {
-      const h = s.users.get(name);
-      if (h && h.since >= since) since = h.since + 1;
-    }
-    this.#own.set(name, { entry: e, since, told: false });
-    this.#changed();
-    this.#apply([name], true);
+    const since = this.#v.since(name, this.#now());
+    this.#v.own.set(name, { entry: e, since, told: false });
+    this.#puts.changed();
+    this.#v.apply([name], true);
     return e;
   }
 
   leave(name: string): PresenceEntry | undefined {
-    const held = this.#own.get(name);
+    const held = this.#v.own.get(name);
     if (!held) return undefined;
-    this.#own.delete(name);
-    this.#changed();
-    this.#apply([name]);
+    this.#v.own.delete(name);
+    this.#puts.changed();
+    this.#v.apply([name]);
     return held.entry;
   }
 
   update(name: string, fields: PresenceFields): PresenceEntry | undefined {
-    const held = this.#own.get(name);
+    const held = this.#v.own.get(name);
     if (!held) return undefined;
     const e = makeEntry(name, this.node, fields);
-    this.#own.set(name, { ...held, entry: e });
-    this.#changed();
-    this.#apply([name]);
+    this.#v.own.set(name, { ...held, entry: e });
+    this.#puts.changed();
+    this.#v.apply([name]);
     return e;
   }
 
@@ -504,27 +326,23 @@ export class NatsPresence implements Presence {
    * before the next heartbeat.
    */
   reseal(): void {
-    this.#changed();
+    this.#puts.changed();
   }
 
   get(name: string): PresenceEntry | undefined {
-    return this.#view.get(name);
+    return this.#v.get(name);
   }
 
   list(): PresenceEntry[] {
-    return [...this.#view.values()].sort((a, b) =>
-      a.name.localeCompare(b.name)
-    );
+    return this.#v.list();
   }
 
   get size(): number {
-    return this.#view.size;
+    return this.#v.size;
   }
 
   subscribe(listener: PresenceListener): () => void {
-    const l: PresenceListener = (c) => listener(c);
-    this.#listeners.add(l);
-    return () => this.#listeners.delete(l);
+    return this.#v.subscribe(listener);
   }
 
   /**
@@ -537,13 +355,13 @@ export class NatsPresence implements Presence {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#stop();
-    await this.#putting;
-    await this.#watching;
+    await this.#puts.putting;
+    await this.#watch.done;
     await this.#statusLoop;
     if (!this.#nc.isClosed() && !this.#duplicate) {
       try {
         // The JetStream timeout of both: putTimeoutMs.
-        await this.#kv.put(this.node, this.#seal([], true), {
+        await this.#kv.put(this.node, this.#puts.seal([], true), {
           timeout: this.#t.putTimeoutMs,
         });
         await this.#kv.delete(this.node);
@@ -563,172 +381,28 @@ export class NatsPresence implements Presence {
   async crash(): Promise<void> {
     if (this.#closed) return;
     this.#stop();
-    await this.#putting?.catch(() => {});
-    await this.#watching;
+    await this.#puts.putting?.catch(() => {});
+    await this.#watch.done;
     await this.#statusLoop;
   }
 
   #stop(): void {
     this.#closed = true;
     clearInterval(this.#checkTimer);
-    clearTimeout(this.#putTimer);
-    this.#putTimer = undefined;
-    clearTimeout(this.#rewatchTimer);
-    this.#rewatchWake?.();
-    this.#watcher?.stop();
+    this.#puts.cancel();
+    this.#watch.stop();
     this.#statusIter?.stop();
-  }
-
-  // --- the view -----------------------------------------------------------
-
-  /** The winner for `name` among this node's user and the snapshots. */
-  #resolve(name: string): PresenceEntry | undefined {
-    let best: Held | undefined = this.#own.get(name);
-    for (const s of this.#remote.values()) {
-      const h = s.users.get(name);
-      if (h && (!best || wins(h, best))) best = h;
-    }
-    return best?.entry;
-  }
-
-  /**
-   * Bring the view of `names` up to date and tell the listeners what
-   * changed; then tell `onReplaced` of this node's users that lost.
-   * @param rejoin a local join: an entry already there is told as left
-   */
-  #apply(names: Iterable<string>, rejoin = false): void {
-    const replaced: [string, PresenceEntry][] = [];
-    for (const name of [...names].sort()) {
-      const old = this.#view.get(name);
-      const now = this.#resolve(name);
-      // Told even when the view did not change (it showed the winner already).
-      const own = this.#own.get(name);
-      if (own && !own.told && now && now.node !== this.node) {
-        own.told = true;
-        replaced.push([name, now]);
-      }
-      if (now === old) continue;
-      if (!now) {
-        this.#view.delete(name);
-        this.#tell({ kind: "leave", entry: old! });
-      } else if (!old) {
-        this.#view.set(name, now);
-        this.#tell({ kind: "join", entry: now });
-      } else if (old.node !== now.node || rejoin && now.node === this.node) {
-        this.#view.set(name, now);
-        this.#tell({ kind: "leave", entry: old });
-        this.#tell({ kind: "join", entry: now });
-      } else if (now.node !== this.node && sameFields(old, now)) {
-        // A heartbeat of the same user: the entry read before stays.
-        continue;
-      } else {
-        this.#view.set(name, now);
-        this.#tell({ kind: "update", entry: now, previous: old });
-      }
-    }
-    for (const [name, by] of replaced) {
-      try {
-        this.#onReplaced(name, by);
-      } catch (e) {
-        this.#onListenerError(e);
-      }
-    }
-  }
-
-  /** Tell every listener, in order; a change made by a listener waits for the current one. */
-  #tell(change: PresenceChange): void {
-    this.#queue.push(change);
-    if (this.#telling) return;
-    this.#telling = true;
-    try {
-      for (let c = this.#queue.shift(); c; c = this.#queue.shift()) {
-        for (const l of [...this.#listeners]) {
-          try {
-            l(c);
-          } catch (e) {
-            this.#onListenerError(e);
-          }
-        }
-      }
-    } finally {
-      this.#telling = false;
-    }
   }
 
   /** Drop the snapshots too old to be of a live node (their users leave). */
   #expire(): void {
     // A watch that does not show our own put is dead (its stream was
     // deleted under it): watch again.
-    if (
-      this.#echoSince !== undefined && this.#watcher &&
-      Date.now() - this.#echoSince > this.#t.staleMs / 2
-    ) {
-      this.#echoSince = undefined;
-      this.#log("cluster-presence-watch-stalled", { node: this.node });
-      this.#watcher.stop();
-    }
-    const now = this.#now();
-    for (const [node, s] of this.#remote) {
-      if (now - s.created > this.#t.staleMs) {
-        this.#log("cluster-node-gone", { node, age: now - s.created });
-        this.#drop(node);
-      }
-    }
-    // A gone node's envelopes are refused as stale after 2 min anyway.
-    for (const [node, at] of this.#gone) {
-      if (now - at > 2 * 120_000 && !this.#remote.has(node)) {
-        this.#window.forget(node);
-        this.#newest.delete(node);
-        this.#gone.delete(node);
-      }
-    }
-  }
-
-  #drop(node: string): void {
-    this.#gone.set(node, this.#now());
-    const s = this.#remote.get(node);
-    if (!s) return;
-    this.#remote.delete(node);
-    this.#apply(s.users.keys());
+    this.#watch.check(this.#t.staleMs);
+    this.#v.expire(this.#now(), this.#t.staleMs);
   }
 
   // --- the watch ----------------------------------------------------------
-
-  /** Watch the bucket; watch again when the watch ends (NATS back, or an error). */
-  async #watchLoop(): Promise<void> {
-    let delay = 100;
-    while (!this.#closed) {
-      try {
-        const w = await this.#kv.watch();
-        if (this.#closed) {
-          w.stop();
-          break;
-        }
-        this.#watcher = w;
-        this.#watchFailing = false;
-        this.#refreshPartial();
-        delay = 100;
-        for await (const e of w) this.#onEntry(e);
-      } catch (e) {
-        if (this.#closed) break;
-        this.#watchFailing = true;
-        this.#refreshPartial();
-        this.#log("cluster-presence-watch-failed", {
-          node: this.node,
-          error: e instanceof Error ? e.message : String(e),
-        });
-        if (isGone(e)) await this.#remake();
-      }
-      this.#watcher = undefined;
-      if (this.#closed || this.#nc.isClosed()) break;
-      await new Promise<void>((r) => {
-        this.#rewatchWake = r;
-        this.#rewatchTimer = setTimeout(r, delay);
-      });
-      this.#rewatchWake = undefined;
-      delay = Math.min(delay * 2, this.#t.heartbeatMs);
-    }
-  }
 
   /**
    * The bucket is gone (NATS came back without its JetStream data): make it
@@ -749,14 +423,13 @@ export class NatsPresence implements Presence {
           ...BUCKET,
           replicas: this.#replicas,
         });
-        this.#ownRev = undefined; // revisions start again
+        this.#puts.ownRev = undefined; // revisions start again
         this.#log("cluster-presence-bucket-made", {
           node: this.node,
           bucket: this.bucket,
         });
-        this.#watcher?.stop();
-        this.#rewatchWake?.();
-        this.#changed();
+        this.#watch.again();
+        this.#puts.changed();
       } catch (e) {
         this.#log("cluster-presence-bucket-failed", {
           node: this.node,
@@ -790,62 +463,36 @@ export class NatsPresence implements Presence {
     if (e.operation !== "PUT") {
       // Anyone who can write to NATS can delete a key: a node leaves the
       // view by its leaving snapshot or by age, never by a delete (11.3).
-      if (own) this.#changed(); // ours is put again
+      if (own) this.#puts.changed(); // ours is put again
       return;
     }
-    if (own && this.#recent.some((b) => equalBytes(b, e.value))) {
-      this.#echoSince = undefined; // the watch is alive
+    if (own && this.#puts.isOurs(e.value)) {
+      this.#watch.echoed(); // the watch is alive
       return;
     }
     const created = e.created.getTime();
-    const held = this.#remote.get(node);
+    const held = this.#v.remote.get(node);
     if (held && equalBytes(held.bytes, e.value)) return; // seen (a watch again)
     if (!own && this.#now() - created > this.#t.staleMs) return; // a dead node's
-    let parsed: Parsed;
-    let boot: string, seq: number, time: number;
+    let opened: Opened;
     try {
-      const opened = openEnvelope(this.#keys, e.value, {
-        subject: `$KV.${this.bucket}.${node}`,
+      opened = openSnapshot(this.#keys, e.value, {
+        bucket: this.bucket,
+        node,
         now: this.#now(),
-        window: this.#window,
+        window: this.#v.window,
+        newest: own ? undefined : this.#v.newest.get(node),
       });
-      if (opened.node !== node) {
-        throw malformed(`node ${opened.node}'s envelope under key ${node}`);
-      }
-      parsed = parseSnapshot(opened.payload, node);
-      boot = opened.boot.toHex();
-      seq = opened.seq;
-      time = opened.time;
-      const last = own ? undefined : this.#newest.get(node);
-      if (
-        last &&
-        (last.boot === boot ? seq < last.seq : time < last.time)
-      ) {
-        throw new ProtocolError(
-          "cluster-replayed",
-          `Snapshot refused: older than the newest of ${node} (sealed at ${time}, boot ${boot} seq ${seq}; the newest at ${last.time}, boot ${last.boot} seq ${last.seq})`,
-        );
-      }
     } catch (err) {
       this.#refuse(node, err);
-      if (own) this.#changed(); // whatever it was, ours is put again
+      if (own) this.#puts.changed(); // whatever it was, ours is put again
       return;
     }
     if (own) {
-      this.#onOwnKey(e, boot, time);
+      this.#onOwnKey(e, opened.boot, opened.time);
       return;
     }
-    this.#newest.set(node, { time, boot, seq });
-    if (parsed.leaving) {
-      this.#log("cluster-node-gone", { node, leaving: true });
-      this.#drop(node);
-      return;
-    }
-    const users = parsed.users;
-    const names = new Set([...users.keys(), ...(held?.users.keys() ?? [])]);
-    this.#remote.set(node, { users, created, boot, seq, bytes: e.value });
-    this.#gone.delete(node);
-    this.#apply(names);
+    this.#v.accept(node, opened, created, e.value, this.#now());
   }
 
   /**
@@ -855,15 +502,14 @@ export class NatsPresence implements Presence {
    */
   #onOwnKey(e: KvEntry, boot: string, time: number): void {
     const duplicate = boot !== this.#bootHex && time >= this.#started &&
-      this.#ownRev !== undefined && e.revision > this.#ownRev;
+      this.#puts.ownRev !== undefined && e.revision > this.#puts.ownRev;
     if (!duplicate) {
-      this.#changed();
+      this.#puts.changed();
       return;
     }
     if (this.#duplicate) return;
     this.#duplicate = true;
-    clearTimeout(this.#putTimer);
-    this.#putTimer = undefined;
+    this.#puts.cancel();
     this.#log("cluster-duplicate-node", {
       node: this.node,
       boot: this.#bootHex,
@@ -893,9 +539,8 @@ export class NatsPresence implements Presence {
           this.#watchFailing = true;
           this.#refreshPartial();
           // Read every node's snapshot again, and put ours (11.5).
-          this.#watcher?.stop();
-          this.#rewatchWake?.();
-          this.#changed();
+          this.#watch.again();
+          this.#puts.changed();
         } else if (s.type === "close") {
           this.#linkDown = true;
           this.#refreshPartial();
@@ -910,7 +555,8 @@ export class NatsPresence implements Presence {
 
   /** Partial while the link is down, a put fails or the watch fails. */
   #refreshPartial(): void {
-    const partial = this.#linkDown || this.#putFailing || this.#watchFailing;
+    const partial = this.#linkDown || this.#puts.failing ||
+      this.#watchFailing;
     if (this.#partial === partial || this.#closed) return;
     this.#partial = partial;
     this.#log(partial ? "cluster-unreachable" : "cluster-reachable", {
@@ -922,137 +568,4 @@ export class NatsPresence implements Presence {
       this.#onListenerError(e);
     }
   }
-
-  // --- putting our snapshot -----------------------------------------------
-
-  /**
-   * Our users changed, or our key must be put again: put the snapshot once
-   * `coalesceMs` passed since the last put, whatever asked for it.
-   */
-  #changed(): void {
-    this.#dirty = true;
-    this.#plan(this.#lastPut + this.#t.coalesceMs);
-  }
-
-  /** Have the next put happen at `at` (Date.now() time), or earlier if already planned so. */
-  #plan(at: number): void {
-    if (this.#closed || this.#duplicate) return;
-    if (this.#putTimer !== undefined && this.#putDue <= at) return;
-    clearTimeout(this.#putTimer);
-    this.#putDue = at;
-    this.#putTimer = setTimeout(() => {
-      this.#putTimer = undefined;
-      this.#putDue = Infinity;
-      this.#flush();
-    }, Math.max(0, at - Date.now()));
-  }
-
-  /** Put the snapshot (one put at a time; a change meanwhile puts again). */
-  #flush(): Promise<void> {
-    if (this.#putting) {
-      this.#dirty = true;
-      return this.#putting;
-    }
-    if (this.#duplicate) return Promise.resolve();
-    this.#dirty = false;
-    const p = this.#put().finally(() => {
-      this.#putting = undefined;
-      if (this.#closed) return;
-      if (this.#dirty) this.#plan(this.#lastPut + this.#t.coalesceMs);
-      else this.#plan(this.#lastPut + this.#t.heartbeatMs);
-    });
-    this.#putting = p;
-    return p;
-  }
-
-  /** Seal a snapshot of `users` for our key. */
-  #seal(
-    users: (Omit<PresenceEntry, "node"> & { since: number })[],
-    leaving = false,
-  ): Uint8Array {
-    const payload = utf8(
-      JSON.stringify({
-        t: "snapshot",
-        node: this.node,
-        users,
-        ...(leaving && { leaving: true }),
-      }),
-    );
-    const env = sealEnvelope(this.#keys, {
-      node: this.node,
-      boot: this.#boot,
-      seq: ++this.#seq,
-      time: this.#now(),
-      subject: this.#subject,
-      payload,
-    });
-    this.#recent.push(env);
-    if (this.#recent.length > RECENT_OWN) this.#recent.shift();
-    return env;
-  }
-
-  async #put(): Promise<void> {
-    const env = this.#seal(
-      [...this.#own.values()].map(({ entry, since }) => {
-        const { node: _, ...u } = entry;
-        return { ...u, since };
-      }),
-    );
-    this.#lastPut = Date.now();
-    try {
-      const rev = await this.#kv.put(this.node, env, {
-        timeout: this.#t.putTimeoutMs,
-      });
-      // The first in this bucket; lower: the bucket was made again.
-      if (this.#ownRev === undefined || rev < this.#ownRev) this.#ownRev = rev;
-      this.#echoSince ??= Date.now();
-      if (this.#putFailing) {
-        this.#putFailing = false;
-        this.#log("cluster-presence-put", { node: this.node, ok: true });
-        this.#refreshPartial();
-      }
-    } catch (e) {
-      // Put again at the next heartbeat, or once NATS is back; the bucket
-      // made again if it is gone.
-      if (!this.#putFailing) {
-        this.#putFailing = true;
-        this.#log("cluster-presence-put-failed", {
-          node: this.node,
-          error: e instanceof Error ? e.message : String(e),
-        });
-        this.#refreshPartial();
-      }
-      if (!this.#linkDown && !this.#closed) await this.#remake();
-    }
-  }
-}
-
-/** The bucket's settings (11.3). */
-const BUCKET = { history: 1, ttl: PRESENCE_MAX_AGE_MS };
-
-/** Does this NATS error say the bucket's stream is not there? */
-function isGone(e: unknown): boolean {
-  const m = e instanceof Error ? e.message : String(e);
-  return /stream not found|bucket not found|no stream/i.test(m);
-}
-
-/** The timings, the defaults where not given. */
-function timingOf(t: Partial<PresenceTiming> = {}): PresenceTiming {
-  const heartbeatMs = t.heartbeatMs ?? PRESENCE_HEARTBEAT_MS;
-  return {
-    coalesceMs: t.coalesceMs ?? PRESENCE_COALESCE_MS,
-    heartbeatMs,
-    staleMs: t.staleMs ?? PRESENCE_STALE_MS,
-    checkMs: t.checkMs ?? PRESENCE_CHECK_MS,
-    putTimeoutMs: t.putTimeoutMs ?? heartbeatMs,
-  };
-}
-
-/**
- * The presence bucket of a cluster (11.3).
- * @param cluster the cluster's name
- * @returns `im_<cluster>_presence`
- */
-export function presenceBucket(cluster: string): string {
-  return `im_${cluster}_presence`;
 }
