@@ -188,18 +188,22 @@ export class ServerProcess {
   /**
    * Start `deno run --allow-net=127.0.0.1 bench/_server.ts` and configure it.
    * @param cfg what to serve
+   * @param cpus run it on these CPUs only (`taskset -c`, e.g. `"0"`)
    * @returns the running server
    * @throws Error when the child does not answer with its port
    */
-  static async spawn(cfg: ServerConfig): Promise<ServerProcess> {
-    const child = new Deno.Command("deno", {
-      args: [
-        "run",
-        "--allow-net=127.0.0.1",
-        ...(cfg.cluster ? ["--allow-env"] : []),
-        "--v8-flags=--expose-gc",
-        new URL("./_server.ts", import.meta.url).href,
-      ],
+  static async spawn(cfg: ServerConfig, cpus?: string): Promise<ServerProcess> {
+    const deno = [
+      "deno",
+      "run",
+      "--allow-net=127.0.0.1",
+      ...(cfg.cluster ? ["--allow-env"] : []),
+      "--v8-flags=--expose-gc",
+      new URL("./_server.ts", import.meta.url).href,
+    ];
+    const argv = cpus === undefined ? deno : ["taskset", "-c", cpus, ...deno];
+    const child = new Deno.Command(argv[0]!, {
+      args: argv.slice(1),
       stdin: "piped",
       stdout: "piped",
       stderr: "inherit",

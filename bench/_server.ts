@@ -45,6 +45,10 @@ export interface ServerConfig {
    * child then needs `--allow-env` (the NATS client reads it).
    */
   cluster?: { servers: string[]; node: string; key: string; name: string };
+  /** `ServerOptions.signWorkers` (issue 15; default 0: the main thread signs). */
+  signWorkers?: number;
+  /** `ServerOptions.authFailureLimit`: the capacity section's abandoned logins must not be slowed down. */
+  authFailureLimit?: number;
 }
 
 /** The answer to `mem`. */
@@ -152,6 +156,9 @@ async function main(): Promise<void> {
       hostname: "127.0.0.1",
       port: 0,
       maxClients: Math.max(10_000, n),
+      ...(cfg.signWorkers !== undefined && { signWorkers: cfg.signWorkers }),
+      ...(cfg.authFailureLimit !== undefined &&
+        { authFailureLimit: cfg.authFailureLimit }),
       log: (event, fields) => {
         // Count leaves by reason: a heartbeat timeout reads `leave:timeout`.
         const key = event === "leave" || event === "connection-error"

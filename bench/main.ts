@@ -38,6 +38,7 @@ import {
   measureLimits,
 } from "./limits.ts";
 import { benchLogin, type LoginFigures } from "./login.ts";
+import { benchCapacity } from "./capacity.ts";
 import { benchMessages } from "./messages.ts";
 import { benchScale, type ScaleFigures } from "./scale.ts";
 import { benchMailCrypto } from "./mail.ts";
@@ -50,6 +51,7 @@ import { benchTyped } from "./typed.ts";
 export const SECTIONS = [
   "cipher",
   "login",
+  "capacity",
   "messages",
   "mail",
   "room",
@@ -351,7 +353,7 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
   }
 
   const keys = new Map<number, BenchKeys>();
-  const needKeys = want("login") || want("scale");
+  const needKeys = want("login") || want("capacity") || want("scale");
   if (needKeys) {
     for (const bits of [2048, 3072]) keys.set(bits, await makeKeys(bits));
   }
@@ -363,6 +365,13 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     mark = await cpuSnapshot();
     login = await benchLogin({ quick: opts.quick, report, limits, keys });
     await endSection("login");
+  }
+
+  if (want("capacity")) {
+    out("\n## capacity");
+    await waitQuiet("capacity");
+    await benchCapacity({ quick: opts.quick, report, keys });
+    await endSection("capacity");
   }
 
   let peerP50: number | null = null;
