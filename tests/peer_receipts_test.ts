@@ -21,9 +21,12 @@ import {
 import type { DirectionKeys } from "../lib/crypto/mod.ts";
 import { type FrameTransport, memoryPair } from "../lib/wire/mod.ts";
 import {
+  ACK_MAX_DELAY_MS,
+  ACK_QUIET_MS,
   ACK_RUN_MAX,
   type PeerEvent,
   PeerSession,
+  ReceiptRun,
   RelayTransport,
 } from "../lib/client/mod.ts";
 
@@ -314,4 +317,80 @@ Deno.test("no receipt timer outlives a session's events: ended by the peer (noth
     a.channel.abort("test");
     b.channel.abort("test");
   }
+});
+
+/** A clock the test turns by hand: one pending tick at most, as the run keeps. */
+function handClock() {
+  let pending: (() => void) | undefined;
+  const periods: number[] = [];
+  return {
+    periods,
+    get set() {
+      return pending !== undefined;
+    },
+    clock: {
+      set: (f: () => void, ms: number) => {
+        assert.equal(pending, undefined, "one timer at a time");
+        periods.push(ms);
+        pending = f;
+        return 1;
+      },
+      clear: () => {
+        pending = undefined;
+      },
+    },
+    tick() {
+      const f = pending;
+      pending = undefined;
+      f?.();
+    },
+  };
+}
+
+Deno.test("the quiet spell and the longest wait, on a hand-turned clock: the receipt goes after a tick with no msg, or once the run is ACK_MAX_DELAY_MS old while msgs keep coming", async () => {
+  const sent: PeerToPeer[] = [];
+  const h = handClock();
+  const run = new ReceiptRun((ack) => {
+    sent.push(ack);
+    return Promise.resolve();
+  }, h.clock);
+  // One msg, then a tick with nothing: the quiet spell.
+  run.add("1");
+  assert.ok(h.set && run.pending);
+  h.tick();
+  assert.deepEqual(sent, [{ t: "ack", id: "1" }]);
+  assert.equal(run.pending, false);
+  // A msg in every tick: no quiet spell, so the longest wait decides.
+  const ticks = ACK_MAX_DELAY_MS / ACK_QUIET_MS;
+  run.add("2");
+  for (let i = 1; i <= ticks; i++) {
+    run.add(String(2 + i));
+    h.tick();
+    if (i < ticks) assert.equal(sent.length, 1, `no receipt after tick ${i}`);
+  }
+  assert.deepEqual(sent[1], {
+    t: "ack",
+    id: String(2 + ticks),
+    count: ticks + 1,
+  });
+  assert.equal(run.pending, false);
+  assert.ok(h.periods.every((ms) => ms === ACK_QUIET_MS));
+  // A msg after a busy tick, then a quiet one.
+  run.add("a");
+  run.add("b");
+  h.tick(); // "b" came during this tick: not quiet yet
+  assert.equal(sent.length, 2);
+  h.tick();
+  assert.deepEqual(sent[2], { t: "ack", id: "b", count: 2 });
+  // flush() sends at once and clears the tick; drop() forgets the run.
+  run.add("c");
+  await run.flush();
+  assert.deepEqual(sent[3], { t: "ack", id: "c" });
+  assert.equal(h.set, false);
+  run.add("d");
+  run.drop();
+  assert.equal(h.set, false);
+  h.tick();
+  await run.flush();
+  assert.equal(sent.length, 4, "a dropped run sends nothing");
 });

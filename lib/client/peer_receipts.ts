@@ -22,9 +22,8 @@
 import type { PeerToPeer } from "../proto/mod.ts";
 
 /**
- * The quiet spell: a receiver sends its receipt once no further `msg`
- * arrived for this long after the last one (PROTOCOL.md section 6,
- * "Receipts").
+ * The quiet spell: a receiver sends its receipt once a tick of this long
+ * passed with no further `msg` (PROTOCOL.md section 6, "Receipts").
  */
 export const ACK_QUIET_MS = 2;
 
@@ -41,22 +40,42 @@ export const ACK_MAX_DELAY_MS = 20;
  */
 export const ACK_RUN_MAX = 64;
 
+/** How a {@link ReceiptRun} sets and clears its timer (a test's own clock). */
+export interface TickTimer {
+  set(f: () => void, ms: number): unknown;
+  clear(handle: unknown): void;
+}
+
+const REAL_TIMER: TickTimer = {
+  set: (f, ms) => setTimeout(f, ms),
+  clear: (h) => clearTimeout(h as number),
+};
+
 /** A run of `msg`s read and not yet acknowledged, with its one timer. */
 export class ReceiptRun {
   #send: (ack: PeerToPeer) => Promise<void>;
+  #clock: TickTimer;
   /** The run's last `msg` and its length. */
   #id = "";
   #count = 0;
-  /** When the run's first and last `msg` were read (`performance.now()`). */
-  #first = 0;
-  #last = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * The run's length at the last tick, and the ticks so far: counted, not
+   * timed, so that a `msg` costs no clock read (issue 15).
+   */
+  #seen = 0;
+  #ticks = 0;
+  #timer: unknown;
 
   /**
    * @param send sends an `ack` on the session's channel; never rejects
+   * @param clock the timer (default: `setTimeout`)
    */
-  constructor(send: (ack: PeerToPeer) => Promise<void>) {
+  constructor(
+    send: (ack: PeerToPeer) => Promise<void>,
+    clock: TickTimer = REAL_TIMER,
+  ) {
     this.#send = send;
+    this.#clock = clock;
   }
 
   /** Is a run waiting for its receipt (the timer set)? */
@@ -70,31 +89,31 @@ export class ReceiptRun {
    * @param id the `msg`'s id
    */
   add(id: string): void {
-    const now = performance.now();
-    if (this.#count === 0) this.#first = now;
     this.#id = id;
-    this.#count++;
-    this.#last = now;
-    if (this.#count >= ACK_RUN_MAX) {
+    if (++this.#count >= ACK_RUN_MAX) {
       void this.flush();
-    } else {
-      this.#timer ??= setTimeout(this.#onTimer, ACK_QUIET_MS);
+    } else if (this.#timer === undefined) {
+      this.#seen = this.#count;
+      this.#ticks = 0;
+      this.#timer = this.#clock.set(this.#onTick, ACK_QUIET_MS);
     }
   }
 
-  /** After the quiet spell, or {@link ACK_MAX_DELAY_MS} after the run began. */
-  #onTimer = (): void => {
+  /**
+   * A tick: the receipt goes when no `msg` came during it (the quiet spell),
+   * or once the run is {@link ACK_MAX_DELAY_MS} old; else another tick.
+   */
+  #onTick = (): void => {
     this.#timer = undefined;
     if (this.#count === 0) return;
-    const now = performance.now();
-    const quiet = now - this.#last, age = now - this.#first;
-    if (quiet >= ACK_QUIET_MS || age >= ACK_MAX_DELAY_MS) {
+    if (
+      this.#count === this.#seen ||
+      ++this.#ticks * ACK_QUIET_MS >= ACK_MAX_DELAY_MS
+    ) {
       void this.flush();
     } else {
-      this.#timer = setTimeout(
-        this.#onTimer,
-        Math.max(1, Math.min(ACK_QUIET_MS - quiet, ACK_MAX_DELAY_MS - age)),
-      );
+      this.#seen = this.#count;
+      this.#timer = this.#clock.set(this.#onTick, ACK_QUIET_MS);
     }
   };
 
@@ -104,7 +123,7 @@ export class ReceiptRun {
    * @returns when the `ack` was handed to the channel
    */
   flush(): Promise<void> {
-    clearTimeout(this.#timer);
+    if (this.#timer !== undefined) this.#clock.clear(this.#timer);
     this.#timer = undefined;
     const count = this.#count, id = this.#id;
     if (count === 0) return Promise.resolve();
@@ -116,7 +135,7 @@ export class ReceiptRun {
 
   /** Forget the run without a receipt (the channel is gone), and its timer. */
   drop(): void {
-    clearTimeout(this.#timer);
+    if (this.#timer !== undefined) this.#clock.clear(this.#timer);
     this.#timer = undefined;
     this.#count = 0;
     this.#id = "";
