@@ -15,6 +15,7 @@ import { KeyError, type LogFields } from "../lib/util/mod.ts";
 import { type PrivateIdentity, verifyPss } from "../lib/crypto/mod.ts";
 import {
   defaultSignWorkers,
+  SIGN_WORKER_RETRIES,
   SignPool,
   signWorkerScript,
 } from "../lib/crypto/mod.ts";
@@ -163,6 +164,7 @@ Deno.test("SignPool: a worker terminated in the middle of a job fails that job w
     // Nothing of the key is in the log line.
     assert.deepEqual(Object.keys(log[0]!.fields).sort(), [
       "pending",
+      "replaced",
       "why",
       "worker",
     ]);
@@ -172,6 +174,33 @@ Deno.test("SignPool: a worker terminated in the middle of a job fails that job w
     for (const sig of sigs) {
       assert(await verifyPss(server.publicIdentity.verify, sig, MSG));
     }
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("SignPool gives up a place whose workers keep failing before they sign, and signs on what is left, then on this thread", async () => {
+  const { server } = await identities();
+  const log: LogFields[] = [];
+  const pool = new SignPool(server.sign, {
+    workers: 2,
+    log: (_event, fields = {}) => log.push(fields),
+  });
+  try {
+    for (let k = 0; k < SIGN_WORKER_RETRIES; k++) pool.terminateWorker(1);
+    assert.equal(pool.size, 1);
+    assert.deepEqual(log.map((f) => f.replaced), [true, true, false]);
+    assert(
+      await verifyPss(server.publicIdentity.verify, await pool.sign(MSG), MSG),
+    );
+    // Worker 0 signed: its first loss is forgiven, and counted from 1 again.
+    pool.terminateWorker(0);
+    assert.equal(pool.size, 1);
+    for (let k = 1; k < SIGN_WORKER_RETRIES; k++) pool.terminateWorker(0);
+    assert.equal(pool.size, 0);
+    assert(
+      await verifyPss(server.publicIdentity.verify, await pool.sign(MSG), MSG),
+    );
   } finally {
     await pool.close();
   }

@@ -15,7 +15,9 @@
  * Jobs go to the worker with the fewest pending, ties in turn. A worker that
  * fails (an uncaught error, or {@link SignPool.terminateWorker}) is replaced
  * at once; its pending jobs fail with {@link KeyError} `signer-lost`, one
- * error each, and the pool goes on. {@link SignPool.close} terminates every
+ * error each, and the pool goes on. A place whose workers keep failing
+ * before they ever sign ({@link SIGN_WORKER_RETRIES} in a row) is given up
+ * rather than refilled in a loop. {@link SignPool.close} terminates every
  * worker and fails what is pending with `signer-closed`. A pool of 0
  * workers signs on the calling thread with {@link signPss}.
  *
@@ -118,7 +120,18 @@ interface Slot {
   pending: Map<number, Job>;
   /** False once it failed or was terminated: its late answers are dropped. */
   live: boolean;
+  /** Workers lost in this place in a row without a signature in between. */
+  failures: number;
+  /** It signed at least once. */
+  signed: boolean;
 }
+
+/**
+ * Workers lost in one place in a row, none of them having signed, before
+ * the place is given up (a worker that cannot start would be replaced in a
+ * loop); with every place given up, signing goes on on the calling thread.
+ */
+export const SIGN_WORKER_RETRIES = 3;
 
 function checkSignKey(key: CryptoKey): void {
   if (
@@ -174,21 +187,29 @@ export class SignPool {
     return n;
   }
 
-  #spawn(): Slot {
+  #spawn(failures = 0): Slot {
     scriptUrl ??= `data:text/javascript;base64,${btoa(signWorkerScript())}`;
     const worker = new Worker(scriptUrl, {
       type: "module",
       name: "im-sign",
     });
-    const slot: Slot = { worker, pending: new Map(), live: true };
+    const slot: Slot = {
+      worker,
+      pending: new Map(),
+      live: true,
+      failures,
+      signed: false,
+    };
     worker.onmessage = (e: MessageEvent<FromWorker>) => {
       if (!slot.live) return;
       const m = e.data;
       const job = slot.pending.get(m.id);
       if (!job) return;
       slot.pending.delete(m.id);
-      if ("signature" in m) job.resolve(new Uint8Array(m.signature));
-      else job.reject(new KeyError("sign-failed", `Cannot sign: ${m.error}`));
+      if ("signature" in m) {
+        slot.signed = true;
+        job.resolve(new Uint8Array(m.signature));
+      } else job.reject(new KeyError("sign-failed", `Cannot sign: ${m.error}`));
     };
     worker.onerror = (e: ErrorEvent) => {
       // Handled here: an error in a worker must not end the server.
@@ -210,8 +231,17 @@ export class SignPool {
     const jobs = [...slot.pending.values()];
     slot.pending.clear();
     const i = this.#slots.indexOf(slot);
-    this.#log("sign-worker-lost", { worker: i, pending: jobs.length, why });
-    if (i >= 0 && !this.#closed) this.#slots[i] = this.#spawn();
+    const failures = slot.signed ? 1 : slot.failures + 1;
+    const replaced = i >= 0 && !this.#closed &&
+      failures < SIGN_WORKER_RETRIES;
+    this.#log("sign-worker-lost", {
+      worker: i,
+      pending: jobs.length,
+      why,
+      replaced,
+    });
+    if (replaced) this.#slots[i] = this.#spawn(failures);
+    else if (i >= 0) this.#slots.splice(i, 1);
     for (const job of jobs) {
       job.reject(
         new KeyError(
@@ -282,7 +312,8 @@ export class SignPool {
   /**
    * End worker `i` as a crash would (tests use it to stop a worker in the
    * middle of a job): its pending jobs fail with `signer-lost`, and a new
-   * worker with the current key takes its place.
+   * worker with the current key takes its place, unless this is the
+   * {@link SIGN_WORKER_RETRIES}th in a row there with no signature made.
    * @param i the worker's index, below {@link size}
    */
   terminateWorker(i: number): void {
