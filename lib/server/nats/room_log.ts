@@ -30,6 +30,7 @@ import {
 } from "../../proto/mod.ts";
 import {
   constantTimeEqual,
+  type LogFields,
   type Logger,
   ProtocolError,
 } from "../../util/mod.ts";
@@ -128,6 +129,11 @@ export class RoomLog {
   /** Messages refused so far (they did not open), by code (11.6). */
   refusals(): Record<string, number> {
     return this.#refusals.byCode();
+  }
+
+  /** Count and log a value of the store's that did not open (the index's: room_index.ts). */
+  refuse(code: string, fields: LogFields): void {
+    this.#refusals.refuse(code, fields);
   }
 
   /** The store's clock. */

@@ -17,6 +17,7 @@ import type {
   RoomRow,
 } from "../seams.ts";
 import { checkLimit, checkSeq, copyRow, type State } from "./room_codec.ts";
+import type { RoomIndex } from "./room_index.ts";
 import type { RoomLog } from "./room_log.ts";
 import { entries } from "./room_sweep.ts";
 
@@ -31,10 +32,20 @@ export async function room(
   return s && copyRow(s.row);
 }
 
-/** Every room now: its name and state (a request or two per room, 11.6). */
-async function rooms(log: RoomLog): Promise<{ name: string; state: State }[]> {
+/**
+ * Every room now, or those the index names for `user` once it covers the
+ * stream (11.6 _The index_): its name and state, a request or two per room.
+ */
+export async function rooms(
+  log: RoomLog,
+  index?: RoomIndex,
+  user?: string,
+): Promise<{ name: string; state: State }[]> {
   const out: { name: string; state: State }[] = [];
-  for (const name of await log.names()) {
+  const names = index?.built && user !== undefined
+    ? await index.rooms(user)
+    : await log.names();
+  for (const name of names) {
     const s = (await log.view(name)).state;
     if (s) out.push({ name, state: s });
   }
@@ -42,17 +53,25 @@ async function rooms(log: RoomLog): Promise<{ name: string; state: State }[]> {
 }
 
 /** The rooms `user` holds a position in, by name. */
-export async function roomsOf(log: RoomLog, user: string): Promise<string[]> {
+export async function roomsOf(
+  log: RoomLog,
+  index: RoomIndex,
+  user: string,
+): Promise<string[]> {
   log.check();
-  return (await rooms(log))
+  return (await rooms(log, index, user))
     .filter((r) => r.state.pos.has(user))
     .map((r) => r.name);
 }
 
 /** The rooms `user` is a member of, counted. */
-export async function memberships(log: RoomLog, user: string): Promise<number> {
+export async function memberships(
+  log: RoomLog,
+  index: RoomIndex,
+  user: string,
+): Promise<number> {
   log.check();
-  return (await rooms(log))
+  return (await rooms(log, index, user))
     .filter((r) => {
       const p = r.state.pos.get(user);
       return p !== undefined && p.until === undefined;

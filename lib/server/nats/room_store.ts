@@ -40,8 +40,9 @@
  * Parts with one job each, behind this class: room_codec.ts (the sealed
  * layout: keys, subjects, the messages' bytes), room_log.ts (the stream,
  * a room's view, the conditional-publish commit), room_sweep.ts (the
- * deletes below a commit, and `expire`), room_reads.ts (the reads); this
- * file plans each change.
+ * deletes below a commit, and `expire`), room_reads.ts (the reads),
+ * room_index.ts (each user's rooms, a KV value per user: 11.6 _The
+ * index_); this file plans each change.
  *
  * @example
  * ```ts ignore
@@ -82,6 +83,7 @@ import {
   type Plan,
   RoomLog,
 } from "./room_log.ts";
+import { RoomIndex } from "./room_index.ts";
 import * as reads from "./room_reads.ts";
 import { expire, gonePlan, sweep } from "./room_sweep.ts";
 
@@ -96,9 +98,12 @@ export type { JetStreamRoomStoreOptions } from "./room_log.ts";
 /** The RoomStore of a cluster, on JetStream (PROTOCOL.md 11.6). */
 export class JetStreamRoomStore implements RoomStore {
   readonly #log: RoomLog;
+  /** Each user's rooms (room_index.ts). */
+  readonly #index: RoomIndex;
 
-  private constructor(log: RoomLog) {
+  private constructor(log: RoomLog, index: RoomIndex) {
     this.#log = log;
+    this.#index = index;
   }
 
   /** Messages refused so far (they did not open), by code (11.6). */
@@ -114,7 +119,23 @@ export class JetStreamRoomStore implements RoomStore {
   static async open(
     opts: JetStreamRoomStoreOptions,
   ): Promise<JetStreamRoomStore> {
-    return new JetStreamRoomStore(await RoomLog.open(opts));
+    const log = await RoomLog.open(opts);
+    const index = await RoomIndex.open({
+      nc: opts.nc,
+      cluster: opts.cluster,
+      keys: opts.keys,
+      replicas: opts.replicas ?? 1,
+      ...(opts.log && { log: opts.log }),
+      refuse: (code, fields) => log.refuse(code, fields),
+    });
+    if (!index.built) {
+      // 11.6: a stream from before the index: every position indexed once.
+      for (const r of await reads.rooms(log)) {
+        for (const user of r.state.pos.keys()) await index.add([user], r.name);
+      }
+      await index.markBuilt();
+    }
+    return new JetStreamRoomStore(log, index);
   }
 
   // --- changes: each one conditional publish (room_log.ts) ---
@@ -123,6 +144,8 @@ export class JetStreamRoomStore implements RoomStore {
     this.#log.check();
     checkName(row.name);
     checkKind(entry, ["list"], "create");
+    // 11.6 _The index_: the members' index names the room before it exists.
+    await this.#index.add(row.members, row.name);
     return await this.#log.mutate("create", row.name, (v) => {
       if (v.state) {
         throw new ProtocolError(
@@ -161,6 +184,7 @@ export class JetStreamRoomStore implements RoomStore {
     const want = change.entry.kind === "list"
       ? change.row.epoch - 1
       : change.row.epoch;
+    await this.#index.add(change.added, name); // 11.6 _The index_
     return await this.#log.mutate("change", name, (v) => {
       const s = v.state;
       if (!s) throw noRoom(name);
@@ -328,11 +352,11 @@ export class JetStreamRoomStore implements RoomStore {
   }
 
   roomsOf(user: string): Promise<string[]> {
-    return reads.roomsOf(this.#log, user);
+    return reads.roomsOf(this.#log, this.#index, user);
   }
 
   memberships(user: string): Promise<number> {
-    return reads.memberships(this.#log, user);
+    return reads.memberships(this.#log, this.#index, user);
   }
 
   keyed(name: string, epoch: number, sender: string): Promise<string[]> {
@@ -365,6 +389,7 @@ export class JetStreamRoomStore implements RoomStore {
 
   close(): Promise<void> {
     this.#log.close();
+    this.#index.close();
     return Promise.resolve();
   }
 }
