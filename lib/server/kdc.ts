@@ -102,7 +102,8 @@ export class Kdc {
    * @param m the message
    */
   ended(s: ClientSession, m: Msg<"ended">): void {
-    const wasBusy = this.#presence.get(s.user)?.state === "BUSY";
+    const before = this.#presence.get(s.user);
+    const wasBusy = before?.state === "BUSY";
     const partner = this.#book.ended(s.user, m.peer);
     // Logged only when it ended something: a user cannot write a log line
     // per message it sends (ended and busy are not rate limited).
@@ -111,11 +112,13 @@ export class Kdc {
     }
     if (!partner) return;
     // Its grant, if still pending, is void: the host drops it and hosts again.
+    // Named by its ticket: on another node the partner may be in a newer
+    // session with this user by the time it arrives (PROTOCOL.md 11.4).
     this.#delivery.deliver(partner, {
       t: "cancelled",
       peer: s.user,
       message: `${s.user} left the session`,
-    });
+    }, before?.ticketId === undefined ? {} : { session: before.ticketId });
   }
 
   /**
@@ -148,7 +151,7 @@ export class Kdc {
       t: "cancelled",
       peer: s.user,
       message: `${s.user} gave up waiting for you`,
-    });
+    }, { session: m.ticketId });
   }
 
   /**
@@ -266,6 +269,9 @@ export class Kdc {
       });
     }
     this.#book.setTicket(d.host, ticketId);
+    // The joiner's entry names the grant too: a `cancelled` of its last
+    // session that crossed this request is told apart (PROTOCOL.md 11.4).
+    this.#book.setTicket(d.joiner, ticketId);
     // A host on another node: its node's answer says whether the grant got
     // there (PROTOCOL.md 11.4). `busy` is answered there (the joiner is sent
     // a cancelled by the host's node); any other failure (the node is dead
@@ -273,7 +279,7 @@ export class Kdc {
     // would wait BUSY for a host whose leave may never name it.
     grant.written.then((e) => {
       if (!e || e.code === "busy") return;
-      const freed = this.#book.grantFailed(d.joiner, d.host);
+      const freed = this.#book.grantFailed(d.joiner, d.host, ticketId);
       if (!freed) return;
       this.#log("session-cancelled", {
         host: d.host,
@@ -286,7 +292,7 @@ export class Kdc {
         message: e.code === "cluster-unreachable"
           ? `${d.host}'s server cannot be reached; the session was cancelled`
           : `${d.host} is no longer online; the session was cancelled`,
-      });
+      }, { session: ticketId });
     }).catch(() => {});
     this.#log("session-granted", {
       host: d.host,

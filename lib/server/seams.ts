@@ -46,7 +46,7 @@ export interface PresenceFields {
   partner?: string;
   /** BUSY: whether it is the host of its session. */
   isHost?: boolean;
-  /** BUSY host: the pending grant, until the session is reported ended or cancelled. */
+  /** BUSY: the grant's ticket id (the host's and the joiner's; none for a session resumed by `busy`). */
   ticketId?: string;
 }
 
@@ -129,6 +129,12 @@ export interface DeliverOptions {
    * written to the user: a user who does not read holds up nobody else.
    */
   maxQueuedBytes?: number;
+  /**
+   * The ticket id of the session a `cancelled` ends: in a cluster, the
+   * user's node drops it when its user is in another session by now
+   * (PROTOCOL.md 11.4); one process checks the session where it decides.
+   */
+  session?: string;
 }
 
 /**

@@ -28,6 +28,22 @@ export type SessionDecision =
   | { ok: false; reason: RefusalReason; message: string }
   | { ok: true; host: string; joiner: string; addr: string; expiresAt: number };
 
+/**
+ * May a `cancelled` (or a failure) of the session with ticket id `told`
+ * end the session whose entry has ticket id `current`? Yes unless both are
+ * known and differ (PROTOCOL.md 11.4): a session resumed by `busy` has
+ * none, and a leave ends every session with the user who left.
+ * @param current the ticket id in the user's entry now
+ * @param told the ticket id the cancel names
+ * @returns false when it is about another session
+ */
+export function sameSession(
+  current: string | undefined,
+  told: string | undefined,
+): boolean {
+  return current === undefined || told === undefined || current === told;
+}
+
 /** The rules of peer sessions, applied to {@link Presence}. */
 export class SessionBook {
   #presence: Presence;
@@ -138,13 +154,15 @@ export class SessionBook {
   }
 
   /**
-   * Remember the ticket id of a granted session, for `cancel`.
-   * @param host the host
+   * Remember the ticket id of a granted session in a user's entry: the
+   * host's, for `cancel`; both users', so that a `cancelled` of an earlier
+   * session is told from one of this session (PROTOCOL.md 11.4).
+   * @param name the host or the joiner
    * @param ticketId hex id
    */
-  setTicket(host: string, ticketId: string): void {
-    const h = this.#presence.get(host);
-    if (h) this.#presence.update(host, { ...h, ticketId });
+  setTicket(name: string, ticketId: string): void {
+    const u = this.#presence.get(name);
+    if (u) this.#presence.update(name, { ...u, ticketId });
   }
 
   /**
@@ -226,16 +244,19 @@ export class SessionBook {
 
   /**
    * A grant that did not reach the host (PROTOCOL.md 11.4): the joiner, if
-   * still BUSY with that host as the joiner, is IDLE again.
+   * still BUSY with that host as the joiner of that grant, is IDLE again.
    * @param joiner the joiner of the grant
    * @param host its host
+   * @param ticketId the grant's ticket id: a joiner in a later session
+   *   with the same host (another ticket) is not freed
    * @returns true when the joiner was freed (to be told)
    */
-  grantFailed(joiner: string, host: string): boolean {
+  grantFailed(joiner: string, host: string, ticketId?: string): boolean {
     const j = this.#presence.get(joiner);
     if (!j || j.state !== "BUSY" || j.partner !== host || j.isHost) {
       return false;
     }
+    if (!sameSession(j.ticketId, ticketId)) return false;
     this.#idle(joiner);
     return true;
   }

@@ -6,10 +6,10 @@
  * a sealed envelope (11.2) bound to the subject, answered by an envelope
  * bound to the request's reply subject.
  *
- * | payload `t` | does                                                  | answer                                                |
- * | ----------- | ----------------------------------------------------- | ----------------------------------------------------- |
- * | `deliver`   | `{user, msg, max?}`: write `msg` to the user's link   | `{ok: "written" \| "absent" \| "busy" \| "failed"}`   |
- * | `kick`      | `{user, reason, keep?}`: close the user's connection  | `{ok: "closed" \| "absent"}`                          |
+ * | payload `t` | does                                                           | answer                                               |
+ * | ----------- | -------------------------------------------------------------- | ---------------------------------------------------- |
+ * | `deliver`   | `{user, msg, max?, session?}`: write `msg` to the user's link | `{ok: "written" \| "absent" \| "busy" \| "failed"}` |
+ * | `kick`      | `{user, reason, keep?}`: close the user's connection           | `{ok: "closed" \| "absent"}`                         |
  *
  * A remote delivery is `{delivered: true, written}` at once; `written`
  * settles with the answer: `undefined` for `written`, an error otherwise
@@ -19,8 +19,10 @@
  * a `grant` makes the host BUSY with the joiner (a host that is not
  * HOSTING any more is `busy`, and the joiner is sent a `cancelled`); a
  * `cancelled` makes the user IDLE, and is written only when the user is
- * still BUSY with that peer (the same cut told twice, by the peer's node
- * and by presence, reaches the user once).
+ * still BUSY with that peer in the session it names by its ticket id
+ * (`session`, when the sender knew it: the same cut told twice, by the
+ * peer's node and by presence, reaches the user once, and one of an earlier
+ * session, which can cross the next grant, none).
  *
  * An envelope that does not verify, or whose payload is not one of the
  * above, is refused: counted, logged (`cluster-refused`), not answered.
@@ -66,6 +68,7 @@ import type {
   Presence,
   Push,
 } from "../seams.ts";
+import { sameSession } from "../sessions.ts";
 
 /** How long a node waits for another's answer (ms, 11.4). */
 export const DELIVERY_TIMEOUT_MS = 2_000;
@@ -157,6 +160,8 @@ export interface NatsDeliveryOptions {
 
 const PUSHES: ReadonlySet<string> = new Set(["grant", "cancelled", "relayed"]);
 const REASONS: ReadonlySet<string> = new Set(["replaced", "revoked"]);
+/** A session a `cancelled` may name: a ticket id, hex (11.4). */
+const TICKET_ID = /^[0-9a-f]{1,128}$/;
 /** A key fingerprint a `kick` may name in `keep`: printable, no spaces. */
 const FINGERPRINT = /^[\x21-\x7e]{1,128}$/;
 
@@ -285,6 +290,7 @@ export class NatsDelivery implements Delivery {
     }
     const body: Record<string, unknown> = { t: "deliver", user, msg };
     if (opts.maxQueuedBytes !== undefined) body.max = opts.maxQueuedBytes;
+    if (opts.session !== undefined) body.session = opts.session;
     const written = this.#request(entry.node, body).then(
       (a): ImError | undefined => {
         if (a instanceof NetError) return a;
@@ -597,7 +603,9 @@ export class NatsDelivery implements Delivery {
     const msg = b.msg as Push | undefined;
     if (
       typeof msg !== "object" || msg === null || !PUSHES.has(msg.t) ||
-      (b.max !== undefined && typeof b.max !== "number")
+      (b.max !== undefined && typeof b.max !== "number") ||
+      (b.session !== undefined &&
+        (typeof b.session !== "string" || !TICKET_ID.test(b.session)))
     ) {
       throw new ProtocolError("cluster-malformed", "not a push");
     }
@@ -613,7 +621,7 @@ export class NatsDelivery implements Delivery {
           t: "cancelled",
           peer: user,
           message: `${user} is busy in another session`,
-        });
+        }, { session: msg.ticketId });
         return { ok: "busy" };
       }
       this.#presence.update(user, {
@@ -629,7 +637,14 @@ export class NatsDelivery implements Delivery {
         return { ok: "absent" };
       }
     } else if (msg.t === "cancelled") {
-      if (own.state !== "BUSY" || own.partner !== msg.peer) {
+      // Only the session it names: the peer's node may have sent it as
+      // its user ended the last session, and crossed the grant of a newer
+      // one between the same two users (sent by this node's KDC at once,
+      // on a view of the peer that lags).
+      if (
+        own.state !== "BUSY" || own.partner !== msg.peer ||
+        !sameSession(own.ticketId, b.session as string | undefined)
+      ) {
         return { ok: "absent" };
       }
       this.#presence.update(user, { state: "IDLE" });
