@@ -82,7 +82,12 @@ Deno.test("clusterFlags: --nats-nkey-file alone, never with --nats-user or --nat
       node: "n1",
       "nats-nkey-file": "/run/im.nk",
     }),
-    { servers: ["nats://h:1"], node: "n1", nkeyFile: "/run/im.nk" },
+    {
+      servers: ["nats://h:1"],
+      node: "n1",
+      nkeyFile: "/run/im.nk",
+      replicas: 1,
+    },
   );
   const usage = (
     v: Parameters<typeof clusterFlags>[0],
