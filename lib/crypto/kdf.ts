@@ -1,7 +1,7 @@
 /**
  * Key schedule (PROTOCOL.md "Key schedule", rules 2.5, 2.6, 4.2, 4.4): every
  * derived key is HKDF-SHA256 (RFC 5869), computed synchronously on
- * `sha256.ts` (WebCrypto's HKDF costs two asynchronous calls per key: about
+ * `hmac.ts` (WebCrypto's HKDF costs two asynchronous calls per key: about
  * 70 us against 13 us here, issue 15), and every label starts with `im v1 `.
  * The labels are defined here once.
  *
@@ -18,7 +18,7 @@
  */
 
 import { utf8, wipe } from "../util/mod.ts";
-import { hmacSha256 } from "./sha256.ts";
+import { hmacSha256 } from "./hmac.ts";
 
 /** Every label of the protocol (PROTOCOL.md "Labels"). */
 export const Label = {

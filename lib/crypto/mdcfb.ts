@@ -30,7 +30,7 @@
  */
 
 import { ProtocolError } from "../util/mod.ts";
-import { HmacSha256 } from "./sha256.ts";
+import { HmacSha256 } from "./hmac.ts";
 
 /** MD-CFB block length in bytes (one HMAC-SHA256 output). */
 export const MDCFB_BLOCK_BYTES = 32;
