@@ -19,11 +19,14 @@ import {
   SecureChannel,
 } from "../lib/proto/mod.ts";
 import type { DirectionKeys } from "../lib/crypto/mod.ts";
+import { ProtocolError } from "../lib/util/mod.ts";
+import { assertRejectsIm } from "./_helpers.ts";
 import { type FrameTransport, memoryPair } from "../lib/wire/mod.ts";
 import {
   ACK_MAX_DELAY_MS,
   ACK_QUIET_MS,
   ACK_RUN_MAX,
+  MAX_MESSAGE_BYTES,
   type PeerEvent,
   PeerSession,
   ReceiptRun,
@@ -393,4 +396,26 @@ Deno.test("the quiet spell and the longest wait, on a hand-turned clock: the rec
   h.tick();
   await run.flush();
   assert.equal(sent.length, 4, "a dropped run sends nothing");
+});
+
+Deno.test("sendText() refuses a message over MAX_MESSAGE_BYTES, one long by its JSON escapes included, sending nothing, and the session goes on", async () => {
+  const { a, b, ta } = direct();
+  const eb = b.events();
+  const escapes = "\u0001".repeat(7700); // 7,700 characters, 46,200 bytes as JSON
+  await assertRejectsIm(
+    () => a.sendText(escapes),
+    ProtocolError,
+    "message-too-large",
+  );
+  await assertRejectsIm(
+    () => a.sendText("x".repeat(MAX_MESSAGE_BYTES)),
+    ProtocolError,
+    "message-too-large",
+  );
+  assert.equal(ta.sent.length, 0, "nothing sealed or sent");
+  const long = "é".repeat(15_000); // 30,000 bytes: sent
+  const id = await a.sendText(long);
+  assert.deepEqual(await next(eb), { kind: "text", id, text: long });
+  a.channel.abort("test");
+  b.channel.abort("test");
 });

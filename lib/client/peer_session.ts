@@ -342,7 +342,7 @@ export class PeerSession {
    * @throws {ProtocolError} `message-too-large` past {@link MAX_MESSAGE_BYTES} (nothing is sent);
    *   {@link NetError} when the session is closed
    */
-  async sendText(text: string): Promise<string> {
+  sendText(text: string): Promise<string> {
     // Numbered from 1 per session: short enough to show beside the message
     // and in its receipt ("#3"); receipts never cross sessions.
     const id = String(++this.#counter);
@@ -352,20 +352,20 @@ export class PeerSession {
     const surely = (text.length + id.length) * 6 + 32 <= MAX_MESSAGE_BYTES;
     const size = surely ? 0 : encodeMessage({ t: "msg", id, text }).length;
     if (size > MAX_MESSAGE_BYTES) {
-      throw new ProtocolError(
-        "message-too-large",
-        `Message of ${size} bytes exceeds the limit of ${MAX_MESSAGE_BYTES}; split it into shorter ones`,
+      return Promise.reject(
+        new ProtocolError(
+          "message-too-large",
+          `Message of ${size} bytes exceeds the limit of ${MAX_MESSAGE_BYTES}; split it into shorter ones`,
+        ),
       );
     }
     this.#unacked.set(id, text);
-    try {
-      await this.channel.send({ t: "msg", id, text });
-    } catch (e) {
+    // A promise chain, not an async function: ~1 us less a message (issue 15).
+    return this.channel.send({ t: "msg", id, text }).then(() => id, (e) => {
       // Not sent: the caller reports it now, not again when the session ends.
       this.#unacked.delete(id);
       throw e;
-    }
-    return id;
+    });
   }
 
   /**
