@@ -70,6 +70,7 @@ import {
   replyTo,
 } from "./registry.ts";
 import { Relay, RELAY_QUEUE_BUDGET_BYTES } from "./relay.ts";
+import { readAhead } from "./read_ahead.ts";
 import {
   type LimitedRequest,
   LIST_QUEUE_BUDGET_BYTES,
@@ -371,7 +372,9 @@ export class ImServer {
   async #messages(s: ClientSession): Promise<string> {
     const { user, channel } = s;
     let lastError = "";
-    for await (const ev of channel.events()) {
+    // Read on while a message is handled (PROTOCOL.md section 4): a slow
+    // request must not make the client look silent to its channel.
+    for await (const ev of readAhead(channel.events())) {
       if (ev.kind === "message") {
         const reply = replyTo(s, ev.msg);
         try {
