@@ -25,6 +25,8 @@ import {
   IDLE_HEARTBEAT_MS,
 } from "../lib/record/mod.ts";
 import { sleep } from "../lib/util/mod.ts";
+import { generateRsaKeyPair, loadPrivateIdentity } from "../lib/crypto/mod.ts";
+import type { ClientsConfig, ClientsReport } from "./_clients.ts";
 import {
   type BenchKeys,
   ServerProcess,
@@ -67,6 +69,68 @@ const KIB = 1024;
 const LOGINS_AT_ONCE = 16;
 /** How long a bench client waits for its login (the default is 10 s). */
 const LOGIN_WAIT_MS = 30_000;
+/**
+ * Clients past the `!list` mark run in processes of their own
+ * (`bench/_clients.ts`), this many to a process: one process holding
+ * 10,000 stalls for seconds in garbage collection and misses heartbeats.
+ */
+const CLIENTS_PER_PROCESS = 2500;
+
+/** SPKI DER as PEM text. */
+function spkiPem(der: Uint8Array): string {
+  const b64 = der.toBase64();
+  const lines = b64.match(/.{1,64}/g) ?? [];
+  return `-----BEGIN PUBLIC KEY-----\n${
+    lines.join("\n")
+  }\n-----END PUBLIC KEY-----\n`;
+}
+
+/** A `bench/_clients.ts` process logging in and holding its share of users. */
+class ClientsProcess {
+  #child: Deno.ChildProcess;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** Resolves with its report once its logins are done. */
+  readonly done: Promise<ClientsReport>;
+
+  constructor(cfg: ClientsConfig) {
+    this.#child = new Deno.Command("deno", {
+      args: [
+        "run",
+        "--allow-net=127.0.0.1",
+        new URL("./_clients.ts", import.meta.url).href,
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    this.#writer = this.#child.stdin.getWriter();
+    const lines = this.#child.stdout.pipeThrough(new TextDecoderStream())
+      .getReader();
+    this.done = (async () => {
+      let buf = "";
+      for (;;) {
+        const i = buf.indexOf("\n");
+        if (i >= 0) return JSON.parse(buf.slice(0, i)) as ClientsReport;
+        const r = await lines.read();
+        if (r.done) {
+          return { online: 0, failed: cfg.count, firstError: "exited" };
+        }
+        buf += r.value;
+      }
+    })().finally(() => lines.cancel().catch(() => {}));
+    this.#writer.write(new TextEncoder().encode(JSON.stringify(cfg) + "\n"));
+  }
+
+  /** Log its users out and wait for the process to end. */
+  async quit(): Promise<void> {
+    await this.done.catch(() => {});
+    await this.#writer.write(new TextEncoder().encode("quit\n")).catch(
+      () => {},
+    );
+    await this.#writer.close().catch(() => {});
+    await this.#child.status;
+  }
+}
 
 /** The floor: `n` plain TCP connections held by a bare Deno server, one pending read of `readBufBytes` each. */
 async function bareFloor(n: number, readBufBytes: number): Promise<number> {
@@ -208,11 +272,18 @@ export async function benchScale(
     { note: "the read buffer size of lib/wire/tcp.ts" },
   );
 
+  // A user key of our own, so the client processes can be given it as PEM.
+  const userPair = await generateRsaKeyPair(keys.bits);
+  const userKey = await loadPrivateIdentity(userPair.privatePem, "user key");
+  const ourKeys: BenchKeys = { ...keys, user: userKey };
   const server = await ServerProcess.spawn({
     mode: "im",
     ...keys.pem,
+    userPem: userPair.publicPem,
     users: n,
   });
+  const processes: ClientsProcess[] = [];
+  let elsewhere = 0;
   const clients: ChatClient[] = [];
   // Enough users watching for the longest run of `!list`s.
   const watchers: Watched[] = [];
@@ -236,7 +307,7 @@ export async function benchScale(
     const loginOne = async (i: number) => {
       try {
         if (i < watching) {
-          const w = await startWatched(keys, userName(i), server.port);
+          const w = await startWatched(ourKeys, userName(i), server.port);
           watchers.push(w);
           clients.push(w.client);
           return;
@@ -244,7 +315,7 @@ export async function benchScale(
         clients.push(
           await ChatClient.start({
             user: userName(i),
-            identity: keys.user,
+            identity: userKey,
             pinnedServer: keys.serverPinned,
             serverHost: "127.0.0.1",
             serverPort: server.port,
@@ -303,7 +374,31 @@ export async function benchScale(
       );
       pausedMs = performance.now() - t;
     }
-    await ramp(n);
+    // The rest in processes of their own, LOGINS_AT_ONCE at a time in all.
+    const rest = n - next;
+    const count = Math.ceil(rest / CLIENTS_PER_PROCESS);
+    for (let p = 0, from = next; p < count; p++) {
+      const share = Math.min(CLIENTS_PER_PROCESS, n - from);
+      processes.push(
+        new ClientsProcess({
+          port: server.port,
+          userPem: userPair.privatePem,
+          serverPublicPem: spkiPem(keys.server.publicDer),
+          from,
+          count: share,
+          atOnce: Math.max(1, Math.round(LOGINS_AT_ONCE / count)),
+          loginTimeoutMs: LOGIN_WAIT_MS,
+          budgetMs: Math.max(0, deadline - performance.now()),
+        }),
+      );
+      from += share;
+    }
+    for (const r of await Promise.all(processes.map((p) => p.done))) {
+      elsewhere += r.online;
+      failures += r.failed;
+      firstError ||= r.firstError;
+    }
+    const loggedIn = clients.length + elsewhere;
     loginSecs = n > opts.listAt
       ? (performance.now() - start - pausedMs) / 1000
       : rampSecs;
@@ -320,9 +415,9 @@ export async function benchScale(
     online = after.online;
     const rss = after.rss - before.rss;
     kibPerConn = rss / online / KIB;
-    if (clients.length < n) {
+    if (loggedIn < n) {
       report.note(
-        `only ${clients.length} of ${n} clients logged in within ${
+        `only ${loggedIn} of ${n} clients logged in within ${
           Math.round(opts.budgetMs / 1000)
         } s (${failures} failed${firstError ? `: ${firstError}` : ""})`,
       );
@@ -341,16 +436,16 @@ export async function benchScale(
     });
     report.add(
       sec,
-      `time to log in ${clients.length} clients`,
+      `time to log in ${loggedIn} clients`,
       loginSecs,
       "s",
       {
-        limit: ossl ? clients.length * perLoginLimit : undefined,
+        limit: ossl ? loggedIn * perLoginLimit : undefined,
         limitSource:
           "openssl: 3 private + 3 public ops per login over all cores",
         note: `${
-          Math.round(clients.length / loginSecs)
-        } logins/s, ${LOGINS_AT_ONCE} at a time`,
+          Math.round(loggedIn / loginSecs)
+        } logins/s, ${LOGINS_AT_ONCE} at a time, ${clients.length} in this process and ${elsewhere} in ${processes.length} of their own`,
       },
     );
     report.add(
@@ -386,7 +481,10 @@ export async function benchScale(
       "client process memory per client",
       (Deno.memoryUsage().rss - selfBefore) / Math.max(1, clients.length) / KIB,
       "KiB",
-      { note: "this process: ChatClient, channel, socket buffers" },
+      {
+        note:
+          `the ${clients.length} in this process: ChatClient, channel, socket buffers`,
+      },
     );
     // A heartbeat that dropped a healthy idle client shows as leave:timeout.
     const leaves = Object.entries(after.events).filter(([k]) =>
@@ -429,6 +527,7 @@ export async function benchScale(
         clients.slice(i, i + 500).map((c) => c.quit().catch(() => {})),
       );
     }
+    await Promise.all(processes.map((p) => p.quit()));
     await server.quit();
   }
   return { requested: n, online, kibPerConn, loginSecs, listP50Ms };
