@@ -27,11 +27,8 @@ import {
   FrameKind,
   type FrameTransport,
 } from "../wire/mod.ts";
-import {
-  heartbeats,
-  type HeartbeatScheduler,
-  type ScheduledTask,
-} from "./scheduler.ts";
+import { heartbeats, type HeartbeatScheduler } from "./scheduler.ts";
+import { Liveness, type LivenessOptions } from "./liveness.ts";
 import {
   RECORD_HEADER_BYTES,
   RECORD_MIN_BYTES,
@@ -41,20 +38,16 @@ import {
   RecordType,
 } from "./record.ts";
 
-/** Default active heartbeat interval (PROTOCOL.md section 4, "Heartbeats"). */
-export const DEFAULT_HEARTBEAT_MS = 2000;
-/** Longest active heartbeat interval a side may choose (`--heartbeat`): until the other side announces its own, each assumes this. */
-export const MAX_HEARTBEAT_MS = 2000;
-/** Shortest heartbeat interval. */
-export const MIN_HEARTBEAT_MS = 50;
-/** Default interval of an idle channel: one with no DATA record either way for {@link IDLE_AFTER_MS}. */
-export const IDLE_HEARTBEAT_MS = 30_000;
-/** Longest interval a HEARTBEAT may announce; a receiver clamps to it. */
-export const MAX_ANNOUNCED_HEARTBEAT_MS = 30_000;
-/** A channel with no DATA record sent or received for this long is idle. */
-export const IDLE_AFTER_MS = 10_000;
-/** A side is gone after this many of the slower side's heartbeat intervals without a valid record. */
-export const HEARTBEATS_BEFORE_DEAD = 3;
+export {
+  DEFAULT_HEARTBEAT_MS,
+  HEARTBEATS_BEFORE_DEAD,
+  IDLE_AFTER_MS,
+  IDLE_HEARTBEAT_MS,
+  MAX_ANNOUNCED_HEARTBEAT_MS,
+  MAX_HEARTBEAT_MS,
+  MIN_HEARTBEAT_MS,
+} from "./liveness.ts";
+export type { LivenessOptions } from "./liveness.ts";
 
 /** Longest {@link RecordChannel.close} waits for its CLOSE record to be written. */
 export const CLOSE_TIMEOUT_MS = 1000;
@@ -95,24 +88,7 @@ export type ChannelEvent<In = unknown> =
   | { kind: "closed"; reason: string; error?: ImError };
 
 /** Options of {@link RecordChannel}. */
-export interface ChannelOptions {
-  /** Send a heartbeat after this long without sending, while active; 0 turns heartbeats off. */
-  heartbeatMs?: number;
-  /**
-   * The interval once idle (default {@link IDLE_HEARTBEAT_MS}, at most
-   * {@link MAX_ANNOUNCED_HEARTBEAT_MS}); one not longer than `heartbeatMs`
-   * means no idle mode.
-   */
-  idleHeartbeatMs?: number;
-  /** Idle after this long with no DATA record either way (default {@link IDLE_AFTER_MS}). */
-  idleAfterMs?: number;
-  /**
-   * Declare the peer gone after this long without a valid record. Default:
-   * 3 x the slower of our active interval and the one the other side last
-   * announced in a HEARTBEAT (assumed {@link MAX_HEARTBEAT_MS} until the
-   * first one arrives).
-   */
-  deadAfterMs?: number;
+export interface ChannelOptions extends LivenessOptions {
   /** The timer the heartbeats run on (default the process's {@link heartbeats}). */
   scheduler?: HeartbeatScheduler;
   /** Largest record payload the transport carries (default the 64 KiB frame limit, rule 1.1). */
@@ -124,23 +100,10 @@ export class RecordChannel<In, Out> {
   readonly transport: FrameTransport;
   #sealer: RecordSealer;
   #opener: RecordOpener;
-  #heartbeatMs: number;
-  #idleHeartbeatMs: number;
-  #idleAfterMs: number;
-  /** Is the channel idle (PROTOCOL.md section 4, "Heartbeats")? */
-  #idle = false;
-  #fixedDeadAfterMs: number | undefined;
+  /** When to send heartbeats, and when the other side is gone (PROTOCOL.md section 4, "Heartbeats"). */
+  #liveness: Liveness;
   #discardedSinceAccepted = 0;
-  /** The other side's heartbeat interval, once it announced it. */
-  #peerHeartbeatMs: number | undefined;
   #maxRecordBytes: number;
-  #scheduler: HeartbeatScheduler;
-  #lastSent: number;
-  #lastReceived: number;
-  /** When a DATA record last went either way. */
-  #lastData: number;
-  /** Our entry in {@link #scheduler}, while heartbeats run. */
-  #task: ScheduledTask | undefined;
   #closed = false;
   #closeReason: string | undefined;
   #closeError: ImError | undefined;
@@ -168,24 +131,19 @@ export class RecordChannel<In, Out> {
     this.#codec = codec;
     this.#sealer = sealer;
     this.#opener = opener;
-    this.#heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-    this.#idleHeartbeatMs = Math.min(
-      opts.idleHeartbeatMs ?? IDLE_HEARTBEAT_MS,
-      MAX_ANNOUNCED_HEARTBEAT_MS,
-    );
-    this.#idleAfterMs = opts.idleAfterMs ?? IDLE_AFTER_MS;
-    this.#fixedDeadAfterMs = opts.deadAfterMs;
     this.#maxRecordBytes = opts.maxRecordBytes ?? DEFAULT_MAX_FRAME_BYTES;
-    this.#scheduler = opts.scheduler ?? heartbeats;
-    this.#lastSent = this.#lastReceived = this.#lastData = this.#scheduler
-      .now();
-    if (this.#heartbeatMs > 0) {
-      // Announce our interval at once: until the other side hears it, it
-      // must assume the slowest one and would notice our death late.
-      this.#heartbeat();
-      this.#task = { run: (now) => this.#tick(now) };
-      this.#scheduler.schedule(this.#task, this.#nextDue());
-    }
+    this.#liveness = new Liveness(opts, opts.scheduler ?? heartbeats, {
+      beat: (ms) => this.#heartbeat(ms),
+      dead: (silentMs) =>
+        this.#finish(
+          "timeout",
+          new NetError(
+            "peer-silent",
+            `No sign of life for ${Math.round(silentMs / 1000)} s`,
+          ),
+        ),
+    });
+    this.#liveness.start();
   }
 
   /** Has the channel ended? */
@@ -195,75 +153,20 @@ export class RecordChannel<In, Out> {
 
   /**
    * How long the other side may stay silent before it is declared gone: 3 x
-   * the longer of our active interval and the other side's announced one
-   * (our own idle interval does not count: PROTOCOL.md section 4).
+   * the longer of our active interval and the other side's announced one.
    */
   get deadAfterMs(): number {
-    return this.#fixedDeadAfterMs ??
-      HEARTBEATS_BEFORE_DEAD *
-        Math.max(this.#heartbeatMs, this.#peerHeartbeatMs ?? MAX_HEARTBEAT_MS);
+    return this.#liveness.deadAfterMs;
   }
 
   /** Is the channel idle, sending heartbeats at the idle interval? */
   get idle(): boolean {
-    return this.#idle;
+    return this.#liveness.idle;
   }
 
   /** The interval we announce and keep now: the idle one while idle. */
   get heartbeatMs(): number {
-    return this.#idle ? this.#idleHeartbeatMs : this.#heartbeatMs;
-  }
-
-  /** Can this channel go idle at all? */
-  get #idles(): boolean {
-    return this.#idleHeartbeatMs > this.#heartbeatMs;
-  }
-
-  /** When {@link #tick} has something to do next: a heartbeat, the deadline, or going idle. */
-  #nextDue(): number {
-    let due = Math.min(
-      this.#lastSent + this.heartbeatMs,
-      this.#lastReceived + this.deadAfterMs,
-    );
-    if (!this.#idle && this.#idles) {
-      due = Math.min(due, this.#lastData + this.#idleAfterMs);
-    }
-    return due;
-  }
-
-  /** The scheduler's call: the deadline, going idle, a heartbeat; then when next. */
-  #tick(now: number): number | undefined {
-    if (this.#closed) return undefined;
-    if (now - this.#lastReceived >= this.deadAfterMs) {
-      this.#finish(
-        "timeout",
-        new NetError(
-          "peer-silent",
-          `No sign of life for ${
-            Math.round((now - this.#lastReceived) / 1000)
-          } s`,
-        ),
-      );
-      return undefined;
-    }
-    if (
-      !this.#idle && this.#idles && now - this.#lastData >= this.#idleAfterMs
-    ) {
-      // Announce the longer interval before keeping to it (PROTOCOL.md
-      // section 4): the other side's bound grows before our silence does.
-      this.#idle = true;
-      this.#heartbeat();
-    } else if (now - this.#lastSent >= this.heartbeatMs) this.#heartbeat();
-    return this.#nextDue();
-  }
-
-  /** A DATA record went one way or the other: an idle channel is active again, and says so at once. */
-  #dataPassed(now: number): void {
-    this.#lastData = now;
-    if (!this.#idle || this.#task === undefined) return;
-    this.#idle = false;
-    this.#heartbeat();
-    this.#scheduler.advance(this.#task, this.#nextDue());
+    return this.#liveness.heartbeatMs;
   }
 
   /** Largest record this channel seals (rule 1.1; PROTOCOL.md section 2). */
@@ -276,9 +179,9 @@ export class RecordChannel<In, Out> {
   }
 
   /** Send a HEARTBEAT; its body announces our current interval, so the other side knows how long our silence may last (PROTOCOL.md section 4, "Heartbeats"). */
-  #heartbeat(): void {
+  #heartbeat(intervalMs: number): void {
     const body = new Uint8Array(4);
-    new DataView(body.buffer).setUint32(0, this.heartbeatMs);
+    new DataView(body.buffer).setUint32(0, intervalMs);
     this.#sendRecord(RecordType.HEARTBEAT, body).catch(() => {});
   }
 
@@ -310,7 +213,7 @@ export class RecordChannel<In, Out> {
     } finally {
       body.fill(0);
     }
-    this.#lastSent = this.#scheduler.now();
+    this.#liveness.sent();
     try {
       await this.transport.send(payload);
     } catch (e) {
@@ -339,7 +242,7 @@ export class RecordChannel<In, Out> {
    *   the channel stays open)
    */
   send(msg: Out): Promise<void> {
-    if (!this.#closed) this.#dataPassed(this.#scheduler.now());
+    if (!this.#closed) this.#liveness.data();
     return this.#sendRecord(
       RecordType.DATA,
       this.#codec.encode(msg, this.#maxRecordBytes - RECORD_MIN_BYTES),
@@ -379,8 +282,7 @@ export class RecordChannel<In, Out> {
     this.#closed = true;
     this.#closeReason = reason;
     this.#closeError = error;
-    if (this.#task !== undefined) this.#scheduler.cancel(this.#task);
-    this.#task = undefined;
+    this.#liveness.stop();
     clearTimeout(this.#lostTimer);
     this.transport.close();
     this.#sealer.wipe();
@@ -444,7 +346,7 @@ export class RecordChannel<In, Out> {
         }
         throw e;
       }
-      this.#lastReceived = this.#scheduler.now();
+      const now = this.#liveness.received();
       // Rule 3.5: a jump is reported as lost, except the part that records
       // discarded (and reported) above explain.
       const explained = BigInt(this.#discardedSinceAccepted);
@@ -459,15 +361,7 @@ export class RecordChannel<In, Out> {
             rec.plaintext.byteOffset,
             4,
           ).getUint32(0);
-          const was = this.#peerHeartbeatMs ?? MAX_HEARTBEAT_MS;
-          this.#peerHeartbeatMs = Math.min(
-            Math.max(ms, MIN_HEARTBEAT_MS),
-            MAX_ANNOUNCED_HEARTBEAT_MS,
-          );
-          // A shorter interval brings the deadline nearer than our entry.
-          if (
-            this.#task !== undefined && this.#peerHeartbeatMs < was
-          ) this.#scheduler.advance(this.#task, this.#nextDue());
+          this.#liveness.announced(ms);
         }
         continue;
       }
@@ -496,7 +390,7 @@ export class RecordChannel<In, Out> {
         };
         continue;
       }
-      this.#dataPassed(this.#lastReceived);
+      this.#liveness.data(now);
       let decoded: { msg: In } | { error: ProtocolError };
       try {
         decoded = { msg: this.#codec.decode(rec.plaintext) };

@@ -1,0 +1,214 @@
+/**
+ * The heartbeat rule of one channel (PROTOCOL.md section 4, "Heartbeats",
+ * "The bound"): when to send a HEARTBEAT and what interval it announces,
+ * active or idle, and when the other side is gone. {@link RecordChannel}
+ * tells it what passes and sends what it asks for; it runs on the shared
+ * {@link HeartbeatScheduler}.
+ * @module
+ */
+
+import type { HeartbeatScheduler, ScheduledTask } from "./scheduler.ts";
+
+/** Default active heartbeat interval (PROTOCOL.md section 4, "Heartbeats"). */
+export const DEFAULT_HEARTBEAT_MS = 2000;
+/** Longest active heartbeat interval a side may choose (`--heartbeat`): until the other side announces its own, each assumes this. */
+export const MAX_HEARTBEAT_MS = 2000;
+/** Shortest heartbeat interval. */
+export const MIN_HEARTBEAT_MS = 50;
+/** Default interval of an idle channel: one with no DATA record either way for {@link IDLE_AFTER_MS}. */
+export const IDLE_HEARTBEAT_MS = 30_000;
+/** Longest interval a HEARTBEAT may announce; a receiver clamps to it. */
+export const MAX_ANNOUNCED_HEARTBEAT_MS = 30_000;
+/** A channel with no DATA record sent or received for this long is idle. */
+export const IDLE_AFTER_MS = 10_000;
+/** A side is gone after this many of the slower side's heartbeat intervals without a valid record. */
+export const HEARTBEATS_BEFORE_DEAD = 3;
+
+/** The heartbeat settings of a channel. */
+export interface LivenessOptions {
+  /** Send a heartbeat after this long without sending, while active; 0 turns heartbeats off. */
+  heartbeatMs?: number;
+  /**
+   * The interval once idle (default {@link IDLE_HEARTBEAT_MS}, at most
+   * {@link MAX_ANNOUNCED_HEARTBEAT_MS}); one not longer than `heartbeatMs`
+   * means no idle mode.
+   */
+  idleHeartbeatMs?: number;
+  /** Idle after this long with no DATA record either way (default {@link IDLE_AFTER_MS}). */
+  idleAfterMs?: number;
+  /**
+   * Declare the peer gone after this long without a valid record. Default:
+   * 3 x the slower of our active interval and the one the other side last
+   * announced in a HEARTBEAT (assumed {@link MAX_HEARTBEAT_MS} until the
+   * first one arrives).
+   */
+  deadAfterMs?: number;
+}
+
+/** What {@link Liveness} asks of its channel. */
+export interface LivenessHooks {
+  /** Send a HEARTBEAT announcing `intervalMs` now. */
+  beat(intervalMs: number): void;
+  /** The other side was silent too long (`silentMs`): end the channel. */
+  dead(silentMs: number): void;
+}
+
+/** The clocks and the rule of one channel's heartbeats. */
+export class Liveness {
+  #scheduler: HeartbeatScheduler;
+  #hooks: LivenessHooks;
+  #heartbeatMs: number;
+  #idleHeartbeatMs: number;
+  #idleAfterMs: number;
+  #fixedDeadAfterMs: number | undefined;
+  /** The other side's announced interval, once it announced it. */
+  #peerHeartbeatMs: number | undefined;
+  #idle = false;
+  #lastSent: number;
+  #lastReceived: number;
+  /** When a DATA record last went either way. */
+  #lastData: number;
+  /** Our entry in the scheduler, while heartbeats run. */
+  #task: ScheduledTask | undefined;
+
+  /**
+   * @param opts the intervals
+   * @param scheduler the timer
+   * @param hooks how to send a heartbeat and end the channel
+   */
+  constructor(
+    opts: LivenessOptions,
+    scheduler: HeartbeatScheduler,
+    hooks: LivenessHooks,
+  ) {
+    this.#scheduler = scheduler;
+    this.#hooks = hooks;
+    this.#heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    this.#idleHeartbeatMs = Math.min(
+      opts.idleHeartbeatMs ?? IDLE_HEARTBEAT_MS,
+      MAX_ANNOUNCED_HEARTBEAT_MS,
+    );
+    this.#idleAfterMs = opts.idleAfterMs ?? IDLE_AFTER_MS;
+    this.#fixedDeadAfterMs = opts.deadAfterMs;
+    this.#lastSent = this.#lastReceived = this.#lastData = scheduler.now();
+  }
+
+  /**
+   * Announce our interval at once (until the other side hears it, it must
+   * assume the slowest one) and start the schedule; nothing when heartbeats
+   * are off.
+   */
+  start(): void {
+    if (this.#heartbeatMs <= 0 || this.#task !== undefined) return;
+    this.#hooks.beat(this.heartbeatMs);
+    this.#task = { run: (now) => this.#tick(now) };
+    this.#scheduler.schedule(this.#task, this.#nextDue());
+  }
+
+  /** Leave the scheduler for good. */
+  stop(): void {
+    if (this.#task !== undefined) this.#scheduler.cancel(this.#task);
+    this.#task = undefined;
+  }
+
+  /**
+   * How long the other side may stay silent before it is declared gone: 3 x
+   * the longer of our active interval and the other side's announced one
+   * (our own idle interval does not count: PROTOCOL.md section 4).
+   */
+  get deadAfterMs(): number {
+    return this.#fixedDeadAfterMs ??
+      HEARTBEATS_BEFORE_DEAD *
+        Math.max(this.#heartbeatMs, this.#peerHeartbeatMs ?? MAX_HEARTBEAT_MS);
+  }
+
+  /** Is the channel idle, sending heartbeats at the idle interval? */
+  get idle(): boolean {
+    return this.#idle;
+  }
+
+  /** The interval we announce and keep now: the idle one while idle. */
+  get heartbeatMs(): number {
+    return this.#idle ? this.#idleHeartbeatMs : this.#heartbeatMs;
+  }
+
+  /** A record of ours was sealed and handed to the transport. */
+  sent(): void {
+    this.#lastSent = this.#scheduler.now();
+  }
+
+  /**
+   * A valid record arrived.
+   * @returns the time, for {@link data}
+   */
+  received(): number {
+    return this.#lastReceived = this.#scheduler.now();
+  }
+
+  /**
+   * A DATA record went one way or the other: an idle channel is active
+   * again, and says so at once.
+   * @param now when (default now)
+   */
+  data(now: number = this.#scheduler.now()): void {
+    this.#lastData = now;
+    if (!this.#idle || this.#task === undefined) return;
+    this.#idle = false;
+    this.#hooks.beat(this.#heartbeatMs);
+    this.#scheduler.advance(this.#task, this.#nextDue());
+  }
+
+  /**
+   * The other side announced its interval in a HEARTBEAT.
+   * @param ms the announced interval, clamped to 50..30000
+   */
+  announced(ms: number): void {
+    const was = this.#peerHeartbeatMs ?? MAX_HEARTBEAT_MS;
+    this.#peerHeartbeatMs = Math.min(
+      Math.max(ms, MIN_HEARTBEAT_MS),
+      MAX_ANNOUNCED_HEARTBEAT_MS,
+    );
+    // A shorter interval brings the deadline nearer than our entry.
+    if (this.#task !== undefined && this.#peerHeartbeatMs < was) {
+      this.#scheduler.advance(this.#task, this.#nextDue());
+    }
+  }
+
+  /** Can this channel go idle at all? */
+  get #idles(): boolean {
+    return this.#idleHeartbeatMs > this.#heartbeatMs;
+  }
+
+  /** When {@link #tick} has something to do next: a heartbeat, the deadline, or going idle. */
+  #nextDue(): number {
+    let due = Math.min(
+      this.#lastSent + this.heartbeatMs,
+      this.#lastReceived + this.deadAfterMs,
+    );
+    if (!this.#idle && this.#idles) {
+      due = Math.min(due, this.#lastData + this.#idleAfterMs);
+    }
+    return due;
+  }
+
+  /** The scheduler's call: the deadline, going idle, a heartbeat; then when next. */
+  #tick(now: number): number | undefined {
+    if (this.#task === undefined) return undefined;
+    if (now - this.#lastReceived >= this.deadAfterMs) {
+      this.#task = undefined;
+      this.#hooks.dead(now - this.#lastReceived);
+      return undefined;
+    }
+    if (
+      !this.#idle && this.#idles && now - this.#lastData >= this.#idleAfterMs
+    ) {
+      // Announce the longer interval before keeping to it (PROTOCOL.md
+      // section 4): the other side's bound grows before our silence does.
+      this.#idle = true;
+      this.#hooks.beat(this.heartbeatMs);
+    } else if (now - this.#lastSent >= this.heartbeatMs) {
+      this.#hooks.beat(this.heartbeatMs);
+    }
+    return this.#nextDue();
+  }
+}
