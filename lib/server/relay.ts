@@ -52,15 +52,9 @@ export class Relay {
     reply: Reply,
   ): Promise<void> {
     const user = s.user;
-    const self = this.#presence.get(user);
-    const peer = this.#presence.get(m.peer);
-    // Each node checks its own user (PROTOCOL.md 11.4): a partner on
-    // another node is checked there, as this node's view of it lags by a
-    // snapshot and may not show the session yet (its handshake's first
-    // frames would be refused here, and the session never start).
     if (
-      self?.partner !== m.peer ||
-      (peer?.node === self.node && peer.partner !== user)
+      this.#presence.get(user)?.partner !== m.peer ||
+      this.#presence.get(m.peer)?.partner !== user
     ) {
       return reply({
         t: "error",
