@@ -18,7 +18,7 @@ import {
   type Logger,
   UsageError,
 } from "../lib/util/mod.ts";
-import { DEFAULT_RSA_BITS } from "../lib/crypto/mod.ts";
+import { DEFAULT_RSA_BITS, defaultSignWorkers } from "../lib/crypto/mod.ts";
 import { isValidUsername, ROOM_MEMBERS_HARD_LIMIT } from "../lib/proto/mod.ts";
 import {
   clusterKeyId,
@@ -84,8 +84,8 @@ Options:
   --no-watch              re-read the client keys only on SIGHUP, not when they change
   --bits N                RSA size of keys provisioned on a first run (default ${DEFAULT_RSA_BITS})
   --sign-workers N        Web Workers that sign the logins with the server
-                          key, 0..1024 (default 0: WebCrypto already signs on
-                          the runtime's threads, on every core)
+                          key, 0..1024; 0 signs on the main thread (default
+                          one per core: ${defaultSignWorkers()} here)
   --cluster URL[,URL]     join a cluster of im serve nodes on NATS
                           (nats://host:port or tls://host:port; every node
                           uses a copy of the same keys/, cluster.key included)
@@ -337,11 +337,11 @@ export async function runServe(args: string[]): Promise<number> {
   );
   // Checked on every run, used only on a first run (issue 11 item 10).
   const bits = intFlag("--bits", v.bits, DEFAULT_RSA_BITS, 2048, 4096);
-  // Issue 15 (BENCHMARKS.md, Capacity): a pool measured no faster than 0.
+  // Issue 15 (BENCHMARKS.md, Capacity): one worker per core.
   const signWorkers = intFlag(
     "--sign-workers",
     v["sign-workers"],
-    D.signWorkers,
+    defaultSignWorkers(),
     0,
     1024,
   );

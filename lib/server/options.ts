@@ -180,9 +180,9 @@ export interface ServerOptions {
   rooms?: RoomStore;
   /**
    * Workers that sign the logins' transcripts (PROTOCOL.md 2.2) with the
-   * server's key, a `SignPool` (issue 15; `im serve --sign-workers`); 0, the
-   * default, signs on the main thread, whose WebCrypto already runs the RSA
-   * work on the runtime's threads (BENCHMARKS.md, Capacity (issue 15)).
+   * server's key, a `SignPool` (issue 15); 0, the default here, signs on the
+   * main thread. `im serve --sign-workers` defaults to one per core
+   * (BENCHMARKS.md, Capacity (issue 15)).
    */
   signWorkers?: number;
   /** Members one room may have (default 256; `--room-max-members`). */

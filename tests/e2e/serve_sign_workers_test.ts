@@ -21,10 +21,15 @@ Deno.test("im serve --sign-workers 2: the listening line says 2, a user logs in 
   });
 });
 
-Deno.test("im serve without --sign-workers signs on the main thread (signWorkers=0)", async () => {
+Deno.test("im serve without --sign-workers starts one sign worker per core; --sign-workers 0 signs on the main thread", async () => {
+  const cores = Math.max(1, navigator.hardwareConcurrency);
   await withProcs(keys, async (p) => {
     const server = await p.server();
-    await server.waitForLog(/ listening .*signWorkers=0/);
+    await server.waitForLog(new RegExp(` listening .*signWorkers=${cores}\\b`));
+    const zero = await p.server({ args: ["--sign-workers", "0"] });
+    await zero.waitForLog(/ listening .*signWorkers=0\b/);
+    const a = await p.chat(zero, "A");
+    assert("A" in await a.list());
   });
 });
 
