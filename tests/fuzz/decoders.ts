@@ -426,6 +426,7 @@ const message = fc.oneof(
         "message",
         "code",
         "id",
+        "count",
         "text",
         "serverFingerprint",
         "identity",
