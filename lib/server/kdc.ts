@@ -46,6 +46,11 @@ export class Kdc {
   #lifetimeMs: number;
   #now: () => number;
   #log: Logger;
+  /**
+   * Joiners waiting for the answer of a grant to a host on another node,
+   * and how to end that wait when a leave frees them (PROTOCOL.md 11.4).
+   */
+  #joining = new Map<string, (why: string) => void>();
 
   /** @param o the seams it works through, and the ticket lifetime */
   #presence: Presence;
@@ -162,6 +167,7 @@ export class Kdc {
   partnerLeft(gone: PresenceEntry, message: string): void {
     const partner = this.#book.partnerLeft(gone);
     if (!partner) return;
+    this.#joining.get(partner)?.(message);
     this.#delivery.deliver(partner, {
       t: "cancelled",
       peer: gone.name,
@@ -180,6 +186,7 @@ export class Kdc {
   remoteLeft(gone: PresenceEntry, node: string, message: string): void {
     this.partnerLeft(gone, message);
     for (const partner of this.#book.partnersOf(gone.name, node)) {
+      this.#joining.get(partner)?.(message);
       this.#delivery.deliver(partner, {
         t: "cancelled",
         peer: gone.name,
@@ -272,46 +279,86 @@ export class Kdc {
     // The joiner's entry names the grant too: a `cancelled` of its last
     // session that crossed this request is told apart (PROTOCOL.md 11.4).
     this.#book.setTicket(d.joiner, ticketId);
-    // A host on another node: its node's answer says whether the grant got
-    // there (PROTOCOL.md 11.4). `busy` is answered there (the joiner is sent
-    // a cancelled by the host's node); any other failure (the node is dead
-    // or cannot be reached, the host left it) frees the joiner here, or it
-    // would wait BUSY for a host whose leave may never name it.
-    grant.written.then((e) => {
-      if (!e || e.code === "busy") return;
-      const freed = this.#book.grantFailed(d.joiner, d.host, ticketId);
-      if (!freed) return;
-      this.#log("session-cancelled", {
-        host: d.host,
-        joiner: d.joiner,
-        reason: e.code,
-      });
-      this.#delivery.deliver(d.joiner, {
-        t: "cancelled",
-        peer: d.host,
-        message: e.code === "cluster-unreachable"
-          ? `${d.host}'s server cannot be reached; the session was cancelled`
-          : `${d.host} is no longer online; the session was cancelled`,
-      }, { session: ticketId });
-    }).catch(() => {});
+    let addr = d.addr;
+    if (grant.hostAddr) {
+      // A host on another node (PROTOCOL.md 11.4, the host's node gives the
+      // address): its node's answer says whether the grant got there, and
+      // where the host hosts now (this node's view may name an earlier
+      // address). Nothing is answered before it.
+      const hostAddr = grant.hostAddr;
+      let left: string | undefined;
+      const [e, at] = await new Promise<
+        [Awaited<typeof grant.written>, string | undefined]
+      >((resolve) => {
+        // A leave that frees the joiner (the host's node died) ends the wait.
+        this.#joining.set(d.joiner, (why) => {
+          left = why;
+          resolve([undefined, undefined]);
+        });
+        Promise.all([grant.written, hostAddr]).then(resolve);
+      }).finally(() => this.#joining.delete(d.joiner));
+      // Still waiting: not freed by a `cancelled` of this grant meanwhile.
+      const waiting = left === undefined &&
+        this.#book.isJoining(d.joiner, d.host, ticketId);
+      if (e || !at || !waiting) {
+        this.#book.grantFailed(d.joiner, d.host, ticketId);
+        if (waiting && (!e || e.code === "cluster-unreachable")) {
+          // The host may hold the grant (an answer too late, or without
+          // an address): freed by name of this grant, not left waiting.
+          this.#delivery.deliver(d.host, {
+            t: "cancelled",
+            peer: d.joiner,
+            message: `${d.joiner} could not be told where to connect`,
+          }, { session: ticketId });
+        }
+        const reason = e?.code === "busy" || e?.code === "not-hosting"
+          ? e.code
+          : "offline";
+        this.#log("session-refused", {
+          joiner: d.joiner,
+          host: d.host,
+          reason: e?.code ??
+            (left !== undefined
+              ? "left"
+              : waiting
+              ? "no-address"
+              : "cancelled"),
+        });
+        return reply({
+          t: "refused",
+          peer: d.host,
+          reason,
+          message: left !== undefined
+            ? left
+            : reason === "busy"
+            ? `${d.host} is busy in another session`
+            : reason === "not-hosting"
+            ? `${d.host} is not hosting; ask them to type !session host`
+            : e?.code === "cluster-unreachable"
+            ? `${d.host}'s server cannot be reached; the session was cancelled`
+            : `${d.host} is no longer online; the session was cancelled`,
+        });
+      }
+      addr = at;
+    }
     this.#log("session-granted", {
       host: d.host,
       joiner: d.joiner,
       ticket: ticketId.slice(0, 8),
     });
-    // Answered at once, in the same turn as the grant's hand-off: a host
-    // that does not read cannot stall this joiner's messages, and the
-    // `join` is on the joiner's channel before any `cancelled` of this grant
-    // can be (the host must receive the grant to cancel it; PROTOCOL.md
-    // section 6). A joiner that reaches the host first waits there for the
-    // grant. The joiner's own copy of its ticket, over its own authenticated
-    // channel: it keys the PEER_COMMIT that binds the joiner to this grant,
-    // and the host's PEER_HELLO must carry the same bytes (PROTOCOL.md
-    // section 6, one commitment per grant).
+    // Answered in the same turn as the grant's hand-off (a host on another
+    // node: its node's answer, in at most 2 s): a host that does not read
+    // cannot stall this joiner's messages, and the `join` is on the joiner's channel before any
+    // `cancelled` of this grant can be (the host must receive the grant to
+    // cancel it; PROTOCOL.md section 6). A joiner that reaches the host first
+    // waits there for the grant. The joiner's own copy of its ticket, over
+    // its own authenticated channel: it keys the PEER_COMMIT that binds the
+    // joiner to this grant, and the host's PEER_HELLO must carry the same
+    // bytes (PROTOCOL.md section 6, one commitment per grant).
     await reply({
       t: "join",
       peer: d.host,
-      addr: d.addr,
+      addr,
       ticket: ticket.toBase64(),
       ticketId,
       expiresAt: d.expiresAt,

@@ -142,10 +142,17 @@ export interface DeliverOptions {
  * connected) and `busy` (its queue is over the limit) sent nothing;
  * otherwise `written` settles once the message is written, with the error
  * if that failed (`message-too-large`, `closed`). It never rejects.
+ * `hostAddr`, only for a `grant` to a host on another node (PROTOCOL.md
+ * 11.4, the host's node gives the address): settles with `written`, with
+ * the address the host's node has for its host when it applied the grant.
  */
 export type DeliveryReceipt =
   | { delivered: false; reason: "absent" | "busy" }
-  | { delivered: true; written: Promise<ImError | undefined> };
+  | {
+    delivered: true;
+    written: Promise<ImError | undefined>;
+    hostAddr?: Promise<string | undefined>;
+  };
 
 /** Hands a message to a user wherever they are connected. */
 export interface Delivery {

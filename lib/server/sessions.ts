@@ -26,7 +26,14 @@ import type { Presence, PresenceEntry } from "./seams.ts";
 /** The answer to `!session <host>`. */
 export type SessionDecision =
   | { ok: false; reason: RefusalReason; message: string }
-  | { ok: true; host: string; joiner: string; addr: string; expiresAt: number };
+  | {
+    ok: true;
+    host: string;
+    joiner: string;
+    /** The view's address: empty, or stale, for a host on another node (11.4). */
+    addr: string;
+    expiresAt: number;
+  };
 
 /**
  * May a `cancelled` (or a failure) of the session with ticket id `told`
@@ -123,28 +130,34 @@ export class SessionBook {
         message: "You are already in a session; !disconnect first",
       };
     }
-    if (h.state === "BUSY") {
+    // A host on another node (PROTOCOL.md 11.4): its node decides on its
+    // state and gives its address; this view of it may lag.
+    const remote = h.node !== j.node;
+    if (!remote && h.state === "BUSY") {
       return {
         ok: false,
         reason: "busy",
         message: `${host} is busy in another session`,
       };
     }
-    if (h.state !== "HOSTING" || !h.addr) {
+    if (!remote && (h.state !== "HOSTING" || !h.addr)) {
       return {
         ok: false,
         reason: "not-hosting",
         message: `${host} is not hosting; ask them to type !session host`,
       };
     }
-    const addr = h.addr;
-    // The joiner stops hosting; the host keeps its address for the session.
-    this.#presence.update(host, {
-      state: "BUSY",
-      addr,
-      partner: joiner,
-      isHost: true,
-    });
+    const addr = h.addr ?? "";
+    // The joiner stops hosting; the host keeps its address for the session
+    // (a host on another node: its node does, on the grant).
+    if (!remote) {
+      this.#presence.update(host, {
+        state: "BUSY",
+        addr,
+        partner: joiner,
+        isHost: true,
+      });
+    }
     this.#presence.update(joiner, {
       state: "BUSY",
       partner: host,
@@ -259,6 +272,21 @@ export class SessionBook {
     if (!sameSession(j.ticketId, ticketId)) return false;
     this.#idle(joiner);
     return true;
+  }
+
+  /**
+   * Is `joiner` still BUSY as the joiner of this grant (PROTOCOL.md 11.4:
+   * a `cancelled` of it may have freed it while its node waited for the
+   * host's node)?
+   * @param joiner the joiner of the grant
+   * @param host its host
+   * @param ticketId the grant's ticket id
+   * @returns true while it waits for this grant
+   */
+  isJoining(joiner: string, host: string, ticketId: string): boolean {
+    const j = this.#presence.get(joiner);
+    return j?.state === "BUSY" && j.partner === host && !j.isHost &&
+      j.ticketId === ticketId;
   }
 
   /**

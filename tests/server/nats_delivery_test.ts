@@ -528,7 +528,7 @@ Deno.test("cluster: another subscriber answering a request first with junk or a 
   });
 });
 
-Deno.test("cluster: a session granted with a host whose node just died: the joiner is freed and told", async () => {
+Deno.test("cluster: a session asked of a host whose node just died: the joiner is freed and refused", async () => {
   await withNats(async (nats) => {
     await withScope(async (s) => {
       // The grant's answer is awaited longer than presence takes to call
@@ -552,18 +552,19 @@ Deno.test("cluster: a session granted with a host whose node just died: the join
         "B freed",
         slow,
       );
-      // A's last entry (HOSTING) names no partner: B is freed as BUSY with it.
+      // A's last entry (HOSTING) names no partner: B is freed as BUSY with
+      // it, and its `session`, which waited for A's node, refused at once.
       await b.ui.waitFor(
         (e) =>
-          e.kind === "session" && e.state === "ended" && e.peer === "A" &&
-          /went offline/.test(e.reason ?? ""),
+          e.kind === "error" && e.code === "refused-offline" &&
+          /went offline/.test(e.text),
         bm,
       );
     });
   });
 });
 
-Deno.test("cluster: a grant its host's node does not answer: the joiner is freed and told the server cannot be reached", async () => {
+Deno.test("cluster: a grant its host's node does not answer: the joiner is freed and refused, the server cannot be reached", async () => {
   await withNats(async (nats) => {
     await withScope(async (s) => {
       const n1 = await clusterNode(s, nats, "n1");
@@ -586,13 +587,13 @@ Deno.test("cluster: a grant its host's node does not answer: the joiner is freed
       );
       await b.ui.waitFor(
         (e) =>
-          e.kind === "session" && e.state === "ended" && e.peer === "A" &&
-          /server cannot be reached/.test(e.reason ?? ""),
+          e.kind === "error" && e.code === "refused-offline" &&
+          /server cannot be reached/.test(e.text),
         bm,
       );
       assert.ok(
         n2.log.some((l) =>
-          l.event === "session-cancelled" &&
+          l.event === "session-refused" &&
           l.fields.reason === "cluster-unreachable"
         ),
       );

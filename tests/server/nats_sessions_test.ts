@@ -119,6 +119,63 @@ Deno.test("cluster: a cancelled naming an earlier session is dropped by the part
   });
 });
 
+/**
+ * PROTOCOL.md 11.4, the host's node gives the address: its answer to a
+ * grant, whatever the requester's view says.
+ */
+Deno.test("cluster: the host's node answers a grant with where its host hosts now, busy or not-hosting with nothing applied or sent", async () => {
+  await withNats(async (nats) => {
+    const n1 = await bareNode(nats, "n1");
+    const n2 = await bareNode(nats, "n2");
+    try {
+      n1.p.join("J", "n1");
+      n1.p.join("K", "n1");
+      n2.p.join("H", "n2");
+      n2.p.update("H", { state: "HOSTING", addr: "127.0.0.1:4001" });
+      await until(() => n1.p.get("H")?.state === "HOSTING", "H on n1");
+      // H hosts again elsewhere; n1's view may still say 4001.
+      n2.p.update("H", { state: "HOSTING", addr: "127.0.0.1:4002" });
+      const grant = (peer: string, ticketId: string) =>
+        n1.d.deliver("H", {
+          t: "grant",
+          peer,
+          key: "k",
+          ticket: "t",
+          ticketId,
+          expiresAt: Date.now() + 60_000,
+          identity: "i",
+        } as unknown as Push);
+      const r = grant("J", T1);
+      assert.ok(r.delivered && r.hostAddr);
+      assert.equal(await r.written, undefined);
+      assert.equal(await r.hostAddr, "127.0.0.1:4002");
+      const h = n2.p.get("H");
+      assert.equal(h?.state, "BUSY");
+      assert.equal(h?.partner, "J");
+      assert.equal(h?.addr, "127.0.0.1:4002");
+      assert.equal(h?.ticketId, T1);
+      // Another joiner's grant, H BUSY: `busy`, H's session untouched,
+      // and nobody is sent anything (the joiner's node answers its joiner).
+      const r2 = grant("K", T2);
+      assert.ok(r2.delivered && r2.hostAddr);
+      assert.equal((await r2.written)?.code, "busy");
+      assert.equal(await r2.hostAddr, undefined);
+      assert.equal(n2.p.get("H")?.partner, "J");
+      // H stopped hosting: `not-hosting`, H stays IDLE.
+      n2.p.update("H", { state: "IDLE" });
+      const r3 = grant("K", T2);
+      assert.ok(r3.delivered);
+      assert.equal((await r3.written)?.code, "not-hosting");
+      assert.equal(n2.p.get("H")?.state, "IDLE");
+      assert.deepEqual(n2.got.map((m) => m.t), ["grant"]);
+      assert.equal(n1.got.length, 0);
+    } finally {
+      await n1.close();
+      await n2.close();
+    }
+  });
+});
+
 /** A node of the cluster: a ClusterNode and the ImServer that uses it. */
 async function clusterNode(
   s: Scope,
@@ -142,6 +199,8 @@ async function clusterNode(
 }
 
 const hosting = (e: UiEvent) => e.kind === "system" && /^Hosting /.test(e.text);
+const stopped = (e: UiEvent) =>
+  e.kind === "system" && e.text === "Stopped hosting";
 
 /**
  * Fails without the rule (checked by taking it out): within 40 rounds,
@@ -172,12 +231,27 @@ Deno.test("cluster: 40 sessions in a row between users on two nodes, each ended 
         );
         const am = a.ui.mark, bm = b.ui.mark;
         await b.client.handleLine("!session A");
-        await Promise.all([
+        const [, joined] = await Promise.all([
           a.ui.waitFor(started, am, 30_000),
           b.ui.waitFor(started, bm, 30_000),
         ]).catch((e) => {
-          throw new Error(`round ${i}: the session did not start (${e})`);
+          const seen = (c: TestClient, m: number) =>
+            JSON.stringify(c.ui.events.slice(m));
+          throw new Error(
+            `round ${i}: the session did not start (${e}); A saw ${
+              seen(a, am)
+            }, B saw ${seen(b, bm)}; node 2 logged ${
+              JSON.stringify(n2.log.slice(-6))
+            }`,
+          );
         });
+        // B is sent where A hosts now (11.4, the host's node gives the
+        // address), though node 2's view may still name A's last port.
+        assert.equal(
+          joined.kind === "session" && joined.transport,
+          "direct",
+          `round ${i}: B was not sent to where A hosts`,
+        );
         const am2 = a.ui.mark, bm2 = b.ui.mark;
         await b.client.handleLine("!disconnect");
         await Promise.all([
@@ -185,6 +259,130 @@ Deno.test("cluster: 40 sessions in a row between users on two nodes, each ended 
           b.ui.waitFor(ended, bm2, 30_000),
         ]);
       }
+    });
+  });
+});
+
+/**
+ * PROTOCOL.md 11.4, the host's node gives the address. Fails without the
+ * rule (checked by taking it out): B's node's view of A is the snapshot of
+ * A's earlier hosting, B is sent to that closed port, the direct attempt
+ * fails and the session goes through the relay.
+ */
+Deno.test("cluster: a joiner on another node is sent where the host hosts now, not its node's view's earlier address", async () => {
+  await withNats(async (nats) => {
+    await withScope(async (s) => {
+      const n1 = await clusterNode(s, nats, "n1");
+      const n2 = await clusterNode(s, nats, "n2");
+      const a: TestClient = await s.client(n1.port, "A");
+      const b: TestClient = await s.client(n2.port, "B");
+      const hostAt = async () => {
+        const m = a.ui.mark;
+        await a.client.handleLine("!session host");
+        await a.ui.waitFor(hosting, m, 30_000);
+        const at = n1.node.presence.get("A");
+        assert.equal(at?.state, "HOSTING");
+        return at!.addr!;
+      };
+      let stale = 0;
+      // Each round: A hosts, node 2 sees it, A stops and hosts again on a
+      // new port, and B asks at once. Rounds until node 2's view was still
+      // the earlier address when B asked (nearly always the first).
+      for (let i = 0; i < 10 && stale < 3; i++) {
+        const first = await hostAt();
+        await until(
+          () => n2.node.presence.get("A")?.addr === first,
+          `node 2 sees A hosting at ${first} (round ${i})`,
+          30_000,
+        );
+        const m = a.ui.mark;
+        await a.client.handleLine("!disconnect");
+        await a.ui.waitFor(stopped, m);
+        const now = await hostAt();
+        const seen = n2.node.presence.get("A");
+        // (The system may give the same port again: then nothing is stale.)
+        const wasStale = seen?.state === "HOSTING" && seen.addr === first &&
+          now !== first;
+        const am = a.ui.mark, bm = b.ui.mark;
+        await b.client.handleLine("!session A");
+        if (wasStale) stale++;
+        // Started and direct whatever node 2's view said (11.4).
+        const [, joined] = await Promise.all([
+          a.ui.waitFor(started, am, 30_000),
+          b.ui.waitFor(started, bm, 30_000),
+        ]);
+        assert.equal(
+          joined.kind === "session" && joined.transport,
+          "direct",
+          `round ${i}: B was sent to ${first}, not ${now}`,
+        );
+        {
+          const bm2 = b.ui.mark, am2 = a.ui.mark;
+          await b.client.handleLine("!disconnect");
+          await Promise.all([
+            a.ui.waitFor(ended, am2, 30_000),
+            b.ui.waitFor(ended, bm2, 30_000),
+          ]);
+        }
+        // A hosts on after a session (6): stopped, for the next round.
+        await until(() => a.client.mode === "hosting", "A hosting", 30_000);
+        {
+          const m2 = a.ui.mark;
+          await a.client.handleLine("!disconnect");
+          await a.ui.waitFor(stopped, m2);
+        }
+      }
+      assert.ok(stale > 0, "node 2's view was never stale when B asked");
+    });
+  });
+});
+
+/**
+ * PROTOCOL.md 11.4, the host's node decides. Fails without the rule
+ * (checked by taking it out): node 2's view still shows A IDLE when B asks,
+ * and B is refused `not-hosting` by a node that does not hold A.
+ */
+Deno.test("cluster: a joiner on another node asking the moment the host hosts is granted by the host's node, not refused on its own node's view", async () => {
+  await withNats(async (nats) => {
+    await withScope(async (s) => {
+      const n1 = await clusterNode(s, nats, "n1");
+      const n2 = await clusterNode(s, nats, "n2");
+      const a: TestClient = await s.client(n1.port, "A");
+      const b: TestClient = await s.client(n2.port, "B");
+      await until(() => n2.node.presence.get("A") !== undefined, "A on n2");
+      let lagged = 0;
+      // Rounds until node 2's view still showed A not hosting when B asked
+      // (nearly always the first: A's hosting is coalesced into the next
+      // snapshot, up to 100 ms after the last).
+      for (let i = 0; i < 10 && lagged < 2; i++) {
+        const m = a.ui.mark;
+        await a.client.handleLine("!session host");
+        await a.ui.waitFor(hosting, m, 30_000);
+        if (n2.node.presence.get("A")?.state !== "HOSTING") lagged++;
+        const am = a.ui.mark, bm = b.ui.mark;
+        await b.client.handleLine("!session A");
+        const [, joined] = await Promise.all([
+          a.ui.waitFor(started, am, 30_000),
+          b.ui.waitFor(started, bm, 30_000),
+        ]).catch((e) => {
+          throw new Error(
+            `round ${i}: ${e}; B saw ${JSON.stringify(b.ui.events.slice(bm))}`,
+          );
+        });
+        assert.equal(joined.kind === "session" && joined.transport, "direct");
+        const bm2 = b.ui.mark, am2 = a.ui.mark;
+        await b.client.handleLine("!disconnect");
+        await Promise.all([
+          a.ui.waitFor(ended, am2, 30_000),
+          b.ui.waitFor(ended, bm2, 30_000),
+        ]);
+        // A hosts on after a session (6): stopped, for the next round.
+        await until(() => a.client.mode === "hosting", "A hosting", 30_000);
+        const m2 = a.ui.mark;
+        await a.client.handleLine("!disconnect");
+        await a.ui.waitFor(stopped, m2);
+      }
+      assert.ok(lagged > 0, "node 2's view always showed A hosting already");
     });
   });
 });

@@ -16,8 +16,9 @@
  * (`cluster-unreachable` when no answer came within 2 s, or at once when
  * NATS is down). Each node is the authority on its own users' states, so
  * the node that writes a session's pushes applies them to its user first:
- * a `grant` makes the host BUSY with the joiner (a host that is not
- * HOSTING any more is `busy`, and the joiner is sent a `cancelled`); a
+ * a `grant` makes the host BUSY with the joiner and is answered with the
+ * address the host hosts at, which the joiner is sent to (`hostAddr`; a
+ * host that is not HOSTING is `busy` or `not-hosting`, nothing applied); a
  * `cancelled` makes the user IDLE, and is written only when the user is
  * still BUSY with that peer in the session it names by its ticket id
  * (`session`, when the sender knew it: the same cut told twice, by the
@@ -162,11 +163,14 @@ const PUSHES: ReadonlySet<string> = new Set(["grant", "cancelled", "relayed"]);
 const REASONS: ReadonlySet<string> = new Set(["replaced", "revoked"]);
 /** A session a `cancelled` may name: a ticket id, hex (11.4). */
 const TICKET_ID = /^[0-9a-f]{1,128}$/;
+/** A host's address in a grant's answer (11.4), as `host` takes it (6). */
+const HOST_ADDR = /^[A-Za-z0-9.:\[\]_-]{1,80}:\d{1,5}$/;
 /** A key fingerprint a `kick` may name in `keep`: printable, no spaces. */
 const FINGERPRINT = /^[\x21-\x7e]{1,128}$/;
 
 type Answer =
-  | { ok: "written" | "absent" | "busy" | "closed" }
+  | { ok: "written"; addr?: string }
+  | { ok: "absent" | "busy" | "closed" | "not-hosting" }
   | { ok: "failed"; code: string; message: string };
 
 /** The subject a node answers on (11.4). */
@@ -291,7 +295,8 @@ export class NatsDelivery implements Delivery {
     const body: Record<string, unknown> = { t: "deliver", user, msg };
     if (opts.maxQueuedBytes !== undefined) body.max = opts.maxQueuedBytes;
     if (opts.session !== undefined) body.session = opts.session;
-    const written = this.#request(entry.node, body).then(
+    const answered = this.#request(entry.node, body);
+    const written = answered.then(
       (a): ImError | undefined => {
         if (a instanceof NetError) return a;
         switch (a.ok) {
@@ -302,8 +307,12 @@ export class NatsDelivery implements Delivery {
           case "busy":
             return new NetError(
               "busy",
-              `${user} is not keeping up (node ${entry.node})`,
+              msg.t === "grant"
+                ? `${user} is busy in another session`
+                : `${user} is not keeping up (node ${entry.node})`,
             );
+          case "not-hosting":
+            return new NetError("not-hosting", `${user} is not hosting`);
           default:
             return new NetError(
               "closed",
@@ -312,7 +321,15 @@ export class NatsDelivery implements Delivery {
         }
       },
     );
-    return { delivered: true, written };
+    if (msg.t !== "grant") return { delivered: true, written };
+    // 11.4: the host's node gives the address its host hosts at now.
+    const hostAddr = answered.then((a) =>
+      !(a instanceof NetError) && a.ok === "written" &&
+        typeof a.addr === "string" && HOST_ADDR.test(a.addr)
+        ? a.addr
+        : undefined
+    );
+    return { delivered: true, written, hostAddr };
   }
 
   /**
@@ -614,16 +631,15 @@ export class NatsDelivery implements Delivery {
       : { maxQueuedBytes: b.max as number };
     const own = this.#presence.get(user);
     if (!own || own.node !== this.node) return { ok: "absent" };
+    let addr: string | undefined;
     if (msg.t === "grant") {
+      // Another joiner's grant got here first, or the host stopped hosting
+      // (the joiner's node's view lags): void, and the joiner's node tells
+      // its joiner (11.4).
       if (own.state !== "HOSTING") {
-        // Another joiner's grant got here first: this one is void.
-        this.deliver(msg.peer, {
-          t: "cancelled",
-          peer: user,
-          message: `${user} is busy in another session`,
-        }, { session: msg.ticketId });
-        return { ok: "busy" };
+        return { ok: own.state === "BUSY" ? "busy" : "not-hosting" };
       }
+      addr = own.addr;
       this.#presence.update(user, {
         state: "BUSY",
         ...(own.addr !== undefined && { addr: own.addr }),
@@ -652,8 +668,7 @@ export class NatsDelivery implements Delivery {
     const r = this.#local.deliver(user, msg, opts);
     if (!r.delivered) return { ok: r.reason };
     const e = await r.written;
-    return e
-      ? { ok: "failed", code: e.code, message: e.message }
-      : { ok: "written" };
+    if (e) return { ok: "failed", code: e.code, message: e.message };
+    return addr === undefined ? { ok: "written" } : { ok: "written", addr };
   }
 }
