@@ -69,6 +69,20 @@ export const MAX_MESSAGE_BYTES = 45 * 1024;
 /** How long {@link PeerSession.close} waits for receipts of messages in flight. */
 export const CLOSE_GRACE_MS = 1000;
 
+/**
+ * Most bytes of our chat messages (counted as their upper bound, 6 per
+ * UTF-16 unit and 32 more) queued for writing before the sender waits
+ * ({@link PeerSession.room}): a peer that does not read holds at most this
+ * (plus one message) of ours, well below the transport's own limit.
+ */
+export const MAX_SEND_AHEAD = 256 * 1024;
+
+/** A chat message sealed and queued: its id, and its write. */
+export interface QueuedText {
+  id: string;
+  written: Promise<void>;
+}
+
 /** How long a peer handshake may take once connected. */
 export const PEER_HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -338,34 +352,101 @@ export class PeerSession {
   /**
    * Send a chat message; it stays "unacknowledged" until the peer's receipt arrives.
    * @param text the message
-   * @returns its id
+   * @returns its id, once its record is written
    * @throws {ProtocolError} `message-too-large` past {@link MAX_MESSAGE_BYTES} (nothing is sent);
    *   {@link NetError} when the session is closed
    */
   sendText(text: string): Promise<string> {
+    let q: QueuedText;
+    try {
+      q = this.queueText(text);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return q.written.then(() => q.id);
+  }
+
+  /**
+   * Seal a chat message and queue its record without waiting for the write
+   * (issue 15: a burst of lines goes out in a few writes, not one each). The
+   * records leave in the order they were queued. A caller that queues many
+   * waits on {@link room} between them: at most {@link MAX_SEND_AHEAD}
+   * (an upper bound of the bytes) wait to be written.
+   * @param text the message
+   * @returns its id, and when its record is written (a rejection: it was
+   *   not sent, and the session's end does not report it again; it
+   *   resolves instead when that end reported it first, as undelivered)
+   * @throws {ProtocolError} `message-too-large` past {@link MAX_MESSAGE_BYTES}
+   *   (nothing is sent); {@link NetError} `closed` when the session is
+   *   closed; both synchronously, before anything is queued
+   */
+  queueText(text: string): QueuedText {
+    if (this.channel.closed) {
+      throw new NetError("closed", "Connection is closed");
+    }
     // Numbered from 1 per session: short enough to show beside the message
     // and in its receipt ("#3"); receipts never cross sessions.
-    const id = String(++this.#counter);
+    const id = String(this.#counter + 1);
     // A JSON string takes at most 6 bytes per UTF-16 unit (`\u0000`), so a
     // text this short needs no trial encoding (each costs a JSON.stringify
     // and a UTF-8 encoding: issue 15).
-    const surely = (text.length + id.length) * 6 + 32 <= MAX_MESSAGE_BYTES;
-    const size = surely ? 0 : encodeMessage({ t: "msg", id, text }).length;
+    const bound = (text.length + id.length) * 6 + 32;
+    const size = bound <= MAX_MESSAGE_BYTES
+      ? 0
+      : encodeMessage({ t: "msg", id, text }).length;
     if (size > MAX_MESSAGE_BYTES) {
-      return Promise.reject(
-        new ProtocolError(
-          "message-too-large",
-          `Message of ${size} bytes exceeds the limit of ${MAX_MESSAGE_BYTES}; split it into shorter ones`,
-        ),
+      throw new ProtocolError(
+        "message-too-large",
+        `Message of ${size} bytes exceeds the limit of ${MAX_MESSAGE_BYTES}; split it into shorter ones`,
       );
     }
+    this.#counter++;
     this.#unacked.set(id, text);
-    // A promise chain, not an async function: ~1 us less a message (issue 15).
-    return this.channel.send({ t: "msg", id, text }).then(() => id, (e) => {
-      // Not sent: the caller reports it now, not again when the session ends.
-      this.#unacked.delete(id);
+    const weight = Math.min(bound, MAX_MESSAGE_BYTES + 64);
+    this.#ahead += weight;
+    // Sealed and handed to the transport now (its queue keeps the order).
+    const written = this.channel.send({ t: "msg", id, text }).then(() => {
+      this.#wrote(weight);
+    }, (e) => {
+      this.#wrote(weight);
+      // Reported once: by the session's end when that came first (its
+      // `undelivered`), else by the caller now, and then not at the end.
+      if (!this.#unacked.delete(id)) return;
+      if (this.#unacked.size === 0) this.#wakeSettled();
       throw e;
     });
+    return { id, written };
+  }
+
+  /**
+   * Back-pressure for {@link queueText}: undefined while fewer than
+   * {@link MAX_SEND_AHEAD} bytes wait to be written, else a promise that
+   * resolves once they drop below it (or the session's writes end).
+   */
+  room(): Promise<void> | undefined {
+    if (this.#ahead < MAX_SEND_AHEAD || this.channel.closed) return undefined;
+    const w = Promise.withResolvers<void>();
+    this.#roomWaiters.push(w.resolve);
+    return w.promise;
+  }
+
+  /** Bytes (an upper bound) of our messages queued, their write not done. */
+  get sendAhead(): number {
+    return this.#ahead;
+  }
+  #ahead = 0;
+  #roomWaiters: Array<() => void> = [];
+
+  #wrote(weight: number): void {
+    this.#ahead -= weight;
+    if (
+      (this.#ahead < MAX_SEND_AHEAD || this.channel.closed) &&
+      this.#roomWaiters.length > 0
+    ) {
+      const ws = this.#roomWaiters;
+      this.#roomWaiters = [];
+      for (const w of ws) w();
+    }
   }
 
   /**
@@ -500,6 +581,8 @@ export class PeerSession {
           }));
           this.#unacked.clear();
           this.#wakeSettled();
+          // No more writes to wait for: a sender held by room() goes on.
+          this.#wrote(0);
           yield {
             kind: "ended",
             // `local` when we ended it: the reason we sent is not the peer's.

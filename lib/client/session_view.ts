@@ -6,7 +6,7 @@
  */
 
 import { isImError } from "../util/mod.ts";
-import type { PeerSession } from "./peer_session.ts";
+import type { PeerSession, QueuedText } from "./peer_session.ts";
 import type { ClientContext, ClientOptions, NewEvent } from "./options.ts";
 
 /** An error as the user sees it: ours by its code, anything else as internal. */
@@ -43,15 +43,19 @@ export function whoami(o: ClientOptions, where: PeerSession | string): string {
 
 /**
  * Send a chat message in the session, and show it (or why it was not sent).
+ * The message is sealed and queued, and shown, without waiting for its
+ * write (issue 15): lines typed in a burst leave together, in order. A
+ * write that fails later is reported for that message; the caller waits
+ * only while the session's send queue is full ({@link PeerSession.room}).
  * @param ctx where to show it
  * @param session the session, or null when there is none
  * @param text the message
  */
-export async function sendText(
+export function sendText(
   ctx: ClientContext,
   session: PeerSession | null,
   text: string,
-): Promise<void> {
+): Promise<void> | undefined {
   if (!session) {
     ctx.print({
       kind: "error",
@@ -61,25 +65,35 @@ export async function sendText(
     });
     return;
   }
+  let queued: QueuedText;
   try {
-    const id = await session.sendText(text);
-    ctx.print({
-      kind: "message",
-      from: ctx.o.user,
-      to: session.peer,
-      text,
-      id,
-      direction: "out",
-    });
+    queued = session.queueText(text);
   } catch (e) {
-    ctx.print({
-      kind: "error",
-      code: isImError(e) && e.code === "message-too-large"
-        ? e.code
-        : "not-delivered",
-      text: `Not delivered: ${(e as Error).message}`,
-    });
+    ctx.print(notSent(e));
+    return;
   }
+  ctx.print({
+    kind: "message",
+    from: ctx.o.user,
+    to: session.peer,
+    text,
+    id: queued.id,
+    direction: "out",
+  });
+  queued.written.catch((e) => ctx.print(notSent(e, queued.id)));
+  return session.room();
+}
+
+function notSent(e: unknown, id?: string): NewEvent {
+  return {
+    kind: "error",
+    code: isImError(e) && e.code === "message-too-large"
+      ? e.code
+      : "not-delivered",
+    text: `Not delivered${id === undefined ? "" : ` (#${id})`}: ${
+      (e as Error).message
+    }`,
+  };
 }
 
 /**
