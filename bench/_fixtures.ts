@@ -198,6 +198,9 @@ export class ServerProcess {
       "run",
       "--allow-net=127.0.0.1",
       ...(cfg.cluster ? ["--allow-env"] : []),
+      ...(cfg.dataDir
+        ? [`--allow-read=${cfg.dataDir}`, `--allow-write=${cfg.dataDir}`]
+        : []),
       "--v8-flags=--expose-gc",
       new URL("./_server.ts", import.meta.url).href,
     ];

@@ -23,7 +23,7 @@
  */
 
 import { loadPrivateIdentity, loadPublicIdentity } from "../lib/crypto/mod.ts";
-import { ImServer } from "../lib/server/mod.ts";
+import { ImServer, MAIL_DB_FILE, SqliteMail } from "../lib/server/mod.ts";
 
 /** The first stdin line. */
 export interface ServerConfig {
@@ -45,6 +45,13 @@ export interface ServerConfig {
    * child then needs `--allow-env` (the NATS client reads it).
    */
   cluster?: { servers: string[]; node: string; key: string; name: string };
+  /**
+   * Keep the mailboxes, prekeys and rooms in a SQLite file in this folder,
+   * as `im serve --data` does (`im` mode, not with `cluster`); without it
+   * they are the in-memory stores of the tests. The child then needs
+   * `--allow-read` and `--allow-write` for it ({@link ServerProcess.spawn}).
+   */
+  dataDir?: string;
   /** `ServerOptions.signWorkers` (issue 15; default 0: the main thread signs). */
   signWorkers?: number;
   /** `ServerOptions.authFailureLimit`: the capacity section's abandoned logins must not be slowed down. */
@@ -149,8 +156,13 @@ async function main(): Promise<void> {
         cluster: cfg.cluster.name,
       })
       : undefined;
+    const mail = cfg.dataDir && !cfg.cluster
+      ? await SqliteMail.open(`${cfg.dataDir}/${MAIL_DB_FILE}`)
+      : undefined;
     const server = await ImServer.start({
       ...node?.serverOptions(),
+      ...(mail &&
+        { store: mail.store, prekeys: mail.prekeys, rooms: mail.rooms }),
       identity,
       clients,
       hostname: "127.0.0.1",
@@ -173,6 +185,7 @@ async function main(): Promise<void> {
     close = async () => {
       await server.close();
       await node?.close();
+      await mail?.close();
     };
   }
   collect();
