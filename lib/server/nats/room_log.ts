@@ -36,7 +36,7 @@ import {
 } from "../../util/mod.ts";
 import type { RoomEntry } from "../seams.ts";
 import { Refusals } from "./refusals.ts";
-import { JS_RETRY_MS } from "./store.ts";
+import { JS_RETRY_MS, retryTransient } from "./js_retry.ts";
 import {
   decode,
   encode,
@@ -82,13 +82,6 @@ export interface Plan<T> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Is this error one JetStream may stop giving once a leader is elected? */
-function transient(e: unknown): boolean {
-  const s = String(e instanceof Error ? `${e.name} ${e.message}` : e);
-  return /timeout|no responders|not enabled|503|not available|leader|unavailable|disconnect|reconnect|closed connection|cancel/i
-    .test(s) && !/connection closed|CLOSED/.test(s);
-}
 
 const lostRace = (e: unknown) => /wrong last sequence/i.test(String(e));
 
@@ -214,21 +207,13 @@ export class RoomLog {
   }
 
   /** Run `fn` again while JetStream answers a transient error, until the deadline. */
-  async retry<T>(fn: () => Promise<T>): Promise<T> {
-    const until = Date.now() + this.#retryMs;
-    let delay = 50;
-    for (;;) {
-      this.check();
-      try {
-        return await fn();
-      } catch (e) {
-        if (!transient(e) || Date.now() + delay > until || this.#closed) {
-          throw e;
-        }
-      }
-      await sleep(delay);
-      delay = Math.min(delay * 2, 500);
-    }
+  retry<T>(fn: () => Promise<T>): Promise<T> {
+    return retryTransient(
+      fn,
+      this.#retryMs,
+      () => this.check(),
+      () => this.#closed,
+    );
   }
 
   subject(name: string): string {

@@ -64,6 +64,7 @@ import {
   type StoreKeys,
 } from "../../proto/mod.ts";
 import { type Logger, ProtocolError } from "../../util/mod.ts";
+import { JS_RETRY_MS, retryTransient } from "./js_retry.ts";
 import { Refusals } from "./refusals.ts";
 import type {
   AppendEntry,
@@ -74,10 +75,9 @@ import type {
   StoredRecord,
 } from "../seams.ts";
 
+export { JS_RETRY_MS } from "./js_retry.ts";
 /** `expire` stops at the first record appended this much (ms) after `before`. */
 export const EXPIRE_SKEW_MS = 120_000;
-/** How long a call keeps retrying while JetStream elects a leader (ms). */
-export const JS_RETRY_MS = 10_000;
 /** Users whose usage a node keeps (least recently used dropped). */
 const USAGE_USERS = 1024;
 
@@ -121,8 +121,6 @@ interface Tally {
   sizes: Map<number, number>;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 function checkUser(user: string): void {
   if (!isValidUsername(user)) {
     throw new RangeError(
@@ -143,13 +141,6 @@ function checkLimit(limit: number | undefined): void {
       `JetStreamStore: limit ${limit} is not a positive integer`,
     );
   }
-}
-
-/** Is this error one JetStream may stop giving once a leader is elected? */
-function transient(e: unknown): boolean {
-  const s = String(e instanceof Error ? `${e.name} ${e.message}` : e);
-  return /timeout|no responders|not enabled|503|not available|leader|unavailable|disconnect|reconnect|closed connection|cancel/i
-    .test(s) && !/connection closed|CLOSED/.test(s);
 }
 
 /** The Store of a cluster, on JetStream (PROTOCOL.md 11.6). */
@@ -242,21 +233,13 @@ export class JetStreamStore implements Store {
   }
 
   /** Run `fn` again while JetStream answers a transient error, until the deadline. */
-  async #retry<T>(fn: () => Promise<T>): Promise<T> {
-    const until = Date.now() + this.#retryMs;
-    let delay = 50;
-    for (;;) {
-      this.#open();
-      try {
-        return await fn();
-      } catch (e) {
-        if (!transient(e) || Date.now() + delay > until || this.#closed) {
-          throw e;
-        }
-      }
-      await sleep(delay);
-      delay = Math.min(delay * 2, 500);
-    }
+  #retry<T>(fn: () => Promise<T>): Promise<T> {
+    return retryTransient(
+      fn,
+      this.#retryMs,
+      () => this.#open(),
+      () => this.#closed,
+    );
   }
 
   #open(): void {
