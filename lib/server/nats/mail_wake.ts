@@ -22,11 +22,7 @@
  * @module
  */
 
-import type {
-  Msg,
-  NatsConnection,
-  Subscription,
-} from "@nats-io/transport-node";
+import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import {
   type ClusterKeys,
   EnvelopeWindow,
@@ -42,6 +38,7 @@ import {
   utf8,
 } from "../../util/mod.ts";
 import { Refusals } from "./refusals.ts";
+import { WakeSubscription } from "./wake_subscription.ts";
 
 /** Users named in one `mail-wake` envelope, at most. */
 export const MAIL_WAKE_BATCH = 256;
@@ -89,9 +86,7 @@ export class MailWake {
   readonly #refusals: Refusals;
   readonly #failures: Refusals;
   #seq = 0;
-  #sub: Subscription | undefined;
-  #status: { stop(): void } | undefined;
-  #statusLoop: Promise<void> = Promise.resolve();
+  #sub: WakeSubscription | undefined;
   #local: (user: string) => void = () => {};
   #everyone: () => void = () => {};
   #batch = new Set<string>();
@@ -121,23 +116,13 @@ export class MailWake {
       throw new RangeError(`node name "${o.node}" (rule 2.9)`);
     }
     const w = new MailWake(o);
-    w.#sub = o.nc.subscribe(w.subject, {
-      callback: (err, msg) => {
-        if (!err) w.#heard(msg);
-      },
-    });
-    const status = o.nc.status();
-    w.#status = status as unknown as { stop(): void };
-    w.#statusLoop = (async () => {
-      try {
-        for await (const s of status) {
-          if (w.#closed) break;
-          // 11.4: a wake lost while the link was down is made good.
-          if (s.type === "reconnect") w.#everyone();
-        }
-      } catch { /* the connection closed */ }
-    })();
-    await o.nc.flush();
+    // 11.4: every stream woken when the link is back (a wake-up was lost).
+    w.#sub = await WakeSubscription.open(
+      o.nc,
+      w.subject,
+      (m) => w.#heard(m),
+      () => w.#everyone(),
+    );
     return w;
   }
 
@@ -240,10 +225,6 @@ export class MailWake {
     if (this.#closed) return;
     this.#closed = true;
     this.#batch.clear();
-    try {
-      this.#sub?.unsubscribe();
-    } catch { /* the connection closed first */ }
-    this.#status?.stop();
-    await this.#statusLoop;
+    await this.#sub?.close();
   }
 }

@@ -25,11 +25,7 @@
  * @module
  */
 
-import type {
-  Msg,
-  NatsConnection,
-  Subscription,
-} from "@nats-io/transport-node";
+import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import {
   type ClusterKeys,
   isValidUsername,
@@ -45,6 +41,7 @@ import {
 } from "../../util/mod.ts";
 import { LatestBootWindow } from "./mail_wake.ts";
 import { Refusals } from "./refusals.ts";
+import { WakeSubscription } from "./wake_subscription.ts";
 
 /** Rooms named in one `room-wake` envelope, at most. */
 export const ROOM_WAKE_ROOMS = 64;
@@ -113,9 +110,7 @@ export class RoomWake {
   readonly #refusals: Refusals;
   readonly #failures: Refusals;
   #seq = 0;
-  #sub: Subscription | undefined;
-  #status: { stop(): void } | undefined;
-  #statusLoop: Promise<void> = Promise.resolve();
+  #sub: WakeSubscription | undefined;
   #local: RoomWakeLocal = () => {};
   #everyone: () => void = () => {};
   /** The rooms of this turn: room to its users, whether it was made, and its receipts (sender to seqs). */
@@ -149,23 +144,13 @@ export class RoomWake {
       throw new RangeError(`node name "${o.node}" (rule 2.9)`);
     }
     const w = new RoomWake(o);
-    w.#sub = o.nc.subscribe(w.subject, {
-      callback: (err, msg) => {
-        if (!err) w.#heard(msg);
-      },
-    });
-    const status = o.nc.status();
-    w.#status = status as unknown as { stop(): void };
-    w.#statusLoop = (async () => {
-      try {
-        for await (const s of status) {
-          if (w.#closed) break;
-          // 11.4: a wake lost while the link was down is made good.
-          if (s.type === "reconnect") w.#everyone();
-        }
-      } catch { /* the connection closed */ }
-    })();
-    await o.nc.flush();
+    // 11.4: every stream woken when the link is back (a wake-up was lost).
+    w.#sub = await WakeSubscription.open(
+      o.nc,
+      w.subject,
+      (m) => w.#heard(m),
+      () => w.#everyone(),
+    );
     return w;
   }
 
@@ -314,11 +299,7 @@ export class RoomWake {
     if (this.#closed) return;
     this.#closed = true;
     this.#batch.clear();
-    try {
-      this.#sub?.unsubscribe();
-    } catch { /* the connection closed first */ }
-    this.#status?.stop();
-    await this.#statusLoop;
+    await this.#sub?.close();
   }
 }
 
