@@ -3,9 +3,13 @@
  * after a NATS process dies, JetStream answers timeouts, "no responders" or
  * 503s until a new leader is elected (about 5 s); the mail store
  * (store.ts) and the room log (room_log.ts) run their calls through
- * {@link retryTransient} so that an election costs a wait, not an error.
+ * {@link retryTransient} so that an election costs a wait, not an error;
+ * both delete messages through {@link deleteIfStored}, where a message
+ * already gone is not an error.
  * @module
  */
+
+import type { JetStreamManager } from "@nats-io/jetstream";
 
 /** How long a call keeps retrying a JetStream that does not answer (ms). */
 export const JS_RETRY_MS = 10_000;
@@ -72,5 +76,34 @@ export async function retryTransient<T>(
     }
     await sleep(delay);
     delay = Math.min(delay * 2, 500);
+  }
+}
+
+/**
+ * nats-server's answer to a delete of a message no longer there (10057,
+ * "no message found"); a missing stream says "stream not found".
+ */
+const MESSAGE_GONE = /no message found|message not found/i;
+
+/**
+ * Delete stream message `seq`; a message already deleted is not an error
+ * (PROTOCOL.md 11.6): two nodes sweep the same room or mailbox at once, and
+ * a delete retried after a lost answer finds its own work done.
+ * @param jsm the manager
+ * @param stream the stream
+ * @param seq the message
+ * @returns true when this call deleted it, false when it was gone already
+ * @throws what nats-server answered otherwise (the stream missing, no leader)
+ */
+export async function deleteIfStored(
+  jsm: JetStreamManager,
+  stream: string,
+  seq: number,
+): Promise<boolean> {
+  try {
+    return await jsm.streams.deleteMessage(stream, seq, false);
+  } catch (e) {
+    if (MESSAGE_GONE.test(String(e))) return false;
+    throw e;
   }
 }

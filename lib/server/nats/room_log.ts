@@ -36,7 +36,7 @@ import {
 } from "../../util/mod.ts";
 import type { RoomEntry } from "../seams.ts";
 import { Refusals } from "./refusals.ts";
-import { JS_RETRY_MS, retryTransient } from "./js_retry.ts";
+import { deleteIfStored, JS_RETRY_MS, retryTransient } from "./js_retry.ts";
 import {
   decode,
   encode,
@@ -249,14 +249,7 @@ export class RoomLog {
 
   /** Delete one message; false when it was gone already. */
   delete(seq: number): Promise<boolean> {
-    return this.retry(async () => {
-      try {
-        return await this.#jsm.streams.deleteMessage(this.#stream, seq, false);
-      } catch (e) {
-        if (/not found/i.test(String(e))) return false;
-        throw e;
-      }
-    });
+    return this.retry(() => deleteIfStored(this.#jsm, this.#stream, seq));
   }
 
   /** Purge the room's subject below `seq` (it and after are kept). */

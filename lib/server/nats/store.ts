@@ -64,7 +64,7 @@ import {
   type StoreKeys,
 } from "../../proto/mod.ts";
 import { type Logger, ProtocolError } from "../../util/mod.ts";
-import { JS_RETRY_MS, retryTransient } from "./js_retry.ts";
+import { deleteIfStored, JS_RETRY_MS, retryTransient } from "./js_retry.ts";
 import { Refusals } from "./refusals.ts";
 import type {
   AppendEntry,
@@ -423,14 +423,7 @@ export class JetStreamStore implements Store {
 
   /** Delete one message; false when it was gone already. */
   #delete(seq: number): Promise<boolean> {
-    return this.#retry(async () => {
-      try {
-        return await this.#jsm.streams.deleteMessage(this.#stream, seq, false);
-      } catch (e) {
-        if (/not found/i.test(String(e))) return false;
-        throw e;
-      }
-    });
+    return this.#retry(() => deleteIfStored(this.#jsm, this.#stream, seq));
   }
 
   async usage(user: string): Promise<{ count: number; bytes: number }> {
