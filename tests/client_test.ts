@@ -26,7 +26,12 @@ import {
   until,
   withScope,
 } from "./_fixtures.ts";
-import { assertRejectsIm, clientDirectory, freePort } from "./_helpers.ts";
+import {
+  assertRejectsIm,
+  clientDirectory,
+  freePort,
+  identities,
+} from "./_helpers.ts";
 
 const system = (re: RegExp) => (e: UiEvent) =>
   e.kind === "system" && re.test(e.text);
@@ -421,8 +426,66 @@ Deno.test("a !list cut by the server at its limit says how many more users are o
     assert.ok(list.kind === "list" && list.users.length === 2);
     const more = await a.ui.waitFor(system(/more online/), mark);
     assert.ok(more.kind === "system");
-    assert.equal(more.text, "... and 1 more online");
+    assert.equal(
+      more.text,
+      "... and 1 more online (!list + for more, !list <start of a name> for some)",
+    );
     assert.ok(a.ui.events.indexOf(more) > a.ui.events.indexOf(list));
+  });
+});
+
+// PROTOCOL.md 5.3: `!list +` shows the page after the last one shown,
+// `!list <start>` only names starting with it, each page in name order.
+Deno.test("!list pages: !list + continues after the last name shown until nothing is left; !list <start> only those names", async () => {
+  await withScope(async (s) => {
+    const ids = await identities();
+    const { port } = await s.server({
+      listMax: 2,
+      clients: clientDirectory(ids, { b1: ids.stranger, b2: ids.stranger }),
+    });
+    const a = await s.client(port, "A");
+    for (const n of ["B", "b1", "b2", "C"]) await s.client(port, n);
+    const page = async (line: string) => {
+      const mark = a.ui.mark;
+      await a.client.handleLine(line);
+      const ev = await a.ui.waitFor((e) => e.kind === "list", mark);
+      assert.ok(ev.kind === "list");
+      // The line after a page is shown in the same step as the page.
+      const more = a.ui.events.slice(mark).find((e) =>
+        e.kind === "system" && /more online/.test(e.text)
+      );
+      return {
+        names: ev.users.map((u) => u.name),
+        prefix: ev.prefix,
+        more: more?.kind === "system" ? more.text : undefined,
+      };
+    };
+    const everyone = ["A", "B", "b1", "b2", "C"].sort((x, y) =>
+      x.localeCompare(y)
+    );
+    const seen: string[] = [];
+    let p = await page("!list");
+    seen.push(...p.names);
+    assert.match(p.more ?? "", /^\.\.\. and 3 more online/);
+    p = await page("!list +");
+    seen.push(...p.names);
+    assert.match(p.more ?? "", /^\.\.\. and 1 more online/);
+    p = await page("!list +");
+    seen.push(...p.names);
+    assert.equal(p.more, undefined, "the last page says nothing more");
+    assert.deepEqual(seen, everyone);
+    const mark = a.ui.mark;
+    await a.client.handleLine("!list +");
+    await a.ui.waitFor(
+      system(/^Nothing more to list: !list starts again$/),
+      mark,
+    );
+    p = await page("!list b");
+    assert.deepEqual(p.names, ["b1", "b2"]);
+    assert.equal(p.prefix, "b");
+    assert.equal(p.more, undefined);
+    p = await page("!list z");
+    assert.deepEqual(p.names, []);
   });
 });
 

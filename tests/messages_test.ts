@@ -10,6 +10,7 @@ import {
   decodeServerToClient,
   encodeMessage,
   MAX_ACK_COUNT,
+  MAX_LIST_LIMIT,
   MAX_REQUEST_ID,
   type Message,
   padToBucket,
@@ -331,6 +332,43 @@ Deno.test("padding must be JSON whitespace: a message followed by NUL bytes or o
     assert.throws(
       () => decodePeerToPeer(new Uint8Array([...m, ...tail])),
       (e) => e instanceof ProtocolError && e.code === "bad-message",
+    );
+  }
+});
+
+// PROTOCOL.md 5.3: a `list` may ask for a page; each field is optional and
+// checked when present.
+Deno.test("list: prefix, after and limit are optional and kept; a bad one of each is bad-message", () => {
+  assert.deepEqual(decodeClientToServer(utf8('{"t":"list"}')), { t: "list" });
+  assert.deepEqual(
+    decodeClientToServer(
+      utf8('{"t":"list","prefix":"al","after":"al_9","limit":100,"req":2}'),
+    ),
+    { t: "list", prefix: "al", after: "al_9", limit: 100, req: 2 },
+  );
+  assert.deepEqual(
+    decodeClientToServer(utf8(`{"t":"list","limit":${MAX_LIST_LIMIT}}`)),
+    { t: "list", limit: MAX_LIST_LIMIT },
+  );
+  for (
+    const bad of [
+      '{"t":"list","prefix":""}',
+      '{"t":"list","prefix":"a b"}',
+      '{"t":"list","prefix":"\\u001b[2J"}',
+      `{"t":"list","prefix":"${"a".repeat(33)}"}`,
+      '{"t":"list","prefix":7}',
+      '{"t":"list","after":"a/b"}',
+      '{"t":"list","after":""}',
+      '{"t":"list","limit":0}',
+      `{"t":"list","limit":${MAX_LIST_LIMIT + 1}}`,
+      '{"t":"list","limit":1.5}',
+      '{"t":"list","limit":"10"}',
+    ]
+  ) {
+    assert.throws(
+      () => decodeClientToServer(utf8(bad)),
+      (e) => e instanceof ProtocolError && e.code === "bad-message",
+      bad,
     );
   }
 });

@@ -543,7 +543,7 @@ Deno.test("eventToJson() has a stable key order for every kind", () => {
       { kind: "error", code: "c", text: "t", at: AT0 },
       ["type", "code", "text", "time"],
     ],
-    [{ kind: "list", users: [], at: AT0 }, ["type", "users", "time"]],
+    [{ kind: "list", users: [], at: AT0 }, ["type", "users", "prefix", "time"]],
     [
       { kind: "session", state: "waiting", peer: "", at: AT0 },
       ["type", "state", "peer", "sas", "transport", "reason", "time"],
@@ -818,6 +818,10 @@ const GOOD: Array<[string, unknown]> = [
   ["!session  B-1_x ", { kind: "session", peer: "B-1_x" }],
   ["!list", { kind: "list" }],
   ["!list  ", { kind: "list" }],
+  // PROTOCOL.md 5.3: a page by the start of a name, or the next page.
+  ["!list al", { kind: "list", prefix: "al" }],
+  ["!list  B-1_ ", { kind: "list", prefix: "B-1_" }],
+  ["!list +", { kind: "list", next: true }],
   // A command starts at the first character (issue 11 item 10).
   ["  !list  ", { kind: "message", text: "  !list  " }],
   ["\t!quit", { kind: "message", text: "\t!quit" }],
@@ -852,7 +856,11 @@ const BAD: Array<[string, RegExp]> = [
   ["!session ../etc", /Invalid username "\.\.\/etc"/],
   ["!session " + "x".repeat(33), /Invalid username/],
   ["!session bób", /Invalid username "bób"/],
-  ["!list all", /!list takes no arguments/],
+  ["!list al b", /^Usage: !list \| !list <start of a name>/],
+  ["!list ../etc", /^Usage: !list/],
+  ["!list ++", /^Usage: !list/],
+  ["!list " + "x".repeat(33), /^Usage: !list/],
+  ["!list \u001b[2J", /^Usage: !list/],
   ["!quit now", /!quit takes no arguments/],
   ["!help me", /!help takes no arguments/],
   ["!whoami x", /!whoami takes no arguments/],

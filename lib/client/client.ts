@@ -29,6 +29,7 @@ import {
 import { traceStart } from "./start.ts";
 import { type PendingRequest, ServerConnection } from "./server_link.ts";
 import { Activity } from "./activity.ts";
+import { ListPages } from "./list_pages.ts";
 import {
   closeReasonFor,
   errorEvent,
@@ -53,6 +54,7 @@ export class ChatClient {
   #mail: Mailbox;
   #rooms: Rooms;
   #names: string[] = [];
+  #listPages = new ListPages();
   /** The first welcome was shown. */
   #loggedIn = false;
   /** Notified by every server message and session start: what a waiting script line watches. */
@@ -294,7 +296,13 @@ export class ChatClient {
         return true;
       }
       case "list": {
-        const { sent, answer } = this.#link.request({ t: "list" });
+        // PROTOCOL.md 5.3: a page; `!list +` the one after the last shown.
+        const ask = this.#listPages.request(cmd);
+        if (!ask) {
+          this.#ctx.system("Nothing more to list: !list starts again");
+          return true;
+        }
+        const { sent, answer } = this.#link.request(ask);
         if (await sent) await this.#settleOn(answer, REPLY_WAIT_MS);
         return true;
       }
@@ -369,18 +377,33 @@ export class ChatClient {
         this.#mail.onWelcome();
         this.#rooms.onWelcome();
         break;
-      case "users":
-        this.#names = m.users.map((u) => u.name);
-        if (answers?.quiet) break;
-        this.#print({ kind: "list", users: m.users });
-        // The server cuts a long list to fit one record and says how many
-        // it left out.
-        if (m.more > 0) this.#ctx.system(`... and ${m.more} more online`);
+      case "users": {
+        if (answers?.quiet) {
+          this.#names = m.users.map((u) => u.name);
+          break;
+        }
+        // A page shown adds its names to Tab completion's (the quiet list
+        // replaces them all).
+        this.#names = [
+          ...new Set([...this.#names, ...m.users.map((u) => u.name)]),
+        ];
+        const asked = answers?.message.t === "list"
+          ? answers.message
+          : undefined;
+        this.#print({
+          kind: "list",
+          users: m.users,
+          ...(asked?.prefix !== undefined && { prefix: asked.prefix }),
+        });
+        // PROTOCOL.md 5.3: the server says how many it left for later pages.
+        const more = this.#listPages.shown(answers?.message, m);
+        if (more) this.#ctx.system(more);
         // PROTOCOL.md 11.5: a node that cannot reach the rest of its cluster.
         if (m.partial) {
           this.#ctx.system("(partial: the cluster cannot be reached)");
         }
         break;
+      }
       case "hosting":
         // A host that hosts again after a session says so itself.
         if (answers?.quiet) break;

@@ -29,7 +29,7 @@ export type Command =
   | { kind: "room-target"; room: string | undefined }
   | { kind: "room-say"; room: string; text: string }
   | { kind: "rooms" }
-  | { kind: "list" }
+  | { kind: "list"; prefix?: string; next?: true }
   | { kind: "disconnect" }
   | { kind: "whoami" }
   | { kind: "help" }
@@ -60,7 +60,8 @@ export const HELP_TEXT: string = [
   "Commands:",
   "  !session host      wait for a peer to connect to you",
   "  !session <user>    start an encrypted session with <user> (@host: a user named host)",
-  "  !list              show who is online and their state",
+  "  !list [<start>]    who is online and their state, 100 at a time (only names starting with <start>)",
+  "  !list +            the next 100 of the last !list",
   "  !disconnect        end the current session (or stop hosting)",
   "  !whoami            your name, key fingerprints, mail keys and session",
   "  !msg <user> <text> mail <user>, end to end, online or not (short: @<user> <text>)",
@@ -82,7 +83,7 @@ export const HELP_TEXT: string = [
 ].join("\n");
 
 const COMMAND_LIST =
-  "!session host, !session <user>, !list, !disconnect, !whoami, !msg <user> <text>, !keys <user>, !trust <user>, !verify <user>, !room ..., !rooms, !help, !quit";
+  "!session host, !session <user>, !list [<start> | +], !disconnect, !whoami, !msg <user> <text>, !keys <user>, !trust <user>, !verify <user>, !room ..., !rooms, !help, !quit";
 
 function unknown(text: string, hint: string): Command {
   return { kind: "unknown", text, hint };
@@ -178,7 +179,6 @@ function parseRoom(text: string, args: string[]): Command {
 }
 
 const NO_ARGS: Record<string, Command> = {
-  "!list": { kind: "list" },
   "!disconnect": { kind: "disconnect" },
   "!whoami": { kind: "whoami" },
   "!help": { kind: "help" },
@@ -213,6 +213,10 @@ const NO_ARGS: Record<string, Command> = {
  * import { parseCommand } from "./commands.ts";
  * assert.ok(parseCommand("!session bob").kind === "session");
  * assert.ok(parseCommand("!list").kind === "list");
+ * const al = parseCommand("!list al");
+ * assert.ok(al.kind === "list" && al.prefix === "al");
+ * const next = parseCommand("!list +");
+ * assert.ok(next.kind === "list" && next.next === true);
  * const m = parseCommand("!!hi");
  * assert.ok(m.kind === "message" && m.text === "!hi");
  * assert.ok(parseCommand("  !list").kind === "message");
@@ -276,6 +280,19 @@ export function parseCommand(line: string): Command {
     const peer = arg.startsWith("@") ? arg.slice(1) : arg;
     if (!isValidUsername(peer)) return badName(trimmed, peer);
     return { kind: "session", peer };
+  }
+  if (word === "!list") {
+    // PROTOCOL.md 5.3: a page of who is online.
+    if (args.length === 0) return { kind: "list" };
+    const arg = args[0] ?? "";
+    if (args.length === 1 && arg === "+") return { kind: "list", next: true };
+    if (args.length === 1 && /^[A-Za-z0-9_-]{1,32}$/.test(arg)) {
+      return { kind: "list", prefix: arg };
+    }
+    return unknown(
+      trimmed,
+      "Usage: !list | !list <start of a name> (1-32 of A-Z a-z 0-9 _ -) | !list + (the next page)",
+    );
   }
   if (word === "!room") return parseRoom(trimmed, args);
   if (word === "!msg") {

@@ -99,6 +99,8 @@ export type UiEvent =
   | {
     kind: "list";
     users: Array<{ name: string; state: PeerState }>;
+    /** The start of the names asked for (`!list <start>`, PROTOCOL.md 5.3). */
+    prefix?: string;
     at: number;
   }
   | {

@@ -70,9 +70,12 @@ export interface RoomSummary {
  * {@link ReceiptStatus}, `bundles` a list of {@link RoomBundle}, `rooms` a
  * list of {@link RoomSummary}; `count` is an integer from 1 to
  * {@link MAX_ACK_COUNT} or absent (1: an `ack` of a single message,
- * PROTOCOL.md section 6, "Receipts"); `flag` is `true` or absent (false).
- * `count` and `flag` are the kinds of field a message may lack, so that a
- * field added later leaves older peers' messages valid.
+ * PROTOCOL.md section 6, "Receipts"); `flag` is `true` or absent (false);
+ * `prefix` 1 to 32 username characters or absent, `after` a username or
+ * absent, `limit` an integer from 1 to {@link MAX_LIST_LIMIT} or absent (the
+ * page of a `list`, PROTOCOL.md 5.3). These last five are the kinds of field
+ * a message may lack, so that a field added later leaves older peers'
+ * messages valid.
  */
 export type FieldType =
   | "string"
@@ -86,7 +89,10 @@ export type FieldType =
   | "bundles"
   | "rooms"
   | "count"
-  | "flag";
+  | "flag"
+  | "prefix"
+  | "after"
+  | "limit";
 type Schema = Readonly<Record<string, Readonly<Record<string, FieldType>>>>;
 
 /**
@@ -94,7 +100,8 @@ type Schema = Readonly<Record<string, Readonly<Record<string, FieldType>>>>;
  * `req`, which the server's answer repeats (section 5.1).
  */
 export const CLIENT_TO_SERVER = {
-  list: {},
+  /** A page of who is online (PROTOCOL.md 5.3); every field may be absent. */
+  list: { prefix: "prefix", after: "after", limit: "limit" },
   host: { addr: "string" },
   unhost: {},
   session: { peer: "name" },
@@ -138,9 +145,10 @@ export const SERVER_TO_CLIENT = {
     now: "number",
   },
   /**
-   * `more`: users online beyond those listed (the list is capped to fit a
-   * record); `partial`: in a cluster, the other nodes cannot be reached
-   * (PROTOCOL.md 11.5), so the list holds this node's users only.
+   * `more`: users the `list` asked for beyond this page (PROTOCOL.md 5.3;
+   * a page is also capped to fit a record); `partial`: in a cluster, the
+   * other nodes cannot be reached (PROTOCOL.md 11.5), so the list holds this
+   * node's users only.
    */
   users: { users: "users", more: "number", partial: "flag" },
   hosting: { addr: "string" },
@@ -213,6 +221,15 @@ export const PEER_TO_PEER = {
   ack: { id: "string", count: "count" },
 } as const satisfies Schema;
 
+/** Largest `limit` of a `list` (PROTOCOL.md 5.3). */
+export const MAX_LIST_LIMIT = 1000;
+
+/** A `list`'s `prefix`: 1 to 32 of the username characters (rule 2.9). */
+const LIST_PREFIX = /^[A-Za-z0-9_-]{1,32}$/;
+
+/** The kinds of field a message may lack (see {@link FieldType}). */
+type OptionalField = "flag" | "count" | "prefix" | "after" | "limit";
+
 /** Largest `count` of an `ack` (PROTOCOL.md section 6, "Receipts"). */
 export const MAX_ACK_COUNT = 0xffff_ffff;
 
@@ -239,7 +256,15 @@ type DocsOf<S extends Schema> = {
  */
 export const MESSAGE_DOCS = {
   CLIENT_TO_SERVER: {
-    list: { about: "`!list`: who is online; answered by `users`", fields: {} },
+    list: {
+      about:
+        "`!list`: a page of who is online (section 5.3); answered by `users`",
+      fields: {
+        prefix: "only names starting with it",
+        after: "only names sorting after it: the next page",
+        limit: "at most this many users",
+      },
+    },
     host: {
       about:
         "`!session host`: I am HOSTING, reachable at `addr`; answered by `hosting` or `error` (`bad-address`, `cannot-host`)",
@@ -407,8 +432,9 @@ export const MESSAGE_DOCS = {
       about: "answer to `list`",
       fields: {
         users:
-          "the users online, at most 1,000, and no more than fit one record at the server's frame limit",
-        more: "an integer, the users online beyond those listed",
+          "a page of the users online that the `list` asked for, by name (section 5.3): at most its `limit` and `--list-max` (default 1,000), and no more than fit one record at the server's frame limit",
+        more:
+          "an integer, the users online the `list` asked for beyond those listed (0 on the last page)",
         partial:
           "a server of a cluster whose other nodes it cannot reach now (section 11.5): the list holds its own users only, and it says so",
       },
@@ -623,7 +649,7 @@ export const MESSAGE_DOCS = {
 } as const;
 
 type FieldValue<F> = F extends "flag" ? boolean
-  : F extends "number" | "count" ? number
+  : F extends "number" | "count" | "limit" ? number
   : F extends "users" ? UserEntry[]
   : F extends "reason" ? RefusalReason
   : F extends "strings" ? string[]
@@ -639,12 +665,12 @@ type MessagesOf<S extends Schema, Extra> = {
     & { t: T }
     & {
       -readonly [
-        K in keyof S[T] as S[T][K] extends "flag" | "count" ? never : K
+        K in keyof S[T] as S[T][K] extends OptionalField ? never : K
       ]: FieldValue<S[T][K]>;
     }
     & {
       -readonly [
-        K in keyof S[T] as S[T][K] extends "flag" | "count" ? K : never
+        K in keyof S[T] as S[T][K] extends OptionalField ? K : never
       ]?: FieldValue<S[T][K]>;
     }
     & Extra;
@@ -730,6 +756,9 @@ export const FIELD_TYPE_DOCS: Readonly<Record<FieldType, string>> = {
     'array of objects {"name", "list", "leaves", "online"}, `name` a username, `list` a string, `leaves` an array of strings, `online` an array of usernames',
   count: "an integer from 1 to 4294967295, or absent for 1",
   flag: "`true`, or absent for false",
+  prefix: "1 to 32 of `A-Z a-z 0-9 _ -`, or absent",
+  after: "username, rule 2.9, or absent",
+  limit: "an integer from 1 to 1000, or absent",
 };
 
 const CLIENT_ENTRIES = new Map(entries(CLIENT_TO_SERVER, true));
@@ -841,6 +870,27 @@ function decodeWith(
         typeof f !== "number" || !Number.isInteger(f) || f < 1 ||
         f > MAX_ACK_COUNT
       ) throw bad(`"${name}" must be an integer from 1 to ${MAX_ACK_COUNT}`);
+      out[name] = f;
+    } else if (type === "prefix" || type === "after" || type === "limit") {
+      // PROTOCOL.md 5.3: a page of `list`; absent is kept absent.
+      if (f === undefined) continue;
+      if (type === "limit") {
+        if (
+          typeof f !== "number" || !Number.isInteger(f) || f < 1 ||
+          f > MAX_LIST_LIMIT
+        ) {
+          throw bad(`"${name}" must be an integer from 1 to ${MAX_LIST_LIMIT}`);
+        }
+      } else if (
+        typeof f !== "string" ||
+        !(type === "after" ? isValidUsername(f) : LIST_PREFIX.test(f))
+      ) {
+        throw bad(
+          `"${name}" must be ${
+            type === "after" ? "a username" : "1 to 32 username characters"
+          }`,
+        );
+      }
       out[name] = f;
     } else if (type === "users") {
       if (!Array.isArray(f)) throw bad(`"${name}" must be a list`);

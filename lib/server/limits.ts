@@ -17,7 +17,7 @@
  */
 
 import type { ClientToServer, UserEntry } from "../proto/mod.ts";
-import type { Presence } from "./seams.ts";
+import type { Presence, PresenceEntry } from "./seams.ts";
 
 /** One bucket's shape: `burst` tokens, one more every `refillMs`. */
 export interface BucketShape {
@@ -130,16 +130,32 @@ export interface ListAnswer {
   partial?: boolean;
 }
 
-/** The `!list` answer, built once per change of {@link Presence}. */
+/** The page a `list` asks for (PROTOCOL.md 5.3); every field may be absent. */
+export interface ListQuery {
+  /** Only names starting with it. */
+  prefix?: string;
+  /** Only names sorting after it. */
+  after?: string;
+  /** At most this many users (never more than the server's own cap). */
+  limit?: number;
+}
+
+/**
+ * The `!list` answers (PROTOCOL.md 5.3), never sorted per request: the
+ * sorted users are read from {@link Presence} once per change of who is
+ * online, the answer to a `list` with no fields is built once per change,
+ * and a page starts at a binary search for its `after`.
+ */
 export class ListCache {
   #presence: Presence;
   #max: number;
   #partial: () => boolean;
+  #sorted: PresenceEntry[] | undefined;
   #answer: ListAnswer | undefined;
   #unsubscribe: () => void;
 
   /**
-   * @param presence who is online; every change of it drops the cached answer
+   * @param presence who is online; every change of it drops what was built
    * @param max most users in one answer (the rest are counted in `more`)
    * @param partial in a cluster: whether other nodes cannot be reached now
    */
@@ -147,28 +163,64 @@ export class ListCache {
     this.#presence = presence;
     this.#max = max;
     this.#partial = partial ?? (() => false);
-    this.#unsubscribe = presence.subscribe(() => (this.#answer = undefined));
+    this.#unsubscribe = presence.subscribe(() => {
+      this.#sorted = undefined;
+      this.#answer = undefined;
+    });
   }
 
-  /** @returns the users to list, how many more are online, and whether the list is partial */
-  answer(): ListAnswer {
+  /**
+   * @param q the page asked for (none: the first page of everyone)
+   * @returns the users to list, how many more match, and whether the list is partial
+   */
+  answer(q: ListQuery = {}): ListAnswer {
     const partial = this.#partial();
-    if (!this.#answer || (this.#answer.partial === true) !== partial) {
-      const all = this.#presence.list();
-      this.#answer = {
-        users: all.slice(0, this.#max).map((e) => ({
-          name: e.name,
-          state: e.state,
-        })),
-        more: Math.max(0, all.length - this.#max),
-        ...(partial && { partial: true }),
-      };
+    const all = this.#sorted ??= this.#presence.list();
+    const first = q.prefix === undefined && q.after === undefined &&
+      q.limit === undefined;
+    if (
+      first && this.#answer && (this.#answer.partial === true) === partial
+    ) return this.#answer;
+    const max = Math.min(q.limit ?? this.#max, this.#max);
+    const users: UserEntry[] = [];
+    let i = q.after === undefined ? 0 : after(all, q.after);
+    let more = 0;
+    if (q.prefix === undefined) {
+      for (; i < all.length && users.length < max; i++) {
+        users.push({ name: all[i]!.name, state: all[i]!.state });
+      }
+      more = all.length - i;
+    } else {
+      // Names with a prefix need not be neighbours in localeCompare's
+      // order ("a-b" and "ab" may have "aB" between them): one pass.
+      for (; i < all.length; i++) {
+        const e = all[i]!;
+        if (!e.name.startsWith(q.prefix)) continue;
+        if (users.length < max) users.push({ name: e.name, state: e.state });
+        else more++;
+      }
     }
-    return this.#answer;
+    const a: ListAnswer = { users, more, ...(partial && { partial: true }) };
+    if (first) this.#answer = a;
+    return a;
   }
 
   /** Stop following presence. */
   close(): void {
     this.#unsubscribe();
   }
+}
+
+/**
+ * The index of the first user whose name sorts after `name` in
+ * {@link Presence.list}'s order (`localeCompare`): a binary search.
+ */
+function after(sorted: readonly PresenceEntry[], name: string): number {
+  let lo = 0, hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]!.name.localeCompare(name) <= 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

@@ -432,8 +432,8 @@ export class ImServer {
     if (isRoomRequest(m)) return this.#rooms.handle(s, m, reply);
     switch (m.t) {
       case "list":
-        // Section 5.2: built once per change of who is online.
-        return reply({ t: "users", ...this.#listCache.answer() });
+        // Sections 5.2, 5.3: a page, never sorted per request.
+        return reply({ t: "users", ...this.#listCache.answer(m) });
       case "host":
         return this.#kdc.host(s, m, reply);
       case "session":

@@ -323,8 +323,12 @@ export function formatEvent(ev: UiEvent, opts: FormatOptions): string {
       const users = ev.users.map((u) =>
         `${name(u.name, opts)} (${sanitizeText(u.state)})`
       );
+      // The prefix is one the user typed, checked (rule 2.9's characters).
+      const which = ev.prefix === undefined
+        ? ""
+        : ` (names starting with ${sanitizeText(ev.prefix)})`;
       return note(
-        `online: ${users.length === 0 ? "nobody" : users.join(", ")}`,
+        `online${which}: ${users.length === 0 ? "nobody" : users.join(", ")}`,
       );
     }
     case "session": {
@@ -472,6 +476,7 @@ export function eventToJson(ev: UiEvent): string {
     case "list":
       body = {
         users: ev.users.map((u) => ({ name: s(u.name), state: s(u.state) })),
+        prefix: opt(ev.prefix),
       };
       break;
     case "session":

@@ -59,6 +59,70 @@ Deno.test("ListCache builds the answer once per change of presence, and sees eve
   cache.close();
 });
 
+// PROTOCOL.md 5.3: pages of the sorted users, by `after`, `limit` and
+// `prefix`; never sorted per request.
+Deno.test("ListCache pages: after and limit walk every user once in order; prefix keeps only its names (not neighbours in localeCompare's order); more counts what matched beyond the page", () => {
+  const names = ["a", "A", "a_b", "a-b", "ab", "aB", "ac", "B", "b-", "c"];
+  const p = new MemoryPresence();
+  for (const n of [...names].reverse()) p.join(n, "local");
+  let lists = 0;
+  const counted = new Proxy(p, {
+    get(target, key) {
+      if (key === "list") return () => (lists++, target.list());
+      const v = Reflect.get(target, key, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+  const cache = new ListCache(counted, 4);
+  const sorted = [...names].sort((x, y) => x.localeCompare(y));
+  // Every page of 3 after the last name shown: each user once, in order.
+  const seen: string[] = [];
+  let after: string | undefined;
+  for (;;) {
+    const page = cache.answer({ limit: 3, ...(after && { after }) });
+    seen.push(...page.users.map((u) => u.name));
+    assert.equal(page.more, names.length - seen.length, `more after ${after}`);
+    if (page.more === 0) break;
+    after = seen.at(-1);
+  }
+  assert.deepEqual(seen, sorted);
+  // A limit above the server's cap is cut to it; no fields: the first page.
+  assert.deepEqual(cache.answer({ limit: 1000 }).users.length, 4);
+  assert.deepEqual(cache.answer().users.map((u) => u.name), sorted.slice(0, 4));
+  assert.equal(cache.answer().more, names.length - 4);
+  // `after` need not be online; one sorting after everyone: an empty page.
+  assert.deepEqual(
+    cache.answer({ after: "aa" }).users.map((u) => u.name),
+    sorted.filter((n) => n.localeCompare("aa") > 0).slice(0, 4),
+  );
+  assert.deepEqual(cache.answer({ after: "zz" }), { users: [], more: 0 });
+  // A prefix: "A" sorts between "a" and "a_b" and is not listed.
+  const a = cache.answer({ prefix: "a" });
+  assert.deepEqual(a.users.map((u) => u.name), ["a", "a_b", "a-b", "ab"]);
+  assert.equal(a.more, 2, '"aB" and "ac" beyond the page');
+  assert.deepEqual(
+    cache.answer({ prefix: "a", after: "ab" }).users.map((u) => u.name),
+    ["aB", "ac"],
+  );
+  assert.deepEqual(cache.answer({ prefix: "b" }).users.map((u) => u.name), [
+    "b-",
+  ]);
+  assert.deepEqual(cache.answer({ prefix: "d" }), { users: [], more: 0 });
+  assert.deepEqual(cache.answer({ prefix: "B" }).users.map((u) => u.name), [
+    "B",
+  ]);
+  assert.equal(
+    lists,
+    1,
+    "presence read once for every request since the change",
+  );
+  p.leave("c");
+  assert.equal(cache.answer({ prefix: "c" }).users.length, 0);
+  cache.answer({ after: "a" });
+  assert.equal(lists, 2, "read again once after a change");
+  cache.close();
+});
+
 // PROTOCOL.md 5: the `users` answer fits one record at any frame limit
 // `im serve --max-frame` allows; the rest are counted in `more`.
 Deno.test("serverSettings caps listMax so a full users answer of 32-character HOSTING names fits one record at the frame limit", async () => {
