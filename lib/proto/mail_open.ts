@@ -27,7 +27,7 @@ import {
   MAIL_TYPE_TEXT,
 } from "./mail_format.ts";
 import type { MailKeyPair } from "./mail_vault.ts";
-import { decodeRoomKey } from "./room_chain.ts";
+import { decodeRoomKey } from "./room_key.ts";
 
 /**
  * Decode a plaintext (section 9.4 step 5): type 1 or 2, `len` within it,

@@ -31,7 +31,7 @@ import {
 } from "./mail_format.ts";
 import type { MailKeyPair } from "./mail_vault.ts";
 import { bucketOf } from "./padding.ts";
-import { decodeRoomKey } from "./room_chain.ts";
+import { decodeRoomKey } from "./room_key.ts";
 import { checkUsername } from "./username.ts";
 
 /**
