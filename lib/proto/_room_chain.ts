@@ -18,7 +18,7 @@ import {
   Label,
   SHA256_BYTES,
 } from "../crypto/mod.ts";
-import { ROOM_ID_BYTES } from "./room_list.ts";
+import { ROOM_ID_BYTES } from "./room_id.ts";
 import type { RoomKey } from "./room_key.ts";
 import { isValidUsername } from "./username.ts";
 

@@ -19,7 +19,7 @@ import {
 } from "../util/mod.ts";
 import { ED25519_PUBLIC_BYTES } from "../crypto/mod.ts";
 import { checkRoomKey, KEY_BYTES, malformed } from "./_room_chain.ts";
-import { ROOM_ID_BYTES, ROOM_VERSION } from "./room_list.ts";
+import { ROOM_ID_BYTES, ROOM_VERSION } from "./room_id.ts";
 
 /** A `ROOM_KEY`, decoded (section 10.2). */
 export interface RoomKey {

@@ -18,7 +18,7 @@ import {
   U32_MAX,
 } from "./_room_chain.ts";
 import type { RoomKey } from "./room_key.ts";
-import { ROOM_ID_BYTES } from "./room_list.ts";
+import { ROOM_ID_BYTES } from "./room_id.ts";
 
 /**
  * How many message keys a receiver derives ahead of the highest index it

@@ -15,7 +15,7 @@ import {
   nextChainKey,
   U32_MAX,
 } from "./_room_chain.ts";
-import { ROOM_ID_BYTES } from "./room_list.ts";
+import { ROOM_ID_BYTES } from "./room_id.ts";
 
 /** A {@link SenderChain} as JSON: base64 (RFC 4648 section 4) for bytes. */
 export interface SenderChainState {
