@@ -10,7 +10,8 @@
  * notification, to every node: it needs no answer, and reaches a user
  * who logged in elsewhere a moment ago, before this node's presence view
  * shows where. A node whose link to NATS comes back wakes every stream it
- * runs (a wake lost meanwhile is so made good).
+ * runs (a wake lost meanwhile is so made good). The envelopes, their
+ * window and refusals are wake_channel.ts's, shared with the room wake-ups.
  *
  * @example
  * ```ts ignore
@@ -22,23 +23,11 @@
  * @module
  */
 
-import type { Msg, NatsConnection } from "@nats-io/transport-node";
-import {
-  type ClusterKeys,
-  EnvelopeWindow,
-  isValidUsername,
-  openEnvelope,
-  sealEnvelope,
-} from "../../proto/mod.ts";
-import {
-  fromUtf8,
-  type Logger,
-  ProtocolError,
-  randomBytes,
-  utf8,
-} from "../../util/mod.ts";
-import { Refusals } from "./refusals.ts";
-import { WakeSubscription } from "./wake_subscription.ts";
+import { isValidUsername } from "../../proto/mod.ts";
+import { fromUtf8, ProtocolError } from "../../util/mod.ts";
+import { WakeChannel, type WakeChannelOptions } from "./wake_channel.ts";
+
+export { LatestBootWindow } from "./wake_channel.ts";
 
 /** Users named in one `mail-wake` envelope, at most. */
 export const MAIL_WAKE_BATCH = 256;
@@ -49,56 +38,19 @@ export function mailWakeSubject(cluster: string): string {
 }
 
 /** Options of {@link MailWake.open}. */
-export interface MailWakeOptions {
-  /** A connected NATS client; the caller closes it. */
-  nc: NatsConnection;
-  /** The cluster's name (rule 2.9). */
-  cluster: string;
-  /** This node's name (rule 2.9). */
-  node: string;
-  /** The cluster key's keys (11.2). */
-  keys: ClusterKeys;
-  /** The clock for envelope times (default `Date.now`). */
-  now?: () => number;
-  log?: Logger;
-}
-
-/** The replay window, one boot per node (a node's newer boot ends its older). */
-export class LatestBootWindow extends EnvelopeWindow {
-  #boots = new Map<string, string>();
-  override take(node: string, boot: Uint8Array, seq: number): boolean {
-    const b = boot.toHex();
-    if (this.#boots.get(node) !== b) {
-      this.forget(node);
-      this.#boots.set(node, b);
-    }
-    return super.take(node, boot, seq);
-  }
-}
+export type MailWakeOptions = WakeChannelOptions;
 
 /** Mail wake-ups between the nodes of a cluster (PROTOCOL.md 11.4). */
 export class MailWake {
   readonly subject: string;
-  readonly #o: MailWakeOptions;
-  readonly #now: () => number;
-  readonly #boot = randomBytes(8);
-  readonly #window = new LatestBootWindow();
-  readonly #refusals: Refusals;
-  readonly #failures: Refusals;
-  #seq = 0;
-  #sub: WakeSubscription | undefined;
+  readonly #ch: WakeChannel;
   #local: (user: string) => void = () => {};
   #everyone: () => void = () => {};
   #batch = new Set<string>();
-  #closed = false;
 
   private constructor(o: MailWakeOptions) {
-    this.#o = o;
-    this.#now = o.now ?? Date.now;
     this.subject = mailWakeSubject(o.cluster);
-    const log = o.log ?? (() => {});
-    this.#refusals = new Refusals("cluster-refused", log, this.#now);
-    this.#failures = new Refusals("cluster-wake-failed", log, this.#now);
+    this.#ch = new WakeChannel(o, this.subject);
   }
 
   /**
@@ -109,18 +61,13 @@ export class MailWake {
    * @throws {RangeError} a cluster or node name not of rule 2.9
    */
   static async open(o: MailWakeOptions): Promise<MailWake> {
-    if (!isValidUsername(o.cluster)) {
-      throw new RangeError(`cluster name "${o.cluster}" (rule 2.9)`);
-    }
-    if (!isValidUsername(o.node)) {
-      throw new RangeError(`node name "${o.node}" (rule 2.9)`);
-    }
     const w = new MailWake(o);
     // 11.4: every stream woken when the link is back (a wake-up was lost).
-    w.#sub = await WakeSubscription.open(
-      o.nc,
-      w.subject,
-      (m) => w.#heard(m),
+    await w.#ch.subscribe(
+      parseMailWake,
+      (users) => {
+        for (const u of users) w.#local(u);
+      },
       () => w.#everyone(),
     );
     return w;
@@ -138,7 +85,7 @@ export class MailWake {
 
   /** Envelopes refused so far, by code. */
   refusals(): Record<string, number> {
-    return this.#refusals.byCode();
+    return this.#ch.refusals();
   }
 
   /**
@@ -148,7 +95,7 @@ export class MailWake {
    * @param user whose log
    */
   tell(user: string): void {
-    if (this.#closed) return;
+    if (this.#ch.closed) return;
     if (this.#batch.size === 0) queueMicrotask(() => this.#flush());
     this.#batch.add(user);
   }
@@ -156,75 +103,42 @@ export class MailWake {
   #flush(): void {
     const users = [...this.#batch];
     this.#batch.clear();
-    if (this.#closed || this.#o.nc.isClosed()) return;
+    if (!this.#ch.open) return;
     for (let i = 0; i < users.length; i += MAIL_WAKE_BATCH) {
-      try {
-        const env = sealEnvelope(this.#o.keys, {
-          node: this.#o.node,
-          boot: this.#boot,
-          seq: ++this.#seq,
-          time: this.#now(),
-          subject: this.subject,
-          payload: utf8(JSON.stringify({
-            t: "mail-wake",
-            users: users.slice(i, i + MAIL_WAKE_BATCH),
-          })),
-        });
-        this.#o.nc.publish(this.subject, env);
-      } catch (e) {
-        // The record is in the log: the stream's next wake pushes it.
-        this.#failures.refuse("publish", {
-          node: this.#o.node,
-          error: e instanceof Error ? e.message : String(e),
-        });
-      }
-    }
-  }
-
-  #heard(m: Msg): void {
-    if (this.#closed) return;
-    let users: string[];
-    let from = "?";
-    try {
-      const opened = openEnvelope(this.#o.keys, m.data, {
-        subject: m.subject,
-        now: this.#now(),
-        window: this.#window,
+      this.#ch.publish({
+        t: "mail-wake",
+        users: users.slice(i, i + MAIL_WAKE_BATCH),
       });
-      from = opened.node;
-      if (opened.node === this.#o.node) return; // our own: woken already
-      let body: unknown;
-      try {
-        body = JSON.parse(fromUtf8(opened.payload, "cluster payload"));
-      } catch {
-        throw new ProtocolError("cluster-malformed", "payload is not JSON");
-      }
-      const b = body as { t?: unknown; users?: unknown };
-      if (
-        typeof b !== "object" || b === null || b.t !== "mail-wake" ||
-        !Array.isArray(b.users) || b.users.length > MAIL_WAKE_BATCH ||
-        !b.users.every((u) => typeof u === "string" && isValidUsername(u))
-      ) {
-        throw new ProtocolError("cluster-malformed", "not a mail-wake");
-      }
-      users = b.users as string[];
-    } catch (e) {
-      const code = e instanceof ProtocolError ? e.code : "cluster-malformed";
-      this.#refusals.refuse(code, {
-        node: this.#o.node,
-        from,
-        reason: e instanceof Error ? e.message : String(e),
-      });
-      return;
     }
-    for (const u of users) this.#local(u);
   }
 
   /** Unsubscribe; the connection stays the caller's. Idempotent. */
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+    if (this.#ch.closed) return;
     this.#batch.clear();
-    await this.#sub?.close();
+    await this.#ch.close();
   }
+}
+
+/**
+ * A `mail-wake` payload, checked: at most {@link MAIL_WAKE_BATCH} user
+ * names of rule 2.9.
+ * @throws {ProtocolError} `cluster-malformed`
+ */
+function parseMailWake(payload: Uint8Array): string[] {
+  let body: unknown;
+  try {
+    body = JSON.parse(fromUtf8(payload, "cluster payload"));
+  } catch {
+    throw new ProtocolError("cluster-malformed", "payload is not JSON");
+  }
+  const b = body as { t?: unknown; users?: unknown };
+  if (
+    typeof b !== "object" || b === null || b.t !== "mail-wake" ||
+    !Array.isArray(b.users) || b.users.length > MAIL_WAKE_BATCH ||
+    !b.users.every((u) => typeof u === "string" && isValidUsername(u))
+  ) {
+    throw new ProtocolError("cluster-malformed", "not a mail-wake");
+  }
+  return b.users as string[];
 }

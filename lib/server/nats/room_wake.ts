@@ -13,7 +13,8 @@
  * streams of the named users connected to it (`made`: its streams first
  * forget an earlier room of that name). Its own envelopes, and those that
  * do not verify, wake nobody. A node whose link to NATS comes back wakes
- * every room stream it runs.
+ * every room stream it runs. The envelopes, their window and refusals are
+ * wake_channel.ts's, shared with the mail wake-ups.
  *
  * @example
  * ```ts ignore
@@ -25,23 +26,9 @@
  * @module
  */
 
-import type { Msg, NatsConnection } from "@nats-io/transport-node";
-import {
-  type ClusterKeys,
-  isValidUsername,
-  openEnvelope,
-  sealEnvelope,
-} from "../../proto/mod.ts";
-import {
-  fromUtf8,
-  type Logger,
-  ProtocolError,
-  randomBytes,
-  utf8,
-} from "../../util/mod.ts";
-import { LatestBootWindow } from "./mail_wake.ts";
-import { Refusals } from "./refusals.ts";
-import { WakeSubscription } from "./wake_subscription.ts";
+import { isValidUsername } from "../../proto/mod.ts";
+import { fromUtf8, ProtocolError } from "../../util/mod.ts";
+import { WakeChannel, type WakeChannelOptions } from "./wake_channel.ts";
 
 /** Rooms named in one `room-wake` envelope, at most. */
 export const ROOM_WAKE_ROOMS = 64;
@@ -75,19 +62,7 @@ export interface RoomWakeItem {
 }
 
 /** Options of {@link RoomWake.open}. */
-export interface RoomWakeOptions {
-  /** A connected NATS client; the caller closes it. */
-  nc: NatsConnection;
-  /** The cluster's name (rule 2.9). */
-  cluster: string;
-  /** This node's name (rule 2.9). */
-  node: string;
-  /** The cluster key's keys (11.2). */
-  keys: ClusterKeys;
-  /** The clock for envelope times (default `Date.now`). */
-  now?: () => number;
-  log?: Logger;
-}
+export type RoomWakeOptions = WakeChannelOptions;
 
 /**
  * What a room wake-up does on this node: wake the streams of `users` here,
@@ -103,14 +78,7 @@ export type RoomWakeLocal = (
 /** Room wake-ups between the nodes of a cluster (PROTOCOL.md 11.4). */
 export class RoomWake {
   readonly subject: string;
-  readonly #o: RoomWakeOptions;
-  readonly #now: () => number;
-  readonly #boot = randomBytes(8);
-  readonly #window = new LatestBootWindow();
-  readonly #refusals: Refusals;
-  readonly #failures: Refusals;
-  #seq = 0;
-  #sub: WakeSubscription | undefined;
+  readonly #ch: WakeChannel;
   #local: RoomWakeLocal = () => {};
   #everyone: () => void = () => {};
   /** The rooms of this turn: room to its users, whether it was made, and its receipts (sender to seqs). */
@@ -118,15 +86,10 @@ export class RoomWake {
     string,
     { users: Set<string>; made: boolean; receipts: Map<string, Set<number>> }
   >();
-  #closed = false;
 
   private constructor(o: RoomWakeOptions) {
-    this.#o = o;
-    this.#now = o.now ?? Date.now;
     this.subject = roomWakeSubject(o.cluster);
-    const log = o.log ?? (() => {});
-    this.#refusals = new Refusals("cluster-refused", log, this.#now);
-    this.#failures = new Refusals("cluster-wake-failed", log, this.#now);
+    this.#ch = new WakeChannel(o, this.subject);
   }
 
   /**
@@ -137,18 +100,15 @@ export class RoomWake {
    * @throws {RangeError} a cluster or node name not of rule 2.9
    */
   static async open(o: RoomWakeOptions): Promise<RoomWake> {
-    if (!isValidUsername(o.cluster)) {
-      throw new RangeError(`cluster name "${o.cluster}" (rule 2.9)`);
-    }
-    if (!isValidUsername(o.node)) {
-      throw new RangeError(`node name "${o.node}" (rule 2.9)`);
-    }
     const w = new RoomWake(o);
     // 11.4: every stream woken when the link is back (a wake-up was lost).
-    w.#sub = await WakeSubscription.open(
-      o.nc,
-      w.subject,
-      (m) => w.#heard(m),
+    await w.#ch.subscribe(
+      parseRoomWake,
+      (rooms) => {
+        for (const r of rooms) {
+          w.#local(r.room, r.users, r.made === true, r.receipts);
+        }
+      },
       () => w.#everyone(),
     );
     return w;
@@ -166,7 +126,7 @@ export class RoomWake {
 
   /** Envelopes refused so far, by code. */
   refusals(): Record<string, number> {
-    return this.#refusals.byCode();
+    return this.#ch.refusals();
   }
 
   /**
@@ -186,7 +146,7 @@ export class RoomWake {
     made = false,
     receipts: readonly RoomWakeReceipt[] = [],
   ): void {
-    if (this.#closed) return;
+    if (this.#ch.closed) return;
     if (this.#batch.size === 0) queueMicrotask(() => this.#flush());
     let r = this.#batch.get(room);
     if (!r) {
@@ -207,12 +167,12 @@ export class RoomWake {
   #flush(): void {
     const rooms = [...this.#batch];
     this.#batch.clear();
-    if (this.#closed || this.#o.nc.isClosed()) return;
+    if (!this.#ch.open) return;
     let items: RoomWakeItem[] = [];
     let count = 0;
     let receiptCount = 0;
     const send = () => {
-      if (items.length > 0) this.#publish(items);
+      if (items.length > 0) this.#ch.publish({ t: "room-wake", rooms: items });
       items = [];
       count = 0;
       receiptCount = 0;
@@ -247,59 +207,11 @@ export class RoomWake {
     send();
   }
 
-  #publish(rooms: RoomWakeItem[]): void {
-    try {
-      const env = sealEnvelope(this.#o.keys, {
-        node: this.#o.node,
-        boot: this.#boot,
-        seq: ++this.#seq,
-        time: this.#now(),
-        subject: this.subject,
-        payload: utf8(JSON.stringify({ t: "room-wake", rooms })),
-      });
-      this.#o.nc.publish(this.subject, env);
-    } catch (e) {
-      // The entry is in the log: the stream's next wake pushes it.
-      this.#failures.refuse("publish", {
-        node: this.#o.node,
-        error: e instanceof Error ? e.message : String(e),
-      });
-    }
-  }
-
-  #heard(m: Msg): void {
-    if (this.#closed) return;
-    let rooms: RoomWakeItem[];
-    let from = "?";
-    try {
-      const opened = openEnvelope(this.#o.keys, m.data, {
-        subject: m.subject,
-        now: this.#now(),
-        window: this.#window,
-      });
-      from = opened.node;
-      if (opened.node === this.#o.node) return; // our own: woken already
-      rooms = parseRoomWake(opened.payload);
-    } catch (e) {
-      const code = e instanceof ProtocolError ? e.code : "cluster-malformed";
-      this.#refusals.refuse(code, {
-        node: this.#o.node,
-        from,
-        reason: e instanceof Error ? e.message : String(e),
-      });
-      return;
-    }
-    for (const r of rooms) {
-      this.#local(r.room, r.users, r.made === true, r.receipts);
-    }
-  }
-
   /** Unsubscribe; the connection stays the caller's. Idempotent. */
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+    if (this.#ch.closed) return;
     this.#batch.clear();
-    await this.#sub?.close();
+    await this.#ch.close();
   }
 }
 
