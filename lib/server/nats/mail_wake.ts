@@ -24,8 +24,12 @@
  */
 
 import { isValidUsername } from "../../proto/mod.ts";
-import { fromUtf8, ProtocolError } from "../../util/mod.ts";
-import { WakeChannel, type WakeChannelOptions } from "./wake_channel.ts";
+import { ProtocolError } from "../../util/mod.ts";
+import {
+  wakeBody,
+  WakeChannel,
+  type WakeChannelOptions,
+} from "./wake_channel.ts";
 
 export { LatestBootWindow } from "./wake_channel.ts";
 
@@ -126,15 +130,8 @@ export class MailWake {
  * @throws {ProtocolError} `cluster-malformed`
  */
 function parseMailWake(payload: Uint8Array): string[] {
-  let body: unknown;
-  try {
-    body = JSON.parse(fromUtf8(payload, "cluster payload"));
-  } catch {
-    throw new ProtocolError("cluster-malformed", "payload is not JSON");
-  }
-  const b = body as { t?: unknown; users?: unknown };
+  const b = wakeBody(payload, "mail-wake");
   if (
-    typeof b !== "object" || b === null || b.t !== "mail-wake" ||
     !Array.isArray(b.users) || b.users.length > MAIL_WAKE_BATCH ||
     !b.users.every((u) => typeof u === "string" && isValidUsername(u))
   ) {

@@ -27,8 +27,12 @@
  */
 
 import { isValidUsername } from "../../proto/mod.ts";
-import { fromUtf8, ProtocolError } from "../../util/mod.ts";
-import { WakeChannel, type WakeChannelOptions } from "./wake_channel.ts";
+import { ProtocolError } from "../../util/mod.ts";
+import {
+  wakeBody,
+  WakeChannel,
+  type WakeChannelOptions,
+} from "./wake_channel.ts";
 
 /** Rooms named in one `room-wake` envelope, at most. */
 export const ROOM_WAKE_ROOMS = 64;
@@ -222,18 +226,9 @@ export class RoomWake {
  * @throws {ProtocolError} `cluster-malformed`
  */
 function parseRoomWake(payload: Uint8Array): RoomWakeItem[] {
-  let body: unknown;
-  try {
-    body = JSON.parse(fromUtf8(payload, "cluster payload"));
-  } catch {
-    throw new ProtocolError("cluster-malformed", "payload is not JSON");
-  }
   const bad = () => new ProtocolError("cluster-malformed", "not a room-wake");
-  const b = body as { t?: unknown; rooms?: unknown };
-  if (
-    typeof b !== "object" || b === null || b.t !== "room-wake" ||
-    !Array.isArray(b.rooms) || b.rooms.length > ROOM_WAKE_ROOMS
-  ) throw bad();
+  const b = wakeBody(payload, "room-wake");
+  if (!Array.isArray(b.rooms) || b.rooms.length > ROOM_WAKE_ROOMS) throw bad();
   let count = 0;
   let receiptCount = 0;
   const out: RoomWakeItem[] = [];

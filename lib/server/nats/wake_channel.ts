@@ -28,6 +28,7 @@ import {
   sealEnvelope,
 } from "../../proto/mod.ts";
 import {
+  fromUtf8,
   type Logger,
   ProtocolError,
   randomBytes,
@@ -189,4 +190,29 @@ export class WakeChannel {
     this.#closed = true;
     await this.#sub?.close();
   }
+}
+
+/**
+ * A wake-up's payload as a JSON object whose `t` is `t`; its other fields
+ * are the caller's to check.
+ * @param payload the envelope's payload
+ * @param t the kind expected (`mail-wake`, `room-wake`)
+ * @returns the object
+ * @throws {ProtocolError} `cluster-malformed`: not JSON, or not a `t`
+ */
+export function wakeBody(
+  payload: Uint8Array,
+  t: string,
+): Record<string, unknown> {
+  let body: unknown;
+  try {
+    body = JSON.parse(fromUtf8(payload, "cluster payload"));
+  } catch {
+    throw new ProtocolError("cluster-malformed", "payload is not JSON");
+  }
+  const b = body as { t?: unknown };
+  if (typeof b !== "object" || b === null || b.t !== t) {
+    throw new ProtocolError("cluster-malformed", `not a ${t}`);
+  }
+  return b as Record<string, unknown>;
 }
