@@ -195,6 +195,18 @@ export async function benchCipher(opts: CipherBenchOptions): Promise<Figure[]> {
     "us",
     { limit: jsUs, limitSource: "ours, JavaScript, measured above" },
   );
+  // Native SHA-256 (OpenSSL's, SHA-NI where the CPU has it) called
+  // synchronously through Deno's FFI: one SHA256_Transform per compression.
+  const ffiUs = nativeCompressUs(ms);
+  if (typeof ffiUs === "number") {
+    report.add(
+      sec,
+      "sha256 compression (OpenSSL through Deno.dlopen)",
+      ffiUs,
+      "us",
+      { limit: jsUs, limitSource: "ours, JavaScript, measured above" },
+    );
+  } else report.note(`sha256 through Deno.dlopen not measured: ${ffiUs.why}`);
   report.add(
     sec,
     "record seal+open 100 B vs WebAssembly SHA-256",
@@ -320,6 +332,35 @@ export async function benchCipher(opts: CipherBenchOptions): Promise<Figure[]> {
     "MB/s",
   );
   return report.figures.slice(first);
+}
+
+/**
+ * Microseconds per SHA-256 compression through OpenSSL's SHA256_Transform
+ * called by Deno's FFI (needs --allow-ffi and libcrypto.so.3), or why not.
+ */
+function nativeCompressUs(ms: number): number | { why: string } {
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+    return { why: "no --allow-ffi" };
+  }
+  let lib;
+  try {
+    lib = Deno.dlopen("libcrypto.so.3", {
+      SHA256_Init: { parameters: ["buffer"], result: "i32" },
+      SHA256_Transform: { parameters: ["buffer", "buffer"], result: "void" },
+    });
+  } catch (e) {
+    return { why: `libcrypto.so.3 not loaded (${(e as Error).message})` };
+  }
+  try {
+    // SHA256_CTX is 112 bytes; the transform reads and writes its state.
+    const ctx = new Uint8Array(112);
+    const block = new Uint8Array(64).fill(0x3c);
+    lib.symbols.SHA256_Init(ctx);
+    const t = lib.symbols.SHA256_Transform;
+    return 1e6 / opsPerSecond(() => t(ctx, block), ms);
+  } finally {
+    lib.close();
+  }
 }
 
 /** Like {@link opsPerSecond} for an async operation (awaited one at a time). */
