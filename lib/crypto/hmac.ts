@@ -6,8 +6,12 @@
  * Why our own code and not WebCrypto, with the figures: `sha256.ts`.
  *
  * {@link HmacSha256} computes the RFC 2104 inner and outer keyed states once
- * per key and keeps them in one `Int32Array(16)` (the whole per-key memory,
- * inner at `INNER`, outer at `OUTER`); a 32-byte message then costs exactly
+ * per key and keeps them in 16 words of an `Int32Array` (the whole per-key
+ * memory, inner at `INNER`, outer at `OUTER`): its own, or a stretch of one
+ * its owner shares among several keys (a record sealer keeps its three
+ * keys' states in one array: a typed array costs about 250 bytes besides
+ * its contents, and a server holds two sealers' worth per idle connection,
+ * issue 15); a 32-byte message then costs exactly
  * two compression calls and no allocation
  * ({@link HmacSha256.macBlock32Into}, {@link HmacSha256.macWords8Into}), and
  * a message of any length none either when the tag is written into the
@@ -59,11 +63,15 @@ const zeroW = sha256ZeroSchedule, zeroT = sha256ZeroDigest;
 const INNER = 0;
 const OUTER = 8;
 
+/** Words of `Int32Array` one key's states take ({@link HmacSha256}'s `state`). */
+export const HMAC_STATE_WORDS = 16;
+
 /**
  * HMAC-SHA256 (RFC 2104) with the keyed inner and outer states computed
- * once in the constructor. Reuse one instance per key. An instance holds
- * one `Int32Array(16)`, its two keyed states; the message schedule and the
- * digest being computed are module scratch shared by all.
+ * once in the constructor. Reuse one instance per key. An instance's whole
+ * memory is its two keyed states, {@link HMAC_STATE_WORDS} words of an
+ * `Int32Array` (its own, or a stretch of one the caller gives); the message
+ * schedule and the digest being computed are module scratch shared by all.
  *
  * @example
  * ```ts
@@ -76,15 +84,35 @@ const OUTER = 8;
  * ```
  */
 export class HmacSha256 {
-  // The inner keyed state at INNER, the outer at OUTER.
-  readonly #state = new Int32Array(16);
+  // The inner keyed state at #at + INNER, the outer at #at + OUTER.
+  readonly #state: Int32Array;
+  readonly #at: number;
 
   /**
    * Precompute the keyed states.
    * @param key any length; keys longer than 64 bytes are hashed first
    *   (RFC 2104 section 2); the caller keeps ownership of `key`
+   * @param state where to keep them: {@link HMAC_STATE_WORDS} words of this
+   *   array from `at`, which the caller gives no other use (default: an
+   *   array of its own)
+   * @param at where they start in `state`
+   * @throws {RangeError} when the words do not fit `state` from `at`
    */
-  constructor(key: Uint8Array) {
+  constructor(
+    key: Uint8Array,
+    state: Int32Array = new Int32Array(HMAC_STATE_WORDS),
+    at = 0,
+  ) {
+    if (
+      !(Number.isInteger(at) && at >= 0 &&
+        at + HMAC_STATE_WORDS <= state.length)
+    ) {
+      throw new RangeError(
+        `HMAC state: ${HMAC_STATE_WORDS} words at ${at} do not fit an array of ${state.length}`,
+      );
+    }
+    this.#state = state;
+    this.#at = at;
     // RFC 2104 section 2: K0 = H(K) when K is longer than B = 64 bytes,
     // else K; then padded with zeros to B bytes.
     const k0 = new Uint8Array(SHA256_BLOCK_BYTES);
@@ -93,11 +121,11 @@ export class HmacSha256 {
     // Step 2/3: K0 XOR ipad (0x36 repeated), compressed once from H(0).
     for (let i = 0; i < 64; i++) k0[i] = k0[i]! ^ 0x36;
     loadBlock(k0, 0);
-    compress(H0, 0, this.#state, INNER);
+    compress(H0, 0, state, at + INNER);
     // Step 5/6: K0 XOR opad (0x5c repeated); 0x36 ^ 0x5c = 0x6a.
     for (let i = 0; i < 64; i++) k0[i] = k0[i]! ^ 0x6a;
     loadBlock(k0, 0);
-    compress(H0, 0, this.#state, OUTER);
+    compress(H0, 0, state, at + OUTER);
     k0.fill(0);
     W.fill(0);
   }
@@ -258,7 +286,14 @@ export class HmacSha256 {
    * already hashed), then the outer hash; the tag words end in `T`.
    */
   #macRange(data: Uint8Array, start: number, end: number): void {
-    hashFrom(this.#state, INNER, SHA256_BLOCK_BYTES, data, start, end);
+    hashFrom(
+      this.#state,
+      this.#at + INNER,
+      SHA256_BLOCK_BYTES,
+      data,
+      start,
+      end,
+    );
     this.#outerHash(T);
   }
 
@@ -279,7 +314,7 @@ export class HmacSha256 {
       w[14] =
         0;
     w[15] = (64 + 32) * 8;
-    compress(this.#state, INNER, T, 0);
+    compress(this.#state, this.#at + INNER, T, 0);
     this.#outerHash(out);
   }
 
@@ -301,7 +336,7 @@ export class HmacSha256 {
       w[14] =
         0;
     w[15] = (64 + 32) * 8;
-    compress(this.#state, OUTER, out, 0);
+    compress(this.#state, this.#at + OUTER, out, 0);
   }
 
   /**
@@ -334,7 +369,7 @@ export class HmacSha256 {
    * ```
    */
   wipe(): void {
-    this.#state.fill(0);
+    this.#state.fill(0, this.#at, this.#at + HMAC_STATE_WORDS);
     this.scrub();
   }
 }

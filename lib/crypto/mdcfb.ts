@@ -13,7 +13,8 @@
  *
  * It is the hot path: synchronous, two SHA-256 compressions per block, no
  * allocation per block (see `sha256.ts` for why not WebCrypto). An instance
- * holds one array, its HMAC's keyed states; the keystream and feedback
+ * holds its HMAC's keyed states (in an array of their own, or a stretch of
+ * one its owner gives, see `hmac.ts`); the keystream and feedback
  * blocks are module scratch, zeroed after every message. `encryptInto` and
  * `decryptInto` write into the caller's buffer (in place when it is the
  * input's own position), so the record layer allocates nothing here.
@@ -84,11 +85,15 @@ export class MdCfb {
 
   /**
    * @param key 32 bytes; copied into the HMAC states, so the caller may wipe it
+   * @param state where to keep the HMAC's keyed states: `HMAC_STATE_WORDS`
+   *   words of it from `at`, given no other use (default: an array of their own)
+   * @param at where they start in `state`
    * @throws {ProtocolError} `bad-length` when `key` is not 32 bytes
+   * @throws {RangeError} when the states do not fit `state` from `at`
    */
-  constructor(key: Uint8Array) {
+  constructor(key: Uint8Array, state?: Int32Array, at?: number) {
     checkLength("key", key, MDCFB_KEY_BYTES);
-    this.#hmac = new HmacSha256(key);
+    this.#hmac = new HmacSha256(key, state, at);
   }
 
   /**

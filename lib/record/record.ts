@@ -31,7 +31,12 @@ import {
   U64_MAX,
 } from "../util/mod.ts";
 import { FrameKind } from "../wire/mod.ts";
-import { type DirectionKeys, HmacSha256, MdCfb } from "../crypto/mod.ts";
+import {
+  type DirectionKeys,
+  HMAC_STATE_WORDS,
+  HmacSha256,
+  MdCfb,
+} from "../crypto/mod.ts";
 
 /** Record types (header byte 0). */
 export const RecordType = {
@@ -88,6 +93,24 @@ const TWO_32 = 0x1_0000_0000;
 // and zeroed after each record.
 const IV = new Uint8Array(32);
 
+/**
+ * The three keyed states of a direction (MD-CFB's, the IV's and the tag's
+ * HMAC, rules 3.2-3.4) in one `Int32Array` instead of three: each typed
+ * array costs about 250 bytes of objects besides its 64 bytes of state, and
+ * a server holds a sealer and an opener for every connection, idle or not
+ * (issue 15; measured in BENCHMARKS.md "Idle connections").
+ */
+function directionKeys(
+  keys: DirectionKeys,
+): { cipher: MdCfb; ivMac: HmacSha256; tagMac: HmacSha256 } {
+  const state = new Int32Array(3 * HMAC_STATE_WORDS);
+  return {
+    cipher: new MdCfb(keys.enc, state, 0),
+    ivMac: new HmacSha256(keys.iv, state, HMAC_STATE_WORDS),
+    tagMac: new HmacSha256(keys.mac, state, 2 * HMAC_STATE_WORDS),
+  };
+}
+
 /** Zero IV (a loop: cheaper than `fill` for 32 bytes). */
 function zeroIv(): void {
   for (let i = 0; i < 32; i++) IV[i] = 0;
@@ -137,9 +160,10 @@ export class RecordSealer {
     if (firstSeq < 0n || firstSeq > U64_MAX + 1n) {
       throw new RangeError(`First sequence number out of range: ${firstSeq}`);
     }
-    this.#cipher = new MdCfb(keys.enc);
-    this.#ivMac = new HmacSha256(keys.iv);
-    this.#tagMac = new HmacSha256(keys.mac);
+    const k = directionKeys(keys);
+    this.#cipher = k.cipher;
+    this.#ivMac = k.ivMac;
+    this.#tagMac = k.tagMac;
     this.#hi = Number(firstSeq >> 32n);
     this.#lo = Number(firstSeq & 0xffff_ffffn);
   }
@@ -265,9 +289,10 @@ export class RecordOpener {
    * @param opts freshness window
    */
   constructor(keys: DirectionKeys, opts: RecordOpenerOptions = {}) {
-    this.#cipher = new MdCfb(keys.enc);
-    this.#ivMac = new HmacSha256(keys.iv);
-    this.#tagMac = new HmacSha256(keys.mac);
+    const k = directionKeys(keys);
+    this.#cipher = k.cipher;
+    this.#ivMac = k.ivMac;
+    this.#tagMac = k.tagMac;
     this.#windowMs = opts.windowMs ?? DEFAULT_WINDOW_MS;
   }
 
