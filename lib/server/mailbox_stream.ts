@@ -80,11 +80,16 @@ export class MailStream {
   #dirty = false;
   #running: Promise<void> | undefined;
   #closed = false;
-  #lastSend: Promise<void> = Promise.resolve();
+  /** The last push's send; set by the first one (`#unsent` counts them). */
+  #lastSend: Promise<void> | undefined;
   /** Pushes sent and not yet written. */
   #unsent = 0;
-  /** Ends a wait for the queue to drain when the stream closes. */
-  #stop = new AbortController();
+  /**
+   * Ends a wait for the queue to drain when the stream closes; made by the
+   * first such wait (issue 15: an AbortController costs about 400 bytes,
+   * and an idle connection's stream never waits).
+   */
+  #stop: AbortController | undefined;
 
   /** @param o the settings */
   constructor(o: MailStreamOptions) {
@@ -108,7 +113,7 @@ export class MailStream {
   /** End the stream; what is in flight stays in the log. */
   close(): void {
     this.#closed = true;
-    this.#stop.abort();
+    this.#stop?.abort();
   }
 
   /**
@@ -200,7 +205,7 @@ export class MailStream {
   #fail(why: string): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#stop.abort();
+    this.#stop?.abort();
     this.#o.log("mail-stream-failed", { user: this.#o.user, error: why });
     this.#o.onFailed?.(why);
   }
@@ -249,6 +254,7 @@ export class MailStream {
         await this.#lastSend;
       } else {
         // Other messages fill the queue (relays): look again a little later.
+        this.#stop ??= new AbortController();
         await sleep(DRAIN_POLL_MS, this.#stop.signal);
       }
     }

@@ -100,25 +100,44 @@ interface Cursor {
   gated: boolean;
 }
 
+/**
+ * The rooms of a stream that follows none, shared by every such stream and
+ * never written (a stream makes its own map for its first room): a server
+ * holds a stream per connection, idle or not, and an empty `Map` costs
+ * about 170 bytes (issue 15, BENCHMARKS.md "Idle connections").
+ */
+const NO_ROOMS: ReadonlyMap<string, Cursor> = new Map();
+/** The backlog of a stream past its first load and caught up: likewise shared. */
+const NO_BACKLOG: ReadonlySet<string> = new Set();
+
 /** One connection's stream of its user's rooms. */
 export class RoomStream {
   #o: RoomStreamOptions;
-  #rooms = new Map<string, Cursor>();
+  /** {@link NO_ROOMS} until the stream follows a room. */
+  #rooms: ReadonlyMap<string, Cursor> = NO_ROOMS;
   /** Re-read which rooms the user is in (a room was made or joined). */
   #refresh = true;
-  /** Rooms to read again. */
-  #dirty = new Set<string>();
-  /** The rooms of the first load not yet caught up; undefined before it. */
-  #backlog: Set<string> | undefined;
+  /** Rooms to read again; made when there is one (issue 15: an idle connection holds none). */
+  #dirty: Set<string> | undefined;
+  /**
+   * The rooms of the first load not yet caught up; undefined before it,
+   * {@link NO_BACKLOG} once none is left.
+   */
+  #backlog: ReadonlySet<string> | undefined;
   #synced = false;
   #count = 0;
   #running: Promise<void> | undefined;
   #closed = false;
-  #lastSend: Promise<void> = Promise.resolve();
+  /** The last push's send; set by the first one (`#unsent` counts them). */
+  #lastSend: Promise<void> | undefined;
   /** Pushes sent and not yet written. */
   #unsent = 0;
-  /** Ends a wait for the queue to drain when the stream closes. */
-  #stop = new AbortController();
+  /**
+   * Ends a wait for the queue to drain when the stream closes; made by the
+   * first such wait (issue 15: an AbortController costs about 400 bytes,
+   * and an idle connection's stream never waits).
+   */
+  #stop: AbortController | undefined;
 
   /** @param o the settings */
   constructor(o: RoomStreamOptions) {
@@ -137,7 +156,7 @@ export class RoomStream {
    */
   wake(room?: string): void {
     if (this.#closed) return;
-    if (room !== undefined && this.#rooms.has(room)) this.#dirty.add(room);
+    if (room !== undefined && this.#rooms.has(room)) this.#mark(room);
     else this.#refresh = true;
     // #pump clears #running in the step its loop ends, so a wake() after
     // that starts a new pump and none is lost.
@@ -154,7 +173,7 @@ export class RoomStream {
     const racing = this.#running !== undefined;
     for (const c of this.#rooms.values()) {
       if (c.gated || racing) {
-        this.#dirty.add(c.name);
+        this.#mark(c.name);
         any = true;
       }
     }
@@ -169,15 +188,29 @@ export class RoomStream {
    * @param room the room's name
    */
   reset(room: string): void {
-    if (!this.#rooms.delete(room)) return;
-    this.#dirty.delete(room);
-    this.#backlog?.delete(room);
+    if (!this.#forget(room)) return;
+    this.#dirty?.delete(room);
   }
 
   /** End the stream; what is in flight stays in the logs. */
   close(): void {
     this.#closed = true;
-    this.#stop.abort();
+    this.#stop?.abort();
+  }
+
+  /** Read `room` again at the next turn of the pump. */
+  #mark(room: string): void {
+    (this.#dirty ??= new Set()).add(room);
+  }
+
+  /**
+   * Stop following `room` (its backlog too).
+   * @returns whether it was followed
+   */
+  #forget(room: string): boolean {
+    if (!(this.#rooms as Map<string, Cursor>).delete(room)) return false;
+    (this.#backlog as Set<string> | undefined)?.delete(room);
+    return true;
   }
 
   /**
@@ -239,13 +272,15 @@ export class RoomStream {
 
   async #pump(): Promise<void> {
     try {
-      while (!this.#closed && (this.#refresh || this.#dirty.size > 0)) {
+      while (
+        !this.#closed && (this.#refresh || (this.#dirty?.size ?? 0) > 0)
+      ) {
         if (this.#refresh) {
           this.#refresh = false;
           await this.#load();
         }
-        const names = [...this.#dirty];
-        this.#dirty.clear();
+        const names = this.#dirty === undefined ? [] : [...this.#dirty];
+        this.#dirty = undefined;
         for (const name of names) {
           const c = this.#rooms.get(name);
           if (c) await this.#fill(c);
@@ -269,16 +304,14 @@ export class RoomStream {
     const now = new Set(names);
     for (const [name, c] of this.#rooms) {
       // Its position is gone (a removed member handled its last entry).
-      if (!now.has(name) && c.inflight.length === 0) {
-        this.#rooms.delete(name);
-        this.#backlog?.delete(name);
-      }
+      if (!now.has(name) && c.inflight.length === 0) this.#forget(name);
     }
     for (const name of names) {
       if (!this.#rooms.has(name)) {
         const p = await store.position(name, user);
         if (p === undefined || this.#closed) continue;
-        this.#rooms.set(name, {
+        if (this.#rooms === NO_ROOMS) this.#rooms = new Map();
+        (this.#rooms as Map<string, Cursor>).set(name, {
           name,
           cursor: p.upTo,
           pushed: 0,
@@ -289,9 +322,11 @@ export class RoomStream {
           gated: false,
         });
       }
-      this.#dirty.add(name);
+      this.#mark(name);
     }
-    this.#backlog ??= new Set(this.#rooms.keys());
+    this.#backlog ??= this.#rooms.size === 0
+      ? NO_BACKLOG
+      : new Set(this.#rooms.keys());
   }
 
   /** Push what the room's window allows, reading its log after the cursor. */
@@ -366,12 +401,13 @@ export class RoomStream {
   }
 
   #caughtUp(c: Cursor): void {
-    this.#backlog?.delete(c.name);
+    (this.#backlog as Set<string> | undefined)?.delete(c.name);
   }
 
   #checkSynced(): void {
     if (this.#synced || this.#closed || this.#backlog === undefined) return;
     if (this.#backlog.size > 0) return;
+    this.#backlog = NO_BACKLOG;
     this.#synced = true;
     this.#send({ t: "room-synced", count: this.#count });
   }
@@ -387,6 +423,7 @@ export class RoomStream {
         await this.#lastSend;
       } else {
         // Other messages fill the queue: look again a little later.
+        this.#stop ??= new AbortController();
         await sleep(DRAIN_POLL_MS, this.#stop.signal);
       }
     }
@@ -425,7 +462,7 @@ export class RoomStream {
   #fail(why: string): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#stop.abort();
+    this.#stop?.abort();
     this.#o.log("room-stream-failed", { user: this.#o.user, error: why });
     this.#o.onFailed?.(why);
   }
