@@ -53,8 +53,13 @@ export interface LivenessHooks {
   dead(silentMs: number): void;
 }
 
-/** The clocks and the rule of one channel's heartbeats. */
-export class Liveness {
+/**
+ * The clocks and the rule of one channel's heartbeats. It is its own entry
+ * in the scheduler ({@link Liveness.run}), not a closure around itself: a
+ * server keeps one per connection, idle or not (issue 15, BENCHMARKS.md
+ * "Idle connections").
+ */
+export class Liveness implements ScheduledTask {
   #scheduler: HeartbeatScheduler;
   #hooks: LivenessHooks;
   #heartbeatMs: number;
@@ -68,8 +73,8 @@ export class Liveness {
   #lastReceived: number;
   /** When a DATA record last went either way. */
   #lastData: number;
-  /** Our entry in the scheduler, while heartbeats run. */
-  #task: ScheduledTask | undefined;
+  /** Are we in the scheduler (heartbeats run)? */
+  #scheduled = false;
 
   /**
    * @param opts the intervals
@@ -99,16 +104,16 @@ export class Liveness {
    * are off.
    */
   start(): void {
-    if (this.#heartbeatMs <= 0 || this.#task !== undefined) return;
+    if (this.#heartbeatMs <= 0 || this.#scheduled) return;
     this.#hooks.beat(this.heartbeatMs);
-    this.#task = { run: (now) => this.#tick(now) };
-    this.#scheduler.schedule(this.#task, this.#nextDue());
+    this.#scheduled = true;
+    this.#scheduler.schedule(this, this.#nextDue());
   }
 
   /** Leave the scheduler for good. */
   stop(): void {
-    if (this.#task !== undefined) this.#scheduler.cancel(this.#task);
-    this.#task = undefined;
+    if (this.#scheduled) this.#scheduler.cancel(this);
+    this.#scheduled = false;
   }
 
   /**
@@ -152,10 +157,10 @@ export class Liveness {
    */
   data(now: number = this.#scheduler.now()): void {
     this.#lastData = now;
-    if (!this.#idle || this.#task === undefined) return;
+    if (!this.#idle || !this.#scheduled) return;
     this.#idle = false;
     this.#hooks.beat(this.#heartbeatMs);
-    this.#scheduler.advance(this.#task, this.#nextDue());
+    this.#scheduler.advance(this, this.#nextDue());
   }
 
   /**
@@ -169,8 +174,8 @@ export class Liveness {
       MAX_ANNOUNCED_HEARTBEAT_MS,
     );
     // A shorter interval brings the deadline nearer than our entry.
-    if (this.#task !== undefined && this.#peerHeartbeatMs < was) {
-      this.#scheduler.advance(this.#task, this.#nextDue());
+    if (this.#scheduled && this.#peerHeartbeatMs < was) {
+      this.#scheduler.advance(this, this.#nextDue());
     }
   }
 
@@ -179,7 +184,7 @@ export class Liveness {
     return this.#idleHeartbeatMs > this.#heartbeatMs;
   }
 
-  /** When {@link #tick} has something to do next: a heartbeat, the deadline, or going idle. */
+  /** When {@link run} has something to do next: a heartbeat, the deadline, or going idle. */
   #nextDue(): number {
     let due = Math.min(
       this.#lastSent + this.heartbeatMs,
@@ -191,11 +196,16 @@ export class Liveness {
     return due;
   }
 
-  /** The scheduler's call: the deadline, going idle, a heartbeat; then when next. */
-  #tick(now: number): number | undefined {
-    if (this.#task === undefined) return undefined;
+  /**
+   * The scheduler's call ({@link ScheduledTask}): the deadline, going idle,
+   * a heartbeat; then when next.
+   * @param now the scheduler's clock
+   * @returns when to run next, or undefined once stopped or dead
+   */
+  run(now: number): number | undefined {
+    if (!this.#scheduled) return undefined;
     if (now - this.#lastReceived >= this.deadAfterMs) {
-      this.#task = undefined;
+      this.#scheduled = false;
       this.#hooks.dead(now - this.#lastReceived);
       return undefined;
     }

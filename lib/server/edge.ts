@@ -168,7 +168,10 @@ export class Edge {
         });
       });
       this.#tasks.add(task);
-      task.finally(() => this.#tasks.delete(task));
+      // `then`, not `finally`: the task never rejects (caught above), and a
+      // `finally` costs two more closures for as long as the connection
+      // lasts (issue 15, BENCHMARKS.md "Idle connections").
+      task.then(() => this.#tasks.delete(task));
     }
   }
 
@@ -225,7 +228,9 @@ export class Edge {
       t.close();
       return;
     }
-    await this.#o.onLogin(login, t);
+    // Returned, not awaited: this frame (and the login it holds) ends now,
+    // and the task lasts as long as the connection's (issue 15).
+    return this.#o.onLogin(login, t);
   }
 
   /** The login of one admitted connection; undefined when it failed (the connection is refused). */

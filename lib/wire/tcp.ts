@@ -262,37 +262,45 @@ export class TcpTransport implements FrameTransport, Farewell {
         ),
       );
     }
-    const p = this.#recv().finally(() => {
-      this.#reading = undefined;
-    });
+    if (this.#ready.length > 0) return Promise.resolve(this.#ready.shift()!);
+    if (this.#closed || this.#eof) return Promise.resolve(null);
+    // #recv clears #reading itself when it ends, so there is no `finally`
+    // promise and closures per pending read (issue 15: an idle connection
+    // always has one pending). It cannot end before this assignment: with
+    // nothing ready and the socket open, it awaits a read first.
+    const p = this.#recv();
     this.#reading = p;
     return p;
   }
 
   async #recv(): Promise<Uint8Array | null> {
-    while (this.#ready.length === 0) {
-      if (this.#closed || this.#eof) return null;
-      const buf = this.#readBuffer();
-      let n: number | null;
-      try {
-        n = await this.conn.read(buf);
-      } catch {
-        n = null;
-      }
-      if (this.#closed) return null;
-      try {
-        if (n === null) {
-          this.#eof = true;
-          this.#decoder.end();
-          return null;
+    try {
+      while (this.#ready.length === 0) {
+        if (this.#closed || this.#eof) return null;
+        const buf = this.#readBuffer();
+        let n: number | null;
+        try {
+          n = await this.conn.read(buf);
+        } catch {
+          n = null;
         }
-        this.#ready.push(...this.#decoder.push(buf.subarray(0, n)));
-      } catch (e) {
-        if (e instanceof ProtocolError) this.#closeWithFarewell(e);
-        throw e;
+        if (this.#closed) return null;
+        try {
+          if (n === null) {
+            this.#eof = true;
+            this.#decoder.end();
+            return null;
+          }
+          this.#ready.push(...this.#decoder.push(buf.subarray(0, n)));
+        } catch (e) {
+          if (e instanceof ProtocolError) this.#closeWithFarewell(e);
+          throw e;
+        }
       }
+      return this.#ready.shift()!;
+    } finally {
+      this.#reading = undefined;
     }
-    return this.#ready.shift()!;
   }
 
   /**
