@@ -12,8 +12,9 @@
  * pending read into its own buffer: the floor for memory per connection) on a free loopback
  * port, and prints `{"port":P}`. Then each stdin line is a command: `mem`
  * answers with a garbage-collected `Deno.memoryUsage()`, how many users are
- * online and the server's log events by name; `quit` closes the server and
- * exits. Every answer is one JSON line on stdout.
+ * online and the server's log events by name; `snapshot <path>` writes a V8
+ * heap snapshot there after GC (`im` mode with `dataDir`, which it may
+ * write); `quit` closes the server and exits. Every answer is one JSON line on stdout.
  *
  * @example
  * ```ts ignore
@@ -204,6 +205,13 @@ async function main(): Promise<void> {
         events,
       };
       answer(a);
+    } else if (cmd.startsWith("snapshot ")) {
+      // A V8 heap snapshot of the server, after GC, to a path in its data
+      // folder (the only place it may write): the per-connection breakdown
+      // of BENCHMARKS.md "Idle connections" is read from two of them.
+      collect();
+      const { writeHeapSnapshot } = await import("node:v8");
+      answer({ path: writeHeapSnapshot(cmd.slice("snapshot ".length)) });
     } else if (cmd === "quit") {
       await close();
       answer({ bye: true });
