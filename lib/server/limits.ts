@@ -66,10 +66,20 @@ interface Bucket {
   at: number;
 }
 
+/**
+ * Buckets {@link RequestLimits.take} looks at besides its own, dropping
+ * those full again: a full bucket and no bucket answer alike, and an idle
+ * user's buckets otherwise stay for as long as it is connected (issue 15,
+ * BENCHMARKS.md "Idle connections": two a user after a login).
+ */
+const SWEEP_PER_TAKE = 2;
+
 /** Per-user token buckets. */
 export class RequestLimits {
   #shapes: Record<LimitedRequest, BucketShape>;
   #buckets = new Map<string, Bucket>();
+  /** Where the sweep of {@link SWEEP_PER_TAKE} buckets a take goes on. */
+  #sweep: MapIterator<[string, Bucket]> | undefined;
 
   /** @param shapes overrides of {@link REQUEST_LIMITS} */
   constructor(shapes: Partial<Record<LimitedRequest, BucketShape>> = {}) {
@@ -84,6 +94,7 @@ export class RequestLimits {
    * @returns whether the request may go ahead
    */
   take(user: string, kind: LimitedRequest, now = Date.now()): boolean {
+    this.#sweepSome(now);
     const shape = this.#shapes[kind];
     const key = `${kind}\u0000${user}`;
     const b = this.#buckets.get(key) ?? { tokens: shape.burst, at: now };
@@ -99,6 +110,30 @@ export class RequestLimits {
     b.tokens--;
     this.#buckets.set(key, b);
     return true;
+  }
+
+  /**
+   * Drop up to {@link SWEEP_PER_TAKE} buckets that {@link take} would find
+   * full, going round the map a few at a time: one with
+   * `tokens + floor((now - at) / refillMs) >= burst` would be refilled to
+   * the burst with `at = now`, as a new one is.
+   */
+  #sweepSome(now: number): void {
+    for (let i = 0; i < SWEEP_PER_TAKE; i++) {
+      this.#sweep ??= this.#buckets.entries();
+      const r = this.#sweep.next();
+      if (r.done) {
+        this.#sweep = undefined;
+        return;
+      }
+      const [key, b] = r.value;
+      const shape =
+        this.#shapes[key.slice(0, key.indexOf("\u0000")) as LimitedRequest];
+      if (
+        shape &&
+        b.tokens + Math.floor((now - b.at) / shape.refillMs) >= shape.burst
+      ) this.#buckets.delete(key);
+    }
   }
 
   /**
