@@ -95,8 +95,44 @@ export interface ChannelOptions extends LivenessOptions {
   maxRecordBytes?: number;
 }
 
+/** A channel as the module's hooks see it (any `In` and `Out`). */
+type AnyChannel = RecordChannel<never, never>;
+// Set by RecordChannel's static block: they reach its private methods.
+let heartbeatOf: (c: AnyChannel, intervalMs: number) => void;
+let silentOf: (c: AnyChannel, silentMs: number) => void;
+
+/**
+ * What a channel's {@link Liveness} calls: one small object with methods,
+ * not an object of two closures and their context (a server keeps one per
+ * connection, idle or not: issue 15, BENCHMARKS.md "Idle connections").
+ */
+class ChannelHooks {
+  readonly #channel: AnyChannel;
+  constructor(channel: AnyChannel) {
+    this.#channel = channel;
+  }
+  beat(intervalMs: number): void {
+    heartbeatOf(this.#channel, intervalMs);
+  }
+  dead(silentMs: number): void {
+    silentOf(this.#channel, silentMs);
+  }
+}
+
 /** Records both ways over one transport; `In` and `Out` are what its codec reads and writes. */
 export class RecordChannel<In, Out> {
+  static {
+    heartbeatOf = (c, ms) => c.#heartbeat(ms);
+    silentOf = (c, silentMs) =>
+      c.#finish(
+        "timeout",
+        new NetError(
+          "peer-silent",
+          `No sign of life for ${Math.round(silentMs / 1000)} s`,
+        ),
+      );
+  }
+
   readonly transport: FrameTransport;
   #sealer: RecordSealer;
   #opener: RecordOpener;
@@ -132,17 +168,11 @@ export class RecordChannel<In, Out> {
     this.#sealer = sealer;
     this.#opener = opener;
     this.#maxRecordBytes = opts.maxRecordBytes ?? DEFAULT_MAX_FRAME_BYTES;
-    this.#liveness = new Liveness(opts, opts.scheduler ?? heartbeats, {
-      beat: (ms) => this.#heartbeat(ms),
-      dead: (silentMs) =>
-        this.#finish(
-          "timeout",
-          new NetError(
-            "peer-silent",
-            `No sign of life for ${Math.round(silentMs / 1000)} s`,
-          ),
-        ),
-    });
+    this.#liveness = new Liveness(
+      opts,
+      opts.scheduler ?? heartbeats,
+      new ChannelHooks(this as unknown as AnyChannel),
+    );
     this.#liveness.start();
   }
 

@@ -276,13 +276,14 @@ export class ImServer {
     p.finally(() => this.#tasks.delete(p));
   }
 
-  /** A logged-in connection, from its admission to its end; then its ticket keys go. */
-  async #serve(login: LoginResult, t: FrameTransport): Promise<void> {
-    try {
-      await this.#serveLogin(login, t);
-    } finally {
-      wipe(login.ticketKeys.enc, login.ticketKeys.mac);
-    }
+  /**
+   * A logged-in connection, from its admission to its end; then its ticket
+   * keys go. No frame waits here for the connection's life holding the
+   * login (its transcript, the result object): issue 15.
+   */
+  #serve(login: LoginResult, t: FrameTransport): Promise<void> {
+    const keys = login.ticketKeys;
+    return this.#serveLogin(login, t).finally(() => wipe(keys.enc, keys.mac));
   }
 
   async #serveLogin(login: LoginResult, t: FrameTransport): Promise<void> {
@@ -362,7 +363,8 @@ export class ImServer {
       // Section 6: expiries are server times; the client reads them by this.
       now: this.#c.now(),
     }).catch(() => {});
-    this.#leave(session, await this.#messages(session));
+    // Returned, not awaited: this frame and the login it holds end here.
+    return this.#messages(session).then((why) => this.#leave(session, why));
   }
 
   /**
