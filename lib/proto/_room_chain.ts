@@ -1,7 +1,6 @@
 /**
  * What the parts of the sender chains (PROTOCOL.md section 10.2) share and
- * callers do not see: the key and index sizes, the `room-malformed`
- * refusal and the field checks, base64 state fields back to bytes, and the
+ * callers do not see: the key and index sizes, the field checks, base64 state fields back to bytes, and the
  * two derivations of a chain step:
  *
  * ```
@@ -11,13 +10,13 @@
  * @module
  */
 
-import { ProtocolError } from "../util/mod.ts";
 import {
   deriveKeySync,
   ED25519_PUBLIC_BYTES,
   Label,
   SHA256_BYTES,
 } from "../crypto/mod.ts";
+import { malformed } from "./_room.ts";
 import { ROOM_ID_BYTES } from "./room_id.ts";
 import type { RoomKey } from "./room_key.ts";
 import { isValidUsername } from "./username.ts";
@@ -26,16 +25,6 @@ import { isValidUsername } from "./username.ts";
 export const KEY_BYTES = SHA256_BYTES;
 /** Largest u32: message indexes and epochs. */
 export const U32_MAX = 0xffff_ffff;
-
-/**
- * A `room-malformed` refusal.
- * @param what what was read
- * @param why what did not decode
- * @returns the error to throw
- */
-export function malformed(what: string, why: string): ProtocolError {
-  return new ProtocolError("room-malformed", `Cannot read ${what}: ${why}`);
-}
 
 /** Check a message index: 0 to 2^32 - 1. */
 export function checkIndex(index: number, what: string): void {

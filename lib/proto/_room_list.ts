@@ -1,12 +1,12 @@
 /**
  * What the signed room statements (PROTOCOL.md section 10.1: `ROOM_LIST`
  * and `ROOM_LEAVE`) share and callers do not see: the signature sizes, the
- * `room-malformed` and `room-forged` refusals, the field checks, and the
- * decoder wrapper that turns any reading error into `room-malformed`.
+ * `room-forged` refusal and the field checks.
  * @module
  */
 
-import { isImError, ProtocolError } from "../util/mod.ts";
+import { ProtocolError } from "../util/mod.ts";
+import { malformed } from "./_room.ts";
 import { MAX_RSA_BITS, MIN_RSA_BITS } from "../crypto/mod.ts";
 import { ROOM_ID_BYTES } from "./room_id.ts";
 import { isValidUsername } from "./username.ts";
@@ -18,11 +18,6 @@ export const U32_MAX = 0xffff_ffff;
 export const MIN_SIG_BYTES = MIN_RSA_BITS / 8;
 /** Longest signature accepted: that of a 4096-bit key. */
 export const MAX_SIG_BYTES = MAX_RSA_BITS / 8;
-
-/** A `room-malformed` refusal: `what` did not decode, and `why`. */
-export function malformed(what: string, why: string): ProtocolError {
-  return new ProtocolError("room-malformed", `Cannot read ${what}: ${why}`);
-}
 
 /** A `room-forged` refusal: `what`'s signature does not verify. */
 export function forged(what: string): ProtocolError {
@@ -68,21 +63,6 @@ export function checkSig(sig: Uint8Array, what: string): void {
       what,
       `signature: expected ${MIN_SIG_BYTES} to ${MAX_SIG_BYTES} bytes, got ${sig.length}`,
     );
-  }
-}
-
-/**
- * Run a decoder; a truncated or over-long input, or bad UTF-8, becomes
- * `room-malformed`.
- */
-export function decoding<T>(what: string, read: () => T): T {
-  try {
-    return read();
-  } catch (e) {
-    if (isImError(e) && e.code !== "room-malformed") {
-      throw malformed(what, e.message);
-    }
-    throw e;
   }
 }
 

@@ -10,16 +10,11 @@
  * @module
  */
 
-import {
-  ByteReader,
-  ByteWriter,
-  fromUtf8,
-  isImError,
-  utf8,
-} from "../util/mod.ts";
+import { ByteReader, ByteWriter, fromUtf8, utf8 } from "../util/mod.ts";
 import { ED25519_PUBLIC_BYTES } from "../crypto/mod.ts";
-import { checkRoomKey, KEY_BYTES, malformed } from "./_room_chain.ts";
-import { ROOM_ID_BYTES, ROOM_VERSION } from "./room_id.ts";
+import { checkRoomKey, KEY_BYTES } from "./_room_chain.ts";
+import { decoding, readRoomHead } from "./_room.ts";
+import { ROOM_VERSION } from "./room_id.ts";
 
 /** A `ROOM_KEY`, decoded (section 10.2). */
 export interface RoomKey {
@@ -77,13 +72,9 @@ export function encodeRoomKey(k: RoomKey): Uint8Array {
  */
 export function decodeRoomKey(b: Uint8Array): RoomKey {
   const what = "ROOM_KEY";
-  try {
+  return decoding(what, () => {
     const r = new ByteReader(b, what);
-    const version = r.u8();
-    if (version !== ROOM_VERSION) {
-      throw malformed(what, `version ${version}, expected ${ROOM_VERSION}`);
-    }
-    const roomId = r.bytes(ROOM_ID_BYTES);
+    const { roomId } = readRoomHead(r, what);
     const name = fromUtf8(r.bytes8(), `${what} name`);
     const epoch = r.u32();
     const index = r.u32();
@@ -93,10 +84,5 @@ export function decodeRoomKey(b: Uint8Array): RoomKey {
     const k = { roomId, name, epoch, index, chainKey, signingKey };
     checkRoomKey(k, what);
     return k;
-  } catch (e) {
-    if (isImError(e) && e.code !== "room-malformed") {
-      throw malformed(what, e.message);
-    }
-    throw e;
-  }
+  });
 }

@@ -25,12 +25,11 @@ import {
   checkName,
   checkRoomId,
   checkSig,
-  decoding,
   forged,
-  malformed,
   u32be,
 } from "./_room_list.ts";
-import { ROOM_ID_BYTES, ROOM_VERSION } from "./room_id.ts";
+import { decoding, readRoomHead } from "./_room.ts";
+import { ROOM_VERSION } from "./room_id.ts";
 
 /** A `ROOM_LEAVE`, decoded (section 10.1). */
 export interface RoomLeave {
@@ -126,11 +125,7 @@ export function decodeRoomLeave(b: Uint8Array): RoomLeave {
   const what = "ROOM_LEAVE";
   return decoding(what, () => {
     const r = new ByteReader(b, what);
-    const version = r.u8();
-    if (version !== ROOM_VERSION) {
-      throw malformed(what, `version ${version}, expected ${ROOM_VERSION}`);
-    }
-    const roomId = r.bytes(ROOM_ID_BYTES);
+    const { version, roomId } = readRoomHead(r, what);
     const member = fromUtf8(r.bytes8(), `${what} member`);
     checkName(member, "member", what);
     const epoch = r.u32();

@@ -28,12 +28,11 @@ import {
   checkName,
   checkRoomId,
   checkSig,
-  decoding,
   forged,
-  malformed,
   u32be,
 } from "./_room_list.ts";
-import { ROOM_ID_BYTES, ROOM_VERSION } from "./room_id.ts";
+import { decoding, malformed, readRoomHead } from "./_room.ts";
+import { ROOM_VERSION } from "./room_id.ts";
 import type { RoomLeave } from "./room_leave.ts";
 
 /**
@@ -249,11 +248,7 @@ export function decodeRoomList(b: Uint8Array): RoomList {
   const what = "ROOM_LIST";
   return decoding(what, () => {
     const r = new ByteReader(b, what);
-    const version = r.u8();
-    if (version !== ROOM_VERSION) {
-      throw malformed(what, `version ${version}, expected ${ROOM_VERSION}`);
-    }
-    const roomId = r.bytes(ROOM_ID_BYTES);
+    const { version, roomId } = readRoomHead(r, what);
     const name = fromUtf8(r.bytes8(), `${what} name`);
     checkName(name, "name", what);
     const creator = fromUtf8(r.bytes8(), `${what} creator`);

@@ -12,11 +12,11 @@ import {
   b64,
   checkRoomKey,
   KEY_BYTES,
-  malformed,
   messageKey,
   nextChainKey,
   U32_MAX,
 } from "./_room_chain.ts";
+import { malformed } from "./_room.ts";
 import type { RoomKey } from "./room_key.ts";
 import { ROOM_ID_BYTES } from "./room_id.ts";
 

@@ -10,11 +10,11 @@ import {
   b64,
   checkLength,
   KEY_BYTES,
-  malformed,
   messageKey,
   nextChainKey,
   U32_MAX,
 } from "./_room_chain.ts";
+import { malformed } from "./_room.ts";
 import { ROOM_ID_BYTES } from "./room_id.ts";
 
 /** A {@link SenderChain} as JSON: base64 (RFC 4648 section 4) for bytes. */
