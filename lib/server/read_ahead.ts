@@ -34,64 +34,141 @@ export const READ_AHEAD_MESSAGES = 16;
  * @param max items that may wait (at least 1)
  * @returns the same items
  */
-export async function* readAhead<T>(
+export function readAhead<T>(
   source: AsyncIterable<T>,
   max: number = READ_AHEAD_MESSAGES,
-): AsyncGenerator<T> {
-  const it = source[Symbol.asyncIterator]();
-  const waiting: T[] = [];
-  let done = false;
-  let stopped = false;
-  let failure: { error: unknown } | undefined;
-  let wakeConsumer: (() => void) | undefined;
-  let wakeReader: (() => void) | undefined;
-  const wake = () => {
-    wakeConsumer?.();
-    wakeConsumer = undefined;
-  };
-  const reader = (async () => {
+): AsyncIterableIterator<T> {
+  return new ReadAhead(source, max);
+}
+
+const END: IteratorReturnResult<undefined> = { done: true, value: undefined };
+
+/**
+ * {@link readAhead}'s iterator: an object and the source's one pending
+ * `next()`, not an async generator with a reading task of its own (a
+ * generator, its registers, and two suspended awaits with their closures):
+ * a server holds one per connection, idle or not (issue 15, BENCHMARKS.md
+ * "Idle connections"). Like the generator it replaces, it starts reading
+ * at the first `next()`, and a `return()` before the source ended stops
+ * the reading and returns the source.
+ */
+class ReadAhead<T> implements AsyncIterableIterator<T> {
+  readonly #source: AsyncIterable<T>;
+  #it: AsyncIterator<T> | undefined;
+  readonly #max: number;
+  readonly #waiting: T[] = [];
+  /** A `next()` of the source is under way. */
+  #pulling = false;
+  /** The source ended: done, or it threw ({@link #failure}). */
+  #done = false;
+  #failure: { error: unknown } | undefined;
+  /** The end (or the failure) was handed out, or the consumer returned. */
+  #finished = false;
+  /** The consumer's `next()` waiting for an item or the end. */
+  #wanted: PromiseWithResolvers<IteratorResult<T, undefined>> | undefined;
+
+  constructor(source: AsyncIterable<T>, max: number) {
+    this.#source = source;
+    this.#max = Math.max(1, max);
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<T, undefined>> {
+    if (this.#wanted) {
+      // Not done by `for await`; served in turn, as a generator would.
+      return this.#wanted.promise.then(() => this.next());
+    }
+    if (this.#finished) return Promise.resolve(END);
+    if (this.#it === undefined) {
+      try {
+        this.#it = this.#source[Symbol.asyncIterator]();
+      } catch (e) {
+        this.#finished = true;
+        return Promise.reject(e);
+      }
+      this.#pull();
+    }
+    if (this.#waiting.length > 0) {
+      const value = this.#waiting.shift()!;
+      this.#pull();
+      return Promise.resolve({ done: false, value });
+    }
+    if (this.#done) return this.#end();
+    this.#wanted = Promise.withResolvers();
+    return this.#wanted.promise;
+  }
+
+  return(): Promise<IteratorResult<T, undefined>> {
+    if (this.#finished) return Promise.resolve(END);
+    this.#finished = true;
+    const wanted = this.#wanted;
+    this.#wanted = undefined;
+    wanted?.resolve(END);
+    if (this.#it !== undefined && !this.#done) {
+      // The consumer stopped early: no more reading, and the source is
+      // returned (a read under way ends with it).
+      try {
+        this.#it.return?.()?.catch(() => {});
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return Promise.resolve(END);
+  }
+
+  /** The end, or the source's error, once: later calls get the end. */
+  #end(): Promise<IteratorResult<T, undefined>> {
+    this.#finished = true;
+    return this.#failure
+      ? Promise.reject(this.#failure.error)
+      : Promise.resolve(END);
+  }
+
+  /** Ask the source for its next item, unless one is asked or enough wait. */
+  #pull(): void {
+    if (
+      this.#pulling || this.#done || this.#finished ||
+      this.#waiting.length >= this.#max
+    ) return;
+    this.#pulling = true;
+    let next: Promise<IteratorResult<T>>;
     try {
-      while (!stopped) {
-        while (waiting.length >= Math.max(1, max) && !stopped) {
-          await new Promise<void>((r) => wakeReader = r);
-        }
-        if (stopped) break;
-        const r = await it.next();
-        if (r.done) break;
-        waiting.push(r.value);
-        wake();
-      }
+      next = this.#it!.next();
     } catch (error) {
-      failure = { error };
-    } finally {
-      done = true;
-      wake();
+      next = Promise.reject(error);
     }
-  })();
-  try {
-    for (;;) {
-      if (waiting.length > 0) {
-        const item = waiting.shift()!;
-        wakeReader?.();
-        wakeReader = undefined;
-        yield item;
-        continue;
-      }
-      if (done) {
-        if (failure) throw failure.error;
-        return;
-      }
-      await new Promise<void>((r) => wakeConsumer = r);
+    next.then(
+      (r) => this.#took(r),
+      (error) => this.#ended({ error }),
+    );
+  }
+
+  #took(r: IteratorResult<T>): void {
+    this.#pulling = false;
+    if (r.done) {
+      this.#ended(undefined);
+      return;
     }
-  } finally {
-    if (!done) {
-      // The consumer stopped early: the reader stops at its next turn (a
-      // read under way ends with its source).
-      stopped = true;
-      wakeReader?.();
-      it.return?.()?.catch(() => {});
-    } else {
-      await reader;
+    if (this.#finished) return; // returned meanwhile: dropped
+    const wanted = this.#wanted;
+    if (wanted) {
+      this.#wanted = undefined;
+      wanted.resolve({ done: false, value: r.value });
+    } else this.#waiting.push(r.value);
+    this.#pull();
+  }
+
+  #ended(failure: { error: unknown } | undefined): void {
+    this.#pulling = false;
+    this.#done = true;
+    this.#failure = failure;
+    const wanted = this.#wanted;
+    if (wanted && !this.#finished) {
+      this.#wanted = undefined;
+      this.#end().then(wanted.resolve, wanted.reject);
     }
   }
 }
