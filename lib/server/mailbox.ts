@@ -83,10 +83,6 @@ export interface MailboxOptions {
 }
 
 /** What the mailbox keeps of one connection; it ends with it. */
-interface Connection {
-  stream?: MailStream;
-}
-
 type Msg<T extends ClientToServer["t"]> = Extract<ClientToServer, { t: T }>;
 
 /** The requests a {@link Mailbox} answers (PROTOCOL.md 9.7). */
@@ -134,10 +130,18 @@ const newCounts = (): Counts => ({
 /** The mail requests of this node's users. */
 export class Mailbox {
   #o: MailboxOptions;
-  #conns = new WeakMap<ClientSession, Connection>();
+  /**
+   * Each connection's stream, if it asked for one: the stream itself is the
+   * value, and its push count one function for all (issue 15: an object and
+   * a closure fewer per connection).
+   */
+  #conns = new WeakMap<ClientSession, MailStream>();
   #streams = new Set<MailStream>();
   #closed = false;
   #counts = newCounts();
+  #onPushed = (n: number): void => {
+    this.#counts.pushed += n;
+  };
   #refuseCounted: Refuse = (reply, code, message) =>
     this.#refuse(reply, code, message);
   #keys: PublishedKeys;
@@ -360,8 +364,7 @@ export class Mailbox {
         `Mailbox window ${m.window} refused: expected an integer from 1 to ${MAX_MAILBOX_WINDOW}`,
       );
     }
-    const conn = this.#conn(s);
-    if (conn.stream || s.channel.closed || this.#closed) {
+    if (this.#conns.has(s) || s.channel.closed || this.#closed) {
       return this.#refuse(
         reply,
         "bad-mailbox",
@@ -374,9 +377,9 @@ export class Mailbox {
       channel: s.channel,
       window: m.window,
       log: this.#o.log,
-      onPushed: (n) => (this.#counts.pushed += n),
+      onPushed: this.#onPushed,
       onFailed: () => {
-        if (conn.stream === stream) delete conn.stream;
+        if (this.#conns.get(s) === stream) this.#conns.delete(s);
         this.#streams.delete(stream);
         s.channel.send({
           t: "error",
@@ -386,7 +389,7 @@ export class Mailbox {
         }).catch(() => {});
       },
     });
-    conn.stream = stream;
+    this.#conns.set(s, stream);
     this.#streams.add(stream);
     stream.wake();
     return Promise.resolve();
@@ -401,7 +404,7 @@ export class Mailbox {
    * @param reply errors only (`bad-ack`, which changes nothing)
    */
   async ack(s: ClientSession, m: Msg<"mail-ack">, reply: Reply): Promise<void> {
-    const stream = this.#conn(s).stream;
+    const stream = this.#conns.get(s);
     const r = stream?.ack(m.upTo, m.delivered) ??
       (m.upTo === 0 && m.delivered.length === 0
         ? { ok: true as const, delivered: [] }
@@ -456,7 +459,7 @@ export class Mailbox {
    */
   wakeLocal(user: string): void {
     const s = this.#o.session(user);
-    if (s) this.#conns.get(s)?.stream?.wake();
+    if (s) this.#conns.get(s)?.wake();
   }
 
   /** Wake every stream of this node (a cluster's NATS link came back, 11.4). */
@@ -470,7 +473,7 @@ export class Mailbox {
    * @param s the connection
    */
   leave(s: ClientSession): void {
-    const stream = this.#conns.get(s)?.stream;
+    const stream = this.#conns.get(s);
     if (!stream) return;
     stream.close();
     this.#streams.delete(stream);
@@ -511,15 +514,6 @@ export class Mailbox {
       expired: c.expired,
       ...refused,
     });
-  }
-
-  #conn(s: ClientSession): Connection {
-    let c = this.#conns.get(s);
-    if (!c) {
-      c = {};
-      this.#conns.set(s, c);
-    }
-    return c;
   }
 
   /**

@@ -20,18 +20,22 @@ type Options = Pick<
 >;
 
 /** What the rooms keep of one connection; it ends with it. */
-interface Connection {
-  stream?: RoomStream;
-}
-
 /** The streams of the rooms on this node, one per connection at most. */
 export class RoomStreams {
   #o: Options;
   #replies: RoomReplies;
   #counts: RoomCounts;
-  #conns = new WeakMap<ClientSession, Connection>();
+  /**
+   * Each connection's stream, if it asked for one: the stream itself is the
+   * value, and its push count one function for all (issue 15: an object and
+   * a closure fewer per connection).
+   */
+  #conns = new WeakMap<ClientSession, RoomStream>();
   #streams = new Set<RoomStream>();
   #closed = false;
+  #onPushed = (n: number): void => {
+    this.#counts.pushed += n;
+  };
 
   /**
    * @param o the seams it uses, of the rooms' settings
@@ -65,8 +69,7 @@ export class RoomStreams {
         `Room stream window ${m.window} refused: expected an integer from 1 to ${MAX_ROOM_WINDOW}`,
       );
     }
-    const conn = this.#conn(s);
-    if (conn.stream || s.channel.closed || this.#closed) {
+    if (this.#conns.has(s) || s.channel.closed || this.#closed) {
       return this.#replies.refuse(
         reply,
         "bad-room-stream",
@@ -80,9 +83,9 @@ export class RoomStreams {
       channel: s.channel,
       window: m.window,
       log: this.#o.log,
-      onPushed: (n) => (this.#counts.pushed += n),
+      onPushed: this.#onPushed,
       onFailed: () => {
-        if (conn.stream === stream) delete conn.stream;
+        if (this.#conns.get(s) === stream) this.#conns.delete(s);
         this.#streams.delete(stream);
         s.channel.send({
           t: "error",
@@ -92,7 +95,7 @@ export class RoomStreams {
         }).catch(() => {});
       },
     });
-    conn.stream = stream;
+    this.#conns.set(s, stream);
     this.#streams.add(stream);
     stream.wake();
     return Promise.resolve();
@@ -104,7 +107,7 @@ export class RoomStreams {
    * @returns its stream, if any
    */
   of(s: ClientSession): RoomStream | undefined {
-    return this.#conn(s).stream;
+    return this.#conns.get(s);
   }
 
   /**
@@ -114,7 +117,7 @@ export class RoomStreams {
    */
   wake(user: string): void {
     const s = this.#o.session(user);
-    if (s) this.#conns.get(s)?.stream?.wakeGates();
+    if (s) this.#conns.get(s)?.wakeGates();
   }
 
   /**
@@ -123,7 +126,7 @@ export class RoomStreams {
    * @param s the connection
    */
   leave(s: ClientSession): void {
-    const stream = this.#conns.get(s)?.stream;
+    const stream = this.#conns.get(s);
     if (!stream) return;
     stream.close();
     this.#streams.delete(stream);
@@ -169,7 +172,7 @@ export class RoomStreams {
   #notifyHere(users: Iterable<string>, room: string): void {
     for (const u of users) {
       const s = this.#o.session(u);
-      if (s) this.#conns.get(s)?.stream?.wake(room);
+      if (s) this.#conns.get(s)?.wake(room);
     }
   }
 
@@ -183,14 +186,5 @@ export class RoomStreams {
     for (const s of this.#streams) s.close();
     await Promise.all([...this.#streams].map((s) => s.done()));
     this.#streams.clear();
-  }
-
-  #conn(s: ClientSession): Connection {
-    let c = this.#conns.get(s);
-    if (!c) {
-      c = {};
-      this.#conns.set(s, c);
-    }
-    return c;
   }
 }
