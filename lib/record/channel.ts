@@ -117,6 +117,10 @@ class ChannelHooks {
   dead(silentMs: number): void {
     silentOf(this.#channel, silentMs);
   }
+  /** An idle link's pending read may hold less (issue 15). */
+  idle(idle: boolean): void {
+    this.#channel.transport.setIdle?.(idle);
+  }
 }
 
 /** Records both ways over one transport; `In` and `Out` are what its codec reads and writes. */

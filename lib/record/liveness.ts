@@ -51,6 +51,8 @@ export interface LivenessHooks {
   beat(intervalMs: number): void;
   /** The other side was silent too long (`silentMs`): end the channel. */
   dead(silentMs: number): void;
+  /** The channel went idle (`true`) or active again (optional). */
+  idle?(idle: boolean): void;
 }
 
 /**
@@ -159,6 +161,7 @@ export class Liveness implements ScheduledTask {
     this.#lastData = now;
     if (!this.#idle || !this.#scheduled) return;
     this.#idle = false;
+    this.#hooks.idle?.(false);
     this.#hooks.beat(this.#heartbeatMs);
     this.#scheduler.advance(this, this.#nextDue());
   }
@@ -215,6 +218,7 @@ export class Liveness implements ScheduledTask {
       // Announce the longer interval before keeping to it (PROTOCOL.md
       // section 4): the other side's bound grows before our silence does.
       this.#idle = true;
+      this.#hooks.idle?.(true);
       this.#hooks.beat(this.heartbeatMs);
     } else if (now - this.#lastSent >= this.heartbeatMs) {
       this.#hooks.beat(this.heartbeatMs);

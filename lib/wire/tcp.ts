@@ -43,6 +43,17 @@ export const FAREWELL_TIMEOUT_MS = 1000;
  */
 export const READ_BUFFER_BYTES = 1024;
 
+/**
+ * Bytes read at once while the channel is idle ({@link TcpTransport.setIdle};
+ * PROTOCOL.md section 4): an idle link carries a HEARTBEAT frame (58 bytes)
+ * every 30 s, and its pending read holds this buffer the whole time, so a
+ * server with many idle clients keeps this much per connection, not
+ * {@link READ_BUFFER_BYTES} (issue 15). A larger frame arriving then takes
+ * one more read, into a buffer of its size, as any frame larger than the
+ * buffer does.
+ */
+export const IDLE_READ_BUFFER_BYTES = 128;
+
 /** Default cap on bytes waiting to be written to one socket. */
 export const DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024;
 
@@ -69,7 +80,9 @@ export class TcpTransport implements FrameTransport, Farewell {
   #outbox: Outgoing[] = [];
   #writing = false;
   #ready: Uint8Array[] = [];
+  /** {@link READ_BUFFER_BYTES}, or {@link IDLE_READ_BUFFER_BYTES} while idle. */
   #readBuf = new Uint8Array(READ_BUFFER_BYTES);
+  #idle = false;
   /** The grown buffer, only while a frame larger than {@link READ_BUFFER_BYTES} arrives. */
   #bigBuf: Uint8Array | undefined;
   #farewell: ((error: ProtocolError) => Uint8Array | undefined) | undefined;
@@ -311,14 +324,27 @@ export class TcpTransport implements FrameTransport, Farewell {
    */
   #readBuffer(): Uint8Array {
     const missing = this.#decoder.missing;
-    if (missing <= READ_BUFFER_BYTES) {
+    const size = this.#idle ? IDLE_READ_BUFFER_BYTES : READ_BUFFER_BYTES;
+    if (missing <= size) {
       this.#bigBuf = undefined;
+      // The other size is dropped: an idle connection holds the small one only.
+      if (this.#readBuf.length !== size) this.#readBuf = new Uint8Array(size);
       return this.#readBuf;
     }
     if (this.#bigBuf === undefined || this.#bigBuf.length < missing) {
       this.#bigBuf = new Uint8Array(missing);
     }
     return this.#bigBuf;
+  }
+
+  /**
+   * The channel went idle or active (PROTOCOL.md section 4): the reads after
+   * the one pending use {@link IDLE_READ_BUFFER_BYTES} while idle, and
+   * {@link READ_BUFFER_BYTES} again once active.
+   * @param idle is it idle?
+   */
+  setIdle(idle: boolean): void {
+    this.#idle = idle;
   }
 
   /** Bytes of read buffer this connection holds now (the small one, and a grown one while a large frame arrives). */

@@ -31,6 +31,12 @@ export interface FrameTransport {
    * server's once the server announced it (PROTOCOL.md section 2).
    */
   maxFrameBytes: number;
+  /**
+   * The channel over this transport went idle (no DATA either way for a
+   * while, PROTOCOL.md section 4, "Heartbeats") or active again: an idle one
+   * may hold less for its pending read (optional; issue 15).
+   */
+  setIdle?(idle: boolean): void;
 }
 
 /** Options of a transport made by a {@link Network}. */
