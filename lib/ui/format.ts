@@ -359,9 +359,20 @@ export function formatEvent(ev: UiEvent, opts: FormatOptions): string {
   }
 }
 
+let isoAt = NaN;
+let isoText: string | null = null;
+
+/**
+ * `at` as ISO 8601, or null when it is no time. The last one is kept: the
+ * events of a burst share their millisecond, and `toISOString` cost a
+ * typed line 4% of `im chat`'s CPU (issue 15).
+ */
 function iso(at: number): string | null {
+  if (at === isoAt) return isoText;
   const d = new Date(at);
-  return Number.isNaN(d.getTime()) ? null : d.toISOString();
+  isoText = Number.isNaN(d.getTime()) ? null : d.toISOString();
+  isoAt = at;
+  return isoText;
 }
 
 /**
@@ -387,7 +398,7 @@ function iso(at: number): string | null {
  * | rooms   | type, rooms [{name, creator, members, online}], time    |
  * | system  | type, text, time                                        |
  * | error   | type, code, text, time                                  |
- * | list    | type, users [{name, state}], time                       |
+ * | list    | type, users [{name, state}], prefix, time               |
  * | session | type, state, peer, sas, transport, reason, time         |
  *
  * @param ev the event

@@ -12,10 +12,14 @@
  *   flowing mode does. Unlike Node's, a chunk is read into one buffer kept
  *   for every read: a listener keeps a copy of what it needs beyond the
  *   call (the terminal does), and no 64 KiB array is made per read.
- * - {@link denoStdout}: `write()` writes at once and whole (`writeSync`
- *   until every byte is out, as Node's stdout on a pipe or file does); a
+ * - {@link denoStdout}: `write()` queues; what was queued goes out whole
+ *   (`writeSync` until every byte is out, as Node's stdout on a pipe or
+ *   file does) in one system call at the end of the event loop's turn
+ *   (`setImmediate`), at `flush()`, and when the process exits (`unload`):
+ *   a burst of typed lines printed one system call per event spent 15% of
+ *   each `im chat` process's CPU in `write` (issue 15, BENCHMARKS.md). A
  *   failed write (the reader went away) emits `error` once and marks the
- *   stream `destroyed`.
+ *   stream `destroyed`; later writes return false.
  *
  * @example
  * ```ts ignore
@@ -141,6 +145,13 @@ const encoder = new TextEncoder();
 export class DenoOutput extends Emitter {
   readonly #dst: ByteWriter;
   #destroyed = false;
+  /** Written and not yet out. */
+  #pending = "";
+  #scheduled = false;
+  readonly #flushLater = () => {
+    this.#scheduled = false;
+    this.flush();
+  };
 
   constructor(dst: ByteWriter) {
     super();
@@ -152,21 +163,31 @@ export class DenoOutput extends Emitter {
   }
 
   /**
-   * Write all of `s` now.
+   * Queue `s`, to go out whole by the end of this turn of the event loop.
    * @returns true, or false once the output failed
    */
   write(s: string): boolean {
     if (this.#destroyed) return false;
-    const bytes = encoder.encode(s);
+    this.#pending += s;
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(this.#flushLater);
+    }
+    return true;
+  }
+
+  /** Write what is queued now, whole; a failure is the `error` event. */
+  flush(): void {
+    if (this.#destroyed || this.#pending === "") return;
+    const bytes = encoder.encode(this.#pending);
+    this.#pending = "";
     try {
       for (let off = 0; off < bytes.length;) {
         off += this.#dst.writeSync(bytes.subarray(off));
       }
-      return true;
     } catch (e) {
       this.#destroyed = true;
       this.emit("error", e);
-      return false;
     }
   }
 }
@@ -184,5 +205,8 @@ export function denoStdin(): DenoInput {
  * @returns a new writer
  */
 export function denoStdout(): DenoOutput {
-  return new DenoOutput(Deno.stdout);
+  const out = new DenoOutput(Deno.stdout);
+  // Deno.exit() and the end of the program: what was queued still goes out.
+  globalThis.addEventListener("unload", () => out.flush());
+  return out;
 }

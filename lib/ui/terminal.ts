@@ -66,6 +66,8 @@ export interface TerminalInput {
  */
 export interface TerminalOutput {
   write(text: string): unknown;
+  /** Write out what `write` queued (`denoStdout()` queues; Node's streams do not need it). */
+  flush?(): void;
   readonly destroyed: boolean;
   on(event: string, listener: Listener): unknown;
   off(event: string, listener: Listener): unknown;
@@ -312,6 +314,8 @@ abstract class BaseTerminal implements Terminal {
 
   close(): void {
     this.finish(true);
+    // Input may have ended long before: what was printed since goes out now.
+    this.opts.output.flush?.();
   }
 
   /**
@@ -322,6 +326,8 @@ abstract class BaseTerminal implements Terminal {
     if (this.closed) return;
     this.closed = true;
     this.stop();
+    // Before the error listener goes: a failed last write is still noted.
+    this.opts.output.flush?.();
     this.opts.output.off("error", this.#onOutputError);
     this.queue.end(discard);
   }
