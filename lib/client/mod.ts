@@ -2,7 +2,9 @@
  * Layer 5, client: the chat client facade (client.ts) over its parts: the
  * server link with requests by id and reconnect (server_link.ts), hosting
  * (hosting.ts), joining with relay fallback (joining.ts), peer sessions
- * (peer_session.ts, shown by session_view.ts); mailboxes (mailbox.ts over
+ * (peer_session.ts over peer_connect, peer_chat, peer_receipts,
+ * peer_unacked, peer_send_window and relay_transport; shown by
+ * session_view.ts); mailboxes (mailbox.ts over
  * mail_keys, mail_peers, mail_send, mail_receive; mail_memory.ts the
  * in-memory vault); the commands a user types
  * and the events the client reports; the trace of a client process's
