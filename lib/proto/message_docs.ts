@@ -227,7 +227,7 @@ export const MESSAGE_DOCS = {
       about: "answer to `list`",
       fields: {
         users:
-          "a page of the users online that the `list` asked for, by name (section 5.3): at most its `limit` and `--list-max` (default 1,000), and no more than fit one record at the server's frame limit",
+          "a page of the users online that the `list` asked for, by name (section 5.3): at most its `limit` and the server's cap (`im serve`'s, default 1,000), and no more than fit one record at the server's frame limit",
         more:
           "an integer, the users online the `list` asked for beyond those listed (0 on the last page)",
         partial:
