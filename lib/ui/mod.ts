@@ -5,7 +5,9 @@
  * - format.ts: the client's events as text or `--json` lines; the prompt.
  * - completion.ts: Tab completion of commands and online names.
  * - line_editor.ts: the one-row line editor (keys in, one redraw out).
- * - terminal.ts: the terminal's input and output, interactive or piped.
+ * - terminal.ts: the terminal's input and output, interactive
+ *   (interactive_terminal.ts) or piped (piped_terminal.ts), over
+ *   base_terminal.ts and line_queue.ts.
  * - terminal_guard.ts: the terminal restored on signals and crashes.
  * - ask.ts: one question on the terminal (the username), Tab completing.
  * - stdio.ts: stdin and stdout on Deno's handles, for a script's terminal.
