@@ -3,7 +3,7 @@
  * section 6, "Receipts"): the `msg`s read since our last `ack` form a run,
  * answered by one `ack` naming the last and how many, after a quiet spell,
  * at once when the run is long, and before a gap or our CLOSE. The sender's
- * half (which messages an `ack` covers) is in `peer_session.ts`.
+ * half (which messages an `ack` covers) is in `peer_unacked.ts`.
  *
  * @example
  * ```ts
