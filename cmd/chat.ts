@@ -41,7 +41,6 @@ import {
   signalExitCode,
 } from "../lib/ui/mod.ts";
 import { checkUsername, isValidUsername } from "../lib/proto/mod.ts";
-import { warmClientLogin } from "../lib/proto/login_warm.ts";
 
 traceStart("modules loaded");
 
@@ -243,15 +242,11 @@ async function chat(v: ChatFlags): Promise<number> {
   // The key pair; mailbox keys, seen ids, pending receipts (PROTOCOL.md
   // section 9.1); the rooms (10.6): read at once (issue 15), and of their
   // failures the first in this order is the one reported.
-  const loading = allSettledOrThrow([
+  const [keys, mailVault, roomVault] = await allSettledOrThrow([
     loadUserKeys(keyDir, user),
     openMailVault(keyDir, user),
     openRoomVault(keyDir, user),
   ]);
-  // Meanwhile the login's code runs once on throwaway inputs, so that its
-  // first real run, after the TCP connect, is not V8's first (issue 15).
-  const warming = warmClientLogin();
-  const [keys, mailVault, roomVault] = await loading.finally(() => warming);
   traceStart("keys and vaults loaded");
   const interactive = Deno.stdin.isTerminal();
   const color = !v["no-color"] && shouldUseColor({
