@@ -193,7 +193,6 @@ export async function loginToServer(
     return { channel, login };
   } catch (e) {
     t?.close();
-    hs.abandon();
     // The ephemeral key is not left in the making (a refused connection
     // fails before it is ready).
     await clientHello.catch(() => {});

@@ -119,39 +119,12 @@ export async function serverKeyTag(
   th: Uint8Array,
   sealed: Uint8Array,
 ): Promise<Uint8Array> {
-  const key = await serverKeyTagKey(dh, th);
+  const key = await deriveKey(dh, th, Label.SERVER_KEY_TAG);
   try {
-    return serverKeyTagWith(key, sealed);
+    return hmacSha256(key, sealed);
   } finally {
     wipe(key);
   }
-}
-
-/**
- * The key of {@link serverKeyTag}: it needs only th and the X25519 secret,
- * so a client derives it while it waits for SERVER_KEY (issue 15).
- * @param dh the X25519 shared secret (not wiped)
- * @param th the login transcript hash
- * @returns 32 bytes, for {@link serverKeyTagWith}
- */
-export function serverKeyTagKey(
-  dh: Uint8Array,
-  th: Uint8Array,
-): Promise<Uint8Array> {
-  return deriveKey(dh, th, Label.SERVER_KEY_TAG);
-}
-
-/**
- * {@link serverKeyTag} from its key.
- * @param key from {@link serverKeyTagKey} (not wiped)
- * @param sealed the OAEP ciphertext
- * @returns 32 bytes
- */
-export function serverKeyTagWith(
-  key: Uint8Array,
-  sealed: Uint8Array,
-): Uint8Array {
-  return hmacSha256(key, sealed);
 }
 
 /**

@@ -14,7 +14,6 @@
  */
 
 import {
-  allSettledOrThrow,
   AuthError,
   constantTimeEqual,
   ProtocolError,
@@ -57,10 +56,9 @@ import {
   SESSION_KEY_BYTES,
 } from "./login.ts";
 import {
+  checkServerKeyTag,
   loginKeys,
   loginTranscript,
-  serverKeyTagKey,
-  serverKeyTagWith,
   signedContent,
 } from "./_login.ts";
 import { Steps } from "./steps.ts";
@@ -112,28 +110,17 @@ export class ClientHandshake {
   #eph: Ephemeral | undefined;
   #th: Uint8Array | undefined;
   #signature: Uint8Array | undefined;
-  /**
-   * The X25519 secret and the SERVER_KEY tag's key, derived once the
-   * server's signature checked, while our signature is made and SERVER_KEY
-   * is on its way (issue 15): they need nothing from SERVER_KEY.
-   */
-  #early: Promise<{ dh: Uint8Array; tagKey: Uint8Array }> | undefined;
+  #serverEphemeral: Uint8Array | undefined;
   #th2: Uint8Array | undefined;
   #result: LoginResult | undefined;
 
   /** The first failure: the keys derived so far go (PROTOCOL.md section 4, "Wiping"). */
   #wipeKeys(): void {
-    this.#wipeEarly();
     const r = this.#result;
     if (!r) return;
     r.sealer.wipe();
     r.opener.wipe();
     wipe(r.ticketKeys.enc, r.ticketKeys.mac);
-  }
-
-  /** The X25519 secret and the tag key, once made (a failed derivation made none). */
-  #wipeEarly(): void {
-    this.#early?.then(({ dh, tagKey }) => wipe(dh, tagKey), () => {});
   }
 
   /** @param opts who we are and which server key we trust */
@@ -144,19 +131,6 @@ export class ClientHandshake {
   /** Current state. */
   get state(): ClientState {
     return this.#steps.state;
-  }
-
-  /**
-   * The login will not go on (the connection dropped, the deadline
-   * passed): the secrets derived so far are wiped (PROTOCOL.md section 4,
-   * "Wiping"). The keys of a login that is `done` belong to its caller.
-   */
-  abandon(): void {
-    if (this.#steps.state === "done") {
-      this.#wipeEarly();
-      return;
-    }
-    this.#wipeKeys();
   }
 
   #step<T>(
@@ -204,31 +178,7 @@ export class ClientHandshake {
         );
       }
       const pinned = this.#opts.pinnedServer;
-      // th binds the pinned key's fingerprint and the signature is checked
-      // with the pinned key, so neither waits for the offered key's
-      // fingerprint (issue 15); a mismatch is still the error reported
-      // first, and nothing is signed before both checks passed.
-      // Every WebCrypto call a step starts has settled when the step ends.
-      const offeredRaw = fingerprintRaw(m.serverPublicKey);
-      const [offeredFp, [th, ok]] = await allSettledOrThrow([
-        offeredRaw,
-        loginTranscript(
-          this.#hello!,
-          m.version,
-          m.nonce,
-          pinned.fingerprintBytes,
-          m.ephemeral,
-        ).then(async (th) =>
-          [
-            th,
-            await verifyPss(
-              pinned.verify,
-              m.signature,
-              signedContent(Label.SERVER_SIGNATURE, th),
-            ),
-          ] as const
-        ),
-      ]);
+      const offeredFp = await fingerprintRaw(m.serverPublicKey);
       if (!constantTimeEqual(offeredFp, pinned.fingerprintBytes)) {
         const offered = await fingerprint(m.serverPublicKey);
         throw new AuthError(
@@ -237,6 +187,18 @@ export class ClientHandshake {
           "if the server key really changed, get its public key from the operator and pin it",
         );
       }
+      const th = await loginTranscript(
+        this.#hello!,
+        m.version,
+        m.nonce,
+        pinned.fingerprintBytes,
+        m.ephemeral,
+      );
+      const ok = await verifyPss(
+        pinned.verify,
+        m.signature,
+        signedContent(Label.SERVER_SIGNATURE, th),
+      );
       if (!ok) {
         throw new AuthError(
           "bad-server-signature",
@@ -244,31 +206,14 @@ export class ClientHandshake {
         );
       }
       this.#th = th;
-      // The server's ephemeral key is signed by the pinned key now: the
-      // X25519 secret and the tag's key are made while we sign (both go to
-      // WebCrypto's threads) and while the server answers (issue 15).
-      this.#early = this.#deriveEarly(th, m.ephemeral);
-      this.#early.catch(() => {}); // thrown by onServerKey, its step
-      const [signed] = await Promise.allSettled([
-        signPss(
-          this.#opts.identity.sign,
-          signedContent(Label.CLIENT_SIGNATURE, th),
-        ),
-        this.#early,
-      ]);
-      if (signed.status === "rejected") throw signed.reason;
-      this.#signature = signed.value;
+      this.#signature = await signPss(
+        this.#opts.identity.sign,
+        signedContent(Label.CLIENT_SIGNATURE, th),
+      );
+      this.#serverEphemeral = m.ephemeral;
       this.#steps.state = "await-server-key";
       return encodeClientAuth({ signature: this.#signature });
     });
-  }
-
-  async #deriveEarly(
-    th: Uint8Array,
-    serverEphemeral: Uint8Array,
-  ): Promise<{ dh: Uint8Array; tagKey: Uint8Array }> {
-    const dh = await sharedSecret(this.#eph!, serverEphemeral);
-    return { dh, tagKey: await serverKeyTagKey(dh, th) };
   }
 
   /**
@@ -282,39 +227,37 @@ export class ClientHandshake {
       const { sealedSessionKey, tag } = decodeServerKey(payload);
       // Section 3: the tag first, so no ciphertext anyone else chose ever
       // reaches our RSA decryption (the key also signs).
-      // A failure from here on wipes dh and the tag key (#wipeKeys).
-      const { dh, tagKey } = await this.#early!;
-      const tagOk = constantTimeEqual(
-        serverKeyTagWith(tagKey, sealedSessionKey),
-        tag,
-      );
-      wipe(tagKey);
-      if (!tagOk) {
+      const dh = await sharedSecret(this.#eph!, this.#serverEphemeral!);
+      if (!(await checkServerKeyTag(dh, this.#th!, sealedSessionKey, tag))) {
+        wipe(dh);
         throw new AuthError(
           "bad-session-key",
           "Session key from the server failed its check: it was not sealed by the server of this login",
         );
       }
-      // th2 holds no secret: hashed while the session key is decrypted.
-      const [sessionKey, th2] = await allSettledOrThrow([
-        decryptOaep(
+      let sessionKey: Uint8Array;
+      try {
+        sessionKey = await decryptOaep(
           this.#opts.identity.decrypt,
           sealedSessionKey,
           utf8(Label.SESSION_KEY),
-        ),
-        transcriptHash(Label.TRANSCRIPT_KEYS, [
-          this.#th!,
-          this.#signature!,
-          sealedSessionKey,
-        ]),
-      ]);
+        );
+      } catch (e) {
+        wipe(dh);
+        throw e;
+      }
       if (sessionKey.length !== SESSION_KEY_BYTES) {
-        wipe(sessionKey);
+        wipe(sessionKey, dh);
         throw new AuthError(
           "bad-session-key",
           "Session key from the server has the wrong length",
         );
       }
+      const th2 = await transcriptHash(Label.TRANSCRIPT_KEYS, [
+        this.#th!,
+        this.#signature!,
+        sealedSessionKey,
+      ]);
       const keys = await loginKeys(
         sessionKey,
         dh,
