@@ -194,7 +194,7 @@ export async function benchStart(opts: StartBenchOptions): Promise<void> {
       } ms)`,
       met: fromConnect < TARGET.loginMs,
       why:
-        "the login's three RSA private operations in turn (the server's signature, the client's signature and OAEP decryption: about 2 ms each in Deno's WebCrypto here), the server's turns and the client's first run of its link code; the login's own code is run once before the connect (lib/proto/login_warm.ts); see the steps below and BENCHMARKS.md",
+        "the login's three RSA private operations in turn (the server's signature, the client's signature and OAEP decryption: about 2 ms each in Deno's WebCrypto here), the server's turns and the client's first run of its link code (V8 runs it cold in a fresh process); see the steps below and BENCHMARKS.md",
     });
     // Each step's p50, from the trace of every run.
     const labels = runs[0]!.trace.map((t) => t.label);
