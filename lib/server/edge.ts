@@ -162,16 +162,18 @@ export class Edge {
         await sleep(100);
         continue;
       }
-      const task = this.#handle(conn).catch((e) => {
+      // One `then` for the end and the error, not `catch` and `finally`:
+      // what waits on a connection's task is kept for as long as it lasts
+      // (issue 15, BENCHMARKS.md "Idle connections").
+      const task: Promise<void> = this.#handle(conn).then(() => {
+        this.#tasks.delete(task);
+      }, (e) => {
+        this.#tasks.delete(task);
         this.#o.log("connection-error", {
           error: (e as Error)?.message ?? String(e),
         });
       });
       this.#tasks.add(task);
-      // `then`, not `finally`: the task never rejects (caught above), and a
-      // `finally` costs two more closures for as long as the connection
-      // lasts (issue 15, BENCHMARKS.md "Idle connections").
-      task.then(() => this.#tasks.delete(task));
     }
   }
 
