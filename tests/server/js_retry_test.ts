@@ -9,14 +9,14 @@
 
 import assert from "node:assert/strict";
 import { connect } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, StorageType } from "@nats-io/jetstream";
 import {
   deleteIfStored,
   transientJsError,
 } from "../../lib/server/nats/js_retry.ts";
 import { withNats } from "../_nats.ts";
 
-Deno.test("deleteIfStored: true once, then false for the message gone; another error (no such stream) is thrown and is not transient", async () => {
+Deno.test("deleteIfStored: true once, then false for the message gone (the first, one in the middle, the last; file and memory streams); another error (no such stream) is thrown and is not transient", async () => {
   await withNats(async (nats) => {
     const nc = await connect({ servers: nats.url });
     try {
@@ -31,6 +31,28 @@ Deno.test("deleteIfStored: true once, then false for the message gone; another e
         (await jsm.streams.getMessage("GONE", { seq: b.seq }))?.seq,
         b.seq,
       );
+      // A message in the middle, on file and on memory storage: nats-server
+      // answers the second delete 10043 "sequence N not found".
+      for (const storage of [StorageType.File, StorageType.Memory]) {
+        const name = `MID_${storage}`;
+        await jsm.streams.add({ name, subjects: [`mid${storage}.>`], storage });
+        const seqs: number[] = [];
+        for (const x of ["1", "2", "3"]) {
+          seqs.push((await jetstream(nc).publish(`mid${storage}.a`, x)).seq);
+        }
+        for (const seq of [seqs[1]!, seqs[0]!, seqs[2]!]) {
+          assert.equal(
+            await deleteIfStored(jsm, name, seq),
+            true,
+            `${name} ${seq}`,
+          );
+          assert.equal(
+            await deleteIfStored(jsm, name, seq),
+            false,
+            `${name} ${seq} again`,
+          );
+        }
+      }
       const missing = await deleteIfStored(jsm, "NO_SUCH_STREAM", 1).then(
         () => undefined,
         (e: unknown) => e,

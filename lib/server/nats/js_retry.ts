@@ -80,10 +80,18 @@ export async function retryTransient<T>(
 }
 
 /**
- * nats-server's answer to a delete of a message no longer there (10057,
- * "no message found"); a missing stream says "stream not found".
+ * Is this nats-server's answer to a delete of a message no longer there?
+ * It has two: 10057 "no message found" (the first message of a file
+ * stream) and 10043 "sequence N not found" (any other, and every message of
+ * a memory stream); a missing stream is 10059 "stream not found" and no
+ * leader a timeout, both errors.
  */
-const MESSAGE_GONE = /no message found|message not found/i;
+function messageGone(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  const text = String(e);
+  return (code === 10057 && /no message found/i.test(text)) ||
+    code === 10043 || /sequence \d+ not found/i.test(text);
+}
 
 /**
  * Delete stream message `seq`; a message already deleted is not an error
@@ -103,7 +111,7 @@ export async function deleteIfStored(
   try {
     return await jsm.streams.deleteMessage(stream, seq, false);
   } catch (e) {
-    if (MESSAGE_GONE.test(String(e))) return false;
+    if (messageGone(e)) return false;
     throw e;
   }
 }
