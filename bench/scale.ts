@@ -481,6 +481,25 @@ export async function benchScale(
       "KiB",
       { note: "heapUsed + external, after GC" },
     );
+    // The parts of the RSS above (BENCHMARKS.md "Idle connections"): the
+    // buffers outside the heap (read buffers, keys), and the heap V8 holds
+    // beyond what is live; the rest is the runtime's sockets and the
+    // allocator's slack.
+    report.add(
+      sec,
+      "server external memory per connection",
+      (after.external - before.external) / online / KIB,
+      "KiB",
+      { note: "ArrayBuffer contents: read buffers, keyed states, keys" },
+    );
+    report.add(
+      sec,
+      "server heap headroom per connection",
+      ((after.heapTotal - after.heapUsed) -
+        (before.heapTotal - before.heapUsed)) / online / KIB,
+      "KiB",
+      { note: "heapTotal - heapUsed, after GC" },
+    );
     report.add(
       sec,
       "client process memory per client",
