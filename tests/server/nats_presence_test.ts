@@ -447,13 +447,16 @@ Deno.test("NatsPresence: NATS killed and restarted: each node is partial while i
     assert.deepEqual(names(n2), []);
     n2.p.join("E", "n2");
     await nats.restart();
-    await waitFor("back", () => !n1.p.partial && !n2.p.partial, 5_000);
+    // Budgets, not claims (PROTOCOL.md 11.5 bounds no time here): a
+    // restarted JetStream recovering its bucket while two suites share
+    // two cores took longer than 5 s now and then.
+    await waitFor("back", () => !n1.p.partial && !n2.p.partial, 20_000);
     await waitFor(
       "views converge",
       () =>
         names(n1).join() === "A@n1,C@n1,E@n2" &&
         names(n2).join() === "A@n1,C@n1,E@n2",
-      3_000,
+      10_000,
     );
     assert.deepEqual(partials, ["n1 true", "n1 false"]);
     assert.ok(n1.logs.includes("cluster-unreachable"));
