@@ -1,6 +1,8 @@
 /**
  * Layer 5, client: the chat client facade (client.ts) over its parts: the
- * server link with requests by id and reconnect (server_link.ts), hosting
+ * server link (server_link.ts over server_login, server_nodes,
+ * request_table with requests by id, server_welcome, and server_reconnect
+ * with backoff), hosting
  * (hosting.ts), joining with relay fallback (joining.ts), peer sessions
  * (peer_session.ts over peer_connect, peer_chat, peer_receipts,
  * peer_unacked, peer_send_window and relay_transport; shown by

@@ -1,18 +1,21 @@
 /**
- * The client's link to the server: log in (PROTOCOL.md section 3), keep a
- * table of requests in flight matched by id (section 5.1), hand every other
- * message to the facade, and log in again with backoff when the link drops.
- * A drop is one line and the return another; the attempts in between are
- * silent (their last failure is told when the user asks for the server),
- * except a failure that ends the client (another server key).
+ * The client's link to the server, a facade over its parts: log in
+ * (PROTOCOL.md section 3, `server_login.ts`), keep a table of requests in
+ * flight matched by id (section 5.1, `request_table.ts`), keep the terms of
+ * the server's `welcome` (`server_welcome.ts`), hand every other message to
+ * the client, and log in again with backoff when the link drops (section
+ * 5.1.1, `server_reconnect.ts`). A drop is one line and the return another;
+ * the attempts in between are silent (their last failure is told when the
+ * user asks for the server), except a failure that ends the client
+ * (another server key).
  *
- * Given several nodes of a cluster (`servers`, PROTOCOL.md 11.7), the first
- * login tries them in order, then again with backoff ({@link
- * FIRST_CONNECT_ROUNDS} rounds in all); a node that refuses the connection
- * or does not answer is passed over, a refused login or another server key
- * ends the client at once (every node has the same key and the same users).
- * A node that closes the link as `full` is passed over too when there are
- * several (a single full server ends the client).
+ * Given several nodes of a cluster (`servers`, PROTOCOL.md 11.7,
+ * `server_nodes.ts`), the first login tries them in order, then again with
+ * backoff ({@link FIRST_CONNECT_ROUNDS} rounds in all); a node that refuses
+ * the connection or does not answer is passed over, a refused login or
+ * another server key ends the client at once (every node has the same key
+ * and the same users). A node that closes the link as `full` is passed
+ * over too when there are several (a single full server ends the client).
  * A dropped link tries the next node after the one it lost, round the list,
  * with the backoff between whole rounds.
  *
@@ -26,198 +29,36 @@
  */
 
 import {
-  DEFAULT_HEARTBEAT_MS,
-  RECORD_HEADER_BYTES,
-  RECORD_TAG_BYTES,
-} from "../record/mod.ts";
-import {
-  ClientHandshake,
   type ClientToServer,
   LOGIN_TIMEOUT_MS,
   type LoginResult,
-  MAX_REQUEST_ID,
-  ServerLink,
+  type ServerLink,
   type ServerToClient,
 } from "../proto/mod.ts";
 import {
-  AuthError,
-  Backoff,
   type ImError,
   isImError,
   NetError,
   ProtocolError,
-  sleep,
-  wipe,
   within,
 } from "../util/mod.ts";
+import type { ClientContext, ServerAddress } from "./options.ts";
+import { type PendingRequest, RequestTable } from "./request_table.ts";
+import { loginToServer, wipeTicketKeys } from "./server_login.ts";
 import {
-  DEFAULT_MAX_FRAME_BYTES,
-  type FrameTransport,
-  tcpNetwork,
-} from "../wire/mod.ts";
-import {
-  type ClientContext,
-  type ClientOptions,
-  REQUEST_TIMEOUT_MS,
-  type ServerAddress,
-} from "./options.ts";
+  addressText,
+  failureAt,
+  FIRST_CONNECT_ROUNDS,
+  serverAddresses,
+} from "./server_nodes.ts";
+import { firstLogin, Reconnector } from "./server_reconnect.ts";
+import { ServerWelcome } from "./server_welcome.ts";
 import { traceStart } from "./start.ts";
 
-/**
- * How many times the first login tries every node of a list before it
- * gives up, with the reconnect backoff between rounds. A single server is
- * tried once, as before clusters.
- */
-export const FIRST_CONNECT_ROUNDS = 3;
-
-/**
- * The nodes a client tries: `servers` when given, else the one server.
- * @param o client settings
- * @returns at least one address
- */
-export function serverAddresses(o: ClientOptions): ServerAddress[] {
-  return o.servers && o.servers.length > 0
-    ? o.servers.map(({ host, port }) => ({ host, port }))
-    : [{ host: o.serverHost, port: o.serverPort }];
-}
-
-/**
- * `host:port`, an IPv6 host in brackets, as `--server` takes it.
- * @param a the address
- * @returns its text
- */
-export function addressText(a: ServerAddress): string {
-  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
-}
-
-/**
- * May a failed login be tried at another node? A connection refused or
- * lost, a timeout, a busy or closing node: yes, that was the address. Not
- * a refused login or another server key ({@link AuthError}: every node has
- * the same key and the same users), nor a failure that is not ours.
- */
-function nodeFailure(e: unknown): boolean {
-  return isImError(e) && !(e instanceof AuthError);
-}
-
-/** A failure's message, naming the node when it does not already. */
-function failureAt(a: ServerAddress, e: unknown): string {
-  const m = (e as Error)?.message ?? String(e);
-  // loginToServer's own messages name it as `host:port`, unbracketed.
-  return m.includes(`${a.host}:${a.port}`) ? m : `${addressText(a)}: ${m}`;
-}
-
-/**
- * Connect to the server and log in, all within the login deadline
- * (`loginTimeoutMs`, default {@link LOGIN_TIMEOUT_MS}): a server that does
- * not answer, or an address where packets vanish, fails with `login-timeout`
- * instead of hanging for the minutes a TCP connect can take.
- * @param o client settings
- * @param at the node to log in to (default `o.serverHost`:`o.serverPort`)
- * @returns the server channel and the login keys
- * @throws {NetError} server unreachable, or `login-timeout`; {@link AuthError} refused; {@link ProtocolError}
- * @example
- * ```ts ignore
- * const { channel, login } = await loginToServer(options);
- * ```
- */
-export async function loginToServer(
-  o: ClientOptions,
-  at: ServerAddress = { host: o.serverHost, port: o.serverPort },
-): Promise<{ channel: ServerLink; login: LoginResult }> {
-  const where = `${at.host}:${at.port}`;
-  const timeoutMs = o.loginTimeoutMs ?? LOGIN_TIMEOUT_MS;
-  const timeoutError = () =>
-    new NetError(
-      "login-timeout",
-      `Server at ${where} did not answer within ${timeoutMs / 1000} s`,
-    );
-  const network = o.network ?? tcpNetwork;
-  const hs = new ClientHandshake({
-    user: o.user,
-    identity: o.identity,
-    pinnedServer: o.pinnedServer,
-    ...(o.windowMs === undefined ? {} : { windowMs: o.windowMs }),
-  });
-  // Our ephemeral key (the CLIENT_HELLO) is made while the connection is
-  // set up (issue 15); its failure, if any, is thrown once connected.
-  const clientHello = hs.start();
-  clientHello.catch(() => {});
-  let t: FrameTransport | undefined;
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    t?.close(); // a login step waiting on the server ends now
-  }, timeoutMs);
-  try {
-    // A connection that completes after the deadline is closed at once.
-    traceStart("connect");
-    t = await within(
-      network.connect(at.host, at.port),
-      timeoutMs,
-      undefined,
-      (late) => late.close(),
-    );
-    if (!t) throw timeoutError();
-    traceStart("connected");
-    const conn = t;
-    const recv = async () => {
-      const p = await conn.recv();
-      if (p === null) {
-        throw new NetError(
-          "server-closed",
-          `Server at ${where} closed the connection during login`,
-        );
-      }
-      return p;
-    };
-    await conn.send(await clientHello);
-    traceStart("client hello sent");
-    const serverHello = await recv();
-    traceStart("server hello received");
-    await conn.send(await hs.onServerHello(serverHello));
-    traceStart("client key sent");
-    const serverKey = await recv();
-    traceStart("server key received");
-    await hs.onServerKey(serverKey);
-    traceStart("session keys derived");
-    const finished = await recv();
-    traceStart("server finished received");
-    await conn.send(await hs.onServerFinished(finished));
-    traceStart("client finished sent");
-    if (timedOut) throw timeoutError();
-    const login = hs.result;
-    const channel = new ServerLink(conn, login.sealer, login.opener, {
-      heartbeatMs: o.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
-    });
-    return { channel, login };
-  } catch (e) {
-    t?.close();
-    // The ephemeral key is not left in the making (a refused connection
-    // fails before it is ready).
-    await clientHello.catch(() => {});
-    // Whatever broke once the deadline passed (a send on the closed socket,
-    // say), the cause is the deadline.
-    throw timedOut ? timeoutError() : e;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** The bounds of `im serve --max-frame`, which a client holds the announced limit to. */
-export const MIN_FRAME_LIMIT = 1024;
-export const MAX_FRAME_LIMIT = 16 * 1024 * 1024;
-
-/** JSON around the base64 of a relayed frame: `{"t":"relayed","peer":"<32>","data":""}`. */
-const RELAY_JSON_BYTES = 35 + 32;
-
-/** A request in flight (PROTOCOL.md section 5.1). */
-export interface PendingRequest {
-  readonly req: number;
-  readonly message: ClientToServer;
-  /** Answered without being shown (Tab completion's `list`). */
-  readonly quiet: boolean;
-}
+export { loginToServer } from "./server_login.ts";
+export { addressText, FIRST_CONNECT_ROUNDS, serverAddresses };
+export type { PendingRequest };
+export { MAX_FRAME_LIMIT, MIN_FRAME_LIMIT } from "./server_welcome.ts";
 
 /** What the link hands to the facade. */
 export interface LinkHandlers {
@@ -234,11 +75,6 @@ export interface LinkHandlers {
   fatal(e: ImError): void;
 }
 
-interface InFlight extends PendingRequest {
-  resolve(answer: ServerToClient | null): void;
-  timer: ReturnType<typeof setTimeout>;
-}
-
 /** The client's side of the server link, across reconnects. */
 export class ServerConnection {
   #ctx: ClientContext;
@@ -249,16 +85,11 @@ export class ServerConnection {
   #node = 0;
   #channel: ServerLink | null = null;
   #login: LoginResult | undefined;
-  #nextReq = 1;
-  /** The server's frame limit, from its `welcome` (PROTOCOL.md section 2). */
-  #maxFrame = DEFAULT_MAX_FRAME_BYTES;
-  /** The server's clock minus ours, from its `welcome` (PROTOCOL.md section 6). */
-  #clockOffset = 0;
-  #inFlight = new Map<number, InFlight>();
+  #requests = new RequestTable();
+  #welcome = new ServerWelcome();
   #welcomed = Promise.withResolvers<void>();
   #closing = false;
-  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
-  #wakeReconnect: (() => void) | undefined;
+  #reconnector = new Reconnector();
   /**
    * Why the last reconnect attempt failed, while reconnecting: not shown per
    * attempt (one line per try filled the screen), but with the answer to a
@@ -283,44 +114,21 @@ export class ServerConnection {
     this.#ctx.o.serverPort = port;
   }
 
+  /** The channel, while it is open. */
+  get #live(): ServerLink | null {
+    const channel = this.#channel;
+    return channel && !channel.closed ? channel : null;
+  }
+
   /**
-   * The first login: each node in order, then again with backoff, up to
-   * {@link FIRST_CONNECT_ROUNDS} rounds (one try for a single server, whose
-   * error is thrown as it is).
-   * @throws the error of a login refused (not tried elsewhere); {@link NetError}
-   *   `connect-failed` naming every node when none answered
+   * Wait, bounded by the login deadline, for the server's `welcome` on the
+   * channel just logged in.
    */
-  async #firstLogin(): Promise<{ channel: ServerLink; login: LoginResult }> {
-    const o = this.#ctx.o;
-    const nodes = this.#nodes;
-    if (nodes.length === 1) {
-      const r = await loginToServer(o, nodes[0]);
-      this.#at(0);
-      return r;
-    }
-    const backoff = new Backoff(
-      o.reconnectBaseMs ?? 1000,
-      o.reconnectMaxMs ?? 30_000,
-    );
-    const failures: string[] = [];
-    for (let round = 0; round < FIRST_CONNECT_ROUNDS; round++) {
-      if (round > 0) await sleep(backoff.next());
-      for (let i = 0; i < nodes.length; i++) {
-        try {
-          const r = await loginToServer(o, nodes[i]);
-          this.#at(i);
-          return r;
-        } catch (e) {
-          if (!nodeFailure(e)) throw e;
-          failures[i] = failureAt(nodes[i]!, e);
-        }
-      }
-    }
-    throw new NetError(
-      "connect-failed",
-      `None of the ${nodes.length} servers answered (each tried ${FIRST_CONNECT_ROUNDS} times): ${
-        failures.join("; ")
-      }`,
+  async #untilWelcome(): Promise<void> {
+    await within(
+      this.#welcomed.promise,
+      this.#ctx.o.loginTimeoutMs ?? LOGIN_TIMEOUT_MS,
+      undefined,
     );
   }
 
@@ -331,15 +139,15 @@ export class ServerConnection {
    * @throws typed errors from {@link loginToServer}
    */
   async open(): Promise<void> {
-    const { channel, login } = await this.#firstLogin();
+    const { channel, login, node } = await firstLogin(
+      this.#ctx.o,
+      this.#nodes,
+    );
+    this.#at(node);
     this.#channel = channel;
     this.#login = login;
     this.#ctx.track(this.#loop(channel));
-    await within(
-      this.#welcomed.promise,
-      this.#ctx.o.loginTimeoutMs ?? LOGIN_TIMEOUT_MS,
-      undefined,
-    );
+    await this.#untilWelcome();
   }
 
   /** The keys of the current login (its ticket keys open our peer tickets). */
@@ -350,12 +158,12 @@ export class ServerConnection {
 
   /** Is there a live channel to the server? */
   get connected(): boolean {
-    return this.#channel !== null && !this.#channel.closed;
+    return this.#live !== null;
   }
 
   /** Requests sent and not yet answered, for tests. */
   get inFlight(): number {
-    return this.#inFlight.size;
+    return this.#requests.size;
   }
 
   /**
@@ -363,8 +171,8 @@ export class ServerConnection {
    * @returns whether it was handed to the channel
    */
   async send(m: ClientToServer): Promise<boolean> {
-    const channel = this.#channel;
-    if (!channel || channel.closed) {
+    const channel = this.#live;
+    if (!channel) {
       this.printOffline();
       return false;
     }
@@ -383,10 +191,8 @@ export class ServerConnection {
    * @throws {NetError} `offline`; whatever the channel's send throws
    */
   async post(m: ClientToServer): Promise<void> {
-    const channel = this.#channel;
-    if (!channel || channel.closed) {
-      throw new NetError("offline", "Not connected to the server");
-    }
+    const channel = this.#live;
+    if (!channel) throw new NetError("offline", "Not connected to the server");
     await channel.send(m);
   }
 
@@ -395,8 +201,7 @@ export class ServerConnection {
    * bookkeeping a new server session does not need. In order with all sends.
    */
   sendQuietly(m: ClientToServer): void {
-    const channel = this.#channel;
-    if (channel && !channel.closed) channel.send(m).catch(() => {});
+    this.#live?.send(m).catch(() => {});
   }
 
   /**
@@ -405,29 +210,20 @@ export class ServerConnection {
    * @param quiet its answer is not to be shown
    * @returns `sent`: whether it went out (an error was shown if not);
    *   `answer`: the answer, or null when the link ended first or it took
-   *   longer than {@link REQUEST_TIMEOUT_MS}
+   *   longer than `REQUEST_TIMEOUT_MS`
    */
   request(
     m: ClientToServer,
     quiet = false,
   ): { sent: Promise<boolean>; answer: Promise<ServerToClient | null> } {
-    const channel = this.#channel;
-    if (!channel || channel.closed) {
+    const channel = this.#live;
+    if (!channel) {
       if (!quiet) this.printOffline();
       return { sent: Promise.resolve(false), answer: Promise.resolve(null) };
     }
-    const req = this.#nextReq;
-    this.#nextReq = req >= MAX_REQUEST_ID ? 1 : req + 1;
-    const message = { ...m, req };
-    const answer = new Promise<ServerToClient | null>((resolve) => {
-      const timer = setTimeout(
-        () => this.#settle(req, null),
-        REQUEST_TIMEOUT_MS,
-      );
-      this.#inFlight.set(req, { req, message, quiet, resolve, timer });
-    });
+    const { req, message, answer } = this.#requests.add(m, quiet);
     const sent = channel.send(message).then(() => true, (e) => {
-      this.#settle(req, null);
+      this.#requests.drop(req);
       if (!quiet) this.#ctx.error(e);
       return false;
     });
@@ -446,35 +242,12 @@ export class ServerConnection {
     });
   }
 
-  #settle(req: number, answer: ServerToClient | null): InFlight | undefined {
-    const r = this.#inFlight.get(req);
-    if (!r) return undefined;
-    this.#inFlight.delete(req);
-    clearTimeout(r.timer);
-    r.resolve(answer);
-    return r;
-  }
-
-  /**
-   * PROTOCOL.md section 2: read and seal up to the server's frame limit,
-   * within what `im serve --max-frame` allows.
-   */
-  #keepFrameLimit(channel: ServerLink, maxFrame: number): void {
-    const n = Math.min(
-      Math.max(Math.floor(maxFrame), MIN_FRAME_LIMIT),
-      MAX_FRAME_LIMIT,
-    );
-    this.#maxFrame = n;
-    channel.transport.maxFrameBytes = n;
-    channel.maxRecordBytes = n;
-  }
-
   /**
    * Now by the server's clock, as far as its `welcome` told it: what ticket
    * and grant expiries are read by (PROTOCOL.md section 6).
    */
   serverNow(): number {
-    return Date.now() + this.#clockOffset;
+    return this.#welcome.serverNow();
   }
 
   /**
@@ -483,7 +256,7 @@ export class ServerConnection {
    * `send` and its `mail` push must fit (PROTOCOL.md section 9.8).
    */
   get recordRoom(): number {
-    return this.#maxFrame - 1 - RECORD_HEADER_BYTES - RECORD_TAG_BYTES;
+    return this.#welcome.recordRoom;
   }
 
   /**
@@ -492,14 +265,7 @@ export class ServerConnection {
    * JSON around it, inside one record under the server's frame limit.
    */
   get relayFrameLimit(): number {
-    const room = this.#maxFrame - 1 - RECORD_HEADER_BYTES - RECORD_TAG_BYTES -
-      RELAY_JSON_BYTES;
-    return Math.max(0, Math.floor(room / 4) * 3);
-  }
-
-  /** The link's channel ended: no request in flight will be answered. */
-  #settleAll(): void {
-    for (const req of [...this.#inFlight.keys()]) this.#settle(req, null);
+    return this.#welcome.relayFrameLimit;
   }
 
   async #loop(channel: ServerLink): Promise<void> {
@@ -509,19 +275,14 @@ export class ServerConnection {
         const m = ev.msg;
         if (m.t === "welcome") {
           traceStart("welcome received");
-          this.#keepFrameLimit(channel, m.maxFrame);
-          // PROTOCOL.md section 6: expiries are server times.
-          this.#clockOffset = m.now - Date.now();
+          this.#welcome.keep(channel, m);
           this.#welcomed.resolve();
         }
         if (m.t === "closing") {
           closing = m;
           continue;
         }
-        const answers = m.req === undefined
-          ? undefined
-          : this.#settle(m.req, m);
-        this.#handlers.message(m, answers);
+        this.#handlers.message(m, this.#requests.answer(m));
       } else if (ev.kind === "discarded") {
         this.#ctx.print({
           kind: "error",
@@ -537,7 +298,7 @@ export class ServerConnection {
       }
     }
     if (this.#channel === channel) this.#channel = null;
-    this.#settleAll();
+    this.#requests.dropAll();
     this.#welcomed.resolve(); // nobody waits for a welcome that cannot come
     if (this.#closing) return;
     if (
@@ -568,7 +329,14 @@ export class ServerConnection {
       code: "server-gone",
       text: `Disconnected from the server: ${why}; reconnecting`,
     });
-    this.#ctx.track(this.#reconnect());
+    this.#ctx.track(
+      this.#reconnector.run(
+        this.#ctx.o,
+        this.#nodes.length,
+        this.#node,
+        (i) => this.#reconnectTo(i),
+      ),
+    );
   }
 
   #fatal(e: ImError): void {
@@ -577,44 +345,14 @@ export class ServerConnection {
   }
 
   /**
-   * Log in again after a drop: the nodes after the one lost, in order, that
-   * one last; the backoff before each round, not between its nodes.
-   */
-  async #reconnect(): Promise<void> {
-    const o = this.#ctx.o;
-    const nodes = this.#nodes;
-    const lost = this.#node;
-    const backoff = new Backoff(
-      o.reconnectBaseMs ?? 1000,
-      o.reconnectMaxMs ?? 30_000,
-    );
-    while (!this.#closing) {
-      // Jittered, so clients of a restarted server do not all return at once.
-      const wait = backoff.next();
-      await new Promise<void>((resolve) => {
-        this.#wakeReconnect = resolve;
-        this.#reconnectTimer = setTimeout(resolve, wait);
-      });
-      this.#wakeReconnect = undefined;
-      for (let k = 1; k <= nodes.length; k++) {
-        if (this.#closing) return;
-        const i = (lost + k) % nodes.length;
-        const done = await this.#reconnectTo(i);
-        if (done) return;
-      }
-    }
-  }
-
-  /**
    * One reconnect attempt, at node `i`.
    * @returns true when it ended the reconnecting: logged in, quit, or a
    *   failure that ends the client
    */
   async #reconnectTo(i: number): Promise<boolean> {
-    const o = this.#ctx.o;
     const node = this.#nodes[i]!;
     try {
-      const { channel, login } = await loginToServer(o, node);
+      const { channel, login } = await loginToServer(this.#ctx.o, node);
       if (this.#closing) {
         // The user quit while this login was on its way: it is not kept.
         await channel.close("logout");
@@ -630,11 +368,7 @@ export class ServerConnection {
       this.#ctx.track(this.#loop(channel));
       // Said once the server has us online again (its welcome), so that a
       // !list typed after this line shows us and everyone back before us.
-      await within(
-        this.#welcomed.promise,
-        o.loginTimeoutMs ?? LOGIN_TIMEOUT_MS,
-        undefined,
-      );
+      await this.#untilWelcome();
       // A link that dropped before its welcome is not a reconnect: its
       // loop has started the next try, which will say so when it lands.
       if (this.#closing || this.#channel !== channel || channel.closed) {
@@ -672,20 +406,14 @@ export class ServerConnection {
   async close(): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
-    clearTimeout(this.#reconnectTimer);
-    this.#wakeReconnect?.();
+    this.#reconnector.stop();
     // The loop may clear #channel while we await: keep our own handle.
-    const channel = this.#channel;
-    if (channel && !channel.closed) {
+    const channel = this.#live;
+    if (channel) {
       await channel.send({ t: "bye" }).catch(() => {});
       await channel.close("logout");
     }
-    this.#settleAll();
+    this.#requests.dropAll();
     if (this.#login) wipeTicketKeys(this.#login);
   }
-}
-
-/** A login's ticket keys are raw bytes, kept while it lasts: wiped when it ends. */
-function wipeTicketKeys(login: LoginResult): void {
-  wipe(login.ticketKeys.enc, login.ticketKeys.mac);
 }
