@@ -458,7 +458,15 @@ Deno.test("NatsPresence: NATS killed and restarted: each node is partial while i
         names(n2).join() === "A@n1,C@n1,E@n2",
       10_000,
     );
-    assert.deepEqual(partials, ["n1 true", "n1 false"]);
+    // Each change told once, ending reachable. A put or the watch failing
+    // while the restarted JetStream recovers is partial too (11.8: link
+    // down, a put failing or the watch failing), so under load the node may
+    // go partial and back once more before it settles.
+    assert.ok(
+      partials.length >= 2 && partials.length % 2 === 0 &&
+        partials.every((p, i) => p === (i % 2 === 0 ? "n1 true" : "n1 false")),
+      partials.join(),
+    );
     assert.ok(n1.logs.includes("cluster-unreachable"));
     assert.ok(n1.logs.includes("cluster-reachable"));
     assert.equal(n1.p.refused + n2.p.refused, 0);
