@@ -7,6 +7,7 @@ import {
   sleep,
   waitUntil,
   within,
+  withinRunTime,
 } from "../lib/util/mod.ts";
 
 Deno.test("deadline() passes on the value or the rejection of work that settles in time", async () => {
@@ -54,6 +55,35 @@ Deno.test("within() gives the fallback when time runs out (not an error), and la
     1,
   );
   assert.deepEqual(late, [3], "a value in time is not late");
+});
+
+/** Hold the thread for `ms`: no timer fires and no promise settles meanwhile. */
+function stall(ms: number): void {
+  const start = Date.now();
+  while (Date.now() - start < ms) {
+    // Busy, as a process the machine gives no CPU.
+  }
+}
+
+Deno.test("withinRunTime() counts a stall of the process as one tick: work that finishes in the turns after a stall longer than the whole allowance still wins, where within() gives up", async () => {
+  const work = Promise.withResolvers<string>();
+  const runTime = withinRunTime(work.promise, 300, "gave up");
+  const wallClock = within(work.promise, 300, "gave up");
+  stall(900);
+  // The work needs a few more turns of the event loop, as a socket write does.
+  setTimeout(() => setTimeout(() => work.resolve("written"), 0), 0);
+  assert.equal(await wallClock, "gave up");
+  assert.equal(await runTime, "written");
+});
+
+Deno.test("withinRunTime() gives the fallback once its ticks ran, passes on a rejection, and leaves no timer behind", async () => {
+  assert.equal(await withinRunTime(new Promise<number>(() => {}), 250, -1), -1);
+  assert.equal(await withinRunTime(new Promise<number>(() => {}), 0, -1), -1);
+  assert.equal(await withinRunTime(Promise.resolve(7), 1000, -1), 7);
+  await assert.rejects(
+    withinRunTime(Promise.reject(new Error("refused")), 1000, -1),
+    /refused/,
+  );
 });
 
 Deno.test("sleep() ends early when its signal aborts", async () => {

@@ -20,7 +20,7 @@ import {
   ProtocolError,
   RecordError,
   utf8,
-  within,
+  withinRunTime,
 } from "../util/mod.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
@@ -49,7 +49,7 @@ export {
 } from "./liveness.ts";
 export type { LivenessOptions } from "./liveness.ts";
 
-/** Longest {@link RecordChannel.close} waits for its CLOSE record to be written. */
+/** Longest {@link RecordChannel.close} waits for its CLOSE record to be written, in this process's running time ({@link withinRunTime}). */
 export const CLOSE_TIMEOUT_MS = 1000;
 
 /**
@@ -291,7 +291,7 @@ export class RecordChannel<In, Out> {
     if (this.#closed) return;
     // A peer that does not read must not stall the close: the CLOSE record
     // gets a bounded time to be written, then the transport is closed anyway.
-    await within(
+    await withinRunTime(
       this.#sendRecord(RecordType.CLOSE, utf8(JSON.stringify({ reason })))
         .catch(() => {
           // The other side is gone already: nothing more to tell it.

@@ -19,7 +19,7 @@ import {
   NetError,
   ProtocolError,
   sleep,
-  within,
+  withinRunTime,
 } from "../util/mod.ts";
 import {
   encodeErrorFrame,
@@ -45,7 +45,7 @@ import {
   type PenaltyOptions,
 } from "./admission.ts";
 
-/** How long the server waits for a goodbye message to be written before it closes the connection anyway. */
+/** How long the server waits for a goodbye message to be written before it closes the connection anyway: of its own running time ({@link withinRunTime}), so a stall of the server is not counted against the client. */
 export const GOODBYE_TIMEOUT_MS = 1000;
 
 /** A transport as the listener hands it out. */
@@ -96,7 +96,7 @@ export interface EdgeOptions {
  */
 export function refuse(t: FrameTransport, code: number, message: string): void {
   if (t.closed) return;
-  within(
+  withinRunTime(
     t.send(encodeErrorFrame({ code, message })).catch(() => {}),
     GOODBYE_TIMEOUT_MS,
     undefined,

@@ -32,7 +32,7 @@
  * @module
  */
 
-import { isImError, type Logger, wipe, within } from "../util/mod.ts";
+import { isImError, type Logger, wipe, withinRunTime } from "../util/mod.ts";
 import {
   ClientLink,
   type ClientToServer,
@@ -566,7 +566,7 @@ export class ImServer {
     this.#leave(s, reason);
     // A client that does not read must not stall a replacement, a
     // revocation or the shutdown: the goodbye gets a bounded time.
-    await within(
+    await withinRunTime(
       s.channel.send({ t: "closing", reason, message }).catch(() => {})
         .then(() => s.channel.close(reason)),
       GOODBYE_TIMEOUT_MS,

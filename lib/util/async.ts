@@ -1,7 +1,8 @@
 /**
  * Time and concurrency helpers, the one place where `im` races a promise
  * against a clock: {@link deadline} (a promise that must settle in time),
- * {@link within} (wait at most so long, then go on), {@link sleep},
+ * {@link within} (wait at most so long, then go on), {@link withinRunTime}
+ * (the same, counting only the time this process ran), {@link sleep},
  * {@link Backoff} (reconnect delays with jitter),
  * {@link allSettledOrThrow} (work that must not outlive a failure) and
  * {@link Signal} with {@link waitUntil} (wait, bounded, for a condition).
@@ -89,6 +90,51 @@ export function within<T, F>(
   p.then((v) => {
     if (timedOut) late?.(v);
   }, () => {});
+  return Promise.race([p, clock]).finally(() => clearTimeout(timer));
+}
+
+/** How often the clock of {@link withinRunTime} ticks. */
+export const RUN_TIME_TICK_MS = 100;
+
+/**
+ * Like {@link within}, but the clock counts the time this process ran, not
+ * the wall clock: it ticks every {@link RUN_TIME_TICK_MS}, each tick its own
+ * turn of the event loop, and time is up after `ceil(ms / tick)` ticks. A
+ * stall of the whole process (a loaded machine, a long collection) is one
+ * late tick, not the whole allowance.
+ *
+ * For goodbyes. A write to a socket, dispatched before a stall, needs turns
+ * of the event loop to finish; a wall clock that ran out during the stall
+ * closed the socket with the goodbye unwritten, and a peer that did nothing
+ * wrong saw its connection end untold (two test suites at once on two
+ * cores: 27 of 937 evicted sockets). A peer that does not read is still cut
+ * after `ms` of the process's own time.
+ * @param p the work; its rejection is passed on
+ * @param ms how much of the process's running time to wait
+ * @param fallback the value when time runs out
+ * @returns what `p` resolves with, or `fallback`
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { withinRunTime } from "./async.ts";
+ * assert.equal(await withinRunTime(new Promise<number>(() => {}), 1, -1), -1);
+ * ```
+ */
+export function withinRunTime<T, F>(
+  p: Promise<T>,
+  ms: number,
+  fallback: F,
+): Promise<T | F> {
+  const tickMs = Math.min(Math.max(0, ms), RUN_TIME_TICK_MS);
+  let ticks = Math.max(1, Math.ceil(ms / RUN_TIME_TICK_MS));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const clock = new Promise<F>((resolve) => {
+    const tick = () => {
+      if (--ticks <= 0) resolve(fallback);
+      else timer = setTimeout(tick, tickMs);
+    };
+    timer = setTimeout(tick, tickMs);
+  });
   return Promise.race([p, clock]).finally(() => clearTimeout(timer));
 }
 

@@ -19,7 +19,7 @@
  */
 
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder } from "./frame.ts";
-import { NetError, ProtocolError, within } from "../util/mod.ts";
+import { NetError, ProtocolError, withinRunTime } from "../util/mod.ts";
 import type {
   Farewell,
   FrameListener,
@@ -31,7 +31,7 @@ import type {
 /** Options of {@link TcpTransport}: those of every transport. */
 export type TcpTransportOptions = TransportOptions;
 
-/** Longest a farewell frame may take to write before the socket is closed anyway. */
+/** Longest a farewell frame may take to write before the socket is closed anyway, in this process's running time ({@link withinRunTime}). */
 export const FAREWELL_TIMEOUT_MS = 1000;
 
 /**
@@ -391,7 +391,7 @@ export class TcpTransport implements FrameTransport, Farewell {
         off += await this.conn.write(bytes.subarray(off));
       }
     }).catch(() => {});
-    within(write, FAREWELL_TIMEOUT_MS, undefined).finally(() => {
+    withinRunTime(write, FAREWELL_TIMEOUT_MS, undefined).finally(() => {
       try {
         this.conn.close();
       } catch {
