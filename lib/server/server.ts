@@ -7,6 +7,8 @@
  *   behind the caps and penalties of admission.ts (rules 1.2, 2.4);
  * - registry.ts: the connected users, the only writer of who is online;
  * - kdc.ts (rules in sessions.ts): hosting, grants and tickets;
+ * - requests.ts: a logged-in client's messages, each handed to the part
+ *   whose job it is after the rate limits of limits.ts (PROTOCOL.md 5.2);
  * - relay.ts: forwarding between peers that cannot meet directly;
  * - mailbox.ts (streaming in mailbox_stream.ts): mail to users online or
  *   not, kept in a {@link Store} with the keys in {@link Prekeys}
@@ -19,7 +21,7 @@
  * - options.ts: the settings and their defaults.
  *
  * Here: the life of one logged-in connection (refusals, replacement,
- * revocation, its messages) and the shutdown. One client can never stop
+ * revocation, its leave) and the shutdown. One client can never stop
  * the server or other clients: every connection runs in its own task with
  * its own errors.
  *
@@ -32,10 +34,9 @@
  * @module
  */
 
-import { isImError, type Logger, wipe, withinRunTime } from "../util/mod.ts";
+import { type Logger, wipe, withinRunTime } from "../util/mod.ts";
 import {
   ClientLink,
-  type ClientToServer,
   encodeErrorFrame,
   ErrorCode,
   LoginDecoys,
@@ -56,27 +57,17 @@ import {
   MemoryRoomStore,
   MemoryStore,
 } from "./memory/mod.ts";
-import { DAY_MS, isMailRequest, Mailbox } from "./mailbox.ts";
-import { isRoomRequest, Rooms } from "./rooms.ts";
+import { DAY_MS, Mailbox } from "./mailbox.ts";
+import { Rooms } from "./rooms.ts";
 import {
   type ServerOptions,
   type ServerSettings,
   serverSettings,
 } from "./options.ts";
-import {
-  type ClientSession,
-  Registry,
-  type Reply,
-  replyTo,
-} from "./registry.ts";
-import { Relay, RELAY_QUEUE_BUDGET_BYTES } from "./relay.ts";
-import { readAhead } from "./read_ahead.ts";
-import {
-  type LimitedRequest,
-  LIST_QUEUE_BUDGET_BYTES,
-  ListCache,
-  RequestLimits,
-} from "./limits.ts";
+import { type ClientSession, Registry } from "./registry.ts";
+import { Relay } from "./relay.ts";
+import { ListCache, RequestLimits } from "./limits.ts";
+import { Requests } from "./requests.ts";
 import type { Delivery, Prekeys, Presence, RoomStore, Store } from "./seams.ts";
 
 export { RELAY_QUEUE_BUDGET_BYTES } from "./relay.ts";
@@ -92,7 +83,6 @@ export class ImServer {
   #presence: Presence;
   #registry: Registry;
   #kdc: Kdc;
-  #relay: Relay;
   #delivery: Delivery;
   #edge: Edge;
   /** Issue 15: the workers that sign SERVER_HELLO (none: this thread). */
@@ -101,6 +91,8 @@ export class ImServer {
   #listCache: ListCache;
   #mailbox: Mailbox;
   #rooms: Rooms;
+  /** A logged-in connection's messages, handed to the parts above. */
+  #requests: Requests;
   /** The stores and prekeys the server made itself, closed with it. */
   #owned: Array<Store | Prekeys | RoomStore> = [];
   #tasks = new Set<Promise<void>>();
@@ -126,7 +118,7 @@ export class ImServer {
       now: c.now,
       log: this.#log,
     });
-    this.#relay = new Relay(this.#presence, delivery);
+    const relay = new Relay(this.#presence, delivery);
     this.#limits = new RequestLimits(c.requestLimits);
     this.#listCache = new ListCache(this.#presence, c.listMax, c.partial);
     // PROTOCOL.md 11.3: a user of another node who leaves (its node died,
@@ -188,6 +180,20 @@ export class ImServer {
       maxFrameBytes: c.maxFrameBytes,
       now: c.now,
       log: this.#log,
+    });
+    this.#requests = new Requests({
+      presence: this.#presence,
+      delivery,
+      registry: this.#registry,
+      kdc: this.#kdc,
+      relay,
+      limits: this.#limits,
+      listCache: this.#listCache,
+      mailbox: this.#mailbox,
+      rooms: this.#rooms,
+      settings: c,
+      log: this.#log,
+      leave: (s, reason) => this.#leave(s, reason),
     });
     this.#signer = new SignPool(c.identity.sign, {
       workers: c.signWorkers,
@@ -369,181 +375,7 @@ export class ImServer {
       now: this.#c.now(),
     }).catch(() => {});
     // Returned, not awaited: this frame and the login it holds end here.
-    return this.#messages(session);
-  }
-
-  /** Handle the connection's messages until it closes; then it leaves. */
-  async #messages(s: ClientSession): Promise<void> {
-    const { user, channel } = s;
-    let lastError = "";
-    // Read on while a message is handled (PROTOCOL.md section 4): a slow
-    // request must not make the client look silent to its channel.
-    for await (const ev of readAhead(channel.events())) {
-      if (ev.kind === "message") {
-        const reply = replyTo(s, ev.msg);
-        try {
-          await this.#onMessage(s, ev.msg, reply);
-        } catch (e) {
-          if (!isImError(e)) {
-            this.#log("internal-error", { user, error: (e as Error).message });
-          } else if (!channel.closed) {
-            await reply({ t: "error", code: e.code, message: e.message })
-              .catch(() => {});
-          }
-        }
-      } else if (ev.kind === "discarded") {
-        this.#log("record-discarded", { user, reason: ev.error.code });
-        await channel.send({
-          t: "error",
-          code: ev.error.code,
-          message: ev.error.message,
-        }).catch(() => {});
-      } else if (ev.kind === "lost") {
-        this.#log("records-lost", { user, count: Number(ev.count) });
-        // Rule 3.5: a jump is reported, so the user knows a command vanished.
-        await channel.send({
-          t: "error",
-          code: "lost",
-          message:
-            `${ev.count} of your messages to the server were lost on the way`,
-        }).catch(() => {});
-      } else if (ev.kind === "closed") {
-        lastError = ev.error?.code ?? ev.reason;
-      }
-    }
-    this.#leave(s, lastError);
-  }
-
-  /** One message; every direct answer goes through `reply` (PROTOCOL.md 5.1). */
-  #onMessage(s: ClientSession, m: ClientToServer, reply: Reply): Promise<void> {
-    if (
-      (m.t === "list" || m.t === "session" || m.t === "host") &&
-      !this.#allowed(s, m.t)
-    ) {
-      return reply({
-        t: "error",
-        code: "rate-limited",
-        message: `Too many ${
-          m.t === "list"
-            ? "!list"
-            : m.t === "host"
-            ? "!session host"
-            : "!session"
-        } requests; wait a moment and try again`,
-      });
-    }
-    if (isMailRequest(m)) return this.#mailbox.handle(s, m, reply);
-    if (isRoomRequest(m)) return this.#rooms.handle(s, m, reply);
-    switch (m.t) {
-      case "list":
-        // Sections 5.2, 5.3: a page, never sorted per request.
-        return reply({ t: "users", ...this.#listCache.answer(m) });
-      case "host":
-        return this.#kdc.host(s, m, reply);
-      case "session":
-        if (
-          this.#c.partial?.() && m.peer !== s.user &&
-          !this.#registry.has(m.peer)
-        ) {
-          // PROTOCOL.md 11.5: the peer may be on a node we cannot reach. A
-          // refusal (every client leaves JOINING on one), its words saying why.
-          return reply({
-            t: "refused",
-            peer: m.peer.slice(0, 40),
-            reason: "offline",
-            message: `Cannot reach ${
-              m.peer.slice(0, 40)
-            }: the other servers of the cluster cannot be reached now; only users on this server can start a session`,
-          });
-        }
-        return this.#kdc.session(s, m, reply);
-      case "relay":
-        if (
-          (this.#presence.get(m.peer)?.node ?? this.#c.node) !== this.#c.node
-        ) {
-          return this.#relayAcross(s, m, reply);
-        }
-        return this.#relay.forward(s, m, reply);
-      case "unhost":
-        this.#kdc.unhost(s);
-        break;
-      case "ended":
-        this.#kdc.ended(s, m);
-        break;
-      case "busy":
-        this.#kdc.busy(s, m);
-        break;
-      case "cancel":
-        this.#kdc.cancel(s, m);
-        break;
-      case "bye":
-        this.#leave(s, "logout");
-        return s.channel.close("logout");
-    }
-    return Promise.resolve();
-  }
-
-  /**
-   * A relay to a partner on another node (PROTOCOL.md 11.4): each node is
-   * the authority on its own user's session, so this one checks the
-   * sender's partner and the partner's node checks its user's (a `relayed`
-   * for a user not in a session with the sender is dropped there). Refused
-   * as {@link Relay.forward} refuses: `no-session`, `relay-busy`,
-   * `relay-too-large`.
-   */
-  #relayAcross(
-    s: ClientSession,
-    m: Extract<ClientToServer, { t: "relay" }>,
-    reply: Reply,
-  ): Promise<void> {
-    if (this.#presence.get(s.user)?.partner !== m.peer) {
-      return reply({
-        t: "error",
-        code: "no-session",
-        message: `No session with ${m.peer.slice(0, 40)} to relay to`,
-      });
-    }
-    const r = this.#delivery.deliver(
-      m.peer,
-      { t: "relayed", peer: s.user, data: m.data },
-      { maxQueuedBytes: RELAY_QUEUE_BUDGET_BYTES },
-    );
-    if (!r.delivered) return Promise.resolve();
-    r.written.then((e) => {
-      if (e?.code === "cluster-unreachable") {
-        // 11.5: NATS is down or the partner's node does not answer.
-        return reply({
-          t: "error",
-          code: "cluster-unreachable",
-          message: `Cannot relay to ${m.peer}: ${e.message}`,
-        });
-      }
-      if (e?.code === "busy") {
-        return reply({
-          t: "error",
-          code: "relay-busy",
-          message: `${m.peer} is not keeping up; relayed message not delivered`,
-        });
-      }
-      if (e?.code === "message-too-large") {
-        return reply({
-          t: "error",
-          code: "relay-too-large",
-          message:
-            `Cannot relay ${m.data.length} bytes to ${m.peer}: ${e.message}`,
-        });
-      }
-    }).catch(() => {});
-    return Promise.resolve();
-  }
-
-  /** Section 5.2: the user's bucket for this request, and for `list` its unsent bytes. */
-  #allowed(s: ClientSession, kind: LimitedRequest): boolean {
-    if (
-      kind === "list" &&
-      s.channel.transport.queuedBytes > LIST_QUEUE_BUDGET_BYTES
-    ) return false;
-    return this.#limits.take(s.user, kind);
+    return this.#requests.serve(session);
   }
 
   #leave(s: ClientSession, reason: string): void {
