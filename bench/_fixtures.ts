@@ -164,6 +164,16 @@ async function* jsonLines(
   }
 }
 
+/**
+ * `IM_BENCH_SERVER_V8_FLAGS`: V8 flags for the bench's server process only,
+ * separated by spaces or commas (e.g. `--max-semi-space-size=1`).
+ * @returns the flags, none when unset
+ */
+export function serverV8Flags(): string[] {
+  return (Deno.env.get("IM_BENCH_SERVER_V8_FLAGS") ?? "").split(/[\s,]+/)
+    .filter((f) => f !== "");
+}
+
 /** `bench/_server.ts` running as a child process. */
 export class ServerProcess {
   readonly port: number;
@@ -201,7 +211,10 @@ export class ServerProcess {
       ...(cfg.dataDir
         ? [`--allow-read=${cfg.dataDir}`, `--allow-write=${cfg.dataDir}`]
         : []),
-      "--v8-flags=--expose-gc",
+      // More V8 flags for the server alone, e.g. the young generation's cap
+      // README's "Deploying" gives a server of many idle users
+      // (BENCHMARKS.md "Push mode and V8's young generation").
+      `--v8-flags=${["--expose-gc", ...serverV8Flags()].join(",")}`,
       new URL("./_server.ts", import.meta.url).href,
     ];
     const argv = cpus === undefined ? deno : ["taskset", "-c", cpus, ...deno];

@@ -30,6 +30,7 @@ import type { ClientsConfig, ClientsReport } from "./_clients.ts";
 import {
   type BenchKeys,
   ServerProcess,
+  serverV8Flags,
   silentUi,
   userName,
 } from "./_fixtures.ts";
@@ -470,7 +471,11 @@ export async function benchScale(
       limitSource: "bare tcp server, same count",
       note: `RSS ${Math.round(before.rss / 1048576)} -> ${
         Math.round(after.rss / 1048576)
-      } MiB after GC`,
+      } MiB after GC${
+        serverV8Flags().length > 0
+          ? `; server and bare server run with ${serverV8Flags().join(" ")}`
+          : ""
+      }`,
     });
     report.add(
       sec,
