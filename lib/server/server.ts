@@ -239,19 +239,24 @@ export class ImServer {
       return Promise.reject(e);
     }
     const server = new ImServer(listener, c);
-    server.#log("listening", {
-      addr: `${c.hostname}:${server.port}`,
-      fingerprint: c.identity.fingerprint,
-      users: c.clients.size,
-      signWorkers: c.signWorkers,
-    });
     // The decoys exist before the first login, so no login waits for one;
     // PROTOCOL.md 9.8, 10.4: the retention sweeps run at start and every hour.
+    // `listening` is said once all that is done: a client started on that
+    // line logs in at once (making the decoys' keys took seconds on a busy
+    // machine, and a login begun meanwhile waited for them).
     return Promise.all([
       server.#decoys.ready(),
       server.#mailbox.start(),
       server.#rooms.start(),
-    ]).then(() => server, async (e) => {
+    ]).then(() => {
+      server.#log("listening", {
+        addr: `${c.hostname}:${server.port}`,
+        fingerprint: c.identity.fingerprint,
+        users: c.clients.size,
+        signWorkers: c.signWorkers,
+      });
+      return server;
+    }, async (e) => {
       await server.close();
       throw e;
     });

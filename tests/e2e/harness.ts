@@ -46,6 +46,11 @@ export const HEARTBEAT_MS = 200;
 export const SERVER_HEARTBEAT_MS = 1000;
 /** Default time a {@link ChatProc.waitFor} or start may take. */
 export const WAIT_MS = 5000;
+/**
+ * How long a server may take to say `listening`: it says so once it can log
+ * users in, after making its login decoys' keys (seconds on a busy machine).
+ */
+export const SERVER_START_WAIT_MS = 30_000;
 /** Default time {@link ImProc.wait} gives a process to exit before SIGKILL. */
 export const EXIT_WAIT_MS = 30_000;
 
@@ -343,7 +348,7 @@ export class ServerProc extends ImProc {
    * @returns this server
    * @throws {Error} when the server exits or is not listening in time
    */
-  async ready(timeoutMs = WAIT_MS): Promise<this> {
+  async ready(timeoutMs = SERVER_START_WAIT_MS): Promise<this> {
     this.port = await this.stderr.until(
       () => {
         for (const l of this.stderr.lines) {
