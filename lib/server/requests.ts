@@ -25,6 +25,7 @@ import {
   replyTo,
 } from "./registry.ts";
 import { type Relay, RELAY_QUEUE_BUDGET_BYTES } from "./relay.ts";
+import { READ_AHEAD_MESSAGES } from "./read_ahead.ts";
 import {
   type LimitedRequest,
   LIST_QUEUE_BUDGET_BYTES,
@@ -32,22 +33,6 @@ import {
   type RequestLimits,
 } from "./limits.ts";
 import type { Delivery, Presence } from "./seams.ts";
-
-/**
- * Events of one connection read but not yet handled, at most:
- * {@link Requests.serve}'s queue. A channel counts a peer alive by the
- * records it reads, so the server reads a connection on while one of its
- * messages is handled (PROTOCOL.md section 4, "Heartbeats", and 5.1): a
- * server that stopped reading while it awaited a slow request (a store
- * waiting for JetStream to elect a leader, 11.6) heard nothing, the
- * client's HEARTBEATs included, and dropped the client after three of its
- * intervals (`peer-silent`), in the middle of that request. The messages
- * are still handled one at a time and in order. Once this many wait,
- * reading pauses until one is handled (the record being read still gives
- * its events: a `lost` and its message may take the queue one past this),
- * so a client that sends more at a stalled server is held back by TCP.
- */
-export const READ_AHEAD_MESSAGES = 16;
 
 /** What {@link Requests} hands the messages to. */
 export interface RequestsOptions {
