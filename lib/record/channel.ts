@@ -9,8 +9,6 @@
  * const ch = new RecordChannel(transport, login.sealer, login.opener, codec, { heartbeatMs: 2000 });
  * await ch.send({ t: "list" });
  * for await (const ev of ch.events()) console.log(ev);
- * // or, with no suspended reader (a server's connections, issue 15):
- * // ch.listen((ev) => console.log(ev));
  * ```
  * @module
  */
@@ -89,19 +87,6 @@ export type ChannelEvent<In = unknown> =
   /** The channel ended; `reason` is the other side's CLOSE reason, or ours. */
   | { kind: "closed"; reason: string; error?: ImError };
 
-/**
- * What one payload read turns into ({@link RecordChannel}'s `#take`): the
- * events to report, and last, for a CLOSE record, its reason (the channel
- * closes once the events before it were reported, as it did when the
- * reading loop did all this itself).
- */
-type Taken<In> = ChannelEvent<In> | { kind: "close-record"; reason: string };
-
-/** What {@link RecordChannel.listen} calls. */
-type OnEvent<In> = (ev: ChannelEvent<In>) => void;
-/** An {@link OnEvent} of any `In`, as a channel keeps it. */
-type Listener = (ev: never) => void;
-
 /** Options of {@link RecordChannel}. */
 export interface ChannelOptions extends LivenessOptions {
   /** The timer the heartbeats run on (default the process's {@link heartbeats}). */
@@ -163,21 +148,8 @@ export class RecordChannel<In, Out> {
   #closeReason: string | undefined;
   #closeError: ImError | undefined;
   #wake: (() => void) | undefined;
-  /** Is {@link events} or {@link listen} reading? Then it, not a failed send, ends the channel. */
+  /** Is {@link events} reading? Then it, not a failed send, ends the channel. */
   #reading = false;
-  /** {@link listen}'s `onEvent`, until it was given `closed`. */
-  // Stored without its `In` (a field of type `In => void` would make a
-  // channel of messages no longer a channel of some of them to TypeScript).
-  #onEvent: Listener | undefined;
-  /** {@link listen}'s callbacks of the transport's read, made once per channel. */
-  #listenGot: ((payload: Uint8Array | null) => void) | undefined;
-  #listenFailed: ((e: unknown) => void) | undefined;
-  /** The listener's read is pending: a close answers it (as {@link #wake} does for {@link events}). */
-  #recvPending = false;
-  /** The listener is being given the events of one payload. */
-  #delivering = false;
-  /** {@link pause}d: the listener reads no further. */
-  #paused = false;
   #lostTimer: ReturnType<typeof setTimeout> | undefined;
   #codec: RecordCodec<In, Out>;
 
@@ -350,21 +322,17 @@ export class RecordChannel<In, Out> {
     this.#sealer.wipe();
     this.#opener.wipe();
     this.#wake?.();
-    // The listener's pending read is answered with the end, as #wake
-    // answers events()'s: in a later microtask, never inside close().
-    if (this.#recvPending) queueMicrotask(() => this.#listened(null));
   }
 
   /**
    * Everything that arrives, until the channel closes. The last event is
-   * always `closed`. {@link listen} gives the same events without a
-   * suspended reader.
+   * always `closed`.
    * @returns the events
    */
   async *events(): AsyncGenerator<ChannelEvent<In>> {
     // The reading loop itself, not a wrapper delegating to another
-    // generator: a reader holds one suspended frame per channel, idle or
-    // not (issue 15, BENCHMARKS.md "Idle connections").
+    // generator: a server holds one suspended reader per connection, idle
+    // or not (issue 15, BENCHMARKS.md "Idle connections").
     this.#reading = true;
     try {
       while (!this.#closed) {
@@ -385,217 +353,101 @@ export class RecordChannel<In, Out> {
           );
           break;
         }
-        for (const ev of this.#take(payload)) {
-          if (ev.kind === "close-record") {
-            this.#closedBy(ev.reason);
-            break;
-          }
-          yield ev;
+        if (payload[0] !== FrameKind.RECORD) {
+          yield {
+            kind: "discarded",
+            error: new ProtocolError(
+              "unexpected-frame",
+              `Frame of kind ${
+                payload[0]
+              } discarded: only records are allowed after login`,
+            ),
+          };
+          continue;
         }
+        let rec;
+        try {
+          rec = this.#opener.open(payload);
+        } catch (e) {
+          if (e instanceof RecordError) {
+            // A discarded record that is not a replay left a hole in the
+            // sequence numbers; the user was told about it already.
+            if (e.code !== "replayed") this.#discardedSinceAccepted++;
+            yield { kind: "discarded", error: e };
+            continue;
+          }
+          throw e;
+        }
+        const now = this.#liveness.received();
+        // Rule 3.5: a jump is reported as lost, except the part that records
+        // discarded (and reported) above explain.
+        const explained = BigInt(this.#discardedSinceAccepted);
+        this.#discardedSinceAccepted = 0;
+        if (rec.lost > explained) {
+          yield { kind: "lost", count: rec.lost - explained };
+        }
+        if (rec.type === RecordType.HEARTBEAT) {
+          if (rec.plaintext.length === 4) {
+            const ms = new DataView(
+              rec.plaintext.buffer,
+              rec.plaintext.byteOffset,
+              4,
+            ).getUint32(0);
+            this.#liveness.announced(ms);
+          }
+          continue;
+        }
+        if (rec.type === RecordType.CLOSE) {
+          let reason = "closed";
+          try {
+            const o = JSON.parse(fromUtf8(rec.plaintext, "close reason"));
+            if (typeof o?.reason === "string") reason = o.reason.slice(0, 64);
+          } catch {
+            // A close with an unreadable reason is still a close.
+          } finally {
+            rec.plaintext.fill(0);
+          }
+          this.#finish(reason);
+          this.#closeReason = reason;
+          break;
+        }
+        if (rec.type !== RecordType.DATA) {
+          rec.plaintext.fill(0);
+          yield {
+            kind: "discarded",
+            error: new ProtocolError(
+              "unexpected-record",
+              `Record of type ${rec.type} discarded: not expected now`,
+            ),
+          };
+          continue;
+        }
+        this.#liveness.data(now);
+        let decoded: { msg: In } | { error: ProtocolError };
+        try {
+          decoded = { msg: this.#codec.decode(rec.plaintext) };
+        } catch (e) {
+          decoded = { error: e as ProtocolError };
+        } finally {
+          // The decrypted bytes go as soon as the codec is done with them,
+          // before anyone sees the message (PROTOCOL.md section 4, "Wiping");
+          // the strings the codec made cannot be wiped.
+          rec.plaintext.fill(0);
+        }
+        if ("error" in decoded) {
+          yield { kind: "discarded", error: decoded.error };
+          continue;
+        }
+        yield { kind: "message", msg: decoded.msg };
       }
-      yield this.#closedEvent();
+      yield {
+        kind: "closed",
+        reason: this.#closeReason ?? "closed",
+        ...(this.#closeError ? { error: this.#closeError } : {}),
+      };
     } finally {
       this.#reading = false;
     }
-  }
-
-  /**
-   * Push mode: the events of {@link events}, the same ones in the same
-   * order, the last always `closed`, each handed to `onEvent` as it is
-   * read. Nothing waits between records but the transport's pending read
-   * and its `then` callbacks: no suspended async frame or generator per
-   * channel (issue 15, BENCHMARKS.md "The heap of an idle connection"). A
-   * server reads every logged-in connection this way.
-   *
-   * `onEvent` is called from the read's callback; it must not throw. It
-   * may {@link pause} reading (the events of the record being read still
-   * come) and {@link resume} it later; a channel closed meanwhile reports
-   * `closed` once resumed, as a reader of {@link events} that stopped
-   * pulling learns it at its next pull.
-   * @param onEvent gets every event
-   * @throws {Error} when the channel is read already ({@link events} or a listener)
-   */
-  listen(onEvent: (ev: ChannelEvent<In>) => void): void {
-    if (this.#reading) {
-      throw new Error("Cannot listen: this channel is read already");
-    }
-    this.#reading = true;
-    this.#onEvent = onEvent;
-    // Made once per channel, not per read.
-    this.#listenGot = (payload) => this.#listened(payload);
-    this.#listenFailed = (e) => {
-      if (!this.#recvPending) return;
-      this.#recvPending = false;
-      this.#finish("protocol-error", e as ImError);
-      this.#listenNext();
-    };
-    this.#listenNext();
-  }
-
-  /** Stop reading after the record being read, until {@link resume} (a listener's backpressure). */
-  pause(): void {
-    this.#paused = true;
-  }
-
-  /** Read again after {@link pause}. */
-  resume(): void {
-    if (!this.#paused) return;
-    this.#paused = false;
-    this.#listenNext();
-  }
-
-  /** Start the listener's next read, unless one is pending, it is paused, or the channel ended (then `closed`, once). */
-  #listenNext(): void {
-    const onEvent = this.#onEvent as OnEvent<In> | undefined;
-    if (onEvent === undefined || this.#recvPending || this.#delivering) return;
-    if (this.#closed) {
-      this.#onEvent = this.#listenGot = this.#listenFailed = undefined;
-      this.#reading = false;
-      onEvent(this.#closedEvent());
-      return;
-    }
-    if (this.#paused) return;
-    this.#recvPending = true;
-    this.transport.recv().then(this.#listenGot, this.#listenFailed);
-  }
-
-  /** The listener's read gave `payload` (null: the end, or {@link #finish} woke it). */
-  #listened(payload: Uint8Array | null): void {
-    // A wake answered already: what the transport gives after is not read.
-    if (!this.#recvPending) return;
-    this.#recvPending = false;
-    if (payload === null || this.#closed) {
-      this.#finish(
-        this.#closed ? this.#closeReason ?? "closed" : "connection-lost",
-      );
-    } else {
-      let evs: Taken<In>[];
-      try {
-        evs = this.#take(payload);
-      } catch (e) {
-        // Not a RecordError: a reader of events() would get it thrown.
-        evs = [];
-        this.#finish("protocol-error", e as ImError);
-      }
-      this.#delivering = true;
-      try {
-        for (const ev of evs) {
-          if (ev.kind === "close-record") {
-            this.#closedBy(ev.reason);
-            break;
-          }
-          (this.#onEvent as OnEvent<In>)(ev);
-        }
-      } finally {
-        this.#delivering = false;
-      }
-    }
-    this.#listenNext();
-  }
-
-  /** The other side's CLOSE record, read after the events before it were reported. */
-  #closedBy(reason: string): void {
-    this.#finish(reason);
-    this.#closeReason = reason;
-  }
-
-  #closedEvent(): ChannelEvent<In> {
-    return {
-      kind: "closed",
-      reason: this.#closeReason ?? "closed",
-      ...(this.#closeError ? { error: this.#closeError } : {}),
-    };
-  }
-
-  /**
-   * One payload read, turned into what is reported of it: at most two
-   * events (`lost`, then `discarded` or `message`), or, for a CLOSE
-   * record, `lost` perhaps and then a `close-record` (the caller
-   * closes once the events before it were reported). Liveness is updated
-   * and the plaintext wiped here, so {@link events} and {@link listen}
-   * behave the same.
-   * @throws what {@link RecordOpener.open} throws that is not a RecordError
-   */
-  #take(payload: Uint8Array): Taken<In>[] {
-    if (payload[0] !== FrameKind.RECORD) {
-      return [{
-        kind: "discarded",
-        error: new ProtocolError(
-          "unexpected-frame",
-          `Frame of kind ${
-            payload[0]
-          } discarded: only records are allowed after login`,
-        ),
-      }];
-    }
-    let rec;
-    try {
-      rec = this.#opener.open(payload);
-    } catch (e) {
-      if (e instanceof RecordError) {
-        // A discarded record that is not a replay left a hole in the
-        // sequence numbers; the user was told about it already.
-        if (e.code !== "replayed") this.#discardedSinceAccepted++;
-        return [{ kind: "discarded", error: e }];
-      }
-      throw e;
-    }
-    const evs: Taken<In>[] = [];
-    const now = this.#liveness.received();
-    // Rule 3.5: a jump is reported as lost, except the part that records
-    // discarded (and reported) above explain.
-    const explained = BigInt(this.#discardedSinceAccepted);
-    this.#discardedSinceAccepted = 0;
-    if (rec.lost > explained) {
-      evs.push({ kind: "lost", count: rec.lost - explained });
-    }
-    if (rec.type === RecordType.HEARTBEAT) {
-      if (rec.plaintext.length === 4) {
-        const ms = new DataView(
-          rec.plaintext.buffer,
-          rec.plaintext.byteOffset,
-          4,
-        ).getUint32(0);
-        this.#liveness.announced(ms);
-      }
-      return evs;
-    }
-    if (rec.type === RecordType.CLOSE) {
-      let reason = "closed";
-      try {
-        const o = JSON.parse(fromUtf8(rec.plaintext, "close reason"));
-        if (typeof o?.reason === "string") reason = o.reason.slice(0, 64);
-      } catch {
-        // A close with an unreadable reason is still a close.
-      } finally {
-        rec.plaintext.fill(0);
-      }
-      evs.push({ kind: "close-record", reason });
-      return evs;
-    }
-    if (rec.type !== RecordType.DATA) {
-      rec.plaintext.fill(0);
-      evs.push({
-        kind: "discarded",
-        error: new ProtocolError(
-          "unexpected-record",
-          `Record of type ${rec.type} discarded: not expected now`,
-        ),
-      });
-      return evs;
-    }
-    this.#liveness.data(now);
-    try {
-      evs.push({ kind: "message", msg: this.#codec.decode(rec.plaintext) });
-    } catch (e) {
-      evs.push({ kind: "discarded", error: e as ProtocolError });
-    } finally {
-      // The decrypted bytes go as soon as the codec is done with them,
-      // before anyone sees the message (PROTOCOL.md section 4, "Wiping");
-      // the strings the codec made cannot be wiped.
-      rec.plaintext.fill(0);
-    }
-    return evs;
   }
 
   /**

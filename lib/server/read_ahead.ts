@@ -11,13 +11,6 @@
  * handled (a client that sends that many at a stalled server is held back
  * by TCP, as it was before).
  *
- * The server keeps this rule without an iterator: its connections are read
- * in push mode (`RecordChannel.listen`), their events queued and handled
- * by a loop that runs only while some wait, reading paused while
- * {@link READ_AHEAD_MESSAGES} do (requests.ts; issue 15, no suspended
- * reader per idle connection). {@link readAhead} is the same rule for a
- * reader of an async iterable, such as `RecordChannel.events()`.
- *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
@@ -54,7 +47,7 @@ const END: IteratorReturnResult<undefined> = { done: true, value: undefined };
  * {@link readAhead}'s iterator: an object and the source's one pending
  * `next()`, not an async generator with a reading task of its own (a
  * generator, its registers, and two suspended awaits with their closures):
- * a reader holds one for as long as it reads (issue 15, BENCHMARKS.md
+ * a server holds one per connection, idle or not (issue 15, BENCHMARKS.md
  * "Idle connections"). Like the generator it replaces, it starts reading
  * at the first `next()`, and a `return()` before the source ended stops
  * the reading and returns the source.

@@ -13,7 +13,6 @@
 
 import { isImError, type Logger } from "../util/mod.ts";
 import type { ClientToServer } from "../proto/mod.ts";
-import type { ChannelEvent } from "../record/mod.ts";
 import type { Kdc } from "./kdc.ts";
 import { isMailRequest, type Mailbox } from "./mailbox.ts";
 import { isRoomRequest, type Rooms } from "./rooms.ts";
@@ -25,7 +24,7 @@ import {
   replyTo,
 } from "./registry.ts";
 import { type Relay, RELAY_QUEUE_BUDGET_BYTES } from "./relay.ts";
-import { READ_AHEAD_MESSAGES } from "./read_ahead.ts";
+import { readAhead } from "./read_ahead.ts";
 import {
   type LimitedRequest,
   LIST_QUEUE_BUDGET_BYTES,
@@ -50,25 +49,6 @@ export interface RequestsOptions {
   log: Logger;
   /** The connection is gone (closed, or `bye`): the facade's leave. */
   leave: (s: ClientSession, reason: string) => void;
-}
-
-/**
- * One connection being served: the events its channel read and that wait
- * to be handled, and the task that ends with it (what the server awaits
- * at shutdown).
- */
-class Serving {
-  readonly s: ClientSession;
-  readonly queue: ChannelEvent<ClientToServer>[] = [];
-  /** {@link Requests}'s `#drain` is running. */
-  draining = false;
-  /** The drain threw: nothing more is handled. */
-  failed = false;
-  readonly done: PromiseWithResolvers<void> = Promise.withResolvers();
-
-  constructor(s: ClientSession) {
-    this.s = s;
-  }
 }
 
 /** Handles a logged-in connection's messages, one connection a call. */
@@ -104,46 +84,14 @@ export class Requests {
 
   /**
    * Handle the connection's messages until it closes; then it leaves.
-   *
-   * The channel pushes its events (`RecordChannel.listen`) into the
-   * connection's queue, and {@link #drain} handles them one at a time and
-   * in order, running only while some wait: an idle connection holds its
-   * transport's pending read and one callback, no suspended loop (issue
-   * 15, BENCHMARKS.md "The heap of an idle connection"). Reading goes on
-   * while a message is handled (PROTOCOL.md section 4): a slow request
-   * must not make the client look silent to its channel. At most
-   * {@link READ_AHEAD_MESSAGES} wait; past that reading pauses until one
-   * is handled.
    * @param s the logged-in connection
-   * @returns settles when the connection has ended and left
    */
-  serve(s: ClientSession): Promise<void> {
-    const c = new Serving(s);
-    s.channel.listen((ev) => {
-      if (c.failed) return;
-      c.queue.push(ev);
-      if (c.queue.length >= READ_AHEAD_MESSAGES) s.channel.pause();
-      if (c.draining) return;
-      c.draining = true;
-      this.#drain(c).then(undefined, (e) => {
-        // What the loop over the events did on an unexpected error: stop
-        // reading, and the connection's task fails.
-        c.failed = true;
-        c.queue.length = 0;
-        s.channel.pause();
-        c.done.reject(e);
-      });
-    });
-    return c.done.promise;
-  }
-
-  /** Handle the events waiting, in order, until none does; after `closed`, the connection leaves. */
-  async #drain(c: Serving): Promise<void> {
-    const { s } = c;
+  async serve(s: ClientSession): Promise<void> {
     const { user, channel } = s;
-    while (c.queue.length > 0) {
-      const ev = c.queue.shift()!;
-      if (c.queue.length < READ_AHEAD_MESSAGES) channel.resume();
+    let lastError = "";
+    // Read on while a message is handled (PROTOCOL.md section 4): a slow
+    // request must not make the client look silent to its channel.
+    for await (const ev of readAhead(channel.events())) {
       if (ev.kind === "message") {
         const reply = replyTo(s, ev.msg);
         try {
@@ -173,12 +121,10 @@ export class Requests {
             `${ev.count} of your messages to the server were lost on the way`,
         }).catch(() => {});
       } else if (ev.kind === "closed") {
-        // The last event: the connection leaves, and its task ends.
-        this.#leave(s, ev.error?.code ?? ev.reason);
-        c.done.resolve();
+        lastError = ev.error?.code ?? ev.reason;
       }
     }
-    c.draining = false;
+    this.#leave(s, lastError);
   }
 
   /** One message; every direct answer goes through `reply` (PROTOCOL.md 5.1). */

@@ -89,10 +89,7 @@ export class TcpTransport implements FrameTransport, Farewell {
   #closed = false;
   #writeFailed = false;
   #eof = false;
-  /** The pending `recv`'s promise, until it settles. */
-  #reading: PromiseWithResolvers<Uint8Array | null> | undefined;
-  /** Where the socket's pending read goes. */
-  #readInto: Uint8Array | undefined;
+  #reading: Promise<Uint8Array | null> | undefined;
 
   private constructor(conn: Deno.Conn, opts: TcpTransportOptions) {
     this.conn = conn;
@@ -280,63 +277,44 @@ export class TcpTransport implements FrameTransport, Farewell {
     }
     if (this.#ready.length > 0) return Promise.resolve(this.#ready.shift()!);
     if (this.#closed || this.#eof) return Promise.resolve(null);
-    // Read with callbacks, not in an async function: while the socket is
-    // quiet nothing waits but the runtime's read and its `then` (issue 15:
-    // an idle connection always has one pending, BENCHMARKS.md "The heap
-    // of an idle connection").
-    const reading = Promise.withResolvers<Uint8Array | null>();
-    this.#reading = reading;
-    this.#readMore();
-    return reading.promise;
+    // #recv clears #reading itself when it ends, so there is no `finally`
+    // promise and closures per pending read (issue 15: an idle connection
+    // always has one pending). It cannot end before this assignment: with
+    // nothing ready and the socket open, it awaits a read first.
+    const p = this.#recv();
+    this.#reading = p;
+    return p;
   }
 
-  /** Read from the socket into {@link #readBuffer}; {@link #onRead} goes on. */
-  #readMore(): void {
-    const buf = this.#readBuffer();
-    this.#readInto = buf;
-    this.conn.read(buf).then(this.#onRead, this.#onReadFailed);
-  }
-
-  /** A failed read is the end of the stream, as an EOF is. */
-  readonly #onReadFailed = (): void => this.#onRead(null);
-
-  /**
-   * `n` bytes arrived in {@link #readInto} (null: the end): the pending
-   * `recv` gets the next whole frame, or null at the end or after close,
-   * or a framing error (the transport closed first, with the farewell);
-   * otherwise the socket is read again.
-   */
-  readonly #onRead = (n: number | null): void => {
-    const buf = this.#readInto!;
-    this.#readInto = undefined;
-    const reading = this.#reading!;
+  async #recv(): Promise<Uint8Array | null> {
     try {
-      if (this.#closed) {
-        this.#reading = undefined;
-        reading.resolve(null);
-        return;
+      while (this.#ready.length === 0) {
+        if (this.#closed || this.#eof) return null;
+        const buf = this.#readBuffer();
+        let n: number | null;
+        try {
+          n = await this.conn.read(buf);
+        } catch {
+          n = null;
+        }
+        if (this.#closed) return null;
+        try {
+          if (n === null) {
+            this.#eof = true;
+            this.#decoder.end();
+            return null;
+          }
+          this.#ready.push(...this.#decoder.push(buf.subarray(0, n)));
+        } catch (e) {
+          if (e instanceof ProtocolError) this.#closeWithFarewell(e);
+          throw e;
+        }
       }
-      if (n === null) {
-        this.#eof = true;
-        this.#decoder.end();
-        this.#reading = undefined;
-        reading.resolve(null);
-        return;
-      }
-      this.#ready.push(...this.#decoder.push(buf.subarray(0, n)));
-    } catch (e) {
+      return this.#ready.shift()!;
+    } finally {
       this.#reading = undefined;
-      if (e instanceof ProtocolError) this.#closeWithFarewell(e);
-      reading.reject(e);
-      return;
     }
-    if (this.#ready.length > 0) {
-      this.#reading = undefined;
-      reading.resolve(this.#ready.shift()!);
-      return;
-    }
-    this.#readMore();
-  };
+  }
 
   /**
    * Where the next read goes: the small buffer, unless more than its size of
