@@ -14,9 +14,14 @@ import {
   RecordOpener,
   RecordSealer,
 } from "../lib/record/mod.ts";
-import { HeartbeatScheduler, slackMs } from "../lib/record/scheduler.ts";
+import {
+  HeartbeatScheduler,
+  slackMs,
+  STALL_MS,
+} from "../lib/record/scheduler.ts";
+import { MAX_RECHECKS, RECHECK_MS } from "../lib/record/liveness.ts";
 import type { DirectionKeys } from "../lib/crypto/mod.ts";
-import { memoryPair } from "../lib/wire/mod.ts";
+import { memoryPair, TcpTransport } from "../lib/wire/mod.ts";
 import { heartbeats } from "../lib/record/scheduler.ts";
 
 function keys(seed: number): DirectionKeys {
@@ -318,4 +323,121 @@ Deno.test("channels on the shared scheduler leave it when they close: no timer i
   for await (const ev of b.events()) if (ev.kind === "closed") break;
   assert.equal(heartbeats.size, before);
   if (before === 0) assert.equal(heartbeats.armed, false);
+});
+
+Deno.test("a late timer run does not call a peer silent: it looks again 100 ms later and the verdict stands only if nothing came; the third late run in a row gives it", async () => {
+  const opts = { heartbeatMs: 100, idleHeartbeatMs: 2000, idleAfterMs: 5000 };
+  const w = world(opts);
+  try {
+    await w.drain();
+    await w.runTo(w.clock.now + 300);
+    assert.equal(w.b.deadAfterMs, 300);
+    // The process stalls 1.5 s: a's records are not read (muted), then the
+    // timer fires 1.4 s late. b must not judge on that run.
+    w.mute.a = true;
+    w.clock.now += 1500;
+    w.s.runDue(1400);
+    await w.drain();
+    assert.equal(w.b.closed, false, "no verdict on a run 1.4 s late");
+    assert.equal(w.s.nextDue - w.clock.now >= RECHECK_MS, true);
+    // What a sent meanwhile is read before the look again: b keeps a.
+    w.mute.a = false;
+    await w.a.send("was waiting");
+    await w.drain();
+    await w.step();
+    assert.equal(w.b.closed, false, "a record read before the recheck");
+    assert.ok(
+      w.events.b.some((e) => e.kind === "message" && e.msg === "was waiting"),
+    );
+    // Silent for real: a late run puts the verdict off once, the run on
+    // time after it gives it, RECHECK_MS (rounded) after.
+    await w.runTo(w.clock.now + 200);
+    w.mute.a = true;
+    w.clock.now += 1000;
+    w.s.runDue(STALL_MS + 1);
+    await w.drain();
+    assert.equal(w.b.closed, false);
+    const late = w.clock.now;
+    while (!w.b.closed) await w.step();
+    assert.ok(
+      w.clock.now - late >= RECHECK_MS &&
+        w.clock.now - late <= RECHECK_MS + slackMs(RECHECK_MS),
+      `${w.clock.now - late} ms after the late run`,
+    );
+    const closed = w.events.b.at(-1);
+    assert.ok(
+      closed?.kind === "closed" && closed.error?.code === "peer-silent",
+    );
+  } finally {
+    await w.end();
+  }
+  // A process late on every run still drops a silent peer: on the third.
+  const v = world(opts);
+  try {
+    await v.drain();
+    await v.runTo(v.clock.now + 300);
+    v.mute.a = true;
+    v.clock.now += 1000;
+    let runs = 0;
+    while (!v.b.closed) {
+      runs++;
+      v.s.runDue(STALL_MS + 50);
+      await v.drain();
+      v.clock.now = Math.max(v.clock.now, v.s.nextDue) + STALL_MS + 50;
+    }
+    assert.equal(runs, MAX_RECHECKS + 1, "given on the third late run");
+    const closed = v.events.b.at(-1);
+    assert.ok(
+      closed?.kind === "closed" && closed.error?.code === "peer-silent",
+    );
+  } finally {
+    await v.end();
+  }
+});
+
+Deno.test("a stalled process keeps its channels: two channels over TCP on real timers, the process blocked 1.5 s against a bound of 600 ms, neither calls the other silent", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  const [ca, cb] = await Promise.all([
+    Deno.connect({ hostname: "127.0.0.1", port }),
+    listener.accept(),
+  ]);
+  listener.close();
+  const s = new HeartbeatScheduler();
+  const o = { heartbeatMs: 200, idleHeartbeatMs: 2000, scheduler: s };
+  const a = new RecordChannel(
+    TcpTransport.wrap(ca),
+    new RecordSealer(keys(1)),
+    new RecordOpener(keys(10)),
+    text,
+    o,
+  );
+  const b = new RecordChannel(
+    TcpTransport.wrap(cb),
+    new RecordSealer(keys(10)),
+    new RecordOpener(keys(1)),
+    text,
+    o,
+  );
+  const closed: string[] = [];
+  const reading = Promise.all([a, b].map(async (c, i) => {
+    for await (const ev of c.events()) {
+      if (ev.kind === "closed") closed.push(`${"ab"[i]}: ${ev.error?.code}`);
+    }
+  }));
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(a.deadAfterMs, 600, "each heard the other's 200 ms");
+    // The whole process stops running for 1.5 s (as in a long garbage
+    // collection): nothing is read or sent, then the timer fires late.
+    const until = performance.now() + 1500;
+    while (performance.now() < until) { /* blocked */ }
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.deepEqual(closed, [], "no channel called its peer silent");
+    assert.equal(a.closed || b.closed, false);
+  } finally {
+    a.abort("test");
+    b.abort("test");
+    await reading;
+  }
 });

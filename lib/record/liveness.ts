@@ -7,7 +7,11 @@
  * @module
  */
 
-import type { HeartbeatScheduler, ScheduledTask } from "./scheduler.ts";
+import {
+  type HeartbeatScheduler,
+  type ScheduledTask,
+  STALL_MS,
+} from "./scheduler.ts";
 
 /** Default active heartbeat interval (PROTOCOL.md section 4, "Heartbeats"). */
 export const DEFAULT_HEARTBEAT_MS = 2000;
@@ -23,6 +27,13 @@ export const MAX_ANNOUNCED_HEARTBEAT_MS = 30_000;
 export const IDLE_AFTER_MS = 10_000;
 /** A side is gone after this many of the slower side's heartbeat intervals without a valid record. */
 export const HEARTBEATS_BEFORE_DEAD = 3;
+/**
+ * A silence verdict reached on a late timer run is looked at again this long
+ * after (PROTOCOL.md section 4, "A stalled side reads before it judges").
+ */
+export const RECHECK_MS = 100;
+/** Late runs in a row that put a verdict off; the next one gives it. */
+export const MAX_RECHECKS = 2;
 
 /** The heartbeat settings of a channel. */
 export interface LivenessOptions {
@@ -77,6 +88,8 @@ export class Liveness implements ScheduledTask {
   #lastData: number;
   /** Are we in the scheduler (heartbeats run)? */
   #scheduled = false;
+  /** Silence verdicts put off by late runs in a row (reset by a record). */
+  #rechecks = 0;
 
   /**
    * @param opts the intervals
@@ -149,6 +162,7 @@ export class Liveness implements ScheduledTask {
    * @returns the time, for {@link data}
    */
   received(): number {
+    this.#rechecks = 0;
     return this.#lastReceived = this.#scheduler.now();
   }
 
@@ -201,16 +215,26 @@ export class Liveness implements ScheduledTask {
 
   /**
    * The scheduler's call ({@link ScheduledTask}): the deadline, going idle,
-   * a heartbeat; then when next.
+   * a heartbeat; then when next. A deadline passed on a run that fired more
+   * than {@link STALL_MS} late is looked at again {@link RECHECK_MS} later,
+   * up to {@link MAX_RECHECKS} times in a row: the process stalled, and what
+   * the peer sent meanwhile may wait unread (PROTOCOL.md section 4, "A
+   * stalled side reads before it judges").
    * @param now the scheduler's clock
+   * @param lateMs how late the timer of this run fired
    * @returns when to run next, or undefined once stopped or dead
    */
-  run(now: number): number | undefined {
+  run(now: number, lateMs = 0): number | undefined {
     if (!this.#scheduled) return undefined;
+    let recheck = false;
     if (now - this.#lastReceived >= this.deadAfterMs) {
-      this.#scheduled = false;
-      this.#hooks.dead(now - this.#lastReceived);
-      return undefined;
+      if (lateMs <= STALL_MS || this.#rechecks >= MAX_RECHECKS) {
+        this.#scheduled = false;
+        this.#hooks.dead(now - this.#lastReceived);
+        return undefined;
+      }
+      this.#rechecks++;
+      recheck = true;
     }
     if (
       !this.#idle && this.#idles && now - this.#lastData >= this.#idleAfterMs
@@ -223,6 +247,9 @@ export class Liveness implements ScheduledTask {
     } else if (now - this.#lastSent >= this.heartbeatMs) {
       this.#hooks.beat(this.heartbeatMs);
     }
-    return this.#nextDue();
+    // A recheck comes after turns that read, never at the next millisecond.
+    return recheck
+      ? Math.max(this.#nextDue(), now + RECHECK_MS)
+      : this.#nextDue();
   }
 }

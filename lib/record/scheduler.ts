@@ -36,14 +36,24 @@
 /** Largest rounding of a due time, ms (a power of two). */
 export const MAX_SLACK_MS = 1024;
 
+/**
+ * A timer run later than this after its due time means the process stalled
+ * (PROTOCOL.md section 4, "A stalled side reads before it judges"): records
+ * may wait unread, so a task should not judge silence on that run.
+ */
+export const STALL_MS = 100;
+
 /** Something the scheduler runs when it comes due. */
 export interface ScheduledTask {
   /**
    * Do what is due.
    * @param now the scheduler's clock
+   * @param lateMs how long after its due time the timer of this run fired
+   *   (more than {@link STALL_MS}: the process stalled and may not have read
+   *   what arrived meanwhile)
    * @returns when to run next (the scheduler's clock), or `undefined` to be dropped
    */
-  run(now: number): number | undefined;
+  run(now: number, lateMs: number): number | undefined;
 }
 
 /** Options of {@link HeartbeatScheduler}. */
@@ -177,10 +187,12 @@ export class HeartbeatScheduler {
 
   /**
    * Run every task due by now; each says when it runs next. What a task
-   * schedules while it runs is kept. The timer calls this; a test with its
-   * own clock calls it after moving the clock.
+   * schedules while it runs is kept. The timer calls this with how late it
+   * fired; a test with its own clock calls it after moving the clock.
+   * @param lateMs how long after the earliest due time this run is (tasks
+   *   get it: more than {@link STALL_MS} means the process stalled)
    */
-  runDue(): void {
+  runDue(lateMs = 0): void {
     if (this.#running) return;
     this.#running = true;
     try {
@@ -196,7 +208,7 @@ export class HeartbeatScheduler {
       for (const e of due) {
         let next: number | undefined;
         try {
-          next = e.task.run(now);
+          next = e.task.run(now, lateMs);
         } catch {
           next = undefined; // A task that throws is dropped, the others run.
         }
@@ -229,7 +241,7 @@ export class HeartbeatScheduler {
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#armedFor = Infinity;
-      this.runDue();
+      this.runDue(Math.max(0, this.#now() - first));
     }, Math.max(0, first - this.#now()));
   }
 
