@@ -17,6 +17,7 @@
  */
 
 import { ChatClient } from "../lib/client/mod.ts";
+import type { UiEvent } from "../lib/client/events.ts";
 import { loadPrivateIdentity, loadPublicIdentity } from "../lib/crypto/mod.ts";
 
 /** The first stdin line. */
@@ -44,7 +45,23 @@ export interface ClientsReport {
   firstError: string;
 }
 
-const silentUi = { print() {}, setPeer() {} };
+/**
+ * What the clients were told, by error code or system text (numbers
+ * masked), printed on stderr at `quit`: a client that left before the
+ * measurement shows here with the reason it saw.
+ */
+const told = new Map<string, number>();
+const silentUi = {
+  print(ev: UiEvent) {
+    const what = ev.kind === "error"
+      ? `error ${ev.code}`
+      : ev.kind === "system"
+      ? `system ${ev.text.replace(/\d+/g, "#")}`
+      : undefined;
+    if (what) told.set(what, (told.get(what) ?? 0) + 1);
+  },
+  setPeer() {},
+};
 
 async function* lines(): AsyncGenerator<string> {
   let buf = "";
@@ -103,6 +120,13 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(report));
   for await (const line of input) {
     if (line.trim() === "quit") break;
+  }
+  if (told.size > 0) {
+    console.error(
+      `clients u${cfg.from}..: told: ${
+        JSON.stringify(Object.fromEntries(told))
+      }`,
+    );
   }
   for (let i = 0; i < clients.length; i += 500) {
     await Promise.all(

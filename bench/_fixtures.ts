@@ -165,13 +165,33 @@ async function* jsonLines(
 }
 
 /**
- * `IM_BENCH_SERVER_V8_FLAGS`: V8 flags for the bench's server process only,
- * separated by spaces or commas (e.g. `--max-semi-space-size=1`).
- * @returns the flags, none when unset
+ * The V8 flags `im` runs with: the `--v8-flags=` of deno.json's `im` task
+ * (README "Deploying"), so the bench runs its servers and `im` processes as
+ * `deno task im` runs them. `IM_BENCH_V8_FLAGS` replaces them, separated by
+ * spaces or commas; set it empty to measure V8's defaults.
+ * @returns the flags, none when neither names any
+ * @throws Error when deno.json has no `im` task
  */
-export function serverV8Flags(): string[] {
-  return (Deno.env.get("IM_BENCH_SERVER_V8_FLAGS") ?? "").split(/[\s,]+/)
-    .filter((f) => f !== "");
+export function imV8Flags(): string[] {
+  const env = Deno.env.get("IM_BENCH_V8_FLAGS");
+  if (env !== undefined) return env.split(/[\s,]+/).filter((f) => f !== "");
+  const config = JSON.parse(
+    Deno.readTextFileSync(new URL("../deno.json", import.meta.url)),
+  ) as { tasks?: Record<string, string> };
+  const task = config.tasks?.im;
+  if (task === undefined) throw new Error("deno.json has no im task");
+  const m = /--v8-flags=(\S+)/.exec(task);
+  return m ? m[1]!.split(",") : [];
+}
+
+/**
+ * `deno run`'s option for {@link imV8Flags}, to put before the script.
+ * @param extra more V8 flags for this process (`--expose-gc`)
+ * @returns `[--v8-flags=...]`, or nothing when there are no flags
+ */
+export function imV8Args(...extra: string[]): string[] {
+  const flags = [...extra, ...imV8Flags()];
+  return flags.length > 0 ? [`--v8-flags=${flags.join(",")}`] : [];
 }
 
 /** `bench/_server.ts` running as a child process. */
@@ -211,10 +231,10 @@ export class ServerProcess {
       ...(cfg.dataDir
         ? [`--allow-read=${cfg.dataDir}`, `--allow-write=${cfg.dataDir}`]
         : []),
-      // More V8 flags for the server alone, e.g. the young generation's cap
-      // README's "Deploying" gives a server of many idle users
-      // (BENCHMARKS.md "Push mode and V8's young generation").
-      `--v8-flags=${["--expose-gc", ...serverV8Flags()].join(",")}`,
+      // The flags `im serve` runs with (deno.json's `im` task: the young
+      // generation's cap, BENCHMARKS.md "Push mode and V8's young
+      // generation"), and gc() for the memory figures.
+      ...imV8Args("--expose-gc"),
       new URL("./_server.ts", import.meta.url).href,
     ];
     const argv = cpus === undefined ? deno : ["taskset", "-c", cpus, ...deno];

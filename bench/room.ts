@@ -87,7 +87,7 @@ import {
   selfCpuSeconds,
   timeAsync,
 } from "./_stats.ts";
-import { userName } from "./_fixtures.ts";
+import { imV8Args, userName } from "./_fixtures.ts";
 
 /** Options of {@link benchRooms}. */
 export interface RoomBenchOptions {
@@ -472,6 +472,7 @@ class ChildServer implements ServerSide {
     const child = new Deno.Command("deno", {
       args: [
         "run",
+        ...imV8Args(),
         "--allow-net=127.0.0.1",
         `--allow-read=${cfg.dir}`,
         `--allow-write=${cfg.dir}`,

@@ -29,8 +29,8 @@ import { generateRsaKeyPair, loadPrivateIdentity } from "../lib/crypto/mod.ts";
 import type { ClientsConfig, ClientsReport } from "./_clients.ts";
 import {
   type BenchKeys,
+  imV8Flags,
   ServerProcess,
-  serverV8Flags,
   silentUi,
   userName,
 } from "./_fixtures.ts";
@@ -472,8 +472,8 @@ export async function benchScale(
       note: `RSS ${Math.round(before.rss / 1048576)} -> ${
         Math.round(after.rss / 1048576)
       } MiB after GC${
-        serverV8Flags().length > 0
-          ? `; server and bare server run with ${serverV8Flags().join(" ")}`
+        imV8Flags().length > 0
+          ? `; server and bare server run with ${imV8Flags().join(" ")}`
           : ""
       }`,
     });

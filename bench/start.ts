@@ -33,6 +33,7 @@ import { join } from "node:path";
 import { loadUserKeys, provision } from "../lib/keystore/mod.ts";
 import { decryptOaep, encryptOaep, signPss } from "../lib/crypto/mod.ts";
 import { percentile, type Report } from "./_stats.ts";
+import { imV8Args } from "./_fixtures.ts";
 
 /** Options of {@link benchStart}. */
 export interface StartBenchOptions {
@@ -100,12 +101,26 @@ export async function benchStart(opts: StartBenchOptions): Promise<void> {
     await Deno.writeTextFile(empty, "");
     // Warm the module cache once: a user's second start, not the first.
     await timed(["run", empty]);
-    await timed(["run", "--allow-read", "--allow-env", MAIN, "--version"]);
+    await timed([
+      "run",
+      ...imV8Args(),
+      "--allow-read",
+      "--allow-env",
+      MAIN,
+      "--version",
+    ]);
     const bare: number[] = [], version: number[] = [];
     for (let i = 0; i < n; i++) {
       bare.push(await timed(["run", empty]));
       version.push(
-        await timed(["run", "--allow-read", "--allow-env", MAIN, "--version"]),
+        await timed([
+          "run",
+          ...imV8Args(),
+          "--allow-read",
+          "--allow-env",
+          MAIN,
+          "--version",
+        ]),
       );
     }
     const versionP50 = percentile(version, 50);
@@ -303,7 +318,17 @@ async function loginFromOutside(
   const keys = join(dir, "keys");
   await provision(keys, { users: ["A"], bits: 2048 });
   const server = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "serve", "--keys", keys, "--port", "0"],
+    args: [
+      "run",
+      ...imV8Args(),
+      "-A",
+      MAIN,
+      "serve",
+      "--keys",
+      keys,
+      "--port",
+      "0",
+    ],
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -322,6 +347,7 @@ async function loginFromOutside(
       const chat = new Deno.Command(Deno.execPath(), {
         args: [
           "run",
+          ...imV8Args(),
           "-A",
           MAIN,
           "chat",

@@ -26,6 +26,7 @@
 import { join } from "node:path";
 import { provision } from "../lib/keystore/mod.ts";
 import { cpuSeconds, percentile, type Report } from "./_stats.ts";
+import { imV8Args } from "./_fixtures.ts";
 
 /** Options of {@link benchTyped}. */
 export interface TypedBenchOptions {
@@ -111,6 +112,7 @@ function startChat(server: string, keys: string, user: string): Chat {
   const proc = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
+      ...imV8Args(),
       "-A",
       MAIN,
       "chat",
@@ -146,7 +148,17 @@ export async function benchTyped(opts: TypedBenchOptions): Promise<void> {
   const keys = join(dir, "keys");
   await provision(keys, { users: ["A", "B"], bits: 2048 });
   const server = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "serve", "--keys", keys, "--port", "0"],
+    args: [
+      "run",
+      ...imV8Args(),
+      "-A",
+      MAIN,
+      "serve",
+      "--keys",
+      keys,
+      "--port",
+      "0",
+    ],
     stdin: "null",
     stdout: "null",
     stderr: "piped",
