@@ -228,6 +228,8 @@ export class ServerProcess {
       "run",
       "--allow-net=127.0.0.1",
       ...(cfg.cluster ? ["--allow-env"] : []),
+      // The profiler (`profile`, IM_BENCH_PROFILE) connects to the inspector.
+      ...(Deno.env.get("IM_BENCH_PROFILE") ? ["--allow-sys=inspector"] : []),
       ...(cfg.dataDir
         ? [`--allow-read=${cfg.dataDir}`, `--allow-write=${cfg.dataDir}`]
         : []),
@@ -268,6 +270,20 @@ export class ServerProcess {
    */
   async mem(): Promise<MemAnswer> {
     return await this.#ask("mem") as MemAnswer;
+  }
+
+  /**
+   * Profile the server's JavaScript for `ms`.
+   * @param ms how long
+   * @returns the functions that took the most CPU, self time
+   */
+  async profile(
+    ms: number,
+  ): Promise<{ totalMs: number; top: { fn: string; ms: number }[] }> {
+    return await this.#ask(`profile ${ms}`) as {
+      totalMs: number;
+      top: { fn: string; ms: number }[];
+    };
   }
 
   /** @returns CPU seconds the server used so far, all threads */

@@ -14,7 +14,8 @@
  * answers with a garbage-collected `Deno.memoryUsage()`, how many users are
  * online and the server's log events by name; `snapshot <path>` writes a V8
  * heap snapshot there after GC (`im` mode with `dataDir`, which it may
- * write); `quit` closes the server and exits. Every answer is one JSON line on stdout.
+ * write); `profile <ms>` answers with the functions that took the most
+ * CPU (self time) over that long; `quit` closes the server and exits. Every answer is one JSON line on stdout.
  *
  * @example
  * ```ts ignore
@@ -212,6 +213,10 @@ async function main(): Promise<void> {
       collect();
       const { writeHeapSnapshot } = await import("node:v8");
       answer({ path: writeHeapSnapshot(cmd.slice("snapshot ".length)) });
+    } else if (cmd.startsWith("profile ")) {
+      // A CPU profile of the server over that many ms, summed by function
+      // (self time): where an idle server's CPU goes (IM_BENCH_PROFILE).
+      answer(await profile(Number(cmd.slice("profile ".length))));
     } else if (cmd === "quit") {
       await close();
       answer({ bye: true });
@@ -219,6 +224,65 @@ async function main(): Promise<void> {
     }
   }
   await close();
+}
+
+/** One row of a `profile` answer. */
+export interface ProfileRow {
+  /** `function file:line`. */
+  fn: string;
+  /** Self time, ms. */
+  ms: number;
+}
+
+/**
+ * Profile this process with V8's sampling profiler (through `node:inspector`)
+ * for `ms`.
+ * @param ms how long
+ * @returns the 25 functions with the most self time, and the total sampled
+ */
+async function profile(
+  ms: number,
+): Promise<{ totalMs: number; top: ProfileRow[] }> {
+  const { Session } = await import("node:inspector");
+  const session = new Session();
+  session.connect();
+  const post = <T>(method: string): Promise<T> =>
+    new Promise((resolve, reject) =>
+      session.post(
+        method,
+        {},
+        (e: Error | null, r: unknown) => e ? reject(e) : resolve(r as T),
+      )
+    );
+  interface Node {
+    id: number;
+    callFrame: { functionName: string; url: string; lineNumber: number };
+  }
+  try {
+    await post("Profiler.enable");
+    await post("Profiler.start");
+    await new Promise((r) => setTimeout(r, ms));
+    const { profile } = await post<{
+      profile: { nodes: Node[]; samples: number[]; timeDeltas: number[] };
+    }>("Profiler.stop");
+    const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+    const self = new Map<string, number>();
+    let total = 0;
+    profile.samples.forEach((id, i) => {
+      const f = byId.get(id)!.callFrame;
+      const key = `${f.functionName || "(anonymous)"} ${
+        f.url.split("/").at(-1) ?? ""
+      }:${f.lineNumber + 1}`;
+      const us = profile.timeDeltas[i] ?? 0;
+      total += us;
+      self.set(key, (self.get(key) ?? 0) + us);
+    });
+    const top = [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)
+      .map(([fn, us]) => ({ fn, ms: us / 1000 }));
+    return { totalMs: total / 1000, top };
+  } finally {
+    session.disconnect();
+  }
 }
 
 if (import.meta.main) {

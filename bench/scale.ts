@@ -419,6 +419,21 @@ export async function benchScale(
     const idleCpu = (await server.cpu() - cpu0) / cpuSecs;
     const after = await server.mem();
     online = after.online;
+    if (Deno.env.get("IM_BENCH_PROFILE")) {
+      // Where the idle server's CPU goes, after the figure (a profiler costs
+      // CPU of its own): the functions with the most self time.
+      const p = await server.profile(cpuSecs * 1000).catch((e) => {
+        throw new Error(`IM_BENCH_PROFILE: ${(e as Error).message}`);
+      });
+      console.error(
+        `idle server profile over ${cpuSecs} s (${
+          p.totalMs.toFixed(0)
+        } ms sampled):\n${
+          p.top.map((r) => `  ${r.ms.toFixed(1).padStart(8)} ms  ${r.fn}`)
+            .join("\n")
+        }`,
+      );
+    }
     const rss = after.rss - before.rss;
     kibPerConn = rss / online / KIB;
     if (loggedIn < n) {
