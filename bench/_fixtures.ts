@@ -229,7 +229,7 @@ export class ServerProcess {
       "--allow-net=127.0.0.1",
       ...(cfg.cluster ? ["--allow-env"] : []),
       // The profiler (`profile`, IM_BENCH_PROFILE) connects to the inspector.
-      ...(Deno.env.get("IM_BENCH_PROFILE") ? ["--allow-sys=inspector"] : []),
+      ...(Deno.env.get("IM_BENCH_PROFILE") ? ["--allow-sys"] : []),
       ...(cfg.dataDir
         ? [`--allow-read=${cfg.dataDir}`, `--allow-write=${cfg.dataDir}`]
         : []),
