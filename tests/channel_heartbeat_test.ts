@@ -371,6 +371,33 @@ Deno.test("a late timer run does not call a peer silent: it looks again 100 ms l
   } finally {
     await w.end();
   }
+  // An idle b sends while it waits to look again: the DATA makes it active
+  // and brings its entry forward to a run on time, which still leaves the
+  // reads their 100 ms.
+  const u = world({
+    heartbeatMs: 100,
+    idleHeartbeatMs: 2000,
+    idleAfterMs: 500,
+  });
+  try {
+    await u.drain();
+    await u.runTo(u.clock.now + 800);
+    assert.ok(u.a.idle && u.b.idle);
+    u.mute.a = true;
+    u.clock.now += u.b.deadAfterMs + 1000;
+    u.s.runDue(1000);
+    await u.drain();
+    assert.equal(u.b.closed, false);
+    const late = u.clock.now;
+    await u.b.send("while waiting to look again");
+    assert.ok(u.s.nextDue < late + RECHECK_MS, "brought forward");
+    await u.step();
+    assert.equal(u.b.closed, false, "no verdict before the recheck");
+    while (!u.b.closed) await u.step();
+    assert.ok(u.clock.now - late >= RECHECK_MS, `${u.clock.now - late} ms`);
+  } finally {
+    await u.end();
+  }
   // A process late on every run still drops a silent peer: on the third.
   const v = world(opts);
   try {

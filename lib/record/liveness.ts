@@ -90,6 +90,11 @@ export class Liveness implements ScheduledTask {
   #scheduled = false;
   /** Silence verdicts put off by late runs in a row (reset by a record). */
   #rechecks = 0;
+  /**
+   * When a put-off verdict is looked at again: a run before it (one that
+   * {@link data} or {@link announced} brought forward) gives no verdict.
+   */
+  #recheckAt = -Infinity;
 
   /**
    * @param opts the intervals
@@ -163,6 +168,7 @@ export class Liveness implements ScheduledTask {
    */
   received(): number {
     this.#rechecks = 0;
+    this.#recheckAt = -Infinity;
     return this.#lastReceived = this.#scheduler.now();
   }
 
@@ -228,13 +234,17 @@ export class Liveness implements ScheduledTask {
     if (!this.#scheduled) return undefined;
     let recheck = false;
     if (now - this.#lastReceived >= this.deadAfterMs) {
-      if (lateMs <= STALL_MS || this.#rechecks >= MAX_RECHECKS) {
+      if (now < this.#recheckAt) {
+        recheck = true; // brought forward: the reads still get their time
+      } else if (lateMs <= STALL_MS || this.#rechecks >= MAX_RECHECKS) {
         this.#scheduled = false;
         this.#hooks.dead(now - this.#lastReceived);
         return undefined;
+      } else {
+        this.#rechecks++;
+        this.#recheckAt = now + RECHECK_MS;
+        recheck = true;
       }
-      this.#rechecks++;
-      recheck = true;
     }
     if (
       !this.#idle && this.#idles && now - this.#lastData >= this.#idleAfterMs
@@ -249,7 +259,7 @@ export class Liveness implements ScheduledTask {
     }
     // A recheck comes after turns that read, never at the next millisecond.
     return recheck
-      ? Math.max(this.#nextDue(), now + RECHECK_MS)
+      ? Math.max(this.#nextDue(), this.#recheckAt)
       : this.#nextDue();
   }
 }
