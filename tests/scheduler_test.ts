@@ -184,3 +184,30 @@ Deno.test("with real timers: one timer while tasks are due, none once the last t
   assert.equal(s.size, 0);
   assert.equal(s.armed, false);
 });
+
+Deno.test("a timer armed for a time already past is on time (no stall); a timer re-armed after it went overdue in a stall keeps the stall's lateness (PROTOCOL.md section 4, 'A stalled side reads before it judges')", async () => {
+  const s = new HeartbeatScheduler();
+  const late: number[] = [];
+  const task = (): ScheduledTask => ({
+    run(_now, lateMs) {
+      late.push(lateMs);
+      return undefined;
+    },
+  });
+  // Due 5 s ago when it is armed: that is no stall of this process.
+  s.schedule(task(), s.now() - 5000);
+  while (s.size > 0) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(late.length, 1);
+  assert.ok(late[0]! < 2000, `${late[0]} ms late, counted from the due time`);
+  // Due in 20 ms, then the process stalls 400 ms; before its timer can
+  // fire, a task due earlier still re-arms it. Both run late by the stall.
+  late.length = 0;
+  s.schedule(task(), s.now() + 20);
+  const until = performance.now() + 400;
+  while (performance.now() < until) { /* the process stalls */ }
+  s.schedule(task(), s.now() - 1000);
+  while (s.size > 0) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(late.length, 2);
+  for (const l of late) assert.ok(l >= 300, `${l} ms late after the stall`);
+  assert.equal(s.armed, false);
+});

@@ -104,6 +104,11 @@ export class HeartbeatScheduler {
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** The due time the timer is armed for. */
   #armedFor = Infinity;
+  /**
+   * Where the armed timer's lateness counts from: its due time, or when it
+   * was armed if that was later (a due time already past is no stall).
+   */
+  #lateFrom = Infinity;
   #running = false;
 
   /** @param opts the clock, and whether to arm real timers */
@@ -234,15 +239,22 @@ export class HeartbeatScheduler {
     if (!this.#timers || this.#running) return;
     const first = this.#heap[0]?.due ?? Infinity;
     if (first === this.#armedFor) return;
+    const now = this.#now();
+    // A timer replaced after its own due time passed unfired (the process
+    // stalled) hands its reference on: re-arming must not hide the stall.
+    const overdue = this.#timer !== undefined && this.#armedFor <= now
+      ? this.#lateFrom
+      : Infinity;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#armedFor = first;
     if (first === Infinity) return;
+    this.#lateFrom = Math.min(Math.max(first, now), overdue);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#armedFor = Infinity;
-      this.runDue(Math.max(0, this.#now() - first));
-    }, Math.max(0, first - this.#now()));
+      this.runDue(Math.max(0, this.#now() - this.#lateFrom));
+    }, Math.max(0, first - now));
   }
 
   #less(i: number, j: number): boolean {
