@@ -419,16 +419,25 @@ export async function benchScale(
     const idleCpu = (await server.cpu() - cpu0) / cpuSecs;
     const after = await server.mem();
     online = after.online;
+    // The same once the login ramp's garbage is collected (mem() ran a full
+    // GC): what holding them costs, without the ramp's aftermath.
+    const cpu1 = await server.cpu();
+    await sleep(cpuSecs * 1000);
+    const idleCpuAfterGc = (await server.cpu() - cpu1) / cpuSecs;
     if (Deno.env.get("IM_BENCH_PROFILE")) {
-      // Where the idle server's CPU goes, after the figure (a profiler costs
+      // Where the idle server's CPU goes, after the figures (a profiler costs
       // CPU of its own): the functions with the most self time.
+      const cpu2 = await server.cpu();
       const p = await server.profile(cpuSecs * 1000).catch((e) => {
         throw new Error(`IM_BENCH_PROFILE: ${(e as Error).message}`);
       });
+      const profiledCpu = await server.cpu() - cpu2;
       console.error(
         `idle server profile over ${cpuSecs} s (${
           p.totalMs.toFixed(0)
-        } ms sampled):\n${
+        } ms sampled; the process used ${
+          (profiledCpu * 1000).toFixed(0)
+        } ms of CPU, all threads, profiler included):\n${
           p.top.map((r) => `  ${r.ms.toFixed(1).padStart(8)} ms  ${r.fn}`)
             .join("\n")
         }`,
@@ -479,6 +488,16 @@ export async function benchScale(
           `over ${cpuSecs} s, every channel idle: a heartbeat record every ${
             IDLE_HEARTBEAT_MS / 1000
           } s each way, per client`,
+      },
+    );
+    report.add(
+      sec,
+      `server cpu holding ${online} idle clients, after a full GC`,
+      idleCpuAfterGc * 100,
+      "% of a core",
+      {
+        note:
+          `the next ${cpuSecs} s, after the memory figure's full GC: the login ramp's garbage collected`,
       },
     );
     report.add(sec, "server memory per connection", kibPerConn, "KiB", {
