@@ -19,6 +19,7 @@
 import { ChatClient } from "../lib/client/mod.ts";
 import type { UiEvent } from "../lib/client/events.ts";
 import { loadPrivateIdentity, loadPublicIdentity } from "../lib/crypto/mod.ts";
+import { sanitizeText } from "../lib/ui/sanitize.ts";
 
 /** The first stdin line. */
 export interface ClientsConfig {
@@ -58,7 +59,11 @@ const silentUi = {
       : ev.kind === "system"
       ? `system ${ev.text.replace(/\d+/g, "#")}`
       : undefined;
-    if (what) told.set(what, (told.get(what) ?? 0) + 1);
+    // Codes and texts came from the network: sanitised before stderr.
+    if (what) {
+      const key = sanitizeText(what);
+      told.set(key, (told.get(key) ?? 0) + 1);
+    }
   },
   setPeer() {},
 };

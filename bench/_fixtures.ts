@@ -194,6 +194,32 @@ export function imV8Args(...extra: string[]): string[] {
   return flags.length > 0 ? [`--v8-flags=${flags.join(",")}`] : [];
 }
 
+/**
+ * Start `im serve` (main.ts) as `deno task im` runs it, on a free loopback
+ * port, with the keys in `keys`; its log on piped stderr, without colour.
+ * @param keys the key directory
+ * @returns the child process
+ */
+export function spawnImServe(keys: string): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...imV8Args(),
+      "-A",
+      new URL("../main.ts", import.meta.url).pathname,
+      "serve",
+      "--keys",
+      keys,
+      "--port",
+      "0",
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+}
+
 /** `bench/_server.ts` running as a child process. */
 export class ServerProcess {
   readonly port: number;

@@ -33,7 +33,7 @@ import { join } from "node:path";
 import { loadUserKeys, provision } from "../lib/keystore/mod.ts";
 import { decryptOaep, encryptOaep, signPss } from "../lib/crypto/mod.ts";
 import { percentile, type Report } from "./_stats.ts";
-import { imV8Args } from "./_fixtures.ts";
+import { imV8Args, spawnImServe } from "./_fixtures.ts";
 
 /** Options of {@link benchStart}. */
 export interface StartBenchOptions {
@@ -99,28 +99,22 @@ export async function benchStart(opts: StartBenchOptions): Promise<void> {
   try {
     const empty = join(dir, "empty.ts");
     await Deno.writeTextFile(empty, "");
-    // Warm the module cache once: a user's second start, not the first.
-    await timed(["run", empty]);
-    await timed([
+    const imVersion = [
       "run",
       ...imV8Args(),
       "--allow-read",
       "--allow-env",
       MAIN,
       "--version",
-    ]);
+    ];
+    // Warm the module cache once: a user's second start, not the first.
+    await timed(["run", empty]);
+    await timed(imVersion);
     const bare: number[] = [], version: number[] = [];
     for (let i = 0; i < n; i++) {
       bare.push(await timed(["run", empty]));
       version.push(
-        await timed([
-          "run",
-          ...imV8Args(),
-          "--allow-read",
-          "--allow-env",
-          MAIN,
-          "--version",
-        ]),
+        await timed(imVersion),
       );
     }
     const versionP50 = percentile(version, 50);
@@ -317,23 +311,7 @@ async function loginFromOutside(
 ): Promise<LoginRun[]> {
   const keys = join(dir, "keys");
   await provision(keys, { users: ["A"], bits: 2048 });
-  const server = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...imV8Args(),
-      "-A",
-      MAIN,
-      "serve",
-      "--keys",
-      keys,
-      "--port",
-      "0",
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  const server = spawnImServe(keys);
   let serverLog: Promise<void> = Promise.resolve();
   let proxy: ReturnType<typeof relay> | undefined;
   try {

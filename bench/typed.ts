@@ -26,7 +26,7 @@
 import { join } from "node:path";
 import { provision } from "../lib/keystore/mod.ts";
 import { cpuSeconds, percentile, type Report } from "./_stats.ts";
-import { imV8Args } from "./_fixtures.ts";
+import { imV8Args, spawnImServe } from "./_fixtures.ts";
 
 /** Options of {@link benchTyped}. */
 export interface TypedBenchOptions {
@@ -147,23 +147,7 @@ export async function benchTyped(opts: TypedBenchOptions): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "im-bench-typed-" });
   const keys = join(dir, "keys");
   await provision(keys, { users: ["A", "B"], bits: 2048 });
-  const server = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...imV8Args(),
-      "-A",
-      MAIN,
-      "serve",
-      "--keys",
-      keys,
-      "--port",
-      "0",
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
+  const server = spawnImServe(keys);
   const serverLog = new Lines(server.stderr);
   const chats: Chat[] = [];
   try {
