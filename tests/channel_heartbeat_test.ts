@@ -468,3 +468,84 @@ Deno.test("a stalled process keeps its channels: two channels over TCP on real t
     await reading;
   }
 });
+
+/** The peer of the next test, in a process of its own: it sends a heartbeat every 200 ms and reports how its channel ended. */
+const STEADY_PEER = (lib: string) => `
+import { RecordChannel, RecordOpener, RecordSealer } from "${lib}/record/mod.ts";
+import { TcpTransport } from "${lib}/wire/mod.ts";
+const keys = (seed) => ({
+  enc: new Uint8Array(32).fill(seed),
+  iv: new Uint8Array(32).fill(seed + 1),
+  mac: new Uint8Array(32).fill(seed + 2),
+});
+const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(Deno.args[0]) });
+const channel = new RecordChannel(
+  TcpTransport.wrap(conn),
+  new RecordSealer(keys(10)),
+  new RecordOpener(keys(1)),
+  { encode: (m) => new TextEncoder().encode(m), decode: (p) => new TextDecoder().decode(p) },
+  // It keeps to 200 ms itself but waits out the other side's stall.
+  { heartbeatMs: 200, idleHeartbeatMs: 2000, deadAfterMs: 30_000 },
+);
+for await (const ev of channel.events()) {
+  if (ev.kind === "closed") console.log(JSON.stringify({ reason: ev.reason }));
+}
+`;
+
+Deno.test("a stalled process reads what its peer sent meanwhile before it judges: a peer in another process keeps sending every 200 ms while this one is blocked 1.5 s against a bound of 600 ms, and the channel stays", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "im-stall-" });
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  const script = `${dir}/peer.js`;
+  await Deno.writeTextFile(
+    script,
+    STEADY_PEER(new URL("../lib", import.meta.url).href),
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net=127.0.0.1", script, String(port)],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const output = new Response(child.stdout).text();
+  let a: RecordChannel<string, string> | undefined;
+  let reading: Promise<void> = Promise.resolve();
+  const closed: string[] = [];
+  try {
+    const conn = await listener.accept();
+    a = new RecordChannel(
+      TcpTransport.wrap(conn),
+      new RecordSealer(keys(1)),
+      new RecordOpener(keys(10)),
+      text,
+      {
+        heartbeatMs: 200,
+        idleHeartbeatMs: 2000,
+        scheduler: new HeartbeatScheduler(),
+      },
+    );
+    const channel = a;
+    reading = (async () => {
+      for await (const ev of channel.events()) {
+        if (ev.kind === "closed") closed.push(`${ev.error?.code}`);
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(a.deadAfterMs, 600, "the peer announced 200 ms");
+    // This process stops for 1.5 s; the peer's heartbeats wait unread.
+    const until = performance.now() + 1500;
+    while (performance.now() < until) { /* blocked */ }
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.deepEqual(closed, [], "the peer was not called silent");
+    assert.equal(a.closed, false);
+    await a.close("test");
+  } finally {
+    a?.abort("test");
+    await reading;
+    listener.close();
+    if (!a) child.kill();
+    await child.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+  // The peer saw the channel end only when this side closed it.
+  assert.deepEqual(JSON.parse((await output).trim()), { reason: "test" });
+});
