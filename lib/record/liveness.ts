@@ -92,7 +92,8 @@ export class Liveness implements ScheduledTask {
   #rechecks = 0;
   /**
    * When a put-off verdict is looked at again: a run before it (one that
-   * {@link data} or {@link announced} brought forward) gives no verdict.
+   * {@link data} brought forward, for a DATA record this side sent) gives no
+   * verdict. A record that arrives resets it ({@link received}).
    */
   #recheckAt = -Infinity;
 
