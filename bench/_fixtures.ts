@@ -159,7 +159,12 @@ async function* jsonLines(
     while ((i = buf.indexOf("\n")) >= 0) {
       const line = buf.slice(0, i);
       buf = buf.slice(i + 1);
-      if (line.trim()) yield JSON.parse(line);
+      // V8's own output (IM_BENCH_V8_FLAGS="... --trace-gc") is not an
+      // answer, and may share the answer's line: it goes to stderr.
+      const at = line.indexOf("{");
+      if (at > 0) console.error(line.slice(0, at));
+      else if (at < 0 && line.trim()) console.error(line);
+      if (at >= 0) yield JSON.parse(line.slice(at));
     }
   }
 }

@@ -8,7 +8,7 @@ import {
 } from "../lib/record/mod.ts";
 import { type ChannelEvent, SecureChannel } from "../lib/proto/mod.ts";
 import type { DirectionKeys } from "../lib/crypto/mod.ts";
-import { memoryPair } from "../lib/wire/mod.ts";
+import { type FrameTransport, memoryPair } from "../lib/wire/mod.ts";
 import { assertRejectsIm, assertThrowsIm } from "./_helpers.ts";
 
 function keys(seed: number): DirectionKeys {
@@ -549,4 +549,47 @@ Deno.test("a send that fails while no one reads the channel ends it at once with
   );
   assert.ok(b.closed);
   await a.close();
+});
+
+Deno.test("a heartbeat that cannot be written ends the channel with connection-lost, through the transport's post() or, without one, its send()", async () => {
+  for (const via of ["post", "send"] as const) {
+    const [ta, tb] = memoryPair();
+    const lost = new NetError("closed", "Connection lost");
+    const posted: Uint8Array[] = [];
+    if (via === "post") {
+      (tb as FrameTransport).post = (payload, failed) => {
+        posted.push(payload);
+        failed(lost);
+      };
+    } else tb.send = () => Promise.reject(lost);
+    const o = { heartbeatMs: 1000 };
+    const a = new SecureChannel(
+      ta,
+      new RecordSealer(keys(1)),
+      new RecordOpener(keys(10)),
+      o,
+    );
+    // Its first heartbeat, announcing its interval, goes at once.
+    const b = new SecureChannel(
+      tb,
+      new RecordSealer(keys(10)),
+      new RecordOpener(keys(1)),
+      o,
+    );
+    if (via === "post") {
+      assert.equal(posted.length, 1, "the heartbeat went through post()");
+      assert.equal(posted[0]![1], RecordType.HEARTBEAT);
+      assert.ok(b.closed, `${via}: a failed heartbeat left the channel open`);
+    } else {
+      await new Promise((r) => setTimeout(r, 0));
+      assert.ok(b.closed, `${via}: a failed heartbeat left the channel open`);
+    }
+    const events = await collect(b, () => false);
+    assert.deepEqual(events.map((e) => e.kind), ["closed"]);
+    assert.equal(
+      events[0]?.kind === "closed" && events[0].reason,
+      "connection-lost",
+    );
+    await a.close();
+  }
 });

@@ -261,3 +261,18 @@ Deno.test("FrameDecoder throws only ProtocolError for 2000 seeded random inputs"
   assert.ok(errors > 500, `errors ${errors}`);
   assert.ok(frames > 50, `frames ${frames}`);
 });
+
+Deno.test("FrameDecoder.push() reads only the first `length` bytes of a read buffer and adds the payloads to `out`", () => {
+  const buf = new Uint8Array(64).fill(0xee);
+  buf.set(encodeFrame(new Uint8Array([0x10, 1, 2])), 0);
+  buf.set(encodeFrame(new Uint8Array([0x10, 3])), 7);
+  const out: Uint8Array<ArrayBuffer>[] = [new Uint8Array([9])];
+  const dec = new FrameDecoder();
+  assert.equal(dec.push(buf, 13, out), out);
+  assert.deepEqual(out, [
+    new Uint8Array([9]),
+    new Uint8Array([0x10, 1, 2]),
+    new Uint8Array([0x10, 3]),
+  ]);
+  assert.equal(dec.buffered, 0, "the 0xee bytes after `length` were not read");
+});

@@ -409,3 +409,66 @@ Deno.test("TcpTransport: a send that fails because the peer reset the connection
     p.done();
   }
 });
+
+Deno.test("TcpTransport.post() sends a frame nobody waits for, in order with send(), and calls nothing on success (issue 15: a heartbeat makes no promise)", async () => {
+  const p = await pair();
+  try {
+    const failures: unknown[] = [];
+    const fail = (e: Error) => failures.push(e);
+    p.a.post(frameOf(30, 1), fail);
+    const sent = p.a.send(frameOf(40, 2));
+    p.a.post(frameOf(50, 3), fail);
+    await sent;
+    await p.a.flush();
+    assert.deepEqual(await p.b.recv(), frameOf(30, 1));
+    assert.deepEqual(await p.b.recv(), frameOf(40, 2));
+    assert.deepEqual(await p.b.recv(), frameOf(50, 3));
+    assert.deepEqual(failures, []);
+    assert.equal(p.a.queuedBytes, 0);
+  } finally {
+    p.done();
+  }
+});
+
+Deno.test("TcpTransport.post() tells its failure callback what send() would reject with: closed, frame-too-large, send-queue-full", async () => {
+  const p = await rawPeer({ maxQueuedBytes: 1000 });
+  try {
+    const failures: Error[] = [];
+    const fail = (e: Error) => failures.push(e);
+    p.t.post(frameOf(DEFAULT_MAX_FRAME_BYTES + 1, 1), fail);
+    assert.ok(failures[0] instanceof ProtocolError, String(failures[0]));
+    assert.equal((failures[0] as ProtocolError).code, "frame-too-large");
+    p.t.post(frameOf(2000, 2), fail); // over the 1000 bytes allowed queued
+    assert.ok(failures[1] instanceof NetError, String(failures[1]));
+    assert.equal((failures[1] as NetError).code, "send-queue-full");
+    assert.ok(p.t.closed);
+    p.t.post(frameOf(10, 3), fail);
+    assert.equal((failures[2] as NetError).code, "closed");
+    assert.equal(failures.length, 3);
+  } finally {
+    p.done();
+  }
+});
+
+Deno.test("TcpTransport.post(): a write that fails because the peer reset the connection calls the failure callback with closed", async () => {
+  const p = await rawPeer();
+  try {
+    await p.t.send(frameOf(10, 1)); // left unread: the close below resets
+    await new Promise((r) => setTimeout(r, 50));
+    p.raw.close();
+    const failures: Error[] = [];
+    for (let i = 0; i < 50 && failures.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      p.t.post(frameOf(10, 2), (e) => failures.push(e));
+      await p.t.flush();
+    }
+    assert.equal(failures.length, 1, "no post failed after the peer's reset");
+    assert.ok(
+      failures[0] instanceof NetError && failures[0].code === "closed",
+      String(failures[0]),
+    );
+    assert.equal(p.t.queuedBytes, 0);
+  } finally {
+    p.done();
+  }
+});

@@ -95,6 +95,9 @@ export interface ChannelOptions extends LivenessOptions {
   maxRecordBytes?: number;
 }
 
+/** A HEARTBEAT's body while it is sealed (sealing is synchronous; it is wiped after, as every body is). */
+const HEARTBEAT_BODY = new Uint8Array(4);
+
 /** A channel as the module's hooks see it (any `In` and `Out`). */
 type AnyChannel = RecordChannel<never, never>;
 // Set by RecordChannel's static block: they reach its private methods.
@@ -147,7 +150,6 @@ export class RecordChannel<In, Out> {
   #closed = false;
   #closeReason: string | undefined;
   #closeError: ImError | undefined;
-  #wake: (() => void) | undefined;
   /** Is {@link events} reading? Then it, not a failed send, ends the channel. */
   #reading = false;
   #lostTimer: ReturnType<typeof setTimeout> | undefined;
@@ -212,18 +214,55 @@ export class RecordChannel<In, Out> {
     this.#maxRecordBytes = n;
   }
 
-  /** Send a HEARTBEAT; its body announces our current interval, so the other side knows how long our silence may last (PROTOCOL.md section 4, "Heartbeats"). */
+  /**
+   * Send a HEARTBEAT; its body announces our current interval, so the other
+   * side knows how long our silence may last (PROTOCOL.md section 4,
+   * "Heartbeats"). Nobody waits for it: no promise of its own, and the body
+   * is module scratch (sealing is synchronous), so an idle connection's
+   * heartbeat makes little garbage (issue 15).
+   */
   #heartbeat(intervalMs: number): void {
-    const body = new Uint8Array(4);
-    new DataView(body.buffer).setUint32(0, intervalMs);
-    this.#sendRecord(RecordType.HEARTBEAT, body).catch(() => {});
+    const body = HEARTBEAT_BODY;
+    body[0] = intervalMs >>> 24;
+    body[1] = intervalMs >>> 16;
+    body[2] = intervalMs >>> 8;
+    body[3] = intervalMs;
+    let payload: Uint8Array;
+    try {
+      payload = this.#seal(RecordType.HEARTBEAT, body);
+    } catch {
+      return; // closed, or sequence numbers exhausted (the channel ended)
+    }
+    const failed = (e: Error) => this.#sendFailed(e as ImError);
+    if (this.transport.post) this.transport.post(payload, failed);
+    else this.transport.send(payload).then(undefined, failed);
   }
 
   /**
    * Seal `body` as one record and send it. `body` is ours: it is wiped once
    * sealed, or refused (PROTOCOL.md section 4, "Wiping").
+   * @returns resolves once written; rejects as {@link send} says
    */
-  async #sendRecord(type: RecordType, body: Uint8Array): Promise<void> {
+  #sendRecord(type: RecordType, body: Uint8Array): Promise<void> {
+    let payload: Uint8Array;
+    try {
+      payload = this.#seal(type, body);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.transport.send(payload).then(undefined, (e) => {
+      this.#sendFailed(e as ImError);
+      throw e;
+    });
+  }
+
+  /**
+   * Seal `body` as the next record (wiped once sealed, or refused), and
+   * count it as sent.
+   * @throws {NetError} `closed`; {@link ProtocolError} `message-too-large`
+   *   (nothing used up) or `sequence-exhausted` (the channel ends)
+   */
+  #seal(type: RecordType, body: Uint8Array): Uint8Array {
     let payload: Uint8Array;
     try {
       if (this.#closed) throw new NetError("closed", "Connection is closed");
@@ -248,23 +287,23 @@ export class RecordChannel<In, Out> {
       body.fill(0);
     }
     this.#liveness.sent();
-    try {
-      await this.transport.send(payload);
-    } catch (e) {
-      if (this.#reading && !this.#closed && !this.transport.closed) {
-        // Records the peer sent before it went (a CLOSE, the server's
-        // `closing`) are still to be read from a transport that only
-        // failed to write (one that closed itself, `send-queue-full`, has
-        // nothing more to give): the reader ends the channel at
-        // the end of the stream, or this timer does if the end never comes.
-        this.#lostTimer ??= setTimeout(
-          () => this.#finish("connection-lost", e as ImError),
-          CLOSE_TIMEOUT_MS,
-        );
-      } else {
-        this.#finish("connection-lost", e as ImError);
-      }
-      throw e;
+    return payload;
+  }
+
+  /** A sealed record could not be written: the channel ends (now, or once what the peer sent is read). */
+  #sendFailed(e: ImError): void {
+    if (this.#reading && !this.#closed && !this.transport.closed) {
+      // Records the peer sent before it went (a CLOSE, the server's
+      // `closing`) are still to be read from a transport that only
+      // failed to write (one that closed itself, `send-queue-full`, has
+      // nothing more to give): the reader ends the channel at
+      // the end of the stream, or this timer does if the end never comes.
+      this.#lostTimer ??= setTimeout(
+        () => this.#finish("connection-lost", e),
+        CLOSE_TIMEOUT_MS,
+      );
+    } else {
+      this.#finish("connection-lost", e);
     }
   }
 
@@ -321,7 +360,8 @@ export class RecordChannel<In, Out> {
     this.transport.close();
     this.#sealer.wipe();
     this.#opener.wipe();
-    this.#wake?.();
+    // A pending read ends too: closing the transport resolves it with null
+    // (FrameTransport.close).
   }
 
   /**
@@ -338,13 +378,11 @@ export class RecordChannel<In, Out> {
       while (!this.#closed) {
         let payload: Uint8Array | null;
         try {
-          payload = await this.#recvOrClose();
+          payload = await this.transport.recv();
         } catch (e) {
-          this.#wake = undefined;
           this.#finish("protocol-error", e as ImError);
           break;
         }
-        this.#wake = undefined;
         if (payload === null || this.#closed) {
           // Closed while the payload was on its way: the keys are wiped, and
           // nothing is read after the end.
@@ -379,21 +417,21 @@ export class RecordChannel<In, Out> {
           throw e;
         }
         const now = this.#liveness.received();
-        // Rule 3.5: a jump is reported as lost, except the part that records
-        // discarded (and reported) above explain.
-        const explained = BigInt(this.#discardedSinceAccepted);
-        this.#discardedSinceAccepted = 0;
-        if (rec.lost > explained) {
-          yield { kind: "lost", count: rec.lost - explained };
+        if (rec.lost !== 0n) {
+          // Rule 3.5: a jump is reported as lost, except the part that
+          // records discarded (and reported) above explain.
+          const explained = BigInt(this.#discardedSinceAccepted);
+          if (rec.lost > explained) {
+            yield { kind: "lost", count: rec.lost - explained };
+          }
         }
+        this.#discardedSinceAccepted = 0;
         if (rec.type === RecordType.HEARTBEAT) {
-          if (rec.plaintext.length === 4) {
-            const ms = new DataView(
-              rec.plaintext.buffer,
-              rec.plaintext.byteOffset,
-              4,
-            ).getUint32(0);
-            this.#liveness.announced(ms);
+          const b = rec.plaintext;
+          if (b.length === 4) {
+            this.#liveness.announced(
+              ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0,
+            );
           }
           continue;
         }
@@ -448,17 +486,5 @@ export class RecordChannel<In, Out> {
     } finally {
       this.#reading = false;
     }
-  }
-
-  /**
-   * The next payload, or null once {@link #finish} wakes the reader. The
-   * reader clears {@link #wake} when this settles (no `finally` here: one
-   * promise and two closures fewer per pending read, issue 15).
-   */
-  #recvOrClose(): Promise<Uint8Array | null> {
-    return new Promise((resolve, reject) => {
-      this.#wake = () => resolve(null);
-      this.transport.recv().then(resolve, reject);
-    });
   }
 }

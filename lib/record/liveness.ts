@@ -258,6 +258,8 @@ export class Liveness implements ScheduledTask {
     } else if (now - this.#lastSent >= this.heartbeatMs) {
       this.#hooks.beat(this.heartbeatMs);
     }
+    // A heartbeat that failed at once may have ended the channel (stop()).
+    if (!this.#scheduled) return undefined;
     // A recheck comes after turns that read, never at the next millisecond.
     return recheck
       ? Math.max(this.#nextDue(), this.#recheckAt)

@@ -85,7 +85,7 @@ export function slackMs(delayMs: number): number {
   return 2 ** Math.floor(Math.log2(limit));
 }
 
-/** A task's place in the heap. */
+/** A task's place in the heap (`index` -1 while it is taken out to run). */
 interface Entry {
   task: ScheduledTask;
   due: number;
@@ -101,6 +101,8 @@ export class HeartbeatScheduler {
   #timers: boolean;
   #heap: Entry[] = [];
   #entries = new Map<ScheduledTask, Entry>();
+  /** The entries of one {@link runDue}, reused: a run every second or so on a busy server. */
+  #due: Entry[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** The due time the timer is armed for. */
   #armedFor = Infinity;
@@ -146,18 +148,39 @@ export class HeartbeatScheduler {
   schedule(task: ScheduledTask, at: number): void {
     const due = this.#coarsen(at, this.#now());
     const e = this.#entries.get(task);
-    if (e) {
+    if (e && e.index >= 0) {
       const was = e.due;
       e.due = due;
       if (due < was) this.#up(e.index);
       else if (due > was) this.#down(e.index);
+    } else if (e) {
+      // Taken out while it runs: back in, the same entry.
+      e.due = due;
+      this.#push(e);
     } else {
-      const n: Entry = { task, due, index: this.#heap.length };
+      const n: Entry = { task, due, index: -1 };
       this.#entries.set(task, n);
-      this.#heap.push(n);
-      this.#up(n.index);
+      this.#push(n);
     }
     this.#arm();
+  }
+
+  #push(e: Entry): void {
+    e.index = this.#heap.length;
+    this.#heap.push(e);
+    this.#up(e.index);
+  }
+
+  /** Take `e` out of the heap (it stays in {@link #entries}). */
+  #remove(e: Entry): void {
+    const last = this.#heap.pop()!;
+    if (last !== e) {
+      this.#heap[e.index] = last;
+      last.index = e.index;
+      this.#up(last.index);
+      this.#down(last.index);
+    }
+    e.index = -1;
   }
 
   /**
@@ -168,7 +191,7 @@ export class HeartbeatScheduler {
    */
   advance(task: ScheduledTask, at: number): void {
     const e = this.#entries.get(task);
-    if (e && e.due <= at) return;
+    if (e && e.index >= 0 && e.due <= at) return;
     this.schedule(task, at);
   }
 
@@ -180,13 +203,7 @@ export class HeartbeatScheduler {
     const e = this.#entries.get(task);
     if (!e) return;
     this.#entries.delete(task);
-    const last = this.#heap.pop()!;
-    if (last !== e) {
-      this.#heap[e.index] = last;
-      last.index = e.index;
-      this.#up(last.index);
-      this.#down(last.index);
-    }
+    if (e.index >= 0) this.#remove(e);
     this.#arm();
   }
 
@@ -202,15 +219,17 @@ export class HeartbeatScheduler {
     this.#running = true;
     try {
       const now = this.#now();
-      const due: Entry[] = [];
+      const due = this.#due;
       while (this.#heap.length > 0 && this.#heap[0]!.due <= now) {
         const e = this.#heap[0]!;
         due.push(e);
-        // Taken out while it runs: a task that cancels or reschedules itself
-        // finds itself gone, and is put back below with what it returns.
-        this.cancel(e.task);
+        // Taken out of the heap while it runs (kept in #entries, so its
+        // entry is reused): a task that cancels or reschedules itself, or
+        // another, acts on that; what it returns puts it back below.
+        this.#remove(e);
       }
-      for (const e of due) {
+      for (let i = 0; i < due.length; i++) {
+        const e = due[i]!;
         let next: number | undefined;
         try {
           next = e.task.run(now, lateMs);
@@ -219,11 +238,13 @@ export class HeartbeatScheduler {
         }
         // A task that scheduled itself while running keeps that; otherwise
         // what it returned, never again in the same run.
-        if (next !== undefined && !this.#entries.has(e.task)) {
-          this.schedule(e.task, Math.max(next, now + 1));
-        }
+        const entry = this.#entries.get(e.task);
+        if (entry !== undefined && entry.index >= 0) continue;
+        if (next !== undefined) this.schedule(e.task, Math.max(next, now + 1));
+        else if (entry === e) this.#entries.delete(e.task);
       }
     } finally {
+      this.#due.length = 0;
       this.#running = false;
       this.#arm();
     }

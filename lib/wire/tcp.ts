@@ -60,10 +60,15 @@ export const DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024;
 /** Most bytes {@link TcpTransport} joins into one write. */
 export const MAX_WRITE_BYTES = 256 * 1024;
 
-/** A frame waiting to be written, and the promise of its `send`. */
+const EMPTY = new Uint8Array(0);
+
+/** A frame waiting to be written, and what to tell when it is (or fails). */
 interface Outgoing {
   frame: Uint8Array;
-  sent: PromiseWithResolvers<void>;
+  /** The promise of its `send`; undefined for a `post`. */
+  sent: PromiseWithResolvers<void> | undefined;
+  /** What a `post` calls when the write fails. */
+  failed: ((error: Error) => void) | undefined;
 }
 
 /** A {@link FrameTransport} over one TCP connection. */
@@ -75,11 +80,15 @@ export class TcpTransport implements FrameTransport, Farewell {
   #maxFrame: number;
   #maxQueued: number;
   #queued = 0;
-  /** Resolves when {@link #pump} has written everything queued. */
-  #writeChain: Promise<void> = Promise.resolve();
   #outbox: Outgoing[] = [];
+  /** The batch being written ({@link #writeNext}), and how far. */
+  #batch: Outgoing[] = [];
+  #batchData: Uint8Array = new Uint8Array(0);
+  #batchOff = 0;
   #writing = false;
-  #ready: Uint8Array[] = [];
+  /** What {@link flush} waits on, made only when someone waits. */
+  #drained: PromiseWithResolvers<void> | undefined;
+  #ready: Uint8Array<ArrayBuffer>[] = [];
   /** {@link READ_BUFFER_BYTES}, or {@link IDLE_READ_BUFFER_BYTES} while idle. */
   #readBuf = new Uint8Array(READ_BUFFER_BYTES);
   #idle = false;
@@ -89,7 +98,8 @@ export class TcpTransport implements FrameTransport, Farewell {
   #closed = false;
   #writeFailed = false;
   #eof = false;
-  #reading: Promise<Uint8Array | null> | undefined;
+  /** The pending {@link recv}, while a read is under way. */
+  #reading: PromiseWithResolvers<Uint8Array | null> | undefined;
 
   private constructor(conn: Deno.Conn, opts: TcpTransportOptions) {
     this.conn = conn;
@@ -149,29 +159,47 @@ export class TcpTransport implements FrameTransport, Farewell {
    *   `frame-too-large` or `empty-frame`; all as rejections, never synchronously
    */
   send(payload: Uint8Array): Promise<void> {
+    const frame = this.#enqueue(payload);
+    if (!(frame instanceof Uint8Array)) return Promise.reject(frame);
+    const sent = Promise.withResolvers<void>();
+    this.#outbox.push({ frame, sent, failed: undefined });
+    if (!this.#writing) this.#writeNext();
+    return sent.promise;
+  }
+
+  /**
+   * {@link send} for a payload nobody waits for (a heartbeat): `failed` is
+   * called instead of a rejection, and no promise is made.
+   * @param payload the frame payload
+   * @param failed told what {@link send} would reject with
+   */
+  post(payload: Uint8Array, failed: (error: Error) => void): void {
+    const frame = this.#enqueue(payload);
+    if (!(frame instanceof Uint8Array)) return failed(frame);
+    this.#outbox.push({ frame, sent: undefined, failed });
+    if (!this.#writing) this.#writeNext();
+  }
+
+  /** The frame of `payload`, counted as queued; or the error that refuses it. */
+  #enqueue(payload: Uint8Array): Uint8Array | Error {
     if (this.#closed || this.#writeFailed) {
-      return Promise.reject(new NetError("closed", "Connection is closed"));
+      return new NetError("closed", "Connection is closed");
     }
     let frame: Uint8Array;
     try {
       frame = encodeFrame(payload, this.#maxFrame);
     } catch (e) {
-      return Promise.reject(e); // fail the same way as every other send error
+      return e as Error; // fail the same way as every other send error
     }
     if (this.#queued + frame.length > this.#maxQueued) {
       this.close();
-      return Promise.reject(
-        new NetError(
-          "send-queue-full",
-          `Peer ${this.remote} is not reading; connection closed`,
-        ),
+      return new NetError(
+        "send-queue-full",
+        `Peer ${this.remote} is not reading; connection closed`,
       );
     }
     this.#queued += frame.length;
-    const sent = Promise.withResolvers<void>();
-    this.#outbox.push({ frame, sent });
-    if (!this.#writing) this.#writeChain = this.#pump();
-    return sent.promise;
+    return frame;
   }
 
   /**
@@ -180,61 +208,89 @@ export class TcpTransport implements FrameTransport, Farewell {
    * together in the next one, each whole (a frame is never split between
    * writes by us, only by a short write of the kernel, which is continued).
    * One system call for a burst instead of one per frame.
+   *
+   * A loop of callbacks, not an `async` function: a server sends a
+   * heartbeat on every idle connection, and an async function's frame per
+   * write was the largest garbage of an idle server (issue 15,
+   * BENCHMARKS.md "Where an idle server's CPU goes").
    */
-  async #pump(): Promise<void> {
-    this.#writing = true;
-    try {
-      while (this.#outbox.length > 0) {
-        const batch: Outgoing[] = [];
-        let bytes = 0;
-        while (
-          this.#outbox.length > 0 &&
-          (batch.length === 0 ||
-            bytes + this.#outbox[0]!.frame.length <= MAX_WRITE_BYTES)
-        ) {
-          const o = this.#outbox.shift()!;
-          batch.push(o);
-          bytes += o.frame.length;
-        }
-        let data: Uint8Array;
-        if (batch.length === 1) data = batch[0]!.frame;
-        else {
-          data = new Uint8Array(bytes);
-          let at = 0;
-          for (const o of batch) {
-            data.set(o.frame, at);
-            at += o.frame.length;
-          }
-        }
-        try {
-          let off = 0;
-          while (off < data.length) {
-            off += await this.conn.write(data.subarray(off));
-          }
-        } catch (e) {
-          // The peer is gone (a reset, most often: it closed with our bytes
-          // unread). What it wrote before it went, a server's goodbye say,
-          // is still in the socket: a pending or later recv() gets it, then
-          // the end. So the socket stays open for reading; sends are
-          // refused from now on, and the owner closes it (rule 1.0's
-          // "nothing lost").
-          this.#writeFailed = true;
-          const err = new NetError(
-            "closed",
-            `Connection to ${this.remote} lost: ${(e as Error).message}`,
-          );
-          for (const o of [...batch, ...this.#outbox.splice(0)]) {
-            this.#queued -= o.frame.length;
-            o.sent.reject(err);
-          }
-          return;
-        }
-        this.#queued -= bytes;
-        for (const o of batch) o.sent.resolve();
-      }
-    } finally {
+  #writeNext(): void {
+    if (this.#outbox.length === 0) {
       this.#writing = false;
+      this.#drained?.resolve();
+      this.#drained = undefined;
+      return;
     }
+    this.#writing = true;
+    const batch = this.#batch;
+    let bytes = 0;
+    while (
+      this.#outbox.length > 0 &&
+      (batch.length === 0 ||
+        bytes + this.#outbox[0]!.frame.length <= MAX_WRITE_BYTES)
+    ) {
+      const o = this.#outbox.shift()!;
+      batch.push(o);
+      bytes += o.frame.length;
+    }
+    let data: Uint8Array;
+    if (batch.length === 1) data = batch[0]!.frame;
+    else {
+      data = new Uint8Array(bytes);
+      let at = 0;
+      for (let i = 0; i < batch.length; i++) {
+        const f = batch[i]!.frame;
+        data.set(f, at);
+        at += f.length;
+      }
+    }
+    this.#batchData = data;
+    this.#batchOff = 0;
+    this.#writeSome();
+  }
+
+  /** One write of what is left of the batch; a short one is continued. */
+  #writeSome(): void {
+    const data = this.#batchData, off = this.#batchOff;
+    this.conn.write(off === 0 ? data : data.subarray(off)).then(
+      (n) => {
+        this.#batchOff += n;
+        if (this.#batchOff < this.#batchData.length) return this.#writeSome();
+        const batch = this.#batch;
+        this.#queued -= this.#batchData.length;
+        this.#batchData = EMPTY;
+        for (let i = 0; i < batch.length; i++) batch[i]!.sent?.resolve();
+        batch.length = 0;
+        this.#writeNext();
+      },
+      (e) => this.#writeFailedWith(e as Error),
+    );
+  }
+
+  /**
+   * The peer is gone (a reset, most often: it closed with our bytes unread).
+   * What it wrote before it went, a server's goodbye say, is still in the
+   * socket: a pending or later recv() gets it, then the end. So the socket
+   * stays open for reading; sends are refused from now on, and the owner
+   * closes it (rule 1.0's "nothing lost").
+   */
+  #writeFailedWith(e: Error): void {
+    this.#writeFailed = true;
+    const err = new NetError(
+      "closed",
+      `Connection to ${this.remote} lost: ${e.message}`,
+    );
+    const failed = [...this.#batch, ...this.#outbox.splice(0)];
+    this.#batch.length = 0;
+    this.#batchData = EMPTY;
+    for (const o of failed) {
+      this.#queued -= o.frame.length;
+      if (o.sent) o.sent.reject(err);
+      else o.failed?.(err);
+    }
+    this.#writing = false;
+    this.#drained?.resolve();
+    this.#drained = undefined;
   }
 
   /** The frame limit both ways (rule 1.1). */
@@ -257,7 +313,9 @@ export class TcpTransport implements FrameTransport, Farewell {
    * @returns a promise
    */
   flush(): Promise<void> {
-    return this.#writeChain;
+    if (!this.#writing) return Promise.resolve();
+    this.#drained ??= Promise.withResolvers<void>();
+    return this.#drained.promise;
   }
 
   /**
@@ -277,43 +335,59 @@ export class TcpTransport implements FrameTransport, Farewell {
     }
     if (this.#ready.length > 0) return Promise.resolve(this.#ready.shift()!);
     if (this.#closed || this.#eof) return Promise.resolve(null);
-    // #recv clears #reading itself when it ends, so there is no `finally`
-    // promise and closures per pending read (issue 15: an idle connection
-    // always has one pending). It cannot end before this assignment: with
-    // nothing ready and the socket open, it awaits a read first.
-    const p = this.#recv();
-    this.#reading = p;
+    this.#reading = Promise.withResolvers<Uint8Array | null>();
+    const p = this.#reading.promise;
+    this.#readSome();
     return p;
   }
 
-  async #recv(): Promise<Uint8Array | null> {
+  /**
+   * Read from the socket for the pending {@link recv} until a frame is
+   * whole. Callbacks, not an `async` function (whose frame per read was
+   * garbage on every idle connection: issue 15).
+   */
+  #readSome(): void {
+    const buf = this.#readBuffer();
+    this.#readingInto = buf;
+    this.conn.read(buf).then(this.#onReadDone, this.#onReadFailed);
+  }
+
+  /**
+   * What a read settles with: made once per connection, not per read (an
+   * idle connection's pending read lives until its next heartbeat, and
+   * what it holds outlives a young-generation collection: issue 15).
+   */
+  readonly #onReadDone = (n: number | null): void =>
+    this.#onRead(this.#readingInto, n);
+  readonly #onReadFailed = (): void => this.#onRead(this.#readingInto, null);
+  #readingInto: Uint8Array = EMPTY;
+
+  #onRead(buf: Uint8Array, n: number | null): void {
+    const waiter = this.#reading!;
+    if (this.#closed) return this.#settleRead(waiter, null);
     try {
-      while (this.#ready.length === 0) {
-        if (this.#closed || this.#eof) return null;
-        const buf = this.#readBuffer();
-        let n: number | null;
-        try {
-          n = await this.conn.read(buf);
-        } catch {
-          n = null;
-        }
-        if (this.#closed) return null;
-        try {
-          if (n === null) {
-            this.#eof = true;
-            this.#decoder.end();
-            return null;
-          }
-          this.#ready.push(...this.#decoder.push(buf.subarray(0, n)));
-        } catch (e) {
-          if (e instanceof ProtocolError) this.#closeWithFarewell(e);
-          throw e;
-        }
+      if (n === null) {
+        this.#eof = true;
+        this.#decoder.end();
+        return this.#settleRead(waiter, null);
       }
-      return this.#ready.shift()!;
-    } finally {
+      this.#decoder.push(buf, n, this.#ready);
+    } catch (e) {
+      if (e instanceof ProtocolError) this.#closeWithFarewell(e);
       this.#reading = undefined;
+      waiter.reject(e);
+      return;
     }
+    if (this.#ready.length === 0) return this.#readSome();
+    this.#settleRead(waiter, this.#ready.shift()!);
+  }
+
+  #settleRead(
+    waiter: PromiseWithResolvers<Uint8Array | null>,
+    payload: Uint8Array | null,
+  ): void {
+    this.#reading = undefined;
+    waiter.resolve(payload);
   }
 
   /**
@@ -385,7 +459,7 @@ export class TcpTransport implements FrameTransport, Farewell {
     }
     this.#closed = true;
     const bytes = frame;
-    const write = this.#writeChain.then(async () => {
+    const write = this.flush().then(async () => {
       let off = 0;
       while (off < bytes.length) {
         off += await this.conn.write(bytes.subarray(off));

@@ -14,6 +14,12 @@ import type { ProtocolError } from "../util/mod.ts";
 export interface FrameTransport {
   /** Send one payload; rejects when the transport is closed. */
   send(payload: Uint8Array): Promise<void>;
+  /**
+   * Send one payload nobody waits for (a heartbeat): as {@link send}, with
+   * `failed` called instead of a rejection. Optional: it saves an idle
+   * connection's heartbeat a promise or two (issue 15).
+   */
+  post?(payload: Uint8Array, failed: (error: Error) => void): void;
   /** Next payload; `null` at a clean end of stream. Throws ProtocolError on malformed framing. */
   recv(): Promise<Uint8Array | null>;
   /** Close; idempotent. Pending `recv` calls resolve with `null`. */
