@@ -149,6 +149,46 @@ export async function logout(channel: SecureChannel): Promise<void> {
   await channel.close("logout");
 }
 
+/**
+ * {@link jsonLines}, read at once into a queue: a child that writes more
+ * than it is asked for (V8's `--trace-gc` through `IM_BENCH_V8_FLAGS`) never
+ * blocks on a full pipe between two questions.
+ * @param stream the child's stdout
+ * @returns its answers, in order
+ */
+async function* drainedJsonLines(
+  stream: ReadableStream<Uint8Array>,
+): AsyncGenerator<unknown> {
+  const queue: ({ value: unknown } | { error: unknown } | { end: true })[] = [];
+  let wake: (() => void) | undefined;
+  const push = (item: typeof queue[number]) => {
+    queue.push(item);
+    wake?.();
+  };
+  const reading = (async () => {
+    try {
+      for await (const value of jsonLines(stream)) push({ value });
+      push({ end: true });
+    } catch (error) {
+      push({ error });
+    }
+  })();
+  try {
+    for (;;) {
+      while (queue.length === 0) {
+        await new Promise<void>((r) => (wake = r));
+        wake = undefined;
+      }
+      const item = queue.shift()!;
+      if ("end" in item) return;
+      if ("error" in item) throw item.error;
+      yield item.value;
+    }
+  } finally {
+    await reading;
+  }
+}
+
 async function* jsonLines(
   stream: ReadableStream<Uint8Array>,
 ): AsyncGenerator<unknown> {
@@ -278,7 +318,7 @@ export class ServerProcess {
       stderr: "inherit",
     }).spawn();
     const writer = child.stdin.getWriter();
-    const answers = jsonLines(child.stdout);
+    const answers = drainedJsonLines(child.stdout);
     await writer.write(new TextEncoder().encode(JSON.stringify(cfg) + "\n"));
     const first = await answers.next();
     const port = (first.value as { port?: number } | undefined)?.port;

@@ -46,6 +46,7 @@ import { benchMailFlow } from "./mail_flow.ts";
 import { benchRooms } from "./room.ts";
 import { benchStart } from "./start.ts";
 import { benchTyped } from "./typed.ts";
+import { benchHeartbeats } from "./heartbeats.ts";
 
 /** Sections, in run order. */
 export const SECTIONS = [
@@ -58,6 +59,7 @@ export const SECTIONS = [
   "cluster",
   "start",
   "typed",
+  "heartbeats",
   "scale",
 ] as const;
 
@@ -419,6 +421,13 @@ export async function runBench(opts: BenchOptions): Promise<BenchResult> {
     await waitQuiet("typed");
     await benchTyped({ quick: opts.quick, report });
     await endSection("typed");
+  }
+
+  if (want("heartbeats")) {
+    out("\n## heartbeats");
+    await waitQuiet("heartbeats");
+    await benchHeartbeats({ quick: opts.quick, report });
+    await endSection("heartbeats");
   }
 
   let scale: ScaleFigures | null = null;

@@ -9,6 +9,7 @@ import {
 import { type ChannelEvent, SecureChannel } from "../lib/proto/mod.ts";
 import type { DirectionKeys } from "../lib/crypto/mod.ts";
 import { type FrameTransport, memoryPair } from "../lib/wire/mod.ts";
+import { heartbeats } from "../lib/record/scheduler.ts";
 import { assertRejectsIm, assertThrowsIm } from "./_helpers.ts";
 
 function keys(seed: number): DirectionKeys {
@@ -553,6 +554,7 @@ Deno.test("a send that fails while no one reads the channel ends it at once with
 
 Deno.test("a heartbeat that cannot be written ends the channel with connection-lost, through the transport's post() or, without one, its send()", async () => {
   for (const via of ["post", "send"] as const) {
+    const scheduled = heartbeats.size;
     const [ta, tb] = memoryPair();
     const lost = new NetError("closed", "Connection lost");
     const posted: Uint8Array[] = [];
@@ -578,7 +580,9 @@ Deno.test("a heartbeat that cannot be written ends the channel with connection-l
     );
     if (via === "post") {
       assert.equal(posted.length, 1, "the heartbeat went through post()");
-      assert.equal(posted[0]![1], RecordType.HEARTBEAT);
+      // The record after the 4 bytes the transport frames it with.
+      assert.equal(posted[0]![4], 0x10);
+      assert.equal(posted[0]![5], RecordType.HEARTBEAT);
       assert.ok(b.closed, `${via}: a failed heartbeat left the channel open`);
     } else {
       await new Promise((r) => setTimeout(r, 0));
@@ -591,5 +595,10 @@ Deno.test("a heartbeat that cannot be written ends the channel with connection-l
       "connection-lost",
     );
     await a.close();
+    assert.equal(
+      heartbeats.size,
+      scheduled,
+      `${via}: a channel stayed in the scheduler`,
+    );
   }
 });

@@ -505,3 +505,24 @@ Deno.test("a wiped sealer refuses every record type with ProtocolError closed an
   }
   assert.equal(sealer.nextSeq, 1n);
 });
+
+Deno.test("RecordSealer.seal(..., at) writes the same record after `at` free bytes, left zero (a frame's prefix, filled by the transport), and the opener accepts it", () => {
+  const k = {
+    enc: new Uint8Array(32).fill(3),
+    iv: new Uint8Array(32).fill(4),
+    mac: new Uint8Array(32).fill(5),
+  };
+  const body = () => new Uint8Array([1, 2, 3, 4]);
+  const plain = new RecordSealer(k).seal(RecordType.HEARTBEAT, body(), 1234);
+  const placed = new RecordSealer(k).seal(
+    RecordType.HEARTBEAT,
+    body(),
+    1234,
+    4,
+  );
+  assert.equal(placed.length, plain.length + 4);
+  assert.deepEqual(placed.subarray(0, 4), new Uint8Array(4));
+  assert.deepEqual(placed.subarray(4), plain);
+  const rec = new RecordOpener(k).open(placed.subarray(4), 1234);
+  assert.deepEqual(rec.plaintext, body());
+});

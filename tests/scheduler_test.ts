@@ -211,3 +211,20 @@ Deno.test("a timer armed for a time already past is on time (no stall); a timer 
   for (const l of late) assert.ok(l >= 300, `${l} ms late after the stall`);
   assert.equal(s.armed, false);
 });
+
+Deno.test("a task moved back and forth between two times many times runs once, at the time it was last given; another task keeps its own; the scheduler then empties (its heap of due times is rebuilt on the way)", () => {
+  let now = 0;
+  const s = new HeartbeatScheduler({ now: () => now, timers: false });
+  const runs: number[] = [];
+  const task = { run: (t: number) => (runs.push(t), undefined) };
+  const other = { run: (t: number) => (runs.push(-t), undefined) };
+  s.schedule(other, 5000);
+  for (let i = 0; i < 10_000; i++) s.schedule(task, i % 2 === 0 ? 1000 : 2000);
+  s.schedule(task, 3000);
+  assert.equal(s.size, 2);
+  assert.equal(s.nextDue, 3072); // 3 s ahead: a multiple of 256 ms
+  for (now = 0; now <= 6000; now += 8) s.runDue();
+  assert.deepEqual(runs, [3072, -5120]);
+  assert.equal(s.size, 0);
+  assert.equal(s.nextDue, Infinity);
+});

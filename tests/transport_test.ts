@@ -410,14 +410,23 @@ Deno.test("TcpTransport: a send that fails because the peer reset the connection
   }
 });
 
-Deno.test("TcpTransport.post() sends a frame nobody waits for, in order with send(), and calls nothing on success (issue 15: a heartbeat makes no promise)", async () => {
+/** `payload` after 4 free bytes, as post() takes it. */
+function unframed(payload: Uint8Array): Uint8Array {
+  const f = new Uint8Array(4 + payload.length);
+  f.set(payload, 4);
+  return f;
+}
+
+Deno.test("TcpTransport.post() sends a frame nobody waits for, its length written into the 4 bytes left free (no copy), in order with send(), and calls nothing on success (issue 15: a heartbeat makes no promise)", async () => {
   const p = await pair();
   try {
     const failures: unknown[] = [];
     const fail = (e: Error) => failures.push(e);
-    p.a.post(frameOf(30, 1), fail);
+    const first = unframed(frameOf(30, 1));
+    p.a.post(first, fail);
+    assert.deepEqual(first.subarray(0, 4), prefix(30), "framed in place");
     const sent = p.a.send(frameOf(40, 2));
-    p.a.post(frameOf(50, 3), fail);
+    p.a.post(unframed(frameOf(50, 3)), fail);
     await sent;
     await p.a.flush();
     assert.deepEqual(await p.b.recv(), frameOf(30, 1));
@@ -435,14 +444,14 @@ Deno.test("TcpTransport.post() tells its failure callback what send() would reje
   try {
     const failures: Error[] = [];
     const fail = (e: Error) => failures.push(e);
-    p.t.post(frameOf(DEFAULT_MAX_FRAME_BYTES + 1, 1), fail);
+    p.t.post(unframed(frameOf(DEFAULT_MAX_FRAME_BYTES + 1, 1)), fail);
     assert.ok(failures[0] instanceof ProtocolError, String(failures[0]));
     assert.equal((failures[0] as ProtocolError).code, "frame-too-large");
-    p.t.post(frameOf(2000, 2), fail); // over the 1000 bytes allowed queued
+    p.t.post(unframed(frameOf(2000, 2)), fail); // over the 1000 bytes allowed queued
     assert.ok(failures[1] instanceof NetError, String(failures[1]));
     assert.equal((failures[1] as NetError).code, "send-queue-full");
     assert.ok(p.t.closed);
-    p.t.post(frameOf(10, 3), fail);
+    p.t.post(unframed(frameOf(10, 3)), fail);
     assert.equal((failures[2] as NetError).code, "closed");
     assert.equal(failures.length, 3);
   } finally {
@@ -459,7 +468,7 @@ Deno.test("TcpTransport.post(): a write that fails because the peer reset the co
     const failures: Error[] = [];
     for (let i = 0; i < 50 && failures.length === 0; i++) {
       await new Promise((r) => setTimeout(r, 20));
-      p.t.post(frameOf(10, 2), (e) => failures.push(e));
+      p.t.post(unframed(frameOf(10, 2)), (e) => failures.push(e));
       await p.t.flush();
     }
     assert.equal(failures.length, 1, "no post failed after the peer's reset");

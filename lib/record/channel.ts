@@ -24,6 +24,7 @@ import {
 } from "../util/mod.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
+  FRAME_HEADER_BYTES,
   FrameKind,
   type FrameTransport,
 } from "../wire/mod.ts";
@@ -227,16 +228,26 @@ export class RecordChannel<In, Out> {
     body[1] = intervalMs >>> 16;
     body[2] = intervalMs >>> 8;
     body[3] = intervalMs;
+    const t = this.transport;
+    // Sealed after the frame's length prefix where the transport frames it
+    // in place (post), as a bare payload otherwise.
     let payload: Uint8Array;
     try {
-      payload = this.#seal(RecordType.HEARTBEAT, body);
+      payload = this.#seal(
+        RecordType.HEARTBEAT,
+        body,
+        t.post ? FRAME_HEADER_BYTES : 0,
+      );
     } catch {
       return; // closed, or sequence numbers exhausted (the channel ended)
     }
-    const failed = (e: Error) => this.#sendFailed(e as ImError);
-    if (this.transport.post) this.transport.post(payload, failed);
-    else this.transport.send(payload).then(undefined, failed);
+    this.#failed ??= (e: Error) => this.#sendFailed(e as ImError);
+    if (t.post) t.post(payload, this.#failed);
+    else t.send(payload).then(undefined, this.#failed);
   }
+
+  /** {@link #sendFailed} as a function, made at the first heartbeat: one per channel, not one per heartbeat. */
+  #failed: ((e: Error) => void) | undefined;
 
   /**
    * Seal `body` as one record and send it. `body` is ours: it is wiped once
@@ -262,7 +273,7 @@ export class RecordChannel<In, Out> {
    * @throws {NetError} `closed`; {@link ProtocolError} `message-too-large`
    *   (nothing used up) or `sequence-exhausted` (the channel ends)
    */
-  #seal(type: RecordType, body: Uint8Array): Uint8Array {
+  #seal(type: RecordType, body: Uint8Array, at = 0): Uint8Array {
     let payload: Uint8Array;
     try {
       if (this.#closed) throw new NetError("closed", "Connection is closed");
@@ -277,7 +288,7 @@ export class RecordChannel<In, Out> {
         );
       }
       try {
-        payload = this.#sealer.seal(type, body);
+        payload = this.#sealer.seal(type, body, Date.now(), at);
       } catch (e) {
         // Rule 3.5: the sequence number never wraps; the sender closes first.
         this.#finish("sequence-exhausted", e as ImError);

@@ -126,9 +126,11 @@ export class Liveness implements ScheduledTask {
    */
   start(): void {
     if (this.#heartbeatMs <= 0 || this.#scheduled) return;
-    this.#hooks.beat(this.heartbeatMs);
     this.#scheduled = true;
     this.#scheduler.schedule(this, this.#nextDue());
+    // After scheduling: a heartbeat that fails at once ends the channel,
+    // whose stop() then takes it out again.
+    this.#hooks.beat(this.heartbeatMs);
   }
 
   /** Leave the scheduler for good. */

@@ -178,7 +178,9 @@ export class RecordSealer {
    * @param type record type
    * @param plaintext body
    * @param now sender's clock in ms
-   * @returns the frame payload
+   * @param at bytes left free before the record (a frame's length prefix,
+   *   filled by the transport: no copy of the record into a frame)
+   * @returns the frame payload, after `at` free bytes
    * @throws {ProtocolError} `sequence-exhausted` once 2^64 records were sent: rule 3.5, a sequence number never wraps;
    *   `closed` after {@link wipe}
    */
@@ -186,6 +188,7 @@ export class RecordSealer {
     type: RecordType,
     plaintext: Uint8Array,
     now: number = Date.now(),
+    at = 0,
   ): Uint8Array {
     if (this.#wiped) throw wipedError("seal");
     const hi = this.#hi, lo = this.#lo;
@@ -195,29 +198,29 @@ export class RecordSealer {
         "Cannot send: sequence numbers are exhausted; the channel must be closed",
       );
     }
-    const tagAt = BODY_AT + plaintext.length;
+    const tagAt = at + BODY_AT + plaintext.length;
     const out = new Uint8Array(tagAt + RECORD_TAG_BYTES);
-    out[0] = FrameKind.RECORD;
-    out[1] = type;
-    putU32(out, SEQ_AT, hi);
-    putU32(out, SEQ_AT + 4, lo);
+    out[at] = FrameKind.RECORD;
+    out[at + 1] = type;
+    putU32(out, at + SEQ_AT, hi);
+    putU32(out, at + SEQ_AT + 4, lo);
     const t = Math.max(0, Math.floor(now));
     if (t <= Number.MAX_SAFE_INTEGER) {
-      putU32(out, TIME_AT, Math.floor(t / TWO_32));
-      putU32(out, TIME_AT + 4, t >>> 0);
+      putU32(out, at + TIME_AT, Math.floor(t / TWO_32));
+      putU32(out, at + TIME_AT + 4, t >>> 0);
     } else {
       // Beyond 2^53 (or not a number): as a u64, modulo 2^64; NaN and
       // Infinity throw a RangeError here, as BigInt() does.
-      new DataView(out.buffer).setBigUint64(TIME_AT, BigInt(t));
+      new DataView(out.buffer).setBigUint64(at + TIME_AT, BigInt(t));
     }
     // Rule 3.2: IV = HMAC(ivKey, seq), the seq bytes just written.
-    this.#ivMac.macInto(out, SEQ_AT, SEQ_AT + 8, IV, 0);
+    this.#ivMac.macInto(out, at + SEQ_AT, at + SEQ_AT + 8, IV, 0);
     try {
-      this.#cipher.encryptInto(IV, plaintext, out, BODY_AT); // rule 3.3
+      this.#cipher.encryptInto(IV, plaintext, out, at + BODY_AT); // rule 3.3
     } finally {
       zeroIv();
     }
-    this.#tagMac.macInto(out, 1, tagAt, out, tagAt); // rule 3.4
+    this.#tagMac.macInto(out, at + 1, tagAt, out, tagAt); // rule 3.4
     if (lo === 0xffff_ffff) {
       this.#hi = hi + 1;
       this.#lo = 0;

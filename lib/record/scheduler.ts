@@ -85,7 +85,7 @@ export function slackMs(delayMs: number): number {
   return 2 ** Math.floor(Math.log2(limit));
 }
 
-/** A task's place in the heap (`index` -1 while it is taken out to run). */
+/** A task's place: its due time and its slot in that time's bucket (-1 while it is taken out to run). */
 interface Entry {
   task: ScheduledTask;
   due: number;
@@ -95,11 +95,25 @@ interface Entry {
 /**
  * Runs {@link ScheduledTask}s at their due times with one timer; see the
  * module's text.
+ *
+ * Tasks wait in buckets, one per due time, and a binary heap orders the due
+ * times alone: coarsened, they are few (a server's 10,000 idle channels fall
+ * on a few dozen instants), so putting a task in, taking it out and running
+ * it touch its bucket only, not a heap of every task (where each of the
+ * ~13 levels of 10,000 entries is a cache miss on a server's large heap:
+ * issue 15, BENCHMARKS.md "Heartbeats").
  */
 export class HeartbeatScheduler {
   #now: () => number;
   #timers: boolean;
-  #heap: Entry[] = [];
+  /** The tasks due at each time. */
+  #buckets = new Map<number, Entry[]>();
+  /**
+   * The due times with a bucket, as a min-heap; a time whose bucket emptied
+   * stays until it comes to the top ({@link #firstDue} drops it).
+   */
+  #times: number[] = [];
+  #count = 0;
   #entries = new Map<ScheduledTask, Entry>();
   /** The entries of one {@link runDue}, reused: a run every second or so on a busy server. */
   #due: Entry[] = [];
@@ -126,12 +140,12 @@ export class HeartbeatScheduler {
 
   /** Tasks scheduled. */
   get size(): number {
-    return this.#heap.length;
+    return this.#count;
   }
 
   /** The earliest due time (after rounding), `Infinity` when nothing is scheduled. */
   get nextDue(): number {
-    return this.#heap[0]?.due ?? Infinity;
+    return this.#firstDue();
   }
 
   /** Is a real timer armed? (None while nothing is scheduled.) */
@@ -148,39 +162,48 @@ export class HeartbeatScheduler {
   schedule(task: ScheduledTask, at: number): void {
     const due = this.#coarsen(at, this.#now());
     const e = this.#entries.get(task);
-    if (e && e.index >= 0) {
-      const was = e.due;
-      e.due = due;
-      if (due < was) this.#up(e.index);
-      else if (due > was) this.#down(e.index);
-    } else if (e) {
-      // Taken out while it runs: back in, the same entry.
-      e.due = due;
-      this.#push(e);
-    } else {
+    if (e === undefined) {
       const n: Entry = { task, due, index: -1 };
       this.#entries.set(task, n);
-      this.#push(n);
+      this.#put(n);
+    } else if (e.index < 0 || e.due !== due) {
+      // Moved, or taken out while it runs: into the bucket of its new time.
+      if (e.index >= 0) this.#takeOut(e);
+      e.due = due;
+      this.#put(e);
     }
     this.#arm();
   }
 
-  #push(e: Entry): void {
-    e.index = this.#heap.length;
-    this.#heap.push(e);
-    this.#up(e.index);
+  /** Put `e` in the bucket of `e.due`. */
+  #put(e: Entry): void {
+    let bucket = this.#buckets.get(e.due);
+    if (bucket === undefined) {
+      bucket = [];
+      this.#buckets.set(e.due, bucket);
+      if (this.#times.length > 2 * this.#buckets.size + 64) {
+        // Times of emptied buckets (a task moved back and forth) are many:
+        // the heap is made again from the buckets, the new one included.
+        this.#times = [];
+        for (const t of this.#buckets.keys()) this.#pushTime(t);
+      } else this.#pushTime(e.due);
+    }
+    e.index = bucket.length;
+    bucket.push(e);
+    this.#count++;
   }
 
-  /** Take `e` out of the heap (it stays in {@link #entries}). */
-  #remove(e: Entry): void {
-    const last = this.#heap.pop()!;
+  /** Take `e` out of its bucket (it stays in {@link #entries}). */
+  #takeOut(e: Entry): void {
+    const bucket = this.#buckets.get(e.due)!;
+    const last = bucket.pop()!;
     if (last !== e) {
-      this.#heap[e.index] = last;
+      bucket[e.index] = last;
       last.index = e.index;
-      this.#up(last.index);
-      this.#down(last.index);
     }
     e.index = -1;
+    this.#count--;
+    if (bucket.length === 0) this.#buckets.delete(e.due);
   }
 
   /**
@@ -203,7 +226,7 @@ export class HeartbeatScheduler {
     const e = this.#entries.get(task);
     if (!e) return;
     this.#entries.delete(task);
-    if (e.index >= 0) this.#remove(e);
+    if (e.index >= 0) this.#takeOut(e);
     this.#arm();
   }
 
@@ -220,13 +243,19 @@ export class HeartbeatScheduler {
     try {
       const now = this.#now();
       const due = this.#due;
-      while (this.#heap.length > 0 && this.#heap[0]!.due <= now) {
-        const e = this.#heap[0]!;
-        due.push(e);
-        // Taken out of the heap while it runs (kept in #entries, so its
-        // entry is reused): a task that cancels or reschedules itself, or
-        // another, acts on that; what it returns puts it back below.
-        this.#remove(e);
+      for (let t = this.#firstDue(); t <= now; t = this.#firstDue()) {
+        this.#popTime();
+        const bucket = this.#buckets.get(t)!;
+        this.#buckets.delete(t);
+        this.#count -= bucket.length;
+        // Taken out while they run (kept in #entries, so their entries are
+        // reused): a task that cancels or reschedules itself, or another,
+        // acts on that; what it returns puts it back below.
+        for (let i = 0; i < bucket.length; i++) {
+          const e = bucket[i]!;
+          e.index = -1;
+          due.push(e);
+        }
       }
       for (let i = 0; i < due.length; i++) {
         const e = due[i]!;
@@ -258,7 +287,7 @@ export class HeartbeatScheduler {
   /** Keep one timer, armed for the earliest due time, none when empty. */
   #arm(): void {
     if (!this.#timers || this.#running) return;
-    const first = this.#heap[0]?.due ?? Infinity;
+    const first = this.#firstDue();
     if (first === this.#armedFor) return;
     const now = this.#now();
     // A timer replaced after its own due time passed unfired (the process
@@ -278,39 +307,42 @@ export class HeartbeatScheduler {
     }, Math.max(0, first - now));
   }
 
-  #less(i: number, j: number): boolean {
-    return this.#heap[i]!.due < this.#heap[j]!.due;
+  /** The earliest time with a bucket (dropping emptied ones), or Infinity. */
+  #firstDue(): number {
+    const h = this.#times;
+    while (h.length > 0 && !this.#buckets.has(h[0]!)) this.#popTime();
+    return h.length > 0 ? h[0]! : Infinity;
   }
 
-  #swap(i: number, j: number): void {
-    const h = this.#heap;
-    const a = h[i]!, b = h[j]!;
-    h[i] = b;
-    h[j] = a;
-    a.index = j;
-    b.index = i;
-  }
-
-  #up(i: number): void {
+  #pushTime(t: number): void {
+    const h = this.#times;
+    let i = h.length;
+    h.push(t);
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (!this.#less(i, p)) return;
-      this.#swap(i, p);
+      if (h[p]! <= t) break;
+      h[i] = h[p]!;
       i = p;
     }
+    h[i] = t;
   }
 
-  #down(i: number): void {
-    const n = this.#heap.length;
+  #popTime(): void {
+    const h = this.#times;
+    const last = h.pop()!;
+    const n = h.length;
+    if (n === 0) return;
+    let i = 0;
     for (;;) {
       const l = 2 * i + 1, r = l + 1;
-      let m = i;
-      if (l < n && this.#less(l, m)) m = l;
-      if (r < n && this.#less(r, m)) m = r;
-      if (m === i) return;
-      this.#swap(i, m);
+      let m = l;
+      if (l >= n) break;
+      if (r < n && h[r]! < h[l]!) m = r;
+      if (h[m]! >= last) break;
+      h[i] = h[m]!;
       i = m;
     }
+    h[i] = last;
   }
 }
 

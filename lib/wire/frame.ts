@@ -68,6 +68,34 @@ export function encodeFrame(
   return out;
 }
 
+/**
+ * {@link encodeFrame} without the copy: `frame` holds the payload after
+ * {@link FRAME_HEADER_BYTES} free bytes, and its length is written there.
+ * @param frame the free prefix, then the payload (1..maxBytes bytes)
+ * @param maxBytes the frame limit
+ * @returns `frame`, ready for one socket write
+ * @throws {ProtocolError} `frame-too-large` or `empty-frame`
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeFrame, frameInPlace } from "./frame.ts";
+ * const f = new Uint8Array([0, 0, 0, 0, 0x10, 7]);
+ * assert.deepEqual(frameInPlace(f), encodeFrame(new Uint8Array([0x10, 7])));
+ * ```
+ */
+export function frameInPlace(
+  frame: Uint8Array,
+  maxBytes = DEFAULT_MAX_FRAME_BYTES,
+): Uint8Array {
+  const n = frame.length - FRAME_HEADER_BYTES;
+  checkLength(Math.max(0, n), maxBytes);
+  frame[0] = n >>> 24;
+  frame[1] = n >>> 16;
+  frame[2] = n >>> 8;
+  frame[3] = n;
+  return frame;
+}
+
 function checkLength(n: number, maxBytes: number): void {
   if (n === 0) {
     throw new ProtocolError("empty-frame", "Cannot read frame: length 0");

@@ -18,7 +18,12 @@
  * @module
  */
 
-import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder } from "./frame.ts";
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  encodeFrame,
+  FrameDecoder,
+  frameInPlace,
+} from "./frame.ts";
 import { NetError, ProtocolError, withinRunTime } from "../util/mod.ts";
 import type {
   Farewell,
@@ -168,26 +173,33 @@ export class TcpTransport implements FrameTransport, Farewell {
   }
 
   /**
-   * {@link send} for a payload nobody waits for (a heartbeat): `failed` is
-   * called instead of a rejection, and no promise is made.
-   * @param payload the frame payload
+   * {@link send} for a frame nobody waits for (a heartbeat): `failed` is
+   * called instead of a rejection, and no promise is made. The payload
+   * comes after the 4 free bytes (`FRAME_HEADER_BYTES`) of `frame`, where its
+   * length is written: no copy (FrameTransport.post).
+   * @param frame the payload after 4 free bytes
    * @param failed told what {@link send} would reject with
    */
-  post(payload: Uint8Array, failed: (error: Error) => void): void {
-    const frame = this.#enqueue(payload);
-    if (!(frame instanceof Uint8Array)) return failed(frame);
-    this.#outbox.push({ frame, sent: undefined, failed });
+  post(frame: Uint8Array, failed: (error: Error) => void): void {
+    const framed = this.#enqueue(frame, true);
+    if (!(framed instanceof Uint8Array)) return failed(framed);
+    this.#outbox.push({ frame: framed, sent: undefined, failed });
     if (!this.#writing) this.#writeNext();
   }
 
-  /** The frame of `payload`, counted as queued; or the error that refuses it. */
-  #enqueue(payload: Uint8Array): Uint8Array | Error {
+  /**
+   * The frame of `payload` (or `payload` itself, given as a frame with its
+   * prefix free), counted as queued; or the error that refuses it.
+   */
+  #enqueue(payload: Uint8Array, framed = false): Uint8Array | Error {
     if (this.#closed || this.#writeFailed) {
       return new NetError("closed", "Connection is closed");
     }
     let frame: Uint8Array;
     try {
-      frame = encodeFrame(payload, this.#maxFrame);
+      frame = framed
+        ? frameInPlace(payload, this.#maxFrame)
+        : encodeFrame(payload, this.#maxFrame);
     } catch (e) {
       return e as Error; // fail the same way as every other send error
     }

@@ -15,11 +15,13 @@ export interface FrameTransport {
   /** Send one payload; rejects when the transport is closed. */
   send(payload: Uint8Array): Promise<void>;
   /**
-   * Send one payload nobody waits for (a heartbeat): as {@link send}, with
-   * `failed` called instead of a rejection. Optional: it saves an idle
-   * connection's heartbeat a promise or two (issue 15).
+   * Send one frame nobody waits for (a heartbeat): as {@link send}, with
+   * `failed` called instead of a rejection. `frame` is the payload after
+   * 4 free bytes (`FRAME_HEADER_BYTES`), which the transport fills with
+   * its length. Optional: it saves an idle connection's heartbeat a promise
+   * or two and a copy (issue 15).
    */
-  post?(payload: Uint8Array, failed: (error: Error) => void): void;
+  post?(frame: Uint8Array, failed: (error: Error) => void): void;
   /** Next payload; `null` at a clean end of stream. Throws ProtocolError on malformed framing. */
   recv(): Promise<Uint8Array | null>;
   /** Close; idempotent. Pending `recv` calls resolve with `null`. */
