@@ -13,6 +13,7 @@ import {
   RecordChannel,
   RecordOpener,
   RecordSealer,
+  RecordType,
 } from "../lib/record/mod.ts";
 import {
   HeartbeatScheduler,
@@ -21,7 +22,13 @@ import {
 } from "../lib/record/scheduler.ts";
 import { MAX_RECHECKS, RECHECK_MS } from "../lib/record/liveness.ts";
 import type { DirectionKeys } from "../lib/crypto/mod.ts";
-import { memoryPair, TcpTransport } from "../lib/wire/mod.ts";
+import {
+  type FrameTransport,
+  memoryPair,
+  TcpTransport,
+} from "../lib/wire/mod.ts";
+import { NetError } from "../lib/util/mod.ts";
+import { assertRejectsIm } from "./_helpers.ts";
 import { heartbeats } from "../lib/record/scheduler.ts";
 
 function keys(seed: number): DirectionKeys {
@@ -548,4 +555,38 @@ Deno.test("a stalled process reads what its peer sent meanwhile before it judges
   }
   // The peer saw the channel end only when this side closed it.
   assert.deepEqual(JSON.parse((await output).trim()), { reason: "test" });
+});
+
+Deno.test("an idle channel whose DATA makes it active, and whose heartbeat saying so cannot be written, ends and leaves the scheduler (the failure comes back at once through post())", async () => {
+  const w = world({
+    heartbeatMs: 100,
+    idleHeartbeatMs: 2000,
+    idleAfterMs: 1000,
+  });
+  try {
+    await w.runTo(w.clock.now + 1500);
+    assert.ok(w.a.idle && w.b.idle, "both idle");
+    const tries: number[] = [];
+    (w.ta as FrameTransport).post = (frame, failed) => {
+      // As TcpTransport does for a peer that stopped reading: closed, and
+      // the failure told at once.
+      tries.push(frame[5]!);
+      w.ta.close();
+      failed(new NetError("send-queue-full", "Peer is not reading"));
+    };
+    // The DATA itself is refused: the channel ended before it was sealed.
+    await assertRejectsIm(() => w.a.send("hi"), NetError, "closed");
+    assert.deepEqual(
+      tries,
+      [RecordType.HEARTBEAT],
+      "the active interval, announced",
+    );
+    assert.ok(w.a.closed, "the failed heartbeat ended the channel");
+    await w.drain();
+    // a left the scheduler, and so did b, whose link a's close ended.
+    assert.ok(w.b.closed);
+    assert.equal(w.s.size, 0, "a stayed in the scheduler");
+  } finally {
+    await w.end();
+  }
 });

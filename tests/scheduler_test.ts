@@ -228,3 +228,39 @@ Deno.test("a task moved back and forth between two times many times runs once, a
   assert.equal(s.size, 0);
   assert.equal(s.nextDue, Infinity);
 });
+
+Deno.test("during a run: a task cancelled by another that ran first does not run and does not come back; one moved by another runs at its new time; one scheduled by another for a time already past runs at the next run, not this one", () => {
+  let now = 0;
+  const s = new HeartbeatScheduler({ now: () => now, timers: false });
+  const ran: string[] = [];
+  const victim = { run: () => (ran.push("victim"), 10_000) };
+  const moved = { run: (t: number) => (ran.push(`moved@${t}`), undefined) };
+  const late = { run: () => (ran.push("late"), undefined) };
+  const killer = {
+    run: (t: number) => {
+      ran.push("killer");
+      s.cancel(victim);
+      s.schedule(moved, t + 1000);
+      s.schedule(late, t - 5);
+      return undefined;
+    },
+  };
+  s.schedule(killer, 100);
+  s.schedule(victim, 100);
+  s.schedule(moved, 100);
+  now = s.nextDue; // 100 ms ahead, rounded up to a multiple of 8
+  const first = now;
+  s.runDue();
+  // All three were due; only the killer ran: the victim was cancelled and
+  // `moved` given a later time before their turn.
+  assert.deepEqual(ran, ["killer"]);
+  assert.equal(s.size, 2, "`moved` and `late` are left");
+  assert.equal(s.nextDue, first - 5);
+  s.runDue();
+  assert.deepEqual(ran, ["killer", "late"]);
+  for (now = first; now <= first + 2000; now += 8) s.runDue();
+  assert.equal(ran.length, 3);
+  assert.match(ran[2]!, /^moved@/);
+  assert.ok(Number(ran[2]!.slice(6)) >= first + 1000);
+  assert.equal(s.size, 0);
+});

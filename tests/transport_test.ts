@@ -481,3 +481,35 @@ Deno.test("TcpTransport.post(): a write that fails because the peer reset the co
     p.done();
   }
 });
+
+Deno.test("TcpTransport.flush() resolves at once with nothing queued, and otherwise once every frame queued behind a pending write is written", async () => {
+  const p = await pair();
+  try {
+    await p.a.flush();
+    const sends = [1, 2, 3].map((i) => p.a.send(frameOf(100 * i, i)));
+    p.a.post(unframed(frameOf(50, 4)), () => {});
+    assert.ok(p.a.queuedBytes > 0);
+    await p.a.flush();
+    assert.equal(p.a.queuedBytes, 0, "flush() resolved before the writes");
+    await Promise.all(sends);
+    for (const [n, seed] of [[100, 1], [200, 2], [300, 3], [50, 4]]) {
+      assert.deepEqual(await p.b.recv(), frameOf(n!, seed!));
+    }
+  } finally {
+    p.done();
+  }
+});
+
+Deno.test("TcpTransport: a whole frame and a bad length in the same read: recv() throws the ProtocolError, and the frame before it goes with the connection (recv() then gives null)", async () => {
+  const p = await rawPeer();
+  try {
+    const good = frameOf(10, 1);
+    await p.raw.write(
+      new Uint8Array([...prefix(good.length), ...good, 0, 0, 0, 0]),
+    );
+    await assertRejectsIm(() => p.t.recv(), ProtocolError, "empty-frame");
+    assert.equal(await p.t.recv(), null);
+  } finally {
+    p.done();
+  }
+});

@@ -186,7 +186,8 @@ export class Liveness implements ScheduledTask {
     this.#idle = false;
     this.#hooks.idle?.(false);
     this.#hooks.beat(this.#heartbeatMs);
-    this.#scheduler.advance(this, this.#nextDue());
+    // A heartbeat that failed at once may have ended the channel (stop()).
+    if (this.#scheduled) this.#scheduler.advance(this, this.#nextDue());
   }
 
   /**

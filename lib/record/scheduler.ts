@@ -259,6 +259,9 @@ export class HeartbeatScheduler {
       }
       for (let i = 0; i < due.length; i++) {
         const e = due[i]!;
+        // Cancelled, or given a new time, by a task that ran before it: it
+        // does not run now.
+        if (this.#entries.get(e.task) !== e || e.index >= 0) continue;
         let next: number | undefined;
         try {
           next = e.task.run(now, lateMs);

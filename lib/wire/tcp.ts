@@ -88,7 +88,7 @@ export class TcpTransport implements FrameTransport, Farewell {
   #outbox: Outgoing[] = [];
   /** The batch being written ({@link #writeNext}), and how far. */
   #batch: Outgoing[] = [];
-  #batchData: Uint8Array = new Uint8Array(0);
+  #batchData: Uint8Array = EMPTY;
   #batchOff = 0;
   #writing = false;
   /** What {@link flush} waits on, made only when someone waits. */
@@ -295,14 +295,23 @@ export class TcpTransport implements FrameTransport, Farewell {
     const failed = [...this.#batch, ...this.#outbox.splice(0)];
     this.#batch.length = 0;
     this.#batchData = EMPTY;
+    this.#writing = false;
+    const drained = this.#drained;
+    this.#drained = undefined;
+    // The state is settled before anyone is told: a callback that throws
+    // cannot leave the others untold or a flush() waiting.
     for (const o of failed) {
       this.#queued -= o.frame.length;
       if (o.sent) o.sent.reject(err);
-      else o.failed?.(err);
+      else {
+        try {
+          o.failed?.(err);
+        } catch {
+          // Its owner's error, not the transport's.
+        }
+      }
     }
-    this.#writing = false;
-    this.#drained?.resolve();
-    this.#drained = undefined;
+    drained?.resolve();
   }
 
   /** The frame limit both ways (rule 1.1). */
@@ -385,6 +394,9 @@ export class TcpTransport implements FrameTransport, Farewell {
       }
       this.#decoder.push(buf, n, this.#ready);
     } catch (e) {
+      // Frames whole before the bad one in the same read go with the
+      // connection (none was ready before this read: it reads only then).
+      this.#ready.length = 0;
       if (e instanceof ProtocolError) this.#closeWithFarewell(e);
       this.#reading = undefined;
       waiter.reject(e);

@@ -18,8 +18,9 @@ export interface FrameTransport {
    * Send one frame nobody waits for (a heartbeat): as {@link send}, with
    * `failed` called instead of a rejection. `frame` is the payload after
    * 4 free bytes (`FRAME_HEADER_BYTES`), which the transport fills with
-   * its length. Optional: it saves an idle connection's heartbeat a promise
-   * or two and a copy (issue 15).
+   * its length. Unlike `send`, it may fail at once: `failed` can run before
+   * `post` returns. Optional: it saves an idle connection's heartbeat a
+   * promise or two and a copy (issue 15).
    */
   post?(frame: Uint8Array, failed: (error: Error) => void): void;
   /** Next payload; `null` at a clean end of stream. Throws ProtocolError on malformed framing. */
