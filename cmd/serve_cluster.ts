@@ -219,14 +219,19 @@ export async function reloadClusterKey(
 }
 
 /**
- * A NATS server that refuses the credentials resets the connection after
- * the NATS client gave up on it: the client's socket then reports
- * ECONNRESET with nobody listening, an uncaught error that would end the
- * process before its one error line. Such a reset is dropped while the
- * node runs, and for good once joining failed (the process is ending).
+ * Errors of the NATS client's socket that reach nobody: `ECONNRESET`, when a
+ * NATS server that refused the credentials resets the connection after the
+ * client gave up on it; `ERR_STREAM_WRITE_AFTER_END`, when the client
+ * answers a NATS server's INFO on a socket that already ended (NATS went
+ * away while the client reconnected; it goes on reconnecting). Either is an
+ * uncaught error that would end the process, before its one error line or
+ * in the middle of serving (a server never dies of a service down). They are
+ * dropped while the node runs, and for good once joining failed (the
+ * process is ending).
  */
 export function dropReset(ev: ErrorEvent): void {
-  if ((ev.error as { code?: unknown } | null)?.code === "ECONNRESET") {
+  const code = (ev.error as { code?: unknown } | null)?.code;
+  if (code === "ECONNRESET" || code === "ERR_STREAM_WRITE_AFTER_END") {
     ev.preventDefault();
   }
 }

@@ -21,6 +21,14 @@
  * @module
  */
 
+import { dropReset } from "../cmd/serve_cluster.ts";
+
+// What `im serve --cluster` drops (cmd/serve_cluster.ts dropReset): the NATS
+// client's socket errors that reach nobody, such as a write after its socket
+// ended while it reconnects to a killed and restarted nats-server. A test of
+// ClusterNode runs without `im serve` around it, so it drops them the same way.
+globalThis.addEventListener("error", dropReset);
+
 /** A running `nats-server` of a test. */
 export interface NatsServer {
   /** `nats://127.0.0.1:<port>`. */

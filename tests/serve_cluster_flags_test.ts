@@ -19,6 +19,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { main } from "../main.ts";
 import { clusterFlags } from "../cmd/serve.ts";
+import { dropReset } from "../cmd/serve_cluster.ts";
 import { ClusterNode } from "../lib/server/nats/mod.ts";
 import { UsageError } from "../lib/util/mod.ts";
 import { natsServerBinary, withNats } from "./_nats.ts";
@@ -363,4 +364,18 @@ Deno.test("--cluster-replicas: streams and buckets already there keep their repl
       await first.close();
     }
   });
+});
+
+Deno.test("dropReset drops only the NATS client's socket errors that reach nobody (ECONNRESET, ERR_STREAM_WRITE_AFTER_END), not other uncaught errors", () => {
+  const verdict = (error: unknown) => {
+    const ev = new ErrorEvent("error", { error, cancelable: true });
+    dropReset(ev);
+    return ev.defaultPrevented;
+  };
+  const coded = (code: string) => Object.assign(new Error(code), { code });
+  assert.equal(verdict(coded("ECONNRESET")), true);
+  assert.equal(verdict(coded("ERR_STREAM_WRITE_AFTER_END")), true);
+  assert.equal(verdict(coded("EPIPE")), false);
+  assert.equal(verdict(new TypeError("a bug")), false);
+  assert.equal(verdict(null), false);
 });
