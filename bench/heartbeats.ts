@@ -2,7 +2,7 @@
  * Heartbeats (issue 15): the CPU one heartbeat record costs, beside the
  * floor of the runtime, measured in the same run. An idle server's CPU is
  * its heartbeats (PROTOCOL.md section 4, "Heartbeats": one each way per
- * client per 30 s), so this is the idle-CPU figure of the scale section
+ * client per 60 s), so this is the idle-CPU figure of the scale section
  * taken apart, on fewer connections and at a higher rate so that it is
  * measured in seconds:
  *

@@ -410,13 +410,13 @@ export async function benchScale(
       : rampSecs;
     // Every channel idle (PROTOCOL.md section 4, "Heartbeats": no DATA for
     // IDLE_AFTER_MS, then one heartbeat each way per IDLE_HEARTBEAT_MS),
-    // then the server's CPU over one idle interval (a third of one in quick
+    // then the server's CPU over one idle interval (a sixth of one in quick
     // mode): the login ramp's aftermath, its garbage still being collected;
-    // then over the next three (one in quick mode), nothing forced: holding
+    // then over the next two (a sixth in quick mode), nothing forced: holding
     // them, the collections they cause included; then its memory.
     await sleep(IDLE_AFTER_MS + 3000);
-    const cpuSecs = quick ? IDLE_HEARTBEAT_MS / 3000 : IDLE_HEARTBEAT_MS / 1000;
-    const steadySecs = quick ? cpuSecs : 3 * cpuSecs;
+    const cpuSecs = quick ? IDLE_HEARTBEAT_MS / 6000 : IDLE_HEARTBEAT_MS / 1000;
+    const steadySecs = quick ? cpuSecs : 2 * cpuSecs;
     const cpu0 = await server.cpu();
     await sleep(cpuSecs * 1000);
     const cpu1 = await server.cpu();

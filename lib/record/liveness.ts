@@ -19,10 +19,15 @@ export const DEFAULT_HEARTBEAT_MS = 2000;
 export const MAX_HEARTBEAT_MS = 2000;
 /** Shortest heartbeat interval. */
 export const MIN_HEARTBEAT_MS = 50;
-/** Default interval of an idle channel: one with no DATA record either way for {@link IDLE_AFTER_MS}. */
-export const IDLE_HEARTBEAT_MS = 30_000;
+/**
+ * Default interval of an idle channel: one with no DATA record either way
+ * for {@link IDLE_AFTER_MS}. 60 s, not 30: a server holding many idle users
+ * spends its CPU on their heartbeats (PROTOCOL.md section 4, "Why the idle
+ * interval is 60 s"; issue 15).
+ */
+export const IDLE_HEARTBEAT_MS = 60_000;
 /** Longest interval a HEARTBEAT may announce; a receiver clamps to it. */
-export const MAX_ANNOUNCED_HEARTBEAT_MS = 30_000;
+export const MAX_ANNOUNCED_HEARTBEAT_MS = 60_000;
 /** A channel with no DATA record sent or received for this long is idle. */
 export const IDLE_AFTER_MS = 10_000;
 /** A side is gone after this many of the slower side's heartbeat intervals without a valid record. */
@@ -192,7 +197,7 @@ export class Liveness implements ScheduledTask {
 
   /**
    * The other side announced its interval in a HEARTBEAT.
-   * @param ms the announced interval, clamped to 50..30000
+   * @param ms the announced interval, clamped to 50..60000
    */
   announced(ms: number): void {
     const was = this.#peerHeartbeatMs ?? MAX_HEARTBEAT_MS;

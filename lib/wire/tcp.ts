@@ -51,7 +51,7 @@ export const READ_BUFFER_BYTES = 1024;
 /**
  * Bytes read at once while the channel is idle ({@link TcpTransport.setIdle};
  * PROTOCOL.md section 4): an idle link carries a HEARTBEAT frame (58 bytes)
- * every 30 s, and its pending read holds this buffer the whole time, so a
+ * every 60 s, and its pending read holds this buffer the whole time, so a
  * server with many idle clients keeps this much per connection, not
  * {@link READ_BUFFER_BYTES} (issue 15). A larger frame arriving then takes
  * one more read, into a buffer of its size, as any frame larger than the
